@@ -1,0 +1,45 @@
+# Everything a fresh machine needs goes through these targets: they create .venv and install what is missing.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTOS := $(wildcard proto/aiomesos/v1/*.proto)
+
+.PHONY: run test test-fast lint typecheck proto proto-check bench clean cluster system-deps
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "python3 is required"; exit 2; }
+	@$(PY) -c 'import venv, ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+system-deps:
+	@# procps (ps/pgrep) is used by the tests' leak checks.
+	@command -v ps >/dev/null || { apt-get update -qq && apt-get install -y -qq procps; }
+
+run: $(STAMP)
+	$(BIN)/aiomesos demo
+
+cluster: $(STAMP)
+	$(BIN)/aiomesos cluster up
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy scheduler_sdk mesos_master mesos_agent
+
+proto: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTOS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.all
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

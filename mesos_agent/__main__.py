@@ -1,0 +1,3 @@
+from mesos_agent.daemon import main
+
+main()

@@ -1,0 +1,306 @@
+"""The agent's state: the tasks it runs, their containers and their status updates.
+
+The master link calls in with what the master said (`run_tasks`, `kill_task`, `acknowledge`...); every state
+change of a task becomes a status update handed to the `StatusUpdateManager`, which sends it reliably. Task
+runners are owned by the daemon's TaskGroup (`spawn`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from aiomesos.v1 import agent_pb2
+from aiomesos.v1 import resources_pb2 as rpb
+from aiomesos.v1 import tasks_pb2 as tpb
+from mesos_agent import executor
+from mesos_agent.containerizer import Container, Containerizer, LaunchError, LaunchSpec
+from mesos_agent.sandbox import create_sandbox, safe_id
+from mesos_agent.status_updates import StatusUpdateManager
+from scheduler_sdk.resources import Resources
+
+log = structlog.get_logger(__name__)
+S = tpb.TaskStatus
+AgentMessage = agent_pb2.AgentMessage
+MasterMessage = agent_pb2.MasterMessage
+TERMINAL = frozenset(
+    {tpb.TASK_FINISHED, tpb.TASK_FAILED, tpb.TASK_KILLED, tpb.TASK_ERROR, tpb.TASK_LOST, tpb.TASK_DROPPED,
+     tpb.TASK_GONE}
+)
+KILLING_CAPABILITY = rpb.FrameworkInfo.Capability.TASK_KILLING_STATE
+
+
+@dataclass(eq=False)
+class TaskRun:
+    framework: rpb.FrameworkInfo
+    info: tpb.TaskInfo
+    container_id: str
+    state: int = tpb.TASK_STAGING
+    container: Container | None = None
+    kill_requested: bool = False
+    grace: float = executor.DEFAULT_GRACE_PERIOD
+    sandbox: Path | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.framework.id, self.info.task_id)
+
+
+class Agent:
+    def __init__(
+        self,
+        work_dir: Path,
+        info: rpb.AgentInfo,
+        containerizer: Containerizer,
+        *,
+        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
+        clock: Callable[[], float] = time.time,
+        retry_min: float = 10.0,
+        retry_max: float = 600.0,
+    ) -> None:
+        self.work_dir = work_dir
+        self.info = info
+        self.containerizer = containerizer
+        self.spawn = spawn
+        self.clock = clock
+        self.tasks: dict[tuple[str, str], TaskRun] = {}
+        self.frameworks: dict[str, rpb.FrameworkInfo] = {}
+        self._outgoing: list[AgentMessage.StatusUpdate] = []
+        self._flush_scheduled = False
+        self.send: Callable[[AgentMessage], None] | None = None
+        self.updates = StatusUpdateManager(self._queue, clock, retry_min=retry_min, retry_max=retry_max)
+        self.info.id = self._load_agent_id()
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def agent_id(self) -> str:
+        return self.info.id
+
+    def _meta(self) -> Path:
+        return self.work_dir / "meta"
+
+    def _load_agent_id(self) -> str:
+        path = self._meta() / "agent_id"
+        return path.read_text().strip() if path.exists() else ""
+
+    def on_registered(self, agent_id: str) -> None:
+        if agent_id != self.info.id:
+            self._meta().mkdir(parents=True, exist_ok=True)
+            tmp = self._meta() / "agent_id.tmp"
+            tmp.write_text(agent_id + "\n")
+            os.replace(tmp, self._meta() / "agent_id")
+            self.info.id = agent_id
+        self.updates.on_connected()
+
+    def on_disconnected(self) -> None:
+        self.updates.on_disconnected()
+
+    def register_message(self, boot_id: str, version: str) -> AgentMessage:
+        tasks = [
+            agent_pb2.AgentTask(framework_id=run.framework.id, task=run.info, state=run.state)  # type: ignore[arg-type]
+            for run in self.tasks.values()
+        ]
+        return AgentMessage(
+            type=AgentMessage.REGISTER,
+            register=AgentMessage.Register(agent_info=self.info, boot_id=boot_id, tasks=tasks, version=version),
+        )
+
+    # ------------------------------------------------------------------ from the master
+    def on_master_message(self, message: agent_pb2.MasterMessage) -> None:
+        match message.type:
+            case MasterMessage.RUN_TASKS:
+                for item in message.run_tasks.tasks:
+                    self.run_task(item.framework, item.task)
+            case MasterMessage.KILL_TASKS:
+                for kill in message.kill_tasks.tasks:
+                    policy = kill.kill_policy if kill.HasField("kill_policy") else None
+                    self.kill_task(kill.framework_id, kill.task_id, policy)
+            case MasterMessage.ACKNOWLEDGE:
+                for ack in message.acknowledge.acknowledgements:
+                    self.acknowledge(ack.framework_id, ack.task_id, ack.uuid)
+            case MasterMessage.SHUTDOWN_FRAMEWORK:
+                self.shutdown_framework(message.shutdown_framework.framework_id)
+            case MasterMessage.FRAMEWORK_MESSAGE:
+                log.info(
+                    "framework message for an executor dropped: command tasks take no messages",
+                    framework_id=message.framework_message.framework_id,
+                )
+            case _:
+                pass
+
+    def run_task(self, framework: rpb.FrameworkInfo, info: tpb.TaskInfo) -> None:
+        key = (framework.id, info.task_id)
+        if key in self.tasks:
+            log.warning("duplicate launch ignored", framework_id=framework.id, task_id=info.task_id)
+            return
+        self.frameworks[framework.id] = framework
+        run = TaskRun(framework=framework, info=info, container_id=uuid.uuid4().hex[:16])
+        self.tasks[key] = run
+        self.spawn(self._run(run))
+
+    def kill_task(self, framework_id: str, task_id: str, policy: rpb.KillPolicy | None) -> None:
+        run = self.tasks.get((framework_id, task_id))
+        if run is None:
+            self._update_unknown(framework_id, task_id)
+            return
+        if run.state in TERMINAL or run.kill_requested:
+            return
+        run.kill_requested = True
+        run.grace = executor.grace_period(run.info, policy)
+        if run.container is not None:
+            if any(c.type == KILLING_CAPABILITY for c in run.framework.capabilities):
+                self._update(run, tpb.TASK_KILLING)
+            self.spawn(run.container.kill(run.grace))
+
+    def acknowledge(self, framework_id: str, task_id: str, update_uuid: bytes) -> None:
+        acked = self.updates.acknowledge(framework_id, task_id, update_uuid)
+        if acked is None:
+            return
+        run = self.tasks.get((framework_id, task_id))
+        if acked.state in TERMINAL and not self.updates.unacknowledged(framework_id, task_id):
+            self.tasks.pop((framework_id, task_id), None)
+            if run is not None:
+                log.debug("task done", framework_id=framework_id, task_id=task_id)
+
+    def shutdown_framework(self, framework_id: str) -> None:
+        for run in [r for r in self.tasks.values() if r.framework.id == framework_id]:
+            if run.state not in TERMINAL:
+                self.kill_task(framework_id, run.info.task_id, None)
+        # Nobody will acknowledge the framework's updates any more.
+        self.updates.remove_framework(framework_id)
+        for key in [k for k, r in self.tasks.items() if k[0] == framework_id and r.state in TERMINAL]:
+            del self.tasks[key]
+
+    # ------------------------------------------------------------------ running a task
+    async def _run(self, run: TaskRun) -> None:
+        fid, task = run.framework.id, run.info
+        if run.kill_requested:
+            self._update(run, tpb.TASK_KILLED, S.REASON_TASK_KILLED_DURING_LAUNCH, "killed before it started")
+            return
+        run.sandbox = create_sandbox(self.work_dir, self.agent_id, safe_id(fid), safe_id(task.task_id), run.container_id)
+        self._update(run, tpb.TASK_STARTING)
+        resources = Resources.from_proto(task.resources)
+        user = task.command.user or run.framework.user
+        spec = LaunchSpec(
+            container_id=run.container_id,
+            argv=executor.command_argv(task.command),
+            env=executor.task_environment(
+                task, fid, self.agent_id, str(run.sandbox), run.container_id, self.info.hostname
+            ),
+            cwd=run.sandbox,
+            stdout_path=run.sandbox / "stdout",
+            stderr_path=run.sandbox / "stderr",
+            cpus=resources.scalar("cpus") or None,
+            mem_mb=resources.scalar("mem") or None,
+            user=user if user and user != _current_user() else None,
+        )
+        try:
+            run.container = await self.containerizer.launch(spec)
+        except (LaunchError, OSError, ValueError) as e:
+            self._update(run, tpb.TASK_FAILED, S.REASON_CONTAINER_LAUNCH_FAILED, f"launch failed: {e}")
+            return
+        try:
+            if run.kill_requested:
+                self.spawn(run.container.kill(run.grace))
+            else:
+                self._update(run, tpb.TASK_RUNNING)
+            term = await run.container.wait()
+        except asyncio.CancelledError:
+            await run.container.kill(0)
+            raise
+        state, reason, message, code = executor.terminal_status(term, run.kill_requested)
+        self._update(run, state, reason, message, exit_code=code)
+
+    def _update(
+        self,
+        run: TaskRun,
+        state: int,
+        reason: int = S.REASON_NONE,
+        message: str = "",
+        *,
+        exit_code: int | None = None,
+    ) -> None:
+        run.state = state
+        status = tpb.TaskStatus(
+            task_id=run.info.task_id,
+            state=state,  # type: ignore[arg-type]
+            reason=reason,  # type: ignore[arg-type]
+            message=message,
+            source=S.SOURCE_EXECUTOR if state not in (tpb.TASK_LOST, tpb.TASK_DROPPED) else S.SOURCE_AGENT,
+            agent_id=self.agent_id,
+            executor_id=run.info.task_id,
+            timestamp=self.clock(),
+            uuid=uuid.uuid4().bytes,
+        )
+        if exit_code is not None:
+            status.exit_code, status.has_exit_code = exit_code, True
+        log.info(
+            "task state",
+            task_id=run.info.task_id,
+            framework_id=run.framework.id,
+            state=tpb.TaskState.Name(state),  # type: ignore[arg-type]
+            **({"message": message} if message else {}),
+        )
+        self.updates.add(run.framework.id, status)
+
+    def _update_unknown(self, framework_id: str, task_id: str) -> None:
+        status = tpb.TaskStatus(
+            task_id=task_id,
+            state=tpb.TASK_LOST,
+            reason=S.REASON_TASK_UNKNOWN,
+            message="the agent does not know this task",
+            source=S.SOURCE_AGENT,
+            agent_id=self.agent_id,
+            timestamp=self.clock(),
+            uuid=uuid.uuid4().bytes,
+        )
+        self.updates.add(framework_id, status)
+
+    # ------------------------------------------------------------------ outgoing batches
+    def _queue(self, batch: list[AgentMessage.StatusUpdate]) -> None:
+        self._outgoing.extend(batch)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._outgoing or self.send is None:
+            self._outgoing.clear()  # the manager resends heads on the next attach
+            return
+        batch, self._outgoing = self._outgoing, []
+        self.send(
+            AgentMessage(type=AgentMessage.STATUS_UPDATES, status_updates=AgentMessage.StatusUpdates(updates=batch))
+        )
+
+    async def retry_loop(self) -> None:
+        while True:
+            wait = self.updates.next_due_in()
+            await asyncio.sleep(min(1.0, wait) if wait is not None else 1.0)
+            self.updates.due()
+
+    # ------------------------------------------------------------------ shutdown
+    async def shutdown(self, grace_cap: float = 3.0) -> None:
+        """Kill every task (frameworks' tasks do not outlive the agent without checkpointing) and report it."""
+        live = [r for r in self.tasks.values() if r.state not in TERMINAL]
+        for run in live:
+            run.kill_requested = True
+            if run.container is not None:
+                self.spawn(run.container.kill(min(run.grace, grace_cap)))
+        if live:
+            deadline = self.clock() + grace_cap + 2.0
+            while any(r.state not in TERMINAL for r in live) and self.clock() < deadline:
+                await asyncio.sleep(0.05)
+
+
+def _current_user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name

@@ -1,0 +1,288 @@
+"""One launched task: its main process, its cgroups and its end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import structlog
+
+from ._cgroups import Backend, read_counter, read_pids, rmdir_tree, signal_tree, write_file
+from ._process import TaskProcess
+from ._types import LaunchSpec, Termination
+
+log = structlog.get_logger(__name__)
+
+#: Exit status of the launch wrapper when it cannot set the task up (enter
+#: its cgroups, change to its sandbox); the task's command never ran then.
+LAUNCH_FAILED_STATUS = 125
+#: Prefix of the line the wrapper writes to the task's stderr in that case.
+WRAPPER_MARK = "aiomesos-containerizer:"
+
+_CLEANUP_TIMEOUT = 10.0
+
+
+class Container:
+    """A running (or finished) task.
+
+    ``wait()`` resolves once the main process has exited and every other
+    process left in the container has been killed and its cgroups removed.
+    """
+
+    container_id: str
+    pid: int
+    cgroup_paths: list[Path]
+
+    def __init__(
+        self,
+        spec: LaunchSpec,
+        proc: TaskProcess,
+        paths: list[Path],
+        backend: Backend | None,
+        on_done: Callable[[Container], None],
+    ) -> None:
+        self.container_id = spec.container_id
+        self.pid = proc.pid
+        self.cgroup_paths = paths
+        self._spec = spec
+        self._proc = proc
+        self._backend = backend
+        self._on_done = on_done
+        self._procs_file = f"{paths[0]}/cgroup.procs" if paths else ""
+        self._kill_file = f"{paths[0]}/cgroup.kill" if paths and backend and backend.has_kill_file else ""
+        self._oom_file = backend.oom_file(paths) if paths and backend else None
+        self._exited = False
+        self._oom_seen = False
+        self._sigkill_sent = False
+        self._kill_task: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        self._done: asyncio.Future[Termination] = loop.create_future()
+        self._reaper = loop.create_task(self._reap(), name=f"container-reaper-{self.container_id}")
+
+    def __repr__(self) -> str:
+        return f"<Container {self.container_id} pid={self.pid} done={self._done.done()}>"
+
+    @property
+    def done(self) -> bool:
+        return self._done.done()
+
+    # ------------------------------------------------------------------ public
+
+    async def wait(self) -> Termination:
+        """The container's Termination, once it is completely over (idempotent)."""
+        return await asyncio.shield(self._done)
+
+    async def kill(self, grace_period: float) -> None:
+        """SIGTERM everything, give it grace_period seconds, then SIGKILL; returns when dead.
+
+        A grace period of 0 (or less) skips SIGTERM.
+        """
+        if self._done.done():
+            return
+        if grace_period > 0:
+            self._signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._done), grace_period)
+                return
+            except TimeoutError:
+                log.info("container.kill_escalated", container_id=self.container_id, grace=grace_period)
+        self._sigkill_sent = True
+        self._signal(signal.SIGKILL)
+        await asyncio.shield(self._done)
+
+    def stats(self) -> dict[str, float]:
+        """Best-effort usage figures with Mesos ResourceStatistics names; {} once finished."""
+        if self._done.done():
+            return {}
+        out: dict[str, float] = {}
+        if self._backend is not None and self.cgroup_paths:
+            try:
+                out = self._backend.stats(self.cgroup_paths)
+            except OSError:
+                out = {}
+        if "cpus_user_time_secs" not in out or "mem_rss_bytes" not in out:
+            for key, value in _psutil_stats(self.pid).items():
+                out.setdefault(key, value)
+        if self._spec.cpus is not None:
+            out.setdefault("cpus_limit", float(self._spec.cpus))
+        if self._spec.mem_mb is not None:
+            out.setdefault("mem_limit_bytes", float(int(self._spec.mem_mb * 1024 * 1024)))
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _signal(self, sig: int) -> None:
+        if self._proc.returncode is None:
+            self._proc.send_signal(sig)
+            # While the main process is unreaped its pid cannot name another group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+        if not self._procs_file:
+            return
+        if sig == signal.SIGKILL and self._kill_file:
+            with contextlib.suppress(OSError):
+                write_file(self._kill_file, "1")
+        for pid in read_pids(self._procs_file):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+    def _watch_oom(self) -> bool:
+        """Called by the Containerizer's poller; returns whether to keep watching."""
+        if self._exited or self._oom_seen or self._oom_file is None or self._done.done():
+            return False
+        if read_counter(self._oom_file, b"oom_kill") > 0:
+            self._oom_seen = True
+            log.warning("container.oom", container_id=self.container_id, mem_mb=self._spec.mem_mb)
+            self._kill_task = asyncio.ensure_future(self.kill(0.0))
+            return False
+        return True
+
+    def _read_oom(self) -> bool:
+        return self._oom_file is not None and read_counter(self._oom_file, b"oom_kill") > 0
+
+    async def _reap(self) -> None:
+        term: Termination | None = None
+        try:
+            rc = await self._proc.wait()
+            self._exited = True
+            oom = False
+            if self.cgroup_paths:
+                if read_pids(self._procs_file):
+                    # Leftover children of the task: Mesos kills them with the task.
+                    await self._kill_all()
+                oom = self._oom_seen or self._read_oom()
+                if not oom and rc == -signal.SIGKILL and not self._sigkill_sent and self._oom_file:
+                    # The kernel bumps the counter right after signalling its victim.
+                    for _ in range(10):
+                        await asyncio.sleep(0.01)
+                        if oom := self._read_oom():
+                            break
+                await self._remove_cgroups()
+            elif not self._proc.kill_group_on_exit:
+                # Leftovers of a posix task: its process group (best effort once reaped).
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pid, signal.SIGKILL)
+            term = self._termination(rc, oom)
+        except asyncio.CancelledError:
+            self._done.cancel()
+            self._on_done(self)
+            raise
+        except Exception as e:  # keep the future's promise whatever happens
+            log.exception("container.reap_failed", container_id=self.container_id)
+            term = Termination(None, None, False, f"containerizer error: {e}")
+        self._on_done(self)
+        if not self._done.done():
+            self._done.set_result(term)
+
+    async def _kill_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CLEANUP_TIMEOUT
+        delay = 0.001
+        while True:
+            if self._kill_file:
+                with contextlib.suppress(OSError):
+                    write_file(self._kill_file, "1")
+            if sum(signal_tree(p, signal.SIGKILL) for p in self.cgroup_paths) == 0:
+                return
+            if loop.time() > deadline:
+                log.error("container.unkillable", container_id=self.container_id)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    async def _remove_cgroups(self) -> None:
+        pending: list[Path] = []
+        for p in self.cgroup_paths:
+            try:
+                os.rmdir(p)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                if e.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+                    log.error("container.cgroup_rmdir_failed", path=str(p), error=e.strerror)
+                    continue
+                pending.append(p)
+        if not pending:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CLEANUP_TIMEOUT
+        delay = 0.001
+        while pending:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            for p in list(pending):
+                if self._kill_file:
+                    with contextlib.suppress(OSError):
+                        write_file(self._kill_file, "1")
+                signal_tree(p, signal.SIGKILL)
+                try:
+                    rmdir_tree(p)
+                    pending.remove(p)
+                except OSError:
+                    pass
+            if pending and loop.time() > deadline:
+                log.error("container.cgroup_leaked", container_id=self.container_id, paths=pending)
+                return
+
+    def _termination(self, rc: int, oom: bool) -> Termination:
+        exit_code, sig = (rc, None) if rc >= 0 else (None, -rc)
+        if oom:
+            mem = self._spec.mem_mb
+            message = f"memory limit {mem:g} MiB exceeded" if mem is not None else "killed by the OOM killer"
+        elif rc == LAUNCH_FAILED_STATUS and (failure := self._wrapper_failure()):
+            message = f"launch failed: {failure}"
+        elif sig is not None:
+            message = f"killed by signal {sig}"
+        else:
+            message = f"exited with status {rc}"
+        return Termination(exit_code=exit_code, signal=sig, oom_killed=oom, message=message)
+
+    def _wrapper_failure(self) -> str:
+        """The launch wrapper's complaint at the end of stderr, if it failed."""
+        try:
+            with open(self._spec.stderr_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 4096))
+                tail = f.read().decode(errors="replace").splitlines()
+        except OSError:
+            return ""
+        if tail and tail[-1].startswith(WRAPPER_MARK):
+            return tail[-1][len(WRAPPER_MARK) :].strip()
+        return ""
+
+
+def _psutil_stats(pid: int) -> dict[str, float]:
+    try:
+        main = psutil.Process(pid)
+        procs = [main, *main.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    user = system = rss = 0.0
+    threads = 0
+    count = 0
+    for p in procs:
+        try:
+            with p.oneshot():
+                times = p.cpu_times()
+                mem = p.memory_info()
+                nthreads = p.num_threads()
+        except psutil.Error:
+            continue
+        user += times.user
+        system += times.system
+        rss += mem.rss
+        threads += nthreads
+        count += 1
+    return {
+        "cpus_user_time_secs": user,
+        "cpus_system_time_secs": system,
+        "mem_rss_bytes": rss,
+        "processes": float(count),
+        "threads": float(threads),
+    }

@@ -1,0 +1,197 @@
+"""The agent daemon: wiring only. Flags, resources, the containerizer, the agent's API server and the link
+to the master, owned by one TaskGroup; SIGTERM or SIGINT kills the tasks, reports them and cleans up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import grpc
+import structlog
+import uvloop
+
+from aiomesos.v1 import agent_pb2_grpc
+from aiomesos.v1 import resources_pb2 as rpb
+from mesos_agent.agent import Agent
+from mesos_agent.api import AgentService
+from mesos_agent.containerizer import Containerizer
+from mesos_agent.master_link import MasterLink, RejectedByMaster
+from mesos_agent.resources import agent_resources, format_attributes, parse_attributes
+from scheduler_sdk import __version__
+from scheduler_sdk.cli.flags import FlagParser, add_logging_flags, port, positive_float
+from scheduler_sdk.logs import configure_logging
+from scheduler_sdk.resources import ResourcesError
+
+log = structlog.get_logger("mesos_agent")
+ADDRESS_FILE = "agent.addr"
+
+
+def build_parser() -> FlagParser:
+    p = FlagParser(prog="aiomesos agent", description="Run an aiomesos agent on this host.")
+    p.add_flag("--master", required=True, help="the master's HOST:PORT")
+    p.add_flag("--work-dir", required=True, help="where sandboxes and the agent's own state live")
+    p.add_flag("--ip", default="0.0.0.0", help="address the agent's API listens on")
+    p.add_flag("--port", type=port, default=5051, help="port of the agent's API (0: any free port)")
+    p.add_flag("--advertise-ip", default=None, help="address the master gives out for this agent")
+    p.add_flag("--hostname", default=socket.gethostname(), help="hostname the agent reports")
+    p.add_flag(
+        "--resources",
+        default=None,
+        help='resources to offer, e.g. "cpus:4;mem:2048;disk:10000;ports:[31000-32000]"; what is left out is detected',
+    )
+    p.add_flag("--attributes", default=None, help='host attributes, e.g. "zone:a;rack:r1"')
+    p.add_flag(
+        "--isolation",
+        default="auto",
+        help="isolators: auto (all the host supports), posix, or a list like cgroups/cpu,cgroups/mem,cgroups/pids",
+    )
+    p.add_flag("--no-cgroups-cfs", action="store_true", help="no CFS quota: cpus only set cpu shares")
+    p.add_flag("--max-task-processes", type=int, default=4096, help="pids limit per task")
+    p.add_flag(
+        "--status-update-retry-min",
+        type=positive_float,
+        default=10.0,
+        help="seconds before an unacknowledged status update is first resent (doubling after)",
+    )
+    p.add_flag(
+        "--status-update-retry-max", type=positive_float, default=600.0, help="longest wait between resends"
+    )
+    p.add_flag(
+        "--registration-backoff-max",
+        type=positive_float,
+        default=30.0,
+        help="longest wait between attempts to attach to the master",
+    )
+    add_logging_flags(p)
+    return p
+
+
+def boot_id() -> str:
+    with contextlib.suppress(OSError):
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    return "unknown"
+
+
+class AgentDaemon:
+    def __init__(self, args: object) -> None:
+        self.args = args
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> int:
+        a = self.args
+        work_dir = Path(a.work_dir).resolve()  # type: ignore[attr-defined]
+        work_dir.mkdir(parents=True, exist_ok=True)
+        resources = agent_resources(a.resources, work_dir)  # type: ignore[attr-defined]
+        attributes = parse_attributes(a.attributes)  # type: ignore[attr-defined]
+        root = "aiomesos/" + hashlib.sha1(str(work_dir).encode()).hexdigest()[:12]
+        containerizer = Containerizer(
+            root,
+            isolation=a.isolation,  # type: ignore[attr-defined]
+            enable_cfs=not a.no_cgroups_cfs,  # type: ignore[attr-defined]
+            max_task_processes=a.max_task_processes,  # type: ignore[attr-defined]
+        )
+        if containerizer.warning:
+            log.warning(containerizer.warning)
+        orphans = containerizer.cleanup_orphans()
+        if orphans:
+            log.warning("killed the tasks a previous agent process left behind", containers=orphans)
+
+        server = grpc.aio.server()
+        bound = server.add_insecure_port(f"{a.ip}:{a.port}")  # type: ignore[attr-defined]
+        if bound == 0:
+            print(f"aiomesos agent: error: cannot listen on {a.ip}:{a.port}", file=sys.stderr)  # type: ignore[attr-defined]
+            return 1
+        advertise = a.advertise_ip or ("127.0.0.1" if a.ip in ("0.0.0.0", "::") else a.ip)  # type: ignore[attr-defined]
+        info = rpb.AgentInfo(
+            hostname=a.hostname,  # type: ignore[attr-defined]
+            address=f"{advertise}:{bound}",
+            resources=resources.to_proto(),
+            attributes=attributes,
+        )
+        code = 0
+        async with asyncio.TaskGroup() as tg:
+            agent = Agent(
+                work_dir,
+                info,
+                containerizer,
+                spawn=tg.create_task,
+                retry_min=a.status_update_retry_min,  # type: ignore[attr-defined]
+                retry_max=a.status_update_retry_max,  # type: ignore[attr-defined]
+            )
+            link = MasterLink(
+                a.master,  # type: ignore[attr-defined]
+                agent,
+                boot_id=boot_id(),
+                version=__version__,
+                backoff_max=a.registration_backoff_max,  # type: ignore[attr-defined]
+            )
+            agent_pb2_grpc.add_AgentServicer_to_server(AgentService(agent, link), server)
+            await server.start()
+            (work_dir / ADDRESS_FILE).write_text(info.address + "\n")
+            log.info(
+                "agent started",
+                address=info.address,
+                master=a.master,  # type: ignore[attr-defined]
+                resources=str(resources),
+                attributes=format_attributes(list(attributes)),
+                isolators=containerizer.isolators,
+                cgroups=containerizer.cgroups_version,
+                agent_id=agent.agent_id or None,
+            )
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stopping.set)
+            link_task = tg.create_task(link.run())
+            retries = tg.create_task(agent.retry_loop())
+            stop = tg.create_task(self.stopping.wait())
+            await asyncio.wait([link_task, stop], return_when=asyncio.FIRST_COMPLETED)
+            if link_task.done() and isinstance(link_task.exception(), RejectedByMaster):
+                print(f"aiomesos agent: error: the master rejected this agent: {link_task.exception()}", file=sys.stderr)
+                code = 2
+            log.info("agent stopping")
+            await agent.shutdown()
+            # Give the link a moment to deliver the last updates.
+            if link.connected.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_drained(link), 2.0)
+            for task in (link_task, retries, stop):
+                task.cancel()
+            await containerizer.shutdown()
+            await server.stop(grace=0.5)
+        with contextlib.suppress(FileNotFoundError):
+            (work_dir / ADDRESS_FILE).unlink()
+        log.info("agent stopped")
+        return code
+
+
+async def _drained(link: MasterLink) -> None:
+    while not link._queue.empty():
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.05)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    try:
+        code = uvloop.run(AgentDaemon(args).run())
+    except ResourcesError as e:
+        print(f"aiomesos agent: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ValueError as e:
+        print(f"aiomesos agent: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        code = 0
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The aiomesos master: tracks agents and frameworks, allocates with DRF, offers resources."""

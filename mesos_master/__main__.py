@@ -1,0 +1,3 @@
+from mesos_master.daemon import main
+
+main()

@@ -1,0 +1,1 @@
+"""gRPC servicers: validate, translate, call the core. No policy lives here."""

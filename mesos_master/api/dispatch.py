@@ -1,0 +1,80 @@
+"""The link between the pure core (`Master`) and the streams: after the core changes, the outbox is drained
+once per event-loop turn, registry writes are applied (before anything is sent), and each batch of messages is
+queued on the stream of the framework or agent it is for."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import structlog
+
+from mesos_master.cluster import Master
+from mesos_master.registry import Registry
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(eq=False)
+class Connection(Generic[T]):
+    """One attached stream: a queue of outgoing messages, and why it was closed (if the master closed it)."""
+
+    id: str
+    queue: asyncio.Queue[T | None] = field(default_factory=asyncio.Queue)
+    close_reason: str | None = None
+
+    def send(self, message: T) -> None:
+        self.queue.put_nowait(message)
+
+    def close(self, reason: str) -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+            self.queue.put_nowait(None)
+
+
+class Dispatcher:
+    def __init__(self, master: Master, registry: Registry) -> None:
+        self.master = master
+        self.registry = registry
+        self.frameworks: dict[str, Connection] = {}
+        self.agents: dict[str, Connection] = {}
+        self.allocation_wanted = asyncio.Event()
+        self._flush_scheduled = False
+
+    def changed(self, *, allocate: bool = False) -> None:
+        """Call after every change to the core; batches everything done in this loop turn."""
+        if allocate:
+            self.allocation_wanted.set()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if not self.master.outbox:
+            return
+        drained = self.master.outbox.drain()
+        for op, arg in drained.writes:
+            getattr(self.registry, op)(arg)
+        for framework_id, events in drained.to_frameworks.items():
+            conn = self.frameworks.get(framework_id)
+            if conn is None:
+                continue
+            for event in events:
+                conn.send(event)
+        for agent_id, messages in drained.to_agents.items():
+            aconn = self.agents.get(agent_id)
+            if aconn is None:
+                log.warning("messages for a detached agent dropped", agent_id=agent_id, count=len(messages))
+                continue
+            for message in messages:
+                aconn.send(message)
+        for framework_id, why in drained.close_frameworks.items():
+            conn = self.frameworks.pop(framework_id, None)
+            if conn is not None:
+                conn.close(why)
+        if any(drained.close_frameworks) or drained.writes:
+            self.allocation_wanted.set()

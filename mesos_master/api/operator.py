@@ -1,0 +1,124 @@
+"""The Operator service: read-only views of the master's state (and TEARDOWN) for the CLI and scripts."""
+
+from __future__ import annotations
+
+import grpc
+
+from aiomesos.v1 import operator_pb2 as opb
+from aiomesos.v1 import operator_pb2_grpc
+from mesos_master.api.dispatch import Dispatcher
+from mesos_master.cluster import Agent, CallError, Framework, Master, Task, is_terminal
+from scheduler_sdk import __version__
+from scheduler_sdk.resources import Resources
+
+
+def task_summary(task: Task) -> opb.TaskSummary:
+    return opb.TaskSummary(
+        framework_id=task.framework_id, task=task.info, state=task.state, statuses=list(task.statuses)  # type: ignore[arg-type]
+    )
+
+
+def agent_summary(master: Master, agent: Agent) -> opb.AgentSummary:
+    used = Resources.empty()
+    for task in agent.tasks.values():
+        if not is_terminal(task.state):
+            used = used + task.resources
+    offered = Resources.empty()
+    for offer_id in agent.offers:
+        offered = offered + master.offers[offer_id].resources
+    return opb.AgentSummary(
+        agent_info=agent.info,
+        active=agent.connected,
+        total=agent.total.to_proto(),
+        allocated=(used + offered).to_proto(),
+        offered=offered.to_proto(),
+        registered_time=agent.registered_time,
+        reregistered_time=agent.reregistered_time,
+        task_count=sum(1 for t in agent.tasks.values() if not is_terminal(t.state)),
+    )
+
+
+def framework_summary(master: Master, fw: Framework, active: bool) -> opb.FrameworkSummary:
+    used = Resources.empty()
+    for task in fw.tasks.values():
+        if not is_terminal(task.state):
+            used = used + task.resources
+    offered = Resources.empty()
+    for offer_id in fw.offers:
+        offer = master.offers.get(offer_id)
+        if offer is not None:
+            offered = offered + offer.resources
+    return opb.FrameworkSummary(
+        framework_info=fw.info,
+        active=active,
+        connected=fw.connected,
+        suppressed=fw.suppressed,
+        allocated=used.to_proto(),
+        offered=offered.to_proto(),
+        registered_time=fw.registered_time,
+        task_count=len(fw.tasks),
+        offer_count=len(fw.offers),
+    )
+
+
+class OperatorService(operator_pb2_grpc.OperatorServicer):
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.master = dispatcher.master
+
+    def _agents(self) -> opb.GetAgentsResponse:
+        m = self.master
+        return opb.GetAgentsResponse(agents=[agent_summary(m, a) for _, a in sorted(m.agents.items())])
+
+    def _frameworks(self) -> opb.GetFrameworksResponse:
+        m = self.master
+        return opb.GetFrameworksResponse(
+            frameworks=[framework_summary(m, f, True) for _, f in sorted(m.frameworks.items())],
+            completed_frameworks=[framework_summary(m, f, False) for f in m.completed_frameworks],
+        )
+
+    def _tasks(self, framework_id: str = "") -> opb.GetTasksResponse:
+        m = self.master
+        if framework_id and framework_id not in m.frameworks:
+            raise CallError(f"unknown framework {framework_id!r}")
+        frameworks = [m.frameworks[framework_id]] if framework_id else list(m.frameworks.values())
+        if not framework_id:
+            frameworks += list(m.completed_frameworks)
+        active, completed = [], []
+        for fw in frameworks:
+            active.extend(task_summary(t) for t in fw.tasks.values())
+            completed.extend(task_summary(t) for t in fw.completed_tasks)
+        return opb.GetTasksResponse(tasks=active, completed_tasks=completed)
+
+    async def GetAgents(self, request: opb.GetAgentsRequest, context: grpc.aio.ServicerContext) -> opb.GetAgentsResponse:  # noqa: N802
+        return self._agents()
+
+    async def GetFrameworks(  # noqa: N802
+        self, request: opb.GetFrameworksRequest, context: grpc.aio.ServicerContext
+    ) -> opb.GetFrameworksResponse:
+        return self._frameworks()
+
+    async def GetTasks(self, request: opb.GetTasksRequest, context: grpc.aio.ServicerContext) -> opb.GetTasksResponse:  # noqa: N802
+        try:
+            return self._tasks(request.framework_id)
+        except CallError as e:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+
+    async def GetState(self, request: opb.GetStateRequest, context: grpc.aio.ServicerContext) -> opb.GetStateResponse:  # noqa: N802
+        m = self.master
+        return opb.GetStateResponse(
+            master_id=m.master_id,
+            version=__version__,
+            start_time=m.start_time,
+            agents=self._agents(),
+            frameworks=self._frameworks(),
+            tasks=self._tasks(),
+        )
+
+    async def Teardown(self, request: opb.TeardownRequest, context: grpc.aio.ServicerContext) -> opb.TeardownResponse:  # noqa: N802
+        try:
+            self.master.teardown(request.framework_id, "torn down by the operator")
+        except CallError as e:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+        self.dispatcher.changed(allocate=True)
+        return opb.TeardownResponse()

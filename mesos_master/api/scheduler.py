@@ -1,0 +1,131 @@
+"""The Scheduler service: one bidirectional stream per subscribed framework."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import structlog
+
+from aiomesos.v1 import scheduler_pb2, scheduler_pb2_grpc
+from mesos_master.api.dispatch import Connection, Dispatcher
+from mesos_master.cluster import CallError
+
+log = structlog.get_logger(__name__)
+Call = scheduler_pb2.Call
+Event = scheduler_pb2.Event
+
+
+class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
+    def __init__(self, dispatcher: Dispatcher, heartbeat_interval: float) -> None:
+        self.dispatcher = dispatcher
+        self.master = dispatcher.master
+        self.heartbeat_interval = heartbeat_interval
+
+    async def Subscribe(  # noqa: N802 - gRPC's name
+        self, request_iterator: AsyncIterator[scheduler_pb2.Call], context: grpc.aio.ServicerContext
+    ) -> None:
+        calls = aiter(request_iterator)
+        try:
+            first = await anext(calls)
+        except StopAsyncIteration:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the stream ended before a SUBSCRIBE call")
+        if first.type != Call.SUBSCRIBE:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the first call on a subscription must be SUBSCRIBE, not {Call.Type.Name(first.type)}",
+            )
+        try:
+            framework_id = self.master.subscribe(first.subscribe.framework_info)
+        except CallError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"SUBSCRIBE rejected: {e}")
+        conn: Connection[scheduler_pb2.Event] = Connection(framework_id)
+        old = self.dispatcher.frameworks.get(framework_id)
+        if old is not None:
+            old.close("superseded by a newer subscription of the same framework")
+        self.dispatcher.frameworks[framework_id] = conn
+        # The SUBSCRIBED event carries the heartbeat interval the shell enforces.
+        self.dispatcher.flush()
+        self.dispatcher.changed(allocate=True)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                reader = tg.create_task(self._read(framework_id, calls, conn))
+                await self._write(conn, context)
+                reader.cancel()
+        finally:
+            if self.dispatcher.frameworks.get(framework_id) is conn:
+                del self.dispatcher.frameworks[framework_id]
+                self.master.disconnect_framework(framework_id)
+                self.dispatcher.changed(allocate=True)
+        if conn.close_reason and not conn.close_reason.startswith("client"):
+            code = grpc.StatusCode.ABORTED if "superseded" in conn.close_reason else grpc.StatusCode.FAILED_PRECONDITION
+            await context.abort(code, f"framework {framework_id}: {conn.close_reason}")
+
+    async def _write(self, conn: Connection[scheduler_pb2.Event], context: grpc.aio.ServicerContext) -> None:
+        heartbeat = Event(type=Event.HEARTBEAT)
+        while True:
+            try:
+                event = await asyncio.wait_for(conn.queue.get(), self.heartbeat_interval)
+            except TimeoutError:
+                event = heartbeat
+            if event is None:
+                return
+            if event.type == Event.SUBSCRIBED:
+                event.subscribed.heartbeat_interval_seconds = self.heartbeat_interval
+            await context.write(event)
+
+    async def _read(
+        self, framework_id: str, calls: AsyncIterator[scheduler_pb2.Call], conn: Connection[scheduler_pb2.Event]
+    ) -> None:
+        try:
+            async for call in calls:
+                self._handle(framework_id, call)
+                self.dispatcher.changed()
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            pass
+        finally:
+            conn.close("client closed its stream")
+
+    def _handle(self, framework_id: str, call: scheduler_pb2.Call) -> None:
+        if call.framework_id and call.framework_id != framework_id:
+            self.master.call_error(
+                framework_id, f"call names framework {call.framework_id}, but this stream belongs to {framework_id}"
+            )
+            return
+        if call.batch:
+            for inner in call.batch:
+                self._handle(framework_id, inner)
+            if call.type == Call.UNKNOWN:
+                return
+        m = self.master
+        try:
+            match call.type:
+                case Call.ACCEPT:
+                    m.accept(framework_id, call.accept)
+                case Call.DECLINE:
+                    m.decline(framework_id, call.decline)
+                    self.dispatcher.changed(allocate=True)
+                case Call.REVIVE:
+                    m.revive(framework_id, call.revive.roles)
+                    self.dispatcher.changed(allocate=True)
+                case Call.SUPPRESS:
+                    m.suppress(framework_id, call.suppress.roles)
+                case Call.KILL:
+                    m.kill(framework_id, call.kill)
+                case Call.ACKNOWLEDGE:
+                    m.acknowledge(framework_id, call.acknowledge.acknowledgements)
+                case Call.RECONCILE:
+                    m.reconcile(framework_id, call.reconcile.tasks)
+                case Call.MESSAGE:
+                    m.framework_message(framework_id, call.message)
+                case Call.TEARDOWN:
+                    m.teardown(framework_id, "framework asked for teardown")
+                case Call.SUBSCRIBE:
+                    m.call_error(framework_id, "SUBSCRIBE is only valid as the first call of a stream")
+                case Call.UNKNOWN if not call.batch:
+                    m.call_error(framework_id, "call has no type")
+                case _:
+                    m.call_error(framework_id, f"unsupported call type {Call.Type.Name(call.type)}")
+        except CallError as e:
+            m.call_error(framework_id, f"{Call.Type.Name(call.type)} rejected: {e}")

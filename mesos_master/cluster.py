@@ -1,0 +1,904 @@
+"""The master's state and its transitions: agents, frameworks, tasks and offers. Pure and deterministic.
+
+Every entry point takes the facts (a call from a framework, a message from an agent, the time) and changes
+state; what must be sent or written is put into the `Outbox`, which the shell (`api/`, `daemon.py`) drains
+once per event-loop turn. Draining batches: all offers for a framework become one OFFERS event, all its
+status updates one UPDATE event, all launches for an agent one RUN_TASKS message, and so on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import structlog
+
+from aiomesos.v1 import agent_pb2, scheduler_pb2
+from aiomesos.v1 import resources_pb2 as rpb
+from aiomesos.v1 import tasks_pb2 as tpb
+from mesos_master.allocator import Allocator
+from mesos_master.registry import RegistryState
+from scheduler_sdk.resources import UNRESERVED, Resources, ResourcesError
+
+log = structlog.get_logger(__name__)
+
+S = tpb.TaskStatus
+TERMINAL_STATES = frozenset(
+    {
+        tpb.TASK_FINISHED,
+        tpb.TASK_FAILED,
+        tpb.TASK_KILLED,
+        tpb.TASK_ERROR,
+        tpb.TASK_LOST,
+        tpb.TASK_DROPPED,
+        tpb.TASK_GONE,
+        tpb.TASK_GONE_BY_OPERATOR,
+    }
+)
+CAP = rpb.FrameworkInfo.Capability
+DEFAULT_REFUSE_SECONDS = 5.0
+COMPLETED_TASKS_KEPT = 1000
+COMPLETED_FRAMEWORKS_KEPT = 50
+STATUSES_KEPT = 8
+
+
+class CallError(ValueError):
+    """A call that cannot be carried out; the message says what is wrong."""
+
+
+def is_terminal(state: int) -> bool:
+    return state in TERMINAL_STATES
+
+
+# --------------------------------------------------------------------------------------------- records
+@dataclass(slots=True)
+class Task:
+    framework_id: str
+    agent_id: str
+    info: tpb.TaskInfo
+    resources: Resources
+    state: int = tpb.TASK_STAGING
+    statuses: deque[tpb.TaskStatus] = field(default_factory=lambda: deque(maxlen=STATUSES_KEPT))
+    kill_requested: bool = False
+
+    @property
+    def task_id(self) -> str:
+        return self.info.task_id
+
+    def latest(self) -> tpb.TaskStatus | None:
+        return self.statuses[-1] if self.statuses else None
+
+
+@dataclass(slots=True)
+class Offer:
+    id: str
+    framework_id: str
+    agent_id: str
+    role: str
+    resources: Resources
+    created_at: float
+
+
+@dataclass(slots=True)
+class Framework:
+    info: rpb.FrameworkInfo
+    connected: bool
+    registered_time: float
+    reregistered_time: float = 0.0
+    disconnected_at: float | None = None
+    suppressed: bool = False
+    tasks: dict[str, Task] = field(default_factory=dict)
+    completed_tasks: deque[Task] = field(default_factory=lambda: deque(maxlen=COMPLETED_TASKS_KEPT))
+    offers: set[str] = field(default_factory=set)
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    def has(self, capability: int) -> bool:
+        return any(c.type == capability for c in self.info.capabilities)
+
+    def roles(self) -> list[str]:
+        return list(self.info.roles) or [UNRESERVED]
+
+
+@dataclass(slots=True)
+class Agent:
+    info: rpb.AgentInfo
+    total: Resources
+    connected: bool
+    registered_time: float
+    reregistered_time: float = 0.0
+    disconnected_at: float | None = None
+    tasks: dict[tuple[str, str], Task] = field(default_factory=dict)
+    offers: set[str] = field(default_factory=set)
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+
+# --------------------------------------------------------------------------------------------- outbox
+@dataclass
+class _FrameworkMail:
+    first: list[scheduler_pb2.Event] = field(default_factory=list)
+    rescinds: list[str] = field(default_factory=list)
+    updates: list[tpb.TaskStatus] = field(default_factory=list)
+    offers: list[scheduler_pb2.Offer] = field(default_factory=list)
+    rest: list[scheduler_pb2.Event] = field(default_factory=list)
+
+
+@dataclass
+class _AgentMail:
+    first: list[agent_pb2.MasterMessage] = field(default_factory=list)
+    runs: list[agent_pb2.MasterMessage.RunTask] = field(default_factory=list)
+    kills: list[agent_pb2.MasterMessage.KillTask] = field(default_factory=list)
+    acks: list[tpb.Acknowledgement] = field(default_factory=list)
+    rest: list[agent_pb2.MasterMessage] = field(default_factory=list)
+
+
+@dataclass
+class Drained:
+    to_frameworks: dict[str, list[scheduler_pb2.Event]]
+    to_agents: dict[str, list[agent_pb2.MasterMessage]]
+    close_frameworks: dict[str, str]  # framework id -> why its stream ends
+    writes: list[tuple[str, object]]  # registry writes, in order
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self._fw: dict[str, _FrameworkMail] = {}
+        self._ag: dict[str, _AgentMail] = {}
+        self._close: dict[str, str] = {}
+        self._writes: list[tuple[str, object]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._fw or self._ag or self._close or self._writes)
+
+    def fw(self, framework_id: str) -> _FrameworkMail:
+        mail = self._fw.get(framework_id)
+        if mail is None:
+            mail = self._fw[framework_id] = _FrameworkMail()
+        return mail
+
+    def agent(self, agent_id: str) -> _AgentMail:
+        mail = self._ag.get(agent_id)
+        if mail is None:
+            mail = self._ag[agent_id] = _AgentMail()
+        return mail
+
+    def close(self, framework_id: str, why: str) -> None:
+        self._close[framework_id] = why
+
+    def write(self, op: str, arg: object) -> None:
+        self._writes.append((op, arg))
+
+    def drain(self) -> Drained:
+        E = scheduler_pb2.Event
+        M = agent_pb2.MasterMessage
+        to_fw: dict[str, list[scheduler_pb2.Event]] = {}
+        for fid, m in self._fw.items():
+            events = list(m.first)
+            if m.rescinds:
+                events.append(E(type=E.RESCIND, rescind=E.Rescind(offer_ids=m.rescinds)))
+            if m.updates:
+                events.append(E(type=E.UPDATE, update=E.Update(statuses=m.updates)))
+            if m.offers:
+                events.append(E(type=E.OFFERS, offers=E.Offers(offers=m.offers)))
+            events.extend(m.rest)
+            to_fw[fid] = events
+        to_ag: dict[str, list[agent_pb2.MasterMessage]] = {}
+        for aid, a in self._ag.items():
+            msgs = list(a.first)
+            if a.runs:
+                msgs.append(M(type=M.RUN_TASKS, run_tasks=M.RunTasks(tasks=a.runs)))
+            if a.kills:
+                msgs.append(M(type=M.KILL_TASKS, kill_tasks=M.KillTasks(tasks=a.kills)))
+            if a.acks:
+                msgs.append(M(type=M.ACKNOWLEDGE, acknowledge=M.Acknowledge(acknowledgements=a.acks)))
+            msgs.extend(a.rest)
+            to_ag[aid] = msgs
+        drained = Drained(to_fw, to_ag, self._close, self._writes)
+        self._fw, self._ag, self._close, self._writes = {}, {}, {}, []
+        return drained
+
+
+# --------------------------------------------------------------------------------------------- the master
+class Master:
+    """All of the master's state. Methods are called from one thread (the event loop) and never block."""
+
+    def __init__(
+        self,
+        master_id: str,
+        allocator: Allocator,
+        *,
+        clock: Callable[[], float] = time.time,
+        recovered: RegistryState | None = None,
+        offer_timeout: float | None = None,
+        agent_reregister_timeout: float = 600.0,
+        hostname: str = "",
+    ) -> None:
+        self.master_id = master_id
+        self.allocator = allocator
+        self.clock = clock
+        self.offer_timeout = offer_timeout
+        self.agent_reregister_timeout = agent_reregister_timeout
+        self.hostname = hostname
+        self.start_time = clock()
+        self.outbox = Outbox()
+        self.frameworks: dict[str, Framework] = {}
+        self.completed_frameworks: deque[Framework] = deque(maxlen=COMPLETED_FRAMEWORKS_KEPT)
+        self.removed_framework_ids: set[str] = set()
+        self.agents: dict[str, Agent] = {}
+        self.offers: dict[str, Offer] = {}
+        self._ids = itertools.count(1)
+        self._allocator_agents: set[str] = set()  # agents the allocator currently knows
+        if recovered is not None:
+            self._recover(recovered)
+
+    # ----------------------------------------------------------------------------- ids
+    def _new_id(self, kind: str) -> str:
+        return f"{self.master_id}-{kind}{next(self._ids)}"
+
+    def _recover(self, state: RegistryState) -> None:
+        """After a restart: what the registry kept waits, disconnected, for its owner to come back."""
+        now = self.clock()
+        self.removed_framework_ids = set(state.removed_frameworks)
+        for agent_id, info in state.agents.items():
+            try:
+                total = Resources.from_proto(info.resources)
+            except ResourcesError:
+                total = Resources.empty()
+            self.agents[agent_id] = Agent(
+                info=info, total=total, connected=False, registered_time=now, disconnected_at=now
+            )
+        for framework_id, info in state.frameworks.items():
+            self.frameworks[framework_id] = Framework(
+                info=info, connected=False, registered_time=now, disconnected_at=now
+            )
+            self.allocator.add_framework(framework_id, list(info.roles), {}, active=False)
+
+    # ============================================================================= frameworks
+    def subscribe(self, info: rpb.FrameworkInfo) -> str:
+        """A framework subscribes (or resubscribes with its id). Returns its id; raises CallError."""
+        now = self.clock()
+        if not info.name:
+            raise CallError("framework_info.name must not be empty")
+        for role in info.roles:
+            _validate_role(role)
+        if len(set(info.roles)) != len(info.roles):
+            raise CallError("framework_info.roles must not repeat a role")
+        if info.failover_timeout < 0:
+            raise CallError("framework_info.failover_timeout must not be negative")
+        copy = rpb.FrameworkInfo()
+        copy.CopyFrom(info)
+        info = copy
+        if not info.user:
+            info.user = "root"
+        framework_id = info.id
+        if framework_id and framework_id in self.removed_framework_ids:
+            raise CallError(f"framework {framework_id} was torn down and cannot subscribe again")
+        existing = self.frameworks.get(framework_id) if framework_id else None
+        if existing is not None:
+            if list(existing.info.roles) != list(info.roles):
+                self.allocator.remove_framework(framework_id)
+                used = self._used_by(framework_id)
+                self.allocator.add_framework(framework_id, list(info.roles), used)
+            existing.info = info
+            existing.connected = True
+            existing.disconnected_at = None
+            existing.reregistered_time = now
+            self._rescind_all(existing, recover=True)
+            self.allocator.activate_framework(framework_id)
+            fw = existing
+        else:
+            if not framework_id:
+                framework_id = info.id = self._new_id("F")
+            fw = Framework(info=info, connected=True, registered_time=now)
+            self.frameworks[framework_id] = fw
+            self.allocator.add_framework(framework_id, list(info.roles), self._used_by(framework_id))
+        self.outbox.write("put_framework", info)
+        E = scheduler_pb2.Event
+        self.outbox.fw(framework_id).first.append(
+            E(
+                type=E.SUBSCRIBED,
+                subscribed=E.Subscribed(framework_id=framework_id, master_id=self.master_id),
+            )
+        )
+        log.info("framework subscribed", framework_id=framework_id, name=info.name, resubscribed=existing is not None)
+        return framework_id
+
+    def disconnect_framework(self, framework_id: str) -> None:
+        fw = self.frameworks.get(framework_id)
+        if fw is None or not fw.connected:
+            return
+        fw.connected = False
+        fw.disconnected_at = self.clock()
+        self.allocator.deactivate_framework(framework_id)
+        self._rescind_all(fw, recover=True, notify=False)
+        log.info("framework disconnected", framework_id=framework_id, failover_timeout=fw.info.failover_timeout)
+
+    def teardown(self, framework_id: str, why: str = "framework torn down") -> None:
+        """Remove a framework for good: kill its tasks, drop its offers, forget it in the registry."""
+        fw = self.frameworks.pop(framework_id, None)
+        if fw is None:
+            raise CallError(f"unknown framework {framework_id!r}")
+        self._rescind_all(fw, recover=True, notify=False)
+        agents_with_tasks = {t.agent_id for t in fw.tasks.values()}
+        M = agent_pb2.MasterMessage
+        for agent_id in agents_with_tasks:
+            agent = self.agents.get(agent_id)
+            if agent is not None and agent.connected:
+                self.outbox.agent(agent_id).rest.append(
+                    M(
+                        type=M.SHUTDOWN_FRAMEWORK,
+                        shutdown_framework=M.ShutdownFramework(framework_id=framework_id),
+                    )
+                )
+        now = self.clock()
+        for task in list(fw.tasks.values()):
+            if not is_terminal(task.state):
+                status = self._master_status(
+                    task.task_id, tpb.TASK_KILLED, S.REASON_FRAMEWORK_REMOVED, why, task.agent_id, now
+                )
+                task.state = tpb.TASK_KILLED
+                task.statuses.append(status)
+            self._forget_task(fw, task)
+        self.allocator.remove_framework(framework_id)
+        self.removed_framework_ids.add(framework_id)
+        self.completed_frameworks.append(fw)
+        self.outbox.write("remove_framework", framework_id)
+        if fw.connected:
+            self.outbox.close(framework_id, why)
+        log.info("framework removed", framework_id=framework_id, why=why)
+
+    def _used_by(self, framework_id: str) -> dict[str, Resources]:
+        used: dict[str, Resources] = {}
+        for agent in self.agents.values():
+            if not agent.connected:
+                continue
+            for (fid, _), task in agent.tasks.items():
+                if fid == framework_id and not is_terminal(task.state):
+                    used[agent.id] = used.get(agent.id, Resources.empty()) + task.resources
+        return used
+
+    def _framework(self, framework_id: str) -> Framework:
+        fw = self.frameworks.get(framework_id)
+        if fw is None:
+            raise CallError(f"unknown framework {framework_id!r}")
+        return fw
+
+    # ----------------------------------------------------------------------------- calls
+    def accept(self, framework_id: str, call: scheduler_pb2.Call.Accept) -> None:
+        fw = self._framework(framework_id)
+        now = self.clock()
+        refuse = call.filters.refuse_seconds if call.filters.has_refuse_seconds else DEFAULT_REFUSE_SECONDS
+        launches: list[tpb.TaskInfo] = []
+        for op in call.operations:
+            if op.type == scheduler_pb2.Offer_Operation.LAUNCH:
+                launches.extend(op.launch.task_infos)
+            else:
+                self._error(fw, f"unsupported offer operation type {op.type}: only LAUNCH is supported")
+
+        # Validate the offers: each must be outstanding, this framework's, and all on one agent.
+        problems: list[str] = []
+        valid: list[Offer] = []
+        seen: set[str] = set()
+        for offer_id in call.offer_ids:
+            offer = self.offers.get(offer_id)
+            if offer_id in seen:
+                problems.append(f"offer {offer_id} appears twice")
+            elif offer is None:
+                problems.append(f"offer {offer_id} is no longer valid (unknown, used, declined or rescinded)")
+            elif offer.framework_id != framework_id:
+                problems.append(f"offer {offer_id} belongs to another framework")
+            else:
+                valid.append(offer)
+            seen.add(offer_id)
+        if not call.offer_ids:
+            problems.append("an accept must name at least one offer")
+        agent_ids = {o.agent_id for o in valid}
+        if len(agent_ids) > 1:
+            problems.append(f"offers from different agents ({', '.join(sorted(agent_ids))}) in one accept")
+        for offer in valid:
+            self._remove_offer(offer)
+        agent = self.agents.get(next(iter(agent_ids))) if len(agent_ids) == 1 else None
+        if not problems and (agent is None or not agent.connected):
+            problems.append("the offers' agent is no longer attached")
+
+        if problems:
+            message = "; ".join(problems)
+            for task in launches:
+                self._reply(fw, task.task_id, tpb.TASK_DROPPED, S.REASON_INVALID_OFFERS, message, task.agent_id, now)
+            for offer in valid:
+                self.allocator.recover_resources(framework_id, offer.agent_id, offer.resources, None, now)
+            return
+
+        assert agent is not None
+        pool = Resources.empty()
+        for offer in valid:
+            pool = pool + offer.resources
+        launched_ids: set[str] = set()
+        M = agent_pb2.MasterMessage
+        for info in launches:
+            reason = self._invalid_task(fw, info, agent.id, pool, launched_ids)
+            if reason is not None:
+                self._reply(fw, info.task_id, tpb.TASK_ERROR, S.REASON_TASK_INVALID, reason, agent.id, now)
+                continue
+            resources = Resources.from_proto(info.resources)
+            pool = pool - resources
+            launched_ids.add(info.task_id)
+            task_info = tpb.TaskInfo()
+            task_info.CopyFrom(info)
+            task_info.agent_id = agent.id
+            task = Task(framework_id=framework_id, agent_id=agent.id, info=task_info, resources=resources)
+            fw.tasks[info.task_id] = task
+            agent.tasks[(framework_id, info.task_id)] = task
+            self.outbox.agent(agent.id).runs.append(M.RunTask(framework=fw.info, task=task_info))
+        if pool:
+            self.allocator.recover_resources(framework_id, agent.id, pool, refuse, now)
+
+    def _invalid_task(
+        self, fw: Framework, info: tpb.TaskInfo, agent_id: str, pool: Resources, launched: set[str]
+    ) -> str | None:
+        if not info.task_id:
+            return "task_id must not be empty"
+        if info.task_id in launched or (
+            info.task_id in fw.tasks and not is_terminal(fw.tasks[info.task_id].state)
+        ):
+            return f"task {info.task_id} has a duplicate id: a task with this id is already active"
+        if info.agent_id and info.agent_id != agent_id:
+            return f"task {info.task_id} names agent {info.agent_id} but the offers are from agent {agent_id}"
+        if not info.command.value:
+            return f"task {info.task_id} has no command (command.value is empty)"
+        try:
+            resources = Resources.from_proto(info.resources)
+        except ResourcesError as e:
+            return f"task {info.task_id} has invalid resources: {e}"
+        if not resources.scalars():
+            return f"task {info.task_id} uses no resources: it must ask for cpus or mem"
+        if not pool.contains(resources):
+            return (
+                f"task {info.task_id} uses more resources than offered: needs {resources}, "
+                f"the offers have {pool or 'nothing'} left"
+            )
+        return None
+
+    def decline(self, framework_id: str, call: scheduler_pb2.Call.Decline) -> None:
+        self._framework(framework_id)
+        now = self.clock()
+        refuse = call.filters.refuse_seconds if call.filters.has_refuse_seconds else DEFAULT_REFUSE_SECONDS
+        for offer_id in call.offer_ids:
+            offer = self.offers.get(offer_id)
+            if offer is None or offer.framework_id != framework_id:
+                continue  # already gone: declining is idempotent
+            self._remove_offer(offer)
+            self.allocator.recover_resources(framework_id, offer.agent_id, offer.resources, refuse, now)
+
+    def revive(self, framework_id: str, roles: Iterable[str] = ()) -> None:
+        fw = self._framework(framework_id)
+        fw.suppressed = False
+        self.allocator.revive_offers(framework_id, list(roles) or None)
+
+    def suppress(self, framework_id: str, roles: Iterable[str] = ()) -> None:
+        fw = self._framework(framework_id)
+        fw.suppressed = True
+        self.allocator.suppress_offers(framework_id, list(roles) or None)
+
+    def kill(self, framework_id: str, call: scheduler_pb2.Call.Kill) -> None:
+        fw = self._framework(framework_id)
+        now = self.clock()
+        if not call.task_id:
+            raise CallError("kill.task_id must not be empty")
+        task = fw.tasks.get(call.task_id)
+        if task is None or is_terminal(task.state):
+            # Unknown to the master: answer as a reconciliation would (Mesos' semantics).
+            self._reconcile_one(fw, call.task_id, call.agent_id, now)
+            return
+        task.kill_requested = True
+        agent = self.agents.get(task.agent_id)
+        if agent is not None and agent.connected:
+            self.outbox.agent(agent.id).kills.append(
+                agent_pb2.MasterMessage.KillTask(
+                    framework_id=framework_id, task_id=call.task_id, kill_policy=call.kill_policy
+                )
+            )
+
+    def acknowledge(self, framework_id: str, acks: Iterable[tpb.Acknowledgement]) -> None:
+        fw = self._framework(framework_id)
+        for ack in acks:
+            if not ack.uuid:
+                raise CallError(f"acknowledgement for task {ack.task_id!r} has no uuid")
+            task = fw.tasks.get(ack.task_id)
+            agent_id = ack.agent_id or (task.agent_id if task else "")
+            agent = self.agents.get(agent_id)
+            if agent is not None and agent.connected:
+                fwd = tpb.Acknowledgement()
+                fwd.CopyFrom(ack)
+                fwd.framework_id = framework_id
+                fwd.agent_id = agent_id
+                self.outbox.agent(agent_id).acks.append(fwd)
+            if task is not None and is_terminal(task.state):
+                latest = task.latest()
+                if latest is not None and latest.uuid == ack.uuid:
+                    self._forget_task(fw, task)
+
+    def reconcile(self, framework_id: str, tasks: Iterable[scheduler_pb2.Call.Reconcile.Task]) -> None:
+        fw = self._framework(framework_id)
+        now = self.clock()
+        wanted = list(tasks)
+        if not wanted:
+            for task in fw.tasks.values():
+                self._reconcile_one(fw, task.task_id, task.agent_id, now)
+            return
+        for item in wanted:
+            self._reconcile_one(fw, item.task_id, item.agent_id, now)
+
+    def _reconcile_one(self, fw: Framework, task_id: str, agent_id: str, now: float) -> None:
+        task = fw.tasks.get(task_id)
+        if task is not None:
+            latest = task.latest()
+            status = tpb.TaskStatus(
+                task_id=task_id,
+                state=task.state,
+                agent_id=task.agent_id,
+                source=S.SOURCE_MASTER,
+                reason=S.REASON_RECONCILIATION,
+                message=latest.message if latest else "",
+                timestamp=now,
+            )
+            if latest is not None and latest.has_exit_code:
+                status.exit_code, status.has_exit_code = latest.exit_code, True
+            self.outbox.fw(fw.id).updates.append(status)
+            return
+        completed = next((t for t in reversed(fw.completed_tasks) if t.task_id == task_id), None)
+        if completed is not None:
+            state, message = completed.state, "task is complete"
+        elif agent_id and agent_id in self.agents and self.agents[agent_id].connected:
+            state, message = tpb.TASK_GONE if fw.has(CAP.PARTITION_AWARE) else tpb.TASK_LOST, "task unknown"
+        else:
+            state = tpb.TASK_UNKNOWN if fw.has(CAP.PARTITION_AWARE) else tpb.TASK_LOST
+            message = "task unknown to the master"
+        self.outbox.fw(fw.id).updates.append(
+            self._master_status(task_id, state, S.REASON_RECONCILIATION, message, agent_id, now)
+        )
+
+    def framework_message(self, framework_id: str, call: scheduler_pb2.Call.Message) -> None:
+        self._framework(framework_id)
+        agent = self.agents.get(call.agent_id)
+        if agent is None or not agent.connected:
+            raise CallError(f"message to agent {call.agent_id!r}: that agent is not attached")
+        M = agent_pb2.MasterMessage
+        self.outbox.agent(agent.id).rest.append(
+            M(
+                type=M.FRAMEWORK_MESSAGE,
+                framework_message=M.FrameworkMessage(
+                    framework_id=framework_id, executor_id=call.executor_id, data=call.data
+                ),
+            )
+        )
+
+    # ============================================================================= agents
+    def register_agent(self, reg: agent_pb2.AgentMessage.Register) -> str:
+        """An agent attaches, first time or again. Returns its id; raises CallError."""
+        now = self.clock()
+        info = rpb.AgentInfo()
+        info.CopyFrom(reg.agent_info)
+        if not info.hostname:
+            raise CallError("agent_info.hostname must not be empty")
+        try:
+            total = Resources.from_proto(info.resources)
+        except ResourcesError as e:
+            raise CallError(f"agent_info.resources: {e}") from None
+        if not total:
+            raise CallError("agent_info.resources must not be empty")
+        agent_id = info.id or self._new_id("S")
+        info.id = agent_id
+        agent = self.agents.get(agent_id)
+        reregistered = agent is not None
+        if agent is None:
+            agent = Agent(info=info, total=total, connected=True, registered_time=now)
+            self.agents[agent_id] = agent
+        else:
+            if agent.connected:
+                self.allocator.remove_agent(agent_id)
+                for offer_id in list(agent.offers):
+                    self._rescind(self.offers[offer_id], recover=False)
+            agent.info, agent.total = info, total
+            agent.connected, agent.disconnected_at, agent.reregistered_time = True, None, now
+        self.outbox.write("admit_agent", info)
+
+        # The agent's report is the truth about its tasks.
+        reported: dict[tuple[str, str], agent_pb2.AgentTask] = {(t.framework_id, t.task.task_id): t for t in reg.tasks}
+        for key, task in list(agent.tasks.items()):
+            if key not in reported and not is_terminal(task.state):
+                fw = self.frameworks.get(task.framework_id)
+                status = self._master_status(
+                    task.task_id,
+                    tpb.TASK_LOST,
+                    S.REASON_AGENT_RESTARTED,
+                    "the agent re-attached without this task",
+                    agent_id,
+                    now,
+                )
+                self._apply_status(task, status)
+                if fw is not None:
+                    self.outbox.fw(fw.id).updates.append(status)
+                    self._forget_task(fw, task)
+                else:
+                    del agent.tasks[key]
+        for key, reported_task in reported.items():
+            framework_id, task_id = key
+            fw = self.frameworks.get(framework_id)
+            if fw is None:
+                if framework_id in self.removed_framework_ids:
+                    M = agent_pb2.MasterMessage
+                    self.outbox.agent(agent_id).rest.append(
+                        M(
+                            type=M.SHUTDOWN_FRAMEWORK,
+                            shutdown_framework=M.ShutdownFramework(framework_id=framework_id),
+                        )
+                    )
+                    continue
+                # A framework the master has not heard of (its registry was lost): keep it, disconnected.
+                fw = Framework(
+                    info=rpb.FrameworkInfo(id=framework_id, name=framework_id),
+                    connected=False,
+                    registered_time=now,
+                    disconnected_at=now,
+                )
+                self.frameworks[framework_id] = fw
+                self.allocator.add_framework(framework_id, [], {}, active=False)
+            task = fw.tasks.get(task_id)
+            try:
+                resources = Resources.from_proto(reported_task.task.resources)
+            except ResourcesError:
+                resources = Resources.empty()
+            if task is None:
+                task = Task(framework_id, agent_id, reported_task.task, resources, state=reported_task.state)
+                fw.tasks[task_id] = task
+            task.state = reported_task.state
+            agent.tasks[key] = task
+            if task.kill_requested and not is_terminal(task.state):
+                self.outbox.agent(agent_id).kills.append(
+                    agent_pb2.MasterMessage.KillTask(framework_id=framework_id, task_id=task_id)
+                )
+
+        used: dict[str, Resources] = {}
+        for (fid, _), task in agent.tasks.items():
+            if not is_terminal(task.state):
+                used[fid] = used.get(fid, Resources.empty()) + task.resources
+        if reregistered and agent_id in self._allocator_agents:
+            self.allocator.remove_agent(agent_id)
+        self.allocator.add_agent(agent_id, total, used)
+        self._allocator_agents.add(agent_id)
+        M = agent_pb2.MasterMessage
+        self.outbox.agent(agent_id).first.append(
+            M(type=M.REGISTERED, registered=M.Registered(agent_id=agent_id, master_id=self.master_id))
+        )
+        log.info(
+            "agent attached",
+            agent_id=agent_id,
+            hostname=info.hostname,
+            resources=str(total),
+            reregistered=reregistered,
+            tasks=len(reported),
+        )
+        return agent_id
+
+    def disconnect_agent(self, agent_id: str) -> None:
+        agent = self.agents.get(agent_id)
+        if agent is None or not agent.connected:
+            return
+        agent.connected = False
+        agent.disconnected_at = self.clock()
+        self.allocator.deactivate_agent(agent_id)
+        for offer_id in list(agent.offers):
+            self._rescind(self.offers[offer_id], recover=True)
+        log.info("agent disconnected", agent_id=agent_id)
+
+    def remove_agent(self, agent_id: str, reason: int, why: str) -> None:
+        agent = self.agents.pop(agent_id, None)
+        if agent is None:
+            return
+        now = self.clock()
+        for offer_id in list(agent.offers):
+            self._rescind(self.offers[offer_id], recover=False)
+        for task in list(agent.tasks.values()):
+            fw = self.frameworks.get(task.framework_id)
+            if is_terminal(task.state):
+                continue
+            state = tpb.TASK_GONE if reason == S.REASON_AGENT_REMOVED_BY_OPERATOR else tpb.TASK_LOST
+            status = self._master_status(task.task_id, state, reason, why, agent_id, now)
+            self._apply_status(task, status)
+            if fw is not None:
+                self.outbox.fw(fw.id).updates.append(status)
+                self._forget_task(fw, task)
+        self.allocator.remove_agent(agent_id)
+        self._allocator_agents.discard(agent_id)
+        self.outbox.write("remove_agent", agent_id)
+        log.warning("agent removed", agent_id=agent_id, why=why)
+
+    def status_updates(self, agent_id: str, updates: Iterable[agent_pb2.AgentMessage.StatusUpdate]) -> None:
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            return
+        M = agent_pb2.MasterMessage
+        for update in updates:
+            status = update.status
+            framework_id = update.framework_id
+            fw = self.frameworks.get(framework_id)
+            if fw is None:
+                if framework_id in self.removed_framework_ids and status.uuid:
+                    # Nobody will acknowledge it: acknowledge for the removed framework so nothing lingers.
+                    self.outbox.agent(agent_id).acks.append(
+                        tpb.Acknowledgement(
+                            agent_id=agent_id, task_id=status.task_id, uuid=status.uuid, framework_id=framework_id
+                        )
+                    )
+                    self.outbox.agent(agent_id).rest.append(
+                        M(
+                            type=M.SHUTDOWN_FRAMEWORK,
+                            shutdown_framework=M.ShutdownFramework(framework_id=framework_id),
+                        )
+                    )
+                continue
+            task = fw.tasks.get(status.task_id)
+            if task is None:
+                done = next((t for t in reversed(fw.completed_tasks) if t.task_id == status.task_id), None)
+                if done is not None:
+                    # A retry of an update the framework already acknowledged past: forward, it acks again.
+                    if fw.connected:
+                        self.outbox.fw(fw.id).updates.append(status)
+                    continue
+                task = Task(framework_id, agent_id, tpb.TaskInfo(task_id=status.task_id, agent_id=agent_id),
+                            Resources.empty())
+                fw.tasks[status.task_id] = task
+                agent.tasks[(framework_id, status.task_id)] = task
+            self._apply_status(task, status)
+            if fw.connected:
+                self.outbox.fw(fw.id).updates.append(status)
+
+    def _apply_status(self, task: Task, status: tpb.TaskStatus) -> None:
+        was_terminal = is_terminal(task.state)
+        latest = task.latest()
+        if latest is not None and latest.uuid and latest.uuid == status.uuid:
+            return  # a retry of the update we have
+        if was_terminal and not is_terminal(status.state):
+            return  # never leave a terminal state
+        task.state = status.state
+        task.statuses.append(status)
+        if not was_terminal and is_terminal(status.state):
+            self.allocator.recover_resources(task.framework_id, task.agent_id, task.resources, None, self.clock())
+
+    def _forget_task(self, fw: Framework, task: Task) -> None:
+        """The task is over and acknowledged (or its framework/agent is gone): move it to completed."""
+        if not is_terminal(task.state):
+            self.allocator.recover_resources(task.framework_id, task.agent_id, task.resources, None, self.clock())
+        fw.tasks.pop(task.task_id, None)
+        fw.completed_tasks.append(task)
+        agent = self.agents.get(task.agent_id)
+        if agent is not None:
+            agent.tasks.pop((fw.id, task.task_id), None)
+
+    # ============================================================================= offers
+    def allocate(self) -> int:
+        """One allocation cycle; returns the number of offers made."""
+        now = self.clock()
+        made = 0
+        for allocation in self.allocator.allocate(now):
+            fw = self.frameworks.get(allocation.framework_id)
+            agent = self.agents.get(allocation.agent_id)
+            if fw is None or agent is None or not fw.connected or not agent.connected:
+                self.allocator.recover_resources(
+                    allocation.framework_id, allocation.agent_id, allocation.resources, None, now
+                )
+                continue
+            offer = Offer(
+                id=self._new_id("O"),
+                framework_id=fw.id,
+                agent_id=agent.id,
+                role=allocation.role,
+                resources=allocation.resources,
+                created_at=now,
+            )
+            self.offers[offer.id] = offer
+            fw.offers.add(offer.id)
+            agent.offers.add(offer.id)
+            self.outbox.fw(fw.id).offers.append(
+                scheduler_pb2.Offer(
+                    id=offer.id,
+                    framework_id=fw.id,
+                    agent_id=agent.id,
+                    hostname=agent.info.hostname,
+                    resources=offer.resources.to_proto(),
+                    attributes=agent.info.attributes,
+                    allocation_role=offer.role,
+                    agent_address=agent.info.address,
+                )
+            )
+            made += 1
+        return made
+
+    def _remove_offer(self, offer: Offer) -> None:
+        self.offers.pop(offer.id, None)
+        fw = self.frameworks.get(offer.framework_id)
+        if fw is not None:
+            fw.offers.discard(offer.id)
+        agent = self.agents.get(offer.agent_id)
+        if agent is not None:
+            agent.offers.discard(offer.id)
+
+    def _rescind(self, offer: Offer, *, recover: bool, notify: bool = True) -> None:
+        self._remove_offer(offer)
+        if recover:
+            self.allocator.recover_resources(offer.framework_id, offer.agent_id, offer.resources, None, self.clock())
+        fw = self.frameworks.get(offer.framework_id)
+        if notify and fw is not None and fw.connected:
+            self.outbox.fw(fw.id).rescinds.append(offer.id)
+
+    def _rescind_all(self, fw: Framework, *, recover: bool, notify: bool = True) -> None:
+        for offer_id in list(fw.offers):
+            offer = self.offers.get(offer_id)
+            if offer is not None:
+                self._rescind(offer, recover=recover, notify=notify)
+        fw.offers.clear()
+
+    # ============================================================================= time
+    def tick(self) -> None:
+        """Expire what has waited too long: offers, disconnected frameworks, disconnected agents."""
+        now = self.clock()
+        if self.offer_timeout is not None:
+            for offer in [o for o in self.offers.values() if now - o.created_at >= self.offer_timeout]:
+                self._rescind(offer, recover=True)
+        for fw in list(self.frameworks.values()):
+            if not fw.connected and fw.disconnected_at is not None:
+                if now - fw.disconnected_at >= fw.info.failover_timeout:
+                    self.teardown(fw.id, "framework failover timeout elapsed")
+        for agent in list(self.agents.values()):
+            if not agent.connected and agent.disconnected_at is not None:
+                if now - agent.disconnected_at >= self.agent_reregister_timeout:
+                    self.remove_agent(agent.id, S.REASON_AGENT_REMOVED, "agent did not re-attach in time")
+
+    # ============================================================================= helpers
+    def _master_status(
+        self, task_id: str, state: int, reason: int, message: str, agent_id: str, now: float
+    ) -> tpb.TaskStatus:
+        return tpb.TaskStatus(
+            task_id=task_id,
+            state=state,  # type: ignore[arg-type]
+            reason=reason,  # type: ignore[arg-type]
+            message=message,
+            agent_id=agent_id,
+            source=S.SOURCE_MASTER,
+            timestamp=now,
+        )
+
+    def _reply(
+        self, fw: Framework, task_id: str, state: int, reason: int, message: str, agent_id: str, now: float
+    ) -> None:
+        """A master-made update for a task that never launched (it needs no acknowledgement)."""
+        self.outbox.fw(fw.id).updates.append(self._master_status(task_id, state, reason, message, agent_id, now))
+        log.info("task rejected", framework_id=fw.id, task_id=task_id, state=tpb.TaskState.Name(state), why=message)  # type: ignore[arg-type]
+
+    def _error(self, fw: Framework, message: str) -> None:
+        E = scheduler_pb2.Event
+        self.outbox.fw(fw.id).rest.append(E(type=E.ERROR, error=E.Error(message=message)))
+
+    def call_error(self, framework_id: str, message: str) -> None:
+        fw = self.frameworks.get(framework_id)
+        if fw is not None:
+            self._error(fw, message)
+
+
+def _validate_role(role: str) -> None:
+    if not role:
+        raise CallError("a role must not be empty")
+    if role == UNRESERVED:
+        return
+    for part in role.split("/"):
+        if part in ("", ".", "..") or part.startswith("-") or any(c.isspace() for c in part):
+            raise CallError(f"invalid role {role!r}: roles are '/'-separated names without spaces")

@@ -1,0 +1,173 @@
+"""The master daemon: wiring only. Flags, the registry, the core, the gRPC servers and the periodic loops,
+all owned by one TaskGroup; SIGTERM or SIGINT stops it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+import grpc
+import structlog
+import uvloop
+
+from aiomesos.v1 import agent_pb2_grpc, operator_pb2_grpc, scheduler_pb2_grpc
+from mesos_master.allocator import create_allocator
+from mesos_master.api.agents import AgentRegistryService
+from mesos_master.api.dispatch import Dispatcher
+from mesos_master.api.operator import OperatorService
+from mesos_master.api.scheduler import SchedulerService
+from mesos_master.cluster import Master
+from mesos_master.registry import SQLiteRegistry
+from scheduler_sdk.cli.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
+from scheduler_sdk.logs import configure_logging
+
+log = structlog.get_logger("mesos_master")
+
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 << 20),
+    ("grpc.max_send_message_length", 64 << 20),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+]
+ADDRESS_FILE = "master.addr"
+
+
+def build_parser() -> FlagParser:
+    p = FlagParser(prog="aiomesos master", description="Run the aiomesos master.")
+    p.add_flag("--work-dir", required=True, help="where the registry (SQLite) and the address file live")
+    p.add_flag("--ip", default="0.0.0.0", help="address to listen on")
+    p.add_flag("--port", type=port, default=5050, help="port to listen on (0: any free port)")
+    p.add_flag("--hostname", default=socket.gethostname(), help="the hostname the master advertises")
+    p.add_flag("--allocator", default="drf", help="allocation policy")
+    p.add_flag(
+        "--allocation-interval", type=positive_float, default=1.0, help="seconds between periodic allocation cycles"
+    )
+    p.add_flag(
+        "--offer-timeout",
+        type=positive_float,
+        default=None,
+        help="rescind offers a framework holds longer than this many seconds (default: never)",
+    )
+    p.add_flag(
+        "--heartbeat-interval", type=positive_float, default=15.0, help="seconds between HEARTBEAT events"
+    )
+    p.add_flag("--agent-ping-interval", type=positive_float, default=15.0, help="seconds between pings to agents")
+    p.add_flag(
+        "--agent-reregister-timeout",
+        type=non_negative_float,
+        default=600.0,
+        help="seconds a detached agent may take to re-attach before its tasks are declared lost",
+    )
+    add_logging_flags(p)
+    return p
+
+
+class MasterDaemon:
+    def __init__(self, args: object) -> None:
+        self.args = args
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        a = self.args
+        work_dir = Path(a.work_dir).resolve()  # type: ignore[attr-defined]
+        work_dir.mkdir(parents=True, exist_ok=True)
+        registry = SQLiteRegistry(work_dir / "registry.sqlite")
+        recovered = registry.load()
+        allocator = create_allocator(a.allocator, allocation_interval=a.allocation_interval)  # type: ignore[attr-defined]
+        master = Master(
+            uuid.uuid4().hex[:12],
+            allocator,
+            recovered=recovered,
+            offer_timeout=a.offer_timeout,  # type: ignore[attr-defined]
+            agent_reregister_timeout=a.agent_reregister_timeout,  # type: ignore[attr-defined]
+            hostname=a.hostname,  # type: ignore[attr-defined]
+        )
+        dispatcher = Dispatcher(master, registry)
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        scheduler_pb2_grpc.add_SchedulerServicer_to_server(
+            SchedulerService(dispatcher, a.heartbeat_interval), server  # type: ignore[attr-defined]
+        )
+        agent_pb2_grpc.add_AgentRegistryServicer_to_server(
+            AgentRegistryService(dispatcher, a.agent_ping_interval), server  # type: ignore[attr-defined]
+        )
+        operator_pb2_grpc.add_OperatorServicer_to_server(OperatorService(dispatcher), server)
+        bound = server.add_insecure_port(f"{a.ip}:{a.port}")  # type: ignore[attr-defined]
+        if bound == 0:
+            raise SystemExit(f"aiomesos master: error: cannot listen on {a.ip}:{a.port}")  # type: ignore[attr-defined]
+        await server.start()
+        advertised = f"{'127.0.0.1' if a.ip in ('0.0.0.0', '::') else a.ip}:{bound}"  # type: ignore[attr-defined]
+        _write_atomically(work_dir / ADDRESS_FILE, advertised + "\n")
+        log.info(
+            "master started",
+            master_id=master.master_id,
+            address=advertised,
+            work_dir=str(work_dir),
+            recovered_agents=len(recovered.agents),
+            recovered_frameworks=len(recovered.frameworks),
+            allocator=a.allocator,  # type: ignore[attr-defined]
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                allocation = tg.create_task(self._allocation_loop(master, dispatcher))
+                ticks = tg.create_task(self._tick_loop(master, dispatcher))
+                await self.stopping.wait()
+                log.info("master stopping")
+                allocation.cancel()
+                ticks.cancel()
+                await server.stop(grace=1.0)
+        finally:
+            registry.close()
+            with contextlib.suppress(FileNotFoundError):
+                (work_dir / ADDRESS_FILE).unlink()
+            log.info("master stopped")
+
+    async def _allocation_loop(self, master: Master, dispatcher: Dispatcher) -> None:
+        interval = self.args.allocation_interval  # type: ignore[attr-defined]
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(dispatcher.allocation_wanted.wait(), interval)
+            dispatcher.allocation_wanted.clear()
+            # Let the calls that arrived in this turn land first, so one cycle serves them all.
+            await asyncio.sleep(0)
+            dispatcher.flush()
+            if master.allocate():
+                dispatcher.flush()
+
+    async def _tick_loop(self, master: Master, dispatcher: Dispatcher) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            master.tick()
+            dispatcher.changed()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    try:
+        uvloop.run(MasterDaemon(args).run())
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        print(f"aiomesos master: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

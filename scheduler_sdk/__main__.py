@@ -1,0 +1,3 @@
+from scheduler_sdk.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `aiomesos` command line."""

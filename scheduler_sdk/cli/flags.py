@@ -1,0 +1,88 @@
+"""Flag parsing shared by the CLI and the daemons: every flag may also come from `AIOMESOS_<FLAG>`, and a
+bad command line is one readable line on stderr and exit code 2 (never a traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, NoReturn
+
+ENV_PREFIX = "AIOMESOS_"
+
+
+class UsageError(Exception):
+    """Raised by commands for bad input: printed as one line, exit code 2."""
+
+
+class FlagParser(argparse.ArgumentParser):
+    """An ArgumentParser whose flags fall back to environment variables and whose errors are one line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+    def add_flag(self, *names: str, env: bool = True, **kwargs: Any) -> argparse.Action:
+        """Like add_argument; the default comes from AIOMESOS_<NAME> when that variable is set."""
+        long = next(n for n in names if n.startswith("--"))
+        var = ENV_PREFIX + long[2:].upper().replace("-", "_")
+        if env and var in os.environ:
+            raw = os.environ[var]
+            action = kwargs.get("action")
+            if action in ("store_true", "store_false"):
+                truthy = raw.strip().lower() in ("1", "true", "yes", "on")
+                kwargs["default"] = truthy if action == "store_true" else not truthy
+            else:
+                kwargs["default"] = raw
+                kwargs.pop("required", None)
+        if env:
+            help_text = kwargs.get("help", "")
+            kwargs["help"] = f"{help_text} [env {var}]".strip()
+        return self.add_argument(*names, **kwargs)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        ns = super().parse_args(args, namespace)
+        # Defaults taken from the environment arrive as text: convert them like the command line would.
+        for action in self._actions:
+            value = getattr(ns, action.dest, None)
+            if isinstance(value, str) and action.type is not None and value is action.default:
+                try:
+                    setattr(ns, action.dest, action.type(value))  # type: ignore[operator]
+                except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
+                    self.error(f"argument {'/'.join(action.option_strings)}: invalid value {value!r}: {e}")
+        return ns
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be > 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be ≥ 0")
+    return value
+
+
+def port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0-65535)")
+    return value
+
+
+def add_logging_flags(parser: FlagParser) -> None:
+    parser.add_flag("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level")
+    parser.add_flag(
+        "--log-format",
+        default="auto",
+        choices=["auto", "json", "console"],
+        help="log format; auto is JSON unless stderr is a terminal",
+    )

@@ -1,0 +1,422 @@
+"""`aiomesos`: the operator's and user's command line.
+
+Errors are one line on stderr: exit code 2 for bad input or an unreachable master, 1 for a failed operation.
+`aiomesos master` and `aiomesos agent` run the daemons (in their own process image, so the SDK never imports
+them)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shlex
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiomesos.v1 import operator_pb2 as opb
+from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk.cli.flags import FlagParser, UsageError, positive_float
+from scheduler_sdk.driver import DriverError
+from scheduler_sdk.frameworks.batch import TaskRecord, TaskSpec, run_batch
+from scheduler_sdk.local_cluster import ClusterError, LocalCluster
+from scheduler_sdk.operator import OperatorClient, OperatorError
+from scheduler_sdk.resources import Resources, ResourcesError
+
+DEFAULT_MASTER = "127.0.0.1:5050"
+DAEMONS = {"master": "mesos_master", "agent": "mesos_agent"}
+
+
+def state_name(state: int) -> str:
+    return tpb.TaskState.Name(state)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------- parser
+def build_parser() -> FlagParser:
+    p = FlagParser(prog="aiomesos", description="aiomesos: a two-level cluster resource manager.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=FlagParser)
+    sub.required = True
+    for name, module in DAEMONS.items():
+        d = sub.add_parser(name, help=f"run the {name} daemon (see `aiomesos {name} --help`)", add_help=False)
+        d.add_argument("args", nargs=argparse.REMAINDER)
+        d.set_defaults(module=module)
+
+    def with_master(sp: FlagParser) -> FlagParser:
+        sp.add_flag("--master", default=DEFAULT_MASTER, help="the master's HOST:PORT")
+        return sp
+
+    for name, what in (("agents", "agents"), ("frameworks", "frameworks"), ("tasks", "tasks")):
+        sp = with_master(sub.add_parser(name, help=f"list {what}"))
+        sp.add_argument("--json", action="store_true", help="print a JSON array")
+        if name != "agents":
+            sp.add_argument("--all", action="store_true", help=f"include completed {what}")
+        if name == "tasks":
+            sp.add_argument("--framework", default="", help="only this framework's tasks")
+
+    run = with_master(sub.add_parser("run", help="run a command as tasks on the cluster, like mesos-execute"))
+    run.add_flag("--name", default="aiomesos-run", help="framework and task name")
+    run.add_flag("--cpus", type=positive_float, default=0.5, help="cpus per task")
+    run.add_flag("--mem", type=positive_float, default=64.0, help="memory per task (MB)")
+    run.add_flag("--disk", type=float, default=0.0, help="disk per task (MB)")
+    run.add_flag("--instances", type=int, default=1, help="how many tasks to run")
+    run.add_flag("--role", default="", help="the role to subscribe with")
+    run.add_argument("--env", action="append", default=[], metavar="K=V", help="environment variable for the task")
+    run.add_flag("--timeout", type=positive_float, default=None, help="give up after this many seconds")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="one argument: a shell command; several: argv")
+
+    teardown = with_master(sub.add_parser("teardown", help="remove a framework and kill its tasks"))
+    teardown.add_argument("framework_id")
+
+    cluster = sub.add_parser("cluster", help="a local cluster on this machine")
+    csub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", parser_class=FlagParser)
+    csub.required = True
+    up = csub.add_parser("up", help="start a master and agents here and keep them up until Ctrl-C")
+    _cluster_flags(up)
+
+    demo = sub.add_parser("demo", help="start a local cluster, run the demo batch job through it, stop it")
+    _cluster_flags(demo)
+    demo.add_flag("--tasks", type=int, default=20, help="how many demo tasks")
+    return p
+
+
+def _cluster_flags(sp: FlagParser) -> None:
+    sp.add_flag("--agents", type=int, default=2, help="how many agents")
+    sp.add_flag("--work-dir", default=None, help="work dir (default: a new temporary dir)")
+    sp.add_flag(
+        "--agent-resources", default="cpus:2;mem:1024;disk:2048;ports:[31000-32000]", help="each agent's resources"
+    )
+
+
+# ----------------------------------------------------------------------------------------- listings
+def _res(resources: Sequence[Any]) -> Resources:
+    return Resources.from_proto(resources)
+
+
+def _res_json(resources: Sequence[Any]) -> dict[str, Any]:
+    r = _res(resources)
+    out: dict[str, Any] = dict(r.scalars())
+    for name in r.names() - set(out):
+        ranges = r.ranges(name)
+        out[name] = [list(x) for x in ranges] if ranges else sorted(r.set_items(name))
+    return out
+
+
+def agent_rows(resp: opb.GetAgentsResponse) -> list[dict[str, Any]]:
+    rows = []
+    for a in resp.agents:
+        rows.append(
+            {
+                "id": a.agent_info.id,
+                "hostname": a.agent_info.hostname,
+                "address": a.agent_info.address,
+                "active": a.active,
+                "resources": _res_json(a.total),
+                "allocated": _res_json(a.allocated),
+                "tasks": a.task_count,
+                "attributes": {x.name: (x.text.value or x.scalar.value) for x in a.agent_info.attributes},
+            }
+        )
+    return rows
+
+
+def framework_rows(resp: opb.GetFrameworksResponse, include_completed: bool) -> list[dict[str, Any]]:
+    rows = []
+    groups = [(resp.frameworks, "active")] + ([(resp.completed_frameworks, "completed")] if include_completed else [])
+    for frameworks, status in groups:
+        for f in frameworks:
+            rows.append(
+                {
+                    "id": f.framework_info.id,
+                    "name": f.framework_info.name,
+                    "roles": list(f.framework_info.roles) or ["*"],
+                    "state": status if status == "completed" else ("connected" if f.connected else "disconnected"),
+                    "tasks": f.task_count,
+                    "resources": _res_json(f.allocated),
+                    "offers": f.offer_count,
+                }
+            )
+    return rows
+
+
+def task_rows(resp: opb.GetTasksResponse, include_completed: bool) -> list[dict[str, Any]]:
+    rows = []
+    for t in list(resp.tasks) + (list(resp.completed_tasks) if include_completed else []):
+        latest = t.statuses[-1] if t.statuses else None
+        rows.append(
+            {
+                "id": t.task.task_id,
+                "name": t.task.name,
+                "framework_id": t.framework_id,
+                "agent_id": t.task.agent_id,
+                "state": state_name(t.state),
+                "resources": _res_json(t.task.resources),
+                "exit_code": latest.exit_code if latest is not None and latest.has_exit_code else None,
+                "message": latest.message if latest is not None else "",
+            }
+        )
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    for header, _ in columns:
+        table.add_column(header)
+    for row in rows:
+        table.add_row(*(_cell(row, key) for _, key in columns))
+    Console(width=max(100, Console().width)).print(table)
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    if key.startswith("res:"):
+        name = key[4:]
+        used = row.get("allocated", row["resources"]).get(name) if "allocated" in row else row["resources"].get(name)
+        total = row["resources"].get(name)
+        if "allocated" in row:
+            return f"{_num(used or 0)}/{_num(total or 0)}"
+        return _num(total) if total is not None else "-"
+    value = row.get(key)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return ";".join(f"{k}:{v}" for k, v in value.items())
+    return "-" if value is None else str(value)
+
+
+def _num(value: Any) -> str:
+    return str(int(value)) if float(value) == int(value) else f"{value:.2f}"
+
+
+async def cmd_list(args: argparse.Namespace) -> int:
+    async with OperatorClient(args.master) as client:
+        if args.command == "agents":
+            rows = agent_rows(await client.agents())
+            cols = [("ID", "id"), ("HOSTNAME", "hostname"), ("ADDRESS", "address"), ("ACTIVE", "active"),
+                    ("CPUS", "res:cpus"), ("MEM", "res:mem"), ("TASKS", "tasks"), ("ATTRIBUTES", "attributes")]
+        elif args.command == "frameworks":
+            rows = framework_rows(await client.frameworks(), args.all)
+            cols = [("ID", "id"), ("NAME", "name"), ("ROLES", "roles"), ("STATE", "state"), ("TASKS", "tasks"),
+                    ("CPUS", "res:cpus"), ("MEM", "res:mem"), ("OFFERS", "offers")]
+        else:
+            rows = task_rows(await client.tasks(args.framework), args.all)
+            cols = [("ID", "id"), ("NAME", "name"), ("FRAMEWORK", "framework_id"), ("AGENT", "agent_id"),
+                    ("STATE", "state"), ("CPUS", "res:cpus"), ("MEM", "res:mem"), ("EXIT", "exit_code")]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_table(rows, cols, f"{len(rows)} {args.command}")
+    return 0
+
+
+async def cmd_teardown(args: argparse.Namespace) -> int:
+    async with OperatorClient(args.master) as client:
+        await client.teardown(args.framework_id)
+    print(f"framework {args.framework_id} torn down")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- run
+def _command_from(cmd: list[str]) -> str | list[str]:
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise UsageError("no command given: aiomesos run [OPTIONS] -- CMD [ARGS...]")
+    return cmd[0] if len(cmd) == 1 else cmd
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    command = _command_from(args.cmd)
+    if args.instances < 1:
+        raise UsageError("--instances must be at least 1")
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env {item!r}: expected K=V")
+        env[key] = value
+    async with OperatorClient(args.master) as client:
+        await client.state()  # fail fast, with one line, when the master is unreachable
+    specs = [
+        TaskSpec(
+            task_id=f"{args.name}-{i}" if args.instances > 1 else args.name,
+            command=command,
+            cpus=args.cpus,
+            mem=args.mem,
+            disk=args.disk,
+            env=env,
+        )
+        for i in range(args.instances)
+    ]
+
+    def on_update(record: TaskRecord, status: tpb.TaskStatus) -> None:
+        extra = f" exit code {status.exit_code}" if status.has_exit_code else ""
+        why = f": {status.message}" if status.message and status.state != tpb.TASK_RUNNING else ""
+        agent = f" on agent {record.agent_id}" + (f" ({record.hostname})" if record.hostname else "")
+        print(f"{record.spec.task_id}  {state_name(status.state)}{agent}{extra}{why}", flush=True)
+
+    shown = command if isinstance(command, str) else shlex.join(command)
+    print(f"running {shown!r} as {args.instances} task(s) on {args.master}", flush=True)
+    scheduler = await run_batch(
+        args.master, specs, name=args.name, role=args.role, on_update=on_update, timeout=args.timeout
+    )
+    return scheduler.exit_code()
+
+
+# ----------------------------------------------------------------------------------------- cluster
+def _work_dir(arg: str | None, prefix: str) -> tuple[Path, bool]:
+    if arg:
+        return Path(arg).resolve(), False
+    return Path(tempfile.mkdtemp(prefix=prefix)), True
+
+
+async def cmd_cluster_up(args: argparse.Namespace) -> int:
+    Resources.parse(args.agent_resources)
+    work_dir, _ = _work_dir(args.work_dir, "aiomesos-cluster-")
+    cluster = LocalCluster(work_dir, agents=args.agents, agent_resources=args.agent_resources)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await cluster.start()
+        print(f"master  {cluster.master_address}   (export AIOMESOS_MASTER={cluster.master_address})")
+        for d in cluster.agent_daemons:
+            print(f"{d.name:7} work dir {d.work_dir}")
+        print(f"logs    {work_dir / 'logs'}\nup: press Ctrl-C to stop", flush=True)
+        await stop.wait()
+    finally:
+        print("stopping the cluster...", flush=True)
+        leftovers = await cluster.stop()
+    if leftovers:
+        print(f"aiomesos: error: cgroups left behind: {', '.join(leftovers)}", file=sys.stderr)
+        return 1
+    print("stopped")
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    Resources.parse(args.agent_resources)
+    if args.tasks < 1:
+        raise UsageError("--tasks must be at least 1")
+    console = Console(width=max(110, Console().width))
+    work_dir, _ = _work_dir(args.work_dir, "aiomesos-demo-")
+    rng = random.Random()
+    specs = [
+        TaskSpec(
+            task_id=f"demo-{i:02d}",
+            command=f'sleep {(t := rng.uniform(0.1, 1.0)):.2f}; echo "slept {t:.2f}s on $HOST"',
+            cpus=0.25,
+            mem=32,
+        )
+        for i in range(args.tasks)
+    ]
+    console.print(f"[bold]aiomesos demo[/]: a master and {args.agents} agents in {work_dir}")
+    cluster = LocalCluster(work_dir, agents=args.agents, agent_resources=args.agent_resources)
+    code = 1
+    try:
+        await cluster.start()
+        console.print(f"cluster up: master at {cluster.master_address}; running {len(specs)} tasks")
+        with Progress(
+            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console, transient=False,
+        ) as progress:
+            bar = progress.add_task("tasks finished", total=len(specs))
+            running = progress.add_task("tasks running ", total=len(specs))
+            live: set[str] = set()
+
+            def on_update(record: TaskRecord, status: tpb.TaskStatus) -> None:
+                if status.state == tpb.TASK_RUNNING:
+                    live.add(record.spec.task_id)
+                if record.terminal:
+                    live.discard(record.spec.task_id)
+                    progress.advance(bar)
+                progress.update(running, completed=len(live))
+
+            started = time.monotonic()
+            scheduler = await run_batch(cluster.master_address, specs, name="demo", on_update=on_update, timeout=120)
+            elapsed = time.monotonic() - started
+        table = Table(title="demo job", title_justify="left", header_style="bold")
+        for col in ("task", "agent", "state", "exit code", "duration", "output"):
+            table.add_column(col)
+        for record in scheduler.records.values():
+            out = _sandbox_stdout(cluster, record)
+            table.add_row(
+                record.spec.task_id,
+                record.hostname or record.agent_id,
+                state_name(record.state),
+                "-" if record.exit_code is None else str(record.exit_code),
+                "-" if record.duration is None else f"{record.duration:.2f}s",
+                out,
+            )
+        console.print(table)
+        finished = sum(1 for r in scheduler.records.values() if r.state == tpb.TASK_FINISHED)
+        console.print(f"{finished}/{len(specs)} tasks finished in {elapsed:.1f}s")
+        code = 0 if finished == len(specs) else 1
+    finally:
+        leftovers = await cluster.stop()
+        if leftovers:
+            console.print(f"[red]cgroups left behind: {leftovers}[/]")
+            code = 1
+        else:
+            console.print("cluster stopped: no process or cgroup left behind")
+    return code
+
+
+def _sandbox_stdout(cluster: LocalCluster, record: TaskRecord) -> str:
+    for d in cluster.agent_daemons:
+        for path in (d.work_dir / "agents").glob(f"*/frameworks/*/executors/{record.spec.task_id}/runs/latest/stdout"):
+            return path.read_text(errors="replace").strip()[:80]
+    return ""
+
+
+# ----------------------------------------------------------------------------------------- main
+COMMANDS = {"agents": cmd_list, "frameworks": cmd_list, "tasks": cmd_list, "run": cmd_run, "teardown": cmd_teardown,
+            "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DAEMONS:
+        # The daemons parse their own flags (and print their own --help).
+        os.execv(sys.executable, [sys.executable, "-m", DAEMONS[argv[0]], *argv[1:]])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "cluster":
+        handler = cmd_cluster_up
+    else:
+        handler = COMMANDS[args.command]
+    try:
+        code = asyncio.run(handler(args))
+    except (UsageError, ResourcesError) as e:
+        print(f"aiomesos {args.command}: error: {e}", file=sys.stderr)
+        code = 2
+    except OperatorError as e:
+        print(f"aiomesos {args.command}: error: {e}", file=sys.stderr)
+        code = 2
+    except DriverError as e:
+        print(f"aiomesos {args.command}: error: {e}", file=sys.stderr)
+        code = 2
+    except (ClusterError, TimeoutError) as e:
+        print(f"aiomesos {args.command}: error: {e}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""The scheduler driver: what a framework runs to talk to the master.
+
+    class MyScheduler(Scheduler):
+        async def offers(self, driver, offers): ...
+        async def status_update(self, driver, status): ...
+
+    driver = SchedulerDriver("127.0.0.1:5050", FrameworkInfo(name="mine"), MyScheduler())
+    await driver.run()          # until driver.stop() or a fatal error
+
+Calls (`accept`, `decline`, `acknowledge`...) are queued and sent together once per event-loop turn, so a
+callback that launches a thousand tasks sends one message. Status updates are acknowledged after the
+`status_update` callback returns (implicit acknowledgements), unless `implicit_acknowledgements=False`.
+When the master goes away the driver re-subscribes with its framework id, with backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Iterable, Sequence
+
+import grpc
+import structlog
+
+from aiomesos.v1 import resources_pb2 as rpb
+from aiomesos.v1 import scheduler_pb2 as spb
+from aiomesos.v1 import scheduler_pb2_grpc
+from aiomesos.v1 import tasks_pb2 as tpb
+
+log = structlog.get_logger(__name__)
+Call = spb.Call
+Event = spb.Event
+
+FATAL_CODES = (
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED,
+)
+# How a subscription ends after stop(): closed (OK), torn down (FAILED_PRECONDITION) or hung up (CANCELLED).
+_ENDED_BY_STOP = (grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.CANCELLED)
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 << 20),
+    ("grpc.max_send_message_length", 64 << 20),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class DriverError(Exception):
+    """The master refused this framework for good (the message says why)."""
+
+
+class Scheduler:
+    """Override what you need; every callback is awaited in event order."""
+
+    async def registered(self, driver: SchedulerDriver, framework_id: str, master_id: str) -> None: ...
+    async def reregistered(self, driver: SchedulerDriver, framework_id: str, master_id: str) -> None: ...
+    async def disconnected(self, driver: SchedulerDriver) -> None: ...
+    async def offers(self, driver: SchedulerDriver, offers: Sequence[spb.Offer]) -> None:
+        driver.decline([o.id for o in offers])
+
+    async def offer_rescinded(self, driver: SchedulerDriver, offer_id: str) -> None: ...
+    async def status_update(self, driver: SchedulerDriver, status: tpb.TaskStatus) -> None: ...
+    async def framework_message(self, driver: SchedulerDriver, agent_id: str, executor_id: str, data: bytes) -> None: ...
+    async def agent_lost(self, driver: SchedulerDriver, agent_id: str) -> None: ...
+    async def executor_lost(self, driver: SchedulerDriver, agent_id: str, executor_id: str, status: int) -> None: ...
+    async def error(self, driver: SchedulerDriver, message: str) -> None:
+        log.error("master reported an error", message=message)
+
+
+class SchedulerDriver:
+    def __init__(
+        self,
+        master: str,
+        framework: rpb.FrameworkInfo,
+        scheduler: Scheduler,
+        *,
+        implicit_acknowledgements: bool = True,
+        backoff_min: float = 0.2,
+        backoff_max: float = 10.0,
+        max_reconnect_attempts: int | None = None,
+    ) -> None:
+        self.master = master
+        self.framework = rpb.FrameworkInfo()
+        self.framework.CopyFrom(framework)
+        self.scheduler = scheduler
+        self.implicit_acknowledgements = implicit_acknowledgements
+        self.backoff_min = backoff_min
+        self.backoff_max = backoff_max
+        self.max_reconnect_attempts = max_reconnect_attempts
+        self.master_id = ""
+        self.subscribed = asyncio.Event()
+        self._pending: list[spb.Call] = []
+        self._acks: list[tpb.Acknowledgement] = []
+        self._wakeup = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._teardown = False
+        self._call: grpc.aio.StreamStreamCall | None = None
+
+    @property
+    def framework_id(self) -> str:
+        return self.framework.id
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        """Subscribe and deliver events until `stop()`; raises DriverError if the master refuses us."""
+        attempts = 0
+        backoff = self.backoff_min
+        ever_subscribed = False
+        while not self._stopped.is_set():
+            try:
+                await self._session(ever_subscribed)
+                ever_subscribed = ever_subscribed or bool(self.framework.id)
+                attempts, backoff = 0, self.backoff_min
+            except grpc.aio.AioRpcError as e:
+                ever_subscribed = ever_subscribed or bool(self.framework.id)
+                if e.code() in FATAL_CODES:
+                    raise DriverError(e.details() or e.code().name) from None
+                attempts += 1
+                if self.max_reconnect_attempts is not None and attempts > self.max_reconnect_attempts:
+                    raise DriverError(f"cannot reach the master at {self.master}: {e.details()}") from None
+                log.warning("master unreachable", master=self.master, code=e.code().name, details=e.details())
+            finally:
+                if self.subscribed.is_set():
+                    self.subscribed.clear()
+                    await self.scheduler.disconnected(self)
+            if self._stopped.is_set():
+                break
+            await _sleep_or(self._stopped, random.uniform(backoff / 2, backoff))
+            backoff = min(backoff * 2, self.backoff_max)
+
+    def stop(self, *, teardown: bool = False) -> None:
+        """Stop the driver; with `teardown`, tell the master to remove the framework and kill its tasks."""
+        self._teardown = teardown
+        self._stopped.set()
+        self._wakeup.set()
+
+    async def _session(self, resubscribing: bool) -> None:
+        """One subscription. The reader reads until the stream ends; after `stop()` the writer sends what is
+        queued (and TEARDOWN), half-closes, and cancels the call if the master has not ended it in time.
+        Neither side is ever cancelled mid-operation: cancelling a read or write cancels the whole RPC."""
+        async with grpc.aio.insecure_channel(self.master, options=GRPC_OPTIONS) as channel:
+            stub = scheduler_pb2_grpc.SchedulerStub(channel)
+            call = stub.Subscribe()
+            await call.write(Call(type=Call.SUBSCRIBE, subscribe=Call.Subscribe(framework_info=self.framework)))
+            writer = asyncio.create_task(self._write(call))
+            try:
+                await self._read(call, resubscribing)
+            finally:
+                writer.cancel()
+                # A failed write shows on the read side too; the writer's own error adds nothing.
+                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    await writer
+
+    async def _read(self, call: grpc.aio.StreamStreamCall, resubscribing: bool) -> None:
+        while True:
+            try:
+                event = await call.read()
+            except grpc.aio.AioRpcError as e:
+                if self._stopped.is_set() and e.code() in _ENDED_BY_STOP:
+                    return
+                raise
+            if event is grpc.aio.EOF:
+                code = await call.code()
+                if self._stopped.is_set() and code in _ENDED_BY_STOP:
+                    return
+                if code != grpc.StatusCode.OK:
+                    raise grpc.aio.AioRpcError(code, None, None, details=await call.details())
+                raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, None, None, details="the master ended the stream")
+            await self._dispatch(event, resubscribing)
+
+    async def _dispatch(self, event: spb.Event, resubscribing: bool) -> None:
+        s = self.scheduler
+        match event.type:
+            case Event.SUBSCRIBED:
+                self.framework.id = event.subscribed.framework_id
+                self.master_id = event.subscribed.master_id
+                self.subscribed.set()
+                if resubscribing:
+                    await s.reregistered(self, self.framework.id, self.master_id)
+                else:
+                    await s.registered(self, self.framework.id, self.master_id)
+            case Event.OFFERS:
+                await s.offers(self, list(event.offers.offers))
+            case Event.RESCIND:
+                for offer_id in event.rescind.offer_ids:
+                    await s.offer_rescinded(self, offer_id)
+            case Event.UPDATE:
+                for status in event.update.statuses:
+                    await s.status_update(self, status)
+                    if self.implicit_acknowledgements and status.uuid:
+                        self.acknowledge(status)
+            case Event.MESSAGE:
+                m = event.message
+                await s.framework_message(self, m.agent_id, m.executor_id, m.data)
+            case Event.FAILURE:
+                f = event.failure
+                if f.executor_id:
+                    await s.executor_lost(self, f.agent_id, f.executor_id, f.status)
+                else:
+                    await s.agent_lost(self, f.agent_id)
+            case Event.ERROR:
+                await s.error(self, event.error.message)
+            case Event.HEARTBEAT:
+                pass
+
+    async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
+        while not self._stopped.is_set():
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await asyncio.sleep(0)  # let this turn's calls gather into one message
+            await self._flush(call)
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            if self._teardown and self.framework.id:
+                await call.write(Call(type=Call.TEARDOWN, framework_id=self.framework.id))
+            await call.done_writing()
+        await asyncio.sleep(3.0)
+        call.cancel()
+
+    async def _flush(self, call: grpc.aio.StreamStreamCall) -> None:
+        if self._acks:
+            acks, self._acks = self._acks, []
+            self._pending.append(
+                Call(type=Call.ACKNOWLEDGE, acknowledge=Call.Acknowledge(acknowledgements=acks))
+            )
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        message = batch[0] if len(batch) == 1 else Call(batch=batch)
+        message.framework_id = self.framework.id
+        await call.write(message)
+
+    # ------------------------------------------------------------------ calls
+    def _queue(self, call: spb.Call) -> None:
+        call.framework_id = self.framework.id
+        self._pending.append(call)
+        self._wakeup.set()
+
+    def accept(
+        self,
+        offer_ids: Iterable[str],
+        tasks: Iterable[tpb.TaskInfo],
+        refuse_seconds: float | None = None,
+    ) -> None:
+        """Launch `tasks` on the offers (all from one agent); what they leave unused returns to the master."""
+        op = spb.Offer_Operation(
+            type=spb.Offer_Operation.LAUNCH, launch=spb.Offer_Operation.Launch(task_infos=list(tasks))
+        )
+        self._queue(
+            Call(
+                type=Call.ACCEPT,
+                accept=Call.Accept(offer_ids=list(offer_ids), operations=[op], filters=_filters(refuse_seconds)),
+            )
+        )
+
+    def launch(self, offer_id: str, tasks: Iterable[tpb.TaskInfo], refuse_seconds: float | None = None) -> None:
+        self.accept([offer_id], tasks, refuse_seconds)
+
+    def decline(self, offer_ids: Iterable[str], refuse_seconds: float | None = None) -> None:
+        ids = list(offer_ids)
+        if ids:
+            self._queue(Call(type=Call.DECLINE, decline=Call.Decline(offer_ids=ids, filters=_filters(refuse_seconds))))
+
+    def revive(self, roles: Iterable[str] = ()) -> None:
+        self._queue(Call(type=Call.REVIVE, revive=Call.Revive(roles=list(roles))))
+
+    def suppress(self, roles: Iterable[str] = ()) -> None:
+        self._queue(Call(type=Call.SUPPRESS, suppress=Call.Suppress(roles=list(roles))))
+
+    def kill(self, task_id: str, agent_id: str = "", grace_period: float | None = None) -> None:
+        kill = Call.Kill(task_id=task_id, agent_id=agent_id)
+        if grace_period is not None:
+            kill.kill_policy.grace_period.nanoseconds = int(grace_period * 1e9)
+        self._queue(Call(type=Call.KILL, kill=kill))
+
+    def acknowledge(self, status: tpb.TaskStatus) -> None:
+        """Acknowledge an update (needed only with implicit_acknowledgements=False)."""
+        if not status.uuid:
+            return
+        self._acks.append(tpb.Acknowledgement(agent_id=status.agent_id, task_id=status.task_id, uuid=status.uuid))
+        self._wakeup.set()
+
+    def reconcile(self, tasks: Iterable[tuple[str, str]] = ()) -> None:
+        """Ask for the latest state of (task id, agent id) pairs; none: of every task the master knows."""
+        items = [Call.Reconcile.Task(task_id=t, agent_id=a) for t, a in tasks]
+        self._queue(Call(type=Call.RECONCILE, reconcile=Call.Reconcile(tasks=items)))
+
+    def message(self, agent_id: str, executor_id: str, data: bytes) -> None:
+        self._queue(
+            Call(type=Call.MESSAGE, message=Call.Message(agent_id=agent_id, executor_id=executor_id, data=data))
+        )
+
+    def teardown(self) -> None:
+        self.stop(teardown=True)
+
+
+def _filters(refuse_seconds: float | None) -> spb.Filters:
+    if refuse_seconds is None:
+        return spb.Filters()
+    return spb.Filters(refuse_seconds=refuse_seconds, has_refuse_seconds=True)
+
+
+async def _sleep_or(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+

@@ -1,0 +1,1 @@
+"""Frameworks shipped with the product."""

@@ -1,0 +1,200 @@
+"""A batch framework: run a list of commands once each, packing them onto offers first-fit, and wait until
+every one has ended. It is what `aiomesos run` and the demo job use."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from aiomesos.v1 import resources_pb2 as rpb
+from aiomesos.v1 import scheduler_pb2 as spb
+from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk.driver import Scheduler, SchedulerDriver
+from scheduler_sdk.resources import Resources
+
+TERMINAL = frozenset(
+    {tpb.TASK_FINISHED, tpb.TASK_FAILED, tpb.TASK_KILLED, tpb.TASK_ERROR, tpb.TASK_LOST, tpb.TASK_DROPPED,
+     tpb.TASK_GONE, tpb.TASK_GONE_BY_OPERATOR}
+)
+
+
+@dataclass
+class TaskSpec:
+    task_id: str
+    command: str | Sequence[str]  # a shell string, or argv
+    cpus: float = 0.1
+    mem: float = 32
+    disk: float = 0
+    name: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    grace_period: float | None = None
+
+    def resources(self) -> Resources:
+        amounts = {"cpus": self.cpus, "mem": self.mem}
+        if self.disk:
+            amounts["disk"] = self.disk
+        return Resources.of(**amounts)
+
+    def task_info(self, agent_id: str) -> tpb.TaskInfo:
+        if isinstance(self.command, str):
+            command = rpb.CommandInfo(shell=True, value=self.command)
+        else:
+            argv = list(self.command)
+            command = rpb.CommandInfo(shell=False, value=argv[0], arguments=argv)
+        for k, v in self.env.items():
+            command.environment.variables.add(name=k, value=v)
+        info = tpb.TaskInfo(
+            task_id=self.task_id,
+            name=self.name or self.task_id,
+            agent_id=agent_id,
+            resources=self.resources().to_proto(),
+            command=command,
+        )
+        if self.grace_period is not None:
+            info.kill_policy.grace_period.nanoseconds = int(self.grace_period * 1e9)
+        return info
+
+
+@dataclass
+class TaskRecord:
+    spec: TaskSpec
+    state: int = tpb.TASK_STAGING
+    agent_id: str = ""
+    hostname: str = ""
+    exit_code: int | None = None
+    message: str = ""
+    reason: int = 0
+    launched_at: float | None = None
+    running_at: float | None = None
+    ended_at: float | None = None
+    states: list[int] = field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def duration(self) -> float | None:
+        start = self.running_at or self.launched_at
+        if start is None or self.ended_at is None:
+            return None
+        return self.ended_at - start
+
+
+class BatchScheduler(Scheduler):
+    def __init__(
+        self,
+        specs: Sequence[TaskSpec],
+        *,
+        on_update: Callable[[TaskRecord, tpb.TaskStatus], None] | None = None,
+        decline_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        ids = [s.task_id for s in specs]
+        if len(set(ids)) != len(ids):
+            raise ValueError("task ids must be unique")
+        self.records = {s.task_id: TaskRecord(s) for s in specs}
+        self.pending: list[str] = list(ids)
+        self.on_update = on_update
+        self.decline_seconds = decline_seconds
+        self.clock = clock
+        self.done = asyncio.Event()
+        self.first_failure: TaskRecord | None = None
+        if not specs:
+            self.done.set()
+
+    async def reregistered(self, driver: SchedulerDriver, framework_id: str, master_id: str) -> None:
+        driver.reconcile()
+        if self.pending:
+            driver.revive()
+
+    async def offers(self, driver: SchedulerDriver, offers: Sequence[spb.Offer]) -> None:
+        if not self.pending:
+            driver.decline([o.id for o in offers], refuse_seconds=60)
+            driver.suppress()
+            return
+        now = self.clock()
+        for offer in offers:
+            free = Resources.from_proto(offer.resources)
+            chosen: list[tpb.TaskInfo] = []
+            left: list[str] = []
+            for task_id in self.pending:
+                need = self.records[task_id].spec.resources()
+                if free.contains(need):
+                    free = free - need
+                    chosen.append(self.records[task_id].spec.task_info(offer.agent_id))
+                    record = self.records[task_id]
+                    record.agent_id, record.hostname, record.launched_at = offer.agent_id, offer.hostname, now
+                else:
+                    left.append(task_id)
+            self.pending = left
+            if chosen:
+                driver.accept([offer.id], chosen, refuse_seconds=1.0 if self.pending else self.decline_seconds)
+            else:
+                driver.decline([offer.id], refuse_seconds=self.decline_seconds)
+        if not self.pending:
+            driver.suppress()
+
+    async def status_update(self, driver: SchedulerDriver, status: tpb.TaskStatus) -> None:
+        record = self.records.get(status.task_id)
+        if record is None or record.terminal:
+            return
+        now = self.clock()
+        record.state = status.state
+        record.states.append(status.state)
+        record.message, record.reason = status.message, status.reason
+        if status.agent_id:
+            record.agent_id = status.agent_id
+        if status.state == tpb.TASK_RUNNING and record.running_at is None:
+            record.running_at = now
+        if status.has_exit_code:
+            record.exit_code = status.exit_code
+        if record.terminal:
+            record.ended_at = now
+            if status.state != tpb.TASK_FINISHED and self.first_failure is None:
+                self.first_failure = record
+        if self.on_update is not None:
+            self.on_update(record, status)
+        if all(r.terminal for r in self.records.values()):
+            self.done.set()
+
+    def exit_code(self) -> int:
+        """0 when every task finished; else the first failure's exit code (1 when it has none)."""
+        failure = self.first_failure
+        if failure is None:
+            return 0
+        return failure.exit_code if failure.exit_code not in (None, 0) else 1  # type: ignore[return-value]
+
+
+async def run_batch(
+    master: str,
+    specs: Sequence[TaskSpec],
+    *,
+    name: str = "batch",
+    role: str = "",
+    on_update: Callable[[TaskRecord, tpb.TaskStatus], None] | None = None,
+    timeout: float | None = None,
+    capabilities: Sequence[int] = (rpb.FrameworkInfo.Capability.TASK_KILLING_STATE,),
+) -> BatchScheduler:
+    """Run `specs` to completion as one framework, then tear it down. Raises TimeoutError after `timeout`."""
+    scheduler = BatchScheduler(specs, on_update=on_update)
+    info = rpb.FrameworkInfo(name=name, roles=[role] if role else [], failover_timeout=0)
+    for cap in capabilities:
+        info.capabilities.add(type=cap)  # type: ignore[arg-type]
+    driver = SchedulerDriver(master, info, scheduler, max_reconnect_attempts=5)
+    runner = asyncio.create_task(driver.run())
+    try:
+        done = asyncio.create_task(scheduler.done.wait())
+        finished, _ = await asyncio.wait([runner, done], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if runner in finished:
+            done.cancel()
+            runner.result()  # raises the driver's error
+        if not finished:
+            done.cancel()
+            raise TimeoutError(f"tasks not finished after {timeout} s")
+    finally:
+        driver.stop(teardown=True)
+        await asyncio.wait_for(asyncio.shield(runner), 10)
+    return scheduler

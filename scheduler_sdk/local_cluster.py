@@ -1,0 +1,196 @@
+"""A whole cluster on this machine: one master and N agents as real processes, each with its own work dir.
+Behind `aiomesos cluster up`, `make run`, the end-to-end tests and the benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scheduler_sdk.operator import OperatorClient, OperatorError
+
+CGROUP_MOUNTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+@dataclass
+class Daemon:
+    name: str
+    argv: list[str]
+    work_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child from here on
+        try:
+            self.process = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive:
+            assert self.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, sig)
+
+    async def wait(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while self.alive and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return None if self.process is None else self.process.poll()
+
+    async def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL when it does not end within `timeout`."""
+        self.signal(signal.SIGTERM)
+        code = await self.wait(timeout)
+        if self.alive:
+            self.signal(signal.SIGKILL)
+            code = await self.wait(5.0)
+        return code
+
+    def log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+def agent_cgroup_root(work_dir: Path) -> str:
+    """The cgroup hierarchy name an agent with this work dir uses (see mesos_agent.daemon)."""
+    return "aiomesos/" + hashlib.sha1(str(work_dir.resolve()).encode()).hexdigest()[:12]
+
+
+def leftover_cgroups(work_dir: Path) -> list[Path]:
+    root = agent_cgroup_root(work_dir)
+    found: list[Path] = []
+    for mount in CGROUP_MOUNTS:
+        if not mount.is_dir():
+            continue
+        candidates = [mount / root] + [d / root for d in mount.iterdir() if d.is_dir() and not d.is_symlink()]
+        found.extend(c for c in candidates if c.is_dir())
+    return found
+
+
+@dataclass
+class LocalCluster:
+    work_dir: Path
+    agents: int = 2
+    agent_resources: str = "cpus:2;mem:1024;disk:2048;ports:[31000-32000]"
+    master_flags: list[str] = field(default_factory=list)
+    agent_flags: list[str] = field(default_factory=list)
+    log_level: str = "info"
+    master: Daemon | None = None
+    agent_daemons: list[Daemon] = field(default_factory=list)
+    master_address: str = ""
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIOMESOS_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _logs(self) -> Path:
+        path = self.work_dir / "logs"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def start(self, timeout: float = 30.0) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        await self.start_master(timeout)
+        for i in range(self.agents):
+            self.add_agent(i)
+        await self.wait_for_agents(self.agents, timeout)
+
+    async def start_master(self, timeout: float = 30.0) -> None:
+        master_dir = self.work_dir / "master"
+        addr_file = master_dir / "master.addr"
+        with contextlib.suppress(FileNotFoundError):
+            addr_file.unlink()
+        self.master = Daemon(
+            "master",
+            [sys.executable, "-m", "mesos_master", "--work-dir", str(master_dir), "--port", "0",
+             "--ip", "127.0.0.1", "--log-format", "json", "--log-level", self.log_level, *self.master_flags],
+            master_dir,
+            self._logs() / "master.log",
+        )
+        self.master.start(self._env())
+        deadline = time.monotonic() + timeout
+        while not addr_file.exists():
+            if not self.master.alive:
+                raise ClusterError(f"the master exited at start:\n{self.master.log_tail()}")
+            if time.monotonic() > deadline:
+                raise ClusterError("the master did not start in time")
+            await asyncio.sleep(0.02)
+        self.master_address = addr_file.read_text().strip()
+
+    def add_agent(self, index: int | None = None, extra_flags: list[str] | None = None) -> Daemon:
+        i = len(self.agent_daemons) if index is None else index
+        work = self.work_dir / f"agent{i}"
+        daemon = Daemon(
+            f"agent{i}",
+            [sys.executable, "-m", "mesos_agent", "--master", self.master_address, "--work-dir", str(work),
+             "--port", "0", "--ip", "127.0.0.1", "--hostname", f"agent{i}.local", "--resources",
+             self.agent_resources, "--log-format", "json", "--log-level", self.log_level,
+             "--registration-backoff-max", "2", *self.agent_flags, *(extra_flags or [])],
+            work,
+            self._logs() / f"agent{i}.log",
+        )
+        daemon.start(self._env())
+        if index is not None and index < len(self.agent_daemons):
+            self.agent_daemons[index] = daemon
+        else:
+            self.agent_daemons.append(daemon)
+        return daemon
+
+    async def wait_for_agents(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with OperatorClient(self.master_address) as client:
+            while True:
+                with contextlib.suppress(OperatorError):
+                    agents = (await client.agents()).agents
+                    if sum(1 for a in agents if a.active) >= count:
+                        return
+                for d in self.agent_daemons:
+                    if d.process is not None and d.process.poll() not in (None, 0):
+                        raise ClusterError(f"{d.name} exited at start:\n{d.log_tail()}")
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"fewer than {count} agents attached in {timeout} s")
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> list[str]:
+        """Stop every daemon (agents first) and return what was left behind (cgroups), if anything."""
+        await asyncio.gather(*(d.stop() for d in self.agent_daemons))
+        if self.master is not None:
+            await self.master.stop()
+        leftovers = []
+        for d in self.agent_daemons:
+            leftovers.extend(str(p) for p in leftover_cgroups(d.work_dir))
+        return leftovers
+
+    async def __aenter__(self) -> LocalCluster:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
