@@ -171,7 +171,7 @@ class AgentDaemon:
 
 
 async def _drained(link: MasterLink) -> None:
-    while not link._queue.empty():
+    while link.queued():
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.05)
 

@@ -4,6 +4,7 @@ it re-attaches with exponential backoff and jitter, forever (or until the master
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 import grpc
@@ -53,6 +54,9 @@ class MasterLink:
     def send(self, message: AgentMessage) -> None:
         self._queue.put_nowait(message)
 
+    def queued(self) -> int:
+        return self._queue.qsize()
+
     async def run(self) -> None:
         backoff = self.backoff_min
         while True:
@@ -93,18 +97,20 @@ class MasterLink:
             self.agent.on_registered(first.registered.agent_id)
             self.connected.set()
             log.info("attached to master", master=self.master, agent_id=first.registered.agent_id)
-            async with asyncio.TaskGroup() as tg:
-                writer = tg.create_task(self._write(call))
-                try:
-                    while True:
-                        message = await call.read()
-                        if message is grpc.aio.EOF:
-                            break
-                        if message.type == MasterMessage.PING:
-                            continue
-                        self.agent.on_master_message(message)
-                finally:
-                    writer.cancel()
+            writer = asyncio.create_task(self._write(call))
+            try:
+                while True:
+                    message = await call.read()
+                    if message is grpc.aio.EOF:
+                        break
+                    if message.type == MasterMessage.PING:
+                        continue
+                    self.agent.on_master_message(message)
+            finally:
+                writer.cancel()
+                # A broken write shows on the read side as well; the writer's own error adds nothing.
+                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    await writer
             raise ConnectionError("the master ended the stream")
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:

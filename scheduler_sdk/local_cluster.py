@@ -118,14 +118,20 @@ class LocalCluster:
             self.add_agent(i)
         await self.wait_for_agents(self.agents, timeout)
 
-    async def start_master(self, timeout: float = 30.0) -> None:
+    async def restart_master(self, timeout: float = 30.0) -> None:
+        """Stop the master and start it again with the same work dir, on the same port."""
+        assert self.master is not None
+        await self.master.stop()
+        await self.start_master(timeout, port=int(self.master_address.rsplit(":", 1)[1]))
+
+    async def start_master(self, timeout: float = 30.0, port: int = 0) -> None:
         master_dir = self.work_dir / "master"
         addr_file = master_dir / "master.addr"
         with contextlib.suppress(FileNotFoundError):
             addr_file.unlink()
         self.master = Daemon(
             "master",
-            [sys.executable, "-m", "mesos_master", "--work-dir", str(master_dir), "--port", "0",
+            [sys.executable, "-m", "mesos_master", "--work-dir", str(master_dir), "--port", str(port),
              "--ip", "127.0.0.1", "--log-format", "json", "--log-level", self.log_level, *self.master_flags],
             master_dir,
             self._logs() / "master.log",

@@ -118,17 +118,27 @@ class Container:
     # ------------------------------------------------------------------ internals
 
     def _signal(self, sig: int) -> None:
-        if self._proc.returncode is None:
-            self._proc.send_signal(sig)
-            # While the main process is unreaped its pid cannot name another group.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, sig)
+        """Deliver sig once to each process of the container.
+
+        Once only: a second SIGTERM landing while a task runs its handler (or
+        has already restored the default action on the way out) would turn a
+        clean exit into a death by signal.
+        """
         if not self._procs_file:
+            # posix: the task's process group (its session leader's pid is
+            # the group id, and cannot name another group while unreaped).
+            if self._proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pid, sig)
             return
         if sig == signal.SIGKILL and self._kill_file:
             with contextlib.suppress(OSError):
                 write_file(self._kill_file, "1")
-        for pid in read_pids(self._procs_file):
+        pids = read_pids(self._procs_file)
+        if self.pid not in pids:
+            # Not in its cgroups yet (the wrapper is still joining them) or already gone.
+            self._proc.send_signal(sig)
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
 

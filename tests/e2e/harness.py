@@ -1,0 +1,154 @@
+"""Helpers for end-to-end tests: poll with a deadline (never a fixed sleep) and a scheduler that records."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+
+from aiomesos.v1 import agent_pb2, agent_pb2_grpc
+from aiomesos.v1 import resources_pb2 as rpb
+from aiomesos.v1 import scheduler_pb2 as spb
+from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk.driver import Scheduler, SchedulerDriver
+from scheduler_sdk.operator import OperatorClient
+from scheduler_sdk.resources import Resources
+
+T = TypeVar("T")
+TERMINAL = {tpb.TASK_FINISHED, tpb.TASK_FAILED, tpb.TASK_KILLED, tpb.TASK_ERROR, tpb.TASK_LOST, tpb.TASK_DROPPED,
+            tpb.TASK_GONE}
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T] | T], timeout: float = 20.0, interval: float = 0.05, what: str = ""
+) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            result = await result
+        if result:
+            return result  # type: ignore[return-value]
+        last = result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or check} (last: {last!r})")
+        await asyncio.sleep(interval)
+
+
+class Recorder(Scheduler):
+    """Records everything; offers go to a queue the test takes from (and must answer)."""
+
+    def __init__(self, auto_decline: bool = False) -> None:
+        self.offer_queue: asyncio.Queue[spb.Offer] = asyncio.Queue()
+        self.statuses: list[tpb.TaskStatus] = []
+        self.errors: list[str] = []
+        self.rescinded: list[str] = []
+        self.registrations: list[str] = []
+        self.auto_decline = auto_decline
+
+    async def registered(self, driver: SchedulerDriver, framework_id: str, master_id: str) -> None:
+        self.registrations.append(framework_id)
+
+    async def reregistered(self, driver: SchedulerDriver, framework_id: str, master_id: str) -> None:
+        self.registrations.append(framework_id)
+
+    async def offers(self, driver: SchedulerDriver, offers: Sequence[spb.Offer]) -> None:
+        if self.auto_decline:
+            driver.decline([o.id for o in offers], refuse_seconds=0.5)
+            return
+        for offer in offers:
+            self.offer_queue.put_nowait(offer)
+
+    async def offer_rescinded(self, driver: SchedulerDriver, offer_id: str) -> None:
+        self.rescinded.append(offer_id)
+
+    async def status_update(self, driver: SchedulerDriver, status: tpb.TaskStatus) -> None:
+        self.statuses.append(status)
+
+    async def error(self, driver: SchedulerDriver, message: str) -> None:
+        self.errors.append(message)
+
+    def states(self, task_id: str) -> list[int]:
+        return [s.state for s in self.statuses if s.task_id == task_id]
+
+    def latest(self, task_id: str) -> tpb.TaskStatus | None:
+        matching = [s for s in self.statuses if s.task_id == task_id]
+        return matching[-1] if matching else None
+
+    async def wait_state(self, task_id: str, states: set[int], timeout: float = 20.0) -> tpb.TaskStatus:
+        def check() -> tpb.TaskStatus | None:
+            s = self.latest(task_id)
+            return s if s is not None and s.state in states else None
+
+        names = ",".join(tpb.TaskState.Name(x) for x in states)  # type: ignore[arg-type]
+        return await eventually(check, timeout, what=f"{task_id} in {names}")
+
+    async def next_offer(self, timeout: float = 20.0, agent_id: str | None = None) -> spb.Offer:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no offer arrived in time")
+            offer = await asyncio.wait_for(self.offer_queue.get(), left)
+            if offer.id in self.rescinded:
+                continue
+            if agent_id is None or offer.agent_id == agent_id:
+                return offer
+
+
+@contextlib.asynccontextmanager
+async def framework(
+    master: str,
+    scheduler: Scheduler,
+    *,
+    name: str = "test",
+    roles: Sequence[str] = (),
+    failover_timeout: float = 0.0,
+    framework_id: str = "",
+    capabilities: Sequence[int] = (),
+    teardown: bool = True,
+) -> AsyncIterator[SchedulerDriver]:
+    info = rpb.FrameworkInfo(name=name, roles=list(roles), failover_timeout=failover_timeout, id=framework_id)
+    for cap in capabilities:
+        info.capabilities.add(type=cap)  # type: ignore[arg-type]
+    driver = SchedulerDriver(master, info, scheduler, backoff_max=0.5)
+    runner = asyncio.create_task(driver.run())
+    try:
+        await eventually(lambda: driver.subscribed.is_set() or runner.done(), what="SUBSCRIBED")
+        if runner.done():
+            runner.result()
+        yield driver
+    finally:
+        driver.stop(teardown=teardown)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(runner, 10)
+
+
+def task(task_id: str, command: str, agent_id: str = "", cpus: float = 0.1, mem: float = 32,
+         grace: float | None = None) -> tpb.TaskInfo:
+    info = tpb.TaskInfo(
+        task_id=task_id,
+        name=task_id,
+        agent_id=agent_id,
+        resources=Resources.of(cpus=cpus, mem=mem).to_proto(),
+        command=rpb.CommandInfo(shell=True, value=command),
+    )
+    if grace is not None:
+        info.kill_policy.grace_period.nanoseconds = int(grace * 1e9)
+    return info
+
+
+async def agent_state(address: str) -> agent_pb2.AgentState:
+    async with grpc.aio.insecure_channel(address) as channel:
+        return await agent_pb2_grpc.AgentStub(channel).GetState(agent_pb2.AgentStateRequest(), timeout=5)
+
+
+async def agents(master: str) -> list[Any]:
+    async with OperatorClient(master) as client:
+        return list((await client.agents()).agents)

@@ -1,0 +1,130 @@
+"""The `aiomesos` command line against a real cluster: tables, --json, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scheduler_sdk.local_cluster import LocalCluster
+from tests.e2e.harness import eventually
+
+pytestmark = [pytest.mark.e2e]
+AIOMESOS = [sys.executable, "-m", "scheduler_sdk"]
+
+
+async def aiomesos(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *AIOMESOS, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def assert_one_line_error(code: int, out: str, err: str, expect: str) -> None:
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one error line, got:\n{err}"
+    assert "Traceback" not in err and expect in lines[0], lines[0]
+
+
+@pytest.mark.cgroups
+async def test_run_agents_frameworks_tasks_tables_and_json(cluster: LocalCluster) -> None:
+    m = cluster.master_address
+    code, out, err = await aiomesos("run", "--master", m, "--name", "hello", "--instances", "3", "--cpus", "0.1",
+                                    "--mem", "16", "--", "echo", "hi")
+    assert code == 0, err
+    assert out.count("TASK_FINISHED") == 3 and out.count("TASK_RUNNING") == 3
+    code, out, err = await aiomesos("run", "--master", m, "--name", "bad", "--", "exit 3")
+    assert code == 3, (out, err)
+    assert "TASK_FAILED" in out and "exit code 3" in out
+    code, out, err = await aiomesos("run", "--master", m, "--name", "mixed", "--instances", "2", "--",
+                                    'test "$MESOS_TASK_ID" = mixed-0 || exit 5')
+    assert code == 5, (out, err)
+
+    code, out, _ = await aiomesos("agents", "--master", m)
+    assert code == 0
+    agents = json.loads((await aiomesos("agents", "--master", m, "--json"))[1])
+    assert len(agents) == 2 and all(a["active"] for a in agents)
+    for a in agents:
+        assert a["id"] in out and a["hostname"] in out
+        assert a["resources"]["cpus"] == 2 and a["resources"]["mem"] == 1024
+        assert a["resources"]["ports"] == [[31000, 32000]]
+
+    code, out, _ = await aiomesos("frameworks", "--master", m, "--all")
+    assert code == 0 and "hello" in out
+    frameworks = json.loads((await aiomesos("frameworks", "--master", m, "--json", "--all"))[1])
+    assert {f["name"] for f in frameworks} >= {"hello", "bad", "mixed"}
+    assert all(f["state"] == "completed" for f in frameworks)
+
+    tasks = json.loads((await aiomesos("tasks", "--master", m, "--json", "--all"))[1])
+    hello = [t for t in tasks if t["name"].startswith("hello")]
+    assert sorted(t["id"] for t in hello) == ["hello-0", "hello-1", "hello-2"]
+    assert all(t["state"] == "TASK_FINISHED" and t["agent_id"] and t["exit_code"] == 0 for t in hello)
+    assert all(t["resources"] == {"cpus": 0.1, "mem": 16} for t in hello)
+    code, out, _ = await aiomesos("tasks", "--master", m, "--all")
+    assert code == 0 and "hello-0" in out and "TASK_FINISHED" in out
+    assert json.loads((await aiomesos("tasks", "--master", m, "--json"))[1]) == []
+
+
+async def test_unreachable_master_is_one_line_and_exit_2() -> None:
+    for args in (["agents"], ["tasks", "--json"], ["run", "--", "true"]):
+        code, out, err = await aiomesos(args[0], "--master", "127.0.0.1:1", *args[1:])
+        assert_one_line_error(code, out, err, "cannot reach the master at 127.0.0.1:1")
+
+
+async def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    code, out, err = await aiomesos("agents", "--bogus")
+    assert_one_line_error(code, out, err, "unrecognized arguments: --bogus")
+    code, out, err = await aiomesos("frobnicate")
+    assert_one_line_error(code, out, err, "invalid choice")
+    code, out, err = await aiomesos("master", "--work-dir", str(tmp_path), "--bogus")
+    assert_one_line_error(code, out, err, "--bogus")
+    code, out, err = await aiomesos("agent", "--master", "127.0.0.1:1", "--work-dir", str(tmp_path),
+                                    "--resources", "cpus:abc")
+    assert_one_line_error(code, out, err, "malformed amount 'abc' for 'cpus'")
+    code, out, err = await aiomesos("agent", "--master", "127.0.0.1:1", "--work-dir", str(tmp_path),
+                                    "--attributes", "zone")
+    assert_one_line_error(code, out, err, "malformed attribute")
+    code, out, err = await aiomesos("run", "--master", "127.0.0.1:1", "--cpus", "-1", "--", "true")
+    assert_one_line_error(code, out, err, "--cpus")
+    code, out, err = await aiomesos("run", "--master", "127.0.0.1:1")
+    assert_one_line_error(code, out, err, "no command given")
+    code, out, err = await aiomesos("cluster", "up", "--agent-resources", "mem:lots")
+    assert_one_line_error(code, out, err, "malformed amount")
+
+
+async def test_every_command_has_help() -> None:
+    for args in (["--help"], ["master", "--help"], ["agent", "--help"], ["run", "--help"], ["agents", "--help"],
+                 ["frameworks", "--help"], ["tasks", "--help"], ["cluster", "up", "--help"], ["demo", "--help"]):
+        code, out, err = await aiomesos(*args)
+        assert code == 0, (args, err)
+        assert "usage:" in out
+
+
+async def test_daemon_flags_come_from_the_environment(tmp_path: Path) -> None:
+    work = tmp_path / "m"
+    proc = await asyncio.create_subprocess_exec(
+        *AIOMESOS, "master", env={**os.environ, "AIOMESOS_WORK_DIR": str(work), "AIOMESOS_PORT": "0",
+                                  "AIOMESOS_IP": "127.0.0.1", "AIOMESOS_LOG_FORMAT": "json"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        addr = await eventually(lambda: (work / "master.addr").exists() and (work / "master.addr").read_text().strip(),
+                                what="the master's address file in AIOMESOS_WORK_DIR")
+        assert addr.startswith("127.0.0.1:") and not addr.endswith(":5050")
+        code, out, _ = await aiomesos("agents", "--json", env={"AIOMESOS_MASTER": addr})
+        assert code == 0 and json.loads(out) == []
+    finally:
+        proc.terminate()
+        _, err = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 0
+    first = json.loads(err.decode().splitlines()[0])  # JSON logs when not on a terminal
+    assert first["event"] == "master started" and first["level"] == "info"

@@ -1,0 +1,553 @@
+"""Containerizer against real cgroups and real processes.
+
+The cgroup tests need root and a usable cgroup v1 or v2 hierarchy; they are
+skipped with the reason otherwise.  Each test works under its own root
+``aiomesos-test/<uuid>``; the fixture always shuts its containerizers down and
+checks that no cgroup dir of that root is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import psutil
+import pytest
+import uvloop
+
+from mesos_agent.containerizer import (
+    LAUNCH_FAILED_STATUS,
+    Containerizer,
+    LaunchError,
+    LaunchSpec,
+)
+from mesos_agent.containerizer import _cgroups as cg
+from mesos_agent.containerizer import _containerizer as czr_module
+
+PY = sys.executable
+ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
+TEST_PARENT = "aiomesos-test"
+MiB = 1024 * 1024
+
+
+def _cgroup_mounts() -> list[Path]:
+    """Every cgroup / cgroup2 mount point, read independently of the module under test."""
+    mounts = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[:1] in (["cgroup"], ["cgroup2"]):
+                mounts.append(Path(left.split()[4]))
+    return mounts
+
+
+def _cgroups_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root for cgroups"
+    probe = Containerizer(f"{TEST_PARENT}/probe-{uuid.uuid4().hex[:8]}")
+    try:
+        if probe.cgroups_version is None:
+            return f"cgroups unavailable: {probe.warning}"
+        return None
+    finally:
+        asyncio.run(probe.shutdown())
+
+
+SKIP_REASON = _cgroups_skip_reason()
+needs_cgroups = [
+    pytest.mark.cgroups,
+    pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_test_parent() -> Any:
+    yield
+    for m in _cgroup_mounts():
+        with contextlib.suppress(OSError):
+            os.rmdir(m / TEST_PARENT)
+
+
+MakeCzr = Callable[..., Containerizer]
+
+
+@pytest.fixture
+async def make_czr() -> AsyncIterator[MakeCzr]:
+    made: list[tuple[Containerizer, str]] = []
+
+    def make(root: str | None = None, **kwargs: Any) -> Containerizer:
+        root = root or f"{TEST_PARENT}/{uuid.uuid4().hex[:12]}"
+        czr = Containerizer(root, memory_poll_interval=0.1, **kwargs)
+        made.append((czr, root))
+        return czr
+
+    try:
+        yield make
+    finally:
+        for czr, _root in made:
+            await czr.shutdown()
+        for czr, root in made:
+            assert czr.containers() == []
+            left = [m / root for m in _cgroup_mounts() if (m / root).exists()]
+            assert left == [], f"cgroup dirs left behind: {left}"
+
+
+def spec(tmp_path: Path, cid: str, argv: list[str], **kwargs: Any) -> LaunchSpec:
+    sandbox = tmp_path / cid
+    sandbox.mkdir()
+    env = kwargs.pop("env", ENV)
+    return LaunchSpec(
+        container_id=cid,
+        argv=argv,
+        env=env,
+        cwd=sandbox,
+        stdout_path=sandbox / "stdout",
+        stderr_path=sandbox / "stderr",
+        **kwargs,
+    )
+
+
+async def poll(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Wait until cond() is truthy (checked every 10 ms), failing after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def gone(pid: int) -> bool:
+    """Dead: no such process, or a zombie (the host's init may not reap orphans)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+# --------------------------------------------------------------------------- basics
+
+
+@pytest.mark.parametrize(
+    "isolation", [pytest.param("auto", marks=needs_cgroups, id="cgroups"), pytest.param("posix", id="posix")]
+)
+async def test_exit_codes_signal_output_env_cwd(make_czr: MakeCzr, tmp_path: Path, isolation: str) -> None:
+    czr = make_czr(isolation=isolation)
+    script = 'echo "out-$FOO"; echo err-line >&2; pwd; exit 3'
+    c3 = await czr.launch(spec(tmp_path, "three", ["/bin/sh", "-c", script], env={**ENV, "FOO": "bar"}))
+    c0 = await czr.launch(spec(tmp_path, "zero", ["true"]))
+    c9 = await czr.launch(spec(tmp_path, "nine", ["/bin/sh", "-c", "kill -9 $$"]))
+    cg_ = await czr.launch(spec(tmp_path, "cgroup", ["cat", "/proc/self/cgroup"]))
+    assert {c.container_id for c in czr.containers()} <= {"three", "zero", "nine", "cgroup"}
+
+    t3, t0, t9, tc = await asyncio.gather(c3.wait(), c0.wait(), c9.wait(), cg_.wait())
+    assert (t3.exit_code, t3.signal, t3.oom_killed, t3.message) == (3, None, False, "exited with status 3")
+    assert (t0.exit_code, t0.signal, t0.message) == (0, None, "exited with status 0")
+    assert (t9.exit_code, t9.signal, t9.message) == (None, 9, "killed by signal 9")
+    assert await c3.wait() == t3  # idempotent
+    assert read(tmp_path / "three" / "stdout") == f"out-bar\n{tmp_path / 'three'}\n"
+    assert read(tmp_path / "three" / "stderr") == "err-line\n"
+    assert tc.exit_code == 0
+    if isolation == "posix":
+        assert cg_.cgroup_paths == []
+    else:
+        # The task's own process was inside every cgroup of the container when it ran.
+        lines = read(tmp_path / "cgroup" / "stdout").splitlines()
+        inside = [line for line in lines if line.endswith(f":/{czr.root}/cgroup")]
+        assert cg_.cgroup_paths and len(inside) >= len(cg_.cgroup_paths), lines
+    for c in (c3, c0, c9, cg_):
+        assert all(not p.exists() for p in c.cgroup_paths)
+    assert czr.containers() == []
+
+
+@pytest.mark.parametrize(
+    "isolation", [pytest.param("auto", marks=needs_cgroups, id="cgroups"), pytest.param("posix", id="posix")]
+)
+async def test_stats_and_leftover_children_killed(make_czr: MakeCzr, tmp_path: Path, isolation: str) -> None:
+    czr = make_czr(isolation=isolation)
+    # The main process exits at once, leaving a background child behind: it must die with the task.
+    leaver = await czr.launch(spec(tmp_path, "leaver", ["/bin/sh", "-c", "sleep 30 & echo $!"]))
+    sleeper = await czr.launch(spec(tmp_path, "sleeper", ["sleep", "30"], cpus=0.5, mem_mb=64))
+
+    t = await leaver.wait()
+    assert t.exit_code == 0
+    child = int(read(tmp_path / "leaver" / "stdout"))
+    await poll(lambda: gone(child), what="the leftover child to die")
+
+    stats = await poll(lambda: (s := sleeper.stats()) and s.get("processes", 0) >= 1 and s, what="stats")
+    assert {"cpus_user_time_secs", "cpus_system_time_secs", "mem_rss_bytes", "processes"} <= set(stats)
+    assert stats["mem_limit_bytes"] == 64 * MiB
+    assert stats["cpus_limit"] == 0.5
+    await sleeper.kill(0)
+    t = await sleeper.wait()
+    assert (t.exit_code, t.signal, t.oom_killed) == (None, signal.SIGKILL, False)
+    assert sleeper.stats() == {}
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@pytest.mark.cgroups
+@pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+async def test_memory_bomb_is_oom_killed_and_neighbour_survives(make_czr: MakeCzr, tmp_path: Path) -> None:
+    czr = make_czr()
+    if "cgroups/mem" not in czr.isolators:
+        pytest.skip("no memory cgroup controller")
+    bomb_argv = [PY, "-c", "a = bytearray(200 * 1024 * 1024); import time; time.sleep(5)"]
+    bomb = await czr.launch(spec(tmp_path, "bomb", bomb_argv, mem_mb=64))
+    # The neighbour lives until the bomb's cgroup is gone, then finishes normally.
+    watch = bomb.cgroup_paths[0]
+    neighbour_argv = ["/bin/sh", "-c", f"while [ -d '{watch}' ]; do sleep 0.02; done; echo neighbour-ok"]
+    neighbour = await czr.launch(spec(tmp_path, "neighbour", neighbour_argv, mem_mb=64))
+
+    t = await asyncio.wait_for(bomb.wait(), 10)
+    assert t.oom_killed is True
+    assert t.signal == signal.SIGKILL and t.exit_code is None
+    assert t.message == "memory limit 64 MiB exceeded"
+    assert not neighbour.done
+    tn = await asyncio.wait_for(neighbour.wait(), 10)
+    assert (tn.exit_code, tn.oom_killed) == (0, False)
+    assert read(tmp_path / "neighbour" / "stdout") == "neighbour-ok\n"
+
+
+@pytest.mark.cgroups
+@pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+async def test_child_oom_kills_the_whole_container(make_czr: MakeCzr, tmp_path: Path) -> None:
+    czr = make_czr()
+    if "cgroups/mem" not in czr.isolators:
+        pytest.skip("no memory cgroup controller")
+    script = f'"{PY}" -c "a = bytearray(200 << 20)"; echo survived; sleep 30'
+    started = time.monotonic()
+    c = await czr.launch(spec(tmp_path, "parent", ["/bin/sh", "-c", script], mem_mb=64))
+    t = await asyncio.wait_for(c.wait(), 10)
+    assert time.monotonic() - started < 5
+    assert t.oom_killed is True
+    assert t.message == "memory limit 64 MiB exceeded"
+    assert t.signal == signal.SIGKILL
+    assert all(not p.exists() for p in c.cgroup_paths)
+
+
+# --------------------------------------------------------------------------- pids
+
+
+FORKER = """
+import subprocess, sys, time
+procs, failed = [], 0
+for _ in range(100):
+    try:
+        procs.append(subprocess.Popen(["sleep", "30"]))
+    except OSError:
+        failed += 1
+print(len(procs), failed, *[p.pid for p in procs], flush=True)
+time.sleep(30)
+"""
+
+
+@pytest.mark.cgroups
+@pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+async def test_fork_bomb_is_bounded_by_pids_max(make_czr: MakeCzr, tmp_path: Path) -> None:
+    czr = make_czr(max_task_processes=32)
+    if "cgroups/pids" not in czr.isolators:
+        pytest.skip("no pids cgroup controller")
+    bomb = await czr.launch(spec(tmp_path, "forker", [PY, "-c", FORKER]))
+    line = await poll(lambda: read(tmp_path / "forker" / "stdout"), what="the forker's report")
+    started, failed, *pids = map(int, line.split())
+    assert started < 32 and failed > 0 and started + failed == 100
+    assert bomb.stats()["processes"] <= 32
+
+    # The machine and the other tasks are fine meanwhile.
+    other = await czr.launch(spec(tmp_path, "other", ["/bin/sh", "-c", "echo fine"]))
+    assert (await other.wait()).exit_code == 0
+    assert read(tmp_path / "other" / "stdout") == "fine\n"
+
+    await bomb.kill(0)
+    assert (await bomb.wait()).signal == signal.SIGKILL
+    await poll(lambda: all(gone(p) for p in pids), what="every forked sleep to die")
+    assert all(not p.exists() for p in bomb.cgroup_paths)
+
+    # The shell variant: the shell fails to fork past the limit and exits; its leftovers are killed.
+    loop = "for i in $(seq 100); do sleep 5 & done; wait"
+    sh = await czr.launch(spec(tmp_path, "shell-bomb", ["/bin/sh", "-c", loop]))
+    t = await asyncio.wait_for(sh.wait(), 10)
+    assert t.exit_code not in (None, 0), t
+    assert "fork" in read(tmp_path / "shell-bomb" / "stderr").lower()
+    assert all(not p.exists() for p in sh.cgroup_paths)
+
+
+# --------------------------------------------------------------------------- kill
+
+READY_THEN_SLEEP = "\nprint('ready', flush=True)\ntime.sleep(60)"
+TERM_EXITS = (
+    "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(7))" + READY_THEN_SLEEP
+)
+TERM_IGNORED = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)" + READY_THEN_SLEEP
+
+
+@pytest.mark.parametrize(
+    "isolation", [pytest.param("auto", marks=needs_cgroups, id="cgroups"), pytest.param("posix", id="posix")]
+)
+async def test_kill_with_grace(make_czr: MakeCzr, tmp_path: Path, isolation: str) -> None:
+    czr = make_czr(isolation=isolation)
+    polite = await czr.launch(spec(tmp_path, "polite", [PY, "-c", TERM_EXITS]))
+    stubborn = await czr.launch(spec(tmp_path, "stubborn", [PY, "-c", TERM_IGNORED]))
+    for name in ("polite", "stubborn"):
+        await poll(lambda n=name: read(tmp_path / n / "stdout") == "ready\n", what=f"{name} ready")
+
+    async def timed_kill(c: Any, grace: float) -> float:
+        t0 = time.monotonic()
+        await c.kill(grace)
+        return time.monotonic() - t0
+
+    polite_s, stubborn_s = await asyncio.gather(timed_kill(polite, 10.0), timed_kill(stubborn, 0.5))
+    tp, ts = await polite.wait(), await stubborn.wait()
+    assert (tp.exit_code, tp.signal, tp.message) == (7, None, "exited with status 7")
+    assert polite_s < 3.0
+    assert (ts.exit_code, ts.signal) == (None, signal.SIGKILL)
+    assert 0.45 <= stubborn_s < 2.0
+    await polite.kill(1.0)  # already over: returns at once
+    assert gone(polite.pid) and gone(stubborn.pid)
+
+
+# --------------------------------------------------------------------------- orphans
+
+
+@pytest.mark.cgroups
+@pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+async def test_cleanup_orphans_of_a_crashed_agent(make_czr: MakeCzr, tmp_path: Path) -> None:
+    root = f"{TEST_PARENT}/{uuid.uuid4().hex[:12]}"
+    crashed = make_czr(root)
+    c = await crashed.launch(spec(tmp_path, "orphan", ["/bin/sh", "-c", "sleep 30 & echo $!; sleep 30"]))
+    child = int(await poll(lambda: read(tmp_path / "orphan" / "stdout").strip(), what="child pid"))
+    # The "crashed" agent never calls shutdown(); a new one starts on the same root.
+    fresh = make_czr(root)
+    assert fresh.cleanup_orphans() == ["orphan"]
+    assert all(not p.exists() for p in c.cgroup_paths)
+    await poll(lambda: gone(c.pid) and gone(child), what="orphan processes to die")
+    assert fresh.cleanup_orphans() == []
+    # Let the old containerizer's reaper finish (it finds the cgroups already gone).
+    t = await asyncio.wait_for(c.wait(), 5)
+    assert t.signal == signal.SIGKILL
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+async def test_posix_isolation_and_fallback(make_czr: MakeCzr, tmp_path: Path) -> None:
+    posix = make_czr(isolation="posix")
+    assert posix.isolators == ["posix/cpu", "posix/mem"]
+    assert posix.cgroups_version is None and posix.warning is None
+
+    fallback = make_czr(cgroups_root_v1=tmp_path / "no-cgroups-here")
+    assert fallback.cgroups_version is None
+    assert fallback.isolators == ["posix/cpu", "posix/mem"]
+    assert fallback.warning and "\n" not in fallback.warning and "posix" in fallback.warning
+    c = await fallback.launch(spec(tmp_path, "fb", ["/bin/sh", "-c", "exit 5"], cpus=1, mem_mb=32))
+    assert c.cgroup_paths == []
+    assert (await c.wait()).exit_code == 5
+
+
+def test_bogus_isolation_is_rejected() -> None:
+    with pytest.raises(ValueError, match="bogus"):
+        Containerizer("aiomesos-test/never", isolation="bogus")
+    with pytest.raises(ValueError, match="cgroups/nope"):
+        Containerizer("aiomesos-test/never", isolation="cgroups/cpu,cgroups/nope")
+
+
+async def test_launch_errors(make_czr: MakeCzr, tmp_path: Path) -> None:
+    czr = make_czr()
+    c = await czr.launch(spec(tmp_path, "dup", ["sleep", "30"]))
+    with pytest.raises(LaunchError, match="already exists"):
+        await czr.launch(replace(spec(tmp_path, "other", ["true"]), container_id="dup"))
+    missing = LaunchSpec("nocwd", ["true"], ENV, tmp_path / "missing", tmp_path / "o", tmp_path / "e")
+    with pytest.raises(LaunchError, match="not a directory"):
+        await czr.launch(missing)
+    with pytest.raises(LaunchError, match="path component"):
+        await czr.launch(replace(spec(tmp_path, "slash", ["true"]), container_id="a/b"))
+    with pytest.raises(LaunchError, match="unknown user"):
+        await czr.launch(spec(tmp_path, "nouser", ["true"], user="no-such-user-xyz"))
+    await c.kill(0)
+    await czr.shutdown()
+    with pytest.raises(LaunchError, match="shut down"):
+        await czr.launch(spec(tmp_path, "late", ["true"]))
+
+
+@pytest.mark.cgroups
+@pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+async def test_wrapper_failing_to_enter_cgroups_is_reported(
+    make_czr: MakeCzr, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    czr = make_czr()
+    backend = czr._backend
+    assert backend is not None
+    create = backend.create
+
+    def create_with_a_bad_path(s: LaunchSpec) -> list[Path]:
+        return [*create(s), tmp_path / "not-a-cgroup"]
+
+    monkeypatch.setattr(backend, "create", create_with_a_bad_path)
+    c = await czr.launch(spec(tmp_path, "nojoin", ["/bin/sh", "-c", "echo ran"]))
+    t = await c.wait()
+    assert t.exit_code == LAUNCH_FAILED_STATUS
+    assert t.message.startswith("launch failed:") and "cgroups" in t.message
+    assert read(tmp_path / "nojoin" / "stdout") == ""  # the task's command never ran
+    assert all(not p.exists() for p in c.cgroup_paths[:-1])
+
+
+@pytest.mark.cgroups
+@pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv not installed")
+async def test_run_as_another_user(make_czr: MakeCzr, tmp_path: Path) -> None:
+    czr = make_czr()
+    c = await czr.launch(
+        spec(tmp_path, "nobody", ["/bin/sh", "-c", "id -u; cat /proc/self/cgroup"], user="nobody")
+    )
+    t = await c.wait()
+    out = read(tmp_path / "nobody" / "stdout")
+    assert t.exit_code == 0, read(tmp_path / "nobody" / "stderr")
+    assert out.splitlines()[0] == "65534"
+    assert f"/{czr.root}/nobody" in out
+
+
+# --------------------------------------------------------------------------- cpu
+
+BUSY = """
+import time
+t0, c0 = time.monotonic(), time.process_time()
+while time.monotonic() - t0 < 1.5:
+    pass
+print((time.process_time() - c0) / (time.monotonic() - t0), flush=True)
+"""
+
+
+@pytest.mark.cgroups
+@pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+async def test_cfs_quota_caps_a_busy_loop(make_czr: MakeCzr, tmp_path: Path) -> None:
+    czr = make_czr(enable_cfs=True)
+    if "cgroups/cpu" not in czr.isolators:
+        pytest.skip("no cpu cgroup controller")
+    c = await czr.launch(spec(tmp_path, "busy", [PY, "-c", BUSY], cpus=0.5))
+    stats = await poll(
+        lambda: (s := c.stats()) and s.get("cpus_nr_throttled", 0) > 0 and s, what="the task to be throttled"
+    )
+    assert stats["cpus_limit"] == 0.5
+    t = await c.wait()
+    assert t.exit_code == 0, read(tmp_path / "busy" / "stderr")
+    ratio = float(read(tmp_path / "busy" / "stdout"))
+    assert 0.2 < ratio <= 0.6, ratio
+
+
+# --------------------------------------------------------------------------- event loops
+
+
+def test_on_uvloop(tmp_path: Path) -> None:
+    """The daemon runs on uvloop: launch, exit status, kill and cleanup there, without helper threads."""
+    root = f"{TEST_PARENT}/{uuid.uuid4().hex[:12]}"
+
+    async def main() -> None:
+        assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+        czr = Containerizer(root, memory_poll_interval=0.1)
+        try:
+            threads = threading.active_count()
+            done = [
+                await czr.launch(spec(tmp_path, f"t{i}", ["/bin/sh", "-c", f"exit {i}"])) for i in range(20)
+            ]
+            sleeper = await czr.launch(spec(tmp_path, "sleeper", ["sleep", "30"], mem_mb=64, cpus=0.25))
+            assert threading.active_count() == threads  # no thread per child
+            results = await asyncio.gather(*(c.wait() for c in done))
+            assert [r.exit_code for r in results] == list(range(20))
+            await sleeper.kill(5.0)
+            assert (await sleeper.wait()).signal == signal.SIGTERM
+        finally:
+            await czr.shutdown()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+    assert [m / root for m in _cgroup_mounts() if (m / root).exists()] == []
+
+
+@pytest.mark.parametrize("isolation", [pytest.param("auto", marks=needs_cgroups, id="cgroups"), "posix"])
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_create_subprocess_exec_fallback(tmp_path: Path, isolation: str, loop: str) -> None:
+    """Where pidfds are unavailable, tasks start through asyncio.create_subprocess_exec."""
+    root = f"{TEST_PARENT}/{uuid.uuid4().hex[:12]}"
+
+    async def main() -> None:
+        czr = Containerizer(root, isolation=isolation)
+        czr._fast_spawn = False
+        try:
+            a = await czr.launch(spec(tmp_path, "a", ["/bin/sh", "-c", "sleep 30 & echo $!; pwd; exit 4"]))
+            b = await czr.launch(spec(tmp_path, "b", ["sleep", "30"]))
+            ta = await a.wait()
+            assert ta.exit_code == 4
+            child, cwd = read(tmp_path / "a" / "stdout").split()
+            assert cwd == str(tmp_path / "a")
+            await poll(lambda: gone(int(child)), what="the leftover child to die")
+            await b.kill(0.1)
+            assert (await b.wait()).signal in (signal.SIGTERM, signal.SIGKILL)
+        finally:
+            await czr.shutdown()
+
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+    assert [m / root for m in _cgroup_mounts() if (m / root).exists()] == []
+
+
+# --------------------------------------------------------------------------- cgroup v2 plumbing
+
+
+def _writable_cgroup2() -> Path | None:
+    if os.geteuid() != 0:
+        return None
+    mount = cg.v2_mount(cg.detect_mounts(), Path("/sys/fs/cgroup"))
+    return mount if mount is not None and os.access(mount, os.W_OK) else None
+
+
+@pytest.mark.cgroups
+@pytest.mark.skipif(_writable_cgroup2() is None, reason="needs root and a writable cgroup2 mount")
+async def test_cgroup2_backend_without_controllers(
+    make_czr: MakeCzr, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exercise the v2 backend's join, kill and cleanup on whatever cgroup2 mount exists
+    (on hybrid hosts its controllers are bound to v1, so it runs with none)."""
+    mount = _writable_cgroup2()
+    assert mount is not None
+    root = f"{TEST_PARENT}/{uuid.uuid4().hex[:12]}"
+    backend = cg.V2Backend(PurePosixPath(root), [], mount, True, 64)
+    backend.setup()
+    monkeypatch.setattr(czr_module, "_select_backend", lambda *a, **k: (backend, ""))
+    czr = make_czr(root)
+    assert czr.cgroups_version == 2
+    a = await czr.launch(
+        spec(tmp_path, "a", ["/bin/sh", "-c", "sleep 30 & echo $!; cat /proc/self/cgroup; exit 2"])
+    )
+    b = await czr.launch(spec(tmp_path, "b", ["/bin/sh", "-c", "sleep 30 & sleep 30"]))
+    ta = await a.wait()
+    assert ta.exit_code == 2
+    child, *membership = read(tmp_path / "a" / "stdout").split()
+    assert f"0::/{root}/a" in membership
+    await poll(lambda: gone(int(child)), what="the leftover child to die")
+    await poll(lambda: b.stats().get("processes", 0) >= 2, what="b's two processes")
+    await b.kill(0)
+    assert (await b.wait()).signal == signal.SIGKILL
+    assert not (mount / root / "a").exists() and not (mount / root / "b").exists()

@@ -1,0 +1,52 @@
+"""The committed generated code under aiomesos/v1/ must match what protoc makes from proto/ today."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROTOS = sorted((ROOT / "proto" / "aiomesos" / "v1").glob("*.proto"))
+STALE = "generated code is stale: run `make proto`"
+
+
+def test_generated_code_is_fresh(tmp_path: Path) -> None:
+    assert PROTOS, "no .proto files found under proto/aiomesos/v1"
+    bindir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    out = str(tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-Iproto",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            f"--mypy_out={out}",
+            f"--mypy_grpc_out={out}",
+            *(str(p.relative_to(ROOT)) for p in PROTOS),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"protoc failed ({proc.returncode}):\n{proc.stderr}")
+
+    generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert generated, "protoc generated nothing"
+    stale = []
+    for rel in generated:
+        committed = ROOT / rel
+        if not committed.is_file():
+            stale.append(f"{rel} (missing)")
+        elif committed.read_bytes() != (tmp_path / rel).read_bytes():
+            stale.append(f"{rel} (differs)")
+    assert not stale, f"{STALE}\n" + "\n".join(stale)
