@@ -614,7 +614,15 @@ class Master:
         # The agent's report is the truth about its tasks.
         reported: dict[tuple[str, str], agent_pb2.AgentTask] = {(t.framework_id, t.task.task_id): t for t in reg.tasks}
         for key, task in list(agent.tasks.items()):
-            if key not in reported and not is_terminal(task.state):
+            if key in reported:
+                continue
+            if is_terminal(task.state):
+                # Over, and the agent no longer holds its update: nobody will acknowledge it now.
+                fw = self.frameworks.get(task.framework_id)
+                if fw is not None:
+                    self._forget_task(fw, task)
+                agent.tasks.pop(key, None)
+            else:
                 fw = self.frameworks.get(task.framework_id)
                 status = self._master_status(
                     task.task_id,

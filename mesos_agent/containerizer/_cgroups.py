@@ -15,7 +15,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import structlog
+
 from ._types import LaunchError, LaunchSpec
+
+log = structlog.get_logger(__name__)
 
 # Isolator names, in canonical order.
 CPU = "cgroups/cpu"
@@ -334,13 +338,17 @@ class Backend:
             with contextlib.suppress(OSError):
                 os.rmdir(p)
 
-    def _write_limits(self, made: list[str], writes: list[tuple[str, str]]) -> list[Path]:
-        try:
-            for path, value in writes:
+    def _write_limits(self, made: list[str], writes: list[tuple[str, str, bool]]) -> list[Path]:
+        """Write (path, value, required) limits; a failed optional write (swap tuning) is logged."""
+        for path, value, required in writes:
+            try:
                 write_file(path, value)
-        except OSError as e:
-            self._undo(made)
-            raise LaunchError(f"cannot write {value!r} to {path}: {e.strerror}") from e
+            except OSError as e:
+                if not required:
+                    log.warning("containerizer.optional_limit_failed", path=path, error=e.strerror)
+                    continue
+                self._undo(made)
+                raise LaunchError(f"cannot write {value!r} to {path}: {e.strerror}") from e
         return [Path(p) for p in made]
 
     def container_dirs(self) -> dict[str, list[Path]]:
@@ -402,22 +410,23 @@ class V1Backend(Backend):
 
     def create(self, spec: LaunchSpec) -> list[Path]:
         made = self._mkdir_leaves(spec.container_id)
-        writes: list[tuple[str, str]] = []
+        writes: list[tuple[str, str, bool]] = []
         idx = self._index
         if "cpu" in idx and spec.cpus is not None:
             d = made[idx["cpu"]]
-            writes.append((f"{d}/cpu.shares", str(max(2, int(spec.cpus * 1024)))))
+            writes.append((f"{d}/cpu.shares", str(max(2, int(spec.cpus * 1024))), True))
             if self.enable_cfs:
-                writes.append((f"{d}/cpu.cfs_quota_us", str(max(1000, int(spec.cpus * CFS_PERIOD_US)))))
+                quota = max(1000, int(spec.cpus * CFS_PERIOD_US))
+                writes.append((f"{d}/cpu.cfs_quota_us", str(quota), True))
         if "memory" in idx and spec.mem_mb is not None:
             d = made[idx["memory"]]
             limit = str(int(spec.mem_mb * 1024 * 1024))
-            writes.append((f"{d}/memory.limit_in_bytes", limit))
+            writes.append((f"{d}/memory.limit_in_bytes", limit, True))
             if self.has_memsw:
-                writes.append((f"{d}/memory.memsw.limit_in_bytes", limit))
-            writes.append((f"{d}/memory.swappiness", "0"))
+                writes.append((f"{d}/memory.memsw.limit_in_bytes", limit, False))
+            writes.append((f"{d}/memory.swappiness", "0", False))
         if "pids" in idx:
-            writes.append((f"{made[idx['pids']]}/pids.max", str(self.max_task_processes)))
+            writes.append((f"{made[idx['pids']]}/pids.max", str(self.max_task_processes), True))
         return self._write_limits(made, writes)
 
     def oom_file(self, paths: list[Path]) -> str | None:
@@ -511,19 +520,19 @@ class V2Backend(Backend):
         made = self._mkdir_leaves(spec.container_id)
         d = made[0]
         ctl = self.controllers
-        writes: list[tuple[str, str]] = []
+        writes: list[tuple[str, str, bool]] = []
         if "cpu" in ctl and spec.cpus is not None:
             shares = max(2, int(spec.cpus * 1024))
-            writes.append((f"{d}/cpu.weight", str(1 + ((shares - 2) * 9999) // 262142)))
+            writes.append((f"{d}/cpu.weight", str(1 + ((shares - 2) * 9999) // 262142), True))
             if self.enable_cfs:
                 quota = max(1000, int(spec.cpus * CFS_PERIOD_US))
-                writes.append((f"{d}/cpu.max", f"{quota} {CFS_PERIOD_US}"))
+                writes.append((f"{d}/cpu.max", f"{quota} {CFS_PERIOD_US}", True))
         if "memory" in ctl and spec.mem_mb is not None:
-            writes.append((f"{d}/memory.max", str(int(spec.mem_mb * 1024 * 1024))))
+            writes.append((f"{d}/memory.max", str(int(spec.mem_mb * 1024 * 1024)), True))
             if self.has_swap_max:
-                writes.append((f"{d}/memory.swap.max", "0"))
+                writes.append((f"{d}/memory.swap.max", "0", False))
         if "pids" in ctl:
-            writes.append((f"{d}/pids.max", str(self.max_task_processes)))
+            writes.append((f"{d}/pids.max", str(self.max_task_processes), True))
         return self._write_limits(made, writes)
 
     def oom_file(self, paths: list[Path]) -> str | None:

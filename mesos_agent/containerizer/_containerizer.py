@@ -133,8 +133,6 @@ class Containerizer:
                 if p and p not in chosen:
                     chosen.append(p)
         self.isolators = chosen
-        if self.warning:
-            log.warning("containerizer.isolation_fallback", warning=self.warning)
 
     # ------------------------------------------------------------------ public
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -45,10 +46,13 @@ class AgentRegistryService(agent_pb2_grpc.AgentRegistryServicer):
         self.dispatcher.flush()
         self.dispatcher.changed(allocate=True)
         try:
-            async with asyncio.TaskGroup() as tg:
-                reader = tg.create_task(self._read(agent_id, messages, conn))
+            reader = asyncio.create_task(self._read(agent_id, messages, conn))
+            try:
                 await self._write(conn, context)
+            finally:
                 reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
         finally:
             if self.dispatcher.agents.get(agent_id) is conn:
                 del self.dispatcher.agents[agent_id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -49,10 +50,13 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
         self.dispatcher.flush()
         self.dispatcher.changed(allocate=True)
         try:
-            async with asyncio.TaskGroup() as tg:
-                reader = tg.create_task(self._read(framework_id, calls, conn))
+            reader = asyncio.create_task(self._read(framework_id, calls, conn))
+            try:
                 await self._write(conn, context)
+            finally:
                 reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
         finally:
             if self.dispatcher.frameworks.get(framework_id) is conn:
                 del self.dispatcher.frameworks[framework_id]

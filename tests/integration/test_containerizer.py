@@ -551,3 +551,25 @@ async def test_cgroup2_backend_without_controllers(
     await b.kill(0)
     assert (await b.wait()).signal == signal.SIGKILL
     assert not (mount / root / "a").exists() and not (mount / root / "b").exists()
+
+
+def test_mount_detection_and_joint_v1_mounts() -> None:
+    """mountinfo parsing (escapes, joint cpu,cpuacct mounts) and one dir per joint hierarchy."""
+    text = (
+        "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"
+        "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+        "33 31 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+        "34 31 0:31 / /sys/fs/cgroup/un\\040ified rw - cgroup2 cgroup2 rw\n"
+        "35 23 0:32 / /elsewhere/pids rw - cgroup cgroup rw,pids\n"
+    )
+    mounts = cg.parse_mountinfo(text)
+    base = Path("/sys/fs/cgroup")
+    v1 = cg.v1_mounts(mounts, base)
+    assert v1 == {
+        "cpu": base / "cpu,cpuacct",
+        "cpuacct": base / "cpu,cpuacct",
+        "memory": base / "memory",
+    }  # /elsewhere is not under the base
+    assert cg.v2_mount(mounts, base) == base / "un ified"
+    backend = cg.V1Backend(PurePosixPath("a/b"), [cg.CPU, cg.CPUACCT, cg.MEM], v1, True, 10)
+    assert backend.root_dirs == [base / "cpu,cpuacct" / "a/b", base / "memory" / "a/b"]

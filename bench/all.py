@@ -1,0 +1,20 @@
+"""`make bench`: every benchmark in turn; figures go to stdout and bench/results/*.jsonl."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = [["bench.e2e", "--tasks", "500", "--agents", "2"]]
+
+
+def main() -> None:
+    failed = 0
+    for argv in BENCHMARKS:
+        print(f"== python -m {' '.join(argv)}", flush=True)
+        failed += subprocess.call([sys.executable, "-m", *argv]) != 0
+    raise SystemExit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""End to end: N trivial tasks (`true`) through aiomesos's own SDK on 2 local agents.
+
+Reports tasks per second from the first ACCEPT to the last FINISHED (acknowledged right after its callback),
+and ACCEPT → RUNNING latency percentiles.
+
+    python -m bench.e2e [--tasks 500] [--agents 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiomesos.v1 import resources_pb2 as rpb
+from aiomesos.v1 import scheduler_pb2 as spb
+from aiomesos.v1 import tasks_pb2 as tpb
+from bench.common import percentile, report
+from scheduler_sdk.driver import Scheduler, SchedulerDriver
+from scheduler_sdk.local_cluster import LocalCluster
+from scheduler_sdk.resources import Resources
+
+TASK = Resources.of(cpus=0.05, mem=8)
+
+
+class Bench(Scheduler):
+    def __init__(self, n: int) -> None:
+        self.pending = [f"t{i}" for i in range(n)]
+        self.accepted: dict[str, float] = {}
+        self.running: dict[str, float] = {}
+        self.finished: dict[str, float] = {}
+        self.failed: list[str] = []
+        self.done = asyncio.Event()
+        self.n = n
+        self.accepts = 0
+        self.offers_seen = 0
+
+    async def offers(self, driver: SchedulerDriver, offers: Sequence[spb.Offer]) -> None:
+        self.offers_seen += len(offers)
+        for offer in offers:
+            free = Resources.from_proto(offer.resources)
+            batch = []
+            while self.pending and free.contains(TASK):
+                task_id = self.pending.pop()
+                free = free - TASK
+                batch.append(
+                    tpb.TaskInfo(
+                        task_id=task_id,
+                        name=task_id,
+                        agent_id=offer.agent_id,
+                        resources=TASK.to_proto(),
+                        command=rpb.CommandInfo(shell=False, value="true", arguments=["true"]),
+                    )
+                )
+            if batch:
+                now = time.perf_counter()
+                for t in batch:
+                    self.accepted[t.task_id] = now
+                self.accepts += 1
+                driver.accept([offer.id], batch, refuse_seconds=0)
+            else:
+                driver.decline([offer.id], refuse_seconds=1 if self.pending else 60)
+
+    async def status_update(self, driver: SchedulerDriver, status: tpb.TaskStatus) -> None:
+        now = time.perf_counter()
+        if status.state == tpb.TASK_RUNNING:
+            self.running.setdefault(status.task_id, now)
+        elif status.state == tpb.TASK_FINISHED:
+            self.finished.setdefault(status.task_id, now)
+        elif status.state in (tpb.TASK_FAILED, tpb.TASK_ERROR, tpb.TASK_LOST, tpb.TASK_DROPPED, tpb.TASK_KILLED):
+            self.failed.append(f"{status.task_id}:{tpb.TaskState.Name(status.state)}:{status.message}")
+        if len(self.finished) + len(self.failed) >= self.n:
+            self.done.set()
+
+
+async def run(tasks: int, agents: int, work_dir: Path) -> dict[str, object]:
+    cluster = LocalCluster(
+        work_dir,
+        agents=agents,
+        agent_resources="cpus:16;mem:16384;disk:1000",
+        master_flags=["--allocation-interval", "0.05"],
+        log_level="warning",
+    )
+    async with cluster:
+        # Unloaded path: one task at a time, ACCEPT → RUNNING.
+        single = await _one_at_a_time(cluster.master_address, 30)
+        bench = Bench(tasks)
+        driver = SchedulerDriver(cluster.master_address, rpb.FrameworkInfo(name="bench-e2e"), bench)
+        runner = asyncio.create_task(driver.run())
+        try:
+            await asyncio.wait_for(bench.done.wait(), 300)
+        finally:
+            driver.stop(teardown=True)
+            await asyncio.wait_for(runner, 10)
+    first = min(bench.accepted.values())
+    last = max(bench.finished.values()) if bench.finished else float("nan")
+    latency_ms = [(bench.running[t] - bench.accepted[t]) * 1000 for t in bench.running]
+    return {
+        "tasks": tasks,
+        "agents": agents,
+        "finished": len(bench.finished),
+        "failed": len(bench.failed),
+        "tasks_per_second": round(len(bench.finished) / (last - first), 1),
+        "wall_seconds": round(last - first, 3),
+        "accept_to_running_ms_p50": round(percentile(latency_ms, 50), 1),
+        "accept_to_running_ms_p99": round(percentile(latency_ms, 99), 1),
+        "single_task_accept_to_running_ms_p50": round(percentile(single, 50), 1),
+        "single_task_accept_to_running_ms_p99": round(percentile(single, 99), 1),
+        "accept_calls": bench.accepts,
+        "offers_received": bench.offers_seen,
+    }
+
+
+async def _one_at_a_time(master: str, n: int) -> list[float]:
+    """ACCEPT → RUNNING in ms for `n` tasks launched one after another on an otherwise idle cluster."""
+    latencies: list[float] = []
+    for i in range(n):
+        bench = Bench(1)
+        bench.pending = [f"single-{i}"]
+        driver = SchedulerDriver(master, rpb.FrameworkInfo(name=f"bench-single-{i}"), bench)
+        runner = asyncio.create_task(driver.run())
+        try:
+            await asyncio.wait_for(bench.done.wait(), 30)
+        finally:
+            driver.stop(teardown=True)
+            await asyncio.wait_for(runner, 10)
+        task_id = f"single-{i}"
+        latencies.append((bench.running[task_id] - bench.accepted[task_id]) * 1000)
+    return latencies
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", type=int, default=500)
+    p.add_argument("--agents", type=int, default=2)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="aiomesos-bench-") as tmp:
+        figures = asyncio.run(run(args.tasks, args.agents, Path(tmp)))
+    report("e2e", figures)
+
+
+if __name__ == "__main__":
+    main()
