@@ -31,8 +31,15 @@ S = tpb.TaskStatus
 AgentMessage = agent_pb2.AgentMessage
 MasterMessage = agent_pb2.MasterMessage
 TERMINAL = frozenset(
-    {tpb.TASK_FINISHED, tpb.TASK_FAILED, tpb.TASK_KILLED, tpb.TASK_ERROR, tpb.TASK_LOST, tpb.TASK_DROPPED,
-     tpb.TASK_GONE}
+    {
+        tpb.TASK_FINISHED,
+        tpb.TASK_FAILED,
+        tpb.TASK_KILLED,
+        tpb.TASK_ERROR,
+        tpb.TASK_LOST,
+        tpb.TASK_DROPPED,
+        tpb.TASK_GONE,
+    }
 )
 KILLING_CAPABILITY = rpb.FrameworkInfo.Capability.TASK_KILLING_STATE
 
@@ -209,7 +216,9 @@ class Agent:
         if run.kill_requested:
             self._update(run, tpb.TASK_KILLED, S.REASON_TASK_KILLED_DURING_LAUNCH, "killed before it started")
             return False
-        run.sandbox = create_sandbox(self.work_dir, self.agent_id, safe_id(fid), safe_id(task.task_id), run.container_id)
+        run.sandbox = create_sandbox(
+            self.work_dir, self.agent_id, safe_id(fid), safe_id(task.task_id), run.container_id
+        )
         self._update(run, tpb.TASK_STARTING)
         resources = Resources.from_proto(task.resources)
         user = task.command.user or run.framework.user

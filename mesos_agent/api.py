@@ -14,7 +14,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self.agent = agent
         self.link = link
 
-    async def GetState(  # noqa: N802 - gRPC's name
+    async def GetState(
         self, request: agent_pb2.AgentStateRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.AgentState:
         a = self.agent

@@ -3,10 +3,10 @@ to the master, owned by one TaskGroup; SIGTERM or SIGINT kills the tasks, report
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import hashlib
-import os
 import signal
 import socket
 import sys
@@ -59,9 +59,7 @@ def build_parser() -> FlagParser:
         default=10.0,
         help="seconds before an unacknowledged status update is first resent (doubling after)",
     )
-    p.add_flag(
-        "--status-update-retry-max", type=positive_float, default=600.0, help="longest wait between resends"
-    )
+    p.add_flag("--status-update-retry-max", type=positive_float, default=600.0, help="longest wait between resends")
     p.add_flag(
         "--registration-backoff-max",
         type=positive_float,
@@ -79,22 +77,22 @@ def boot_id() -> str:
 
 
 class AgentDaemon:
-    def __init__(self, args: object) -> None:
+    def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.stopping = asyncio.Event()
 
     async def run(self) -> int:
         a = self.args
-        work_dir = Path(a.work_dir).resolve()  # type: ignore[attr-defined]
+        work_dir = Path(a.work_dir).resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
-        resources = agent_resources(a.resources, work_dir)  # type: ignore[attr-defined]
-        attributes = parse_attributes(a.attributes)  # type: ignore[attr-defined]
+        resources = agent_resources(a.resources, work_dir)
+        attributes = parse_attributes(a.attributes)
         root = "aiomesos/" + hashlib.sha1(str(work_dir).encode()).hexdigest()[:12]
         containerizer = Containerizer(
             root,
-            isolation=a.isolation,  # type: ignore[attr-defined]
-            enable_cfs=not a.no_cgroups_cfs,  # type: ignore[attr-defined]
-            max_task_processes=a.max_task_processes,  # type: ignore[attr-defined]
+            isolation=a.isolation,
+            enable_cfs=not a.no_cgroups_cfs,
+            max_task_processes=a.max_task_processes,
         )
         if containerizer.warning:
             log.warning(containerizer.warning)
@@ -103,13 +101,13 @@ class AgentDaemon:
             log.warning("killed the tasks a previous agent process left behind", containers=orphans)
 
         server = grpc.aio.server()
-        bound = server.add_insecure_port(f"{a.ip}:{a.port}")  # type: ignore[attr-defined]
+        bound = server.add_insecure_port(f"{a.ip}:{a.port}")
         if bound == 0:
-            print(f"aiomesos agent: error: cannot listen on {a.ip}:{a.port}", file=sys.stderr)  # type: ignore[attr-defined]
+            print(f"aiomesos agent: error: cannot listen on {a.ip}:{a.port}", file=sys.stderr)
             return 1
-        advertise = a.advertise_ip or ("127.0.0.1" if a.ip in ("0.0.0.0", "::") else a.ip)  # type: ignore[attr-defined]
+        advertise = a.advertise_ip or ("127.0.0.1" if a.ip in ("0.0.0.0", "::") else a.ip)
         info = rpb.AgentInfo(
-            hostname=a.hostname,  # type: ignore[attr-defined]
+            hostname=a.hostname,
             address=f"{advertise}:{bound}",
             resources=resources.to_proto(),
             attributes=attributes,
@@ -121,15 +119,15 @@ class AgentDaemon:
                 info,
                 containerizer,
                 spawn=tg.create_task,
-                retry_min=a.status_update_retry_min,  # type: ignore[attr-defined]
-                retry_max=a.status_update_retry_max,  # type: ignore[attr-defined]
+                retry_min=a.status_update_retry_min,
+                retry_max=a.status_update_retry_max,
             )
             link = MasterLink(
-                a.master,  # type: ignore[attr-defined]
+                a.master,
                 agent,
                 boot_id=boot_id(),
                 version=__version__,
-                backoff_max=a.registration_backoff_max,  # type: ignore[attr-defined]
+                backoff_max=a.registration_backoff_max,
             )
             agent_pb2_grpc.add_AgentServicer_to_server(AgentService(agent, link), server)
             await server.start()
@@ -137,7 +135,7 @@ class AgentDaemon:
             log.info(
                 "agent started",
                 address=info.address,
-                master=a.master,  # type: ignore[attr-defined]
+                master=a.master,
                 resources=str(resources),
                 attributes=format_attributes(list(attributes)),
                 isolators=containerizer.isolators,
@@ -152,7 +150,9 @@ class AgentDaemon:
             stop = tg.create_task(self.stopping.wait())
             await asyncio.wait([link_task, stop], return_when=asyncio.FIRST_COMPLETED)
             if link_task.done() and isinstance(link_task.exception(), RejectedByMaster):
-                print(f"aiomesos agent: error: the master rejected this agent: {link_task.exception()}", file=sys.stderr)
+                print(
+                    f"aiomesos agent: error: the master rejected this agent: {link_task.exception()}", file=sys.stderr
+                )
                 code = 2
             log.info("agent stopping")
             await agent.shutdown()

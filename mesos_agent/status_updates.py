@@ -66,7 +66,10 @@ class StatusUpdateManager:
     def on_connected(self) -> None:
         """(Re-)attached to a master: send every head at once."""
         self.connected = True
-        self._send_heads([s for s in self._streams.values() if s.pending])
+        heads = [s for s in self._streams.values() if s.pending]
+        for s in heads:  # a new attachment starts the retry backoff afresh, as Mesos does
+            s.sent_at, s.backoff = None, 0.0
+        self._send_heads(heads)
 
     def on_disconnected(self) -> None:
         self.connected = False
@@ -77,9 +80,7 @@ class StatusUpdateManager:
             return []
         now = self._clock()
         late = [
-            s
-            for s in self._streams.values()
-            if s.pending and s.sent_at is not None and now - s.sent_at >= s.backoff
+            s for s in self._streams.values() if s.pending and s.sent_at is not None and now - s.sent_at >= s.backoff
         ]
         return self._send_heads(late)
 

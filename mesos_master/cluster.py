@@ -63,6 +63,7 @@ class Task:
     state: int = tpb.TASK_STAGING
     statuses: deque[tpb.TaskStatus] = field(default_factory=lambda: deque(maxlen=STATUSES_KEPT))
     kill_requested: bool = False
+    role: str | None = None  # the role its resources were allocated under (None: not known)
 
     @property
     def task_id(self) -> str:
@@ -89,6 +90,7 @@ class Framework:
     registered_time: float
     reregistered_time: float = 0.0
     disconnected_at: float | None = None
+    expires_at: float | None = None  # while disconnected: when it is removed unless it resubscribes
     suppressed: bool = False
     tasks: dict[str, Task] = field(default_factory=dict)
     completed_tasks: deque[Task] = field(default_factory=lambda: deque(maxlen=COMPLETED_TASKS_KEPT))
@@ -255,11 +257,14 @@ class Master:
             self.agents[agent_id] = Agent(
                 info=info, total=total, connected=False, registered_time=now, disconnected_at=now
             )
-        for framework_id, info in state.frameworks.items():
+        for framework_id, fw_info in state.frameworks.items():
+            # After a master restart a framework gets the longer of its failover timeout and the agents'
+            # re-attach timeout to come back: it could not have resubscribed while the master was down.
+            expires = now + max(fw_info.failover_timeout, self.agent_reregister_timeout)
             self.frameworks[framework_id] = Framework(
-                info=info, connected=False, registered_time=now, disconnected_at=now
+                info=fw_info, connected=False, registered_time=now, disconnected_at=now, expires_at=expires
             )
-            self.allocator.add_framework(framework_id, list(info.roles), {}, active=False)
+            self.allocator.add_framework(framework_id, list(fw_info.roles), {}, active=False)
 
     # ============================================================================= frameworks
     def subscribe(self, info: rpb.FrameworkInfo) -> str:
@@ -283,15 +288,15 @@ class Master:
             raise CallError(f"framework {framework_id} was torn down and cannot subscribe again")
         existing = self.frameworks.get(framework_id) if framework_id else None
         if existing is not None:
+            self._rescind_all(existing, recover=True)
             if list(existing.info.roles) != list(info.roles):
                 self.allocator.remove_framework(framework_id)
                 used = self._used_by(framework_id)
                 self.allocator.add_framework(framework_id, list(info.roles), used)
             existing.info = info
             existing.connected = True
-            existing.disconnected_at = None
+            existing.disconnected_at = existing.expires_at = None
             existing.reregistered_time = now
-            self._rescind_all(existing, recover=True)
             self.allocator.activate_framework(framework_id)
             fw = existing
         else:
@@ -317,6 +322,7 @@ class Master:
             return
         fw.connected = False
         fw.disconnected_at = self.clock()
+        fw.expires_at = fw.disconnected_at + fw.info.failover_timeout
         self.allocator.deactivate_framework(framework_id)
         self._rescind_all(fw, recover=True, notify=False)
         log.info("framework disconnected", framework_id=framework_id, failover_timeout=fw.info.failover_timeout)
@@ -414,10 +420,13 @@ class Master:
             for task in launches:
                 self._reply(fw, task.task_id, tpb.TASK_DROPPED, S.REASON_INVALID_OFFERS, message, task.agent_id, now)
             for offer in valid:
-                self.allocator.recover_resources(framework_id, offer.agent_id, offer.resources, None, now)
+                self.allocator.recover_resources(
+                    framework_id, offer.agent_id, offer.resources, None, now, role=offer.role
+                )
             return
 
         assert agent is not None
+        role = valid[0].role
         pool = Resources.empty()
         for offer in valid:
             pool = pool + offer.resources
@@ -434,21 +443,21 @@ class Master:
             task_info = tpb.TaskInfo()
             task_info.CopyFrom(info)
             task_info.agent_id = agent.id
-            task = Task(framework_id=framework_id, agent_id=agent.id, info=task_info, resources=resources)
-            fw.tasks[info.task_id] = task
-            agent.tasks[(framework_id, info.task_id)] = task
+            launched = Task(
+                framework_id=framework_id, agent_id=agent.id, info=task_info, resources=resources, role=role
+            )
+            fw.tasks[info.task_id] = launched
+            agent.tasks[(framework_id, info.task_id)] = launched
             self.outbox.agent(agent.id).runs.append(M.RunTask(framework=fw.info, task=task_info))
         if pool:
-            self.allocator.recover_resources(framework_id, agent.id, pool, refuse, now)
+            self.allocator.recover_resources(framework_id, agent.id, pool, refuse, now, role=role)
 
     def _invalid_task(
         self, fw: Framework, info: tpb.TaskInfo, agent_id: str, pool: Resources, launched: set[str]
     ) -> str | None:
         if not info.task_id:
             return "task_id must not be empty"
-        if info.task_id in launched or (
-            info.task_id in fw.tasks and not is_terminal(fw.tasks[info.task_id].state)
-        ):
+        if info.task_id in launched or (info.task_id in fw.tasks and not is_terminal(fw.tasks[info.task_id].state)):
             return f"task {info.task_id} has a duplicate id: a task with this id is already active"
         if info.agent_id and info.agent_id != agent_id:
             return f"task {info.task_id} names agent {info.agent_id} but the offers are from agent {agent_id}"
@@ -476,7 +485,9 @@ class Master:
             if offer is None or offer.framework_id != framework_id:
                 continue  # already gone: declining is idempotent
             self._remove_offer(offer)
-            self.allocator.recover_resources(framework_id, offer.agent_id, offer.resources, refuse, now)
+            self.allocator.recover_resources(
+                framework_id, offer.agent_id, offer.resources, refuse, now, role=offer.role
+            )
 
     def revive(self, framework_id: str, roles: Iterable[str] = ()) -> None:
         fw = self._framework(framework_id)
@@ -543,7 +554,7 @@ class Master:
             latest = task.latest()
             status = tpb.TaskStatus(
                 task_id=task_id,
-                state=task.state,
+                state=task.state,  # type: ignore[arg-type]
                 agent_id=task.agent_id,
                 source=S.SOURCE_MASTER,
                 reason=S.REASON_RECONCILIATION,
@@ -657,17 +668,19 @@ class Master:
                     connected=False,
                     registered_time=now,
                     disconnected_at=now,
+                    expires_at=now + self.agent_reregister_timeout,
                 )
                 self.frameworks[framework_id] = fw
                 self.allocator.add_framework(framework_id, [], {}, active=False)
-            task = fw.tasks.get(task_id)
+            known = fw.tasks.get(task_id)
             try:
                 resources = Resources.from_proto(reported_task.task.resources)
             except ResourcesError:
                 resources = Resources.empty()
-            if task is None:
-                task = Task(framework_id, agent_id, reported_task.task, resources, state=reported_task.state)
-                fw.tasks[task_id] = task
+            if known is None:
+                known = Task(framework_id, agent_id, reported_task.task, resources, state=reported_task.state)
+                fw.tasks[task_id] = known
+            task = known
             task.state = reported_task.state
             agent.tasks[key] = task
             if task.kill_requested and not is_terminal(task.state):
@@ -762,8 +775,9 @@ class Master:
                     if fw.connected:
                         self.outbox.fw(fw.id).updates.append(status)
                     continue
-                task = Task(framework_id, agent_id, tpb.TaskInfo(task_id=status.task_id, agent_id=agent_id),
-                            Resources.empty())
+                task = Task(
+                    framework_id, agent_id, tpb.TaskInfo(task_id=status.task_id, agent_id=agent_id), Resources.empty()
+                )
                 fw.tasks[status.task_id] = task
                 agent.tasks[(framework_id, status.task_id)] = task
             self._apply_status(task, status)
@@ -780,12 +794,16 @@ class Master:
         task.state = status.state
         task.statuses.append(status)
         if not was_terminal and is_terminal(status.state):
-            self.allocator.recover_resources(task.framework_id, task.agent_id, task.resources, None, self.clock())
+            self.allocator.recover_resources(
+                task.framework_id, task.agent_id, task.resources, None, self.clock(), role=task.role
+            )
 
     def _forget_task(self, fw: Framework, task: Task) -> None:
         """The task is over and acknowledged (or its framework/agent is gone): move it to completed."""
         if not is_terminal(task.state):
-            self.allocator.recover_resources(task.framework_id, task.agent_id, task.resources, None, self.clock())
+            self.allocator.recover_resources(
+                task.framework_id, task.agent_id, task.resources, None, self.clock(), role=task.role
+            )
         fw.tasks.pop(task.task_id, None)
         fw.completed_tasks.append(task)
         agent = self.agents.get(task.agent_id)
@@ -802,7 +820,7 @@ class Master:
             agent = self.agents.get(allocation.agent_id)
             if fw is None or agent is None or not fw.connected or not agent.connected:
                 self.allocator.recover_resources(
-                    allocation.framework_id, allocation.agent_id, allocation.resources, None, now
+                    allocation.framework_id, allocation.agent_id, allocation.resources, None, now, role=allocation.role
                 )
                 continue
             offer = Offer(
@@ -843,7 +861,9 @@ class Master:
     def _rescind(self, offer: Offer, *, recover: bool, notify: bool = True) -> None:
         self._remove_offer(offer)
         if recover:
-            self.allocator.recover_resources(offer.framework_id, offer.agent_id, offer.resources, None, self.clock())
+            self.allocator.recover_resources(
+                offer.framework_id, offer.agent_id, offer.resources, None, self.clock(), role=offer.role
+            )
         fw = self.frameworks.get(offer.framework_id)
         if notify and fw is not None and fw.connected:
             self.outbox.fw(fw.id).rescinds.append(offer.id)
@@ -863,13 +883,12 @@ class Master:
             for offer in [o for o in self.offers.values() if now - o.created_at >= self.offer_timeout]:
                 self._rescind(offer, recover=True)
         for fw in list(self.frameworks.values()):
-            if not fw.connected and fw.disconnected_at is not None:
-                if now - fw.disconnected_at >= fw.info.failover_timeout:
-                    self.teardown(fw.id, "framework failover timeout elapsed")
+            if not fw.connected and fw.expires_at is not None and now >= fw.expires_at:
+                self.teardown(fw.id, "framework failover timeout elapsed")
         for agent in list(self.agents.values()):
-            if not agent.connected and agent.disconnected_at is not None:
-                if now - agent.disconnected_at >= self.agent_reregister_timeout:
-                    self.remove_agent(agent.id, S.REASON_AGENT_REMOVED, "agent did not re-attach in time")
+            away = agent.disconnected_at
+            if not agent.connected and away is not None and now - away >= self.agent_reregister_timeout:
+                self.remove_agent(agent.id, S.REASON_AGENT_REMOVED, "agent did not re-attach in time")
 
     # ============================================================================= helpers
     def _master_status(

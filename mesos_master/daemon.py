@@ -3,6 +3,7 @@ all owned by one TaskGroup; SIGTERM or SIGINT stops it cleanly."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -56,9 +57,7 @@ def build_parser() -> FlagParser:
         default=None,
         help="rescind offers a framework holds longer than this many seconds (default: never)",
     )
-    p.add_flag(
-        "--heartbeat-interval", type=positive_float, default=15.0, help="seconds between HEARTBEAT events"
-    )
+    p.add_flag("--heartbeat-interval", type=positive_float, default=15.0, help="seconds between HEARTBEAT events")
     p.add_flag("--agent-ping-interval", type=positive_float, default=15.0, help="seconds between pings to agents")
     p.add_flag(
         "--agent-reregister-timeout",
@@ -71,39 +70,41 @@ def build_parser() -> FlagParser:
 
 
 class MasterDaemon:
-    def __init__(self, args: object) -> None:
+    def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
         a = self.args
-        work_dir = Path(a.work_dir).resolve()  # type: ignore[attr-defined]
+        work_dir = Path(a.work_dir).resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
         registry = SQLiteRegistry(work_dir / "registry.sqlite")
         recovered = registry.load()
-        allocator = create_allocator(a.allocator, allocation_interval=a.allocation_interval)  # type: ignore[attr-defined]
+        allocator = create_allocator(a.allocator, allocation_interval=a.allocation_interval)
         master = Master(
             uuid.uuid4().hex[:12],
             allocator,
             recovered=recovered,
-            offer_timeout=a.offer_timeout,  # type: ignore[attr-defined]
-            agent_reregister_timeout=a.agent_reregister_timeout,  # type: ignore[attr-defined]
-            hostname=a.hostname,  # type: ignore[attr-defined]
+            offer_timeout=a.offer_timeout,
+            agent_reregister_timeout=a.agent_reregister_timeout,
+            hostname=a.hostname,
         )
         dispatcher = Dispatcher(master, registry)
         server = grpc.aio.server(options=GRPC_OPTIONS)
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(
-            SchedulerService(dispatcher, a.heartbeat_interval), server  # type: ignore[attr-defined]
+            SchedulerService(dispatcher, a.heartbeat_interval),
+            server,
         )
         agent_pb2_grpc.add_AgentRegistryServicer_to_server(
-            AgentRegistryService(dispatcher, a.agent_ping_interval), server  # type: ignore[attr-defined]
+            AgentRegistryService(dispatcher, a.agent_ping_interval),
+            server,
         )
         operator_pb2_grpc.add_OperatorServicer_to_server(OperatorService(dispatcher), server)
-        bound = server.add_insecure_port(f"{a.ip}:{a.port}")  # type: ignore[attr-defined]
+        bound = server.add_insecure_port(f"{a.ip}:{a.port}")
         if bound == 0:
-            raise SystemExit(f"aiomesos master: error: cannot listen on {a.ip}:{a.port}")  # type: ignore[attr-defined]
+            raise SystemExit(f"aiomesos master: error: cannot listen on {a.ip}:{a.port}")
         await server.start()
-        advertised = f"{'127.0.0.1' if a.ip in ('0.0.0.0', '::') else a.ip}:{bound}"  # type: ignore[attr-defined]
+        advertised = f"{'127.0.0.1' if a.ip in ('0.0.0.0', '::') else a.ip}:{bound}"
         _write_atomically(work_dir / ADDRESS_FILE, advertised + "\n")
         log.info(
             "master started",
@@ -112,7 +113,7 @@ class MasterDaemon:
             work_dir=str(work_dir),
             recovered_agents=len(recovered.agents),
             recovered_frameworks=len(recovered.frameworks),
-            allocator=a.allocator,  # type: ignore[attr-defined]
+            allocator=a.allocator,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -133,7 +134,7 @@ class MasterDaemon:
             log.info("master stopped")
 
     async def _allocation_loop(self, master: Master, dispatcher: Dispatcher) -> None:
-        interval = self.args.allocation_interval  # type: ignore[attr-defined]
+        interval = self.args.allocation_interval
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(dispatcher.allocation_wanted.wait(), interval)

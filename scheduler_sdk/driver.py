@@ -64,7 +64,9 @@ class Scheduler:
 
     async def offer_rescinded(self, driver: SchedulerDriver, offer_id: str) -> None: ...
     async def status_update(self, driver: SchedulerDriver, status: tpb.TaskStatus) -> None: ...
-    async def framework_message(self, driver: SchedulerDriver, agent_id: str, executor_id: str, data: bytes) -> None: ...
+    async def framework_message(
+        self, driver: SchedulerDriver, agent_id: str, executor_id: str, data: bytes
+    ) -> None: ...
     async def agent_lost(self, driver: SchedulerDriver, agent_id: str) -> None: ...
     async def executor_lost(self, driver: SchedulerDriver, agent_id: str, executor_id: str, status: int) -> None: ...
     async def error(self, driver: SchedulerDriver, message: str) -> None:
@@ -169,7 +171,9 @@ class SchedulerDriver:
                     return
                 if code != grpc.StatusCode.OK:
                     raise grpc.aio.AioRpcError(code, None, None, details=await call.details())
-                raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, None, None, details="the master ended the stream")
+                raise grpc.aio.AioRpcError(
+                    grpc.StatusCode.UNAVAILABLE, None, None, details="the master ended the stream"
+                )
             await self._dispatch(event, resubscribing)
 
     async def _dispatch(self, event: spb.Event, resubscribing: bool) -> None:
@@ -223,9 +227,7 @@ class SchedulerDriver:
     async def _flush(self, call: grpc.aio.StreamStreamCall) -> None:
         if self._acks:
             acks, self._acks = self._acks, []
-            self._pending.append(
-                Call(type=Call.ACKNOWLEDGE, acknowledge=Call.Acknowledge(acknowledgements=acks))
-            )
+            self._pending.append(Call(type=Call.ACKNOWLEDGE, acknowledge=Call.Acknowledge(acknowledgements=acks)))
         if not self._pending:
             return
         batch, self._pending = self._pending, []
@@ -306,4 +308,3 @@ def _filters(refuse_seconds: float | None) -> spb.Filters:
 async def _sleep_or(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
-

@@ -36,7 +36,11 @@ class Daemon:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child from here on
         try:
             self.process = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
                 start_new_session=True,
             )
         finally:
@@ -131,8 +135,22 @@ class LocalCluster:
             addr_file.unlink()
         self.master = Daemon(
             "master",
-            [sys.executable, "-m", "mesos_master", "--work-dir", str(master_dir), "--port", str(port),
-             "--ip", "127.0.0.1", "--log-format", "json", "--log-level", self.log_level, *self.master_flags],
+            [
+                sys.executable,
+                "-m",
+                "mesos_master",
+                "--work-dir",
+                str(master_dir),
+                "--port",
+                str(port),
+                "--ip",
+                "127.0.0.1",
+                "--log-format",
+                "json",
+                "--log-level",
+                self.log_level,
+                *self.master_flags,
+            ],
             master_dir,
             self._logs() / "master.log",
         )
@@ -151,10 +169,31 @@ class LocalCluster:
         work = self.work_dir / f"agent{i}"
         daemon = Daemon(
             f"agent{i}",
-            [sys.executable, "-m", "mesos_agent", "--master", self.master_address, "--work-dir", str(work),
-             "--port", "0", "--ip", "127.0.0.1", "--hostname", f"agent{i}.local", "--resources",
-             self.agent_resources, "--log-format", "json", "--log-level", self.log_level,
-             "--registration-backoff-max", "2", *self.agent_flags, *(extra_flags or [])],
+            [
+                sys.executable,
+                "-m",
+                "mesos_agent",
+                "--master",
+                self.master_address,
+                "--work-dir",
+                str(work),
+                "--port",
+                "0",
+                "--ip",
+                "127.0.0.1",
+                "--hostname",
+                f"agent{i}.local",
+                "--resources",
+                self.agent_resources,
+                "--log-format",
+                "json",
+                "--log-level",
+                self.log_level,
+                "--registration-backoff-max",
+                "2",
+                *self.agent_flags,
+                *(extra_flags or []),
+            ],
             work,
             self._logs() / f"agent{i}.log",
         )
@@ -185,7 +224,7 @@ class LocalCluster:
         await asyncio.gather(*(d.stop() for d in self.agent_daemons))
         if self.master is not None:
             await self.master.stop()
-        leftovers = []
+        leftovers: list[str] = []
         for d in self.agent_daemons:
             leftovers.extend(str(p) for p in leftover_cgroups(d.work_dir))
         return leftovers

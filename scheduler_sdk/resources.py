@@ -209,8 +209,8 @@ class Resources:
         for k, v in other._scalars.items():
             scalars[k] = scalars.get(k, 0) + v
         ranges = dict(self._ranges)
-        for k, v in other._ranges.items():
-            ranges[k] = _normalize_ranges(ranges.get(k, ()) + v)
+        for k, rgs in other._ranges.items():
+            ranges[k] = _normalize_ranges(ranges.get(k, ()) + rgs)
         sets = dict(self._sets)
         for k, s in other._sets.items():
             sets[k] = sets.get(k, frozenset()) | s
@@ -231,9 +231,9 @@ class Resources:
             if k in scalars:
                 scalars[k] = max(0, scalars[k] - v)
         ranges = dict(self._ranges)
-        for k, v in other._ranges.items():
+        for k, rgs in other._ranges.items():
             if k in ranges:
-                ranges[k] = _subtract_ranges(ranges[k], v)
+                ranges[k] = _subtract_ranges(ranges[k], rgs)
         sets = dict(self._sets)
         for k, s in other._sets.items():
             if k in sets:
@@ -265,9 +265,7 @@ class Resources:
         return self._scalars == other._scalars and self._ranges == other._ranges and self._sets == other._sets
 
     def __hash__(self) -> int:
-        return hash(
-            (frozenset(self._scalars.items()), frozenset(self._ranges.items()), frozenset(self._sets.items()))
-        )
+        return hash((frozenset(self._scalars.items()), frozenset(self._ranges.items()), frozenset(self._sets.items())))
 
     # ----------------------------------------------------------------- views
     def names(self) -> set[str]:
@@ -278,9 +276,7 @@ class Resources:
 
     def scalar(self, name: str, role: str | None = None) -> float:
         """The amount of a scalar, summed over roles unless `role` is given."""
-        return (
-            sum(v for (n, r), v in self._scalars.items() if n == name and (role is None or r == role)) / _MILLI
-        )
+        return sum(v for (n, r), v in self._scalars.items() if n == name and (role is None or r == role)) / _MILLI
 
     def scalars(self) -> dict[str, float]:
         """Every scalar summed over roles, by name."""
@@ -309,7 +305,7 @@ class Resources:
     def allocatable_to(self, role: str) -> Resources:
         """What a framework in `role` may be offered: unreserved resources, and those reserved for `role`
         or for one of its ancestors (`eng` reservations reach `eng/prod`)."""
-        return self.filter(lambda _n, r: r == UNRESERVED or r == role or role.startswith(r + "/"))
+        return self.filter(lambda _n, r: r in (UNRESERVED, role) or role.startswith(r + "/"))
 
     def reserved(self, role: str | None = None) -> Resources:
         return self.filter(lambda _n, r: r != UNRESERVED and (role is None or r == role))

@@ -109,9 +109,7 @@ class Containerizer:
         wanted, posix, auto = _parse_isolation(isolation)
         missing: list[str] = []
         if wanted:
-            self._backend, reason = _select_backend(
-                rel, wanted, Path(cgroups_root_v1), enable_cfs, max_task_processes
-            )
+            self._backend, reason = _select_backend(rel, wanted, Path(cgroups_root_v1), enable_cfs, max_task_processes)
             if self._backend is None:
                 self.warning = (
                     f"cgroups isolation unavailable ({reason}); falling back to posix isolation: "

@@ -68,9 +68,11 @@ class Allocator(ABC):
         resources: Resources,
         refuse_seconds: float | None,
         now: float,
+        role: str | None = None,
     ) -> None:
         """Resources allocated to the framework came back (declined, unused by an accept, rescinded, or freed
-        by a finished task). With `refuse_seconds` > 0, they are withheld from that framework for that time."""
+        by a finished task). With `refuse_seconds` > 0, they are withheld from that framework for that time.
+        `role` is the role they were allocated to (an offer's allocation role); None: any of its roles."""
 
     @abstractmethod
     def suppress_offers(self, framework_id: str, roles: Iterable[str] | None = None) -> None: ...

@@ -166,6 +166,7 @@ class HierarchicalAllocator(Allocator):
         resources: Resources,
         refuse_seconds: float | None,
         now: float,
+        role: str | None = None,
     ) -> None:
         if not resources:
             return
@@ -179,7 +180,10 @@ class HierarchicalAllocator(Allocator):
                 del agent.allocated[framework_id]
         if fw is not None:
             remaining = resources
-            for key in [k for k in fw.allocated if k[0] == agent_id]:
+            keys = [k for k in fw.allocated if k[0] == agent_id]
+            # The role they were allocated under first; then any other (when the caller does not know).
+            keys.sort(key=lambda k: k[1] != role)
+            for key in keys:
                 held = fw.allocated[key]
                 give_back = _intersection(held, remaining)
                 if not give_back:
@@ -251,7 +255,9 @@ class HierarchicalAllocator(Allocator):
     def _allocatable(self, resources: Resources) -> bool:
         if not resources:
             return False
-        return any(resources.contains(minimum) for minimum in self._min_allocatable)
+        # Minimums are role-free: reserved cpus count as much as unreserved ones.
+        flat = Resources.flatten(resources)
+        return any(flat.contains(minimum) for minimum in self._min_allocatable)
 
     def _track(
         self, framework_id: str, fw: _Framework, agent_id: str, agent: _Agent, role: str, resources: Resources

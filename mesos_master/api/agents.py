@@ -24,7 +24,7 @@ class AgentRegistryService(agent_pb2_grpc.AgentRegistryServicer):
         self.master = dispatcher.master
         self.ping_interval = ping_interval
 
-    async def Attach(  # noqa: N802 - gRPC's name
+    async def Attach(  # type: ignore[override]  # writes with context.write
         self, request_iterator: AsyncIterator[agent_pb2.AgentMessage], context: grpc.aio.ServicerContext
     ) -> None:
         messages = aiter(request_iterator)

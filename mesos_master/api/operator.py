@@ -14,7 +14,10 @@ from scheduler_sdk.resources import Resources
 
 def task_summary(task: Task) -> opb.TaskSummary:
     return opb.TaskSummary(
-        framework_id=task.framework_id, task=task.info, state=task.state, statuses=list(task.statuses)  # type: ignore[arg-type]
+        framework_id=task.framework_id,
+        task=task.info,
+        state=task.state,  # type: ignore[arg-type]
+        statuses=list(task.statuses),
     )
 
 
@@ -84,27 +87,31 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         frameworks = [m.frameworks[framework_id]] if framework_id else list(m.frameworks.values())
         if not framework_id:
             frameworks += list(m.completed_frameworks)
-        active, completed = [], []
+        active: list[opb.TaskSummary] = []
+        completed: list[opb.TaskSummary] = []
         for fw in frameworks:
             active.extend(task_summary(t) for t in fw.tasks.values())
             completed.extend(task_summary(t) for t in fw.completed_tasks)
         return opb.GetTasksResponse(tasks=active, completed_tasks=completed)
 
-    async def GetAgents(self, request: opb.GetAgentsRequest, context: grpc.aio.ServicerContext) -> opb.GetAgentsResponse:  # noqa: N802
+    async def GetAgents(
+        self, request: opb.GetAgentsRequest, context: grpc.aio.ServicerContext
+    ) -> opb.GetAgentsResponse:
         return self._agents()
 
-    async def GetFrameworks(  # noqa: N802
+    async def GetFrameworks(
         self, request: opb.GetFrameworksRequest, context: grpc.aio.ServicerContext
     ) -> opb.GetFrameworksResponse:
         return self._frameworks()
 
-    async def GetTasks(self, request: opb.GetTasksRequest, context: grpc.aio.ServicerContext) -> opb.GetTasksResponse:  # noqa: N802
+    async def GetTasks(self, request: opb.GetTasksRequest, context: grpc.aio.ServicerContext) -> opb.GetTasksResponse:
         try:
             return self._tasks(request.framework_id)
         except CallError as e:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+            raise  # abort() raises; this is for the type checker
 
-    async def GetState(self, request: opb.GetStateRequest, context: grpc.aio.ServicerContext) -> opb.GetStateResponse:  # noqa: N802
+    async def GetState(self, request: opb.GetStateRequest, context: grpc.aio.ServicerContext) -> opb.GetStateResponse:
         m = self.master
         return opb.GetStateResponse(
             master_id=m.master_id,
@@ -115,7 +122,7 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
             tasks=self._tasks(),
         )
 
-    async def Teardown(self, request: opb.TeardownRequest, context: grpc.aio.ServicerContext) -> opb.TeardownResponse:  # noqa: N802
+    async def Teardown(self, request: opb.TeardownRequest, context: grpc.aio.ServicerContext) -> opb.TeardownResponse:
         try:
             self.master.teardown(request.framework_id, "torn down by the operator")
         except CallError as e:

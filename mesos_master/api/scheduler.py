@@ -24,7 +24,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
         self.master = dispatcher.master
         self.heartbeat_interval = heartbeat_interval
 
-    async def Subscribe(  # noqa: N802 - gRPC's name
+    async def Subscribe(  # type: ignore[override]  # writes with context.write
         self, request_iterator: AsyncIterator[scheduler_pb2.Call], context: grpc.aio.ServicerContext
     ) -> None:
         calls = aiter(request_iterator)

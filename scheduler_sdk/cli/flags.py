@@ -44,7 +44,7 @@ class FlagParser(argparse.ArgumentParser):
             kwargs["help"] = f"{help_text} [env {var}]".strip()
         return self.add_argument(*names, **kwargs)
 
-    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
         ns = super().parse_args(args, namespace)
         # Defaults taken from the environment arrive as text: convert them like the command line would.
         for action in self._actions:

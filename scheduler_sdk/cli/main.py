@@ -68,7 +68,9 @@ def build_parser() -> FlagParser:
     run.add_flag("--role", default="", help="the role to subscribe with")
     run.add_argument("--env", action="append", default=[], metavar="K=V", help="environment variable for the task")
     run.add_flag("--timeout", type=positive_float, default=None, help="give up after this many seconds")
-    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="one argument: a shell command; several: argv")
+    run.add_argument(
+        "cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="one argument: a shell command; several: argv"
+    )
 
     teardown = with_master(sub.add_parser("teardown", help="remove a framework and kill its tasks"))
     teardown.add_argument("framework_id")
@@ -201,16 +203,40 @@ async def cmd_list(args: argparse.Namespace) -> int:
     async with OperatorClient(args.master) as client:
         if args.command == "agents":
             rows = agent_rows(await client.agents())
-            cols = [("ID", "id"), ("HOSTNAME", "hostname"), ("ADDRESS", "address"), ("ACTIVE", "active"),
-                    ("CPUS", "res:cpus"), ("MEM", "res:mem"), ("TASKS", "tasks"), ("ATTRIBUTES", "attributes")]
+            cols = [
+                ("ID", "id"),
+                ("HOSTNAME", "hostname"),
+                ("ADDRESS", "address"),
+                ("ACTIVE", "active"),
+                ("CPUS", "res:cpus"),
+                ("MEM", "res:mem"),
+                ("TASKS", "tasks"),
+                ("ATTRIBUTES", "attributes"),
+            ]
         elif args.command == "frameworks":
             rows = framework_rows(await client.frameworks(), args.all)
-            cols = [("ID", "id"), ("NAME", "name"), ("ROLES", "roles"), ("STATE", "state"), ("TASKS", "tasks"),
-                    ("CPUS", "res:cpus"), ("MEM", "res:mem"), ("OFFERS", "offers")]
+            cols = [
+                ("ID", "id"),
+                ("NAME", "name"),
+                ("ROLES", "roles"),
+                ("STATE", "state"),
+                ("TASKS", "tasks"),
+                ("CPUS", "res:cpus"),
+                ("MEM", "res:mem"),
+                ("OFFERS", "offers"),
+            ]
         else:
             rows = task_rows(await client.tasks(args.framework), args.all)
-            cols = [("ID", "id"), ("NAME", "name"), ("FRAMEWORK", "framework_id"), ("AGENT", "agent_id"),
-                    ("STATE", "state"), ("CPUS", "res:cpus"), ("MEM", "res:mem"), ("EXIT", "exit_code")]
+            cols = [
+                ("ID", "id"),
+                ("NAME", "name"),
+                ("FRAMEWORK", "framework_id"),
+                ("AGENT", "agent_id"),
+                ("STATE", "state"),
+                ("CPUS", "res:cpus"),
+                ("MEM", "res:mem"),
+                ("EXIT", "exit_code"),
+            ]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -331,8 +357,12 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         await cluster.start()
         console.print(f"cluster up: master at {cluster.master_address}; running {len(specs)} tasks")
         with Progress(
-            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, transient=False,
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
         ) as progress:
             bar = progress.add_task("tasks finished", total=len(specs))
             running = progress.add_task("tasks running ", total=len(specs))
@@ -384,8 +414,14 @@ def _sandbox_stdout(cluster: LocalCluster, record: TaskRecord) -> str:
 
 
 # ----------------------------------------------------------------------------------------- main
-COMMANDS = {"agents": cmd_list, "frameworks": cmd_list, "tasks": cmd_list, "run": cmd_run, "teardown": cmd_teardown,
-            "demo": cmd_demo}
+COMMANDS = {
+    "agents": cmd_list,
+    "frameworks": cmd_list,
+    "tasks": cmd_list,
+    "run": cmd_run,
+    "teardown": cmd_teardown,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -395,10 +431,7 @@ def main(argv: list[str] | None = None) -> None:
         os.execv(sys.executable, [sys.executable, "-m", DAEMONS[argv[0]], *argv[1:]])
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "cluster":
-        handler = cmd_cluster_up
-    else:
-        handler = COMMANDS[args.command]
+    handler = cmd_cluster_up if args.command == "cluster" else COMMANDS[args.command]
     try:
         code = asyncio.run(handler(args))
     except (UsageError, ResourcesError) as e:

@@ -15,8 +15,16 @@ from scheduler_sdk.driver import Scheduler, SchedulerDriver
 from scheduler_sdk.resources import Resources
 
 TERMINAL = frozenset(
-    {tpb.TASK_FINISHED, tpb.TASK_FAILED, tpb.TASK_KILLED, tpb.TASK_ERROR, tpb.TASK_LOST, tpb.TASK_DROPPED,
-     tpb.TASK_GONE, tpb.TASK_GONE_BY_OPERATOR}
+    {
+        tpb.TASK_FINISHED,
+        tpb.TASK_FAILED,
+        tpb.TASK_KILLED,
+        tpb.TASK_ERROR,
+        tpb.TASK_LOST,
+        tpb.TASK_DROPPED,
+        tpb.TASK_GONE,
+        tpb.TASK_GONE_BY_OPERATOR,
+    }
 )
 
 
@@ -32,10 +40,9 @@ class TaskSpec:
     grace_period: float | None = None
 
     def resources(self) -> Resources:
-        amounts = {"cpus": self.cpus, "mem": self.mem}
         if self.disk:
-            amounts["disk"] = self.disk
-        return Resources.of(**amounts)
+            return Resources.of(cpus=self.cpus, mem=self.mem, disk=self.disk)
+        return Resources.of(cpus=self.cpus, mem=self.mem)
 
     def task_info(self, agent_id: str) -> tpb.TaskInfo:
         if isinstance(self.command, str):
@@ -165,7 +172,7 @@ class BatchScheduler(Scheduler):
         failure = self.first_failure
         if failure is None:
             return 0
-        return failure.exit_code if failure.exit_code not in (None, 0) else 1  # type: ignore[return-value]
+        return failure.exit_code if failure.exit_code else 1
 
 
 async def run_batch(
@@ -182,7 +189,7 @@ async def run_batch(
     scheduler = BatchScheduler(specs, on_update=on_update)
     info = rpb.FrameworkInfo(name=name, roles=[role] if role else [], failover_timeout=0)
     for cap in capabilities:
-        info.capabilities.add(type=cap)  # type: ignore[arg-type]
+        info.capabilities.add(type=cap)
     driver = SchedulerDriver(master, info, scheduler, max_reconnect_attempts=5)
     runner = asyncio.create_task(driver.run())
     try:

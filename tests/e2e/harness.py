@@ -19,8 +19,15 @@ from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.resources import Resources
 
 T = TypeVar("T")
-TERMINAL = {tpb.TASK_FINISHED, tpb.TASK_FAILED, tpb.TASK_KILLED, tpb.TASK_ERROR, tpb.TASK_LOST, tpb.TASK_DROPPED,
-            tpb.TASK_GONE}
+TERMINAL = {
+    tpb.TASK_FINISHED,
+    tpb.TASK_FAILED,
+    tpb.TASK_KILLED,
+    tpb.TASK_ERROR,
+    tpb.TASK_LOST,
+    tpb.TASK_DROPPED,
+    tpb.TASK_GONE,
+}
 
 
 async def eventually(
@@ -57,6 +64,11 @@ class Recorder(Scheduler):
 
     async def reregistered(self, driver: SchedulerDriver, framework_id: str, master_id: str) -> None:
         self.registrations.append(framework_id)
+
+    async def disconnected(self, driver: SchedulerDriver) -> None:
+        # Offers do not outlive the subscription they came on.
+        while not self.offer_queue.empty():
+            self.offer_queue.get_nowait()
 
     async def offers(self, driver: SchedulerDriver, offers: Sequence[spb.Offer]) -> None:
         if self.auto_decline:
@@ -130,8 +142,9 @@ async def framework(
             await asyncio.wait_for(runner, 10)
 
 
-def task(task_id: str, command: str, agent_id: str = "", cpus: float = 0.1, mem: float = 32,
-         grace: float | None = None) -> tpb.TaskInfo:
+def task(
+    task_id: str, command: str, agent_id: str = "", cpus: float = 0.1, mem: float = 32, grace: float | None = None
+) -> tpb.TaskInfo:
     info = tpb.TaskInfo(
         task_id=task_id,
         name=task_id,

@@ -20,7 +20,10 @@ AIOMESOS = [sys.executable, "-m", "scheduler_sdk"]
 
 async def aiomesos(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        *AIOMESOS, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        *AIOMESOS,
+        *args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -38,15 +41,17 @@ def assert_one_line_error(code: int, out: str, err: str, expect: str) -> None:
 @pytest.mark.cgroups
 async def test_run_agents_frameworks_tasks_tables_and_json(cluster: LocalCluster) -> None:
     m = cluster.master_address
-    code, out, err = await aiomesos("run", "--master", m, "--name", "hello", "--instances", "3", "--cpus", "0.1",
-                                    "--mem", "16", "--", "echo", "hi")
+    code, out, err = await aiomesos(
+        "run", "--master", m, "--name", "hello", "--instances", "3", "--cpus", "0.1", "--mem", "16", "--", "echo", "hi"
+    )
     assert code == 0, err
     assert out.count("TASK_FINISHED") == 3 and out.count("TASK_RUNNING") == 3
     code, out, err = await aiomesos("run", "--master", m, "--name", "bad", "--", "exit 3")
     assert code == 3, (out, err)
     assert "TASK_FAILED" in out and "exit code 3" in out
-    code, out, err = await aiomesos("run", "--master", m, "--name", "mixed", "--instances", "2", "--",
-                                    'test "$MESOS_TASK_ID" = mixed-0 || exit 5')
+    code, out, err = await aiomesos(
+        "run", "--master", m, "--name", "mixed", "--instances", "2", "--", 'test "$MESOS_TASK_ID" = mixed-0 || exit 5'
+    )
     assert code == 5, (out, err)
 
     code, out, _ = await aiomesos("agents", "--master", m)
@@ -87,11 +92,13 @@ async def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(code, out, err, "invalid choice")
     code, out, err = await aiomesos("master", "--work-dir", str(tmp_path), "--bogus")
     assert_one_line_error(code, out, err, "--bogus")
-    code, out, err = await aiomesos("agent", "--master", "127.0.0.1:1", "--work-dir", str(tmp_path),
-                                    "--resources", "cpus:abc")
+    code, out, err = await aiomesos(
+        "agent", "--master", "127.0.0.1:1", "--work-dir", str(tmp_path), "--resources", "cpus:abc"
+    )
     assert_one_line_error(code, out, err, "malformed amount 'abc' for 'cpus'")
-    code, out, err = await aiomesos("agent", "--master", "127.0.0.1:1", "--work-dir", str(tmp_path),
-                                    "--attributes", "zone")
+    code, out, err = await aiomesos(
+        "agent", "--master", "127.0.0.1:1", "--work-dir", str(tmp_path), "--attributes", "zone"
+    )
     assert_one_line_error(code, out, err, "malformed attribute")
     code, out, err = await aiomesos("run", "--master", "127.0.0.1:1", "--cpus", "-1", "--", "true")
     assert_one_line_error(code, out, err, "--cpus")
@@ -102,8 +109,17 @@ async def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 async def test_every_command_has_help() -> None:
-    for args in (["--help"], ["master", "--help"], ["agent", "--help"], ["run", "--help"], ["agents", "--help"],
-                 ["frameworks", "--help"], ["tasks", "--help"], ["cluster", "up", "--help"], ["demo", "--help"]):
+    for args in (
+        ["--help"],
+        ["master", "--help"],
+        ["agent", "--help"],
+        ["run", "--help"],
+        ["agents", "--help"],
+        ["frameworks", "--help"],
+        ["tasks", "--help"],
+        ["cluster", "up", "--help"],
+        ["demo", "--help"],
+    ):
         code, out, err = await aiomesos(*args)
         assert code == 0, (args, err)
         assert "usage:" in out
@@ -112,13 +128,23 @@ async def test_every_command_has_help() -> None:
 async def test_daemon_flags_come_from_the_environment(tmp_path: Path) -> None:
     work = tmp_path / "m"
     proc = await asyncio.create_subprocess_exec(
-        *AIOMESOS, "master", env={**os.environ, "AIOMESOS_WORK_DIR": str(work), "AIOMESOS_PORT": "0",
-                                  "AIOMESOS_IP": "127.0.0.1", "AIOMESOS_LOG_FORMAT": "json"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        *AIOMESOS,
+        "master",
+        env={
+            **os.environ,
+            "AIOMESOS_WORK_DIR": str(work),
+            "AIOMESOS_PORT": "0",
+            "AIOMESOS_IP": "127.0.0.1",
+            "AIOMESOS_LOG_FORMAT": "json",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
-        addr = await eventually(lambda: (work / "master.addr").exists() and (work / "master.addr").read_text().strip(),
-                                what="the master's address file in AIOMESOS_WORK_DIR")
+        addr = await eventually(
+            lambda: (work / "master.addr").exists() and (work / "master.addr").read_text().strip(),
+            what="the master's address file in AIOMESOS_WORK_DIR",
+        )
         assert addr.startswith("127.0.0.1:") and not addr.endswith(":5050")
         code, out, _ = await aiomesos("agents", "--json", env={"AIOMESOS_MASTER": addr})
         assert code == 0 and json.loads(out) == []

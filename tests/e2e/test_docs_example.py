@@ -40,9 +40,7 @@ async def test_example_framework_runs_all_tasks(tmp_path: Path) -> None:
         assert {line.split()[0] for line in finished} == {f"hello-{i}" for i in range(5)}, text
 
         # Each task's shell expanded its own $MESOS_TASK_ID into its sandbox's stdout.
-        outputs = sorted(
-            p.read_text().strip() for p in (tmp_path / "agent0").glob("**/executors/*/runs/latest/stdout")
-        )
+        outputs = sorted(p.read_text().strip() for p in (tmp_path / "agent0").glob("**/executors/*/runs/latest/stdout"))
         assert outputs == [f"hello from hello-{i}" for i in range(5)]
 
         assert await cluster.stop() == []

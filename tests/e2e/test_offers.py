@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
@@ -40,7 +39,9 @@ async def test_decline_filter_keeps_agent_from_framework_while_another_gets_it_a
             # A, still declining it, is not re-offered that agent within the filter's time.
             with contextlib.suppress(TimeoutError, AssertionError):
                 again = await a.next_offer(timeout=2.0, agent_id=declined_agent)
-                pytest.fail(f"offered {again.agent_id} again {time.monotonic() - declined_at:.1f}s after a 30 s decline")
+                pytest.fail(
+                    f"offered {again.agent_id} again {time.monotonic() - declined_at:.1f}s after a 30 s decline"
+                )
             # REVIVE clears the filter at once.
             revived_at = time.monotonic()
             da.revive()
@@ -115,9 +116,7 @@ async def test_suppress_stops_offers_and_revive_resumes_them(cluster: LocalClust
         driver.decline([offer.id], refuse_seconds=0)
         await rec.next_offer()  # the other agent's offer, made before SUPPRESS arrived
         async with OperatorClient(cluster.master_address) as client:
-            await eventually(
-                lambda: _suppressed(client), what="the framework to be suppressed"
-            )
+            await eventually(lambda: _suppressed(client), what="the framework to be suppressed")
         while not rec.offer_queue.empty():
             driver.decline([rec.offer_queue.get_nowait().id], refuse_seconds=0)
         with contextlib.suppress(TimeoutError, AssertionError):
@@ -159,20 +158,27 @@ class Greedy(Scheduler):
 
 async def test_two_frameworks_with_endless_work_converge_to_equal_dominant_shares(tmp_path) -> None:
     # One agent of 9 cpus and 18 GB: the DRF paper's example, with real tasks.
-    c = LocalCluster(tmp_path, agents=1, agent_resources="cpus:9;mem:18432;disk:1000",
-                     master_flags=["--allocation-interval", "0.1"])
+    c = LocalCluster(
+        tmp_path, agents=1, agent_resources="cpus:9;mem:18432;disk:1000", master_flags=["--allocation-interval", "0.1"]
+    )
     try:
         await c.start()
         a, b = Greedy("a", 1, 4096), Greedy("b", 3, 1024)
         total = Resources.parse("cpus:9;mem:18432")
         # A starts first and takes more than its share; as its tasks end, DRF gives B its share.
-        async with framework(c.master_address, a, name="A"), framework(c.master_address, b, name="B"):
-            async with OperatorClient(c.master_address) as client:
+        async with (
+            framework(c.master_address, a, name="A"),
+            framework(c.master_address, b, name="B"),
+            OperatorClient(c.master_address) as client,
+        ):
+            if True:
 
                 async def shares() -> dict[str, float] | None:
                     fws = {f.framework_info.name: f for f in (await client.frameworks()).frameworks}
-                    got = {n: Resources.from_proto(f.allocated).only("cpus", "mem").dominant_share(total)
-                           for n, f in fws.items()}
+                    got = {
+                        n: Resources.from_proto(f.allocated).only("cpus", "mem").dominant_share(total)
+                        for n, f in fws.items()
+                    }
                     ok = all(abs(got.get(n, 0) - 2 / 3) < 0.01 for n in ("A", "B"))
                     return got if ok else None
 

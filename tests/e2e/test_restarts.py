@@ -101,3 +101,15 @@ async def test_master_restart_with_the_same_work_dir_remembers_agents_before_the
     async with OperatorClient(cluster.master_address) as client:
         known = {a.agent_info.id: a.active for a in (await client.agents()).agents}
     assert known == {i: False for i in agent_ids}, "admitted agents persist in the registry"
+
+
+async def test_framework_without_failover_timeout_survives_a_master_restart(cluster: LocalCluster) -> None:
+    rec = Recorder()
+    async with framework(cluster.master_address, rec, name="brief", failover_timeout=0) as driver:
+        framework_id = driver.framework_id
+        await cluster.restart_master()
+        await eventually(lambda: len(rec.registrations) >= 2, timeout=30, what="the framework to resubscribe")
+        assert rec.registrations == [framework_id, framework_id]
+        offer = await rec.next_offer(timeout=30)
+        driver.accept([offer.id], [task("after-restart", "true", offer.agent_id)])
+        assert (await rec.wait_state("after-restart", {tpb.TASK_FINISHED})).state == tpb.TASK_FINISHED

@@ -39,7 +39,9 @@ async def test_fifty_tasks_over_two_agents_all_finish_and_every_update_is_acknow
         assert len(state.tasks) == 0
     # The sandboxes hold each task's output.
     outputs = sorted(
-        p.read_text().strip() for d in cluster.agent_daemons for p in d.work_dir.glob("agents/*/frameworks/*/executors/*/runs/latest/stdout")
+        p.read_text().strip()
+        for d in cluster.agent_daemons
+        for p in d.work_dir.glob("agents/*/frameworks/*/executors/*/runs/latest/stdout")
     )
     assert outputs == sorted(f"t{i}" for i in range(50))
 
@@ -71,7 +73,11 @@ async def test_kill_sends_sigterm_then_sigkill_within_the_grace_period(cluster: 
         # Ignores SIGTERM: only SIGKILL after the 1 s grace period ends it. It writes its pid first.
         driver.accept(
             [offer.id],
-            [task("stubborn", "trap '' TERM; echo $$ > pid; while true; do sleep 0.1; done", offer.agent_id, grace=1.0)],
+            [
+                task(
+                    "stubborn", "trap '' TERM; echo $$ > pid; while true; do sleep 0.1; done", offer.agent_id, grace=1.0
+                )
+            ],
         )
         await rec.wait_state("stubborn", {tpb.TASK_RUNNING})
         pid_file = await eventually(lambda: _pid_file(cluster, "stubborn"), what="pid file")
@@ -152,7 +158,9 @@ async def test_task_environment_and_sandbox(cluster: LocalCluster) -> None:
         )
         await rec.wait_state("env", {tpb.TASK_FINISHED})
     out = next(
-        p for d in cluster.agent_daemons for p in d.work_dir.glob("agents/*/frameworks/*/executors/env/runs/latest/stdout")
+        p
+        for d in cluster.agent_daemons
+        for p in d.work_dir.glob("agents/*/frameworks/*/executors/env/runs/latest/stdout")
     )
     task_id, agent_id, cwd, sandbox = out.read_text().strip().split("|")
     assert (task_id, agent_id) == ("env", offer.agent_id)

@@ -16,12 +16,14 @@ STALE = "generated code is stale: run `make proto`"
 
 def test_generated_code_is_fresh(tmp_path: Path) -> None:
     assert PROTOS, "no .proto files found under proto/aiomesos/v1"
-    bindir = Path(sys.executable).parent
+    venv_python = ROOT / ".venv" / "bin" / "python"
+    python = str(venv_python) if venv_python.exists() else sys.executable
+    bindir = Path(python).parent  # protoc-gen-mypy and protoc-gen-mypy_grpc live next to it
     env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
     out = str(tmp_path)
     proc = subprocess.run(
         [
-            sys.executable,
+            python,
             "-m",
             "grpc_tools.protoc",
             "-Iproto",

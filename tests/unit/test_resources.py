@@ -149,8 +149,12 @@ def test_roles_are_kept_apart() -> None:
 
 
 def test_subtract_not_contained_raises() -> None:
-    for small, big in [("cpus:1", "cpus:2"), ("ports:[1-5]", "ports:[5-6]"), ("zones:{a}", "zones:{a,b}"),
-                       ("cpus:1", "mem:1")]:
+    for small, big in [
+        ("cpus:1", "cpus:2"),
+        ("ports:[1-5]", "ports:[5-6]"),
+        ("zones:{a}", "zones:{a,b}"),
+        ("cpus:1", "mem:1"),
+    ]:
         with pytest.raises(ResourcesError):
             P(small) - P(big)
 

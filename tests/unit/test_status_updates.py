@@ -212,11 +212,6 @@ def test_remove_framework_drops_its_streams() -> None:
     assert [u.framework_id for b in h.batches for u in b] == ["fw2", "fw2"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: on_connected keeps doubling the backoff a head had against the old connection, so after a "
-    "reconnect the next retry can be retry_max away (Mesos restarts at the minimum interval)",
-    strict=True,
-)
 def test_reconnect_restarts_backoff_at_retry_min() -> None:
     h = Harness(retry_min=10, retry_max=600)
     h.add("t1")
