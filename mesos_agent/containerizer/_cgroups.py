@@ -377,6 +377,16 @@ class Backend:
                 continue
             with contextlib.suppress(OSError):
                 os.rmdir(d)
+        # Ancestors shared with other agents (e.g. "aiomesos/") go once the last of them has left:
+        # rmdir fails harmlessly while another agent's root is still inside.
+        for rd in self.root_dirs:
+            parent = rd.parent
+            for _ in range(len(self.root.parts) - 1):
+                try:
+                    os.rmdir(parent)
+                except OSError:
+                    break
+                parent = parent.parent
         return ok
 
 

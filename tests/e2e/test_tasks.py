@@ -88,6 +88,8 @@ async def test_kill_sends_sigterm_then_sigkill_within_the_grace_period(cluster: 
         status = await rec.wait_state("stubborn", {tpb.TASK_KILLED, tpb.TASK_FAILED, tpb.TASK_FINISHED})
         elapsed = time.monotonic() - started
         assert status.state == tpb.TASK_KILLED
+        # The framework declared TASK_KILLING_STATE: it saw the task in KILLING first.
+        assert rec.states("stubborn")[-2:] == [tpb.TASK_KILLING, tpb.TASK_KILLED]
         assert 0.9 <= elapsed < 5.0, f"kill took {elapsed:.2f} s with a 1 s grace period"
         assert not _alive(pid), "the task's process survived its kill"
 
