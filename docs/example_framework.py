@@ -20,8 +20,8 @@ from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.driver import DriverError, Scheduler, SchedulerDriver
-from scheduler_sdk.frameworks.batch import TERMINAL  # the task states a task never leaves
 from scheduler_sdk.resources import Resources
+from scheduler_sdk.states import TERMINAL_STATES as TERMINAL  # the task states a task never leaves
 
 TASK_RESOURCES = Resources.of(cpus=0.1, mem=32)  # what each task asks for
 
@@ -37,9 +37,7 @@ class HelloScheduler(Scheduler):
     async def reregistered(self, driver: SchedulerDriver, framework_id: str, master_id: str) -> None:
         # Ask for the latest state of every launched, unfinished task: one the master never heard of (the
         # launch was lost with the connection) comes back as TASK_LOST.
-        launched = [
-            t for t, state in self.states.items() if state not in TERMINAL and t not in self.to_launch
-        ]
+        launched = [t for t, state in self.states.items() if state not in TERMINAL and t not in self.to_launch]
         driver.reconcile((task_id, "") for task_id in launched)
 
     async def offers(self, driver: SchedulerDriver, offers: Sequence[spb.Offer]) -> None:
@@ -88,7 +86,9 @@ async def main() -> int:
     if args.tasks < 1:
         parser.error("--tasks must be at least 1")
     scheduler = HelloScheduler(args.tasks)
-    framework = rpb.FrameworkInfo(name="hello-example", failover_timeout=0)
+    # failover_timeout: how long the master keeps our tasks while we are disconnected (so that the driver's
+    # reconnects find the framework still there); 0 would tear it down at the first hiccup.
+    framework = rpb.FrameworkInfo(name="hello-example", failover_timeout=60)
     driver = SchedulerDriver(args.master, framework, scheduler, max_reconnect_attempts=5)
     try:
         await driver.run()

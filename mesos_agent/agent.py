@@ -25,22 +25,12 @@ from mesos_agent.containerizer import Container, Containerizer, LaunchError, Lau
 from mesos_agent.sandbox import create_sandbox, safe_id
 from mesos_agent.status_updates import StatusUpdateManager
 from scheduler_sdk.resources import Resources
+from scheduler_sdk.states import TERMINAL_STATES as TERMINAL
 
 log = structlog.get_logger(__name__)
 S = tpb.TaskStatus
 AgentMessage = agent_pb2.AgentMessage
 MasterMessage = agent_pb2.MasterMessage
-TERMINAL = frozenset(
-    {
-        tpb.TASK_FINISHED,
-        tpb.TASK_FAILED,
-        tpb.TASK_KILLED,
-        tpb.TASK_ERROR,
-        tpb.TASK_LOST,
-        tpb.TASK_DROPPED,
-        tpb.TASK_GONE,
-    }
-)
 KILLING_CAPABILITY = rpb.FrameworkInfo.Capability.TASK_KILLING_STATE
 
 
@@ -311,7 +301,7 @@ class Agent:
             self.updates.due()
 
     # ------------------------------------------------------------------ shutdown
-    async def shutdown(self, grace_cap: float = 3.0) -> None:
+    async def shutdown(self, grace_cap: float = 10.0) -> None:
         """Kill every task (frameworks' tasks do not outlive the agent without checkpointing) and report it."""
         live = [r for r in self.tasks.values() if r.state not in TERMINAL]
         for run in live:

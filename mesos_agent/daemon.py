@@ -61,6 +61,12 @@ def build_parser() -> FlagParser:
     )
     p.add_flag("--status-update-retry-max", type=positive_float, default=600.0, help="longest wait between resends")
     p.add_flag(
+        "--shutdown-grace-period",
+        type=positive_float,
+        default=10.0,
+        help="when the agent stops, the longest any task's kill grace period may run",
+    )
+    p.add_flag(
         "--registration-backoff-max",
         type=positive_float,
         default=30.0,
@@ -155,7 +161,7 @@ class AgentDaemon:
                 )
                 code = 2
             log.info("agent stopping")
-            await agent.shutdown()
+            await agent.shutdown(a.shutdown_grace_period)
             # Give the link a moment to deliver the last updates.
             if link.connected.is_set():
                 with contextlib.suppress(TimeoutError):

@@ -12,19 +12,13 @@ import structlog
 
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc
 from mesos_agent.agent import Agent
+from scheduler_sdk.channels import CHANNEL_OPTIONS
 
 log = structlog.get_logger(__name__)
 AgentMessage = agent_pb2.AgentMessage
 MasterMessage = agent_pb2.MasterMessage
 
 FATAL = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
-GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 << 20),
-    ("grpc.max_send_message_length", 64 << 20),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
 
 
 class RejectedByMaster(Exception):
@@ -81,7 +75,7 @@ class MasterLink:
             await asyncio.sleep(delay)
 
     async def _attach_once(self) -> None:
-        async with grpc.aio.insecure_channel(self.master, options=GRPC_OPTIONS) as channel:
+        async with grpc.aio.insecure_channel(self.master, options=CHANNEL_OPTIONS) as channel:
             stub = agent_pb2_grpc.AgentRegistryStub(channel)
             call = stub.Attach()
             await call.write(self.agent.register_message(self.boot_id, self.version))

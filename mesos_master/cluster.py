@@ -22,22 +22,11 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_master.allocator import Allocator
 from mesos_master.registry import RegistryState
 from scheduler_sdk.resources import UNRESERVED, Resources, ResourcesError
+from scheduler_sdk.states import is_terminal
 
 log = structlog.get_logger(__name__)
 
 S = tpb.TaskStatus
-TERMINAL_STATES = frozenset(
-    {
-        tpb.TASK_FINISHED,
-        tpb.TASK_FAILED,
-        tpb.TASK_KILLED,
-        tpb.TASK_ERROR,
-        tpb.TASK_LOST,
-        tpb.TASK_DROPPED,
-        tpb.TASK_GONE,
-        tpb.TASK_GONE_BY_OPERATOR,
-    }
-)
 CAP = rpb.FrameworkInfo.Capability
 DEFAULT_REFUSE_SECONDS = 5.0
 COMPLETED_TASKS_KEPT = 1000
@@ -47,10 +36,6 @@ STATUSES_KEPT = 8
 
 class CallError(ValueError):
     """A call that cannot be carried out; the message says what is wrong."""
-
-
-def is_terminal(state: int) -> bool:
-    return state in TERMINAL_STATES
 
 
 # --------------------------------------------------------------------------------------------- records
@@ -289,6 +274,9 @@ class Master:
         existing = self.frameworks.get(framework_id) if framework_id else None
         if existing is not None:
             self._rescind_all(existing, recover=True)
+            # As in Mesos, a (re-)subscription lifts suppression: a framework suppresses again if it wants to.
+            existing.suppressed = False
+            self.allocator.revive_offers(framework_id)
             if list(existing.info.roles) != list(info.roles):
                 self.allocator.remove_framework(framework_id)
                 used = self._used_by(framework_id)
@@ -741,6 +729,10 @@ class Master:
         self.allocator.remove_agent(agent_id)
         self._allocator_agents.discard(agent_id)
         self.outbox.write("remove_agent", agent_id)
+        E = scheduler_pb2.Event
+        for fw in self.frameworks.values():
+            if fw.connected:
+                self.outbox.fw(fw.id).rest.append(E(type=E.FAILURE, failure=E.Failure(agent_id=agent_id)))
         log.warning("agent removed", agent_id=agent_id, why=why)
 
     def status_updates(self, agent_id: str, updates: Iterable[agent_pb2.AgentMessage.StatusUpdate]) -> None:

@@ -25,19 +25,12 @@ from mesos_master.api.operator import OperatorService
 from mesos_master.api.scheduler import SchedulerService
 from mesos_master.cluster import Master
 from mesos_master.registry import SQLiteRegistry
+from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.cli.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
 from scheduler_sdk.logs import configure_logging
 
 log = structlog.get_logger("mesos_master")
 
-GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 << 20),
-    ("grpc.max_send_message_length", 64 << 20),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-]
 ADDRESS_FILE = "master.addr"
 
 
@@ -90,7 +83,7 @@ class MasterDaemon:
             hostname=a.hostname,
         )
         dispatcher = Dispatcher(master, registry)
-        server = grpc.aio.server(options=GRPC_OPTIONS)
+        server = grpc.aio.server(options=SERVER_OPTIONS)
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(
             SchedulerService(dispatcher, a.heartbeat_interval),
             server,

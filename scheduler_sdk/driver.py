@@ -27,6 +27,7 @@ from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import scheduler_pb2_grpc
 from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk.channels import CHANNEL_OPTIONS
 
 log = structlog.get_logger(__name__)
 Call = spb.Call
@@ -40,13 +41,6 @@ FATAL_CODES = (
 )
 # How a subscription ends after stop(): closed (OK), torn down (FAILED_PRECONDITION) or hung up (CANCELLED).
 _ENDED_BY_STOP = (grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.CANCELLED)
-GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 << 20),
-    ("grpc.max_send_message_length", 64 << 20),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
 
 
 class DriverError(Exception):
@@ -94,6 +88,7 @@ class SchedulerDriver:
         self.backoff_max = backoff_max
         self.max_reconnect_attempts = max_reconnect_attempts
         self.master_id = ""
+        self.heartbeat_interval = 15.0  # until SUBSCRIBED says otherwise
         self.subscribed = asyncio.Event()
         self._pending: list[spb.Call] = []
         self._acks: list[tpb.Acknowledgement] = []
@@ -144,7 +139,7 @@ class SchedulerDriver:
         """One subscription. The reader reads until the stream ends; after `stop()` the writer sends what is
         queued (and TEARDOWN), half-closes, and cancels the call if the master has not ended it in time.
         Neither side is ever cancelled mid-operation: cancelling a read or write cancels the whole RPC."""
-        async with grpc.aio.insecure_channel(self.master, options=GRPC_OPTIONS) as channel:
+        async with grpc.aio.insecure_channel(self.master, options=CHANNEL_OPTIONS) as channel:
             stub = scheduler_pb2_grpc.SchedulerStub(channel)
             call = stub.Subscribe()
             await call.write(Call(type=Call.SUBSCRIBE, subscribe=Call.Subscribe(framework_info=self.framework)))
@@ -160,7 +155,13 @@ class SchedulerDriver:
     async def _read(self, call: grpc.aio.StreamStreamCall, resubscribing: bool) -> None:
         while True:
             try:
-                event = await call.read()
+                # A master that sends nothing, not even HEARTBEATs, for three intervals is gone.
+                event = await asyncio.wait_for(call.read(), 3 * self.heartbeat_interval)
+            except TimeoutError:
+                call.cancel()
+                raise grpc.aio.AioRpcError(
+                    grpc.StatusCode.UNAVAILABLE, None, None, details="no heartbeat from the master"
+                ) from None
             except grpc.aio.AioRpcError as e:
                 if self._stopped.is_set() and e.code() in _ENDED_BY_STOP:
                     return
@@ -174,13 +175,20 @@ class SchedulerDriver:
                 raise grpc.aio.AioRpcError(
                     grpc.StatusCode.UNAVAILABLE, None, None, details="the master ended the stream"
                 )
-            await self._dispatch(event, resubscribing)
+            try:
+                await self._dispatch(event, resubscribing)
+            except Exception:
+                # A framework's bug must not end its subscription; what it failed to handle is not acknowledged,
+                # so the agent redelivers it.
+                log.exception("scheduler callback failed", event=Event.Type.Name(event.type))
 
     async def _dispatch(self, event: spb.Event, resubscribing: bool) -> None:
         s = self.scheduler
         match event.type:
             case Event.SUBSCRIBED:
                 self.framework.id = event.subscribed.framework_id
+                if event.subscribed.heartbeat_interval_seconds > 0:
+                    self.heartbeat_interval = event.subscribed.heartbeat_interval_seconds
                 self.master_id = event.subscribed.master_id
                 self.subscribed.set()
                 if resubscribing:
@@ -193,10 +201,17 @@ class SchedulerDriver:
                 for offer_id in event.rescind.offer_ids:
                     await s.offer_rescinded(self, offer_id)
             case Event.UPDATE:
+                failed: BaseException | None = None
                 for status in event.update.statuses:
-                    await s.status_update(self, status)
+                    try:
+                        await s.status_update(self, status)
+                    except Exception as e:  # the others in the batch are still delivered
+                        failed = failed or e
+                        continue
                     if self.implicit_acknowledgements and status.uuid:
                         self.acknowledge(status)
+                if failed is not None:
+                    raise failed
             case Event.MESSAGE:
                 m = event.message
                 await s.framework_message(self, m.agent_id, m.executor_id, m.data)
@@ -218,6 +233,7 @@ class SchedulerDriver:
             await asyncio.sleep(0)  # let this turn's calls gather into one message
             await self._flush(call)
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await self._flush(call)  # what was queued while the last write was in flight
             if self._teardown and self.framework.id:
                 await call.write(Call(type=Call.TEARDOWN, framework_id=self.framework.id))
             await call.done_writing()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -39,38 +37,21 @@ class AgentRegistryService(agent_pb2_grpc.AgentRegistryServicer):
         except CallError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"REGISTER rejected: {e}")
         conn: Connection[agent_pb2.MasterMessage] = Connection(agent_id)
-        old = self.dispatcher.agents.get(agent_id)
-        if old is not None:
-            old.close("superseded by a newer attachment of the same agent")
-        self.dispatcher.agents[agent_id] = conn
-        self.dispatcher.flush()
-        self.dispatcher.changed(allocate=True)
-        try:
-            reader = asyncio.create_task(self._read(agent_id, messages, conn))
-            try:
-                await self._write(conn, context)
-            finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-        finally:
-            if self.dispatcher.agents.get(agent_id) is conn:
-                del self.dispatcher.agents[agent_id]
-                self.master.disconnect_agent(agent_id)
-                self.dispatcher.changed(allocate=True)
 
-    async def _write(self, conn: Connection[agent_pb2.MasterMessage], context: grpc.aio.ServicerContext) -> None:
-        ping = MasterMessage(type=MasterMessage.PING)
-        while True:
-            try:
-                message = await asyncio.wait_for(conn.queue.get(), self.ping_interval)
-            except TimeoutError:
-                message = ping
-            if message is None:
-                return
+        def prepare(message: agent_pb2.MasterMessage) -> None:
             if message.type == MasterMessage.REGISTERED:
                 message.registered.ping_interval_seconds = self.ping_interval
-            await context.write(message)
+
+        await self.dispatcher.serve(
+            self.dispatcher.agents,
+            conn,
+            context,
+            lambda c: self._read(agent_id, messages, c),
+            keepalive=MasterMessage(type=MasterMessage.PING),
+            interval=self.ping_interval,
+            on_detach=lambda: self.master.disconnect_agent(agent_id),
+            prepare=prepare,
+        )
 
     async def _read(
         self,
@@ -85,7 +66,7 @@ class AgentRegistryService(agent_pb2_grpc.AgentRegistryServicer):
                     self.dispatcher.changed(allocate=True)
                 elif message.type == AgentMessage.REGISTER:
                     log.warning("agent sent REGISTER twice on one stream", agent_id=agent_id)
-        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+        except grpc.aio.AioRpcError:
             pass
         finally:
             conn.close("agent closed its stream")

@@ -5,9 +5,12 @@ queued on the stream of the framework or agent it is for."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+import grpc
 import structlog
 
 from mesos_master.cluster import Master
@@ -78,3 +81,45 @@ class Dispatcher:
                 conn.close(why)
         if any(drained.close_frameworks) or drained.writes:
             self.allocation_wanted.set()
+
+    async def serve(
+        self,
+        registry: dict[str, Connection[Any]],
+        conn: Connection[Any],
+        context: grpc.aio.ServicerContext,
+        reader: Callable[[Connection[Any]], Coroutine[Any, Any, None]],
+        *,
+        keepalive: Any,
+        interval: float,
+        on_detach: Callable[[], None],
+        prepare: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Run one attached stream: `conn` replaces any older one with its id, its queue is written out (with
+        `keepalive` when idle for `interval`), `reader` consumes what the peer sends; when either side ends,
+        `on_detach` tells the core (unless a newer stream took over)."""
+        old = registry.get(conn.id)
+        if old is not None:
+            old.close("superseded by a newer stream of the same id")
+        registry[conn.id] = conn
+        self.flush()  # what the core queued at registration (SUBSCRIBED, REGISTERED) goes to this stream
+        self.changed(allocate=True)
+        read = asyncio.create_task(reader(conn))
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(conn.queue.get(), interval)
+                except TimeoutError:
+                    message = keepalive
+                if message is None:
+                    return
+                if prepare is not None:
+                    prepare(message)
+                await context.write(message)
+        finally:
+            read.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await read
+            if registry.get(conn.id) is conn:
+                del registry[conn.id]
+                on_detach()
+                self.changed(allocate=True)

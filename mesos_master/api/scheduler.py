@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -42,42 +40,24 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
         except CallError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"SUBSCRIBE rejected: {e}")
         conn: Connection[scheduler_pb2.Event] = Connection(framework_id)
-        old = self.dispatcher.frameworks.get(framework_id)
-        if old is not None:
-            old.close("superseded by a newer subscription of the same framework")
-        self.dispatcher.frameworks[framework_id] = conn
-        # The SUBSCRIBED event carries the heartbeat interval the shell enforces.
-        self.dispatcher.flush()
-        self.dispatcher.changed(allocate=True)
-        try:
-            reader = asyncio.create_task(self._read(framework_id, calls, conn))
-            try:
-                await self._write(conn, context)
-            finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-        finally:
-            if self.dispatcher.frameworks.get(framework_id) is conn:
-                del self.dispatcher.frameworks[framework_id]
-                self.master.disconnect_framework(framework_id)
-                self.dispatcher.changed(allocate=True)
+
+        def prepare(event: scheduler_pb2.Event) -> None:
+            if event.type == Event.SUBSCRIBED:
+                event.subscribed.heartbeat_interval_seconds = self.heartbeat_interval
+
+        await self.dispatcher.serve(
+            self.dispatcher.frameworks,
+            conn,
+            context,
+            lambda c: self._read(framework_id, calls, c),
+            keepalive=Event(type=Event.HEARTBEAT),
+            interval=self.heartbeat_interval,
+            on_detach=lambda: self.master.disconnect_framework(framework_id),
+            prepare=prepare,
+        )
         if conn.close_reason and not conn.close_reason.startswith("client"):
             code = grpc.StatusCode.ABORTED if "superseded" in conn.close_reason else grpc.StatusCode.FAILED_PRECONDITION
             await context.abort(code, f"framework {framework_id}: {conn.close_reason}")
-
-    async def _write(self, conn: Connection[scheduler_pb2.Event], context: grpc.aio.ServicerContext) -> None:
-        heartbeat = Event(type=Event.HEARTBEAT)
-        while True:
-            try:
-                event = await asyncio.wait_for(conn.queue.get(), self.heartbeat_interval)
-            except TimeoutError:
-                event = heartbeat
-            if event is None:
-                return
-            if event.type == Event.SUBSCRIBED:
-                event.subscribed.heartbeat_interval_seconds = self.heartbeat_interval
-            await context.write(event)
 
     async def _read(
         self, framework_id: str, calls: AsyncIterator[scheduler_pb2.Call], conn: Connection[scheduler_pb2.Event]
@@ -86,7 +66,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
             async for call in calls:
                 self._handle(framework_id, call)
                 self.dispatcher.changed()
-        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+        except grpc.aio.AioRpcError:
             pass
         finally:
             conn.close("client closed its stream")

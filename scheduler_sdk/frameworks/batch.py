@@ -187,7 +187,8 @@ async def run_batch(
 ) -> BatchScheduler:
     """Run `specs` to completion as one framework, then tear it down. Raises TimeoutError after `timeout`."""
     scheduler = BatchScheduler(specs, on_update=on_update)
-    info = rpb.FrameworkInfo(name=name, roles=[role] if role else [], failover_timeout=0)
+    # Long enough to ride out a brief disconnection; the framework is torn down when the run ends anyway.
+    info = rpb.FrameworkInfo(name=name, roles=[role] if role else [], failover_timeout=30)
     for cap in capabilities:
         info.capabilities.add(type=cap)
     driver = SchedulerDriver(master, info, scheduler, max_reconnect_attempts=5)

@@ -19,15 +19,6 @@ from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.resources import Resources
 
 T = TypeVar("T")
-TERMINAL = {
-    tpb.TASK_FINISHED,
-    tpb.TASK_FAILED,
-    tpb.TASK_KILLED,
-    tpb.TASK_ERROR,
-    tpb.TASK_LOST,
-    tpb.TASK_DROPPED,
-    tpb.TASK_GONE,
-}
 
 
 async def eventually(

@@ -472,7 +472,9 @@ def test_on_uvloop(tmp_path: Path) -> None:
                 await czr.launch(spec(tmp_path, f"t{i}", ["/bin/sh", "-c", f"exit {i}"])) for i in range(20)
             ]
             sleeper = await czr.launch(spec(tmp_path, "sleeper", ["sleep", "30"], mem_mb=64, cpus=0.25))
-            assert threading.active_count() == threads  # no thread per child
+            # No thread per child: 21 children add none (other libraries in this process, such as grpc, may
+            # start a thread of their own at any moment, so allow for one or two).
+            assert threading.active_count() - threads <= 2
             results = await asyncio.gather(*(c.wait() for c in done))
             assert [r.exit_code for r in results] == list(range(20))
             await sleeper.kill(5.0)

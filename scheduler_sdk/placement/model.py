@@ -1,0 +1,154 @@
+"""The placement engine's vocabulary: what a task asks for, what a host has, and what a run decides.
+
+All values are plain, immutable data so that a scheduling run is a pure function of its inputs and can be
+replayed: `PlacementEngine.schedule(tasks, hosts)` → `SchedulingResult`.
+
+Units: cpus in cores, mem and disk in MB, network in Mbps, ports as a count (requests) or inclusive ranges
+(hosts). Any other scalar (e.g. "gpus") goes in `scalars`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Range = tuple[int, int]
+
+
+class ConstraintLike(Protocol):
+    """A constraint judges one (task, host) pair in the context of the run. See `constraints.py`."""
+
+    name: str
+
+    def evaluate(self, task: TaskRequest, host: HostView, ctx: RunContext) -> ConstraintResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConstraintResult:
+    ok: bool  # for a hard constraint: may the task go there at all
+    score: float = 1.0  # for a soft constraint: 0.0 (worst) .. 1.0 (best)
+    reason: str = ""  # why not (or why a low score), for failure reports
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    id: str
+    cpus: float = 0.0
+    mem: float = 0.0
+    disk: float = 0.0
+    network: float = 0.0  # Mbps
+    ports: int = 0  # how many ports
+    scalars: Mapping[str, float] = field(default_factory=dict)  # any other named scalar, e.g. {"gpus": 1}
+    group: str = ""  # co-tasks share a group (constraints count them)
+    hard_constraints: tuple[ConstraintLike, ...] = ()
+    soft_constraints: tuple[ConstraintLike, ...] = ()
+    # queueing (see queues.py); the engine itself ignores these
+    tier: int = 0
+    bucket: str = ""
+    ready_at: float = 0.0
+    payload: Any = None  # the caller's (e.g. the command to run); never read by the engine
+
+
+@dataclass(frozen=True, slots=True)
+class OfferSlice:
+    """One offer that makes up part of a host's lease."""
+
+    offer_id: str
+    cpus: float = 0.0
+    mem: float = 0.0
+    disk: float = 0.0
+    network: float = 0.0
+    ports: tuple[Range, ...] = ()
+    scalars: Mapping[str, float] = field(default_factory=dict)
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunningTask:
+    """A task already on the host (from earlier runs or status updates): what it uses and its group."""
+
+    id: str
+    group: str = ""
+    cpus: float = 0.0
+    mem: float = 0.0
+    disk: float = 0.0
+    network: float = 0.0
+    ports: int = 0
+    scalars: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """A host as a run sees it: its lease (all current offers on it, combined), its attributes, what runs there.
+
+    `total_*` is the host's capacity, for fitness ("use after placing"): when left at None it is taken as what is
+    offered plus what the running tasks use.
+    """
+
+    hostname: str
+    agent_id: str = ""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    offers: tuple[OfferSlice, ...] = ()
+    running: tuple[RunningTask, ...] = ()
+    total_cpus: float | None = None
+    total_mem: float | None = None
+    total_disk: float | None = None
+    total_network: float | None = None
+    total_scalars: Mapping[str, float] | None = None
+    disabled: bool = False  # no new tasks (e.g. being drained by the autoscaler)
+
+
+class HostView(Protocol):
+    """The read-only state of a host during a run (its lease minus what this run assigned so far)."""
+
+    hostname: str
+    agent_id: str
+    attributes: Mapping[str, str]
+
+    def free(self, resource: str) -> float: ...
+    def total(self, resource: str) -> float: ...
+    def groups(self) -> Mapping[str, int]: ...  # group -> number of tasks there (running + assigned this run)
+    def task_count(self) -> int: ...
+
+
+class RunContext(Protocol):
+    """What a constraint may know about the whole run: every host, and where each group's tasks are."""
+
+    def hosts(self) -> list[HostView]: ...
+    def group_hosts(self, group: str) -> Mapping[str, int]: ...  # hostname -> count of that group's tasks
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    task: TaskRequest
+    hostname: str
+    agent_id: str
+    offer_ids: tuple[str, ...]  # the offers of the host's lease this run consumes (all of them: Mesos offers are
+    # accepted whole; what is left returns with the accept)
+    ports: tuple[int, ...] = ()
+    fitness: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a task could not go on one host."""
+
+    hostname: str
+    kind: str  # "resource" | "constraint" | "disabled"
+    name: str  # the resource ("cpus") or the constraint's name
+    detail: str = ""  # "needs 4, has 2", or the constraint's reason
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulingResult:
+    assignments: tuple[Assignment, ...]
+    failures: Mapping[str, tuple[Failure, ...]]  # task id -> why it could not go on each host examined
+    hosts_examined: int = 0
+    elapsed_ms: float = 0.0
+
+    def by_host(self) -> dict[str, list[Assignment]]:
+        out: dict[str, list[Assignment]] = {}
+        for a in self.assignments:
+            out.setdefault(a.hostname, []).append(a)
+        return out
