@@ -450,3 +450,283 @@ class AgentState(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgentState: _TypeAlias = AgentState  # noqa: Y015
+
+@_typing.final
+class ResourceStatistics(_message.Message):
+    """Mesos' ResourceStatistics names."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    CPUS_USER_TIME_SECS_FIELD_NUMBER: _builtins.int
+    CPUS_SYSTEM_TIME_SECS_FIELD_NUMBER: _builtins.int
+    CPUS_LIMIT_FIELD_NUMBER: _builtins.int
+    CPUS_NR_PERIODS_FIELD_NUMBER: _builtins.int
+    CPUS_NR_THROTTLED_FIELD_NUMBER: _builtins.int
+    CPUS_THROTTLED_TIME_SECS_FIELD_NUMBER: _builtins.int
+    MEM_RSS_BYTES_FIELD_NUMBER: _builtins.int
+    MEM_CACHE_BYTES_FIELD_NUMBER: _builtins.int
+    MEM_LIMIT_BYTES_FIELD_NUMBER: _builtins.int
+    PROCESSES_FIELD_NUMBER: _builtins.int
+    THREADS_FIELD_NUMBER: _builtins.int
+    DISK_USED_BYTES_FIELD_NUMBER: _builtins.int
+    DISK_LIMIT_BYTES_FIELD_NUMBER: _builtins.int
+    timestamp: _builtins.float
+    cpus_user_time_secs: _builtins.float
+    cpus_system_time_secs: _builtins.float
+    cpus_limit: _builtins.float
+    cpus_nr_periods: _builtins.int
+    cpus_nr_throttled: _builtins.int
+    cpus_throttled_time_secs: _builtins.float
+    mem_rss_bytes: _builtins.int
+    mem_cache_bytes: _builtins.int
+    mem_limit_bytes: _builtins.int
+    processes: _builtins.int
+    threads: _builtins.int
+    disk_used_bytes: _builtins.int
+    disk_limit_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        timestamp: _builtins.float = ...,
+        cpus_user_time_secs: _builtins.float = ...,
+        cpus_system_time_secs: _builtins.float = ...,
+        cpus_limit: _builtins.float = ...,
+        cpus_nr_periods: _builtins.int = ...,
+        cpus_nr_throttled: _builtins.int = ...,
+        cpus_throttled_time_secs: _builtins.float = ...,
+        mem_rss_bytes: _builtins.int = ...,
+        mem_cache_bytes: _builtins.int = ...,
+        mem_limit_bytes: _builtins.int = ...,
+        processes: _builtins.int = ...,
+        threads: _builtins.int = ...,
+        disk_used_bytes: _builtins.int = ...,
+        disk_limit_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpus_limit", b"cpus_limit", "cpus_nr_periods", b"cpus_nr_periods", "cpus_nr_throttled", b"cpus_nr_throttled", "cpus_system_time_secs", b"cpus_system_time_secs", "cpus_throttled_time_secs", b"cpus_throttled_time_secs", "cpus_user_time_secs", b"cpus_user_time_secs", "disk_limit_bytes", b"disk_limit_bytes", "disk_used_bytes", b"disk_used_bytes", "mem_cache_bytes", b"mem_cache_bytes", "mem_limit_bytes", b"mem_limit_bytes", "mem_rss_bytes", b"mem_rss_bytes", "processes", b"processes", "threads", b"threads", "timestamp", b"timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResourceStatistics: _TypeAlias = ResourceStatistics  # noqa: Y015
+
+@_typing.final
+class ContainerStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAMEWORK_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    CONTAINER_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STATISTICS_FIELD_NUMBER: _builtins.int
+    SANDBOX_FIELD_NUMBER: _builtins.int
+    framework_id: _builtins.str
+    task_id: _builtins.str
+    container_id: _builtins.str
+    state: _tasks_pb2.TaskState.ValueType
+    sandbox: _builtins.str
+    """absolute path on the agent"""
+    @_builtins.property
+    def statistics(self) -> Global___ResourceStatistics: ...
+    def __init__(
+        self,
+        *,
+        framework_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        container_id: _builtins.str = ...,
+        state: _tasks_pb2.TaskState.ValueType = ...,
+        statistics: Global___ResourceStatistics | None = ...,
+        sandbox: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["statistics", b"statistics"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "framework_id", b"framework_id", "sandbox", b"sandbox", "state", b"state", "statistics", b"statistics", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContainerStatus: _TypeAlias = ContainerStatus  # noqa: Y015
+
+@_typing.final
+class GetContainersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetContainersRequest: _TypeAlias = GetContainersRequest  # noqa: Y015
+
+@_typing.final
+class GetContainersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def containers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerStatus]: ...
+    def __init__(
+        self,
+        *,
+        containers: _abc.Iterable[Global___ContainerStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["containers", b"containers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetContainersResponse: _TypeAlias = GetContainersResponse  # noqa: Y015
+
+@_typing.final
+class ListFilesRequest(_message.Message):
+    """Files in a task's sandbox. Paths are relative to the sandbox; anything that leaves it (.., absolute paths,
+    symlinks pointing outside) is refused with INVALID_ARGUMENT.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    FRAMEWORK_ID_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    framework_id: _builtins.str
+    """optional when the task id is unique on the agent"""
+    path: _builtins.str
+    """"" = the sandbox itself"""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        framework_id: _builtins.str = ...,
+        path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["framework_id", b"framework_id", "path", b"path", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFilesRequest: _TypeAlias = ListFilesRequest  # noqa: Y015
+
+@_typing.final
+class FileInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    IS_DIR_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    MTIME_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """relative to the sandbox"""
+    is_dir: _builtins.bool
+    size: _builtins.int
+    mtime: _builtins.float
+    mode: _builtins.str
+    """like ls: "-rw-r--r--" """
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        is_dir: _builtins.bool = ...,
+        size: _builtins.int = ...,
+        mtime: _builtins.float = ...,
+        mode: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_dir", b"is_dir", "mode", b"mode", "mtime", b"mtime", "path", b"path", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FileInfo: _TypeAlias = FileInfo  # noqa: Y015
+
+@_typing.final
+class ListFilesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___FileInfo]: ...
+    def __init__(
+        self,
+        *,
+        files: _abc.Iterable[Global___FileInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFilesResponse: _TypeAlias = ListFilesResponse  # noqa: Y015
+
+@_typing.final
+class ReadFileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    FRAMEWORK_ID_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    TAIL_LINES_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    framework_id: _builtins.str
+    path: _builtins.str
+    """e.g. "stdout" """
+    offset: _builtins.int
+    """from the start; negative: from the end"""
+    length: _builtins.int
+    """0: to the end"""
+    follow: _builtins.bool
+    """keep the stream open and send what is appended, until the task is over and drained"""
+    tail_lines: _builtins.int
+    """start at the last N lines (instead of offset)"""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        framework_id: _builtins.str = ...,
+        path: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        length: _builtins.int = ...,
+        follow: _builtins.bool = ...,
+        tail_lines: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow", b"follow", "framework_id", b"framework_id", "length", b"length", "offset", b"offset", "path", b"path", "tail_lines", b"tail_lines", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadFileRequest: _TypeAlias = ReadFileRequest  # noqa: Y015
+
+@_typing.final
+class ReadFileChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    offset: _builtins.int
+    """where data starts in the file"""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadFileChunk: _TypeAlias = ReadFileChunk  # noqa: Y015

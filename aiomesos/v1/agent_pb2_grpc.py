@@ -115,6 +115,21 @@ class AgentStub:
                 request_serializer=aiomesos_dot_v1_dot_agent__pb2.AgentStateRequest.SerializeToString,
                 response_deserializer=aiomesos_dot_v1_dot_agent__pb2.AgentState.FromString,
                 _registered_method=True)
+        self.GetContainers = channel.unary_unary(
+                '/aiomesos.v1.Agent/GetContainers',
+                request_serializer=aiomesos_dot_v1_dot_agent__pb2.GetContainersRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_agent__pb2.GetContainersResponse.FromString,
+                _registered_method=True)
+        self.ListFiles = channel.unary_unary(
+                '/aiomesos.v1.Agent/ListFiles',
+                request_serializer=aiomesos_dot_v1_dot_agent__pb2.ListFilesRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_agent__pb2.ListFilesResponse.FromString,
+                _registered_method=True)
+        self.ReadFile = channel.unary_stream(
+                '/aiomesos.v1.Agent/ReadFile',
+                request_serializer=aiomesos_dot_v1_dot_agent__pb2.ReadFileRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_agent__pb2.ReadFileChunk.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -127,6 +142,24 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetContainers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFiles(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadFile(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +167,21 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.GetState,
                     request_deserializer=aiomesos_dot_v1_dot_agent__pb2.AgentStateRequest.FromString,
                     response_serializer=aiomesos_dot_v1_dot_agent__pb2.AgentState.SerializeToString,
+            ),
+            'GetContainers': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetContainers,
+                    request_deserializer=aiomesos_dot_v1_dot_agent__pb2.GetContainersRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_agent__pb2.GetContainersResponse.SerializeToString,
+            ),
+            'ListFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFiles,
+                    request_deserializer=aiomesos_dot_v1_dot_agent__pb2.ListFilesRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_agent__pb2.ListFilesResponse.SerializeToString,
+            ),
+            'ReadFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadFile,
+                    request_deserializer=aiomesos_dot_v1_dot_agent__pb2.ReadFileRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_agent__pb2.ReadFileChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -164,6 +212,87 @@ class Agent:
             '/aiomesos.v1.Agent/GetState',
             aiomesos_dot_v1_dot_agent__pb2.AgentStateRequest.SerializeToString,
             aiomesos_dot_v1_dot_agent__pb2.AgentState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetContainers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Agent/GetContainers',
+            aiomesos_dot_v1_dot_agent__pb2.GetContainersRequest.SerializeToString,
+            aiomesos_dot_v1_dot_agent__pb2.GetContainersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Agent/ListFiles',
+            aiomesos_dot_v1_dot_agent__pb2.ListFilesRequest.SerializeToString,
+            aiomesos_dot_v1_dot_agent__pb2.ListFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aiomesos.v1.Agent/ReadFile',
+            aiomesos_dot_v1_dot_agent__pb2.ReadFileRequest.SerializeToString,
+            aiomesos_dot_v1_dot_agent__pb2.ReadFileChunk.FromString,
             options,
             channel_credentials,
             insecure,

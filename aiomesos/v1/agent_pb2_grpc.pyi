@@ -62,6 +62,9 @@ class AgentStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AgentAsyncStub: ...
     GetState: _grpc.UnaryUnaryMultiCallable[_agent_pb2.AgentStateRequest, _agent_pb2.AgentState]
+    GetContainers: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetContainersRequest, _agent_pb2.GetContainersResponse]
+    ListFiles: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ListFilesRequest, _agent_pb2.ListFilesResponse]
+    ReadFile: _grpc.UnaryStreamMultiCallable[_agent_pb2.ReadFileRequest, _agent_pb2.ReadFileChunk]
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -69,6 +72,9 @@ class AgentAsyncStub(AgentStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetState: _aio.UnaryUnaryMultiCallable[_agent_pb2.AgentStateRequest, _agent_pb2.AgentState]  # type: ignore[assignment]
+    GetContainers: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetContainersRequest, _agent_pb2.GetContainersResponse]  # type: ignore[assignment]
+    ListFiles: _aio.UnaryUnaryMultiCallable[_agent_pb2.ListFilesRequest, _agent_pb2.ListFilesResponse]  # type: ignore[assignment]
+    ReadFile: _aio.UnaryStreamMultiCallable[_agent_pb2.ReadFileRequest, _agent_pb2.ReadFileChunk]  # type: ignore[assignment]
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
     """Served by each agent on its own port."""
@@ -79,5 +85,26 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_pb2.AgentStateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.AgentState, _abc.Awaitable[_agent_pb2.AgentState]]: ...
+
+    @_abc_1.abstractmethod
+    def GetContainers(
+        self,
+        request: _agent_pb2.GetContainersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.GetContainersResponse, _abc.Awaitable[_agent_pb2.GetContainersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListFiles(
+        self,
+        request: _agent_pb2.ListFilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.ListFilesResponse, _abc.Awaitable[_agent_pb2.ListFilesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReadFile(
+        self,
+        request: _agent_pb2.ReadFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_pb2.ReadFileChunk], _abc.AsyncIterator[_agent_pb2.ReadFileChunk]]: ...
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -60,6 +60,137 @@ TASK_GONE_BY_OPERATOR: TaskState.ValueType  # 13
 Global___TaskState: _TypeAlias = TaskState  # noqa: Y015
 
 @_typing.final
+class HealthCheck(_message.Message):
+    """A health check, with Mesos' fields and defaults (HealthCheck in mesos/v1/mesos.proto)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Type:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _TypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[HealthCheck._Type.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        UNKNOWN: HealthCheck._Type.ValueType  # 0
+        COMMAND: HealthCheck._Type.ValueType  # 1
+        HTTP: HealthCheck._Type.ValueType  # 2
+        TCP: HealthCheck._Type.ValueType  # 3
+
+    class Type(_Type, metaclass=_TypeEnumTypeWrapper): ...
+    UNKNOWN: HealthCheck.Type.ValueType  # 0
+    COMMAND: HealthCheck.Type.ValueType  # 1
+    HTTP: HealthCheck.Type.ValueType  # 2
+    TCP: HealthCheck.Type.ValueType  # 3
+
+    @_typing.final
+    class HTTPCheckInfo(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        SCHEME_FIELD_NUMBER: _builtins.int
+        PORT_FIELD_NUMBER: _builtins.int
+        PATH_FIELD_NUMBER: _builtins.int
+        STATUSES_FIELD_NUMBER: _builtins.int
+        scheme: _builtins.str
+        """"http" (default) or "https" """
+        port: _builtins.int
+        path: _builtins.str
+        """default "/" """
+        @_builtins.property
+        def statuses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+            """healthy statuses; default 200-399"""
+
+        def __init__(
+            self,
+            *,
+            scheme: _builtins.str = ...,
+            port: _builtins.int = ...,
+            path: _builtins.str = ...,
+            statuses: _abc.Iterable[_builtins.int] | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "port", b"port", "scheme", b"scheme", "statuses", b"statuses"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class TCPCheckInfo(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        PORT_FIELD_NUMBER: _builtins.int
+        port: _builtins.int
+        def __init__(
+            self,
+            *,
+            port: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["port", b"port"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    COMMAND_FIELD_NUMBER: _builtins.int
+    HTTP_FIELD_NUMBER: _builtins.int
+    TCP_FIELD_NUMBER: _builtins.int
+    DELAY_SECONDS_FIELD_NUMBER: _builtins.int
+    HAS_DELAY_SECONDS_FIELD_NUMBER: _builtins.int
+    INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    HAS_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    HAS_TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
+    HAS_CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
+    GRACE_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
+    HAS_GRACE_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
+    type: Global___HealthCheck.Type.ValueType
+    delay_seconds: _builtins.float
+    """Unset (0 with has_* false) means Mesos' default: delay 15 s, interval 10 s, timeout 20 s,
+    consecutive failures 3, grace period 10 s.
+    """
+    has_delay_seconds: _builtins.bool
+    interval_seconds: _builtins.float
+    has_interval_seconds: _builtins.bool
+    timeout_seconds: _builtins.float
+    has_timeout_seconds: _builtins.bool
+    consecutive_failures: _builtins.int
+    has_consecutive_failures: _builtins.bool
+    grace_period_seconds: _builtins.float
+    has_grace_period_seconds: _builtins.bool
+    @_builtins.property
+    def command(self) -> _resources_pb2.CommandInfo: ...
+    @_builtins.property
+    def http(self) -> Global___HealthCheck.HTTPCheckInfo: ...
+    @_builtins.property
+    def tcp(self) -> Global___HealthCheck.TCPCheckInfo: ...
+    def __init__(
+        self,
+        *,
+        type: Global___HealthCheck.Type.ValueType = ...,
+        command: _resources_pb2.CommandInfo | None = ...,
+        http: Global___HealthCheck.HTTPCheckInfo | None = ...,
+        tcp: Global___HealthCheck.TCPCheckInfo | None = ...,
+        delay_seconds: _builtins.float = ...,
+        has_delay_seconds: _builtins.bool = ...,
+        interval_seconds: _builtins.float = ...,
+        has_interval_seconds: _builtins.bool = ...,
+        timeout_seconds: _builtins.float = ...,
+        has_timeout_seconds: _builtins.bool = ...,
+        consecutive_failures: _builtins.int = ...,
+        has_consecutive_failures: _builtins.bool = ...,
+        grace_period_seconds: _builtins.float = ...,
+        has_grace_period_seconds: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "http", b"http", "tcp", b"tcp"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "consecutive_failures", b"consecutive_failures", "delay_seconds", b"delay_seconds", "grace_period_seconds", b"grace_period_seconds", "has_consecutive_failures", b"has_consecutive_failures", "has_delay_seconds", b"has_delay_seconds", "has_grace_period_seconds", b"has_grace_period_seconds", "has_interval_seconds", b"has_interval_seconds", "has_timeout_seconds", b"has_timeout_seconds", "http", b"http", "interval_seconds", b"interval_seconds", "tcp", b"tcp", "timeout_seconds", b"timeout_seconds", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HealthCheck: _TypeAlias = HealthCheck  # noqa: Y015
+
+@_typing.final
 class TaskInfo(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -70,6 +201,7 @@ class TaskInfo(_message.Message):
     COMMAND_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     KILL_POLICY_FIELD_NUMBER: _builtins.int
+    HEALTH_CHECK_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     name: _builtins.str
     agent_id: _builtins.str
@@ -81,6 +213,8 @@ class TaskInfo(_message.Message):
     def labels(self) -> _resources_pb2.Labels: ...
     @_builtins.property
     def kill_policy(self) -> _resources_pb2.KillPolicy: ...
+    @_builtins.property
+    def health_check(self) -> Global___HealthCheck: ...
     def __init__(
         self,
         *,
@@ -91,10 +225,11 @@ class TaskInfo(_message.Message):
         command: _resources_pb2.CommandInfo | None = ...,
         labels: _resources_pb2.Labels | None = ...,
         kill_policy: _resources_pb2.KillPolicy | None = ...,
+        health_check: Global___HealthCheck | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "kill_policy", b"kill_policy", "labels", b"labels"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "health_check", b"health_check", "kill_policy", b"kill_policy", "labels", b"labels"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "command", b"command", "kill_policy", b"kill_policy", "labels", b"labels", "name", b"name", "resources", b"resources", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "command", b"command", "health_check", b"health_check", "kill_policy", b"kill_policy", "labels", b"labels", "name", b"name", "resources", b"resources", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
