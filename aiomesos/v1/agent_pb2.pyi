@@ -521,12 +521,14 @@ class ContainerStatus(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     STATISTICS_FIELD_NUMBER: _builtins.int
     SANDBOX_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
     framework_id: _builtins.str
     task_id: _builtins.str
     container_id: _builtins.str
     state: _tasks_pb2.TaskState.ValueType
     sandbox: _builtins.str
     """absolute path on the agent"""
+    agent_id: _builtins.str
     @_builtins.property
     def statistics(self) -> Global___ResourceStatistics: ...
     def __init__(
@@ -538,10 +540,11 @@ class ContainerStatus(_message.Message):
         state: _tasks_pb2.TaskState.ValueType = ...,
         statistics: Global___ResourceStatistics | None = ...,
         sandbox: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["statistics", b"statistics"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "framework_id", b"framework_id", "sandbox", b"sandbox", "state", b"state", "statistics", b"statistics", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "container_id", b"container_id", "framework_id", b"framework_id", "sandbox", b"sandbox", "state", b"state", "statistics", b"statistics", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,43 +22,48 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from aiomesos.v1 import agent_pb2 as aiomesos_dot_v1_dot_agent__pb2
 from aiomesos.v1 import resources_pb2 as aiomesos_dot_v1_dot_resources__pb2
 from aiomesos.v1 import tasks_pb2 as aiomesos_dot_v1_dot_tasks__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61iomesos/v1/operator.proto\x12\x0b\x61iomesos.v1\x1a\x1b\x61iomesos/v1/resources.proto\x1a\x17\x61iomesos/v1/tasks.proto\"\x8a\x02\n\x0c\x41gentSummary\x12*\n\nagent_info\x18\x01 \x01(\x0b\x32\x16.aiomesos.v1.AgentInfo\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12$\n\x05total\x18\x03 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12(\n\tallocated\x18\x04 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12&\n\x07offered\x18\x05 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12\x17\n\x0fregistered_time\x18\x06 \x01(\x01\x12\x19\n\x11reregistered_time\x18\x07 \x01(\x01\x12\x12\n\ntask_count\x18\x08 \x01(\x05\"\x91\x02\n\x10\x46rameworkSummary\x12\x32\n\x0e\x66ramework_info\x18\x01 \x01(\x0b\x32\x1a.aiomesos.v1.FrameworkInfo\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x12\n\nsuppressed\x18\x04 \x01(\x08\x12(\n\tallocated\x18\x05 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12&\n\x07offered\x18\x06 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12\x17\n\x0fregistered_time\x18\x07 \x01(\x01\x12\x12\n\ntask_count\x18\x08 \x01(\x05\x12\x13\n\x0boffer_count\x18\t \x01(\x05\"\x9a\x01\n\x0bTaskSummary\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12#\n\x04task\x18\x02 \x01(\x0b\x32\x15.aiomesos.v1.TaskInfo\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.aiomesos.v1.TaskState\x12)\n\x08statuses\x18\x04 \x03(\x0b\x32\x17.aiomesos.v1.TaskStatus\"\x12\n\x10GetAgentsRequest\">\n\x11GetAgentsResponse\x12)\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x19.aiomesos.v1.AgentSummary\"\x16\n\x14GetFrameworksRequest\"\x87\x01\n\x15GetFrameworksResponse\x12\x31\n\nframeworks\x18\x01 \x03(\x0b\x32\x1d.aiomesos.v1.FrameworkSummary\x12;\n\x14\x63ompleted_frameworks\x18\x02 \x03(\x0b\x32\x1d.aiomesos.v1.FrameworkSummary\"\'\n\x0fGetTasksRequest\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\"n\n\x10GetTasksResponse\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x18.aiomesos.v1.TaskSummary\x12\x31\n\x0f\x63ompleted_tasks\x18\x02 \x03(\x0b\x32\x18.aiomesos.v1.TaskSummary\"\x11\n\x0fGetStateRequest\"\xe0\x01\n\x10GetStateResponse\x12\x11\n\tmaster_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nstart_time\x18\x03 \x01(\x01\x12.\n\x06\x61gents\x18\x04 \x01(\x0b\x32\x1e.aiomesos.v1.GetAgentsResponse\x12\x36\n\nframeworks\x18\x05 \x01(\x0b\x32\".aiomesos.v1.GetFrameworksResponse\x12,\n\x05tasks\x18\x06 \x01(\x0b\x32\x1d.aiomesos.v1.GetTasksResponse\"\'\n\x0fTeardownRequest\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\"\x12\n\x10TeardownResponse2\x89\x03\n\x08Operator\x12G\n\x08GetState\x12\x1c.aiomesos.v1.GetStateRequest\x1a\x1d.aiomesos.v1.GetStateResponse\x12J\n\tGetAgents\x12\x1d.aiomesos.v1.GetAgentsRequest\x1a\x1e.aiomesos.v1.GetAgentsResponse\x12V\n\rGetFrameworks\x12!.aiomesos.v1.GetFrameworksRequest\x1a\".aiomesos.v1.GetFrameworksResponse\x12G\n\x08GetTasks\x12\x1c.aiomesos.v1.GetTasksRequest\x1a\x1d.aiomesos.v1.GetTasksResponse\x12G\n\x08Teardown\x12\x1c.aiomesos.v1.TeardownRequest\x1a\x1d.aiomesos.v1.TeardownResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61iomesos/v1/operator.proto\x12\x0b\x61iomesos.v1\x1a\x17\x61iomesos/v1/agent.proto\x1a\x1b\x61iomesos/v1/resources.proto\x1a\x17\x61iomesos/v1/tasks.proto\"\x8a\x02\n\x0c\x41gentSummary\x12*\n\nagent_info\x18\x01 \x01(\x0b\x32\x16.aiomesos.v1.AgentInfo\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12$\n\x05total\x18\x03 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12(\n\tallocated\x18\x04 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12&\n\x07offered\x18\x05 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12\x17\n\x0fregistered_time\x18\x06 \x01(\x01\x12\x19\n\x11reregistered_time\x18\x07 \x01(\x01\x12\x12\n\ntask_count\x18\x08 \x01(\x05\"\x91\x02\n\x10\x46rameworkSummary\x12\x32\n\x0e\x66ramework_info\x18\x01 \x01(\x0b\x32\x1a.aiomesos.v1.FrameworkInfo\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x12\n\nsuppressed\x18\x04 \x01(\x08\x12(\n\tallocated\x18\x05 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12&\n\x07offered\x18\x06 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12\x17\n\x0fregistered_time\x18\x07 \x01(\x01\x12\x12\n\ntask_count\x18\x08 \x01(\x05\x12\x13\n\x0boffer_count\x18\t \x01(\x05\"\x9a\x01\n\x0bTaskSummary\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12#\n\x04task\x18\x02 \x01(\x0b\x32\x15.aiomesos.v1.TaskInfo\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.aiomesos.v1.TaskState\x12)\n\x08statuses\x18\x04 \x03(\x0b\x32\x17.aiomesos.v1.TaskStatus\"\x12\n\x10GetAgentsRequest\">\n\x11GetAgentsResponse\x12)\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x19.aiomesos.v1.AgentSummary\"\x16\n\x14GetFrameworksRequest\"\x87\x01\n\x15GetFrameworksResponse\x12\x31\n\nframeworks\x18\x01 \x03(\x0b\x32\x1d.aiomesos.v1.FrameworkSummary\x12;\n\x14\x63ompleted_frameworks\x18\x02 \x03(\x0b\x32\x1d.aiomesos.v1.FrameworkSummary\"\'\n\x0fGetTasksRequest\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\"n\n\x10GetTasksResponse\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x18.aiomesos.v1.TaskSummary\x12\x31\n\x0f\x63ompleted_tasks\x18\x02 \x03(\x0b\x32\x18.aiomesos.v1.TaskSummary\"\x11\n\x0fGetStateRequest\"\xe0\x01\n\x10GetStateResponse\x12\x11\n\tmaster_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nstart_time\x18\x03 \x01(\x01\x12.\n\x06\x61gents\x18\x04 \x01(\x0b\x32\x1e.aiomesos.v1.GetAgentsResponse\x12\x36\n\nframeworks\x18\x05 \x01(\x0b\x32\".aiomesos.v1.GetFrameworksResponse\x12,\n\x05tasks\x18\x06 \x01(\x0b\x32\x1d.aiomesos.v1.GetTasksResponse\"\'\n\x0fTeardownRequest\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\"\x12\n\x10TeardownResponse\"\x1d\n\x1bGetClusterContainersRequest\"l\n\x1cGetClusterContainersResponse\x12\x30\n\ncontainers\x18\x01 \x03(\x0b\x32\x1c.aiomesos.v1.ContainerStatus\x12\x1a\n\x12unreachable_agents\x18\x02 \x03(\t2\xef\x03\n\x08Operator\x12G\n\x08GetState\x12\x1c.aiomesos.v1.GetStateRequest\x1a\x1d.aiomesos.v1.GetStateResponse\x12J\n\tGetAgents\x12\x1d.aiomesos.v1.GetAgentsRequest\x1a\x1e.aiomesos.v1.GetAgentsResponse\x12V\n\rGetFrameworks\x12!.aiomesos.v1.GetFrameworksRequest\x1a\".aiomesos.v1.GetFrameworksResponse\x12G\n\x08GetTasks\x12\x1c.aiomesos.v1.GetTasksRequest\x1a\x1d.aiomesos.v1.GetTasksResponse\x12G\n\x08Teardown\x12\x1c.aiomesos.v1.TeardownRequest\x1a\x1d.aiomesos.v1.TeardownResponse\x12\x64\n\rGetContainers\x12(.aiomesos.v1.GetClusterContainersRequest\x1a).aiomesos.v1.GetClusterContainersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aiomesos.v1.operator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AGENTSUMMARY']._serialized_start=98
-  _globals['_AGENTSUMMARY']._serialized_end=364
-  _globals['_FRAMEWORKSUMMARY']._serialized_start=367
-  _globals['_FRAMEWORKSUMMARY']._serialized_end=640
-  _globals['_TASKSUMMARY']._serialized_start=643
-  _globals['_TASKSUMMARY']._serialized_end=797
-  _globals['_GETAGENTSREQUEST']._serialized_start=799
-  _globals['_GETAGENTSREQUEST']._serialized_end=817
-  _globals['_GETAGENTSRESPONSE']._serialized_start=819
-  _globals['_GETAGENTSRESPONSE']._serialized_end=881
-  _globals['_GETFRAMEWORKSREQUEST']._serialized_start=883
-  _globals['_GETFRAMEWORKSREQUEST']._serialized_end=905
-  _globals['_GETFRAMEWORKSRESPONSE']._serialized_start=908
-  _globals['_GETFRAMEWORKSRESPONSE']._serialized_end=1043
-  _globals['_GETTASKSREQUEST']._serialized_start=1045
-  _globals['_GETTASKSREQUEST']._serialized_end=1084
-  _globals['_GETTASKSRESPONSE']._serialized_start=1086
-  _globals['_GETTASKSRESPONSE']._serialized_end=1196
-  _globals['_GETSTATEREQUEST']._serialized_start=1198
-  _globals['_GETSTATEREQUEST']._serialized_end=1215
-  _globals['_GETSTATERESPONSE']._serialized_start=1218
-  _globals['_GETSTATERESPONSE']._serialized_end=1442
-  _globals['_TEARDOWNREQUEST']._serialized_start=1444
-  _globals['_TEARDOWNREQUEST']._serialized_end=1483
-  _globals['_TEARDOWNRESPONSE']._serialized_start=1485
-  _globals['_TEARDOWNRESPONSE']._serialized_end=1503
-  _globals['_OPERATOR']._serialized_start=1506
-  _globals['_OPERATOR']._serialized_end=1899
+  _globals['_AGENTSUMMARY']._serialized_start=123
+  _globals['_AGENTSUMMARY']._serialized_end=389
+  _globals['_FRAMEWORKSUMMARY']._serialized_start=392
+  _globals['_FRAMEWORKSUMMARY']._serialized_end=665
+  _globals['_TASKSUMMARY']._serialized_start=668
+  _globals['_TASKSUMMARY']._serialized_end=822
+  _globals['_GETAGENTSREQUEST']._serialized_start=824
+  _globals['_GETAGENTSREQUEST']._serialized_end=842
+  _globals['_GETAGENTSRESPONSE']._serialized_start=844
+  _globals['_GETAGENTSRESPONSE']._serialized_end=906
+  _globals['_GETFRAMEWORKSREQUEST']._serialized_start=908
+  _globals['_GETFRAMEWORKSREQUEST']._serialized_end=930
+  _globals['_GETFRAMEWORKSRESPONSE']._serialized_start=933
+  _globals['_GETFRAMEWORKSRESPONSE']._serialized_end=1068
+  _globals['_GETTASKSREQUEST']._serialized_start=1070
+  _globals['_GETTASKSREQUEST']._serialized_end=1109
+  _globals['_GETTASKSRESPONSE']._serialized_start=1111
+  _globals['_GETTASKSRESPONSE']._serialized_end=1221
+  _globals['_GETSTATEREQUEST']._serialized_start=1223
+  _globals['_GETSTATEREQUEST']._serialized_end=1240
+  _globals['_GETSTATERESPONSE']._serialized_start=1243
+  _globals['_GETSTATERESPONSE']._serialized_end=1467
+  _globals['_TEARDOWNREQUEST']._serialized_start=1469
+  _globals['_TEARDOWNREQUEST']._serialized_end=1508
+  _globals['_TEARDOWNRESPONSE']._serialized_start=1510
+  _globals['_TEARDOWNRESPONSE']._serialized_end=1528
+  _globals['_GETCLUSTERCONTAINERSREQUEST']._serialized_start=1530
+  _globals['_GETCLUSTERCONTAINERSREQUEST']._serialized_end=1559
+  _globals['_GETCLUSTERCONTAINERSRESPONSE']._serialized_start=1561
+  _globals['_GETCLUSTERCONTAINERSRESPONSE']._serialized_end=1669
+  _globals['_OPERATOR']._serialized_start=1672
+  _globals['_OPERATOR']._serialized_end=2167
 # @@protoc_insertion_point(module_scope)

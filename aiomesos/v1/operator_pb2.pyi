@@ -3,6 +3,7 @@
 isort:skip_file
 The operator API served by the master; the `aiomesos` CLI is its client."""
 
+from aiomesos.v1 import agent_pb2 as _agent_pb2
 from aiomesos.v1 import resources_pb2 as _resources_pb2
 from aiomesos.v1 import tasks_pb2 as _tasks_pb2
 from collections import abc as _abc
@@ -351,3 +352,42 @@ class TeardownResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TeardownResponse: _TypeAlias = TeardownResponse  # noqa: Y015
+
+@_typing.final
+class GetClusterContainersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClusterContainersRequest: _TypeAlias = GetClusterContainersRequest  # noqa: Y015
+
+@_typing.final
+class GetClusterContainersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINERS_FIELD_NUMBER: _builtins.int
+    UNREACHABLE_AGENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def containers(self) -> _containers.RepeatedCompositeFieldContainer[_agent_pb2.ContainerStatus]: ...
+    @_builtins.property
+    def unreachable_agents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        containers: _abc.Iterable[_agent_pb2.ContainerStatus] | None = ...,
+        unreachable_agents: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["containers", b"containers", "unreachable_agents", b"unreachable_agents"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClusterContainersResponse: _TypeAlias = GetClusterContainersResponse  # noqa: Y015

@@ -59,6 +59,11 @@ class OperatorStub:
                 request_serializer=aiomesos_dot_v1_dot_operator__pb2.TeardownRequest.SerializeToString,
                 response_deserializer=aiomesos_dot_v1_dot_operator__pb2.TeardownResponse.FromString,
                 _registered_method=True)
+        self.GetContainers = channel.unary_unary(
+                '/aiomesos.v1.Operator/GetContainers',
+                request_serializer=aiomesos_dot_v1_dot_operator__pb2.GetClusterContainersRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetClusterContainersResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServicer:
@@ -94,6 +99,14 @@ class OperatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetContainers(self, request, context):
+        """Every running container's statistics, gathered from the agents (agents that do not answer in time are
+        listed in unreachable_agents).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +134,11 @@ def add_OperatorServicer_to_server(servicer, server):
                     servicer.Teardown,
                     request_deserializer=aiomesos_dot_v1_dot_operator__pb2.TeardownRequest.FromString,
                     response_serializer=aiomesos_dot_v1_dot_operator__pb2.TeardownResponse.SerializeToString,
+            ),
+            'GetContainers': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetContainers,
+                    request_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetClusterContainersRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_operator__pb2.GetClusterContainersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +276,33 @@ class Operator:
             '/aiomesos.v1.Operator/Teardown',
             aiomesos_dot_v1_dot_operator__pb2.TeardownRequest.SerializeToString,
             aiomesos_dot_v1_dot_operator__pb2.TeardownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetContainers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Operator/GetContainers',
+            aiomesos_dot_v1_dot_operator__pb2.GetClusterContainersRequest.SerializeToString,
+            aiomesos_dot_v1_dot_operator__pb2.GetClusterContainersResponse.FromString,
             options,
             channel_credentials,
             insecure,

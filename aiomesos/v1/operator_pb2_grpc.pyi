@@ -36,6 +36,10 @@ class OperatorStub:
     GetFrameworks: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetFrameworksRequest, _operator_pb2.GetFrameworksResponse]
     GetTasks: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetTasksRequest, _operator_pb2.GetTasksResponse]
     Teardown: _grpc.UnaryUnaryMultiCallable[_operator_pb2.TeardownRequest, _operator_pb2.TeardownResponse]
+    GetContainers: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetClusterContainersRequest, _operator_pb2.GetClusterContainersResponse]
+    """Every running container's statistics, gathered from the agents (agents that do not answer in time are
+    listed in unreachable_agents).
+    """
 
 @_typing.type_check_only
 class OperatorAsyncStub(OperatorStub):
@@ -45,6 +49,10 @@ class OperatorAsyncStub(OperatorStub):
     GetFrameworks: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetFrameworksRequest, _operator_pb2.GetFrameworksResponse]  # type: ignore[assignment]
     GetTasks: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetTasksRequest, _operator_pb2.GetTasksResponse]  # type: ignore[assignment]
     Teardown: _aio.UnaryUnaryMultiCallable[_operator_pb2.TeardownRequest, _operator_pb2.TeardownResponse]  # type: ignore[assignment]
+    GetContainers: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetClusterContainersRequest, _operator_pb2.GetClusterContainersResponse]  # type: ignore[assignment]
+    """Every running container's statistics, gathered from the agents (agents that do not answer in time are
+    listed in unreachable_agents).
+    """
 
 class OperatorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -81,5 +89,15 @@ class OperatorServicer(metaclass=_abc_1.ABCMeta):
         request: _operator_pb2.TeardownRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_operator_pb2.TeardownResponse, _abc.Awaitable[_operator_pb2.TeardownResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetContainers(
+        self,
+        request: _operator_pb2.GetClusterContainersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.GetClusterContainersResponse, _abc.Awaitable[_operator_pb2.GetClusterContainersResponse]]:
+        """Every running container's statistics, gathered from the agents (agents that do not answer in time are
+        listed in unreachable_agents).
+        """
 
 def add_OperatorServicer_to_server(servicer: OperatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
