@@ -20,8 +20,9 @@ import structlog
 from aiomesos.v1 import agent_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
-from mesos_agent import executor
-from mesos_agent.containerizer import Container, Containerizer, LaunchError, LaunchSpec
+from mesos_agent import executor, health
+from mesos_agent.checkpoint import Checkpoint
+from mesos_agent.containerizer import Container, Containerizer, LaunchError, LaunchSpec, Termination
 from mesos_agent.sandbox import create_sandbox, safe_id
 from mesos_agent.status_updates import StatusUpdateManager
 from scheduler_sdk.resources import Resources
@@ -44,6 +45,9 @@ class TaskRun:
     kill_requested: bool = False
     grace: float = executor.DEFAULT_GRACE_PERIOD
     sandbox: Path | None = None
+    env: dict[str, str] | None = None
+    health_task: asyncio.Task[None] | None = None
+    health_kill_message: str | None = None  # set when a failing health check killed the task
 
     @property
     def key(self) -> tuple[str, str]:
@@ -77,26 +81,17 @@ class Agent:
         # order instead of every launch crawling forward together.
         self._launch_slots = asyncio.Semaphore(launch_concurrency)
         self.updates = StatusUpdateManager(self._queue, clock, retry_min=retry_min, retry_max=retry_max)
-        self.info.id = self._load_agent_id()
+        self.checkpoint = Checkpoint(work_dir)
+        self.info.id = self.checkpoint.read("agent_id")
 
     # ------------------------------------------------------------------ identity
     @property
     def agent_id(self) -> str:
         return self.info.id
 
-    def _meta(self) -> Path:
-        return self.work_dir / "meta"
-
-    def _load_agent_id(self) -> str:
-        path = self._meta() / "agent_id"
-        return path.read_text().strip() if path.exists() else ""
-
     def on_registered(self, agent_id: str) -> None:
         if agent_id != self.info.id:
-            self._meta().mkdir(parents=True, exist_ok=True)
-            tmp = self._meta() / "agent_id.tmp"
-            tmp.write_text(agent_id + "\n")
-            os.replace(tmp, self._meta() / "agent_id")
+            self.checkpoint.write("agent_id", agent_id)
             self.info.id = agent_id
         self.updates.on_connected()
 
@@ -144,6 +139,8 @@ class Agent:
         self.frameworks[framework.id] = framework
         run = TaskRun(framework=framework, info=info, container_id=uuid.uuid4().hex[:16])
         self.tasks[key] = run
+        if framework.checkpoint:
+            self.checkpoint.add_task(framework, info, run.container_id)
         self.spawn(self._run(run))
 
     def kill_task(self, framework_id: str, task_id: str, policy: rpb.KillPolicy | None) -> None:
@@ -165,10 +162,13 @@ class Agent:
         if acked is None:
             return
         run = self.tasks.get((framework_id, task_id))
+        checkpointed = run is not None and run.framework.checkpoint
+        if checkpointed:
+            self.checkpoint.ack(framework_id, task_id, update_uuid)
         if acked.state in TERMINAL and not self.updates.unacknowledged(framework_id, task_id):
             self.tasks.pop((framework_id, task_id), None)
-            if run is not None:
-                log.debug("task done", framework_id=framework_id, task_id=task_id)
+            if checkpointed:
+                self.checkpoint.remove_task(framework_id, task_id)
 
     def shutdown_framework(self, framework_id: str) -> None:
         for run in [r for r in self.tasks.values() if r.framework.id == framework_id]:
@@ -176,6 +176,7 @@ class Agent:
                 self.kill_task(framework_id, run.info.task_id, None)
         # Nobody will acknowledge the framework's updates any more.
         self.updates.remove_framework(framework_id)
+        self.checkpoint.remove_framework(framework_id)
         for key in [k for k, r in self.tasks.items() if k[0] == framework_id and r.state in TERMINAL]:
             del self.tasks[key]
 
@@ -189,16 +190,55 @@ class Agent:
             if not launched:
                 return
         assert run.container is not None
+        if run.kill_requested:
+            self.spawn(run.container.kill(run.grace))
+        else:
+            self._update(run, tpb.TASK_RUNNING)
+            self._start_health_checks(run)
+        await self._watch(run)
+
+    def _start_health_checks(self, run: TaskRun) -> None:
+        if not run.info.HasField("health_check") or run.sandbox is None:
+            return
+        checker = health.HealthChecker(
+            run.info.health_check,
+            env=run.env or {},
+            cwd=run.sandbox,
+            launched_at=time.monotonic(),
+            on_health=lambda healthy: self._health_changed(run, healthy),
+            on_kill=lambda message: self._health_kill(run, message),
+        )
+        run.health_task = self.spawn(checker.run())
+
+    def _health_changed(self, run: TaskRun, healthy: bool) -> None:
+        if run.state == tpb.TASK_RUNNING and not run.kill_requested:
+            self._update(run, tpb.TASK_RUNNING, S.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED, healthy=healthy)
+
+    def _health_kill(self, run: TaskRun, message: str) -> None:
+        run.health_kill_message = message
+        log.warning("killing an unhealthy task", task_id=run.info.task_id, why=message)
+        self.kill_task(run.framework.id, run.info.task_id, None)
+
+    async def _watch(self, run: TaskRun) -> None:
+        """Wait for the task's container to end and report how it ended."""
+        assert run.container is not None
         try:
-            if run.kill_requested:
-                self.spawn(run.container.kill(run.grace))
-            else:
-                self._update(run, tpb.TASK_RUNNING)
             term = await run.container.wait()
         except asyncio.CancelledError:
-            await run.container.kill(0)
+            if not run.framework.checkpoint:
+                await run.container.kill(0)
             raise
+        finally:
+            if run.health_task is not None:
+                run.health_task.cancel()
+        self._report_end(run, term)
+
+    def _report_end(self, run: TaskRun, term: Termination) -> None:
         state, reason, message, code = executor.terminal_status(term, run.kill_requested)
+        if run.health_kill_message is not None:
+            reason, message = S.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED, run.health_kill_message
+            self._update(run, state, reason, message, exit_code=code, healthy=False)
+            return
         self._update(run, state, reason, message, exit_code=code)
 
     async def _launch(self, run: TaskRun) -> bool:
@@ -206,24 +246,32 @@ class Agent:
         if run.kill_requested:
             self._update(run, tpb.TASK_KILLED, S.REASON_TASK_KILLED_DURING_LAUNCH, "killed before it started")
             return False
+        if run.info.HasField("health_check"):
+            problems = health.validate_check(run.info.health_check)
+            if problems:
+                message = "invalid health check: " + "; ".join(problems)
+                self._update(run, tpb.TASK_ERROR, S.REASON_TASK_INVALID, message)
+                return False
         run.sandbox = create_sandbox(
             self.work_dir, self.agent_id, safe_id(fid), safe_id(task.task_id), run.container_id
         )
         self._update(run, tpb.TASK_STARTING)
         resources = Resources.from_proto(task.resources)
         user = task.command.user or run.framework.user
+        run.env = executor.task_environment(
+            task, fid, self.agent_id, str(run.sandbox), run.container_id, self.info.hostname
+        )
         spec = LaunchSpec(
             container_id=run.container_id,
             argv=executor.command_argv(task.command),
-            env=executor.task_environment(
-                task, fid, self.agent_id, str(run.sandbox), run.container_id, self.info.hostname
-            ),
+            env=run.env,
             cwd=run.sandbox,
             stdout_path=run.sandbox / "stdout",
             stderr_path=run.sandbox / "stderr",
             cpus=resources.scalar("cpus") or None,
             mem_mb=resources.scalar("mem") or None,
             user=user if user and user != _current_user() else None,
+            checkpoint=run.framework.checkpoint,
         )
         try:
             run.container = await self.containerizer.launch(spec)
@@ -240,6 +288,7 @@ class Agent:
         message: str = "",
         *,
         exit_code: int | None = None,
+        healthy: bool | None = None,
     ) -> None:
         run.state = state
         status = tpb.TaskStatus(
@@ -255,6 +304,10 @@ class Agent:
         )
         if exit_code is not None:
             status.exit_code, status.has_exit_code = exit_code, True
+        if healthy is not None:
+            status.healthy, status.has_healthy = healthy, True
+        if run.framework.checkpoint:
+            self.checkpoint.update(run.framework.id, status)  # on disk before it is sent
         log.info(
             "task state",
             task_id=run.info.task_id,
@@ -300,10 +353,59 @@ class Agent:
             await asyncio.sleep(min(1.0, wait) if wait is not None else 1.0)
             self.updates.due()
 
+    # ------------------------------------------------------------------ recovery
+    async def recover(self, boot_id: str) -> set[str]:
+        """Re-adopt the checkpointed tasks a previous agent process left: resend their unacknowledged updates,
+        watch the containers that still run, report those that ended meanwhile with their real exit status.
+        After a host reboot they are all gone: report them lost. Returns the container ids kept."""
+        previous_boot = self.checkpoint.read("boot_id")
+        rebooted = bool(previous_boot) and previous_boot != boot_id
+        kept: set[str] = set()
+        for rt in self.checkpoint.recover():
+            run = TaskRun(framework=rt.framework, info=rt.task, container_id=rt.container_id, state=rt.state)
+            self.tasks[run.key] = run
+            self.frameworks[rt.framework.id] = rt.framework
+            for status in rt.unacknowledged:
+                self.updates.add(rt.framework.id, status)
+            if run.state in TERMINAL:
+                if not rt.unacknowledged:  # over and acknowledged: nothing left to do
+                    self.tasks.pop(run.key)
+                    self.checkpoint.remove_task(rt.framework.id, rt.task.task_id)
+                continue
+            if rebooted:
+                self._update(run, tpb.TASK_LOST, S.REASON_AGENT_RESTARTED, "the host rebooted: the task is gone")
+                continue
+            found = await self.containerizer.recover(rt.container_id)
+            if isinstance(found, Container):
+                run.container = found
+                kept.add(rt.container_id)
+                self.spawn(self._watch(run))
+            elif isinstance(found, Termination):
+                self._report_end(run, found)
+            else:
+                self._update(
+                    run, tpb.TASK_LOST, S.REASON_AGENT_RESTARTED, "the task's container was not found after a restart"
+                )
+        self.checkpoint.write("boot_id", boot_id)
+        if self.tasks:
+            log.info(
+                "recovered checkpointed tasks",
+                tasks=len(self.tasks),
+                running=len(kept),
+                rebooted=rebooted,
+                pending_updates=self.updates.pending(),
+            )
+        return kept
+
     # ------------------------------------------------------------------ shutdown
-    async def shutdown(self, grace_cap: float = 10.0) -> None:
-        """Kill every task (frameworks' tasks do not outlive the agent without checkpointing) and report it."""
-        live = [r for r in self.tasks.values() if r.state not in TERMINAL]
+    async def shutdown(self, grace_cap: float = 10.0, *, keep_checkpointed: bool = True) -> None:
+        """Kill the tasks that must not outlive the agent and report them. Tasks of frameworks that checkpoint
+        keep running for the next agent process to re-adopt, unless `keep_checkpointed` is False."""
+        live = [
+            r
+            for r in self.tasks.values()
+            if r.state not in TERMINAL and not (keep_checkpointed and r.framework.checkpoint)
+        ]
         for run in live:
             run.kill_requested = True
             if run.container is not None:

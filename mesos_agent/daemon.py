@@ -86,6 +86,13 @@ class AgentDaemon:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.stopping = asyncio.Event()
+        # SIGTERM/SIGINT: stop, leaving the tasks of checkpointing frameworks to the next agent process.
+        # SIGUSR1: shut down for good, killing every task (as a Mesos agent does on SIGUSR1).
+        self.full_stop = False
+
+    def _full_stop(self) -> None:
+        self.full_stop = True
+        self.stopping.set()
 
     async def run(self) -> int:
         a = self.args
@@ -102,9 +109,6 @@ class AgentDaemon:
         )
         if containerizer.warning:
             log.warning(containerizer.warning)
-        orphans = containerizer.cleanup_orphans()
-        if orphans:
-            log.warning("killed the tasks a previous agent process left behind", containers=orphans)
 
         server = grpc.aio.server()
         bound = server.add_insecure_port(f"{a.ip}:{a.port}")
@@ -135,6 +139,10 @@ class AgentDaemon:
                 version=__version__,
                 backoff_max=a.registration_backoff_max,
             )
+            kept = await agent.recover(boot_id())
+            orphans = containerizer.cleanup_orphans(keep=kept) if kept else containerizer.cleanup_orphans()
+            if orphans:
+                log.warning("killed the tasks a previous agent process left behind", containers=orphans)
             agent_pb2_grpc.add_AgentServicer_to_server(AgentService(agent, link), server)
             await server.start()
             (work_dir / ADDRESS_FILE).write_text(info.address + "\n")
@@ -151,6 +159,7 @@ class AgentDaemon:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stopping.set)
+            loop.add_signal_handler(signal.SIGUSR1, self._full_stop)
             link_task = tg.create_task(link.run())
             retries = tg.create_task(agent.retry_loop())
             stop = tg.create_task(self.stopping.wait())
@@ -160,8 +169,8 @@ class AgentDaemon:
                     f"aiomesos agent: error: the master rejected this agent: {link_task.exception()}", file=sys.stderr
                 )
                 code = 2
-            log.info("agent stopping")
-            await agent.shutdown(a.shutdown_grace_period)
+            log.info("agent stopping", keep_checkpointed_tasks=not self.full_stop)
+            await agent.shutdown(a.shutdown_grace_period, keep_checkpointed=not self.full_stop)
             # Give the link a moment to deliver the last updates.
             if link.connected.is_set():
                 with contextlib.suppress(TimeoutError):

@@ -249,7 +249,9 @@ class Master:
             self.frameworks[framework_id] = Framework(
                 info=fw_info, connected=False, registered_time=now, disconnected_at=now, expires_at=expires
             )
-            self.allocator.add_framework(framework_id, list(fw_info.roles), {}, active=False)
+            self.allocator.add_framework(
+                framework_id, list(fw_info.roles), {}, active=False, gpu_aware=_gpu_aware(fw_info)
+            )
 
     # ============================================================================= frameworks
     def subscribe(self, info: rpb.FrameworkInfo) -> str:
@@ -280,7 +282,9 @@ class Master:
             if list(existing.info.roles) != list(info.roles):
                 self.allocator.remove_framework(framework_id)
                 used = self._used_by(framework_id)
-                self.allocator.add_framework(framework_id, list(info.roles), used)
+                self.allocator.add_framework(
+                    framework_id, list(info.roles), used, gpu_aware=_gpu_aware(info)
+                )
             existing.info = info
             existing.connected = True
             existing.disconnected_at = existing.expires_at = None
@@ -292,7 +296,9 @@ class Master:
                 framework_id = info.id = self._new_id("F")
             fw = Framework(info=info, connected=True, registered_time=now)
             self.frameworks[framework_id] = fw
-            self.allocator.add_framework(framework_id, list(info.roles), self._used_by(framework_id))
+            self.allocator.add_framework(
+                framework_id, list(info.roles), self._used_by(framework_id), gpu_aware=_gpu_aware(info)
+            )
         self.outbox.write("put_framework", info)
         E = scheduler_pb2.Event
         self.outbox.fw(framework_id).first.append(
@@ -911,6 +917,10 @@ class Master:
         fw = self.frameworks.get(framework_id)
         if fw is not None:
             self._error(fw, message)
+
+
+def _gpu_aware(info: rpb.FrameworkInfo) -> bool:
+    return any(c.type == CAP.GPU_RESOURCES for c in info.capabilities)
 
 
 def _validate_role(role: str) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from scheduler_sdk.operator import OperatorClient, OperatorError
 
 CGROUP_MOUNTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
+SIGTERM, SIGUSR1 = signal.SIGTERM, signal.SIGUSR1  # Daemon.signal() shadows the module in its class body
 
 
 class ClusterError(RuntimeError):
@@ -62,9 +63,9 @@ class Daemon:
             await asyncio.sleep(0.02)
         return None if self.process is None else self.process.poll()
 
-    async def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM, then SIGKILL when it does not end within `timeout`."""
-        self.signal(signal.SIGTERM)
+    async def stop(self, timeout: float = 15.0, sig: int = SIGTERM) -> int | None:
+        """`sig` (SIGTERM), then SIGKILL when it does not end within `timeout`."""
+        self.signal(sig)
         code = await self.wait(timeout)
         if self.alive:
             self.signal(signal.SIGKILL)
@@ -220,8 +221,9 @@ class LocalCluster:
                 await asyncio.sleep(0.05)
 
     async def stop(self) -> list[str]:
-        """Stop every daemon (agents first) and return what was left behind (cgroups), if anything."""
-        await asyncio.gather(*(d.stop() for d in self.agent_daemons))
+        """Stop every daemon (agents first) and return what was left behind (cgroups), if anything. Agents get
+        SIGUSR1: they shut down for good, killing checkpointed tasks too."""
+        await asyncio.gather(*(d.stop(sig=SIGUSR1) for d in self.agent_daemons))
         if self.master is not None:
             await self.master.stop()
         leftovers: list[str] = []

@@ -30,8 +30,10 @@ class Allocator(ABC):
         used: Mapping[str, Resources],
         *,
         active: bool = True,
+        gpu_aware: bool = False,
     ) -> None:
-        """A framework subscribed; `used` maps agent id to what its tasks already hold there."""
+        """A framework subscribed; `used` maps agent id to what its tasks already hold there. Only `gpu_aware`
+        frameworks (capability GPU_RESOURCES) are offered agents that have GPUs."""
 
     @abstractmethod
     def remove_framework(self, framework_id: str) -> None: ...

@@ -36,6 +36,7 @@ class _Agent:
 class _Framework:
     roles: tuple[str, ...]
     active: bool = True
+    gpu_aware: bool = False
     suppressed: set[str] = field(default_factory=set)
     # what it holds per (agent, role); the role matters for the role sorter
     allocated: dict[tuple[str, str], Resources] = field(default_factory=dict)
@@ -65,13 +66,15 @@ class HierarchicalAllocator(Allocator):
         used: Mapping[str, Resources],
         *,
         active: bool = True,
+        gpu_aware: bool = False,
     ) -> None:
         role_list = tuple(roles) or (UNRESERVED,)
         existing = self._frameworks.get(framework_id)
         if existing is not None:
             existing.active = active
+            existing.gpu_aware = gpu_aware
             return
-        fw = _Framework(roles=role_list, active=active)
+        fw = _Framework(roles=role_list, active=active, gpu_aware=gpu_aware)
         self._frameworks[framework_id] = fw
         for role in role_list:
             self._role_sorter(role).add(framework_id)
@@ -243,10 +246,13 @@ class HierarchicalAllocator(Allocator):
     def _pick_framework(
         self, sorter: DRFSorter, role: str, agent_id: str, offerable: Resources, now: float
     ) -> str | None:
+        has_gpus = self._agents[agent_id].total.scalar("gpus") > 0
         for framework_id in sorter.sort():
             fw = self._frameworks.get(framework_id)
             if fw is None or not fw.active or role in fw.suppressed:
                 continue
+            if has_gpus and not fw.gpu_aware:
+                continue  # GPU agents are kept for frameworks that can use GPUs (Mesos' GPU_RESOURCES rule)
             if self._filters.is_filtered(framework_id, agent_id, offerable, now):
                 continue
             return framework_id

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 
+from aiomesos.v1 import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
 from aiomesos.v1 import operator_pb2 as opb
-from aiomesos.v1 import operator_pb2_grpc
 from mesos_master.api.dispatch import Dispatcher
 from mesos_master.cluster import Agent, CallError, Framework, Master, Task, is_terminal
 from scheduler_sdk import __version__
+from scheduler_sdk.channels import CHANNEL_OPTIONS
 from scheduler_sdk.resources import Resources
+
+#: GetContainers asks this many agents at a time, gives each this many seconds to answer, and answers itself
+#: within CONTAINERS_DEADLINE whatever the number of agents (those it had no time to ask count as unreachable).
+CONTAINERS_CONCURRENCY = 16
+CONTAINERS_TIMEOUT = 2.0
+CONTAINERS_DEADLINE = 4.0
 
 
 def task_summary(task: Task) -> opb.TaskSummary:
@@ -129,3 +138,41 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
         self.dispatcher.changed(allocate=True)
         return opb.TeardownResponse()
+
+    async def GetContainers(
+        self, request: opb.GetClusterContainersRequest, context: grpc.aio.ServicerContext
+    ) -> opb.GetClusterContainersResponse:
+        """Every connected agent's containers and their usage statistics, asked of the agents now (a few at a
+        time, each briefly); the agents that are disconnected or did not answer in time are listed as such."""
+        targets = [(a.id, a.info.address) for _, a in sorted(self.master.agents.items()) if a.connected]
+        unreachable = [a.id for _, a in sorted(self.master.agents.items()) if not a.connected]
+        slots = asyncio.Semaphore(CONTAINERS_CONCURRENCY)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONTAINERS_DEADLINE
+
+        async def ask(agent_id: str, address: str) -> list[agent_pb2.ContainerStatus] | None:
+            if not address:
+                return None
+            async with slots:
+                left = deadline - loop.time()
+                if left <= 0.05:
+                    return None
+                try:
+                    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+                        response = await agent_pb2_grpc.AgentStub(channel).GetContainers(
+                            agent_pb2.GetContainersRequest(), timeout=min(CONTAINERS_TIMEOUT, left)
+                        )
+                except grpc.aio.AioRpcError:
+                    return None
+            for container in response.containers:
+                container.agent_id = agent_id
+            return list(response.containers)
+
+        answers = await asyncio.gather(*(ask(agent_id, address) for agent_id, address in targets))
+        containers: list[agent_pb2.ContainerStatus] = []
+        for (agent_id, _), answer in zip(targets, answers, strict=True):
+            if answer is None:
+                unreachable.append(agent_id)
+            else:
+                containers.extend(answer)
+        return opb.GetClusterContainersResponse(containers=containers, unreachable_agents=sorted(unreachable))

@@ -116,8 +116,11 @@ async def framework(
     framework_id: str = "",
     capabilities: Sequence[int] = (),
     teardown: bool = True,
+    checkpoint: bool = False,
 ) -> AsyncIterator[SchedulerDriver]:
-    info = rpb.FrameworkInfo(name=name, roles=list(roles), failover_timeout=failover_timeout, id=framework_id)
+    info = rpb.FrameworkInfo(
+        name=name, roles=list(roles), failover_timeout=failover_timeout, id=framework_id, checkpoint=checkpoint
+    )
     for cap in capabilities:
         info.capabilities.add(type=cap)  # type: ignore[arg-type]
     driver = SchedulerDriver(master, info, scheduler, backoff_max=0.5)

@@ -588,3 +588,14 @@ class AllocatorMachine(RuleBasedStateMachine):
 
 TestAllocatorMachine = AllocatorMachine.TestCase
 TestAllocatorMachine.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+def test_gpu_agents_are_offered_only_to_gpu_aware_frameworks() -> None:
+    alloc = make()
+    alloc.add_agent("gpu", P("cpus:4;mem:1024;gpus:2"), {})
+    alloc.add_agent("plain", P("cpus:4;mem:1024"), {})
+    alloc.add_framework("cpu-only", ["*"], {})
+    alloc.add_framework("ml", ["*"], {}, gpu_aware=True)
+    got = {(a.framework_id, a.agent_id) for a in alloc.allocate(0)}
+    assert ("cpu-only", "gpu") not in got
+    assert ("ml", "gpu") in got
