@@ -21,6 +21,7 @@ from aiomesos.v1 import resources_pb2 as rpb
 from mesos_agent.agent import Agent
 from mesos_agent.api import AgentService
 from mesos_agent.containerizer import Containerizer
+from mesos_agent.gc import SandboxGC, fraction, live_sandboxes, parse_duration
 from mesos_agent.master_link import MasterLink, RejectedByMaster
 from mesos_agent.resources import agent_resources, format_attributes, parse_attributes
 from scheduler_sdk import __version__
@@ -66,6 +67,19 @@ def build_parser() -> FlagParser:
         default=10.0,
         help="when the agent stops, the longest any task's kill grace period may run",
     )
+    p.add_flag(
+        "--gc-delay",
+        type=parse_duration,
+        default="1w",
+        help="how long a finished task's sandbox is kept (3600, 30m, 12h, 7d, 1w); sooner when the disk fills",
+    )
+    p.add_flag(
+        "--gc-disk-watermark",
+        type=fraction,
+        default=0.9,
+        help="above this fraction of the disk in use, remove finished sandboxes oldest first",
+    )
+    p.add_flag("--gc-interval", type=positive_float, default=60.0, help="seconds between sandbox collections")
     p.add_flag(
         "--registration-backoff-max",
         type=positive_float,
@@ -160,6 +174,14 @@ class AgentDaemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stopping.set)
             loop.add_signal_handler(signal.SIGUSR1, self._full_stop)
+            gc = SandboxGC(
+                work_dir,
+                lambda: agent.agent_id,
+                delay_seconds=a.gc_delay,
+                disk_watermark=a.gc_disk_watermark,
+                live_sandboxes=lambda: live_sandboxes(agent),
+            )
+            gc_task = tg.create_task(gc.run(a.gc_interval))
             link_task = tg.create_task(link.run())
             retries = tg.create_task(agent.retry_loop())
             stop = tg.create_task(self.stopping.wait())
@@ -175,7 +197,7 @@ class AgentDaemon:
             if link.connected.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_drained(link), 2.0)
-            for task in (link_task, retries, stop):
+            for task in (link_task, retries, stop, gc_task):
                 task.cancel()
             await containerizer.shutdown()
             await server.stop(grace=0.5)

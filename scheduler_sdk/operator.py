@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 
+from aiomesos.v1 import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
 from aiomesos.v1 import operator_pb2 as opb
-from aiomesos.v1 import operator_pb2_grpc
 
 
 class OperatorError(Exception):
     """The master could not be reached, or refused the request; the message says which."""
+
+
+class AgentError(OperatorError):
+    """An agent could not be reached, or refused the request (`code` says how); the message says which."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class OperatorClient:
@@ -50,3 +60,78 @@ class OperatorClient:
 
     async def teardown(self, framework_id: str) -> None:
         await self._call("Teardown", opb.TeardownRequest(framework_id=framework_id))
+
+    async def containers(self) -> opb.GetClusterContainersResponse:
+        """Every task's container with its usage statistics, gathered from the agents by the master."""
+        return await self._call("GetContainers", opb.GetClusterContainersRequest())  # type: ignore[return-value]
+
+
+class AgentClient:
+    """A typed async client of one agent's own API: its state, containers and tasks' sandboxes."""
+
+    def __init__(self, address: str, *, timeout: float = 5.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
+        self._stub = agent_pb2_grpc.AgentStub(self._channel)
+
+    async def __aenter__(self) -> AgentClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    def _error(self, e: grpc.aio.AioRpcError) -> AgentError:
+        if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return AgentError(f"cannot reach the agent at {self.address}: {e.code().name.lower()}", e.code())
+        return AgentError(e.details() or e.code().name.lower(), e.code())
+
+    async def _call(self, method: str, request: object) -> object:
+        try:
+            return await getattr(self._stub, method)(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as e:
+            raise self._error(e) from None
+
+    async def state(self) -> agent_pb2.AgentState:
+        return await self._call("GetState", agent_pb2.AgentStateRequest())  # type: ignore[return-value]
+
+    async def containers(self) -> agent_pb2.GetContainersResponse:
+        return await self._call("GetContainers", agent_pb2.GetContainersRequest())  # type: ignore[return-value]
+
+    async def list_files(self, task_id: str, path: str = "", framework_id: str = "") -> list[agent_pb2.FileInfo]:
+        request = agent_pb2.ListFilesRequest(task_id=task_id, framework_id=framework_id, path=path)
+        response: agent_pb2.ListFilesResponse = await self._call("ListFiles", request)  # type: ignore[assignment]
+        return list(response.files)
+
+    async def read_file(
+        self,
+        task_id: str,
+        path: str,
+        *,
+        framework_id: str = "",
+        offset: int = 0,
+        length: int = 0,
+        follow: bool = False,
+        tail_lines: int = 0,
+    ) -> AsyncIterator[agent_pb2.ReadFileChunk]:
+        """The file's chunks; with `follow`, also what is appended until the task is over (no deadline then)."""
+        request = agent_pb2.ReadFileRequest(
+            task_id=task_id,
+            framework_id=framework_id,
+            path=path,
+            offset=offset,
+            length=length,
+            follow=follow,
+            tail_lines=tail_lines,
+        )
+        call = self._stub.ReadFile(request, timeout=None if follow else self.timeout * 12)
+        try:
+            async for chunk in call:
+                yield chunk
+        except grpc.aio.AioRpcError as e:
+            raise self._error(e) from None
+        finally:
+            call.cancel()

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk.cli import task as task_cli
 from scheduler_sdk.cli.flags import FlagParser, UsageError, positive_float
 from scheduler_sdk.driver import DriverError
 from scheduler_sdk.frameworks.batch import TaskRecord, TaskSpec, run_batch
@@ -71,6 +72,8 @@ def build_parser() -> FlagParser:
     run.add_argument(
         "cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="one argument: a shell command; several: argv"
     )
+
+    task_cli.add_parsers(sub, with_master)
 
     teardown = with_master(sub.add_parser("teardown", help="remove a framework and kill its tasks"))
     teardown.add_argument("framework_id")
@@ -421,6 +424,8 @@ COMMANDS = {
     "run": cmd_run,
     "teardown": cmd_teardown,
     "demo": cmd_demo,
+    "task": task_cli.cmd_task,
+    "top": task_cli.cmd_top,
 }
 
 

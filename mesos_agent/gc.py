@@ -1,0 +1,243 @@
+"""Garbage collection of finished sandboxes: by age (`--gc-delay`, a week by default), and sooner, oldest first,
+while the work dir's disk is fuller than a watermark. A sandbox of a task the agent still holds is never removed.
+
+The decision (`select`) is a pure function of the sandboxes found, the time and the disk's fill; `collect` scans
+the work dir, decides, and removes (shutil.rmtree in a worker thread); `run` does that every `interval` seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mesos_agent.files import disk_usage
+from mesos_agent.sandbox import safe_id, sandbox_path
+
+if TYPE_CHECKING:
+    from mesos_agent.agent import Agent
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_DELAY = 7 * 24 * 3600.0
+DEFAULT_WATERMARK = 0.9
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from "3600", "90s", "30m", "12h", "7d" or "1w" (for `--gc-delay`)."""
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:]) if raw else None
+    number = raw[:-1] if unit is not None else raw
+    try:
+        value = float(number) * (unit or 1.0)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration (e.g. 3600, 30m, 12h, 7d, 1w)") from None
+    if value < 0 or value != value:
+        raise ValueError(f"{text!r}: a duration must be ≥ 0")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in (0, 1] (for `--gc-disk-watermark`)."""
+    value = float(text)
+    if not 0 < value <= 1:
+        raise ValueError(f"{text} is not in (0, 1]")
+    return value
+
+
+def live_sandboxes(agent: Agent) -> list[Path]:
+    """The sandboxes of every task the agent holds, finished ones included until their updates are acknowledged;
+    a task re-adopted after a restart is found where the layout puts it."""
+    return [
+        run.sandbox
+        if run.sandbox is not None
+        else sandbox_path(
+            agent.work_dir, agent.agent_id, safe_id(run.framework.id), safe_id(run.info.task_id), run.container_id
+        )
+        for run in agent.tasks.values()
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    path: Path
+    finished_at: float  # the last change to the run directory or its top-level files (mtime)
+    size: int  # bytes on disk (0 when not measured)
+
+
+def select(
+    sandboxes: Iterable[Sandbox | tuple[Path, float, int]],
+    now: float,
+    disk_usage_fraction: float,
+    *,
+    delay_seconds: float = DEFAULT_DELAY,
+    disk_watermark: float = DEFAULT_WATERMARK,
+    disk_total_bytes: int = 0,
+    live: Collection[Path] = (),
+) -> list[Path]:
+    """The sandboxes to remove, oldest first.
+
+    - those finished more than `delay_seconds` ago;
+    - while the disk is fuller than `disk_watermark` (a fraction of `disk_total_bytes`), more of the others,
+      oldest first, until what they free brings it under the watermark by estimate (every finished sandbox
+      when the disk's size is not known);
+    - never one in `live`."""
+    keep = {Path(p) for p in live}
+    found = [s if isinstance(s, Sandbox) else Sandbox(Path(s[0]), float(s[1]), int(s[2])) for s in sandboxes]
+    candidates = sorted((s for s in found if s.path not in keep), key=lambda s: (s.finished_at, str(s.path)))
+    chosen = [s for s in candidates if now - s.finished_at >= delay_seconds]
+    if disk_usage_fraction > disk_watermark:
+        rest = [s for s in candidates if now - s.finished_at < delay_seconds]
+        if disk_total_bytes <= 0:
+            chosen += rest
+        else:
+            to_free = (disk_usage_fraction - disk_watermark) * disk_total_bytes
+            to_free -= sum(s.size for s in chosen)
+            for s in rest:
+                if to_free <= 0:
+                    break
+                chosen.append(s)
+                to_free -= s.size
+    chosen.sort(key=lambda s: (s.finished_at, str(s.path)))
+    return [s.path for s in chosen]
+
+
+def scan(work_dir: Path, measure: bool, skip: Collection[Path] = ()) -> list[Sandbox]:
+    """Every run directory under WORK_DIR/agents/*/frameworks/*/executors/*/runs/ (not the `latest` links), but
+    those in `skip` (real paths); sizes are measured only when `measure`."""
+    out: list[Sandbox] = []
+    for run in (work_dir / "agents").glob("*/frameworks/*/executors/*/runs/*"):
+        try:
+            if run.is_symlink() or not run.is_dir() or Path(os.path.realpath(run)) in skip:
+                continue
+            finished = run.stat().st_mtime
+            with os.scandir(run) as it:
+                for item in it:
+                    with contextlib.suppress(OSError):
+                        finished = max(finished, item.stat(follow_symlinks=False).st_mtime)
+        except OSError:
+            continue
+        out.append(Sandbox(run, finished, disk_usage(run) if measure else 0))
+    return out
+
+
+def _disk_fill(path: Path) -> tuple[float, int]:
+    usage = shutil.disk_usage(path)
+    return (usage.used / usage.total if usage.total else 0.0), usage.total
+
+
+def _prune_parents(run: Path, work_dir: Path) -> None:
+    """After a run is removed: its executor's directory once no run is left in it (a dangling `latest` link does
+    not count), then the framework's directory once it has no executor. Non-recursive removals only: a launch
+    creating a run meanwhile makes them fail harmlessly."""
+    runs = run.parent
+    latest = runs / "latest"
+    if latest.is_symlink() and not latest.exists():
+        with contextlib.suppress(OSError):
+            latest.unlink()
+    for directory in (runs, runs.parent, runs.parent.parent, runs.parent.parent.parent):
+        if work_dir not in directory.parents:
+            return
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+
+
+class SandboxGC:
+    """Removes finished sandboxes of this work dir; see `select` for which.
+
+    `live_sandboxes` gives the sandboxes of the tasks the agent holds (never removed). Nothing is collected while
+    `agent_id_getter()` is empty: until the agent has recovered and registered, what is live is not known yet."""
+
+    def __init__(
+        self,
+        work_dir: Path,
+        agent_id_getter: Callable[[], str],
+        delay_seconds: float = DEFAULT_DELAY,
+        disk_watermark: float = DEFAULT_WATERMARK,
+        clock: Callable[[], float] = time.time,
+        *,
+        live_sandboxes: Callable[[], Iterable[Path]] = lambda: (),
+        disk_fill: Callable[[Path], tuple[float, int]] = _disk_fill,
+    ) -> None:
+        self.work_dir = work_dir
+        self.agent_id_getter = agent_id_getter
+        self.delay_seconds = delay_seconds
+        self.disk_watermark = disk_watermark
+        self.clock = clock
+        self.live_sandboxes = live_sandboxes
+        self.disk_fill = disk_fill
+        self.removed = 0
+
+    def select(
+        self,
+        sandboxes: Iterable[Sandbox | tuple[Path, float, int]],
+        now: float,
+        disk_usage_fraction: float,
+        *,
+        disk_total_bytes: int = 0,
+        live: Collection[Path] = (),
+    ) -> list[Path]:
+        """`select` with this collector's delay and watermark (pure)."""
+        return select(
+            sandboxes,
+            now,
+            disk_usage_fraction,
+            delay_seconds=self.delay_seconds,
+            disk_watermark=self.disk_watermark,
+            disk_total_bytes=disk_total_bytes,
+            live=live,
+        )
+
+    async def collect(self) -> list[Path]:
+        """One pass: the sandboxes removed."""
+        if not self.agent_id_getter():
+            return []
+        fraction, total = await asyncio.to_thread(self.disk_fill, self.work_dir)
+        over = fraction > self.disk_watermark
+        # Real paths: a task's sandbox may be known through a path that differs from the scan's (links). A new
+        # run never reuses a path (container ids are new), so what is live now is all that must be kept.
+        live = {Path(os.path.realpath(p)) for p in self.live_sandboxes()}
+        found = await asyncio.to_thread(scan, self.work_dir, over, live)
+        chosen = self.select(found, self.clock(), fraction, disk_total_bytes=total, live=live)
+        removed: list[Path] = []
+        for path in chosen:
+            try:
+                await asyncio.to_thread(shutil.rmtree, path)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                log.warning("sandbox gc: cannot remove", path=str(path), error=str(e))
+                continue
+            # In the event loop, where sandboxes are created: no launch interleaves with these rmdirs.
+            _prune_parents(path, self.work_dir)
+            removed.append(path)
+        if removed:
+            self.removed += len(removed)
+            log.info(
+                "sandbox gc: removed finished sandboxes",
+                count=len(removed),
+                disk_fill=round(fraction, 3),
+                over_watermark=over,
+            )
+        return removed
+
+    async def run(self, interval: float = 60.0) -> None:
+        """Collect every `interval` seconds, until cancelled."""
+        while True:
+            try:
+                await self.collect()
+            except Exception:
+                log.exception("sandbox gc: pass failed")
+            await asyncio.sleep(interval)
