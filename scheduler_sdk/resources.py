@@ -97,6 +97,11 @@ class Resources:
     @classmethod
     def of(cls, role: str = UNRESERVED, **scalars: float) -> Resources:
         """`Resources.of(cpus=1, mem=128)`: scalars only, one role."""
+        return cls.from_scalars(scalars, role)
+
+    @classmethod
+    def from_scalars(cls, scalars: Mapping[str, float], role: str = UNRESERVED) -> Resources:
+        """`Resources.from_scalars({"cpus": 1, "gpus": 1})`: scalars only, one role."""
         for name, value in scalars.items():
             if value < 0:
                 raise ResourcesError(f"negative amount {value} for {name}")

@@ -1,5 +1,5 @@
-"""A batch framework: run a list of commands once each, packing them onto offers first-fit, and wait until
-every one has ended. It is what `aiomesos run` and the demo job use."""
+"""A batch framework: run a list of commands once each, placed by the placement engine (cpu bin packing), and
+wait until every one has ended. It is what `aiomesos run` and the demo job use."""
 
 from __future__ import annotations
 
@@ -9,23 +9,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiomesos.v1 import resources_pb2 as rpb
-from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import tasks_pb2 as tpb
-from scheduler_sdk.driver import Scheduler, SchedulerDriver
+from scheduler_sdk.driver import SchedulerDriver
+from scheduler_sdk.placement.engine import PlacementEngine
+from scheduler_sdk.placement.fitness import BinPacking
+from scheduler_sdk.placement.model import Assignment, SchedulingResult, TaskRequest
+from scheduler_sdk.placement.service import Engine, PlacementScheduler, run_framework
 from scheduler_sdk.resources import Resources
-
-TERMINAL = frozenset(
-    {
-        tpb.TASK_FINISHED,
-        tpb.TASK_FAILED,
-        tpb.TASK_KILLED,
-        tpb.TASK_ERROR,
-        tpb.TASK_LOST,
-        tpb.TASK_DROPPED,
-        tpb.TASK_GONE,
-        tpb.TASK_GONE_BY_OPERATOR,
-    }
-)
+from scheduler_sdk.states import TERMINAL_STATES as TERMINAL
 
 
 @dataclass
@@ -90,61 +81,43 @@ class TaskRecord:
         return self.ended_at - start
 
 
-class BatchScheduler(Scheduler):
+class BatchScheduler(PlacementScheduler):
+    """Runs each spec once, placed by the placement engine (cpu bin packing by default)."""
+
     def __init__(
         self,
         specs: Sequence[TaskSpec],
         *,
         on_update: Callable[[TaskRecord, tpb.TaskStatus], None] | None = None,
-        decline_seconds: float = 5.0,
+        engine: Engine | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         ids = [s.task_id for s in specs]
         if len(set(ids)) != len(ids):
             raise ValueError("task ids must be unique")
+        super().__init__(
+            engine if engine is not None else PlacementEngine(BinPacking("cpus")),
+            task_info=_spec_task_info,
+            on_update=self._record,
+            clock=clock,
+        )
         self.records = {s.task_id: TaskRecord(s) for s in specs}
-        self.pending: list[str] = list(ids)
-        self.on_update = on_update
-        self.decline_seconds = decline_seconds
-        self.clock = clock
+        self.user_update = on_update
         self.done = asyncio.Event()
         self.first_failure: TaskRecord | None = None
+        self.submit(*(TaskRequest(s.task_id, cpus=s.cpus, mem=s.mem, disk=s.disk, payload=s) for s in specs))
         if not specs:
             self.done.set()
 
-    async def reregistered(self, driver: SchedulerDriver, framework_id: str, master_id: str) -> None:
-        driver.reconcile()
-        if self.pending:
-            driver.revive()
-
-    async def offers(self, driver: SchedulerDriver, offers: Sequence[spb.Offer]) -> None:
-        if not self.pending:
-            driver.decline([o.id for o in offers], refuse_seconds=60)
-            driver.suppress()
-            return
+    def _launch(self, driver: SchedulerDriver, result: SchedulingResult) -> None:
         now = self.clock()
-        for offer in offers:
-            free = Resources.from_proto(offer.resources)
-            chosen: list[tpb.TaskInfo] = []
-            left: list[str] = []
-            for task_id in self.pending:
-                need = self.records[task_id].spec.resources()
-                if free.contains(need):
-                    free = free - need
-                    chosen.append(self.records[task_id].spec.task_info(offer.agent_id))
-                    record = self.records[task_id]
-                    record.agent_id, record.hostname, record.launched_at = offer.agent_id, offer.hostname, now
-                else:
-                    left.append(task_id)
-            self.pending = left
-            if chosen:
-                driver.accept([offer.id], chosen, refuse_seconds=1.0 if self.pending else self.decline_seconds)
-            else:
-                driver.decline([offer.id], refuse_seconds=self.decline_seconds)
-        if not self.pending:
-            driver.suppress()
+        hostnames = {lease.agent_id: lease.hostname for lease in self.leases.values()}
+        for a in result.assignments:
+            record = self.records[a.task.id]
+            record.agent_id, record.hostname, record.launched_at = a.agent_id, hostnames.get(a.agent_id, ""), now
+        super()._launch(driver, result)
 
-    async def status_update(self, driver: SchedulerDriver, status: tpb.TaskStatus) -> None:
+    def _record(self, task: TaskRequest | None, status: tpb.TaskStatus) -> None:
         record = self.records.get(status.task_id)
         if record is None or record.terminal:
             return
@@ -162,8 +135,8 @@ class BatchScheduler(Scheduler):
             record.ended_at = now
             if status.state != tpb.TASK_FINISHED and self.first_failure is None:
                 self.first_failure = record
-        if self.on_update is not None:
-            self.on_update(record, status)
+        if self.user_update is not None:
+            self.user_update(record, status)
         if all(r.terminal for r in self.records.values()):
             self.done.set()
 
@@ -173,6 +146,11 @@ class BatchScheduler(Scheduler):
         if failure is None:
             return 0
         return failure.exit_code if failure.exit_code else 1
+
+
+def _spec_task_info(task: TaskRequest, assignment: Assignment) -> tpb.TaskInfo:
+    spec: TaskSpec = task.payload
+    return spec.task_info(assignment.agent_id)
 
 
 async def run_batch(
@@ -191,18 +169,5 @@ async def run_batch(
     info = rpb.FrameworkInfo(name=name, roles=[role] if role else [], failover_timeout=30)
     for cap in capabilities:
         info.capabilities.add(type=cap)
-    driver = SchedulerDriver(master, info, scheduler, max_reconnect_attempts=5)
-    runner = asyncio.create_task(driver.run())
-    try:
-        done = asyncio.create_task(scheduler.done.wait())
-        finished, _ = await asyncio.wait([runner, done], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if runner in finished:
-            done.cancel()
-            runner.result()  # raises the driver's error
-        if not finished:
-            done.cancel()
-            raise TimeoutError(f"tasks not finished after {timeout} s")
-    finally:
-        driver.stop(teardown=True)
-        await asyncio.wait_for(asyncio.shield(runner), 10)
+    await run_framework(master, info, scheduler, until=scheduler.done, timeout=timeout, max_reconnect_attempts=5)
     return scheduler

@@ -57,13 +57,15 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import structlog
 
 from scheduler_sdk.placement.model import Host, OfferSlice, SchedulingResult, TaskRequest
-from scheduler_sdk.placement.providers import ClusterProvider
 from scheduler_sdk.placement.queues import demand
+
+if TYPE_CHECKING:
+    from scheduler_sdk.placement.providers import ClusterProvider
 
 log = structlog.get_logger(__name__)
 
@@ -156,7 +158,7 @@ def offered(host: Host, name: str) -> float:
 
 
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
-    """ "h10" sorts after "h9"."""
+    """Natural order: "h10" sorts after "h9"."""
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text) if part)
 
 
@@ -197,7 +199,15 @@ class Autoscaler:
         self.history: list[Action] = []  # every action applied, in order
         self.unfit: tuple[str, ...] = ()  # unplaced task ids no group's new host would hold (last evaluation)
         self.on_change: Callable[[frozenset[str]], None] | None = None  # called with `disabled` by `apply`
-        self._tasks: Mapping[str, TaskRequest] = {}  # for `after_run`: task id -> request (see `attach`)
+        self._tasks: Callable[[], Mapping[str, TaskRequest]] = dict  # for `after_run`: task id -> request
+
+    def set_rule(self, rule: AutoscaleRule) -> None:
+        """Replace the rule of `rule.group` (or add one); state (drains, launches, cool-down) is kept."""
+        if rule.group in self._rules:
+            self.rules[[r.group for r in self.rules].index(rule.group)] = rule
+        else:
+            self.rules.append(rule)
+        self._rules[rule.group] = rule
 
     # ------------------------------------------------------------------ what the scheduler reads
     @property
@@ -299,7 +309,7 @@ class Autoscaler:
         # 3. min idle, min size
         up_rules = 0
         if cooled:
-            idle_hosts = [h for h in seen if h.hostname not in self._draining and idle(h) and not rule.too_small(h)]
+            idle_hosts = self._idle(rule, seen, idle)
             deficit = max(0, rule.min_idle - (len(idle_hosts) + starting - s1))
             r2 = min(deficit, len(draining_idle) - r1)
             reenable += draining_idle[r1 : r1 + r2]
@@ -337,13 +347,19 @@ class Autoscaler:
             return out
 
         # 5. scale down the idle hosts above max idle
-        idle_hosts = [h for h in seen if h.hostname not in self._draining and idle(h) and not rule.too_small(h)]
+        idle_hosts = self._idle(rule, seen, idle)
         draining_count = sum(1 for name in known if name in self._draining)
         count = min(len(idle_hosts) - rule.max_idle, size - draining_count - rule.min_size)
         if count > 0:
-            chosen = self._balanced(rule, idle_hosts, [n for n in known if n not in self._draining], count)
+            chosen = self._balanced(idle_hosts, [n for n in known if n not in self._draining], count)
             out.append(Action("disable", g, len(chosen), tuple(chosen), "max_idle"))
         return out
+
+    def _idle(self, rule: AutoscaleRule, seen: list[Host], idle: Callable[[Host], bool]) -> list[Host]:
+        """The group's idle hosts: no task, not draining, not disabled by someone else, not too small."""
+        return [
+            h for h in seen if h.hostname not in self._draining and not h.disabled and idle(h) and not rule.too_small(h)
+        ]
 
     def _zone(self, name: str, host: Host | None = None) -> str:
         if self.balance_attribute is None:
@@ -351,7 +367,7 @@ class Autoscaler:
         h = host or (self._known[name].host if name in self._known else None)
         return "" if h is None else h.attributes.get(self.balance_attribute, "")
 
-    def _balanced(self, rule: AutoscaleRule, candidates: list[Host], remaining: list[str], count: int) -> list[str]:
+    def _balanced(self, candidates: list[Host], remaining: list[str], count: int) -> list[str]:
         left: dict[str, int] = {}
         for name in remaining:
             z = self._zone(name)
@@ -401,22 +417,30 @@ class Autoscaler:
 
     def hosts_needed(self, rule: AutoscaleRule, tasks: Sequence[TaskRequest], limit: int) -> tuple[int, set[str]]:
         """Pack `tasks` onto at most `limit` empty pseudo-hosts of the rule's shape with the engine; returns how
-        many pseudo-hosts hold tasks and which tasks they hold."""
+        many pseudo-hosts hold tasks and which tasks they hold.
+
+        Tasks go largest first (by dominant share of the shape); a task larger than the shape is left out at once.
+        Pseudo-hosts come in rounds: the first round has as many as the tasks need at the least, each further
+        round (for what did not fit: e.g. constraints that allow one task per host) at least twice as many as the
+        last; unused pseudo-hosts do not count, so a generous round costs time, never hosts."""
         shape = dict(rule.shape)
-        order = sorted(tasks, key=lambda t: (-_size_in(t, shape), t.id))
+        sized = [(_size_in(t, shape), t) for t in tasks]
+        order = [t for size, t in sorted(sized, key=lambda st: (-st[0], st[1].id)) if size <= 1.0 + 1e-9]
         placed: set[str] = set()
         used = 0
+        last_round = 0
         engine = self.engine()
         while order and used < limit:
-            per_round = min(limit - used, max(1, _lower_bound(order, shape)))
+            per_round = min(limit - used, max(_lower_bound(order, shape), 2 * last_round))
             hosts = [self._pseudo_host(rule, used + i) for i in range(per_round)]
             result = engine.schedule(order, hosts)
             if not result.assignments:
-                break
+                break  # what is left fits no empty host of this shape
             placed_now = {a.task.id for a in result.assignments}
             used += len({a.hostname for a in result.assignments})
             placed |= placed_now
             order = [t for t in order if t.id not in placed_now]
+            last_round = per_round
         return used, placed
 
     def _pseudo_host(self, rule: AutoscaleRule, i: int) -> Host:
@@ -546,7 +570,7 @@ class Autoscaler:
         (to find the unplaced tasks of `result.failures`); `attach` supplies the scheduler's."""
         if self._inflight is not None and not self._inflight.done():
             return None
-        lookup = tasks if tasks is not None else self._tasks
+        lookup = tasks if tasks is not None else self._tasks()
         unplaced = [t for tid in result.failures if (t := lookup.get(tid)) is not None]
         busy = {a.hostname for a in result.assignments}
         actions = self.decide(hosts, unplaced, busy)
@@ -556,7 +580,7 @@ class Autoscaler:
     def attach(self, scheduler: Any) -> None:
         """Wire to a `PlacementScheduler`: evaluate after each of its runs, find unplaced tasks in its `tasks`,
         and keep its `disabled_hosts` equal to `disabled`."""
-        self._tasks = scheduler.tasks
+        self._tasks = lambda: scheduler.tasks
         scheduler.after_run = self.after_run
 
         def sync(disabled: frozenset[str]) -> None:

@@ -36,12 +36,12 @@ import inspect
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import structlog
 
-from scheduler_sdk.local_cluster import Daemon, LocalCluster, leftover_cgroups
-from scheduler_sdk.operator import OperatorClient, OperatorError
+if TYPE_CHECKING:  # the local cluster (and its gRPC client) is only needed by LocalAgentProvider
+    from scheduler_sdk.local_cluster import Daemon, LocalCluster
 
 log = structlog.get_logger(__name__)
 
@@ -186,12 +186,16 @@ class LocalAgentProvider:
 
     def leftovers(self, hostname: str, daemon: Daemon | None = None) -> list[str]:
         """The cgroups an agent of this provider left behind (for checks after `scale_down`)."""
+        from scheduler_sdk.local_cluster import leftover_cgroups
+
         d = daemon or self.daemons.get(hostname) or self.stopped.get(hostname)
         return [] if d is None else [str(p) for p in leftover_cgroups(d.work_dir)]
 
     async def wait_attached(self, hostnames: Sequence[str], timeout: float = 30.0) -> None:
         """Poll the master until every one of these hosts is attached (active); raise TimeoutError after
         `timeout` seconds, or RuntimeError when one of their processes exited."""
+        from scheduler_sdk.operator import OperatorClient, OperatorError
+
         deadline = time.monotonic() + timeout
         wanted = set(hostnames)
         async with OperatorClient(self.cluster.master_address) as client:

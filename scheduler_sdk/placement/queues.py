@@ -177,8 +177,12 @@ class TaskQueue:
             line.clear()
             line.update((e.task.id, e) for e in items)
 
-    def remove(self, task_id: str) -> TaskRequest | None:
-        """Drop a queued task; returns it, or None when it was not queued."""
+    def remove(self, task_id: str) -> None:
+        """Drop a queued task (unknown ids are ignored)."""
+        self.pop(task_id)
+
+    def pop(self, task_id: str) -> TaskRequest | None:
+        """Drop a queued task and return it; None when it was not queued."""
         entry = self._pending.pop(task_id, None)
         if entry is None:
             return None
@@ -221,7 +225,7 @@ class TaskQueue:
     def on_assigned(self, task: TaskRequest) -> None:
         """The task now runs (or is being launched): it leaves the queue and its bucket's usage grows.
         Also for tasks that never were queued (e.g. found running after a failover). Idempotent per task id."""
-        self.remove(task.id)
+        self.pop(task.id)
         if task.id in self._running:
             return
         d = demand(task)

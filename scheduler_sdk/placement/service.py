@@ -100,7 +100,7 @@ def task_resources(task: TaskRequest, ports: Iterable[int] = ()) -> Resources:
         n: v for n, v in (("cpus", task.cpus), ("mem", task.mem), ("disk", task.disk), ("network", task.network)) if v
     }
     amounts.update({k: v for k, v in task.scalars.items() if v})
-    res = Resources.of(**amounts)
+    res = Resources.from_scalars(amounts)
     port_list = sorted(ports)
     if port_list:
         res = res + Resources.ports(*((p, p) for p in port_list))
@@ -238,8 +238,10 @@ class PlacementScheduler(Scheduler):
         """The scheduling loop; run it beside `driver.run()` (see `run_framework`)."""
         self._driver = driver
         while True:
+            # Idle hosts are counted even when nothing happens, for an attached autoscaler.
+            idle_wait = 1.0 if self.after_run is not None else self.lease_expiry / 2
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.lease_expiry / 2)
+                await asyncio.wait_for(self._wake.wait(), idle_wait)
             self._wake.clear()
             if driver.subscribed.is_set():
                 self.schedule_once(driver)
@@ -268,7 +270,11 @@ class PlacementScheduler(Scheduler):
         ready = self.queue.ready(now)
         hosts = self.hosts()
         if not ready:
-            if hosts and not len(self.queue):
+            if self.after_run is not None:
+                # An autoscaler watches the hosts: keep their leases (they are given back as they expire and come
+                # again), so that idle hosts stay visible and can be counted and drained.
+                self.after_run(SchedulingResult((), {}), hosts)
+            elif hosts and not len(self.queue):
                 # Nothing to do: give every offer back for a long while and stop receiving them.
                 self._decline_all(driver, self.idle_decline_seconds)
                 driver.suppress()
@@ -318,7 +324,9 @@ class PlacementScheduler(Scheduler):
         for lease in list(self.leases.values()):
             old = [oid for oid, at in lease.received.items() if now - at >= self.lease_expiry]
             if old:
-                driver.decline(old, refuse_seconds=self.decline_seconds)
+                # Watched by an autoscaler: let them come straight back, so the host stays in view.
+                refuse = 0.0 if self.after_run is not None else self.decline_seconds
+                driver.decline(old, refuse_seconds=refuse)
                 self.metrics.expired_offers += len(old)
                 for oid in old:
                     lease.offers.pop(oid, None)
