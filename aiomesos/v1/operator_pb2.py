@@ -27,13 +27,15 @@ from aiomesos.v1 import resources_pb2 as aiomesos_dot_v1_dot_resources__pb2
 from aiomesos.v1 import tasks_pb2 as aiomesos_dot_v1_dot_tasks__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61iomesos/v1/operator.proto\x12\x0b\x61iomesos.v1\x1a\x17\x61iomesos/v1/agent.proto\x1a\x1b\x61iomesos/v1/resources.proto\x1a\x17\x61iomesos/v1/tasks.proto\"\x8a\x02\n\x0c\x41gentSummary\x12*\n\nagent_info\x18\x01 \x01(\x0b\x32\x16.aiomesos.v1.AgentInfo\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12$\n\x05total\x18\x03 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12(\n\tallocated\x18\x04 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12&\n\x07offered\x18\x05 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12\x17\n\x0fregistered_time\x18\x06 \x01(\x01\x12\x19\n\x11reregistered_time\x18\x07 \x01(\x01\x12\x12\n\ntask_count\x18\x08 \x01(\x05\"\x91\x02\n\x10\x46rameworkSummary\x12\x32\n\x0e\x66ramework_info\x18\x01 \x01(\x0b\x32\x1a.aiomesos.v1.FrameworkInfo\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x12\n\nsuppressed\x18\x04 \x01(\x08\x12(\n\tallocated\x18\x05 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12&\n\x07offered\x18\x06 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12\x17\n\x0fregistered_time\x18\x07 \x01(\x01\x12\x12\n\ntask_count\x18\x08 \x01(\x05\x12\x13\n\x0boffer_count\x18\t \x01(\x05\"\x9a\x01\n\x0bTaskSummary\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12#\n\x04task\x18\x02 \x01(\x0b\x32\x15.aiomesos.v1.TaskInfo\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.aiomesos.v1.TaskState\x12)\n\x08statuses\x18\x04 \x03(\x0b\x32\x17.aiomesos.v1.TaskStatus\"\x12\n\x10GetAgentsRequest\">\n\x11GetAgentsResponse\x12)\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x19.aiomesos.v1.AgentSummary\"\x16\n\x14GetFrameworksRequest\"\x87\x01\n\x15GetFrameworksResponse\x12\x31\n\nframeworks\x18\x01 \x03(\x0b\x32\x1d.aiomesos.v1.FrameworkSummary\x12;\n\x14\x63ompleted_frameworks\x18\x02 \x03(\x0b\x32\x1d.aiomesos.v1.FrameworkSummary\"\'\n\x0fGetTasksRequest\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\"n\n\x10GetTasksResponse\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x18.aiomesos.v1.TaskSummary\x12\x31\n\x0f\x63ompleted_tasks\x18\x02 \x03(\x0b\x32\x18.aiomesos.v1.TaskSummary\"\x11\n\x0fGetStateRequest\"\xe0\x01\n\x10GetStateResponse\x12\x11\n\tmaster_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nstart_time\x18\x03 \x01(\x01\x12.\n\x06\x61gents\x18\x04 \x01(\x0b\x32\x1e.aiomesos.v1.GetAgentsResponse\x12\x36\n\nframeworks\x18\x05 \x01(\x0b\x32\".aiomesos.v1.GetFrameworksResponse\x12,\n\x05tasks\x18\x06 \x01(\x0b\x32\x1d.aiomesos.v1.GetTasksResponse\"\'\n\x0fTeardownRequest\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\"\x12\n\x10TeardownResponse\"\x1d\n\x1bGetClusterContainersRequest\"l\n\x1cGetClusterContainersResponse\x12\x30\n\ncontainers\x18\x01 \x03(\x0b\x32\x1c.aiomesos.v1.ContainerStatus\x12\x1a\n\x12unreachable_agents\x18\x02 \x03(\t2\xef\x03\n\x08Operator\x12G\n\x08GetState\x12\x1c.aiomesos.v1.GetStateRequest\x1a\x1d.aiomesos.v1.GetStateResponse\x12J\n\tGetAgents\x12\x1d.aiomesos.v1.GetAgentsRequest\x1a\x1e.aiomesos.v1.GetAgentsResponse\x12V\n\rGetFrameworks\x12!.aiomesos.v1.GetFrameworksRequest\x1a\".aiomesos.v1.GetFrameworksResponse\x12G\n\x08GetTasks\x12\x1c.aiomesos.v1.GetTasksRequest\x1a\x1d.aiomesos.v1.GetTasksResponse\x12G\n\x08Teardown\x12\x1c.aiomesos.v1.TeardownRequest\x1a\x1d.aiomesos.v1.TeardownResponse\x12\x64\n\rGetContainers\x12(.aiomesos.v1.GetClusterContainersRequest\x1a).aiomesos.v1.GetClusterContainersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61iomesos/v1/operator.proto\x12\x0b\x61iomesos.v1\x1a\x17\x61iomesos/v1/agent.proto\x1a\x1b\x61iomesos/v1/resources.proto\x1a\x17\x61iomesos/v1/tasks.proto\"\x8a\x02\n\x0c\x41gentSummary\x12*\n\nagent_info\x18\x01 \x01(\x0b\x32\x16.aiomesos.v1.AgentInfo\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12$\n\x05total\x18\x03 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12(\n\tallocated\x18\x04 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12&\n\x07offered\x18\x05 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12\x17\n\x0fregistered_time\x18\x06 \x01(\x01\x12\x19\n\x11reregistered_time\x18\x07 \x01(\x01\x12\x12\n\ntask_count\x18\x08 \x01(\x05\"\x91\x02\n\x10\x46rameworkSummary\x12\x32\n\x0e\x66ramework_info\x18\x01 \x01(\x0b\x32\x1a.aiomesos.v1.FrameworkInfo\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x12\n\nsuppressed\x18\x04 \x01(\x08\x12(\n\tallocated\x18\x05 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12&\n\x07offered\x18\x06 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12\x17\n\x0fregistered_time\x18\x07 \x01(\x01\x12\x12\n\ntask_count\x18\x08 \x01(\x05\x12\x13\n\x0boffer_count\x18\t \x01(\x05\"\x9a\x01\n\x0bTaskSummary\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12#\n\x04task\x18\x02 \x01(\x0b\x32\x15.aiomesos.v1.TaskInfo\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.aiomesos.v1.TaskState\x12)\n\x08statuses\x18\x04 \x03(\x0b\x32\x17.aiomesos.v1.TaskStatus\"\x12\n\x10GetAgentsRequest\">\n\x11GetAgentsResponse\x12)\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x19.aiomesos.v1.AgentSummary\"\x16\n\x14GetFrameworksRequest\"\x87\x01\n\x15GetFrameworksResponse\x12\x31\n\nframeworks\x18\x01 \x03(\x0b\x32\x1d.aiomesos.v1.FrameworkSummary\x12;\n\x14\x63ompleted_frameworks\x18\x02 \x03(\x0b\x32\x1d.aiomesos.v1.FrameworkSummary\"\'\n\x0fGetTasksRequest\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\"n\n\x10GetTasksResponse\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x18.aiomesos.v1.TaskSummary\x12\x31\n\x0f\x63ompleted_tasks\x18\x02 \x03(\x0b\x32\x18.aiomesos.v1.TaskSummary\"\x11\n\x0fGetStateRequest\"\xe0\x01\n\x10GetStateResponse\x12\x11\n\tmaster_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nstart_time\x18\x03 \x01(\x01\x12.\n\x06\x61gents\x18\x04 \x01(\x0b\x32\x1e.aiomesos.v1.GetAgentsResponse\x12\x36\n\nframeworks\x18\x05 \x01(\x0b\x32\".aiomesos.v1.GetFrameworksResponse\x12,\n\x05tasks\x18\x06 \x01(\x0b\x32\x1d.aiomesos.v1.GetTasksResponse\"*\n\nRoleWeight\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"\x13\n\x11GetWeightsRequest\">\n\x12GetWeightsResponse\x12(\n\x07weights\x18\x01 \x03(\x0b\x32\x17.aiomesos.v1.RoleWeight\"@\n\x14UpdateWeightsRequest\x12(\n\x07weights\x18\x01 \x03(\x0b\x32\x17.aiomesos.v1.RoleWeight\"\x17\n\x15UpdateWeightsResponse\"|\n\tQuotaInfo\x12\x0c\n\x04role\x18\x01 \x01(\t\x12(\n\tguarantee\x18\x02 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12$\n\x05limit\x18\x03 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12\x11\n\thas_limit\x18\x04 \x01(\x08\"\x8d\x01\n\tRoleUsage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12(\n\tallocated\x18\x02 \x03(\x0b\x32\x15.aiomesos.v1.Resource\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12%\n\x05quota\x18\x04 \x01(\x0b\x32\x16.aiomesos.v1.QuotaInfo\x12\x11\n\thas_quota\x18\x05 \x01(\x08\"\x11\n\x0fGetQuotaRequest\"a\n\x10GetQuotaResponse\x12&\n\x06quotas\x18\x01 \x03(\x0b\x32\x16.aiomesos.v1.QuotaInfo\x12%\n\x05roles\x18\x02 \x03(\x0b\x32\x16.aiomesos.v1.RoleUsage\"8\n\x0fSetQuotaRequest\x12%\n\x05quota\x18\x01 \x01(\x0b\x32\x16.aiomesos.v1.QuotaInfo\"\x12\n\x10SetQuotaResponse\"\"\n\x12RemoveQuotaRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\"\x15\n\x13RemoveQuotaResponse\"L\n\x0eReserveRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12(\n\tresources\x18\x02 \x03(\x0b\x32\x15.aiomesos.v1.Resource\"\x11\n\x0fReserveResponse\"N\n\x10UnreserveRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12(\n\tresources\x18\x02 \x03(\x0b\x32\x15.aiomesos.v1.Resource\"\x13\n\x11UnreserveResponse\"\x13\n\x11GetMetricsRequest\"\x83\x01\n\x12GetMetricsResponse\x12=\n\x07metrics\x18\x01 \x03(\x0b\x32,.aiomesos.v1.GetMetricsResponse.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\'\n\x0fTeardownRequest\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\"\x12\n\x10TeardownResponse\"\x1d\n\x1bGetClusterContainersRequest\"l\n\x1cGetClusterContainersResponse\x12\x30\n\ncontainers\x18\x01 \x03(\x0b\x32\x1c.aiomesos.v1.ContainerStatus\x12\x1a\n\x12unreachable_agents\x18\x02 \x03(\t2\xdb\x08\n\x08Operator\x12G\n\x08GetState\x12\x1c.aiomesos.v1.GetStateRequest\x1a\x1d.aiomesos.v1.GetStateResponse\x12J\n\tGetAgents\x12\x1d.aiomesos.v1.GetAgentsRequest\x1a\x1e.aiomesos.v1.GetAgentsResponse\x12V\n\rGetFrameworks\x12!.aiomesos.v1.GetFrameworksRequest\x1a\".aiomesos.v1.GetFrameworksResponse\x12G\n\x08GetTasks\x12\x1c.aiomesos.v1.GetTasksRequest\x1a\x1d.aiomesos.v1.GetTasksResponse\x12G\n\x08Teardown\x12\x1c.aiomesos.v1.TeardownRequest\x1a\x1d.aiomesos.v1.TeardownResponse\x12M\n\nGetWeights\x12\x1e.aiomesos.v1.GetWeightsRequest\x1a\x1f.aiomesos.v1.GetWeightsResponse\x12V\n\rUpdateWeights\x12!.aiomesos.v1.UpdateWeightsRequest\x1a\".aiomesos.v1.UpdateWeightsResponse\x12G\n\x08GetQuota\x12\x1c.aiomesos.v1.GetQuotaRequest\x1a\x1d.aiomesos.v1.GetQuotaResponse\x12G\n\x08SetQuota\x12\x1c.aiomesos.v1.SetQuotaRequest\x1a\x1d.aiomesos.v1.SetQuotaResponse\x12P\n\x0bRemoveQuota\x12\x1f.aiomesos.v1.RemoveQuotaRequest\x1a .aiomesos.v1.RemoveQuotaResponse\x12\x44\n\x07Reserve\x12\x1b.aiomesos.v1.ReserveRequest\x1a\x1c.aiomesos.v1.ReserveResponse\x12J\n\tUnreserve\x12\x1d.aiomesos.v1.UnreserveRequest\x1a\x1e.aiomesos.v1.UnreserveResponse\x12M\n\nGetMetrics\x12\x1e.aiomesos.v1.GetMetricsRequest\x1a\x1f.aiomesos.v1.GetMetricsResponse\x12\x64\n\rGetContainers\x12(.aiomesos.v1.GetClusterContainersRequest\x1a).aiomesos.v1.GetClusterContainersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aiomesos.v1.operator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_GETMETRICSRESPONSE_METRICSENTRY']._loaded_options = None
+  _globals['_GETMETRICSRESPONSE_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_AGENTSUMMARY']._serialized_start=123
   _globals['_AGENTSUMMARY']._serialized_end=389
   _globals['_FRAMEWORKSUMMARY']._serialized_start=392
@@ -56,14 +58,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATEREQUEST']._serialized_end=1240
   _globals['_GETSTATERESPONSE']._serialized_start=1243
   _globals['_GETSTATERESPONSE']._serialized_end=1467
-  _globals['_TEARDOWNREQUEST']._serialized_start=1469
-  _globals['_TEARDOWNREQUEST']._serialized_end=1508
-  _globals['_TEARDOWNRESPONSE']._serialized_start=1510
-  _globals['_TEARDOWNRESPONSE']._serialized_end=1528
-  _globals['_GETCLUSTERCONTAINERSREQUEST']._serialized_start=1530
-  _globals['_GETCLUSTERCONTAINERSREQUEST']._serialized_end=1559
-  _globals['_GETCLUSTERCONTAINERSRESPONSE']._serialized_start=1561
-  _globals['_GETCLUSTERCONTAINERSRESPONSE']._serialized_end=1669
-  _globals['_OPERATOR']._serialized_start=1672
-  _globals['_OPERATOR']._serialized_end=2167
+  _globals['_ROLEWEIGHT']._serialized_start=1469
+  _globals['_ROLEWEIGHT']._serialized_end=1511
+  _globals['_GETWEIGHTSREQUEST']._serialized_start=1513
+  _globals['_GETWEIGHTSREQUEST']._serialized_end=1532
+  _globals['_GETWEIGHTSRESPONSE']._serialized_start=1534
+  _globals['_GETWEIGHTSRESPONSE']._serialized_end=1596
+  _globals['_UPDATEWEIGHTSREQUEST']._serialized_start=1598
+  _globals['_UPDATEWEIGHTSREQUEST']._serialized_end=1662
+  _globals['_UPDATEWEIGHTSRESPONSE']._serialized_start=1664
+  _globals['_UPDATEWEIGHTSRESPONSE']._serialized_end=1687
+  _globals['_QUOTAINFO']._serialized_start=1689
+  _globals['_QUOTAINFO']._serialized_end=1813
+  _globals['_ROLEUSAGE']._serialized_start=1816
+  _globals['_ROLEUSAGE']._serialized_end=1957
+  _globals['_GETQUOTAREQUEST']._serialized_start=1959
+  _globals['_GETQUOTAREQUEST']._serialized_end=1976
+  _globals['_GETQUOTARESPONSE']._serialized_start=1978
+  _globals['_GETQUOTARESPONSE']._serialized_end=2075
+  _globals['_SETQUOTAREQUEST']._serialized_start=2077
+  _globals['_SETQUOTAREQUEST']._serialized_end=2133
+  _globals['_SETQUOTARESPONSE']._serialized_start=2135
+  _globals['_SETQUOTARESPONSE']._serialized_end=2153
+  _globals['_REMOVEQUOTAREQUEST']._serialized_start=2155
+  _globals['_REMOVEQUOTAREQUEST']._serialized_end=2189
+  _globals['_REMOVEQUOTARESPONSE']._serialized_start=2191
+  _globals['_REMOVEQUOTARESPONSE']._serialized_end=2212
+  _globals['_RESERVEREQUEST']._serialized_start=2214
+  _globals['_RESERVEREQUEST']._serialized_end=2290
+  _globals['_RESERVERESPONSE']._serialized_start=2292
+  _globals['_RESERVERESPONSE']._serialized_end=2309
+  _globals['_UNRESERVEREQUEST']._serialized_start=2311
+  _globals['_UNRESERVEREQUEST']._serialized_end=2389
+  _globals['_UNRESERVERESPONSE']._serialized_start=2391
+  _globals['_UNRESERVERESPONSE']._serialized_end=2410
+  _globals['_GETMETRICSREQUEST']._serialized_start=2412
+  _globals['_GETMETRICSREQUEST']._serialized_end=2431
+  _globals['_GETMETRICSRESPONSE']._serialized_start=2434
+  _globals['_GETMETRICSRESPONSE']._serialized_end=2565
+  _globals['_GETMETRICSRESPONSE_METRICSENTRY']._serialized_start=2519
+  _globals['_GETMETRICSRESPONSE_METRICSENTRY']._serialized_end=2565
+  _globals['_TEARDOWNREQUEST']._serialized_start=2567
+  _globals['_TEARDOWNREQUEST']._serialized_end=2606
+  _globals['_TEARDOWNRESPONSE']._serialized_start=2608
+  _globals['_TEARDOWNRESPONSE']._serialized_end=2626
+  _globals['_GETCLUSTERCONTAINERSREQUEST']._serialized_start=2628
+  _globals['_GETCLUSTERCONTAINERSREQUEST']._serialized_end=2657
+  _globals['_GETCLUSTERCONTAINERSRESPONSE']._serialized_start=2659
+  _globals['_GETCLUSTERCONTAINERSRESPONSE']._serialized_end=2767
+  _globals['_OPERATOR']._serialized_start=2770
+  _globals['_OPERATOR']._serialized_end=3885
 # @@protoc_insertion_point(module_scope)

@@ -59,6 +59,46 @@ class OperatorStub:
                 request_serializer=aiomesos_dot_v1_dot_operator__pb2.TeardownRequest.SerializeToString,
                 response_deserializer=aiomesos_dot_v1_dot_operator__pb2.TeardownResponse.FromString,
                 _registered_method=True)
+        self.GetWeights = channel.unary_unary(
+                '/aiomesos.v1.Operator/GetWeights',
+                request_serializer=aiomesos_dot_v1_dot_operator__pb2.GetWeightsRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetWeightsResponse.FromString,
+                _registered_method=True)
+        self.UpdateWeights = channel.unary_unary(
+                '/aiomesos.v1.Operator/UpdateWeights',
+                request_serializer=aiomesos_dot_v1_dot_operator__pb2.UpdateWeightsRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_operator__pb2.UpdateWeightsResponse.FromString,
+                _registered_method=True)
+        self.GetQuota = channel.unary_unary(
+                '/aiomesos.v1.Operator/GetQuota',
+                request_serializer=aiomesos_dot_v1_dot_operator__pb2.GetQuotaRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetQuotaResponse.FromString,
+                _registered_method=True)
+        self.SetQuota = channel.unary_unary(
+                '/aiomesos.v1.Operator/SetQuota',
+                request_serializer=aiomesos_dot_v1_dot_operator__pb2.SetQuotaRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_operator__pb2.SetQuotaResponse.FromString,
+                _registered_method=True)
+        self.RemoveQuota = channel.unary_unary(
+                '/aiomesos.v1.Operator/RemoveQuota',
+                request_serializer=aiomesos_dot_v1_dot_operator__pb2.RemoveQuotaRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_operator__pb2.RemoveQuotaResponse.FromString,
+                _registered_method=True)
+        self.Reserve = channel.unary_unary(
+                '/aiomesos.v1.Operator/Reserve',
+                request_serializer=aiomesos_dot_v1_dot_operator__pb2.ReserveRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_operator__pb2.ReserveResponse.FromString,
+                _registered_method=True)
+        self.Unreserve = channel.unary_unary(
+                '/aiomesos.v1.Operator/Unreserve',
+                request_serializer=aiomesos_dot_v1_dot_operator__pb2.UnreserveRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_operator__pb2.UnreserveResponse.FromString,
+                _registered_method=True)
+        self.GetMetrics = channel.unary_unary(
+                '/aiomesos.v1.Operator/GetMetrics',
+                request_serializer=aiomesos_dot_v1_dot_operator__pb2.GetMetricsRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetMetricsResponse.FromString,
+                _registered_method=True)
         self.GetContainers = channel.unary_unary(
                 '/aiomesos.v1.Operator/GetContainers',
                 request_serializer=aiomesos_dot_v1_dot_operator__pb2.GetClusterContainersRequest.SerializeToString,
@@ -99,6 +139,54 @@ class OperatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWeights(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateWeights(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQuota(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetQuota(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveQuota(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reserve(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unreserve(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMetrics(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetContainers(self, request, context):
         """Every running container's statistics, gathered from the agents (agents that do not answer in time are
         listed in unreachable_agents).
@@ -134,6 +222,46 @@ def add_OperatorServicer_to_server(servicer, server):
                     servicer.Teardown,
                     request_deserializer=aiomesos_dot_v1_dot_operator__pb2.TeardownRequest.FromString,
                     response_serializer=aiomesos_dot_v1_dot_operator__pb2.TeardownResponse.SerializeToString,
+            ),
+            'GetWeights': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWeights,
+                    request_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetWeightsRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_operator__pb2.GetWeightsResponse.SerializeToString,
+            ),
+            'UpdateWeights': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWeights,
+                    request_deserializer=aiomesos_dot_v1_dot_operator__pb2.UpdateWeightsRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_operator__pb2.UpdateWeightsResponse.SerializeToString,
+            ),
+            'GetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuota,
+                    request_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetQuotaRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_operator__pb2.GetQuotaResponse.SerializeToString,
+            ),
+            'SetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetQuota,
+                    request_deserializer=aiomesos_dot_v1_dot_operator__pb2.SetQuotaRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_operator__pb2.SetQuotaResponse.SerializeToString,
+            ),
+            'RemoveQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveQuota,
+                    request_deserializer=aiomesos_dot_v1_dot_operator__pb2.RemoveQuotaRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_operator__pb2.RemoveQuotaResponse.SerializeToString,
+            ),
+            'Reserve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reserve,
+                    request_deserializer=aiomesos_dot_v1_dot_operator__pb2.ReserveRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_operator__pb2.ReserveResponse.SerializeToString,
+            ),
+            'Unreserve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unreserve,
+                    request_deserializer=aiomesos_dot_v1_dot_operator__pb2.UnreserveRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_operator__pb2.UnreserveResponse.SerializeToString,
+            ),
+            'GetMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMetrics,
+                    request_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetMetricsRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_operator__pb2.GetMetricsResponse.SerializeToString,
             ),
             'GetContainers': grpc.unary_unary_rpc_method_handler(
                     servicer.GetContainers,
@@ -276,6 +404,222 @@ class Operator:
             '/aiomesos.v1.Operator/Teardown',
             aiomesos_dot_v1_dot_operator__pb2.TeardownRequest.SerializeToString,
             aiomesos_dot_v1_dot_operator__pb2.TeardownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWeights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Operator/GetWeights',
+            aiomesos_dot_v1_dot_operator__pb2.GetWeightsRequest.SerializeToString,
+            aiomesos_dot_v1_dot_operator__pb2.GetWeightsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateWeights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Operator/UpdateWeights',
+            aiomesos_dot_v1_dot_operator__pb2.UpdateWeightsRequest.SerializeToString,
+            aiomesos_dot_v1_dot_operator__pb2.UpdateWeightsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Operator/GetQuota',
+            aiomesos_dot_v1_dot_operator__pb2.GetQuotaRequest.SerializeToString,
+            aiomesos_dot_v1_dot_operator__pb2.GetQuotaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Operator/SetQuota',
+            aiomesos_dot_v1_dot_operator__pb2.SetQuotaRequest.SerializeToString,
+            aiomesos_dot_v1_dot_operator__pb2.SetQuotaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Operator/RemoveQuota',
+            aiomesos_dot_v1_dot_operator__pb2.RemoveQuotaRequest.SerializeToString,
+            aiomesos_dot_v1_dot_operator__pb2.RemoveQuotaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reserve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Operator/Reserve',
+            aiomesos_dot_v1_dot_operator__pb2.ReserveRequest.SerializeToString,
+            aiomesos_dot_v1_dot_operator__pb2.ReserveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unreserve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Operator/Unreserve',
+            aiomesos_dot_v1_dot_operator__pb2.UnreserveRequest.SerializeToString,
+            aiomesos_dot_v1_dot_operator__pb2.UnreserveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Operator/GetMetrics',
+            aiomesos_dot_v1_dot_operator__pb2.GetMetricsRequest.SerializeToString,
+            aiomesos_dot_v1_dot_operator__pb2.GetMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,6 +36,14 @@ class OperatorStub:
     GetFrameworks: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetFrameworksRequest, _operator_pb2.GetFrameworksResponse]
     GetTasks: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetTasksRequest, _operator_pb2.GetTasksResponse]
     Teardown: _grpc.UnaryUnaryMultiCallable[_operator_pb2.TeardownRequest, _operator_pb2.TeardownResponse]
+    GetWeights: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetWeightsRequest, _operator_pb2.GetWeightsResponse]
+    UpdateWeights: _grpc.UnaryUnaryMultiCallable[_operator_pb2.UpdateWeightsRequest, _operator_pb2.UpdateWeightsResponse]
+    GetQuota: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetQuotaRequest, _operator_pb2.GetQuotaResponse]
+    SetQuota: _grpc.UnaryUnaryMultiCallable[_operator_pb2.SetQuotaRequest, _operator_pb2.SetQuotaResponse]
+    RemoveQuota: _grpc.UnaryUnaryMultiCallable[_operator_pb2.RemoveQuotaRequest, _operator_pb2.RemoveQuotaResponse]
+    Reserve: _grpc.UnaryUnaryMultiCallable[_operator_pb2.ReserveRequest, _operator_pb2.ReserveResponse]
+    Unreserve: _grpc.UnaryUnaryMultiCallable[_operator_pb2.UnreserveRequest, _operator_pb2.UnreserveResponse]
+    GetMetrics: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetMetricsRequest, _operator_pb2.GetMetricsResponse]
     GetContainers: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetClusterContainersRequest, _operator_pb2.GetClusterContainersResponse]
     """Every running container's statistics, gathered from the agents (agents that do not answer in time are
     listed in unreachable_agents).
@@ -49,6 +57,14 @@ class OperatorAsyncStub(OperatorStub):
     GetFrameworks: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetFrameworksRequest, _operator_pb2.GetFrameworksResponse]  # type: ignore[assignment]
     GetTasks: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetTasksRequest, _operator_pb2.GetTasksResponse]  # type: ignore[assignment]
     Teardown: _aio.UnaryUnaryMultiCallable[_operator_pb2.TeardownRequest, _operator_pb2.TeardownResponse]  # type: ignore[assignment]
+    GetWeights: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetWeightsRequest, _operator_pb2.GetWeightsResponse]  # type: ignore[assignment]
+    UpdateWeights: _aio.UnaryUnaryMultiCallable[_operator_pb2.UpdateWeightsRequest, _operator_pb2.UpdateWeightsResponse]  # type: ignore[assignment]
+    GetQuota: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetQuotaRequest, _operator_pb2.GetQuotaResponse]  # type: ignore[assignment]
+    SetQuota: _aio.UnaryUnaryMultiCallable[_operator_pb2.SetQuotaRequest, _operator_pb2.SetQuotaResponse]  # type: ignore[assignment]
+    RemoveQuota: _aio.UnaryUnaryMultiCallable[_operator_pb2.RemoveQuotaRequest, _operator_pb2.RemoveQuotaResponse]  # type: ignore[assignment]
+    Reserve: _aio.UnaryUnaryMultiCallable[_operator_pb2.ReserveRequest, _operator_pb2.ReserveResponse]  # type: ignore[assignment]
+    Unreserve: _aio.UnaryUnaryMultiCallable[_operator_pb2.UnreserveRequest, _operator_pb2.UnreserveResponse]  # type: ignore[assignment]
+    GetMetrics: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetMetricsRequest, _operator_pb2.GetMetricsResponse]  # type: ignore[assignment]
     GetContainers: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetClusterContainersRequest, _operator_pb2.GetClusterContainersResponse]  # type: ignore[assignment]
     """Every running container's statistics, gathered from the agents (agents that do not answer in time are
     listed in unreachable_agents).
@@ -89,6 +105,62 @@ class OperatorServicer(metaclass=_abc_1.ABCMeta):
         request: _operator_pb2.TeardownRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_operator_pb2.TeardownResponse, _abc.Awaitable[_operator_pb2.TeardownResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetWeights(
+        self,
+        request: _operator_pb2.GetWeightsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.GetWeightsResponse, _abc.Awaitable[_operator_pb2.GetWeightsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateWeights(
+        self,
+        request: _operator_pb2.UpdateWeightsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.UpdateWeightsResponse, _abc.Awaitable[_operator_pb2.UpdateWeightsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetQuota(
+        self,
+        request: _operator_pb2.GetQuotaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.GetQuotaResponse, _abc.Awaitable[_operator_pb2.GetQuotaResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetQuota(
+        self,
+        request: _operator_pb2.SetQuotaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.SetQuotaResponse, _abc.Awaitable[_operator_pb2.SetQuotaResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveQuota(
+        self,
+        request: _operator_pb2.RemoveQuotaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.RemoveQuotaResponse, _abc.Awaitable[_operator_pb2.RemoveQuotaResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Reserve(
+        self,
+        request: _operator_pb2.ReserveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.ReserveResponse, _abc.Awaitable[_operator_pb2.ReserveResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Unreserve(
+        self,
+        request: _operator_pb2.UnreserveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.UnreserveResponse, _abc.Awaitable[_operator_pb2.UnreserveResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetMetrics(
+        self,
+        request: _operator_pb2.GetMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.GetMetricsResponse, _abc.Awaitable[_operator_pb2.GetMetricsResponse]]: ...
 
     @_abc_1.abstractmethod
     def GetContainers(

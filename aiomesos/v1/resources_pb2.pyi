@@ -416,6 +416,80 @@ class AgentInfo(_message.Message):
 Global___AgentInfo: _TypeAlias = AgentInfo  # noqa: Y015
 
 @_typing.final
+class AttributeConstraint(_message.Message):
+    """Offer constraints (the Mesos paper's two filter kinds), applied by the allocator so unwanted offers are
+    never made: only agents whose attributes match every predicate, and only offers with at least min_resources.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTRIBUTE_FIELD_NUMBER: _builtins.int
+    EQUALS_FIELD_NUMBER: _builtins.int
+    IN_FIELD_NUMBER: _builtins.int
+    REGEX_FIELD_NUMBER: _builtins.int
+    attribute: _builtins.str
+    equals: _builtins.str
+    regex: _builtins.str
+    def __init__(
+        self,
+        *,
+        attribute: _builtins.str = ...,
+        equals: _builtins.str = ...,
+        regex: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attribute", b"attribute", "equals", b"equals", "in", b"in", "regex", b"regex"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttributeConstraint: _TypeAlias = AttributeConstraint  # noqa: Y015
+
+@_typing.final
+class ResourceList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___Resource]: ...
+    def __init__(
+        self,
+        *,
+        resources: _abc.Iterable[Global___Resource] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResourceList: _TypeAlias = ResourceList  # noqa: Y015
+
+@_typing.final
+class OfferConstraints(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTRIBUTES_FIELD_NUMBER: _builtins.int
+    MIN_RESOURCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def attributes(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttributeConstraint]: ...
+    @_builtins.property
+    def min_resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___Resource]: ...
+    def __init__(
+        self,
+        *,
+        attributes: _abc.Iterable[Global___AttributeConstraint] | None = ...,
+        min_resources: _abc.Iterable[Global___Resource] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "min_resources", b"min_resources"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OfferConstraints: _TypeAlias = OfferConstraints  # noqa: Y015
+
+@_typing.final
 class FrameworkInfo(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -463,6 +537,27 @@ class FrameworkInfo(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class MinAllocatableResourcesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___MinAllocatable: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___MinAllocatable | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
@@ -473,6 +568,8 @@ class FrameworkInfo(_message.Message):
     HOSTNAME_FIELD_NUMBER: _builtins.int
     PRINCIPAL_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    OFFER_CONSTRAINTS_FIELD_NUMBER: _builtins.int
+    MIN_ALLOCATABLE_RESOURCES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """empty on a first subscription; the master assigns it"""
     name: _builtins.str
@@ -490,6 +587,14 @@ class FrameworkInfo(_message.Message):
     def capabilities(self) -> _containers.RepeatedCompositeFieldContainer[Global___FrameworkInfo.Capability]: ...
     @_builtins.property
     def labels(self) -> Global___Labels: ...
+    @_builtins.property
+    def offer_constraints(self) -> Global___OfferConstraints: ...
+    @_builtins.property
+    def min_allocatable_resources(self) -> _containers.MessageMap[_builtins.str, Global___MinAllocatable]:
+        """Per role: the smallest offers worth making (any one of the alternatives), overriding the master's default
+        (cpus:0.01 or mem:32).
+        """
+
     def __init__(
         self,
         *,
@@ -503,11 +608,33 @@ class FrameworkInfo(_message.Message):
         hostname: _builtins.str = ...,
         principal: _builtins.str = ...,
         labels: Global___Labels | None = ...,
+        offer_constraints: Global___OfferConstraints | None = ...,
+        min_allocatable_resources: _abc.Mapping[_builtins.str, Global___MinAllocatable] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "offer_constraints", b"offer_constraints"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "checkpoint", b"checkpoint", "failover_timeout", b"failover_timeout", "hostname", b"hostname", "id", b"id", "labels", b"labels", "name", b"name", "principal", b"principal", "roles", b"roles", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "checkpoint", b"checkpoint", "failover_timeout", b"failover_timeout", "hostname", b"hostname", "id", b"id", "labels", b"labels", "min_allocatable_resources", b"min_allocatable_resources", "name", b"name", "offer_constraints", b"offer_constraints", "principal", b"principal", "roles", b"roles", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FrameworkInfo: _TypeAlias = FrameworkInfo  # noqa: Y015
+
+@_typing.final
+class MinAllocatable(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALTERNATIVES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alternatives(self) -> _containers.RepeatedCompositeFieldContainer[Global___ResourceList]: ...
+    def __init__(
+        self,
+        *,
+        alternatives: _abc.Iterable[Global___ResourceList] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alternatives", b"alternatives"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MinAllocatable: _TypeAlias = MinAllocatable  # noqa: Y015

@@ -102,10 +102,14 @@ class Offer_Operation(_message.Message):
         DESCRIPTOR: _descriptor.EnumDescriptor
         UNKNOWN: Offer_Operation._Type.ValueType  # 0
         LAUNCH: Offer_Operation._Type.ValueType  # 1
+        RESERVE: Offer_Operation._Type.ValueType  # 2
+        UNRESERVE: Offer_Operation._Type.ValueType  # 3
 
     class Type(_Type, metaclass=_TypeEnumTypeWrapper): ...
     UNKNOWN: Offer_Operation.Type.ValueType  # 0
     LAUNCH: Offer_Operation.Type.ValueType  # 1
+    RESERVE: Offer_Operation.Type.ValueType  # 2
+    UNRESERVE: Offer_Operation.Type.ValueType  # 3
 
     @_typing.final
     class Launch(_message.Message):
@@ -125,23 +129,71 @@ class Offer_Operation(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class Reserve(_message.Message):
+        """Dynamic reservation: `resources` carry the role they are to be reserved for (RESERVE), or are reserved
+        resources to give back to the unreserved pool (UNRESERVE).
+        """
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        RESOURCES_FIELD_NUMBER: _builtins.int
+        @_builtins.property
+        def resources(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Resource]: ...
+        def __init__(
+            self,
+            *,
+            resources: _abc.Iterable[_resources_pb2.Resource] | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class Unreserve(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        RESOURCES_FIELD_NUMBER: _builtins.int
+        @_builtins.property
+        def resources(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Resource]: ...
+        def __init__(
+            self,
+            *,
+            resources: _abc.Iterable[_resources_pb2.Resource] | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TYPE_FIELD_NUMBER: _builtins.int
     LAUNCH_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
+    RESERVE_FIELD_NUMBER: _builtins.int
+    UNRESERVE_FIELD_NUMBER: _builtins.int
     type: Global___Offer_Operation.Type.ValueType
     id: _builtins.str
     @_builtins.property
     def launch(self) -> Global___Offer_Operation.Launch: ...
+    @_builtins.property
+    def reserve(self) -> Global___Offer_Operation.Reserve: ...
+    @_builtins.property
+    def unreserve(self) -> Global___Offer_Operation.Unreserve: ...
     def __init__(
         self,
         *,
         type: Global___Offer_Operation.Type.ValueType = ...,
         launch: Global___Offer_Operation.Launch | None = ...,
         id: _builtins.str = ...,
+        reserve: Global___Offer_Operation.Reserve | None = ...,
+        unreserve: Global___Offer_Operation.Unreserve | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["launch", b"launch"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["launch", b"launch", "reserve", b"reserve", "unreserve", b"unreserve"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "launch", b"launch", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "launch", b"launch", "reserve", b"reserve", "type", b"type", "unreserve", b"unreserve"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -169,6 +221,7 @@ class Call(_message.Message):
         RECONCILE: Call._Type.ValueType  # 9
         MESSAGE: Call._Type.ValueType  # 10
         SUPPRESS: Call._Type.ValueType  # 11
+        UPDATE_FRAMEWORK: Call._Type.ValueType  # 12
 
     class Type(_Type, metaclass=_TypeEnumTypeWrapper): ...
     UNKNOWN: Call.Type.ValueType  # 0
@@ -183,6 +236,7 @@ class Call(_message.Message):
     RECONCILE: Call.Type.ValueType  # 9
     MESSAGE: Call.Type.ValueType  # 10
     SUPPRESS: Call.Type.ValueType  # 11
+    UPDATE_FRAMEWORK: Call.Type.ValueType  # 12
 
     @_typing.final
     class Subscribe(_message.Message):
@@ -402,6 +456,7 @@ class Call(_message.Message):
     RECONCILE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     SUPPRESS_FIELD_NUMBER: _builtins.int
+    UPDATE_FRAMEWORK_FIELD_NUMBER: _builtins.int
     BATCH_FIELD_NUMBER: _builtins.int
     framework_id: _builtins.str
     type: Global___Call.Type.ValueType
@@ -424,6 +479,10 @@ class Call(_message.Message):
     @_builtins.property
     def suppress(self) -> Global___Call.Suppress: ...
     @_builtins.property
+    def update_framework(self) -> Global___Call.Subscribe:
+        """UPDATE_FRAMEWORK: new roles, capabilities, offer constraints or minimums (the id must not change)."""
+
+    @_builtins.property
     def batch(self) -> _containers.RepeatedCompositeFieldContainer[Global___Call]:
         """Several calls of any type after SUBSCRIBE may travel in one message."""
 
@@ -441,11 +500,12 @@ class Call(_message.Message):
         reconcile: Global___Call.Reconcile | None = ...,
         message: Global___Call.Message | None = ...,
         suppress: Global___Call.Suppress | None = ...,
+        update_framework: Global___Call.Subscribe | None = ...,
         batch: _abc.Iterable[Global___Call] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "acknowledge", b"acknowledge", "decline", b"decline", "kill", b"kill", "message", b"message", "reconcile", b"reconcile", "revive", b"revive", "subscribe", b"subscribe", "suppress", b"suppress"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "acknowledge", b"acknowledge", "decline", b"decline", "kill", b"kill", "message", b"message", "reconcile", b"reconcile", "revive", b"revive", "subscribe", b"subscribe", "suppress", b"suppress", "update_framework", b"update_framework"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "acknowledge", b"acknowledge", "batch", b"batch", "decline", b"decline", "framework_id", b"framework_id", "kill", b"kill", "message", b"message", "reconcile", b"reconcile", "revive", b"revive", "subscribe", b"subscribe", "suppress", b"suppress", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "acknowledge", b"acknowledge", "batch", b"batch", "decline", b"decline", "framework_id", b"framework_id", "kill", b"kill", "message", b"message", "reconcile", b"reconcile", "revive", b"revive", "subscribe", b"subscribe", "suppress", b"suppress", "type", b"type", "update_framework", b"update_framework"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,14 +1,15 @@
 """The narrow interface between the master and its allocator, after Mesos' allocator module.
 
-The master reports facts (a framework subscribed, an agent attached, resources came back) and asks for
-allocations; it never computes a share itself. Implementations must be pure: no I/O, time only from `now`.
+The master reports facts (a framework subscribed, an agent attached, resources came back, an operator set a
+quota) and asks for allocations; it never computes a share itself. Implementations must be pure: no I/O, time
+only from the `now` arguments, deterministic for the same calls.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from scheduler_sdk.resources import Resources
 
@@ -21,7 +22,48 @@ class Allocation:
     resources: Resources
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Per role: `guarantee` is set aside for the role (satisfied first, with headroom held back for it);
+    `limit` is never exceeded (None: no limit)."""
+
+    guarantee: Resources = field(default_factory=Resources.empty)
+    limit: Resources | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeMatch:
+    """One predicate on an agent attribute (text value): exactly one of `equals`, `in_`, `regex` is set."""
+
+    attribute: str
+    equals: str | None = None
+    in_: tuple[str, ...] | None = None
+    regex: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OfferConstraints:
+    """The Mesos paper's two filter kinds, given at SUBSCRIBE: only agents whose attributes match every predicate
+    ("only nodes from list L"), and only offers holding at least `min_resources` ("only nodes with at least R
+    free"). Applied in the allocator, so unwanted offers are never made."""
+
+    attributes: tuple[AttributeMatch, ...] = ()
+    min_resources: Resources | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """Revocation's decision: `role` holds more than its share while `for_role` waits below its guarantee (or fair
+    share); take back about `resources` from `role` (the master picks which tasks: least recently started,
+    revocable ones only, never below the role's share)."""
+
+    role: str
+    resources: Resources
+    for_role: str
+
+
 class Allocator(ABC):
+    # ----------------------------------------------------------------- frameworks
     @abstractmethod
     def add_framework(
         self,
@@ -31,9 +73,24 @@ class Allocator(ABC):
         *,
         active: bool = True,
         gpu_aware: bool = False,
+        constraints: OfferConstraints | None = None,
+        min_allocatable: Mapping[str, Sequence[Resources]] | None = None,
     ) -> None:
-        """A framework subscribed; `used` maps agent id to what its tasks already hold there. Only `gpu_aware`
-        frameworks (capability GPU_RESOURCES) are offered agents that have GPUs."""
+        """A framework subscribed. `used` maps agent id to what its tasks already hold there (resources carry
+        their reservation role; unreserved ones are charged to the framework's first role unless the master
+        knows better through add_used). Only `gpu_aware` frameworks (GPU_RESOURCES) are offered GPU agents.
+        `min_allocatable` overrides the minimum offer size per role."""
+
+    @abstractmethod
+    def update_framework(
+        self,
+        framework_id: str,
+        roles: Iterable[str],
+        *,
+        gpu_aware: bool = False,
+        constraints: OfferConstraints | None = None,
+        min_allocatable: Mapping[str, Sequence[Resources]] | None = None,
+    ) -> None: ...
 
     @abstractmethod
     def remove_framework(self, framework_id: str) -> None: ...
@@ -46,8 +103,27 @@ class Allocator(ABC):
         """The framework disconnected: make it no offers until it is activated again."""
 
     @abstractmethod
-    def add_agent(self, agent_id: str, total: Resources, used: Mapping[str, Resources]) -> None:
-        """An agent attached; `used` maps framework id to what its tasks hold there."""
+    def suppress_offers(self, framework_id: str, roles: Iterable[str] | None = None) -> None: ...
+
+    @abstractmethod
+    def revive_offers(self, framework_id: str, roles: Iterable[str] | None = None) -> None:
+        """Clear the framework's filters (for those roles) and lift its suppression."""
+
+    # ----------------------------------------------------------------- agents
+    @abstractmethod
+    def add_agent(
+        self,
+        agent_id: str,
+        total: Resources,
+        used: Mapping[str, Resources],
+        attributes: Mapping[str, str] | None = None,
+    ) -> None:
+        """An agent attached; `used` maps framework id to what its tasks hold there. `attributes` (text values)
+        are what offer constraints match."""
+
+    @abstractmethod
+    def update_agent(self, agent_id: str, total: Resources) -> None:
+        """The agent's total changed (e.g. a dynamic reservation moved resources to a role)."""
 
     @abstractmethod
     def remove_agent(self, agent_id: str) -> None: ...
@@ -58,9 +134,10 @@ class Allocator(ABC):
     @abstractmethod
     def deactivate_agent(self, agent_id: str) -> None: ...
 
+    # ----------------------------------------------------------------- resources
     @abstractmethod
-    def add_used(self, framework_id: str, agent_id: str, resources: Resources) -> None:
-        """Tasks the master learned of (an agent re-attached) hold `resources`."""
+    def add_used(self, framework_id: str, agent_id: str, resources: Resources, role: str | None = None) -> None:
+        """Tasks the master learned of (an agent re-attached) hold `resources` (charged to `role`)."""
 
     @abstractmethod
     def recover_resources(
@@ -73,20 +150,32 @@ class Allocator(ABC):
         role: str | None = None,
     ) -> None:
         """Resources allocated to the framework came back (declined, unused by an accept, rescinded, or freed
-        by a finished task). With `refuse_seconds` > 0, they are withheld from that framework for that time.
-        `role` is the role they were allocated to (an offer's allocation role); None: any of its roles."""
+        by a finished task). With `refuse_seconds` > 0, they are withheld from that framework (in `role`) for
+        max(refuse_seconds, allocation interval). `role` is the role they were allocated to; None: any."""
+
+    # ----------------------------------------------------------------- operator policy
+    @abstractmethod
+    def update_weights(self, weights: Mapping[str, float]) -> None:
+        """Set the weights of these roles (others keep theirs; the default weight is 1)."""
 
     @abstractmethod
-    def suppress_offers(self, framework_id: str, roles: Iterable[str] | None = None) -> None: ...
+    def update_quota(self, role: str, quota: Quota | None) -> None:
+        """Set (or, with None, remove) a role's quota."""
 
-    @abstractmethod
-    def revive_offers(self, framework_id: str, roles: Iterable[str] | None = None) -> None:
-        """Clear the framework's filters and lift its suppression."""
-
+    # ----------------------------------------------------------------- decisions
     @abstractmethod
     def allocate(self, now: float) -> list[Allocation]:
         """Run one allocation cycle; what it returns is allocated until recovered."""
 
     @abstractmethod
+    def revocations(self, now: float) -> list[Revocation]:
+        """What should be taken back so that starved roles get their guarantee (or, with a fair policy, their
+        fair share). Empty unless revocation is enabled."""
+
+    @abstractmethod
     def allocated(self, framework_id: str) -> Resources:
         """Everything the framework holds (tasks and outstanding offers), over all agents."""
+
+    def metrics(self) -> dict[str, float]:
+        """Figures for the master's metrics (e.g. allocation_run_ms, allocation_runs)."""
+        return {}
