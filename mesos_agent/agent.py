@@ -48,6 +48,7 @@ class TaskRun:
     env: dict[str, str] | None = None
     health_task: asyncio.Task[None] | None = None
     health_kill_message: str | None = None  # set when a failing health check killed the task
+    kill_reason: int = 0  # why the master killed it (e.g. REASON_CONTAINER_PREEMPTED)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -117,7 +118,7 @@ class Agent:
             case MasterMessage.KILL_TASKS:
                 for kill in message.kill_tasks.tasks:
                     policy = kill.kill_policy if kill.HasField("kill_policy") else None
-                    self.kill_task(kill.framework_id, kill.task_id, policy)
+                    self.kill_task(kill.framework_id, kill.task_id, policy, reason=kill.reason)
             case MasterMessage.ACKNOWLEDGE:
                 for ack in message.acknowledge.acknowledgements:
                     self.acknowledge(ack.framework_id, ack.task_id, ack.uuid)
@@ -143,7 +144,7 @@ class Agent:
             self.checkpoint.add_task(framework, info, run.container_id)
         self.spawn(self._run(run))
 
-    def kill_task(self, framework_id: str, task_id: str, policy: rpb.KillPolicy | None) -> None:
+    def kill_task(self, framework_id: str, task_id: str, policy: rpb.KillPolicy | None, reason: int = 0) -> None:
         run = self.tasks.get((framework_id, task_id))
         if run is None:
             self._update_unknown(framework_id, task_id)
@@ -151,6 +152,7 @@ class Agent:
         if run.state in TERMINAL or run.kill_requested:
             return
         run.kill_requested = True
+        run.kill_reason = reason
         run.grace = executor.grace_period(run.info, policy)
         if run.container is not None:
             if any(c.type == KILLING_CAPABILITY for c in run.framework.capabilities):
@@ -235,6 +237,8 @@ class Agent:
 
     def _report_end(self, run: TaskRun, term: Termination) -> None:
         state, reason, message, code = executor.terminal_status(term, run.kill_requested)
+        if run.kill_requested and run.kill_reason and state == tpb.TASK_KILLED:
+            reason = run.kill_reason
         if run.health_kill_message is not None:
             reason, message = S.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED, run.health_kill_message
             self._update(run, state, reason, message, exit_code=code, healthy=False)

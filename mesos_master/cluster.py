@@ -9,10 +9,12 @@ status updates one UPDATE event, all launches for an agent one RUN_TASKS message
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import structlog
 
@@ -20,6 +22,7 @@ from aiomesos.v1 import agent_pb2, scheduler_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_master.allocator import Allocator
+from mesos_master.allocator.base import AttributeMatch, OfferConstraints, Quota
 from mesos_master.registry import RegistryState
 from scheduler_sdk.resources import UNRESERVED, Resources, ResourcesError
 from scheduler_sdk.states import is_terminal
@@ -29,6 +32,7 @@ log = structlog.get_logger(__name__)
 S = tpb.TaskStatus
 CAP = rpb.FrameworkInfo.Capability
 DEFAULT_REFUSE_SECONDS = 5.0
+NON_REVOCABLE_LABEL = "aiomesos.non_revocable"  # "true" on a task: not revoked while its role is within quota
 COMPLETED_TASKS_KEPT = 1000
 COMPLETED_FRAMEWORKS_KEPT = 50
 STATUSES_KEPT = 8
@@ -49,6 +53,8 @@ class Task:
     statuses: deque[tpb.TaskStatus] = field(default_factory=lambda: deque(maxlen=STATUSES_KEPT))
     kill_requested: bool = False
     role: str | None = None  # the role its resources were allocated under (None: not known)
+    started_at: float | None = None  # when it first reached RUNNING (revocation takes the oldest first)
+    preempted: bool = False
 
     @property
     def task_id(self) -> str:
@@ -95,7 +101,7 @@ class Framework:
 @dataclass(slots=True)
 class Agent:
     info: rpb.AgentInfo
-    total: Resources
+    total: Resources  # what the agent reported, with the dynamic reservations applied
     connected: bool
     registered_time: float
     reregistered_time: float = 0.0
@@ -223,6 +229,10 @@ class Master:
         self.offers: dict[str, Offer] = {}
         self._ids = itertools.count(1)
         self._allocator_agents: set[str] = set()  # agents the allocator currently knows
+        self.weights: dict[str, float] = {}
+        self.quotas: dict[str, Quota] = {}
+        self.reservations: dict[str, Resources] = {}  # agent id -> its dynamic reservations
+        self.counters: dict[str, int] = {}
         if recovered is not None:
             self._recover(recovered)
 
@@ -234,9 +244,18 @@ class Master:
         """After a restart: what the registry kept waits, disconnected, for its owner to come back."""
         now = self.clock()
         self.removed_framework_ids = set(state.removed_frameworks)
+        for agent_id, reserved in state.reservations.items():
+            self.reservations[agent_id] = Resources.from_proto(reserved)
+        if state.weights:
+            self.weights = dict(state.weights)
+            self.allocator.update_weights(self.weights)
+        for role, (guarantee, limit) in state.quotas.items():
+            quota = Quota(Resources.from_proto(guarantee), None if limit is None else Resources.from_proto(limit))
+            self.quotas[role] = quota
+            self.allocator.update_quota(role, quota)
         for agent_id, info in state.agents.items():
             try:
-                total = Resources.from_proto(info.resources)
+                total = with_reservations(Resources.from_proto(info.resources), self.reservations.get(agent_id))
             except ResourcesError:
                 total = Resources.empty()
             self.agents[agent_id] = Agent(
@@ -250,7 +269,7 @@ class Master:
                 info=fw_info, connected=False, registered_time=now, disconnected_at=now, expires_at=expires
             )
             self.allocator.add_framework(
-                framework_id, list(fw_info.roles), {}, active=False, gpu_aware=_gpu_aware(fw_info)
+                framework_id, list(fw_info.roles), {}, active=False, **allocator_options(fw_info)
             )
 
     # ============================================================================= frameworks
@@ -265,6 +284,7 @@ class Master:
             raise CallError("framework_info.roles must not repeat a role")
         if info.failover_timeout < 0:
             raise CallError("framework_info.failover_timeout must not be negative")
+        allocator_options(info)  # constraints and minimums must be valid
         copy = rpb.FrameworkInfo()
         copy.CopyFrom(info)
         info = copy
@@ -278,13 +298,8 @@ class Master:
             self._rescind_all(existing, recover=True)
             # As in Mesos, a (re-)subscription lifts suppression: a framework suppresses again if it wants to.
             existing.suppressed = False
+            self.allocator.update_framework(framework_id, list(info.roles), **allocator_options(info))
             self.allocator.revive_offers(framework_id)
-            if list(existing.info.roles) != list(info.roles):
-                self.allocator.remove_framework(framework_id)
-                used = self._used_by(framework_id)
-                self.allocator.add_framework(
-                    framework_id, list(info.roles), used, gpu_aware=_gpu_aware(info)
-                )
             existing.info = info
             existing.connected = True
             existing.disconnected_at = existing.expires_at = None
@@ -297,7 +312,7 @@ class Master:
             fw = Framework(info=info, connected=True, registered_time=now)
             self.frameworks[framework_id] = fw
             self.allocator.add_framework(
-                framework_id, list(info.roles), self._used_by(framework_id), gpu_aware=_gpu_aware(info)
+                framework_id, list(info.roles), self._used_by(framework_id), **allocator_options(info)
             )
         self.outbox.write("put_framework", info)
         E = scheduler_pb2.Event
@@ -309,6 +324,25 @@ class Master:
         )
         log.info("framework subscribed", framework_id=framework_id, name=info.name, resubscribed=existing is not None)
         return framework_id
+
+    def update_framework(self, framework_id: str, info: rpb.FrameworkInfo) -> None:
+        """UPDATE_FRAMEWORK: new roles, capabilities, offer constraints or minimums; the id stays."""
+        fw = self._framework(framework_id)
+        if info.id and info.id != framework_id:
+            raise CallError(f"framework_info.id {info.id!r} is not this framework ({framework_id})")
+        if not info.name:
+            raise CallError("framework_info.name must not be empty")
+        for role in info.roles:
+            _validate_role(role)
+        options = allocator_options(info)  # validates constraints and minimums
+        new = rpb.FrameworkInfo()
+        new.CopyFrom(info)
+        new.id = framework_id
+        new.user = new.user or fw.info.user
+        self._rescind_all(fw, recover=True)
+        self.allocator.update_framework(framework_id, list(new.roles), **options)
+        fw.info = new
+        self.outbox.write("put_framework", new)
 
     def disconnect_framework(self, framework_id: str) -> None:
         fw = self.frameworks.get(framework_id)
@@ -376,12 +410,8 @@ class Master:
         fw = self._framework(framework_id)
         now = self.clock()
         refuse = call.filters.refuse_seconds if call.filters.has_refuse_seconds else DEFAULT_REFUSE_SECONDS
-        launches: list[tpb.TaskInfo] = []
-        for op in call.operations:
-            if op.type == scheduler_pb2.Offer_Operation.LAUNCH:
-                launches.extend(op.launch.task_infos)
-            else:
-                self._error(fw, f"unsupported offer operation type {op.type}: only LAUNCH is supported")
+        Op = scheduler_pb2.Offer_Operation
+        launches = [t for op in call.operations if op.type == Op.LAUNCH for t in op.launch.task_infos]
 
         # Validate the offers: each must be outstanding, this framework's, and all on one agent.
         problems: list[str] = []
@@ -421,30 +451,179 @@ class Master:
 
         assert agent is not None
         role = valid[0].role
-        pool = Resources.empty()
+        offered = Resources.empty()
         for offer in valid:
-            pool = pool + offer.resources
+            offered = offered + offer.resources
+        pool = offered
+        reservations_changed = False
+        launched: list[Task] = []
         launched_ids: set[str] = set()
         M = agent_pb2.MasterMessage
-        for info in launches:
-            reason = self._invalid_task(fw, info, agent.id, pool, launched_ids)
-            if reason is not None:
-                self._reply(fw, info.task_id, tpb.TASK_ERROR, S.REASON_TASK_INVALID, reason, agent.id, now)
+        for op in call.operations:  # in order: a LAUNCH may use what a RESERVE before it reserved
+            if op.type in (Op.RESERVE, Op.UNRESERVE):
+                try:
+                    pool = self._apply_reservation_op(fw, agent, op, pool)
+                    reservations_changed = True
+                except CallError as e:
+                    self._error(fw, f"{Op.Type.Name(op.type)} rejected: {e}")
                 continue
-            resources = Resources.from_proto(info.resources)
-            pool = pool - resources
-            launched_ids.add(info.task_id)
-            task_info = tpb.TaskInfo()
-            task_info.CopyFrom(info)
-            task_info.agent_id = agent.id
-            launched = Task(
-                framework_id=framework_id, agent_id=agent.id, info=task_info, resources=resources, role=role
-            )
-            fw.tasks[info.task_id] = launched
-            agent.tasks[(framework_id, info.task_id)] = launched
-            self.outbox.agent(agent.id).runs.append(M.RunTask(framework=fw.info, task=task_info))
+            if op.type != Op.LAUNCH:
+                self._error(fw, f"unsupported offer operation type {op.type}: LAUNCH, RESERVE, UNRESERVE are")
+                continue
+            for info in op.launch.task_infos:
+                reason = self._invalid_task(fw, info, agent.id, pool, launched_ids)
+                if reason is not None:
+                    self._reply(fw, info.task_id, tpb.TASK_ERROR, S.REASON_TASK_INVALID, reason, agent.id, now)
+                    continue
+                resources = Resources.from_proto(info.resources)
+                pool = pool - resources
+                launched_ids.add(info.task_id)
+                task_info = tpb.TaskInfo()
+                task_info.CopyFrom(info)
+                task_info.agent_id = agent.id
+                reserved_roles = sorted(r for r in resources.roles() if r != UNRESERVED)
+                new_task = Task(
+                    framework_id=framework_id,
+                    agent_id=agent.id,
+                    info=task_info,
+                    resources=resources,
+                    role=reserved_roles[0] if reserved_roles else role,
+                )
+                fw.tasks[info.task_id] = new_task
+                agent.tasks[(framework_id, info.task_id)] = new_task
+                launched.append(new_task)
+                self.outbox.agent(agent.id).runs.append(M.RunTask(framework=fw.info, task=task_info))
+        if not reservations_changed:
+            if pool:
+                self.allocator.recover_resources(framework_id, agent.id, pool, refuse, now, role=role)
+            return
+        # The agent's total changed: give the offered resources back, update the agent, and charge what the
+        # tasks now hold (reserved resources included) to the framework again.
+        self.allocator.recover_resources(framework_id, agent.id, offered, None, now, role=role)
+        self._agent_total_changed(agent)
+        for placed in launched:
+            self.allocator.add_used(framework_id, agent.id, placed.resources, role=placed.role)
         if pool:
+            self.allocator.add_used(framework_id, agent.id, pool, role=role)
             self.allocator.recover_resources(framework_id, agent.id, pool, refuse, now, role=role)
+
+    def _apply_reservation_op(
+        self, fw: Framework, agent: Agent, op: scheduler_pb2.Offer_Operation, pool: Resources
+    ) -> Resources:
+        """RESERVE or UNRESERVE part of an accept's pool; returns the new pool."""
+        Op = scheduler_pb2.Offer_Operation
+        wanted = op.reserve.resources if op.type == Op.RESERVE else op.unreserve.resources
+        try:
+            res = Resources.from_proto(wanted)
+        except ResourcesError as e:
+            raise CallError(str(e)) from None
+        for role in res.roles():
+            if role == UNRESERVED:
+                raise CallError("every resource must name the role it is (un)reserved for")
+            if not any(role == r or role.startswith(r + "/") for r in fw.roles()):
+                raise CallError(f"role {role!r} is not one of the framework's roles ({', '.join(fw.roles())})")
+        if op.type == Op.RESERVE:
+            plain = Resources.flatten(res, UNRESERVED)
+            if not pool.contains(plain):
+                raise CallError(f"{plain} is not unreserved in the offers (they have {pool or 'nothing'})")
+            self._set_reservations(agent, self.reservations.get(agent.id, Resources.empty()) + res)
+            return pool - plain + res
+        dynamic = self.reservations.get(agent.id, Resources.empty())
+        if not pool.contains(res):
+            raise CallError(f"{res} is not in the offers (they have {pool or 'nothing'})")
+        if not dynamic.contains(res):
+            raise CallError(f"{res} is not dynamically reserved on agent {agent.id} (static ones cannot be)")
+        self._set_reservations(agent, dynamic - res)
+        return pool - res + Resources.flatten(res, UNRESERVED)
+
+    def _set_reservations(self, agent: Agent, reserved: Resources) -> None:
+        if reserved:
+            self.reservations[agent.id] = reserved
+        else:
+            self.reservations.pop(agent.id, None)
+        self.outbox.write("set_reservations", (agent.id, reserved.to_proto()))
+        reported = Resources.from_proto(agent.info.resources)
+        agent.total = with_reservations(reported, reserved or None)
+
+    def _agent_total_changed(self, agent: Agent) -> None:
+        if agent.id in self._allocator_agents:
+            self.allocator.update_agent(agent.id, agent.total)
+
+    # ----------------------------------------------------------------------------- operator
+    def operator_reserve(self, agent_id: str, resources: Resources, unreserve: bool = False) -> None:
+        """Reserve (or unreserve) resources of an agent that no task holds, for the roles they name."""
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            raise CallError(f"unknown agent {agent_id!r}")
+        if not resources:
+            raise CallError("no resources given")
+        for role in resources.roles():
+            if role == UNRESERVED:
+                raise CallError("every resource must name the role it is (un)reserved for, e.g. cpus(eng):2")
+            _validate_role(role)
+        # Offers on the agent go back first, as in Mesos: what they held may be what is to be reserved.
+        for offer_id in list(agent.offers):
+            self._rescind(self.offers[offer_id], recover=True)
+        used = Resources.empty()
+        for task in agent.tasks.values():
+            if not is_terminal(task.state):
+                used = used + task.resources
+        free = agent.total.subtract_clamped(used)
+        dynamic = self.reservations.get(agent_id, Resources.empty())
+        if unreserve:
+            if not dynamic.contains(resources):
+                raise CallError(
+                    f"{resources} is not dynamically reserved on agent {agent_id} (it has {dynamic or 'none'})"
+                )
+            if not free.contains(resources):
+                raise CallError(f"{resources} is in use by tasks on agent {agent_id}")
+            self._set_reservations(agent, dynamic - resources)
+        else:
+            plain = Resources.flatten(resources, UNRESERVED)
+            if not free.unreserved().contains(plain):
+                raise CallError(
+                    f"agent {agent_id} has not {plain} unreserved and free (it has {free.unreserved() or 'nothing'})"
+                )
+            self._set_reservations(agent, dynamic + resources)
+        self._agent_total_changed(agent)
+
+    def set_weights(self, weights: dict[str, float]) -> None:
+        for role, weight in weights.items():
+            _validate_role(role)
+            if not weight > 0:
+                raise CallError(f"weight of role {role!r} must be > 0, not {weight}")
+        self.weights.update(weights)
+        self.allocator.update_weights(weights)
+        for item in weights.items():
+            self.outbox.write("set_weight", item)
+
+    def set_quota(self, role: str, quota: Quota | None) -> None:
+        _validate_role(role)
+        if quota is not None:
+            if quota.limit is not None and not quota.limit.contains(quota.guarantee.only(*quota.limit.names())):
+                raise CallError(f"quota of {role!r}: the guarantee {quota.guarantee} exceeds the limit {quota.limit}")
+            if not quota.guarantee and quota.limit is None:
+                quota = None
+        if quota is None:
+            self.quotas.pop(role, None)
+            self.outbox.write("set_quota", (role, [], None))
+        else:
+            self.quotas[role] = quota
+            limit = None if quota.limit is None else quota.limit.to_proto()
+            self.outbox.write("set_quota", (role, quota.guarantee.to_proto(), limit))
+        self.allocator.update_quota(role, quota)
+
+    def role_usage(self) -> dict[str, Resources]:
+        """What each role holds: its tasks' resources and its outstanding offers."""
+        usage: dict[str, Resources] = {}
+        for fw in self.frameworks.values():
+            for task in fw.tasks.values():
+                if not is_terminal(task.state):
+                    role = task.role or fw.roles()[0]
+                    usage[role] = usage.get(role, Resources.empty()) + task.resources
+        for offer in self.offers.values():
+            usage[offer.role] = usage.get(offer.role, Resources.empty()) + offer.resources
+        return usage
 
     def _invalid_task(
         self, fw: Framework, info: tpb.TaskInfo, agent_id: str, pool: Resources, launched: set[str]
@@ -602,6 +781,7 @@ class Master:
             raise CallError("agent_info.resources must not be empty")
         agent_id = info.id or self._new_id("S")
         info.id = agent_id
+        total = with_reservations(total, self.reservations.get(agent_id))
         agent = self.agents.get(agent_id)
         reregistered = agent is not None
         if agent is None:
@@ -688,7 +868,7 @@ class Master:
                 used[fid] = used.get(fid, Resources.empty()) + task.resources
         if reregistered and agent_id in self._allocator_agents:
             self.allocator.remove_agent(agent_id)
-        self.allocator.add_agent(agent_id, total, used)
+        self.allocator.add_agent(agent_id, total, used, attributes=text_attributes(info))
         self._allocator_agents.add(agent_id)
         M = agent_pb2.MasterMessage
         self.outbox.agent(agent_id).first.append(
@@ -791,6 +971,8 @@ class Master:
             return  # never leave a terminal state
         task.state = status.state
         task.statuses.append(status)
+        if status.state == tpb.TASK_RUNNING and task.started_at is None:
+            task.started_at = status.timestamp or self.clock()
         if not was_terminal and is_terminal(status.state):
             self.allocator.recover_resources(
                 task.framework_id, task.agent_id, task.resources, None, self.clock(), role=task.role
@@ -874,9 +1056,65 @@ class Master:
         fw.offers.clear()
 
     # ============================================================================= time
-    def tick(self) -> None:
-        """Expire what has waited too long: offers, disconnected frameworks, disconnected agents."""
+    def revoke(self) -> int:
+        """Carry out the allocator's revocations: kill tasks of roles above their share, the least recently
+        started first, revocable ones only, without taking a role below its share. Returns how many."""
         now = self.clock()
+        killed = 0
+        for revocation in self.allocator.revocations(now):
+            need = Resources.flatten(revocation.resources)
+            # What is already being taken back from this role counts.
+            candidates: list[Task] = []
+            for fw in self.frameworks.values():
+                for task in fw.tasks.values():
+                    if task.role != revocation.role and not (task.role or "").startswith(revocation.role + "/"):
+                        continue
+                    if is_terminal(task.state):
+                        continue
+                    if task.preempted:
+                        need = need.subtract_clamped(Resources.flatten(task.resources))
+                    elif task.state == tpb.TASK_RUNNING and self._revocable(task):
+                        candidates.append(task)
+            taken = Resources.empty()
+            for task in sorted(candidates, key=lambda t: (t.started_at or now, t.task_id)):
+                if not need or taken.contains(need):
+                    break
+                size = Resources.flatten(task.resources).only(*need.names())
+                if not need.contains(taken + size):
+                    continue  # it would take the role below its share
+                taken = taken + size
+                self._preempt(task, revocation.for_role)
+                killed += 1
+        return killed
+
+    def _revocable(self, task: Task) -> bool:
+        labels = {label.key: label.value for label in task.info.labels.labels}
+        if labels.get(NON_REVOCABLE_LABEL, "").lower() not in ("true", "1", "yes"):
+            return True
+        # The label protects a task only in a role that is within its guarantee.
+        quota = self.quotas.get(task.role or "")
+        return quota is None or not quota.guarantee
+
+    def _preempt(self, task: Task, for_role: str) -> None:
+        task.preempted = True
+        task.kill_requested = True
+        agent = self.agents.get(task.agent_id)
+        log.info("revoking a task", task_id=task.task_id, role=task.role, for_role=for_role)
+        self.counters["tasks_revoked"] = self.counters.get("tasks_revoked", 0) + 1
+        if agent is not None and agent.connected:
+            self.outbox.agent(agent.id).kills.append(
+                agent_pb2.MasterMessage.KillTask(
+                    framework_id=task.framework_id,
+                    task_id=task.task_id,
+                    kill_policy=task.info.kill_policy,
+                    reason=S.REASON_CONTAINER_PREEMPTED,
+                )
+            )
+
+    def tick(self) -> None:
+        """Expire what has waited too long: offers, disconnected frameworks, disconnected agents; revoke."""
+        now = self.clock()
+        self.revoke()
         if self.offer_timeout is not None:
             for offer in [o for o in self.offers.values() if now - o.created_at >= self.offer_timeout]:
                 self._rescind(offer, recover=True)
@@ -919,8 +1157,68 @@ class Master:
             self._error(fw, message)
 
 
-def _gpu_aware(info: rpb.FrameworkInfo) -> bool:
-    return any(c.type == CAP.GPU_RESOURCES for c in info.capabilities)
+def with_reservations(reported: Resources, reserved: Resources | None) -> Resources:
+    """An agent's total: what it reported, with its dynamic reservations moved from the unreserved pool to their
+    roles (what the agent no longer has is dropped)."""
+    if not reserved:
+        return reported
+    taken = Resources.flatten(reserved, UNRESERVED)
+    return reported.subtract_clamped(taken) + reserved
+
+
+def text_attributes(info: rpb.AgentInfo) -> dict[str, str]:
+    out = {"hostname": info.hostname}
+    for a in info.attributes:
+        if a.type == rpb.Value.TEXT:
+            out[a.name] = a.text.value
+        elif a.type == rpb.Value.SCALAR:
+            v = a.scalar.value
+            out[a.name] = str(int(v)) if v == int(v) else str(v)
+    return out
+
+
+class AllocatorOptions(TypedDict):
+    gpu_aware: bool
+    constraints: OfferConstraints | None
+    min_allocatable: dict[str, list[Resources]] | None
+
+
+def allocator_options(info: rpb.FrameworkInfo) -> AllocatorOptions:
+    """What the allocator needs of a FrameworkInfo; raises CallError for invalid constraints."""
+    matches = []
+    for c in info.offer_constraints.attributes:
+        given = [x for x in (c.equals, list(c.__getattribute__("in")), c.regex) if x]
+        if not c.attribute or len(given) != 1:
+            raise CallError(
+                f"offer constraint on {c.attribute or '(no attribute)'!r}: give exactly one of equals, in, regex"
+            )
+        if c.regex:
+            try:
+                re.compile(c.regex)
+            except re.error as e:
+                raise CallError(f"offer constraint on {c.attribute!r}: bad regex {c.regex!r}: {e}") from None
+        matches.append(
+            AttributeMatch(
+                c.attribute,
+                equals=c.equals or None,
+                in_=tuple(c.__getattribute__("in")) or None,
+                regex=c.regex or None,
+            )
+        )
+    try:
+        min_resources = Resources.from_proto(info.offer_constraints.min_resources) or None
+        minimums = {
+            role: [Resources.from_proto(alt.resources) for alt in m.alternatives]
+            for role, m in info.min_allocatable_resources.items()
+        }
+    except ResourcesError as e:
+        raise CallError(f"framework_info: {e}") from None
+    constraints = OfferConstraints(tuple(matches), min_resources) if matches or min_resources else None
+    return {
+        "gpu_aware": any(c.type == CAP.GPU_RESOURCES for c in info.capabilities),
+        "constraints": constraints,
+        "min_allocatable": minimums or None,
+    }
 
 
 def _validate_role(role: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from mesos_master.allocator.base import Allocation, Allocator
 from mesos_master.allocator.filters import Filters
@@ -67,6 +68,8 @@ class HierarchicalAllocator(Allocator):
         *,
         active: bool = True,
         gpu_aware: bool = False,
+        constraints: object = None,
+        min_allocatable: object = None,
     ) -> None:
         role_list = tuple(roles) or (UNRESERVED,)
         existing = self._frameworks.get(framework_id)
@@ -125,7 +128,32 @@ class HierarchicalAllocator(Allocator):
         return fw is not None and set(fw.roles) <= fw.suppressed
 
     # ----------------------------------------------------------------- agents
-    def add_agent(self, agent_id: str, total: Resources, used: Mapping[str, Resources]) -> None:
+    # Stopgap for the wider interface (roles, quota, weights): replaced by the full allocator.
+    def update_framework(self, framework_id: str, roles: Iterable[str], **options: object) -> None:
+        fw = self._frameworks.get(framework_id)
+        if fw is not None and tuple(roles or (UNRESERVED,)) != fw.roles:
+            used = {agent_id: held for (agent_id, _), held in fw.allocated.items()}
+            active = fw.active
+            self.remove_framework(framework_id)
+            self.add_framework(framework_id, roles, used, active=active)
+
+    def update_agent(self, agent_id: str, total: Resources) -> None:
+        if agent_id in self._agents:
+            self._agents[agent_id].total = total
+            self._update_totals()
+
+    def update_weights(self, weights: Mapping[str, float]) -> None:
+        pass
+
+    def update_quota(self, role: str, quota: object) -> None:
+        pass
+
+    def revocations(self, now: float) -> list[Any]:
+        return []
+
+    def add_agent(
+        self, agent_id: str, total: Resources, used: Mapping[str, Resources], attributes: object = None
+    ) -> None:
         self._agents[agent_id] = _Agent(total=total)
         self._update_totals()
         for framework_id, resources in used.items():
@@ -155,7 +183,7 @@ class HierarchicalAllocator(Allocator):
             self._agents[agent_id].active = False
 
     # ----------------------------------------------------------------- resources
-    def add_used(self, framework_id: str, agent_id: str, resources: Resources) -> None:
+    def add_used(self, framework_id: str, agent_id: str, resources: Resources, role: str | None = None) -> None:
         fw = self._frameworks.get(framework_id)
         agent = self._agents.get(agent_id)
         if fw is None or agent is None or not resources:

@@ -11,6 +11,9 @@ class RegistryState:
     agents: dict[str, pb.AgentInfo] = field(default_factory=dict)
     frameworks: dict[str, pb.FrameworkInfo] = field(default_factory=dict)
     removed_frameworks: set[str] = field(default_factory=set)
+    weights: dict[str, float] = field(default_factory=dict)
+    quotas: dict[str, tuple[list[pb.Resource], list[pb.Resource] | None]] = field(default_factory=dict)
+    reservations: dict[str, list[pb.Resource]] = field(default_factory=dict)  # agent id -> dynamic reservations
 
 
 class Registry(ABC):
@@ -31,6 +34,17 @@ class Registry(ABC):
     @abstractmethod
     def remove_framework(self, framework_id: str) -> None:
         """The framework was torn down: it may never subscribe with this id again."""
+
+    @abstractmethod
+    def set_weight(self, role_weight: tuple[str, float]) -> None: ...
+
+    @abstractmethod
+    def set_quota(self, quota: tuple[str, list[pb.Resource], list[pb.Resource] | None]) -> None:
+        """(role, guarantee, limit); an empty guarantee and no limit removes the role's quota."""
+
+    @abstractmethod
+    def set_reservations(self, agent_reservations: tuple[str, list[pb.Resource]]) -> None:
+        """(agent id, every dynamic reservation on it); an empty list removes them."""
 
     @abstractmethod
     def close(self) -> None: ...

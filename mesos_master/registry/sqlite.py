@@ -13,6 +13,9 @@ SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS agents (id TEXT PRIMARY KEY, info BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS weights (role TEXT PRIMARY KEY, weight REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS quotas (role TEXT PRIMARY KEY, guarantee BLOB NOT NULL, lim BLOB);
+CREATE TABLE IF NOT EXISTS reservations (agent_id TEXT PRIMARY KEY, resources BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS frameworks (
     id TEXT PRIMARY KEY,
     info BLOB NOT NULL,
@@ -48,7 +51,40 @@ class SQLiteRegistry(Registry):
                 state.removed_frameworks.add(framework_id)
             else:
                 state.frameworks[framework_id] = pb.FrameworkInfo.FromString(blob)
+        for role, weight in self._db.execute("SELECT role, weight FROM weights"):
+            state.weights[role] = weight
+        for role, guarantee, limit in self._db.execute("SELECT role, guarantee, lim FROM quotas"):
+            state.quotas[role] = (_resources(guarantee), None if limit is None else _resources(limit))
+        for agent_id, blob in self._db.execute("SELECT agent_id, resources FROM reservations"):
+            state.reservations[agent_id] = _resources(blob)
         return state
+
+    def set_weight(self, role_weight: tuple[str, float]) -> None:
+        role, weight = role_weight
+        self._db.execute(
+            "INSERT INTO weights VALUES (?, ?) ON CONFLICT(role) DO UPDATE SET weight=excluded.weight", (role, weight)
+        )
+
+    def set_quota(self, quota: tuple[str, list[pb.Resource], list[pb.Resource] | None]) -> None:
+        role, guarantee, limit = quota
+        if not guarantee and limit is None:
+            self._db.execute("DELETE FROM quotas WHERE role=?", (role,))
+            return
+        self._db.execute(
+            "INSERT INTO quotas VALUES (?, ?, ?) ON CONFLICT(role) DO UPDATE SET guarantee=excluded.guarantee, "
+            "lim=excluded.lim",
+            (role, _blob(guarantee), None if limit is None else _blob(limit)),
+        )
+
+    def set_reservations(self, agent_reservations: tuple[str, list[pb.Resource]]) -> None:
+        agent_id, resources = agent_reservations
+        if not resources:
+            self._db.execute("DELETE FROM reservations WHERE agent_id=?", (agent_id,))
+            return
+        self._db.execute(
+            "INSERT INTO reservations VALUES (?, ?) ON CONFLICT(agent_id) DO UPDATE SET resources=excluded.resources",
+            (agent_id, _blob(resources)),
+        )
 
     def admit_agent(self, info: pb.AgentInfo) -> None:
         self._db.execute(
@@ -70,3 +106,11 @@ class SQLiteRegistry(Registry):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _blob(resources: list[pb.Resource]) -> bytes:
+    return pb.ResourceList(resources=resources).SerializeToString()
+
+
+def _resources(blob: bytes) -> list[pb.Resource]:
+    return list(pb.ResourceList.FromString(blob).resources)
