@@ -8,6 +8,7 @@ import grpc
 
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
 from aiomesos.v1 import operator_pb2 as opb
+from scheduler_sdk.resources import Resources
 
 
 class OperatorError(Exception):
@@ -60,6 +61,39 @@ class OperatorClient:
 
     async def teardown(self, framework_id: str) -> None:
         await self._call("Teardown", opb.TeardownRequest(framework_id=framework_id))
+
+    async def weights(self) -> dict[str, float]:
+        resp: opb.GetWeightsResponse = await self._call("GetWeights", opb.GetWeightsRequest())  # type: ignore[assignment]
+        return {w.role: w.weight for w in resp.weights}
+
+    async def update_weights(self, weights: dict[str, float]) -> None:
+        request = opb.UpdateWeightsRequest(weights=[opb.RoleWeight(role=r, weight=w) for r, w in weights.items()])
+        await self._call("UpdateWeights", request)
+
+    async def quota(self) -> opb.GetQuotaResponse:
+        return await self._call("GetQuota", opb.GetQuotaRequest())  # type: ignore[return-value]
+
+    async def set_quota(self, role: str, guarantee: Resources, limit: Resources | None) -> None:
+        info = opb.QuotaInfo(
+            role=role,
+            guarantee=guarantee.to_proto(),
+            limit=limit.to_proto() if limit is not None else [],
+            has_limit=limit is not None,
+        )
+        await self._call("SetQuota", opb.SetQuotaRequest(quota=info))
+
+    async def remove_quota(self, role: str) -> None:
+        await self._call("RemoveQuota", opb.RemoveQuotaRequest(role=role))
+
+    async def reserve(self, agent_id: str, resources: Resources) -> None:
+        await self._call("Reserve", opb.ReserveRequest(agent_id=agent_id, resources=resources.to_proto()))
+
+    async def unreserve(self, agent_id: str, resources: Resources) -> None:
+        await self._call("Unreserve", opb.UnreserveRequest(agent_id=agent_id, resources=resources.to_proto()))
+
+    async def metrics(self) -> dict[str, float]:
+        resp: opb.GetMetricsResponse = await self._call("GetMetrics", opb.GetMetricsRequest())  # type: ignore[assignment]
+        return dict(resp.metrics)
 
     async def containers(self) -> opb.GetClusterContainersResponse:
         """Every task's container with its usage statistics, gathered from the agents by the master."""

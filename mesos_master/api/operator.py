@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import grpc
 
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
 from aiomesos.v1 import operator_pb2 as opb
+from mesos_master.allocator.base import Quota
 from mesos_master.api.dispatch import Dispatcher
 from mesos_master.cluster import Agent, CallError, Framework, Master, Task, is_terminal
 from scheduler_sdk import __version__
 from scheduler_sdk.channels import CHANNEL_OPTIONS
-from scheduler_sdk.resources import Resources
+from scheduler_sdk.resources import Resources, ResourcesError
 
 #: GetContainers asks this many agents at a time, gives each this many seconds to answer, and answers itself
 #: within CONTAINERS_DEADLINE whatever the number of agents (those it had no time to ask count as unreachable).
@@ -139,6 +141,106 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         self.dispatcher.changed(allocate=True)
         return opb.TeardownResponse()
 
+    # ------------------------------------------------------------------ operator policy
+    async def _change(self, context: grpc.aio.ServicerContext, change: Callable[[], None]) -> None:
+        """Apply a change to the core; bad input becomes INVALID_ARGUMENT (NOT_FOUND for unknown ids)."""
+        try:
+            change()
+        except (CallError, ResourcesError) as e:
+            code = grpc.StatusCode.NOT_FOUND if str(e).startswith("unknown agent") else grpc.StatusCode.INVALID_ARGUMENT
+            await context.abort(code, str(e))
+        self.dispatcher.changed(allocate=True)
+
+    async def GetWeights(
+        self, request: opb.GetWeightsRequest, context: grpc.aio.ServicerContext
+    ) -> opb.GetWeightsResponse:
+        return opb.GetWeightsResponse(
+            weights=[opb.RoleWeight(role=r, weight=w) for r, w in sorted(self.master.weights.items())]
+        )
+
+    async def UpdateWeights(
+        self, request: opb.UpdateWeightsRequest, context: grpc.aio.ServicerContext
+    ) -> opb.UpdateWeightsResponse:
+        weights = {w.role: w.weight for w in request.weights}
+        if not weights:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no weights given")
+        await self._change(context, lambda: self.master.set_weights(weights))
+        return opb.UpdateWeightsResponse()
+
+    async def GetQuota(self, request: opb.GetQuotaRequest, context: grpc.aio.ServicerContext) -> opb.GetQuotaResponse:
+        m = self.master
+        quotas = [_quota_info(role, q) for role, q in sorted(m.quotas.items())]
+        usage = m.role_usage()
+        roles = sorted(set(usage) | set(m.quotas) | set(m.weights))
+        return opb.GetQuotaResponse(
+            quotas=quotas,
+            roles=[
+                opb.RoleUsage(
+                    role=r,
+                    allocated=usage.get(r, Resources.empty()).to_proto(),
+                    weight=m.weights.get(r, 1.0),
+                    quota=_quota_info(r, m.quotas[r]) if r in m.quotas else None,
+                    has_quota=r in m.quotas,
+                )
+                for r in roles
+            ],
+        )
+
+    async def SetQuota(self, request: opb.SetQuotaRequest, context: grpc.aio.ServicerContext) -> opb.SetQuotaResponse:
+        q = request.quota
+        if not q.role:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "quota.role must not be empty")
+        try:
+            quota = Quota(Resources.from_proto(q.guarantee), Resources.from_proto(q.limit) if q.has_limit else None)
+        except ResourcesError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"quota of {q.role!r}: {e}")
+            raise
+        await self._change(context, lambda: self.master.set_quota(q.role, quota))
+        return opb.SetQuotaResponse()
+
+    async def RemoveQuota(
+        self, request: opb.RemoveQuotaRequest, context: grpc.aio.ServicerContext
+    ) -> opb.RemoveQuotaResponse:
+        if request.role not in self.master.quotas:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"role {request.role!r} has no quota")
+        await self._change(context, lambda: self.master.set_quota(request.role, None))
+        return opb.RemoveQuotaResponse()
+
+    async def Reserve(self, request: opb.ReserveRequest, context: grpc.aio.ServicerContext) -> opb.ReserveResponse:
+        await self._change(
+            context,
+            lambda: self.master.operator_reserve(request.agent_id, Resources.from_proto(request.resources)),
+        )
+        return opb.ReserveResponse()
+
+    async def Unreserve(
+        self, request: opb.UnreserveRequest, context: grpc.aio.ServicerContext
+    ) -> opb.UnreserveResponse:
+        await self._change(
+            context,
+            lambda: self.master.operator_reserve(
+                request.agent_id, Resources.from_proto(request.resources), unreserve=True
+            ),
+        )
+        return opb.UnreserveResponse()
+
+    async def GetMetrics(
+        self, request: opb.GetMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> opb.GetMetricsResponse:
+        m = self.master
+        metrics: dict[str, float] = {
+            "master_uptime_secs": m.clock() - m.start_time,
+            "agents_active": sum(1 for a in m.agents.values() if a.connected),
+            "agents_inactive": sum(1 for a in m.agents.values() if not a.connected),
+            "frameworks_connected": sum(1 for f in m.frameworks.values() if f.connected),
+            "frameworks_disconnected": sum(1 for f in m.frameworks.values() if not f.connected),
+            "tasks_active": sum(len(f.tasks) for f in m.frameworks.values()),
+            "offers_outstanding": len(m.offers),
+        }
+        metrics.update({k: float(v) for k, v in m.counters.items()})
+        metrics.update(m.allocator.metrics())
+        return opb.GetMetricsResponse(metrics=metrics)
+
     async def GetContainers(
         self, request: opb.GetClusterContainersRequest, context: grpc.aio.ServicerContext
     ) -> opb.GetClusterContainersResponse:
@@ -176,3 +278,12 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
             else:
                 containers.extend(answer)
         return opb.GetClusterContainersResponse(containers=containers, unreachable_agents=sorted(unreachable))
+
+
+def _quota_info(role: str, quota: Quota) -> opb.QuotaInfo:
+    return opb.QuotaInfo(
+        role=role,
+        guarantee=quota.guarantee.to_proto(),
+        limit=quota.limit.to_proto() if quota.limit is not None else [],
+        has_limit=quota.limit is not None,
+    )

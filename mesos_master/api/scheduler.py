@@ -103,6 +103,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
                     m.reconcile(framework_id, call.reconcile.tasks)
                 case Call.MESSAGE:
                     m.framework_message(framework_id, call.message)
+                case Call.UPDATE_FRAMEWORK:
+                    m.update_framework(framework_id, call.update_framework.framework_info)
+                    self.dispatcher.changed(allocate=True)
                 case Call.TEARDOWN:
                     m.teardown(framework_id, "framework asked for teardown")
                 case Call.SUBSCRIBE:
