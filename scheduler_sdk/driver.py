@@ -311,6 +311,14 @@ class SchedulerDriver:
             Call(type=Call.MESSAGE, message=Call.Message(agent_id=agent_id, executor_id=executor_id, data=data))
         )
 
+    def update_framework(self, framework: rpb.FrameworkInfo) -> None:
+        """Change roles, capabilities, offer constraints or minimum offer sizes without resubscribing."""
+        info = rpb.FrameworkInfo()
+        info.CopyFrom(framework)
+        info.id = self.framework.id
+        self.framework.CopyFrom(info)
+        self._queue(Call(type=Call.UPDATE_FRAMEWORK, update_framework=Call.Subscribe(framework_info=info)))
+
     def teardown(self) -> None:
         self.stop(teardown=True)
 

@@ -117,10 +117,13 @@ async def framework(
     capabilities: Sequence[int] = (),
     teardown: bool = True,
     checkpoint: bool = False,
+    configure: Callable[[rpb.FrameworkInfo], None] | None = None,
 ) -> AsyncIterator[SchedulerDriver]:
     info = rpb.FrameworkInfo(
         name=name, roles=list(roles), failover_timeout=failover_timeout, id=framework_id, checkpoint=checkpoint
     )
+    if configure is not None:
+        configure(info)
     for cap in capabilities:
         info.capabilities.add(type=cap)  # type: ignore[arg-type]
     driver = SchedulerDriver(master, info, scheduler, backoff_max=0.5)

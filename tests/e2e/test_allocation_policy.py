@@ -1,0 +1,291 @@
+"""Allocation policy with real daemons: static and dynamic reservations, weights, quota, offer constraints and
+revocation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from aiomesos.v1 import resources_pb2 as rpb
+from aiomesos.v1 import scheduler_pb2 as spb
+from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk.driver import Scheduler, SchedulerDriver
+from scheduler_sdk.local_cluster import LocalCluster
+from scheduler_sdk.operator import OperatorClient
+from scheduler_sdk.resources import Resources
+from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
+from tests.e2e.harness import Recorder, agents, eventually, framework, task
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cgroups]
+Op = spb.Offer_Operation
+
+
+def R(text: str) -> Resources:
+    return Resources.parse(text)
+
+
+async def _cluster(tmp_path: Path, resources: str, agents_n: int = 1, master_flags: Sequence[str] = ()) -> LocalCluster:
+    c = LocalCluster(
+        tmp_path,
+        agents=agents_n,
+        agent_resources=resources,
+        master_flags=[*FAST_MASTER, *master_flags],
+        agent_flags=list(FAST_AGENT),
+    )
+    await c.start()
+    return c
+
+
+async def test_static_reservations_reach_only_their_role(tmp_path: Path) -> None:
+    c = await _cluster(tmp_path, "cpus(eng):1;mem(eng):256;cpus:1;mem:256;disk:100")
+    try:
+        eng, ads = Recorder(), Recorder()
+        async with framework(c.master_address, eng, name="eng", roles=["eng/prod"]):
+            offer = await eng.next_offer()
+            got = Resources.from_proto(offer.resources)
+            assert got.reserved("eng") == R("cpus(eng):1;mem(eng):256"), got  # eng's child role sees them
+        async with framework(c.master_address, ads, name="ads", roles=["ads"]):
+            offer = await ads.next_offer()
+            got = Resources.from_proto(offer.resources)
+            assert got.reserved() == Resources.empty(), f"ads was offered eng's reservation: {got}"
+            assert got.scalar("cpus") == 1
+    finally:
+        assert await c.stop() == []
+
+
+async def test_dynamic_reservation_by_accept_and_operator_survives_restarts(tmp_path: Path) -> None:
+    c = await _cluster(tmp_path, "cpus:2;mem:512;disk:100")
+    try:
+        rec = Recorder()
+        async with framework(c.master_address, rec, name="eng", roles=["eng"]) as driver:
+            offer = await rec.next_offer()
+            reserve = Op(type=Op.RESERVE, reserve=Op.Reserve(resources=R("cpus(eng):1;mem(eng):128").to_proto()))
+            launch = Op(type=Op.LAUNCH, launch=Op.Launch(task_infos=[_reserved_task("on-reserved", offer.agent_id)]))
+            driver._queue(
+                spb.Call(
+                    type=spb.Call.ACCEPT, accept=spb.Call.Accept(offer_ids=[offer.id], operations=[reserve, launch])
+                )
+            )
+            status = await rec.wait_state("on-reserved", {tpb.TASK_FINISHED, tpb.TASK_FAILED, tpb.TASK_ERROR})
+            assert status.state == tpb.TASK_FINISHED, status.message
+        agent_id = offer.agent_id
+        assert await _reserved(c.master_address, agent_id) == R("cpus(eng):1;mem(eng):128")
+        # The operator reserves more, for another role.
+        async with OperatorClient(c.master_address) as op:
+            await op.reserve(agent_id, R("cpus(ads):0.5"))
+        assert await _reserved(c.master_address, agent_id) == R("cpus(eng):1;mem(eng):128;cpus(ads):0.5")
+        # Both survive a master restart and an agent restart.
+        await c.restart_master()
+        await eventually(lambda: _active(c.master_address, 1), timeout=30)
+        assert await _reserved(c.master_address, agent_id) == R("cpus(eng):1;mem(eng):128;cpus(ads):0.5")
+        await c.agent_daemons[0].stop()
+        c.add_agent(0)
+        await eventually(lambda: _active(c.master_address, 1), timeout=30)
+        assert await _reserved(c.master_address, agent_id) == R("cpus(eng):1;mem(eng):128;cpus(ads):0.5")
+        # Unreserve gives them back; a static reservation cannot be unreserved, nor more than is free reserved.
+        async with OperatorClient(c.master_address) as op:
+            await op.unreserve(agent_id, R("cpus(ads):0.5"))
+            with pytest.raises(Exception, match="not dynamically reserved"):
+                await op.unreserve(agent_id, R("cpus(web):1"))
+            with pytest.raises(Exception, match="unreserved and free"):
+                await op.reserve(agent_id, R("cpus(web):5"))
+        assert await _reserved(c.master_address, agent_id) == R("cpus(eng):1;mem(eng):128")
+    finally:
+        assert await c.stop() == []
+
+
+def _reserved_task(task_id: str, agent_id: str) -> tpb.TaskInfo:
+    t = task(task_id, "true", agent_id)
+    del t.resources[:]
+    t.resources.extend(R("cpus(eng):0.5;mem(eng):64").to_proto())
+    return t
+
+
+async def _reserved(master: str, agent_id: str) -> Resources:
+    (a,) = [a for a in await agents(master) if a.agent_info.id == agent_id]
+    return Resources.from_proto(a.total).reserved()
+
+
+async def _active(master: str, n: int) -> bool:
+    return sum(1 for a in await agents(master) if a.active) == n
+
+
+class Endless(Scheduler):
+    """Endless work in small tasks: one task per offer, the rest declined with refuse 0."""
+
+    def __init__(self, name: str, cpus: float = 0.5, mem: float = 32, command: str = "sleep 600") -> None:
+        self.name, self.need, self.command = name, Resources.of(cpus=cpus, mem=mem), command
+        self.n = 0
+        self.role = ""
+
+    async def offers(self, driver: SchedulerDriver, offers: Sequence[spb.Offer]) -> None:
+        for offer in offers:
+            free = Resources.from_proto(offer.resources)
+            if free.contains(self.need):
+                self.n += 1
+                t = task(f"{self.name}-{self.n}", self.command, offer.agent_id)
+                del t.resources[:]
+                t.resources.extend(self.need.to_proto())
+                driver.accept([offer.id], [t], refuse_seconds=0)
+            else:
+                driver.decline([offer.id], refuse_seconds=0)
+
+
+async def _role_cpus(master: str) -> dict[str, float]:
+    async with OperatorClient(master) as op:
+        resp = await op.quota()
+    return {r.role: Resources.from_proto(r.allocated).scalar("cpus") for r in resp.roles}
+
+
+async def test_weights_are_honoured(tmp_path: Path) -> None:
+    c = await _cluster(tmp_path, "cpus:6;mem:4096;disk:100")
+    try:
+        async with OperatorClient(c.master_address) as op:
+            await op.update_weights({"eng": 2, "ads": 1})
+            assert await op.weights() == {"eng": 2.0, "ads": 1.0}
+        eng, ads = Endless("eng"), Endless("ads")
+        async with (
+            framework(c.master_address, eng, name="eng", roles=["eng"]),
+            framework(c.master_address, ads, name="ads", roles=["ads"]),
+        ):
+            got = await eventually(lambda: _cpus_when_full(c.master_address, 6), timeout=40, what="the cluster to fill")
+            # 6 cpus at weights 2:1 -> eng 4, ads 2 (in tasks of 0.5).
+            assert got.get("eng", 0) == pytest.approx(4, abs=0.5) and got.get("ads", 0) == pytest.approx(2, abs=0.5), (
+                got
+            )
+    finally:
+        assert await c.stop() == []
+
+
+async def _cpus_when_full(master: str, total: float) -> dict[str, float] | None:
+    got = await _role_cpus(master)
+    return got if sum(v for k, v in got.items() if k in ("eng", "ads", "batch", "prod")) >= total - 0.01 else None
+
+
+async def test_quota_guarantee_is_held_for_its_role_and_limits_are_never_exceeded(tmp_path: Path) -> None:
+    c = await _cluster(tmp_path, "cpus:4;mem:4096;disk:100")
+    try:
+        async with OperatorClient(c.master_address) as op:
+            await op.set_quota("prod", R("cpus:2;mem:256"), None)
+            await op.set_quota("batch", Resources.empty(), R("cpus:1.5;mem:4096"))
+        batch = Endless("batch")
+        async with framework(c.master_address, batch, name="batch", roles=["batch"]):
+            # batch alone: its limit holds it at 1.5 cpus although 4 are there.
+            await eventually(lambda: _cpus_of(c.master_address, "batch", 1.5), timeout=30, what="batch at its limit")
+            prod = Endless("prod")
+            async with framework(c.master_address, prod, name="prod", roles=["prod"]):
+                await eventually(
+                    lambda: _cpus_of(c.master_address, "prod", 2.0, at_least=True),
+                    timeout=30,
+                    what="prod to get its guarantee",
+                )
+                got = await _role_cpus(c.master_address)
+                assert got["batch"] <= 1.5 + 1e-9, got
+    finally:
+        assert await c.stop() == []
+
+
+async def _cpus_of(master: str, role: str, cpus: float, at_least: bool = False) -> bool:
+    got = (await _role_cpus(master)).get(role, 0.0)
+    return got >= cpus - 1e-9 if at_least else abs(got - cpus) < 1e-9
+
+
+async def test_offer_constraints_keep_unwanted_agents_and_small_offers_away(tmp_path: Path) -> None:
+    c = await _cluster(tmp_path, "cpus:1;mem:256;disk:100", agents_n=0)
+    try:
+        c.add_agent(0, ["--attributes", "zone:a", "--resources", "cpus:1;mem:256;disk:100"])
+        c.add_agent(1, ["--attributes", "zone:b", "--resources", "cpus:1;mem:256;disk:100"])
+        c.add_agent(2, ["--attributes", "zone:a", "--resources", "cpus:0.2;mem:64;disk:100"])
+        await c.wait_for_agents(3)
+
+        def zone_a_and_big(info: rpb.FrameworkInfo) -> None:
+            info.offer_constraints.attributes.add(attribute="zone", equals="a")
+            info.offer_constraints.min_resources.extend(R("cpus:0.5").to_proto())
+
+        rec = Recorder()
+        async with framework(c.master_address, rec, configure=zone_a_and_big):
+            offer = await rec.next_offer()
+            assert offer.hostname == "agent0.local"
+            # No other offer: agent1 is in zone b, agent2 too small.
+            with contextlib.suppress(AssertionError, TimeoutError):
+                other = await rec.next_offer(timeout=1.5)
+                pytest.fail(f"offered {other.hostname}, which the constraints exclude")
+
+        # A bad regex is refused at SUBSCRIBE with a clear message.
+        def bad(info: rpb.FrameworkInfo) -> None:
+            info.offer_constraints.attributes.add(attribute="zone", regex="(")
+
+        with pytest.raises(Exception, match="bad regex"):
+            async with framework(c.master_address, Recorder(), configure=bad):
+                pass
+    finally:
+        assert await c.stop() == []
+
+
+async def test_revocation_preempts_tasks_of_a_role_above_its_share_for_a_starved_guarantee(tmp_path: Path) -> None:
+    c = await _cluster(tmp_path, "cpus:2;mem:1024;disk:100", master_flags=["--revocation"])
+    try:
+        greedy = Endless("batch")
+        greedy_rec: list[tpb.TaskStatus] = []
+        orig = greedy.status_update
+
+        async def track(driver: SchedulerDriver, status: tpb.TaskStatus) -> None:
+            greedy_rec.append(status)
+            await orig(driver, status)
+
+        greedy.status_update = track  # type: ignore[method-assign]
+        async with framework(c.master_address, greedy, name="batch", roles=["batch"]):
+            await eventually(
+                lambda: _cpus_of(c.master_address, "batch", 2.0), timeout=30, what="batch to fill the cluster"
+            )
+            async with OperatorClient(c.master_address) as op:
+                await op.set_quota("prod", R("cpus:1;mem:64"), None)
+            prod = Endless("prod")
+            async with framework(c.master_address, prod, name="prod", roles=["prod"]):
+                await eventually(
+                    lambda: _cpus_of(c.master_address, "prod", 1.0, at_least=True),
+                    timeout=40,
+                    what="prod to get its guarantee back by revocation",
+                )
+                preempted = [s for s in greedy_rec if s.state == tpb.TASK_KILLED]
+                assert preempted and all(s.reason == tpb.TaskStatus.REASON_CONTAINER_PREEMPTED for s in preempted)
+                async with OperatorClient(c.master_address) as op:
+                    metrics = await op.metrics()
+                assert metrics.get("tasks_revoked", 0) >= 1
+    finally:
+        assert await c.stop() == []
+
+
+async def test_quota_and_weights_cli(tmp_path: Path) -> None:
+    c = await _cluster(tmp_path, "cpus:2;mem:512;disk:100")
+    try:
+        import sys
+
+        async def cli(*args: str) -> tuple[int, str, str]:
+            p = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "scheduler_sdk", *args, "--master", c.master_address, stdout=-1, stderr=-1
+            )
+            out, err = await p.communicate()
+            assert p.returncode is not None
+            return p.returncode, out.decode(), err.decode()
+
+        assert (await cli("weights", "set", "eng=2", "ads=1"))[0] == 0
+        code, out, _ = await cli("weights")
+        assert code == 0 and "eng" in out and "2" in out
+        assert (await cli("quota", "set", "eng", "--guarantee", "cpus=1,mem=128", "--limit", "cpus=2"))[0] == 0
+        code, out, _ = await cli("quota", "--json")
+        (eng,) = [r for r in __import__("json").loads(out) if r["role"] == "eng"]
+        assert eng["guarantee"] == {"cpus": 1, "mem": 128} and eng["limit"] == {"cpus": 2}
+        code, _, err = await cli("quota", "set", "eng", "--guarantee", "cpus=3", "--limit", "cpus=2")
+        assert code == 2 and "exceeds the limit" in err and len(err.strip().splitlines()) == 1
+        code, _, err = await cli("weights", "set", "eng=0")
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert (await cli("quota", "remove", "eng"))[0] == 0
+        code, out, _ = await cli("metrics", "--json")
+        assert code == 0 and "agents_active" in out
+    finally:
+        assert await c.stop() == []
