@@ -5,7 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = [["bench.e2e", "--tasks", "500", "--agents", "2"]]
+BENCHMARKS = [
+    ["bench.e2e", "--tasks", "500", "--agents", "2"],
+    ["bench.placement"],
+    ["bench.agent_launch", "--tasks", "1000"],
+    ["bench.allocator", "--grid"],
+]
 
 
 def main() -> None:

@@ -32,7 +32,8 @@ from scheduler_sdk.placement.model import ConstraintLike, ConstraintResult, Host
 
 OK = ConstraintResult(True, 1.0, "")
 
-CustomFn = Callable[[TaskRequest, HostView, RunContext], "bool | float | ConstraintResult"]
+CustomFn = Callable[[TaskRequest, HostView, RunContext], bool | float | ConstraintResult]
+"""A user-defined constraint as a plain function (see `Custom`)."""
 
 
 def host_attribute(host: HostView, attribute: str) -> str | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from scheduler_sdk.placement.model import HostView, TaskRequest
 
@@ -131,7 +131,9 @@ class Weighted:
 
     __slots__ = ("name", "parts")
 
-    def __init__(self, weights: Mapping[FitnessLike, float] | Iterable[tuple[FitnessLike, float]]) -> None:
+    def __init__(self, weights: Mapping[Any, float] | Iterable[tuple[Any, float]]) -> None:
+        # (keys typed Any: Mapping is invariant in its key, so dict[BinPacking, int] would not pass as
+        # Mapping[FitnessLike, float]; every key goes through `as_fitness`, which rejects what is not callable)
         pairs = list(weights.items()) if isinstance(weights, Mapping) else list(weights)
         if not pairs:
             raise ValueError("Weighted needs at least one calculator")

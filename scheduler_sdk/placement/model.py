@@ -76,6 +76,7 @@ class RunningTask:
     network: float = 0.0
     ports: int = 0
     scalars: Mapping[str, float] = field(default_factory=dict)
+    exclusive: bool = False  # placed under a hard ExclusiveHost constraint: nothing else may join it
 
 
 @dataclass(frozen=True, slots=True)

@@ -369,7 +369,10 @@ def _slice(offer: spb.Offer, received_at: float) -> OfferSlice:
 
 
 def _running(task: TaskRequest) -> RunningTask:
+    from scheduler_sdk.placement.constraints import ExclusiveHost
+
     return RunningTask(
+        exclusive=any(isinstance(c, ExclusiveHost) for c in task.hard_constraints),
         id=task.id,
         group=task.group,
         cpus=task.cpus,
