@@ -334,18 +334,8 @@ def test_soft_ties_across_fitness_levels_go_to_the_smaller_hostname():
         ) == {"t": "a"}
 
 
-def test_running_exclusive_tasks_hold_their_host_once_the_model_says_so(monkeypatch):
-    # RunningTask has no `exclusive` flag yet (see the engine's report); the engine honours one when it exists.
-    from dataclasses import dataclass
-
-    import scheduler_sdk.placement.engine as engine_module
-
-    @dataclass(frozen=True, slots=True)
-    class ExclusiveRunning(RunningTask):
-        exclusive: bool = False
-
-    monkeypatch.setattr(engine_module, "_RUNNING_HAS_EXCLUSIVE", True)
-    hosts = [host("a", cpus=3, running=[ExclusiveRunning("r", cpus=1, exclusive=True)]), host("b")]
+def test_running_exclusive_tasks_hold_their_host_in_later_runs() -> None:
+    hosts = [host("a", cpus=3, running=[RunningTask("r", cpus=1, exclusive=True)]), host("b")]
     for fast in (True, False):
         r = PlacementEngine(fast_path=fast).schedule([TaskRequest("t", cpus=1), TaskRequest("u", cpus=4)], hosts)
         assert placed(r) == {"t": "b"}
