@@ -23,6 +23,7 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_agent import executor, health
 from mesos_agent.checkpoint import Checkpoint
 from mesos_agent.containerizer import Container, Containerizer, LaunchError, LaunchSpec, Termination
+from mesos_agent.gpus import GpuAllocator
 from mesos_agent.sandbox import create_sandbox, safe_id
 from mesos_agent.status_updates import StatusUpdateManager
 from scheduler_sdk.resources import Resources
@@ -49,6 +50,7 @@ class TaskRun:
     health_task: asyncio.Task[None] | None = None
     health_kill_message: str | None = None  # set when a failing health check killed the task
     kill_reason: int = 0  # why the master killed it (e.g. REASON_CONTAINER_PREEMPTED)
+    gpus: tuple[int, ...] = ()  # the GPU indices it was given
 
     @property
     def key(self) -> tuple[str, str]:
@@ -67,6 +69,7 @@ class Agent:
         retry_min: float = 10.0,
         retry_max: float = 600.0,
         launch_concurrency: int = 4,
+        gpus: GpuAllocator | None = None,
     ) -> None:
         self.work_dir = work_dir
         self.info = info
@@ -83,6 +86,7 @@ class Agent:
         self._launch_slots = asyncio.Semaphore(launch_concurrency)
         self.updates = StatusUpdateManager(self._queue, clock, retry_min=retry_min, retry_max=retry_max)
         self.checkpoint = Checkpoint(work_dir)
+        self.gpus = gpus
         self.info.id = self.checkpoint.read("agent_id")
 
     # ------------------------------------------------------------------ identity
@@ -242,8 +246,16 @@ class Agent:
         if run.health_kill_message is not None:
             reason, message = S.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED, run.health_kill_message
             self._update(run, state, reason, message, exit_code=code, healthy=False)
-            return
-        self._update(run, state, reason, message, exit_code=code)
+        else:
+            self._update(run, state, reason, message, exit_code=code)
+        # The end is in the update log now: the container's own record of it is no longer needed.
+        self._release_gpus(run)
+        self.containerizer.release(run.container_id)
+
+    def _release_gpus(self, run: TaskRun) -> None:
+        if run.gpus and self.gpus is not None:
+            self.gpus.release(run.gpus)
+            run.gpus = ()
 
     async def _launch(self, run: TaskRun) -> bool:
         fid, task = run.framework.id, run.info
@@ -261,6 +273,16 @@ class Agent:
         )
         self._update(run, tpb.TASK_STARTING)
         resources = Resources.from_proto(task.resources)
+        wanted_gpus = int(resources.scalar("gpus"))
+        if wanted_gpus:
+            got = self.gpus.allocate(wanted_gpus) if self.gpus is not None else None
+            if got is None:
+                message = f"launch failed: {wanted_gpus} GPU(s) asked for, not free on this agent"
+                self._update(run, tpb.TASK_FAILED, S.REASON_CONTAINER_LAUNCH_FAILED, message)
+                return False
+            run.gpus = got
+            if run.framework.checkpoint:
+                self.checkpoint.write_task_file(fid, task.task_id, "gpus", ",".join(map(str, got)))
         user = task.command.user or run.framework.user
         run.env = executor.task_environment(
             task, fid, self.agent_id, str(run.sandbox), run.container_id, self.info.hostname
@@ -276,10 +298,13 @@ class Agent:
             mem_mb=resources.scalar("mem") or None,
             user=user if user and user != _current_user() else None,
             checkpoint=run.framework.checkpoint,
+            disk_mb=resources.scalar("disk") or None,
+            gpus=run.gpus,
         )
         try:
             run.container = await self.containerizer.launch(spec)
         except (LaunchError, OSError, ValueError) as e:
+            self._release_gpus(run)
             self._update(run, tpb.TASK_FAILED, S.REASON_CONTAINER_LAUNCH_FAILED, f"launch failed: {e}")
             return False
         return True
@@ -380,12 +405,15 @@ class Agent:
                 self._update(run, tpb.TASK_LOST, S.REASON_AGENT_RESTARTED, "the host rebooted: the task is gone")
                 continue
             found = await self.containerizer.recover(rt.container_id)
-            if isinstance(found, Container):
+            if found is not None:
+                # Still running, or ended while no agent watched: wait() then gives its real end at once.
                 run.container = found
                 kept.add(rt.container_id)
+                gpus = self.checkpoint.read_task_file(rt.framework.id, rt.task.task_id, "gpus")
+                if gpus and self.gpus is not None:
+                    run.gpus = tuple(int(i) for i in gpus.split(","))
+                    self.gpus.take(run.gpus)
                 self.spawn(self._watch(run))
-            elif isinstance(found, Termination):
-                self._report_end(run, found)
             else:
                 self._update(
                     run, tpb.TASK_LOST, S.REASON_AGENT_RESTARTED, "the task's container was not found after a restart"

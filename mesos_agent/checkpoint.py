@@ -77,6 +77,13 @@ class Checkpoint:
         _write_atomically(task_dir / "task.pb", task.SerializeToString())
         _write_atomically(task_dir / "container_id", container_id)
 
+    def write_task_file(self, framework_id: str, task_id: str, name: str, value: str) -> None:
+        _write_atomically(self._task_dir(framework_id, task_id) / name, value)
+
+    def read_task_file(self, framework_id: str, task_id: str, name: str) -> str:
+        path = self._task_dir(framework_id, task_id) / name
+        return path.read_text().strip() if path.exists() else ""
+
     def update(self, framework_id: str, status: tpb.TaskStatus) -> None:
         self._append(framework_id, status.task_id, UPDATE, status.SerializeToString())
 

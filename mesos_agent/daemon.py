@@ -22,12 +22,13 @@ from mesos_agent.agent import Agent
 from mesos_agent.api import AgentService
 from mesos_agent.containerizer import Containerizer
 from mesos_agent.gc import SandboxGC, fraction, live_sandboxes, parse_duration
+from mesos_agent.gpus import GpuAllocator, detect_gpus
 from mesos_agent.master_link import MasterLink, RejectedByMaster
 from mesos_agent.resources import agent_resources, format_attributes, parse_attributes
 from scheduler_sdk import __version__
 from scheduler_sdk.cli.flags import FlagParser, add_logging_flags, port, positive_float
 from scheduler_sdk.logs import configure_logging
-from scheduler_sdk.resources import ResourcesError
+from scheduler_sdk.resources import Resources, ResourcesError
 
 log = structlog.get_logger("mesos_agent")
 ADDRESS_FILE = "agent.addr"
@@ -53,6 +54,15 @@ def build_parser() -> FlagParser:
         help="isolators: auto (all the host supports), posix, or a list like cgroups/cpu,cgroups/mem,cgroups/pids",
     )
     p.add_flag("--no-cgroups-cfs", action="store_true", help="no CFS quota: cpus only set cpu shares")
+    p.add_flag(
+        "--enforce-disk", action="store_true", help="kill a task whose sandbox grows past its disk (else: report)"
+    )
+    p.add_flag(
+        "--gpus",
+        default="auto",
+        choices=["auto", "none"],
+        help="auto: offer the NVIDIA GPUs nvidia-smi finds (to GPU_RESOURCES frameworks only)",
+    )
     p.add_flag("--max-task-processes", type=int, default=4096, help="pids limit per task")
     p.add_flag(
         "--status-update-retry-min",
@@ -112,7 +122,10 @@ class AgentDaemon:
         a = self.args
         work_dir = Path(a.work_dir).resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
+        gpus = detect_gpus() if a.gpus == "auto" else []
         resources = agent_resources(a.resources, work_dir)
+        if gpus and "gpus" not in resources.names():
+            resources = resources + Resources.of(gpus=len(gpus))
         attributes = parse_attributes(a.attributes)
         root = "aiomesos/" + hashlib.sha1(str(work_dir).encode()).hexdigest()[:12]
         containerizer = Containerizer(
@@ -120,6 +133,9 @@ class AgentDaemon:
             isolation=a.isolation,
             enable_cfs=not a.no_cgroups_cfs,
             max_task_processes=a.max_task_processes,
+            runtime_dir=work_dir / "runtime",
+            enforce_disk=a.enforce_disk,
+            gpus=gpus,
         )
         if containerizer.warning:
             log.warning(containerizer.warning)
@@ -145,6 +161,7 @@ class AgentDaemon:
                 spawn=tg.create_task,
                 retry_min=a.status_update_retry_min,
                 retry_max=a.status_update_retry_max,
+                gpus=GpuAllocator([g.index for g in gpus]) if gpus else None,
             )
             link = MasterLink(
                 a.master,
@@ -154,7 +171,7 @@ class AgentDaemon:
                 backoff_max=a.registration_backoff_max,
             )
             kept = await agent.recover(boot_id())
-            orphans = containerizer.cleanup_orphans(keep=kept) if kept else containerizer.cleanup_orphans()
+            orphans = containerizer.cleanup_orphans(keep=kept)
             if orphans:
                 log.warning("killed the tasks a previous agent process left behind", containers=orphans)
             agent_pb2_grpc.add_AgentServicer_to_server(AgentService(agent, link), server)
@@ -199,7 +216,10 @@ class AgentDaemon:
                     await asyncio.wait_for(_drained(link), 2.0)
             for task in (link_task, retries, stop, gc_task):
                 task.cancel()
-            await containerizer.shutdown()
+            if self.full_stop:
+                await containerizer.shutdown()
+            else:
+                await containerizer.detach()  # checkpointed tasks run on, for the next agent process
             await server.stop(grace=0.5)
         with contextlib.suppress(FileNotFoundError):
             (work_dir / ADDRESS_FILE).unlink()

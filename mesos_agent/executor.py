@@ -61,6 +61,8 @@ def grace_period(task: tpb.TaskInfo, override: rpb.KillPolicy | None) -> float:
 def terminal_status(term: Termination, killed: bool) -> tuple[int, int, str, int | None]:
     """(state, reason, message, exit code) for a container that ended."""
     code = term.exit_code if term.exit_code is not None else (128 + term.signal if term.signal else None)
+    if term.limitation == "disk":
+        return tpb.TASK_FAILED, S.REASON_CONTAINER_LIMITATION_DISK, term.message, code
     if term.oom_killed:
         return tpb.TASK_FAILED, S.REASON_CONTAINER_LIMITATION_MEMORY, term.message, code
     if killed:

@@ -1,13 +1,17 @@
-"""Launch task processes under cgroup (v1 or v2) isolation, or as plain posix processes.
+"""Launch task processes under cgroup (v1 or v2) isolation, or as plain posix processes; recover them.
 
 Typical use by the agent::
 
-    czr = Containerizer(f"aiomesos/agent-{agent_id}")
+    czr = Containerizer(f"aiomesos/agent-{agent_id}", runtime_dir=work_dir / "containers")
     if czr.warning:
         log.warning(czr.warning)
+    # After a restart: re-adopt the checkpointed containers the agent still knows, kill the rest.
+    recovered = await czr.recover_all(known_container_ids)   # id -> Container | None
     czr.cleanup_orphans()
-    container = await czr.launch(LaunchSpec(...))
+    container = await czr.launch(LaunchSpec(..., checkpoint=True))
     termination = await container.wait()
+    # ... once the terminal status update is checkpointed:
+    czr.release(container.container_id)
 """
 
 from ._container import LAUNCH_FAILED_STATUS, Container

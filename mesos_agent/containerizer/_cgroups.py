@@ -27,12 +27,16 @@ CPUACCT = "cgroups/cpuacct"
 MEM = "cgroups/mem"
 PIDS = "cgroups/pids"
 CGROUP_ISOLATORS: tuple[str, ...] = (CPU, CPUACCT, MEM, PIDS)
+# The v1 devices controller, used only to confine tasks to their GPUs (cgroup v2 has no devices
+# files: it takes eBPF programs, not used here).
+DEVICES = "cgroups/devices"
 
 # Which v1 subsystem each isolator needs.
-V1_SUBSYSTEM: dict[str, str] = {CPU: "cpu", CPUACCT: "cpuacct", MEM: "memory", PIDS: "pids"}
+V1_SUBSYSTEM: dict[str, str] = {CPU: "cpu", CPUACCT: "cpuacct", MEM: "memory", PIDS: "pids", DEVICES: "devices"}
 # Which v2 controller each isolator needs (cpu accounting comes with the cpu controller's cpu.stat).
 V2_CONTROLLER: dict[str, str] = {CPU: "cpu", CPUACCT: "cpu", MEM: "memory", PIDS: "pids"}
 
+NVIDIA_MAJOR = 195
 CFS_PERIOD_US = 100_000
 CLK_TCK = float(os.sysconf("SC_CLK_TCK"))
 _RETRY_ERRNOS = (errno.EBUSY, errno.ENOTEMPTY, errno.EAGAIN)
@@ -301,6 +305,8 @@ class Backend:
     # Directories setup() created, outermost first (removed again on shutdown).
     created: list[Path] = field(default_factory=list)
     has_kill_file: bool = False
+    # GPU index -> device minor, for the devices controller (v1): a task may open its own GPUs' minors only.
+    gpu_minors: dict[int, int] = field(default_factory=dict)
     _root_strs: list[str] = field(default_factory=list)
 
     def setup(self) -> None:
@@ -350,6 +356,10 @@ class Backend:
                 self._undo(made)
                 raise LaunchError(f"cannot write {value!r} to {path}: {e.strerror}") from e
         return [Path(p) for p in made]
+
+    def paths_for(self, container_id: str) -> list[Path]:
+        """The cgroup dirs a container of this backend has (whether or not they exist)."""
+        return [rd / container_id for rd in self.root_dirs]
 
     def container_dirs(self) -> dict[str, list[Path]]:
         """Container id -> its cgroup dirs, for every container cgroup under root."""
@@ -437,6 +447,12 @@ class V1Backend(Backend):
             writes.append((f"{d}/memory.swappiness", "0", False))
         if "pids" in idx:
             writes.append((f"{made[idx['pids']]}/pids.max", str(self.max_task_processes), True))
+        if "devices" in idx:
+            d = made[idx["devices"]]
+            own = set(spec.gpus)
+            for index, minor in sorted(self.gpu_minors.items()):
+                if index not in own:
+                    writes.append((f"{d}/devices.deny", f"c {NVIDIA_MAJOR}:{minor} rwm", True))
         return self._write_limits(made, writes)
 
     def oom_file(self, paths: list[Path]) -> str | None:

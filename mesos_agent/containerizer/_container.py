@@ -13,8 +13,9 @@ from pathlib import Path
 import psutil
 import structlog
 
+from . import _runtime
 from ._cgroups import Backend, read_counter, read_pids, rmdir_tree, signal_tree, write_file
-from ._process import TaskProcess
+from ._process import ExitedProcess, TaskProcess
 from ._types import LaunchSpec, Termination
 
 log = structlog.get_logger(__name__)
@@ -26,6 +27,9 @@ LAUNCH_FAILED_STATUS = 125
 WRAPPER_MARK = "aiomesos-containerizer:"
 
 _CLEANUP_TIMEOUT = 10.0
+MiB = 1024 * 1024
+MEMORY = "memory"
+DISK = "disk"
 
 
 class Container:
@@ -33,11 +37,19 @@ class Container:
 
     ``wait()`` resolves once the main process has exited and every other
     process left in the container has been killed and its cgroups removed.
+
+    ``pid`` is the container's main process: the task itself, or for a
+    checkpointed launch the launch wrapper whose child the task is.
+    ``checkpointed`` containers can be recovered by a later agent process;
+    ``recovered`` is true for a container this Containerizer re-adopted
+    (``Containerizer.recover``) rather than launched.
     """
 
     container_id: str
     pid: int
     cgroup_paths: list[Path]
+    checkpointed: bool
+    recovered: bool
 
     def __init__(
         self,
@@ -46,20 +58,38 @@ class Container:
         paths: list[Path],
         backend: Backend | None,
         on_done: Callable[[Container], None],
+        *,
+        status_file: str | None = None,
+        wrapped: bool = False,
+        recovered: bool = False,
+        posix_memory: bool = False,
     ) -> None:
         self.container_id = spec.container_id
         self.pid = proc.pid
         self.cgroup_paths = paths
+        self.checkpointed = status_file is not None
+        self.recovered = recovered
         self._spec = spec
         self._proc = proc
         self._backend = backend
         self._on_done = on_done
+        # Checkpointed: the wrapper records the task's status there; it forwards signals itself, so the
+        # containerizer leaves it out when signalling the task (each process gets a signal once).
+        self._status_file = status_file
+        # The main process reports a shell status: 128+N means killed by signal N (checkpoint, pid namespace).
+        self._wrapped = wrapped or status_file is not None
         self._procs_file = f"{paths[0]}/cgroup.procs" if paths else ""
         self._kill_file = f"{paths[0]}/cgroup.kill" if paths and backend and backend.has_kill_file else ""
         self._oom_file = backend.oom_file(paths) if paths and backend else None
-        self._exited = False
+        # Without a memory cgroup, the Containerizer's poller enforces mem_mb on the resident memory.
+        self._posix_memory = posix_memory and spec.mem_mb is not None and self._oom_file is None
+        self._exited = isinstance(proc, ExitedProcess)
         self._oom_seen = False
         self._sigkill_sent = False
+        # The last signal sent to the main process itself (an adopted wrapper's status may then be unknown).
+        self._main_signalled: int | None = None
+        self._limitation: tuple[str, str] | None = None
+        self.disk_used_bytes: int | None = None
         self._kill_task: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         self._done: asyncio.Future[Termination] = loop.create_future()
@@ -112,7 +142,11 @@ class Container:
         if self._spec.cpus is not None:
             out.setdefault("cpus_limit", float(self._spec.cpus))
         if self._spec.mem_mb is not None:
-            out.setdefault("mem_limit_bytes", float(int(self._spec.mem_mb * 1024 * 1024)))
+            out.setdefault("mem_limit_bytes", float(int(self._spec.mem_mb * MiB)))
+        if self.disk_used_bytes is not None:
+            out["disk_used_bytes"] = float(self.disk_used_bytes)
+        if self._spec.disk_mb is not None:
+            out["disk_limit_bytes"] = float(int(self._spec.disk_mb * MiB))
         return out
 
     # ------------------------------------------------------------------ internals
@@ -124,12 +158,19 @@ class Container:
         has already restored the default action on the way out) would turn a
         clean exit into a death by signal.
         """
+        spare_wrapper = self._status_file is not None and sig != signal.SIGKILL
         if not self._procs_file:
             # posix: the task's process group (its session leader's pid is
             # the group id, and cannot name another group while unreaped).
-            if self._proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.pid, sig)
+            if self._exited or self._proc.returncode is not None or getattr(self._proc, "over", False):
+                return
+            if spare_wrapper:
+                # The checkpoint wrapper forwards it to the rest of its group.
+                self._proc.send_signal(sig)
+                self._main_signalled = sig
+                return
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
             return
         if sig == signal.SIGKILL and self._kill_file:
             with contextlib.suppress(OSError):
@@ -138,9 +179,26 @@ class Container:
         if self.pid not in pids:
             # Not in its cgroups yet (the wrapper is still joining them) or already gone.
             self._proc.send_signal(sig)
+            self._main_signalled = sig
         for pid in pids:
+            if spare_wrapper and pid == self.pid:
+                continue
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
+
+    def _exceeded(self, limitation: str, message: str) -> None:
+        """Kill the container for exceeding a limit (once); wait() reports the limitation."""
+        if self._limitation is not None or self._exited or self._done.done():
+            return
+        self._limitation = (limitation, message)
+        log.warning("container.limit_exceeded", container_id=self.container_id, limitation=limitation, message=message)
+        self._kill_task = asyncio.ensure_future(self.kill(0.0))
+
+    def _detach(self) -> None:
+        """Stop watching the container, leaving it running (its wait() is cancelled)."""
+        self._proc.close()
+        if not self._reaper.done():
+            self._reaper.cancel()
 
     def _watch_oom(self) -> bool:
         """Called by the Containerizer's poller; returns whether to keep watching."""
@@ -161,6 +219,16 @@ class Container:
         try:
             rc = await self._proc.wait()
             self._exited = True
+            status = _runtime.read_status(self._status_file) if self._status_file else None
+            if status is not None:
+                rc = _runtime.decode_status(status)
+            elif rc is not None and rc > 0 and self._wrapped:
+                rc = _runtime.decode_status(rc)
+            elif rc is None and self._sigkill_sent:
+                rc = -signal.SIGKILL
+            elif rc is None and self._main_signalled is not None and self._status_file is not None:
+                # A wrapper signalled before it set its traps (still joining its cgroups) dies of it unrecorded.
+                rc = -self._main_signalled
             oom = False
             if self.cgroup_paths:
                 if read_pids(self._procs_file):
@@ -174,7 +242,7 @@ class Container:
                         if oom := self._read_oom():
                             break
                 await self._remove_cgroups()
-            elif not self._proc.kill_group_on_exit:
+            elif not self._proc.kill_group_on_exit and not isinstance(self._proc, ExitedProcess):
                 # Leftovers of a posix task: its process group (best effort once reaped).
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.pid, signal.SIGKILL)
@@ -240,18 +308,28 @@ class Container:
                 log.error("container.cgroup_leaked", container_id=self.container_id, paths=pending)
                 return
 
-    def _termination(self, rc: int, oom: bool) -> Termination:
-        exit_code, sig = (rc, None) if rc >= 0 else (None, -rc)
-        if oom:
+    def _termination(self, rc: int | None, oom: bool) -> Termination:
+        exit_code, sig = (None, None) if rc is None else (rc, None) if rc >= 0 else (None, -rc)
+        limitation = self._limitation[0] if self._limitation else None
+        if oom or limitation == MEMORY:
             mem = self._spec.mem_mb
             message = f"memory limit {mem:g} MiB exceeded" if mem is not None else "killed by the OOM killer"
+            if limitation == MEMORY and self._limitation is not None:
+                message = self._limitation[1]
+            return Termination(exit_code, sig, True, message, MEMORY)
+        if self._limitation is not None:
+            return Termination(exit_code, sig, False, self._limitation[1], self._limitation[0])
+        if rc is None:
+            message = (
+                "exit status unknown: the task's launch wrapper ended while the agent was away without recording it"
+            )
         elif rc == LAUNCH_FAILED_STATUS and (failure := self._wrapper_failure()):
             message = f"launch failed: {failure}"
         elif sig is not None:
             message = f"killed by signal {sig}"
         else:
             message = f"exited with status {rc}"
-        return Termination(exit_code=exit_code, signal=sig, oom_killed=oom, message=message)
+        return Termination(exit_code=exit_code, signal=sig, oom_killed=False, message=message)
 
     def _wrapper_failure(self) -> str:
         """The launch wrapper's complaint at the end of stderr, if it failed."""

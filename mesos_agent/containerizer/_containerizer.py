@@ -1,4 +1,4 @@
-"""The Containerizer: picks the isolation the host supports and launches tasks."""
+"""The Containerizer: picks the isolation the host supports, launches tasks and recovers them."""
 
 from __future__ import annotations
 
@@ -6,36 +6,58 @@ import asyncio
 import contextlib
 import os
 import pwd
-import shlex
 import shutil
+from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from . import _cgroups as cg
-from ._container import LAUNCH_FAILED_STATUS, WRAPPER_MARK, Container
-from ._process import AsyncioProcess, PidfdProcess, TaskProcess, pidfd_supported, spawn_asyncio, spawn_posix
-from ._types import LaunchError, LaunchSpec
+from . import _runtime
+from ._container import DISK, MEMORY, Container, MiB
+from ._disk import disk_usage_many
+from ._process import (
+    AdoptedProcess,
+    AsyncioProcess,
+    ExitedProcess,
+    PidfdProcess,
+    PolledProcess,
+    TaskProcess,
+    pidfd_supported,
+    spawn_asyncio,
+    spawn_posix,
+)
+from ._procfs import boot_id, boottime_ticks, process_table, running, start_time, tree_members
+from ._types import ContainerizerError, LaunchError, LaunchSpec
+from ._wrapper import env_reset_argv, tool, wrapper_argv
+
+if TYPE_CHECKING:
+    from mesos_agent.gpus import Gpu
 
 log = structlog.get_logger(__name__)
 
 POSIX_CPU = "posix/cpu"
 POSIX_MEM = "posix/mem"
+DISK_DU = "disk/du"
+PID_NS = "namespaces/pid"
+GPU_NVIDIA = "gpu/nvidia"
+_EXTRAS = (DISK_DU, PID_NS, GPU_NVIDIA)
 _POSIX_FOR = {cg.CPU: POSIX_CPU, cg.CPUACCT: POSIX_CPU, cg.MEM: POSIX_MEM}
 _ALIASES: dict[str, tuple[str, ...]] = {
     "cgroups/all": cg.CGROUP_ISOLATORS,
     "cgroups/memory": (cg.MEM,),
     "posix": (POSIX_CPU, POSIX_MEM),
 }
-KNOWN_ISOLATORS: tuple[str, ...] = (*cg.CGROUP_ISOLATORS, POSIX_CPU, POSIX_MEM, *_ALIASES)
+KNOWN_ISOLATORS: tuple[str, ...] = (*cg.CGROUP_ISOLATORS, POSIX_CPU, POSIX_MEM, *_EXTRAS, *_ALIASES)
 _OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
 
-def _parse_isolation(isolation: str) -> tuple[list[str], list[str], bool]:
-    """(cgroup isolators wanted, posix isolators wanted, auto?)."""
+def _parse_isolation(isolation: str) -> tuple[list[str], list[str], list[str], bool]:
+    """(cgroup isolators wanted, posix isolators wanted, other isolators wanted, auto?)."""
     text = isolation.strip()
     if text == "auto":
-        return list(cg.CGROUP_ISOLATORS), [], True
+        return list(cg.CGROUP_ISOLATORS), [], [DISK_DU], True
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise ValueError(f"isolation {isolation!r} names no isolator; use 'auto', 'posix' or a comma list")
@@ -50,7 +72,8 @@ def _parse_isolation(isolation: str) -> tuple[list[str], list[str], bool]:
         expanded.extend(_ALIASES.get(n, (n,)))
     cgroups = [i for i in cg.CGROUP_ISOLATORS if i in expanded]
     posix = [i for i in (POSIX_CPU, POSIX_MEM) if i in expanded]
-    return cgroups, posix, False
+    extras = [i for i in _EXTRAS if i in expanded]
+    return cgroups, posix, extras, False
 
 
 def _check_container_id(cid: str) -> None:
@@ -63,20 +86,50 @@ class Containerizer:
 
     ``root`` names this agent's hierarchy (e.g. ``"aiomesos/agent-<id>"``);
     container ``c`` lives in ``<controller mount>/<root>/c``.  ``isolation``
-    is ``"auto"`` (every cgroup isolator the host supports), ``"posix"``, or
-    a comma list of ``cgroups/cpu``, ``cgroups/cpuacct``, ``cgroups/mem``,
-    ``cgroups/pids``, ``posix/cpu``, ``posix/mem`` (``cgroups/all`` and
-    ``posix`` are shorthands).  Unknown names raise ValueError.
+    is ``"auto"`` (every cgroup isolator the host supports, ``disk/du``, and
+    ``gpu/nvidia`` when ``gpus`` are given), ``"posix"``, or a comma list of
+    ``cgroups/cpu``, ``cgroups/cpuacct``, ``cgroups/mem``, ``cgroups/pids``,
+    ``posix/cpu``, ``posix/mem``, ``disk/du``, ``namespaces/pid``,
+    ``gpu/nvidia`` (``cgroups/all`` and ``posix`` are shorthands).  Unknown
+    names raise ValueError; so does ``namespaces/pid`` (never part of
+    "auto") where it cannot work (not root, no ``unshare``).
 
     When the cgroup isolators cannot be used (not root, read-only or missing
     hierarchies), this falls back to posix isolation and sets ``warning`` to a
     one-line explanation; requested cgroup isolators the host lacks are
     replaced by their posix counterpart the same way.
+
+    Isolators in brief:
+
+    * ``posix/mem`` (no memory cgroup): the resident memory of the task's
+      process tree and process group is polled every
+      ``memory_poll_interval`` seconds; past ``mem_mb`` the task is killed
+      (``Termination.oom_killed``, ``limitation="memory"``).  Posix mode
+      bounds neither cpu nor the number of processes: RLIMIT_NPROC counts
+      every process of the user, not of the task, so it is not used.
+    * ``disk/du``: every ``disk_poll_interval`` seconds the sandbox (the
+      task's cwd) is measured (allocated blocks) in a worker thread; the
+      figure is in ``stats()`` as ``disk_used_bytes`` (``disk_limit_bytes``
+      from ``disk_mb``); with ``enforce_disk`` a task past ``disk_mb`` is
+      killed (``limitation="disk"``).
+    * ``namespaces/pid``: the task runs in its own pid and mount namespaces
+      with /proc remounted, so it sees only its own processes.
+    * ``gpu/nvidia``: ``LaunchSpec.gpus`` become ``CUDA_VISIBLE_DEVICES``,
+      ``NVIDIA_VISIBLE_DEVICES`` (and ``CUDA_DEVICE_ORDER=PCI_BUS_ID``); on
+      cgroup v1 a devices cgroup also denies the task every other GPU's
+      ``/dev/nvidia<minor>`` (nvidiactl, nvidia-uvm stay open).  cgroup v2
+      has no devices files (only eBPF programs, not used here): there the
+      environment is the only isolation.  Tasks without GPUs get
+      ``CUDA_VISIBLE_DEVICES=""``.
+
+    Checkpointed launches (``LaunchSpec.checkpoint``) need ``runtime_dir``:
+    see ``recover``.
     """
 
     isolators: list[str]
     cgroups_version: int | None
     warning: str | None
+    runtime_dir: Path | None
 
     def __init__(
         self,
@@ -87,34 +140,63 @@ class Containerizer:
         enable_cfs: bool = True,
         max_task_processes: int = 4096,
         memory_poll_interval: float = 0.5,
+        runtime_dir: str | Path | None = None,
+        disk_poll_interval: float = 15.0,
+        enforce_disk: bool = False,
+        gpus: Sequence[Gpu] = (),
     ) -> None:
         rel = PurePosixPath(root.strip("/"))
         if not rel.parts or any(p in (".", "..") for p in rel.parts) or "\n" in root or "\0" in root:
             raise ValueError(f"cgroup root {root!r} must be a relative path like 'aiomesos/agent-1'")
         if max_task_processes < 1:
             raise ValueError("max_task_processes must be at least 1")
+        if memory_poll_interval <= 0 or disk_poll_interval <= 0:
+            raise ValueError("poll intervals must be positive")
         self.root = str(rel)
+        self.runtime_dir = Path(runtime_dir).absolute() if runtime_dir is not None else None
         self._memory_poll_interval = memory_poll_interval
+        self._disk_poll_interval = disk_poll_interval
+        self._enforce_disk = enforce_disk
         self._containers: dict[str, Container] = {}
         self._reserved: set[str] = set()
-        self._poller: asyncio.Task[None] | None = None
+        # Checkpointed containers whose runtime dir this Containerizer owns until release().
+        self._checkpointed: set[str] = set()
+        self._pollers: dict[str, asyncio.Task[None]] = {}
         self._poller_loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._detached = False
         self._users: dict[str, tuple[int, int]] = {}
         self._fast_spawn = pidfd_supported()
         self._backend: cg.Backend | None = None
+        self._boot_id = boot_id()
+        self._gpus = {g.index: g for g in gpus}
         self.cgroups_version = None
         self.warning = None
 
-        wanted, posix, auto = _parse_isolation(isolation)
+        wanted, posix, extras, auto = _parse_isolation(isolation)
+        if auto and self._gpus:
+            extras.append(GPU_NVIDIA)
+        self._unshare: str | None = None
+        if PID_NS in extras:
+            self._unshare = tool("unshare")
+            if self._unshare is None:
+                raise ValueError("isolator namespaces/pid needs unshare(1) (util-linux), which is not installed")
+            if os.geteuid() != 0:
+                raise ValueError("isolator namespaces/pid needs root (mounting /proc in a new namespace)")
+        gpu_minors = {i: g.minor for i, g in self._gpus.items() if g.minor is not None}
+        want_devices = GPU_NVIDIA in extras and bool(gpu_minors)
+
         missing: list[str] = []
-        if wanted:
-            self._backend, reason = _select_backend(rel, wanted, Path(cgroups_root_v1), enable_cfs, max_task_processes)
+        if wanted or want_devices:
+            self._backend, reason = _select_backend(
+                rel, wanted, Path(cgroups_root_v1), enable_cfs, max_task_processes, want_devices, gpu_minors
+            )
             if self._backend is None:
-                self.warning = (
-                    f"cgroups isolation unavailable ({reason}); falling back to posix isolation: "
-                    "task cpu, memory and process limits are NOT enforced"
-                )
+                if wanted:
+                    self.warning = (
+                        f"cgroups isolation unavailable ({reason}); falling back to posix isolation: "
+                        "task cpu and process limits are NOT enforced, memory only by polling"
+                    )
                 missing = wanted
             else:
                 self.cgroups_version = self._backend.version
@@ -130,7 +212,13 @@ class Containerizer:
                 p = _POSIX_FOR.get(i, i if i.startswith("posix/") else "")
                 if p and p not in chosen:
                     chosen.append(p)
+        chosen.extend(extras)
         self.isolators = chosen
+        self._devices = self._backend is not None and cg.DEVICES in self._backend.isolators
+        if self.runtime_dir is not None:
+            self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        if self.runtime_dir is not None or self._unshare is not None:
+            env_reset_argv()  # probe env(1) now (once per process) rather than during a launch
 
     # ------------------------------------------------------------------ public
 
@@ -140,7 +228,9 @@ class Containerizer:
         The task starts through a tiny ``/bin/sh`` wrapper that changes to
         the sandbox, moves itself into the container's cgroups (created and
         limited beforehand) and then ``exec``s ``spec.argv``; the exit status
-        is therefore the task's own.
+        is therefore the task's own.  With ``spec.checkpoint`` the wrapper
+        stays, runs the task as its child and records its exit status in
+        ``runtime_dir`` (see ``recover``).
 
         Raises LaunchError when the cgroups, the output files or the process
         cannot be created (nothing is left behind then).  Should the wrapper
@@ -159,66 +249,293 @@ class Containerizer:
             raise LaunchError(f"container {cid!r}: sandbox {spec.cwd} is not a directory")
         if cid in self._containers or cid in self._reserved:
             raise LaunchError(f"container {cid!r} already exists")
+        if spec.checkpoint and self.runtime_dir is None:
+            raise LaunchError(f"container {cid!r}: checkpointed launches need a Containerizer runtime_dir")
+        env = self._task_env(spec)
         prefix = self._user_prefix(spec.user)
         self._reserved.add(cid)
         try:
-            paths = self._backend.create(spec) if self._backend is not None else []
+            status_file = self._prepare_runtime(cid) if spec.checkpoint else None
+            paths: list[Path] = []
             try:
-                proc = await self._spawn(spec, paths, prefix)
+                paths = self._backend.create(spec) if self._backend is not None else []
+                started = boottime_ticks()
+                proc = await self._spawn(spec, env, paths, prefix, status_file)
+                if status_file is not None:
+                    self._write_record(spec, proc, paths, (started, boottime_ticks()))
             except BaseException:
                 if paths:
                     cg.kill_and_remove_sync(paths, timeout=2.0)
+                if status_file is not None:
+                    self._checkpointed.discard(cid)
+                    _runtime.remove_dir(Path(status_file).parent)
                 raise
-            container = Container(spec, proc, paths, self._backend, self._forget)
+            container = Container(
+                spec,
+                proc,
+                paths,
+                self._backend,
+                self._forget,
+                status_file=status_file,
+                wrapped=self._unshare is not None,
+                posix_memory=POSIX_MEM in self.isolators,
+            )
             self._containers[cid] = container
         finally:
             self._reserved.discard(cid)
-        if container._oom_file is not None and spec.mem_mb is not None:
-            self._ensure_poller()
+        self._watch(container)
         return container
 
     def containers(self) -> list[Container]:
-        """The containers launched and not yet over."""
+        """The containers launched (or recovered) and not yet over."""
         return list(self._containers.values())
 
+    async def recover(self, container_id: str) -> Container | None:
+        """Re-adopt a checkpointed container launched by an earlier agent process (same runtime_dir, same root).
+
+        Returns a Container whose ``wait()``, ``kill()`` and ``stats()`` work
+        as for one launched here: while the task still runs, ``wait()``
+        resolves when it ends (the wrapper is watched through a pidfd, the
+        agent not being its parent); when it ended while no agent was
+        watching, the Container is (about to be) done and ``wait()`` gives
+        the exit code or signal the wrapper recorded.  Leftover processes
+        are killed and the cgroups removed as usual.  When the wrapper is gone
+        without a record (it was SIGKILLed), the Termination has neither
+        exit code nor signal and says so.  A pid reused since the launch is
+        recognised by its start time and never signalled.
+
+        Returns None when nothing is known about the container: no launch
+        record (never checkpointed, already released), or the host has
+        rebooted since and the task left no exit status.  Its cgroups, if
+        any, are then left for ``cleanup_orphans``.
+
+        Recovering a container this Containerizer already has returns it.
+        """
+        _check_container_id(container_id)
+        if self._closed:
+            raise ContainerizerError("containerizer is shut down")
+        known = self._containers.get(container_id)
+        if known is not None:
+            return known
+        if self.runtime_dir is None:
+            return None
+        directory = self.runtime_dir / container_id
+        record = _runtime.read_record(directory)
+        if record is None or record.container_id != container_id:
+            return None
+        status_file = directory / _runtime.STATUS
+        same_boot = not record.boot_id or not self._boot_id or record.boot_id == self._boot_id
+        if not same_boot and _runtime.read_status(status_file) is None:
+            log.info("containerizer.recover_after_reboot", container_id=container_id)
+            return None
+        recorded = [Path(p) for p in record.cgroups]
+        backend = self._backend
+        if backend is None or backend.paths_for(container_id) != recorded:
+            backend = None  # recorded under another isolation: kill and clean up by path, stats via psutil
+        proc = self._adopt(record, alive_possible=same_boot)
+        paths = recorded if same_boot else []
+        container = Container(
+            record.spec(),
+            proc,
+            paths,
+            backend,
+            self._forget,
+            status_file=str(status_file),
+            wrapped=record.pid_namespace,
+            recovered=True,
+            posix_memory=POSIX_MEM in self.isolators or backend is None,
+        )
+        self._containers[container_id] = container
+        self._checkpointed.add(container_id)
+        log.info(
+            "containerizer.recovered",
+            container_id=container_id,
+            pid=record.pid,
+            running=not isinstance(proc, ExitedProcess)
+            and running(record.pid, record.start_time, record.start_time_max),
+        )
+        self._watch(container)
+        return container
+
+    async def recover_all(self, container_ids: Iterable[str]) -> dict[str, Container | None]:
+        """recover() each of container_ids."""
+        return {cid: await self.recover(cid) for cid in container_ids}
+
+    def recoverable(self) -> list[str]:
+        """Ids of the containers with a launch record in runtime_dir (sorted)."""
+        if self.runtime_dir is None:
+            return []
+        try:
+            entries = list(os.scandir(self.runtime_dir))
+        except FileNotFoundError:
+            return []
+        return sorted(e.name for e in entries if os.path.exists(os.path.join(e.path, _runtime.RECORD)))
+
+    def release(self, container_id: str) -> None:
+        """Forget a finished checkpointed container: remove its runtime dir (its recorded exit status).
+
+        Call it once the container's end is safely recorded elsewhere (the
+        agent has checkpointed the terminal status update); until then a
+        later agent process can still recover the exit status.  Raises
+        ContainerizerError for a container that is still running.
+        """
+        if container_id in self._containers or container_id in self._reserved:
+            raise ContainerizerError(f"container {container_id!r} is still running")
+        _check_container_id(container_id)
+        self._checkpointed.discard(container_id)
+        if self.runtime_dir is not None:
+            _runtime.remove_dir(self.runtime_dir / container_id)
+
     async def shutdown(self, grace_period: float = 0.0) -> None:
-        """Kill every container and remove every cgroup under root, root included."""
+        """Kill every container and remove every cgroup under root, root included, and their runtime dirs.
+
+        After ``detach()`` this does nothing (the detached containers are left for a later agent).
+        """
+        if self._detached:
+            return
         self._closed = True
-        running = list(self._containers.values())
-        if running:
-            await asyncio.gather(*(c.kill(grace_period) for c in running), return_exceptions=True)
-        if self._poller is not None:
-            self._poller.cancel()
-            self._poller = None
+        live = list(self._containers.values())
+        if live:
+            await asyncio.gather(*(c.kill(grace_period) for c in live), return_exceptions=True)
+        self._stop_pollers()
         if self._backend is not None:
             leftovers = [p for paths in self._backend.container_dirs().values() for p in paths]
             if leftovers and not cg.kill_and_remove_sync(leftovers, kill_file=self._backend.has_kill_file):
                 log.error("containerizer.cgroups_leaked", paths=[str(p) for p in leftovers])
             if not self._backend.teardown():
                 log.error("containerizer.root_not_removed", dirs=[str(d) for d in self._backend.root_dirs])
+        for cid in sorted(self._checkpointed):
+            with contextlib.suppress(ContainerizerError):
+                self.release(cid)
 
-    def cleanup_orphans(self) -> list[str]:
-        """Kill the processes of container cgroups left under root by an earlier agent; remove them.
+    async def detach(self) -> None:
+        """Stop watching every container and leave them running (an agent restarting on purpose).
 
-        Returns the ids of the containers cleaned up (sorted).  Containers
-        of this Containerizer are left alone.
+        Cgroups and runtime dirs stay; a later Containerizer on the same root
+        and runtime_dir recovers the checkpointed containers (the others are
+        orphans for its ``cleanup_orphans``).  This one is unusable after.
         """
-        if self._backend is None:
-            return []
-        cleaned = []
-        for cid, paths in sorted(self._backend.container_dirs().items()):
-            if cid in self._containers or cid in self._reserved:
-                continue
-            ok = cg.kill_and_remove_sync(paths, kill_file=self._backend.has_kill_file)
-            log.info("containerizer.orphan_cleaned", container_id=cid, removed=ok)
-            cleaned.append(cid)
-        return cleaned
+        self._closed = self._detached = True
+        self._stop_pollers()
+        for container in list(self._containers.values()):
+            container._detach()
+        self._containers.clear()
+
+    def cleanup_orphans(self, keep: Collection[str] = frozenset()) -> list[str]:
+        """Kill the containers an earlier agent process left under root, except those in keep; clean them up.
+
+        Call it after recovering what is to be kept.  Orphans are found by
+        their cgroups under root and, for checkpointed containers, by their
+        runtime dirs (their processes are found by recorded pid and start
+        time where there are no cgroups).  Their processes are killed, their
+        cgroups and runtime dirs removed.  Containers of this Containerizer
+        (launched, recovered, or finished and not yet released) and those in
+        keep are left alone.
+
+        Returns the ids of the containers cleaned up (sorted).
+        """
+        spare = set(self._containers) | self._reserved | self._checkpointed | set(keep)
+        cleaned: set[str] = set()
+        if self._backend is not None:
+            for cid, paths in sorted(self._backend.container_dirs().items()):
+                if cid in spare:
+                    continue
+                ok = cg.kill_and_remove_sync(paths, kill_file=self._backend.has_kill_file)
+                log.info("containerizer.orphan_cleaned", container_id=cid, removed=ok)
+                cleaned.add(cid)
+        if self.runtime_dir is not None:
+            try:
+                entries = [e for e in os.scandir(self.runtime_dir) if e.is_dir(follow_symlinks=False)]
+            except FileNotFoundError:
+                entries = []
+            for entry in entries:
+                cid = entry.name
+                if cid in spare:
+                    continue
+                record = _runtime.read_record(Path(entry.path))
+                if record is not None and not record.cgroups and record.boot_id == self._boot_id:
+                    _kill_posix_orphan(record)
+                _runtime.remove_dir(Path(entry.path))
+                log.info("containerizer.orphan_runtime_removed", container_id=cid)
+                cleaned.add(cid)
+        return sorted(cleaned)
 
     # ------------------------------------------------------------------ internals
 
     def _forget(self, container: Container) -> None:
         if self._containers.get(container.container_id) is container:
             del self._containers[container.container_id]
+
+    def _task_env(self, spec: LaunchSpec) -> dict[str, str]:
+        if not spec.gpus and GPU_NVIDIA not in self.isolators:
+            return spec.env
+        if len(set(spec.gpus)) != len(spec.gpus) or any(i < 0 for i in spec.gpus):
+            raise LaunchError(f"container {spec.container_id!r}: bad GPU indices {spec.gpus}")
+        if self._gpus and (unknown := [i for i in spec.gpus if i not in self._gpus]):
+            raise LaunchError(f"container {spec.container_id!r}: no GPU with index {unknown} on this host")
+        env = dict(spec.env)
+        indices = ",".join(str(i) for i in spec.gpus)
+        if self._devices and spec.gpus:
+            # Behind the devices cgroup CUDA numbers the GPUs it can open from 0: name them by UUID.
+            known = [self._gpus.get(i) for i in spec.gpus]
+            if all(g is not None for g in known):
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(g.uuid for g in known if g is not None)
+            else:
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(str(n) for n in range(len(spec.gpus)))
+        else:
+            env["CUDA_VISIBLE_DEVICES"] = indices
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        env["NVIDIA_VISIBLE_DEVICES"] = indices or "void"
+        return env
+
+    def _prepare_runtime(self, cid: str) -> str:
+        assert self.runtime_dir is not None
+        directory = self.runtime_dir / cid
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            # A stale dir of an earlier container of that id (not running: its cgroup would exist).
+            _runtime.remove_dir(directory)
+            os.mkdir(directory, 0o700)
+        except OSError as e:
+            raise LaunchError(f"cannot create runtime dir {directory}: {e.strerror}") from e
+        self._checkpointed.add(cid)
+        return str(directory / _runtime.STATUS)
+
+    def _write_record(self, spec: LaunchSpec, proc: TaskProcess, paths: list[Path], started: tuple[int, int]) -> None:
+        assert self.runtime_dir is not None
+        record = _runtime.LaunchRecord.of(
+            spec, proc.pid, started, self._boot_id, paths, pid_namespace=self._unshare is not None
+        )
+        try:
+            _runtime.write_record(self.runtime_dir / spec.container_id, record)
+        except OSError as e:
+            _abandon(proc)
+            raise LaunchError(f"{spec.container_id}: cannot write its launch record: {e.strerror}") from e
+
+    def _adopt(self, record: _runtime.LaunchRecord, *, alive_possible: bool) -> TaskProcess:
+        """A watcher for a recorded wrapper process, or an ExitedProcess when it is gone (or its pid reused)."""
+        if not alive_possible:
+            return ExitedProcess(record.pid)
+        kill_group = not record.cgroups
+        if self._fast_spawn:
+            try:
+                fd = os.pidfd_open(record.pid)
+            except ProcessLookupError:
+                return ExitedProcess(record.pid)
+            # Checked after opening the pidfd: if the start time matches now, the pidfd is that process's.
+            if not record.started(start_time(record.pid)):
+                os.close(fd)
+                log.warning("containerizer.pid_reused", container_id=record.container_id, pid=record.pid)
+                return ExitedProcess(record.pid)
+            try:
+                return AdoptedProcess(record.pid, fd, asyncio.get_running_loop(), kill_group_on_exit=kill_group)
+            except BaseException:
+                os.close(fd)
+                raise
+        if not record.started(start_time(record.pid)):
+            return ExitedProcess(record.pid)
+        return PolledProcess(record.pid, record.start_time, record.start_time_max, kill_group_on_exit=kill_group)
 
     def _user_prefix(self, user: str | None) -> list[str]:
         if user is None:
@@ -240,7 +557,9 @@ class Containerizer:
             raise LaunchError(f"cannot run as user {user!r}: setpriv (util-linux) is not installed")
         return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--"]
 
-    async def _spawn(self, spec: LaunchSpec, paths: list[Path], prefix: list[str]) -> TaskProcess:
+    async def _spawn(
+        self, spec: LaunchSpec, env: dict[str, str], paths: list[Path], prefix: list[str], status_file: str | None
+    ) -> TaskProcess:
         try:
             out = os.open(spec.stdout_path, _OUT_FLAGS, 0o644)
         except OSError as e:
@@ -252,15 +571,15 @@ class Containerizer:
                 raise LaunchError(f"cannot open {spec.stderr_path}: {e.strerror}") from e
             try:
                 if self._fast_spawn:
-                    argv = _wrapper_argv(spec, paths, prefix, cd=True)
+                    argv = wrapper_argv(spec, paths, prefix, cd=True, status_file=status_file, unshare=self._unshare)
                     try:
-                        pid = spawn_posix(argv, spec.env, out, err)
+                        pid = spawn_posix(argv, env, out, err)
                     except NotImplementedError:  # no POSIX_SPAWN_SETSID in this libc
                         self._fast_spawn = False
                     else:
                         return _watch(pid, kill_group_on_exit=not paths)
-                argv = _wrapper_argv(spec, paths, prefix, cd=False)
-                return AsyncioProcess(await spawn_asyncio(argv, spec.env, spec.cwd, out, err))
+                argv = wrapper_argv(spec, paths, prefix, cd=False, status_file=status_file, unshare=self._unshare)
+                return AsyncioProcess(await spawn_asyncio(argv, env, spec.cwd, out, err))
             except OSError as e:
                 raise LaunchError(f"{spec.container_id}: cannot start {spec.argv[0]!r}: {e}") from e
             finally:
@@ -268,41 +587,94 @@ class Containerizer:
         finally:
             os.close(out)
 
-    def _ensure_poller(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._poller is None or self._poller.done() or self._poller_loop is not loop:
-            self._poller_loop = loop
-            self._poller = loop.create_task(self._poll_oom(), name="containerizer-oom-poller")
+    # ------------------------------------------------------------------ pollers
 
-    async def _poll_oom(self) -> None:
-        """Notice OOM kills of a container's non-main processes (reads one file per container)."""
+    def _watch(self, container: Container) -> None:
+        """Start the pollers the container needs (one of each per Containerizer, on the running loop)."""
+        if container.done:
+            return
+        if (container._oom_file is not None and container._spec.mem_mb is not None) or container._posix_memory:
+            self._ensure_poller("memory", self._poll_memory)
+        if DISK_DU in self.isolators:
+            self._ensure_poller("disk", self._poll_disk)
+
+    def _ensure_poller(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        loop = asyncio.get_running_loop()
+        if self._poller_loop is not loop:
+            self._pollers.clear()
+            self._poller_loop = loop
+        task = self._pollers.get(name)
+        if task is None or task.done():
+            self._pollers[name] = loop.create_task(factory(), name=f"containerizer-{name}-poller")
+
+    def _stop_pollers(self) -> None:
+        for task in self._pollers.values():
+            task.cancel()
+        self._pollers.clear()
+
+    async def _poll_memory(self) -> None:
+        """Notice OOM kills (cgroups: one file read per container); enforce posix memory limits (/proc scan)."""
         while True:
             await asyncio.sleep(self._memory_poll_interval)
             watching = False
+            posix = []
             for container in list(self._containers.values()):
-                if container._spec.mem_mb is not None and container._watch_oom():
+                if container._posix_memory:
+                    if not container.done and not container._exited:
+                        posix.append(container)
+                elif container._spec.mem_mb is not None and container._watch_oom():
                     watching = True
+            if posix:
+                watching = True
+                table = await asyncio.to_thread(process_table)
+                for container in posix:
+                    mem_mb = container._spec.mem_mb
+                    if mem_mb is None or container.done:
+                        continue
+                    rss = sum(table[p].rss_bytes for p in tree_members(table, container.pid) if p in table)
+                    if rss > mem_mb * MiB:
+                        container._exceeded(
+                            MEMORY, f"memory limit {mem_mb:g} MiB exceeded (resident {rss / MiB:.1f} MiB)"
+                        )
             if not watching:
                 return
 
+    async def _poll_disk(self) -> None:
+        """Measure every sandbox (in a worker thread); kill the containers past their disk quota if enforced."""
+        while True:
+            await asyncio.sleep(self._disk_poll_interval)
+            watched = [c for c in self._containers.values() if not c.done]
+            if not watched:
+                return
+            usages = await asyncio.to_thread(disk_usage_many, [os.path.abspath(c._spec.cwd) for c in watched])
+            for container, used in zip(watched, usages, strict=True):
+                if used is None or container.done:
+                    continue
+                container.disk_used_bytes = used
+                disk_mb = container._spec.disk_mb
+                if self._enforce_disk and disk_mb is not None and used > disk_mb * MiB:
+                    container._exceeded(
+                        DISK, f"disk limit {disk_mb:g} MiB exceeded (sandbox uses {used / MiB:.1f} MiB)"
+                    )
 
-def _wrapper_argv(spec: LaunchSpec, paths: list[Path], prefix: list[str], *, cd: bool) -> list[str]:
-    """argv of the launch wrapper: [cd to the sandbox;] enter the cgroups; exec the task."""
-    q = shlex.quote
-    steps = []
-    if cd:
-        cwd = os.path.abspath(spec.cwd)
-        complaint = q(f"{WRAPPER_MARK} cannot change to {cwd}")
-        steps.append(f"cd -- {q(cwd)} || {{ echo {complaint} >&2; exit {LAUNCH_FAILED_STATUS}; }}")
-    if paths:
-        joins = " && ".join(f"echo 0 >{q(f'{p}/cgroup.procs')}" for p in paths)
-        complaint = q(f"{WRAPPER_MARK} cannot enter the container's cgroups")
-        steps.append(f"{joins} || {{ echo {complaint} >&2; exit {LAUNCH_FAILED_STATUS}; }}")
-    if not steps and not prefix:
-        return list(spec.argv)
-    run = "".join(q(a) + " " for a in prefix)
-    steps.append(f'exec {run}"$@"')
-    return ["/bin/sh", "-c", "; ".join(steps), "aiomesos-launch", *spec.argv]
+
+def _kill_posix_orphan(record: _runtime.LaunchRecord) -> None:
+    """SIGKILL the process group of a recorded wrapper without cgroups, if that very process still runs."""
+    if not record.started(start_time(record.pid)):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(record.pid, 9)
+    log.info("containerizer.orphan_killed", container_id=record.container_id, pid=record.pid)
+
+
+def _abandon(proc: TaskProcess) -> None:
+    """Kill a just-spawned main process that will not become a Container (and reap it where it is ours)."""
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, 9)
+    proc.close()
+    if isinstance(proc, PidfdProcess):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(proc.pid, 0)
 
 
 def _watch(pid: int, *, kill_group_on_exit: bool) -> PidfdProcess:
@@ -318,9 +690,18 @@ def _watch(pid: int, *, kill_group_on_exit: bool) -> PidfdProcess:
 
 
 def _select_backend(
-    root: PurePosixPath, wanted: list[str], base: Path, enable_cfs: bool, max_task_processes: int
+    root: PurePosixPath,
+    wanted: list[str],
+    base: Path,
+    enable_cfs: bool,
+    max_task_processes: int,
+    devices: bool = False,
+    gpu_minors: dict[int, int] | None = None,
 ) -> tuple[cg.Backend | None, str]:
-    """The backend to use for the wanted cgroup isolators, or None and why not."""
+    """The backend to use for the wanted cgroup isolators, or None and why not.
+
+    devices: add the v1 devices controller (GPU confinement) when the v1 backend is chosen.
+    """
     mounts = cg.detect_mounts()
     v1 = cg.v1_mounts(mounts, base)
     v1_ok = [i for i in wanted if cg.V1_SUBSYSTEM[i] in v1]
@@ -329,8 +710,11 @@ def _select_backend(
     v2_ok = [i for i in wanted if cg.V2_CONTROLLER[i] in v2_ctrls]
 
     candidates: list[cg.Backend] = []
-    if v1_ok:
-        candidates.append(cg.V1Backend(root, v1_ok, v1, enable_cfs, max_task_processes))
+    if v1_ok or (devices and "devices" in v1 and not v2_ok):
+        with_devices = [*v1_ok, cg.DEVICES] if devices and "devices" in v1 else v1_ok
+        v1_backend = cg.V1Backend(root, with_devices, v1, enable_cfs, max_task_processes)
+        v1_backend.gpu_minors = dict(gpu_minors or {})
+        candidates.append(v1_backend)
     if v2_ok and v2_mount is not None:
         v2 = cg.V2Backend(root, v2_ok, v2_mount, enable_cfs, max_task_processes)
         if len(v2_ok) >= len(v1_ok):

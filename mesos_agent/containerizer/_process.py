@@ -37,9 +37,15 @@ class TaskProcess(Protocol):
     @property
     def returncode(self) -> int | None: ...
 
-    async def wait(self) -> int: ...
+    async def wait(self) -> int | None:
+        """The returncode (negative: killed by that signal); None when it cannot be known (not our child)."""
+        ...
 
     def send_signal(self, sig: int) -> None: ...
+
+    def close(self) -> None:
+        """Stop watching the process (it keeps running)."""
+        ...
 
 
 class PidfdProcess:
@@ -91,6 +97,137 @@ class PidfdProcess:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self._fd, sig)
 
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+class AdoptedProcess:
+    """A process this agent process did not start (a recovered container's wrapper), watched through a pidfd.
+
+    Its exit status is not ours to collect (the wrapper records it in the
+    container's runtime dir): ``wait()`` gives None, unless the process did
+    become our child (this agent process is a child subreaper).
+    """
+
+    def __init__(self, pid: int, pidfd: int, loop: asyncio.AbstractEventLoop, kill_group_on_exit: bool = False) -> None:
+        self.pid = pid
+        self.kill_group_on_exit = kill_group_on_exit
+        self._loop = loop
+        self._fd = pidfd
+        self._over = False
+        self._exited: asyncio.Future[int | None] = loop.create_future()
+        loop.add_reader(self._fd, self._on_readable)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._exited.result() if self._exited.done() else None
+
+    @property
+    def over(self) -> bool:
+        return self._over
+
+    def _on_readable(self) -> None:
+        self._over = True
+        if self.kill_group_on_exit:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        rc: int | None = None
+        try:
+            wpid, status = os.waitpid(self.pid, os.WNOHANG)
+            if wpid == self.pid:
+                rc = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            pass
+        self.close()
+        if not self._exited.done():
+            self._exited.set_result(rc)
+
+    async def wait(self) -> int | None:
+        return await asyncio.shield(self._exited)
+
+    def send_signal(self, sig: int) -> None:
+        if not self._over and self._fd >= 0:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._fd, sig)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+class PolledProcess:
+    """A process this agent process did not start, watched by polling /proc (where pidfds are unavailable)."""
+
+    def __init__(
+        self,
+        pid: int,
+        start_time: int,
+        start_time_max: int | None = None,
+        interval: float = 0.5,
+        kill_group_on_exit: bool = False,
+    ) -> None:
+        from ._procfs import running
+
+        self.pid = pid
+        self.kill_group_on_exit = kill_group_on_exit
+        self._start_time = start_time
+        self._start_time_max = start_time_max
+        self._running = running
+        self._over = False
+        self._task = asyncio.get_running_loop().create_task(self._poll(interval))
+
+    @property
+    def returncode(self) -> int | None:
+        return None
+
+    @property
+    def over(self) -> bool:
+        return self._over
+
+    async def _poll(self, interval: float) -> int | None:
+        while self._running(self.pid, self._start_time, self._start_time_max):
+            await asyncio.sleep(interval)
+        self._over = True
+        if self.kill_group_on_exit:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        return None
+
+    async def wait(self) -> int | None:
+        return await asyncio.shield(self._task)
+
+    def send_signal(self, sig: int) -> None:
+        if not self._over and self._running(self.pid, self._start_time, self._start_time_max):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
+class ExitedProcess:
+    """The wrapper of a recovered container, found already gone."""
+
+    kill_group_on_exit = False
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    async def wait(self) -> int | None:
+        return None
+
+    def send_signal(self, sig: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
 
 class AsyncioProcess:
     """Adapter over asyncio.subprocess.Process (the fallback path)."""
@@ -112,6 +249,9 @@ class AsyncioProcess:
         if self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.send_signal(sig)
+
+    def close(self) -> None:
+        pass
 
 
 def pidfd_supported() -> bool:

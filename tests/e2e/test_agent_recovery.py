@@ -26,7 +26,7 @@ def _daemon_for(cluster: LocalCluster, agent_id: str) -> Daemon:
 
 def _task_pids(daemon: Daemon) -> set[int]:
     assert daemon.process is not None
-    return {p.pid for p in psutil.Process(daemon.process.pid).children(recursive=True)}
+    return {p.pid for p in psutil.Process(daemon.process.pid).children(recursive=False)}  # the task wrappers
 
 
 async def _kill_agent(daemon: Daemon) -> None:

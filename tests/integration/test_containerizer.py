@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import signal
+import stat
 import sys
 import threading
 import time
@@ -297,9 +298,7 @@ async def test_fork_bomb_is_bounded_by_pids_max(make_czr: MakeCzr, tmp_path: Pat
 # --------------------------------------------------------------------------- kill
 
 READY_THEN_SLEEP = "\nprint('ready', flush=True)\ntime.sleep(60)"
-TERM_EXITS = (
-    "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(7))" + READY_THEN_SLEEP
-)
+TERM_EXITS = "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(7))" + READY_THEN_SLEEP
 TERM_IGNORED = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)" + READY_THEN_SLEEP
 
 
@@ -359,7 +358,7 @@ async def test_posix_isolation_and_fallback(make_czr: MakeCzr, tmp_path: Path) -
 
     fallback = make_czr(cgroups_root_v1=tmp_path / "no-cgroups-here")
     assert fallback.cgroups_version is None
-    assert fallback.isolators == ["posix/cpu", "posix/mem"]
+    assert fallback.isolators == ["posix/cpu", "posix/mem", "disk/du"]
     assert fallback.warning and "\n" not in fallback.warning and "posix" in fallback.warning
     c = await fallback.launch(spec(tmp_path, "fb", ["/bin/sh", "-c", "exit 5"], cpus=1, mem_mb=32))
     assert c.cgroup_paths == []
@@ -418,9 +417,7 @@ async def test_wrapper_failing_to_enter_cgroups_is_reported(
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv not installed")
 async def test_run_as_another_user(make_czr: MakeCzr, tmp_path: Path) -> None:
     czr = make_czr()
-    c = await czr.launch(
-        spec(tmp_path, "nobody", ["/bin/sh", "-c", "id -u; cat /proc/self/cgroup"], user="nobody")
-    )
+    c = await czr.launch(spec(tmp_path, "nobody", ["/bin/sh", "-c", "id -u; cat /proc/self/cgroup"], user="nobody"))
     t = await c.wait()
     out = read(tmp_path / "nobody" / "stdout")
     assert t.exit_code == 0, read(tmp_path / "nobody" / "stderr")
@@ -468,9 +465,7 @@ def test_on_uvloop(tmp_path: Path) -> None:
         czr = Containerizer(root, memory_poll_interval=0.1)
         try:
             threads = threading.active_count()
-            done = [
-                await czr.launch(spec(tmp_path, f"t{i}", ["/bin/sh", "-c", f"exit {i}"])) for i in range(20)
-            ]
+            done = [await czr.launch(spec(tmp_path, f"t{i}", ["/bin/sh", "-c", f"exit {i}"])) for i in range(20)]
             sleeper = await czr.launch(spec(tmp_path, "sleeper", ["sleep", "30"], mem_mb=64, cpus=0.25))
             # No thread per child: 21 children add none (other libraries in this process, such as grpc, may
             # start a thread of their own at any moment, so allow for one or two).
@@ -540,9 +535,7 @@ async def test_cgroup2_backend_without_controllers(
     monkeypatch.setattr(czr_module, "_select_backend", lambda *a, **k: (backend, ""))
     czr = make_czr(root)
     assert czr.cgroups_version == 2
-    a = await czr.launch(
-        spec(tmp_path, "a", ["/bin/sh", "-c", "sleep 30 & echo $!; cat /proc/self/cgroup; exit 2"])
-    )
+    a = await czr.launch(spec(tmp_path, "a", ["/bin/sh", "-c", "sleep 30 & echo $!; cat /proc/self/cgroup; exit 2"]))
     b = await czr.launch(spec(tmp_path, "b", ["/bin/sh", "-c", "sleep 30 & sleep 30"]))
     ta = await a.wait()
     assert ta.exit_code == 2
@@ -575,3 +568,211 @@ def test_mount_detection_and_joint_v1_mounts() -> None:
     assert cg.v2_mount(mounts, base) == base / "un ified"
     backend = cg.V1Backend(PurePosixPath("a/b"), [cg.CPU, cg.CPUACCT, cg.MEM], v1, True, 10)
     assert backend.root_dirs == [base / "cpu,cpuacct" / "a/b", base / "memory" / "a/b"]
+
+
+# --------------------------------------------------------------------------- checkpointed launches
+
+
+@pytest.mark.parametrize(
+    "isolation", [pytest.param("auto", marks=needs_cgroups, id="cgroups"), pytest.param("posix", id="posix")]
+)
+async def test_checkpointed_launch_reports_like_a_plain_one(make_czr: MakeCzr, tmp_path: Path, isolation: str) -> None:
+    """The wrapper that stays as the task's parent is invisible in exit codes, signals, output and kills."""
+    runtime = tmp_path / "runtime"
+    czr = make_czr(isolation=isolation, runtime_dir=runtime)
+    cp = {"checkpoint": True}
+    c3 = await czr.launch(spec(tmp_path, "three", ["/bin/sh", "-c", "echo out; echo err >&2; exit 3"], **cp))
+    c9 = await czr.launch(spec(tmp_path, "nine", ["/bin/sh", "-c", "kill -9 $$"], **cp))
+    cq = await czr.launch(spec(tmp_path, "quit", ["/bin/sh", "-c", "kill -QUIT $$"], **cp))
+    cn = await czr.launch(spec(tmp_path, "nocmd", ["no-such-command-xyz"], **cp))
+    polite = await czr.launch(spec(tmp_path, "polite", [PY, "-c", TERM_EXITS], **cp))
+    stubborn = await czr.launch(spec(tmp_path, "stubborn", [PY, "-c", TERM_IGNORED], **cp))
+    # SIGINT is not ignored by the task (a shell's background command would have it ignored).
+    sigint = await czr.launch(spec(tmp_path, "sigint", ["/bin/sh", "-c", "grep SigIgn /proc/self/status"], **cp))
+    assert c3.checkpointed and not c3.recovered
+    t3, t9, tq, tn, ti = await asyncio.gather(c3.wait(), c9.wait(), cq.wait(), cn.wait(), sigint.wait())
+    assert (t3.exit_code, t3.signal, t3.message) == (3, None, "exited with status 3")
+    assert read(tmp_path / "three" / "stdout") == "out\n" and read(tmp_path / "three" / "stderr") == "err\n"
+    assert (t9.exit_code, t9.signal, t9.message) == (None, 9, "killed by signal 9")
+    assert (tq.exit_code, tq.signal) == (None, signal.SIGQUIT)
+    assert not list((tmp_path / "quit").glob("core*"))
+    assert tn.exit_code == 127
+    assert ti.exit_code == 0 and int(read(tmp_path / "sigint" / "stdout").split()[1], 16) & 0b110 == 0
+
+    await poll(lambda: all(read(tmp_path / n / "stdout") == "ready\n" for n in ("polite", "stubborn")), what="ready")
+    await asyncio.gather(polite.kill(10.0), stubborn.kill(0.3))
+    tp, ts = await polite.wait(), await stubborn.wait()
+    assert (tp.exit_code, tp.signal) == (7, None)  # one SIGTERM, handled: not a second one mid-handler
+    assert (ts.exit_code, ts.signal) == (None, signal.SIGKILL)
+    # Each recorded its status; the runtime dirs stay until released (or shutdown).
+    assert (runtime / "three" / "status").read_text() == "3\n"
+    assert (runtime / "polite" / "status").read_text() == "7\n"
+    assert sorted(czr.recoverable()) == sorted(["three", "nine", "quit", "nocmd", "polite", "stubborn", "sigint"])
+    czr.release("three")
+    assert not (runtime / "three").exists()
+    for c in (c3, c9, polite, stubborn):
+        assert all(not p.exists() for p in c.cgroup_paths)
+
+
+@pytest.mark.cgroups
+@pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+async def test_checkpointed_oom_kill_is_reported(make_czr: MakeCzr, tmp_path: Path) -> None:
+    czr = make_czr(runtime_dir=tmp_path / "runtime")
+    if "cgroups/mem" not in czr.isolators:
+        pytest.skip("no memory cgroup controller")
+    argv = [PY, "-c", "a = bytearray(200 * 1024 * 1024); import time; time.sleep(5)"]
+    c = await czr.launch(spec(tmp_path, "bomb", argv, mem_mb=64, checkpoint=True))
+    t = await asyncio.wait_for(c.wait(), 10)
+    assert (t.oom_killed, t.limitation, t.signal, t.message) == (True, "memory", 9, "memory limit 64 MiB exceeded")
+
+
+# --------------------------------------------------------------------------- posix memory
+
+
+async def test_posix_memory_limit_is_enforced_by_polling(make_czr: MakeCzr, tmp_path: Path) -> None:
+    czr = make_czr(isolation="posix")
+    assert "posix/mem" in czr.isolators
+    # The memory is in a grandchild: the whole process tree counts.
+    hog = f"{PY} -c 'import time; a = bytearray(100 << 20); time.sleep(30)'"
+    bomb = await czr.launch(spec(tmp_path, "hog", ["/bin/sh", "-c", f"{hog}; echo survived"], mem_mb=48))
+    small = await czr.launch(spec(tmp_path, "small", ["sleep", "30"], mem_mb=48))
+    t = await asyncio.wait_for(bomb.wait(), 10)
+    assert (t.oom_killed, t.limitation, t.signal) == (True, "memory", signal.SIGKILL)
+    assert t.message.startswith("memory limit 48 MiB exceeded (resident "), t.message
+    assert read(tmp_path / "hog" / "stdout") == ""
+    assert not small.done
+    await small.kill(0)
+    assert (await small.wait()).oom_killed is False
+
+
+# --------------------------------------------------------------------------- pid namespace
+
+
+@pytest.mark.parametrize(
+    "isolation",
+    [
+        pytest.param("cgroups/all,namespaces/pid", marks=needs_cgroups, id="cgroups"),
+        pytest.param("posix,namespaces/pid", id="posix"),
+    ],
+)
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["plain", "checkpoint"])
+async def test_pid_namespace(
+    make_czr: MakeCzr, tmp_path: Path, isolation: str, checkpoint: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("namespaces/pid needs root and unshare")
+    czr = make_czr(isolation=isolation, runtime_dir=tmp_path / "runtime")
+    assert "namespaces/pid" in czr.isolators
+    cp = {"checkpoint": checkpoint}
+    ps = await czr.launch(spec(tmp_path, "ps", ["/bin/sh", "-c", "ps -e -o pid=,comm=; echo $$; exit 4"], **cp))
+    t = await ps.wait()
+    lines = read(tmp_path / "ps" / "stdout").split("\n")
+    procs = [line for line in lines[:-2] if line.strip()]
+    assert t.exit_code == 4, (t, read(tmp_path / "ps" / "stderr"))
+    assert 1 <= len(procs) <= 3, procs  # the namespace's init, the task, ps itself
+    assert lines[-2] == "2"  # the task is pid 2 under a tiny init
+    # kill (SIGTERM reaches the task, not ignored as it would be by a pid 1), wait and stats work.
+    polite = await czr.launch(spec(tmp_path, "polite", [PY, "-c", TERM_EXITS], **cp))
+    sig = await czr.launch(spec(tmp_path, "sig", ["sleep", "30"], **cp))
+    await poll(lambda: read(tmp_path / "polite" / "stdout") == "ready\n", what="ready")
+    assert (await poll(lambda: polite.stats().get("processes", 0) >= 1 and polite.stats()))["processes"] >= 1
+    await asyncio.gather(polite.kill(5.0), sig.kill(5.0))
+    tp, ts = await polite.wait(), await sig.wait()
+    assert (tp.exit_code, tp.signal) == (7, None)
+    assert (ts.exit_code, ts.signal) == (None, signal.SIGTERM)
+
+
+def test_pid_namespace_is_opt_in() -> None:
+    assert "namespaces/pid" not in Containerizer(f"{TEST_PARENT}/never", isolation="posix").isolators
+    assert "namespaces/pid" in czr_module.KNOWN_ISOLATORS
+
+
+# --------------------------------------------------------------------------- disk
+
+
+@pytest.mark.parametrize("enforce", [False, True], ids=["measure", "enforce"])
+async def test_disk_usage_is_measured_and_enforced(make_czr: MakeCzr, tmp_path: Path, enforce: bool) -> None:
+    czr = make_czr(isolation="posix,disk/du", disk_poll_interval=0.05, enforce_disk=enforce)
+    assert "disk/du" in czr.isolators
+    writer = "head -c 3145728 /dev/zero > blob; mkdir d; ln blob d/hardlink; echo written; sleep 30"
+    c = await czr.launch(spec(tmp_path, "w", ["/bin/sh", "-c", writer], disk_mb=2))
+    if not enforce:
+        stats = await poll(lambda: (s := c.stats()).get("disk_used_bytes", 0) >= 3 * MiB and s, what="usage")
+        assert stats["disk_limit_bytes"] == 2 * MiB
+        assert stats["disk_used_bytes"] < 4 * MiB  # the hard link counts once
+        await c.kill(0)
+        assert (await c.wait()).limitation is None
+        return
+    t = await asyncio.wait_for(c.wait(), 10)
+    assert (t.limitation, t.oom_killed, t.signal) == ("disk", False, signal.SIGKILL)
+    assert t.message.startswith("disk limit 2 MiB exceeded (sandbox uses 3."), t.message
+
+
+def test_disk_usage_walk(tmp_path: Path) -> None:
+    from mesos_agent.containerizer._disk import disk_usage
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_bytes(b"x" * 100_000)
+    (tmp_path / "link").symlink_to("/usr")  # not followed
+    empty = disk_usage(str(tmp_path / "a" / "missing"))
+    assert empty is None
+    used = disk_usage(str(tmp_path))
+    assert used is not None and 100_000 <= used < 200_000
+
+
+# --------------------------------------------------------------------------- GPUs
+
+
+def _fake_gpus() -> list[Any]:
+    from mesos_agent.gpus import Gpu
+
+    return [
+        Gpu(0, "GPU-aaaaaaaa-0000-0000-0000-000000000000", "NVIDIA H100 80GB HBM3", 81559, minor=0),
+        Gpu(1, "GPU-bbbbbbbb-1111-1111-1111-111111111111", "NVIDIA H100 80GB HBM3", 81559, minor=1),
+    ]
+
+
+async def test_gpu_environment(make_czr: MakeCzr, tmp_path: Path) -> None:
+    czr = make_czr(isolation="posix,gpu/nvidia")
+    show = ["/bin/sh", "-c", 'echo "$CUDA_VISIBLE_DEVICES|$NVIDIA_VISIBLE_DEVICES|$CUDA_DEVICE_ORDER"']
+    one = await czr.launch(spec(tmp_path, "one", show, gpus=(1,)))
+    none = await czr.launch(spec(tmp_path, "none", show))
+    await asyncio.gather(one.wait(), none.wait())
+    assert read(tmp_path / "one" / "stdout") == "1|1|PCI_BUS_ID\n"
+    assert read(tmp_path / "none" / "stdout") == "|void|PCI_BUS_ID\n"
+    with pytest.raises(LaunchError, match="bad GPU"):
+        await czr.launch(spec(tmp_path, "dup", ["true"], gpus=(0, 0)))
+    known = make_czr(isolation="posix", gpus=_fake_gpus())
+    with pytest.raises(LaunchError, match="no GPU with index"):
+        await known.launch(spec(tmp_path, "two", ["true"], gpus=(2,)))
+
+
+@pytest.mark.cgroups
+@pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+async def test_gpu_devices_cgroup_denies_other_gpus(make_czr: MakeCzr, tmp_path: Path) -> None:
+    """With the v1 devices controller a task may open its own GPU's device node only (fake nodes, major 195)."""
+    czr = make_czr(gpus=_fake_gpus())
+    if "cgroups/devices" not in czr.isolators:
+        pytest.skip("no cgroup v1 devices controller")
+    assert "gpu/nvidia" in czr.isolators
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for minor in (0, 1):
+        os.mknod(dev / f"nvidia{minor}", 0o666 | stat.S_IFCHR, os.makedev(195, minor))
+    probe = f"for n in 0 1; do cat {dev}/nvidia$n 2>&1 | sed 's/.*: //'; done; echo $CUDA_VISIBLE_DEVICES"
+    c = await czr.launch(spec(tmp_path, "gpu0", ["/bin/sh", "-c", probe], gpus=(0,)))
+    assert (await c.wait()).exit_code == 0
+    own, other, visible = read(tmp_path / "gpu0" / "stdout").splitlines()
+    assert own == "No such device or address"  # allowed by the cgroup: no driver behind the fake node
+    assert other == "Operation not permitted"  # denied by the devices cgroup
+    assert visible == _fake_gpus()[0].uuid  # behind the cgroup CUDA renumbers from 0: name it by UUID
+    plain = await czr.launch(spec(tmp_path, "nogpu", ["/bin/sh", "-c", probe]))
+    await plain.wait()
+    assert read(tmp_path / "nogpu" / "stdout").splitlines()[:2] == ["Operation not permitted"] * 2
+
+
+def test_termination_stays_positional() -> None:
+    from mesos_agent.containerizer import Termination
+
+    t = Termination(0, None, False, "exited with status 0")
+    assert t.limitation is None

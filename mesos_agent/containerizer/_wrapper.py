@@ -1,0 +1,129 @@
+"""The ``/bin/sh`` launch wrapper: change to the sandbox, enter the cgroups, run the task.
+
+Plain launches ``exec`` the task (the container's main process is the task
+itself, its exit status the task's own).  Checkpointed launches keep the
+wrapper as the task's parent so that the exit status outlives the agent:
+
+* the task runs as the wrapper's child (through ``env --default-signal``
+  where available: an asynchronous command of a non-interactive shell would
+  otherwise start with SIGINT and SIGQUIT ignored);
+* SIGTERM or SIGINT sent to the wrapper are forwarded to the task's process
+  group (the containerizer itself signals the task's processes directly and
+  leaves the wrapper out, so that each process gets a signal once);
+* when the task ends, the wrapper writes its wait status atomically to the
+  status file, then ends the same way (the same exit code, or the same
+  signal raised on itself, core dumps off);
+* the wrapper protects itself from the OOM killer (best effort) after the
+  task has been forked, so that an OOM kill of the task is still recorded.
+
+With ``namespaces/pid`` the task runs under ``unshare --pid --fork
+--mount-proc --kill-child`` with a minimal ``/bin/sh`` init as pid 1 of the
+new namespace (a task running as pid 1 would ignore SIGTERM); the init
+waits for the task and exits with its status, and when it ends the kernel
+kills whatever is left in the namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+from ._container import LAUNCH_FAILED_STATUS, WRAPPER_MARK
+from ._types import LaunchSpec
+
+# The init of a pid namespace: run the task, wait for it, exit with its status.
+_NS_INIT = '"$@" & wait $! 2>/dev/null'
+_UNSHARE_ARGS = ("--pid", "--fork", "--mount-proc", "--kill-child")
+
+
+@functools.cache
+def env_reset_argv() -> tuple[str, ...]:
+    """``env --default-signal=INT,QUIT --`` where env supports it (coreutils >= 8.31), else ()."""
+    env = shutil.which("env") or next((p for p in ("/usr/bin/env", "/bin/env") if os.path.exists(p)), None)
+    if env is None:
+        return ()
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        probe = subprocess.run(
+            [env, "--default-signal=INT,QUIT", "--", "true"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=5,
+            check=False,
+        )
+        if probe.returncode == 0:
+            return (env, "--default-signal=INT,QUIT", "--")
+    return ()
+
+
+@functools.cache
+def tool(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (p for d in ("/usr/bin", "/bin", "/usr/sbin", "/sbin") if os.path.exists(p := f"{d}/{name}")), None
+    )
+
+
+def unshare_argv(unshare: str) -> list[str]:
+    return [unshare, *_UNSHARE_ARGS, "--", "/bin/sh", "-c", _NS_INIT, "aiomesos-init"]
+
+
+def wrapper_argv(
+    spec: LaunchSpec,
+    paths: list[Path],
+    prefix: list[str],
+    *,
+    cd: bool,
+    status_file: str | None = None,
+    unshare: str | None = None,
+) -> list[str]:
+    """argv of the launch wrapper for spec (or spec.argv itself when no wrapper is needed)."""
+    q = shlex.quote
+    steps = []
+    if cd:
+        cwd = os.path.abspath(spec.cwd)
+        complaint = q(f"{WRAPPER_MARK} cannot change to {cwd}")
+        steps.append(f"cd -- {q(cwd)} || {{ echo {complaint} >&2; exit {LAUNCH_FAILED_STATUS}; }}")
+    if paths:
+        joins = " && ".join(f"echo 0 >{q(f'{p}/cgroup.procs')}" for p in paths)
+        complaint = q(f"{WRAPPER_MARK} cannot enter the container's cgroups")
+        steps.append(f"{joins} || {{ echo {complaint} >&2; exit {LAUNCH_FAILED_STATUS}; }}")
+    if not steps and not prefix and status_file is None and unshare is None:
+        return list(spec.argv)
+
+    first = prefix[0] if prefix else spec.argv[0]
+    # env would take a command named like NAME=VALUE for an assignment.
+    reset = list(env_reset_argv()) if "=" not in first else []
+    runner = list(prefix)
+    if unshare is not None:
+        runner = [*unshare_argv(unshare), *reset, *runner]
+    run = "".join(q(a) + " " for a in runner)
+    if status_file is None:
+        steps.append(f'exec {run}"$@"')
+        return ["/bin/sh", "-c", "; ".join(steps), "aiomesos-launch", *spec.argv]
+
+    if unshare is None:
+        run = "".join(q(a) + " " for a in reset) + run
+    mv = tool("mv") or "mv"
+    f = q(status_file)
+    steps.append(
+        f'{run}"$@" & c=$!\n'
+        "echo -1000 2>/dev/null >/proc/$$/oom_score_adj\n"
+        "fwd() { t=1; trap '' TERM INT; kill -s \"$1\" 0; trap 'fwd TERM' TERM; trap 'fwd INT' INT; }\n"
+        "trap 'fwd TERM' TERM; trap 'fwd INT' INT\n"
+        # A trap interrupts wait (status 128+N): wait again; once the task's status is collected, a
+        # further wait answers 127 (no such job), which must not replace it.
+        "s=; t=1\n"
+        "while [ $t = 1 ]; do t=0; wait $c 2>/dev/null; r=$?\n"
+        '  if [ $r != 127 ] || [ -z "$s" ]; then s=$r; fi\n'
+        "done\n"
+        f"echo $s 2>/dev/null >{f}.tmp && {q(mv)} -f {f}.tmp {f} 2>/dev/null\n"
+        "trap - TERM INT\n"
+        "if [ $s -gt 128 ] && [ $s -lt 193 ]; then ulimit -c 0; kill -s $((s - 128)) $$; fi\n"
+        "exit $s"
+    )
+    return ["/bin/sh", "-c", "".join(f"{step}; " for step in steps[:-1]) + steps[-1], "aiomesos-launch", *spec.argv]
