@@ -102,6 +102,9 @@ class LocalCluster:
     master_flags: list[str] = field(default_factory=list)
     agent_flags: list[str] = field(default_factory=list)
     log_level: str = "info"
+    # Agents on one host would all claim its GPUs, and GPU agents are offered only to GPU_RESOURCES frameworks:
+    # a local cluster uses GPUs only when asked to.
+    gpus: bool = False
     master: Daemon | None = None
     agent_daemons: list[Daemon] = field(default_factory=list)
     master_address: str = ""
@@ -192,6 +195,8 @@ class LocalCluster:
                 self.log_level,
                 "--registration-backoff-max",
                 "2",
+                "--gpus",
+                "auto" if self.gpus else "none",
                 *self.agent_flags,
                 *(extra_flags or []),
             ],
