@@ -296,7 +296,8 @@ class Agent:
             stderr_path=run.sandbox / "stderr",
             cpus=resources.scalar("cpus") or None,
             mem_mb=resources.scalar("mem") or None,
-            user=user if user and user != _current_user() else None,
+            # Switch user only when the agent can (root) and the framework named another user.
+            user=user if user and os.getuid() == 0 and user != _current_user() else None,
             checkpoint=run.framework.checkpoint,
             disk_mb=resources.scalar("disk") or None,
             gpus=run.gpus,
@@ -441,7 +442,8 @@ class Agent:
         for run in live:
             run.kill_requested = True
             if run.container is not None:
-                self.spawn(run.container.kill(min(run.grace, grace_cap)))
+                grace = min(executor.grace_period(run.info, None), grace_cap)
+                self.spawn(run.container.kill(grace))
         if live:
             deadline = self.clock() + grace_cap + 2.0
             while any(r.state not in TERMINAL for r in live) and self.clock() < deadline:

@@ -16,9 +16,13 @@ _INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
 def command_argv(command: rpb.CommandInfo) -> list[str]:
+    """As Mesos: shell commands run under /bin/sh -c; otherwise `value` is executed with `arguments` as its argv
+    (argv[0] included), so the program path comes from `value`."""
     if command.shell:
         return ["/bin/sh", "-c", command.value]
-    return list(command.arguments) or [command.value]
+    if command.value:
+        return [command.value, *list(command.arguments)[1:]]
+    return list(command.arguments)
 
 
 def task_environment(

@@ -32,7 +32,8 @@ log = structlog.get_logger(__name__)
 S = tpb.TaskStatus
 CAP = rpb.FrameworkInfo.Capability
 DEFAULT_REFUSE_SECONDS = 5.0
-NON_REVOCABLE_LABEL = "aiomesos.non_revocable"  # "true" on a task: not revoked while its role is within quota
+# "true" on a task: not revoked while its role (or nearest ancestor with a quota) is within its guarantee
+NON_REVOCABLE_LABEL = "aiomesos.non_revocable"
 COMPLETED_TASKS_KEPT = 1000
 COMPLETED_FRAMEWORKS_KEPT = 50
 STATUSES_KEPT = 8
@@ -288,8 +289,7 @@ class Master:
         copy = rpb.FrameworkInfo()
         copy.CopyFrom(info)
         info = copy
-        if not info.user:
-            info.user = "root"
+        # An empty user means: run tasks as the agent's own user.
         framework_id = info.id
         if framework_id and framework_id in self.removed_framework_ids:
             raise CallError(f"framework {framework_id} was torn down and cannot subscribe again")
@@ -1091,9 +1091,20 @@ class Master:
         labels = {label.key: label.value for label in task.info.labels.labels}
         if labels.get(NON_REVOCABLE_LABEL, "").lower() not in ("true", "1", "yes"):
             return True
-        # The label protects a task only in a role that is within its guarantee.
-        quota = self.quotas.get(task.role or "")
-        return quota is None or not quota.guarantee
+        # The label protects a task only while its role (or the nearest ancestor with a quota) is within its
+        # guarantee.
+        role = task.role or ""
+        while role and role not in self.quotas:
+            role = role.rpartition("/")[0]
+        quota = self.quotas.get(role)
+        if quota is None or not quota.guarantee:
+            return True
+        usage = Resources.empty()
+        for r, held in self.role_usage().items():
+            if r == role or r.startswith(role + "/"):
+                usage = usage + held
+        usage = Resources.flatten(usage).only(*quota.guarantee.names())
+        return not Resources.flatten(quota.guarantee).contains(usage)
 
     def _preempt(self, task: Task, for_role: str) -> None:
         task.preempted = True

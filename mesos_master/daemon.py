@@ -18,7 +18,7 @@ import structlog
 import uvloop
 
 from aiomesos.v1 import agent_pb2_grpc, operator_pb2_grpc, scheduler_pb2_grpc
-from mesos_master.allocator import create_allocator
+from mesos_master.allocator import Allocator, create_allocator
 from mesos_master.api.agents import AgentRegistryService
 from mesos_master.api.dispatch import Dispatcher
 from mesos_master.api.operator import OperatorService
@@ -28,6 +28,7 @@ from mesos_master.registry import SQLiteRegistry
 from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.cli.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
 from scheduler_sdk.logs import configure_logging
+from scheduler_sdk.resources import Resources, ResourcesError
 
 log = structlog.get_logger("mesos_master")
 
@@ -40,7 +41,28 @@ def build_parser() -> FlagParser:
     p.add_flag("--ip", default="0.0.0.0", help="address to listen on")
     p.add_flag("--port", type=port, default=5050, help="port to listen on (0: any free port)")
     p.add_flag("--hostname", default=socket.gethostname(), help="the hostname the master advertises")
-    p.add_flag("--allocator", default="drf", help="allocation policy")
+    p.add_flag(
+        "--allocator",
+        default="drf",
+        help="allocation policy: drf, fair, priority, random, or a plugin from the aiomesos.allocators entry points",
+    )
+    p.add_flag("--fair-resource", default="cpus", help="with --allocator fair: the resource whose share is fair")
+    p.add_flag(
+        "--role-priorities",
+        default=None,
+        help="with --allocator priority: roles, highest first, comma-separated (default: by weight)",
+    )
+    p.add_flag("--random-seed", type=int, default=0, help="with --allocator random: the seed of its order")
+    p.add_flag(
+        "--min-allocatable",
+        default="cpus:0.01|mem:32",
+        help="the smallest offer worth making: alternatives separated by |, each in resource text form",
+    )
+    p.add_flag(
+        "--revocation",
+        action="store_true",
+        help="revoke tasks of roles above their share for roles below their guarantee (or fair share)",
+    )
     p.add_flag(
         "--allocation-interval", type=positive_float, default=1.0, help="seconds between periodic allocation cycles"
     )
@@ -73,7 +95,7 @@ class MasterDaemon:
         work_dir.mkdir(parents=True, exist_ok=True)
         registry = SQLiteRegistry(work_dir / "registry.sqlite")
         recovered = registry.load()
-        allocator = create_allocator(a.allocator, allocation_interval=a.allocation_interval)
+        allocator = build_allocator(a)
         master = Master(
             uuid.uuid4().hex[:12],
             allocator,
@@ -145,6 +167,27 @@ class MasterDaemon:
             dispatcher.changed()
 
 
+def build_allocator(a: argparse.Namespace) -> Allocator:
+    """The allocator the flags ask for; raises ValueError (one readable line) for bad values."""
+    try:
+        minimums = [Resources.parse(alt) for alt in a.min_allocatable.split("|") if alt.strip()]
+    except ResourcesError as e:
+        raise ValueError(f"--min-allocatable: {e}") from None
+    kwargs: dict[str, object] = {
+        "allocation_interval": a.allocation_interval,
+        "revocation": a.revocation,
+        "min_allocatable": minimums,
+        "fair_resource": a.fair_resource,
+        "seed": a.random_seed,
+    }
+    if a.role_priorities:
+        kwargs["priorities"] = [r.strip() for r in a.role_priorities.split(",") if r.strip()]
+    try:
+        return create_allocator(a.allocator, **kwargs)
+    except TypeError as e:
+        raise ValueError(f"--allocator {a.allocator}: {e}") from None
+
+
 def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
@@ -154,6 +197,11 @@ def _write_atomically(path: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format)
+    try:
+        build_allocator(args)  # bad policy flags fail here, before anything starts
+    except ValueError as e:
+        print(f"aiomesos master: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         uvloop.run(MasterDaemon(args).run())
     except KeyboardInterrupt:

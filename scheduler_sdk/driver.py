@@ -274,6 +274,23 @@ class SchedulerDriver:
             )
         )
 
+    def accept_operations(
+        self,
+        offer_ids: Iterable[str],
+        operations: Iterable[spb.Offer_Operation],
+        refuse_seconds: float | None = None,
+    ) -> None:
+        """Accept offers with ordered operations (see `launch_op`, `reserve_op`, `unreserve_op`): a LAUNCH may
+        use what a RESERVE before it reserved."""
+        self._queue(
+            Call(
+                type=Call.ACCEPT,
+                accept=Call.Accept(
+                    offer_ids=list(offer_ids), operations=list(operations), filters=_filters(refuse_seconds)
+                ),
+            )
+        )
+
     def launch(self, offer_id: str, tasks: Iterable[tpb.TaskInfo], refuse_seconds: float | None = None) -> None:
         self.accept([offer_id], tasks, refuse_seconds)
 
@@ -332,3 +349,19 @@ def _filters(refuse_seconds: float | None) -> spb.Filters:
 async def _sleep_or(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
+
+
+def launch_op(tasks: Iterable[tpb.TaskInfo]) -> spb.Offer_Operation:
+    Op = spb.Offer_Operation
+    return Op(type=Op.LAUNCH, launch=Op.Launch(task_infos=list(tasks)))
+
+
+def reserve_op(resources: Iterable[rpb.Resource]) -> spb.Offer_Operation:
+    """Reserve offered resources for the role each names (e.g. `Resources.parse("cpus(eng):1").to_proto()`)."""
+    Op = spb.Offer_Operation
+    return Op(type=Op.RESERVE, reserve=Op.Reserve(resources=list(resources)))
+
+
+def unreserve_op(resources: Iterable[rpb.Resource]) -> spb.Offer_Operation:
+    Op = spb.Offer_Operation
+    return Op(type=Op.UNRESERVE, unreserve=Op.Unreserve(resources=list(resources)))

@@ -13,7 +13,7 @@ import pytest
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import tasks_pb2 as tpb
-from scheduler_sdk.driver import Scheduler, SchedulerDriver
+from scheduler_sdk.driver import Scheduler, SchedulerDriver, launch_op, reserve_op
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.resources import Resources
@@ -63,13 +63,9 @@ async def test_dynamic_reservation_by_accept_and_operator_survives_restarts(tmp_
         rec = Recorder()
         async with framework(c.master_address, rec, name="eng", roles=["eng"]) as driver:
             offer = await rec.next_offer()
-            reserve = Op(type=Op.RESERVE, reserve=Op.Reserve(resources=R("cpus(eng):1;mem(eng):128").to_proto()))
-            launch = Op(type=Op.LAUNCH, launch=Op.Launch(task_infos=[_reserved_task("on-reserved", offer.agent_id)]))
-            driver._queue(
-                spb.Call(
-                    type=spb.Call.ACCEPT, accept=spb.Call.Accept(offer_ids=[offer.id], operations=[reserve, launch])
-                )
-            )
+            reserve = reserve_op(R("cpus(eng):1;mem(eng):128").to_proto())
+            launch = launch_op([_reserved_task("on-reserved", offer.agent_id)])
+            driver.accept_operations([offer.id], [reserve, launch])
             status = await rec.wait_state("on-reserved", {tpb.TASK_FINISHED, tpb.TASK_FAILED, tpb.TASK_ERROR})
             assert status.state == tpb.TASK_FINISHED, status.message
         agent_id = offer.agent_id

@@ -162,7 +162,7 @@ def test_subscribe_assigns_id_and_emits_subscribed(w: World) -> None:
     [(op, info)] = d.writes
     assert op == "put_framework"
     assert isinstance(info, rpb.FrameworkInfo)
-    assert (info.id, info.name, info.user) == (fid, "batch", "root")
+    assert (info.id, info.name, info.user) == (fid, "batch", "")
     assert w.subscribe("other") != fid
 
 
