@@ -10,6 +10,7 @@ BENCHMARKS = [
     ["bench.placement"],
     ["bench.agent_launch", "--tasks", "1000"],
     ["bench.allocator", "--grid"],
+    ["bench.allocator", "--quota"],
 ]
 
 

@@ -1,13 +1,36 @@
-"""Allocators decide how much each framework gets. The master talks to them only through `Allocator`."""
+"""Allocators decide how much each framework gets. The master talks to them only through `Allocator`.
 
-from mesos_master.allocator.base import Allocation, Allocator
-from mesos_master.allocator.hierarchical import HierarchicalAllocator
+`create_allocator(name, **kwargs)` builds one by policy name: the built-in sorters (`drf`, `fair`, `priority`,
+`random`) on the hierarchical allocator's mechanics, or a third-party policy registered under the entry-point
+group ``aiomesos.allocators`` (see docs/allocator-plugins.md)."""
 
-__all__ = ["Allocation", "Allocator", "HierarchicalAllocator", "create_allocator"]
+from mesos_master.allocator.base import (
+    Allocation,
+    Allocator,
+    AttributeMatch,
+    OfferConstraints,
+    Quota,
+    Revocation,
+)
+from mesos_master.allocator.hierarchical import DEFAULT_MIN_ALLOCATABLE, HierarchicalAllocator
+from mesos_master.allocator.policies import ENTRY_POINT_GROUP, available_allocators, create_allocator
+from mesos_master.allocator.sorter import DRFSorter, FairSorter, PrioritySorter, RandomSorter, Sorter
 
-
-def create_allocator(name: str, **kwargs: object) -> Allocator:
-    """Build the allocator policy named on the command line (`--allocator`)."""
-    if name in ("drf", "hierarchical"):
-        return HierarchicalAllocator(**kwargs)  # type: ignore[arg-type]
-    raise ValueError(f"unknown allocator {name!r}: known allocators are drf")
+__all__ = [
+    "DEFAULT_MIN_ALLOCATABLE",
+    "ENTRY_POINT_GROUP",
+    "Allocation",
+    "Allocator",
+    "AttributeMatch",
+    "DRFSorter",
+    "FairSorter",
+    "HierarchicalAllocator",
+    "OfferConstraints",
+    "PrioritySorter",
+    "Quota",
+    "RandomSorter",
+    "Revocation",
+    "Sorter",
+    "available_allocators",
+    "create_allocator",
+]

@@ -1,50 +1,80 @@
-"""Refusal filters: what a framework declined on an agent is withheld from it until the filter expires."""
+"""Refusal filters (Mesos' semantics): what a framework declined in a role on an agent is withheld from it there
+until the filter expires, as long as what would be offered is a subset of what was refused.
+
+The allocator keeps them per framework as ``{role: {agent_id: slot}}``, where a slot is one `RefusalFilter`
+(the usual case: no list object for it) or a list of them, and wakes an agent up when its earliest filter
+expires (one heap entry per agent, not per filter). The functions here read and prune slots in place."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from scheduler_sdk.resources import Resources
 
 
-@dataclass(slots=True)
-class RefusalFilter:
+class RefusalFilter(NamedTuple):
     resources: Resources
     expires_at: float
 
-    def filters(self, offered: Resources, now: float) -> bool:
-        """True while unexpired and `offered` is a subset of what was refused (Mesos' semantics)."""
-        return now < self.expires_at and self.resources.contains(offered)
+
+Slot = RefusalFilter | list[RefusalFilter]
+PerAgent = dict[str, Slot]
 
 
-@dataclass(slots=True)
-class Filters:
-    """Per (framework, agent) refusal filters."""
+def is_filtered(per_agent: PerAgent, agent_id: str, slot: Slot, offered: Resources, now: float) -> bool:
+    """True while one unexpired filter in `slot` (per_agent[agent_id]) covers `offered`: a subset of what was
+    refused. Expired filters are pruned."""
+    if type(slot) is RefusalFilter:
+        if slot.expires_at > now:
+            refused = slot.resources
+            return refused is offered or refused.contains(offered)
+        del per_agent[agent_id]
+        return False
+    assert isinstance(slot, list)
+    live = [f for f in slot if f.expires_at > now]
+    if len(live) != len(slot):
+        _store(per_agent, agent_id, live)
+    return any(f.resources is offered or f.resources.contains(offered) for f in live)
 
-    _by_key: dict[tuple[str, str], list[RefusalFilter]] = field(default_factory=dict)
 
-    def add(self, framework_id: str, agent_id: str, resources: Resources, expires_at: float) -> None:
-        self._by_key.setdefault((framework_id, agent_id), []).append(RefusalFilter(resources, expires_at))
+def add_filter(per_agent: PerAgent, agent_id: str, resources: Resources, expires_at: float) -> None:
+    """Add a filter, dropping older ones it makes redundant (they cover less and expire no later)."""
+    new = RefusalFilter(resources, expires_at)
+    slot = per_agent.get(agent_id)
+    if slot is None:
+        per_agent[agent_id] = new
+        return
+    kept = [f for f in filters_of(slot) if not (f.expires_at <= expires_at and resources.contains(f.resources))]
+    kept.append(new)
+    _store(per_agent, agent_id, kept)
 
-    def is_filtered(self, framework_id: str, agent_id: str, offered: Resources, now: float) -> bool:
-        entries = self._by_key.get((framework_id, agent_id))
-        if not entries:
-            return False
-        live = [f for f in entries if f.expires_at > now]
-        if len(live) != len(entries):
-            if live:
-                self._by_key[(framework_id, agent_id)] = live
-            else:
-                del self._by_key[(framework_id, agent_id)]
-        return any(f.filters(offered, now) for f in live)
 
-    def clear_framework(self, framework_id: str) -> None:
-        for key in [k for k in self._by_key if k[0] == framework_id]:
-            del self._by_key[key]
+def prune(per_agent: PerAgent, agent_id: str, now: float) -> float | None:
+    """Drop the expired filters of one agent; return the earliest expiry left (None: none left)."""
+    slot = per_agent.get(agent_id)
+    if slot is None:
+        return None
+    live = [f for f in filters_of(slot) if f.expires_at > now]
+    _store(per_agent, agent_id, live)
+    return min(f.expires_at for f in live) if live else None
 
-    def clear_agent(self, agent_id: str) -> None:
-        for key in [k for k in self._by_key if k[1] == agent_id]:
-            del self._by_key[key]
 
-    def count(self) -> int:
-        return sum(len(v) for v in self._by_key.values())
+def has_live(per_agent: PerAgent, now: float) -> bool:
+    return any(f.expires_at > now for slot in per_agent.values() for f in filters_of(slot))
+
+
+def count(per_agent: PerAgent) -> int:
+    return sum(1 if type(slot) is RefusalFilter else len(slot) for slot in per_agent.values())
+
+
+def filters_of(slot: Slot) -> list[RefusalFilter]:
+    return [slot] if isinstance(slot, RefusalFilter) else slot
+
+
+def _store(per_agent: PerAgent, agent_id: str, filters: list[RefusalFilter]) -> None:
+    if not filters:
+        per_agent.pop(agent_id, None)
+    elif len(filters) == 1:
+        per_agent[agent_id] = filters[0]
+    else:
+        per_agent[agent_id] = filters

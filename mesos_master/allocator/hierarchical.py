@@ -1,65 +1,191 @@
-"""The hierarchical DRF allocator: roles are sorted by DRF, then frameworks inside a role.
+"""The hierarchical allocator: the mechanics (books, quota, reservations, filters, constraints, minimums), with
+the fairness policy left to a `Sorter` (DRF by default).
 
-One cycle walks the active agents (in an order rotated each cycle so no agent is always first) and offers
-what is free on each agent, all of it, to the first framework in sort order that subscribed to a role that
-may use it, is neither suppressed nor filtered for it. Shares are updated as the cycle goes, so a cycle
-over many agents spreads them by DRF.
+One cycle (`allocate`) looks at the agents that may have something new to offer, in an order rotated every
+cycle, and offers what is free on each to the first (role, framework) in the sorter's order, walking the role
+tree: top-level roles first, then children, then frameworks inside a role. A framework gets everything on the
+agent its role may use (unreserved resources and reservations of the role or its ancestors) in one offer,
+cut down where a quota limit or the quota headroom says so. Shares are updated as the cycle goes, so one cycle
+over many agents spreads them by the policy. As in Mesos, a first stage offers to roles whose quota guarantee
+is not yet met, and every stage holds back enough unreserved resources for the guarantees still unmet.
+
+Incremental design (what makes 10,000 agents and 1,000 frameworks fit in a fraction of a second):
+
+- an agent is looked at only when it may offer something new: its free resources grew (recover, add, update,
+  activation), one of its refusal filters expired (one heap entry per agent), something was held back on it
+  for a quota limit or the headroom in the previous cycle, or something that widens who may be offered
+  changed (a framework came, was activated, revived, updated; quota changed): then every agent with free
+  resources is;
+- the order of roles and frameworks is kept sorted (`SortedOrder`) and a client is moved only when its
+  allocation changes, instead of sorting every client for every agent; inactive and suppressed frameworks are
+  not in the order at all, and roles without offerable frameworks are skipped;
+- amounts are plain scalar vectors (milli-units by name); `Resources` objects are made only for offers, and
+  an agent without reservations offers its free `Resources` object as it is.
+
+`full_scan=True` looks at every agent every cycle; the property tests check that both make the same offers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import heapq
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from mesos_master.allocator.base import Allocation, Allocator
-from mesos_master.allocator.filters import Filters
-from mesos_master.allocator.sorter import DRFSorter
+from mesos_master.allocator import _vectors as V
+from mesos_master.allocator import filters as F
+from mesos_master.allocator._vectors import Vec
+from mesos_master.allocator.base import Allocation, Allocator, OfferConstraints, Quota, Revocation
+from mesos_master.allocator.constraints import CompiledConstraints
+from mesos_master.allocator.filters import is_filtered
+from mesos_master.allocator.ordering import SortedOrder
+from mesos_master.allocator.roles import SELF, RoleNode
+from mesos_master.allocator.sorter import DRFSorter, Sorter
 from scheduler_sdk.resources import UNRESERVED, Resources
 
 DEFAULT_MIN_ALLOCATABLE = (Resources.of(cpus=0.01), Resources.of(mem=32))
+_EMPTY = Resources.empty()
+_NO_FILTERS: F.PerAgent = {}  # never written to
+_METRICS_WINDOW = 1000
 
 
-@dataclass(slots=True)
 class _Agent:
-    total: Resources
-    allocated: dict[str, Resources] = field(default_factory=dict)  # by framework id
-    active: bool = True
+    __slots__ = (
+        "active",
+        "allocated",
+        "attr_key",
+        "attributes",
+        "filtered_by",
+        "free",
+        "free_reserved",
+        "free_rvec",
+        "free_vec",
+        "gpus",
+        "id",
+        "orphans",
+        "reservations",
+        "seq",
+        "total",
+        "total_reserved",
+        "total_vec",
+        "wake_at",
+    )
 
-    def free(self) -> Resources:
-        free = self.total
-        for held in self.allocated.values():
-            free = free.subtract_clamped(held)
-        return free
+    def __init__(self, agent_id: str, total: Resources, attributes: Mapping[str, str], attr_key: tuple) -> None:
+        self.id = agent_id
+        self.total = total
+        self.total_vec = V.vector(total)
+        self.reservations = V.reserved_by_role(total)
+        self.total_reserved = V.has_reserved(total)
+        self.free = total
+        self.free_vec: Vec = {}
+        self.free_rvec: Vec = {}  # the reserved part of free_vec (empty on agents without reservations)
+        self.free_reserved = False
+        self.active = True
+        self.attributes = attributes
+        self.attr_key = attr_key
+        self.gpus = total.scalar("gpus") > 0
+        self.allocated: dict[tuple[str, str], Resources] = {}  # (framework id, role) -> what it holds here
+        self.orphans: dict[str, Resources] = {}  # held by frameworks not (yet) known to the allocator
+        self.filtered_by: set[str] = set()  # frameworks with refusal filters on this agent
+        self.seq = 0
+        self.wake_at: float | None = None
 
 
-@dataclass(slots=True)
 class _Framework:
-    roles: tuple[str, ...]
-    active: bool = True
-    gpu_aware: bool = False
-    suppressed: set[str] = field(default_factory=set)
-    # what it holds per (agent, role); the role matters for the role sorter
-    allocated: dict[tuple[str, str], Resources] = field(default_factory=dict)
+    __slots__ = (
+        "active",
+        "attr_cache",
+        "constraints",
+        "filters",
+        "gpu_aware",
+        "held",
+        "id",
+        "min_alloc",
+        "role_alloc",
+        "roles",
+        "special",
+        "suppressed",
+    )
+
+    def __init__(self, framework_id: str, roles: tuple[str, ...]) -> None:
+        self.id = framework_id
+        self.roles = roles
+        self.active = True
+        self.gpu_aware = False
+        self.suppressed: set[str] = set()
+        self.constraints: CompiledConstraints | None = None
+        self.min_alloc: dict[str, tuple[Vec, ...]] = {}
+        self.special = False  # has constraints or its own minimums: the slow eligibility path
+        self.attr_cache: dict[tuple, bool] = {}
+        self.held: dict[tuple[str, str], Resources] = {}  # (agent id, role) -> what it holds there
+        self.role_alloc: dict[str, Vec] = {}  # role -> what it holds in that role
+        self.filters: dict[str, F.PerAgent] = {}  # role -> agent id -> filter(s)
 
 
 class HierarchicalAllocator(Allocator):
+    """Hierarchical allocation with a pluggable fairness policy.
+
+    Keyword arguments (all optional):
+
+    - `sorter`: the fairness policy (`DRFSorter()` by default; see `create_allocator` for names);
+    - `allocation_interval`: seconds between periodic cycles; the shortest life of a refusal filter;
+    - `min_allocatable`: the default minimum offer, alternatives (any one suffices), compared role-free;
+      default ``cpus:0.01`` or ``mem:32``; frameworks override it per role;
+    - `revocation`: enable `revocations()` (Mesos paper's revocation; off by default);
+    - `timer`: the clock used only to measure cycle durations for `metrics()` (never for decisions);
+    - `full_scan`: look at every agent in every cycle instead of only those with news (the same offers, more
+      slowly: for tests that check the incremental cycle against the plain one).
+    """
+
     def __init__(
         self,
         *,
-        min_allocatable: Iterable[Resources] = DEFAULT_MIN_ALLOCATABLE,
+        sorter: Sorter | None = None,
         allocation_interval: float = 1.0,
+        min_allocatable: Iterable[Resources] = DEFAULT_MIN_ALLOCATABLE,
+        revocation: bool = False,
+        timer: Callable[[], float] = time.perf_counter,
+        full_scan: bool = False,
     ) -> None:
-        self._agents: dict[str, _Agent] = {}
-        self._frameworks: dict[str, _Framework] = {}
-        self._roles = DRFSorter()
-        self._framework_sorters: dict[str, DRFSorter] = {}
-        self._filters = Filters()
-        self._min_allocatable = tuple(min_allocatable)
-        self._allocation_interval = allocation_interval
-        self._cycle = 0
+        self.sorter: Sorter = sorter if sorter is not None else DRFSorter()
+        self.allocation_interval = allocation_interval
+        self.revocation = revocation
+        self._min: tuple[Vec, ...] = tuple(V.vector(m) for m in min_allocatable)
+        self._timer = timer
+        self._full_scan = full_scan
 
-    # ----------------------------------------------------------------- frameworks
+        self._agents: dict[str, _Agent] = {}
+        self._agent_ids: list[str] = []
+        self._agent_ids_stale = False
+        self._frameworks: dict[str, _Framework] = {}
+        self._root = RoleNode("", None)
+        self._nodes: dict[str, RoleNode] = {}
+        self._attr_keys: dict[tuple, tuple] = {}
+
+        self._total: Vec = {}  # every agent's scalars
+        self._total_changed = True
+        self._stale = True  # the orders must be rebuilt before the next cycle
+        self._headroom: Vec = {}  # free unreserved scalars on active agents (kept while quota or revocation needs it)
+        self._track_headroom = revocation
+        self._required: Vec = {}  # unmet guarantees of the top-most guaranteed roles
+        self._guaranteed: set[RoleNode] = set()
+        self._unsat: set[RoleNode] = set()  # guaranteed roles below their guarantee
+        self._stage1 = SortedOrder()  # the same roles, in the sorter's order (by their key in their parent)
+
+        self._dirty: set[str] = set()
+        self._all_dirty = True
+        self._held: set[str] = set()
+        self._held_now: set[str] = set()
+        self._wake: list[tuple[float, str]] = []
+
+        self._cycle = 0
+        self._runs: deque[float] = deque(maxlen=_METRICS_WINDOW)
+        self._run_count = 0
+        self._last_offers = 0
+        self._last_examined = 0
+
+    # ================================================================= frameworks
     def add_framework(
         self,
         framework_id: str,
@@ -68,127 +194,236 @@ class HierarchicalAllocator(Allocator):
         *,
         active: bool = True,
         gpu_aware: bool = False,
-        constraints: object = None,
-        min_allocatable: object = None,
+        constraints: OfferConstraints | None = None,
+        min_allocatable: Mapping[str, Sequence[Resources]] | None = None,
     ) -> None:
-        role_list = tuple(roles) or (UNRESERVED,)
-        existing = self._frameworks.get(framework_id)
-        if existing is not None:
-            existing.active = active
-            existing.gpu_aware = gpu_aware
+        if framework_id in self._frameworks:
+            self.update_framework(
+                framework_id, roles, gpu_aware=gpu_aware, constraints=constraints, min_allocatable=min_allocatable
+            )
+            (self.activate_framework if active else self.deactivate_framework)(framework_id)
             return
-        fw = _Framework(roles=role_list, active=active, gpu_aware=gpu_aware)
+        fw = _Framework(framework_id, tuple(roles) or (UNRESERVED,))
+        fw.active = active
+        self._configure(fw, gpu_aware, constraints, min_allocatable)
         self._frameworks[framework_id] = fw
-        for role in role_list:
-            self._role_sorter(role).add(framework_id)
+        for role in fw.roles:
+            self._node(role).frameworks.add(framework_id)
+        self._sync(fw)
         for agent_id, resources in used.items():
+            agent = self._agents.get(agent_id)
+            if agent is not None and framework_id in agent.orphans:
+                # The master's word replaces what the agent reported before the framework was known.
+                orphan = agent.orphans.pop(framework_id)
+                self._set_free(agent, agent.free + orphan)
             self.add_used(framework_id, agent_id, resources)
+        for agent in self._agents.values():
+            orphan = agent.orphans.pop(framework_id, _EMPTY)
+            if orphan:
+                self._charge(fw, agent, self._role_for(fw, orphan), orphan, *V.vectors(orphan))
+        self._all_dirty = True
 
-    def remove_framework(self, framework_id: str) -> None:
-        fw = self._frameworks.pop(framework_id, None)
+    def update_framework(
+        self,
+        framework_id: str,
+        roles: Iterable[str],
+        *,
+        gpu_aware: bool = False,
+        constraints: OfferConstraints | None = None,
+        min_allocatable: Mapping[str, Sequence[Resources]] | None = None,
+    ) -> None:
+        fw = self._frameworks.get(framework_id)
         if fw is None:
             return
-        for (agent_id, role), held in fw.allocated.items():
-            agent = self._agents.get(agent_id)
-            if agent is not None:
-                agent.allocated.pop(framework_id, None)
-            self._roles.unallocate(role, held)
+        new_roles = tuple(roles) or (UNRESERVED,)
+        for role in set(fw.roles) - set(new_roles):
+            node = self._node(role)
+            self._set_offerable(fw, node, False)
+            node.frameworks.discard(framework_id)
+            self._drop_filters(fw, role)
+            fw.suppressed.discard(role)
+        for role in new_roles:
+            self._node(role).frameworks.add(framework_id)
+        # Leaving a role keeps what it holds there charged to that role until it comes back (recover).
         for role in fw.roles:
-            sorter = self._framework_sorters.get(role)
-            if sorter is not None:
-                sorter.remove(framework_id)
-                if not list(sorter.sort()):
-                    del self._framework_sorters[role]
-                    self._roles.remove(role)
-        self._filters.clear_framework(framework_id)
+            self._set_offerable(fw, self._node(role), False)
+        fw.roles = new_roles
+        self._configure(fw, gpu_aware, constraints, min_allocatable)
+        self._sync(fw)
+        self._all_dirty = True
+
+    def remove_framework(self, framework_id: str) -> None:
+        fw = self._frameworks.get(framework_id)
+        if fw is None:
+            return
+        for role in fw.roles:
+            node = self._node(role)
+            self._set_offerable(fw, node, False)
+            node.frameworks.discard(framework_id)
+        for (agent_id, role), held in list(fw.held.items()):
+            agent = self._agents[agent_id]
+            self._release(fw, agent, role, held)
+        self._drop_filters(fw, None)
+        del self._frameworks[framework_id]
 
     def activate_framework(self, framework_id: str) -> None:
-        if framework_id in self._frameworks:
-            self._frameworks[framework_id].active = True
+        fw = self._frameworks.get(framework_id)
+        if fw is not None and not fw.active:
+            fw.active = True
+            self._sync(fw)
+            self._all_dirty = True
 
     def deactivate_framework(self, framework_id: str) -> None:
-        if framework_id in self._frameworks:
-            self._frameworks[framework_id].active = False
-            self._filters.clear_framework(framework_id)
+        fw = self._frameworks.get(framework_id)
+        if fw is not None:
+            fw.active = False
+            self._sync(fw)
+            self._drop_filters(fw, None)
 
     def suppress_offers(self, framework_id: str, roles: Iterable[str] | None = None) -> None:
         fw = self._frameworks.get(framework_id)
-        if fw is not None:
-            fw.suppressed.update(roles or fw.roles)
+        if fw is None:
+            return
+        fw.suppressed.update(fw.roles if roles is None else (r for r in roles if r in fw.roles))
+        self._sync(fw)
 
     def revive_offers(self, framework_id: str, roles: Iterable[str] | None = None) -> None:
         fw = self._frameworks.get(framework_id)
         if fw is None:
             return
-        fw.suppressed.difference_update(roles or fw.roles)
-        self._filters.clear_framework(framework_id)
+        chosen = list(fw.roles) if roles is None else list(roles)
+        fw.suppressed.difference_update(chosen)
+        if roles is None:
+            self._drop_filters(fw, None)
+        else:
+            for role in chosen:
+                self._drop_filters(fw, role)
+        self._sync(fw)
+        self._all_dirty = True
 
-    def is_suppressed(self, framework_id: str) -> bool:
+    def is_suppressed(self, framework_id: str, role: str | None = None) -> bool:
+        """Whether the framework is suppressed in `role` (None: in all of its roles)."""
         fw = self._frameworks.get(framework_id)
-        return fw is not None and set(fw.roles) <= fw.suppressed
+        if fw is None:
+            return False
+        return role in fw.suppressed if role is not None else set(fw.roles) <= fw.suppressed
 
-    # ----------------------------------------------------------------- agents
-    # Stopgap for the wider interface (roles, quota, weights): replaced by the full allocator.
-    def update_framework(self, framework_id: str, roles: Iterable[str], **options: object) -> None:
-        fw = self._frameworks.get(framework_id)
-        if fw is not None and tuple(roles or (UNRESERVED,)) != fw.roles:
-            used = {agent_id: held for (agent_id, _), held in fw.allocated.items()}
-            active = fw.active
-            self.remove_framework(framework_id)
-            self.add_framework(framework_id, roles, used, active=active)
+    # ================================================================= agents
+    def add_agent(
+        self,
+        agent_id: str,
+        total: Resources,
+        used: Mapping[str, Resources],
+        attributes: Mapping[str, str] | None = None,
+    ) -> None:
+        if agent_id in self._agents:
+            self.remove_agent(agent_id)
+        attrs = dict(attributes or {})
+        key = tuple(sorted(attrs.items()))
+        attr_key = self._attr_keys.setdefault(key, key)
+        agent = _Agent(agent_id, total, attrs, attr_key)
+        agent.seq = len(self._agent_ids)
+        self._agents[agent_id] = agent
+        self._agent_ids.append(agent_id)
+        agent.free = _EMPTY
+        self._set_free(agent, total)
+        V.add_into(self._total, agent.total_vec)
+        self._total_changed = True
+        self._track_reservations(agent.reservations, +1)
+        for framework_id, resources in used.items():
+            if framework_id in self._frameworks:
+                self.add_used(framework_id, agent_id, resources)
+            elif resources:
+                agent.orphans[framework_id] = agent.orphans.get(framework_id, _EMPTY) + resources
+                self._set_free(agent, agent.free.subtract_clamped(resources))
+        self._dirty.add(agent_id)
 
     def update_agent(self, agent_id: str, total: Resources) -> None:
-        if agent_id in self._agents:
-            self._agents[agent_id].total = total
-            self._update_totals()
-
-    def update_weights(self, weights: Mapping[str, float]) -> None:
-        pass
-
-    def update_quota(self, role: str, quota: object) -> None:
-        pass
-
-    def revocations(self, now: float) -> list[Any]:
-        return []
-
-    def add_agent(
-        self, agent_id: str, total: Resources, used: Mapping[str, Resources], attributes: object = None
-    ) -> None:
-        self._agents[agent_id] = _Agent(total=total)
-        self._update_totals()
-        for framework_id, resources in used.items():
-            self.add_used(framework_id, agent_id, resources)
-
-    def remove_agent(self, agent_id: str) -> None:
-        agent = self._agents.pop(agent_id, None)
+        agent = self._agents.get(agent_id)
         if agent is None:
             return
-        for framework_id in list(agent.allocated):
-            fw = self._frameworks.get(framework_id)
-            if fw is None:
-                continue
-            for key in [k for k in fw.allocated if k[0] == agent_id]:
-                held = fw.allocated.pop(key)
-                self._role_sorter(key[1]).unallocate(framework_id, held)
-                self._roles.unallocate(key[1], held)
-        self._filters.clear_agent(agent_id)
-        self._update_totals()
+        self._track_reservations(agent.reservations, -1)
+        V.sub_from(self._total, agent.total_vec)
+        agent.total = total
+        agent.total_vec = V.vector(total)
+        agent.reservations = V.reserved_by_role(total)
+        agent.total_reserved = V.has_reserved(total)
+        agent.gpus = total.scalar("gpus") > 0
+        V.add_into(self._total, agent.total_vec)
+        self._total_changed = True
+        self._track_reservations(agent.reservations, +1)
+        # Fit what is held into the new total: resources that changed reservation while allocated (a RESERVE
+        # of offered resources) are matched by name; what no longer exists is dropped from the books.
+        remaining = total
+        for (framework_id, role), held in list(agent.allocated.items()):
+            fitted = V.intersection(held, remaining)
+            missing = held.subtract_clamped(fitted)
+            if missing:
+                fitted = fitted + V.take_role_free(missing, remaining.subtract_clamped(fitted), role)
+            if fitted != held:
+                fw = self._frameworks[framework_id]
+                self._uncharge(fw, agent, role, held)
+                if fitted:
+                    self._charge(fw, agent, role, fitted, *V.vectors(fitted))
+            remaining = remaining.subtract_clamped(fitted)
+        for framework_id, held in list(agent.orphans.items()):
+            fitted = V.intersection(held, remaining)
+            if fitted:
+                agent.orphans[framework_id] = fitted
+            else:
+                del agent.orphans[framework_id]
+            remaining = remaining.subtract_clamped(fitted)
+        self._set_free(agent, remaining)
+        self._all_dirty = True  # quota consumption (reservations) may have changed
+
+    def remove_agent(self, agent_id: str) -> None:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            return
+        for (framework_id, role), held in list(agent.allocated.items()):
+            fw = self._frameworks[framework_id]
+            self._uncharge(fw, agent, role, held)
+        agent.allocated.clear()
+        for framework_id in agent.filtered_by:
+            fw_ = self._frameworks.get(framework_id)
+            if fw_ is not None:
+                for per_agent in fw_.filters.values():
+                    per_agent.pop(agent_id, None)
+        if agent.active and self._track_headroom:
+            V.sub_from(self._headroom, V.unreserved_of(agent.free_vec, agent.free_rvec))
+        V.sub_from(self._total, agent.total_vec)
+        self._total_changed = True
+        self._track_reservations(agent.reservations, -1)
+        del self._agents[agent_id]
+        self._agent_ids_stale = True
+        self._dirty.discard(agent_id)
+        self._held.discard(agent_id)
 
     def activate_agent(self, agent_id: str) -> None:
-        if agent_id in self._agents:
-            self._agents[agent_id].active = True
+        agent = self._agents.get(agent_id)
+        if agent is not None and not agent.active:
+            agent.active = True
+            if self._track_headroom:
+                V.add_into(self._headroom, V.unreserved_of(agent.free_vec, agent.free_rvec))
+            self._dirty.add(agent_id)
 
     def deactivate_agent(self, agent_id: str) -> None:
-        if agent_id in self._agents:
-            self._agents[agent_id].active = False
+        agent = self._agents.get(agent_id)
+        if agent is not None and agent.active:
+            agent.active = False
+            if self._track_headroom:
+                V.sub_from(self._headroom, V.unreserved_of(agent.free_vec, agent.free_rvec))
 
-    # ----------------------------------------------------------------- resources
+    # ================================================================= resources
     def add_used(self, framework_id: str, agent_id: str, resources: Resources, role: str | None = None) -> None:
         fw = self._frameworks.get(framework_id)
         agent = self._agents.get(agent_id)
         if fw is None or agent is None or not resources:
             return
-        self._track(framework_id, fw, agent_id, agent, self._role_for(fw, resources), resources)
+        if role is None:
+            role = self._role_for(fw, resources)
+        self._set_free(agent, agent.free.subtract_clamped(resources))
+        self._charge(fw, agent, role, resources, *V.vectors(resources))
 
     def recover_resources(
         self,
@@ -199,138 +434,856 @@ class HierarchicalAllocator(Allocator):
         now: float,
         role: str | None = None,
     ) -> None:
-        if not resources:
-            return
         agent = self._agents.get(agent_id)
+        if agent is None or not resources:
+            return
         fw = self._frameworks.get(framework_id)
-        if agent is not None and framework_id in agent.allocated:
-            left = agent.allocated[framework_id].subtract_clamped(resources)
-            if left:
-                agent.allocated[framework_id] = left
-            else:
-                del agent.allocated[framework_id]
-        if fw is not None:
-            remaining = resources
-            keys = [k for k in fw.allocated if k[0] == agent_id]
-            # The role they were allocated under first; then any other (when the caller does not know).
-            keys.sort(key=lambda k: k[1] != role)
-            for key in keys:
-                held = fw.allocated[key]
-                give_back = _intersection(held, remaining)
-                if not give_back:
-                    continue
-                left = held.subtract_clamped(give_back)
+        if fw is None:
+            orphan = agent.orphans.get(framework_id)
+            if orphan is not None:
+                back = V.intersection(orphan, resources)
+                left = orphan.subtract_clamped(back)
                 if left:
-                    fw.allocated[key] = left
+                    agent.orphans[framework_id] = left
                 else:
-                    del fw.allocated[key]
-                self._role_sorter(key[1]).unallocate(framework_id, give_back)
-                self._roles.unallocate(key[1], give_back)
-                remaining = remaining.subtract_clamped(give_back)
-            if refuse_seconds is not None and refuse_seconds > 0 and agent is not None:
-                expires = now + max(refuse_seconds, self._allocation_interval)
-                self._filters.add(framework_id, agent_id, resources, expires)
+                    del agent.orphans[framework_id]
+                self._set_free(agent, agent.free + back)
+                self._dirty.add(agent_id)
+            return
+        roles_back: list[str] = []
+        exact = agent.allocated.get((framework_id, role)) if role is not None else None
+        if exact is not None and role is not None and (exact is resources or exact == resources):
+            # The common case (an offer declined whole): `_release` inlined.
+            del agent.allocated[(framework_id, role)]
+            del fw.held[(agent_id, role)]
+            vec, rvec = V.vectors(exact)
+            self._account(fw, role, vec, rvec, -1)
+            if agent.free:
+                self._return_free(agent, exact, vec, rvec)
+            else:
+                agent.free = exact
+                agent.free_vec = vec
+                agent.free_rvec = rvec
+                agent.free_reserved = bool(rvec) or (agent.total_reserved and V.has_reserved(exact))
+                if agent.active and self._track_headroom:
+                    V.add_into(self._headroom, V.unreserved_of(vec, rvec) if rvec else vec)
+            self._dirty.add(agent_id)
+            roles_back.append(role)
+        else:
+            remaining = resources
+            keys = [r for (fid, r) in agent.allocated if fid == framework_id]
+            keys.sort(key=lambda r: (r != role, r))
+            for r in keys:
+                held = agent.allocated[(framework_id, r)]
+                give = V.intersection(held, remaining)
+                if give:
+                    self._release(fw, agent, r, give)
+                    roles_back.append(r)
+                    remaining = remaining.subtract_clamped(give)
+                    if not remaining:
+                        break
+            if remaining:
+                # Resources that changed reservation while allocated: match the rest by name.
+                for r in keys:
+                    still = agent.allocated.get((framework_id, r))
+                    if still is None:
+                        continue
+                    give = V.take_role_free(remaining, still, r)
+                    if give:
+                        self._release(fw, agent, r, give)
+                        roles_back.append(r)
+                        remaining = remaining.subtract_clamped(V.take_role_free(give, remaining, r))
+                        if not remaining:
+                            break
+        if refuse_seconds is not None and refuse_seconds > 0:
+            expires = now + max(refuse_seconds, self.allocation_interval)
+            targets = (role,) if role is not None else tuple(dict.fromkeys(roles_back or fw.roles))
+            for r in targets:
+                per_agent = fw.filters.get(r)
+                if per_agent is None:
+                    per_agent = fw.filters[r] = {}
+                F.add_filter(per_agent, agent_id, resources, expires)
+            agent.filtered_by.add(framework_id)
+            if agent.wake_at is None or expires < agent.wake_at:
+                agent.wake_at = expires
+                heapq.heappush(self._wake, (expires, agent_id))
 
     def allocated(self, framework_id: str) -> Resources:
         fw = self._frameworks.get(framework_id)
-        total = Resources.empty()
+        total = _EMPTY
         if fw is not None:
-            for held in fw.allocated.values():
+            for held in fw.held.values():
                 total = total + held
         return total
 
-    # ----------------------------------------------------------------- the cycle
+    # ================================================================= operator policy
+    def update_weights(self, weights: Mapping[str, float]) -> None:
+        for role, weight in weights.items():
+            if not weight > 0:
+                raise ValueError(f"the weight of role {role!r} must be > 0, not {weight}")
+        for role, weight in weights.items():
+            node = self._node(role)
+            node.weight = float(weight)
+            if not self._stale:
+                self._rekey_node(node)
+
+    def update_quota(self, role: str, quota: Quota | None) -> None:
+        node = self._node(role)
+        if quota is None:
+            node.guarantee, node.limit = {}, None
+        else:
+            node.guarantee = V.vector(quota.guarantee)
+            node.limit = None if quota.limit is None else V.vector(quota.limit)
+        self._rebuild_quota()
+        self._all_dirty = True
+
+    def quota_headroom(self) -> tuple[Resources, Resources]:
+        """(required, available): unreserved resources held back for unmet guarantees, and free to hold them."""
+        available = self._headroom if self._track_headroom else self._count_headroom()
+        return V.to_resources(self._required), V.to_resources(available)
+
+    def _count_headroom(self) -> Vec:
+        out: Vec = {}
+        for agent in self._agents.values():
+            if agent.active:
+                V.add_into(out, V.unreserved_of(agent.free_vec, agent.free_rvec))
+        return out
+
+    def role_allocation(self, role: str) -> Resources:
+        """What the role and its descendants hold (scalars, reservation roles summed)."""
+        node = self._nodes.get(role)
+        return V.to_resources(node.alloc) if node is not None else _EMPTY
+
+    # ================================================================= the cycle
     def allocate(self, now: float) -> list[Allocation]:
-        result: list[Allocation] = []
-        agent_ids = sorted(a for a, agent in self._agents.items() if agent.active)
-        if not agent_ids or not self._frameworks:
-            return result
-        start = self._cycle % len(agent_ids)
+        started = self._timer()
         self._cycle += 1
-        for agent_id in agent_ids[start:] + agent_ids[:start]:
-            agent = self._agents[agent_id]
-            free = agent.free()
-            if not self._allocatable(free):
-                continue
-            for role in self._roles.sort():
-                sorter = self._framework_sorters.get(role)
-                if sorter is None:
-                    continue
-                offerable = free.allocatable_to(role)
-                if not self._allocatable(offerable):
-                    continue
-                chosen = self._pick_framework(sorter, role, agent_id, offerable, now)
-                if chosen is None:
-                    continue
-                fw = self._frameworks[chosen]
-                self._track(chosen, fw, agent_id, agent, role, offerable)
-                result.append(Allocation(chosen, role, agent_id, offerable))
-                free = free.subtract_clamped(offerable)
-                if not self._allocatable(free):
-                    break
+        self._wake_agents(now)
+        sorter = self.sorter
+        self._sync_total()
+        sorter.begin_cycle(self._cycle)
+        if self._stale or sorter.rekey_each_cycle:
+            self._rebuild_orders()
+        visit = self._agents_to_visit()
+        result: list[Allocation] = []
+        self._held_now = set()
+        if visit and self._root.candidates:
+            if any(n.candidates for n in self._unsat):
+                for agent in visit:
+                    self._quota_stage(agent, now, result)
+            for agent in visit:
+                if agent.free:
+                    self._fair_stage(agent, now, result)
+        self._held = self._held_now
+        self._dirty.clear()
+        self._all_dirty = False
+        self._last_offers = len(result)
+        self._last_examined = len(visit)
+        self._runs.append((self._timer() - started) * 1000.0)
+        self._run_count += 1
         return result
 
-    # ----------------------------------------------------------------- internals
-    def _pick_framework(
-        self, sorter: DRFSorter, role: str, agent_id: str, offerable: Resources, now: float
-    ) -> str | None:
-        has_gpus = self._agents[agent_id].total.scalar("gpus") > 0
-        for framework_id in sorter.sort():
-            fw = self._frameworks.get(framework_id)
-            if fw is None or not fw.active or role in fw.suppressed:
+    def _sync_total(self) -> None:
+        if self._total_changed:
+            self.sorter.set_total(self._total)
+            self._total_changed = False
+            self._stale = True
+
+    def _quota_stage(self, agent: _Agent, now: float, result: list[Allocation]) -> None:
+        """Stage 1: roles below their guarantee, in the sorter's order, get what helps toward it."""
+        nodes = self._nodes
+        still = self._stage1.keys
+        for _key, name in list(self._stage1.entries):
+            if not agent.free:
+                return
+            quota_node = nodes[name]
+            if name not in still or not quota_node.candidates:
                 continue
-            if has_gpus and not fw.gpu_aware:
-                continue  # GPU agents are kept for frameworks that can use GPUs (Mesos' GPU_RESOURCES rule)
-            if self._filters.is_filtered(framework_id, agent_id, offerable, now):
+            pick = self._visit(quota_node, agent, None, now, quota_node)
+            if pick is not None:
+                self._give(pick, agent, result)
+
+    def _fair_stage(self, agent: _Agent, now: float, result: list[Allocation]) -> None:
+        """Stage 2: everything left on the agent, by the sorter's order over the whole role tree. (A role
+        served in stage 1 on an agent can get no more there in stage 2: within a cycle the quota headroom's
+        surplus and a limit's room only shrink.)"""
+        if agent.free_reserved or self._required:
+            self._fair_stage_general(agent, now, result, None)
+            return
+        # The fast path, for the common case (the agent's free resources are all unreserved, no quota headroom
+        # to keep): `_visit(root)` with `_try_role` and `_give` inlined for top-level roles without children,
+        # limits or special frameworks, the offer being the agent's whole free `Resources`.
+        free = agent.free
+        vec = agent.free_vec
+        default_ok = V.meets_any(vec, self._min)
+        agent_id = agent.id
+        gpus = agent.gpus
+        frameworks = self._frameworks
+        children = self._root.children
+        for _key, role in self._root.order.entries:
+            node = children[role]
+            if not node.candidates:
                 continue
-            return framework_id
+            if node.children or node.limited:
+                pick = (
+                    self._visit(node, agent, None, now, None)
+                    if node.children
+                    else self._try_role(node, agent, now, None)
+                )
+                if pick is None:
+                    continue
+                self._give(pick, agent, result)
+                if agent.free:
+                    self._fair_stage_general(agent, now, result, {pick[1].name})
+                return
+            if not default_ok and not node.special:
+                continue
+            for _fkey, framework_id in node.fw_order.entries:
+                fw = frameworks[framework_id]
+                if gpus and not fw.gpu_aware:
+                    continue
+                if fw.special:
+                    if not self._special_ok(fw, role, agent, free, vec, default_ok):
+                        continue
+                elif not default_ok:
+                    continue
+                per_agent = fw.filters.get(role)
+                if per_agent:
+                    slot = per_agent.get(agent_id)
+                    if slot is not None and is_filtered(per_agent, agent_id, slot, free, now):
+                        continue
+                # Offer the whole free resources: `_give` (with `_charge`, `_account`, `_take_free`) inlined.
+                key = (framework_id, role)
+                held = agent.allocated.get(key)
+                new = free if held is None else held + free
+                agent.allocated[key] = new
+                fw.held[(agent_id, role)] = new
+                mine = fw.role_alloc.get(role)
+                if mine is None:
+                    mine = fw.role_alloc[role] = {}
+                alloc = node.alloc
+                for name, milli in vec.items():
+                    mine[name] = mine.get(name, 0) + milli
+                    alloc[name] = alloc.get(name, 0) + milli
+                if self._guaranteed:
+                    self._refresh_quota(node)
+                sorter = self.sorter
+                order = node.fw_order
+                if len(order.entries) > 1:
+                    order.update(framework_id, sorter.key(framework_id, mine, 1.0, is_role=False))
+                else:
+                    order.stale = True
+                order = self._root.order
+                first = role in self._stage1.keys
+                if len(order.entries) > 1 or first:
+                    role_key = sorter.key(role, alloc, node.weight, is_role=True)
+                    if len(order.entries) > 1:
+                        order.update(role, role_key)
+                    else:
+                        order.stale = True
+                    if first:
+                        self._stage1.update(role, role_key)
+                else:
+                    order.stale = True
+                if agent.active and self._track_headroom:
+                    V.sub_from(self._headroom, vec)
+                agent.free = _EMPTY
+                agent.free_vec = {}
+                agent.free_rvec = {}
+                result.append(Allocation(framework_id, role, agent_id, free))
+                return
+
+    def _special_ok(
+        self, fw: _Framework, role: str, agent: _Agent, offer: Resources, vec: Vec, default_ok: bool
+    ) -> bool:
+        """Eligibility of a framework with its own minimums or offer constraints."""
+        mins = fw.min_alloc.get(role)
+        if not (default_ok if mins is None else V.meets_any(vec, mins)):
+            return False
+        c = fw.constraints
+        if c is not None:
+            ok = fw.attr_cache.get(agent.attr_key)
+            if ok is None:
+                ok = fw.attr_cache[agent.attr_key] = c.agent_ok(agent.attributes)
+            if not ok or not c.offer_ok(offer, vec):
+                return False
+        return True
+
+    def _fair_stage_general(self, agent: _Agent, now: float, result: list[Allocation], served: set[str] | None) -> None:
+        root = self._root
+        while True:
+            pick = self._visit(root, agent, served, now, None)
+            if pick is None:
+                return
+            self._give(pick, agent, result)
+            if not agent.free:
+                return
+            if served is None:
+                served = set()
+            served.add(pick[1].name)
+
+    def _give(self, pick: tuple[_Framework, RoleNode, Resources], agent: _Agent, result: list[Allocation]) -> None:
+        fw, node, offer = pick
+        role = node.name
+        if offer is agent.free:
+            vec, rvec = agent.free_vec, agent.free_rvec
+        else:
+            vec, rvec = V.vectors(offer)
+        # _charge, inlined: this is the hot path of a cycle
+        key = (fw.id, role)
+        held = agent.allocated.get(key)
+        new = offer if held is None else held + offer
+        agent.allocated[key] = new
+        fw.held[(agent.id, role)] = new
+        self._account(fw, role, vec, rvec, +1)
+        self._take_free(agent, offer, vec, rvec)
+        result.append(Allocation(fw.id, role, agent.id, offer))
+
+    def _visit(
+        self,
+        node: RoleNode,
+        agent: _Agent,
+        served: set[str] | None,
+        now: float,
+        quota_node: RoleNode | None,
+    ) -> tuple[_Framework, RoleNode, Resources] | None:
+        """The first (framework, role, offer) in sort order under `node` that takes something on `agent`."""
+        children = node.children
+        for _key, name in node.order.entries:
+            if name == SELF:
+                if node.fw_order.entries and (served is None or node.name not in served):
+                    pick = self._try_role(node, agent, now, quota_node)
+                    if pick is not None:
+                        return pick
+            else:
+                child = children[name]
+                if child.candidates:
+                    if child.children:
+                        pick = self._visit(child, agent, served, now, quota_node)
+                    elif served is None or name not in served:
+                        pick = self._try_role(child, agent, now, quota_node)  # a leaf: only its frameworks
+                    else:
+                        continue
+                    if pick is not None:
+                        return pick
         return None
 
-    def _allocatable(self, resources: Resources) -> bool:
-        if not resources:
-            return False
-        # Minimums are role-free: reserved cpus count as much as unreserved ones.
-        flat = Resources.flatten(resources)
-        return any(flat.contains(minimum) for minimum in self._min_allocatable)
+    def _try_role(
+        self, node: RoleNode, agent: _Agent, now: float, quota_node: RoleNode | None
+    ) -> tuple[_Framework, RoleNode, Resources] | None:
+        role = node.name
+        if agent.free_reserved:
+            avail = agent.free.allocatable_to(role)
+            if not avail:
+                return None
+            vec, rvec = V.vectors(avail)
+        else:
+            avail, vec, rvec = agent.free, agent.free_vec, agent.free_rvec
+        # Quota limits and headroom may cut the offer down. That is worked out once, for the first framework
+        # not already filtered for all of it (a filter that covers everything covers any part of it).
+        shape = quota_node is not None or bool(node.limited) or bool(self._required)
+        offer, ovec = avail, vec
+        shaped = not shape
+        default_ok: bool | None = None
+        frameworks = self._frameworks
+        agent_id = agent.id
+        gpus = agent.gpus
+        for _key, framework_id in node.fw_order.entries:
+            fw = frameworks[framework_id]
+            if gpus and not fw.gpu_aware:
+                continue  # GPU agents are kept for frameworks that can use GPUs (Mesos' GPU_RESOURCES rule)
+            per_agent = fw.filters.get(role) or _NO_FILTERS
+            slot = per_agent.get(agent_id)
+            if slot is not None and shape and is_filtered(per_agent, agent_id, slot, avail, now):
+                continue
+            if not shaped:
+                shaped = True
+                uvec = V.unreserved_of(vec, rvec)
+                allowed = self._allowed(node, uvec, quota_node)
+                if allowed is None:
+                    return None
+                if allowed:
+                    offer = V.shrink_unreserved(avail, uvec, allowed)
+                    if offer is not avail:
+                        self._held_now.add(agent_id)
+                        if not offer:
+                            return None
+                        ovec = V.vector(offer)
+            if default_ok is None:
+                default_ok = V.meets_any(ovec, self._min)
+                if not default_ok and not node.special:
+                    return None
+            if fw.special:
+                if not self._special_ok(fw, role, agent, offer, ovec, default_ok):
+                    continue
+            elif not default_ok:
+                continue
+            if slot is not None and (not shape or offer is not avail):
+                slot = per_agent.get(agent_id)  # (pruned above, perhaps)
+                if slot is not None and is_filtered(per_agent, agent_id, slot, offer, now):
+                    continue
+            return fw, node, offer
+        return None
 
-    def _track(
-        self, framework_id: str, fw: _Framework, agent_id: str, agent: _Agent, role: str, resources: Resources
-    ) -> None:
-        agent.allocated[framework_id] = agent.allocated.get(framework_id, Resources.empty()) + resources
-        key = (agent_id, role)
-        fw.allocated[key] = fw.allocated.get(key, Resources.empty()) + resources
-        self._role_sorter(role).allocate(framework_id, resources)
-        self._roles.allocate(role, resources)
+    def _allowed(self, node: RoleNode, uvec: Vec, quota_node: RoleNode | None) -> Vec | None:
+        """Caps on the unreserved scalars `node` may be offered now: its (and its ancestors') limits, and the
+        quota headroom (what exceeds the unmet guarantees). In stage 1 (`quota_node`), the part that helps
+        toward the guarantee is exempt from the headroom. None: nothing to offer in stage 1."""
+        allowed: Vec = {}
+        guaranteed: Vec = {}
+        if quota_node is not None:
+            for name, short in quota_node.unsatisfied().items():
+                have = uvec.get(name, 0)
+                if have > 0:
+                    guaranteed[name] = min(have, short)
+            if not guaranteed:
+                return None
+        required = self._required
+        if required:
+            headroom = self._headroom
+            for name, need in required.items():
+                if uvec.get(name, 0) > 0:
+                    allowed[name] = guaranteed.get(name, 0) + max(0, headroom.get(name, 0) - need)
+        for limited in node.limited:
+            assert limited.limit is not None
+            for name in limited.limit:
+                room = limited.limit_room(name)
+                assert room is not None
+                room = max(0, room)
+                if name in allowed:
+                    if room < allowed[name]:
+                        allowed[name] = room
+                elif uvec.get(name, 0) > room:
+                    allowed[name] = room
+        return allowed
 
-    def _role_sorter(self, role: str) -> DRFSorter:
-        sorter = self._framework_sorters.get(role)
-        if sorter is None:
-            sorter = DRFSorter()
-            sorter.set_total(self._cluster_total())
-            self._framework_sorters[role] = sorter
-            self._roles.add(role)
-        return sorter
+    # ================================================================= revocation
+    def revocations(self, now: float) -> list[Revocation]:
+        if not self.revocation:
+            return []
+        from mesos_master.allocator.revocation import decide
+
+        self._sync_total()
+        return decide(self, now)
+
+    def waiting(self, node: RoleNode, now: float) -> bool:
+        """Whether the role has work waiting: an active framework, not suppressed in it, that declined
+        nothing there (no live refusal filter in that role)."""
+        for framework_id in node.frameworks:
+            fw = self._frameworks.get(framework_id)
+            if fw is None or not fw.active or node.name in fw.suppressed:
+                continue
+            per_agent = fw.filters.get(node.name)
+            if not per_agent or not F.has_live(per_agent, now):
+                return True
+        return False
+
+    # ================================================================= metrics
+    def metrics(self) -> dict[str, float]:
+        runs = sorted(self._runs)
+
+        def pct(p: float) -> float:
+            if not runs:
+                return 0.0
+            k = (len(runs) - 1) * p / 100
+            lo = int(k)
+            hi = min(lo + 1, len(runs) - 1)
+            return runs[lo] + (runs[hi] - runs[lo]) * (k - lo)
+
+        return {
+            "allocation_runs": float(self._run_count),
+            "allocation_run_ms": self._runs[-1] if self._runs else 0.0,
+            "allocation_run_ms_p50": pct(50),
+            "allocation_run_ms_p99": pct(99),
+            "allocation_last_offers": float(self._last_offers),
+            "allocation_last_agents_examined": float(self._last_examined),
+            "allocator_refusal_filters": float(
+                sum(F.count(pa) for fw in self._frameworks.values() for pa in fw.filters.values())
+            ),
+            "allocator_quota_headroom_required_cpus": self._required.get("cpus", 0) / V.MILLI,
+        }
+
+    # ================================================================= internals: books
+    def _node(self, role: str) -> RoleNode:
+        node = self._nodes.get(role)
+        if node is not None:
+            return node
+        parent = self._root
+        if "/" in role and role != UNRESERVED:
+            parent = self._node(role.rsplit("/", 1)[0])
+        node = RoleNode(role, parent)
+        first_child = not parent.children and parent.parent is not None
+        if first_child:
+            parent.own = dict(parent.alloc)  # from now on its own frameworks' part is kept apart
+        parent.children[role] = node
+        self._nodes[role] = node
+        node.limited = tuple(n for n in node.lineage() if n.limit is not None)
+        node.quota_root = next((n for n in reversed(node.lineage()) if n.guarantee), None)
+        if not self._stale:
+            node.order.add(SELF, self._self_key(node))
+            if first_child:
+                parent.order.stale = True  # its own key was not kept up to date while it was alone
+            self._fresh_role_order(parent)
+            parent.order.add(role, self._role_key(node))
+        return node
 
     def _role_for(self, fw: _Framework, resources: Resources) -> str:
-        reserved = [r for r in resources.roles() if r != UNRESERVED]
+        reserved = sorted(r for r in resources.roles() if r != UNRESERVED)
         for role in reserved:
-            if role in fw.roles:
-                return role
+            for mine in fw.roles:
+                if role == mine or mine.startswith(role + "/"):
+                    return mine
         return fw.roles[0]
 
-    def _cluster_total(self) -> Resources:
-        total = Resources.empty()
-        for agent in self._agents.values():
-            total = total + agent.total
-        return total
+    def _configure(
+        self,
+        fw: _Framework,
+        gpu_aware: bool,
+        constraints: OfferConstraints | None,
+        min_allocatable: Mapping[str, Sequence[Resources]] | None,
+    ) -> None:
+        fw.gpu_aware = gpu_aware
+        compiled = None
+        if constraints is not None and (constraints.attributes or constraints.min_resources):
+            compiled = CompiledConstraints(constraints)
+        fw.constraints = compiled
+        fw.attr_cache = {}
+        fw.min_alloc = {role: tuple(V.vector(m) for m in mins) for role, mins in (min_allocatable or {}).items()}
+        # `node.special` counts the offerable special frameworks of a role: the callers take the framework out
+        # of every order before configuring it, and `_sync` puts it back.
+        assert not any(fw.id in self._node(r).fw_order for r in fw.roles)
+        fw.special = compiled is not None or bool(fw.min_alloc)
 
-    def _update_totals(self) -> None:
-        total = self._cluster_total()
-        self._roles.set_total(total)
-        for sorter in self._framework_sorters.values():
-            sorter.set_total(total)
+    def _sync(self, fw: _Framework) -> None:
+        """Put the framework in (or out of) the order of each of its roles: offerable when active and not
+        suppressed there."""
+        for role in fw.roles:
+            self._set_offerable(fw, self._node(role), fw.active and role not in fw.suppressed)
 
+    def _set_offerable(self, fw: _Framework, node: RoleNode, offerable: bool) -> None:
+        present = fw.id in node.fw_order
+        if offerable == present:
+            return
+        if offerable:
+            if not self._stale:
+                self._fresh_fw_order(node)
+            node.fw_order.add(fw.id, self._fw_key(fw, node.name))
+            step = 1
+        else:
+            node.fw_order.remove(fw.id)
+            step = -1
+        if fw.special:
+            node.special += step
+        n: RoleNode | None = node
+        while n is not None:
+            n.candidates += step
+            n = n.parent
 
-def _intersection(a: Resources, b: Resources) -> Resources:
-    """The part of `a` that `b` also has."""
-    return a.subtract_clamped(a.subtract_clamped(b))
+    def _set_free(self, agent: _Agent, free: Resources) -> None:
+        """Set an agent's free resources outright (the slow path: vectors computed again)."""
+        old_unreserved = V.unreserved_of(agent.free_vec, agent.free_rvec)
+        agent.free = free
+        vec, rvec = V.vectors(free) if free else ({}, {})
+        agent.free_vec, agent.free_rvec = vec, rvec
+        agent.free_reserved = agent.total_reserved and V.has_reserved(free)
+        if agent.active and self._track_headroom:
+            V.sub_from(self._headroom, old_unreserved)
+            V.add_into(self._headroom, V.unreserved_of(vec, rvec))
+
+    def _take_free(self, agent: _Agent, offer: Resources, vec: Vec, rvec: Vec) -> None:
+        """`offer` (part of the agent's free resources, with its vectors) is allocated."""
+        if offer is agent.free:
+            if agent.active and self._track_headroom:
+                V.sub_from(self._headroom, agent.free_vec if not agent.free_rvec else V.unreserved_of(vec, rvec))
+            agent.free = _EMPTY
+            agent.free_vec = {}
+            agent.free_rvec = {}
+            agent.free_reserved = False
+            return
+        agent.free = agent.free.subtract_clamped(offer)
+        V.sub_from(agent.free_vec, vec)
+        if rvec:
+            V.sub_from(agent.free_rvec, rvec)
+        if agent.active and self._track_headroom:
+            V.sub_from(self._headroom, V.unreserved_of(vec, rvec))
+        agent.free_reserved = agent.total_reserved and V.has_reserved(agent.free)
+
+    def _return_free(self, agent: _Agent, resources: Resources, vec: Vec, rvec: Vec) -> None:
+        """`resources` (with their vectors) are free again on the agent."""
+        agent.free = agent.free + resources
+        V.add_into(agent.free_vec, vec)
+        if rvec:
+            V.add_into(agent.free_rvec, rvec)
+        if agent.active and self._track_headroom:
+            V.add_into(self._headroom, V.unreserved_of(vec, rvec) if rvec else vec)
+        agent.free_reserved = agent.total_reserved and V.has_reserved(agent.free)
+
+    def _release(self, fw: _Framework, agent: _Agent, role: str, resources: Resources) -> None:
+        """`resources` held by `fw` in `role` on `agent` are free again."""
+        given, vec, rvec = self._uncharge(fw, agent, role, resources)
+        if given:
+            self._return_free(agent, given, vec, rvec)
+        self._dirty.add(agent.id)
+
+    def _charge(self, fw: _Framework, agent: _Agent, role: str, resources: Resources, vec: Vec, rvec: Vec) -> None:
+        """Book `resources` as held by `fw` in `role` on `agent` (the caller takes them off the free)."""
+        key = (fw.id, role)
+        held = agent.allocated.get(key)
+        new = resources if held is None else held + resources
+        agent.allocated[key] = new
+        fw.held[(agent.id, role)] = new
+        self._account(fw, role, vec, rvec, +1)
+
+    def _uncharge(self, fw: _Framework, agent: _Agent, role: str, resources: Resources) -> tuple[Resources, Vec, Vec]:
+        """Take (up to) `resources` off what `fw` holds in `role` on `agent`; returns what was taken."""
+        key = (fw.id, role)
+        held = agent.allocated.get(key)
+        if held is None:
+            return _EMPTY, {}, {}
+        if held is resources or held == resources:
+            given = held
+            left = _EMPTY
+        else:
+            given = V.intersection(held, resources)
+            left = held.subtract_clamped(given)
+        if left:
+            agent.allocated[key] = left
+            fw.held[(agent.id, role)] = left
+        else:
+            del agent.allocated[key]
+            del fw.held[(agent.id, role)]
+        vec, rvec = V.vectors(given)
+        self._account(fw, role, vec, rvec, -1)
+        return given, vec, rvec
+
+    def _account(self, fw: _Framework, role: str, vec: Vec, rvec: Vec, sign: int) -> None:
+        """Add (or take off) an allocation's vectors to the framework's and the roles' books; move them in
+        the orders."""
+        node = self._nodes.get(role) or self._node(role)
+        mine = fw.role_alloc.get(role)
+        if mine is None:
+            mine = fw.role_alloc[role] = {}
+        n: RoleNode = node
+        if sign > 0:
+            for name, milli in vec.items():
+                mine[name] = mine.get(name, 0) + milli
+            if node.children:
+                V.add_into(node.own, vec)
+            while n.parent is not None:
+                alloc = n.alloc
+                for name, milli in vec.items():
+                    alloc[name] = alloc.get(name, 0) + milli
+                if rvec:
+                    V.add_into(n.res_alloc, rvec)
+                n = n.parent
+        else:
+            V.sub_from(mine, vec)
+            if node.children:
+                V.sub_from(node.own, vec)
+            while n.parent is not None:
+                V.sub_from(n.alloc, vec)
+                if rvec:
+                    V.sub_from(n.res_alloc, rvec)
+                n = n.parent
+        if self._guaranteed and (not rvec or V.positive_diff(vec, rvec)):
+            self._refresh_quota(node)
+        if self._stale:
+            return
+        sorter = self.sorter
+        order = node.fw_order
+        if len(order.entries) > 1:
+            if fw.id in order.keys:
+                order.update(fw.id, sorter.key(fw.id, mine, 1.0, is_role=False))
+        else:
+            order.stale = True
+        if node.children:
+            node.order.update(SELF, sorter.key(role, node.own, node.weight, is_role=True))
+        stage1 = self._stage1.keys
+        n = node
+        while n.parent is not None:
+            order = n.parent.order
+            first = stage1 and n.name in stage1
+            if len(order.entries) > 1 or first:
+                key = sorter.key(n.name, n.alloc, n.weight, is_role=True)
+                if len(order.entries) > 1:
+                    order.update(n.name, key)
+                else:
+                    order.stale = True
+                if first:
+                    self._stage1.update(n.name, key)
+            else:
+                order.stale = True
+            n = n.parent
+
+    def _track_reservations(self, reservations: dict[str, Vec], sign: int) -> None:
+        change = V.add_into if sign > 0 else V.sub_from
+        for role, vec in reservations.items():
+            node = self._node(role)
+            for n in node.lineage():
+                change(n.reserved, vec)
+            if self._guaranteed:
+                self._refresh_quota(node)
+
+    # ================================================================= internals: quota
+    def _rebuild_quota(self) -> None:
+        nodes = self._root.walk()[1:]
+        self._guaranteed = {n for n in nodes if n.guarantee}
+        track = bool(self._guaranteed) or self.revocation
+        if track and not self._track_headroom:
+            self._headroom = self._count_headroom()
+        self._track_headroom = track
+        for n in nodes:
+            n.limited = tuple(a for a in n.lineage() if a.limit is not None)
+            n.quota_root = next((a for a in reversed(n.lineage()) if a.guarantee), None)
+            n.unsat = {}
+        self._required = {}
+        for n in self._guaranteed:
+            if n.quota_root is n:
+                n.unsat = n.unsatisfied()
+                V.add_into(self._required, n.unsat)
+        self._unsat = {n for n in self._guaranteed if n.unsatisfied()}
+        if not self._stale:
+            self._rebuild_stage1()
+
+    def _refresh_quota(self, node: RoleNode) -> None:
+        """`node`'s consumption changed: update the required headroom and the set of unmet guarantees."""
+        root = node.quota_root
+        if root is not None:
+            new = root.unsatisfied()
+            if new != root.unsat:
+                V.sub_from(self._required, root.unsat)
+                V.add_into(self._required, new)
+                root.unsat = new
+        for n in node.lineage():
+            if n.guarantee:
+                if n.unsatisfied():
+                    if n not in self._unsat:
+                        self._unsat.add(n)
+                        if not self._stale:
+                            self._stage1.add(n.name, self._stage1_key(n))
+                elif n in self._unsat:
+                    self._unsat.discard(n)
+                    self._stage1.remove(n.name)
+
+    # ================================================================= internals: order
+    def _fw_key(self, fw: _Framework, role: str) -> object:
+        return self.sorter.key(fw.id, fw.role_alloc.get(role, {}), 1.0, is_role=False)
+
+    def _self_key(self, node: RoleNode) -> object:
+        return self.sorter.key(node.name, node.own if node.children else node.alloc, node.weight, is_role=True)
+
+    def _role_key(self, node: RoleNode) -> object:
+        return self.sorter.key(node.name, node.alloc, node.weight, is_role=True)
+
+    def _stage1_key(self, node: RoleNode) -> object:
+        """A role's key in stage 1: the one its parent's order keeps (drawn again only where that is stale)."""
+        assert node.parent is not None
+        order = node.parent.order
+        if not order.stale and node.name in order.keys:
+            return order.keys[node.name]
+        return self._role_key(node)
+
+    def _rebuild_stage1(self) -> None:
+        # By name, so that policies drawing keys (random) draw them in the same order every time.
+        self._stage1.rebuild({n.name: self._stage1_key(n) for n in sorted(self._unsat, key=lambda n: n.name)})
+
+    def _fresh_fw_order(self, node: RoleNode) -> None:
+        if node.fw_order.stale:
+            frameworks = self._frameworks
+            node.fw_order.rebuild({fid: self._fw_key(frameworks[fid], node.name) for fid in node.fw_order.keys})
+
+    def _fresh_role_order(self, node: RoleNode) -> None:
+        if node.order.stale:
+            keys: dict[str, object] = {name: self._role_key(c) for name, c in node.children.items()}
+            if node.parent is not None:
+                keys[SELF] = self._self_key(node)
+            node.order.rebuild(keys)
+
+    def _rekey_node(self, node: RoleNode) -> None:
+        """The node's weight changed: move it in its parent's order (and in stage 1's)."""
+        node.order.update(SELF, self._self_key(node))
+        assert node.parent is not None
+        key = self._role_key(node)
+        node.parent.order.update(node.name, key)
+        node.order.stale = node.parent.order.stale = False
+        if node.name in self._stage1.keys:
+            self._stage1.update(node.name, key)
+
+    def _rebuild_orders(self) -> None:
+        frameworks = self._frameworks
+        for node in self._root.walk():
+            keys: dict[str, object] = {child: self._role_key(c) for child, c in node.children.items()}
+            if node.parent is not None:
+                keys[SELF] = self._self_key(node)
+                node.fw_order.rebuild({fid: self._fw_key(frameworks[fid], node.name) for fid in node.fw_order.keys})
+            node.order.rebuild(keys)
+        self._rebuild_stage1()
+        self._stale = False
+
+    # ================================================================= internals: which agents
+    def _wake_agents(self, now: float) -> None:
+        """Agents whose earliest refusal filter expired by `now` are looked at again (their filters pruned)."""
+        wake = self._wake
+        while wake and wake[0][0] <= now:
+            at, agent_id = heapq.heappop(wake)
+            agent = self._agents.get(agent_id)
+            if agent is None or agent.wake_at != at:
+                continue
+            agent.wake_at = None
+            nxt: float | None = None
+            for framework_id in list(agent.filtered_by):
+                fw = self._frameworks.get(framework_id)
+                alive = False
+                if fw is not None:
+                    for per_agent in fw.filters.values():
+                        first = F.prune(per_agent, agent_id, now)
+                        if first is not None:
+                            alive = True
+                            if nxt is None or first < nxt:
+                                nxt = first
+                if not alive:
+                    agent.filtered_by.discard(framework_id)
+            if nxt is not None:
+                agent.wake_at = nxt
+                heapq.heappush(wake, (nxt, agent_id))
+            self._dirty.add(agent_id)
+
+    def _agents_to_visit(self) -> list[_Agent]:
+        if self._agent_ids_stale:
+            self._agent_ids = list(self._agents)
+            for i, agent_id in enumerate(self._agent_ids):
+                self._agents[agent_id].seq = i
+            self._agent_ids_stale = False
+        ids = self._agent_ids
+        n = len(ids)
+        if not n:
+            return []
+        start = (self._cycle - 1) % n
+        agents = self._agents
+        if self._all_dirty or self._full_scan:
+            wanted = None
+        else:
+            wanted = self._dirty | self._held
+            if not wanted:
+                return []
+        if wanted is None or len(wanted) * 4 >= n:
+            order = ids[start:] + ids[:start]
+            if wanted is None:
+                return [a for a in (agents[i] for i in order) if a.active and a.free]
+            return [a for a in (agents[i] for i in order if i in wanted) if a.active and a.free]
+        chosen = [a for a in (agents.get(i) for i in wanted) if a is not None and a.active and a.free]
+        chosen.sort(key=lambda a: (a.seq - start) % n)
+        return chosen
+
+    def _drop_filters(self, fw: _Framework, role: str | None) -> None:
+        if role is None:
+            dropped = list(fw.filters.values())
+            fw.filters.clear()
+        else:
+            one = fw.filters.pop(role, None)
+            dropped = [one] if one is not None else []
+        touched = {agent_id for per_agent in dropped for agent_id in per_agent}
+        for agent_id in touched:
+            agent = self._agents.get(agent_id)
+            if agent is not None and not any(agent_id in pa for pa in fw.filters.values()):
+                agent.filtered_by.discard(fw.id)

@@ -1,0 +1,115 @@
+"""The role tree: `eng` is the parent of `eng/prod`. Each node keeps, as scalar vectors (milli-units by name):
+
+- `alloc`: everything allocated (offered or used) to the role and its descendants (what DRF compares);
+- `own`: what is allocated to exactly this role (its own frameworks' part, the "." leaf of Mesos' sorter),
+  kept only while the role has children (a leaf's `own` is its `alloc`);
+- `res_alloc`: the reserved part of `alloc` (usually empty: the unreserved part is `alloc - res_alloc`);
+- `reserved`: the reservations for the role and its descendants on all agents, allocated or not.
+
+Quota consumption is Mesos': reservations + unreserved allocations (`reserved` + `alloc - res_alloc`). A node also
+keeps the two sorted orders a cycle walks: `order` (its children, plus "" for its own frameworks) and
+`fw_order` (its offerable frameworks: active and not suppressed in this role).
+"""
+
+from __future__ import annotations
+
+from mesos_master.allocator._vectors import Vec
+from mesos_master.allocator.ordering import SortedOrder
+
+SELF = ""  # the name of a node's own entry in its `order`, next to its children
+
+
+class RoleNode:
+    __slots__ = (
+        "alloc",
+        "candidates",
+        "children",
+        "frameworks",
+        "fw_order",
+        "guarantee",
+        "limit",
+        "limited",
+        "name",
+        "order",
+        "own",
+        "parent",
+        "quota_root",
+        "res_alloc",
+        "reserved",
+        "special",
+        "stale_self",
+        "unsat",
+        "weight",
+    )
+
+    def __init__(self, name: str, parent: RoleNode | None) -> None:
+        self.name = name
+        self.parent = parent
+        self.children: dict[str, RoleNode] = {}  # by full name
+        self.weight = 1.0
+        self.alloc: Vec = {}
+        self.own: Vec = {}
+        self.res_alloc: Vec = {}
+        self.reserved: Vec = {}
+        self.guarantee: Vec = {}
+        self.limit: Vec | None = None
+        self.frameworks: set[str] = set()  # subscribed to exactly this role
+        self.fw_order = SortedOrder()
+        self.order = SortedOrder()
+        self.candidates = 0  # offerable frameworks in this subtree
+        self.special = 0  # offerable frameworks here with their own minimums or constraints
+        self.limited: tuple[RoleNode, ...] = ()  # this node and its ancestors that have a limit
+        self.quota_root: RoleNode | None = None  # the top-most node at or above this one with a guarantee
+        self.unsat: Vec = {}  # for a quota root: its unsatisfied guarantee, as counted in the required headroom
+        self.stale_self = False  # its key in `order` (and its own key in its parent's) skipped while alone there
+
+    def lineage(self) -> list[RoleNode]:
+        """This node and its ancestors, the root excluded, nearest first."""
+        out: list[RoleNode] = []
+        node: RoleNode | None = self
+        while node is not None and node.parent is not None:
+            out.append(node)
+            node = node.parent
+        return out
+
+    def unreserved(self, name: str) -> int:
+        return self.alloc.get(name, 0) - self.res_alloc.get(name, 0)
+
+    def unreserved_vec(self) -> Vec:
+        out: Vec = {}
+        for name, milli in self.alloc.items():
+            left = milli - self.res_alloc.get(name, 0)
+            if left > 0:
+                out[name] = left
+        return out
+
+    def consumed(self, name: str) -> int:
+        """Quota consumption: reservations plus unreserved allocations."""
+        return self.reserved.get(name, 0) + self.alloc.get(name, 0) - self.res_alloc.get(name, 0)
+
+    def unsatisfied(self) -> Vec:
+        """max(0, guarantee - consumption), by name."""
+        out: Vec = {}
+        for name, milli in self.guarantee.items():
+            left = milli - self.consumed(name)
+            if left > 0:
+                out[name] = left
+        return out
+
+    def limit_room(self, name: str) -> int | None:
+        """How much more of `name` may be consumed under this node's limit (None: unlimited)."""
+        if self.limit is None or name not in self.limit:
+            return None
+        return self.limit[name] - self.consumed(name)
+
+    def walk(self) -> list[RoleNode]:
+        """This node and every descendant, parents first."""
+        out = [self]
+        i = 0
+        while i < len(out):
+            out.extend(out[i].children.values())
+            i += 1
+        return out
+
+    def __repr__(self) -> str:
+        return f"RoleNode({self.name!r})"
