@@ -73,7 +73,7 @@ def test_from_proto_command_http_tcp() -> None:
     )
     p = HealthPolicy.from_proto(argv)
     assert p.argv == ("/bin/test", "-f", "a b") and p.command_env == (("X", "1"),)  # value is what runs
-    assert p.describe() == "command \"test -f 'a b'\""
+    assert p.describe() == "command \"/bin/test -f 'a b'\""
 
     http = tpb.HealthCheck(type=HC.HTTP, http=HC.HTTPCheckInfo(port=31000))
     p = HealthPolicy.from_proto(http)
