@@ -430,6 +430,9 @@ class Agent:
             )
         return kept
 
+    def has_live_checkpointed_tasks(self) -> bool:
+        return any(r.framework.checkpoint and r.state not in TERMINAL for r in self.tasks.values())
+
     # ------------------------------------------------------------------ shutdown
     async def shutdown(self, grace_cap: float = 10.0, *, keep_checkpointed: bool = True) -> None:
         """Kill the tasks that must not outlive the agent and report them. Tasks of frameworks that checkpoint

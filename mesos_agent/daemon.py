@@ -216,10 +216,10 @@ class AgentDaemon:
                     await asyncio.wait_for(_drained(link), 2.0)
             for task in (link_task, retries, stop, gc_task):
                 task.cancel()
-            if self.full_stop:
-                await containerizer.shutdown()
-            else:
+            if not self.full_stop and agent.has_live_checkpointed_tasks():
                 await containerizer.detach()  # checkpointed tasks run on, for the next agent process
+            else:
+                await containerizer.shutdown()  # nothing is left behind: no process, no cgroup
             await server.stop(grace=0.5)
         with contextlib.suppress(FileNotFoundError):
             (work_dir / ADDRESS_FILE).unlink()
