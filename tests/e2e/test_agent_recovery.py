@@ -58,8 +58,10 @@ async def test_kill_9_in_the_middle_of_50_tasks_loses_nothing(cluster: LocalClus
         assert all(psutil.pid_exists(p) for p in before)
         # The odd ones end while no agent watches them.
         await eventually(
-            lambda: sum(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in before)
-            <= len(before) // 2 + 1,
+            lambda: (
+                sum(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in before)
+                <= len(before) // 2 + 1
+            ),
             timeout=20,
             what="the short tasks to end while the agent is down",
         )
