@@ -24,7 +24,7 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_master.allocator import Allocator
 from mesos_master.allocator.base import AttributeMatch, OfferConstraints, Quota
 from mesos_master.registry import RegistryState
-from scheduler_sdk.resources import UNRESERVED, Resources, ResourcesError
+from scheduler_sdk.resources import UNRESERVED, Resources, ResourcesError, attribute_values
 from scheduler_sdk.states import is_terminal
 
 log = structlog.get_logger(__name__)
@@ -1178,14 +1178,7 @@ def with_reservations(reported: Resources, reserved: Resources | None) -> Resour
 
 
 def text_attributes(info: rpb.AgentInfo) -> dict[str, str]:
-    out = {"hostname": info.hostname}
-    for a in info.attributes:
-        if a.type == rpb.Value.TEXT:
-            out[a.name] = a.text.value
-        elif a.type == rpb.Value.SCALAR:
-            v = a.scalar.value
-            out[a.name] = str(int(v)) if v == int(v) else str(v)
-    return out
+    return attribute_values(info.attributes, info.hostname)
 
 
 class AllocatorOptions(TypedDict):

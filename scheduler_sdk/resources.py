@@ -402,3 +402,15 @@ def _fmt(value: float) -> str:
 _PART = re.compile(r"(?P<name>[A-Za-z_][\w.\-]*)(?:\((?P<role>[^()]+)\))?\s*:\s*(?P<value>.+)")
 _RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
 _EMPTY = Resources({}, {}, {})
+
+
+def attribute_values(attributes: Iterable[pb.Attribute], hostname: str = "") -> dict[str, str]:
+    """Text and scalar attributes as text (`zone` -> `a`, `generation` -> `3`), plus `hostname`: what offer
+    constraints and placement constraints match against."""
+    out = {"hostname": hostname} if hostname else {}
+    for a in attributes:
+        if a.type == pb.Value.TEXT:
+            out[a.name] = a.text.value
+        elif a.type == pb.Value.SCALAR:
+            out[a.name] = _fmt(a.scalar.value)
+    return out

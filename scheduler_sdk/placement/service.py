@@ -27,7 +27,7 @@ from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.driver import Scheduler, SchedulerDriver
 from scheduler_sdk.placement.model import Assignment, Host, OfferSlice, RunningTask, SchedulingResult, TaskRequest
-from scheduler_sdk.resources import Resources
+from scheduler_sdk.resources import Resources, attribute_values
 from scheduler_sdk.states import TERMINAL_STATES as TERMINAL
 
 log = structlog.get_logger(__name__)
@@ -343,14 +343,7 @@ class PlacementScheduler(Scheduler):
 
 
 def _attributes(offer: spb.Offer) -> dict[str, str]:
-    out = {"hostname": offer.hostname}
-    for a in offer.attributes:
-        if a.type == rpb.Value.TEXT:
-            out[a.name] = a.text.value
-        elif a.type == rpb.Value.SCALAR:
-            v = a.scalar.value
-            out[a.name] = str(int(v)) if v == int(v) else str(v)
-    return out
+    return attribute_values(offer.attributes, offer.hostname)
 
 
 def _slice(offer: spb.Offer, received_at: float) -> OfferSlice:
