@@ -48,6 +48,7 @@ class Recorder(Scheduler):
         self.errors: list[str] = []
         self.rescinded: list[str] = []
         self.registrations: list[str] = []
+        self._seen: set[bytes] = set()
         self.auto_decline = auto_decline
 
     async def registered(self, driver: SchedulerDriver, framework_id: str, master_id: str) -> None:
@@ -72,6 +73,10 @@ class Recorder(Scheduler):
         self.rescinded.append(offer_id)
 
     async def status_update(self, driver: SchedulerDriver, status: tpb.TaskStatus) -> None:
+        # Updates come at least once: a resend (its acknowledgement was slow) is the same update again.
+        if status.uuid and status.uuid in self._seen:
+            return
+        self._seen.add(status.uuid)
         self.statuses.append(status)
 
     async def error(self, driver: SchedulerDriver, message: str) -> None:
