@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import structlog
 
+from . import _bpf_devices
 from ._types import LaunchError, LaunchSpec
 
 log = structlog.get_logger(__name__)
@@ -27,8 +28,8 @@ CPUACCT = "cgroups/cpuacct"
 MEM = "cgroups/mem"
 PIDS = "cgroups/pids"
 CGROUP_ISOLATORS: tuple[str, ...] = (CPU, CPUACCT, MEM, PIDS)
-# The v1 devices controller, used only to confine tasks to their GPUs (cgroup v2 has no devices
-# files: it takes eBPF programs, not used here).
+# Device control, used only to confine tasks to their GPUs: the devices controller on v1, an eBPF
+# program per container cgroup on v2 (which has no devices files; see _bpf_devices).
 DEVICES = "cgroups/devices"
 
 # Which v1 subsystem each isolator needs.
@@ -305,9 +306,14 @@ class Backend:
     # Directories setup() created, outermost first (removed again on shutdown).
     created: list[Path] = field(default_factory=list)
     has_kill_file: bool = False
-    # GPU index -> device minor, for the devices controller (v1): a task may open its own GPUs' minors only.
+    # GPU index -> device minor, for device control: a task may open its own GPUs' minors only.
     gpu_minors: dict[int, int] = field(default_factory=dict)
     _root_strs: list[str] = field(default_factory=list)
+
+    def denied_devices(self, spec: LaunchSpec) -> list[tuple[int, int]]:
+        """The (major, minor) character devices the container must not open: every GPU not its own."""
+        own = set(spec.gpus)
+        return [(NVIDIA_MAJOR, minor) for index, minor in sorted(self.gpu_minors.items()) if index not in own]
 
     def setup(self) -> None:
         raise NotImplementedError
@@ -449,10 +455,8 @@ class V1Backend(Backend):
             writes.append((f"{made[idx['pids']]}/pids.max", str(self.max_task_processes), True))
         if "devices" in idx:
             d = made[idx["devices"]]
-            own = set(spec.gpus)
-            for index, minor in sorted(self.gpu_minors.items()):
-                if index not in own:
-                    writes.append((f"{d}/devices.deny", f"c {NVIDIA_MAJOR}:{minor} rwm", True))
+            for major, minor in self.denied_devices(spec):
+                writes.append((f"{d}/devices.deny", f"c {major}:{minor} rwm", True))
         return self._write_limits(made, writes)
 
     def oom_file(self, paths: list[Path]) -> str | None:
@@ -514,7 +518,7 @@ class V2Backend(Backend):
     ) -> None:
         super().__init__(root, isolators, enable_cfs, max_task_processes, version=2)
         self.mount = mount
-        self.controllers = sorted({V2_CONTROLLER[i] for i in isolators})
+        self.controllers = sorted({V2_CONTROLLER[i] for i in isolators if i in V2_CONTROLLER})
         self.root_dirs = [mount / root]
         self._root_strs = [str(mount / root)]
         self.has_swap_max = False
@@ -559,6 +563,12 @@ class V2Backend(Backend):
                 writes.append((f"{d}/memory.swap.max", "0", False))
         if "pids" in ctl:
             writes.append((f"{d}/pids.max", str(self.max_task_processes), True))
+        if DEVICES in self.isolators and (deny := self.denied_devices(spec)):
+            try:
+                _bpf_devices.attach_deny(d, deny)
+            except OSError as e:
+                self._undo(made)
+                raise LaunchError(f"cannot attach the device filter to {d}: {e.strerror}") from e
         return self._write_limits(made, writes)
 
     def oom_file(self, paths: list[Path]) -> str | None:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from . import _bpf_devices, _runtime
 from . import _cgroups as cg
-from . import _runtime
 from ._container import DISK, MEMORY, Container, MiB
 from ._disk import disk_usage_many
 from ._process import (
@@ -115,12 +115,13 @@ class Containerizer:
     * ``namespaces/pid``: the task runs in its own pid and mount namespaces
       with /proc remounted, so it sees only its own processes.
     * ``gpu/nvidia``: ``LaunchSpec.gpus`` become ``CUDA_VISIBLE_DEVICES``,
-      ``NVIDIA_VISIBLE_DEVICES`` (and ``CUDA_DEVICE_ORDER=PCI_BUS_ID``); on
-      cgroup v1 a devices cgroup also denies the task every other GPU's
-      ``/dev/nvidia<minor>`` (nvidiactl, nvidia-uvm stay open).  cgroup v2
-      has no devices files (only eBPF programs, not used here): there the
-      environment is the only isolation.  Tasks without GPUs get
-      ``CUDA_VISIBLE_DEVICES=""``.
+      ``NVIDIA_VISIBLE_DEVICES`` (and ``CUDA_DEVICE_ORDER=PCI_BUS_ID``); the
+      task is also denied every other GPU's ``/dev/nvidia<minor>``
+      (nvidiactl, nvidia-uvm stay open): by the devices controller on cgroup
+      v1, by an eBPF device program on its cgroup on v2 (``cgroups/devices``
+      in ``isolators`` says it is on).  Where neither works (no cgroups, a
+      kernel that refuses BPF) the environment is the only isolation.  Tasks
+      without GPUs get ``CUDA_VISIBLE_DEVICES=""``.
 
     Checkpointed launches (``LaunchSpec.checkpoint``) need ``runtime_dir``:
     see ``recover``.
@@ -700,7 +701,8 @@ def _select_backend(
 ) -> tuple[cg.Backend | None, str]:
     """The backend to use for the wanted cgroup isolators, or None and why not.
 
-    devices: add the v1 devices controller (GPU confinement) when the v1 backend is chosen.
+    devices: add device control (GPU confinement): the devices controller when the v1 backend is chosen, an
+    eBPF device program per container when the v2 one is (where the kernel loads it).
     """
     mounts = cg.detect_mounts()
     v1 = cg.v1_mounts(mounts, base)
@@ -716,7 +718,9 @@ def _select_backend(
         v1_backend.gpu_minors = dict(gpu_minors or {})
         candidates.append(v1_backend)
     if v2_ok and v2_mount is not None:
-        v2 = cg.V2Backend(root, v2_ok, v2_mount, enable_cfs, max_task_processes)
+        bpf = devices and _bpf_devices.supported()
+        v2 = cg.V2Backend(root, [*v2_ok, cg.DEVICES] if bpf else v2_ok, v2_mount, enable_cfs, max_task_processes)
+        v2.gpu_minors = dict(gpu_minors or {}) if bpf else {}
         if len(v2_ok) >= len(v1_ok):
             candidates.insert(0, v2)
         else:

@@ -25,8 +25,18 @@ pytestmark = [
 GPU = rpb.FrameworkInfo.Capability.GPU_RESOURCES
 PROBE = (
     'echo "visible=[$CUDA_VISIBLE_DEVICES]"; '
-    "python3 -c 'import torch; print(\"torch_count=%d\" % torch.cuda.device_count())' 2>/dev/null || true"
+    "python3 -c 'import torch; print(\"torch_count=%d\" % torch.cuda.device_count())' 2>/dev/null || true; "
+    # Without the environment's help: what the device control alone lets the task open.
+    "env -u CUDA_VISIBLE_DEVICES -u NVIDIA_VISIBLE_DEVICES python3 -c "
+    "'import torch; print(\"raw_count=%d\" % torch.cuda.device_count())' 2>/dev/null || true"
 )
+
+
+def _device_control() -> bool:
+    """Whether the agent can deny GPU device nodes here (v1 devices controller, or eBPF on cgroup v2)."""
+    from mesos_agent.containerizer import _bpf_devices
+
+    return Path("/sys/fs/cgroup/devices").is_dir() or _bpf_devices.supported()
 
 
 @pytest.mark.timeout(300)
@@ -35,7 +45,7 @@ async def test_gpus_are_offered_to_gpu_frameworks_only_and_isolated_per_task(tmp
     c = LocalCluster(
         tmp_path,
         agents=1,
-        agent_resources="cpus:4;mem:4096;disk:1000",
+        agent_resources="cpus:4;mem:8192;disk:1000",
         gpus=True,
         master_flags=list(FAST_MASTER),
         agent_flags=list(FAST_AGENT),
@@ -52,9 +62,9 @@ async def test_gpus_are_offered_to_gpu_frameworks_only_and_isolated_per_task(tmp
             offer = await rec.next_offer()
             assert Resources.from_proto(offer.resources).scalar("gpus") == n
             # Enough memory to import torch (under a tight memory limit it thrashes the page cache).
-            with_gpu = task("with-gpu", PROBE, offer.agent_id, cpus=1, mem=1536)
+            with_gpu = task("with-gpu", PROBE, offer.agent_id, cpus=1, mem=3072)
             with_gpu.resources.extend(Resources.of(gpus=1).to_proto())
-            without = task("without-gpu", PROBE, offer.agent_id, cpus=1, mem=1536)
+            without = task("without-gpu", PROBE, offer.agent_id, cpus=1, mem=3072)
             driver.accept([offer.id], [with_gpu, without])
             for t in ("with-gpu", "without-gpu"):
                 s = await rec.wait_state(t, {tpb.TASK_FINISHED, tpb.TASK_FAILED, tpb.TASK_ERROR}, timeout=120)
@@ -69,5 +79,8 @@ async def test_gpus_are_offered_to_gpu_frameworks_only_and_isolated_per_task(tmp
         if "torch_count=" in out["with-gpu"]:
             assert "torch_count=1" in out["with-gpu"]
             assert "torch_count=0" in out["without-gpu"]
+            if _device_control():
+                assert "raw_count=1" in out["with-gpu"]
+                assert "raw_count=0" in out["without-gpu"], "the device control let a GPU-less task open a GPU"
     finally:
         assert await c.stop() == []
