@@ -27,6 +27,7 @@ from mesos_master.cluster import Master
 from mesos_master.registry import SQLiteRegistry
 from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.cli.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
+from scheduler_sdk.daemon_process import DaemonError, listen, lock_work_dir, set_process_name
 from scheduler_sdk.logs import configure_logging
 from scheduler_sdk.resources import Resources, ResourcesError
 
@@ -92,7 +93,11 @@ class MasterDaemon:
     async def run(self) -> None:
         a = self.args
         work_dir = Path(a.work_dir).resolve()
-        work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DaemonError(f"cannot create work dir {work_dir}: {e.strerror}") from None
+        lock_work_dir(work_dir, "master")
         registry = SQLiteRegistry(work_dir / "registry.sqlite")
         recovered = registry.load()
         allocator = build_allocator(a)
@@ -115,9 +120,11 @@ class MasterDaemon:
             server,
         )
         operator_pb2_grpc.add_OperatorServicer_to_server(OperatorService(dispatcher), server)
-        bound = server.add_insecure_port(f"{a.ip}:{a.port}")
-        if bound == 0:
-            raise SystemExit(f"aiomesos master: error: cannot listen on {a.ip}:{a.port}")
+        try:
+            bound = listen(server, a.ip, a.port)
+        except DaemonError:
+            registry.close()
+            raise
         await server.start()
         advertised = f"{'127.0.0.1' if a.ip in ('0.0.0.0', '::') else a.ip}:{bound}"
         _write_atomically(work_dir / ADDRESS_FILE, advertised + "\n")
@@ -202,10 +209,14 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:
         print(f"aiomesos master: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    set_process_name("aiomesos-master")
     try:
         uvloop.run(MasterDaemon(args).run())
     except KeyboardInterrupt:
         pass
+    except DaemonError as e:
+        print(f"aiomesos master: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     except OSError as e:
         print(f"aiomesos master: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None

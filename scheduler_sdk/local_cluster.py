@@ -24,13 +24,15 @@ class ClusterError(RuntimeError):
     pass
 
 
-@dataclass
+@dataclass(eq=False)  # a running process: identity, not value
 class Daemon:
     name: str
     argv: list[str]
     work_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    # Set once we signal it: an exit without that is a crash.
+    signalled: bool = False
 
     def start(self, env: dict[str, str]) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -52,6 +54,7 @@ class Daemon:
         return self.process is not None and self.process.poll() is None
 
     def signal(self, sig: int) -> None:
+        self.signalled = True
         if self.alive:
             assert self.process is not None
             with contextlib.suppress(ProcessLookupError):
@@ -226,15 +229,28 @@ class LocalCluster:
                 await asyncio.sleep(0.05)
 
     async def stop(self) -> list[str]:
-        """Stop every daemon (agents first) and return what was left behind (cgroups), if anything. Agents get
-        SIGUSR1: they shut down for good, killing checkpointed tasks too."""
-        await asyncio.gather(*(d.stop(sig=SIGUSR1) for d in self.agent_daemons))
-        if self.master is not None:
-            await self.master.stop()
-        leftovers: list[str] = []
+        """Stop every daemon (agents first) and return what went wrong, if anything: a daemon that exited on its
+        own (crashed) or did not stop cleanly, and cgroups left behind. Agents get SIGUSR1: they shut down for
+        good, killing checkpointed tasks too."""
+        problems = [
+            f"{d.name} exited on its own with status {d.process.poll()}: {d.log_tail(5)}"
+            for d in self.daemons()
+            if d.process is not None and not d.alive and not d.signalled
+        ]
+        running = [d for d in self.daemons() if d.alive]
+        agents = [d for d in self.agent_daemons if d.alive]
+        codes = dict(zip(agents, await asyncio.gather(*(d.stop(sig=SIGUSR1) for d in agents)), strict=True))
+        if self.master is not None and self.master.alive:
+            codes[self.master] = await self.master.stop()
+        problems.extend(
+            f"{d.name} stopped with status {codes[d]}: {d.log_tail(5)}" for d in running if codes.get(d) != 0
+        )
         for d in self.agent_daemons:
-            leftovers.extend(str(p) for p in leftover_cgroups(d.work_dir))
-        return leftovers
+            problems.extend(f"cgroup left behind: {p}" for p in leftover_cgroups(d.work_dir))
+        return problems
+
+    def daemons(self) -> list[Daemon]:
+        return ([self.master] if self.master is not None else []) + list(self.agent_daemons)
 
     async def __aenter__(self) -> LocalCluster:
         try:

@@ -49,11 +49,18 @@ class FlagParser(argparse.ArgumentParser):
         # Defaults taken from the environment arrive as text: convert them like the command line would.
         for action in self._actions:
             value = getattr(ns, action.dest, None)
-            if isinstance(value, str) and action.type is not None and value is action.default:
+            if not (isinstance(value, str) and value is action.default and action.option_strings):
+                continue
+            flag = "/".join(action.option_strings)
+            if action.type is not None:
                 try:
-                    setattr(ns, action.dest, action.type(value))  # type: ignore[operator]
+                    value = action.type(value)  # type: ignore[operator]
                 except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
-                    self.error(f"argument {'/'.join(action.option_strings)}: invalid value {value!r}: {e}")
+                    self.error(f"argument {flag}: invalid value {value!r}: {e}")
+                setattr(ns, action.dest, value)
+            if action.choices is not None and value not in action.choices:
+                choices = ", ".join(map(str, action.choices))
+                self.error(f"argument {flag}: invalid choice {value!r} (choose from {choices})")
         return ns
 
 
@@ -66,6 +73,21 @@ def positive_float(text: str) -> float:
 
 def non_negative_float(text: str) -> float:
     value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be ≥ 0")
+    return value
+
+
+def address(text: str) -> str:
+    """HOST:PORT, as the master's address is given."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return text.strip()
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} must be ≥ 0")
     return value

@@ -16,7 +16,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.cli import policy as policy_cli
 from scheduler_sdk.cli import task as task_cli
-from scheduler_sdk.cli.flags import FlagParser, UsageError, positive_float
+from scheduler_sdk.cli.flags import FlagParser, UsageError, address, non_negative_int, positive_float
 from scheduler_sdk.driver import DriverError
 from scheduler_sdk.frameworks.batch import TaskRecord, TaskSpec, run_batch
 from scheduler_sdk.local_cluster import ClusterError, LocalCluster
@@ -50,7 +50,7 @@ def build_parser() -> FlagParser:
         d.set_defaults(module=module)
 
     def with_master(sp: FlagParser) -> FlagParser:
-        sp.add_flag("--master", default=DEFAULT_MASTER, help="the master's HOST:PORT")
+        sp.add_flag("--master", type=address, default=DEFAULT_MASTER, help="the master's HOST:PORT")
         return sp
 
     for name, what in (("agents", "agents"), ("frameworks", "frameworks"), ("tasks", "tasks")):
@@ -93,7 +93,7 @@ def build_parser() -> FlagParser:
 
 
 def _cluster_flags(sp: FlagParser) -> None:
-    sp.add_flag("--agents", type=int, default=2, help="how many agents")
+    sp.add_flag("--agents", type=non_negative_int, default=2, help="how many agents")
     sp.add_flag("--work-dir", default=None, help="work dir (default: a new temporary dir)")
     sp.add_flag(
         "--agent-resources", default="cpus:2;mem:1024;disk:2048;ports:[31000-32000]", help="each agent's resources"
@@ -305,9 +305,14 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------- cluster
 def _work_dir(arg: str | None, prefix: str) -> tuple[Path, bool]:
-    if arg:
-        return Path(arg).resolve(), False
-    return Path(tempfile.mkdtemp(prefix=prefix)), True
+    if not arg:
+        return Path(tempfile.mkdtemp(prefix=prefix)), True
+    path = Path(arg).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--work-dir {arg}: {e.strerror}") from None
+    return path, False
 
 
 async def cmd_cluster_up(args: argparse.Namespace) -> int:
@@ -329,7 +334,7 @@ async def cmd_cluster_up(args: argparse.Namespace) -> int:
         print("stopping the cluster...", flush=True)
         leftovers = await cluster.stop()
     if leftovers:
-        print(f"aiomesos: error: cgroups left behind: {', '.join(leftovers)}", file=sys.stderr)
+        print(f"aiomesos cluster: error: the cluster did not stop cleanly: {'; '.join(leftovers)}", file=sys.stderr)
         return 1
     print("stopped")
     return 0
@@ -343,6 +348,8 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     Resources.parse(args.agent_resources)
     if args.tasks < 1:
         raise UsageError("--tasks must be at least 1")
+    if args.agents < 1:
+        raise UsageError("--agents must be at least 1: the demo needs somewhere to run")
     console = Console(width=max(110, Console().width))
     work_dir, _ = _work_dir(args.work_dir, "aiomesos-demo-")
     rng = random.Random()
@@ -404,7 +411,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         leftovers = await cluster.stop()
         if leftovers:
-            console.print(f"[red]cgroups left behind: {leftovers}[/]")
+            console.print(f"[red]the cluster did not stop cleanly: {'; '.join(leftovers)}[/]")
             code = 1
         else:
             console.print("cluster stopped: no process or cgroup left behind")
@@ -432,6 +439,15 @@ COMMANDS = {
 }
 
 
+async def _until_terminated(command: Coroutine[Any, Any, int]) -> int:
+    """Run a command; SIGTERM cancels it as Ctrl-C does, so its frameworks are torn down and its local clusters
+    stopped (nothing left running) before the process exits."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await command
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DAEMONS:
@@ -441,7 +457,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     handler = cmd_cluster_up if args.command == "cluster" else COMMANDS[args.command]
     try:
-        code = asyncio.run(handler(args))
+        code = asyncio.run(_until_terminated(handler(args)))
+    except asyncio.CancelledError:
+        code = 128 + signal.SIGTERM
     except (UsageError, ResourcesError) as e:
         print(f"aiomesos {args.command}: error: {e}", file=sys.stderr)
         code = 2
