@@ -106,6 +106,85 @@ async def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(code, out, err, "no command given")
     code, out, err = await aiomesos("cluster", "up", "--agent-resources", "mem:lots")
     assert_one_line_error(code, out, err, "malformed amount")
+    code, out, err = await aiomesos("agents", "--master", "")
+    assert_one_line_error(code, out, err, "is not HOST:PORT")
+    code, out, err = await aiomesos("cluster", "up", "--work-dir", "/proc/no/such/dir")
+    assert_one_line_error(code, out, err, "--work-dir /proc/no/such/dir")
+    code, out, err = await aiomesos("demo", "--agents", "0")
+    assert_one_line_error(code, out, err, "--agents must be at least 1")
+    # Values from the environment are checked like the command line's.
+    code, out, err = await aiomesos("master", "--work-dir", str(tmp_path), env={"AIOMESOS_LOG_LEVEL": "verbose"})
+    assert_one_line_error(code, out, err, "argument --log-level: invalid choice 'verbose'")
+    code, out, err = await aiomesos("tasks", env={"AIOMESOS_MASTER": "nowhere"})
+    assert_one_line_error(code, out, err, "'nowhere' is not HOST:PORT")
+
+
+async def test_a_work_dir_and_a_port_serve_one_master(tmp_path: Path) -> None:
+    """A second master on a running master's work dir or port is refused with one line, not started beside it."""
+    work = tmp_path / "m"
+    proc = await asyncio.create_subprocess_exec(
+        *AIOMESOS,
+        "master",
+        "--work-dir",
+        str(work),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        "0",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        addr = await eventually(
+            lambda: (work / "master.addr").exists() and (work / "master.addr").read_text().strip(),
+            what="the first master's address file",
+        )
+        code, out, err = await aiomesos("master", "--work-dir", str(work), "--port", "0")
+        assert_one_line_error(code, out, err, f"another master (pid {proc.pid}) is running with work dir {work}")
+        port = addr.rsplit(":", 1)[1]
+        code, out, err = await aiomesos(
+            "master", "--work-dir", str(tmp_path / "m2"), "--ip", "127.0.0.1", "--port", port
+        )
+        assert_one_line_error(code, out, err, f"cannot listen on 127.0.0.1:{port}")
+        code, out, err = await aiomesos(
+            "master", "--work-dir", str(tmp_path / "m3"), "--ip", "192.0.2.1", "--port", "0"
+        )
+        assert_one_line_error(code, out, err, "cannot listen on 192.0.2.1:0")
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 15)
+    assert proc.returncode == 0
+
+
+@pytest.mark.cgroups
+async def test_sigterm_tears_run_down_like_ctrl_c(cluster: LocalCluster) -> None:
+    """`aiomesos run` stopped with SIGTERM kills its task and removes its framework before it exits (143)."""
+    m = cluster.master_address
+    proc = await asyncio.create_subprocess_exec(
+        *AIOMESOS,
+        "run",
+        "--master",
+        m,
+        "--name",
+        "long",
+        "--",
+        "sleep 600",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+    async def running() -> bool:
+        tasks = json.loads((await aiomesos("tasks", "--master", m, "--json"))[1])
+        return any(t["id"] == "long" and t["state"] == "TASK_RUNNING" for t in tasks)
+
+    await eventually(running, what="the task to run")
+    proc.terminate()
+    await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 143
+    tasks = json.loads((await aiomesos("tasks", "--master", m, "--json", "--all"))[1])
+    assert [t["state"] for t in tasks if t["id"] == "long"] == ["TASK_KILLED"]
+    frameworks = json.loads((await aiomesos("frameworks", "--master", m, "--json", "--all"))[1])
+    assert [f["state"] for f in frameworks if f["name"] == "long"] == ["completed"]
 
 
 async def test_every_command_has_help() -> None:
