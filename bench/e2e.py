@@ -1,9 +1,15 @@
 """End to end: N trivial tasks (`true`) through aiomesos's own SDK on 2 local agents.
 
-Reports tasks per second from the first ACCEPT to the last FINISHED (acknowledged right after its callback),
-and ACCEPT → RUNNING latency percentiles.
+Three measurements on one local cluster:
+- burst: all N tasks at once, as offers allow. Tasks per second from the first ACCEPT to the last FINISHED
+  (acknowledged right after its callback), and ACCEPT → RUNNING percentiles (in a burst these are mostly the
+  queue of launches ahead of a task: the last of 500 waits for the 499 before it).
+- paced: tasks arrive at --rate per second (default 300, the throughput target) for --paced-seconds; the framework
+  keeps the offers it gets and launches each arrival at once on them. ACCEPT → RUNNING and arrival → RUNNING
+  percentiles at that load: the latency a steady stream of work sees.
+- single: one task at a time on an idle cluster, ACCEPT → RUNNING.
 
-    python -m bench.e2e [--tasks 500] [--agents 2]
+    python -m bench.e2e [--tasks 500] [--agents 2] [--rate 300] [--paced-seconds 5]
 """
 
 from __future__ import annotations
@@ -46,15 +52,7 @@ class Bench(Scheduler):
             while self.pending and free.contains(TASK):
                 task_id = self.pending.pop()
                 free = free - TASK
-                batch.append(
-                    tpb.TaskInfo(
-                        task_id=task_id,
-                        name=task_id,
-                        agent_id=offer.agent_id,
-                        resources=TASK.to_proto(),
-                        command=rpb.CommandInfo(shell=False, value="true", arguments=["true"]),
-                    )
-                )
+                batch.append(_true_task(task_id, offer.agent_id))
             if batch:
                 now = time.perf_counter()
                 for t in batch:
@@ -76,7 +74,116 @@ class Bench(Scheduler):
             self.done.set()
 
 
-async def run(tasks: int, agents: int, work_dir: Path) -> dict[str, object]:
+class Paced(Scheduler):
+    """Keeps every offer it gets; `arrive()` launches tasks at once on them (one ACCEPT per offer used)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, tuple[str, Resources]] = {}  # offer id -> (agent id, what is left of it)
+        self.queue: list[str] = []
+        self.arrived: dict[str, float] = {}
+        self.accepted: dict[str, float] = {}
+        self.running: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.failed: list[str] = []
+        self.accepts = 0
+        self.driver: SchedulerDriver | None = None
+
+    async def offers(self, driver: SchedulerDriver, offers: Sequence[spb.Offer]) -> None:
+        for offer in offers:
+            self.held[offer.id] = (offer.agent_id, Resources.from_proto(offer.resources))
+        self._launch(driver)
+
+    async def offer_rescinded(self, driver: SchedulerDriver, offer_id: str) -> None:
+        self.held.pop(offer_id, None)
+
+    def arrive(self, task_ids: list[str]) -> None:
+        now = time.perf_counter()
+        for t in task_ids:
+            self.arrived[t] = now
+        self.queue.extend(task_ids)
+        if self.driver is not None:
+            self._launch(self.driver)
+
+    def _launch(self, driver: SchedulerDriver) -> None:
+        for offer_id, (agent_id, free) in list(self.held.items()):
+            if not self.queue:
+                return
+            batch = []
+            while self.queue and free.contains(TASK):
+                free = free - TASK
+                batch.append(_true_task(self.queue.pop(0), agent_id))
+            if batch:
+                del self.held[offer_id]  # what is left comes back in a new offer
+                now = time.perf_counter()
+                for t in batch:
+                    self.accepted[t.task_id] = now
+                self.accepts += 1
+                driver.accept([offer_id], batch, refuse_seconds=0)
+
+    async def status_update(self, driver: SchedulerDriver, status: tpb.TaskStatus) -> None:
+        now = time.perf_counter()
+        if status.state == tpb.TASK_RUNNING:
+            self.running.setdefault(status.task_id, now)
+        elif status.state == tpb.TASK_FINISHED:
+            self.ended.setdefault(status.task_id, now)
+        elif status.state in (tpb.TASK_FAILED, tpb.TASK_ERROR, tpb.TASK_LOST, tpb.TASK_DROPPED, tpb.TASK_KILLED):
+            self.ended.setdefault(status.task_id, now)
+            self.failed.append(f"{status.task_id}:{tpb.TaskState.Name(status.state)}:{status.message}")
+
+
+def _true_task(task_id: str, agent_id: str) -> tpb.TaskInfo:
+    return tpb.TaskInfo(
+        task_id=task_id,
+        name=task_id,
+        agent_id=agent_id,
+        resources=TASK.to_proto(),
+        command=rpb.CommandInfo(shell=False, value="true", arguments=["true"]),
+    )
+
+
+async def _paced(master: str, rate: float, seconds: float) -> dict[str, object]:
+    """Tasks arriving at `rate` per second for `seconds`, each launched at once on held offers."""
+    bench = Paced()
+    driver = SchedulerDriver(master, rpb.FrameworkInfo(name="bench-paced"), bench)
+    bench.driver = driver
+    runner = asyncio.create_task(driver.run())
+    total = int(rate * seconds)
+    try:
+        await asyncio.wait_for(driver.subscribed.wait(), 30)
+        while not bench.held:
+            await asyncio.sleep(0.01)
+        start = time.perf_counter()
+        sent = 0
+        while sent < total:
+            due = min(total, int((time.perf_counter() - start) * rate) + 1)
+            if due > sent:
+                bench.arrive([f"p{i}" for i in range(sent, due)])
+                sent = due
+            await asyncio.sleep(0.002)
+        deadline = time.monotonic() + 120
+        while len(bench.ended) < total and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    finally:
+        driver.stop(teardown=True)
+        await asyncio.wait_for(runner, 10)
+    accept_ms = [(bench.running[t] - bench.accepted[t]) * 1000 for t in bench.running]
+    arrive_ms = [(bench.running[t] - bench.arrived[t]) * 1000 for t in bench.running]
+    return {
+        "paced_rate_per_second": rate,
+        "paced_tasks": total,
+        "paced_finished": len(bench.ended) - len(bench.failed),
+        "paced_failed": len(bench.failed),
+        "paced_accept_to_running_ms_p50": round(percentile(accept_ms, 50), 1),
+        "paced_accept_to_running_ms_p99": round(percentile(accept_ms, 99), 1),
+        "paced_arrival_to_running_ms_p50": round(percentile(arrive_ms, 50), 1),
+        "paced_arrival_to_running_ms_p99": round(percentile(arrive_ms, 99), 1),
+        "paced_accept_calls": bench.accepts,
+    }
+
+
+async def run(
+    tasks: int, agents: int, work_dir: Path, rate: float = 300.0, paced_seconds: float = 5.0
+) -> dict[str, object]:
     cluster = LocalCluster(
         work_dir,
         agents=agents,
@@ -95,6 +202,7 @@ async def run(tasks: int, agents: int, work_dir: Path) -> dict[str, object]:
         finally:
             driver.stop(teardown=True)
             await asyncio.wait_for(runner, 10)
+        paced = await _paced(cluster.master_address, rate, paced_seconds) if paced_seconds > 0 else {}
     first = min(bench.accepted.values())
     last = max(bench.finished.values()) if bench.finished else float("nan")
     latency_ms = [(bench.running[t] - bench.accepted[t]) * 1000 for t in bench.running]
@@ -111,6 +219,7 @@ async def run(tasks: int, agents: int, work_dir: Path) -> dict[str, object]:
         "single_task_accept_to_running_ms_p99": round(percentile(single, 99), 1),
         "accept_calls": bench.accepts,
         "offers_received": bench.offers_seen,
+        **paced,
     }
 
 
@@ -136,9 +245,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", type=int, default=500)
     p.add_argument("--agents", type=int, default=2)
+    p.add_argument("--rate", type=float, default=300.0, help="tasks per second in the paced run")
+    p.add_argument("--paced-seconds", type=float, default=5.0, help="length of the paced run (0: skip it)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="aiomesos-bench-") as tmp:
-        figures = asyncio.run(run(args.tasks, args.agents, Path(tmp)))
+        figures = asyncio.run(run(args.tasks, args.agents, Path(tmp), args.rate, args.paced_seconds))
     report("e2e", figures)
 
 
