@@ -111,10 +111,9 @@ class BatchScheduler(PlacementScheduler):
 
     def _launch(self, driver: SchedulerDriver, result: SchedulingResult) -> None:
         now = self.clock()
-        hostnames = {lease.agent_id: lease.hostname for lease in self.leases.values()}
         for a in result.assignments:
             record = self.records[a.task.id]
-            record.agent_id, record.hostname, record.launched_at = a.agent_id, hostnames.get(a.agent_id, ""), now
+            record.agent_id, record.hostname, record.launched_at = a.agent_id, a.hostname, now
         super()._launch(driver, result)
 
     def _record(self, task: TaskRequest | None, status: tpb.TaskStatus) -> None:

@@ -13,7 +13,7 @@ from scheduler_sdk.placement.constraints import (
     ExclusiveHost,
     UniqueByAttribute,
 )
-from scheduler_sdk.placement.engine import PlacementEngine
+from scheduler_sdk.placement.engine import PlacementEngine, PlacementRun
 from scheduler_sdk.placement.fitness import BinPacking, FitnessCalculator, Spread, Weighted
 from scheduler_sdk.placement.model import (
     Assignment,
@@ -47,6 +47,7 @@ __all__ = [
     "LocalAgentProvider",
     "OfferSlice",
     "PlacementEngine",
+    "PlacementRun",
     "ProviderPerGroup",
     "RunningTask",
     "SchedulingResult",

@@ -12,7 +12,10 @@ Counting, per group:
   than one of `min_idle_resources` (e.g. ``{"cpus": 1, "mem": 512}``): a host whose resources something else holds
   is no spare capacity. Too-small hosts count in the group's size but are neither idle nor ever scaled down.
 * **size**: the group's hosts known (seen in the last `forget_after` seconds, not released) plus the hosts
-  starting (asked of the provider, not seen yet, for at most `launch_timeout` seconds).
+  starting (asked of the provider, not seen yet, for at most `launch_timeout` seconds). So every host that runs
+  tasks must be in every evaluation's hosts, with or without offers (`PlacementScheduler` passes them with
+  ``offers=()``): a busy host left out for `forget_after` would be forgotten, and the group could grow past
+  `max_size`. Hosts are not kept forever for their last known tasks: a host that died busy must drop out.
 
 Rules, per group, in the order the rules are given (actions of one group are listed in this order too):
 

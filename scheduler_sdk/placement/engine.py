@@ -2,7 +2,8 @@
 
 ``PlacementEngine(fitness, ...).schedule(tasks, hosts) -> SchedulingResult`` is a pure, deterministic function of
 its inputs (and the engine's settings): the same inputs give the same assignments and failures, whatever the order
-of ``hosts``. Only ``elapsed_ms`` (and, between the fast and the reference path, ``hosts_examined``) vary.
+of ``hosts``. Only ``elapsed_ms`` (and, between ``fast_path`` on and off, ``hosts_examined``) vary.
+``start(hosts)`` gives a run to feed task by task (`PlacementRun.place`), with the same results.
 
 How one run works
 -----------------
@@ -53,6 +54,19 @@ as soon as no later host could beat the best score so far, even with perfect sof
 that is right after the first feasible candidate. Per run it costs O(hosts) to build the index and O(log hosts) per
 task and assignment, plus the candidates that do not fit on another resource. The result is identical
 to the reference path (``fast_path=False``: score every host, sort, walk), which the property tests check.
+
+Per-shape index
+---------------
+Any other calculator that depends on the task's resource amounts only (`by_shape`: `BinPacking`, `Spread`, a
+`Weighted` of those, or a plugin with ``by_shape = True``), without ``max_hosts_examined``: the run keeps, per task
+shape (cpus, mem, disk, network, ports, scalars), the hosts with room for it as a sorted list of
+``(-fitness, rank)``, and brings it up to date with the hosts assigned to since the shape's last task. Without
+``good_enough`` the winner is the best score, ties by hostname, whatever the order hosts are examined in, so the
+list is walked best first as above. With ``good_enough`` and no soft constraint, the rotating scan's answer is the
+first feasible host from the cursor on whose fitness reaches it, else the fittest feasible host: the index keeps
+those hosts' ranks sorted and finds it by bisection. A task with soft constraints and ``good_enough`` takes the
+plain rotating scan. Results are the rotating scan's (``fast_path=False``), which the property tests check;
+``hosts_examined`` is smaller. The calculator is called once per host and shape, then once per assignment.
 """
 
 from __future__ import annotations
@@ -71,6 +85,7 @@ from scheduler_sdk.placement.fitness import (
     FitnessCalculator,
     FitnessLike,
     Spread,
+    Weighted,
     as_fitness,
     clamp01,
     task_need,
@@ -423,6 +438,56 @@ def _fits(task: TaskRequest, h: _HostState, hard: tuple[ConstraintLike, ...], ru
     return all(c.evaluate(task, h, run).ok for c in hard)
 
 
+def _has_room(task: TaskRequest, h: _HostState) -> bool:
+    """`_fits` without the hard constraints: the host takes tasks and has the resources."""
+    if h.disabled or not h.offer_ids or h.exclusive_by is not None:
+        return False
+    if (
+        task.cpus > h.cpus + EPS
+        or task.mem > h.mem + EPS
+        or task.disk > h.disk + EPS
+        or task.network > h.network + EPS
+        or task.ports > h.nports
+    ):
+        return False
+    if task.scalars:
+        sc = h.scalars
+        for k, v in task.scalars.items():
+            if v > sc.get(k, 0.0) + EPS:
+                return False
+    return True
+
+
+def by_shape(calc: object) -> bool:
+    """Whether a fitness calculator depends on the task's resource amounts only (not its id, group or other
+    fields), given the host: `BinPacking`, `Spread`, a `Weighted` of such, or any calculator whose ``by_shape``
+    attribute is True. The scan path then ranks hosts once per task shape (module docstring)."""
+    if type(calc) is BinPacking or type(calc) is Spread:
+        return True
+    if isinstance(calc, Weighted):
+        return all(by_shape(c) for c, _ in calc.parts)
+    return getattr(calc, "by_shape", False) is True
+
+
+class _ShapeIndex:
+    """The hosts with room for one task shape as ``(-fitness, rank)``, sorted; ``keys[rank]`` is a host's entry
+    (None: no room); ``seen`` is how much of the run's change log it reflects."""
+
+    __slots__ = ("good", "keys", "order", "seen")
+
+    def __init__(
+        self,
+        order: list[tuple[float, int]],
+        keys: list[tuple[float, int] | None],
+        good: list[int] | None,
+        seen: int,
+    ) -> None:
+        self.order = order
+        self.keys = keys
+        self.good = good  # with good_enough: the ranks (sorted) of the hosts with room whose fitness reaches it
+        self.seen = seen
+
+
 def _why_not(task: TaskRequest, h: _HostState, hard: tuple[ConstraintLike, ...], run: _Run) -> Failure | None:
     """The first reason the task may not go on the host now, or None when it may."""
     name = h.hostname
@@ -478,7 +543,8 @@ class PlacementEngine:
         max_hosts_examined: score at most this many feasible hosts per task (>= 1).
         hard_constraints / soft_constraints: applied to every task, before the task's own (plain functions
             ``fn(task, host, ctx)`` are wrapped in `Custom`).
-        fast_path: use the bisection index for `BinPacking` / `Spread` (same results; off only to verify).
+        fast_path: use the bisection index for `BinPacking` / `Spread`, and the per-shape index for calculators
+            that depend on the task's shape only (same results; off only to verify).
     """
 
     def __init__(
@@ -518,45 +584,23 @@ class PlacementEngine:
             if kind is BinPacking or kind is Spread
             else None
         )
+        # The scan path may rank hosts once per task shape (see "Per-shape index" in the module docstring).
+        self._by_shape = fast_path and self._ordered is None and max_hosts_examined is None and by_shape(self.fitness)
 
     # --- public -----------------------------------------------------------------------------------------------
 
     def schedule(self, tasks: Sequence[TaskRequest], hosts: Sequence[Host]) -> SchedulingResult:
         """One scheduling run: place ``tasks`` in order on ``hosts``' leases."""
-        t0 = time.perf_counter()
-        run = _Run(self._sorted_hosts(hosts))
-        n_hosts = len(run.src)
-        ordered = self._ordered
-        index = self._build_index(run, ordered[0]) if ordered is not None and self.fast_path else None
-        assignments: list[Assignment] = []
-        failures: dict[str, tuple[Failure, ...]] = {}
-        examined = 0
-        seen: set[str] = set()
+        run = self.start(hosts)
         for task in tasks:
-            if task.id in seen:
-                raise ValueError(f"task id {task.id!r} appears twice in one run")
-            seen.add(task.id)
-            hard, soft, exclusive = self._constraints(task)
-            if ordered is None:
-                best, n = self._pick_rotating(task, hard, soft, run)
-            elif index is not None:
-                best, n = self._walk(task, self._candidates(task, index, run), hard, soft, run, True)
-            else:
-                best, n = self._walk(task, self._sorted_candidates(task, hard, run), hard, soft, run, False)
-                n += n_hosts
-            examined += n
-            if best is None:
-                failures[task.id] = self._failures(task, hard, run)
-                examined += n_hosts
-            else:
-                h, fit = best
-                assignments.append(self._assign(task, h, fit, exclusive, run, index is not None))
-        return SchedulingResult(
-            assignments=tuple(assignments),
-            failures=failures,
-            hosts_examined=examined,
-            elapsed_ms=(time.perf_counter() - t0) * 1000.0,
-        )
+            run.place(task)
+        return run.result()
+
+    def start(self, hosts: Sequence[Host]) -> PlacementRun:
+        """A run to feed task by task (`PlacementRun.place`), for callers whose next task depends on where the
+        previous ones went (a fair queue). ``schedule(tasks, hosts)`` is ``start(hosts)`` plus ``place`` for
+        each task: the same tasks in the same order give the same result either way."""
+        return PlacementRun(self, hosts)
 
     def __repr__(self) -> str:
         return (
@@ -810,4 +854,141 @@ class PlacementEngine:
                     run.ilist[rank] = None
         return Assignment(
             task=task, hostname=h.hostname, agent_id=h.agent_id, offer_ids=h.offer_ids, ports=ports, fitness=fit
+        )
+
+
+class PlacementRun:
+    """One scheduling run fed task by task (see `PlacementEngine.start`). Pure: no clock but ``elapsed_ms``, no I/O;
+    its outcome is a function of the hosts and the tasks placed, in order."""
+
+    __slots__ = (
+        "_assignments",
+        "_engine",
+        "_examined",
+        "_failures",
+        "_index",
+        "_n_hosts",
+        "_run",
+        "_seen",
+        "_shapes",
+        "_t0",
+    )
+
+    def __init__(self, engine: PlacementEngine, hosts: Sequence[Host]) -> None:
+        self._t0 = time.perf_counter()
+        self._engine = engine
+        self._run = _Run(engine._sorted_hosts(hosts))
+        self._n_hosts = len(self._run.src)
+        ordered = engine._ordered
+        self._index = engine._build_index(self._run, ordered[0]) if ordered is not None and engine.fast_path else None
+        self._assignments: list[Assignment] = []
+        self._failures: dict[str, tuple[Failure, ...]] = {}
+        self._examined = 0
+        self._seen: set[str] = set()
+        self._shapes: dict[tuple[object, ...], _ShapeIndex] | None = {} if engine._by_shape else None
+
+    def place(self, task: TaskRequest) -> Assignment | None:
+        """Place one task after those placed before it: its assignment, or None (see `failures`)."""
+        if task.id in self._seen:
+            raise ValueError(f"task id {task.id!r} appears twice in one run")
+        self._seen.add(task.id)
+        engine, run, index = self._engine, self._run, self._index
+        hard, soft, exclusive = engine._constraints(task)
+        if self._shapes is not None and engine.good_enough is None:
+            best, n = engine._walk(task, self._shape_candidates(task), hard, soft, run, True)
+        elif self._shapes is not None and not soft:
+            best, n = self._first_good_enough(task, hard)
+        elif engine._ordered is None:
+            best, n = engine._pick_rotating(task, hard, soft, run)
+        elif index is not None:
+            best, n = engine._walk(task, engine._candidates(task, index, run), hard, soft, run, True)
+        else:
+            best, n = engine._walk(task, engine._sorted_candidates(task, hard, run), hard, soft, run, False)
+            n += self._n_hosts
+        self._examined += n
+        if best is None:
+            self._failures[task.id] = engine._failures(task, hard, run)
+            self._examined += self._n_hosts
+            return None
+        h, fit = best
+        a = engine._assign(task, h, fit, exclusive, run, index is not None)
+        self._assignments.append(a)
+        return a
+
+    def _shape_index(self, task: TaskRequest) -> _ShapeIndex:
+        """The index of the task's shape (made on first use, then brought up to date with the hosts assigned to
+        since the shape's last task)."""
+        assert self._shapes is not None
+        run = self._run
+        fit = self._engine._fit
+        g = self._engine.good_enough
+        log = run.change_log
+        key = _shape(task)
+        idx = self._shapes.get(key)
+        if idx is None:
+            keys: list[tuple[float, int] | None] = [None] * self._n_hosts
+            order: list[tuple[float, int]] = []
+            for h in run.states():
+                if _has_room(task, h):
+                    keys[h.rank] = k = (-fit(task, h), h.rank)
+                    order.append(k)
+            order.sort()
+            good = None if g is None else sorted(k[1] for k in order if -k[0] >= g)
+            idx = self._shapes[key] = _ShapeIndex(order, keys, good, len(log))
+            return idx
+        order, keys, good = idx.order, idx.keys, idx.good
+        for rank in log[idx.seen :]:
+            old = keys[rank]
+            if old is not None:
+                del order[bisect_left(order, old)]
+                if good is not None and g is not None and -old[0] >= g:
+                    del good[bisect_left(good, rank)]
+            h = run.state(rank)
+            if _has_room(task, h):
+                keys[rank] = k = (-fit(task, h), rank)
+                insort(order, k)
+                if good is not None and g is not None and -k[0] >= g:
+                    insort(good, rank)
+            else:
+                keys[rank] = None
+        idx.seen = len(log)
+        return idx
+
+    def _shape_candidates(self, task: TaskRequest) -> Iterator[tuple[float, int]]:
+        """The hosts with room for the task's shape, best fitness first, then by rank."""
+        return ((-nf, rank) for nf, rank in self._shape_index(task).order)
+
+    def _first_good_enough(
+        self, task: TaskRequest, hard: tuple[ConstraintLike, ...]
+    ) -> tuple[tuple[_HostState, float] | None, int]:
+        """What the rotating scan finds for a task without soft constraints: the first feasible host from the
+        cursor on (hostname order, cyclically) whose fitness reaches good_enough, else the fittest feasible host
+        (ties by hostname)."""
+        idx = self._shape_index(task)
+        run = self._run
+        good = idx.good
+        assert good is not None
+        examined = 0
+        i = bisect_left(good, run.cursor)
+        for part in (good[i:], good[:i]):
+            for rank in part:
+                examined += 1
+                h = run.state(rank)
+                if _fits(task, h, hard, run):
+                    key = idx.keys[rank]
+                    assert key is not None
+                    return (h, -key[0]), examined
+        best, n = self._engine._walk(task, self._shape_candidates(task), hard, (), run, True)
+        return best, examined + n
+
+    def failures(self, task_id: str) -> tuple[Failure, ...] | None:
+        """Why a task placed in this run could not go anywhere (None: it was placed, or never given)."""
+        return self._failures.get(task_id)
+
+    def result(self) -> SchedulingResult:
+        return SchedulingResult(
+            assignments=tuple(self._assignments),
+            failures=dict(self._failures),
+            hosts_examined=self._examined,
+            elapsed_ms=(time.perf_counter() - self._t0) * 1000.0,
         )

@@ -9,6 +9,7 @@ Units: cpus in cores, mem and disk in MB, network in Mbps, ports as a count (req
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,6 +49,26 @@ class TaskRequest:
     bucket: str = ""
     ready_at: float = 0.0
     payload: Any = None  # the caller's (e.g. the command to run); never read by the engine
+
+    def __post_init__(self) -> None:
+        """Bad requests fail here, with the task and the field named: amounts are finite numbers >= 0."""
+        if not isinstance(self.id, str) or not self.id:
+            raise ValueError(f"task id must be a non-empty string, not {self.id!r}")
+        for name in ("cpus", "mem", "disk", "network"):
+            _check_amount(self.id, name, getattr(self, name))
+        if isinstance(self.ports, bool) or not isinstance(self.ports, int) or self.ports < 0:
+            raise ValueError(f"task {self.id}: ports must be an int >= 0 (how many ports), not {self.ports!r}")
+        for name, amount in self.scalars.items():
+            _check_amount(self.id, f"scalars[{name!r}]", amount)
+        if isinstance(self.tier, bool) or not isinstance(self.tier, int):
+            raise ValueError(f"task {self.id}: tier must be an int, not {self.tier!r}")
+        if not isinstance(self.ready_at, int | float) or math.isnan(self.ready_at):
+            raise ValueError(f"task {self.id}: ready_at must be a number, not {self.ready_at!r}")
+
+
+def _check_amount(task_id: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"task {task_id}: {name} must be a finite number >= 0, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

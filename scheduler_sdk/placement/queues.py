@@ -32,14 +32,19 @@ Service order (one *pass* over the queue, see `TaskQueue.order`):
 6. A pass yields each ready task at most once; a task the caller could not place (it did not call
    `on_assigned`) simply stays queued for the next pass, and the pass moves on.
 
-Two ways to drive it:
+Three ways to drive it:
 
-* Task by task (exact): ``for task in queue.order(now): if place(task): queue.on_assigned(task)`` — each pick sees
-  the assignments made so far in the pass.
-* In batches (for an engine that takes a list): ``batch = queue.next_batch(now, n)`` (or ``queue.ready(now)`` for
-  every ready task) returns the order obtained by assuming that every yielded task is assigned; run the engine on
-  the list, then ``queue.commit(result.assignments)``. If some tasks of the batch are not placed, the order of the
-  rest was computed with slightly too much usage for their buckets; the next batch corrects it.
+* Task by task, for real: ``for task in queue.order(now): if place(task): queue.on_assigned(task)`` — each pick
+  sees the assignments made so far in the pass (the queue's usage changes as you go).
+* Task by task, tentatively: ``plan = queue.plan(now)``; ``for task in plan: if place(task): plan.assign(task)``.
+  The same order as above, but the assignments are only noted in the pass (the queue does not change); commit
+  what was really launched afterwards (`commit` / `on_assigned`). This is what `PlacementScheduler` does with
+  `PlacementEngine.start`: when a task cannot be placed, its bucket's share does not grow, and the rest of the
+  run is ordered by what was actually assigned.
+* In batches (for an engine that only takes a list): ``batch = queue.next_batch(now, n)`` (or ``queue.ready(now)``
+  for every ready task) returns the order obtained by assuming that every yielded task is assigned; run the engine
+  on the list, then ``queue.commit(result.assignments)``. If some tasks of the batch are not placed, the order of
+  the rest was computed with too much usage for their buckets (the next batch corrects it): prefer ``plan``.
 """
 
 from __future__ import annotations
@@ -274,6 +279,11 @@ class TaskQueue:
         """A lazy pass over the ready tasks in service order; each pick sees the `on_assigned` calls made so far."""
         return ServicePass(self, now, optimistic=False)
 
+    def plan(self, now: float) -> ServicePass:
+        """A lazy pass in service order where the caller notes each task it placed with `ServicePass.assign`
+        (tentative: the queue itself is left alone); each pick sees the usage plus those notes."""
+        return ServicePass(self, now, optimistic=False, tentative=True)
+
     def next_batch(self, now: float, n: int | None = None) -> list[TaskRequest]:
         """Up to `n` (None: all) ready tasks in service order, assuming each one yielded gets assigned. Nothing
         changes in the queue until `commit`/`on_assigned`."""
@@ -362,13 +372,15 @@ class TaskQueue:
 
 class ServicePass(Iterator[TaskRequest]):
     """One pass over the ready tasks of a `TaskQueue`, in service order (module docstring). Made by
-    `TaskQueue.order` (live: reads the queue's usage at each pick) or internally by `next_batch` (optimistic: adds
-    every yielded task to a private usage overlay)."""
+    `TaskQueue.order` (live: reads the queue's usage at each pick), `TaskQueue.plan` (tentative: reads the usage
+    plus what the caller noted with `assign`) or internally by `next_batch` (optimistic: adds every yielded task
+    to a private usage overlay)."""
 
-    def __init__(self, queue: TaskQueue, now: float, *, optimistic: bool) -> None:
+    def __init__(self, queue: TaskQueue, now: float, *, optimistic: bool, tentative: bool = False) -> None:
         self._queue = queue
         self.now = now
         self._optimistic = optimistic
+        self._tentative = tentative
         self._overlay: dict[str, dict[str, float]] = {}
         self.held: dict[str, str] = {}  # task id -> why it was held back (cap)
         self.yielded = 0
@@ -384,6 +396,14 @@ class ServicePass(Iterator[TaskRequest]):
 
     def __iter__(self) -> ServicePass:
         return self
+
+    def assign(self, task: TaskRequest) -> None:
+        """Note that a task this pass yielded was placed: later picks count its usage (plan passes only)."""
+        if not self._tentative:
+            raise TypeError("assign() is for passes made by TaskQueue.plan")
+        overlay = self._overlay.setdefault(task.bucket, {})
+        for res, amount in demand(task).items():
+            overlay[res] = overlay.get(res, 0.0) + amount
 
     def __next__(self) -> TaskRequest:
         q = self._queue

@@ -1,10 +1,31 @@
 """`PlacementScheduler`: the placement engine plugged into the scheduler driver (what Fenzo's
 TaskSchedulingService does).
 
-It keeps the offers it is given as per-host leases, runs the engine whenever tasks or offers arrive (coalesced:
-at most one run per `loop_interval`), launches each host's assignments in one ACCEPT (all ACCEPTs of a run go in
-one message), declines what it cannot use with a filter, gives back leases older than `lease_expiry`, tracks the
-tasks running on each host from status updates, and keeps metrics.
+It keeps the offers it is given as per-agent leases, runs the engine whenever tasks or offers arrive (coalesced:
+at most one run per `loop_interval`), launches each agent's assignments in one ACCEPT (the driver sends the
+ACCEPTs of a run in one message), declines what no pending task can use with a filter, gives back leases older
+than `lease_expiry`, tracks the tasks running on each agent from status updates, and keeps metrics.
+
+What a run sees (`hosts()`): one `Host` per hostname, for every agent that has offers or runs tasks of ours.
+Agents are remembered from their offers (hostname, attributes, capacity), so an agent whose resources are all
+in use, or whose offers were declined, still shows with ``offers=()`` and its running tasks: constraints count
+its co-tasks. Its capacity (`Host.total_*`) is what `set_capacity` gave, else the most this framework has seen
+of it: the largest (offered + used by our tasks there) since its first offer. Other frameworks' use is invisible
+to a framework, so that is a lower bound of the agent's real total.
+
+Which offers are kept (the rule, after each run):
+
+* Offers a run used are accepted whole; what the tasks leave returns with the ACCEPT (refuse 0 while tasks are
+  queued, so it comes back soon).
+* An agent's lease that no queued task (ready or not) could use even if all our tasks there ended -- every
+  queued task asks for more of some resource than offered + used by our tasks there -- is declined at once with
+  `unusable_decline_seconds`. `submit` revives, so new tasks see those agents again.
+* Other leases (tasks held back by constraints, by `ready_at`, or by a disabled host) are kept, and combined
+  with later offers of the same agent, until `lease_expiry`; then they go back with `decline_seconds`. Fenzo does
+  the same: unused leases are only rejected once they expire.
+* Nothing queued: every offer goes back for `idle_decline_seconds` and offers are suppressed until `submit`.
+* With an autoscaler attached (`after_run`) leases are kept until they expire and come straight back (refuse 0),
+  so that idle hosts stay in view.
 
     scheduler = PlacementScheduler(PlacementEngine(BinPacking("cpus")))
     scheduler.submit(TaskRequest("web-1", cpus=1, mem=256, payload="python -m http.server $PORT"))
@@ -16,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,21 +47,39 @@ from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.driver import Scheduler, SchedulerDriver
+from scheduler_sdk.placement.constraints import ExclusiveHost
 from scheduler_sdk.placement.model import Assignment, Host, OfferSlice, RunningTask, SchedulingResult, TaskRequest
+from scheduler_sdk.placement.queues import demand
 from scheduler_sdk.resources import Resources, attribute_values
 from scheduler_sdk.states import TERMINAL_STATES as TERMINAL
 
 log = structlog.get_logger(__name__)
 
 KNOWN_SCALARS = ("cpus", "mem", "disk", "network")
+_WAKE_SLACK = 0.001  # wake this much after a deadline, so that the clock has surely passed it
 
 
 class Engine(Protocol):
     def schedule(self, tasks: Sequence[TaskRequest], hosts: Sequence[Host]) -> SchedulingResult: ...
 
 
+class EngineRun(Protocol):
+    def place(self, task: TaskRequest) -> Assignment | None: ...
+    def result(self) -> SchedulingResult: ...
+
+
+class Plan(Protocol):
+    """A pass over the ready tasks in service order, told which ones were placed (see `TaskQueue.plan`)."""
+
+    def __iter__(self) -> Iterator[TaskRequest]: ...
+    def __next__(self) -> TaskRequest: ...
+    def assign(self, task: TaskRequest) -> None: ...
+
+
 class Queue(Protocol):
-    """What the scheduler needs of a task queue (see queues.py; `FifoQueue` is the simplest)."""
+    """What the scheduler needs of a task queue (see queues.py; `FifoQueue` is the simplest). Optional, used when
+    present: `plan(now)` (a `Plan`; else `ready(now)` orders a whole run up front), `next_ready_at(now)` (when a
+    delayed task becomes ready, for a precise wake-up) and `set_total(totals)` (cluster totals for DRF)."""
 
     def add(self, task: TaskRequest) -> None: ...
     def remove(self, task_id: str) -> None: ...
@@ -48,6 +87,22 @@ class Queue(Protocol):
     def on_assigned(self, task: TaskRequest) -> None: ...
     def on_finished(self, task: TaskRequest) -> None: ...
     def __len__(self) -> int: ...
+
+
+class _ListPlan:
+    """A `Plan` over a fixed order (where placements do not change the order)."""
+
+    def __init__(self, tasks: Iterable[TaskRequest]) -> None:
+        self._it = iter(tasks)
+
+    def __iter__(self) -> _ListPlan:
+        return self
+
+    def __next__(self) -> TaskRequest:
+        return next(self._it)
+
+    def assign(self, task: TaskRequest) -> None:
+        pass
 
 
 class FifoQueue:
@@ -64,6 +119,13 @@ class FifoQueue:
 
     def ready(self, now: float) -> list[TaskRequest]:
         return [t for t in self._tasks.values() if t.ready_at <= now]
+
+    def plan(self, now: float) -> _ListPlan:
+        return _ListPlan(self.ready(now))
+
+    def next_ready_at(self, now: float) -> float | None:
+        later = [t.ready_at for t in self._tasks.values() if t.ready_at > now]
+        return min(later) if later else None
 
     def on_assigned(self, task: TaskRequest) -> None:
         self._tasks.pop(task.id, None)
@@ -109,26 +171,46 @@ def task_resources(task: TaskRequest, ports: Iterable[int] = ()) -> Resources:
 
 @dataclass
 class _Lease:
-    hostname: str
     agent_id: str
-    attributes: dict[str, str]
     offers: dict[str, spb.Offer] = field(default_factory=dict)
     received: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
+class AgentInfo:
+    """What the scheduler remembers of an agent from its offers."""
+
+    agent_id: str
+    hostname: str
+    attributes: dict[str, str]
+    seen_at: float  # when its last offer came
+    seen: dict[str, float] = field(default_factory=dict)  # the most offered + used by our tasks, per resource
+    capacity: dict[str, float] | None = None  # given by `set_capacity`: wins over `seen`
+
+    def totals(self) -> dict[str, float]:
+        """The agent's capacity per resource (`ports`: how many)."""
+        return dict(self.capacity) if self.capacity is not None else dict(self.seen)
+
+
+@dataclass
 class Metrics:
-    runs: int = 0
+    runs: int = 0  # engine runs
+    failed_runs: int = 0  # runs that raised (logged; the loop goes on)
+    last_error: str = ""  # the last such error
     last_run_ms: float = 0.0
     assigned: int = 0
     launched_accepts: int = 0
-    declined_offers: int = 0
+    declined_offers: int = 0  # declined as unusable, or when idle
     expired_offers: int = 0
     unplaced_last_run: int = 0
+    queued: int = 0  # tasks in the queue (ready or not)
+    running: int = 0  # tasks launched and not ended
     failures_by_reason: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["failures_by_reason"] = dict(self.failures_by_reason)
+        return out
 
 
 class PlacementScheduler(Scheduler):
@@ -140,50 +222,96 @@ class PlacementScheduler(Scheduler):
         loop_interval: float = 0.05,
         lease_expiry: float = 10.0,
         decline_seconds: float = 5.0,
+        unusable_decline_seconds: float = 30.0,
         idle_decline_seconds: float = 60.0,
+        retry_interval: float = 1.0,
+        queue_totals: bool = True,
         task_info: Callable[[TaskRequest, Assignment], tpb.TaskInfo] = default_task_info,
         on_update: Callable[[TaskRequest | None, tpb.TaskStatus], None] | None = None,
         after_run: Callable[[SchedulingResult, list[Host]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        for name, value in (
+            ("loop_interval", loop_interval),
+            ("lease_expiry", lease_expiry),
+            ("decline_seconds", decline_seconds),
+            ("unusable_decline_seconds", unusable_decline_seconds),
+            ("idle_decline_seconds", idle_decline_seconds),
+            ("retry_interval", retry_interval),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, not {value!r}")
         self.engine = engine
         self.queue: Queue = queue if queue is not None else FifoQueue()
         self.loop_interval = loop_interval
         self.lease_expiry = lease_expiry
         self.decline_seconds = decline_seconds
+        self.unusable_decline_seconds = unusable_decline_seconds
         self.idle_decline_seconds = idle_decline_seconds
+        self.retry_interval = retry_interval  # after a run that raised, the next one comes this much later at most
+        self.queue_totals = queue_totals  # give the queue the cluster's totals (DRF denominators) at every run
         self.task_info = task_info
         self.on_update = on_update
         self.after_run = after_run
         self.clock = clock
         self.metrics = Metrics()
+        self.agents: dict[str, AgentInfo] = {}  # by agent id: every agent seen in an offer and not lost
         self.leases: dict[str, _Lease] = {}  # by agent id
         self.running: dict[str, dict[str, TaskRequest]] = {}  # agent id -> task id -> task
         self.tasks: dict[str, TaskRequest] = {}  # every submitted task not yet terminal
         self.last_failures: dict[str, tuple[Any, ...]] = {}
         self.disabled_hosts: set[str] = set()  # hostnames that get no new tasks (autoscaler drains)
+        self._where: dict[str, str] = {}  # task id -> agent id, for launched tasks
+        self._names: dict[str, str] = {}  # hostname -> the agent id that offered it last
+        self._capacities: dict[str, dict[str, float]] = {}  # agent id -> capacity given by `set_capacity`
         self._wake = asyncio.Event()
         self._suppressed = False
+        self._filtered = False  # offers were declined with a filter since the last revive
         self._driver: SchedulerDriver | None = None
+        self._retry_at: float | None = None
 
     # ------------------------------------------------------------------ the framework author's side
     def submit(self, *tasks: TaskRequest) -> None:
         for task in tasks:
+            if not isinstance(task, TaskRequest):
+                raise TypeError(f"submit takes TaskRequests, not {type(task).__name__}")
             if task.id in self.tasks:
                 raise ValueError(f"task {task.id} was already submitted")
+        for task in tasks:
             self.tasks[task.id] = task
             self.queue.add(task)
-        if self._suppressed and self._driver is not None:
-            self._driver.revive()
-            self._suppressed = False
+        self.metrics.queued = len(self.queue)
+        if (self._suppressed or self._filtered) and self._driver is not None:
+            self._driver.revive()  # also lifts the filters of declined offers: the new tasks may fit there
+            self._suppressed = self._filtered = False
         self._wake.set()
 
     def kill(self, task_id: str) -> None:
-        """Kill a launched task, or drop a queued one."""
-        self.queue.remove(task_id)
-        for agent_id, tasks in self.running.items():
-            if task_id in tasks and self._driver is not None:
+        """Kill a launched task, or drop a queued one: it then ends at once with TASK_KILLED (reported to
+        `on_update`, with no agent id) and its id may be submitted again."""
+        agent_id = self._where.get(task_id)
+        if agent_id is not None:
+            if self._driver is not None:
                 self._driver.kill(task_id, agent_id)
+            return
+        task = self.tasks.pop(task_id, None)
+        if task is None:
+            return
+        self.queue.remove(task_id)
+        self.metrics.queued = len(self.queue)
+        self._report(task, tpb.TaskStatus(task_id=task_id, state=tpb.TASK_KILLED, message="killed before launch"))
+
+    def set_capacity(self, agent_id: str, totals: Mapping[str, float]) -> None:
+        """An agent's real capacity (e.g. from the master's operator API), per resource name (`ports`: how many):
+        used for `Host.total_*` and the cluster totals instead of what its offers showed."""
+        for name, amount in totals.items():
+            if isinstance(amount, bool) or not isinstance(amount, int | float) or not amount >= 0:
+                raise ValueError(f"agent {agent_id}: capacity of {name} must be a number >= 0, not {amount!r}")
+        capacity = {k: float(v) for k, v in totals.items()}
+        self._capacities[agent_id] = capacity  # for an agent not seen yet: taken when it first offers
+        agent = self.agents.get(agent_id)
+        if agent is not None:
+            agent.capacity = dict(capacity)
 
     def pending(self) -> int:
         return len(self.queue)
@@ -197,6 +325,7 @@ class PlacementScheduler(Scheduler):
         driver.reconcile()
         if len(self.queue):
             driver.revive()
+            self._suppressed = self._filtered = False
 
     async def disconnected(self, driver: SchedulerDriver) -> None:
         self.leases.clear()  # offers do not survive the subscription
@@ -205,87 +334,190 @@ class PlacementScheduler(Scheduler):
         self._driver = driver
         now = self.clock()
         for offer in offers:
+            hostname = offer.hostname or offer.agent_id
+            agent = self.agents.get(offer.agent_id)
+            if agent is None:
+                agent = self.agents[offer.agent_id] = AgentInfo(offer.agent_id, hostname, _attributes(offer), now)
+                given = self._capacities.get(offer.agent_id)
+                agent.capacity = dict(given) if given is not None else None
+            else:
+                agent.hostname, agent.attributes, agent.seen_at = hostname, _attributes(offer), now
+            self._supersede(driver, agent)
             lease = self.leases.get(offer.agent_id)
             if lease is None:
-                lease = self.leases[offer.agent_id] = _Lease(
-                    offer.hostname or offer.agent_id, offer.agent_id, _attributes(offer)
-                )
+                lease = self.leases[offer.agent_id] = _Lease(offer.agent_id)
             lease.offers[offer.id] = offer
             lease.received[offer.id] = now
+            self._observe(agent)
         self._wake.set()
 
     async def offer_rescinded(self, driver: SchedulerDriver, offer_id: str) -> None:
-        for lease in self.leases.values():
+        for agent_id, lease in list(self.leases.items()):
             lease.offers.pop(offer_id, None)
             lease.received.pop(offer_id, None)
+            if not lease.offers:
+                del self.leases[agent_id]
+
+    async def agent_lost(self, driver: SchedulerDriver, agent_id: str) -> None:
+        """The agent is gone: forget it (its tasks end with their own status updates)."""
+        self.leases.pop(agent_id, None)
+        agent = self.agents.pop(agent_id, None)
+        if agent is not None and self._names.get(agent.hostname) == agent_id:
+            del self._names[agent.hostname]
+        self._wake.set()
 
     async def status_update(self, driver: SchedulerDriver, status: tpb.TaskStatus) -> None:
         task = self.tasks.get(status.task_id)
         if status.state in TERMINAL:
+            agent_id = self._where.pop(status.task_id, None)
             for tasks in self.running.values():
                 tasks.pop(status.task_id, None)
+            if agent_id is not None and not self.running.get(agent_id):
+                self.running.pop(agent_id, None)
+                agent = self.agents.get(agent_id)
+                if agent is not None and self._names.get(agent.hostname, agent_id) != agent_id:
+                    del self.agents[agent_id]  # superseded by a newer agent on its host, and now empty
             if task is not None:
                 del self.tasks[status.task_id]
+                if agent_id is None:
+                    self.queue.remove(task.id)  # ended without our launch (reconciliation): not queued any more
                 self.queue.on_finished(task)
             self._wake.set()  # freed resources may come back as offers; queued work may now fit
         elif task is not None and status.agent_id:
+            old = self._where.get(task.id)
+            if old is not None and old != status.agent_id:
+                self.running.get(old, {}).pop(task.id, None)
+            if old is None:
+                self.queue.on_assigned(task)  # running though we did not launch it (e.g. after a failover)
+            self._where[task.id] = status.agent_id
             self.running.setdefault(status.agent_id, {})[task.id] = task
+        self.metrics.queued = len(self.queue)
+        self.metrics.running = len(self._where)
         if self.on_update is not None:
             self.on_update(task, status)
 
     # ------------------------------------------------------------------ the loop
     async def run(self, driver: SchedulerDriver) -> None:
-        """The scheduling loop; run it beside `driver.run()` (see `run_framework`)."""
+        """The scheduling loop; run it beside `driver.run()` (see `run_framework`). A run that raises is logged
+        and counted (`metrics.failed_runs`, `metrics.last_error`); the loop goes on."""
         self._driver = driver
         while True:
-            # Idle hosts are counted even when nothing happens, for an attached autoscaler.
-            idle_wait = 1.0 if self.after_run is not None else self.lease_expiry / 2
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), idle_wait)
+                await asyncio.wait_for(self._wake.wait(), self.next_wake(self.clock()))
             self._wake.clear()
             if driver.subscribed.is_set():
-                self.schedule_once(driver)
+                self.run_once(driver)
+            else:
+                self._retry_at = None  # nothing to retry until subscribed again (offers and tasks wake the loop)
             await asyncio.sleep(self.loop_interval)  # coalesce: offers and tasks arriving meanwhile join
 
+    def next_wake(self, now: float) -> float:
+        """Seconds until the loop must run even if nothing arrives: the next lease expiry, the next delayed task
+        becoming ready, the retry after a failed run, or, at the latest, 1 s with an autoscaler attached (it counts
+        idle hosts) or half the lease expiry without."""
+        wait = 1.0 if self.after_run is not None else self.lease_expiry / 2
+        deadlines = [at + self.lease_expiry for lease in self.leases.values() for at in lease.received.values()]
+        if self._retry_at is not None:
+            deadlines.append(self._retry_at)
+        next_ready_at = getattr(self.queue, "next_ready_at", None)
+        if next_ready_at is not None:
+            ready_at = next_ready_at(now)
+            if ready_at is not None:
+                deadlines.append(ready_at)
+        if deadlines:
+            wait = min(wait, max(0.0, min(deadlines) - now) + _WAKE_SLACK)
+        return wait
+
+    def run_once(self, driver: SchedulerDriver) -> SchedulingResult | None:
+        """`schedule_once`, but an exception is logged and counted instead of raised."""
+        try:
+            result = self.schedule_once(driver)
+        except Exception as e:
+            self._retry_at = self.clock() + self.retry_interval
+            self.metrics.failed_runs += 1
+            self.metrics.last_error = f"{type(e).__name__}: {e}"
+            log.exception("scheduling run failed", error=self.metrics.last_error, queued=len(self.queue))
+            return None
+        self._retry_at = None
+        return result
+
     def hosts(self) -> list[Host]:
+        """What a run sees: one `Host` per hostname for every agent with offers or with tasks of ours running
+        (``offers=()`` when it has none). Two agents with one hostname (an agent that came back under a new id):
+        the one that offered last is the host, with the tasks of both."""
+        shown = set(self.leases) | {agent_id for agent_id, tasks in self.running.items() if tasks}
+        by_name: dict[str, list[AgentInfo]] = {}
+        for agent_id in shown:
+            agent = self.agents.get(agent_id)
+            if agent is not None:  # tasks on an agent never seen in an offer: its name and attributes are unknown
+                by_name.setdefault(agent.hostname, []).append(agent)
         out = []
-        for lease in self.leases.values():
-            if not lease.offers:
-                continue
+        for hostname in sorted(by_name):
+            agents = sorted(by_name[hostname], key=lambda a: (a.seen_at, a.agent_id))
+            current = agents[-1]
+            lease = self.leases.get(current.agent_id)
+            offers = tuple(_slice(o, lease.received[o.id]) for o in lease.offers.values()) if lease else ()
+            running = tuple(_running(t) for a in agents for t in self.running.get(a.agent_id, {}).values())
+            totals = current.totals()
+            scalars = {k: v for k, v in totals.items() if k not in KNOWN_SCALARS and k != "ports"}
             out.append(
                 Host(
-                    hostname=lease.hostname,
-                    agent_id=lease.agent_id,
-                    attributes=lease.attributes,
-                    offers=tuple(_slice(o, lease.received[o.id]) for o in lease.offers.values()),
-                    running=tuple(_running(t) for t in self.running.get(lease.agent_id, {}).values()),
-                    disabled=lease.hostname in self.disabled_hosts,
+                    hostname=hostname,
+                    agent_id=current.agent_id,
+                    attributes=current.attributes,
+                    offers=offers,
+                    running=running,
+                    total_cpus=totals.get("cpus"),
+                    total_mem=totals.get("mem"),
+                    total_disk=totals.get("disk"),
+                    total_network=totals.get("network"),
+                    total_scalars=scalars or None,
+                    disabled=hostname in self.disabled_hosts,
                 )
             )
+        return out
+
+    def totals(self) -> dict[str, float]:
+        """The cluster's resources: every known agent's capacity added up (one agent per hostname)."""
+        current: dict[str, AgentInfo] = {}
+        for agent in self.agents.values():
+            other = current.get(agent.hostname)
+            if other is None or (agent.seen_at, agent.agent_id) > (other.seen_at, other.agent_id):
+                current[agent.hostname] = agent
+        out: dict[str, float] = {}
+        for agent in current.values():
+            for name, amount in agent.totals().items():
+                out[name] = out.get(name, 0.0) + amount
         return out
 
     def schedule_once(self, driver: SchedulerDriver) -> SchedulingResult | None:
         now = self.clock()
         self._expire_leases(driver, now)
-        ready = self.queue.ready(now)
+        set_total = getattr(self.queue, "set_total", None)
+        if self.queue_totals and set_total is not None and self.agents:
+            set_total(self.totals())
         hosts = self.hosts()
-        if not ready:
+        self.metrics.queued = len(self.queue)
+        if not len(self.queue):
             if self.after_run is not None:
                 # An autoscaler watches the hosts: keep their leases (they are given back as they expire and come
                 # again), so that idle hosts stay visible and can be counted and drained.
                 self.after_run(SchedulingResult((), {}), hosts)
-            elif hosts and not len(self.queue):
+            elif self.leases:
                 # Nothing to do: give every offer back for a long while and stop receiving them.
                 self._decline_all(driver, self.idle_decline_seconds)
                 driver.suppress()
                 self._suppressed = True
             return None
-        if not hosts:
+        result = self._place(hosts, now) if self.leases else None
+        if result is None:  # nothing ready, or nothing offered
+            if self.after_run is not None:
+                self.after_run(SchedulingResult((), {}), hosts)
+            else:
+                self._decline_unusable(driver)
             return None
-        started = time.perf_counter()
-        result = self.engine.schedule(ready, hosts)
         self.metrics.runs += 1
-        self.metrics.last_run_ms = (time.perf_counter() - started) * 1000
+        self.metrics.last_run_ms = result.elapsed_ms
         self._launch(driver, result)
         self.metrics.unplaced_last_run = len(result.failures)
         self.last_failures = dict(result.failures)
@@ -293,9 +525,32 @@ class PlacementScheduler(Scheduler):
             for f in failures:
                 key = f"{f.kind}:{f.name}"
                 self.metrics.failures_by_reason[key] = self.metrics.failures_by_reason.get(key, 0) + 1
+        self.metrics.queued = len(self.queue)
+        self.metrics.running = len(self._where)
         if self.after_run is not None:
             self.after_run(result, hosts)
+        else:
+            self._decline_unusable(driver)
         return result
+
+    def _place(self, hosts: list[Host], now: float) -> SchedulingResult | None:
+        """One engine run over the ready tasks (None: none is ready). With an engine that runs task by task and
+        a queue that plans, each task's place in the order follows from where the tasks before it really went."""
+        start: Callable[[Sequence[Host]], EngineRun] | None = getattr(self.engine, "start", None)
+        plan_of: Callable[[float], Plan] | None = getattr(self.queue, "plan", None)
+        if start is None or plan_of is None:
+            ready = self.queue.ready(now)
+            return self.engine.schedule(ready, hosts) if ready else None
+        plan = plan_of(now)
+        task = next(plan, None)
+        if task is None:
+            return None
+        run = start(hosts)
+        while task is not None:
+            if run.place(task) is not None:
+                plan.assign(task)
+            task = next(plan, None)
+        return run.result()
 
     def _launch(self, driver: SchedulerDriver, result: SchedulingResult) -> None:
         by_agent: dict[str, list[Assignment]] = {}
@@ -312,9 +567,17 @@ class PlacementScheduler(Scheduler):
                 except ValueError as e:
                     log.error("task cannot be launched", task_id=a.task.id, error=str(e))
                     self.queue.remove(a.task.id)
+                    self.tasks.pop(a.task.id, None)
+                    self._report(
+                        a.task, tpb.TaskStatus(task_id=a.task.id, state=tpb.TASK_ERROR, message=f"not launched: {e}")
+                    )
                     continue
                 self.queue.on_assigned(a.task)
                 self.running.setdefault(agent_id, {})[a.task.id] = a.task
+                self._where[a.task.id] = agent_id
+            if not infos:
+                driver.decline(list(lease.offers), refuse_seconds=0)
+                continue
             self.metrics.assigned += len(infos)
             self.metrics.launched_accepts += 1
             # What the tasks leave unused returns now, to be offered again soon for the rest of the queue.
@@ -334,12 +597,91 @@ class PlacementScheduler(Scheduler):
             if not lease.offers:
                 del self.leases[lease.agent_id]
 
+    def _decline_unusable(self, driver: SchedulerDriver) -> None:
+        """Decline, with `unusable_decline_seconds`, every lease that no queued task could use even if all our
+        tasks on that agent ended (see the module docstring)."""
+        if not self.leases:
+            return
+        shapes = _minimal_shapes(t for tid, t in self.tasks.items() if tid not in self._where)
+        ids: list[str] = []
+        for agent_id, lease in list(self.leases.items()):
+            room = _lease_room(lease)
+            for task in self.running.get(agent_id, {}).values():
+                for name, amount in demand(task).items():
+                    room[name] = room.get(name, 0.0) + amount
+            if any(all(amount <= room.get(name, 0.0) + 1e-9 for name, amount in shape) for shape in shapes):
+                continue
+            ids.extend(lease.offers)
+            del self.leases[agent_id]
+        if ids:
+            driver.decline(ids, refuse_seconds=self.unusable_decline_seconds)
+            self.metrics.declined_offers += len(ids)
+            if self.unusable_decline_seconds > 0:
+                self._filtered = True
+
     def _decline_all(self, driver: SchedulerDriver, refuse_seconds: float) -> None:
         ids = [oid for lease in self.leases.values() for oid in lease.offers]
         if ids:
             driver.decline(ids, refuse_seconds=refuse_seconds)
             self.metrics.declined_offers += len(ids)
         self.leases.clear()
+
+    def _supersede(self, driver: SchedulerDriver, agent: AgentInfo) -> None:
+        """Another agent id under this agent's hostname is an older registration: its offers go back, and it is
+        forgotten once none of our tasks runs there (until then `hosts()` counts its tasks on this host)."""
+        previous = self._names.get(agent.hostname)
+        self._names[agent.hostname] = agent.agent_id
+        other = self.agents.get(previous) if previous is not None else None
+        if other is not None and other.agent_id != agent.agent_id and other.hostname == agent.hostname:
+            log.warning("agent superseded", hostname=agent.hostname, old=other.agent_id, new=agent.agent_id)
+            lease = self.leases.pop(other.agent_id, None)
+            if lease is not None:
+                driver.decline(list(lease.offers), refuse_seconds=self.decline_seconds)
+                self.metrics.declined_offers += len(lease.offers)
+            if not self.running.get(other.agent_id):
+                del self.agents[other.agent_id]
+
+    def _observe(self, agent: AgentInfo) -> None:
+        """Note what the agent shows now (its lease plus our tasks there); `seen` keeps the most of each."""
+        lease = self.leases.get(agent.agent_id)
+        now = _lease_room(lease) if lease is not None else {}
+        for task in self.running.get(agent.agent_id, {}).values():
+            for name, amount in demand(task).items():
+                now[name] = now.get(name, 0.0) + amount
+        seen = agent.seen
+        for name, amount in now.items():
+            if amount > seen.get(name, 0.0):
+                seen[name] = amount
+
+    def _report(self, task: TaskRequest, status: tpb.TaskStatus) -> None:
+        self.metrics.queued = len(self.queue)
+        if self.on_update is not None:
+            self.on_update(task, status)
+
+
+def _lease_room(lease: _Lease) -> dict[str, float]:
+    """What a lease's offers hold, per resource (`ports`: how many)."""
+    room: dict[str, float] = {}
+    for offer in lease.offers.values():
+        res = Resources.from_proto(offer.resources)
+        for name, amount in res.scalars().items():
+            room[name] = room.get(name, 0.0) + amount
+        ports = sum(hi - lo + 1 for lo, hi in res.ranges("ports"))
+        if ports:
+            room["ports"] = room.get("ports", 0.0) + ports
+    return room
+
+
+def _minimal_shapes(tasks: Iterable[TaskRequest]) -> list[tuple[tuple[str, float], ...]]:
+    """The distinct demands of the tasks, less those that ask at least as much as another in every resource
+    (whatever fits one of those fits a smaller one)."""
+    shapes = sorted({tuple(sorted(demand(t).items())) for t in tasks}, key=lambda s: (len(s), s))
+    out: list[tuple[tuple[str, float], ...]] = []
+    for shape in shapes:
+        asked = dict(shape)
+        if not any(all(asked.get(name, 0.0) >= amount for name, amount in small) for small in out):
+            out.append(shape)
+    return out
 
 
 def _attributes(offer: spb.Offer) -> dict[str, str]:
@@ -362,8 +704,6 @@ def _slice(offer: spb.Offer, received_at: float) -> OfferSlice:
 
 
 def _running(task: TaskRequest) -> RunningTask:
-    from scheduler_sdk.placement.constraints import ExclusiveHost
-
     return RunningTask(
         exclusive=any(isinstance(c, ExclusiveHost) for c in task.hard_constraints),
         id=task.id,
@@ -388,16 +728,20 @@ async def run_framework(
     **driver_options: Any,
 ) -> None:
     """Run the driver and the scheduling loop together until `until` is set (or forever), then stop the driver
-    (tearing the framework down by default). Raises the driver's `DriverError`, or TimeoutError after `timeout`."""
+    (tearing the framework down by default). Raises the driver's `DriverError`, whatever ended the scheduling loop
+    (a run that fails is only logged: this is for the loop itself dying), or TimeoutError after `timeout`."""
     driver = SchedulerDriver(master, framework, scheduler, **driver_options)
     runner = asyncio.create_task(driver.run())
     loop = asyncio.create_task(scheduler.run(driver))
     done_waiter = asyncio.create_task(until.wait()) if until is not None else None
     try:
-        waiting = [runner] + ([done_waiter] if done_waiter is not None else [])
+        waiting = [runner, loop] + ([done_waiter] if done_waiter is not None else [])
         finished, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if runner in finished:
             runner.result()  # the driver's error, if any
+        elif loop in finished:
+            loop.result()  # the loop's error
+            raise RuntimeError("the scheduling loop ended")
         elif not finished:
             raise TimeoutError(f"not done after {timeout} s")
     finally:
@@ -405,7 +749,7 @@ async def run_framework(
             if t is not None:
                 t.cancel()
         driver.stop(teardown=teardown)
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await loop
         if not runner.done() or not runner.cancelled():
             with contextlib.suppress(Exception):

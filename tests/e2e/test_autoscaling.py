@@ -92,6 +92,9 @@ async def test_a_burst_scales_up_then_idle_agents_are_drained_without_killing_ru
             what="two releases recorded",
         )
         assert len(await _active(master)) == 2  # max_idle 1, plus the one running `long`
+        # never above max_size: the first agent plus every agent the autoscaler started
+        assert 1 + sum(a.count for a in autoscaler.history if a.kind == "scale_up" and not a.error) <= 4
+        assert scheduler.metrics.failed_runs == 0
     finally:
         stop.set()
         with contextlib.suppress(Exception):

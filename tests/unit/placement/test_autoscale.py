@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aiomesos.v1 import resources_pb2 as rpb
+from aiomesos.v1 import scheduler_pb2 as spb
+from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk.driver import SchedulerDriver
 from scheduler_sdk.placement.autoscale import Action, Autoscaler, AutoscaleRule, natural_key
 from scheduler_sdk.placement.constraints import AttributeValue, UniqueByAttribute
+from scheduler_sdk.placement.engine import PlacementEngine
 from scheduler_sdk.placement.model import (
     Assignment,
     Failure,
@@ -22,6 +28,8 @@ from scheduler_sdk.placement.model import (
     TaskRequest,
 )
 from scheduler_sdk.placement.providers import CallbackProvider, ClusterProvider, ProviderPerGroup
+from scheduler_sdk.placement.service import PlacementScheduler
+from scheduler_sdk.resources import Resources
 
 
 class Clock:
@@ -447,16 +455,45 @@ def test_property_never_releases_a_busy_host_and_keeps_within_min_and_max_size(
     asyncio.run(_simulate(rule, data))
 
 
+class NullDriver:
+    """Takes the calls a PlacementScheduler makes while it is only fed offers and status updates."""
+
+    def decline(self, offer_ids: Sequence[str], refuse_seconds: float | None = None) -> None:
+        pass
+
+    def revive(self) -> None:
+        pass
+
+
+def agent_offer(oid: str, name: str, zone: str, cpus: float) -> spb.Offer:
+    attributes = [
+        rpb.Attribute(name=k, type=rpb.Value.TEXT, text=rpb.Value.Text(value=v))
+        for k, v in (("asg", "g"), ("zone", zone))
+    ]
+    resources = Resources.of(cpus=cpus, mem=4096).to_proto()
+    return spb.Offer(id=oid, agent_id=f"id-{name}", hostname=name, resources=resources, attributes=attributes)
+
+
 async def _simulate(rule: AutoscaleRule, data: st.DataObject) -> None:
+    """The hosts come from a real PlacementScheduler fed offers and status updates, as in production: an idle host
+    always has an offer (with an autoscaler attached, leases are kept until they expire and come straight back),
+    a busy host often has none (all its resources used, or its offers declined). The autoscaler forgets a host it
+    has not seen for 10 s, and the clock moves by up to 30 s between evaluations."""
     clock = Clock()
     provider = FakeProvider()
-    a = Autoscaler([rule], "asg", provider, clock, launch_timeout=1e9, forget_after=1e9)
+    a = Autoscaler([rule], "asg", provider, clock, launch_timeout=1e9, forget_after=10)
+    sched = PlacementScheduler(PlacementEngine(), clock=clock)
+    a.attach(sched)
+    driver = cast(SchedulerDriver, NullDriver())
     zones = "abc"
     # the model: hosts that exist (name -> zone, running tasks, small?), hosts starting (not visible yet)
     present: dict[str, tuple[str, int, bool]] = {}
     for i in range(data.draw(st.integers(0, 7), label="initial hosts")):
         present[f"h{i}"] = (zones[i % 3], data.draw(st.integers(0, 2)), data.draw(st.booleans()) and i % 4 == 0)
     starting: list[str] = []
+    task_ids: dict[str, list[str]] = {}
+    offered: set[str] = set()
+    serial = 0
     for _ in range(data.draw(st.integers(1, 8), label="evaluations")):
         clock.now += data.draw(st.sampled_from([0.0, 1.0, 5.0, 30.0]))
         # some starting hosts show up; tasks come and go, even on disabled hosts (a run racing the disable)
@@ -467,17 +504,32 @@ async def _simulate(rule: AutoscaleRule, data: st.DataObject) -> None:
         for name, (zone, running, small) in list(present.items()):
             delta = data.draw(st.sampled_from([0, 0, 1, -1]))
             present[name] = (zone, max(0, running + delta), small)
-        view = a.mark_disabled(
-            [
-                Host(
-                    name,
-                    attributes={"asg": "g", "zone": zone},
-                    offers=(OfferSlice(f"{name}-o", cpus=0.5 if small else 4, mem=4096),),
-                    running=tuple(RunningTask(f"{name}-{k}", cpus=1) for k in range(running)),
+        # what the scheduler learns: offers, and status updates of the tasks that start and end
+        for name, (zone, running, small) in sorted(present.items()):
+            agent = f"id-{name}"
+            cpus = 0.5 if small else 4
+            serial += 1
+            if agent not in offered:  # an agent is first known from its first offer
+                offered.add(agent)
+                await sched.offers(driver, [agent_offer(f"{name}-o{serial}", name, zone, cpus)])
+            ids = task_ids.setdefault(name, [])
+            while len(ids) < running:
+                serial += 1
+                tid = f"{name}-t{serial}"
+                sched.submit(TaskRequest(tid, cpus=1))
+                await sched.status_update(driver, tpb.TaskStatus(task_id=tid, state=tpb.TASK_RUNNING, agent_id=agent))
+                ids.append(tid)
+            while len(ids) > running:
+                await sched.status_update(
+                    driver, tpb.TaskStatus(task_id=ids.pop(), state=tpb.TASK_FINISHED, agent_id=agent)
                 )
-                for name, (zone, running, small) in sorted(present.items())
-            ]
-        )
+            lease = sched.leases.get(agent)
+            for oid in list(lease.offers) if lease is not None else []:
+                await sched.offer_rescinded(driver, oid)
+            if running == 0 or data.draw(st.booleans(), label=f"{name} has an offer"):
+                await sched.offers(driver, [agent_offer(f"{name}-o{serial}", name, zone, cpus)])
+        view = sched.hosts()
+        assert {h.hostname for h in view} == set(present)  # busy hosts without an offer too
         busy = {h.hostname for h in view if data.draw(st.integers(0, 9)) == 0}
         unplaced = tasks(data.draw(st.sampled_from([0, 0, 0, 1, 2, 6])), data.draw(st.sampled_from([1, 3, 5])))
         draining_before = set(a.disabled)
@@ -494,6 +546,7 @@ async def _simulate(rule: AutoscaleRule, data: st.DataObject) -> None:
                 for name in act.hostnames:
                     assert by_name[name].disabled and name in draining_before
                     del present[name]
+                    await sched.agent_lost(driver, f"id-{name}")
             if act.kind == "scale_up":
                 up += act.count
                 starting.extend(act.hostnames)

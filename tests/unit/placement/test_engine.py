@@ -340,3 +340,24 @@ def test_running_exclusive_tasks_hold_their_host_in_later_runs() -> None:
         r = PlacementEngine(fast_path=fast).schedule([TaskRequest("t", cpus=1), TaskRequest("u", cpus=4)], hosts)
         assert placed(r) == {"t": "b"}
         assert r.failures["u"][0] == Failure("a", "constraint", "exclusive_host", "held exclusively by task r")
+
+
+@pytest.mark.parametrize("fitness", [BinPacking("cpus"), Weighted({BinPacking("cpus"): 1})])
+def test_a_run_fed_task_by_task_gives_what_schedule_gives(fitness):
+    hosts = [host("h1", cpus=2, zone="a"), host("h2", cpus=3, zone="b"), host("h3", cpus=1, zone="a")]
+    tasks = [
+        TaskRequest("a", cpus=1, group="g", hard_constraints=(UniqueByAttribute("zone"),)),
+        TaskRequest("b", cpus=2),
+        TaskRequest("c", cpus=1, group="g", hard_constraints=(UniqueByAttribute("zone"),)),
+        TaskRequest("d", cpus=4),
+    ]
+    engine = PlacementEngine(fitness)
+    run = engine.start(hosts)
+    outcomes = [run.place(t) for t in tasks]
+    result = run.result()
+    assert same(result, engine.schedule(tasks, hosts))
+    # a: h3 fills up exactly (1/1 beats h1 1/2, h2 1/3); b: h1 (2/2); c: zone a holds a, so h2; d: nowhere
+    assert [a.hostname if a else None for a in outcomes] == ["h3", "h1", "h2", None]
+    assert run.failures("d") == result.failures["d"] and run.failures("a") is None
+    with pytest.raises(ValueError, match="task id 'a' appears twice in one run"):
+        run.place(tasks[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -250,6 +251,51 @@ def test_fast_path_equals_reference_path(hosts, tasks, kwargs, perm):
     shuffled = list(hosts)
     perm.shuffle(shuffled)
     assert outcome(PlacementEngine(**kwargs).schedule(tasks, shuffled)) == outcome(fast)
+
+
+class _FreeMemOverTotal:
+    """A plugin calculator that declares it depends on the task's shape only."""
+
+    name = "free-mem"
+    by_shape = True
+
+    def __call__(self, task, host) -> float:
+        total = host.total("mem")
+        return (host.free("mem") - task.mem) / total if total > 0 else 0.0
+
+
+BY_SHAPE = [Weighted({BinPacking("cpus"): 1, Spread("mem"): 2}), Weighted({BinPacking("cpus"): 1}), _FreeMemOverTotal()]
+
+
+@settings(max_examples=150 * EXAMPLES, deadline=None)
+@given(hosts=hosts_st(), tasks=tasks_st(), kwargs=engine_kwargs(BY_SHAPE), perm=st.randoms(use_true_random=False))
+def test_per_shape_index_equals_the_scan(hosts, tasks, kwargs, perm):
+    # The index is used without max_hosts_examined (with it both take the rotating scan). Repeat shapes so that
+    # the index is reused after assignments changed hosts.
+    kwargs = {**kwargs, "max_hosts_examined": None}
+    tasks = tasks + [replace(t, id=t.id + "-again") for t in tasks]
+    fast = PlacementEngine(**kwargs).schedule(tasks, hosts)
+    scan = PlacementEngine(**kwargs, fast_path=False).schedule(tasks, hosts)
+    assert outcome(fast) == outcome(scan)
+    shuffled = list(hosts)
+    perm.shuffle(shuffled)
+    assert outcome(PlacementEngine(**kwargs).schedule(tasks, shuffled)) == outcome(fast)
+
+
+@settings(max_examples=150 * EXAMPLES, deadline=None)
+@given(
+    hosts=hosts_st(),
+    tasks=tasks_st(),
+    fitness=st.sampled_from(BY_SHAPE),
+    good_enough=st.sampled_from([0.0, 0.3, 0.5, 0.6, 0.9, 1.0]),
+)
+def test_per_shape_index_with_good_enough_equals_the_rotating_scan(hosts, tasks, fitness, good_enough):
+    # Without soft constraints: the first host from the cursor on reaching good_enough, found through the index.
+    tasks = [replace(t, soft_constraints=()) for t in tasks]
+    tasks = tasks + [replace(t, id=t.id + "-again") for t in tasks]
+    fast = PlacementEngine(fitness, good_enough=good_enough).schedule(tasks, hosts)
+    scan = PlacementEngine(fitness, good_enough=good_enough, fast_path=False).schedule(tasks, hosts)
+    assert outcome(fast) == outcome(scan)
 
 
 @settings(max_examples=100 * EXAMPLES, deadline=None)

@@ -136,6 +136,37 @@ def test_a_task_not_assigned_does_not_raise_its_buckets_share() -> None:
     assert ids(q.pending()) == ["a1"]
 
 
+def test_a_plan_orders_by_what_the_caller_placed_and_leaves_the_queue_alone() -> None:
+    q = TaskQueue()
+    add_drf_example(q)
+    plan = q.plan(0.0)
+    seen = []
+    for task in plan:
+        seen.append(task.id)
+        if task.id != "a1":  # a1 cannot be placed
+            plan.assign(task)
+    # A stays at 0 after a1: a2 (older head than b1), b1, a3 (4/18 < 6/18), b2, a4 (8/18 < 12/18), a tie at 12/18
+    # goes to the older head a5, then B alone. next_batch (every task counted) would give DRF_ORDER.
+    assert seen == ["a1", "a2", "b1", "a3", "b2", "a4", "a5", "b3", "b4", "b5"]
+    assert len(q) == 10 and q.usage("A") == {} and q.running() == 0
+    with pytest.raises(TypeError, match=r"assign\(\) is for passes made by TaskQueue\.plan"):
+        q.order(0.0).assign(t("a1", bucket="A"))
+
+
+def test_a_plan_holds_a_task_over_its_cap_by_what_was_assigned() -> None:
+    q = TaskQueue({"cpus": 10})
+    q.set_bucket("x", cap={"cpus": 2})
+    for name in ("x1", "x2", "x3"):
+        q.add(t(name, bucket="x", cpus=1))
+    plan = q.plan(0.0)
+    first = next(plan)
+    assert first.id == "x1"  # not placed: no usage noted
+    second = next(plan)
+    plan.assign(second)
+    assert [task.id for task in plan] == ["x3"]  # x2 + x3 = 2: within the cap
+    assert plan.held == {}
+
+
 def test_usage_changes_between_picks_are_seen_by_a_live_pass() -> None:
     q = TaskQueue({"cpus": 10})
     q.on_assigned(t("ra", bucket="A", cpus=5))
