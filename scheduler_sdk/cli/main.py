@@ -295,10 +295,19 @@ async def cmd_run(args: argparse.Namespace) -> int:
         agent = f" on agent {record.agent_id}" + (f" ({record.hostname})" if record.hostname else "")
         print(f"{record.spec.task_id}  {state_name(status.state)}{agent}{extra}{why}", flush=True)
 
+    def on_waiting(record: TaskRecord, why: str) -> None:
+        print(f"{record.spec.task_id}  waiting: no offered agent can take it yet: {why}", flush=True)
+
     shown = command if isinstance(command, str) else shlex.join(command)
     print(f"running {shown!r} as {args.instances} task(s) on {args.master}", flush=True)
     scheduler = await run_batch(
-        args.master, specs, name=args.name, role=args.role, on_update=on_update, timeout=args.timeout
+        args.master,
+        specs,
+        name=args.name,
+        role=args.role,
+        on_update=on_update,
+        on_waiting=on_waiting,
+        timeout=args.timeout,
     )
     return scheduler.exit_code()
 

@@ -13,7 +13,7 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.driver import SchedulerDriver
 from scheduler_sdk.placement.engine import PlacementEngine
 from scheduler_sdk.placement.fitness import BinPacking
-from scheduler_sdk.placement.model import Assignment, SchedulingResult, TaskRequest
+from scheduler_sdk.placement.model import Assignment, Failure, SchedulingResult, TaskRequest
 from scheduler_sdk.placement.service import Engine, PlacementScheduler, run_framework
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import TERMINAL_STATES as TERMINAL
@@ -89,6 +89,7 @@ class BatchScheduler(PlacementScheduler):
         specs: Sequence[TaskSpec],
         *,
         on_update: Callable[[TaskRecord, tpb.TaskStatus], None] | None = None,
+        on_waiting: Callable[[TaskRecord, str], None] | None = None,
         engine: Engine | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -103,11 +104,25 @@ class BatchScheduler(PlacementScheduler):
         )
         self.records = {s.task_id: TaskRecord(s) for s in specs}
         self.user_update = on_update
+        # Told once per task, the first time no offered host could take it, with the engine's reasons: a task
+        # that asks for more than any agent has would otherwise wait in silence.
+        self.on_waiting = on_waiting
+        self._waiting_told: set[str] = set()
         self.done = asyncio.Event()
         self.first_failure: TaskRecord | None = None
         self.submit(*(TaskRequest(s.task_id, cpus=s.cpus, mem=s.mem, disk=s.disk, payload=s) for s in specs))
         if not specs:
             self.done.set()
+
+    def schedule_once(self, driver: SchedulerDriver) -> SchedulingResult | None:
+        result = super().schedule_once(driver)
+        if result is not None and self.on_waiting is not None:
+            for task_id, failures in result.failures.items():
+                record = self.records.get(task_id)
+                if record is not None and failures and task_id not in self._waiting_told:
+                    self._waiting_told.add(task_id)
+                    self.on_waiting(record, why_unplaced(failures))
+        return result
 
     def _launch(self, driver: SchedulerDriver, result: SchedulingResult) -> None:
         now = self.clock()
@@ -147,6 +162,13 @@ class BatchScheduler(PlacementScheduler):
         return failure.exit_code if failure.exit_code else 1
 
 
+def why_unplaced(failures: Sequence[Failure], hosts: int = 3) -> str:
+    """One line from the engine's reasons: the first few hosts, what each lacked."""
+    parts = [f"{f.hostname}: {f.name} {f.detail}".strip() for f in failures[:hosts]]
+    more = f" (and {len(failures) - hosts} more hosts)" if len(failures) > hosts else ""
+    return "; ".join(parts) + more
+
+
 def _spec_task_info(task: TaskRequest, assignment: Assignment) -> tpb.TaskInfo:
     spec: TaskSpec = task.payload
     return spec.task_info(assignment.agent_id)
@@ -159,11 +181,12 @@ async def run_batch(
     name: str = "batch",
     role: str = "",
     on_update: Callable[[TaskRecord, tpb.TaskStatus], None] | None = None,
+    on_waiting: Callable[[TaskRecord, str], None] | None = None,
     timeout: float | None = None,
     capabilities: Sequence[int] = (rpb.FrameworkInfo.Capability.TASK_KILLING_STATE,),
 ) -> BatchScheduler:
     """Run `specs` to completion as one framework, then tear it down. Raises TimeoutError after `timeout`."""
-    scheduler = BatchScheduler(specs, on_update=on_update)
+    scheduler = BatchScheduler(specs, on_update=on_update, on_waiting=on_waiting)
     # Long enough to ride out a brief disconnection; the framework is torn down when the run ends anyway.
     info = rpb.FrameworkInfo(name=name, roles=[role] if role else [], failover_timeout=30)
     for cap in capabilities:

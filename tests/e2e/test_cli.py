@@ -233,3 +233,14 @@ async def test_daemon_flags_come_from_the_environment(tmp_path: Path) -> None:
     assert proc.returncode == 0
     first = json.loads(err.decode().splitlines()[0])  # JSON logs when not on a terminal
     assert first["event"] == "master started" and first["level"] == "info"
+
+
+@pytest.mark.cgroups
+async def test_run_says_why_a_task_waits(cluster: LocalCluster) -> None:
+    """A task no agent can hold is not left waiting in silence: run names what each agent lacks."""
+    code, out, err = await aiomesos(
+        "run", "--master", cluster.master_address, "--cpus", "100", "--timeout", "3", "--", "true"
+    )
+    assert "aiomesos-run  waiting: no offered agent can take it yet: " in out, out
+    assert out.count("cpus needs 100, has 2") == 2, out  # both agents, each with its shortfall
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (code, err)
