@@ -10,6 +10,11 @@ Three layers:
   once when the task has failed `consecutive_failures` checks in a row. Its `run()` loops until cancelled or
   until it has asked for the kill.
 
+COMMAND checks run inside the task's container, as Mesos runs them: given the task's `Container`, the check
+goes through `Container.exec` (the task's cgroups, user, sandbox and environment, its pid and mount namespaces
+with `namespaces/pid`, its rlimits without cgroups). Without a container (a checker used on its own) the
+check is a plain child of the agent process in `cwd`, as the agent's user.
+
 Rules (Mesos' reference executors):
 - the first check starts `delay` after launch, the next one `interval` after the previous one ended;
 - a check that has not finished after `timeout` is aborted and counts as a failure;
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiomesos.v1 import tasks_pb2 as tpb
+from mesos_agent.containerizer import LAUNCH_FAILED_STATUS, Container, ContainerizerError, ExecProcess
 from mesos_agent.executor import command_argv
 
 HC = tpb.HealthCheck
@@ -217,7 +223,11 @@ class CheckResult:
 
 
 class HealthChecker:
-    """Runs one task's health check. `launched_at` is on `clock`'s scale (time.monotonic by default)."""
+    """Runs one task's health check. `launched_at` is on `clock`'s scale (time.monotonic by default).
+
+    `container`: the task's container, where COMMAND checks run (see the module docstring); `env` is the
+    task's environment (the check's own `environment` goes on top of it) and `cwd` its sandbox.
+    """
 
     def __init__(
         self,
@@ -230,6 +240,7 @@ class HealthChecker:
         on_kill: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        container: Container | None = None,
     ) -> None:
         self.policy = HealthPolicy.from_proto(check)
         problems = self.policy.validate()
@@ -237,6 +248,7 @@ class HealthChecker:
             raise ValueError("; ".join(problems))
         self.env = {**env, **dict(self.policy.command_env)}
         self.cwd = cwd
+        self.container = container
         self.tracker = HealthTracker(self.policy, launched_at)
         self.on_health = on_health
         self.on_kill = on_kill
@@ -286,19 +298,25 @@ class HealthChecker:
         self.last_result = result
         return result
 
+    async def _start_command(self) -> ExecProcess | asyncio.subprocess.Process:
+        if self.container is not None:
+            # Over the container's own environment (which has the GPU variables): the task's and the check's.
+            return await self.container.exec(self.policy.argv, env=self.env)
+        return await asyncio.create_subprocess_exec(
+            *self.policy.argv,
+            env=self.env,
+            cwd=self.cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, killed as a whole
+        )
+
     async def _command(self) -> CheckResult:
         p = self.policy
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *p.argv,
-                env=self.env,
-                cwd=self.cwd,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                start_new_session=True,  # its own process group, killed as a whole
-            )
-        except (OSError, ValueError) as e:
+            proc = await self._start_command()
+        except (OSError, ValueError, ContainerizerError) as e:
             return CheckResult(False, f"{p.describe()} could not start: {_error_text(e)}")
         try:
             async with asyncio.timeout(p.timeout):
@@ -307,13 +325,19 @@ class HealthChecker:
             return CheckResult(False, f"{p.describe()} timed out after {p.timeout:g}s")
         finally:
             # Whatever happened (success, timeout, cancellation), nothing of the check outlives it.
-            _kill_group(proc.pid)
+            if isinstance(proc, ExecProcess):
+                proc.kill()
+            else:
+                _kill_group(proc.pid)
             if proc.returncode is None:
                 await proc.wait()
         if code == 0:
             return CheckResult(True, f"{p.describe()} exited with status 0")
         if code < 0:
             return CheckResult(False, f"{p.describe()} was killed by {_signal_name(-code)}")
+        if code == LAUNCH_FAILED_STATUS and self.container is not None:
+            detail = f"exited with status {code} (its own, or it could not enter the task's container)"
+            return CheckResult(False, f"{p.describe()} {detail}")
         return CheckResult(False, f"{p.describe()} exited with status {code}")
 
     async def _http(self) -> CheckResult:

@@ -9,6 +9,9 @@ Typical use by the agent::
     recovered = await czr.recover_all(known_container_ids)   # id -> Container | None
     czr.cleanup_orphans()
     container = await czr.launch(LaunchSpec(..., checkpoint=True))
+    # A COMMAND health check runs inside the task's container (cgroups, user, namespaces):
+    check = await container.exec(["/bin/sh", "-c", "test -f ready"])
+    healthy = await check.wait() == 0
     termination = await container.wait()
     # ... once the terminal status update is checkpointed:
     czr.release(container.container_id)
@@ -16,6 +19,7 @@ Typical use by the agent::
 
 from ._container import LAUNCH_FAILED_STATUS, Container
 from ._containerizer import KNOWN_ISOLATORS, Containerizer
+from ._process import ExecProcess
 from ._types import ContainerizerError, LaunchError, LaunchSpec, Termination
 
 __all__ = [
@@ -24,6 +28,7 @@ __all__ = [
     "Container",
     "Containerizer",
     "ContainerizerError",
+    "ExecProcess",
     "LaunchError",
     "LaunchSpec",
     "Termination",

@@ -7,7 +7,7 @@ import contextlib
 import errno
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -15,8 +15,8 @@ import structlog
 
 from . import _runtime
 from ._cgroups import Backend, read_counter, read_pids, rmdir_tree, signal_tree, write_file
-from ._process import ExitedProcess, TaskProcess
-from ._types import LaunchSpec, Termination
+from ._process import ExecProcess, ExitedProcess, TaskProcess
+from ._types import ContainerizerError, LaunchSpec, Termination
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +42,11 @@ class Container:
     checkpointed launch the launch wrapper whose child the task is.
     ``checkpointed`` containers can be recovered by a later agent process;
     ``recovered`` is true for a container this Containerizer re-adopted
-    (``Containerizer.recover``) rather than launched.
+    (``Containerizer.recover``) rather than launched.  ``pid_namespace``:
+    the task runs in its own pid and mount namespaces.
+
+    ``exec()`` runs a short command inside the container (see
+    ``Containerizer.exec_in_container``).
     """
 
     container_id: str
@@ -50,6 +54,7 @@ class Container:
     cgroup_paths: list[Path]
     checkpointed: bool
     recovered: bool
+    pid_namespace: bool
 
     def __init__(
         self,
@@ -63,13 +68,23 @@ class Container:
         wrapped: bool = False,
         recovered: bool = False,
         posix_memory: bool = False,
+        env: dict[str, str] | None = None,
+        pid_namespace: bool = False,
+        fsize_limited: bool = False,
     ) -> None:
         self.container_id = spec.container_id
         self.pid = proc.pid
         self.cgroup_paths = paths
         self.checkpointed = status_file is not None
         self.recovered = recovered
+        self.pid_namespace = pid_namespace
         self._spec = spec
+        # The task's environment as launched (a recovered container's is not kept: {}).
+        self._env = env if env is not None else dict(spec.env)
+        # RLIMIT_FSIZE is the disk quota: a main process killed by SIGXFSZ went over it.
+        self._fsize_limited = fsize_limited
+        # Set by the Containerizer: how exec() runs a command in this container.
+        self._exec_in: Callable[..., Awaitable[ExecProcess]] | None = None
         self._proc = proc
         self._backend = backend
         self._on_done = on_done
@@ -125,6 +140,19 @@ class Container:
         self._sigkill_sent = True
         self._signal(signal.SIGKILL)
         await asyncio.shield(self._done)
+
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+    ) -> ExecProcess:
+        """Start argv inside this container: ``Containerizer.exec_in_container`` (ContainerizerError if not)."""
+        if self._exec_in is None:
+            raise ContainerizerError(f"container {self.container_id!r} cannot run commands (no containerizer)")
+        return await self._exec_in(self, argv, env=env, stdout=stdout, stderr=stderr)
 
     def stats(self) -> dict[str, float]:
         """Best-effort usage figures with Mesos ResourceStatistics names; {} once finished."""
@@ -319,6 +347,9 @@ class Container:
             return Termination(exit_code, sig, True, message, MEMORY)
         if self._limitation is not None:
             return Termination(exit_code, sig, False, self._limitation[1], self._limitation[0])
+        if sig == signal.SIGXFSZ and self._fsize_limited and self._spec.disk_mb is not None:
+            message = f"disk limit {self._spec.disk_mb:g} MiB exceeded (a file grew past it: killed by SIGXFSZ)"
+            return Termination(exit_code, sig, False, message, DISK)
         if rc is None:
             message = (
                 "exit status unknown: the task's launch wrapper ended while the agent was away without recording it"

@@ -7,7 +7,8 @@ import contextlib
 import os
 import pwd
 import shutil
-from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
+import signal
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from ._disk import disk_usage_many
 from ._process import (
     AdoptedProcess,
     AsyncioProcess,
+    ExecProcess,
     ExitedProcess,
     PidfdProcess,
     PolledProcess,
@@ -28,9 +30,19 @@ from ._process import (
     spawn_asyncio,
     spawn_posix,
 )
-from ._procfs import boot_id, boottime_ticks, process_table, running, start_time, tree_members
+from ._procfs import (
+    ProcInfo,
+    boot_id,
+    boottime_ticks,
+    pid_namespace_init,
+    process_table,
+    running,
+    session_members,
+    start_time,
+    tree_members,
+)
 from ._types import ContainerizerError, LaunchError, LaunchSpec
-from ._wrapper import env_reset_argv, tool, wrapper_argv
+from ._wrapper import env_reset_argv, exec_argv, rlimit_steps, tool, wrapper_argv
 
 if TYPE_CHECKING:
     from mesos_agent.gpus import Gpu
@@ -51,6 +63,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 }
 KNOWN_ISOLATORS: tuple[str, ...] = (*cg.CGROUP_ISOLATORS, POSIX_CPU, POSIX_MEM, *_EXTRAS, *_ALIASES)
 _OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+# How long exec_in_container waits for a just launched container's pid namespace to have its init.
+_NS_INIT_WAIT = 5.0
 
 
 def _parse_isolation(isolation: str) -> tuple[list[str], list[str], list[str], bool]:
@@ -77,7 +91,7 @@ def _parse_isolation(isolation: str) -> tuple[list[str], list[str], list[str], b
 
 
 def _check_container_id(cid: str) -> None:
-    if not cid or cid in (".", "..") or any(c in cid for c in "/\0\n"):
+    if not cid or cid in (".", "..") or any(c in cid for c in "/\0\n") or cid.startswith(_runtime.JOURNAL):
         raise LaunchError(f"container id {cid!r} is not usable as a path component")
 
 
@@ -96,17 +110,24 @@ class Containerizer:
 
     When the cgroup isolators cannot be used (not root, read-only or missing
     hierarchies), this falls back to posix isolation and sets ``warning`` to a
-    one-line explanation; requested cgroup isolators the host lacks are
-    replaced by their posix counterpart the same way.
+    one-line explanation; cgroup isolators the host's hierarchy lacks
+    (requested, or under "auto") are replaced by their posix counterpart the
+    same way, the warning naming what is missing and what stands in.  GPUs
+    that cannot be confined (no device control) are warned about too.
 
     Isolators in brief:
 
     * ``posix/mem`` (no memory cgroup): the resident memory of the task's
       process tree and process group is polled every
       ``memory_poll_interval`` seconds; past ``mem_mb`` the task is killed
-      (``Termination.oom_killed``, ``limitation="memory"``).  Posix mode
+      (``Termination.oom_killed``, ``limitation="memory"``); each process is
+      also held to ``mem_mb`` by RLIMIT_DATA (see ``_rlimits``).  Posix mode
       bounds neither cpu nor the number of processes: RLIMIT_NPROC counts
-      every process of the user, not of the task, so it is not used.
+      every process of the user, not of the task, so it is not used; it sets
+      RLIMIT_CORE 0, and RLIMIT_FSIZE to ``disk_mb`` with ``enforce_disk``
+      (a task killed by SIGXFSZ ends with ``limitation="disk"``).  With a
+      ``runtime_dir`` every posix launch leaves a pid record there, so that
+      ``cleanup_orphans`` of a later agent process finds it.
     * ``disk/du``: every ``disk_poll_interval`` seconds the sandbox (the
       task's cwd) is measured (allocated blocks) in a worker thread; the
       figure is in ``stats()`` as ``disk_used_bytes`` (``disk_limit_bytes``
@@ -124,7 +145,8 @@ class Containerizer:
       without GPUs get ``CUDA_VISIBLE_DEVICES=""``.
 
     Checkpointed launches (``LaunchSpec.checkpoint``) need ``runtime_dir``:
-    see ``recover``.
+    see ``recover``.  ``exec_in_container`` runs a command inside a running
+    container (COMMAND health checks).
     """
 
     isolators: list[str]
@@ -188,34 +210,41 @@ class Containerizer:
         want_devices = GPU_NVIDIA in extras and bool(gpu_minors)
 
         missing: list[str] = []
+        warnings: list[str] = []
         if wanted or want_devices:
             self._backend, reason = _select_backend(
                 rel, wanted, Path(cgroups_root_v1), enable_cfs, max_task_processes, want_devices, gpu_minors
             )
             if self._backend is None:
                 if wanted:
-                    self.warning = (
+                    warnings.append(
                         f"cgroups isolation unavailable ({reason}); falling back to posix isolation: "
-                        "task cpu and process limits are NOT enforced, memory only by polling"
+                        "task cpu and process limits are NOT enforced, memory only by polling and rlimits"
                     )
                 missing = wanted
             else:
                 self.cgroups_version = self._backend.version
                 missing = [i for i in wanted if i not in self._backend.isolators]
-                if missing and not auto:
-                    self.warning = (
-                        f"isolator(s) {', '.join(missing)} not supported by this host's cgroup "
-                        f"v{self._backend.version} hierarchy; using posix isolation for them"
-                    )
+                if missing:
+                    warnings.append(_missing_warning(self._backend, missing, memory_poll_interval))
         chosen = list(self._backend.isolators) if self._backend else []
-        if self._backend is None or not auto:
-            for i in [*missing, *posix]:
-                p = _POSIX_FOR.get(i, i if i.startswith("posix/") else "")
-                if p and p not in chosen:
-                    chosen.append(p)
+        # What the cgroup hierarchy lacks, posix stands in for (auto included: memory polled beats unbounded).
+        for i in [*missing, *posix]:
+            p = _POSIX_FOR.get(i, i if i.startswith("posix/") else "")
+            if p and p not in chosen:
+                chosen.append(p)
         chosen.extend(extras)
         self.isolators = chosen
         self._devices = self._backend is not None and cg.DEVICES in self._backend.isolators
+        if GPU_NVIDIA in extras and self._gpus and not self._devices:
+            warnings.append(_gpu_warning(self._gpus, gpu_minors))
+        self.warning = "; ".join(warnings) or None
+        # posix isolation (no cgroup limits the task): rlimits in the launch wrapper, see _rlimits.
+        self._posix = not any(i in cg.CGROUP_ISOLATORS for i in chosen)
+        self._posix_data = POSIX_MEM in chosen and (self._backend is None or cg.MEM not in self._backend.isolators)
+        self._nsenter: str | None = tool("nsenter") if self._unshare is not None else None
+        # The pid records of posix launches of non-checkpointed tasks (for a later agent's cleanup_orphans).
+        self._journal = _runtime.PidJournal(self.runtime_dir / _runtime.JOURNAL) if self.runtime_dir else None
         if self.runtime_dir is not None:
             self.runtime_dir.mkdir(parents=True, exist_ok=True)
         if self.runtime_dir is not None or self._unshare is not None:
@@ -264,6 +293,9 @@ class Containerizer:
                 proc = await self._spawn(spec, env, paths, prefix, status_file)
                 if status_file is not None:
                     self._write_record(spec, proc, paths, (started, boottime_ticks()))
+                elif not paths and self._journal is not None:
+                    # No cgroup to find it by after a kill -9 of the agent: leave its pid where the next looks.
+                    self._record_pid(cid, proc, (started, boottime_ticks()))
             except BaseException:
                 if paths:
                     cg.kill_and_remove_sync(paths, timeout=2.0)
@@ -280,7 +312,11 @@ class Containerizer:
                 status_file=status_file,
                 wrapped=self._unshare is not None,
                 posix_memory=POSIX_MEM in self.isolators,
+                env=env,
+                pid_namespace=self._unshare is not None,
+                fsize_limited=self._fsize_limit(spec) is not None,
             )
+            container._exec_in = self._exec
             self._containers[cid] = container
         finally:
             self._reserved.discard(cid)
@@ -290,6 +326,38 @@ class Containerizer:
     def containers(self) -> list[Container]:
         """The containers launched (or recovered) and not yet over."""
         return list(self._containers.values())
+
+    async def exec_in_container(
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+    ) -> ExecProcess:
+        """Start a short command inside a running container (a COMMAND health check, as Mesos runs them).
+
+        The command goes through the launch wrapper: it joins the container's
+        cgroups (its cpu, memory and pids limits count it), gets the task's
+        rlimits (posix), runs as the task's user (``setpriv``) in the sandbox
+        with the task's environment overlaid with env, and with
+        ``namespaces/pid`` it enters the task's pid and mount namespaces
+        (``nsenter``; it then sees the task's processes and /proc).  stdin is
+        /dev/null; stdout and stderr are the given file descriptors, else
+        /dev/null.
+
+        Returns once the command's process exists; its ``wait()`` gives the
+        returncode, ``kill()`` SIGKILLs it with everything it started.  Should
+        the wrapper fail to enter the container, the command never runs and
+        the returncode is 125 (LAUNCH_FAILED_STATUS).  Raises
+        ContainerizerError when the container is unknown or not running, or
+        the command cannot be started.
+        """
+        container = self._containers.get(container_id)
+        if container is None:
+            raise ContainerizerError(f"unknown container {container_id!r} (never launched here, or over)")
+        return await self._exec(container, argv, env=env, stdout=stdout, stderr=stderr)
 
     async def recover(self, container_id: str) -> Container | None:
         """Re-adopt a checkpointed container launched by an earlier agent process (same runtime_dir, same root).
@@ -345,7 +413,9 @@ class Containerizer:
             wrapped=record.pid_namespace,
             recovered=True,
             posix_memory=POSIX_MEM in self.isolators or backend is None,
+            pid_namespace=record.pid_namespace,
         )
+        container._exec_in = self._exec
         self._containers[container_id] = container
         self._checkpointed.add(container_id)
         log.info(
@@ -408,6 +478,9 @@ class Containerizer:
         for cid in sorted(self._checkpointed):
             with contextlib.suppress(ContainerizerError):
                 self.release(cid)
+        if self._journal is not None:
+            # Ours are over; what else it holds (orphans never cleaned up) stays.  Gone when empty.
+            self._journal.rewrite(_runtime.read_journal(self._journal.path))
 
     async def detach(self) -> None:
         """Stop watching every container and leave them running (an agent restarting on purpose).
@@ -418,6 +491,8 @@ class Containerizer:
         """
         self._closed = self._detached = True
         self._stop_pollers()
+        if self._journal is not None:
+            self._journal.close()  # the records stay, for the next agent process
         for container in list(self._containers.values()):
             container._detach()
         self._containers.clear()
@@ -426,17 +501,23 @@ class Containerizer:
         """Kill the containers an earlier agent process left under root, except those in keep; clean them up.
 
         Call it after recovering what is to be kept.  Orphans are found by
-        their cgroups under root and, for checkpointed containers, by their
-        runtime dirs (their processes are found by recorded pid and start
-        time where there are no cgroups).  Their processes are killed, their
-        cgroups and runtime dirs removed.  Containers of this Containerizer
-        (launched, recovered, or finished and not yet released) and those in
-        keep are left alone.
+        their cgroups under root and by their runtime dirs: the launch
+        record of a checkpointed container, the pid record every posix
+        launch leaves (so the tasks of non-checkpointing frameworks do not
+        outlive a crashed agent either).  Without cgroups their processes are
+        found by recorded pid and start time: the main process's session is
+        killed, or, when the main process has ended, what is left of its
+        session (a session id is not reused while any member lives).  Their
+        cgroups and runtime dirs are removed.  Containers of this
+        Containerizer (launched, recovered, or finished and not yet
+        released) and those in keep are left alone.
 
         Returns the ids of the containers cleaned up (sorted).
         """
-        spare = set(self._containers) | self._reserved | self._checkpointed | set(keep)
+        own = self._journal.live() if self._journal is not None else set()
+        spare = set(self._containers) | self._reserved | self._checkpointed | own | set(keep)
         cleaned: set[str] = set()
+        table: dict[int, ProcInfo] | None = None  # the process table, read once if needed
         if self._backend is not None:
             for cid, paths in sorted(self._backend.container_dirs().items()):
                 if cid in spare:
@@ -453,19 +534,37 @@ class Containerizer:
                 cid = entry.name
                 if cid in spare:
                     continue
-                record = _runtime.read_record(Path(entry.path))
+                directory = Path(entry.path)
+                record = _runtime.read_record(directory)
                 if record is not None and not record.cgroups and record.boot_id == self._boot_id:
-                    _kill_posix_orphan(record)
-                _runtime.remove_dir(Path(entry.path))
+                    if table is None:
+                        table = process_table()
+                    _kill_posix_orphan(record, table)
+                _runtime.remove_dir(directory)
                 log.info("containerizer.orphan_runtime_removed", container_id=cid)
                 cleaned.add(cid)
+        if self._journal is not None:
+            records = _runtime.read_journal(self._journal.path)
+            for cid, record in sorted(records.items()):
+                if cid in spare:
+                    continue
+                if record.boot_id == self._boot_id:
+                    if table is None:
+                        table = process_table()
+                    _kill_posix_orphan(record, table)
+                cleaned.add(cid)
+            self._journal.rewrite({cid: r for cid, r in records.items() if cid in spare})
         return sorted(cleaned)
 
     # ------------------------------------------------------------------ internals
 
     def _forget(self, container: Container) -> None:
-        if self._containers.get(container.container_id) is container:
-            del self._containers[container.container_id]
+        cid = container.container_id
+        if self._containers.get(cid) is container:
+            del self._containers[cid]
+        # Over (not merely no longer watched: detach, a cancelled reaper): nothing left to find after a crash.
+        if self._journal is not None and cid in self._journal and not container._done.cancelled():
+            self._journal.end(cid)
 
     def _task_env(self, spec: LaunchSpec) -> dict[str, str]:
         if not spec.gpus and GPU_NVIDIA not in self.isolators:
@@ -513,6 +612,107 @@ class Containerizer:
         except OSError as e:
             _abandon(proc)
             raise LaunchError(f"{spec.container_id}: cannot write its launch record: {e.strerror}") from e
+
+    async def _exec(
+        self,
+        container: Container,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None,
+        stdout: int | None,
+        stderr: int | None,
+    ) -> ExecProcess:
+        cid = container.container_id
+        if self._closed:
+            raise ContainerizerError("containerizer is shut down")
+        if container.done or container._exited or self._containers.get(cid) is not container:
+            raise ContainerizerError(f"container {cid!r} is not running")
+        if not argv:
+            raise ContainerizerError(f"container {cid!r}: empty argv")
+        spec = container._spec
+        prefix = self._user_prefix(spec.user)  # LaunchError is a ContainerizerError
+        nsenter: str | None = None
+        target: int | None = None
+        if container.pid_namespace:
+            nsenter = self._nsenter or tool("nsenter")
+            if nsenter is None:
+                raise ContainerizerError(f"container {cid!r}: entering its pid namespace needs nsenter (util-linux)")
+            target = await self._namespace_init(container)
+        cwd = os.path.abspath(spec.cwd)
+        wrapper = exec_argv(
+            list(argv),
+            cwd,
+            container.cgroup_paths,
+            prefix,
+            rlimits=self._rlimits(spec),
+            nsenter=nsenter,
+            ns_target=target,
+        )
+        full_env = {**container._env, **(env or {})}
+        null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC) if stdout is None or stderr is None else -1
+        try:
+            out = stdout if stdout is not None else null
+            err = stderr if stderr is not None else null
+            if self._fast_spawn:
+                try:
+                    pid = spawn_posix(wrapper, full_env, out, err)
+                except NotImplementedError:
+                    self._fast_spawn = False
+                else:
+                    return ExecProcess(_watch(pid, kill_group_on_exit=True))
+            return ExecProcess(AsyncioProcess(await spawn_asyncio(wrapper, full_env, Path(cwd), out, err)))
+        except OSError as e:
+            raise ContainerizerError(f"container {cid!r}: cannot start {argv[0]!r}: {e}") from e
+        finally:
+            if null >= 0:
+                os.close(null)
+
+    async def _namespace_init(self, container: Container) -> int:
+        """The init of the container's pid namespace (waiting a little for it: a container just launched may
+        not have forked it yet)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _NS_INIT_WAIT
+        while True:
+            if container._procs_file:
+                members = cg.read_pids(container._procs_file)
+            else:
+                members = sorted(tree_members(await asyncio.to_thread(process_table), container.pid))
+            target = pid_namespace_init(members)
+            if target is not None:
+                return target
+            if container.done or container._exited or loop.time() > deadline:
+                raise ContainerizerError(f"container {container.container_id!r} has no process in its pid namespace")
+            await asyncio.sleep(0.01)
+
+    def _record_pid(self, cid: str, proc: TaskProcess, started: tuple[int, int]) -> None:
+        assert self._journal is not None
+        try:
+            self._journal.add(cid, proc.pid, started, self._boot_id)
+        except OSError as e:
+            _abandon(proc)
+            raise LaunchError(f"{cid}: cannot write its pid record to {self._journal.path}: {e.strerror}") from e
+
+    def _rlimits(self, spec: LaunchSpec) -> list[str]:
+        """The posix wrapper's ulimit commands for spec (none where a cgroup limits the task).
+
+        * RLIMIT_DATA from mem (when no memory cgroup), not RLIMIT_AS: RLIMIT_DATA counts what a process
+          can write to (heap, private writable mappings; Linux >= 4.7), RLIMIT_AS every reservation too,
+          which JVMs, Go, CUDA and sanitizers make far beyond what they use and would fail at start.  It
+          is per process: the tree as a whole is still held to mem by the resident-size poller.
+        * RLIMIT_FSIZE from disk with enforce_disk (a file larger than the whole quota is over it anyway;
+          the sandbox total is still measured by disk/du).
+        * RLIMIT_CORE 0: no core dumps filling the sandbox.
+        * Not RLIMIT_NPROC: it counts every process of the user, not of the task.
+        """
+        if not self._posix and not self._posix_data:
+            return []
+        data = int(spec.mem_mb * MiB) if self._posix_data and spec.mem_mb is not None else None
+        return rlimit_steps(data, self._fsize_limit(spec), no_core=self._posix)
+
+    def _fsize_limit(self, spec: LaunchSpec) -> int | None:
+        if self._posix and self._enforce_disk and spec.disk_mb is not None and DISK_DU in self.isolators:
+            return int(spec.disk_mb * MiB)
+        return None
 
     def _adopt(self, record: _runtime.LaunchRecord, *, alive_possible: bool) -> TaskProcess:
         """A watcher for a recorded wrapper process, or an ExitedProcess when it is gone (or its pid reused)."""
@@ -571,15 +771,20 @@ class Containerizer:
             except OSError as e:
                 raise LaunchError(f"cannot open {spec.stderr_path}: {e.strerror}") from e
             try:
+                limits = self._rlimits(spec)
                 if self._fast_spawn:
-                    argv = wrapper_argv(spec, paths, prefix, cd=True, status_file=status_file, unshare=self._unshare)
+                    argv = wrapper_argv(
+                        spec, paths, prefix, cd=True, status_file=status_file, unshare=self._unshare, rlimits=limits
+                    )
                     try:
                         pid = spawn_posix(argv, env, out, err)
                     except NotImplementedError:  # no POSIX_SPAWN_SETSID in this libc
                         self._fast_spawn = False
                     else:
                         return _watch(pid, kill_group_on_exit=not paths)
-                argv = wrapper_argv(spec, paths, prefix, cd=False, status_file=status_file, unshare=self._unshare)
+                argv = wrapper_argv(
+                    spec, paths, prefix, cd=False, status_file=status_file, unshare=self._unshare, rlimits=limits
+                )
                 return AsyncioProcess(await spawn_asyncio(argv, env, spec.cwd, out, err))
             except OSError as e:
                 raise LaunchError(f"{spec.container_id}: cannot start {spec.argv[0]!r}: {e}") from e
@@ -659,13 +864,26 @@ class Containerizer:
                     )
 
 
-def _kill_posix_orphan(record: _runtime.LaunchRecord) -> None:
-    """SIGKILL the process group of a recorded wrapper without cgroups, if that very process still runs."""
-    if not record.started(start_time(record.pid)):
+def _kill_posix_orphan(record: _runtime.LaunchRecord, table: dict[int, ProcInfo]) -> None:
+    """SIGKILL what is left of a recorded main process (a task, a wrapper) without cgroups.
+
+    It leads its own session and process group (spawned with setsid).  While it runs (the very process:
+    same start time) its group and session are killed.  Once it has ended, its session id cannot have been
+    reused while any member is alive, so the live members of that session (started since) are the task's
+    leftovers.  A main process of the same pid but another start time is a stranger: nothing is killed.
+    """
+    info = table.get(record.pid)
+    if info is not None and not record.started(start_time(record.pid)):
         return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(record.pid, 9)
-    log.info("containerizer.orphan_killed", container_id=record.container_id, pid=record.pid)
+    victims = session_members(table, record.pid, record.start_time)
+    if info is not None and not info.zombie:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(record.pid, signal.SIGKILL)
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    if victims or info is not None:
+        log.info("containerizer.orphan_killed", container_id=record.container_id, pid=record.pid, processes=victims)
 
 
 def _abandon(proc: TaskProcess) -> None:
@@ -740,3 +958,40 @@ def _select_backend(
     if os.geteuid() != 0:
         reasons.append("not running as root")
     return None, "; ".join(reasons)
+
+
+_STAND_INS = {
+    cg.CPU: "posix/cpu (cpu time read from /proc; cpu NOT limited)",
+    cg.CPUACCT: "posix/cpu (cpu time read from /proc)",
+    cg.PIDS: "nothing (task process counts NOT limited)",
+}
+
+
+def _missing_warning(backend: cg.Backend, missing: list[str], memory_poll_interval: float) -> str:
+    """One line: which isolators the chosen hierarchy cannot serve, and what stands in for each."""
+    if isinstance(backend, cg.V2Backend):
+        controllers = sorted({cg.V2_CONTROLLER[i] for i in missing})
+        where = (
+            f"the cgroup v2 hierarchy at {backend.mount} does not delegate the {', '.join(controllers)} controller(s)"
+        )
+    else:
+        subsystems = sorted({cg.V1_SUBSYSTEM[i] for i in missing})
+        where = f"cgroup v1 has no {', '.join(subsystems)} hierarchy mounted"
+    stand_ins = dict(_STAND_INS)
+    stand_ins[cg.MEM] = (
+        f"posix/mem (memory enforced by polling the tasks' resident size every {memory_poll_interval:g} s, "
+        "plus RLIMIT_DATA per process)"
+    )
+    parts = [f"{i} -> {stand_ins[i]}" for i in missing]
+    return f"{where}: {'; '.join(parts)}"
+
+
+def _gpu_warning(gpus: dict[int, Gpu], minors: dict[int, int]) -> str:
+    if len(minors) < len(gpus):
+        why = f"the device minor of GPU(s) {sorted(set(gpus) - set(minors))} is unknown"
+    else:
+        why = "neither a cgroup v1 devices controller nor eBPF device programs on cgroup v2 are usable here"
+    return (
+        f"GPU isolation is by environment only ({why}): tasks are shown their GPUs through "
+        "CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES but can open every /dev/nvidia* device"
+    )

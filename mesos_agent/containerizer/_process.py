@@ -254,6 +254,38 @@ class AsyncioProcess:
         pass
 
 
+class ExecProcess:
+    """A command started inside a container (``Containerizer.exec_in_container``).
+
+    It leads its own session and process group: ``kill()`` SIGKILLs the
+    whole group (with ``namespaces/pid``: nsenter and the command it forked
+    into the task's namespace).  ``wait()`` gives its returncode (negative:
+    killed by that signal).  Where it is watched through a pidfd, whatever
+    is left of its group is killed as soon as it exits.
+    """
+
+    def __init__(self, proc: TaskProcess) -> None:
+        self._proc = proc
+        self.pid = proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    async def wait(self) -> int:
+        rc = await self._proc.wait()
+        return rc if rc is not None else -signal.SIGKILL
+
+    def kill(self) -> None:
+        """SIGKILL the command's process group, leftovers included (a pidfd watcher has killed those already).
+
+        Once the command is reaped its group id stays reserved while any member lives, so the group signalled
+        is still the command's."""
+        if self._proc.returncode is None or not self._proc.kill_group_on_exit:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+
+
 def pidfd_supported() -> bool:
     needed = (hasattr(os, "pidfd_open"), hasattr(os, "posix_spawn"), hasattr(signal, "pidfd_send_signal"))
     if not all(needed):

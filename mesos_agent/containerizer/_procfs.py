@@ -65,10 +65,14 @@ class ProcInfo:
     ppid: int
     pgid: int
     rss_bytes: int
+    sid: int = 0
+    start_time: int = 0
+    zombie: bool = False
 
 
 def process_table() -> dict[int, ProcInfo]:
-    """Every process: parent, process group, resident memory (one read per process; run it in a thread)."""
+    """Every process: parent, process group, session, start time, resident memory (one read per process;
+    run it in a thread)."""
     table: dict[int, ProcInfo] = {}
     try:
         names = os.listdir("/proc")
@@ -80,7 +84,14 @@ def process_table() -> dict[int, ProcInfo]:
         try:
             with open(f"/proc/{name}/stat", "rb") as f:
                 fields = _stat_fields(f.read())
-            table[int(name)] = ProcInfo(int(fields[1]), int(fields[2]), int(fields[21]) * PAGE_SIZE)
+            table[int(name)] = ProcInfo(
+                int(fields[1]),
+                int(fields[2]),
+                int(fields[21]) * PAGE_SIZE,
+                int(fields[3]),
+                int(fields[19]),
+                fields[0] in (b"Z", b"X"),
+            )
         except (OSError, ValueError, IndexError):
             continue
     return table
@@ -108,3 +119,24 @@ def tree_members(table: dict[int, ProcInfo], root: int) -> set[int]:
 
 def group_members(table: dict[int, ProcInfo], pgid: int) -> list[int]:
     return [pid for pid, info in table.items() if info.pgid == pgid]
+
+
+def session_members(table: dict[int, ProcInfo], sid: int, started_since: int = 0) -> list[int]:
+    """The live processes of session sid that started at or after started_since (clock ticks since boot)."""
+    return [p for p, i in table.items() if i.sid == sid and i.start_time >= started_since and not i.zombie]
+
+
+def pid_namespace_init(pids: list[int]) -> int | None:
+    """Of pids, the one that is pid 1 of a pid namespace below ours (its NSpid ends in 1), if any."""
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"NSpid:"):
+                        ids = line.split()[1:]
+                        if len(ids) >= 2 and ids[-1] == b"1":
+                            return pid
+                        break
+        except OSError:
+            continue
+    return None

@@ -1,6 +1,18 @@
-"""What a checkpointed container leaves on disk for a later agent process.
+"""What a container leaves on disk for a later agent process.
 
-``<runtime_dir>/<container_id>/`` holds
+Every other container launched without cgroups (posix isolation) gets a
+pid record in the journal ``<runtime_dir>/.pid-journal``: one appended line
+``+ PID START START_MAX BOOT_ID CONTAINER_ID`` right after the spawn (the
+main process, its start time bracketed in clock ticks since boot, the boot
+id), one line ``- CONTAINER_ID`` when the container is over.  One append to
+a file kept open, a few microseconds: creating a file per launch costs
+hundreds on a busy ext4.  The journal is rewritten with only the live
+records now and then, and by ``cleanup_orphans``.  It is how a later agent
+process finds the tasks of non-checkpointing frameworks that a ``kill -9`` of
+the agent left running (with cgroups, their cgroups are the trace); they are
+never recovered, only cleaned up.
+
+For a checkpointed container, ``<runtime_dir>/<container_id>/`` holds
 
 * ``container.json``: the launch record, written atomically right after the
   launch: the wrapper's pid and start time (a pid alone could name another
@@ -143,6 +155,125 @@ def read_record(directory: Path) -> LaunchRecord | None:
     except (TypeError, ValueError) as e:
         log.error("containerizer.record_unreadable", dir=str(directory), error=str(e))
         return None
+
+
+#: The pid journal's name in runtime_dir (not a usable container id).
+JOURNAL = ".pid-journal"
+
+
+class PidJournal:
+    """The pid records of one Containerizer's running posix containers (see the module docstring).
+
+    Appends are not fsynced: they survive the agent process, not the host (nor do the tasks).
+    """
+
+    def __init__(self, path: Path, compact_after: int = 1024) -> None:
+        self.path = path
+        self._fd = -1
+        self._ino = 0
+        self._live: dict[str, bytes] = {}  # container id -> its "+" line
+        self._ended = 0
+        self._compact_after = compact_after
+
+    def add(self, cid: str, pid: int, started: tuple[int, int], boot_id: str) -> None:
+        """Record a launch (OSError when the journal cannot be written)."""
+        line = f"+ {pid} {started[0]} {started[1]} {boot_id or '-'} {cid}\n".encode()
+        self._write(line)
+        self._live[cid] = line
+
+    def _write(self, line: bytes) -> None:
+        if self._fd >= 0:
+            # Still the journal?  (Another Containerizer on this runtime_dir may have rewritten it.)
+            try:
+                same = os.stat(self.path).st_ino == self._ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                self.close()
+        if self._fd < 0:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._ino = os.fstat(self._fd).st_ino
+        os.write(self._fd, line)
+
+    def end(self, cid: str) -> None:
+        """Record that a container is over (best effort: a failure only leaves a record of a dead process)."""
+        if self._live.pop(cid, None) is None:
+            return
+        try:
+            self._write(f"- {cid}\n".encode())
+        except OSError as e:
+            log.warning("containerizer.pid_journal_write_failed", path=str(self.path), error=e.strerror)
+        self._ended += 1
+        if self._ended >= max(self._compact_after, 2 * len(self._live)):
+            # What the journal holds beyond ours (orphans not cleaned up yet, records kept) stays.
+            self.rewrite(read_journal(self.path))
+
+    def __contains__(self, cid: object) -> bool:
+        return cid in self._live
+
+    def live(self) -> set[str]:
+        """The containers recorded through this journal and not over."""
+        return set(self._live)
+
+    def rewrite(self, others: dict[str, LaunchRecord]) -> None:
+        """Replace the journal (atomically) by this journal's live records plus others; remove it when empty."""
+        lines = [_journal_line(r) for cid, r in others.items() if cid not in self._live]
+        lines.extend(self._live.values())
+        self.close()
+        self._ended = 0
+        try:
+            if not lines:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+                return
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, b"".join(lines))
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except OSError as e:
+            log.warning("containerizer.pid_journal_rewrite_failed", path=str(self.path), error=e.strerror)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _journal_line(r: LaunchRecord) -> bytes:
+    return f"+ {r.pid} {r.start_time} {r.start_time_max} {r.boot_id or '-'} {r.container_id}\n".encode()
+
+
+def read_journal(path: Path) -> dict[str, LaunchRecord]:
+    """The records of the containers a pid journal says are still running (container id -> minimal record)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        log.error("containerizer.record_unreadable", path=str(path), error=str(e))
+        return {}
+    live: dict[str, LaunchRecord] = {}
+    for line in data.decode(errors="replace").splitlines():
+        if line.startswith("- "):
+            live.pop(line[2:], None)
+            continue
+        parts = line.split(" ", 5)
+        try:
+            if len(parts) != 6 or parts[0] != "+" or not parts[5]:
+                raise ValueError
+            pid, start, start_max = int(parts[1]), int(parts[2]), int(parts[3])
+            if pid <= 0:
+                raise ValueError
+        except ValueError:
+            # A torn last line of a crash, or junk: skip it.
+            log.warning("containerizer.pid_journal_line_skipped", path=str(path), line=line[:100])
+            continue
+        boot = "" if parts[4] == "-" else parts[4]
+        live[parts[5]] = LaunchRecord(parts[5], pid, start, boot, [], "", "", "", start_time_max=start_max)
+    return live
 
 
 def read_status(path: Path | str) -> int | None:

@@ -16,6 +16,15 @@ wrapper as the task's parent so that the exit status outlives the agent:
 * the wrapper protects itself from the OOM killer (best effort) after the
   task has been forked, so that an OOM kill of the task is still recorded.
 
+Without cgroups (posix isolation) the wrapper also sets the task's rlimits
+with the shell's own ``ulimit`` (no extra program, no ``preexec_fn``), soft
+and hard alike so that the task cannot raise them; see ``rlimit_steps``.
+
+``exec_argv`` is the same wrapper for a command run inside an existing
+container (a COMMAND health check): it joins the container's cgroups, takes
+the task's rlimits and user, and with ``namespaces/pid`` enters the task's
+pid and mount namespaces through ``nsenter``.
+
 With ``namespaces/pid`` the task runs under ``unshare --pid --fork
 --mount-proc --kill-child`` with a minimal ``/bin/sh`` init as pid 1 of the
 new namespace (a task running as pid 1 would ignore SIGTERM); the init
@@ -72,6 +81,35 @@ def unshare_argv(unshare: str) -> list[str]:
     return [unshare, *_UNSHARE_ARGS, "--", "/bin/sh", "-c", _NS_INIT, "aiomesos-init"]
 
 
+def rlimit_steps(data_bytes: int | None, fsize_bytes: int | None, no_core: bool) -> list[str]:
+    """``ulimit`` commands for /bin/sh: RLIMIT_DATA (``-d``, KiB), RLIMIT_FSIZE (``-f``, 512-byte blocks as
+    dash, bash-as-sh and busybox count them), RLIMIT_CORE 0.  Rounded down, at least one unit."""
+    steps = []
+    if no_core:
+        steps.append("ulimit -c 0")
+    if data_bytes is not None:
+        steps.append(f"ulimit -d {max(1, data_bytes // 1024)}")
+    if fsize_bytes is not None:
+        steps.append(f"ulimit -f {max(1, fsize_bytes // 512)}")
+    return steps
+
+
+def _setup_steps(cwd: str | None, paths: list[Path], rlimits: list[str]) -> list[str]:
+    q = shlex.quote
+    steps = []
+    if cwd is not None:
+        complaint = q(f"{WRAPPER_MARK} cannot change to {cwd}")
+        steps.append(f"cd -- {q(cwd)} || {{ echo {complaint} >&2; exit {LAUNCH_FAILED_STATUS}; }}")
+    if rlimits:
+        complaint = q(f"{WRAPPER_MARK} cannot set the task's rlimits ({'; '.join(rlimits)})")
+        steps.append(f"{' && '.join(rlimits)} || {{ echo {complaint} >&2; exit {LAUNCH_FAILED_STATUS}; }}")
+    if paths:
+        joins = " && ".join(f"echo 0 >{q(f'{p}/cgroup.procs')}" for p in paths)
+        complaint = q(f"{WRAPPER_MARK} cannot enter the container's cgroups")
+        steps.append(f"{joins} || {{ echo {complaint} >&2; exit {LAUNCH_FAILED_STATUS}; }}")
+    return steps
+
+
 def wrapper_argv(
     spec: LaunchSpec,
     paths: list[Path],
@@ -80,18 +118,11 @@ def wrapper_argv(
     cd: bool,
     status_file: str | None = None,
     unshare: str | None = None,
+    rlimits: list[str] | None = None,
 ) -> list[str]:
     """argv of the launch wrapper for spec (or spec.argv itself when no wrapper is needed)."""
     q = shlex.quote
-    steps = []
-    if cd:
-        cwd = os.path.abspath(spec.cwd)
-        complaint = q(f"{WRAPPER_MARK} cannot change to {cwd}")
-        steps.append(f"cd -- {q(cwd)} || {{ echo {complaint} >&2; exit {LAUNCH_FAILED_STATUS}; }}")
-    if paths:
-        joins = " && ".join(f"echo 0 >{q(f'{p}/cgroup.procs')}" for p in paths)
-        complaint = q(f"{WRAPPER_MARK} cannot enter the container's cgroups")
-        steps.append(f"{joins} || {{ echo {complaint} >&2; exit {LAUNCH_FAILED_STATUS}; }}")
+    steps = _setup_steps(os.path.abspath(spec.cwd) if cd else None, paths, rlimits or [])
     if not steps and not prefix and status_file is None and unshare is None:
         return list(spec.argv)
 
@@ -127,3 +158,31 @@ def wrapper_argv(
         "exit $s"
     )
     return ["/bin/sh", "-c", "".join(f"{step}; " for step in steps[:-1]) + steps[-1], "aiomesos-launch", *spec.argv]
+
+
+def exec_argv(
+    argv: list[str],
+    cwd: str,
+    paths: list[Path],
+    prefix: list[str],
+    *,
+    rlimits: list[str] | None = None,
+    nsenter: str | None = None,
+    ns_target: int | None = None,
+) -> list[str]:
+    """argv of a wrapper running argv inside an existing container (see the module's docstring).
+
+    With nsenter and ns_target (a process of the container's pid namespace, its init), the command runs in
+    that process's pid and mount namespaces: nsenter forks it there and passes on its exit status (or its
+    death by a signal), so killing the wrapper's process group kills the command.
+    """
+    q = shlex.quote
+    steps = _setup_steps(cwd, paths, rlimits or [])
+    runner: list[str] = []
+    if nsenter is not None and ns_target is not None:
+        # --wd without a path: the target's own cwd (the sandbox, as seen in its mount namespace).  A path
+        # would be opened before entering the namespace: a cwd unreachable from there, getcwd() would fail.
+        runner = [nsenter, f"--target={ns_target}", "--pid", "--mount", "--wd", "--"]
+    run = "".join(q(a) + " " for a in [*runner, *prefix])
+    steps.append(f'exec {run}"$@"')
+    return ["/bin/sh", "-c", "; ".join(steps), "aiomesos-exec", *argv]

@@ -21,7 +21,13 @@ import uvloop
 
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
+from mesos_agent.containerizer import Container
+from mesos_agent.containerizer import _cgroups as cg
 from mesos_agent.health import HealthChecker
+
+from .test_containerizer import SKIP_REASON, MakeCzr, make_czr, spec
+
+__all__ = ["make_czr"]  # the fixture, for the checks run inside a task's container
 
 HC = tpb.HealthCheck
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
@@ -58,7 +64,9 @@ async def until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) 
 class Run:
     """A HealthChecker running in the background, with every callback recorded in order."""
 
-    def __init__(self, check: tpb.HealthCheck, cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, check: tpb.HealthCheck, cwd: Path, env: dict[str, str] | None = None, container: Container | None = None
+    ) -> None:
         self.calls: list[object] = []
         self.checker = HealthChecker(
             check,
@@ -67,6 +75,7 @@ class Run:
             launched_at=time.monotonic(),
             on_health=self.calls.append,
             on_kill=lambda message: self.calls.append(("kill", message)),
+            container=container,
         )
         self.task = asyncio.get_running_loop().create_task(self.checker.run())
 
@@ -207,6 +216,81 @@ async def test_command_that_cannot_start_is_a_failure(tmp_path: Path, runs: list
     runs.append(run)
     await run.wait(lambda: bool(run.kills), "kill")
     assert "could not start" in run.kills[0]
+
+
+# ---------------------------------------------------------------------- COMMAND, inside the task's container
+in_a_container = [
+    pytest.mark.cgroups,
+    pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
+    pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv not installed"),
+]
+
+
+@pytest.mark.parametrize(
+    "isolation", [pytest.param("auto", marks=in_a_container, id="cgroups"), pytest.param("posix", id="posix")]
+)
+async def test_command_check_runs_inside_the_task_container(
+    tmp_path: Path, runs: list[Run], make_czr: MakeCzr, isolation: str
+) -> None:
+    """Like Mesos: the check is in the task's cgroups, runs as the task's user, with its environment."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv (to run the task as nobody)")
+    czr = make_czr(isolation=isolation)
+    task_env = {**ENV, "TASK_VAR": "from-the-task"}
+    task = await czr.launch(spec(tmp_path, "task", ["sleep", "30"], env=task_env, user="nobody"))
+    sandbox = tmp_path / "task"
+    sandbox.chmod(0o777)  # the check (as nobody) writes its findings there
+    script = 'id -u > uid; cat /proc/self/cgroup > cgroup; echo "$TASK_VAR $EXTRA" > env'
+    command = rpb.CommandInfo(
+        shell=True,
+        value=script,
+        environment=rpb.Environment(variables=[rpb.Environment.Variable(name="EXTRA", value="check")]),
+    )
+    run = Run(HC(type=HC.COMMAND, command=command, **timing()), sandbox, env=task_env, container=task)
+    runs.append(run)
+    await run.wait(lambda: run.calls == [True], "healthy")
+    assert (sandbox / "uid").read_text() == "65534\n"
+    assert (sandbox / "env").read_text() == "from-the-task check\n"
+    cgroups = (sandbox / "cgroup").read_text().splitlines()
+    inside = [line for line in cgroups if line.endswith(f":/{czr.root}/task")]
+    assert len(inside) == len(task.cgroup_paths), cgroups
+    assert (task.cgroup_paths != []) == (isolation == "auto")
+    assert not task.done
+
+
+@pytest.mark.parametrize("isolation", [pytest.param("auto", marks=in_a_container, id="cgroups")])
+async def test_command_check_inside_a_container_is_killed_at_timeout(
+    tmp_path: Path, make_czr: MakeCzr, isolation: str
+) -> None:
+    czr = make_czr(isolation=isolation)
+    task = await czr.launch(spec(tmp_path, "task", ["sleep", "30"], user="nobody"))
+    procs = task.cgroup_paths[0] / "cgroup.procs"
+    await until(lambda: len(cg.read_pids(procs)) == 1, "the task in its cgroup")
+    alone = set(cg.read_pids(procs))
+    script = "sleep 60 & sleep 60 & wait"
+    check = HC(type=HC.COMMAND, command=rpb.CommandInfo(shell=True, value=script), **timing(timeout=1.0, failures=1))
+    run = Run(check, tmp_path / "task", container=task)
+    try:
+        await run.wait(lambda: len(cg.read_pids(procs)) == len(alone) + 3, "the check's processes in the cgroup")
+        await run.wait(lambda: bool(run.kills), "kill")
+        assert run.kills == [f"health check failed 1 time in a row: command {script!r} timed out after 1s"]
+        await until(lambda: set(cg.read_pids(procs)) == alone, "the check's processes to end", timeout=3.0)
+        assert not task.done
+    finally:
+        await run.stop()
+
+
+async def test_command_check_of_an_ended_container_is_a_failure(
+    tmp_path: Path, runs: list[Run], make_czr: MakeCzr
+) -> None:
+    czr = make_czr(isolation="posix")
+    task = await czr.launch(spec(tmp_path, "task", ["true"]))
+    await task.wait()
+    check = HC(type=HC.COMMAND, command=rpb.CommandInfo(shell=True, value="true"), **timing(failures=1))
+    run = Run(check, tmp_path / "task", container=task)
+    runs.append(run)
+    await run.wait(lambda: bool(run.kills), "kill")
+    assert "could not start" in run.kills[0] and "not running" in run.kills[0], run.kills
 
 
 # ---------------------------------------------------------------------- HTTP

@@ -26,6 +26,7 @@ import pytest
 
 from mesos_agent.containerizer import Container, Containerizer, LaunchSpec
 from mesos_agent.containerizer import _runtime as rt
+from mesos_agent.containerizer._procfs import boot_id, start_time
 
 from .test_containerizer import ENV, SKIP_REASON, TEST_PARENT, _cgroup_mounts, gone, poll, read
 
@@ -68,6 +69,8 @@ class Host:
         self.runtime_dir = tmp_path / "runtime"
         self.made: list[Containerizer] = []
         self.pids: dict[str, int] = {}
+        # Other processes a test expects to be killed (pid -> start time), killed at the end if not.
+        self.strays: dict[int, int | None] = {}
 
     def sandbox(self, cid: str) -> Path:
         return self.tmp_path / cid
@@ -144,9 +147,20 @@ async def make_host(tmp_path: Path) -> AsyncIterator[MakeHost]:
             for pid in host.pids.values():
                 with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
+            # (pid, start time): that very process, not a later one that reuses the pid.
+            strays = [p for p, t in host.strays.items() if start_time(p) == t and not gone(p)]
+            for pid in strays:
+                os.kill(pid, signal.SIGKILL)
+            await poll(
+                lambda h=host: (
+                    all(gone(p) for p in h.pids.values())
+                    and all(start_time(p) != t or gone(p) for p, t in h.strays.items())
+                ),
+                what="every process to die",
+            )
             assert left == [], f"cgroup dirs left behind: {left}"
             assert leftovers == [], f"containers left behind: {leftovers}"
-            assert all(gone(p) for p in host.pids.values())
+            assert strays == [], f"processes left behind: {strays}"
 
 
 def wait_for_go(code: str) -> list[str]:
@@ -241,7 +255,9 @@ async def test_recover_after_agent_sigkill(make_host: MakeHost, isolation: str) 
 async def test_adopted_task_killed_with_sigkill_and_memory_limit(make_host: MakeHost, isolation: str) -> None:
     host = make_host(isolation)
     stubborn = "trap '' TERM; echo ready; while :; do sleep 0.02; done"
-    bomb = f"{PY} -c 'import time; a = bytearray(200 << 20); time.sleep(30)'"
+    # Three processes, each under the posix per-process data limit, 120 MiB together.
+    one = f"{PY} -c 'import time; a = bytearray(40 << 20); time.sleep(30)'"
+    bomb = f"{one} & {one} & {one}"
     pids = host.first_agent({"stubborn": ["/bin/sh", "-c", stubborn], "bomb": wait_for_go(bomb)}, bomb={"mem_mb": 64})
     czr = host.containerizer()
     stubborn_c = await czr.recover("stubborn")
@@ -347,10 +363,9 @@ async def test_cleanup_orphans_keeps_what_it_is_told(make_host: MakeHost, isolat
     assert adopted is not None and not adopted.done
     assert await czr.recover("plain") is None  # not checkpointed: nothing to recover
     cleaned = czr.cleanup_orphans(keep={"kept"})
-    assert cleaned == (["orphan", "plain"] if isolation != "posix" else ["orphan"])
-    await poll(lambda: gone(pids["orphan"]), what="the orphan to die")
-    if isolation != "posix":
-        await poll(lambda: gone(pids["plain"]), what="the plain orphan to die")
+    # A task of a non-checkpointing framework is an orphan too, found by its cgroups or (posix) its pid record.
+    assert cleaned == ["orphan", "plain"]
+    await poll(lambda: gone(pids["orphan"]) and gone(pids["plain"]), what="the orphans to die")
     assert not gone(pids["adopted"]) and not gone(pids["kept"])
     czr._fast_spawn = False  # where pidfds are unavailable: the adopted wrapper is watched by polling /proc
     kept = await czr.recover("kept")
@@ -358,8 +373,113 @@ async def test_cleanup_orphans_keeps_what_it_is_told(make_host: MakeHost, isolat
     await asyncio.gather(adopted.kill(1.0), kept.kill(1.0))
     assert (await kept.wait()).signal == signal.SIGTERM
     assert (await adopted.wait()).signal == signal.SIGTERM
-    if isolation == "posix":
-        os.killpg(pids["plain"], signal.SIGKILL)  # posix: a non-checkpointed orphan leaves no trace to find
+
+
+async def test_posix_tasks_of_non_checkpointing_frameworks_do_not_outlive_a_crashed_agent(
+    make_host: MakeHost,
+) -> None:
+    """posix: every launch leaves a pid record, so a new agent's cleanup_orphans kills what a kill -9 left,
+    including the children of a task whose main process ended while no agent watched."""
+    host = make_host("posix")
+    spawn_child = "sleep 60 & echo $! > child; "
+    pids = host.first_agent(
+        {
+            "plain": ["/bin/sh", "-c", spawn_child + "exec sleep 60"],
+            "ended": ["/bin/sh", "-c", spawn_child + "while [ ! -e go ]; do sleep 0.02; done; exit 0"],
+        },
+        plain={"checkpoint": False},
+        ended={"checkpoint": False},
+    )
+    children = {}
+    for cid in ("plain", "ended"):
+        children[cid] = int(await poll(lambda c=cid: read(host.sandbox(c) / "child").strip(), what=f"{cid}'s child"))
+        host.strays[children[cid]] = start_time(children[cid])  # the fixture makes sure they are gone
+    # The agent is dead, its tasks are not; one task's main process now ends, leaving its child behind.
+    (host.sandbox("ended") / "go").touch()
+    await poll(lambda: gone(pids["ended"]), what="the main process to end")
+    assert not any(gone(p) for p in [pids["plain"], *children.values()])
+
+    czr = host.containerizer()
+    assert czr.recoverable() == []  # not checkpointed: nothing to recover ...
+    assert await czr.recover("plain") is None
+    assert czr.cleanup_orphans() == ["ended", "plain"]  # ... but found and killed
+    await poll(lambda: all(gone(p) for p in [*pids.values(), *children.values()]), what="every orphan to die")
+    assert list(host.runtime_dir.iterdir()) == []
+    assert czr.cleanup_orphans() == []
+
+
+@pytest.mark.parametrize(
+    "isolation", [pytest.param("auto", marks=needs_cgroups, id="cgroups"), pytest.param("posix", id="posix")]
+)
+async def test_pid_records_last_as_long_as_their_posix_containers(tmp_path: Path, isolation: str) -> None:
+    """posix: a pid record per launch while the task runs (with cgroups, none: the cgroups are the trace)."""
+    root = f"{TEST_PARENT}/{uuid.uuid4().hex[:12]}"
+    runtime = tmp_path / "rt"
+
+    def journal() -> dict[str, rt.LaunchRecord]:
+        return rt.read_journal(runtime / rt.JOURNAL)
+
+    def sandbox(cid: str) -> LaunchSpec:
+        (tmp_path / cid).mkdir()
+        s = tmp_path / cid
+        return LaunchSpec(cid, ["sleep", "30"], ENV, s, s / "o", s / "e")
+
+    czr = Containerizer(root, isolation=isolation, runtime_dir=runtime)
+    fresh = Containerizer(root, isolation=isolation, runtime_dir=runtime)
+    try:
+        c = await czr.launch(sandbox("p"))
+        record = journal().get("p")
+        if isolation == "posix":
+            assert record is not None and (record.pid, record.boot_id) == (c.pid, boot_id())
+            assert record.started(start_time(c.pid)), (record, start_time(c.pid))
+        else:
+            assert record is None and list(runtime.iterdir()) == []
+        assert fresh.recoverable() == [] and await fresh.recover("p") is None  # never recovered
+        assert czr.cleanup_orphans() == []  # its own container: spared
+        await c.kill(0)
+        await c.wait()
+        assert journal() == {}
+
+        # Detached (an agent restarting on purpose): the record stays for the next agent process's cleanup.
+        d = await czr.launch(sandbox("d"))
+        await czr.detach()
+        assert list(journal()) == (["d"] if isolation == "posix" else [])
+        assert fresh.cleanup_orphans() == ["d"]
+        await poll(lambda: gone(d.pid), what="the detached task to die")
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(d.pid, 0)  # (it was this process's child)
+        assert list(runtime.iterdir()) == []
+    finally:
+        await czr.shutdown()
+        await fresh.shutdown()
+    assert [m / root for m in _cgroup_mounts() if (m / root).exists()] == []
+
+
+def test_pid_journal(tmp_path: Path) -> None:
+    """Appends, ends, a torn line, periodic compaction that keeps what others recorded, removal when empty."""
+    path = tmp_path / rt.JOURNAL
+    other = rt.PidJournal(path)
+    other.add("theirs", 7, (10, 11), "boot")
+    journal = rt.PidJournal(path, compact_after=4)
+    journal.add("a b", 42, (100, 101), "")  # a container id may hold spaces; a boot id may be unknown
+    with open(path, "ab") as f:
+        f.write(b"+ 43 100\n")  # torn (a crash in the middle of a line): skipped
+    assert sorted(rt.read_journal(path)) == ["a b", "theirs"]
+    record = rt.read_journal(path)["a b"]
+    assert (record.pid, record.start_time, record.start_time_max, record.boot_id) == (42, 100, 101, "")
+    for i in range(3):
+        journal.add(f"c{i}", 50 + i, (1, 2), "boot")
+        journal.end(f"c{i}")
+    assert len(path.read_bytes().splitlines()) > 3
+    journal.add("c3", 53, (1, 2), "boot")
+    journal.end("c3")  # the 4th end: rewritten with the live records only, theirs included
+    assert sorted(path.read_bytes().splitlines()) == [b"+ 42 100 101 - a b", b"+ 7 10 11 boot theirs"]
+    other.end("theirs")  # written to the new journal, not the replaced one
+    journal.end("a b")
+    assert rt.read_journal(path) == {}
+    journal.rewrite(rt.read_journal(path))
+    assert not path.exists()
+    other.close()
 
 
 async def test_detach_then_recover_in_process(tmp_path: Path) -> None:

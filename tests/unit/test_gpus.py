@@ -27,6 +27,60 @@ def recorded(name: str) -> str:
     return (DATA / name).read_text(encoding="utf-8")
 
 
+# ---------------------------------------------------------------- recorded on an H200 host (data/README.md)
+H200_UUID = "GPU-38964b47-1ed4-9660-1ddd-517cca22ca2a"
+H200_BUS_ID = "00000000:00:06.0"
+
+
+def recorded_h200_driver(tmp_path: Path) -> Path:
+    """A /proc/driver/nvidia/gpus holding the H200's recorded information file."""
+    proc = tmp_path / "proc-driver-nvidia-gpus"
+    (proc / "0000:00:06.0").mkdir(parents=True)
+    (proc / "0000:00:06.0" / "information").write_text(recorded("nvidia-proc-information-H200-recorded.txt"))
+    return proc
+
+
+def test_recorded_h200_nvidia_smi_output() -> None:
+    assert parse_nvidia_smi(recorded("nvidia-smi-1xH200-recorded.csv")) == [
+        Gpu(index=0, uuid=H200_UUID, name="NVIDIA H200", memory_mb=143771, pci_bus_id=H200_BUS_ID)
+    ]
+
+
+def test_detect_gpus_on_the_recorded_h200_host(tmp_path: Path) -> None:
+    """Index, memory and bus id from nvidia-smi; the device minor from the driver's information file alone
+    (no /dev here: the fallback cannot have supplied it)."""
+    args = tmp_path / "args"
+    tool = _fake_tool(tmp_path, f'echo "$@" > {args}; cat {DATA / "nvidia-smi-1xH200-recorded.csv"}')
+    gpus = detect_gpus(tool, proc_dir=recorded_h200_driver(tmp_path), dev_dir=tmp_path / "no-dev")
+    assert gpus == [Gpu(0, H200_UUID, "NVIDIA H200", 143771, minor=0, pci_bus_id=H200_BUS_ID)]
+    assert gpus[0].device == "/dev/nvidia0"
+    assert args.read_text().split() == NVIDIA_SMI_ARGS
+
+
+def test_recorded_h200_information_file_names_the_gpu() -> None:
+    lines = recorded("nvidia-proc-information-H200-recorded.txt").splitlines()
+    info = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
+    assert info["GPU UUID"] == H200_UUID and info["Bus Location"] == "0000:00:06.0"
+    assert info["Device Minor"] == "0" and info["Model"] == "NVIDIA H200"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_device_minor_from_the_recorded_h200_dev_nodes(tmp_path: Path) -> None:
+    """The recorded /dev: nvidia0 (195,0) is the GPU; nvidiactl (195,255) and nvidia-uvm (238,x) are not GPUs."""
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for line in recorded("dev-nvidia-H200-recorded.txt").splitlines():
+        numbers, path = line.split()[-2:]
+        major, minor = map(int, numbers.split(","))
+        os.mknod(dev / Path(path).name, 0o600 | stat.S_IFCHR, os.makedev(major, minor))
+    (gpu,) = parse_nvidia_smi(recorded("nvidia-smi-1xH200-recorded.csv"))
+    assert device_minor(gpu, tmp_path / "no-proc", dev) == 0
+    assert sorted(p.name for p in dev.iterdir()) == ["nvidia-uvm", "nvidia-uvm-tools", "nvidia0", "nvidiactl"]
+    # Only /dev/nvidia<index> is looked at: a GPU index 255 would not pick nvidiactl.
+    assert device_minor(Gpu(255, H200_UUID, "x", 1), tmp_path / "no-proc", dev) is None
+
+
+# ---------------------------------------------------------------- hand-written (data/README.md)
 def test_one_h100_in_the_documented_format() -> None:
     # nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader (units included)
     assert parse_nvidia_smi(recorded("nvidia-smi-1xH100.csv")) == [Gpu(0, UUID0, "NVIDIA H100 80GB HBM3", 81559)]
