@@ -123,11 +123,16 @@ class LocalCluster:
         return path
 
     async def start(self, timeout: float = 30.0) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        await self.start_master(timeout)
-        for i in range(self.agents):
-            self.add_agent(i)
-        await self.wait_for_agents(self.agents, timeout)
+        """Start the master and the agents; if any of them fails to start, stop what did start and raise."""
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            await self.start_master(timeout)
+            for i in range(self.agents):
+                self.add_agent(i)
+            await self.wait_for_agents(self.agents, timeout)
+        except BaseException:
+            await self.stop()
+            raise
 
     async def restart_master(self, timeout: float = 30.0) -> None:
         """Stop the master and start it again with the same work dir, on the same port."""
@@ -253,11 +258,7 @@ class LocalCluster:
         return ([self.master] if self.master is not None else []) + list(self.agent_daemons)
 
     async def __aenter__(self) -> LocalCluster:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
+        await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
