@@ -1,12 +1,22 @@
-"""Allocator benchmark in the shape of Mesos' DeclineOffers benchmark.
+"""Allocator benchmark in the shape of Mesos' DeclineOffers benchmark (hierarchical_allocator_tests.cpp).
 
-Every agent has ``cpus:24;mem:4096;disk:4096;ports:[31000-32000]``; all frameworks are in one role and decline
-every offer with a long refusal filter (3,600 s), so each cycle offers every agent to a framework that has not
-declined it yet. Reported (one JSON line, also appended to bench/results/allocator.jsonl): the time to add the
-agents, the first allocation cycle, the median of the next ten, the time the frameworks' declines took, the
-allocator's own metrics, and peak RSS.
+Every agent has ``cpus:24;mem:4096;disk:4096;ports:[31000-32000]`` and is added with tasks already on it, as
+Mesos does: ``cpus:16;mem:2014;disk:1024`` plus 16 ports spread over the range (16 two-port ranges) are used by
+framework ``i % F`` on agent ``i``. So frameworks start with allocations and what is offered is fragmented
+(``cpus:8;mem:2082;disk:3072`` and 17 port ranges per agent). All frameworks are in one role (``--quota``: in
+roles with quota) and decline every offer for good (a refusal filter that never expires), so each round offers
+every agent to a framework that has not declined it yet, until every framework has declined every agent: Mesos
+runs 2 x F rounds.
+
+Reported (one JSON line, also appended to bench/results/allocator.jsonl): the time to add the agents, the first
+allocation cycle, the median of the next ten (wall clock, and process CPU time, which other load on the machine
+does not inflate), the worst round and the total over all the rounds run (with how many: all 2 x F when
+affordable, see ``--rounds``), the declines, the time spent in Python's garbage collector, the allocator's own
+metrics (the last cycle's ``allocation_run_ms`` among them), and peak RSS.
 
     python -m bench.allocator --agents 10000 --frameworks 1000
+    python -m bench.allocator --agents 10000 --frameworks 1000 --rounds 2000   # all of Mesos' rounds
+    python -m bench.allocator --shape plain          # the old shape: empty agents, one port range
     python -m bench.allocator --quota                # 3,000 agents, roles with quota (guarantees and limits)
     python -m bench.allocator --grid                 # agents 1k/10k/50k x frameworks 100/1k/5k, in subprocesses
 """
@@ -14,6 +24,7 @@ allocator's own metrics, and peak RSS.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import statistics
@@ -27,11 +38,14 @@ from mesos_master.allocator import HierarchicalAllocator, Quota, create_allocato
 from scheduler_sdk.resources import Resources
 
 AGENT = "cpus:24;mem:4096;disk:4096;ports:[31000-32000]"
-REFUSE = 3600.0
+USED = "cpus:16;mem:2014;disk:1024"  # on every agent, by framework i % F (Mesos: "16 tasks, 1 cpu each")
+PORT_RANGES = 16  # Mesos' makePortRanges(31000-32000, 16): [31000+62i, 31001+62i]
+REFUSE = 1e12  # Mesos declines with INT_MAX seconds: never expires within a run
 CYCLES_AFTER_FIRST = 10
 GRID_AGENTS = (1_000, 10_000, 50_000)
 GRID_FRAMEWORKS = (100, 1_000, 5_000)
-GRID_BUDGET_S = 600.0
+GRID_BUDGET_S = 900.0
+AUTO_ROUNDS_BUDGET = 1_000_000  # offers (agents x rounds with offers) the default --rounds affords; beyond: 11
 
 
 def peak_rss_mb() -> float:
@@ -39,10 +53,43 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(agents: int, frameworks: int, *, quota: bool, policy: str, roles: int) -> dict[str, Any]:
+def used_on_agent() -> Resources:
+    """Mesos' used resources: cpus:16;mem:2014;disk:1024 and 16 two-port ranges spread over 31000-32000."""
+    step = (32000 - 31000) // PORT_RANGES
+    ports = Resources.ports(*((31000 + i * step, 31001 + i * step) for i in range(PORT_RANGES)))
+    return Resources.parse(USED) + ports
+
+
+class GcClock:
+    """Time spent in the garbage collector (all generations) and full collections, while installed."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.full += info.get("generation") == 2
+
+
+def auto_rounds(agents: int, frameworks: int) -> int:
+    """All of Mesos' 2 x F rounds when the run stays within AUTO_ROUNDS_BUDGET offers; else the first cycle and
+    ten more. Rounds after the F-th make no offers (everyone declined everything) and cost little."""
+    full = 2 * frameworks
+    return full if agents * frameworks <= AUTO_ROUNDS_BUDGET else 1 + CYCLES_AFTER_FIRST
+
+
+def run(
+    agents: int, frameworks: int, *, quota: bool, policy: str, roles: int, shape: str, rounds: int | None
+) -> dict[str, Any]:
     alloc = create_allocator(policy, allocation_interval=1.0)
     assert isinstance(alloc, HierarchicalAllocator)
     total = Resources.parse(AGENT)
+    used = used_on_agent() if shape == "mesos" else Resources.empty()
     role_names = [f"role{i:03}" for i in range(roles)] if quota else ["*"]
     quota_roles = role_names[: len(role_names) // 2] if quota else []
     if quota:
@@ -53,43 +100,71 @@ def run(agents: int, frameworks: int, *, quota: bool, policy: str, roles: int) -
             guarantee = Resources.of(cpus=24 * agents * share, mem=4096 * agents * share)
             limit = Resources.of(cpus=24 * agents * share * 2, mem=4096 * agents * share * 2)
             alloc.update_quota(role, Quota(guarantee, limit))
-    for f in range(frameworks):
-        alloc.add_framework(f"fw{f:05}", [role_names[f % len(role_names)]], {})
+    framework_ids = [f"fw{f:05}" for f in range(frameworks)]
+    for f, fid in enumerate(framework_ids):
+        alloc.add_framework(fid, [role_names[f % len(role_names)]], {})
 
     t0 = time.perf_counter()
     for i in range(agents):
-        alloc.add_agent(f"agent{i:06}", total, {})
+        alloc.add_agent(f"agent{i:06}", total, {framework_ids[i % frameworks]: used} if used else {})
     add_s = time.perf_counter() - t0
 
+    planned = rounds if rounds is not None else auto_rounds(agents, frameworks)
     now = 0.0
     cycles: list[float] = []
+    cycles_cpu: list[float] = []  # process CPU time: what the cycle costs, whatever else runs on the machine
     declines: list[float] = []
     offers: list[int] = []
-    for _ in range(1 + CYCLES_AFTER_FIRST):
-        now += 1.0
-        t0 = time.perf_counter()
-        made = alloc.allocate(now)
-        cycles.append(time.perf_counter() - t0)
-        offers.append(len(made))
-        t0 = time.perf_counter()
-        for a in made:
-            alloc.recover_resources(a.framework_id, a.agent_id, a.resources, REFUSE, now, role=a.role)
-        declines.append(time.perf_counter() - t0)
+    gc_clock = GcClock()
+    gc.callbacks.append(gc_clock)
+    started = time.perf_counter()
+    try:
+        for _ in range(planned):
+            now += 1.0
+            c0, t0 = time.process_time(), time.perf_counter()
+            made = alloc.allocate(now)
+            cycles.append(time.perf_counter() - t0)
+            cycles_cpu.append(time.process_time() - c0)
+            offers.append(len(made))
+            t0 = time.perf_counter()
+            for a in made:
+                alloc.recover_resources(a.framework_id, a.agent_id, a.resources, REFUSE, now, role=a.role)
+            declines.append(time.perf_counter() - t0)
+    finally:
+        gc.callbacks.remove(gc_clock)
+    wall = time.perf_counter() - started
     m = alloc.metrics()
+    worst = max(range(len(cycles)), key=cycles.__getitem__)
+    after = cycles[1 : 1 + CYCLES_AFTER_FIRST] or cycles[:1]
     return {
         "agents": agents,
         "frameworks": frameworks,
         "policy": policy,
+        "shape": shape,
         "quota": quota,
         "roles": len(role_names),
         "quota_roles": len(quota_roles),
         "add_agents_s": round(add_s, 3),
         "first_cycle_ms": round(cycles[0] * 1000, 1),
-        "next10_median_ms": round(statistics.median(cycles[1:]) * 1000, 1),
-        "next10_max_ms": round(max(cycles[1:]) * 1000, 1),
+        "next10_median_ms": round(statistics.median(after) * 1000, 1),
+        "next10_max_ms": round(max(after) * 1000, 1),
+        "first_cycle_cpu_ms": round(cycles_cpu[0] * 1000, 1),
+        "next10_median_cpu_ms": round(
+            statistics.median(cycles_cpu[1 : 1 + CYCLES_AFTER_FIRST] or cycles_cpu[:1]) * 1000, 1
+        ),
+        "rounds": len(cycles),
+        "rounds_mesos": 2 * frameworks,
+        "max_round_ms": round(cycles[worst] * 1000, 1),
+        "max_round": worst,
+        "total_rounds_s": round(sum(cycles), 2),
+        "total_with_declines_s": round(wall, 2),
+        "gc_s": round(gc_clock.seconds, 2),  # of the rounds and declines: Python's collector, not the allocator
+        "gc_full_collections": gc_clock.full,
         "decline_median_ms": round(statistics.median(declines) * 1000, 1),
         "offers_first_cycle": offers[0],
-        "offers_median_next10": statistics.median(offers[1:]),
+        "offers_median_next10": statistics.median(offers[1 : 1 + CYCLES_AFTER_FIRST] or offers[:1]),
+        "offers_total": sum(offers),
+        "allocation_run_ms": round(m["allocation_run_ms"], 1),
         "allocation_run_ms_p50": round(m["allocation_run_ms_p50"], 1),
         "allocation_run_ms_p99": round(m["allocation_run_ms_p99"], 1),
         "allocation_runs": m["allocation_runs"],
@@ -97,14 +172,16 @@ def run(agents: int, frameworks: int, *, quota: bool, policy: str, roles: int) -
     }
 
 
-def grid(policy: str) -> None:
+def grid(policy: str, shape: str, rounds: int | None) -> None:
     """Each combination in a fresh process (so peak RSS is its own); skip what would not fit the budget."""
     spent = 0.0
-    per_agent_cycle_s: float | None = None  # seconds per agent per cycle (add + 11 cycles + declines), measured
+    per_unit_s: float | None = None  # seconds per (agent x round), measured on the runs so far
     for agents in GRID_AGENTS:
         for frameworks in GRID_FRAMEWORKS:
-            if per_agent_cycle_s is not None:
-                estimate = per_agent_cycle_s * agents * 1.5 + 2.0
+            planned = rounds if rounds is not None else auto_rounds(agents, frameworks)
+            units = agents * min(planned, frameworks + 1)
+            if per_unit_s is not None:
+                estimate = per_unit_s * units * 1.5 + 5.0
                 if spent + estimate > GRID_BUDGET_S:
                     print(
                         json.dumps(
@@ -119,13 +196,15 @@ def grid(policy: str) -> None:
                     )
                     continue
             argv = [sys.executable, "-m", "bench.allocator", "--agents", str(agents), "--frameworks", str(frameworks)]
-            argv += ["--allocator", policy]
+            argv += ["--allocator", policy, "--shape", shape]
+            if rounds is not None:
+                argv += ["--rounds", str(rounds)]
             t0 = time.perf_counter()
             code = subprocess.call(argv, timeout=GRID_BUDGET_S)
             took = time.perf_counter() - t0
             spent += took
             if code == 0:
-                per_agent_cycle_s = max(per_agent_cycle_s or 0.0, took / agents)
+                per_unit_s = max(per_unit_s or 0.0, took / units)
     print(json.dumps({"bench": "allocator", "grid_total_s": round(spent, 1)}), flush=True)
 
 
@@ -136,14 +215,30 @@ def main() -> None:
     p.add_argument("--quota", action="store_true", help="roles with quota guarantees and limits (default 3,000 agents)")
     p.add_argument("--roles", type=int, default=100, help="roles in --quota mode (half of them with quota)")
     p.add_argument("--allocator", default="drf", help="policy name (drf, fair, priority, random, or a plugin)")
+    p.add_argument(
+        "--shape",
+        choices=("mesos", "plain"),
+        default="mesos",
+        help="mesos: agents added with used resources and fragmented ports (default); plain: empty agents",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help=f"allocation rounds to run (Mesos runs 2 x frameworks; default: that many when agents x frameworks "
+        f"<= {AUTO_ROUNDS_BUDGET:,}, else {1 + CYCLES_AFTER_FIRST})",
+    )
     p.add_argument("--grid", action="store_true", help="agents 1k/10k/50k x frameworks 100/1k/5k")
     a = p.parse_args()
+    if a.rounds is not None and a.rounds < 1:
+        p.error("--rounds must be at least 1")
     if a.grid:
-        grid(a.allocator)
+        grid(a.allocator, a.shape, a.rounds)
         return
     agents = a.agents if a.agents is not None else (3_000 if a.quota else 1_000)
     frameworks = a.frameworks if a.frameworks is not None else (1_000 if a.quota else 100)
-    report("allocator", run(agents, frameworks, quota=a.quota, policy=a.allocator, roles=a.roles))
+    figures = run(agents, frameworks, quota=a.quota, policy=a.allocator, roles=a.roles, shape=a.shape, rounds=a.rounds)
+    report("allocator", figures)
 
 
 if __name__ == "__main__":

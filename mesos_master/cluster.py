@@ -12,7 +12,7 @@ import itertools
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -21,8 +21,8 @@ import structlog
 from aiomesos.v1 import agent_pb2, scheduler_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
-from mesos_master.allocator import Allocator
-from mesos_master.allocator.base import AttributeMatch, OfferConstraints, Quota
+from mesos_master.allocator import Allocator, validate_quota
+from mesos_master.allocator.base import AttributeMatch, OfferConstraints, Quota, RunningTask
 from mesos_master.registry import RegistryState
 from scheduler_sdk.resources import UNRESERVED, Resources, ResourcesError, attribute_values
 from scheduler_sdk.states import is_terminal
@@ -32,7 +32,7 @@ log = structlog.get_logger(__name__)
 S = tpb.TaskStatus
 CAP = rpb.FrameworkInfo.Capability
 DEFAULT_REFUSE_SECONDS = 5.0
-# "true" on a task: not revoked while its role (or nearest ancestor with a quota) is within its guarantee
+# "true" on a task: the allocator does not revoke it while it fits within its role's guarantee (see docs)
 NON_REVOCABLE_LABEL = "aiomesos.non_revocable"
 COMPLETED_TASKS_KEPT = 1000
 COMPLETED_FRAMEWORKS_KEPT = 50
@@ -83,7 +83,7 @@ class Framework:
     reregistered_time: float = 0.0
     disconnected_at: float | None = None
     expires_at: float | None = None  # while disconnected: when it is removed unless it resubscribes
-    suppressed: bool = False
+    suppressed_roles: set[str] = field(default_factory=set)  # roles it asked no offers in (SUPPRESS)
     tasks: dict[str, Task] = field(default_factory=dict)
     completed_tasks: deque[Task] = field(default_factory=lambda: deque(maxlen=COMPLETED_TASKS_KEPT))
     offers: set[str] = field(default_factory=set)
@@ -97,6 +97,11 @@ class Framework:
 
     def roles(self) -> list[str]:
         return list(self.info.roles) or [UNRESERVED]
+
+    @property
+    def suppressed(self) -> bool:
+        """Suppressed in every one of its roles (it gets no offers at all)."""
+        return set(self.roles()) <= self.suppressed_roles
 
 
 @dataclass(slots=True)
@@ -297,7 +302,7 @@ class Master:
         if existing is not None:
             self._rescind_all(existing, recover=True)
             # As in Mesos, a (re-)subscription lifts suppression: a framework suppresses again if it wants to.
-            existing.suppressed = False
+            existing.suppressed_roles.clear()
             self.allocator.update_framework(framework_id, list(info.roles), **allocator_options(info))
             self.allocator.revive_offers(framework_id)
             existing.info = info
@@ -342,6 +347,7 @@ class Master:
         self._rescind_all(fw, recover=True)
         self.allocator.update_framework(framework_id, list(new.roles), **options)
         fw.info = new
+        fw.suppressed_roles &= set(fw.roles())
         self.outbox.write("put_framework", new)
 
     def disconnect_framework(self, framework_id: str) -> None:
@@ -433,6 +439,9 @@ class Master:
         agent_ids = {o.agent_id for o in valid}
         if len(agent_ids) > 1:
             problems.append(f"offers from different agents ({', '.join(sorted(agent_ids))}) in one accept")
+        offer_roles = {o.role for o in valid}
+        if len(offer_roles) > 1:
+            problems.append(f"offers allocated to different roles ({', '.join(sorted(offer_roles))}) in one accept")
         for offer in valid:
             self._remove_offer(offer)
         agent = self.agents.get(next(iter(agent_ids))) if len(agent_ids) == 1 else None
@@ -456,13 +465,14 @@ class Master:
             offered = offered + offer.resources
         pool = offered
         reservations_changed = False
+        reserved_here = Resources.empty()  # what this accept's RESERVE operations took so far
         launched: list[Task] = []
         launched_ids: set[str] = set()
         M = agent_pb2.MasterMessage
         for op in call.operations:  # in order: a LAUNCH may use what a RESERVE before it reserved
             if op.type in (Op.RESERVE, Op.UNRESERVE):
                 try:
-                    pool = self._apply_reservation_op(fw, agent, op, pool)
+                    pool, reserved_here = self._apply_reservation_op(fw, agent, op, pool, role, reserved_here)
                     reservations_changed = True
                 except CallError as e:
                     self._error(fw, f"{Op.Type.Name(op.type)} rejected: {e}")
@@ -508,33 +518,51 @@ class Master:
             self.allocator.recover_resources(framework_id, agent.id, pool, refuse, now, role=role)
 
     def _apply_reservation_op(
-        self, fw: Framework, agent: Agent, op: scheduler_pb2.Offer_Operation, pool: Resources
-    ) -> Resources:
-        """RESERVE or UNRESERVE part of an accept's pool; returns the new pool."""
+        self,
+        fw: Framework,
+        agent: Agent,
+        op: scheduler_pb2.Offer_Operation,
+        pool: Resources,
+        offer_role: str,
+        reserved_here: Resources,
+    ) -> tuple[Resources, Resources]:
+        """RESERVE or UNRESERVE part of an accept's pool; returns the new pool and what the accept reserved.
+        As in Mesos, a RESERVE is for the offers' allocation role or a role below it, and must not take a role
+        over its quota limit (the allocator says)."""
         Op = scheduler_pb2.Offer_Operation
         wanted = op.reserve.resources if op.type == Op.RESERVE else op.unreserve.resources
         try:
             res = Resources.from_proto(wanted)
         except ResourcesError as e:
             raise CallError(str(e)) from None
-        for role in res.roles():
+        if not res:
+            raise CallError("no resources given")
+        for role in sorted(res.roles()):
             if role == UNRESERVED:
                 raise CallError("every resource must name the role it is (un)reserved for")
+            if op.type == Op.RESERVE and not (role == offer_role or role.startswith(offer_role + "/")):
+                raise CallError(
+                    f"role {role!r} is neither the offers' allocation role {offer_role!r} nor a role below it"
+                )
             if not any(role == r or role.startswith(r + "/") for r in fw.roles()):
                 raise CallError(f"role {role!r} is not one of the framework's roles ({', '.join(fw.roles())})")
         if op.type == Op.RESERVE:
             plain = Resources.flatten(res, UNRESERVED)
             if not pool.contains(plain):
                 raise CallError(f"{plain} is not unreserved in the offers (they have {pool or 'nothing'})")
+            try:
+                self.allocator.check_reservation(reserved_here + res, allocated_role=offer_role)
+            except ValueError as e:
+                raise CallError(str(e)) from None
             self._set_reservations(agent, self.reservations.get(agent.id, Resources.empty()) + res)
-            return pool - plain + res
+            return pool - plain + res, reserved_here + res
         dynamic = self.reservations.get(agent.id, Resources.empty())
         if not pool.contains(res):
             raise CallError(f"{res} is not in the offers (they have {pool or 'nothing'})")
         if not dynamic.contains(res):
             raise CallError(f"{res} is not dynamically reserved on agent {agent.id} (static ones cannot be)")
         self._set_reservations(agent, dynamic - res)
-        return pool - res + Resources.flatten(res, UNRESERVED)
+        return pool - res + Resources.flatten(res, UNRESERVED), reserved_here
 
     def _set_reservations(self, agent: Agent, reserved: Resources) -> None:
         if reserved:
@@ -584,6 +612,10 @@ class Master:
                 raise CallError(
                     f"agent {agent_id} has not {plain} unreserved and free (it has {free.unreserved() or 'nothing'})"
                 )
+            try:
+                self.allocator.check_reservation(resources)
+            except ValueError as e:
+                raise CallError(str(e)) from None
             self._set_reservations(agent, dynamic + resources)
         self._agent_total_changed(agent)
 
@@ -598,12 +630,15 @@ class Master:
             self.outbox.write("set_weight", item)
 
     def set_quota(self, role: str, quota: Quota | None) -> None:
+        """Set (None: remove) a role's quota; raises CallError for a quota the role tree cannot honour (see
+        `validate_quota`: hierarchical quota, as in Mesos)."""
         _validate_role(role)
-        if quota is not None:
-            if quota.limit is not None and not quota.limit.contains(quota.guarantee.only(*quota.limit.names())):
-                raise CallError(f"quota of {role!r}: the guarantee {quota.guarantee} exceeds the limit {quota.limit}")
-            if not quota.guarantee and quota.limit is None:
-                quota = None
+        if quota is not None and not quota.guarantee and quota.limit is None:
+            quota = None
+        try:
+            validate_quota(self.quotas, role, quota)
+        except ValueError as e:
+            raise CallError(str(e)) from None
         if quota is None:
             self.quotas.pop(role, None)
             self.outbox.write("set_quota", (role, [], None))
@@ -664,13 +699,27 @@ class Master:
 
     def revive(self, framework_id: str, roles: Iterable[str] = ()) -> None:
         fw = self._framework(framework_id)
-        fw.suppressed = False
+        chosen = self._call_roles(fw, roles, "revive")
+        fw.suppressed_roles.difference_update(chosen)
         self.allocator.revive_offers(framework_id, list(roles) or None)
 
     def suppress(self, framework_id: str, roles: Iterable[str] = ()) -> None:
         fw = self._framework(framework_id)
-        fw.suppressed = True
+        chosen = self._call_roles(fw, roles, "suppress")
+        fw.suppressed_roles.update(chosen)
         self.allocator.suppress_offers(framework_id, list(roles) or None)
+
+    @staticmethod
+    def _call_roles(fw: Framework, roles: Iterable[str], call: str) -> list[str]:
+        """The roles a REVIVE or SUPPRESS names (none: all of the framework's); raises CallError for others."""
+        named = list(roles)
+        mine = fw.roles()
+        unknown = sorted(set(named) - set(mine))
+        if unknown:
+            raise CallError(
+                f"{call}: {', '.join(map(repr, unknown))} not among the framework's roles ({', '.join(mine)})"
+            )
+        return named or mine
 
     def kill(self, framework_id: str, call: scheduler_pb2.Call.Kill) -> None:
         fw = self._framework(framework_id)
@@ -1057,54 +1106,41 @@ class Master:
 
     # ============================================================================= time
     def revoke(self) -> int:
-        """Carry out the allocator's revocations: kill tasks of roles above their share, the least recently
-        started first, revocable ones only, without taking a role below its share. Returns how many."""
+        """Carry out the allocator's revocations: the allocator picks the tasks (from the running ones it is told
+        about), the master kills them. Returns how many kills it sent."""
         now = self.clock()
         killed = 0
-        for revocation in self.allocator.revocations(now):
-            need = Resources.flatten(revocation.resources)
-            # What is already being taken back from this role counts.
-            candidates: list[Task] = []
-            for fw in self.frameworks.values():
-                for task in fw.tasks.values():
-                    if task.role != revocation.role and not (task.role or "").startswith(revocation.role + "/"):
-                        continue
-                    if is_terminal(task.state):
-                        continue
-                    if task.preempted:
-                        need = need.subtract_clamped(Resources.flatten(task.resources))
-                    elif task.state == tpb.TASK_RUNNING and self._revocable(task):
-                        candidates.append(task)
-            taken = Resources.empty()
-            for task in sorted(candidates, key=lambda t: (t.started_at or now, t.task_id)):
-                if not need or taken.contains(need):
-                    break
-                size = Resources.flatten(task.resources).only(*need.names())
-                if not need.contains(taken + size):
-                    continue  # it would take the role below its share
-                taken = taken + size
-                self._preempt(task, revocation.for_role)
-                killed += 1
+        for revocation in self.allocator.revocations(now, self._running_tasks(now)):
+            fw = self.frameworks.get(revocation.framework_id)
+            task = fw.tasks.get(revocation.task_id) if fw is not None else None
+            if task is None or task.preempted or is_terminal(task.state):
+                continue
+            self._preempt(task, revocation.for_role)
+            killed += 1
         return killed
 
-    def _revocable(self, task: Task) -> bool:
-        labels = {label.key: label.value for label in task.info.labels.labels}
-        if labels.get(NON_REVOCABLE_LABEL, "").lower() not in ("true", "1", "yes"):
-            return True
-        # The label protects a task only while its role (or the nearest ancestor with a quota) is within its
-        # guarantee.
-        role = task.role or ""
-        while role and role not in self.quotas:
-            role = role.rpartition("/")[0]
-        quota = self.quotas.get(role)
-        if quota is None or not quota.guarantee:
-            return True
-        usage = Resources.empty()
-        for r, held in self.role_usage().items():
-            if r == role or r.startswith(role + "/"):
-                usage = usage + held
-        usage = Resources.flatten(usage).only(*quota.guarantee.names())
-        return not Resources.flatten(quota.guarantee).contains(usage)
+    def _running_tasks(self, now: float) -> Iterator[RunningTask]:
+        """The facts revocation needs about the tasks that hold resources: running ones, and those already being
+        killed (whatever their state). A generator: the allocator reads it only when some role is starved."""
+        for fw in self.frameworks.values():
+            first_role = fw.roles()[0]
+            for task in fw.tasks.values():
+                if is_terminal(task.state) or not (task.state == tpb.TASK_RUNNING or task.kill_requested):
+                    continue
+                labels = task.info.labels.labels
+                yield RunningTask(
+                    framework_id=fw.id,
+                    task_id=task.task_id,
+                    agent_id=task.agent_id,
+                    role=task.role or first_role,
+                    resources=task.resources,
+                    started_at=task.started_at if task.started_at is not None else now,
+                    non_revocable=any(
+                        label.key == NON_REVOCABLE_LABEL and label.value.lower() in ("true", "1", "yes")
+                        for label in labels
+                    ),
+                    killing=task.kill_requested,
+                )
 
     def _preempt(self, task: Task, for_role: str) -> None:
         task.preempted = True

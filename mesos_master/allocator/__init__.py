@@ -11,9 +11,11 @@ from mesos_master.allocator.base import (
     OfferConstraints,
     Quota,
     Revocation,
+    RunningTask,
 )
 from mesos_master.allocator.hierarchical import DEFAULT_MIN_ALLOCATABLE, HierarchicalAllocator
 from mesos_master.allocator.policies import ENTRY_POINT_GROUP, available_allocators, create_allocator
+from mesos_master.allocator.quota import validate_quota
 from mesos_master.allocator.sorter import DRFSorter, FairSorter, PrioritySorter, RandomSorter, Sorter
 
 __all__ = [
@@ -30,7 +32,9 @@ __all__ = [
     "Quota",
     "RandomSorter",
     "Revocation",
+    "RunningTask",
     "Sorter",
     "available_allocators",
     "create_allocator",
+    "validate_quota",
 ]

@@ -52,14 +52,33 @@ class OfferConstraints:
 
 
 @dataclass(frozen=True, slots=True)
-class Revocation:
-    """Revocation's decision: `role` holds more than its share while `for_role` waits below its guarantee (or fair
-    share); take back about `resources` from `role` (the master picks which tasks: least recently started,
-    revocable ones only, never below the role's share)."""
+class RunningTask:
+    """A task the master tells `revocations()` about: what it holds, under which role, since when.
 
+    `non_revocable`: the framework labelled it so (honoured only up to its role's guarantee, see
+    `Allocator.revocations`). `killing`: a kill is already on its way (a revocation, or the framework's own):
+    its resources count as coming back, so nothing more is revoked for them."""
+
+    framework_id: str
+    task_id: str
+    agent_id: str
     role: str
     resources: Resources
+    started_at: float
+    non_revocable: bool = False
+    killing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """Revocation's decision: kill task `task_id` of framework `framework_id` (it runs in `role`, which holds more
+    than its share) so that `for_role`, below its guarantee or fair share, gets `resources` back."""
+
+    framework_id: str
+    task_id: str
+    role: str
     for_role: str
+    resources: Resources
 
 
 class Allocator(ABC):
@@ -168,9 +187,18 @@ class Allocator(ABC):
         """Run one allocation cycle; what it returns is allocated until recovered."""
 
     @abstractmethod
-    def revocations(self, now: float) -> list[Revocation]:
-        """What should be taken back so that starved roles get their guarantee (or, with a fair policy, their
-        fair share). Empty unless revocation is enabled."""
+    def revocations(self, now: float, tasks: Iterable[RunningTask]) -> list[Revocation]:
+        """Which of the running `tasks` to kill so that starved roles get their guarantee (or, with a fair
+        policy, their fair share): tasks of roles above their share, least recently started first, never taking
+        a role below its share. The master kills exactly these. `tasks` may be a generator: it is read only
+        when some role is starved. Empty unless revocation is enabled."""
+
+    def check_reservation(self, resources: Resources, *, allocated_role: str | None = None) -> None:
+        """Raise ValueError when reserving `resources` (each for the role it names) would take a role or one of
+        its ancestors over its quota limit. `allocated_role`: the resources are already allocated to that role
+        (RESERVE operations in an ACCEPT: give all of the accept's reservations so far), so they already count
+        toward it and its ancestors. The default checks nothing."""
+        return None
 
     @abstractmethod
     def allocated(self, framework_id: str) -> Resources:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from mesos_master.allocator import _vectors as V
 from mesos_master.allocator import filters as F
 from mesos_master.allocator._vectors import Vec
-from mesos_master.allocator.base import Allocation, Allocator, OfferConstraints, Quota, Revocation
+from mesos_master.allocator.base import Allocation, Allocator, OfferConstraints, Quota, Revocation, RunningTask
 from mesos_master.allocator.constraints import CompiledConstraints
 from mesos_master.allocator.filters import is_filtered
 from mesos_master.allocator.ordering import SortedOrder
@@ -45,8 +45,32 @@ from scheduler_sdk.resources import UNRESERVED, Resources
 
 DEFAULT_MIN_ALLOCATABLE = (Resources.of(cpus=0.01), Resources.of(mem=32))
 _EMPTY = Resources.empty()
-_NO_FILTERS: F.PerAgent = {}  # never written to
+_NO_FILTERS = F.PerAgent(F.Book())  # never written to
 _METRICS_WINDOW = 1000
+# What one framework holds in one role on one agent, as the pieces it was given (offers, tasks) kept apart: one
+# `Resources` (the usual case: no list object), or a list of them. An offer declined whole comes back as the piece
+# it went out as, so no arithmetic on port ranges is needed for the common case.
+Pieces = Resources | list[Resources]
+
+
+def _total_of(pieces: Pieces) -> Resources:
+    if type(pieces) is not list:
+        return pieces  # type: ignore[return-value]
+    total = _EMPTY
+    for piece in pieces:
+        total = total + piece
+    return total
+
+
+def _find(pieces: list[Resources], resources: Resources) -> int:
+    """The index of a piece that is (or equals) `resources`; -1 when none is."""
+    for i, piece in enumerate(pieces):
+        if piece is resources:
+            return i
+    for i, piece in enumerate(pieces):
+        if piece == resources:
+            return i
+    return -1
 
 
 class _Agent:
@@ -63,6 +87,10 @@ class _Agent:
         "gpus",
         "id",
         "orphans",
+        "refusal_free",
+        "refusals",
+        "refused_in",
+        "refused_own",
         "reservations",
         "seq",
         "total",
@@ -85,9 +113,21 @@ class _Agent:
         self.attributes = attributes
         self.attr_key = attr_key
         self.gpus = total.scalar("gpus") > 0
-        self.allocated: dict[tuple[str, str], Resources] = {}  # (framework id, role) -> what it holds here
+        self.allocated: dict[tuple[str, str], Pieces] = {}  # (framework id, role) -> what it holds here
         self.orphans: dict[str, Resources] = {}  # held by frameworks not (yet) known to the allocator
-        self.filtered_by: set[str] = set()  # frameworks with refusal filters on this agent
+        # frameworks with refusal filters on this agent (a dict of strings: untracked by Python's collector)
+        self.filtered_by: dict[str, None] = {}
+        # The (framework, role) pairs with a live refusal filter covering exactly `refusal_free` (the agent's free
+        # resources when they declined them whole), and how many of them are offerable now, per role node: in
+        # its subtree (`refused_in`) and in the role itself (`refused_own`). While the agent's free resources are
+        # that object, a role whose offerable frameworks all refused them has nothing to take there (the cycle
+        # skips it), and an agent that every offerable pair refused has nothing to offer at all.
+        self.refusal_free: Resources | None = None
+        # (a dict, not a set: holding only strings, Python's collector stops tracking it; a cluster whose
+        # frameworks decline for long holds millions of these, which every full collection would walk)
+        self.refusals: dict[tuple[str, str], None] = {}
+        self.refused_in: dict[RoleNode, int] = {}
+        self.refused_own: dict[RoleNode, int] = {}
         self.seq = 0
         self.wake_at: float | None = None
 
@@ -102,6 +142,7 @@ class _Framework:
         "held",
         "id",
         "min_alloc",
+        "pairs",
         "role_alloc",
         "roles",
         "special",
@@ -118,9 +159,10 @@ class _Framework:
         self.min_alloc: dict[str, tuple[Vec, ...]] = {}
         self.special = False  # has constraints or its own minimums: the slow eligibility path
         self.attr_cache: dict[tuple, bool] = {}
-        self.held: dict[tuple[str, str], Resources] = {}  # (agent id, role) -> what it holds there
+        self.held: dict[tuple[str, str], Pieces] = {}  # (agent id, role) -> what it holds there (the same pieces)
         self.role_alloc: dict[str, Vec] = {}  # role -> what it holds in that role
         self.filters: dict[str, F.PerAgent] = {}  # role -> agent id -> filter(s)
+        self.pairs: dict[str, tuple[str, str]] = {}  # role -> (id, role), one tuple for all agents' refusals
 
 
 class HierarchicalAllocator(Allocator):
@@ -178,6 +220,7 @@ class HierarchicalAllocator(Allocator):
         self._held: set[str] = set()
         self._held_now: set[str] = set()
         self._wake: list[tuple[float, str]] = []
+        self._refusal_book = F.Book()  # what the refusal filters refused, shared by all of them
 
         self._cycle = 0
         self._runs: deque[float] = deque(maxlen=_METRICS_WINDOW)
@@ -260,9 +303,9 @@ class HierarchicalAllocator(Allocator):
             node = self._node(role)
             self._set_offerable(fw, node, False)
             node.frameworks.discard(framework_id)
-        for (agent_id, role), held in list(fw.held.items()):
+        for (agent_id, role), pieces in list(fw.held.items()):
             agent = self._agents[agent_id]
-            self._release(fw, agent, role, held)
+            self._release(fw, agent, role, _total_of(pieces))
         self._drop_filters(fw, None)
         del self._frameworks[framework_id]
 
@@ -354,8 +397,10 @@ class HierarchicalAllocator(Allocator):
         self._track_reservations(agent.reservations, +1)
         # Fit what is held into the new total: resources that changed reservation while allocated (a RESERVE
         # of offered resources) are matched by name; what no longer exists is dropped from the books.
+        self._forget_refusals(agent)
         remaining = total
-        for (framework_id, role), held in list(agent.allocated.items()):
+        for (framework_id, role), pieces in list(agent.allocated.items()):
+            held = _total_of(pieces)
             fitted = V.intersection(held, remaining)
             missing = held.subtract_clamped(fitted)
             if missing:
@@ -380,9 +425,9 @@ class HierarchicalAllocator(Allocator):
         agent = self._agents.get(agent_id)
         if agent is None:
             return
-        for (framework_id, role), held in list(agent.allocated.items()):
+        for (framework_id, role), pieces in list(agent.allocated.items()):
             fw = self._frameworks[framework_id]
-            self._uncharge(fw, agent, role, held)
+            self._uncharge(fw, agent, role, _total_of(pieces))
         agent.allocated.clear()
         for framework_id in agent.filtered_by:
             fw_ = self._frameworks.get(framework_id)
@@ -451,11 +496,9 @@ class HierarchicalAllocator(Allocator):
                 self._dirty.add(agent_id)
             return
         roles_back: list[str] = []
-        exact = agent.allocated.get((framework_id, role)) if role is not None else None
-        if exact is not None and role is not None and (exact is resources or exact == resources):
-            # The common case (an offer declined whole): `_release` inlined.
-            del agent.allocated[(framework_id, role)]
-            del fw.held[(agent_id, role)]
+        exact = self._take_piece(fw, agent, role, resources) if role is not None else None
+        if exact is not None and role is not None:
+            # The common case (an offer declined whole, a task's resources back): `_release` inlined.
             vec, rvec = V.vectors(exact)
             self._account(fw, role, vec, rvec, -1)
             if agent.free:
@@ -474,7 +517,7 @@ class HierarchicalAllocator(Allocator):
             keys = [r for (fid, r) in agent.allocated if fid == framework_id]
             keys.sort(key=lambda r: (r != role, r))
             for r in keys:
-                held = agent.allocated[(framework_id, r)]
+                held = _total_of(agent.allocated[(framework_id, r)])
                 give = V.intersection(held, remaining)
                 if give:
                     self._release(fw, agent, r, give)
@@ -485,9 +528,10 @@ class HierarchicalAllocator(Allocator):
             if remaining:
                 # Resources that changed reservation while allocated: match the rest by name.
                 for r in keys:
-                    still = agent.allocated.get((framework_id, r))
-                    if still is None:
+                    held_pieces = agent.allocated.get((framework_id, r))
+                    if held_pieces is None:
                         continue
+                    still = _total_of(held_pieces)
                     give = V.take_role_free(remaining, still, r)
                     if give:
                         self._release(fw, agent, r, give)
@@ -498,12 +542,27 @@ class HierarchicalAllocator(Allocator):
         if refuse_seconds is not None and refuse_seconds > 0:
             expires = now + max(refuse_seconds, self.allocation_interval)
             targets = (role,) if role is not None else tuple(dict.fromkeys(roles_back or fw.roles))
+            free_now = agent.free  # declined everything free there (the common case)?
+            whole = bool(free_now) and (free_now is resources or free_now == resources)
+            if whole and agent.refusal_free is not free_now:
+                self._forget_refusals(agent)
+                agent.refusal_free = free_now
             for r in targets:
                 per_agent = fw.filters.get(r)
                 if per_agent is None:
-                    per_agent = fw.filters[r] = {}
+                    per_agent = fw.filters[r] = F.PerAgent(self._refusal_book)
                 F.add_filter(per_agent, agent_id, resources, expires)
-            agent.filtered_by.add(framework_id)
+                if whole:
+                    pair = fw.pairs.get(r)
+                    if pair is None:
+                        pair = fw.pairs[r] = (framework_id, r)
+                    if pair in agent.refusals:
+                        continue
+                    agent.refusals[pair] = None
+                    node = self._nodes.get(r)
+                    if node is not None and framework_id in node.fw_order.keys:
+                        self._count_refusal(agent, node, +1)
+            agent.filtered_by[framework_id] = None
             if agent.wake_at is None or expires < agent.wake_at:
                 agent.wake_at = expires
                 heapq.heappush(self._wake, (expires, agent_id))
@@ -512,8 +571,8 @@ class HierarchicalAllocator(Allocator):
         fw = self._frameworks.get(framework_id)
         total = _EMPTY
         if fw is not None:
-            for held in fw.held.values():
-                total = total + held
+            for pieces in fw.held.values():
+                total = total + _total_of(pieces)
         return total
 
     # ================================================================= operator policy
@@ -599,6 +658,9 @@ class HierarchicalAllocator(Allocator):
             quota_node = nodes[name]
             if name not in still or not quota_node.candidates:
                 continue
+            refused = self._refused(agent)
+            if refused is not None and refused.get(quota_node, 0) >= quota_node.candidates:
+                continue  # every framework there refused what the agent has
             pick = self._visit(quota_node, agent, None, now, quota_node)
             if pick is not None:
                 self._give(pick, agent, result)
@@ -620,9 +682,12 @@ class HierarchicalAllocator(Allocator):
         gpus = agent.gpus
         frameworks = self._frameworks
         children = self._root.children
+        refused = (  # `_refused`, inlined
+            agent.refused_in if agent.refusal_free is free and agent.refused_in and not self._full_scan else None
+        )
         for _key, role in self._root.order.entries:
             node = children[role]
-            if not node.candidates:
+            if not node.candidates or (refused is not None and refused.get(node, 0) >= node.candidates):
                 continue
             if node.children or node.limited:
                 pick = (
@@ -648,16 +713,17 @@ class HierarchicalAllocator(Allocator):
                 elif not default_ok:
                     continue
                 per_agent = fw.filters.get(role)
-                if per_agent:
-                    slot = per_agent.get(agent_id)
+                if per_agent is not None:
+                    slot = per_agent.refused.get(agent_id)
                     if slot is not None and is_filtered(per_agent, agent_id, slot, free, now):
                         continue
                 # Offer the whole free resources: `_give` (with `_charge`, `_account`, `_take_free`) inlined.
                 key = (framework_id, role)
-                held = agent.allocated.get(key)
-                new = free if held is None else held + free
-                agent.allocated[key] = new
-                fw.held[(agent_id, role)] = new
+                pieces = agent.allocated.get(key)
+                if pieces is None:
+                    agent.allocated[key] = fw.held[(agent_id, role)] = free
+                else:
+                    self._add_piece(fw, agent, role, pieces, free)
                 mine = fw.role_alloc.get(role)
                 if mine is None:
                     mine = fw.role_alloc[role] = {}
@@ -731,10 +797,11 @@ class HierarchicalAllocator(Allocator):
             vec, rvec = V.vectors(offer)
         # _charge, inlined: this is the hot path of a cycle
         key = (fw.id, role)
-        held = agent.allocated.get(key)
-        new = offer if held is None else held + offer
-        agent.allocated[key] = new
-        fw.held[(agent.id, role)] = new
+        pieces = agent.allocated.get(key)
+        if pieces is None:
+            agent.allocated[key] = fw.held[(agent.id, role)] = offer
+        else:
+            self._add_piece(fw, agent, role, pieces, offer)
         self._account(fw, role, vec, rvec, +1)
         self._take_free(agent, offer, vec, rvec)
         result.append(Allocation(fw.id, role, agent.id, offer))
@@ -749,15 +816,20 @@ class HierarchicalAllocator(Allocator):
     ) -> tuple[_Framework, RoleNode, Resources] | None:
         """The first (framework, role, offer) in sort order under `node` that takes something on `agent`."""
         children = node.children
+        refused = self._refused(agent)
         for _key, name in node.order.entries:
             if name == SELF:
-                if node.fw_order.entries and (served is None or node.name not in served):
+                if (
+                    node.fw_order.entries
+                    and (served is None or node.name not in served)
+                    and (refused is None or agent.refused_own.get(node, 0) < len(node.fw_order.entries))
+                ):
                     pick = self._try_role(node, agent, now, quota_node)
                     if pick is not None:
                         return pick
             else:
                 child = children[name]
-                if child.candidates:
+                if child.candidates and (refused is None or refused.get(child, 0) < child.candidates):
                     if child.children:
                         pick = self._visit(child, agent, served, now, quota_node)
                     elif served is None or name not in served:
@@ -793,7 +865,7 @@ class HierarchicalAllocator(Allocator):
             if gpus and not fw.gpu_aware:
                 continue  # GPU agents are kept for frameworks that can use GPUs (Mesos' GPU_RESOURCES rule)
             per_agent = fw.filters.get(role) or _NO_FILTERS
-            slot = per_agent.get(agent_id)
+            slot = per_agent.refused.get(agent_id)
             if slot is not None and shape and is_filtered(per_agent, agent_id, slot, avail, now):
                 continue
             if not shaped:
@@ -819,7 +891,7 @@ class HierarchicalAllocator(Allocator):
             elif not default_ok:
                 continue
             if slot is not None and (not shape or offer is not avail):
-                slot = per_agent.get(agent_id)  # (pruned above, perhaps)
+                slot = per_agent.refused.get(agent_id)  # (pruned above, perhaps)
                 if slot is not None and is_filtered(per_agent, agent_id, slot, offer, now):
                     continue
             return fw, node, offer
@@ -832,7 +904,7 @@ class HierarchicalAllocator(Allocator):
         allowed: Vec = {}
         guaranteed: Vec = {}
         if quota_node is not None:
-            for name, short in quota_node.unsatisfied().items():
+            for name, short in quota_node.shortfall().items():
                 have = uvec.get(name, 0)
                 if have > 0:
                     guaranteed[name] = min(have, short)
@@ -858,13 +930,58 @@ class HierarchicalAllocator(Allocator):
         return allowed
 
     # ================================================================= revocation
-    def revocations(self, now: float) -> list[Revocation]:
+    def revocations(self, now: float, tasks: Iterable[RunningTask]) -> list[Revocation]:
+        """See `Allocator.revocations` and `revocation.decide`."""
         if not self.revocation:
             return []
         from mesos_master.allocator.revocation import decide
 
         self._sync_total()
-        return decide(self, now)
+        return decide(self, now, tasks)
+
+    def limit_room(self, role: str) -> Resources | None:
+        """The least room left under the quota limits of `role` and its ancestors, by resource (what it may
+        still consume); None when none of them has a limit."""
+        node = self._nodes.get(role)
+        limited = node.limited if node is not None else self._limited_of(role)
+        if not limited:
+            return None
+        room: dict[str, int] = {}
+        for n in limited:
+            assert n.limit is not None
+            for name in n.limit:
+                left = max(0, n.limit[name] - n.consumed(name))
+                room[name] = min(room.get(name, left), left)
+        return Resources.from_scalars({name: milli / V.MILLI for name, milli in room.items()})
+
+    def check_reservation(self, resources: Resources, *, allocated_role: str | None = None) -> None:
+        adding: dict[RoleNode, Vec] = {}
+        for role, vec in sorted(V.reserved_by_role(resources).items()):
+            node = self._nodes.get(role)
+            for n in node.limited if node is not None else self._limited_of(role):
+                if allocated_role is not None and (allocated_role == n.name or allocated_role.startswith(n.name + "/")):
+                    continue  # already counted there: allocated to it or below it
+                V.add_into(adding.setdefault(n, {}), vec)
+        for n, more in sorted(adding.items(), key=lambda item: item[0].name):
+            assert n.limit is not None
+            for name, cap in sorted(n.limit.items()):
+                if more.get(name, 0) > 0 and n.consumed(name) + more[name] > cap:
+                    left = max(0, cap - n.consumed(name)) / V.MILLI
+                    raise ValueError(
+                        f"reserving {resources} would take role {n.name!r} over its quota limit "
+                        f"{V.to_resources(n.limit)} ({name}: {left:g} left)"
+                    )
+
+    def _limited_of(self, role: str) -> tuple[RoleNode, ...]:
+        """The limited nodes on the line of a role the tree does not have yet."""
+        parts = role.split("/") if role != UNRESERVED else [role]
+        out: list[RoleNode] = []
+        for i in range(len(parts), 0, -1):
+            n = self._nodes.get("/".join(parts[:i]))
+            if n is not None:
+                out.extend(a for a in n.lineage() if a.limit is not None)
+                break
+        return tuple(out)
 
     def waiting(self, node: RoleNode, now: float) -> bool:
         """Whether the role has work waiting: an active framework, not suppressed in it, that declined
@@ -917,8 +1034,7 @@ class HierarchicalAllocator(Allocator):
             parent.own = dict(parent.alloc)  # from now on its own frameworks' part is kept apart
         parent.children[role] = node
         self._nodes[role] = node
-        node.limited = tuple(n for n in node.lineage() if n.limit is not None)
-        node.quota_root = next((n for n in reversed(node.lineage()) if n.guarantee), None)
+        self._link_quota(node)
         if not self._stale:
             node.order.add(SELF, self._self_key(node))
             if first_child:
@@ -974,6 +1090,11 @@ class HierarchicalAllocator(Allocator):
             step = -1
         if fw.special:
             node.special += step
+        pair = (fw.id, node.name)
+        for agent_id in fw.filters.get(node.name, _NO_FILTERS):
+            agent = self._agents.get(agent_id)
+            if agent is not None and pair in agent.refusals:
+                self._count_refusal(agent, node, step)
         n: RoleNode | None = node
         while n is not None:
             n.candidates += step
@@ -1028,30 +1149,62 @@ class HierarchicalAllocator(Allocator):
     def _charge(self, fw: _Framework, agent: _Agent, role: str, resources: Resources, vec: Vec, rvec: Vec) -> None:
         """Book `resources` as held by `fw` in `role` on `agent` (the caller takes them off the free)."""
         key = (fw.id, role)
-        held = agent.allocated.get(key)
-        new = resources if held is None else held + resources
-        agent.allocated[key] = new
-        fw.held[(agent.id, role)] = new
+        pieces = agent.allocated.get(key)
+        if pieces is None:
+            agent.allocated[key] = fw.held[(agent.id, role)] = resources
+        else:
+            self._add_piece(fw, agent, role, pieces, resources)
         self._account(fw, role, vec, rvec, +1)
+
+    @staticmethod
+    def _add_piece(fw: _Framework, agent: _Agent, role: str, pieces: Pieces, piece: Resources) -> None:
+        if type(pieces) is list:
+            pieces.append(piece)
+        else:
+            agent.allocated[(fw.id, role)] = fw.held[(agent.id, role)] = [pieces, piece]  # type: ignore[list-item]
+
+    @staticmethod
+    def _take_piece(fw: _Framework, agent: _Agent, role: str, resources: Resources) -> Resources | None:
+        """Take the piece that is (or equals) `resources` off what `fw` holds in `role` on `agent`; None when no
+        piece is."""
+        key = (fw.id, role)
+        pieces = agent.allocated.get(key)
+        if pieces is None:
+            return None
+        if type(pieces) is not list:
+            if pieces is not resources and pieces != resources:
+                return None
+            del agent.allocated[key]
+            del fw.held[(agent.id, role)]
+            return pieces  # type: ignore[return-value]
+        found = _find(pieces, resources)
+        if found < 0:
+            return None
+        given = pieces.pop(found)
+        if len(pieces) == 1:
+            agent.allocated[key] = fw.held[(agent.id, role)] = pieces[0]
+        return given
 
     def _uncharge(self, fw: _Framework, agent: _Agent, role: str, resources: Resources) -> tuple[Resources, Vec, Vec]:
         """Take (up to) `resources` off what `fw` holds in `role` on `agent`; returns what was taken."""
         key = (fw.id, role)
-        held = agent.allocated.get(key)
-        if held is None:
-            return _EMPTY, {}, {}
-        if held is resources or held == resources:
-            given = held
-            left = _EMPTY
-        else:
-            given = V.intersection(held, resources)
-            left = held.subtract_clamped(given)
-        if left:
-            agent.allocated[key] = left
-            fw.held[(agent.id, role)] = left
-        else:
-            del agent.allocated[key]
-            del fw.held[(agent.id, role)]
+        given = self._take_piece(fw, agent, role, resources)
+        if given is None:
+            pieces = agent.allocated.get(key)
+            if pieces is None:
+                return _EMPTY, {}, {}
+            held = _total_of(pieces)
+            if held is resources or held == resources:
+                given = held
+                left = _EMPTY
+            else:
+                given = V.intersection(held, resources)
+                left = held.subtract_clamped(given)
+            if left:
+                agent.allocated[key] = fw.held[(agent.id, role)] = left
+            else:
+                del agent.allocated[key]
+                del fw.held[(agent.id, role)]
         vec, rvec = V.vectors(given)
         self._account(fw, role, vec, rvec, -1)
         return given, vec, rvec
@@ -1133,37 +1286,88 @@ class HierarchicalAllocator(Allocator):
             self._headroom = self._count_headroom()
         self._track_headroom = track
         for n in nodes:
-            n.limited = tuple(a for a in n.lineage() if a.limit is not None)
-            n.quota_root = next((a for a in reversed(n.lineage()) if a.guarantee), None)
+            n.guaranteed_below = []
+            n.g_children = []
             n.unsat = {}
+        for g in sorted(self._guaranteed, key=lambda n: n.name):
+            for a in g.lineage():
+                if a.limit is not None:
+                    a.guaranteed_below.append(g)
+            above = g.parent
+            while above is not None and above.parent is not None and not above.guarantee:
+                above = above.parent
+            if above is not None and above.parent is not None:
+                above.g_children.append(g)
+        for n in nodes:
+            self._link_quota(n)
         self._required = {}
         for n in self._guaranteed:
             if n.quota_root is n:
-                n.unsat = n.unsatisfied()
+                n.unsat = self._requirement(n)
                 V.add_into(self._required, n.unsat)
-        self._unsat = {n for n in self._guaranteed if n.unsatisfied()}
+        self._unsat = {n for n in self._guaranteed if n.shortfall()}
         if not self._stale:
             self._rebuild_stage1()
 
+    @staticmethod
+    def _link_quota(node: RoleNode) -> None:
+        """Set the node's quota links from its line (see `RoleNode.quota_deps`)."""
+        lineage = node.lineage()
+        node.limited = tuple(a for a in lineage if a.limit is not None)
+        node.quota_root = next((a for a in reversed(lineage) if a.guarantee), None)
+        deps = {a for a in lineage if a.guarantee}
+        for limited in node.limited:
+            deps.update(limited.guaranteed_below)
+        ordered = sorted(deps, key=lambda n: n.name)
+        node.quota_deps = tuple(ordered)
+        roots = {d.quota_root for d in ordered if d.quota_root is not None}
+        node.quota_root_deps = tuple(sorted(roots, key=lambda n: n.name))
+
+    @staticmethod
+    def _requirement(node: RoleNode) -> Vec:
+        """The headroom a guaranteed node's subtree needs: the larger of its own shortfall and the sum of its
+        guaranteed descendants' (a child may be guaranteed more of a resource than its parent), within the
+        room its limits leave."""
+        own = node.shortfall()
+        if not node.g_children:
+            return own
+        below: Vec = {}
+        for child in node.g_children:
+            V.add_into(below, HierarchicalAllocator._requirement(child))
+        for name, milli in below.items():
+            if milli > own.get(name, 0):
+                own[name] = milli
+        for limited in node.limited:
+            assert limited.limit is not None
+            for name, cap in limited.limit.items():
+                if name in own:
+                    room = cap - limited.consumed(name)
+                    if room <= 0:
+                        del own[name]
+                    elif room < own[name]:
+                        own[name] = room
+        return own
+
     def _refresh_quota(self, node: RoleNode) -> None:
         """`node`'s consumption changed: update the required headroom and the set of unmet guarantees."""
-        root = node.quota_root
-        if root is not None:
-            new = root.unsatisfied()
+        deps = node.quota_deps
+        if not deps:
+            return
+        for root in node.quota_root_deps:
+            new = self._requirement(root)
             if new != root.unsat:
                 V.sub_from(self._required, root.unsat)
                 V.add_into(self._required, new)
                 root.unsat = new
-        for n in node.lineage():
-            if n.guarantee:
-                if n.unsatisfied():
-                    if n not in self._unsat:
-                        self._unsat.add(n)
-                        if not self._stale:
-                            self._stage1.add(n.name, self._stage1_key(n))
-                elif n in self._unsat:
-                    self._unsat.discard(n)
-                    self._stage1.remove(n.name)
+        for n in deps:
+            if n.shortfall():
+                if n not in self._unsat:
+                    self._unsat.add(n)
+                    if not self._stale:
+                        self._stage1.add(n.name, self._stage1_key(n))
+            elif n in self._unsat:
+                self._unsat.discard(n)
+                self._stage1.remove(n.name)
 
     # ================================================================= internals: order
     def _fw_key(self, fw: _Framework, role: str) -> object:
@@ -1242,10 +1446,11 @@ class HierarchicalAllocator(Allocator):
                             if nxt is None or first < nxt:
                                 nxt = first
                 if not alive:
-                    agent.filtered_by.discard(framework_id)
+                    agent.filtered_by.pop(framework_id, None)
             if nxt is not None:
                 agent.wake_at = nxt
                 heapq.heappush(wake, (nxt, agent_id))
+            self._forget_refusals(agent)
             self._dirty.add(agent_id)
 
     def _agents_to_visit(self) -> list[_Agent]:
@@ -1266,12 +1471,26 @@ class HierarchicalAllocator(Allocator):
             wanted = self._dirty | self._held
             if not wanted:
                 return []
+        # An agent every offerable (framework, role) refused whole, as it is now, has nothing to offer (the full
+        # scan looks anyway: the property tests check that both make the same offers).
+        root = self._root
+        everyone = root.candidates if not self._full_scan else 1 << 62
         if wanted is None or len(wanted) * 4 >= n:
             order = ids[start:] + ids[:start]
-            if wanted is None:
-                return [a for a in (agents[i] for i in order) if a.active and a.free]
-            return [a for a in (agents[i] for i in order if i in wanted) if a.active and a.free]
-        chosen = [a for a in (agents.get(i) for i in wanted) if a is not None and a.active and a.free]
+            picked = (agents[i] for i in order) if wanted is None else (agents[i] for i in order if i in wanted)
+            return [
+                a
+                for a in picked
+                if a.active and a.free and (a.refusal_free is not a.free or a.refused_in.get(root, 0) < everyone)
+            ]
+        chosen = [
+            a
+            for a in (agents.get(i) for i in wanted)
+            if a is not None
+            and a.active
+            and a.free
+            and (a.refusal_free is not a.free or a.refused_in.get(root, 0) < everyone)
+        ]
         chosen.sort(key=lambda a: (a.seq - start) % n)
         return chosen
 
@@ -1283,7 +1502,38 @@ class HierarchicalAllocator(Allocator):
             one = fw.filters.pop(role, None)
             dropped = [one] if one is not None else []
         touched = {agent_id for per_agent in dropped for agent_id in per_agent}
+        for per_agent in dropped:
+            per_agent.clear()
         for agent_id in touched:
             agent = self._agents.get(agent_id)
-            if agent is not None and not any(agent_id in pa for pa in fw.filters.values()):
-                agent.filtered_by.discard(fw.id)
+            if agent is None:
+                continue
+            self._forget_refusals(agent)
+            if not any(agent_id in pa for pa in fw.filters.values()):
+                agent.filtered_by.pop(fw.id, None)
+
+    @staticmethod
+    def _forget_refusals(agent: _Agent) -> None:
+        agent.refusal_free = None
+        agent.refusals.clear()
+        agent.refused_in.clear()
+        agent.refused_own.clear()
+
+    @staticmethod
+    def _count_refusal(agent: _Agent, node: RoleNode, step: int) -> None:
+        """An offerable pair of `node` refused the agent's free resources (step +1), or such a pair stopped (-1)
+        or started (+1) being offerable."""
+        own = agent.refused_own
+        own[node] = own.get(node, 0) + step
+        counts = agent.refused_in
+        n: RoleNode | None = node
+        while n is not None:
+            counts[n] = counts.get(n, 0) + step
+            n = n.parent
+
+    def _refused(self, agent: _Agent) -> dict[RoleNode, int] | None:
+        """The agent's refusal counts by subtree while they apply (its free resources are what was refused);
+        None otherwise, or in a full scan (which looks everywhere, as a reference for the property tests)."""
+        if agent.refusal_free is not agent.free or not agent.refused_in or self._full_scan:
+            return None
+        return agent.refused_in

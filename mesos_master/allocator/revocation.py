@@ -1,29 +1,44 @@
 """Revocation decisions (opt-in, `revocation=True`): the Mesos paper's answer to long tasks filling the cluster.
 
+The master tells `HierarchicalAllocator.revocations(now, tasks)` which tasks run (role, resources, start time,
+the non-revocable label, whether a kill is already on its way); `decide` picks the ones to kill, and the master
+only carries the kills out. Pure and deterministic: the same books and the same tasks give the same answer.
+
 A role is *starved* when it has work waiting (an active framework, not suppressed in it, that declined nothing:
-no live refusal filter there) and is
+no live refusal filter there) and
 
-1. below its quota guarantee, by more than what is free in the cluster could cover; or
-2. (with a sorter that measures fair shares: drf, fair) a top-level role below its weighted fair share among
-   the top-level roles that hold something or wait, by more than what is free could cover. Shares are the
-   sorter's (`Sorter.share`, the dominant share for drf): a victim gives back a slice of its unreserved
-   allocation whose share equals the shortfall (an approximation: the starved role's dominant share grows by
-   at most that much).
+1. it is below its quota guarantee (its shortfall: what it lacks and its limits still let it take), by more than
+   what is free could cover; or
+2. (with a sorter that measures fair shares: drf, fair) it is a top-level role below its weighted fair share
+   among the top-level roles that hold something or wait (shares as the sorter measures them, `Sorter.share`:
+   the dominant share for drf), by more than what is free could cover.
 
-Victims are roles above their share: for (1) the roles outside the starved role's line (its siblings', its
-ancestors' siblings' subtrees) holding unreserved resources beyond what their own guarantees protect; for (2)
-the top-level roles above their fair share, never taken below it (nor below their guarantees). Only unreserved
-resources are asked for: reservations belong to their role. The master picks the tasks (least recently started
-first, revocable ones only) and kills them.
+For each starved role (deepest first for guarantees, then the least served first for fair shares) the tasks of
+the roles above their share are taken least recently started first, each only if
+
+- it gives back something the starved role lacks (unreserved resources: reservations stay with their role);
+- it leaves its role and every role between it and the victim at or above their share: for (1) the guarantees
+  of the victim's subtree (a subtree keeps max(its own guarantee, the sum of its children's)), for (2) also the
+  victim's weighted fair share;
+- it is revocable: a task labelled non-revocable is spared while the labelled tasks of its role (the nearest one
+  on its line with a guarantee), counted oldest first, fit within that guarantee; beyond it, or in a role
+  without a guarantee, the label does not protect;
+
+until the starved role's need is covered. Victims for (1) are the roles outside the starved role's line (its
+siblings' subtrees, its ancestors' siblings' subtrees); for (2) the other competing top-level roles above their
+fair share. Tasks already being killed count as given back: their resources are counted as free and taken off
+their roles, so nothing more is killed for them while the kills are in flight.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from mesos_master.allocator import _vectors as V
 from mesos_master.allocator._vectors import Vec
-from mesos_master.allocator.base import Revocation
+from mesos_master.allocator.base import Revocation, RunningTask
 from mesos_master.allocator.roles import RoleNode
 
 if TYPE_CHECKING:
@@ -32,130 +47,231 @@ if TYPE_CHECKING:
 _EPS = 1e-9
 
 
-def decide(alloc: HierarchicalAllocator, now: float) -> list[Revocation]:
-    root = alloc._root
-    waiting: dict[RoleNode, bool] = {}
+class _Candidate:
+    __slots__ = ("line", "task", "unreserved", "vec")
 
-    def waits(node: RoleNode) -> bool:
-        """Work waiting in the node or below it."""
-        hit = waiting.get(node)
-        if hit is None:
-            hit = alloc.waiting(node, now) or any(waits(c) for c in node.children.values())
-            waiting[node] = hit
-        return hit
+    def __init__(self, task: RunningTask, line: list[RoleNode]) -> None:
+        self.task = task
+        self.line = line  # the task's role node and its ancestors, nearest first
+        self.vec, rvec = V.vectors(task.resources)
+        self.unreserved = V.unreserved_of(self.vec, rvec)
 
-    def waiting_role(node: RoleNode) -> str:
-        """The role that waits in the subtree (the node itself first, then its children by name)."""
-        if alloc.waiting(node, now):
-            return node.name
-        for child in sorted(node.children.values(), key=lambda c: c.name):
-            if waits(child):
-                return waiting_role(child)
-        return node.name
 
-    protected_cache: dict[RoleNode, Vec] = {}
+def decide(alloc: HierarchicalAllocator, now: float, tasks: Iterable[RunningTask]) -> list[Revocation]:
+    """The tasks to kill now (see the module's docstring). `tasks` is read only when some role is starved."""
+    if not _Decision(alloc, now, []).run():
+        return []  # nobody starves even before counting what is already being killed
+    running = list(tasks)
+    decision = _Decision(alloc, now, running)
+    decision.run()
+    return decision.chosen
 
-    def protected(node: RoleNode) -> Vec:
+
+class _Decision:
+    def __init__(self, alloc: HierarchicalAllocator, now: float, tasks: list[RunningTask]) -> None:
+        self.alloc = alloc
+        self.now = now
+        self.free: Vec = dict(alloc._headroom)
+        self.removed: dict[RoleNode, Vec] = {}  # all scalars taken off each node (and its ancestors)
+        self.removed_unreserved: dict[RoleNode, Vec] = {}
+        self.gained: dict[RoleNode, Vec] = {}  # what each starved node (and its ancestors) is about to get
+        self.chosen: list[Revocation] = []
+        self._waiting: dict[RoleNode, bool] = {}
+        self._protected: dict[RoleNode, Vec] = {}
+        self._taken: set[int] = set()
+        lines: dict[str, list[RoleNode] | None] = {}
+        self.candidates: list[_Candidate] = []
+        for task in sorted(tasks, key=lambda t: (t.started_at, t.framework_id, t.task_id)):
+            if task.role not in lines:
+                node = alloc._nodes.get(task.role)
+                lines[task.role] = node.lineage() if node is not None else None
+            line = lines[task.role]
+            if line is None:
+                continue  # a role the allocator does not know holds nothing it could give
+            candidate = _Candidate(task, line)
+            if task.killing:
+                self._take(candidate)
+                V.add_into(self.free, candidate.unreserved)
+            else:
+                self.candidates.append(candidate)
+        self._spare_labelled()
+
+    # ------------------------------------------------------------------ the two kinds of starvation
+    def run(self) -> bool:
+        """Decide; True when some starved role still lacked something after what is free (and in flight)."""
+        unmet = self._guarantees()
+        if self.alloc.sorter.fair_share_revocation:
+            unmet = self._fair_shares() or unmet
+        return unmet
+
+    def _guarantees(self) -> bool:
+        unmet = False
+        starved = sorted(self.alloc._unsat, key=lambda n: (-len(n.lineage()), n.name))
+        for node in starved:
+            if not self._waits(node):
+                continue
+            need = V.positive_diff(node.shortfall(), self.gained.get(node, {}))
+            if not need:
+                continue
+            need = self._cover_from_free(node, need)
+            if not need:
+                continue
+            victims = set(_outside(node))
+            for c in self.candidates:
+                if not need:
+                    break
+                if id(c) in self._taken or not any(c.unreserved.get(name, 0) > 0 for name in need):
+                    continue
+                victim = next((n for n in c.line if n in victims), None)
+                if victim is None or not self._keeps_guarantees(c, victim):
+                    continue
+                self._choose(c, node)
+                need = V.positive_diff(need, c.unreserved)
+            if need:
+                unmet = True
+        return unmet
+
+    def _fair_shares(self) -> bool:
+        root = self.alloc._root
+        sorter = self.alloc.sorter
+        top = sorted(root.children.values(), key=lambda n: n.name)
+        competing = [n for n in top if n.alloc or self._waits(n)]
+        weights = sum(n.weight for n in competing)
+        if weights <= 0 or len(competing) < 2:
+            return False
+        fair = {n: n.weight / weights for n in competing}
+        unmet = False
+        starved = [n for n in competing if self._waits(n) and self._share(n) < fair[n] - _EPS]
+        starved.sort(key=lambda n: (self._share(n) / fair[n], n.name))
+        for node in starved:
+            if self._share(node) >= fair[node] - _EPS:
+                continue
+            if self.free:
+                held = self._held(node)
+                base = sorter.share(held)
+                with_free = dict(held)
+                V.add_into(with_free, self.free)
+                full = sorter.share(with_free)
+                if full >= fair[node] - _EPS and full > base:
+                    fraction = min(1.0, (fair[node] - base) / (full - base))
+                    used = {name: min(milli, math.ceil(milli * fraction)) for name, milli in self.free.items()}
+                    self._gain(node, used)
+                    self.free = V.positive_diff(self.free, used)
+                    continue
+                self._gain(node, self.free)
+                self.free = {}
+            victims = {n for n in competing if n is not node and self._share(n) > fair[n] + _EPS}
+            for c in self.candidates:
+                if self._share(node) >= fair[node] - _EPS:
+                    break
+                if id(c) in self._taken or not c.unreserved:
+                    continue
+                victim = c.line[-1]
+                if victim not in victims:
+                    continue
+                left = V.positive_diff(self._held(victim), c.vec)
+                if sorter.share(left) < fair[victim] - _EPS or not self._keeps_guarantees(c, victim):
+                    continue
+                self._choose(c, node)
+            if self._share(node) < fair[node] - _EPS:
+                unmet = True
+        return unmet
+
+    # ------------------------------------------------------------------ helpers
+    def _cover_from_free(self, node: RoleNode, need: Vec) -> Vec:
+        used: Vec = {}
+        for name, milli in need.items():
+            cover = min(milli, self.free.get(name, 0))
+            if cover > 0:
+                used[name] = cover
+        if used:
+            self.free = V.positive_diff(self.free, used)
+            self._gain(node, used)
+        return V.positive_diff(need, used)
+
+    def _keeps_guarantees(self, c: _Candidate, victim: RoleNode) -> bool:
+        """Taking `c` leaves every node from its role up to `victim` at or above what its guarantees protect."""
+        for n in c.line:
+            floor = self._protected_of(n)
+            if floor:
+                gone = self.removed_unreserved.get(n, {})
+                for name, milli in c.unreserved.items():
+                    keep = floor.get(name, 0)
+                    if keep > 0 and n.consumed(name) - gone.get(name, 0) - milli < keep:
+                        return False
+            if n is victim:
+                break
+        return True
+
+    def _protected_of(self, node: RoleNode) -> Vec:
         """What the guarantees in this subtree protect: max(own guarantee, sum of the children's)."""
-        got = protected_cache.get(node)
+        got = self._protected.get(node)
         if got is None:
-            below: Vec = {}
-            for c in node.children.values():
-                V.add_into(below, protected(c))
-            got = dict(below)
+            got = {}
+            for child in node.children.values():
+                V.add_into(got, self._protected_of(child))
             for name, milli in node.guarantee.items():
                 got[name] = max(got.get(name, 0), milli)
-            protected_cache[node] = got
+            self._protected[node] = got
         return got
 
-    taken: dict[str, Vec] = {}  # already asked of each victim in this decision
+    def _held(self, node: RoleNode) -> Vec:
+        held = V.positive_diff(node.alloc, self.removed.get(node, {}))
+        V.add_into(held, self.gained.get(node, {}))
+        return held
 
-    def excess(node: RoleNode) -> Vec:
-        """Unreserved resources the subtree holds beyond what its guarantees protect, less what is asked."""
-        floor = V.positive_diff(protected(node), node.reserved)
-        out = V.positive_diff(node.unreserved_vec(), floor)
-        return V.positive_diff(out, taken.get(node.name, {}))
+    def _share(self, node: RoleNode) -> float:
+        return self.alloc.sorter.share(self._held(node))
 
-    asks: dict[tuple[str, str], Vec] = {}
-    promised: dict[str, Vec] = {}  # what the decisions so far free for each top-level role
+    def _gain(self, node: RoleNode, amounts: Vec) -> None:
+        for n in node.lineage():
+            V.add_into(self.gained.setdefault(n, {}), amounts)
 
-    def ask(victim: RoleNode, amounts: Vec, for_role: str) -> None:
-        amounts = {n: m for n, m in amounts.items() if m > 0}
-        if not amounts:
-            return
-        V.add_into(taken.setdefault(victim.name, {}), amounts)
-        V.add_into(asks.setdefault((victim.name, for_role), {}), amounts)
-        top = for_role.split("/", 1)[0] if for_role != "*" else for_role
-        V.add_into(promised.setdefault(top, {}), amounts)
+    def _take(self, c: _Candidate) -> None:
+        for n in c.line:
+            V.add_into(self.removed.setdefault(n, {}), c.vec)
+            V.add_into(self.removed_unreserved.setdefault(n, {}), c.unreserved)
 
-    free = dict(alloc._headroom)
+    def _choose(self, c: _Candidate, for_node: RoleNode) -> None:
+        self._taken.add(id(c))
+        self._take(c)
+        self._gain(for_node, c.unreserved)
+        t = c.task
+        self.chosen.append(Revocation(t.framework_id, t.task_id, t.role, self._waiting_role(for_node), t.resources))
 
-    # 1. Guarantees.
-    for starved in sorted(alloc._unsat, key=lambda n: n.name):
-        if not waits(starved):
-            continue
-        need = starved.unsatisfied()
-        for name in list(need):
-            cover = min(need[name], free.get(name, 0))
-            need[name] -= cover
-            free[name] = free.get(name, 0) - cover
-        need = {n: m for n, m in need.items() if m > 0}
-        if not need:
-            continue
-        victims = _outside(starved)
-        victims.sort(key=lambda v: (-alloc.sorter.share(excess(v)), v.name))
-        for victim in victims:
-            if not need:
-                break
-            spare = excess(victim)
-            amounts = {n: min(m, spare.get(n, 0)) for n, m in need.items()}
-            ask(victim, amounts, starved.name)
-            need = V.positive_diff(need, amounts)
+    def _waiting_role(self, node: RoleNode) -> str:
+        """The role that waits in the subtree (the node itself first, then its children by name)."""
+        if self.alloc.waiting(node, self.now):
+            return node.name
+        for child in sorted(node.children.values(), key=lambda c: c.name):
+            if self._waits(child):
+                return self._waiting_role(child)
+        return node.name
 
-    # 2. Fair shares between top-level roles.
-    sorter = alloc.sorter
-    if sorter.fair_share_revocation:
-        top = sorted(root.children.values(), key=lambda n: n.name)
-        competing = [n for n in top if n.alloc or waits(n)]
-        weights = sum(n.weight for n in competing)
-        if weights > 0 and len(competing) > 1:
-            fair = {n.name: n.weight / weights for n in competing}
-            share = {}
-            for n in competing:
-                held = V.positive_diff(n.alloc, taken.get(n.name, {}))
-                V.add_into(held, promised.get(n.name, {}))
-                share[n.name] = sorter.share(held)
-            free_share = sorter.share({n: m for n, m in free.items() if m > 0})
-            starved_roles = [n for n in competing if waits(n) and share[n.name] < fair[n.name] - _EPS]
-            starved_roles.sort(key=lambda n: (share[n.name] / fair[n.name], n.name))
-            for starved in starved_roles:
-                delta = fair[starved.name] - share[starved.name]
-                covered = min(delta, free_share)
-                delta -= covered
-                free_share -= covered
-                if delta <= _EPS:
-                    continue
-                victims = [n for n in competing if n is not starved and share[n.name] > fair[n.name] + _EPS]
-                victims.sort(key=lambda n: (-(share[n.name] - fair[n.name]), n.name))
-                for victim in victims:
-                    if delta <= _EPS:
-                        break
-                    spare = excess(victim)
-                    spare_share = sorter.share(spare)
-                    give = min(delta, share[victim.name] - fair[victim.name], spare_share)
-                    if give <= _EPS or spare_share <= 0:
+    def _waits(self, node: RoleNode) -> bool:
+        """Work waiting in the node or below it."""
+        hit = self._waiting.get(node)
+        if hit is None:
+            hit = self.alloc.waiting(node, self.now) or any(self._waits(c) for c in node.children.values())
+            self._waiting[node] = hit
+        return hit
+
+    def _spare_labelled(self) -> None:
+        """Drop from the candidates the labelled tasks the label protects: per role with a guarantee (the
+        nearest on the task's line), oldest first, as long as they fit within that guarantee."""
+        used: dict[RoleNode, Vec] = {}
+        kept: list[_Candidate] = []
+        for c in self.candidates:
+            if c.task.non_revocable:
+                quota = next((n for n in c.line if n.guarantee), None)
+                if quota is not None:
+                    mine = used.setdefault(quota, {})
+                    after = {name: mine.get(name, 0) + c.vec.get(name, 0) for name in quota.guarantee}
+                    if all(after[name] <= milli for name, milli in quota.guarantee.items()):
+                        used[quota] = after
                         continue
-                    fraction = give / spare_share
-                    amounts = {n: int(m * fraction) for n, m in spare.items()}
-                    ask(victim, amounts, waiting_role(starved))
-                    share[victim.name] -= give
-                    delta -= give
-
-    return [
-        Revocation(victim, V.to_resources(amounts), for_role)
-        for (victim, for_role), amounts in sorted(asks.items())
-        if amounts
-    ]
+            kept.append(c)
+        self.candidates = kept
 
 
 def _outside(node: RoleNode) -> list[RoleNode]:

@@ -26,14 +26,18 @@ class RoleNode:
         "children",
         "frameworks",
         "fw_order",
+        "g_children",
         "guarantee",
+        "guaranteed_below",
         "limit",
         "limited",
         "name",
         "order",
         "own",
         "parent",
+        "quota_deps",
         "quota_root",
+        "quota_root_deps",
         "res_alloc",
         "reserved",
         "special",
@@ -60,7 +64,14 @@ class RoleNode:
         self.special = 0  # offerable frameworks here with their own minimums or constraints
         self.limited: tuple[RoleNode, ...] = ()  # this node and its ancestors that have a limit
         self.quota_root: RoleNode | None = None  # the top-most node at or above this one with a guarantee
-        self.unsat: Vec = {}  # for a quota root: its unsatisfied guarantee, as counted in the required headroom
+        self.unsat: Vec = {}  # for a quota root: what the required headroom counts for its subtree
+        # Quota links, set when quotas change (and for a new node): the guaranteed nodes whose shortfall depends
+        # on this node's consumption (those on its line, and those below a limited node on its line, whose limit
+        # room it shares), and their quota roots.
+        self.quota_deps: tuple[RoleNode, ...] = ()
+        self.quota_root_deps: tuple[RoleNode, ...] = ()
+        self.guaranteed_below: list[RoleNode] = []  # for a limited node: the guaranteed nodes in its subtree
+        self.g_children: list[RoleNode] = []  # for a guaranteed node: its nearest guaranteed descendants
         self.stale_self = False  # its key in `order` (and its own key in its parent's) skipped while alone there
 
     def lineage(self) -> list[RoleNode]:
@@ -94,6 +105,23 @@ class RoleNode:
             left = milli - self.consumed(name)
             if left > 0:
                 out[name] = left
+        return out
+
+    def shortfall(self) -> Vec:
+        """What the role still lacks of its guarantee and may still get: max(0, guarantee - consumption), capped
+        by the room left under its own and its ancestors' limits."""
+        out: Vec = {}
+        for name, milli in self.guarantee.items():
+            left = milli - self.consumed(name)
+            if left > 0:
+                for limited in self.limited:
+                    cap = limited.limit.get(name) if limited.limit is not None else None
+                    if cap is not None:
+                        room = cap - limited.consumed(name)
+                        if room < left:
+                            left = room
+                if left > 0:
+                    out[name] = left
         return out
 
     def limit_room(self, name: str) -> int | None:

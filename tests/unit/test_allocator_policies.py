@@ -19,7 +19,6 @@ from mesos_master.allocator import (
     PrioritySorter,
     Quota,
     RandomSorter,
-    Revocation,
     Sorter,
     available_allocators,
     create_allocator,
@@ -387,6 +386,75 @@ def test_quota_removed_lifts_headroom_and_limit() -> None:
     assert total_of(alloc.allocate(1)).scalar("cpus") == 8
 
 
+def test_headroom_is_only_what_the_ancestors_limits_still_allow() -> None:
+    """eng is limited to 4 cpus and eng/dev holds them: eng/prod's guarantee cannot be met, so holding cpus back
+    for it would only starve everyone else."""
+    alloc = make()
+    agents(alloc, 3)  # 12 cpus
+    alloc.update_quota("eng", Quota(limit=P("cpus:4")))
+    alloc.update_quota("eng/prod", Quota(P("cpus:4")))
+    alloc.add_framework("dev", ["eng/dev"], {})
+    alloc.add_used("dev", "a00", P("cpus:4;mem:1024"), role="eng/dev")
+    assert alloc.quota_headroom()[0] == Resources.empty()
+    alloc.add_framework("other", ["other"], {})
+    assert total_of(alloc.allocate(0), framework_id="other").scalar("cpus") == 8
+    # eng/dev gives 3 cpus back: eng/prod may take them again, and that much is held back
+    alloc.recover_resources("dev", "a00", P("cpus:3"), None, 1)
+    assert alloc.quota_headroom()[0] == P("cpus:3")
+
+
+def test_headroom_of_a_guarantee_above_an_ancestors_limit_is_capped() -> None:
+    """A configuration the master refuses (it can come from an older registry): what is held back never exceeds
+    what the limit lets the role take."""
+    alloc = make()
+    agents(alloc, 4)  # 16 cpus
+    alloc.update_quota("eng", Quota(limit=P("cpus:4")))
+    alloc.update_quota("eng/prod", Quota(P("cpus:10")))
+    assert alloc.quota_headroom()[0] == P("cpus:4")
+    alloc.add_framework("b", ["b"], {})
+    assert total_of(alloc.allocate(0)).scalar("cpus") == 12
+
+
+@pytest.mark.parametrize(
+    ("parent", "child", "required"),
+    [("cpus:2", "cpus:6", "cpus:6"), ("cpus:10", "mem:1024", "cpus:10;mem:1024")],
+    ids=["child-larger", "child-other-resource"],
+)
+def test_headroom_counts_a_childs_guarantee_beyond_its_parents(parent: str, child: str, required: str) -> None:
+    alloc = make()
+    agents(alloc, 4)
+    alloc.update_quota("eng", Quota(P(parent)))
+    alloc.update_quota("eng/prod", Quota(P(child)))
+    assert alloc.quota_headroom()[0] == P(required)
+    alloc.add_framework("b", ["b"], {})
+    got = total_of(alloc.allocate(0))
+    assert got.scalar("cpus") == 16 - P(required).scalar("cpus")
+    assert got.scalar("mem") == 16384 - P(required).scalar("mem")
+
+
+def test_limit_room_and_reservation_checks() -> None:
+    alloc = make()
+    agents(alloc, 2)
+    assert alloc.limit_room("eng") is None
+    alloc.update_quota("eng", Quota(limit=P("cpus:2;mem:4096")))
+    alloc.update_quota("eng/prod", Quota(limit=P("cpus:1")))
+    alloc.add_framework("f", ["eng", "ads"], {})
+    alloc.add_used("f", "a00", P("cpus:1;mem:1024"), role="eng")
+    assert alloc.limit_room("eng") == P("cpus:1;mem:3072")
+    assert alloc.limit_room("eng/prod") == P("cpus:1;mem:3072")
+    assert alloc.limit_room("eng/prod/x") == P("cpus:1;mem:3072")  # a role not seen yet has its ancestors' room
+    alloc.check_reservation(P("cpus(eng):1"))
+    with pytest.raises(ValueError, match="over its quota limit"):
+        alloc.check_reservation(P("cpus(eng):1.5"))
+    with pytest.raises(ValueError, match="role 'eng' over its quota limit"):
+        alloc.check_reservation(P("cpus(eng/prod):0.5;cpus(ads):2;cpus(eng):0.75"))  # summed per role and above
+    # from eng's own offer: already counted for eng (not for eng/prod below it)
+    alloc.check_reservation(P("cpus(eng):3"), allocated_role="eng")
+    with pytest.raises(ValueError, match="'eng/prod'"):
+        alloc.check_reservation(P("cpus(eng/prod):2"), allocated_role="eng")
+    alloc.check_reservation(P("cpus(ads):100"))  # no limit
+
+
 # ------------------------------------------------------------------------------------------- reservations
 def test_reservations_reach_only_their_role_and_children() -> None:
     alloc = make()
@@ -565,115 +633,6 @@ def test_default_minimum_is_role_free() -> None:
     assert len(alloc.allocate(0)) == 1  # 0.01 cpus counted over both roles
 
 
-# ------------------------------------------------------------------------------------------- revocation
-def hold(alloc: HierarchicalAllocator, fid: str, agent_id: str, res: str, role: str) -> None:
-    alloc.add_used(fid, agent_id, P(res), role=role)
-
-
-def test_revocation_is_off_by_default() -> None:
-    alloc = make()
-    agents(alloc, 2)
-    alloc.add_framework("b", ["b"], {})
-    hold(alloc, "b", "a00", AGENT, "b")
-    hold(alloc, "b", "a01", AGENT, "b")
-    alloc.add_framework("a", ["a"], {})
-    assert alloc.revocations(0) == []
-
-
-def test_revocation_for_a_guarantee() -> None:
-    alloc = make(PrioritySorter(), revocation=True)  # no fair-share revocation: the guarantee alone
-    agents(alloc, 3)
-    alloc.add_framework("b", ["b"], {})
-    for aid in ("a00", "a01", "a02"):
-        hold(alloc, "b", aid, AGENT, "b")
-    alloc.update_quota("q", Quota(P("cpus:6")))
-    assert alloc.revocations(0) == []  # nobody waits in q
-    alloc.add_framework("q", ["q"], {})
-    [r] = alloc.revocations(0)
-    assert r == Revocation("b", P("cpus:6"), "q")
-
-
-def test_revocation_needs_work_waiting() -> None:
-    alloc = make(PrioritySorter(), revocation=True)
-    agents(alloc, 2)
-    alloc.add_agent("spare", P("cpus:1;mem:64"), {})
-    alloc.add_framework("b", ["b"], {})
-    hold(alloc, "b", "a00", AGENT, "b")
-    hold(alloc, "b", "a01", AGENT, "b")
-    alloc.update_quota("q", Quota(P("cpus:4")))
-    alloc.add_framework("q", ["q"], {})
-    assert [r.resources for r in alloc.revocations(0)] == [P("cpus:3")]  # the free cpu covers one
-    [a] = alloc.allocate(0)
-    assert a.framework_id == "q"
-    alloc.recover_resources("q", "spare", a.resources, 100, 0, role="q")  # q declined: nothing waits
-    assert alloc.revocations(1) == []
-    alloc.revive_offers("q")
-    assert alloc.revocations(1) != []
-    alloc.suppress_offers("q")
-    assert alloc.revocations(1) == []
-    alloc.revive_offers("q")
-    alloc.deactivate_framework("q")
-    assert alloc.revocations(1) == []
-
-
-@pytest.mark.parametrize("sorter", [PrioritySorter(), DRFSorter()], ids=["guarantee-only", "with-drf"])
-def test_revocation_never_below_the_victims_guarantee(sorter: Sorter) -> None:
-    alloc = make(sorter, revocation=True)
-    agents(alloc, 2)
-    alloc.update_quota("b", Quota(P("cpus:6")))
-    alloc.update_quota("q", Quota(P("cpus:4")))
-    alloc.add_framework("b", ["b"], {})
-    hold(alloc, "b", "a00", AGENT, "b")
-    hold(alloc, "b", "a01", AGENT, "b")
-    alloc.add_framework("q", ["q"], {})
-    [r] = alloc.revocations(0)
-    assert (r.role, r.for_role) == ("b", "q")
-    assert r.resources.scalar("cpus") == 2  # b keeps its guaranteed 6
-    if isinstance(sorter, DRFSorter):
-        # and, below its fair share, q also gets a slice of b's memory, down to (not below) b's share
-        assert 0 < r.resources.scalar("mem") <= 4096
-    else:
-        assert r.resources == P("cpus:2")
-
-
-def test_revocation_for_a_fair_share_with_drf() -> None:
-    alloc = make(revocation=True)
-    agents(alloc, 4)
-    alloc.add_framework("a", ["a"], {})
-    for i in range(4):
-        hold(alloc, "a", f"a{i:02}", AGENT, "a")
-    alloc.add_framework("b", ["b"], {})
-    [r] = alloc.revocations(0)
-    assert (r.role, r.for_role) == ("a", "b")
-    assert r.resources == P("cpus:8;mem:8192")  # a down to exactly its half, not below
-    # weights: b's fair share is a third with weights 2:1
-    alloc.update_weights({"a": 2})
-    [r] = alloc.revocations(0)
-    assert r.resources.scalar("cpus") == pytest.approx(16 / 3, abs=0.01)
-
-
-def test_no_fair_share_revocation_with_priority() -> None:
-    alloc = make(PrioritySorter(), revocation=True)
-    agents(alloc, 2)
-    alloc.add_framework("a", ["a"], {})
-    hold(alloc, "a", "a00", AGENT, "a")
-    hold(alloc, "a", "a01", AGENT, "a")
-    alloc.add_framework("b", ["b"], {})
-    assert alloc.revocations(0) == []
-
-
-def test_revocation_from_a_sibling_subtree() -> None:
-    alloc = make(revocation=True)
-    agents(alloc, 2)
-    alloc.add_framework("dev", ["eng/dev"], {})
-    hold(alloc, "dev", "a00", AGENT, "eng/dev")
-    hold(alloc, "dev", "a01", AGENT, "eng/dev")
-    alloc.update_quota("eng/prod", Quota(P("cpus:2")))
-    alloc.add_framework("prod", ["eng/prod"], {})
-    reasons = {(r.role, r.for_role) for r in alloc.revocations(0)}
-    assert ("eng/dev", "eng/prod") in reasons
-
-
 # ------------------------------------------------------------------------------------------- incremental cycle, metrics
 def test_only_agents_with_news_are_examined() -> None:
     ticks = iter(range(10_000))
@@ -684,7 +643,8 @@ def test_only_agents_with_news_are_examined() -> None:
     assert alloc.metrics()["allocation_last_agents_examined"] == 5
     decline(alloc, got, 0, 10)
     assert alloc.allocate(1) == []
-    assert alloc.metrics()["allocation_last_agents_examined"] == 5  # declined: they changed
+    assert alloc.metrics()["allocation_last_agents_examined"] == 0  # declined whole by everyone: nothing to see
+    alloc.recover_resources("f", "a00", P("cpus:0"), None, 1)  # (news, but nothing new on it)
     assert alloc.allocate(2) == []
     assert alloc.metrics()["allocation_last_agents_examined"] == 0  # nothing new anywhere
     assert len(alloc.allocate(10)) == 5  # the filters expired: the agents are looked at again
@@ -692,6 +652,52 @@ def test_only_agents_with_news_are_examined() -> None:
     assert m["allocation_runs"] == 4
     assert m["allocation_run_ms"] == 1000.0 and m["allocation_run_ms_p50"] == 1000.0
     assert m["allocation_run_ms_p99"] == 1000.0
+
+
+def test_agents_everyone_refused_are_skipped_until_something_changes() -> None:
+    alloc = make()
+    agents(alloc, 3)
+    alloc.add_framework("f", ["*"], {})
+    alloc.add_framework("g", ["*"], {})
+    now = 0.0
+    for _ in range(2):  # each framework is offered each agent once and declines it for good
+        got = alloc.allocate(now)
+        assert len(got) == 3
+        decline(alloc, got, now, 1000)
+        now += 1
+    assert alloc.allocate(now) == []
+    assert alloc.metrics()["allocation_last_agents_examined"] == 0
+    # a third framework has refused nothing: every agent is offered to it
+    alloc.add_framework("h", ["*"], {})
+    got = alloc.allocate(now)
+    assert count(got) == {"h": 3}
+    decline(alloc, got, now, 1000)
+    assert alloc.allocate(now + 1) == []
+    # reviving h drops its filters: offered to h again; then, h suppressed, reviving g: offered to g
+    alloc.suppress_offers("h")
+    alloc.revive_offers("h")
+    got = alloc.allocate(now + 2)
+    assert count(got) == {"h": 3}  # a revive drops h's filters
+    decline(alloc, got, now + 2, None)
+    alloc.suppress_offers("h")
+    alloc.revive_offers("g")
+    assert count(alloc.allocate(now + 3)) == {"g": 3}
+    # more free on an agent: the refusals covered less than what is free now
+    alloc2 = make()
+    agents(alloc2, 1)
+    alloc2.add_framework("f", ["*"], {})
+    alloc2.add_used("f", "a00", P("cpus:1;mem:1024"), role="*")
+    decline(alloc2, alloc2.allocate(0), 0, 1000)
+    assert alloc2.allocate(1) == []
+    alloc2.recover_resources("f", "a00", P("cpus:1;mem:1024"), None, 1, role="*")  # a task ended
+    assert [a.resources for a in alloc2.allocate(2)] == [P("cpus:4;mem:4096")]
+    # and a filter expiring brings the agent back
+    alloc3 = make()
+    agents(alloc3, 1)
+    alloc3.add_framework("f", ["*"], {})
+    decline(alloc3, alloc3.allocate(0), 0, 5)
+    assert alloc3.allocate(4.9) == []
+    assert len(alloc3.allocate(5)) == 1
 
 
 def test_new_framework_sees_every_free_agent() -> None:

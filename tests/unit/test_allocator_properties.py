@@ -2,10 +2,13 @@
 tracks offers, tasks, filters, quota and reservations the way the master does.
 
 Checked at every offer and after every step: no agent is ever offered more than it has, no resource (scalar
-amount or port) is offered to two frameworks at once, quota limits are never exceeded by an offer, reserved
+amount or port) is offered to two frameworks at once, quota limits are never exceeded (what counts: reservations
+and unreserved holdings, so neither an offer nor a dynamic reservation may take a role over its limit; a role
+already over it when the limit was set, or by an agent's static reservations, may only come down), reserved
 resources reach only their role or its children, offers respect suppression, activation, refusal filters,
-offer constraints and minimums, and the allocator's books agree with the model. Plus long-run fairness:
-weights are honoured, and DRF evens out dominant shares, for every policy where that is meaningful."""
+offer constraints and minimums, revocation picks only tasks of roles above their share without taking them below
+their guarantee, and the allocator's books agree with the model. Plus long-run fairness: weights are honoured,
+and DRF evens out dominant shares, for every policy where that is meaningful."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from mesos_master.allocator import (
     PrioritySorter,
     Quota,
     RandomSorter,
+    RunningTask,
     Sorter,
 )
 from scheduler_sdk.resources import UNRESERVED, Resources
@@ -120,7 +124,9 @@ class AllocatorMachine(RuleBasedStateMachine):
         self.frameworks: dict[str, Fw] = {}
         self.suppressed: set[tuple[str, str]] = set()
         self.offers: list[Allocation] = []
-        self.tasks: list[tuple[str, str, str, Resources]] = []  # (framework, agent, role, resources)
+        self.tasks: list[tuple[str, str, str, Resources, str]] = []  # (framework, agent, role, resources, id)
+        self.task_count = 0
+        self.allowance: dict[tuple[str, str], float] = {}  # (limited role, name) -> most it may consume now
         self.filters: list[tuple[str, str, str, Resources, float]] = []  # (fw, role, agent, refused, expires)
         self.limits: dict[str, Resources] = {}
         self.guarantees: dict[str, Resources] = {}
@@ -175,6 +181,9 @@ class AllocatorMachine(RuleBasedStateMachine):
         self.agent_active[agent_id] = True
         self.zones[agent_id] = zone
         self.alloc.add_agent(agent_id, total, {}, attributes={"zone": zone})
+        for (limited, name), allow in self.allowance.items():  # static reservations cannot be refused
+            extra = sum(total.scalar(name, r) for r in total.roles() if r != UNRESERVED and within(r, limited))
+            self.allowance[(limited, name)] = allow + extra
 
     @rule(agent_id=st.sampled_from(AGENT_IDS))
     def remove_agent(self, agent_id: str) -> None:
@@ -188,10 +197,15 @@ class AllocatorMachine(RuleBasedStateMachine):
             self.agent_active[agent_id] = active
         (self.alloc.activate_agent if active else self.alloc.deactivate_agent)(agent_id)
 
-    @rule(agent_id=st.sampled_from(AGENT_IDS), role=st.sampled_from(RESERVATION_ROLES), unreserve=st.booleans())
-    def dynamic_reservation(self, agent_id: str, role: str, unreserve: bool) -> None:
-        """The operator's RESERVE/UNRESERVE of one cpu, as the master does it: offers on the agent go back
-        first, and only resources no task holds move."""
+    @rule(
+        agent_id=st.sampled_from(AGENT_IDS),
+        role=st.sampled_from(RESERVATION_ROLES),
+        unreserve=st.booleans(),
+        cpus=st.sampled_from([1, 2]),
+    )
+    def dynamic_reservation(self, agent_id: str, role: str, unreserve: bool, cpus: int) -> None:
+        """The operator's RESERVE/UNRESERVE of one or two cpus, as the master does it: offers on the agent go
+        back first, only resources no task holds move, and no reservation may take a role over its limit."""
         total = self.agents.get(agent_id)
         if total is None:
             return
@@ -203,10 +217,24 @@ class AllocatorMachine(RuleBasedStateMachine):
             if t[1] == agent_id:
                 used = used + t[3]
         free = total.subtract_clamped(used)
-        one, reserved = P("cpus:1"), P(f"cpus({role}):1")
+        one, reserved = Resources.of(cpus=cpus), Resources.of(role=role, cpus=cpus)
         if unreserve and free.contains(reserved):
             new = total - reserved + one
         elif not unreserve and free.contains(one):
+            # The master asks the allocator first: no reservation may take a role over its limit.
+            over = [
+                limited
+                for limited, limit in self.limits.items()
+                if within(role, limited)
+                and "cpus" in limit.names()
+                and self.consumption(limited, "cpus") + cpus > limit.scalar("cpus") + 1e-9
+            ]
+            try:
+                self.alloc.check_reservation(reserved)
+            except ValueError as e:
+                assert over, f"reserving {reserved} refused although no limit is in the way: {e}"
+                return
+            assert not over, f"reserving {reserved} would take {over} over its limit, yet it was allowed"
             new = total - one + reserved
         else:
             return
@@ -290,7 +318,7 @@ class AllocatorMachine(RuleBasedStateMachine):
     @rule(
         role=st.sampled_from(ROLES[1:]),
         guarantee=st.sampled_from([None, "cpus:2", "cpus:6;mem:1024"]),
-        limit=st.sampled_from([None, "cpus:3", "cpus:8;mem:2048", "mem:100"]),
+        limit=st.sampled_from([None, "cpus:1", "cpus:3", "cpus:8;mem:2048", "mem:100"]),
     )
     def set_quota(self, role: str, guarantee: str | None, limit: str | None) -> None:
         g = P(guarantee) if guarantee else Resources.empty()
@@ -299,10 +327,13 @@ class AllocatorMachine(RuleBasedStateMachine):
             lim = None
         self.alloc.update_quota(role, Quota(g, lim) if g or lim else None)
         self.guarantees[role] = g
+        self.allowance = {k: v for k, v in self.allowance.items() if k[0] != role}
         if lim is None:
             self.limits.pop(role, None)
         else:
             self.limits[role] = lim
+            for name in lim.names():  # a role already above its new limit may only come down
+                self.allowance[(role, name)] = max(lim.scalar(name), self.consumption(role, name))
         self.cycle()
 
     @rule(role=st.sampled_from(ROLES), weight=st.sampled_from([0.5, 1.0, 3.0]))
@@ -369,7 +400,8 @@ class AllocatorMachine(RuleBasedStateMachine):
         o = self.offers.pop(data.draw(st.integers(0, len(self.offers) - 1)))
         name = data.draw(st.sampled_from(sorted(o.resources.names())))
         used = o.resources.only(name)
-        self.tasks.append((o.framework_id, o.agent_id, o.role, used))
+        self.task_count += 1
+        self.tasks.append((o.framework_id, o.agent_id, o.role, used, f"t{self.task_count}"))
         rest = o.resources - used
         if rest:
             self.recover(o, rest, refuse)
@@ -378,24 +410,41 @@ class AllocatorMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.tasks)
     @rule(data=st.data())
     def finish_task(self, data: st.DataObject) -> None:
-        fid, aid, role, res = self.tasks.pop(data.draw(st.integers(0, len(self.tasks) - 1)))
+        fid, aid, role, res, _ = self.tasks.pop(data.draw(st.integers(0, len(self.tasks) - 1)))
         self.alloc.recover_resources(fid, aid, res, None, self.now, role=role)
         self.cycle()
 
-    @rule()
-    def revocations(self) -> None:
-        for r in self.alloc.revocations(self.now):
+    @rule(carry_out=st.booleans())
+    def revocations(self, carry_out: bool) -> None:
+        """The tasks revocation picks (started in the order they were launched) are tasks of roles outside the
+        starved role's line, each once, with something unreserved to give back, and no role on a victim's line
+        (below what it shares with the starved role) falls below its guarantee. Carried out: they end."""
+        running = [RunningTask(t[0], t[4], t[1], t[2], t[3], float(t[4][1:])) for t in self.tasks]
+        decisions = self.alloc.revocations(self.now, running)
+        by_id = {t[4]: t for t in self.tasks}
+        assert len({r.task_id for r in decisions}) == len(decisions)
+        lost: dict[tuple[str, str], float] = {}
+        for r in decisions:
             assert self.alloc.revocation
-            assert r.resources and not r.resources.reserved()
-            assert r.role != r.for_role and not within(r.for_role, r.role)
-            # never more than the victim holds unreserved
-            for name in r.resources.names():
-                held = sum(
-                    res.scalar(name, UNRESERVED)
-                    for role, res in [(o.role, o.resources) for o in self.offers] + [(t[2], t[3]) for t in self.tasks]
-                    if within(role, r.role)
-                )
-                assert r.resources.scalar(name) <= held + 1e-6
+            fid, _aid, role, res, _ = by_id[r.task_id]
+            assert (r.framework_id, r.role, r.resources) == (fid, role, res)
+            assert not within(r.for_role, r.role) and not within(r.role, r.for_role)
+            assert res.unreserved(), f"{r} gives nothing back to {r.for_role}"
+            for name in res.names():
+                for limited in self.guarantees:
+                    if within(role, limited) and not within(r.for_role, limited):
+                        lost[(limited, name)] = lost.get((limited, name), 0.0) + res.scalar(name, UNRESERVED)
+        for (limited, name), amount in lost.items():
+            g = self.guarantees[limited].scalar(name)
+            if g > 0 and amount > 0:
+                after = self.consumption(limited, name) - amount
+                assert after >= g - 1e-6, f"{limited} taken below its guarantee of {name}: {after} < {g}"
+        if carry_out:
+            for r in decisions:
+                t = by_id[r.task_id]
+                self.tasks.remove(t)
+                self.alloc.recover_resources(t[0], t[1], t[3], None, self.now, role=t[2])
+            self.cycle()
 
     # --------------------------------------------------------------- invariants
     @invariant()
@@ -407,6 +456,28 @@ class AllocatorMachine(RuleBasedStateMachine):
                 together = together + h
             assert total.contains(together)
             assert port_count(together) == sum(port_count(h) for h in held)
+
+    @invariant()
+    def limits_hold(self) -> None:
+        """Consumption (reservations included) never goes above a limit: only what was already there when the
+        limit was set (or came with an agent's static reservations) may exceed it, and only ever less."""
+        for (limited, name), allow in list(self.allowance.items()):
+            now = self.consumption(limited, name)
+            assert now <= allow + 1e-6, f"{limited} consumes {now} {name}, more than its limit allows ({allow})"
+            self.allowance[(limited, name)] = max(self.limits[limited].scalar(name), now)
+
+    @invariant()
+    def refused_resources_are_kept_only_while_a_filter_refers_to_them(self) -> None:
+        for alloc in (self.alloc.incremental, self.alloc.full):
+            slots = [
+                slot
+                for fw in alloc._frameworks.values()
+                for per_agent in fw.filters.values()
+                for slot in per_agent.refused.values()
+                if type(slot) is int
+            ]
+            book = alloc._refusal_book
+            assert sum(book.refs.values()) == len(slots) and set(book.objects) == set(slots)
 
     @invariant()
     def allocator_agrees_with_model(self) -> None:
@@ -513,6 +584,8 @@ def test_one_role_many_frameworks_spread(policy: str) -> None:
     victim_guarantee=st.sampled_from([None, 3, 8]),
     weights=st.tuples(st.sampled_from([1.0, 2.0]), st.sampled_from([1.0, 3.0])),
     policy=st.sampled_from(["drf", "fair", "priority"]),
+    split=st.sampled_from([1, 2, 4]),
+    starts=st.randoms(use_true_random=False),
 )
 @settings(max_examples=80, deadline=None)
 def test_revocation_decisions(
@@ -522,18 +595,24 @@ def test_revocation_decisions(
     victim_guarantee: int | None,
     weights: tuple[float, float],
     policy: str,
+    split: int,
+    starts: Any,
 ) -> None:
-    """A full cluster, a role with work waiting: what is asked back never exceeds what a victim holds, never
-    takes a victim below its guarantee nor (for a fair share alone) below its fair share, and never more than
-    the starved role lacks."""
+    """A full cluster of tasks started in random order, a role with work waiting: the tasks picked belong to
+    roles beside the starved one, oldest first within each victim, never take a victim below its guarantee nor
+    (for a fair share alone) below its fair share, and each was needed when it was picked."""
     alloc = HierarchicalAllocator(sorter=make_sorter(policy), revocation=True)
+    tasks: list[RunningTask] = []
     held: dict[str, Resources] = {}
+    piece = P(f"cpus:{4 // split};mem:{4096 // split}")
     for i, role in enumerate(holders):
         alloc.add_agent(f"a{i}", P("cpus:4;mem:4096"), {})
         if role not in held:
             alloc.add_framework(f"h-{role}", [role], {})
             alloc.suppress_offers(f"h-{role}")  # content with what they hold: no work waiting
-        alloc.add_used(f"h-{role}", f"a{i}", P("cpus:4;mem:4096"), role=role)
+        for j in range(split):
+            alloc.add_used(f"h-{role}", f"a{i}", piece, role=role)
+            tasks.append(RunningTask(f"h-{role}", f"t{i}.{j}", f"a{i}", role, piece, starts.random()))
         held[role] = held.get(role, Resources.empty()) + P("cpus:4;mem:4096")
     if victim_guarantee is not None:
         alloc.update_quota("a", Quota(Resources.of(cpus=victim_guarantee)))
@@ -541,36 +620,39 @@ def test_revocation_decisions(
         alloc.update_quota(starved, Quota(Resources.of(cpus=guarantee)))
     alloc.update_weights({"a": weights[0], starved.split("/")[0]: weights[1]})
     alloc.add_framework("waiting", [starved], {})
-    decisions = alloc.revocations(0)
+    decisions = alloc.revocations(0, tasks)
 
+    by_id = {t.task_id: t for t in tasks}
+    assert len({r.task_id for r in decisions}) == len(decisions)
     asked: dict[str, Resources] = {}
     for r in decisions:
         assert r.for_role == starved
         assert not within(starved, r.role) and not within(r.role, starved)
-        assert r.resources and not r.resources.reserved()
         asked[r.role] = asked.get(r.role, Resources.empty()) + r.resources
-    for victim, amount in asked.items():
-        mine = Resources.empty()
-        for role, res in held.items():
-            if within(role, victim):
-                mine = mine + res
-        assert mine.contains(amount), f"{victim} asked {amount} but holds {mine}"
-        left = mine - amount
-        if victim == "a" and victim_guarantee is not None:
-            assert left.scalar("cpus") >= victim_guarantee - 1e-6
-    if guarantee is not None and policy == "priority":  # a guarantee alone: never more than what is lacking
-        total_cpus = sum(a.scalar("cpus") for a in asked.values())
-        assert total_cpus <= guarantee + 1e-6
+    for role, amount in asked.items():
+        mine = [t for t in tasks if t.role == role]
+        picked = sorted(by_id[r.task_id].started_at for r in decisions if r.role == role)
+        assert held[role].contains(amount)
+        if victim_guarantee is None or not within(role, "a"):
+            # nothing protects a task but its role's share: the oldest go first
+            oldest = sorted(t.started_at for t in mine)[: len(picked)]
+            if policy == "priority":
+                assert picked == oldest
+    if victim_guarantee is not None and "a" in asked:
+        left = held["a"] - asked["a"]
+        assert left.scalar("cpus") >= victim_guarantee - 1e-6
+    if guarantee is not None and policy == "priority":  # a guarantee alone: every kill was needed
+        cpus = [r.resources.scalar("cpus") for r in decisions]
+        assert sum(cpus[:-1]) < guarantee if cpus else True
     if guarantee is None and victim_guarantee is None and policy != "priority":
         # fair shares alone: no top-level victim goes below its weighted fair share
         competing = {role.split("/")[0] for role in held} | {starved.split("/")[0]}
         weight = {"a": weights[0], starved.split("/")[0]: weights[1]}
         total_w = sum(weight.get(r, 1.0) for r in competing)
         cluster = 4.0 * len(holders)
-        for victim, amount in asked.items():
-            top = victim.split("/")[0]
-            cpus = sum(res.scalar("cpus") for role, res in held.items() if within(role, top))
-            fair = weight.get(top, 1.0) / total_w
-            assert (cpus - amount.scalar("cpus")) / cluster >= fair - 1e-6
+        for victim in {r.role.split("/")[0] for r in decisions}:
+            cpus = sum(res.scalar("cpus") for role, res in held.items() if within(role, victim))
+            cpus -= sum(amount.scalar("cpus") for role, amount in asked.items() if within(role, victim))
+            assert cpus / cluster >= weight.get(victim, 1.0) / total_w - 1e-6
     if policy == "priority" and guarantee is None:
         assert decisions == []  # no fair-share revocation without a fair-share policy

@@ -9,7 +9,7 @@ import pytest
 from aiomesos.v1 import agent_pb2, scheduler_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
-from mesos_master.allocator import HierarchicalAllocator
+from mesos_master.allocator import DRFSorter, HierarchicalAllocator, PrioritySorter, Quota, Sorter
 from mesos_master.cluster import CallError, Drained, Master
 from mesos_master.registry import RegistryState
 from scheduler_sdk.resources import Resources
@@ -34,9 +34,15 @@ class Clock:
 class World:
     """A master, its clock, and helpers to drive it and read what it sends."""
 
-    def __init__(self, *, offer_timeout: float | None = None, recovered: RegistryState | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        offer_timeout: float | None = None,
+        recovered: RegistryState | None = None,
+        allocator: HierarchicalAllocator | None = None,
+    ) -> None:
         self.clock = Clock()
-        self.allocator = HierarchicalAllocator(allocation_interval=1.0)
+        self.allocator = allocator if allocator is not None else HierarchicalAllocator(allocation_interval=1.0)
         self.master = Master("M", self.allocator, clock=self.clock, offer_timeout=offer_timeout, recovered=recovered)
 
     # ------------------------------------------------------------------ driving
@@ -836,3 +842,198 @@ def test_resubscribe_with_new_roles_keeps_task_resources_allocated(w: World) -> 
     w.drain()
     [again] = w.offers()[fid]
     assert offered([again]) == P(AGENT_RES) - P("cpus:1;mem:128")  # the task's cpu and mem stay in use
+
+
+# ============================================================================================ revocation
+def _full_of_batch(sorter: Sorter | None = None) -> tuple[World, str, str]:
+    """The audit's case: an agent cpus:2;mem:1024 full of RUNNING batch tasks cpus:0.5;mem:256 (b0 oldest)."""
+    w = World(allocator=HierarchicalAllocator(sorter=sorter, revocation=True))
+    aid = w.register(resources="cpus:2;mem:1024")
+    batch = w.subscribe("batch", roles=["batch"])
+    [offer] = w.offers()[batch]
+    tasks = [task(f"b{i}", "cpus:0.5;mem:256") for i in range(4)]
+    for t in tasks:
+        t.kill_policy.grace_period.nanoseconds = 3_000_000_000
+    w.accept(batch, [offer.id], tasks)
+    for i in range(4):
+        w.clock.now += 1
+        w.agent_update(aid, batch, f"b{i}", tpb.TASK_RUNNING, uuid=f"r{i}".encode())
+    w.master.suppress(batch)
+    w.drain()
+    return w, aid, batch
+
+
+def _kills(d: Drained, aid: str) -> list[M.KillTask]:
+    return [k for m in messages(d, aid, M.KILL_TASKS) for k in m.kill_tasks.tasks]
+
+
+@pytest.mark.parametrize("sorter", [PrioritySorter(), DRFSorter()], ids=["guarantee-only", "drf"])
+def test_revocation_kills_tasks_bigger_than_the_need_in_one_resource(sorter: Sorter) -> None:
+    """The guarantee is cpus:1;mem:64 and each batch task holds 256 MB: two tasks still go (the master used to
+    kill none, forever, because no task fit inside the need in every resource)."""
+    w, aid, batch = _full_of_batch(sorter)
+    w.master.set_quota("prod", Quota(P("cpus:1;mem:64")))
+    prod = w.subscribe("prod", roles=["prod"])
+    w.drain()
+    assert w.master.revoke() == 2
+    d = w.drain()
+    kills = _kills(d, aid)
+    assert [k.task_id for k in kills] == ["b0", "b1"]  # least recently started first
+    assert all(k.reason == S.REASON_CONTAINER_PREEMPTED for k in kills)
+    assert all(k.kill_policy.grace_period.nanoseconds == 3_000_000_000 for k in kills)
+    assert w.master.counters["tasks_revoked"] == 2
+    # while the kills are in flight nothing more is killed, tick after tick
+    for _ in range(3):
+        w.clock.now += 0.5
+        w.master.tick()
+        assert _kills(w.drain(), aid) == []
+    for i in (0, 1):
+        w.agent_update(aid, batch, f"b{i}", tpb.TASK_KILLED, uuid=f"k{i}".encode(), reason=S.REASON_CONTAINER_PREEMPTED)
+    assert w.master.revoke() == 0
+    got = offered(w.offers()[prod])
+    assert got.scalar("cpus") == 1 and got.scalar("mem") == 512
+
+
+def test_revocation_spares_a_labelled_task_within_its_roles_guarantee() -> None:
+    w, aid, batch = _full_of_batch(PrioritySorter())
+    label = w.master.frameworks[batch].tasks["b0"].info.labels.labels.add()
+    label.key, label.value = "aiomesos.non_revocable", "true"
+    w.master.set_quota("prod", Quota(P("cpus:1;mem:64")))
+    w.subscribe("prod", roles=["prod"])
+    w.drain()
+    assert w.master.revoke() == 2
+    assert [k.task_id for k in _kills(w.drain(), aid)] == ["b0", "b1"]  # batch has no guarantee: no protection
+    w2, aid2, batch2 = _full_of_batch(PrioritySorter())
+    w2.master.set_quota("batch", Quota(P("cpus:0.5")))
+    label = w2.master.frameworks[batch2].tasks["b0"].info.labels.labels.add()
+    label.key, label.value = "aiomesos.non_revocable", "true"
+    w2.master.set_quota("prod", Quota(P("cpus:1;mem:64")))
+    w2.subscribe("prod", roles=["prod"])
+    w2.drain()
+    assert w2.master.revoke() == 2
+    assert [k.task_id for k in _kills(w2.drain(), aid2)] == ["b1", "b2"]  # b0 fits within batch's guarantee
+
+
+def test_revocation_is_off_without_the_flag() -> None:
+    w = World()
+    aid = w.register(resources="cpus:2;mem:1024")
+    batch = w.subscribe("batch", roles=["batch"])
+    w.launch(batch, "b0", res="cpus:2;mem:1024")
+    w.agent_update(aid, batch, "b0", tpb.TASK_RUNNING, uuid=b"r")
+    w.master.set_quota("prod", Quota(P("cpus:1")))
+    w.subscribe("prod", roles=["prod"])
+    assert w.master.revoke() == 0
+
+
+# ============================================================================================ reservations and quota
+def _reserve_op(res: str) -> scheduler_pb2.Offer_Operation:
+    Op = scheduler_pb2.Offer_Operation
+    return Op(type=Op.RESERVE, reserve=Op.Reserve(resources=P(res).to_proto()))
+
+
+def _accept_ops(w: World, fid: str, offer_ids: Iterable[str], ops: list[scheduler_pb2.Offer_Operation]) -> None:
+    w.master.accept(fid, Call.Accept(offer_ids=list(offer_ids), operations=ops))
+
+
+def _errors(d: Drained, fid: str) -> list[str]:
+    return [e.error.message for e in events(d, fid, E.ERROR)]
+
+
+def test_operator_reservation_beyond_a_quota_limit_is_refused(w: World) -> None:
+    aid = w.register(resources="cpus:8;mem:4096")
+    w.master.set_quota("eng", Quota(limit=P("cpus:2")))
+    with pytest.raises(CallError, match="over its quota limit"):
+        w.master.operator_reserve(aid, P("cpus(eng):6"))
+    with pytest.raises(CallError, match="'eng' over its quota limit"):
+        w.master.operator_reserve(aid, P("cpus(eng/prod):3"))  # a child counts toward its parent's limit
+    w.master.operator_reserve(aid, P("cpus(eng):2"))
+    with pytest.raises(CallError, match="cpus: 0 left"):
+        w.master.operator_reserve(aid, P("cpus(eng):0.5"))
+    assert w.master.reservations[aid] == P("cpus(eng):2")
+
+
+def test_framework_reserves_only_for_the_offers_allocation_role(w: World) -> None:
+    w.register(resources="cpus:8;mem:4096")
+    w.master.set_quota("eng", Quota(limit=P("cpus:2")))
+    fid = w.subscribe("multi", roles=["eng", "ads"])
+    offers = w.offers()[fid]
+    [ads_offer] = [o for o in offers if o.allocation_role == "ads"]
+    _accept_ops(w, fid, [ads_offer.id], [_reserve_op("cpus(eng):4")])
+    [error] = _errors(w.drain(), fid)
+    assert "allocation role 'ads'" in error
+    assert w.master.reservations == {}
+
+
+def test_framework_reservation_for_a_child_role_respects_its_limit(w: World) -> None:
+    w.register(resources="cpus:8;mem:4096")
+    w.master.set_quota("eng/prod", Quota(limit=P("cpus:1")))
+    fid = w.subscribe("eng", roles=["eng"])
+    [offer] = w.offers()[fid]
+    # two RESERVEs in one accept: each fits alone, not both together
+    _accept_ops(w, fid, [offer.id], [_reserve_op("cpus(eng/prod):1"), _reserve_op("cpus(eng/prod):0.5")])
+    [error] = _errors(w.drain(), fid)
+    assert "'eng/prod' over its quota limit" in error
+    assert w.master.reservations[offer.agent_id] == P("cpus(eng/prod):1")
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "fragment"),
+    [
+        (("eng", None, "cpus:4"), ("eng/prod", "cpus:10", None), "exceed the limit of 'eng'"),
+        (("eng/prod", "cpus:10", None), ("eng", None, "cpus:4"), "exceed the limit of 'eng'"),
+        (("eng/a", "cpus:3", None), ("eng", None, "cpus:5;mem:100"), "exceed the limit of 'eng'"),
+        (("eng", "cpus:2", None), ("eng/prod", "cpus:3", None), "exceed its own guarantee"),
+        (("eng/prod", "cpus:3", None), ("eng", "cpus:2", None), "exceed its own guarantee"),
+        (("eng", "cpus:10", None), ("eng/prod", "cpus:1;mem:64", None), "exceed its own guarantee"),
+        (("eng", "cpus:2", None), ("eng", "cpus:3", "cpus:2"), "exceeds the limit"),
+    ],
+)
+def test_hierarchical_quota_is_validated(
+    w: World, first: tuple[str, str | None, str | None], second: tuple[str, str | None, str | None], fragment: str
+) -> None:
+    def quota(g: str | None, lim: str | None) -> Quota:
+        return Quota(P(g) if g else Resources.empty(), P(lim) if lim else None)
+
+    if first[0] != "eng/a":
+        w.master.set_quota(first[0], quota(first[1], first[2]))
+    else:
+        w.master.set_quota("eng/a", quota("cpus:3", None))
+        w.master.set_quota("eng/b", quota("cpus:3", None))
+    before = dict(w.master.quotas)
+    required = w.allocator.quota_headroom()[0]
+    w.drain()
+    with pytest.raises(CallError, match=fragment):
+        w.master.set_quota(second[0], quota(second[1], second[2]))
+    assert w.master.quotas == before and w.drain().writes == []  # nothing changed, nothing written
+    assert w.allocator.quota_headroom()[0] == required
+
+
+def test_valid_hierarchical_quota_is_accepted_and_removal_is_always_allowed(w: World) -> None:
+    w.master.set_quota("eng", Quota(P("cpus:10;mem:1024"), P("cpus:20;mem:4096")))
+    w.master.set_quota("eng/prod", Quota(P("cpus:6;mem:512"), P("cpus:8")))
+    w.master.set_quota("eng/dev", Quota(P("cpus:4"), None))
+    w.master.set_quota("eng/dev/x", Quota(limit=P("cpus:1")))
+    w.master.set_quota("eng", None)
+    w.master.set_quota("eng/prod", None)
+    assert set(w.master.quotas) == {"eng/dev", "eng/dev/x"}
+
+
+# ============================================================================================ suppression per role
+def test_suppress_and_revive_track_roles(w: World) -> None:
+    w.register()
+    fid = w.subscribe("multi", roles=["a", "b"])
+    fw = w.master.frameworks[fid]
+    w.master.suppress(fid, ["a"])
+    assert fw.suppressed_roles == {"a"} and not fw.suppressed
+    assert {o.allocation_role for o in w.offers()[fid]} == {"b"}
+    w.master.suppress(fid, ["b"])
+    assert fw.suppressed and fw.suppressed_roles == {"a", "b"}
+    w.master.revive(fid, ["a"])
+    assert fw.suppressed_roles == {"b"} and not fw.suppressed
+    w.master.revive(fid)
+    w.master.suppress(fid)
+    assert fw.suppressed and fw.suppressed_roles == {"a", "b"}
+    with pytest.raises(CallError, match="'c' not among the framework's roles"):
+        w.master.suppress(fid, ["c"])
+    w.subscribe("multi", fid=fid, roles=["a", "b"])  # a resubscription lifts suppression
+    assert fw.suppressed_roles == set()
