@@ -771,26 +771,27 @@ class Master:
             self._reconcile_one(fw, item.task_id, item.agent_id, now)
 
     def _reconcile_one(self, fw: Framework, task_id: str, agent_id: str, now: float) -> None:
-        task = fw.tasks.get(task_id)
-        if task is not None:
-            latest = task.latest()
+        known = fw.tasks.get(task_id)
+        completed = known is None
+        if known is None:
+            known = next((t for t in reversed(fw.completed_tasks) if t.task_id == task_id), None)
+        if known is not None:
+            # What the master knows of it, exit code included (for a completed task too: its real outcome).
+            latest = known.latest()
             status = tpb.TaskStatus(
                 task_id=task_id,
-                state=task.state,  # type: ignore[arg-type]
-                agent_id=task.agent_id,
+                state=known.state,  # type: ignore[arg-type]
+                agent_id=known.agent_id,
                 source=S.SOURCE_MASTER,
                 reason=S.REASON_RECONCILIATION,
-                message=latest.message if latest else "",
+                message=("task is complete: " if completed else "") + (latest.message if latest else ""),
                 timestamp=now,
             )
             if latest is not None and latest.has_exit_code:
                 status.exit_code, status.has_exit_code = latest.exit_code, True
             self.outbox.fw(fw.id).updates.append(status)
             return
-        completed = next((t for t in reversed(fw.completed_tasks) if t.task_id == task_id), None)
-        if completed is not None:
-            state, message = completed.state, "task is complete"
-        elif agent_id and agent_id in self.agents and self.agents[agent_id].connected:
+        if agent_id and agent_id in self.agents and self.agents[agent_id].connected:
             state, message = tpb.TASK_GONE if fw.has(CAP.PARTITION_AWARE) else tpb.TASK_LOST, "task unknown"
         else:
             state = tpb.TASK_UNKNOWN if fw.has(CAP.PARTITION_AWARE) else tpb.TASK_LOST

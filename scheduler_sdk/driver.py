@@ -89,6 +89,7 @@ class SchedulerDriver:
         self.max_reconnect_attempts = max_reconnect_attempts
         self.master_id = ""
         self.heartbeat_interval = 15.0  # until SUBSCRIBED says otherwise
+        self.heartbeats = 0  # HEARTBEAT events received, for health checks of the framework itself
         self.subscribed = asyncio.Event()
         self._pending: list[spb.Call] = []
         self._acks: list[tpb.Acknowledgement] = []
@@ -224,7 +225,7 @@ class SchedulerDriver:
             case Event.ERROR:
                 await s.error(self, event.error.message)
             case Event.HEARTBEAT:
-                pass
+                self.heartbeats += 1
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
         while not self._stopped.is_set():

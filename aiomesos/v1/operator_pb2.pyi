@@ -81,6 +81,7 @@ class FrameworkSummary(_message.Message):
     REGISTERED_TIME_FIELD_NUMBER: _builtins.int
     TASK_COUNT_FIELD_NUMBER: _builtins.int
     OFFER_COUNT_FIELD_NUMBER: _builtins.int
+    SUPPRESSED_ROLES_FIELD_NUMBER: _builtins.int
     active: _builtins.bool
     """subscribed now"""
     connected: _builtins.bool
@@ -96,6 +97,10 @@ class FrameworkSummary(_message.Message):
 
     @_builtins.property
     def offered(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Resource]: ...
+    @_builtins.property
+    def suppressed_roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """roles it asked no offers in (SUPPRESS); all of them: suppressed"""
+
     def __init__(
         self,
         *,
@@ -108,10 +113,11 @@ class FrameworkSummary(_message.Message):
         registered_time: _builtins.float = ...,
         task_count: _builtins.int = ...,
         offer_count: _builtins.int = ...,
+        suppressed_roles: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["framework_info", b"framework_info"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "allocated", b"allocated", "connected", b"connected", "framework_info", b"framework_info", "offer_count", b"offer_count", "offered", b"offered", "registered_time", b"registered_time", "suppressed", b"suppressed", "task_count", b"task_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "allocated", b"allocated", "connected", b"connected", "framework_info", b"framework_info", "offer_count", b"offer_count", "offered", b"offered", "registered_time", b"registered_time", "suppressed", b"suppressed", "suppressed_roles", b"suppressed_roles", "task_count", b"task_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

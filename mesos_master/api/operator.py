@@ -72,6 +72,7 @@ def framework_summary(master: Master, fw: Framework, active: bool) -> opb.Framew
         registered_time=fw.registered_time,
         task_count=len(fw.tasks),
         offer_count=len(fw.offers),
+        suppressed_roles=sorted(fw.suppressed_roles),
     )
 
 

@@ -146,6 +146,7 @@ def framework_rows(resp: opb.GetFrameworksResponse, include_completed: bool) -> 
                     "tasks": f.task_count,
                     "resources": _res_json(f.allocated),
                     "offers": f.offer_count,
+                    "suppressed_roles": list(f.suppressed_roles),
                 }
             )
     return rows
@@ -194,7 +195,7 @@ def _cell(row: dict[str, Any], key: str) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        return ",".join(map(str, value))
+        return ",".join(map(str, value)) or "-"
     if isinstance(value, dict):
         return ";".join(f"{k}:{v}" for k, v in value.items())
     return "-" if value is None else str(value)
@@ -229,6 +230,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
                 ("CPUS", "res:cpus"),
                 ("MEM", "res:mem"),
                 ("OFFERS", "offers"),
+                ("SUPPRESSED", "suppressed_roles"),
             ]
         else:
             rows = task_rows(await client.tasks(args.framework), args.all)
