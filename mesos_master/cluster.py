@@ -114,6 +114,11 @@ class Agent:
     disconnected_at: float | None = None
     tasks: dict[tuple[str, str], Task] = field(default_factory=dict)
     offers: set[str] = field(default_factory=set)
+    recovered: bool = False  # known from the registry, not re-attached since this master started
+    unreachable_at: float | None = None  # when the master gave up waiting for it (None: reachable)
+    # Tasks of frameworks that are not PARTITION_AWARE, reported TASK_LOST when the agent became unreachable:
+    # should the agent come back with them, they are killed, and their updates end at the master.
+    lost_tasks: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def id(self) -> str:
@@ -218,13 +223,20 @@ class Master:
         recovered: RegistryState | None = None,
         offer_timeout: float | None = None,
         agent_reregister_timeout: float = 600.0,
+        agent_unreachable_timeout: float = 75.0,
+        unreachable_agent_max_age: float = 14 * 24 * 3600.0,
         hostname: str = "",
     ) -> None:
         self.master_id = master_id
         self.allocator = allocator
         self.clock = clock
         self.offer_timeout = offer_timeout
+        # How long an agent may stay away before it is unreachable: after this master's start, for agents known
+        # from the registry (they need time to find the new master), and after a disconnection, for the others.
         self.agent_reregister_timeout = agent_reregister_timeout
+        self.agent_unreachable_timeout = agent_unreachable_timeout
+        # How long an unreachable agent is remembered before it is forgotten (its tasks then become unknown).
+        self.unreachable_agent_max_age = unreachable_agent_max_age
         self.hostname = hostname
         self.start_time = clock()
         self.outbox = Outbox()
@@ -264,8 +276,15 @@ class Master:
                 total = with_reservations(Resources.from_proto(info.resources), self.reservations.get(agent_id))
             except ResourcesError:
                 total = Resources.empty()
+            since = state.unreachable.get(agent_id)
             self.agents[agent_id] = Agent(
-                info=info, total=total, connected=False, registered_time=now, disconnected_at=now
+                info=info,
+                total=total,
+                connected=False,
+                registered_time=now,
+                disconnected_at=now,
+                recovered=True,
+                unreachable_at=since,
             )
         for framework_id, fw_info in state.frameworks.items():
             # After a master restart a framework gets the longer of its failover timeout and the agents'
@@ -791,8 +810,12 @@ class Master:
                 status.exit_code, status.has_exit_code = latest.exit_code, True
             self.outbox.fw(fw.id).updates.append(status)
             return
-        if agent_id and agent_id in self.agents and self.agents[agent_id].connected:
-            state, message = tpb.TASK_GONE if fw.has(CAP.PARTITION_AWARE) else tpb.TASK_LOST, "task unknown"
+        agent = self.agents.get(agent_id) if agent_id else None
+        aware = fw.has(CAP.PARTITION_AWARE)
+        if agent is not None and agent.connected:
+            state, message = tpb.TASK_GONE if aware else tpb.TASK_LOST, "task unknown"
+        elif agent is not None and agent.unreachable_at is not None:
+            state, message = tpb.TASK_UNREACHABLE if aware else tpb.TASK_LOST, "its agent is unreachable"
         else:
             state = tpb.TASK_UNKNOWN if fw.has(CAP.PARTITION_AWARE) else tpb.TASK_LOST
             message = "task unknown to the master"
@@ -834,6 +857,7 @@ class Master:
         total = with_reservations(total, self.reservations.get(agent_id))
         agent = self.agents.get(agent_id)
         reregistered = agent is not None
+        was_unreachable = agent is not None and agent.unreachable_at is not None
         if agent is None:
             agent = Agent(info=info, total=total, connected=True, registered_time=now)
             self.agents[agent_id] = agent
@@ -844,7 +868,8 @@ class Master:
                     self._rescind(self.offers[offer_id], recover=False)
             agent.info, agent.total = info, total
             agent.connected, agent.disconnected_at, agent.reregistered_time = True, None, now
-        self.outbox.write("admit_agent", info)
+            agent.recovered, agent.unreachable_at = False, None
+        self.outbox.write("admit_agent", info)  # also ends its time in the registry's unreachable list
 
         # The agent's report is the truth about its tasks.
         reported: dict[tuple[str, str], agent_pb2.AgentTask] = {(t.framework_id, t.task.task_id): t for t in reg.tasks}
@@ -875,6 +900,13 @@ class Master:
                     del agent.tasks[key]
         for key, reported_task in reported.items():
             framework_id, task_id = key
+            if key in agent.lost_tasks:
+                # Reported TASK_LOST while the agent was unreachable, to a framework that is not partition-aware:
+                # it stays lost (Mesos kills such tasks when their agent comes back).
+                self.outbox.agent(agent_id).kills.append(
+                    agent_pb2.MasterMessage.KillTask(framework_id=framework_id, task_id=task_id)
+                )
+                continue
             fw = self.frameworks.get(framework_id)
             if fw is None:
                 if framework_id in self.removed_framework_ids:
@@ -905,8 +937,21 @@ class Master:
                 known = Task(framework_id, agent_id, reported_task.task, resources, state=reported_task.state)
                 fw.tasks[task_id] = known
             task = known
+            back_from_unreachable = task.state == tpb.TASK_UNREACHABLE
             task.state = reported_task.state
             agent.tasks[key] = task
+            if back_from_unreachable and fw.connected:
+                # A partition-aware framework was told TASK_UNREACHABLE: tell it how the task really is now.
+                self.outbox.fw(fw.id).updates.append(
+                    self._master_status(
+                        task_id,
+                        task.state,
+                        S.REASON_NONE,
+                        "its agent is reachable again",
+                        agent_id,
+                        now,
+                    )
+                )
             if task.kill_requested and not is_terminal(task.state):
                 self.outbox.agent(agent_id).kills.append(
                     agent_pb2.MasterMessage.KillTask(framework_id=framework_id, task_id=task_id)
@@ -930,6 +975,7 @@ class Master:
             hostname=info.hostname,
             resources=str(total),
             reregistered=reregistered,
+            was_unreachable=was_unreachable,
             tasks=len(reported),
         )
         return agent_id
@@ -944,6 +990,47 @@ class Master:
         for offer_id in list(agent.offers):
             self._rescind(self.offers[offer_id], recover=True)
         log.info("agent disconnected", agent_id=agent_id)
+
+    def mark_unreachable(self, agent_id: str, why: str) -> None:
+        """The master stops waiting for a disconnected agent (Mesos 1.1+): its tasks are TASK_UNREACHABLE to
+        PARTITION_AWARE frameworks, which keep them and hear again should the agent come back, and TASK_LOST to
+        the others; every framework hears FAILURE (agent_lost). The agent stays known, so that it may re-attach."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.connected or agent.unreachable_at is not None:
+            return
+        now = self.clock()
+        for offer_id in list(agent.offers):
+            self._rescind(self.offers[offer_id], recover=False)
+        message = f"agent {agent_id} ({agent.info.hostname}) is unreachable: {why}"
+        for key, task in list(agent.tasks.items()):
+            if is_terminal(task.state):
+                continue
+            fw = self.frameworks.get(task.framework_id)
+            aware = fw is not None and fw.has(CAP.PARTITION_AWARE)
+            state = tpb.TASK_UNREACHABLE if aware else tpb.TASK_LOST
+            status = self._master_status(task.task_id, state, S.REASON_AGENT_REMOVED, message, agent_id, now)
+            self._apply_status(task, status)
+            if fw is not None:
+                self.outbox.fw(fw.id).updates.append(status)
+            if not aware:
+                agent.lost_tasks.add(key)
+                if fw is not None:
+                    self._forget_task(fw, task)
+                else:
+                    agent.tasks.pop(key, None)
+        if agent_id in self._allocator_agents:
+            self.allocator.remove_agent(agent_id)
+            self._allocator_agents.discard(agent_id)
+        agent.unreachable_at = now
+        self.outbox.write("mark_unreachable", (agent_id, now))
+        self._agent_lost(agent_id)
+        log.warning("agent unreachable", agent_id=agent_id, why=why)
+
+    def _agent_lost(self, agent_id: str) -> None:
+        E = scheduler_pb2.Event
+        for fw in self.frameworks.values():
+            if fw.connected:
+                self.outbox.fw(fw.id).rest.append(E(type=E.FAILURE, failure=E.Failure(agent_id=agent_id)))
 
     def remove_agent(self, agent_id: str, reason: int, why: str) -> None:
         agent = self.agents.pop(agent_id, None)
@@ -962,13 +1049,12 @@ class Master:
             if fw is not None:
                 self.outbox.fw(fw.id).updates.append(status)
                 self._forget_task(fw, task)
-        self.allocator.remove_agent(agent_id)
-        self._allocator_agents.discard(agent_id)
+        if agent_id in self._allocator_agents:
+            self.allocator.remove_agent(agent_id)
+            self._allocator_agents.discard(agent_id)
         self.outbox.write("remove_agent", agent_id)
-        E = scheduler_pb2.Event
-        for fw in self.frameworks.values():
-            if fw.connected:
-                self.outbox.fw(fw.id).rest.append(E(type=E.FAILURE, failure=E.Failure(agent_id=agent_id)))
+        if agent.unreachable_at is None:
+            self._agent_lost(agent_id)  # an unreachable agent was reported lost already
         log.warning("agent removed", agent_id=agent_id, why=why)
 
     def status_updates(self, agent_id: str, updates: Iterable[agent_pb2.AgentMessage.StatusUpdate]) -> None:
@@ -979,6 +1065,18 @@ class Master:
         for update in updates:
             status = update.status
             framework_id = update.framework_id
+            lost = (framework_id, status.task_id)
+            if lost in agent.lost_tasks:
+                # Its framework was told TASK_LOST and that stays the last word: the master acknowledges.
+                if status.uuid:
+                    self.outbox.agent(agent_id).acks.append(
+                        tpb.Acknowledgement(
+                            agent_id=agent_id, task_id=status.task_id, uuid=status.uuid, framework_id=framework_id
+                        )
+                    )
+                if is_terminal(status.state):
+                    agent.lost_tasks.discard(lost)
+                continue
             fw = self.frameworks.get(framework_id)
             if fw is None:
                 if framework_id in self.removed_framework_ids and status.uuid:
@@ -1170,9 +1268,17 @@ class Master:
             if not fw.connected and fw.expires_at is not None and now >= fw.expires_at:
                 self.teardown(fw.id, "framework failover timeout elapsed")
         for agent in list(self.agents.values()):
+            if agent.connected:
+                continue
+            if agent.unreachable_at is not None:
+                if now - agent.unreachable_at >= self.unreachable_agent_max_age:
+                    self.remove_agent(agent.id, S.REASON_AGENT_REMOVED, "unreachable for too long: forgotten")
+                continue
             away = agent.disconnected_at
-            if not agent.connected and away is not None and now - away >= self.agent_reregister_timeout:
-                self.remove_agent(agent.id, S.REASON_AGENT_REMOVED, "agent did not re-attach in time")
+            limit = self.agent_reregister_timeout if agent.recovered else self.agent_unreachable_timeout
+            if away is not None and now - away >= limit:
+                what = "did not re-attach to the new master" if agent.recovered else "did not re-attach"
+                self.mark_unreachable(agent.id, f"{what} within {limit:g} s")
 
     # ============================================================================= helpers
     def _master_status(

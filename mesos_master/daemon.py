@@ -79,7 +79,21 @@ def build_parser() -> FlagParser:
         "--agent-reregister-timeout",
         type=non_negative_float,
         default=600.0,
-        help="seconds a detached agent may take to re-attach before its tasks are declared lost",
+        help="after a master restart: seconds an agent known from the registry may take to re-attach before it is "
+        "marked unreachable",
+    )
+    p.add_flag(
+        "--agent-unreachable-timeout",
+        type=non_negative_float,
+        default=75.0,
+        help="seconds a disconnected agent may take to re-attach before it is marked unreachable (its tasks: "
+        "TASK_UNREACHABLE to PARTITION_AWARE frameworks, TASK_LOST to the others)",
+    )
+    p.add_flag(
+        "--unreachable-agent-max-age",
+        type=positive_float,
+        default=14 * 24 * 3600.0,
+        help="seconds an unreachable agent is remembered (so it may re-attach) before it is forgotten",
     )
     add_logging_flags(p)
     return p
@@ -107,6 +121,8 @@ class MasterDaemon:
             recovered=recovered,
             offer_timeout=a.offer_timeout,
             agent_reregister_timeout=a.agent_reregister_timeout,
+            agent_unreachable_timeout=a.agent_unreachable_timeout,
+            unreachable_agent_max_age=a.unreachable_agent_max_age,
             hostname=a.hostname,
         )
         dispatcher = Dispatcher(master, registry)

@@ -14,6 +14,7 @@ class RegistryState:
     weights: dict[str, float] = field(default_factory=dict)
     quotas: dict[str, tuple[list[pb.Resource], list[pb.Resource] | None]] = field(default_factory=dict)
     reservations: dict[str, list[pb.Resource]] = field(default_factory=dict)  # agent id -> dynamic reservations
+    unreachable: dict[str, float] = field(default_factory=dict)  # agent id -> when it was marked unreachable
 
 
 class Registry(ABC):
@@ -27,6 +28,10 @@ class Registry(ABC):
 
     @abstractmethod
     def remove_agent(self, agent_id: str) -> None: ...
+
+    @abstractmethod
+    def mark_unreachable(self, agent_since: tuple[str, float]) -> None:
+        """An admitted agent is unreachable since then; admit_agent (it came back) or remove_agent ends that."""
 
     @abstractmethod
     def put_framework(self, info: pb.FrameworkInfo) -> None: ...

@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS agents (id TEXT PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS weights (role TEXT PRIMARY KEY, weight REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS quotas (role TEXT PRIMARY KEY, guarantee BLOB NOT NULL, lim BLOB);
 CREATE TABLE IF NOT EXISTS reservations (agent_id TEXT PRIMARY KEY, resources BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS unreachable_agents (id TEXT PRIMARY KEY, since REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS frameworks (
     id TEXT PRIMARY KEY,
     info BLOB NOT NULL,
@@ -57,6 +58,8 @@ class SQLiteRegistry(Registry):
             state.quotas[role] = (_resources(guarantee), None if limit is None else _resources(limit))
         for agent_id, blob in self._db.execute("SELECT agent_id, resources FROM reservations"):
             state.reservations[agent_id] = _resources(blob)
+        for agent_id, since in self._db.execute("SELECT id, since FROM unreachable_agents"):
+            state.unreachable[agent_id] = since
         return state
 
     def set_weight(self, role_weight: tuple[str, float]) -> None:
@@ -87,13 +90,26 @@ class SQLiteRegistry(Registry):
         )
 
     def admit_agent(self, info: pb.AgentInfo) -> None:
-        self._db.execute(
-            "INSERT INTO agents (id, info) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET info=excluded.info",
-            (info.id, info.SerializeToString()),
-        )
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT INTO agents (id, info) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET info=excluded.info",
+                (info.id, info.SerializeToString()),
+            )
+            self._db.execute("DELETE FROM unreachable_agents WHERE id=?", (info.id,))
 
     def remove_agent(self, agent_id: str) -> None:
-        self._db.execute("DELETE FROM agents WHERE id=?", (agent_id,))
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM agents WHERE id=?", (agent_id,))
+            self._db.execute("DELETE FROM unreachable_agents WHERE id=?", (agent_id,))
+
+    def mark_unreachable(self, agent_since: tuple[str, float]) -> None:
+        agent_id, since = agent_since
+        self._db.execute(
+            "INSERT INTO unreachable_agents VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET since=excluded.since",
+            (agent_id, since),
+        )
 
     def put_framework(self, info: pb.FrameworkInfo) -> None:
         self._db.execute(

@@ -48,6 +48,7 @@ class Recorder(Scheduler):
         self.errors: list[str] = []
         self.rescinded: list[str] = []
         self.registrations: list[str] = []
+        self.lost_agents: list[str] = []
         self._seen: set[bytes] = set()
         self.auto_decline = auto_decline
 
@@ -81,6 +82,9 @@ class Recorder(Scheduler):
 
     async def error(self, driver: SchedulerDriver, message: str) -> None:
         self.errors.append(message)
+
+    async def agent_lost(self, driver: SchedulerDriver, agent_id: str) -> None:
+        self.lost_agents.append(agent_id)
 
     def states(self, task_id: str) -> list[int]:
         return [s.state for s in self.statuses if s.task_id == task_id]

@@ -802,7 +802,7 @@ def test_connected_agent_reregistering_rescinds_its_offers(w: World) -> None:
     assert offered(w.offers()[fid]) == P("cpus:2;mem:1024")
 
 
-def test_disconnected_agent_gets_no_offers_and_times_out(w: World) -> None:
+def test_disconnected_agent_gets_no_offers_and_becomes_unreachable(w: World) -> None:
     aid = w.register()
     fid = w.subscribe()
     w.launch(fid, "t1")
@@ -810,13 +810,108 @@ def test_disconnected_agent_gets_no_offers_and_times_out(w: World) -> None:
     w.drain()
     w.master.revive(fid)
     assert w.offers() == {}
+    w.clock.now += w.master.agent_unreachable_timeout - 1
+    w.master.tick()
+    assert updates(w.drain(), fid) == []  # not yet
+    w.clock.now += 1
+    w.master.tick()
+    d = w.drain()
+    assert w.master.agents[aid].unreachable_at == w.clock.now  # kept, so that it may come back
+    assert ("mark_unreachable", (aid, w.clock.now)) in d.writes
+    [st] = updates(d, fid)  # not partition-aware: TASK_LOST
+    assert (st.task_id, st.state, st.reason) == ("t1", tpb.TASK_LOST, S.REASON_AGENT_REMOVED)
+    assert "unreachable" in st.message and st.source == S.SOURCE_MASTER
+    [failure] = events(d, fid, E.FAILURE)
+    assert failure.failure.agent_id == aid and not failure.failure.executor_id
+    assert "t1" not in w.master.frameworks[fid].tasks
+
+
+def _partition_aware(w: World, name: str) -> str:
+    cap = rpb.FrameworkInfo.Capability(type=rpb.FrameworkInfo.Capability.PARTITION_AWARE)
+    return w.master.subscribe(rpb.FrameworkInfo(name=name, capabilities=[cap]))
+
+
+def test_unreachable_agent_returns_partition_aware_tasks_and_kills_the_lost_ones(w: World) -> None:
+    aid = w.register(resources="cpus:4;mem:1024")
+    aware, plain = _partition_aware(w, "aware"), w.subscribe("plain")
+    w.master.suppress(plain)
+    w.launch(aware, "a1")
+    w.master.suppress(aware)
+    w.master.revive(plain)
+    w.launch(plain, "p1")
+    for fid, t in ((aware, "a1"), (plain, "p1")):
+        w.agent_update(aid, fid, t, tpb.TASK_RUNNING, uuid=t.encode())
+    w.drain()
+    w.master.disconnect_agent(aid)
+    w.clock.now += w.master.agent_unreachable_timeout
+    w.master.tick()
+    d = w.drain()
+    assert [(s.task_id, s.state) for s in updates(d, aware)] == [("a1", tpb.TASK_UNREACHABLE)]
+    assert [(s.task_id, s.state) for s in updates(d, plain)] == [("p1", tpb.TASK_LOST)]
+    assert w.master.frameworks[aware].tasks["a1"].state == tpb.TASK_UNREACHABLE  # kept for its framework
+    # Reconciliation agrees: UNREACHABLE for the aware framework (known task, and an unknown one on that
+    # agent), LOST for the other.
+    w.master.reconcile(aware, [scheduler_pb2.Call.Reconcile.Task(task_id="a1", agent_id=aid)])
+    w.master.reconcile(aware, [scheduler_pb2.Call.Reconcile.Task(task_id="zz", agent_id=aid)])
+    w.master.reconcile(plain, [scheduler_pb2.Call.Reconcile.Task(task_id="p1", agent_id=aid)])
+    d = w.drain()
+    assert [s.state for s in updates(d, aware)] == [tpb.TASK_UNREACHABLE, tpb.TASK_UNREACHABLE]
+    assert [s.state for s in updates(d, plain)] == [tpb.TASK_LOST]
+
+    # The agent comes back with both tasks still running.
+    back = [
+        agent_pb2.AgentTask(framework_id=aware, task=task("a1"), state=tpb.TASK_RUNNING),
+        agent_pb2.AgentTask(framework_id=plain, task=task("p1"), state=tpb.TASK_RUNNING),
+    ]
+    assert w.register(aid=aid, resources="cpus:4;mem:1024", tasks=back) == aid
+    d = w.drain()
+    [st] = updates(d, aware)
+    assert (st.task_id, st.state, st.source) == ("a1", tpb.TASK_RUNNING, S.SOURCE_MASTER)
+    assert updates(d, plain) == []  # LOST stays the last word
+    kills = [k for m in messages(d, aid, agent_pb2.MasterMessage.KILL_TASKS) for k in m.kill_tasks.tasks]
+    assert [(k.framework_id, k.task_id) for k in kills] == [(plain, "p1")]
+    assert w.master.agents[aid].unreachable_at is None
+    assert set(w.master.agents[aid].tasks) == {(aware, "a1")}
+    # The killed task's updates end at the master, which acknowledges them itself.
+    w.agent_update(aid, plain, "p1", tpb.TASK_KILLED, uuid=b"k")
+    d = w.drain()
+    assert updates(d, plain) == []
+    assert [(a.task_id, a.uuid) for m in messages(d, aid) for a in _acks(m)] == [("p1", b"k")]
+    assert w.master.agents[aid].lost_tasks == set()
+    # Its resources were freed for good; the aware task's are still in use.
+    w.master.revive(plain)
+    assert offered(w.offers()[plain]) == P("cpus:3;mem:896")
+
+
+def _acks(m: agent_pb2.MasterMessage) -> list[tpb.Acknowledgement]:
+    return list(m.acknowledge.acknowledgements) if m.HasField("acknowledge") else []
+
+
+def test_unreachable_agents_are_forgotten_after_their_max_age(w: World) -> None:
+    aid = w.register()
+    w.master.disconnect_agent(aid)
+    w.clock.now += w.master.agent_unreachable_timeout
+    w.master.tick()
+    w.drain()
+    w.clock.now += w.master.unreachable_agent_max_age
+    w.master.tick()
+    d = w.drain()
+    assert aid not in w.master.agents and ("remove_agent", aid) in d.writes
+
+
+def test_agents_known_from_the_registry_get_the_reregister_timeout() -> None:
+    info = rpb.AgentInfo(id="S1", hostname="h1", resources=P(AGENT_RES).to_proto())
+    gone = rpb.AgentInfo(id="S2", hostname="h2", resources=P(AGENT_RES).to_proto())
+    w = World(recovered=RegistryState(agents={"S1": info, "S2": gone}, unreachable={"S2": 500.0}))
+    assert w.master.agents["S2"].unreachable_at == 500.0  # still unreachable after the restart
+    w.clock.now += w.master.agent_unreachable_timeout
+    w.master.tick()
+    assert w.master.agents["S1"].unreachable_at is None  # a new master waits longer for agents to find it
     w.clock.now += w.master.agent_reregister_timeout
     w.master.tick()
     d = w.drain()
-    assert aid not in w.master.agents
-    assert ("remove_agent", aid) in d.writes
-    [st] = updates(d, fid)
-    assert (st.task_id, st.state, st.reason) == ("t1", tpb.TASK_LOST, S.REASON_AGENT_REMOVED)
+    assert w.master.agents["S1"].unreachable_at == w.clock.now
+    assert ("mark_unreachable", ("S1", w.clock.now)) in d.writes
 
 
 def test_framework_learned_from_agent_is_kept_until_it_can_resubscribe(w: World) -> None:
