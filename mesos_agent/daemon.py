@@ -58,6 +58,12 @@ def build_parser() -> FlagParser:
         "--enforce-disk", action="store_true", help="kill a task whose sandbox grows past its disk (else: report)"
     )
     p.add_flag(
+        "--disk-poll-interval",
+        type=positive_float,
+        default=15.0,
+        help="seconds between measurements of each sandbox by the disk/du isolator",
+    )
+    p.add_flag(
         "--gpus",
         default="auto",
         choices=["auto", "none"],
@@ -135,6 +141,7 @@ class AgentDaemon:
             max_task_processes=a.max_task_processes,
             runtime_dir=work_dir / "runtime",
             enforce_disk=a.enforce_disk,
+            disk_poll_interval=a.disk_poll_interval,
             gpus=gpus,
         )
         if containerizer.warning:
@@ -220,6 +227,7 @@ class AgentDaemon:
                 await containerizer.detach()  # checkpointed tasks run on, for the next agent process
             else:
                 await containerizer.shutdown()  # nothing is left behind: no process, no cgroup
+            agent.close()
             await server.stop(grace=0.5)
         with contextlib.suppress(FileNotFoundError):
             (work_dir / ADDRESS_FILE).unlink()

@@ -1,21 +1,39 @@
 """Files in a task's sandbox, as the agent's API serves them: safe path resolution, listings, byte ranges,
 following a growing file and finding where its last N lines start.
 
-Every path comes from a remote caller and is relative to the sandbox. `resolve` refuses what could leave it:
-absolute paths, `..` components, and anything whose real path (every symlink followed) lies outside."""
+Every path comes from a remote caller and is relative to the sandbox. What could leave it is refused: absolute
+paths, `..` components, and symlinks whose target lies outside.
+
+The sandbox belongs to the task, which may change it while the agent (root) serves it: a directory swapped for
+a symlink between a check of the path and its use would have the agent read outside the sandbox. So no path is
+ever checked and then opened by name: a directory descriptor is opened on the sandbox and the path is walked one
+component at a time from there (`openat` with O_NOFOLLOW, O_DIRECTORY for directories), symlinks inside the
+sandbox being followed by hand (their target is only a string, walked the same way, `..` popping the directories
+already held, never the kernel's `..`). Listings and reads go through the descriptors so opened."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
 import stat
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 CHUNK = 64 * 1024
 TAIL_BLOCK = 64 * 1024
 FOLLOW_POLL = 0.1
+MAX_SYMLINKS = 40  # as the kernel's path walk
+MAX_RETRIES = 100
+
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO a task made must not wait for a writer (it is refused after the open anyway).
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 class PathRefused(ValueError):
@@ -31,10 +49,7 @@ class Entry:
     mode: str  # like ls: "-rw-r--r--"
 
 
-def resolve(sandbox: Path, relative: str) -> Path:
-    """The real path of `relative` inside `sandbox`; PathRefused if it is not one.
-
-    The path need not exist (the caller's open or stat then says so); what exists of it is resolved."""
+def _check(relative: str) -> None:
     if "\0" in relative:
         raise PathRefused(f"path {relative!r} refused: it contains a NUL byte")
     if relative.startswith("/"):
@@ -43,11 +58,159 @@ def resolve(sandbox: Path, relative: str) -> Path:
         )
     if ".." in PurePosixPath(relative).parts:
         raise PathRefused(f"path {relative!r} refused: '..' is not allowed, it could leave the sandbox")
-    root = os.path.realpath(sandbox)
-    real = os.path.realpath(os.path.join(root, relative)) if relative else root
-    if real != root and not real.startswith(root + os.sep):
-        raise PathRefused(f"path {relative!r} refused: it leads out of the sandbox through a symlink")
-    return Path(real)
+
+
+def _escapes(relative: str) -> PathRefused:
+    return PathRefused(f"path {relative!r} refused: it leads out of the sandbox through a symlink")
+
+
+@contextlib.contextmanager
+def _sandbox_fd(sandbox: Path) -> Iterator[tuple[int, str]]:
+    """A descriptor on the sandbox directory and its real path. The sandbox path itself is the agent's (it may
+    be reached through the `latest` link); only what lies below it is the task's."""
+    fd = os.open(sandbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            real = os.path.realpath(sandbox)
+        yield fd, real
+    finally:
+        os.close(fd)
+
+
+Final = Literal["file", "list", "resolve"]
+
+
+@dataclass(slots=True)
+class _Found:
+    parts: list[str]  # the real path, relative to the sandbox
+    fd: int | None  # file: the open file; list: the open directory (None when it is not one)
+    st: os.stat_result | None  # list: the entry's own stat when it is not a directory
+
+
+def _walk(root_fd: int, root_real: str, relative: str, final: Final) -> _Found:
+    """Walk `relative` (already checked by `_check`) from the sandbox's descriptor, one component at a time.
+
+    final "file": open the regular file it names; "list": open the directory it names, or stat what else it is;
+    "resolve": only find the real path (what does not exist is taken as it is)."""
+    pending: deque[str] = deque(p for p in relative.split("/") if p not in ("", "."))
+    stack: list[int] = [root_fd]  # the directories walked through; stack[0], the sandbox, is the caller's
+    parts: list[str] = []
+    links = 0
+    retries = 0  # looks again after a component changed under the walk; a task flipping one forever is refused
+    try:
+        while pending:
+            name = pending.popleft()
+            if name in ("", "."):
+                continue
+            if name == "..":  # only ever from a symlink's target
+                if len(stack) == 1:
+                    raise _escapes(relative)
+                os.close(stack.pop())
+                parts.pop()
+                continue
+            here = stack[-1]
+            last = not pending
+            try:
+                st = os.stat(name, dir_fd=here, follow_symlinks=False)
+            except FileNotFoundError:
+                if final == "resolve":
+                    return _Found([*parts, name, *pending], None, None)
+                raise
+            if stat.S_ISLNK(st.st_mode):
+                links += 1
+                if links > MAX_SYMLINKS:
+                    raise PathRefused(f"path {relative!r} refused: too many levels of symbolic links")
+                try:
+                    target = os.readlink(name, dir_fd=here)
+                except OSError as e:
+                    if e.errno != errno.EINVAL:  # EINVAL: no longer a link (changed meanwhile): look again
+                        raise
+                    retries = _again(relative, retries)
+                    pending.appendleft(name)
+                    continue
+                if target.startswith("/"):
+                    # An absolute link is fine as long as it names a place in the sandbox (by its real path).
+                    if target != root_real and not target.startswith(root_real.rstrip("/") + "/"):
+                        raise _escapes(relative)
+                    target = target[len(root_real) :]
+                    while len(stack) > 1:
+                        os.close(stack.pop())
+                    parts.clear()
+                pending.extendleft(reversed([p for p in target.split("/") if p not in ("", ".")]))
+                continue
+            if last and final != "resolve":
+                if final == "file":
+                    if stat.S_ISDIR(st.st_mode):
+                        raise IsADirectoryError(errno.EISDIR, f"{relative!r} is a directory")
+                    if not stat.S_ISREG(st.st_mode):
+                        raise PathRefused(f"path {relative!r} refused: not a regular file")
+                    flags = _FILE_FLAGS
+                elif stat.S_ISDIR(st.st_mode):
+                    flags = _LIST_FLAGS
+                else:
+                    return _Found([*parts, name], None, st)  # stat'ed relative to a directory held: safe
+                fd = _open_at(name, flags, here)
+                if fd is None:  # turned into a symlink (or something else) since the stat: look again
+                    retries = _again(relative, retries)
+                    pending.appendleft(name)
+                    continue
+                return _Found([*parts, name], fd, None)
+            if not stat.S_ISDIR(st.st_mode):
+                if final == "resolve" and last:
+                    return _Found([*parts, name], None, None)
+                raise NotADirectoryError(errno.ENOTDIR, f"{'/'.join([*parts, name])!r} is not a directory")
+            fd = _open_at(name, _DIR_FLAGS, here)
+            if fd is None:
+                retries = _again(relative, retries)
+                pending.appendleft(name)
+                continue
+            stack.append(fd)
+            parts.append(name)
+        # The path names the sandbox itself, or a directory reached through a symlink.
+        if final == "file":
+            raise IsADirectoryError(errno.EISDIR, f"{relative!r} is a directory")
+        if final == "list":
+            return _Found(parts, os.open(".", _LIST_FLAGS, dir_fd=stack[-1]), None)
+        return _Found(parts, None, None)
+    finally:
+        for fd in stack[1:]:
+            os.close(fd)
+
+
+def _again(relative: str, retries: int) -> int:
+    if retries >= MAX_RETRIES:
+        raise PathRefused(f"path {relative!r} refused: it keeps changing while it is looked up")
+    return retries + 1
+
+
+def _open_at(name: str, flags: int, dir_fd: int) -> int | None:
+    """openat(dir_fd, name, flags | O_NOFOLLOW); None when `name` is now a symlink or no longer of the type the
+    flags want (it changed since it was looked at)."""
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            return None
+        raise
+    want_dir = bool(flags & os.O_DIRECTORY)
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISDIR(mode) != want_dir or (not want_dir and not stat.S_ISREG(mode)):
+        os.close(fd)
+        return None
+    return fd
+
+
+def resolve(sandbox: Path, relative: str) -> Path:
+    """The real path of `relative` inside `sandbox`; PathRefused if it is not one.
+
+    The path need not exist; what exists of it is resolved. For information only: serve files with `open_file`
+    and `list_dir`, which never reopen a path by name."""
+    _check(relative)
+    with _sandbox_fd(sandbox) as (root_fd, root_real):
+        found = _walk(root_fd, root_real, relative, "resolve")
+    return Path(root_real, *found.parts)
 
 
 def _relative(sandbox: Path, relative: str, name: str | None = None) -> str:
@@ -70,43 +233,47 @@ def _entry(path: str, st: os.stat_result) -> Entry:
 def list_dir(sandbox: Path, relative: str = "") -> list[Entry]:
     """The entries of a directory of the sandbox, sorted by name (a file lists as itself, like ls).
 
-    Symlinks are listed as links (not followed). Raises PathRefused, FileNotFoundError, PermissionError."""
-    target = resolve(sandbox, relative)
-    st = os.stat(target)
-    if not stat.S_ISDIR(st.st_mode):
-        return [_entry(_relative(sandbox, relative), st)]
+    Symlinks are listed as links (not followed). Raises PathRefused, FileNotFoundError, NotADirectoryError,
+    PermissionError."""
+    _check(relative)
+    with _sandbox_fd(sandbox) as (root_fd, root_real):
+        found = _walk(root_fd, root_real, relative, "list")
+    if found.fd is None:
+        assert found.st is not None
+        return [_entry(_relative(sandbox, relative), found.st)]
     entries: list[Entry] = []
-    with os.scandir(target) as it:
-        for item in it:
-            try:
-                est = item.stat(follow_symlinks=False)
-            except FileNotFoundError:  # gone meanwhile
-                continue
-            entries.append(_entry(_relative(sandbox, relative, item.name), est))
+    try:
+        # scandir on the descriptor: the entries are those of the directory walked to, and each entry's lstat is
+        # relative to it (fstatat), whatever is renamed or swapped meanwhile.
+        with os.scandir(found.fd) as it:
+            for item in it:
+                try:
+                    est = item.stat(follow_symlinks=False)
+                except FileNotFoundError:  # gone meanwhile
+                    continue
+                entries.append(_entry(_relative(sandbox, relative, item.name), est))
+    finally:
+        os.close(found.fd)
     entries.sort(key=lambda e: e.path)
     return entries
 
 
 def open_file(sandbox: Path, relative: str) -> tuple[int, Path]:
     """Open a regular file of the sandbox for reading: (fd, real path). Raises PathRefused, IsADirectoryError,
-    FileNotFoundError, PermissionError; PathRefused too for what is not a regular file (a FIFO would block)."""
+    FileNotFoundError, NotADirectoryError, PermissionError; PathRefused too for what is not a regular file (a
+    FIFO would block). The real path is for information: read through the descriptor."""
     if not relative:
-        raise IsADirectoryError("the sandbox itself is a directory: name a file in it")
-    real = resolve(sandbox, relative)
-    # O_NOFOLLOW: the last component was resolved above; should it become a link since, refuse it.
-    # O_NONBLOCK: opening a FIFO a task made must not wait for a writer.
-    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        raise IsADirectoryError(errno.EISDIR, "the sandbox itself is a directory: name a file in it")
+    _check(relative)
+    with _sandbox_fd(sandbox) as (root_fd, root_real):
+        found = _walk(root_fd, root_real, relative, "file")
+    assert found.fd is not None
     try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(f"{relative!r} is a directory")
-        if not stat.S_ISREG(mode):
-            raise PathRefused(f"path {relative!r} refused: not a regular file")
-        os.set_blocking(fd, True)
+        os.set_blocking(found.fd, True)
     except BaseException:
-        os.close(fd)
+        os.close(found.fd)
         raise
-    return fd, real
+    return found.fd, Path(root_real, *found.parts)
 
 
 def start_offset(size: int, offset: int) -> int:

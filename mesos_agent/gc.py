@@ -2,7 +2,10 @@
 while the work dir's disk is fuller than a watermark. A sandbox of a task the agent still holds is never removed.
 
 The decision (`select`) is a pure function of the sandboxes found, the time and the disk's fill; `collect` scans
-the work dir, decides, and removes (shutil.rmtree in a worker thread); `run` does that every `interval` seconds."""
+the work dir, decides, and removes (shutil.rmtree in a worker thread); `run` does that every `interval` seconds.
+
+A sandbox's age counts from its task's end: the agent marks it then (`SandboxRegistry.finished` touches it), and
+marks those whose task ended while no agent watched (a reboot, a crash) when it starts again."""
 
 from __future__ import annotations
 
@@ -206,10 +209,15 @@ class SandboxGC:
             return []
         fraction, total = await asyncio.to_thread(self.disk_fill, self.work_dir)
         over = fraction > self.disk_watermark
-        # Real paths: a task's sandbox may be known through a path that differs from the scan's (links). A new
-        # run never reuses a path (container ids are new), so what is live now is all that must be kept.
-        live = {Path(os.path.realpath(p)) for p in self.live_sandboxes()}
-        found = await asyncio.to_thread(scan, self.work_dir, over, live)
+        # Real paths: a task's sandbox may be known through a path that differs from the scan's (links).
+        # Known before the scan, the live sandboxes are not measured; but the scan runs in a thread while the
+        # agent goes on launching tasks: the sandboxes to keep are those live once the scan is over. A task is
+        # held (live) before its sandbox is created, so whatever the scan found is the sandbox of a task live
+        # then, or of one over. A new run never reuses a path (container ids are new): what is live then is all
+        # that must be kept.
+        before = {Path(os.path.realpath(p)) for p in self.live_sandboxes()}
+        found = await asyncio.to_thread(scan, self.work_dir, over, before)
+        live = before | {Path(os.path.realpath(p)) for p in self.live_sandboxes()}
         chosen = self.select(found, self.clock(), fraction, disk_total_bytes=total, live=live)
         removed: list[Path] = []
         for path in chosen:
@@ -220,9 +228,14 @@ class SandboxGC:
             except OSError as e:
                 log.warning("sandbox gc: cannot remove", path=str(path), error=str(e))
                 continue
-            # In the event loop, where sandboxes are created: no launch interleaves with these rmdirs.
-            _prune_parents(path, self.work_dir)
             removed.append(path)
+        # Executors' directories left empty go too, unless a task the agent holds has (or is about to have: a task
+        # is held before its sandbox is created, in a worker thread) a run in one. Checked in the event loop, where
+        # tasks are taken on, with no await until the non-recursive rmdirs are done.
+        busy = {p.parent for p in self.live_sandboxes()}
+        for path in removed:
+            if path.parent not in busy:
+                _prune_parents(path, self.work_dir)
         if removed:
             self.removed += len(removed)
             log.info(
@@ -241,3 +254,94 @@ class SandboxGC:
             except Exception:
                 log.exception("sandbox gc: pass failed")
             await asyncio.sleep(interval)
+
+
+class SandboxRegistry:
+    """The sandboxes whose task has not been seen to end, in WORK_DIR/meta/sandboxes: a line `+PATH` (relative
+    to the work dir) when a sandbox is created, `-PATH` when its task ended and the sandbox was marked finished
+    (its modification time set to then: the GC's delay counts from the task's end, not from its last write).
+
+    A task that ends while no agent process watches it (the host rebooted, or the agent crashed and the next one
+    killed it as an orphan) is not marked then: the next agent process `load`s what is left and `sweep`s it,
+    marking those finished whose task it did not re-adopt. Lines are appended (no file is created per task); the
+    file is rewritten with what is still open now and then."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.path = work_dir / "meta" / "sandboxes"
+        self._prefix = str(work_dir).rstrip("/") + "/"
+        self._open: set[str] = set()
+        self._lines = 0
+
+    def _rel(self, sandbox: Path) -> str | None:
+        text = str(sandbox)
+        if not text.startswith(self._prefix) or "\n" in text:
+            return None
+        return text[len(self._prefix) :]
+
+    def load(self) -> set[str]:
+        """The sandboxes an earlier agent process left open (relative paths); they are open here too."""
+        try:
+            lines = self.path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            lines = []
+        found: set[str] = set()
+        for line in lines:
+            if line.startswith("+"):
+                found.add(line[1:])
+            elif line.startswith("-"):
+                found.discard(line[1:])
+        self._open |= found
+        self._lines = len(lines)
+        return found
+
+    def started(self, sandbox: Path) -> None:
+        rel = self._rel(sandbox)
+        if rel is not None and rel not in self._open:
+            self._open.add(rel)
+            self._append(f"+{rel}\n")
+
+    def finished(self, sandbox: Path) -> None:
+        """Mark the sandbox finished now (it need not exist)."""
+        with contextlib.suppress(OSError):
+            os.utime(sandbox)
+        rel = self._rel(sandbox)
+        if rel is not None and rel in self._open:
+            self._open.discard(rel)
+            self._append(f"-{rel}\n")
+
+    def sweep(self, candidates: Collection[str], keep: Collection[Path]) -> int:
+        """Mark finished each of `candidates` (from `load`) that is still open and not in `keep` (the sandboxes
+        of the tasks re-adopted); returns how many. Then rewrites the file."""
+        kept = {self._rel(p) for p in keep}
+        marked = 0
+        for rel in sorted(candidates):
+            if rel in self._open and rel not in kept:
+                self.finished(self.work_dir / rel)
+                marked += 1
+        self._rewrite()
+        return marked
+
+    def open(self) -> set[str]:
+        return set(self._open)
+
+    def _append(self, line: str) -> None:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+        self._lines += 1
+        if self._lines > 2 * len(self._open) + 1024:
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(".sandboxes.tmp")
+        tmp.write_text("".join(f"+{rel}\n" for rel in sorted(self._open)))
+        os.replace(tmp, self.path)
+        self._lines = len(self._open)

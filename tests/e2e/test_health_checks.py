@@ -44,7 +44,7 @@ async def test_a_task_whose_health_check_starts_failing_is_killed(cluster: Local
         # Updates are delivered at least once (a slow acknowledgement means a resend): count each once.
         distinct = {s.uuid: s for s in rec.statuses if s.task_id == "flaky"}.values()
         health = [s.healthy for s in distinct if s.has_healthy and s.state == tpb.TASK_RUNNING]
-        assert health == [True, False], health
+        assert health == [True, False], [(tpb.TaskState.Name(s.state), s.healthy, s.message) for s in distinct]
 
 
 async def test_an_invalid_health_check_fails_the_task_before_it_starts(cluster: LocalCluster) -> None:

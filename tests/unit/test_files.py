@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -228,3 +230,84 @@ def test_a_fifo_is_refused_without_blocking(sandbox: Path) -> None:
     with pytest.raises(PathRefused, match="not a regular file"):
         files.open_file(sandbox, "pipe")
     assert [e.mode[0] for e in files.list_dir(sandbox) if e.path == "pipe"] == ["p"]
+
+
+# ------------------------------------------------------------------ a task changing its sandbox under the agent
+def test_absolute_links_into_the_sandbox_loops_and_files_on_the_way(sandbox: Path) -> None:
+    (sandbox / "abs").symlink_to(sandbox.resolve() / "sub" / "inner.txt")
+    (sandbox / "abs_root").symlink_to(sandbox.resolve())
+    (sandbox / "loop").symlink_to("loop")
+    (sandbox / "up_and_out").symlink_to("sub/../..")
+    fd, real = files.open_file(sandbox, "abs")
+    try:
+        assert os.read(fd, 100) == b"inner" and real == (sandbox / "sub" / "inner.txt").resolve()
+    finally:
+        os.close(fd)
+    assert "abs_root/stdout" in [e.path for e in files.list_dir(sandbox, "abs_root")]
+    with pytest.raises(PathRefused, match="too many levels of symbolic links"):
+        files.open_file(sandbox, "loop")
+    with pytest.raises(PathRefused, match="out of the sandbox through a symlink"):
+        files.list_dir(sandbox, "up_and_out")
+    with pytest.raises(NotADirectoryError):
+        files.open_file(sandbox, "stdout/x")
+    with pytest.raises(NotADirectoryError):
+        files.list_dir(sandbox, "stdout/x")
+    with pytest.raises(FileNotFoundError):
+        files.list_dir(sandbox, "missing")
+
+
+def test_a_directory_swapped_for_a_symlink_never_serves_outside_files(tmp_path: Path) -> None:
+    """The race an auditor found: a task flips a directory of its sandbox with a symlink to a directory outside
+    while the agent serves it. Whatever the timing, no read and no listing may show what lies outside."""
+    box = tmp_path / "box"
+    (box / "d").mkdir(parents=True)
+    (box / "d" / "f").write_text("inside")
+    (box / "d" / "inside-only").write_text("")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f").write_text("SECRET")
+    (outside / "outside-only").write_text("")
+    stop = threading.Event()
+    flips = 0
+
+    def flipper() -> None:
+        nonlocal flips
+        while not stop.is_set():
+            os.rename(box / "d", box / "d.real")
+            os.symlink(outside, box / "d")
+            os.unlink(box / "d")
+            os.rename(box / "d.real", box / "d")
+            flips += 1
+
+    thread = threading.Thread(target=flipper, daemon=True)
+    thread.start()
+    inside_reads = outside_reads = inside_lists = outside_lists = 0
+    deadline = time.monotonic() + 2.0
+    try:
+        while time.monotonic() < deadline:
+            try:
+                fd, _ = files.open_file(box, "d/f")
+            except (PathRefused, OSError):
+                pass
+            else:
+                try:
+                    data = os.pread(fd, 100, 0)
+                finally:
+                    os.close(fd)
+                outside_reads += data == b"SECRET"
+                inside_reads += data == b"inside"
+            try:
+                names = {e.path for e in files.list_dir(box, "d")}
+            except (PathRefused, OSError):
+                pass
+            else:
+                outside_lists += "d/outside-only" in names
+                inside_lists += "d/inside-only" in names
+    finally:
+        stop.set()
+        thread.join(5)
+    assert flips > 100, f"the flipper hardly ran ({flips} flips): the test proves nothing"
+    assert inside_reads > 0 and inside_lists > 0, "nothing was served at all: the test proves nothing"
+    assert (outside_reads, outside_lists) == (0, 0), (
+        f"{outside_reads} reads and {outside_lists} listings of files outside the sandbox"
+    )

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from mesos_agent.gc import SandboxGC, fraction, live_sandboxes, parse_duration, select
+from mesos_agent import gc as gc_module
+from mesos_agent.gc import SandboxGC, SandboxRegistry, fraction, live_sandboxes, parse_duration, scan, select
 from mesos_agent.sandbox import create_sandbox
 
 DAY = 24 * 3600.0
@@ -150,3 +154,104 @@ def test_live_sandboxes_of_an_agent_include_re_adopted_tasks(tmp_path: Path) -> 
         launched,
         tmp_path / "agents/a1/frameworks/f/executors/t_2/runs/c2",
     ]
+
+
+async def test_a_sandbox_created_while_the_scan_runs_is_not_removed(tmp_path: Path, monkeypatch: Any) -> None:
+    """The scan runs in a thread while the agent goes on launching: a sandbox created meanwhile belongs to a live
+    task even though it was not live when the pass began. Even with the disk full, it must stay."""
+    old = create_sandbox(tmp_path, "a1", "fw", "old", "c1")
+    _age(old, 2 * WEEK)
+    live: list[Path] = []
+    scanning, go_on = threading.Event(), threading.Event()
+    real_scan = gc_module.scan
+
+    def slow_scan(*args: Any) -> list[Any]:
+        scanning.set()
+        assert go_on.wait(10)
+        return real_scan(*args)
+
+    monkeypatch.setattr(gc_module, "scan", slow_scan)
+    gc = SandboxGC(
+        tmp_path,
+        lambda: "a1",
+        clock=lambda: NOW,
+        live_sandboxes=lambda: list(live),
+        disk_fill=lambda _: (0.99, 1 << 40),
+    )
+    pass_ = asyncio.create_task(gc.collect())
+    assert await asyncio.to_thread(scanning.wait, 10)
+    # A launch, in the event loop, while the scan is under way: the task is held, then its sandbox created.
+    new = create_sandbox(tmp_path, "a1", "fw", "new", "c2")
+    live.append(new)
+    go_on.set()
+    removed = await pass_
+    assert removed == [old]
+    assert new.is_dir(), "the sandbox of a task launched during the scan was removed"
+
+
+# ------------------------------------------------------------------ finished marks
+def test_a_sandbox_is_marked_finished_when_its_task_ends(tmp_path: Path) -> None:
+    reg = SandboxRegistry(tmp_path)
+    box = create_sandbox(tmp_path, "a1", "fw", "t", "c1")
+    reg.started(box)
+    _age(box, 3 * WEEK)  # a task silent for weeks: its files are old
+    reg.finished(box)
+    (found,) = scan(tmp_path, measure=False)
+    assert time.time() - found.finished_at < 60, "the GC's delay counts from the task's end"
+    assert reg.open() == set()
+    assert SandboxRegistry(tmp_path).load() == set()
+
+
+def test_sandboxes_of_tasks_that_ended_unseen_are_marked_finished_at_the_next_start(tmp_path: Path) -> None:
+    reg = SandboxRegistry(tmp_path)
+    ended_unseen = create_sandbox(tmp_path, "a1", "fw", "rebooted", "c1")
+    readopted = create_sandbox(tmp_path, "a1", "fw", "still-running", "c2")
+    done_before = create_sandbox(tmp_path, "a1", "fw", "done", "c3")
+    for box in (ended_unseen, readopted, done_before):
+        reg.started(box)
+    reg.finished(done_before)
+    for box in (ended_unseen, readopted, done_before):
+        _age(box, 3 * WEEK)
+    # The agent process dies; the next one loads what is left open.
+    nxt = SandboxRegistry(tmp_path)
+    unfinished = nxt.load()
+    assert unfinished == {
+        str(ended_unseen.relative_to(tmp_path)),
+        str(readopted.relative_to(tmp_path)),
+    }
+    assert nxt.sweep(unfinished, keep=[readopted]) == 1
+    at = {s.path: s.finished_at for s in scan(tmp_path, measure=False)}
+    assert time.time() - at[ended_unseen] < 60, "marked finished now: kept --gc-delay from now"
+    assert at[done_before] == at[readopted] == NOW - 3 * WEEK, "the others are left as they were"
+    # Rewritten: only the re-adopted one is open; the next start marks it if it was not seen to end.
+    assert SandboxRegistry(tmp_path).load() == {str(readopted.relative_to(tmp_path))}
+    gc = SandboxGC(tmp_path, lambda: "a1", delay_seconds=WEEK, disk_fill=lambda _: (0.1, 1 << 40))
+    assert gc.select(scan(tmp_path, measure=False), time.time(), 0.1, live=[readopted]) == [done_before]
+
+
+def test_the_registry_file_is_compacted(tmp_path: Path) -> None:
+    reg = SandboxRegistry(tmp_path)
+    for i in range(1500):
+        box = tmp_path / "agents" / "a1" / "frameworks" / "f" / "executors" / f"t{i}" / "runs" / "c"
+        reg.started(box)
+        reg.finished(box)
+    assert len(reg.path.read_text().splitlines()) <= 1100
+    assert SandboxRegistry(tmp_path).load() == set()
+
+
+async def test_an_executor_directory_with_a_run_about_to_be_created_is_not_pruned(tmp_path: Path) -> None:
+    """A task id run again: its new run is held by the agent before its sandbox is created (in a thread). The GC
+    removing the old run must not prune the executor's directory from under that creation."""
+    old = create_sandbox(tmp_path, "a1", "fw", "again", "c1")
+    _age(old, 2 * WEEK)
+    coming = old.parent / "c2"  # held, not created yet
+    gc = SandboxGC(
+        tmp_path, lambda: "a1", clock=lambda: NOW, live_sandboxes=lambda: [coming], disk_fill=lambda _: (0.1, 1 << 40)
+    )
+    assert await gc.collect() == [old]
+    assert old.parent.is_dir(), "the runs directory of a held task was pruned"
+    create_sandbox(tmp_path, "a1", "fw", "again", "c2")
+    gc.live_sandboxes = lambda: []
+    _age(coming, 2 * WEEK)
+    assert await gc.collect() == [coming]
+    assert not old.parent.parent.exists(), "pruned once no task of the executor is held"
