@@ -26,7 +26,9 @@ from mesos_agent.gpus import GpuAllocator, detect_gpus
 from mesos_agent.master_link import MasterLink, RejectedByMaster
 from mesos_agent.resources import agent_resources, format_attributes, parse_attributes
 from scheduler_sdk import __version__
-from scheduler_sdk.cli.flags import FlagParser, add_logging_flags, port, positive_float
+from scheduler_sdk.channels import SERVER_OPTIONS
+from scheduler_sdk.cli.flags import FlagParser, add_logging_flags, address, port, positive_float
+from scheduler_sdk.daemon_process import DaemonError, listen, lock_work_dir, set_process_name
 from scheduler_sdk.logs import configure_logging
 from scheduler_sdk.resources import Resources, ResourcesError
 
@@ -36,7 +38,7 @@ ADDRESS_FILE = "agent.addr"
 
 def build_parser() -> FlagParser:
     p = FlagParser(prog="aiomesos agent", description="Run an aiomesos agent on this host.")
-    p.add_flag("--master", required=True, help="the master's HOST:PORT")
+    p.add_flag("--master", type=address, required=True, help="the master's HOST:PORT")
     p.add_flag("--work-dir", required=True, help="where sandboxes and the agent's own state live")
     p.add_flag("--ip", default="0.0.0.0", help="address the agent's API listens on")
     p.add_flag("--port", type=port, default=5051, help="port of the agent's API (0: any free port)")
@@ -127,7 +129,15 @@ class AgentDaemon:
     async def run(self) -> int:
         a = self.args
         work_dir = Path(a.work_dir).resolve()
-        work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DaemonError(f"cannot create work dir {work_dir}: {e.strerror}") from None
+        # Before anything touches the work dir's tasks: a second agent here would take them from the first.
+        lock_work_dir(work_dir, "agent")
+        # Listen before the containerizer takes its cgroups, so a port in use leaves nothing behind.
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        bound = listen(server, a.ip, a.port)
         gpus = detect_gpus() if a.gpus == "auto" else []
         resources = agent_resources(a.resources, work_dir)
         if gpus and "gpus" not in resources.names():
@@ -147,11 +157,6 @@ class AgentDaemon:
         if containerizer.warning:
             log.warning(containerizer.warning)
 
-        server = grpc.aio.server()
-        bound = server.add_insecure_port(f"{a.ip}:{a.port}")
-        if bound == 0:
-            print(f"aiomesos agent: error: cannot listen on {a.ip}:{a.port}", file=sys.stderr)
-            return 1
         advertise = a.advertise_ip or ("127.0.0.1" if a.ip in ("0.0.0.0", "::") else a.ip)
         info = rpb.AgentInfo(
             hostname=a.hostname,
@@ -245,8 +250,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format)
+    set_process_name("aiomesos-agent")
     try:
         code = uvloop.run(AgentDaemon(args).run())
+    except DaemonError as e:
+        print(f"aiomesos agent: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     except ResourcesError as e:
         print(f"aiomesos agent: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler_sdk.local_cluster import LocalCluster
+from scheduler_sdk.local_cluster import LocalCluster, leftover_cgroups
 from tests.e2e.harness import eventually
 
 pytestmark = [pytest.mark.e2e]
@@ -244,3 +244,21 @@ async def test_run_says_why_a_task_waits(cluster: LocalCluster) -> None:
     assert "aiomesos-run  waiting: no offered agent can take it yet: " in out, out
     assert out.count("cpus needs 100, has 2") == 2, out  # both agents, each with its shortfall
     assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (code, err)
+
+
+async def test_a_work_dir_and_a_port_serve_one_agent(cluster: LocalCluster, tmp_path: Path) -> None:
+    """A second agent on a running agent's work dir is refused before it touches that agent's tasks; one on a
+    port in use is refused before it takes any cgroup."""
+    running = cluster.agent_daemons[0]
+    m = cluster.master_address
+    assert running.process is not None
+    code, out, err = await aiomesos("agent", "--master", m, "--work-dir", str(running.work_dir), "--port", "0")
+    assert_one_line_error(code, out, err, f"another agent (pid {running.process.pid}) is running with work dir")
+    port = (running.work_dir / "agent.addr").read_text().strip().rsplit(":", 1)[1]
+    other = tmp_path / "other-agent"
+    code, out, err = await aiomesos(
+        "agent", "--master", m, "--work-dir", str(other), "--ip", "127.0.0.1", "--port", port
+    )
+    assert_one_line_error(code, out, err, f"cannot listen on 127.0.0.1:{port}")
+    assert leftover_cgroups(other) == []
+    assert running.alive
