@@ -34,6 +34,6 @@ PY
 } 2>&1 | tee "$out/facts.txt"
 timeout "${PYTEST_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider -rs \
   tests/unit/test_gpus.py tests/integration tests/e2e/test_gpus_e2e.py tests/e2e/test_tasks.py \
-  tests/e2e/test_agent_recovery.py 2>&1 | tee "$out/pytest.txt"
+  tests/e2e/test_agent_recovery.py tests/e2e/test_health_checks.py tests/e2e/test_agent_kills.py 2>&1 | tee "$out/pytest.txt"
 timeout 90 python3 -m bench.agent_launch --tasks 1000 2>&1 | tail -3 | tee "$out/bench.txt"
 find /sys/fs/cgroup -maxdepth 2 -name 'aiomesos*' | tee -a "$out/bench.txt"
