@@ -8,7 +8,9 @@ import sys
 BENCHMARKS = [
     ["bench.e2e", "--tasks", "500", "--agents", "2"],
     ["bench.placement"],
+    ["bench.placement", "--path", "scan"],  # the general path Weighted and plugin calculators take
     ["bench.agent_launch", "--tasks", "1000"],
+    ["bench.agent_launch", "--tasks", "1000", "--checkpoint"],
     ["bench.allocator", "--grid"],
     ["bench.allocator", "--quota"],
 ]
