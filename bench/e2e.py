@@ -87,6 +87,11 @@ class Paced(Scheduler):
         self.failed: list[str] = []
         self.accepts = 0
         self.driver: SchedulerDriver | None = None
+        # Where the time goes, on the wall clock the agents stamp their updates with (one host: one clock).
+        self.accepted_wall: dict[str, float] = {}
+        self.starting_made: dict[str, float] = {}
+        self.running_made: dict[str, float] = {}
+        self.running_seen_wall: dict[str, float] = {}
 
     async def offers(self, driver: SchedulerDriver, offers: Sequence[spb.Offer]) -> None:
         for offer in offers:
@@ -114,16 +119,21 @@ class Paced(Scheduler):
                 batch.append(_true_task(self.queue.pop(0), agent_id))
             if batch:
                 del self.held[offer_id]  # what is left comes back in a new offer
-                now = time.perf_counter()
+                now, wall = time.perf_counter(), time.time()
                 for t in batch:
                     self.accepted[t.task_id] = now
+                    self.accepted_wall[t.task_id] = wall
                 self.accepts += 1
                 driver.accept([offer_id], batch, refuse_seconds=0)
 
     async def status_update(self, driver: SchedulerDriver, status: tpb.TaskStatus) -> None:
         now = time.perf_counter()
-        if status.state == tpb.TASK_RUNNING:
+        if status.state == tpb.TASK_STARTING:
+            self.starting_made.setdefault(status.task_id, status.timestamp)
+        elif status.state == tpb.TASK_RUNNING:
             self.running.setdefault(status.task_id, now)
+            self.running_made.setdefault(status.task_id, status.timestamp)
+            self.running_seen_wall.setdefault(status.task_id, time.time())
         elif status.state == tpb.TASK_FINISHED:
             self.ended.setdefault(status.task_id, now)
         elif status.state in (tpb.TASK_FAILED, tpb.TASK_ERROR, tpb.TASK_LOST, tpb.TASK_DROPPED, tpb.TASK_KILLED):
@@ -168,6 +178,12 @@ async def _paced(master: str, rate: float, seconds: float) -> dict[str, object]:
         await asyncio.wait_for(runner, 10)
     accept_ms = [(bench.running[t] - bench.accepted[t]) * 1000 for t in bench.running]
     arrive_ms = [(bench.running[t] - bench.arrived[t]) * 1000 for t in bench.running]
+    both = [t for t in bench.running_made if t in bench.starting_made]
+    # accept → the agent made STARTING (master, agent, launch); STARTING → RUNNING made (STARTING's
+    # acknowledgement round trip: only the head of a task's updates is in flight); RUNNING made → seen.
+    to_starting = [(bench.starting_made[t] - bench.accepted_wall[t]) * 1000 for t in both]
+    starting_to_running = [(bench.running_made[t] - bench.starting_made[t]) * 1000 for t in both]
+    running_to_seen = [(bench.running_seen_wall[t] - bench.running_made[t]) * 1000 for t in both]
     return {
         "paced_rate_per_second": rate,
         "paced_tasks": total,
@@ -178,6 +194,9 @@ async def _paced(master: str, rate: float, seconds: float) -> dict[str, object]:
         "paced_arrival_to_running_ms_p50": round(percentile(arrive_ms, 50), 1),
         "paced_arrival_to_running_ms_p99": round(percentile(arrive_ms, 99), 1),
         "paced_accept_calls": bench.accepts,
+        "paced_accept_to_starting_made_ms_p50": round(percentile(to_starting, 50), 1),
+        "paced_starting_to_running_made_ms_p50": round(percentile(starting_to_running, 50), 1),
+        "paced_running_made_to_seen_ms_p50": round(percentile(running_to_seen, 50), 1),
     }
 
 
