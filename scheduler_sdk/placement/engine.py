@@ -420,22 +420,7 @@ class _Run:
 
 def _fits(task: TaskRequest, h: _HostState, hard: tuple[ConstraintLike, ...], run: _Run) -> bool:
     """Whether the task may go on the host now (the boolean twin of `_why_not`)."""
-    if h.disabled or not h.offer_ids or h.exclusive_by is not None:
-        return False
-    if (
-        task.cpus > h.cpus + EPS
-        or task.mem > h.mem + EPS
-        or task.disk > h.disk + EPS
-        or task.network > h.network + EPS
-        or task.ports > h.nports
-    ):
-        return False
-    if task.scalars:
-        sc = h.scalars
-        for k, v in task.scalars.items():
-            if v > sc.get(k, 0.0) + EPS:
-                return False
-    return all(c.evaluate(task, h, run).ok for c in hard)
+    return _has_room(task, h) and all(c.evaluate(task, h, run).ok for c in hard)
 
 
 def _has_room(task: TaskRequest, h: _HostState) -> bool:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
+import psutil
 
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc
 from aiomesos.v1 import resources_pb2 as rpb
@@ -171,3 +172,23 @@ async def agent_state(address: str) -> agent_pb2.AgentState:
 async def agents(master: str) -> list[Any]:
     async with OperatorClient(master) as client:
         return list((await client.agents()).agents)
+
+
+def task_pid(task_id: str, command: str = "sleep") -> int | None:
+    """The pid of the process of task `task_id` whose command line holds `command` (found by MESOS_TASK_ID)."""
+    for p in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            env = p.info["environ"] or {}
+        except (psutil.Error, KeyError):
+            continue
+        if env.get("MESOS_TASK_ID") == task_id and command in " ".join(p.info["cmdline"] or []):
+            return int(p.pid)
+    return None
+
+
+def alive(pid: int) -> bool:
+    """Running: neither gone nor a zombie (the host's init may not reap orphans at once)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

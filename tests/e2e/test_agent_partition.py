@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-import psutil
 import pytest
 
 from aiomesos.v1 import resources_pb2 as rpb
@@ -16,28 +15,10 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import OperatorClient
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
-from tests.e2e.harness import Recorder, eventually, framework, task
+from tests.e2e.harness import Recorder, alive, eventually, framework, task, task_pid
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cgroups]
 PARTITION_AWARE = rpb.FrameworkInfo.Capability.PARTITION_AWARE
-
-
-def _pid_of(task_id: str) -> int | None:
-    for p in psutil.process_iter(["cmdline", "environ"]):
-        try:
-            env = p.info["environ"] or {}
-        except (psutil.Error, KeyError):
-            continue
-        if env.get("MESOS_TASK_ID") == task_id and "sleep" in " ".join(p.info["cmdline"] or []):
-            return int(p.pid)
-    return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 async def _agent_view(master: str, agent_id: str) -> tuple[bool, int] | None:
@@ -69,8 +50,8 @@ async def test_unreachable_agent_and_its_return(tmp_path: Path) -> None:
             offer = await plain.next_offer()
             dp.accept([offer.id], [task("plain-task", "sleep 600", agent_id)])
             await plain.wait_state("plain-task", {tpb.TASK_RUNNING})
-            aware_pid = await eventually(lambda: _pid_of("aware-task"), what="aware-task's process")
-            plain_pid = await eventually(lambda: _pid_of("plain-task"), what="plain-task's process")
+            aware_pid = await eventually(lambda: task_pid("aware-task"), what="aware-task's process")
+            plain_pid = await eventually(lambda: task_pid("plain-task"), what="plain-task's process")
 
             # The agent dies (its checkpointed tasks run on) and stays away past the unreachable timeout.
             c.agent_daemons[0].signal(signal.SIGKILL)
@@ -100,8 +81,8 @@ async def test_unreachable_agent_and_its_return(tmp_path: Path) -> None:
             c.add_agent(0)
             s = await aware.wait_state("aware-task", {tpb.TASK_RUNNING}, timeout=30)
             assert s.agent_id == agent_id
-            await eventually(lambda: not _alive(plain_pid), timeout=30, what="the lost task to be killed")
-            assert _alive(aware_pid)
+            await eventually(lambda: not alive(plain_pid), timeout=30, what="the lost task to be killed")
+            assert alive(aware_pid)
             assert plain.states("plain-task")[-1] == tpb.TASK_LOST  # nothing after LOST: it stays lost
             assert await eventually(lambda: _agent_view(c.master_address, agent_id)) == (True, 1)
             async with OperatorClient(c.master_address) as op:

@@ -14,7 +14,7 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import OperatorClient
 from tests.e2e.conftest import FAST_AGENT
-from tests.e2e.harness import Recorder, eventually, framework, task
+from tests.e2e.harness import Recorder, alive, eventually, framework, task, task_pid
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cgroups]
 MASTER = ["--allocation-interval", "0.2", "--heartbeat-interval", "0.3"]
@@ -34,17 +34,6 @@ async def _framework_state(master: str, framework_id: str) -> str:
         return "completed"
     live = [f for f in resp.frameworks if f.framework_info.id == framework_id]
     return ("connected" if live[0].connected else "disconnected") if live else "unknown"
-
-
-def _sleeper_pid(c: LocalCluster, task_id: str) -> int | None:
-    for p in psutil.process_iter(["cmdline", "environ"]):
-        try:
-            env = p.info["environ"] or {}
-        except (psutil.Error, KeyError):
-            continue
-        if env.get("MESOS_TASK_ID") == task_id and "sleep" in " ".join(p.info["cmdline"] or []):
-            return int(p.pid)
-    return None
 
 
 async def test_heartbeats_keep_an_idle_subscription(tmp_path: Path) -> None:
@@ -71,7 +60,7 @@ async def test_failover_within_the_timeout_keeps_tasks_and_past_it_kills_them(tm
             await rec.wait_state("long", {tpb.TASK_RUNNING})
         # Gone without TEARDOWN: disconnected, its task still running, until failover_timeout passes.
         assert await _framework_state(c.master_address, fid) == "disconnected"
-        pid = await eventually(lambda: _sleeper_pid(c, "long"), what="the task's process")
+        pid = await eventually(lambda: task_pid("long"), what="the task's process")
         back = Recorder()
         async with framework(
             c.master_address, back, name="fo", failover_timeout=2.0, framework_id=fid, teardown=False
@@ -89,19 +78,12 @@ async def test_failover_within_the_timeout_keeps_tasks_and_past_it_kills_them(tm
             return await _framework_state(c.master_address, fid) == "completed"
 
         await eventually(removed, timeout=20, what="the master to remove the framework after its failover timeout")
-        await eventually(lambda: not _alive(pid), timeout=20, what="the task's process to be killed")
+        await eventually(lambda: not alive(pid), timeout=20, what="the task's process to be killed")
         async with OperatorClient(c.master_address) as op:
             done = [t for t in (await op.tasks()).completed_tasks if t.task.task_id == "long"]
         assert [t.state for t in done] == [tpb.TASK_KILLED]
     finally:
         assert await c.stop() == []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _reconciled(rec: Recorder, task_id: str) -> tpb.TaskStatus | None:

@@ -13,7 +13,7 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.frameworks.batch import TaskSpec, run_batch
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import OperatorClient
-from tests.e2e.harness import Recorder, agent_state, agents, eventually, framework, task
+from tests.e2e.harness import Recorder, agent_state, agents, alive, eventually, framework, task
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cgroups]
 S = tpb.TaskStatus
@@ -91,7 +91,7 @@ async def test_kill_sends_sigterm_then_sigkill_within_the_grace_period(cluster: 
         # The framework declared TASK_KILLING_STATE: it saw the task in KILLING first.
         assert rec.states("stubborn")[-2:] == [tpb.TASK_KILLING, tpb.TASK_KILLED]
         assert 0.9 <= elapsed < 5.0, f"kill took {elapsed:.2f} s with a 1 s grace period"
-        assert not _alive(pid), "the task's process survived its kill"
+        assert not alive(pid), "the task's process survived its kill"
 
         # A task that exits on SIGTERM dies at once, well within its grace period.
         offer = await rec.next_offer()
@@ -109,13 +109,6 @@ def _pid_file(cluster: LocalCluster, task_id: str):  # type: ignore[no-untyped-d
             if p.read_text().strip():
                 return p
     return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 async def test_kill_of_an_unknown_task_answers_with_task_lost(cluster: LocalCluster) -> None:
