@@ -4,12 +4,13 @@ Three measurements on one local cluster:
 - burst: all N tasks at once, as offers allow. Tasks per second from the first ACCEPT to the last FINISHED
   (acknowledged right after its callback), and ACCEPT → RUNNING percentiles (in a burst these are mostly the
   queue of launches ahead of a task: the last of 500 waits for the 499 before it).
-- paced: tasks arrive at --rate per second (default 300, the throughput target) for --paced-seconds; the framework
+- paced: tasks arrive at each of --rates per second (default 150, 200 and 300, the throughput target) for
+  --paced-seconds each; the framework
   keeps the offers it gets and launches each arrival at once on them. ACCEPT → RUNNING and arrival → RUNNING
   percentiles at that load: the latency a steady stream of work sees.
 - single: one task at a time on an idle cluster, ACCEPT → RUNNING.
 
-    python -m bench.e2e [--tasks 500] [--agents 2] [--rate 300] [--paced-seconds 5]
+    python -m bench.e2e [--tasks 500] [--agents 2] [--rates 150,200,300] [--paced-seconds 5]
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ async def _paced(master: str, rate: float, seconds: float) -> dict[str, object]:
 
 
 async def run(
-    tasks: int, agents: int, work_dir: Path, rate: float = 300.0, paced_seconds: float = 5.0
+    tasks: int, agents: int, work_dir: Path, rates: tuple[float, ...] = (300.0,), paced_seconds: float = 5.0
 ) -> dict[str, object]:
     cluster = LocalCluster(
         work_dir,
@@ -221,7 +222,7 @@ async def run(
         finally:
             driver.stop(teardown=True)
             await asyncio.wait_for(runner, 10)
-        paced = await _paced(cluster.master_address, rate, paced_seconds) if paced_seconds > 0 else {}
+        paced = [await _paced(cluster.master_address, rate, paced_seconds) for rate in rates if paced_seconds > 0]
     first = min(bench.accepted.values())
     last = max(bench.finished.values()) if bench.finished else float("nan")
     latency_ms = [(bench.running[t] - bench.accepted[t]) * 1000 for t in bench.running]
@@ -238,7 +239,7 @@ async def run(
         "single_task_accept_to_running_ms_p99": round(percentile(single, 99), 1),
         "accept_calls": bench.accepts,
         "offers_received": bench.offers_seen,
-        **paced,
+        "paced": paced,
     }
 
 
@@ -264,11 +265,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", type=int, default=500)
     p.add_argument("--agents", type=int, default=2)
-    p.add_argument("--rate", type=float, default=300.0, help="tasks per second in the paced run")
+    p.add_argument("--rates", default="150,200,300", help="tasks per second in the paced runs, comma-separated")
     p.add_argument("--paced-seconds", type=float, default=5.0, help="length of the paced run (0: skip it)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="aiomesos-bench-") as tmp:
-        figures = asyncio.run(run(args.tasks, args.agents, Path(tmp), args.rate, args.paced_seconds))
+        rates = tuple(float(r) for r in args.rates.split(",") if r.strip())
+        figures = asyncio.run(run(args.tasks, args.agents, Path(tmp), rates, args.paced_seconds))
     report("e2e", figures)
 
 
