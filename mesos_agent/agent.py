@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import os
 import time
 import uuid
@@ -27,7 +26,7 @@ from mesos_agent.checkpoint import Checkpoint, CheckpointError, RecoveredTask, w
 from mesos_agent.containerizer import Container, Containerizer, LaunchError, LaunchSpec, Termination
 from mesos_agent.gc import SandboxRegistry
 from mesos_agent.gpus import GpuAllocator
-from mesos_agent.sandbox import safe_id, sandbox_path
+from mesos_agent.sandbox import make_run_dir, run_sandbox
 from mesos_agent.status_updates import StatusUpdateManager
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import TERMINAL_STATES as TERMINAL
@@ -332,7 +331,7 @@ class Agent:
         # Paths and records are made here; the thread only makes the system calls (and so hardly holds the GIL,
         # which the event loop needs meanwhile).
         new_log = self.checkpoint.new_log(fid, run.info, run.container_id) if checkpoint else None
-        sandbox = self._sandbox_of(run) if launch else None
+        sandbox = self.sandbox_of(run) if launch else None
         try:
             await asyncio.get_running_loop().run_in_executor(
                 self._files, _create_files, new_log, str(sandbox) if sandbox is not None else None, run.container_id
@@ -463,17 +462,16 @@ class Agent:
             self._mark_finished(run)
         self.updates.add(run.framework.id, status)
 
-    def _sandbox_of(self, run: TaskRun) -> Path:
-        if run.sandbox is not None:
-            return run.sandbox
-        return sandbox_path(
-            self.work_dir, self.agent_id, safe_id(run.framework.id), safe_id(run.info.task_id), run.container_id
+    def sandbox_of(self, run: TaskRun) -> Path:
+        """Where the run's sandbox is (for a task re-adopted after a restart: where the layout puts it)."""
+        return run_sandbox(
+            self.work_dir, self.agent_id, run.framework.id, run.info.task_id, run.container_id, run.sandbox
         )
 
     def _mark_finished(self, run: TaskRun) -> None:
         """The task ended: its sandbox's age, for the GC, counts from now (as Mesos touches an executor's
         directory when it schedules it for collection)."""
-        self.sandboxes.finished(self._sandbox_of(run))
+        self.sandboxes.finished(self.sandbox_of(run))
 
     def _update_unknown(self, framework_id: str, task_id: str) -> None:
         status = tpb.TaskStatus(
@@ -561,7 +559,7 @@ class Agent:
                 self._update(
                     run, tpb.TASK_LOST, S.REASON_AGENT_RESTARTED, "the task's container was not found after a restart"
                 )
-        live = {self._sandbox_of(r) for r in self.tasks.values() if r.state not in TERMINAL}
+        live = {self.sandbox_of(r) for r in self.tasks.values() if r.state not in TERMINAL}
         ended = self.sandboxes.sweep(unfinished, keep=live)
         self.checkpoint.write("boot_id", boot_id)
         if self.tasks or ended:
@@ -578,7 +576,7 @@ class Agent:
     def _readopt(self, run: TaskRun, rt: RecoveredTask) -> None:
         """What the launch gave a task and a new agent process must rebuild: its sandbox, its environment, its
         health checks (their clock counting from the task's launch)."""
-        sandbox = self._sandbox_of(run)
+        sandbox = self.sandbox_of(run)
         if not sandbox.is_dir():
             return
         run.sandbox = sandbox
@@ -633,20 +631,7 @@ def _create_files(log: tuple[str, bytes] | None, sandbox: str | None, container_
             raise CheckpointError(e.errno, e.strerror or str(e)) from e
     if sandbox is None:
         return
-    try:
-        os.mkdir(sandbox)
-    except FileNotFoundError:  # the executor's first run (the usual case)
-        os.makedirs(sandbox, exist_ok=True)
-    runs = os.path.dirname(sandbox)
-    latest = f"{runs}/latest"
-    try:
-        os.symlink(container_id, latest)
-    except FileExistsError:  # an earlier run of the executor: replace the link atomically
-        tmp = f"{runs}/.latest.{container_id}"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        os.symlink(container_id, tmp)
-        os.replace(tmp, latest)
+    make_run_dir(sandbox, container_id)
     for name in ("stdout", "stderr"):
         os.close(os.open(f"{sandbox}/{name}", _OUTPUT, 0o644))
 

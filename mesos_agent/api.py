@@ -17,7 +17,7 @@ from aiomesos.v1 import agent_pb2, agent_pb2_grpc
 from mesos_agent import files
 from mesos_agent.agent import Agent, TaskRun
 from mesos_agent.master_link import MasterLink
-from mesos_agent.sandbox import safe_id, sandbox_path
+from mesos_agent.sandbox import safe_id
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import TERMINAL_STATES
 
@@ -205,14 +205,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     def _sandbox_of(self, run: TaskRun) -> Path | None:
         if run.sandbox is not None:
             return run.sandbox
-        # A task re-adopted after an agent restart: its sandbox is where the layout puts it.
-        path = sandbox_path(
-            self.agent.work_dir,
-            self.agent.agent_id,
-            safe_id(run.framework.id),
-            safe_id(run.info.task_id),
-            run.container_id,
-        )
+        path = self.agent.sandbox_of(run)  # a task re-adopted after an agent restart: where the layout puts it
         return path if path.is_dir() else None
 
     def _sandboxes_on_disk(self, task_id: str, framework_id: str) -> dict[str, Path]:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_agent.files import disk_usage
-from mesos_agent.sandbox import safe_id, sandbox_path
+from mesos_agent.journal import AppendFile
+from mesos_agent.sandbox import run_sandbox
 
 if TYPE_CHECKING:
     from mesos_agent.agent import Agent
@@ -59,14 +60,9 @@ def fraction(text: str) -> float:
 
 
 def live_sandboxes(agent: Agent) -> list[Path]:
-    """The sandboxes of every task the agent holds, finished ones included until their updates are acknowledged;
-    a task re-adopted after a restart is found where the layout puts it."""
+    """The sandboxes of every task the agent holds, finished ones included until their updates are acknowledged."""
     return [
-        run.sandbox
-        if run.sandbox is not None
-        else sandbox_path(
-            agent.work_dir, agent.agent_id, safe_id(run.framework.id), safe_id(run.info.task_id), run.container_id
-        )
+        run_sandbox(agent.work_dir, agent.agent_id, run.framework.id, run.info.task_id, run.container_id, run.sandbox)
         for run in agent.tasks.values()
     ]
 
@@ -272,6 +268,7 @@ class SandboxRegistry:
         self._prefix = str(work_dir).rstrip("/") + "/"
         self._open: set[str] = set()
         self._lines = 0
+        self._file = AppendFile(self.path)
 
     def _rel(self, sandbox: Path) -> str | None:
         text = str(sandbox)
@@ -327,14 +324,10 @@ class SandboxRegistry:
 
     def _append(self, line: str) -> None:
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._file.write(line.encode())
         except FileNotFoundError:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
+            self._file.write(line.encode())
         self._lines += 1
         if self._lines > 2 * len(self._open) + 1024:
             self._rewrite()
@@ -343,5 +336,6 @@ class SandboxRegistry:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(".sandboxes.tmp")
         tmp.write_text("".join(f"+{rel}\n" for rel in sorted(self._open)))
+        self._file.close()
         os.replace(tmp, self.path)
         self._lines = len(self._open)

@@ -38,6 +38,8 @@ from typing import Any
 
 import structlog
 
+from mesos_agent.journal import AppendFile
+
 from ._types import LaunchSpec
 
 log = structlog.get_logger(__name__)
@@ -169,38 +171,23 @@ class PidJournal:
 
     def __init__(self, path: Path, compact_after: int = 1024) -> None:
         self.path = path
-        self._fd = -1
-        self._ino = 0
+        self._file = AppendFile(path)
         self._live: dict[str, bytes] = {}  # container id -> its "+" line
         self._ended = 0
         self._compact_after = compact_after
 
     def add(self, cid: str, pid: int, started: tuple[int, int], boot_id: str) -> None:
         """Record a launch (OSError when the journal cannot be written)."""
-        line = f"+ {pid} {started[0]} {started[1]} {boot_id or '-'} {cid}\n".encode()
-        self._write(line)
+        line = _journal_line(pid, started[0], started[1], boot_id, cid)
+        self._file.write(line)  # reopened should another Containerizer on this runtime_dir have rewritten it
         self._live[cid] = line
-
-    def _write(self, line: bytes) -> None:
-        if self._fd >= 0:
-            # Still the journal?  (Another Containerizer on this runtime_dir may have rewritten it.)
-            try:
-                same = os.stat(self.path).st_ino == self._ino
-            except FileNotFoundError:
-                same = False
-            if not same:
-                self.close()
-        if self._fd < 0:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            self._ino = os.fstat(self._fd).st_ino
-        os.write(self._fd, line)
 
     def end(self, cid: str) -> None:
         """Record that a container is over (best effort: a failure only leaves a record of a dead process)."""
         if self._live.pop(cid, None) is None:
             return
         try:
-            self._write(f"- {cid}\n".encode())
+            self._file.write(f"- {cid}\n".encode())
         except OSError as e:
             log.warning("containerizer.pid_journal_write_failed", path=str(self.path), error=e.strerror)
         self._ended += 1
@@ -217,7 +204,11 @@ class PidJournal:
 
     def rewrite(self, others: dict[str, LaunchRecord]) -> None:
         """Replace the journal (atomically) by this journal's live records plus others; remove it when empty."""
-        lines = [_journal_line(r) for cid, r in others.items() if cid not in self._live]
+        lines = [
+            _journal_line(r.pid, r.start_time, r.start_time_max, r.boot_id, cid)
+            for cid, r in others.items()
+            if cid not in self._live
+        ]
         lines.extend(self._live.values())
         self.close()
         self._ended = 0
@@ -237,13 +228,11 @@ class PidJournal:
             log.warning("containerizer.pid_journal_rewrite_failed", path=str(self.path), error=e.strerror)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._file.close()
 
 
-def _journal_line(r: LaunchRecord) -> bytes:
-    return f"+ {r.pid} {r.start_time} {r.start_time_max} {r.boot_id or '-'} {r.container_id}\n".encode()
+def _journal_line(pid: int, start_time: int, start_time_max: int | None, boot_id: str | None, cid: str) -> bytes:
+    return f"+ {pid} {start_time} {start_time_max} {boot_id or '-'} {cid}\n".encode()
 
 
 def read_journal(path: Path) -> dict[str, LaunchRecord]:

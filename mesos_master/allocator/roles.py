@@ -98,15 +98,6 @@ class RoleNode:
         """Quota consumption: reservations plus unreserved allocations."""
         return self.reserved.get(name, 0) + self.alloc.get(name, 0) - self.res_alloc.get(name, 0)
 
-    def unsatisfied(self) -> Vec:
-        """max(0, guarantee - consumption), by name."""
-        out: Vec = {}
-        for name, milli in self.guarantee.items():
-            left = milli - self.consumed(name)
-            if left > 0:
-                out[name] = left
-        return out
-
     def shortfall(self) -> Vec:
         """What the role still lacks of its guarantee and may still get: max(0, guarantee - consumption), capped
         by the room left under its own and its ancestors' limits."""
