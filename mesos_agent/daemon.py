@@ -22,7 +22,7 @@ from mesos_agent.agent import Agent
 from mesos_agent.api import AgentService
 from mesos_agent.containerizer import Containerizer
 from mesos_agent.gc import SandboxGC, fraction, live_sandboxes, parse_duration
-from mesos_agent.gpus import GpuAllocator, detect_gpus
+from mesos_agent.gpus import Gpu, GpuAllocator, detect_gpus
 from mesos_agent.master_link import MasterLink, RejectedByMaster
 from mesos_agent.resources import agent_resources, format_attributes, parse_attributes
 from scheduler_sdk import __version__
@@ -157,6 +157,29 @@ class AgentDaemon:
         if containerizer.warning:
             log.warning(containerizer.warning)
 
+        try:
+            return await self._serve(a, work_dir, server, bound, containerizer, resources, attributes, gpus)
+        except BaseException:
+            # A start that failed half way (or a crash) must not leave the containerizer's cgroups behind; tasks it
+            # re-adopted run on, for the next agent process.
+            if not containerizer.closed:
+                if containerizer.containers():
+                    await containerizer.detach()
+                else:
+                    await containerizer.shutdown()
+            raise
+
+    async def _serve(
+        self,
+        a: argparse.Namespace,
+        work_dir: Path,
+        server: grpc.aio.Server,
+        bound: int,
+        containerizer: Containerizer,
+        resources: Resources,
+        attributes: list[rpb.Attribute],
+        gpus: list[Gpu],
+    ) -> int:
         advertise = a.advertise_ip or ("127.0.0.1" if a.ip in ("0.0.0.0", "::") else a.ip)
         info = rpb.AgentInfo(
             hostname=a.hostname,
@@ -246,6 +269,18 @@ async def _drained(link: MasterLink) -> None:
     await asyncio.sleep(0.05)
 
 
+def _first_os_error(e: BaseException) -> OSError | None:
+    """The OSError behind a failure (the agent's task group wraps what its tasks raise), if that is what it is."""
+    if isinstance(e, OSError):
+        return e
+    if isinstance(e, BaseExceptionGroup):
+        for inner in e.exceptions:
+            found = _first_os_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -262,6 +297,12 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:
         print(f"aiomesos agent: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except (OSError, BaseExceptionGroup) as e:
+        failure = _first_os_error(e)
+        if failure is None:
+            raise
+        print(f"aiomesos agent: error: {failure}", file=sys.stderr)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         code = 0
     raise SystemExit(code)

@@ -323,6 +323,11 @@ class Containerizer:
         self._watch(container)
         return container
 
+    @property
+    def closed(self) -> bool:
+        """Shut down or detached: it launches nothing more."""
+        return self._closed
+
     def containers(self) -> list[Container]:
         """The containers launched (or recovered) and not yet over."""
         return list(self._containers.values())

@@ -262,3 +262,17 @@ async def test_a_work_dir_and_a_port_serve_one_agent(cluster: LocalCluster, tmp_
     assert_one_line_error(code, out, err, f"cannot listen on 127.0.0.1:{port}")
     assert leftover_cgroups(other) == []
     assert running.alive
+
+
+@pytest.mark.cgroups
+async def test_an_agent_that_fails_to_start_leaves_nothing(tmp_path: Path) -> None:
+    """A start that fails after the containerizer took its cgroups (here: the work dir's meta is a file) ends
+    with one line, and the cgroups go with it."""
+    work = tmp_path / "agent"
+    work.mkdir()
+    (work / "meta").write_text("not a directory")
+    code, _, err = await aiomesos(
+        "agent", "--master", "127.0.0.1:1", "--work-dir", str(work), "--port", "0", "--resources", "cpus:1;mem:64"
+    )
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Not a directory" in err, (code, err)
+    assert leftover_cgroups(work) == []
