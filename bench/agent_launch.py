@@ -49,7 +49,7 @@ from bench.common import percentile, report
 from mesos_agent.agent import Agent, TaskRun
 from mesos_agent.containerizer import Container, Containerizer, LaunchSpec
 from mesos_agent.containerizer._cgroups import read_pids
-from scheduler_sdk.logs import configure_logging
+from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import TERMINAL_STATES
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import grpc
 import structlog
-import uvloop
 
 from aiomesos.v1 import agent_pb2_grpc
 from aiomesos.v1 import resources_pb2 as rpb
@@ -26,11 +25,11 @@ from mesos_agent.gpus import Gpu, GpuAllocator, detect_gpus
 from mesos_agent.master_link import MasterLink, RejectedByMaster
 from mesos_agent.resources import agent_resources, format_attributes, parse_attributes
 from scheduler_sdk import __version__
+from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, address, port, positive_float
+from scheduler_sdk._daemon.logs import configure_logging
+from scheduler_sdk._daemon.process import DaemonError, listen, lock_work_dir, run_daemon
 from scheduler_sdk.channels import SERVER_OPTIONS
-from scheduler_sdk.cli.flags import FlagParser, add_logging_flags, address, port, positive_float
-from scheduler_sdk.daemon_process import DaemonError, listen, lock_work_dir, set_process_name
-from scheduler_sdk.logs import configure_logging
-from scheduler_sdk.resources import Resources, ResourcesError
+from scheduler_sdk.resources import Resources
 
 log = structlog.get_logger("mesos_agent")
 ADDRESS_FILE = "agent.addr"
@@ -269,43 +268,13 @@ async def _drained(link: MasterLink) -> None:
     await asyncio.sleep(0.05)
 
 
-def _first_os_error(e: BaseException) -> OSError | None:
-    """The OSError behind a failure (the agent's task group wraps what its tasks raise), if that is what it is."""
-    if isinstance(e, OSError):
-        return e
-    if isinstance(e, BaseExceptionGroup):
-        for inner in e.exceptions:
-            found = _first_os_error(inner)
-            if found is not None:
-                return found
-    return None
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format)
-    set_process_name("aiomesos-agent")
-    try:
-        code = uvloop.run(AgentDaemon(args).run())
-    except DaemonError as e:
-        print(f"aiomesos agent: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except ResourcesError as e:
-        print(f"aiomesos agent: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except ValueError as e:
-        print(f"aiomesos agent: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except (OSError, BaseExceptionGroup) as e:
-        failure = _first_os_error(e)
-        if failure is None:
-            raise
-        print(f"aiomesos agent: error: {failure}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        code = 0
-    raise SystemExit(code)
+    # ResourcesError is a ValueError: bad --resources, bad --attributes, a bad value found at start.
+    raise SystemExit(
+        run_daemon("aiomesos agent", "aiomesos-agent", AgentDaemon(args).run(), usage_errors=(ValueError,))
+    )
 
 
 if __name__ == "__main__":

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 
 import grpc
 import structlog
 
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc
 from mesos_agent.agent import Agent
+from scheduler_sdk.backoff import Backoff
 from scheduler_sdk.channels import CHANNEL_OPTIONS
 
 log = structlog.get_logger(__name__)
@@ -52,11 +52,11 @@ class MasterLink:
         return self._queue.qsize()
 
     async def run(self) -> None:
-        backoff = self.backoff_min
+        backoff = Backoff(self.backoff_min, self.backoff_max)
         while True:
             try:
                 await self._attach_once()
-                backoff = self.backoff_min
+                backoff.reset()
             except RejectedByMaster:
                 raise
             except grpc.aio.AioRpcError as e:
@@ -70,9 +70,7 @@ class MasterLink:
                     self.connected.clear()
                     self.agent.send = None
                     self.agent.on_disconnected()
-            delay = random.uniform(backoff / 2, backoff)
-            backoff = min(backoff * 2, self.backoff_max)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff.next())
 
     async def _attach_once(self) -> None:
         async with grpc.aio.insecure_channel(self.master, options=CHANNEL_OPTIONS) as channel:

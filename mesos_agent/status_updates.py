@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from aiomesos.v1 import agent_pb2
 from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk.backoff import next_delay
 
 StatusUpdate = agent_pb2.AgentMessage.StatusUpdate
 
@@ -112,7 +113,7 @@ class StatusUpdateManager:
         now = self._clock()
         batch: list[StatusUpdate] = []
         for s in streams:
-            s.backoff = self.retry_min if s.sent_at is None or s.backoff == 0 else min(s.backoff * 2, self.retry_max)
+            s.backoff = next_delay(0.0 if s.sent_at is None else s.backoff, self.retry_min, self.retry_max)
             s.sent_at = now
             batch.append(StatusUpdate(framework_id=s.framework_id, status=s.pending[0]))
         self._send(batch)

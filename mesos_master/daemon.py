@@ -15,7 +15,6 @@ from pathlib import Path
 
 import grpc
 import structlog
-import uvloop
 
 from aiomesos.v1 import agent_pb2_grpc, operator_pb2_grpc, scheduler_pb2_grpc
 from mesos_master.allocator import Allocator, create_allocator
@@ -25,10 +24,10 @@ from mesos_master.api.operator import OperatorService
 from mesos_master.api.scheduler import SchedulerService
 from mesos_master.cluster import Master
 from mesos_master.registry import SQLiteRegistry
+from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
+from scheduler_sdk._daemon.logs import configure_logging
+from scheduler_sdk._daemon.process import DaemonError, listen, lock_work_dir, run_daemon
 from scheduler_sdk.channels import SERVER_OPTIONS
-from scheduler_sdk.cli.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
-from scheduler_sdk.daemon_process import DaemonError, listen, lock_work_dir, set_process_name
-from scheduler_sdk.logs import configure_logging
 from scheduler_sdk.resources import Resources, ResourcesError
 
 log = structlog.get_logger("mesos_master")
@@ -225,17 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:
         print(f"aiomesos master: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    set_process_name("aiomesos-master")
-    try:
-        uvloop.run(MasterDaemon(args).run())
-    except KeyboardInterrupt:
-        pass
-    except DaemonError as e:
-        print(f"aiomesos master: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as e:
-        print(f"aiomesos master: error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
+    raise SystemExit(run_daemon("aiomesos master", "aiomesos-master", MasterDaemon(args).run()))
 
 
 if __name__ == "__main__":

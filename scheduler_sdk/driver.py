@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Iterable, Sequence
 
 import grpc
@@ -27,6 +26,7 @@ from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import scheduler_pb2_grpc
 from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk.backoff import Backoff
 from scheduler_sdk.channels import CHANNEL_OPTIONS
 
 log = structlog.get_logger(__name__)
@@ -106,13 +106,14 @@ class SchedulerDriver:
     async def run(self) -> None:
         """Subscribe and deliver events until `stop()`; raises DriverError if the master refuses us."""
         attempts = 0
-        backoff = self.backoff_min
+        backoff = Backoff(self.backoff_min, self.backoff_max)
         ever_subscribed = False
         while not self._stopped.is_set():
             try:
                 await self._session(ever_subscribed)
                 ever_subscribed = ever_subscribed or bool(self.framework.id)
-                attempts, backoff = 0, self.backoff_min
+                attempts = 0
+                backoff.reset()
             except grpc.aio.AioRpcError as e:
                 ever_subscribed = ever_subscribed or bool(self.framework.id)
                 if e.code() in FATAL_CODES:
@@ -127,8 +128,7 @@ class SchedulerDriver:
                     await self.scheduler.disconnected(self)
             if self._stopped.is_set():
                 break
-            await _sleep_or(self._stopped, random.uniform(backoff / 2, backoff))
-            backoff = min(backoff * 2, self.backoff_max)
+            await _sleep_or(self._stopped, backoff.next())
 
     def stop(self, *, teardown: bool = False) -> None:
         """Stop the driver; with `teardown`, tell the master to remove the framework and kill its tasks."""

@@ -22,9 +22,9 @@ from typing import Any
 
 from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk._daemon.flags import FlagParser, UsageError, address, non_negative_int, positive_float
 from scheduler_sdk.cli import policy as policy_cli
 from scheduler_sdk.cli import task as task_cli
-from scheduler_sdk.cli.flags import FlagParser, UsageError, address, non_negative_int, positive_float
 from scheduler_sdk.driver import DriverError
 from scheduler_sdk.frameworks.batch import TaskRecord, TaskSpec, run_batch
 from scheduler_sdk.local_cluster import ClusterError, LocalCluster

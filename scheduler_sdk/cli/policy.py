@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from scheduler_sdk.cli.flags import FlagParser, UsageError
+from scheduler_sdk._daemon.flags import FlagParser, UsageError
 from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.resources import Resources, ResourcesError
 

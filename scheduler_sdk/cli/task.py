@@ -22,7 +22,7 @@ import grpc
 from aiomesos.v1 import agent_pb2
 from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import tasks_pb2 as tpb
-from scheduler_sdk.cli.flags import FlagParser, UsageError, positive_float
+from scheduler_sdk._daemon.flags import FlagParser, UsageError, positive_float
 from scheduler_sdk.operator import AgentClient, AgentError, OperatorClient
 
 ContainerKey = tuple[str, str, str, str]  # agent id, framework id, task id, container id

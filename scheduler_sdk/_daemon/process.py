@@ -1,5 +1,5 @@
-"""Process plumbing the master and agent daemons share: one daemon per work dir, a listening port that is
-really ours, and a process name operators can find with `pgrep aiomesos`."""
+"""Process plumbing the daemons share: one daemon per work dir, a listening port that is really ours, a process
+name operators can find with `pgrep aiomesos`, and one way for a daemon's `main` to run and end."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
+
+import uvloop
 
 LOCK_FILE = "daemon.lock"
 _PR_SET_NAME = 15
@@ -57,3 +61,45 @@ def set_process_name(name: str) -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+
+
+def first_os_error(e: BaseException) -> OSError | None:
+    """The OSError behind a failure (a daemon's task group wraps what its tasks raise), if that is what it is."""
+    if isinstance(e, OSError):
+        return e
+    if isinstance(e, BaseExceptionGroup):
+        for inner in e.exceptions:
+            found = first_os_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def run_daemon(
+    prog: str,
+    process_name: str,
+    daemon: Coroutine[Any, Any, int | None],
+    *,
+    usage_errors: tuple[type[Exception], ...] = (),
+) -> int:
+    """Run a daemon's top coroutine on uvloop under `process_name`; returns its exit code.
+
+    It ends as a daemon should: Ctrl-C is a clean stop (0); a `DaemonError` or one of `usage_errors` (the
+    daemon cannot start with what it was given) is one line on stderr and exit code 2; an OSError, alone or
+    inside the daemon's task group, is one line and exit code 1. Anything else is a bug and keeps its traceback.
+    """
+    set_process_name(process_name)
+    refused: tuple[type[Exception], ...] = (DaemonError, *usage_errors)
+    try:
+        return uvloop.run(daemon) or 0
+    except KeyboardInterrupt:
+        return 0
+    except refused as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, BaseExceptionGroup) as e:
+        failure = first_os_error(e)
+        if failure is None:
+            raise
+        print(f"{prog}: error: {failure}", file=sys.stderr)
+        return 1
