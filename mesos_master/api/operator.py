@@ -11,10 +11,11 @@ from aiomesos.v1 import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
 from aiomesos.v1 import operator_pb2 as opb
 from mesos_master.allocator.base import Quota
 from mesos_master.api.dispatch import Dispatcher
-from mesos_master.cluster import Agent, CallError, Framework, Master, Task, is_terminal
+from mesos_master.cluster import AgentRecord, CallError, Framework, Master, Task
 from scheduler_sdk import __version__
 from scheduler_sdk.channels import CHANNEL_OPTIONS
 from scheduler_sdk.resources import Resources, ResourcesError
+from scheduler_sdk.states import is_terminal
 
 #: GetContainers asks this many agents at a time, gives each this many seconds to answer, and answers itself
 #: within CONTAINERS_DEADLINE whatever the number of agents (those it had no time to ask count as unreachable).
@@ -32,7 +33,7 @@ def task_summary(task: Task) -> opb.TaskSummary:
     )
 
 
-def agent_summary(master: Master, agent: Agent) -> opb.AgentSummary:
+def agent_summary(master: Master, agent: AgentRecord) -> opb.AgentSummary:
     used = Resources.empty()
     for task in agent.tasks.values():
         if not is_terminal(task.state):

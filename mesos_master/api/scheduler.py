@@ -9,7 +9,7 @@ import structlog
 
 from aiomesos.v1 import scheduler_pb2, scheduler_pb2_grpc
 from mesos_master.api.dispatch import Connection, Dispatcher
-from mesos_master.cluster import CallError
+from mesos_master.validation import CallError, call_framework_error
 
 log = structlog.get_logger(__name__)
 Call = scheduler_pb2.Call
@@ -72,10 +72,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
             conn.close("client closed its stream")
 
     def _handle(self, framework_id: str, call: scheduler_pb2.Call) -> None:
-        if call.framework_id and call.framework_id != framework_id:
-            self.master.call_error(
-                framework_id, f"call names framework {call.framework_id}, but this stream belongs to {framework_id}"
-            )
+        wrong_framework = call_framework_error(call.framework_id, framework_id)
+        if wrong_framework is not None:
+            self.master.call_error(framework_id, wrong_framework)
             return
         if call.batch:
             for inner in call.batch:
