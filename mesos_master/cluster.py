@@ -36,7 +36,7 @@ from mesos_master.records import (
 from mesos_master.registry import RegistryState
 from mesos_master.revocation import NON_REVOCABLE_LABEL, RevocationTransitions
 from mesos_master.role_policy import RolePolicyTransitions
-from mesos_master.validation import CallError
+from mesos_master.validation import CallError, UnknownIdError
 from scheduler_sdk.resources import Resources, ResourcesError
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "Offer",
     "Outbox",
     "Task",
+    "UnknownIdError",
     "allocator_options",
     "text_attributes",
     "with_reservations",

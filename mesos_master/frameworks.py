@@ -14,7 +14,12 @@ from mesos_master.offers import OfferTransitions
 from mesos_master.records import Framework
 from mesos_master.registry.operations import PutFramework, RemoveFramework
 from mesos_master.tasks import TaskTransitions
-from mesos_master.validation import CallError, validate_framework_info, validate_updated_framework_info
+from mesos_master.validation import (
+    CallError,
+    UnknownIdError,
+    validate_framework_info,
+    validate_updated_framework_info,
+)
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import is_terminal
 
@@ -97,7 +102,7 @@ class FrameworkTransitions(OfferTransitions, TaskTransitions):
         """Remove a framework for good: kill its tasks, drop its offers, forget it in the registry."""
         fw = self.frameworks.pop(framework_id, None)
         if fw is None:
-            raise CallError(f"unknown framework {framework_id!r}")
+            raise UnknownIdError(f"unknown framework {framework_id!r}")
         self._rescind_all(fw, recover=True, notify=False)
         for agent_id in {t.agent_id for t in fw.tasks.values()}:
             agent = self.agents.get(agent_id)

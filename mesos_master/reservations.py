@@ -8,7 +8,12 @@ from aiomesos.v1 import scheduler_pb2
 from mesos_master.offers import OfferTransitions
 from mesos_master.records import AgentRecord, Framework, with_reservations
 from mesos_master.registry.operations import UpdateReservations
-from mesos_master.validation import CallError, validate_operator_reservation, validate_reservation_operation
+from mesos_master.validation import (
+    CallError,
+    UnknownIdError,
+    validate_operator_reservation,
+    validate_reservation_operation,
+)
 from scheduler_sdk.resources import UNRESERVED, Resources
 from scheduler_sdk.states import is_terminal
 
@@ -63,7 +68,7 @@ class ReservationTransitions(OfferTransitions):
         """Reserve (or unreserve) resources of an agent that no task holds, for the roles they name."""
         agent = self.agents.get(agent_id)
         if agent is None:
-            raise CallError(f"unknown agent {agent_id!r}")
+            raise UnknownIdError(f"unknown agent {agent_id!r}")
         validate_operator_reservation(resources)
         # Offers on the agent go back first, as in Mesos: what they held may be what is to be reserved.
         self._rescind_agent_offers(agent_id, recover=True)

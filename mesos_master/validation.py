@@ -28,6 +28,10 @@ class CallError(ValueError):
     """A call that cannot be carried out; the message says what is wrong."""
 
 
+class UnknownIdError(CallError):
+    """The call names a framework or agent the master does not know (gRPC: NOT_FOUND)."""
+
+
 # --------------------------------------------------------------------------------------------- roles
 def validate_role(role: str) -> None:
     if not role:

@@ -10,7 +10,7 @@ from aiomesos.v1 import agent_pb2, scheduler_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_master.allocator import DRFSorter, HierarchicalAllocator, PrioritySorter, Quota, Sorter
-from mesos_master.cluster import CallError, Drained, Master
+from mesos_master.cluster import CallError, Drained, Master, UnknownIdError
 from mesos_master.registry import (
     AdmitAgent,
     MarkAgentUnreachable,
@@ -1141,3 +1141,15 @@ def test_suppress_and_revive_track_roles(w: World) -> None:
         w.master.suppress(fid, ["c"])
     w.subscribe("multi", fid=fid, roles=["a", "b"])  # a resubscription lifts suppression
     assert fw.suppressed_roles == set()
+
+
+def test_unknown_ids_are_their_own_error(w: World) -> None:
+    """The operator API answers NOT_FOUND for these (and INVALID_ARGUMENT for the other CallErrors)."""
+    with pytest.raises(UnknownIdError, match="unknown agent 'ghost'"):
+        w.master.operator_reserve("ghost", P("cpus(eng):1"))
+    with pytest.raises(UnknownIdError, match="unknown framework 'ghost'"):
+        w.master.kill("ghost", Call.Kill(task_id="t1"))
+    aid = w.register()
+    with pytest.raises(CallError) as refused:
+        w.master.operator_reserve(aid, P("cpus:1"))
+    assert not isinstance(refused.value, UnknownIdError)
