@@ -110,7 +110,7 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
             )
             self._apply_status(task, status)
             if fw is not None:
-                self.outbox.fw(fw.id).updates.append(status)
+                self.outbox.framework(fw.id).updates.append(status)
                 self._forget_task(fw, task)
             else:
                 del agent.tasks[key]
@@ -142,7 +142,7 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
         agent.tasks[key] = task
         if back_from_unreachable and fw.connected:
             # A partition-aware framework was told TASK_UNREACHABLE: tell it how the task really is now.
-            self.outbox.fw(fw.id).updates.append(
+            self.outbox.framework(fw.id).updates.append(
                 self._master_status(
                     task_id, task.state, TaskStatus.REASON_NONE, "its agent is reachable again", agent.id, self.clock()
                 )
@@ -193,7 +193,7 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
             status = self._master_status(task.task_id, state, TaskStatus.REASON_AGENT_REMOVED, message, agent_id, now)
             self._apply_status(task, status)
             if fw is not None:
-                self.outbox.fw(fw.id).updates.append(status)
+                self.outbox.framework(fw.id).updates.append(status)
             if not aware:
                 agent.lost_tasks.add(key)
                 if fw is not None:
@@ -211,7 +211,8 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
     def _agent_lost(self, agent_id: str) -> None:
         for fw in self.frameworks.values():
             if fw.connected:
-                self.outbox.fw(fw.id).rest.append(Event(type=Event.FAILURE, failure=Event.Failure(agent_id=agent_id)))
+                failure = Event(type=Event.FAILURE, failure=Event.Failure(agent_id=agent_id))
+                self.outbox.framework(fw.id).rest.append(failure)
 
     def remove_agent(self, agent_id: str, reason: int, why: str) -> None:
         agent = self.agents.get(agent_id)
@@ -228,7 +229,7 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
             status = self._master_status(task.task_id, state, reason, why, agent_id, now)
             self._apply_status(task, status)
             if fw is not None:
-                self.outbox.fw(fw.id).updates.append(status)
+                self.outbox.framework(fw.id).updates.append(status)
                 self._forget_task(fw, task)
         if agent_id in self._allocator_agents:
             self.allocator.remove_agent(agent_id)

@@ -52,7 +52,7 @@ class FrameworkTransitions(OfferTransitions, TaskTransitions):
                 framework_id, list(info.roles), self._used_by(framework_id), **allocator_options(info)
             )
         self.outbox.write(PutFramework(info))
-        self.outbox.fw(framework_id).first.append(
+        self.outbox.framework(framework_id).first.append(
             Event(
                 type=Event.SUBSCRIBED,
                 subscribed=Event.Subscribed(framework_id=framework_id, master_id=self.master_id),

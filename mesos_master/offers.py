@@ -42,7 +42,7 @@ class OfferTransitions(MasterState):
             self.offers[offer.id] = offer
             fw.offers.add(offer.id)
             agent.offers.add(offer.id)
-            self.outbox.fw(fw.id).offers.append(
+            self.outbox.framework(fw.id).offers.append(
                 scheduler_pb2.Offer(
                     id=offer.id,
                     framework_id=fw.id,
@@ -74,7 +74,7 @@ class OfferTransitions(MasterState):
             )
         fw = self.frameworks.get(offer.framework_id)
         if notify and fw is not None and fw.connected:
-            self.outbox.fw(fw.id).rescinds.append(offer.id)
+            self.outbox.framework(fw.id).rescinds.append(offer.id)
 
     def _rescind_all(self, fw: Framework, *, recover: bool, notify: bool = True) -> None:
         for offer_id in list(fw.offers):

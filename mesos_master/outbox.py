@@ -82,7 +82,7 @@ class Outbox:
     def __bool__(self) -> bool:
         return bool(self._to_frameworks or self._to_agents or self._close or self._writes)
 
-    def fw(self, framework_id: str) -> FrameworkMail:
+    def framework(self, framework_id: str) -> FrameworkMail:
         mail = self._to_frameworks.get(framework_id)
         if mail is None:
             mail = self._to_frameworks[framework_id] = FrameworkMail()

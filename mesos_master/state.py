@@ -80,11 +80,11 @@ class MasterState:
         self, fw: Framework, task_id: str, state: int, reason: int, message: str, agent_id: str, now: float
     ) -> None:
         """A master-made update for a task that never launched (it needs no acknowledgement)."""
-        self.outbox.fw(fw.id).updates.append(self._master_status(task_id, state, reason, message, agent_id, now))
+        self.outbox.framework(fw.id).updates.append(self._master_status(task_id, state, reason, message, agent_id, now))
         log.info("task rejected", framework_id=fw.id, task_id=task_id, state=tpb.TaskState.Name(state), why=message)  # type: ignore[arg-type]
 
     def _error(self, fw: Framework, message: str) -> None:
-        self.outbox.fw(fw.id).rest.append(Event(type=Event.ERROR, error=Event.Error(message=message)))
+        self.outbox.framework(fw.id).rest.append(Event(type=Event.ERROR, error=Event.Error(message=message)))
 
     def call_error(self, framework_id: str, message: str) -> None:
         fw = self.frameworks.get(framework_id)

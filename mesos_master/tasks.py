@@ -48,12 +48,12 @@ class TaskTransitions(MasterState):
                 if done is not None:
                     # A retry of an update the framework already acknowledged past: forward, it acks again.
                     if fw.connected:
-                        self.outbox.fw(fw.id).updates.append(status)
+                        self.outbox.framework(fw.id).updates.append(status)
                     continue
                 task = self._task_first_heard_of(fw, agent, status)
             self._apply_status(task, status)
             if fw.connected:
-                self.outbox.fw(fw.id).updates.append(status)
+                self.outbox.framework(fw.id).updates.append(status)
 
     def _acknowledge_for_framework(self, agent_id: str, framework_id: str, status: tpb.TaskStatus) -> None:
         if status.uuid:
@@ -158,7 +158,7 @@ class TaskTransitions(MasterState):
         if known is None:
             known = next((t for t in reversed(fw.completed_tasks) if t.task_id == task_id), None)
         if known is not None:
-            self.outbox.fw(fw.id).updates.append(self._known_task_status(known, completed, now))
+            self.outbox.framework(fw.id).updates.append(self._known_task_status(known, completed, now))
             return
         agent = self.agents.get(agent_id) if agent_id else None
         aware = fw.has(Capability.PARTITION_AWARE)
@@ -169,7 +169,7 @@ class TaskTransitions(MasterState):
         else:
             state = tpb.TASK_UNKNOWN if aware else tpb.TASK_LOST
             message = "task unknown to the master"
-        self.outbox.fw(fw.id).updates.append(
+        self.outbox.framework(fw.id).updates.append(
             self._master_status(task_id, state, TaskStatus.REASON_RECONCILIATION, message, agent_id, now)
         )
 
