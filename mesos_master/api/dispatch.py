@@ -60,8 +60,8 @@ class Dispatcher:
         if not self.master.outbox:
             return
         drained = self.master.outbox.drain()
-        for op, arg in drained.writes:
-            getattr(self.registry, op)(arg)
+        for operation in drained.writes:
+            self.registry.apply(operation)
         for framework_id, events in drained.to_frameworks.items():
             conn = self.frameworks.get(framework_id)
             if conn is None:

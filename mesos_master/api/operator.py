@@ -11,10 +11,12 @@ from aiomesos.v1 import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
 from aiomesos.v1 import operator_pb2 as opb
 from mesos_master.allocator.base import Quota
 from mesos_master.api.dispatch import Dispatcher
-from mesos_master.cluster import Agent, CallError, Framework, Master, Task, is_terminal
+from mesos_master.cluster import AgentRecord, CallError, Framework, Master, Task
+from mesos_master.validation import UnknownIdError
 from scheduler_sdk import __version__
 from scheduler_sdk.channels import CHANNEL_OPTIONS
 from scheduler_sdk.resources import Resources, ResourcesError
+from scheduler_sdk.states import is_terminal
 
 #: GetContainers asks this many agents at a time, gives each this many seconds to answer, and answers itself
 #: within CONTAINERS_DEADLINE whatever the number of agents (those it had no time to ask count as unreachable).
@@ -32,7 +34,7 @@ def task_summary(task: Task) -> opb.TaskSummary:
     )
 
 
-def agent_summary(master: Master, agent: Agent) -> opb.AgentSummary:
+def agent_summary(master: Master, agent: AgentRecord) -> opb.AgentSummary:
     used = Resources.empty()
     for task in agent.tasks.values():
         if not is_terminal(task.state):
@@ -82,23 +84,23 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         self.master = dispatcher.master
 
     def _agents(self) -> opb.GetAgentsResponse:
-        m = self.master
-        return opb.GetAgentsResponse(agents=[agent_summary(m, a) for _, a in sorted(m.agents.items())])
+        master = self.master
+        return opb.GetAgentsResponse(agents=[agent_summary(master, a) for _, a in sorted(master.agents.items())])
 
     def _frameworks(self) -> opb.GetFrameworksResponse:
-        m = self.master
+        master = self.master
         return opb.GetFrameworksResponse(
-            frameworks=[framework_summary(m, f, True) for _, f in sorted(m.frameworks.items())],
-            completed_frameworks=[framework_summary(m, f, False) for f in m.completed_frameworks],
+            frameworks=[framework_summary(master, f, True) for _, f in sorted(master.frameworks.items())],
+            completed_frameworks=[framework_summary(master, f, False) for f in master.completed_frameworks],
         )
 
     def _tasks(self, framework_id: str = "") -> opb.GetTasksResponse:
-        m = self.master
-        if framework_id and framework_id not in m.frameworks:
-            raise CallError(f"unknown framework {framework_id!r}")
-        frameworks = [m.frameworks[framework_id]] if framework_id else list(m.frameworks.values())
+        master = self.master
+        if framework_id and framework_id not in master.frameworks:
+            raise UnknownIdError(f"unknown framework {framework_id!r}")
+        frameworks = [master.frameworks[framework_id]] if framework_id else list(master.frameworks.values())
         if not framework_id:
-            frameworks += list(m.completed_frameworks)
+            frameworks += list(master.completed_frameworks)
         active: list[opb.TaskSummary] = []
         completed: list[opb.TaskSummary] = []
         for fw in frameworks:
@@ -124,11 +126,11 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
             raise  # abort() raises; this is for the type checker
 
     async def GetState(self, request: opb.GetStateRequest, context: grpc.aio.ServicerContext) -> opb.GetStateResponse:
-        m = self.master
+        master = self.master
         return opb.GetStateResponse(
-            master_id=m.master_id,
+            master_id=master.master_id,
             version=__version__,
-            start_time=m.start_time,
+            start_time=master.start_time,
             agents=self._agents(),
             frameworks=self._frameworks(),
             tasks=self._tasks(),
@@ -148,7 +150,7 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         try:
             change()
         except (CallError, ResourcesError) as e:
-            code = grpc.StatusCode.NOT_FOUND if str(e).startswith("unknown agent") else grpc.StatusCode.INVALID_ARGUMENT
+            code = grpc.StatusCode.NOT_FOUND if isinstance(e, UnknownIdError) else grpc.StatusCode.INVALID_ARGUMENT
             await context.abort(code, str(e))
         self.dispatcher.changed(allocate=True)
 
@@ -169,34 +171,35 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         return opb.UpdateWeightsResponse()
 
     async def GetQuota(self, request: opb.GetQuotaRequest, context: grpc.aio.ServicerContext) -> opb.GetQuotaResponse:
-        m = self.master
-        quotas = [_quota_info(role, q) for role, q in sorted(m.quotas.items())]
-        usage = m.role_usage()
-        roles = sorted(set(usage) | set(m.quotas) | set(m.weights))
+        master = self.master
+        quotas = [_quota_info(role, quota) for role, quota in sorted(master.quotas.items())]
+        usage = master.role_usage()
+        roles = sorted(set(usage) | set(master.quotas) | set(master.weights))
         return opb.GetQuotaResponse(
             quotas=quotas,
             roles=[
                 opb.RoleUsage(
                     role=r,
                     allocated=usage.get(r, Resources.empty()).to_proto(),
-                    weight=m.weights.get(r, 1.0),
-                    quota=_quota_info(r, m.quotas[r]) if r in m.quotas else None,
-                    has_quota=r in m.quotas,
+                    weight=master.weights.get(r, 1.0),
+                    quota=_quota_info(r, master.quotas[r]) if r in master.quotas else None,
+                    has_quota=r in master.quotas,
                 )
                 for r in roles
             ],
         )
 
     async def SetQuota(self, request: opb.SetQuotaRequest, context: grpc.aio.ServicerContext) -> opb.SetQuotaResponse:
-        q = request.quota
-        if not q.role:
+        quota_info = request.quota
+        if not quota_info.role:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "quota.role must not be empty")
         try:
-            quota = Quota(Resources.from_proto(q.guarantee), Resources.from_proto(q.limit) if q.has_limit else None)
+            guarantee = Resources.from_proto(quota_info.guarantee)
+            quota = Quota(guarantee, Resources.from_proto(quota_info.limit) if quota_info.has_limit else None)
         except ResourcesError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"quota of {q.role!r}: {e}")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"quota of {quota_info.role!r}: {e}")
             raise
-        await self._change(context, lambda: self.master.set_quota(q.role, quota))
+        await self._change(context, lambda: self.master.set_quota(quota_info.role, quota))
         return opb.SetQuotaResponse()
 
     async def RemoveQuota(
@@ -228,18 +231,18 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
     async def GetMetrics(
         self, request: opb.GetMetricsRequest, context: grpc.aio.ServicerContext
     ) -> opb.GetMetricsResponse:
-        m = self.master
+        master = self.master
         metrics: dict[str, float] = {
-            "master_uptime_secs": m.clock() - m.start_time,
-            "agents_active": sum(1 for a in m.agents.values() if a.connected),
-            "agents_inactive": sum(1 for a in m.agents.values() if not a.connected),
-            "frameworks_connected": sum(1 for f in m.frameworks.values() if f.connected),
-            "frameworks_disconnected": sum(1 for f in m.frameworks.values() if not f.connected),
-            "tasks_active": sum(len(f.tasks) for f in m.frameworks.values()),
-            "offers_outstanding": len(m.offers),
+            "master_uptime_secs": master.clock() - master.start_time,
+            "agents_active": sum(1 for a in master.agents.values() if a.connected),
+            "agents_inactive": sum(1 for a in master.agents.values() if not a.connected),
+            "frameworks_connected": sum(1 for f in master.frameworks.values() if f.connected),
+            "frameworks_disconnected": sum(1 for f in master.frameworks.values() if not f.connected),
+            "tasks_active": sum(len(f.tasks) for f in master.frameworks.values()),
+            "offers_outstanding": len(master.offers),
         }
-        metrics.update({k: float(v) for k, v in m.counters.items()})
-        metrics.update(m.allocator.metrics())
+        metrics.update({k: float(v) for k, v in master.counters.items()})
+        metrics.update(master.allocator.metrics())
         return opb.GetMetricsResponse(metrics=metrics)
 
     async def GetContainers(

@@ -9,7 +9,7 @@ import structlog
 
 from aiomesos.v1 import scheduler_pb2, scheduler_pb2_grpc
 from mesos_master.api.dispatch import Connection, Dispatcher
-from mesos_master.cluster import CallError
+from mesos_master.validation import CallError, call_framework_error
 
 log = structlog.get_logger(__name__)
 Call = scheduler_pb2.Call
@@ -72,47 +72,46 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
             conn.close("client closed its stream")
 
     def _handle(self, framework_id: str, call: scheduler_pb2.Call) -> None:
-        if call.framework_id and call.framework_id != framework_id:
-            self.master.call_error(
-                framework_id, f"call names framework {call.framework_id}, but this stream belongs to {framework_id}"
-            )
+        wrong_framework = call_framework_error(call.framework_id, framework_id)
+        if wrong_framework is not None:
+            self.master.call_error(framework_id, wrong_framework)
             return
         if call.batch:
             for inner in call.batch:
                 self._handle(framework_id, inner)
             if call.type == Call.UNKNOWN:
                 return
-        m = self.master
+        master = self.master
         try:
             match call.type:
                 case Call.ACCEPT:
-                    m.accept(framework_id, call.accept)
+                    master.accept(framework_id, call.accept)
                 case Call.DECLINE:
-                    m.decline(framework_id, call.decline)
+                    master.decline(framework_id, call.decline)
                     self.dispatcher.changed(allocate=True)
                 case Call.REVIVE:
-                    m.revive(framework_id, call.revive.roles)
+                    master.revive(framework_id, call.revive.roles)
                     self.dispatcher.changed(allocate=True)
                 case Call.SUPPRESS:
-                    m.suppress(framework_id, call.suppress.roles)
+                    master.suppress(framework_id, call.suppress.roles)
                 case Call.KILL:
-                    m.kill(framework_id, call.kill)
+                    master.kill(framework_id, call.kill)
                 case Call.ACKNOWLEDGE:
-                    m.acknowledge(framework_id, call.acknowledge.acknowledgements)
+                    master.acknowledge(framework_id, call.acknowledge.acknowledgements)
                 case Call.RECONCILE:
-                    m.reconcile(framework_id, call.reconcile.tasks)
+                    master.reconcile(framework_id, call.reconcile.tasks)
                 case Call.MESSAGE:
-                    m.framework_message(framework_id, call.message)
+                    master.framework_message(framework_id, call.message)
                 case Call.UPDATE_FRAMEWORK:
-                    m.update_framework(framework_id, call.update_framework.framework_info)
+                    master.update_framework(framework_id, call.update_framework.framework_info)
                     self.dispatcher.changed(allocate=True)
                 case Call.TEARDOWN:
-                    m.teardown(framework_id, "framework asked for teardown")
+                    master.teardown(framework_id, "framework asked for teardown")
                 case Call.SUBSCRIBE:
-                    m.call_error(framework_id, "SUBSCRIBE is only valid as the first call of a stream")
+                    master.call_error(framework_id, "SUBSCRIBE is only valid as the first call of a stream")
                 case Call.UNKNOWN if not call.batch:
-                    m.call_error(framework_id, "call has no type")
+                    master.call_error(framework_id, "call has no type")
                 case _:
-                    m.call_error(framework_id, f"unsupported call type {Call.Type.Name(call.type)}")
+                    master.call_error(framework_id, f"unsupported call type {Call.Type.Name(call.type)}")
         except CallError as e:
-            m.call_error(framework_id, f"{Call.Type.Name(call.type)} rejected: {e}")
+            master.call_error(framework_id, f"{Call.Type.Name(call.type)} rejected: {e}")

@@ -1,6 +1,33 @@
-"""The registry keeps what must survive a master restart: admitted agents and subscribed frameworks."""
+"""The registry keeps what must survive a master restart: admitted agents and subscribed frameworks, weights,
+quotas and dynamic reservations. The master writes to it only through the typed operations of `operations`."""
 
 from mesos_master.registry.base import Registry, RegistryState
+from mesos_master.registry.operations import (
+    AdmitAgent,
+    MarkAgentUnreachable,
+    Operation,
+    PutFramework,
+    RemoveAgent,
+    RemoveFramework,
+    RemoveQuota,
+    UpdateQuota,
+    UpdateReservations,
+    UpdateWeight,
+)
 from mesos_master.registry.sqlite import SQLiteRegistry
 
-__all__ = ["Registry", "RegistryState", "SQLiteRegistry"]
+__all__ = [
+    "AdmitAgent",
+    "MarkAgentUnreachable",
+    "Operation",
+    "PutFramework",
+    "Registry",
+    "RegistryState",
+    "RemoveAgent",
+    "RemoveFramework",
+    "RemoveQuota",
+    "SQLiteRegistry",
+    "UpdateQuota",
+    "UpdateReservations",
+    "UpdateWeight",
+]

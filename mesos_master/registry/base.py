@@ -4,6 +4,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from aiomesos.v1 import resources_pb2 as pb
+from mesos_master.registry.operations import Operation
 
 
 @dataclass
@@ -18,38 +19,15 @@ class RegistryState:
 
 
 class Registry(ABC):
-    """Writes are synchronous and durable when they return: the master persists before it answers."""
+    """What must survive a master restart. `apply` is synchronous and durable when it returns: the master persists
+    before it answers. A registry is three calls: load what was kept, apply one operation, close."""
 
     @abstractmethod
     def load(self) -> RegistryState: ...
 
     @abstractmethod
-    def admit_agent(self, info: pb.AgentInfo) -> None: ...
-
-    @abstractmethod
-    def remove_agent(self, agent_id: str) -> None: ...
-
-    @abstractmethod
-    def mark_unreachable(self, agent_since: tuple[str, float]) -> None:
-        """An admitted agent is unreachable since then; admit_agent (it came back) or remove_agent ends that."""
-
-    @abstractmethod
-    def put_framework(self, info: pb.FrameworkInfo) -> None: ...
-
-    @abstractmethod
-    def remove_framework(self, framework_id: str) -> None:
-        """The framework was torn down: it may never subscribe with this id again."""
-
-    @abstractmethod
-    def set_weight(self, role_weight: tuple[str, float]) -> None: ...
-
-    @abstractmethod
-    def set_quota(self, quota: tuple[str, list[pb.Resource], list[pb.Resource] | None]) -> None:
-        """(role, guarantee, limit); an empty guarantee and no limit removes the role's quota."""
-
-    @abstractmethod
-    def set_reservations(self, agent_reservations: tuple[str, list[pb.Resource]]) -> None:
-        """(agent id, every dynamic reservation on it); an empty list removes them."""
+    def apply(self, operation: Operation) -> None:
+        """Carry out one write (see `mesos_master.registry.operations`)."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -1,12 +1,26 @@
-"""The embedded registry: one SQLite file in the master's work dir (WAL, synchronous=FULL)."""
+"""The embedded registry: one SQLite file in the master's work dir (WAL, synchronous=FULL). Its tables are the
+registry's state, not a log: each operation updates them in place (schema 1, unchanged since the first release)."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 from aiomesos.v1 import resources_pb2 as pb
 from mesos_master.registry.base import Registry, RegistryState
+from mesos_master.registry.operations import (
+    AdmitAgent,
+    MarkAgentUnreachable,
+    Operation,
+    PutFramework,
+    RemoveAgent,
+    RemoveFramework,
+    RemoveQuota,
+    UpdateQuota,
+    UpdateReservations,
+    UpdateWeight,
+)
 
 SCHEMA_VERSION = 1
 
@@ -62,34 +76,43 @@ class SQLiteRegistry(Registry):
             state.unreachable[agent_id] = since
         return state
 
-    def set_weight(self, role_weight: tuple[str, float]) -> None:
-        role, weight = role_weight
-        self._db.execute(
-            "INSERT INTO weights VALUES (?, ?) ON CONFLICT(role) DO UPDATE SET weight=excluded.weight", (role, weight)
-        )
+    def apply(self, operation: Operation) -> None:
+        match operation:
+            case AdmitAgent(info):
+                self._admit_agent(info)
+            case RemoveAgent(agent_id):
+                self._remove_agent(agent_id)
+            case MarkAgentUnreachable(agent_id, since):
+                self._db.execute(
+                    "INSERT INTO unreachable_agents VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET since=excluded.since",
+                    (agent_id, since),
+                )
+            case PutFramework(info):
+                self._db.execute(
+                    "INSERT INTO frameworks (id, info) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET info=excluded.info",
+                    (info.id, info.SerializeToString()),
+                )
+            case RemoveFramework(framework_id):
+                self._db.execute("UPDATE frameworks SET removed=1 WHERE id=?", (framework_id,))
+            case UpdateWeight(role, weight):
+                self._db.execute(
+                    "INSERT INTO weights VALUES (?, ?) ON CONFLICT(role) DO UPDATE SET weight=excluded.weight",
+                    (role, weight),
+                )
+            case UpdateQuota(role, guarantee, limit):
+                self._db.execute(
+                    "INSERT INTO quotas VALUES (?, ?, ?) ON CONFLICT(role) DO UPDATE SET "
+                    "guarantee=excluded.guarantee, lim=excluded.lim",
+                    (role, _blob(guarantee), None if limit is None else _blob(limit)),
+                )
+            case RemoveQuota(role):
+                self._db.execute("DELETE FROM quotas WHERE role=?", (role,))
+            case UpdateReservations(agent_id, resources):
+                self._update_reservations(agent_id, resources)
+            case _:
+                raise RegistryError(f"unknown registry operation {operation!r}")
 
-    def set_quota(self, quota: tuple[str, list[pb.Resource], list[pb.Resource] | None]) -> None:
-        role, guarantee, limit = quota
-        if not guarantee and limit is None:
-            self._db.execute("DELETE FROM quotas WHERE role=?", (role,))
-            return
-        self._db.execute(
-            "INSERT INTO quotas VALUES (?, ?, ?) ON CONFLICT(role) DO UPDATE SET guarantee=excluded.guarantee, "
-            "lim=excluded.lim",
-            (role, _blob(guarantee), None if limit is None else _blob(limit)),
-        )
-
-    def set_reservations(self, agent_reservations: tuple[str, list[pb.Resource]]) -> None:
-        agent_id, resources = agent_reservations
-        if not resources:
-            self._db.execute("DELETE FROM reservations WHERE agent_id=?", (agent_id,))
-            return
-        self._db.execute(
-            "INSERT INTO reservations VALUES (?, ?) ON CONFLICT(agent_id) DO UPDATE SET resources=excluded.resources",
-            (agent_id, _blob(resources)),
-        )
-
-    def admit_agent(self, info: pb.AgentInfo) -> None:
+    def _admit_agent(self, info: pb.AgentInfo) -> None:
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
@@ -98,33 +121,26 @@ class SQLiteRegistry(Registry):
             )
             self._db.execute("DELETE FROM unreachable_agents WHERE id=?", (info.id,))
 
-    def remove_agent(self, agent_id: str) -> None:
+    def _remove_agent(self, agent_id: str) -> None:
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM agents WHERE id=?", (agent_id,))
             self._db.execute("DELETE FROM unreachable_agents WHERE id=?", (agent_id,))
 
-    def mark_unreachable(self, agent_since: tuple[str, float]) -> None:
-        agent_id, since = agent_since
+    def _update_reservations(self, agent_id: str, resources: Sequence[pb.Resource]) -> None:
+        if not resources:
+            self._db.execute("DELETE FROM reservations WHERE agent_id=?", (agent_id,))
+            return
         self._db.execute(
-            "INSERT INTO unreachable_agents VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET since=excluded.since",
-            (agent_id, since),
+            "INSERT INTO reservations VALUES (?, ?) ON CONFLICT(agent_id) DO UPDATE SET resources=excluded.resources",
+            (agent_id, _blob(resources)),
         )
-
-    def put_framework(self, info: pb.FrameworkInfo) -> None:
-        self._db.execute(
-            "INSERT INTO frameworks (id, info) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET info=excluded.info",
-            (info.id, info.SerializeToString()),
-        )
-
-    def remove_framework(self, framework_id: str) -> None:
-        self._db.execute("UPDATE frameworks SET removed=1 WHERE id=?", (framework_id,))
 
     def close(self) -> None:
         self._db.close()
 
 
-def _blob(resources: list[pb.Resource]) -> bytes:
+def _blob(resources: Sequence[pb.Resource]) -> bytes:
     return pb.ResourceList(resources=resources).SerializeToString()
 
 

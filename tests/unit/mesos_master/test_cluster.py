@@ -10,8 +10,15 @@ from aiomesos.v1 import agent_pb2, scheduler_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_master.allocator import DRFSorter, HierarchicalAllocator, PrioritySorter, Quota, Sorter
-from mesos_master.cluster import CallError, Drained, Master
-from mesos_master.registry import RegistryState
+from mesos_master.cluster import CallError, Drained, Master, UnknownIdError
+from mesos_master.registry import (
+    AdmitAgent,
+    MarkAgentUnreachable,
+    PutFramework,
+    RegistryState,
+    RemoveAgent,
+    RemoveFramework,
+)
 from scheduler_sdk.resources import Resources
 
 E = scheduler_pb2.Event
@@ -165,8 +172,9 @@ def test_subscribe_assigns_id_and_emits_subscribed(w: World) -> None:
     assert ev.type == E.SUBSCRIBED
     assert ev.subscribed.framework_id == fid
     assert ev.subscribed.master_id == "M"
-    [(op, info)] = d.writes
-    assert op == "put_framework"
+    [write] = d.writes
+    assert isinstance(write, PutFramework)
+    info = write.info
     assert isinstance(info, rpb.FrameworkInfo)
     assert (info.id, info.name, info.user) == (fid, "batch", "")
     assert w.subscribe("other") != fid
@@ -224,8 +232,9 @@ def test_register_agent_assigns_id_and_answers_registered(w: World) -> None:
     [msg] = messages(d, aid)
     assert msg.type == M.REGISTERED
     assert (msg.registered.agent_id, msg.registered.master_id) == (aid, "M")
-    [(op, info)] = d.writes
-    assert op == "admit_agent"
+    [write] = d.writes
+    assert isinstance(write, AdmitAgent)
+    info = write.info
     assert isinstance(info, rpb.AgentInfo) and info.id == aid
     assert w.master.agents[aid].total == P(AGENT_RES)
 
@@ -726,7 +735,7 @@ def test_teardown_kills_tasks_shuts_framework_down_and_forgets_it(w: World) -> N
     [shutdown] = messages(d, aid)
     assert shutdown.type == M.SHUTDOWN_FRAMEWORK
     assert shutdown.shutdown_framework.framework_id == fid
-    assert ("remove_framework", fid) in d.writes
+    assert RemoveFramework(fid) in d.writes
     assert fid in d.close_frameworks
     assert fid not in w.master.frameworks
     [done] = [f for f in w.master.completed_frameworks if f.id == fid]
@@ -764,7 +773,7 @@ def test_failover_timeout_tears_disconnected_framework_down(w: World) -> None:
     w.master.tick()
     assert fid not in w.master.frameworks
     d = w.drain()
-    assert ("remove_framework", fid) in d.writes
+    assert RemoveFramework(fid) in d.writes
     assert fid not in d.close_frameworks  # it had no stream open
 
 
@@ -817,7 +826,7 @@ def test_disconnected_agent_gets_no_offers_and_becomes_unreachable(w: World) -> 
     w.master.tick()
     d = w.drain()
     assert w.master.agents[aid].unreachable_at == w.clock.now  # kept, so that it may come back
-    assert ("mark_unreachable", (aid, w.clock.now)) in d.writes
+    assert MarkAgentUnreachable(aid, w.clock.now) in d.writes
     [st] = updates(d, fid)  # not partition-aware: TASK_LOST
     assert (st.task_id, st.state, st.reason) == ("t1", tpb.TASK_LOST, S.REASON_AGENT_REMOVED)
     assert "unreachable" in st.message and st.source == S.SOURCE_MASTER
@@ -896,7 +905,7 @@ def test_unreachable_agents_are_forgotten_after_their_max_age(w: World) -> None:
     w.clock.now += w.master.unreachable_agent_max_age
     w.master.tick()
     d = w.drain()
-    assert aid not in w.master.agents and ("remove_agent", aid) in d.writes
+    assert aid not in w.master.agents and RemoveAgent(aid) in d.writes
 
 
 def test_agents_known_from_the_registry_get_the_reregister_timeout() -> None:
@@ -911,7 +920,7 @@ def test_agents_known_from_the_registry_get_the_reregister_timeout() -> None:
     w.master.tick()
     d = w.drain()
     assert w.master.agents["S1"].unreachable_at == w.clock.now
-    assert ("mark_unreachable", ("S1", w.clock.now)) in d.writes
+    assert MarkAgentUnreachable("S1", w.clock.now) in d.writes
 
 
 def test_framework_learned_from_agent_is_kept_until_it_can_resubscribe(w: World) -> None:
@@ -1132,3 +1141,15 @@ def test_suppress_and_revive_track_roles(w: World) -> None:
         w.master.suppress(fid, ["c"])
     w.subscribe("multi", fid=fid, roles=["a", "b"])  # a resubscription lifts suppression
     assert fw.suppressed_roles == set()
+
+
+def test_unknown_ids_are_their_own_error(w: World) -> None:
+    """The operator API answers NOT_FOUND for these (and INVALID_ARGUMENT for the other CallErrors)."""
+    with pytest.raises(UnknownIdError, match="unknown agent 'ghost'"):
+        w.master.operator_reserve("ghost", P("cpus(eng):1"))
+    with pytest.raises(UnknownIdError, match="unknown framework 'ghost'"):
+        w.master.kill("ghost", Call.Kill(task_id="t1"))
+    aid = w.register()
+    with pytest.raises(CallError) as refused:
+        w.master.operator_reserve(aid, P("cpus:1"))
+    assert not isinstance(refused.value, UnknownIdError)

@@ -1,0 +1,92 @@
+"""`MasterState`: the state every part of the master's core reads and changes, and the few helpers they all use.
+
+`Master` (in `cluster.py`) is this state with the transitions of each concept mixed in: `frameworks`, `agents`,
+`tasks`, `offers`, `accept`, `reservations`, `role_policy`, `revocation`. Each of those classes adds methods only;
+the attributes are declared here, once, and set by `Master.__init__`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable
+
+import structlog
+
+from aiomesos.v1 import scheduler_pb2
+from aiomesos.v1 import tasks_pb2 as tpb
+from mesos_master.allocator import Allocator
+from mesos_master.allocator.base import Quota
+from mesos_master.outbox import Outbox
+from mesos_master.records import AgentRecord, Framework, Offer
+from mesos_master.validation import UnknownIdError
+from scheduler_sdk.resources import Resources
+
+log = structlog.get_logger(__name__)
+
+TaskStatus = tpb.TaskStatus
+Event = scheduler_pb2.Event
+
+
+class MasterState:
+    master_id: str
+    allocator: Allocator
+    clock: Callable[[], float]
+    offer_timeout: float | None
+    # How long an agent may stay away before it is unreachable: after this master's start, for agents known
+    # from the registry (they need time to find the new master), and after a disconnection, for the others.
+    agent_reregister_timeout: float
+    agent_unreachable_timeout: float
+    # How long an unreachable agent is remembered before it is forgotten (its tasks then become unknown).
+    unreachable_agent_max_age: float
+    hostname: str
+    start_time: float
+    outbox: Outbox
+    frameworks: dict[str, Framework]
+    completed_frameworks: deque[Framework]
+    removed_framework_ids: set[str]
+    agents: dict[str, AgentRecord]
+    offers: dict[str, Offer]
+    _ids: itertools.count[int]
+    _allocator_agents: set[str]  # agents the allocator currently knows
+    weights: dict[str, float]
+    quotas: dict[str, Quota]
+    reservations: dict[str, Resources]  # agent id -> its dynamic reservations
+    counters: dict[str, int]
+
+    def _new_id(self, kind: str) -> str:
+        return f"{self.master_id}-{kind}{next(self._ids)}"
+
+    def _framework(self, framework_id: str) -> Framework:
+        fw = self.frameworks.get(framework_id)
+        if fw is None:
+            raise UnknownIdError(f"unknown framework {framework_id!r}")
+        return fw
+
+    def _master_status(
+        self, task_id: str, state: int, reason: int, message: str, agent_id: str, now: float
+    ) -> tpb.TaskStatus:
+        return tpb.TaskStatus(
+            task_id=task_id,
+            state=state,  # type: ignore[arg-type]
+            reason=reason,  # type: ignore[arg-type]
+            message=message,
+            agent_id=agent_id,
+            source=TaskStatus.SOURCE_MASTER,
+            timestamp=now,
+        )
+
+    def _reply(
+        self, fw: Framework, task_id: str, state: int, reason: int, message: str, agent_id: str, now: float
+    ) -> None:
+        """A master-made update for a task that never launched (it needs no acknowledgement)."""
+        self.outbox.framework(fw.id).updates.append(self._master_status(task_id, state, reason, message, agent_id, now))
+        log.info("task rejected", framework_id=fw.id, task_id=task_id, state=tpb.TaskState.Name(state), why=message)  # type: ignore[arg-type]
+
+    def _error(self, fw: Framework, message: str) -> None:
+        self.outbox.framework(fw.id).rest.append(Event(type=Event.ERROR, error=Event.Error(message=message)))
+
+    def call_error(self, framework_id: str, message: str) -> None:
+        fw = self.frameworks.get(framework_id)
+        if fw is not None:
+            self._error(fw, message)

@@ -1,0 +1,246 @@
+"""Every check the master makes of a call before it acts, as Mesos' `master/validation.cpp`: pure functions of
+the call (and, where a check needs them, the facts it is checked against), unit-tested directly.
+
+Two shapes, one error type: `validate_*` raise `CallError` with a message that says what is wrong (the call is
+refused as a whole); the checks whose failure only drops a part of a call return what is wrong instead
+(`accept_offers` the offers' problems, `task_error` why one task of an ACCEPT cannot launch). A new check (a
+field bound, a limit) goes here, next to the checks of the same call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Mapping
+
+from aiomesos.v1 import resources_pb2 as rpb
+from aiomesos.v1 import scheduler_pb2
+from aiomesos.v1 import tasks_pb2 as tpb
+from mesos_master.allocator import validate_quota as validate_quota_tree
+from mesos_master.allocator.base import Quota
+from mesos_master.records import Offer, Task
+from scheduler_sdk.resources import UNRESERVED, Resources, ResourcesError
+from scheduler_sdk.states import is_terminal
+
+OfferOperation = scheduler_pb2.Offer_Operation
+
+
+class CallError(ValueError):
+    """A call that cannot be carried out; the message says what is wrong."""
+
+
+class UnknownIdError(CallError):
+    """The call names a framework or agent the master does not know (gRPC: NOT_FOUND)."""
+
+
+# --------------------------------------------------------------------------------------------- roles
+def validate_role(role: str) -> None:
+    if not role:
+        raise CallError("a role must not be empty")
+    if role == UNRESERVED:
+        return
+    for part in role.split("/"):
+        if part in ("", ".", "..") or part.startswith("-") or any(c.isspace() for c in part):
+            raise CallError(f"invalid role {role!r}: roles are '/'-separated names without spaces")
+
+
+def is_role_or_below(role: str, ancestor: str) -> bool:
+    return role == ancestor or role.startswith(ancestor + "/")
+
+
+def call_roles(named: Iterable[str], framework_roles: list[str], call: str) -> list[str]:
+    """The roles a REVIVE or SUPPRESS names (none: all of the framework's); raises CallError for others."""
+    chosen = list(named)
+    unknown = sorted(set(chosen) - set(framework_roles))
+    if unknown:
+        raise CallError(
+            f"{call}: {', '.join(map(repr, unknown))} not among the framework's roles ({', '.join(framework_roles)})"
+        )
+    return chosen or framework_roles
+
+
+# --------------------------------------------------------------------------------------------- frameworks
+def validate_framework_info(info: rpb.FrameworkInfo) -> None:
+    """SUBSCRIBE: the FrameworkInfo a framework subscribes (or resubscribes) with."""
+    if not info.name:
+        raise CallError("framework_info.name must not be empty")
+    for role in info.roles:
+        validate_role(role)
+    if len(set(info.roles)) != len(info.roles):
+        raise CallError("framework_info.roles must not repeat a role")
+    if info.failover_timeout < 0:
+        raise CallError("framework_info.failover_timeout must not be negative")
+    validate_offer_constraints(info)
+
+
+def validate_updated_framework_info(info: rpb.FrameworkInfo, framework_id: str) -> None:
+    """UPDATE_FRAMEWORK: the new FrameworkInfo of a subscribed framework (its id may be left out)."""
+    if info.id and info.id != framework_id:
+        raise CallError(f"framework_info.id {info.id!r} is not this framework ({framework_id})")
+    if not info.name:
+        raise CallError("framework_info.name must not be empty")
+    for role in info.roles:
+        validate_role(role)
+    validate_offer_constraints(info)
+
+
+def validate_offer_constraints(info: rpb.FrameworkInfo) -> None:
+    """The framework's offer constraints and minimum allocatable resources."""
+    for c in info.offer_constraints.attributes:
+        given = [x for x in (c.equals, list(c.__getattribute__("in")), c.regex) if x]
+        if not c.attribute or len(given) != 1:
+            raise CallError(
+                f"offer constraint on {c.attribute or '(no attribute)'!r}: give exactly one of equals, in, regex"
+            )
+        if c.regex:
+            try:
+                re.compile(c.regex)
+            except re.error as e:
+                raise CallError(f"offer constraint on {c.attribute!r}: bad regex {c.regex!r}: {e}") from None
+    try:
+        Resources.from_proto(info.offer_constraints.min_resources)
+        for minimum in info.min_allocatable_resources.values():
+            for alternative in minimum.alternatives:
+                Resources.from_proto(alternative.resources)
+    except ResourcesError as e:
+        raise CallError(f"framework_info: {e}") from None
+
+
+def call_framework_error(named_framework_id: str, stream_framework_id: str) -> str | None:
+    """A call on a framework's stream that names another framework (none named: it is the stream's)."""
+    if named_framework_id and named_framework_id != stream_framework_id:
+        return f"call names framework {named_framework_id}, but this stream belongs to {stream_framework_id}"
+    return None
+
+
+# --------------------------------------------------------------------------------------------- agents
+def validate_agent_info(info: rpb.AgentInfo) -> None:
+    """REGISTER: the AgentInfo an agent attaches with."""
+    if not info.hostname:
+        raise CallError("agent_info.hostname must not be empty")
+    try:
+        total = Resources.from_proto(info.resources)
+    except ResourcesError as e:
+        raise CallError(f"agent_info.resources: {e}") from None
+    if not total:
+        raise CallError("agent_info.resources must not be empty")
+
+
+# --------------------------------------------------------------------------------------------- accept
+def accept_offers(
+    framework_id: str, offer_ids: Iterable[str], outstanding: Mapping[str, Offer]
+) -> tuple[list[Offer], list[str]]:
+    """ACCEPT's offers: each must be outstanding, this framework's, and all on one agent, allocated to one role.
+    Returns the valid ones and, for the others and for the whole, what is wrong (nothing: the call may go on)."""
+    problems: list[str] = []
+    valid: list[Offer] = []
+    seen: set[str] = set()
+    for offer_id in offer_ids:
+        offer = outstanding.get(offer_id)
+        if offer_id in seen:
+            problems.append(f"offer {offer_id} appears twice")
+        elif offer is None:
+            problems.append(f"offer {offer_id} is no longer valid (unknown, used, declined or rescinded)")
+        elif offer.framework_id != framework_id:
+            problems.append(f"offer {offer_id} belongs to another framework")
+        else:
+            valid.append(offer)
+        seen.add(offer_id)
+    if not seen:
+        problems.append("an accept must name at least one offer")
+    agent_ids = {o.agent_id for o in valid}
+    if len(agent_ids) > 1:
+        problems.append(f"offers from different agents ({', '.join(sorted(agent_ids))}) in one accept")
+    offer_roles = {o.role for o in valid}
+    if len(offer_roles) > 1:
+        problems.append(f"offers allocated to different roles ({', '.join(sorted(offer_roles))}) in one accept")
+    return valid, problems
+
+
+def task_error(
+    info: tpb.TaskInfo, agent_id: str, pool: Resources, framework_tasks: Mapping[str, Task], launched: Collection[str]
+) -> str | None:
+    """Why a task of an ACCEPT's LAUNCH cannot run on `agent_id` from what is left of the offers (`pool`), given
+    the framework's tasks and the ids launched earlier in the same accept; None: it can."""
+    if not info.task_id:
+        return "task_id must not be empty"
+    known = framework_tasks.get(info.task_id)
+    if info.task_id in launched or (known is not None and not is_terminal(known.state)):
+        return f"task {info.task_id} has a duplicate id: a task with this id is already active"
+    if info.agent_id and info.agent_id != agent_id:
+        return f"task {info.task_id} names agent {info.agent_id} but the offers are from agent {agent_id}"
+    if not info.command.value:
+        return f"task {info.task_id} has no command (command.value is empty)"
+    try:
+        resources = Resources.from_proto(info.resources)
+    except ResourcesError as e:
+        return f"task {info.task_id} has invalid resources: {e}"
+    if not resources.scalars():
+        return f"task {info.task_id} uses no resources: it must ask for cpus or mem"
+    if not pool.contains(resources):
+        return (
+            f"task {info.task_id} uses more resources than offered: needs {resources}, "
+            f"the offers have {pool or 'nothing'} left"
+        )
+    return None
+
+
+def validate_reservation_operation(
+    operation: scheduler_pb2.Offer_Operation, offer_role: str, framework_roles: list[str]
+) -> Resources:
+    """An ACCEPT's RESERVE or UNRESERVE, as a call: returns the resources it names. As in Mesos, a RESERVE is for
+    the offers' allocation role or a role below it, and every role is one of the framework's (or below one)."""
+    reserve = operation.type == OfferOperation.RESERVE
+    wanted = operation.reserve.resources if reserve else operation.unreserve.resources
+    try:
+        resources = Resources.from_proto(wanted)
+    except ResourcesError as e:
+        raise CallError(str(e)) from None
+    if not resources:
+        raise CallError("no resources given")
+    for role in sorted(resources.roles()):
+        if role == UNRESERVED:
+            raise CallError("every resource must name the role it is (un)reserved for")
+        if reserve and not is_role_or_below(role, offer_role):
+            raise CallError(f"role {role!r} is neither the offers' allocation role {offer_role!r} nor a role below it")
+        if not any(is_role_or_below(role, r) for r in framework_roles):
+            raise CallError(f"role {role!r} is not one of the framework's roles ({', '.join(framework_roles)})")
+    return resources
+
+
+# --------------------------------------------------------------------------------------------- other calls
+def validate_kill(call: scheduler_pb2.Call.Kill) -> None:
+    if not call.task_id:
+        raise CallError("kill.task_id must not be empty")
+
+
+def validate_acknowledgement(ack: tpb.Acknowledgement) -> None:
+    if not ack.uuid:
+        raise CallError(f"acknowledgement for task {ack.task_id!r} has no uuid")
+
+
+# --------------------------------------------------------------------------------------------- operator
+def validate_operator_reservation(resources: Resources) -> None:
+    """The operator's RESERVE or UNRESERVE: every resource names a valid role."""
+    if not resources:
+        raise CallError("no resources given")
+    for role in resources.roles():
+        if role == UNRESERVED:
+            raise CallError("every resource must name the role it is (un)reserved for, e.g. cpus(eng):2")
+        validate_role(role)
+
+
+def validate_weights(weights: Mapping[str, float]) -> None:
+    for role, weight in weights.items():
+        validate_role(role)
+        if not weight > 0:
+            raise CallError(f"weight of role {role!r} must be > 0, not {weight}")
+
+
+def validate_quota(quotas: Mapping[str, Quota], role: str, quota: Quota | None) -> None:
+    """Set (None: remove) a role's quota, given every role's quota now: hierarchical quota, as in Mesos (see
+    `mesos_master.allocator.validate_quota`)."""
+    validate_role(role)
+    try:
+        validate_quota_tree(quotas, role, quota)
+    except ValueError as e:
+        raise CallError(str(e)) from None
