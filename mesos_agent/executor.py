@@ -10,7 +10,7 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_agent.containerizer import Termination
 from scheduler_sdk.resources import Resources
 
-S = tpb.TaskStatus
+TaskStatus = tpb.TaskStatus
 DEFAULT_GRACE_PERIOD = 3.0
 _INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 
@@ -66,11 +66,11 @@ def terminal_status(term: Termination, killed: bool) -> tuple[int, int, str, int
     """(state, reason, message, exit code) for a container that ended."""
     code = term.exit_code if term.exit_code is not None else (128 + term.signal if term.signal else None)
     if term.limitation == "disk":
-        return tpb.TASK_FAILED, S.REASON_CONTAINER_LIMITATION_DISK, term.message, code
+        return tpb.TASK_FAILED, TaskStatus.REASON_CONTAINER_LIMITATION_DISK, term.message, code
     if term.oom_killed:
-        return tpb.TASK_FAILED, S.REASON_CONTAINER_LIMITATION_MEMORY, term.message, code
+        return tpb.TASK_FAILED, TaskStatus.REASON_CONTAINER_LIMITATION_MEMORY, term.message, code
     if killed:
-        return tpb.TASK_KILLED, S.REASON_NONE, f"task killed ({term.message})", code
+        return tpb.TASK_KILLED, TaskStatus.REASON_NONE, f"task killed ({term.message})", code
     if term.exit_code == 0:
-        return tpb.TASK_FINISHED, S.REASON_NONE, term.message, 0
-    return tpb.TASK_FAILED, S.REASON_COMMAND_EXECUTOR_FAILED, term.message, code
+        return tpb.TASK_FINISHED, TaskStatus.REASON_NONE, term.message, 0
+    return tpb.TASK_FAILED, TaskStatus.REASON_COMMAND_EXECUTOR_FAILED, term.message, code
