@@ -34,7 +34,6 @@ KILLING_CAPABILITY = rpb.FrameworkInfo.Capability.TASK_KILLING_STATE
 # States worth an info line; the others (STARTING, RUNNING, KILLING, FINISHED, KILLED: a thousand of each in a
 # burst) are logged at debug level.
 _NOTABLE_STATES = frozenset({tpb.TASK_FAILED, tpb.TASK_LOST, tpb.TASK_ERROR, tpb.TASK_DROPPED, tpb.TASK_GONE})
-_AGENT_SOURCED_STATES = frozenset({tpb.TASK_LOST, tpb.TASK_DROPPED})
 KILLED_BEFORE_START = "killed before it started"
 
 TaskKey = tuple[str, str]  # (framework id, task id)
@@ -272,10 +271,13 @@ class TaskStateMachine:
     def cannot_checkpoint(self, run: TaskRun, error: OSError) -> list[Effect]:
         """The framework's info or the task's log could not be checkpointed: the task is not launched (one the next
         agent process could not re-adopt would be an orphan)."""
+        self._cannot_checkpoint(run, error)
+        return self._take_effects()
+
+    def _cannot_checkpoint(self, run: TaskRun, error: OSError) -> None:
         log.error("cannot checkpoint a task", task_id=run.info.task_id, framework_id=run.framework.id, error=str(error))
         message = f"cannot checkpoint the task: {error}"
         self._update(run, tpb.TASK_FAILED, TaskStatus.REASON_CONTAINER_LAUNCH_FAILED, message)
-        return self._take_effects()
 
     def kill_task(
         self, framework_id: str, task_id: str, policy: rpb.KillPolicy | None, reason: int = 0
@@ -377,7 +379,7 @@ class TaskStateMachine:
         return self._take_effects()
 
     def checkpoint_log_failed(self, run: TaskRun, plan: FilesPlan, error: OSError) -> list[Effect]:
-        self.cannot_checkpoint(run, error)  # its effects stay queued: taken below
+        self._cannot_checkpoint(run, error)
         self._drop_checkpoint_if_gone(run, plan)
         return self._take_effects()
 
@@ -568,21 +570,9 @@ class TaskStateMachine:
         healthy: bool | None = None,
     ) -> None:
         run.state = state
-        status = tpb.TaskStatus(
-            task_id=run.info.task_id,
-            state=state,  # type: ignore[arg-type]
-            reason=reason,  # type: ignore[arg-type]
-            message=message,
-            source=TaskStatus.SOURCE_AGENT if state in _AGENT_SOURCED_STATES else TaskStatus.SOURCE_EXECUTOR,
-            agent_id=self.agent_id,
-            executor_id=run.info.task_id,
-            timestamp=self.clock(),
-            uuid=self.new_uuid(),
+        status = executor.task_status(
+            run.info.task_id, state, reason, message, self.agent_id, self.clock(), self.new_uuid(), exit_code, healthy
         )
-        if exit_code is not None:
-            status.exit_code, status.has_exit_code = exit_code, True
-        if healthy is not None:
-            status.healthy, status.has_healthy = healthy, True
         framework_id = run.framework.id
         if run.checkpointed:
             self._effects.append(CheckpointUpdate(framework_id, status))  # on disk before it is sent
@@ -598,16 +588,7 @@ class TaskStateMachine:
         self._effects.append(SendUpdate(framework_id, status))
 
     def _update_unknown(self, framework_id: str, task_id: str) -> None:
-        status = tpb.TaskStatus(
-            task_id=task_id,
-            state=tpb.TASK_LOST,
-            reason=TaskStatus.REASON_TASK_UNKNOWN,
-            message="the agent does not know this task",
-            source=TaskStatus.SOURCE_AGENT,
-            agent_id=self.agent_id,
-            timestamp=self.clock(),
-            uuid=self.new_uuid(),
-        )
+        status = executor.unknown_task_status(task_id, self.agent_id, self.clock(), self.new_uuid())
         self._effects.append(SendUpdate(framework_id, status))
 
 
