@@ -1,8 +1,10 @@
-"""The agent's state: the tasks it runs, their containers and their status updates.
+"""The agent: the imperative shell around its task state machine (`mesos_agent.tasks`).
 
-The master link calls in with what the master said (`run_tasks`, `kill_task`, `acknowledge`...); every state
-change of a task becomes a status update handed to the `StatusUpdateManager`, which sends it reliably. Task
-runners are owned by the daemon's TaskGroup (`spawn`)."""
+The master link calls in with what the master said (`run_task`, `kill_task`, `acknowledge`...); the state machine
+decides, and returns the effects this shell carries out: files and checkpoint writes, the containerizer's
+launches and kills, health checks, status updates handed to the `StatusUpdateManager`, which sends them
+reliably. What the containers and health checks do is fed back to the state machine. Task runners are owned by
+the daemon's TaskGroup (`spawn`)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,47 +23,41 @@ from aiomesos.v1 import agent_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_agent import executor, health
-from mesos_agent.checkpoint import Checkpoint, CheckpointError, RecoveredTask, write_new_log
-from mesos_agent.containerizer import Container, Containerizer, LaunchError, LaunchSpec, Termination
+from mesos_agent.checkpoint import Checkpoint, CheckpointError, write_new_log
+from mesos_agent.containerizer import Containerizer, LaunchError, LaunchSpec
 from mesos_agent.gc import SandboxRegistry
 from mesos_agent.gpus import GpuAllocator
-from mesos_agent.sandbox import make_run_dir, run_sandbox
+from mesos_agent.sandbox import make_run_dir
 from mesos_agent.status_updates import StatusUpdateManager
+from mesos_agent.tasks import (
+    CheckpointAck,
+    CheckpointGpus,
+    CheckpointUpdate,
+    DropUpdates,
+    Effect,
+    KillContainer,
+    LaunchContainer,
+    MarkSandboxFinished,
+    ReleaseContainer,
+    RemoveFrameworkCheckpoint,
+    RemoveTaskCheckpoint,
+    SandboxStarted,
+    SendUpdate,
+    StartHealthChecks,
+    StartTask,
+    StopHealthChecks,
+    TaskKey,
+    TaskRun,
+    TaskStateMachine,
+    WatchContainer,
+)
 from scheduler_sdk.resources import Resources
-from scheduler_sdk.states import TERMINAL_STATES as TERMINAL
+
+__all__ = ["Agent", "TaskRun"]
 
 log = structlog.get_logger(__name__)
-S = tpb.TaskStatus
 AgentMessage = agent_pb2.AgentMessage
 MasterMessage = agent_pb2.MasterMessage
-KILLING_CAPABILITY = rpb.FrameworkInfo.Capability.TASK_KILLING_STATE
-# States worth an info line; the others (STARTING, RUNNING, KILLING, FINISHED, KILLED: a thousand of each in a
-# burst) are logged at debug level.
-_NOTABLE = frozenset({tpb.TASK_FAILED, tpb.TASK_LOST, tpb.TASK_ERROR, tpb.TASK_DROPPED, tpb.TASK_GONE})
-
-
-@dataclass(eq=False)
-class TaskRun:
-    framework: rpb.FrameworkInfo
-    info: tpb.TaskInfo
-    container_id: str
-    state: int = tpb.TASK_STAGING
-    container: Container | None = None
-    kill_requested: bool = False
-    grace: float = executor.DEFAULT_GRACE_PERIOD
-    sandbox: Path | None = None
-    env: dict[str, str] | None = None
-    health_task: asyncio.Task[None] | None = None
-    health_kill_message: str | None = None  # set when a failing health check killed the task
-    kill_reason: int = 0  # why the master killed it (e.g. REASON_CONTAINER_PREEMPTED)
-    gpus: tuple[int, ...] = ()  # the GPU indices it was given
-    checkpointed: bool = False  # its log is in the checkpoint (updates are written there before they are sent)
-    launching: bool = False  # the containerizer's launch is under way
-    framework_gone: bool = False  # the framework was shut down: nothing of it is checkpointed any more
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.framework.id, self.info.task_id)
 
 
 class Agent:
@@ -74,6 +69,7 @@ class Agent:
         *,
         spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         retry_min: float = 10.0,
         retry_max: float = 600.0,
         launch_concurrency: int = 16,
@@ -84,9 +80,9 @@ class Agent:
         self.containerizer = containerizer
         self.spawn = spawn
         self.clock = clock
-        self.tasks: dict[tuple[str, str], TaskRun] = {}
-        self.frameworks: dict[str, rpb.FrameworkInfo] = {}  # of the tasks held
-        self._held: dict[str, int] = {}  # framework id -> tasks held
+        self.monotonic = monotonic
+        self.gpus = gpus
+        self.machine = TaskStateMachine(work_dir, clock=clock, monotonic=monotonic, gpus=gpus)
         self._outgoing: list[AgentMessage.StatusUpdate] = []
         self._flush_scheduled = False
         self.send: Callable[[AgentMessage], None] | None = None
@@ -96,21 +92,42 @@ class Agent:
         # Sandboxes and checkpoints are created by two threads, a bounded number of tasks ahead of the launches.
         self._files = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="agent-files")
         self._prepare_slots = asyncio.Semaphore(4 * launch_concurrency)
+        self._health_checks: dict[TaskRun, asyncio.Task[None]] = {}
         self.updates = StatusUpdateManager(self._queue, clock, retry_min=retry_min, retry_max=retry_max)
         self.checkpoint = Checkpoint(work_dir)
         self.sandboxes = SandboxRegistry(work_dir)
-        self.gpus = gpus
-        self.info.id = self.checkpoint.read("agent_id")
+        self.info.id = self.machine.agent_id = self.checkpoint.read("agent_id")
 
-    # ------------------------------------------------------------------ identity
+    # ------------------------------------------------------------------ identity and state
     @property
     def agent_id(self) -> str:
         return self.info.id
 
+    @property
+    def tasks(self) -> dict[TaskKey, TaskRun]:
+        """The tasks held, until their last update is acknowledged."""
+        return self.machine.tasks
+
+    @property
+    def frameworks(self) -> dict[str, rpb.FrameworkInfo]:
+        """The frameworks of the tasks held."""
+        return self.machine.frameworks
+
+    def sandbox_of(self, run: TaskRun) -> Path:
+        """Where the run's sandbox is (for a task re-adopted after a restart: where the layout puts it)."""
+        return self.machine.sandbox_of(run)
+
+    def live_sandboxes(self) -> list[Path]:
+        """The sandboxes of the tasks held: never collected."""
+        return self.machine.live_sandboxes()
+
+    def has_live_checkpointed_tasks(self) -> bool:
+        return self.machine.has_live_checkpointed_tasks()
+
     def on_registered(self, agent_id: str) -> None:
         if agent_id != self.info.id:
             self.checkpoint.write("agent_id", agent_id)
-            self.info.id = agent_id
+            self.info.id = self.machine.agent_id = agent_id
         self.updates.on_connected()
 
     def on_disconnected(self) -> None:
@@ -150,94 +167,75 @@ class Agent:
                 pass
 
     def run_task(self, framework: rpb.FrameworkInfo, info: tpb.TaskInfo) -> None:
-        key = (framework.id, info.task_id)
-        if key in self.tasks:
-            log.warning("duplicate launch ignored", framework_id=framework.id, task_id=info.task_id)
-            return
-        run = TaskRun(framework=framework, info=info, container_id=uuid.uuid4().hex[:16])
-        self._hold(run)
-        if framework.checkpoint:
-            try:
-                self.checkpoint.add_framework(framework)  # once per framework (and when its info changes)
-            except OSError as e:
-                self._cannot_checkpoint(run, e)
-                return
-        self.spawn(self._run(run))
-
-    def _cannot_checkpoint(self, run: TaskRun, error: OSError) -> None:
-        # Not launched: a task the next agent process could not re-adopt would be an orphan.
-        log.error("cannot checkpoint a task", task_id=run.info.task_id, framework_id=run.framework.id, error=str(error))
-        self._update(run, tpb.TASK_FAILED, S.REASON_CONTAINER_LAUNCH_FAILED, f"cannot checkpoint the task: {error}")
+        self._execute(self.machine.run_task(framework, info, container_id=uuid.uuid4().hex[:16]))
 
     def kill_task(self, framework_id: str, task_id: str, policy: rpb.KillPolicy | None, reason: int = 0) -> None:
-        run = self.tasks.get((framework_id, task_id))
-        if run is None:
-            self._update_unknown(framework_id, task_id)
-            return
-        if run.state in TERMINAL or run.kill_requested:
-            return
-        run.kill_requested = True
-        run.kill_reason = reason
-        run.grace = executor.grace_period(run.info, policy)
-        if run.container is not None:
-            self._killing(run)
-            self.spawn(run.container.kill(run.grace))
-        elif run.launching:
-            # The container is being created: it is killed as soon as it exists (see _run).
-            if not run.kill_reason:
-                run.kill_reason = S.REASON_TASK_KILLED_DURING_LAUNCH
-            self._killing(run)
-        # Else the launch has not begun: it reports the task killed instead of launching it (see _launch).
-
-    def _killing(self, run: TaskRun) -> None:
-        if any(c.type == KILLING_CAPABILITY for c in run.framework.capabilities):
-            self._update(run, tpb.TASK_KILLING)
+        self._execute(self.machine.kill_task(framework_id, task_id, policy, reason))
 
     def acknowledge(self, framework_id: str, task_id: str, update_uuid: bytes) -> None:
         acked = self.updates.acknowledge(framework_id, task_id, update_uuid)
         if acked is None:
             return
-        key = (framework_id, task_id)
-        run = self.tasks.get(key)
-        done = acked.state in TERMINAL and not self.updates.unacknowledged(framework_id, task_id)
-        if done:
-            self._forget(key)
-        if run is not None and run.checkpointed:
-            if done:  # the whole log goes: no need to record the acknowledgement first
-                run.checkpointed = False
-                self.checkpoint.remove_task(framework_id, task_id, last=framework_id not in self._held)
-            else:
-                self._checkpoint_write(run, self.checkpoint.ack, framework_id, task_id, update_uuid)
-
-    def _hold(self, run: TaskRun) -> None:
-        self.tasks[run.key] = run
-        self.frameworks[run.framework.id] = run.framework
-        self._held[run.framework.id] = self._held.get(run.framework.id, 0) + 1
-
-    def _forget(self, key: tuple[str, str]) -> None:
-        if self.tasks.pop(key, None) is None:
-            return
-        framework_id = key[0]
-        left = self._held.pop(framework_id, 1) - 1
-        if left > 0:
-            self._held[framework_id] = left
-        else:
-            self.frameworks.pop(framework_id, None)
+        more_pending = self.updates.unacknowledged(framework_id, task_id)
+        self._execute(
+            self.machine.acknowledged(framework_id, task_id, update_uuid, acked.state, more_pending=more_pending)
+        )
 
     def shutdown_framework(self, framework_id: str) -> None:
-        runs = [r for r in self.tasks.values() if r.framework.id == framework_id]
-        for run in runs:
-            if run.state not in TERMINAL:
-                self.kill_task(framework_id, run.info.task_id, None)
-        # Nobody will acknowledge the framework's updates any more (the master acknowledges those still sent for
-        # it, the ends of the kills above), and nothing of it is to be re-adopted after a restart.
-        self.updates.remove_framework(framework_id)
-        self.checkpoint.remove_framework(framework_id)
-        for run in runs:
-            run.framework_gone = True
-            run.checkpointed = False
-            if run.state in TERMINAL:
-                self._forget(run.key)
+        self._execute(self.machine.shutdown_framework(framework_id))
+
+    # ------------------------------------------------------------------ carrying out the effects
+    def _execute(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            match effect:  # the frequent ones first
+                case SendUpdate(framework_id, status):
+                    self.updates.add(framework_id, status)
+                case CheckpointUpdate(framework_id, status):
+                    self._checkpoint_write(framework_id, status.task_id, self.checkpoint.update, framework_id, status)
+                case MarkSandboxFinished(sandbox):
+                    self.sandboxes.finished(sandbox)
+                case SandboxStarted(sandbox):
+                    self.sandboxes.started(sandbox)
+                case StartTask(run, checkpoint_framework):
+                    self._start_task(run, checkpoint_framework)
+                case KillContainer(container, grace):
+                    self.spawn(container.kill(grace))
+                case ReleaseContainer(container_id):
+                    self.containerizer.release(container_id)
+                case CheckpointAck(framework_id, task_id, acked):
+                    self._checkpoint_write(framework_id, task_id, self.checkpoint.ack, framework_id, task_id, acked)
+                case RemoveTaskCheckpoint(framework_id, task_id, last):
+                    self.checkpoint.remove_task(framework_id, task_id, last=last)
+                case CheckpointGpus(framework_id, task_id, gpus):
+                    self._checkpoint_write(framework_id, task_id, self.checkpoint.set_gpus, framework_id, task_id, gpus)
+                case StartHealthChecks():
+                    self._start_health_checks(effect)
+                case StopHealthChecks(run):
+                    self._stop_health_checks(run)
+                case WatchContainer(run):
+                    self.spawn(self._watch(run))
+                case RemoveFrameworkCheckpoint(framework_id):
+                    self.checkpoint.remove_framework(framework_id)
+                case DropUpdates(framework_id):
+                    self.updates.remove_framework(framework_id)
+                case LaunchContainer():
+                    raise AssertionError("LaunchContainer is carried out by _launch")
+
+    def _checkpoint_write(self, framework_id: str, task_id: str, write: Callable[..., None], *args: Any) -> None:
+        try:
+            write(*args)
+        except OSError as e:
+            # Not fatal to the task, and better sent than lost: but a restart now would not know it.
+            log.error("checkpoint write failed", task_id=task_id, framework_id=framework_id, error=str(e))
+
+    def _start_task(self, run: TaskRun, checkpoint_framework: bool) -> None:
+        if checkpoint_framework:
+            try:
+                self.checkpoint.add_framework(run.framework)  # once per framework (and when its info changes)
+            except OSError as e:
+                self._execute(self.machine.cannot_checkpoint(run, e))
+                return
+        self.spawn(self._run(run))
 
     # ------------------------------------------------------------------ running a task
     async def _run(self, run: TaskRun) -> None:
@@ -251,152 +249,65 @@ class Agent:
             await asyncio.sleep(0)
             if not launched:
                 return
-        assert run.container is not None
-        if run.kill_requested:
-            self.spawn(run.container.kill(run.grace))
-        else:
-            self._update(run, tpb.TASK_RUNNING)
-            self._start_health_checks(run, time.monotonic())
+        self._execute(self.machine.container_started(run))
         await self._watch(run)
-
-    def _start_health_checks(self, run: TaskRun, launched_at: float, healthy: bool | None = None) -> None:
-        """Run the task's health check, if it has one. `launched_at` is on time.monotonic's scale; `healthy`, the
-        health last reported (a re-adopted task's), so that an unchanged health is not reported again."""
-        if not run.info.HasField("health_check") or run.sandbox is None:
-            return
-        checker = health.HealthChecker(
-            run.info.health_check,
-            env=run.env or {},
-            cwd=run.sandbox,
-            launched_at=launched_at,
-            on_health=lambda healthy: self._health_changed(run, healthy),
-            on_kill=lambda message: self._health_kill(run, message),
-            container=run.container,  # COMMAND checks run inside the task's container
-        )
-        if healthy is not None:
-            checker.tracker.healthy = healthy
-            checker.tracker.ever_healthy = checker.tracker.ever_healthy or healthy
-        run.health_task = self.spawn(checker.run())
-
-    def _health_changed(self, run: TaskRun, healthy: bool) -> None:
-        if run.state == tpb.TASK_RUNNING and not run.kill_requested:
-            self._update(run, tpb.TASK_RUNNING, S.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED, healthy=healthy)
-
-    def _health_kill(self, run: TaskRun, message: str) -> None:
-        run.health_kill_message = message
-        log.warning("killing an unhealthy task", task_id=run.info.task_id, why=message)
-        self.kill_task(run.framework.id, run.info.task_id, None)
-
-    async def _watch(self, run: TaskRun) -> None:
-        """Wait for the task's container to end and report how it ended."""
-        assert run.container is not None
-        try:
-            term = await run.container.wait()
-        except asyncio.CancelledError:
-            if not run.framework.checkpoint:
-                await run.container.kill(0)
-            raise
-        finally:
-            if run.health_task is not None:
-                run.health_task.cancel()
-        self._report_end(run, term)
-
-    def _report_end(self, run: TaskRun, term: Termination) -> None:
-        state, reason, message, code = executor.terminal_status(term, run.kill_requested)
-        if run.kill_requested and run.kill_reason and state == tpb.TASK_KILLED:
-            reason = run.kill_reason
-        if run.health_kill_message is not None:
-            reason, message = S.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED, run.health_kill_message
-            self._update(run, state, reason, message, exit_code=code, healthy=False)
-        else:
-            self._update(run, state, reason, message, exit_code=code)
-        # The end is in the update log now: the container's own record of it is no longer needed.
-        self._release_gpus(run)
-        self.containerizer.release(run.container_id)
-
-    def _release_gpus(self, run: TaskRun) -> None:
-        if run.gpus and self.gpus is not None:
-            self.gpus.release(run.gpus)
-            run.gpus = ()
 
     async def _prepare(self, run: TaskRun) -> bool:
         """What a launch needs on disk, created in a worker thread (creating files and directories is the slow
         part of a launch, and the event loop goes on launching the tasks before this one meanwhile): the task's
         checkpoint, for a checkpointing framework, and its sandbox, unless it is not to be launched after all."""
-        checkpoint = run.framework.checkpoint and not run.framework_gone
-        launch = not run.kill_requested and self._valid(run)
-        if not checkpoint and not launch:
+        plan = self.machine.files_to_create(run)
+        if plan is None:
             return True  # _launch reports why not
-        fid, tid = run.framework.id, run.info.task_id
         # Paths and records are made here; the thread only makes the system calls (and so hardly holds the GIL,
         # which the event loop needs meanwhile).
-        new_log = self.checkpoint.new_log(fid, run.info, run.container_id) if checkpoint else None
-        sandbox = self.sandbox_of(run) if launch else None
+        new_log = self.checkpoint.new_log(run.framework.id, run.info, run.container_id) if plan.checkpoint else None
+        sandbox = str(plan.sandbox) if plan.sandbox is not None else None
         try:
             await asyncio.get_running_loop().run_in_executor(
-                self._files, _create_files, new_log, str(sandbox) if sandbox is not None else None, run.container_id
+                self._files, _create_files, new_log, sandbox, run.container_id
             )
         except CheckpointError as e:
-            self._cannot_checkpoint(run, e)
+            self._execute(self.machine.checkpoint_log_failed(run, plan, e))
             return False
         except OSError as e:
-            run.checkpointed = checkpoint and not run.framework_gone
-            self._update(run, tpb.TASK_FAILED, S.REASON_CONTAINER_LAUNCH_FAILED, f"cannot create the sandbox: {e}")
+            self._execute(self.machine.sandbox_failed(run, plan, e))
             return False
-        finally:
-            if run.framework_gone and checkpoint:  # shut down meanwhile: its checkpoint is not wanted
-                self.checkpoint.remove_task(fid, tid)
-        run.checkpointed = checkpoint and not run.framework_gone
-        if sandbox is not None:
-            run.sandbox = sandbox
-            self.sandboxes.started(sandbox)
+        except BaseException:
+            self._execute(self.machine.files_abandoned(run, plan))
+            raise
+        self._execute(self.machine.files_created(run, plan))
         return True
 
-    def _valid(self, run: TaskRun) -> bool:
-        return not run.info.HasField("health_check") or not health.validate_check(run.info.health_check)
-
     async def _launch(self, run: TaskRun) -> bool:
-        if run.kill_requested:
-            self._update(run, tpb.TASK_KILLED, S.REASON_TASK_KILLED_DURING_LAUNCH, "killed before it started")
+        """The task's turn: TASK_STARTING and the containerizer's launch (or the update that says why not)."""
+        effects = self.machine.launch(run)
+        launch = effects[-1] if effects else None
+        if not isinstance(launch, LaunchContainer):
+            self._execute(effects)
             return False
-        if run.info.HasField("health_check"):
-            problems = health.validate_check(run.info.health_check)
-            if problems:
-                message = "invalid health check: " + "; ".join(problems)
-                self._update(run, tpb.TASK_ERROR, S.REASON_TASK_INVALID, message)
-                return False
-        if run.sandbox is None:  # killed while its files were created (the sandbox was not)
-            self._update(run, tpb.TASK_KILLED, S.REASON_TASK_KILLED_DURING_LAUNCH, "killed before it started")
-            return False
-        run.launching = True
+        self._execute(effects[:-1])
         try:
-            return await self._start_container(run)
-        finally:
-            run.launching = False
-
-    async def _start_container(self, run: TaskRun) -> bool:
-        fid, task = run.framework.id, run.info
-        assert run.sandbox is not None
-        self._update(run, tpb.TASK_STARTING)
-        resources = Resources.from_proto(task.resources)
-        wanted_gpus = int(resources.scalar("gpus"))
-        if wanted_gpus:
-            got = self.gpus.allocate(wanted_gpus) if self.gpus is not None else None
-            if got is None:
-                message = f"launch failed: {wanted_gpus} GPU(s) asked for, not free on this agent"
-                self._update(run, tpb.TASK_FAILED, S.REASON_CONTAINER_LAUNCH_FAILED, message)
+            spec = self._launch_spec(run, launch.resources)
+            try:
+                container = await self.containerizer.launch(spec)
+            except (LaunchError, OSError, ValueError) as e:
+                self._execute(self.machine.launch_failed(run, e))
                 return False
-            run.gpus = got
-            if run.checkpointed:
-                self._checkpoint_write(run, self.checkpoint.set_gpus, fid, task.task_id, got)
+        except BaseException:
+            self.machine.launch_abandoned(run)
+            raise
+        self.machine.container_launched(run, container)
+        return True
+
+    def _launch_spec(self, run: TaskRun, resources: Resources) -> LaunchSpec:
+        task = run.info
+        assert run.sandbox is not None
         user = task.command.user or run.framework.user
-        run.env = executor.task_environment(
-            task, fid, self.agent_id, str(run.sandbox), run.container_id, self.info.hostname
-        )
-        spec = LaunchSpec(
+        return LaunchSpec(
             container_id=run.container_id,
             argv=executor.command_argv(task.command),
-            env=run.env,
+            env=self._task_environment(run, run.sandbox),
             cwd=run.sandbox,
             stdout_path=run.sandbox / "stdout",
             stderr_path=run.sandbox / "stderr",
@@ -408,83 +319,47 @@ class Agent:
             disk_mb=resources.scalar("disk") or None,
             gpus=run.gpus,
         )
+
+    def _task_environment(self, run: TaskRun, sandbox: Path) -> dict[str, str]:
+        return executor.task_environment(
+            run.info, run.framework.id, self.agent_id, str(sandbox), run.container_id, self.info.hostname
+        )
+
+    async def _watch(self, run: TaskRun) -> None:
+        """Wait for the task's container to end and report how it ended."""
+        container = run.container
+        assert container is not None
         try:
-            run.container = await self.containerizer.launch(spec)
-        except (LaunchError, OSError, ValueError) as e:
-            self._release_gpus(run)
-            self._update(run, tpb.TASK_FAILED, S.REASON_CONTAINER_LAUNCH_FAILED, f"launch failed: {e}")
-            return False
-        return True
+            termination = await container.wait()
+        except BaseException as e:
+            self._stop_health_checks(run)
+            if isinstance(e, asyncio.CancelledError) and not run.framework.checkpoint:
+                await container.kill(0)
+            raise
+        self._execute(self.machine.container_ended(run, termination))
 
-    def _checkpoint_write(self, run: TaskRun, write: Callable[..., None], *args: Any) -> None:
-        try:
-            write(*args)
-        except OSError as e:
-            # Not fatal to the task, and better sent than lost: but a restart now would not know it.
-            log.error("checkpoint write failed", task_id=run.info.task_id, framework_id=run.framework.id, error=str(e))
-
-    def _update(
-        self,
-        run: TaskRun,
-        state: int,
-        reason: int = S.REASON_NONE,
-        message: str = "",
-        *,
-        exit_code: int | None = None,
-        healthy: bool | None = None,
-    ) -> None:
-        run.state = state
-        status = tpb.TaskStatus(
-            task_id=run.info.task_id,
-            state=state,  # type: ignore[arg-type]
-            reason=reason,  # type: ignore[arg-type]
-            message=message,
-            source=S.SOURCE_EXECUTOR if state not in (tpb.TASK_LOST, tpb.TASK_DROPPED) else S.SOURCE_AGENT,
-            agent_id=self.agent_id,
-            executor_id=run.info.task_id,
-            timestamp=self.clock(),
-            uuid=uuid.uuid4().bytes,
+    def _start_health_checks(self, effect: StartHealthChecks) -> None:
+        run = effect.run
+        assert run.sandbox is not None
+        checker = health.HealthChecker(
+            run.info.health_check,
+            env=self._task_environment(run, run.sandbox),
+            cwd=run.sandbox,
+            launched_at=effect.launched_at,
+            on_health=lambda healthy: self._execute(self.machine.health_changed(run, healthy)),
+            on_kill=lambda message: self._execute(self.machine.health_check_failed(run, message)),
+            clock=self.monotonic,
+            container=run.container,  # COMMAND checks run inside the task's container
         )
-        if exit_code is not None:
-            status.exit_code, status.has_exit_code = exit_code, True
-        if healthy is not None:
-            status.healthy, status.has_healthy = healthy, True
-        if run.checkpointed:
-            self._checkpoint_write(run, self.checkpoint.update, run.framework.id, status)  # on disk before it is sent
-        (log.info if state in _NOTABLE else log.debug)(
-            "task state",
-            task_id=run.info.task_id,
-            framework_id=run.framework.id,
-            state=tpb.TaskState.Name(state),  # type: ignore[arg-type]
-            **({"message": message} if message else {}),
-        )
-        if state in TERMINAL:
-            self._mark_finished(run)
-        self.updates.add(run.framework.id, status)
+        if effect.healthy is not None:
+            checker.tracker.healthy = effect.healthy
+            checker.tracker.ever_healthy = checker.tracker.ever_healthy or effect.healthy
+        self._health_checks[run] = self.spawn(checker.run())
 
-    def sandbox_of(self, run: TaskRun) -> Path:
-        """Where the run's sandbox is (for a task re-adopted after a restart: where the layout puts it)."""
-        return run_sandbox(
-            self.work_dir, self.agent_id, run.framework.id, run.info.task_id, run.container_id, run.sandbox
-        )
-
-    def _mark_finished(self, run: TaskRun) -> None:
-        """The task ended: its sandbox's age, for the GC, counts from now (as Mesos touches an executor's
-        directory when it schedules it for collection)."""
-        self.sandboxes.finished(self.sandbox_of(run))
-
-    def _update_unknown(self, framework_id: str, task_id: str) -> None:
-        status = tpb.TaskStatus(
-            task_id=task_id,
-            state=tpb.TASK_LOST,
-            reason=S.REASON_TASK_UNKNOWN,
-            message="the agent does not know this task",
-            source=S.SOURCE_AGENT,
-            agent_id=self.agent_id,
-            timestamp=self.clock(),
-            uuid=uuid.uuid4().bytes,
-        )
-        self.updates.add(framework_id, status)
+    def _stop_health_checks(self, run: TaskRun) -> None:
+        checks = self._health_checks.pop(run, None)
+        if checks is not None:
+            checks.cancel()
 
     # ------------------------------------------------------------------ outgoing batches
     def _queue(self, batch: list[AgentMessage.StatusUpdate]) -> None:
@@ -522,44 +397,17 @@ class Agent:
         rebooted = bool(previous_boot) and previous_boot != boot_id
         unfinished = self.sandboxes.load()
         kept: set[str] = set()
-        for rt in self.checkpoint.recover():
-            run = TaskRun(
-                framework=rt.framework,
-                info=rt.task,
-                container_id=rt.container_id,
-                state=rt.state,
-                checkpointed=True,
-            )
-            self._hold(run)
-            for status in rt.unacknowledged:
-                self.updates.add(rt.framework.id, status)
-            if run.state in TERMINAL:
-                if not rt.unacknowledged:  # over and acknowledged: nothing left to do
-                    self._forget(run.key)
-                    fid = rt.framework.id
-                    self.checkpoint.remove_task(fid, rt.task.task_id, last=fid not in self._held)
+        for recovered in self.checkpoint.recover():
+            run, effects = self.machine.recover_task(recovered, rebooted=rebooted)
+            self._execute(effects)
+            if run is None:
                 continue
-            if rebooted:
-                self._update(run, tpb.TASK_LOST, S.REASON_AGENT_RESTARTED, "the host rebooted: the task is gone")
-                continue
-            found = await self.containerizer.recover(rt.container_id)
-            if found is not None:
-                # Still running, or ended while no agent watched: wait() then gives its real end at once.
-                run.container = found
-                kept.add(rt.container_id)
-                if rt.gpus and self.gpus is not None:
-                    run.gpus = rt.gpus
-                    self.gpus.take(run.gpus)
-                self._readopt(run, rt)
-                if run.state == tpb.TASK_KILLING:  # the previous agent process was killing it: go on
-                    run.kill_requested = True
-                    self.spawn(found.kill(run.grace))
-                self.spawn(self._watch(run))
-            else:
-                self._update(
-                    run, tpb.TASK_LOST, S.REASON_AGENT_RESTARTED, "the task's container was not found after a restart"
-                )
-        live = {self.sandbox_of(r) for r in self.tasks.values() if r.state not in TERMINAL}
+            container = await self.containerizer.recover(recovered.container_id)
+            if container is not None:
+                kept.add(recovered.container_id)
+            sandbox_exists = container is not None and self.sandbox_of(run).is_dir()
+            self._execute(self.machine.container_recovered(run, recovered, container, sandbox_exists=sandbox_exists))
+        live = {self.sandbox_of(r) for r in self.tasks.values() if not r.terminal}
         ended = self.sandboxes.sweep(unfinished, keep=live)
         self.checkpoint.write("boot_id", boot_id)
         if self.tasks or ended:
@@ -573,42 +421,15 @@ class Agent:
             )
         return kept
 
-    def _readopt(self, run: TaskRun, rt: RecoveredTask) -> None:
-        """What the launch gave a task and a new agent process must rebuild: its sandbox, its environment, its
-        health checks (their clock counting from the task's launch)."""
-        sandbox = self.sandbox_of(run)
-        if not sandbox.is_dir():
-            return
-        run.sandbox = sandbox
-        run.env = executor.task_environment(
-            rt.task, rt.framework.id, self.agent_id, str(sandbox), run.container_id, self.info.hostname
-        )
-        assert run.container is not None
-        if run.state == tpb.TASK_RUNNING and not run.container.done:
-            started = rt.launched_at()
-            age = max(0.0, self.clock() - started) if started is not None else 0.0
-            self._start_health_checks(run, time.monotonic() - age, healthy=rt.healthy())
-
-    def has_live_checkpointed_tasks(self) -> bool:
-        return any(r.framework.checkpoint and r.state not in TERMINAL for r in self.tasks.values())
-
     # ------------------------------------------------------------------ shutdown
     async def shutdown(self, grace_cap: float = 10.0, *, keep_checkpointed: bool = True) -> None:
         """Kill the tasks that must not outlive the agent and report them. Tasks of frameworks that checkpoint
         keep running for the next agent process to re-adopt, unless `keep_checkpointed` is False."""
-        live = [
-            r
-            for r in self.tasks.values()
-            if r.state not in TERMINAL and not (keep_checkpointed and r.framework.checkpoint)
-        ]
-        for run in live:
-            run.kill_requested = True
-            if run.container is not None:
-                grace = min(executor.grace_period(run.info, None), grace_cap)
-                self.spawn(run.container.kill(grace))
+        live, effects = self.machine.stop_tasks(grace_cap, keep_checkpointed=keep_checkpointed)
+        self._execute(effects)
         if live:
-            deadline = self.clock() + grace_cap + 2.0
-            while any(r.state not in TERMINAL for r in live) and self.clock() < deadline:
+            deadline = self.monotonic() + grace_cap + 2.0
+            while any(not r.terminal for r in live) and self.monotonic() < deadline:
                 await asyncio.sleep(0.05)
 
     def close(self) -> None:

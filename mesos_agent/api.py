@@ -15,9 +15,10 @@ import grpc
 
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc
 from mesos_agent import files
-from mesos_agent.agent import Agent, TaskRun
+from mesos_agent.agent import Agent
 from mesos_agent.master_link import MasterLink
 from mesos_agent.sandbox import safe_id
+from mesos_agent.tasks import TaskRun
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import TERMINAL_STATES
 
@@ -58,17 +59,17 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     async def GetState(
         self, request: agent_pb2.AgentStateRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.AgentState:
-        a = self.agent
+        agent = self.agent
         return agent_pb2.AgentState(
-            agent_info=a.info,
+            agent_info=agent.info,
             master=self.link.master,
             connected=self.link.connected.is_set(),
             tasks=[
                 agent_pb2.AgentTask(framework_id=r.framework.id, task=r.info, state=r.state)  # type: ignore[arg-type]
-                for r in a.tasks.values()
+                for r in agent.tasks.values()
             ],
-            pending_updates=a.updates.pending(),
-            isolators=a.containerizer.isolators,
+            pending_updates=agent.updates.pending(),
+            isolators=agent.containerizer.isolators,
         )
 
     # ------------------------------------------------------------------ usage statistics

@@ -231,13 +231,13 @@ class Checkpoint:
             self.remove_framework_if_empty(framework.id)
         return out
 
-    def _migrate(self, rt: RecoveredTask, old: Path) -> None:
-        data = record(TASK, rt.task.SerializeToString()) + record(CONTAINER, rt.container_id.encode())
-        if rt.gpus:
-            data += record(GPUS, ",".join(map(str, rt.gpus)).encode())
-        for u in rt.updates:
+    def _migrate(self, recovered: RecoveredTask, old: Path) -> None:
+        data = record(TASK, recovered.task.SerializeToString()) + record(CONTAINER, recovered.container_id.encode())
+        if recovered.gpus:
+            data += record(GPUS, ",".join(map(str, recovered.gpus)).encode())
+        for u in recovered.updates:
             data += record(UPDATE, u.SerializeToString())
-        for uuid in sorted(rt.acked):
+        for uuid in sorted(recovered.acked):
             data += record(ACK, uuid)
         tmp = old.with_name(f".{old.name}.log")
         tmp.write_bytes(data)

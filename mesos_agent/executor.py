@@ -1,5 +1,6 @@
 """The command executor's rules: how a task's command becomes argv and environment, how long a kill waits,
-and what terminal state a container's end means. Pure functions; `agent.py` runs them."""
+and what terminal state a container's end means, and the status updates it sends. Pure functions; the task state
+machine (`tasks.py`) runs them."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_agent.containerizer import Termination
 from scheduler_sdk.resources import Resources
 
-S = tpb.TaskStatus
+TaskStatus = tpb.TaskStatus
 DEFAULT_GRACE_PERIOD = 3.0
+_AGENT_SOURCED_STATES = frozenset({tpb.TASK_LOST, tpb.TASK_DROPPED})
 _INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
@@ -66,11 +68,55 @@ def terminal_status(term: Termination, killed: bool) -> tuple[int, int, str, int
     """(state, reason, message, exit code) for a container that ended."""
     code = term.exit_code if term.exit_code is not None else (128 + term.signal if term.signal else None)
     if term.limitation == "disk":
-        return tpb.TASK_FAILED, S.REASON_CONTAINER_LIMITATION_DISK, term.message, code
+        return tpb.TASK_FAILED, TaskStatus.REASON_CONTAINER_LIMITATION_DISK, term.message, code
     if term.oom_killed:
-        return tpb.TASK_FAILED, S.REASON_CONTAINER_LIMITATION_MEMORY, term.message, code
+        return tpb.TASK_FAILED, TaskStatus.REASON_CONTAINER_LIMITATION_MEMORY, term.message, code
     if killed:
-        return tpb.TASK_KILLED, S.REASON_NONE, f"task killed ({term.message})", code
+        return tpb.TASK_KILLED, TaskStatus.REASON_NONE, f"task killed ({term.message})", code
     if term.exit_code == 0:
-        return tpb.TASK_FINISHED, S.REASON_NONE, term.message, 0
-    return tpb.TASK_FAILED, S.REASON_COMMAND_EXECUTOR_FAILED, term.message, code
+        return tpb.TASK_FINISHED, TaskStatus.REASON_NONE, term.message, 0
+    return tpb.TASK_FAILED, TaskStatus.REASON_COMMAND_EXECUTOR_FAILED, term.message, code
+
+
+def task_status(
+    task_id: str,
+    state: int,
+    reason: int,
+    message: str,
+    agent_id: str,
+    timestamp: float,
+    update_uuid: bytes,
+    exit_code: int | None = None,
+    healthy: bool | None = None,
+) -> tpb.TaskStatus:
+    """A status update of a command task (its executor id is its task id)."""
+    status = tpb.TaskStatus(
+        task_id=task_id,
+        state=state,  # type: ignore[arg-type]
+        reason=reason,  # type: ignore[arg-type]
+        message=message,
+        source=TaskStatus.SOURCE_AGENT if state in _AGENT_SOURCED_STATES else TaskStatus.SOURCE_EXECUTOR,
+        agent_id=agent_id,
+        executor_id=task_id,
+        timestamp=timestamp,
+        uuid=update_uuid,
+    )
+    if exit_code is not None:
+        status.exit_code, status.has_exit_code = exit_code, True
+    if healthy is not None:
+        status.healthy, status.has_healthy = healthy, True
+    return status
+
+
+def unknown_task_status(task_id: str, agent_id: str, timestamp: float, update_uuid: bytes) -> tpb.TaskStatus:
+    """The answer to a kill of a task this agent does not know."""
+    return tpb.TaskStatus(
+        task_id=task_id,
+        state=tpb.TASK_LOST,
+        reason=TaskStatus.REASON_TASK_UNKNOWN,
+        message="the agent does not know this task",
+        source=TaskStatus.SOURCE_AGENT,
+        agent_id=agent_id,
+        timestamp=timestamp,
+        uuid=update_uuid,
+    )

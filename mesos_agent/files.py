@@ -122,41 +122,24 @@ def _walk(root_fd: int, root_real: str, relative: str, final: Final) -> _Found:
                 links += 1
                 if links > MAX_SYMLINKS:
                     raise PathRefused(f"path {relative!r} refused: too many levels of symbolic links")
-                try:
-                    target = os.readlink(name, dir_fd=here)
-                except OSError as e:
-                    if e.errno != errno.EINVAL:  # EINVAL: no longer a link (changed meanwhile): look again
-                        raise
+                target = _link_target(name, here, root_real, relative)
+                if target is None:  # no longer a link (changed meanwhile): look again
                     retries = _again(relative, retries)
                     pending.appendleft(name)
                     continue
-                if target.startswith("/"):
-                    # An absolute link is fine as long as it names a place in the sandbox (by its real path).
-                    if target != root_real and not target.startswith(root_real.rstrip("/") + "/"):
-                        raise _escapes(relative)
-                    target = target[len(root_real) :]
+                if target.startswith("/"):  # an absolute link into the sandbox: from the sandbox again
                     while len(stack) > 1:
                         os.close(stack.pop())
                     parts.clear()
                 pending.extendleft(reversed([p for p in target.split("/") if p not in ("", ".")]))
                 continue
             if last and final != "resolve":
-                if final == "file":
-                    if stat.S_ISDIR(st.st_mode):
-                        raise IsADirectoryError(errno.EISDIR, f"{relative!r} is a directory")
-                    if not stat.S_ISREG(st.st_mode):
-                        raise PathRefused(f"path {relative!r} refused: not a regular file")
-                    flags = _FILE_FLAGS
-                elif stat.S_ISDIR(st.st_mode):
-                    flags = _LIST_FLAGS
-                else:
-                    return _Found([*parts, name], None, st)  # stat'ed relative to a directory held: safe
-                fd = _open_at(name, flags, here)
-                if fd is None:  # turned into a symlink (or something else) since the stat: look again
+                found = _open_last(name, st, here, parts, relative, final)
+                if found is None:  # turned into a symlink (or something else) since the stat: look again
                     retries = _again(relative, retries)
                     pending.appendleft(name)
                     continue
-                return _Found([*parts, name], fd, None)
+                return found
             if not stat.S_ISDIR(st.st_mode):
                 if final == "resolve" and last:
                     return _Found([*parts, name], None, None)
@@ -177,6 +160,42 @@ def _walk(root_fd: int, root_real: str, relative: str, final: Final) -> _Found:
     finally:
         for fd in stack[1:]:
             os.close(fd)
+
+
+def _link_target(name: str, here: int, root_real: str, relative: str) -> str | None:
+    """The target of the symlink `name` in the directory `here`: relative as it is, absolute made relative to the
+    sandbox (with its leading "/"); None when it is no longer a link. An absolute link is fine as long as it names a
+    place in the sandbox (by its real path)."""
+    try:
+        target = os.readlink(name, dir_fd=here)
+    except OSError as e:
+        if e.errno != errno.EINVAL:  # EINVAL: not a link
+            raise
+        return None
+    if not target.startswith("/"):
+        return target
+    if target != root_real and not target.startswith(root_real.rstrip("/") + "/"):
+        raise _escapes(relative)
+    return "/" + target[len(root_real) :]
+
+
+def _open_last(
+    name: str, st: os.stat_result, here: int, parts: list[str], relative: str, final: Final
+) -> _Found | None:
+    """The path's last component, `name` in the directory `here` (stat'ed as `st`), opened as `final` asks; None
+    when it changed since the stat."""
+    if final == "file":
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, f"{relative!r} is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise PathRefused(f"path {relative!r} refused: not a regular file")
+        flags = _FILE_FLAGS
+    elif stat.S_ISDIR(st.st_mode):
+        flags = _LIST_FLAGS
+    else:
+        return _Found([*parts, name], None, st)  # stat'ed relative to a directory held: safe
+    fd = _open_at(name, flags, here)
+    return None if fd is None else _Found([*parts, name], fd, None)
 
 
 def _again(relative: str, retries: int) -> int:

@@ -14,19 +14,16 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
 from mesos_agent.files import disk_usage
 from mesos_agent.journal import AppendFile
 from mesos_agent.sandbox import run_sandbox
-
-if TYPE_CHECKING:
-    from mesos_agent.agent import Agent
 
 log = structlog.get_logger(__name__)
 
@@ -59,7 +56,42 @@ def fraction(text: str) -> float:
     return value
 
 
-def live_sandboxes(agent: Agent) -> list[Path]:
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+class _TaskInfo(Protocol):
+    @property
+    def task_id(self) -> str: ...
+
+
+class HeldTask(Protocol):
+    """What the GC reads of a task the agent holds (a `mesos_agent.tasks.TaskRun`)."""
+
+    @property
+    def framework(self) -> _Identified: ...
+    @property
+    def info(self) -> _TaskInfo: ...
+    @property
+    def container_id(self) -> str: ...
+    @property
+    def sandbox(self) -> Path | None: ...
+
+
+class TaskHolder(Protocol):
+    """What the GC reads of the agent: its work dir, its id and the tasks it holds. (The agent imports this
+    module, not the other way round.)"""
+
+    @property
+    def work_dir(self) -> Path: ...
+    @property
+    def agent_id(self) -> str: ...
+    @property
+    def tasks(self) -> Mapping[tuple[str, str], HeldTask]: ...
+
+
+def live_sandboxes(agent: TaskHolder) -> list[Path]:
     """The sandboxes of every task the agent holds, finished ones included until their updates are acknowledged."""
     return [
         run_sandbox(agent.work_dir, agent.agent_id, run.framework.id, run.info.task_id, run.container_id, run.sandbox)

@@ -43,7 +43,7 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_agent.containerizer import LAUNCH_FAILED_STATUS, Container, ContainerizerError, ExecProcess
 from mesos_agent.executor import command_argv
 
-HC = tpb.HealthCheck
+HealthCheck = tpb.HealthCheck
 HOST = "127.0.0.1"
 
 DEFAULT_DELAY = 15.0
@@ -52,7 +52,7 @@ DEFAULT_TIMEOUT = 20.0
 DEFAULT_CONSECUTIVE_FAILURES = 3
 DEFAULT_GRACE_PERIOD = 10.0
 
-_TYPE_NAMES: dict[int, str] = {HC.COMMAND: "COMMAND", HC.HTTP: "HTTP", HC.TCP: "TCP"}
+_TYPE_NAMES: dict[int, str] = {HealthCheck.COMMAND: "COMMAND", HealthCheck.HTTP: "HTTP", HealthCheck.TCP: "TCP"}
 _MAX_STATUS_LINE = 8192
 
 
@@ -60,9 +60,6 @@ class HealthEvent(enum.Enum):
     HEALTHY = "healthy"  # reported health becomes True
     UNHEALTHY = "unhealthy"  # reported health becomes False
     KILL = "kill"  # `consecutive_failures` failures in a row: kill the task
-
-
-Event = HealthEvent
 
 
 @dataclass(frozen=True)
@@ -90,16 +87,16 @@ class HealthPolicy:
         argv: tuple[str, ...] = ()
         port, scheme, path = 0, "http", "/"
         statuses: tuple[int, ...] = ()
-        if check.type == HC.COMMAND and (check.command.value or check.command.arguments):
+        if check.type == HealthCheck.COMMAND and (check.command.value or check.command.arguments):
             argv = tuple(command_argv(check.command))
-        elif check.type == HC.HTTP:
+        elif check.type == HealthCheck.HTTP:
             port = check.http.port
             scheme = check.http.scheme.lower() or "http"
             path = check.http.path or "/"
             if not path.startswith("/"):
                 path = "/" + path
             statuses = tuple(check.http.statuses)
-        elif check.type == HC.TCP:
+        elif check.type == HealthCheck.TCP:
             port = check.tcp.port
         return cls(
             type=check.type,
@@ -124,14 +121,14 @@ class HealthPolicy:
         problems = []
         if self.type not in _TYPE_NAMES:
             problems.append(f"health check type must be COMMAND, HTTP or TCP (got {self.type})")
-        elif self.type == HC.COMMAND:
+        elif self.type == HealthCheck.COMMAND:
             if not self.argv or not self.argv[-1 if self.shell else 0]:
                 problems.append("COMMAND health check needs a command")
         else:
             name = _TYPE_NAMES[self.type]
             if not 0 < self.port < 65536:
                 problems.append(f"{name} health check needs a port between 1 and 65535 (got {self.port})")
-            if self.type == HC.HTTP:
+            if self.type == HealthCheck.HTTP:
                 if self.scheme not in ("http", "https"):
                     problems.append(f"HTTP health check scheme must be http or https (got {self.scheme!r})")
                 if any(c in self.path for c in " \r\n"):
@@ -155,11 +152,11 @@ class HealthPolicy:
 
     def describe(self) -> str:
         """How a check reads in messages: `HTTP GET http://127.0.0.1:31000/`, `TCP connect to ...`."""
-        if self.type == HC.HTTP:
+        if self.type == HealthCheck.HTTP:
             return f"HTTP GET {self.url}"
-        if self.type == HC.TCP:
+        if self.type == HealthCheck.TCP:
             return f"TCP connect to {HOST}:{self.port}"
-        if self.type == HC.COMMAND:
+        if self.type == HealthCheck.COMMAND:
             shown = self.argv[-1] if self.shell and self.argv else shlex.join(self.argv)
             return f"command {shown!r}"
         return "health check"
@@ -285,12 +282,12 @@ class HealthChecker:
         """One probe, bounded by the timeout."""
         self.checks_run += 1
         p = self.policy
-        if p.type == HC.COMMAND:
+        if p.type == HealthCheck.COMMAND:
             result = await self._command()
         else:
             try:
                 async with asyncio.timeout(p.timeout):
-                    result = await (self._http() if p.type == HC.HTTP else self._tcp())
+                    result = await (self._http() if p.type == HealthCheck.HTTP else self._tcp())
             except TimeoutError:
                 result = CheckResult(False, f"{p.describe()} timed out after {p.timeout:g}s")
             except Exception as e:  # any failure to probe is the check failing, never the agent's problem
