@@ -42,8 +42,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ._container import LAUNCH_FAILED_STATUS, WRAPPER_MARK
 from ._types import LaunchSpec
+
+#: Exit status of the launch wrapper when it cannot set the task up (enter
+#: its cgroups, change to its sandbox); the task's command never ran then.
+LAUNCH_FAILED_STATUS = 125
+#: Prefix of the line the wrapper writes to the task's stderr in that case.
+WRAPPER_MARK = "aiomesos-containerizer:"
 
 # The init of a pid namespace: run the task, wait for it, exit with its status.
 _NS_INIT = '"$@" & wait $! 2>/dev/null'
