@@ -150,19 +150,19 @@ def kill_and_remove_sync(paths: Iterable[Path], timeout: float = 10.0, kill_file
 
     Returns False when something could not be removed before the timeout.
     """
-    paths = [p for p in paths if p.exists()]
+    paths = [path for path in paths if path.exists()]
     deadline = time.monotonic() + timeout
     delay = 0.001
     while True:
         if kill_file:
-            for p in paths:
+            for path in paths:
                 with contextlib.suppress(OSError):
-                    write_file(p / "cgroup.kill", "1")
-        alive = sum(signal_tree(p, signal.SIGKILL) for p in paths)
+                    write_file(path / "cgroup.kill", "1")
+        alive = sum(signal_tree(path, signal.SIGKILL) for path in paths)
         if alive == 0:
             try:
-                for p in paths:
-                    rmdir_tree(p)
+                for path in paths:
+                    rmdir_tree(path)
                 return True
             except OSError as e:
                 if e.errno not in _RETRY_ERRNOS:

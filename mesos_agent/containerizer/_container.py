@@ -263,7 +263,7 @@ class Container:
             self._reaper.cancel()
 
     async def _reap(self) -> None:
-        term: Termination | None = None
+        termination: Termination | None = None
         try:
             returncode = self._returncode(await self._proc.wait())
             self._exited = True
@@ -284,7 +284,7 @@ class Container:
                 oom = oom or (revealed is not None and revealed.resource == MEMORY)
             if self.cgroup_paths:
                 await self._remove_cgroups()
-            term = self._termination(returncode, oom)
+            termination = self._termination(returncode, oom)
         except asyncio.CancelledError:
             self._cleanup_isolators()
             self._done.cancel()
@@ -292,11 +292,11 @@ class Container:
             raise
         except Exception as e:  # keep the future's promise whatever happens
             log.exception("container.reap_failed", container_id=self.container_id)
-            term = Termination(None, None, False, f"containerizer error: {e}")
+            termination = Termination(None, None, False, f"containerizer error: {e}")
         self._cleanup_isolators()
         self._on_done(self)
         if not self._done.done():
-            self._done.set_result(term)
+            self._done.set_result(termination)
 
     def _returncode(self, waited: int | None) -> int | None:
         """The task's returncode from what its main process's wait gave (a wrapper's shell status decoded)."""
@@ -329,7 +329,7 @@ class Container:
             if self._kill_file:
                 with contextlib.suppress(OSError):
                     write_file(self._kill_file, "1")
-            if sum(signal_tree(p, signal.SIGKILL) for p in self.cgroup_paths) == 0:
+            if sum(signal_tree(path, signal.SIGKILL) for path in self.cgroup_paths) == 0:
                 return
             if loop.time() > deadline:
                 log.error("container.unkillable", container_id=self.container_id)
@@ -339,16 +339,16 @@ class Container:
 
     async def _remove_cgroups(self) -> None:
         pending: list[Path] = []
-        for p in self.cgroup_paths:
+        for path in self.cgroup_paths:
             try:
-                os.rmdir(p)
+                os.rmdir(path)
             except FileNotFoundError:
                 pass
             except OSError as e:
                 if e.errno not in (errno.EBUSY, errno.ENOTEMPTY):
-                    log.error("container.cgroup_rmdir_failed", path=str(p), error=e.strerror)
+                    log.error("container.cgroup_rmdir_failed", path=str(path), error=e.strerror)
                     continue
-                pending.append(p)
+                pending.append(path)
         if not pending:
             return
         loop = asyncio.get_running_loop()
@@ -357,45 +357,47 @@ class Container:
         while pending:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
-            for p in list(pending):
+            for path in list(pending):
                 if self._kill_file:
                     with contextlib.suppress(OSError):
                         write_file(self._kill_file, "1")
-                signal_tree(p, signal.SIGKILL)
+                signal_tree(path, signal.SIGKILL)
                 try:
-                    rmdir_tree(p)
-                    pending.remove(p)
+                    rmdir_tree(path)
+                    pending.remove(path)
                 except OSError:
                     pass
             if pending and loop.time() > deadline:
                 log.error("container.cgroup_leaked", container_id=self.container_id, paths=pending)
                 return
 
-    def _termination(self, rc: int | None, oom: bool) -> Termination:
-        exit_code, sig = (None, None) if rc is None else (rc, None) if rc >= 0 else (None, -rc)
+    def _termination(self, returncode: int | None, oom: bool) -> Termination:
+        exit_code, signal_number = (
+            (None, None) if returncode is None else (returncode, None) if returncode >= 0 else (None, -returncode)
+        )
         limitation = self._limitation
         if oom or (limitation is not None and limitation.resource == MEMORY):
-            mem = self._spec.mem_mb
-            message = f"memory limit {mem:g} MiB exceeded" if mem is not None else "killed by the OOM killer"
+            mem_mb = self._spec.mem_mb
+            message = f"memory limit {mem_mb:g} MiB exceeded" if mem_mb is not None else "killed by the OOM killer"
             if limitation is not None and limitation.resource == MEMORY:
                 message = limitation.message
-            return Termination(exit_code, sig, True, message, MEMORY)
+            return Termination(exit_code, signal_number, True, message, MEMORY)
         if limitation is not None:
-            return Termination(exit_code, sig, False, limitation.message, limitation.resource)
-        if sig == signal.SIGXFSZ and self._fsize_limited and self._spec.disk_mb is not None:
+            return Termination(exit_code, signal_number, False, limitation.message, limitation.resource)
+        if signal_number == signal.SIGXFSZ and self._fsize_limited and self._spec.disk_mb is not None:
             message = f"disk limit {self._spec.disk_mb:g} MiB exceeded (a file grew past it: killed by SIGXFSZ)"
-            return Termination(exit_code, sig, False, message, DISK)
-        if rc is None:
+            return Termination(exit_code, signal_number, False, message, DISK)
+        if returncode is None:
             message = (
                 "exit status unknown: the task's launch wrapper ended while the agent was away without recording it"
             )
-        elif rc == LAUNCH_FAILED_STATUS and (failure := self._wrapper_failure()):
+        elif returncode == LAUNCH_FAILED_STATUS and (failure := self._wrapper_failure()):
             message = f"launch failed: {failure}"
-        elif sig is not None:
-            message = f"killed by signal {sig}"
+        elif signal_number is not None:
+            message = f"killed by signal {signal_number}"
         else:
-            message = f"exited with status {rc}"
-        return Termination(exit_code=exit_code, signal=sig, oom_killed=False, message=message)
+            message = f"exited with status {returncode}"
+        return Termination(exit_code=exit_code, signal=signal_number, oom_killed=False, message=message)
 
     def _wrapper_failure(self) -> str:
         """The launch wrapper's complaint at the end of stderr, if it failed."""
