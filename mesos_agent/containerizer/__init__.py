@@ -15,12 +15,19 @@ Typical use by the agent::
     termination = await container.wait()
     # ... once the terminal status update is checkpointed:
     czr.release(container.container_id)
+
+The isolation itself is a set of isolators (``isolators/``), one object per concern (``cgroups/cpu``,
+``cgroups/mem``, ``disk/du``, ...), composed by ``_isolation`` from ``--isolation`` and what the host offers.
+Pollers run as background tasks the Containerizer owns (``spawn=`` / ``set_spawn`` lend it the agent's
+TaskGroup) and cancels on shutdown.
 """
 
-from ._container import LAUNCH_FAILED_STATUS, Container
+from ._container import Container
 from ._containerizer import KNOWN_ISOLATORS, Containerizer
 from ._process import ExecProcess
-from ._types import ContainerizerError, LaunchError, LaunchSpec, Termination
+from ._tasks import Spawn
+from ._types import ContainerizerError, LaunchError, LaunchSpec, Limitation, Termination
+from ._wrapper import LAUNCH_FAILED_STATUS
 
 __all__ = [
     "KNOWN_ISOLATORS",
@@ -31,5 +38,7 @@ __all__ = [
     "ExecProcess",
     "LaunchError",
     "LaunchSpec",
+    "Limitation",
+    "Spawn",
     "Termination",
 ]

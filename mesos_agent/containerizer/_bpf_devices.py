@@ -78,11 +78,11 @@ def _bpf(cmd: int, attr: bytes) -> int:
     if nr is None:
         raise OSError(errno.ENOSYS, f"bpf(2) is not wired for {platform.machine()}")
     buf = ctypes.create_string_buffer(attr.ljust(_ATTR_SIZE, b"\0"), _ATTR_SIZE)
-    r = _libc.syscall(nr, cmd, buf, _ATTR_SIZE)
-    if r < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"bpf({cmd}): {os.strerror(e)}")
-    return int(r)
+    result = _libc.syscall(nr, cmd, buf, _ATTR_SIZE)
+    if result < 0:
+        error_number = ctypes.get_errno()
+        raise OSError(error_number, f"bpf({cmd}): {os.strerror(error_number)}")
+    return int(result)
 
 
 def _load(program: bytes) -> int:
@@ -108,15 +108,15 @@ def _load(program: bytes) -> int:
 
 def attach_deny(cgroup_dir: str | Path, deny: Sequence[tuple[int, int]]) -> None:
     """Attach a program refusing the devices in deny to cgroup_dir (a cgroup v2 directory); OSError on failure."""
-    prog = _load(deny_program(deny))
+    program_fd = _load(deny_program(deny))
     try:
-        cg = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        cgroup_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            _bpf(_BPF_PROG_ATTACH, struct.pack("<IIII", cg, prog, _BPF_CGROUP_DEVICE, _BPF_F_ALLOW_MULTI))
+            _bpf(_BPF_PROG_ATTACH, struct.pack("<IIII", cgroup_fd, program_fd, _BPF_CGROUP_DEVICE, _BPF_F_ALLOW_MULTI))
         finally:
-            os.close(cg)
+            os.close(cgroup_fd)
     finally:
-        os.close(prog)  # the attachment holds the program now
+        os.close(program_fd)  # the attachment holds the program now
 
 
 @functools.cache

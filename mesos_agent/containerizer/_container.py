@@ -7,29 +7,30 @@ import contextlib
 import errno
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-import psutil
 import structlog
 
 from . import _runtime
-from ._cgroups import Backend, read_counter, read_pids, rmdir_tree, signal_tree, write_file
+from ._cgroupfs import read_pids, rmdir_tree, signal_tree, write_file
+from ._cgroups import Backend
+from ._names import DISK, MEMORY, MiB
 from ._process import ExecProcess, ExitedProcess, TaskProcess
-from ._types import ContainerizerError, LaunchSpec, Termination
+from ._types import ContainerizerError, LaunchSpec, Limitation, Termination
+from ._wrapper import LAUNCH_FAILED_STATUS, WRAPPER_MARK
+from .isolators import CgroupIsolator, Isolator, process_tree_usage
 
 log = structlog.get_logger(__name__)
 
-#: Exit status of the launch wrapper when it cannot set the task up (enter
-#: its cgroups, change to its sandbox); the task's command never ran then.
-LAUNCH_FAILED_STATUS = 125
-#: Prefix of the line the wrapper writes to the task's stderr in that case.
-WRAPPER_MARK = "aiomesos-containerizer:"
+__all__ = ["DISK", "LAUNCH_FAILED_STATUS", "MEMORY", "WRAPPER_MARK", "Container", "MiB", "Start"]
 
 _CLEANUP_TIMEOUT = 10.0
-MiB = 1024 * 1024
-MEMORY = "memory"
-DISK = "disk"
+
+#: How a Container starts its background work (its reaper, a kill for a limit reached): the containerizer's
+#: owned tasks, cancelled on its shutdown.
+Start = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 
 
 class Container:
@@ -64,10 +65,11 @@ class Container:
         backend: Backend | None,
         on_done: Callable[[Container], None],
         *,
+        start: Start,
+        isolators: Sequence[Isolator] = (),
         status_file: str | None = None,
         wrapped: bool = False,
         recovered: bool = False,
-        posix_memory: bool = False,
         env: dict[str, str] | None = None,
         pid_namespace: bool = False,
         fsize_limited: bool = False,
@@ -79,6 +81,10 @@ class Container:
         self.recovered = recovered
         self.pid_namespace = pid_namespace
         self._spec = spec
+        # The isolators of this container: the cgroup ones (whose figures come before the hierarchy's) and the rest.
+        self._cgroup_isolators = [i for i in isolators if isinstance(i, CgroupIsolator)] if paths else []
+        self._other_isolators = [i for i in isolators if not isinstance(i, CgroupIsolator)]
+        self._isolators = [*self._cgroup_isolators, *self._other_isolators]
         # The task's environment as launched (a recovered container's is not kept: {}).
         self._env = env if env is not None else dict(spec.env)
         # RLIMIT_FSIZE is the disk quota: a main process killed by SIGXFSZ went over it.
@@ -86,8 +92,9 @@ class Container:
         # Set by the Containerizer: how exec() runs a command in this container.
         self._exec_in: Callable[..., Awaitable[ExecProcess]] | None = None
         self._proc = proc
-        self._backend = backend
+        self._backend = backend if paths else None
         self._on_done = on_done
+        self._start = start
         # Checkpointed: the wrapper records the task's status there; it forwards signals itself, so the
         # containerizer leaves it out when signalling the task (each process gets a signal once).
         self._status_file = status_file
@@ -95,20 +102,14 @@ class Container:
         self._wrapped = wrapped or status_file is not None
         self._procs_file = f"{paths[0]}/cgroup.procs" if paths else ""
         self._kill_file = f"{paths[0]}/cgroup.kill" if paths and backend and backend.has_kill_file else ""
-        self._oom_file = backend.oom_file(paths) if paths and backend else None
-        # Without a memory cgroup, the Containerizer's poller enforces mem_mb on the resident memory.
-        self._posix_memory = posix_memory and spec.mem_mb is not None and self._oom_file is None
         self._exited = isinstance(proc, ExitedProcess)
-        self._oom_seen = False
         self._sigkill_sent = False
         # The last signal sent to the main process itself (an adopted wrapper's status may then be unknown).
         self._main_signalled: int | None = None
-        self._limitation: tuple[str, str] | None = None
-        self.disk_used_bytes: int | None = None
+        self._limitation: Limitation | None = None
         self._kill_task: asyncio.Task[None] | None = None
-        loop = asyncio.get_running_loop()
-        self._done: asyncio.Future[Termination] = loop.create_future()
-        self._reaper = loop.create_task(self._reap(), name=f"container-reaper-{self.container_id}")
+        self._done: asyncio.Future[Termination] = asyncio.get_running_loop().create_future()
+        self._reaper = start(self._reap(), f"container-reaper-{self.container_id}")
 
     def __repr__(self) -> str:
         return f"<Container {self.container_id} pid={self.pid} done={self._done.done()}>"
@@ -116,6 +117,25 @@ class Container:
     @property
     def done(self) -> bool:
         return self._done.done()
+
+    @property
+    def spec(self) -> LaunchSpec:
+        """What was launched (for a recovered container: what its launch record kept)."""
+        return self._spec
+
+    @property
+    def sigkill_sent(self) -> bool:
+        return self._sigkill_sent
+
+    @property
+    def isolators(self) -> list[Isolator]:
+        """The isolators that prepared, watch and measure this container."""
+        return self._isolators
+
+    @property
+    def watchable(self) -> bool:
+        """Running, and not already being killed for a limit: what the isolators' watches look at."""
+        return not self._exited and self._limitation is None and not self._done.done()
 
     # ------------------------------------------------------------------ public
 
@@ -155,29 +175,38 @@ class Container:
         return await self._exec_in(self, argv, env=env, stdout=stdout, stderr=stderr)
 
     def stats(self) -> dict[str, float]:
-        """Best-effort usage figures with Mesos ResourceStatistics names; {} once finished."""
+        """Best-effort usage figures with Mesos ResourceStatistics names; {} once finished.
+
+        The cgroup isolators' figures first, then the hierarchy's own, then the other isolators'; the first
+        to tell a figure wins.  What none tells (cpu time, resident memory) is read from /proc; the limits
+        not read back from a cgroup are the spec's.
+        """
         if self._done.done():
             return {}
-        out: dict[str, float] = {}
-        if self._backend is not None and self.cgroup_paths:
-            try:
-                out = self._backend.stats(self.cgroup_paths)
-            except OSError:
-                out = {}
-        if "cpus_user_time_secs" not in out or "mem_rss_bytes" not in out:
-            for key, value in _psutil_stats(self.pid).items():
-                out.setdefault(key, value)
+        figures: dict[str, float] = {}
+        self._add_usage(self._cgroup_isolators, figures)
+        if self._backend is not None:
+            with contextlib.suppress(OSError):
+                self._backend.add_usage(self.cgroup_paths, figures)
+        self._add_usage(self._other_isolators, figures)
+        if "cpus_user_time_secs" not in figures or "mem_rss_bytes" not in figures:
+            for key, value in process_tree_usage(self.pid).items():
+                figures.setdefault(key, value)
         if self._spec.cpus is not None:
-            out.setdefault("cpus_limit", float(self._spec.cpus))
+            figures.setdefault("cpus_limit", float(self._spec.cpus))
         if self._spec.mem_mb is not None:
-            out.setdefault("mem_limit_bytes", float(int(self._spec.mem_mb * MiB)))
-        if self.disk_used_bytes is not None:
-            out["disk_used_bytes"] = float(self.disk_used_bytes)
+            figures.setdefault("mem_limit_bytes", float(int(self._spec.mem_mb * MiB)))
         if self._spec.disk_mb is not None:
-            out["disk_limit_bytes"] = float(int(self._spec.disk_mb * MiB))
-        return out
+            figures["disk_limit_bytes"] = float(int(self._spec.disk_mb * MiB))
+        return figures
 
     # ------------------------------------------------------------------ internals
+
+    def _add_usage(self, isolators: Sequence[Isolator], figures: dict[str, float]) -> None:
+        for isolator in isolators:
+            with contextlib.suppress(OSError):
+                for key, value in isolator.usage(self).items():
+                    figures.setdefault(key, value)
 
     def _signal(self, sig: int) -> None:
         """Deliver sig once to each process of the container.
@@ -214,13 +243,18 @@ class Container:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
 
-    def _exceeded(self, limitation: str, message: str) -> None:
-        """Kill the container for exceeding a limit (once); wait() reports the limitation."""
+    def _limit_reached(self, limitation: Limitation) -> None:
+        """Kill the container for reaching a limit (once); wait() reports the limitation."""
         if self._limitation is not None or self._exited or self._done.done():
             return
-        self._limitation = (limitation, message)
-        log.warning("container.limit_exceeded", container_id=self.container_id, limitation=limitation, message=message)
-        self._kill_task = asyncio.ensure_future(self.kill(0.0))
+        self._limitation = limitation
+        log.warning(
+            "container.limit_exceeded",
+            container_id=self.container_id,
+            limitation=limitation.resource,
+            message=limitation.message,
+        )
+        self._kill_task = self._start(self.kill(0.0), f"container-limit-kill-{self.container_id}")
 
     def _detach(self) -> None:
         """Stop watching the container, leaving it running (its wait() is cancelled)."""
@@ -228,63 +262,64 @@ class Container:
         if not self._reaper.done():
             self._reaper.cancel()
 
-    def _watch_oom(self) -> bool:
-        """Called by the Containerizer's poller; returns whether to keep watching."""
-        if self._exited or self._oom_seen or self._oom_file is None or self._done.done():
-            return False
-        if read_counter(self._oom_file, b"oom_kill") > 0:
-            self._oom_seen = True
-            log.warning("container.oom", container_id=self.container_id, mem_mb=self._spec.mem_mb)
-            self._kill_task = asyncio.ensure_future(self.kill(0.0))
-            return False
-        return True
-
-    def _read_oom(self) -> bool:
-        return self._oom_file is not None and read_counter(self._oom_file, b"oom_kill") > 0
-
     async def _reap(self) -> None:
-        term: Termination | None = None
+        termination: Termination | None = None
         try:
-            rc = await self._proc.wait()
+            returncode = self._returncode(await self._proc.wait())
             self._exited = True
-            status = _runtime.read_status(self._status_file) if self._status_file else None
-            if status is not None:
-                rc = _runtime.decode_status(status)
-            elif rc is not None and rc > 0 and self._wrapped:
-                rc = _runtime.decode_status(rc)
-            elif rc is None and self._sigkill_sent:
-                rc = -signal.SIGKILL
-            elif rc is None and self._main_signalled is not None and self._status_file is not None:
-                # A wrapper signalled before it set its traps (still joining its cgroups) dies of it unrecorded.
-                rc = -self._main_signalled
-            oom = False
-            if self.cgroup_paths:
-                if read_pids(self._procs_file):
-                    # Leftover children of the task: Mesos kills them with the task.
-                    await self._kill_all()
-                oom = self._oom_seen or self._read_oom()
-                if not oom and rc == -signal.SIGKILL and not self._sigkill_sent and self._oom_file:
-                    # The kernel bumps the counter right after signalling its victim.
-                    for _ in range(10):
-                        await asyncio.sleep(0.01)
-                        if oom := self._read_oom():
-                            break
-                await self._remove_cgroups()
-            elif not self._proc.kill_group_on_exit and not isinstance(self._proc, ExitedProcess):
+            if self.cgroup_paths and read_pids(self._procs_file):
+                # Leftover children of the task: Mesos kills them with the task.
+                await self._kill_all()
+            elif (
+                not self.cgroup_paths
+                and not self._proc.kill_group_on_exit
+                and not isinstance(self._proc, ExitedProcess)
+            ):
                 # Leftovers of a posix task: its process group (best effort once reaped).
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.pid, signal.SIGKILL)
-            term = self._termination(rc, oom)
+            oom = False
+            for isolator in self._isolators:
+                revealed = await isolator.ended(self, returncode)
+                oom = oom or (revealed is not None and revealed.resource == MEMORY)
+            if self.cgroup_paths:
+                await self._remove_cgroups()
+            termination = self._termination(returncode, oom)
         except asyncio.CancelledError:
+            self._cleanup_isolators()
             self._done.cancel()
             self._on_done(self)
             raise
         except Exception as e:  # keep the future's promise whatever happens
             log.exception("container.reap_failed", container_id=self.container_id)
-            term = Termination(None, None, False, f"containerizer error: {e}")
+            termination = Termination(None, None, False, f"containerizer error: {e}")
+        self._cleanup_isolators()
         self._on_done(self)
         if not self._done.done():
-            self._done.set_result(term)
+            self._done.set_result(termination)
+
+    def _returncode(self, waited: int | None) -> int | None:
+        """The task's returncode from what its main process's wait gave (a wrapper's shell status decoded)."""
+        status = _runtime.read_status(self._status_file) if self._status_file else None
+        if status is not None:
+            return _runtime.decode_status(status)
+        if waited is not None and waited > 0 and self._wrapped:
+            return _runtime.decode_status(waited)
+        if waited is None and self._sigkill_sent:
+            return -signal.SIGKILL
+        if waited is None and self._main_signalled is not None and self._status_file is not None:
+            # A wrapper signalled before it set its traps (still joining its cgroups) dies of it unrecorded.
+            return -self._main_signalled
+        return waited
+
+    def _cleanup_isolators(self) -> None:
+        for isolator in self._isolators:
+            try:
+                isolator.cleanup(self)
+            except Exception:  # an isolator's bug must not keep the container from ending
+                log.exception(
+                    "container.isolator_cleanup_failed", container_id=self.container_id, isolator=isolator.name
+                )
 
     async def _kill_all(self) -> None:
         loop = asyncio.get_running_loop()
@@ -294,7 +329,7 @@ class Container:
             if self._kill_file:
                 with contextlib.suppress(OSError):
                     write_file(self._kill_file, "1")
-            if sum(signal_tree(p, signal.SIGKILL) for p in self.cgroup_paths) == 0:
+            if sum(signal_tree(path, signal.SIGKILL) for path in self.cgroup_paths) == 0:
                 return
             if loop.time() > deadline:
                 log.error("container.unkillable", container_id=self.container_id)
@@ -304,16 +339,16 @@ class Container:
 
     async def _remove_cgroups(self) -> None:
         pending: list[Path] = []
-        for p in self.cgroup_paths:
+        for path in self.cgroup_paths:
             try:
-                os.rmdir(p)
+                os.rmdir(path)
             except FileNotFoundError:
                 pass
             except OSError as e:
                 if e.errno not in (errno.EBUSY, errno.ENOTEMPTY):
-                    log.error("container.cgroup_rmdir_failed", path=str(p), error=e.strerror)
+                    log.error("container.cgroup_rmdir_failed", path=str(path), error=e.strerror)
                     continue
-                pending.append(p)
+                pending.append(path)
         if not pending:
             return
         loop = asyncio.get_running_loop()
@@ -322,45 +357,47 @@ class Container:
         while pending:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
-            for p in list(pending):
+            for path in list(pending):
                 if self._kill_file:
                     with contextlib.suppress(OSError):
                         write_file(self._kill_file, "1")
-                signal_tree(p, signal.SIGKILL)
+                signal_tree(path, signal.SIGKILL)
                 try:
-                    rmdir_tree(p)
-                    pending.remove(p)
+                    rmdir_tree(path)
+                    pending.remove(path)
                 except OSError:
                     pass
             if pending and loop.time() > deadline:
                 log.error("container.cgroup_leaked", container_id=self.container_id, paths=pending)
                 return
 
-    def _termination(self, rc: int | None, oom: bool) -> Termination:
-        exit_code, sig = (None, None) if rc is None else (rc, None) if rc >= 0 else (None, -rc)
-        limitation = self._limitation[0] if self._limitation else None
-        if oom or limitation == MEMORY:
-            mem = self._spec.mem_mb
-            message = f"memory limit {mem:g} MiB exceeded" if mem is not None else "killed by the OOM killer"
-            if limitation == MEMORY and self._limitation is not None:
-                message = self._limitation[1]
-            return Termination(exit_code, sig, True, message, MEMORY)
-        if self._limitation is not None:
-            return Termination(exit_code, sig, False, self._limitation[1], self._limitation[0])
-        if sig == signal.SIGXFSZ and self._fsize_limited and self._spec.disk_mb is not None:
+    def _termination(self, returncode: int | None, oom: bool) -> Termination:
+        exit_code, signal_number = (
+            (None, None) if returncode is None else (returncode, None) if returncode >= 0 else (None, -returncode)
+        )
+        limitation = self._limitation
+        if oom or (limitation is not None and limitation.resource == MEMORY):
+            mem_mb = self._spec.mem_mb
+            message = f"memory limit {mem_mb:g} MiB exceeded" if mem_mb is not None else "killed by the OOM killer"
+            if limitation is not None and limitation.resource == MEMORY:
+                message = limitation.message
+            return Termination(exit_code, signal_number, True, message, MEMORY)
+        if limitation is not None:
+            return Termination(exit_code, signal_number, False, limitation.message, limitation.resource)
+        if signal_number == signal.SIGXFSZ and self._fsize_limited and self._spec.disk_mb is not None:
             message = f"disk limit {self._spec.disk_mb:g} MiB exceeded (a file grew past it: killed by SIGXFSZ)"
-            return Termination(exit_code, sig, False, message, DISK)
-        if rc is None:
+            return Termination(exit_code, signal_number, False, message, DISK)
+        if returncode is None:
             message = (
                 "exit status unknown: the task's launch wrapper ended while the agent was away without recording it"
             )
-        elif rc == LAUNCH_FAILED_STATUS and (failure := self._wrapper_failure()):
+        elif returncode == LAUNCH_FAILED_STATUS and (failure := self._wrapper_failure()):
             message = f"launch failed: {failure}"
-        elif sig is not None:
-            message = f"killed by signal {sig}"
+        elif signal_number is not None:
+            message = f"killed by signal {signal_number}"
         else:
-            message = f"exited with status {rc}"
-        return Termination(exit_code=exit_code, signal=sig, oom_killed=False, message=message)
+            message = f"exited with status {returncode}"
+        return Termination(exit_code=exit_code, signal=signal_number, oom_killed=False, message=message)
 
     def _wrapper_failure(self) -> str:
         """The launch wrapper's complaint at the end of stderr, if it failed."""
@@ -374,34 +411,3 @@ class Container:
         if tail and tail[-1].startswith(WRAPPER_MARK):
             return tail[-1][len(WRAPPER_MARK) :].strip()
         return ""
-
-
-def _psutil_stats(pid: int) -> dict[str, float]:
-    try:
-        main = psutil.Process(pid)
-        procs = [main, *main.children(recursive=True)]
-    except psutil.Error:
-        return {}
-    user = system = rss = 0.0
-    threads = 0
-    count = 0
-    for p in procs:
-        try:
-            with p.oneshot():
-                times = p.cpu_times()
-                mem = p.memory_info()
-                nthreads = p.num_threads()
-        except psutil.Error:
-            continue
-        user += times.user
-        system += times.system
-        rss += mem.rss
-        threads += nthreads
-        count += 1
-    return {
-        "cpus_user_time_secs": user,
-        "cpus_system_time_secs": system,
-        "mem_rss_bytes": rss,
-        "processes": float(count),
-        "threads": float(threads),
-    }

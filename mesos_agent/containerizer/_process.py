@@ -25,7 +25,7 @@ log = structlog.get_logger(__name__)
 
 # Reset every catchable signal to its default action in the child: the agent
 # ignores some (Python ignores SIGPIPE and SIGXFSZ) and ignoring is inherited.
-_SIGDEF = tuple(s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
+_DEFAULT_SIGNALS = tuple(sig for sig in signal.valid_signals() if sig not in (signal.SIGKILL, signal.SIGSTOP))
 
 
 class TaskProcess(Protocol):
@@ -310,7 +310,7 @@ def spawn_posix(argv: list[str], env: dict[str, str], out_fd: int, err_fd: int) 
         ],
         setsid=True,
         setsigmask=(),
-        setsigdef=_SIGDEF,
+        setsigdef=_DEFAULT_SIGNALS,
     )
 
 

@@ -64,3 +64,15 @@ class Termination:
     oom_killed: bool
     message: str
     limitation: str | None = None
+
+
+@dataclass(frozen=True)
+class Limitation:
+    """A limit a container reached (as Mesos' ContainerLimitation): it is killed and its Termination says why.
+
+    ``resource`` is ``"memory"`` or ``"disk"`` (``Termination.limitation``), ``message`` the one line for
+    the task's status.
+    """
+
+    resource: str
+    message: str

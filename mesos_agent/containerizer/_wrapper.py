@@ -37,13 +37,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shlex
 import shutil
 import subprocess
 from pathlib import Path
+from shlex import quote
 
-from ._container import LAUNCH_FAILED_STATUS, WRAPPER_MARK
 from ._types import LaunchSpec
+
+#: Exit status of the launch wrapper when it cannot set the task up (enter
+#: its cgroups, change to its sandbox); the task's command never ran then.
+LAUNCH_FAILED_STATUS = 125
+#: Prefix of the line the wrapper writes to the task's stderr in that case.
+WRAPPER_MARK = "aiomesos-containerizer:"
 
 # The init of a pid namespace: run the task, wait for it, exit with its status.
 _NS_INIT = '"$@" & wait $! 2>/dev/null'
@@ -95,17 +100,16 @@ def rlimit_steps(data_bytes: int | None, fsize_bytes: int | None, no_core: bool)
 
 
 def _setup_steps(cwd: str | None, paths: list[Path], rlimits: list[str]) -> list[str]:
-    q = shlex.quote
     steps = []
     if cwd is not None:
-        complaint = q(f"{WRAPPER_MARK} cannot change to {cwd}")
-        steps.append(f"cd -- {q(cwd)} || {{ echo {complaint} >&2; exit {LAUNCH_FAILED_STATUS}; }}")
+        complaint = quote(f"{WRAPPER_MARK} cannot change to {cwd}")
+        steps.append(f"cd -- {quote(cwd)} || {{ echo {complaint} >&2; exit {LAUNCH_FAILED_STATUS}; }}")
     if rlimits:
-        complaint = q(f"{WRAPPER_MARK} cannot set the task's rlimits ({'; '.join(rlimits)})")
+        complaint = quote(f"{WRAPPER_MARK} cannot set the task's rlimits ({'; '.join(rlimits)})")
         steps.append(f"{' && '.join(rlimits)} || {{ echo {complaint} >&2; exit {LAUNCH_FAILED_STATUS}; }}")
     if paths:
-        joins = " && ".join(f"echo 0 >{q(f'{p}/cgroup.procs')}" for p in paths)
-        complaint = q(f"{WRAPPER_MARK} cannot enter the container's cgroups")
+        joins = " && ".join(f"echo 0 >{quote(f'{path}/cgroup.procs')}" for path in paths)
+        complaint = quote(f"{WRAPPER_MARK} cannot enter the container's cgroups")
         steps.append(f"{joins} || {{ echo {complaint} >&2; exit {LAUNCH_FAILED_STATUS}; }}")
     return steps
 
@@ -121,7 +125,6 @@ def wrapper_argv(
     rlimits: list[str] | None = None,
 ) -> list[str]:
     """argv of the launch wrapper for spec (or spec.argv itself when no wrapper is needed)."""
-    q = shlex.quote
     steps = _setup_steps(os.path.abspath(spec.cwd) if cd else None, paths, rlimits or [])
     if not steps and not prefix and status_file is None and unshare is None:
         return list(spec.argv)
@@ -132,15 +135,15 @@ def wrapper_argv(
     runner = list(prefix)
     if unshare is not None:
         runner = [*unshare_argv(unshare), *reset, *runner]
-    run = "".join(q(a) + " " for a in runner)
+    run = "".join(quote(word) + " " for word in runner)
     if status_file is None:
         steps.append(f'exec {run}"$@"')
         return ["/bin/sh", "-c", "; ".join(steps), "aiomesos-launch", *spec.argv]
 
     if unshare is None:
-        run = "".join(q(a) + " " for a in reset) + run
+        run = "".join(quote(word) + " " for word in reset) + run
     mv = tool("mv") or "mv"
-    f = q(status_file)
+    status = quote(status_file)
     steps.append(
         f'{run}"$@" & c=$!\n'
         "echo -1000 2>/dev/null >/proc/$$/oom_score_adj\n"
@@ -152,7 +155,7 @@ def wrapper_argv(
         "while [ $t = 1 ]; do t=0; wait $c 2>/dev/null; r=$?\n"
         '  if [ $r != 127 ] || [ -z "$s" ]; then s=$r; fi\n'
         "done\n"
-        f"echo $s 2>/dev/null >{f}.tmp && {q(mv)} -f {f}.tmp {f} 2>/dev/null\n"
+        f"echo $s 2>/dev/null >{status}.tmp && {quote(mv)} -f {status}.tmp {status} 2>/dev/null\n"
         "trap - TERM INT\n"
         "if [ $s -gt 128 ] && [ $s -lt 193 ]; then ulimit -c 0; kill -s $((s - 128)) $$; fi\n"
         "exit $s"
@@ -176,13 +179,12 @@ def exec_argv(
     that process's pid and mount namespaces: nsenter forks it there and passes on its exit status (or its
     death by a signal), so killing the wrapper's process group kills the command.
     """
-    q = shlex.quote
     steps = _setup_steps(cwd, paths, rlimits or [])
     runner: list[str] = []
     if nsenter is not None and ns_target is not None:
         # --wd without a path: the target's own cwd (the sandbox, as seen in its mount namespace).  A path
         # would be opened before entering the namespace: a cwd unreachable from there, getcwd() would fail.
         runner = [nsenter, f"--target={ns_target}", "--pid", "--mount", "--wd", "--"]
-    run = "".join(q(a) + " " for a in [*runner, *prefix])
+    run = "".join(quote(word) + " " for word in [*runner, *prefix])
     steps.append(f'exec {run}"$@"')
     return ["/bin/sh", "-c", "; ".join(steps), "aiomesos-exec", *argv]

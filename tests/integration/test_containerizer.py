@@ -755,6 +755,32 @@ async def test_posix_memory_limit_is_enforced_by_polling(make_czr: MakeCzr, tmp_
     assert (await small.wait()).oom_killed is False
 
 
+async def test_pollers_run_in_the_callers_task_group_and_end_with_the_containerizer(tmp_path: Path) -> None:
+    """Lent a TaskGroup (set_spawn), the memory and disk pollers are its tasks; shutdown cancels them, so the
+    group ends at once, and a limit is still enforced through them."""
+    async with asyncio.TaskGroup() as group:
+        czr = Containerizer(
+            f"{TEST_PARENT}/{uuid.uuid4().hex[:12]}",
+            isolation="posix,disk/du",
+            memory_poll_interval=0.05,
+            disk_poll_interval=0.05,
+        )
+        czr.set_spawn(group.create_task)
+        try:
+            # Each process under the per-process data limit: the poller, not RLIMIT_DATA, catches the tree.
+            hog = f"{PY} -c 'import time; a = bytearray(32 << 20); time.sleep(30)'"
+            bomb = await czr.launch(spec(tmp_path, "hog", ["/bin/sh", "-c", f"{hog} & {hog} & {hog}"], mem_mb=48))
+            sleeper = await czr.launch(spec(tmp_path, "sleeper", ["sleep", "30"], mem_mb=48))
+            t = await asyncio.wait_for(bomb.wait(), 10)
+            assert (t.oom_killed, t.limitation) == (True, "memory")
+            pollers = {task.get_name() for task in asyncio.all_tasks() if task.get_name().endswith("-poller")}
+            assert pollers == {"containerizer-posix/mem-poller", "containerizer-disk/du-poller"}
+            assert not sleeper.done
+        finally:
+            await czr.shutdown()
+        assert not [task for task in asyncio.all_tasks() if task.get_name().endswith("-poller")]
+
+
 def proc_limits(pid: int) -> dict[str, tuple[str, str]]:
     """/proc/<pid>/limits as name -> (soft, hard)."""
     out = {}
