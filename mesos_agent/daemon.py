@@ -20,7 +20,7 @@ from aiomesos.v1 import resources_pb2 as rpb
 from mesos_agent.agent import Agent
 from mesos_agent.api import AgentService
 from mesos_agent.containerizer import Containerizer
-from mesos_agent.gc import SandboxGC, fraction, live_sandboxes, parse_duration
+from mesos_agent.gc import SandboxGC, fraction, parse_duration
 from mesos_agent.gpus import Gpu, GpuAllocator, detect_gpus
 from mesos_agent.master_link import MasterLink, RejectedByMaster
 from mesos_agent.resources import agent_resources, format_attributes, parse_attributes
@@ -188,6 +188,7 @@ class AgentDaemon:
         )
         code = 0
         async with asyncio.TaskGroup() as tg:
+            containerizer.set_spawn(tg.create_task)  # its pollers belong to this group too
             agent = Agent(
                 work_dir,
                 info,
@@ -204,33 +205,13 @@ class AgentDaemon:
                 version=__version__,
                 backoff_max=a.registration_backoff_max,
             )
-            kept = await agent.recover(boot_id())
-            orphans = containerizer.cleanup_orphans(keep=kept)
-            if orphans:
-                log.warning("killed the tasks a previous agent process left behind", containers=orphans)
-            agent_pb2_grpc.add_AgentServicer_to_server(AgentService(agent, link), server)
-            await server.start()
-            (work_dir / ADDRESS_FILE).write_text(info.address + "\n")
-            log.info(
-                "agent started",
-                address=info.address,
-                master=a.master,
-                resources=str(resources),
-                attributes=format_attributes(list(attributes)),
-                isolators=containerizer.isolators,
-                cgroups=containerizer.cgroups_version,
-                agent_id=agent.agent_id or None,
-            )
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.stopping.set)
-            loop.add_signal_handler(signal.SIGUSR1, self._full_stop)
+            await self._start(a, work_dir, server, agent, link, containerizer)
             gc = SandboxGC(
                 work_dir,
                 lambda: agent.agent_id,
                 delay_seconds=a.gc_delay,
                 disk_watermark=a.gc_disk_watermark,
-                live_sandboxes=lambda: live_sandboxes(agent),
+                live_sandboxes=agent.live_sandboxes,
             )
             gc_task = tg.create_task(gc.run(a.gc_interval))
             link_task = tg.create_task(link.run())
@@ -242,24 +223,63 @@ class AgentDaemon:
                     f"aiomesos agent: error: the master rejected this agent: {link_task.exception()}", file=sys.stderr
                 )
                 code = 2
-            log.info("agent stopping", keep_checkpointed_tasks=not self.full_stop)
-            await agent.shutdown(a.shutdown_grace_period, keep_checkpointed=not self.full_stop)
-            # Give the link a moment to deliver the last updates.
-            if link.connected.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_drained(link), 2.0)
+            await self._stop(agent, link, containerizer, server)
             for task in (link_task, retries, stop, gc_task):
                 task.cancel()
-            if not self.full_stop and agent.has_live_checkpointed_tasks():
-                await containerizer.detach()  # checkpointed tasks run on, for the next agent process
-            else:
-                await containerizer.shutdown()  # nothing is left behind: no process, no cgroup
-            agent.close()
-            await server.stop(grace=0.5)
         with contextlib.suppress(FileNotFoundError):
             (work_dir / ADDRESS_FILE).unlink()
         log.info("agent stopped")
         return code
+
+    async def _start(
+        self,
+        a: argparse.Namespace,
+        work_dir: Path,
+        server: grpc.aio.Server,
+        agent: Agent,
+        link: MasterLink,
+        containerizer: Containerizer,
+    ) -> None:
+        """Recover what a previous agent process left, then serve and say so."""
+        kept = await agent.recover(boot_id())
+        orphans = containerizer.cleanup_orphans(keep=kept)
+        if orphans:
+            log.warning("killed the tasks a previous agent process left behind", containers=orphans)
+        agent_pb2_grpc.add_AgentServicer_to_server(AgentService(agent, link), server)
+        await server.start()
+        (work_dir / ADDRESS_FILE).write_text(agent.info.address + "\n")
+        log.info(
+            "agent started",
+            address=agent.info.address,
+            master=a.master,
+            resources=str(Resources.from_proto(agent.info.resources)),
+            attributes=format_attributes(list(agent.info.attributes)),
+            isolators=containerizer.isolators,
+            cgroups=containerizer.cgroups_version,
+            agent_id=agent.agent_id or None,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGUSR1, self._full_stop)
+
+    async def _stop(
+        self, agent: Agent, link: MasterLink, containerizer: Containerizer, server: grpc.aio.Server
+    ) -> None:
+        """Stop the tasks (or leave checkpointed ones running), deliver the last updates, release the host."""
+        a = self.args
+        log.info("agent stopping", keep_checkpointed_tasks=not self.full_stop)
+        await agent.shutdown(a.shutdown_grace_period, keep_checkpointed=not self.full_stop)
+        # Give the link a moment to deliver the last updates.
+        if link.connected.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_drained(link), 2.0)
+        if not self.full_stop and agent.has_live_checkpointed_tasks():
+            await containerizer.detach()  # checkpointed tasks run on, for the next agent process
+        else:
+            await containerizer.shutdown()  # nothing is left behind: no process, no cgroup
+        agent.close()
+        await server.stop(grace=0.5)
 
 
 async def _drained(link: MasterLink) -> None:
