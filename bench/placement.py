@@ -13,7 +13,10 @@ One JSON line per good-enough setting (none, 0.5, 0.9) through `bench.common.rep
 default (fast) path and the reference path, hosts are examined best fit first and these tasks have no soft
 constraint, so good-enough changes nothing there (``good_enough_noop``: the rows differ only by timing noise); it
 matters on the scan path. ``--path reference`` / ``--path scan`` run the same shape through the brute-force
-reference path or the general hostname-order path other calculators take (`Weighted`, plugins), for comparison.
+reference path or the path other calculators take (`Weighted`, plugins), for comparison. Each line names the
+candidate source the run used (``candidate_source``, see scheduler_sdk/placement/candidates/): the fast path is
+``free_amount_index``, the reference ``sorted_scan``, and the scan path, since ``Weighted({BinPacking("cpus"): 1})``
+depends on the task's shape only, ``shape_index`` (``good_enough_first`` with a good-enough setting).
 """
 
 from __future__ import annotations
@@ -152,8 +155,13 @@ def main() -> None:
     settings: list[float | None] = args.good_enough or [None, 0.5, 0.9]
     for good_enough in settings:
         figures = run_once(good_enough, args.hosts, args.batch, args.seed, args.path)
-        fitness = make_engine(args.path, good_enough).fitness.name
-        report("placement", {"fitness": fitness, "path": args.path, "batch": args.batch, **figures})
+        engine = make_engine(args.path, good_enough)
+        source = engine.start([]).source_names[0]  # the one for tasks without soft constraints (all of these)
+        report(
+            "placement",
+            {"fitness": engine.fitness.name, "path": args.path, "candidate_source": source, "batch": args.batch}
+            | figures,
+        )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Autoscaling of host groups, after each scheduling run: rules per group, shortfall analysis, and a provider
-that really starts and stops hosts (providers.py).
+"""Autoscaling of host groups, after each scheduling run: rules per group, the shortfall analysis (shortfall.py),
+and a `ClusterProvider` that really starts and stops hosts (providers.py; the contract is in extension.py).
 
 A host belongs to group G when its attribute `group_attribute` (default "asg") is G; hosts of groups without a
 rule are left alone. An evaluation takes the hosts of the run (`model.Host`), the tasks it could not place, and the
@@ -60,24 +60,19 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal
 
 import structlog
 
-from scheduler_sdk.placement.model import Host, OfferSlice, SchedulingResult, TaskRequest
-from scheduler_sdk.placement.queues import demand
+from scheduler_sdk.placement.extension import ClusterProvider, Engine
+from scheduler_sdk.placement.model import BASE_RESOURCES, Host, SchedulingResult, TaskRequest
+from scheduler_sdk.placement.shortfall import default_engine, hosts_needed
 
-if TYPE_CHECKING:
-    from scheduler_sdk.placement.providers import ClusterProvider
+__all__ = ["Action", "ActionKind", "AutoscaleRule", "Autoscaler", "Engine", "natural_key", "offered"]
 
 log = structlog.get_logger(__name__)
 
 ActionKind = Literal["scale_up", "disable", "release", "enable"]
-BASE = ("cpus", "mem", "disk", "network")
-
-
-class Engine(Protocol):
-    def schedule(self, tasks: Sequence[TaskRequest], hosts: Sequence[Host]) -> SchedulingResult: ...
 
 
 @dataclass(frozen=True)
@@ -155,7 +150,7 @@ def offered(host: Host, name: str) -> float:
     """What the host offers of a resource now (ports: how many)."""
     if name == "ports":
         return float(sum(hi - lo + 1 for o in host.offers for lo, hi in o.ports))
-    if name in BASE:
+    if name in BASE_RESOURCES:
         return float(sum(getattr(o, name) for o in host.offers))
     return float(sum(o.scalars.get(name, 0.0) for o in host.offers))
 
@@ -298,36 +293,8 @@ class Autoscaler:
         starting = self.starting(g)
         size = len(known) + starting
         cooled = now - self._last_action.get(g, -math.inf) >= rule.cooldown
-
-        # 2. shortfall
-        reenable: list[str] = []
-        n = needed
-        r1 = min(n, len(draining_idle))
-        reenable += draining_idle[:r1]
-        n -= r1
-        s1 = min(n, starting)
-        n -= s1
-        up_short = n
-        reasons = ["shortfall"] if up_short else []
-        # 3. min idle, min size
-        up_rules = 0
-        if cooled:
-            idle_hosts = self._idle(rule, seen, idle)
-            deficit = max(0, rule.min_idle - (len(idle_hosts) + starting - s1))
-            r2 = min(deficit, len(draining_idle) - r1)
-            reenable += draining_idle[r1 : r1 + r2]
-            deficit -= r2
-            if deficit:
-                reasons.append("min_idle")
-            up_rules = deficit
-            grow_to_min = rule.min_size - size - up_short - up_rules
-            if grow_to_min > 0:
-                up_rules += grow_to_min
-                reasons.append("min_size")
-        up = up_short + up_rules
-        if rule.max_size is not None:
-            up = min(up, max(0, rule.max_size - size))
-
+        # 2.-4. grow: re-enable drained idle hosts, count starting ones, start new ones
+        reenable, up, reasons = self._growth(rule, seen, idle, draining_idle, needed, starting, size, cooled)
         confirmed = [
             h.hostname
             for h in seen
@@ -357,6 +324,49 @@ class Autoscaler:
             chosen = self._balanced(idle_hosts, [n for n in known if n not in self._draining], count)
             out.append(Action("disable", g, len(chosen), tuple(chosen), "max_idle"))
         return out
+
+    def _growth(
+        self,
+        rule: AutoscaleRule,
+        seen: list[Host],
+        idle: Callable[[Host], bool],
+        draining_idle: list[str],
+        needed: int,
+        starting: int,
+        size: int,
+        cooled: bool,
+    ) -> tuple[list[str], int, list[str]]:
+        """Rules 2-4 for one group: the drained idle hosts to re-enable, how many new hosts to start (capped at
+        ``max_size``) and why."""
+        # 2. shortfall: drained idle hosts first, then the hosts starting, then new ones
+        reenable: list[str] = []
+        n = needed
+        from_drained = min(n, len(draining_idle))
+        reenable += draining_idle[:from_drained]
+        n -= from_drained
+        from_starting = min(n, starting)
+        n -= from_starting
+        up_short = n
+        reasons = ["shortfall"] if up_short else []
+        # 3. min idle, min size
+        up_rules = 0
+        if cooled:
+            idle_hosts = self._idle(rule, seen, idle)
+            deficit = max(0, rule.min_idle - (len(idle_hosts) + starting - from_starting))
+            more_drained = min(deficit, len(draining_idle) - from_drained)
+            reenable += draining_idle[from_drained : from_drained + more_drained]
+            deficit -= more_drained
+            if deficit:
+                reasons.append("min_idle")
+            up_rules = deficit
+            grow_to_min = rule.min_size - size - up_short - up_rules
+            if grow_to_min > 0:
+                up_rules += grow_to_min
+                reasons.append("min_size")
+        up = up_short + up_rules
+        if rule.max_size is not None:
+            up = min(up, max(0, rule.max_size - size))
+        return reenable, up, reasons
 
     def _idle(self, rule: AutoscaleRule, seen: list[Host], idle: Callable[[Host], bool]) -> list[Host]:
         """The group's idle hosts: no task, not draining, not disabled by someone else, not too small."""
@@ -389,14 +399,11 @@ class Autoscaler:
 
     # ------------------------------------------------------------------ shortfall analysis
     def engine(self) -> Engine:
+        """The engine of the shortfall analysis: the one given, made by the factory given, or cpu bin packing."""
         if self._engine is None:
-            from scheduler_sdk.placement.engine import PlacementEngine
-            from scheduler_sdk.placement.fitness import BinPacking
-
-            self._engine = PlacementEngine(fitness=BinPacking("cpus"))
-        elif not hasattr(self._engine, "schedule"):
+            self._engine = default_engine()
+        elif not isinstance(self._engine, Engine):
             self._engine = self._engine()  # a factory
-        assert hasattr(self._engine, "schedule")
         return self._engine
 
     def _shortfall(
@@ -420,47 +427,8 @@ class Autoscaler:
 
     def hosts_needed(self, rule: AutoscaleRule, tasks: Sequence[TaskRequest], limit: int) -> tuple[int, set[str]]:
         """Pack `tasks` onto at most `limit` empty pseudo-hosts of the rule's shape with the engine; returns how
-        many pseudo-hosts hold tasks and which tasks they hold.
-
-        Tasks go largest first (by dominant share of the shape); a task larger than the shape is left out at once.
-        Pseudo-hosts come in rounds: the first round has as many as the tasks need at the least, each further
-        round (for what did not fit: e.g. constraints that allow one task per host) at least twice as many as the
-        last; unused pseudo-hosts do not count, so a generous round costs time, never hosts."""
-        shape = dict(rule.shape)
-        sized = [(_size_in(t, shape), t) for t in tasks]
-        order = [t for size, t in sorted(sized, key=lambda st: (-st[0], st[1].id)) if size <= 1.0 + 1e-9]
-        placed: set[str] = set()
-        used = 0
-        last_round = 0
-        engine = self.engine()
-        while order and used < limit:
-            per_round = min(limit - used, max(_lower_bound(order, shape), 2 * last_round))
-            hosts = [self._pseudo_host(rule, used + i) for i in range(per_round)]
-            result = engine.schedule(order, hosts)
-            if not result.assignments:
-                break  # what is left fits no empty host of this shape
-            placed_now = {a.task.id for a in result.assignments}
-            used += len({a.hostname for a in result.assignments})
-            placed |= placed_now
-            order = [t for t in order if t.id not in placed_now]
-            last_round = per_round
-        return used, placed
-
-    def _pseudo_host(self, rule: AutoscaleRule, i: int) -> Host:
-        name = f"{rule.group}.pseudo-{i:05d}"
-        shape = rule.shape
-        ports = int(shape.get("ports", 0))
-        offer = OfferSlice(
-            offer_id=f"{name}.offer",
-            cpus=shape.get("cpus", 0.0),
-            mem=shape.get("mem", 0.0),
-            disk=shape.get("disk", 0.0),
-            network=shape.get("network", 0.0),
-            ports=((1, ports),) if ports > 0 else (),
-            scalars={k: v for k, v in shape.items() if k not in BASE and k != "ports"},
-        )
-        attributes = {"hostname": name, **rule.attributes, self.group_attribute: rule.group}
-        return Host(hostname=name, agent_id=name, attributes=attributes, offers=(offer,))
+        many pseudo-hosts hold tasks and which tasks they hold (see `shortfall.hosts_needed`)."""
+        return hosts_needed(self.engine(), rule.group, rule.shape, rule.attributes, self.group_attribute, tasks, limit)
 
     # ------------------------------------------------------------------ carrying actions out
     async def apply(self, actions: Sequence[Action]) -> list[Action]:
@@ -591,28 +559,3 @@ class Autoscaler:
             scheduler.disabled_hosts.update(disabled)
 
         self.on_change = sync
-
-
-def _size_in(task: TaskRequest, shape: Mapping[str, float]) -> float:
-    """The task's dominant share of one host of this shape (inf: asks for something the shape lacks)."""
-    share = 0.0
-    for name, amount in demand(task).items():
-        have = shape.get(name, 0.0)
-        if have <= 0:
-            return math.inf
-        share = max(share, amount / have)
-    return share
-
-
-def _lower_bound(tasks: Sequence[TaskRequest], shape: Mapping[str, float]) -> int:
-    """Hosts of this shape the tasks need at the least (by their total size per resource)."""
-    totals: dict[str, float] = {}
-    for t in tasks:
-        for name, amount in demand(t).items():
-            totals[name] = totals.get(name, 0.0) + amount
-    bound = 0.0
-    for name, amount in totals.items():
-        have = shape.get(name, 0.0)
-        if have > 0:
-            bound = max(bound, amount / have)
-    return max(1, math.ceil(bound - 1e-9))

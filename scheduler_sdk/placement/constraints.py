@@ -1,4 +1,5 @@
-"""Constraints: each judges one (task, host) pair in the context of the run, and works as hard or soft.
+"""The built-in constraints (the `Constraint` contract is in extension.py): each judges one (task, host) pair in
+the context of the run, and works as hard or soft.
 
 ``evaluate(task, host, ctx) -> ConstraintResult(ok, score, reason)``. Used as a *hard* constraint (a filter) only
 ``ok`` is read: a host where it is False is dropped and the reason is reported. Used as a *soft* constraint only
@@ -26,49 +27,34 @@ the host itself. A host that lacks the attribute a constraint asks about fails i
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable
 
-from scheduler_sdk.placement.model import ConstraintLike, ConstraintResult, HostView, RunContext, TaskRequest
+from scheduler_sdk.placement.extension import (
+    Constraint,
+    CustomFn,
+    HostView,
+    RunContext,
+    attribute_values,
+    group_counts_by_value,
+    host_attribute,
+)
+from scheduler_sdk.placement.model import ConstraintResult, TaskRequest
+
+__all__ = [
+    "OK",
+    "AttributeValue",
+    "BalancedByAttribute",
+    "Custom",
+    "CustomFn",
+    "ExclusiveHost",
+    "UniqueByAttribute",
+    "as_constraint",
+    "attribute_values",
+    "group_counts_by_value",
+    "host_attribute",
+]
 
 OK = ConstraintResult(True, 1.0, "")
-
-CustomFn = Callable[[TaskRequest, HostView, RunContext], bool | float | ConstraintResult]
-"""A user-defined constraint as a plain function (see `Custom`)."""
-
-
-def host_attribute(host: HostView, attribute: str) -> str | None:
-    """A host's value of an attribute; ``"hostname"`` is the host's name."""
-    if attribute == "hostname":
-        return host.hostname
-    return host.attributes.get(attribute)
-
-
-def group_counts_by_value(ctx: RunContext, group: str, attribute: str) -> Mapping[str, int]:
-    """How many tasks of ``group`` (running + assigned this run) sit on each value of ``attribute``.
-
-    Uses the engine's cached index when the context has one, otherwise works from the `RunContext` protocol.
-    """
-    fast = getattr(ctx, "value_counts", None)
-    if fast is not None:
-        counts: Mapping[str, int] = fast(group, attribute)
-        return counts
-    by_name = {h.hostname: h for h in ctx.hosts()}
-    out: dict[str, int] = {}
-    for hostname, n in ctx.group_hosts(group).items():
-        h = by_name.get(hostname)
-        value = host_attribute(h, attribute) if h is not None else None
-        if value is not None and n:
-            out[value] = out.get(value, 0) + n
-    return out
-
-
-def attribute_values(ctx: RunContext, attribute: str) -> tuple[str, ...]:
-    """Every value of ``attribute`` among the run's hosts, sorted."""
-    fast = getattr(ctx, "attribute_values", None)
-    if fast is not None:
-        values: tuple[str, ...] = fast(attribute)
-        return values
-    return tuple(sorted({v for h in ctx.hosts() if (v := host_attribute(h, attribute)) is not None}))
 
 
 def _missing(attribute: str) -> ConstraintResult:
@@ -243,8 +229,9 @@ class Custom:
         return f"Custom({self.name!r})"
 
 
-def as_constraint(c: ConstraintLike | CustomFn) -> ConstraintLike:
-    """Accept a constraint as is, or wrap a plain function ``fn(task, host, ctx)`` into `Custom`."""
+def as_constraint(c: Constraint | CustomFn | object) -> Constraint:
+    """Accept a constraint as is, or wrap a plain function ``fn(task, host, ctx)`` into `Custom`; anything else is a
+    TypeError. (Called for every constraint of every task placed: a duck-type check, not a protocol isinstance.)"""
     if hasattr(c, "evaluate"):
         return c  # type: ignore[return-value]
     if callable(c):

@@ -1,4 +1,5 @@
-"""Fitness calculators: how well a task fits on a host, as a number in [0, 1] (1 is best).
+"""The built-in fitness calculators (the `FitnessCalculator` contract is in extension.py): how well a task fits
+on a host, as a number in [0, 1] (1 is best).
 
 A calculator is anything callable as ``calc(task, host_view) -> float``; a ``name`` is used in reports (plain
 functions get their ``__name__``). The engine clamps every value into [0, 1] (NaN counts as 0).
@@ -19,28 +20,29 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from scheduler_sdk.placement.model import HostView, TaskRequest
+from scheduler_sdk.placement.extension import FitnessCalculator, FitnessLike, HostView, ShapeOnlyFitness
+from scheduler_sdk.placement.model import BASE_RESOURCES, TaskRequest
+
+__all__ = [
+    "SPREAD_FLOOR",
+    "BinPacking",
+    "FitnessCalculator",
+    "FitnessLike",
+    "Spread",
+    "Weighted",
+    "as_fitness",
+    "by_shape",
+    "clamp01",
+    "fitness_name",
+    "task_need",
+]
 
 SPREAD_FLOOR = 0.01
 """The score `Spread` gives a host the task would exactly fill (or overfill)."""
 
-_TASK_FIELDS = ("cpus", "mem", "disk", "network", "ports")
-
-
-@runtime_checkable
-class FitnessCalculator(Protocol):
-    """``calc(task, host) -> float`` in [0, 1], plus a ``name`` for reports."""
-
-    @property
-    def name(self) -> str: ...
-
-    def __call__(self, task: TaskRequest, host: HostView, /) -> float: ...
-
-
-FitnessLike = FitnessCalculator | Callable[[TaskRequest, HostView], float]
-"""What the engine and `Weighted` accept: a calculator, or a plain function ``(task, host) -> float``."""
+_TASK_FIELDS = (*BASE_RESOURCES, "ports")
 
 
 def clamp01(x: float) -> float:
@@ -153,3 +155,14 @@ class Weighted:
 
     def __repr__(self) -> str:
         return self.name
+
+
+def by_shape(calc: object) -> bool:
+    """Whether a fitness calculator depends on the task's resource amounts only (not its id, group or other
+    fields), given the host: `BinPacking`, `Spread`, a `Weighted` of such, or any `ShapeOnlyFitness` whose
+    ``by_shape`` is True. The engine may then rank hosts once per task shape."""
+    if type(calc) is BinPacking or type(calc) is Spread:
+        return True
+    if isinstance(calc, Weighted):
+        return all(by_shape(c) for c, _ in calc.parts)
+    return isinstance(calc, ShapeOnlyFitness) and calc.by_shape is True

@@ -1,7 +1,8 @@
 """The placement engine's vocabulary: what a task asks for, what a host has, and what a run decides.
 
 All values are plain, immutable data so that a scheduling run is a pure function of its inputs and can be
-replayed: `PlacementEngine.schedule(tasks, hosts)` → `SchedulingResult`.
+replayed: `PlacementEngine.schedule(tasks, hosts)` → `SchedulingResult`. What plugs into a run (constraints,
+fitness calculators, engines, queues, providers) is declared in extension.py, over these types.
 
 Units: cpus in cores, mem and disk in MB, network in Mbps, ports as a count (requests) or inclusive ranges
 (hosts). Any other scalar (e.g. "gpus") goes in `scalars`.
@@ -12,17 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 Range = tuple[int, int]
 
-
-class ConstraintLike(Protocol):
-    """A constraint judges one (task, host) pair in the context of the run. See `constraints.py`."""
-
-    name: str
-
-    def evaluate(self, task: TaskRequest, host: HostView, ctx: RunContext) -> ConstraintResult: ...
+BASE_RESOURCES = ("cpus", "mem", "disk", "network")
+"""The resources every request, offer slice and running task names as a field (each a float); ``ports`` is apart
+(a count on requests and running tasks, ranges on offers), any other scalar goes in ``scalars``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +39,11 @@ class TaskRequest:
     ports: int = 0  # how many ports
     scalars: Mapping[str, float] = field(default_factory=dict)  # any other named scalar, e.g. {"gpus": 1}
     group: str = ""  # co-tasks share a group (constraints count them)
-    hard_constraints: tuple[ConstraintLike, ...] = ()
-    soft_constraints: tuple[ConstraintLike, ...] = ()
+    # Each a `Constraint` or a plain function ``fn(task, host, ctx)`` (see extension.py). Typed as object because
+    # the constraint protocol is declared over this module's types (extension.py imports model.py, not the other
+    # way round); the engine checks each one when it places the task.
+    hard_constraints: tuple[object, ...] = ()
+    soft_constraints: tuple[object, ...] = ()
     # queueing (see queues.py); the engine itself ignores these
     tier: int = 0
     bucket: str = ""
@@ -54,7 +54,7 @@ class TaskRequest:
         """Bad requests fail here, with the task and the field named: amounts are finite numbers >= 0."""
         if not isinstance(self.id, str) or not self.id:
             raise ValueError(f"task id must be a non-empty string, not {self.id!r}")
-        for name in ("cpus", "mem", "disk", "network"):
+        for name in BASE_RESOURCES:
             _check_amount(self.id, name, getattr(self, name))
         if isinstance(self.ports, bool) or not isinstance(self.ports, int) or self.ports < 0:
             raise ValueError(f"task {self.id}: ports must be an int >= 0 (how many ports), not {self.ports!r}")
@@ -119,26 +119,6 @@ class Host:
     total_network: float | None = None
     total_scalars: Mapping[str, float] | None = None
     disabled: bool = False  # no new tasks (e.g. being drained by the autoscaler)
-
-
-class HostView(Protocol):
-    """The read-only state of a host during a run (its lease minus what this run assigned so far)."""
-
-    hostname: str
-    agent_id: str
-    attributes: Mapping[str, str]
-
-    def free(self, resource: str) -> float: ...
-    def total(self, resource: str) -> float: ...
-    def groups(self) -> Mapping[str, int]: ...  # group -> number of tasks there (running + assigned this run)
-    def task_count(self) -> int: ...
-
-
-class RunContext(Protocol):
-    """What a constraint may know about the whole run: every host, and where each group's tasks are."""
-
-    def hosts(self) -> list[HostView]: ...
-    def group_hosts(self, group: str) -> Mapping[str, int]: ...  # hostname -> count of that group's tasks
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,10 +54,9 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
-from scheduler_sdk.placement.model import Assignment, Host, TaskRequest
+from scheduler_sdk.placement.model import BASE_RESOURCES, Assignment, Host, TaskRequest
 
 EPSILON = 1e-9
-BASE_RESOURCES = ("cpus", "mem", "disk", "network")
 
 
 def demand(task: TaskRequest) -> dict[str, float]:
@@ -453,3 +452,52 @@ class ServicePass(Iterator[TaskRequest]):
             self.yielded += 1
             return entry.task
         raise StopIteration
+
+
+class FixedPlan:
+    """A `Plan` over a fixed order (where placements do not change the order)."""
+
+    def __init__(self, tasks: Iterable[TaskRequest]) -> None:
+        self._it = iter(tasks)
+
+    def __iter__(self) -> FixedPlan:
+        return self
+
+    def __next__(self) -> TaskRequest:
+        return next(self._it)
+
+    def assign(self, task: TaskRequest) -> None:
+        pass
+
+
+class FifoQueue:
+    """First come, first served; tasks with a future `ready_at` wait. The simplest `Queue` (with `PlanningQueue`
+    and `TimedQueue`), `PlacementScheduler`'s default."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskRequest] = {}
+
+    def add(self, task: TaskRequest) -> None:
+        self._tasks[task.id] = task
+
+    def remove(self, task_id: str) -> None:
+        self._tasks.pop(task_id, None)
+
+    def ready(self, now: float) -> list[TaskRequest]:
+        return [t for t in self._tasks.values() if t.ready_at <= now]
+
+    def plan(self, now: float) -> FixedPlan:
+        return FixedPlan(self.ready(now))
+
+    def next_ready_at(self, now: float) -> float | None:
+        later = [t.ready_at for t in self._tasks.values() if t.ready_at > now]
+        return min(later) if later else None
+
+    def on_assigned(self, task: TaskRequest) -> None:
+        self._tasks.pop(task.id, None)
+
+    def on_finished(self, task: TaskRequest) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return len(self._tasks)

@@ -6,12 +6,8 @@ at most one run per `loop_interval`), launches each agent's assignments in one A
 ACCEPTs of a run in one message), declines what no pending task can use with a filter, gives back leases older
 than `lease_expiry`, tracks the tasks running on each agent from status updates, and keeps metrics.
 
-What a run sees (`hosts()`): one `Host` per hostname, for every agent that has offers or runs tasks of ours.
-Agents are remembered from their offers (hostname, attributes, capacity), so an agent whose resources are all
-in use, or whose offers were declined, still shows with ``offers=()`` and its running tasks: constraints count
-its co-tasks. Its capacity (`Host.total_*`) is what `set_capacity` gave, else the most this framework has seen
-of it: the largest (offered + used by our tasks there) since its first offer. Other frameworks' use is invisible
-to a framework, so that is a lower bound of the agent's real total.
+What a run sees is built by agents.py (`hosts()`); the engine, the queue and their optional capabilities are
+declared in extension.py.
 
 Which offers are kept (the rule, after each run):
 
@@ -37,9 +33,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -47,149 +43,46 @@ from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.driver import Scheduler, SchedulerDriver
-from scheduler_sdk.placement.constraints import ExclusiveHost
-from scheduler_sdk.placement.model import Assignment, Host, OfferSlice, RunningTask, SchedulingResult, TaskRequest
-from scheduler_sdk.placement.queues import demand
-from scheduler_sdk.resources import Resources, attribute_values
+from scheduler_sdk.placement.agents import (
+    KnownAgent,
+    Lease,
+    cluster_capacity,
+    hosts_in_view,
+    minimal_shapes,
+    offer_attributes,
+    room_if_ours_ended,
+)
+from scheduler_sdk.placement.extension import (
+    Engine,
+    EngineRun,
+    FairShareQueue,
+    Plan,
+    PlanningQueue,
+    Queue,
+    SteppedEngine,
+    TimedQueue,
+)
+from scheduler_sdk.placement.launch import default_task_info, task_resources
+from scheduler_sdk.placement.model import Assignment, Host, SchedulingResult, TaskRequest
+from scheduler_sdk.placement.queues import FifoQueue
 from scheduler_sdk.states import TERMINAL_STATES as TERMINAL
+
+__all__ = [
+    "Engine",
+    "EngineRun",
+    "FifoQueue",
+    "Metrics",
+    "PlacementScheduler",
+    "Plan",
+    "Queue",
+    "default_task_info",
+    "run_framework",
+    "task_resources",
+]
 
 log = structlog.get_logger(__name__)
 
-KNOWN_SCALARS = ("cpus", "mem", "disk", "network")
 _WAKE_SLACK = 0.001  # wake this much after a deadline, so that the clock has surely passed it
-
-
-class Engine(Protocol):
-    def schedule(self, tasks: Sequence[TaskRequest], hosts: Sequence[Host]) -> SchedulingResult: ...
-
-
-class EngineRun(Protocol):
-    def place(self, task: TaskRequest) -> Assignment | None: ...
-    def result(self) -> SchedulingResult: ...
-
-
-class Plan(Protocol):
-    """A pass over the ready tasks in service order, told which ones were placed (see `TaskQueue.plan`)."""
-
-    def __iter__(self) -> Iterator[TaskRequest]: ...
-    def __next__(self) -> TaskRequest: ...
-    def assign(self, task: TaskRequest) -> None: ...
-
-
-class Queue(Protocol):
-    """What the scheduler needs of a task queue (see queues.py; `FifoQueue` is the simplest). Optional, used when
-    present: `plan(now)` (a `Plan`; else `ready(now)` orders a whole run up front), `next_ready_at(now)` (when a
-    delayed task becomes ready, for a precise wake-up) and `set_total(totals)` (cluster totals for DRF)."""
-
-    def add(self, task: TaskRequest) -> None: ...
-    def remove(self, task_id: str) -> None: ...
-    def ready(self, now: float) -> list[TaskRequest]: ...  # tasks to try, in service order
-    def on_assigned(self, task: TaskRequest) -> None: ...
-    def on_finished(self, task: TaskRequest) -> None: ...
-    def __len__(self) -> int: ...
-
-
-class _ListPlan:
-    """A `Plan` over a fixed order (where placements do not change the order)."""
-
-    def __init__(self, tasks: Iterable[TaskRequest]) -> None:
-        self._it = iter(tasks)
-
-    def __iter__(self) -> _ListPlan:
-        return self
-
-    def __next__(self) -> TaskRequest:
-        return next(self._it)
-
-    def assign(self, task: TaskRequest) -> None:
-        pass
-
-
-class FifoQueue:
-    """First come, first served; tasks with a future `ready_at` wait."""
-
-    def __init__(self) -> None:
-        self._tasks: dict[str, TaskRequest] = {}
-
-    def add(self, task: TaskRequest) -> None:
-        self._tasks[task.id] = task
-
-    def remove(self, task_id: str) -> None:
-        self._tasks.pop(task_id, None)
-
-    def ready(self, now: float) -> list[TaskRequest]:
-        return [t for t in self._tasks.values() if t.ready_at <= now]
-
-    def plan(self, now: float) -> _ListPlan:
-        return _ListPlan(self.ready(now))
-
-    def next_ready_at(self, now: float) -> float | None:
-        later = [t.ready_at for t in self._tasks.values() if t.ready_at > now]
-        return min(later) if later else None
-
-    def on_assigned(self, task: TaskRequest) -> None:
-        self._tasks.pop(task.id, None)
-
-    def on_finished(self, task: TaskRequest) -> None:
-        pass
-
-    def __len__(self) -> int:
-        return len(self._tasks)
-
-
-def default_task_info(task: TaskRequest, assignment: Assignment) -> tpb.TaskInfo:
-    """TaskInfo for an assignment. `payload` is the command: a shell string, an argv list, or a CommandInfo."""
-    payload = task.payload
-    if isinstance(payload, rpb.CommandInfo):
-        command = payload
-    elif isinstance(payload, str):
-        command = rpb.CommandInfo(shell=True, value=payload)
-    elif isinstance(payload, (list, tuple)) and payload:
-        command = rpb.CommandInfo(shell=False, value=str(payload[0]), arguments=[str(a) for a in payload])
-    else:
-        raise ValueError(f"task {task.id}: payload must be a command (str, argv list or CommandInfo)")
-    return tpb.TaskInfo(
-        task_id=task.id,
-        name=task.id,
-        agent_id=assignment.agent_id,
-        resources=task_resources(task, assignment.ports).to_proto(),
-        command=command,
-    )
-
-
-def task_resources(task: TaskRequest, ports: Iterable[int] = ()) -> Resources:
-    amounts = {
-        n: v for n, v in (("cpus", task.cpus), ("mem", task.mem), ("disk", task.disk), ("network", task.network)) if v
-    }
-    amounts.update({k: v for k, v in task.scalars.items() if v})
-    res = Resources.from_scalars(amounts)
-    port_list = sorted(ports)
-    if port_list:
-        res = res + Resources.ports(*((p, p) for p in port_list))
-    return res
-
-
-@dataclass
-class _Lease:
-    agent_id: str
-    offers: dict[str, spb.Offer] = field(default_factory=dict)
-    received: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class AgentInfo:
-    """What the scheduler remembers of an agent from its offers."""
-
-    agent_id: str
-    hostname: str
-    attributes: dict[str, str]
-    seen_at: float  # when its last offer came
-    seen: dict[str, float] = field(default_factory=dict)  # the most offered + used by our tasks, per resource
-    capacity: dict[str, float] | None = None  # given by `set_capacity`: wins over `seen`
-
-    def totals(self) -> dict[str, float]:
-        """The agent's capacity per resource (`ports`: how many)."""
-        return dict(self.capacity) if self.capacity is not None else dict(self.seen)
 
 
 @dataclass
@@ -255,8 +148,8 @@ class PlacementScheduler(Scheduler):
         self.after_run = after_run
         self.clock = clock
         self.metrics = Metrics()
-        self.agents: dict[str, AgentInfo] = {}  # by agent id: every agent seen in an offer and not lost
-        self.leases: dict[str, _Lease] = {}  # by agent id
+        self.agents: dict[str, KnownAgent] = {}  # by agent id: every agent seen in an offer and not lost
+        self.leases: dict[str, Lease] = {}  # by agent id
         self.running: dict[str, dict[str, TaskRequest]] = {}  # agent id -> task id -> task
         self.tasks: dict[str, TaskRequest] = {}  # every submitted task not yet terminal
         self.last_failures: dict[str, tuple[Any, ...]] = {}
@@ -337,15 +230,15 @@ class PlacementScheduler(Scheduler):
             hostname = offer.hostname or offer.agent_id
             agent = self.agents.get(offer.agent_id)
             if agent is None:
-                agent = self.agents[offer.agent_id] = AgentInfo(offer.agent_id, hostname, _attributes(offer), now)
+                agent = self.agents[offer.agent_id] = KnownAgent(offer.agent_id, hostname, offer_attributes(offer), now)
                 given = self._capacities.get(offer.agent_id)
                 agent.capacity = dict(given) if given is not None else None
             else:
-                agent.hostname, agent.attributes, agent.seen_at = hostname, _attributes(offer), now
+                agent.hostname, agent.attributes, agent.seen_at = hostname, offer_attributes(offer), now
             self._supersede(driver, agent)
             lease = self.leases.get(offer.agent_id)
             if lease is None:
-                lease = self.leases[offer.agent_id] = _Lease(offer.agent_id)
+                lease = self.leases[offer.agent_id] = Lease(offer.agent_id)
             lease.offers[offer.id] = offer
             lease.received[offer.id] = now
             self._observe(agent)
@@ -419,9 +312,8 @@ class PlacementScheduler(Scheduler):
         deadlines = [at + self.lease_expiry for lease in self.leases.values() for at in lease.received.values()]
         if self._retry_at is not None:
             deadlines.append(self._retry_at)
-        next_ready_at = getattr(self.queue, "next_ready_at", None)
-        if next_ready_at is not None:
-            ready_at = next_ready_at(now)
+        if isinstance(self.queue, TimedQueue):
+            ready_at = self.queue.next_ready_at(now)
             if ready_at is not None:
                 deadlines.append(ready_at)
         if deadlines:
@@ -443,59 +335,18 @@ class PlacementScheduler(Scheduler):
 
     def hosts(self) -> list[Host]:
         """What a run sees: one `Host` per hostname for every agent with offers or with tasks of ours running
-        (``offers=()`` when it has none). Two agents with one hostname (an agent that came back under a new id):
-        the one that offered last is the host, with the tasks of both."""
-        shown = set(self.leases) | {agent_id for agent_id, tasks in self.running.items() if tasks}
-        by_name: dict[str, list[AgentInfo]] = {}
-        for agent_id in shown:
-            agent = self.agents.get(agent_id)
-            if agent is not None:  # tasks on an agent never seen in an offer: its name and attributes are unknown
-                by_name.setdefault(agent.hostname, []).append(agent)
-        out = []
-        for hostname in sorted(by_name):
-            agents = sorted(by_name[hostname], key=lambda a: (a.seen_at, a.agent_id))
-            current = agents[-1]
-            lease = self.leases.get(current.agent_id)
-            offers = tuple(_slice(o, lease.received[o.id]) for o in lease.offers.values()) if lease else ()
-            running = tuple(_running(t) for a in agents for t in self.running.get(a.agent_id, {}).values())
-            totals = current.totals()
-            scalars = {k: v for k, v in totals.items() if k not in KNOWN_SCALARS and k != "ports"}
-            out.append(
-                Host(
-                    hostname=hostname,
-                    agent_id=current.agent_id,
-                    attributes=current.attributes,
-                    offers=offers,
-                    running=running,
-                    total_cpus=totals.get("cpus"),
-                    total_mem=totals.get("mem"),
-                    total_disk=totals.get("disk"),
-                    total_network=totals.get("network"),
-                    total_scalars=scalars or None,
-                    disabled=hostname in self.disabled_hosts,
-                )
-            )
-        return out
+        (see `agents.hosts_in_view`)."""
+        return hosts_in_view(self.agents, self.leases, self.running, self.disabled_hosts)
 
     def totals(self) -> dict[str, float]:
         """The cluster's resources: every known agent's capacity added up (one agent per hostname)."""
-        current: dict[str, AgentInfo] = {}
-        for agent in self.agents.values():
-            other = current.get(agent.hostname)
-            if other is None or (agent.seen_at, agent.agent_id) > (other.seen_at, other.agent_id):
-                current[agent.hostname] = agent
-        out: dict[str, float] = {}
-        for agent in current.values():
-            for name, amount in agent.totals().items():
-                out[name] = out.get(name, 0.0) + amount
-        return out
+        return cluster_capacity(self.agents.values())
 
     def schedule_once(self, driver: SchedulerDriver) -> SchedulingResult | None:
         now = self.clock()
         self._expire_leases(driver, now)
-        set_total = getattr(self.queue, "set_total", None)
-        if self.queue_totals and set_total is not None and self.agents:
-            set_total(self.totals())
+        if self.queue_totals and isinstance(self.queue, FairShareQueue) and self.agents:
+            self.queue.set_total(self.totals())
         hosts = self.hosts()
         self.metrics.queued = len(self.queue)
         if not len(self.queue):
@@ -536,16 +387,15 @@ class PlacementScheduler(Scheduler):
     def _place(self, hosts: list[Host], now: float) -> SchedulingResult | None:
         """One engine run over the ready tasks (None: none is ready). With an engine that runs task by task and
         a queue that plans, each task's place in the order follows from where the tasks before it really went."""
-        start: Callable[[Sequence[Host]], EngineRun] | None = getattr(self.engine, "start", None)
-        plan_of: Callable[[float], Plan] | None = getattr(self.queue, "plan", None)
-        if start is None or plan_of is None:
-            ready = self.queue.ready(now)
-            return self.engine.schedule(ready, hosts) if ready else None
-        plan = plan_of(now)
+        engine, queue = self.engine, self.queue
+        if not isinstance(engine, SteppedEngine) or not isinstance(queue, PlanningQueue):
+            ready = queue.ready(now)
+            return engine.schedule(ready, hosts) if ready else None
+        plan: Plan = queue.plan(now)
         task = next(plan, None)
         if task is None:
             return None
-        run = start(hosts)
+        run: EngineRun = engine.start(hosts)
         while task is not None:
             if run.place(task) is not None:
                 plan.assign(task)
@@ -602,13 +452,10 @@ class PlacementScheduler(Scheduler):
         tasks on that agent ended (see the module docstring)."""
         if not self.leases:
             return
-        shapes = _minimal_shapes(t for tid, t in self.tasks.items() if tid not in self._where)
+        shapes = minimal_shapes(t for tid, t in self.tasks.items() if tid not in self._where)
         ids: list[str] = []
         for agent_id, lease in list(self.leases.items()):
-            room = _lease_room(lease)
-            for task in self.running.get(agent_id, {}).values():
-                for name, amount in demand(task).items():
-                    room[name] = room.get(name, 0.0) + amount
+            room = room_if_ours_ended(lease, self.running.get(agent_id, {}).values())
             if any(all(amount <= room.get(name, 0.0) + 1e-9 for name, amount in shape) for shape in shapes):
                 continue
             ids.extend(lease.offers)
@@ -626,7 +473,7 @@ class PlacementScheduler(Scheduler):
             self.metrics.declined_offers += len(ids)
         self.leases.clear()
 
-    def _supersede(self, driver: SchedulerDriver, agent: AgentInfo) -> None:
+    def _supersede(self, driver: SchedulerDriver, agent: KnownAgent) -> None:
         """Another agent id under this agent's hostname is an older registration: its offers go back, and it is
         forgotten once none of our tasks runs there (until then `hosts()` counts its tasks on this host)."""
         previous = self._names.get(agent.hostname)
@@ -641,13 +488,9 @@ class PlacementScheduler(Scheduler):
             if not self.running.get(other.agent_id):
                 del self.agents[other.agent_id]
 
-    def _observe(self, agent: AgentInfo) -> None:
+    def _observe(self, agent: KnownAgent) -> None:
         """Note what the agent shows now (its lease plus our tasks there); `seen` keeps the most of each."""
-        lease = self.leases.get(agent.agent_id)
-        now = _lease_room(lease) if lease is not None else {}
-        for task in self.running.get(agent.agent_id, {}).values():
-            for name, amount in demand(task).items():
-                now[name] = now.get(name, 0.0) + amount
+        now = room_if_ours_ended(self.leases.get(agent.agent_id), self.running.get(agent.agent_id, {}).values())
         seen = agent.seen
         for name, amount in now.items():
             if amount > seen.get(name, 0.0):
@@ -657,64 +500,6 @@ class PlacementScheduler(Scheduler):
         self.metrics.queued = len(self.queue)
         if self.on_update is not None:
             self.on_update(task, status)
-
-
-def _lease_room(lease: _Lease) -> dict[str, float]:
-    """What a lease's offers hold, per resource (`ports`: how many)."""
-    room: dict[str, float] = {}
-    for offer in lease.offers.values():
-        res = Resources.from_proto(offer.resources)
-        for name, amount in res.scalars().items():
-            room[name] = room.get(name, 0.0) + amount
-        ports = sum(hi - lo + 1 for lo, hi in res.ranges("ports"))
-        if ports:
-            room["ports"] = room.get("ports", 0.0) + ports
-    return room
-
-
-def _minimal_shapes(tasks: Iterable[TaskRequest]) -> list[tuple[tuple[str, float], ...]]:
-    """The distinct demands of the tasks, less those that ask at least as much as another in every resource
-    (whatever fits one of those fits a smaller one)."""
-    shapes = sorted({tuple(sorted(demand(t).items())) for t in tasks}, key=lambda s: (len(s), s))
-    out: list[tuple[tuple[str, float], ...]] = []
-    for shape in shapes:
-        asked = dict(shape)
-        if not any(all(asked.get(name, 0.0) >= amount for name, amount in small) for small in out):
-            out.append(shape)
-    return out
-
-
-def _attributes(offer: spb.Offer) -> dict[str, str]:
-    return attribute_values(offer.attributes, offer.hostname)
-
-
-def _slice(offer: spb.Offer, received_at: float) -> OfferSlice:
-    res = Resources.from_proto(offer.resources)
-    scalars = res.scalars()
-    return OfferSlice(
-        offer_id=offer.id,
-        cpus=scalars.pop("cpus", 0.0),
-        mem=scalars.pop("mem", 0.0),
-        disk=scalars.pop("disk", 0.0),
-        network=scalars.pop("network", 0.0),
-        ports=res.ranges("ports"),
-        scalars=scalars,
-        received_at=received_at,
-    )
-
-
-def _running(task: TaskRequest) -> RunningTask:
-    return RunningTask(
-        exclusive=any(isinstance(c, ExclusiveHost) for c in task.hard_constraints),
-        id=task.id,
-        group=task.group,
-        cpus=task.cpus,
-        mem=task.mem,
-        disk=task.disk,
-        network=task.network,
-        ports=task.ports,
-        scalars=task.scalars,
-    )
 
 
 async def run_framework(

@@ -14,12 +14,12 @@ import pytest
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.local_cluster import LocalCluster
+from scheduler_sdk.local_provider import LocalAgentProvider
 from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.placement import TaskRequest
 from scheduler_sdk.placement.autoscale import Autoscaler, AutoscaleRule
 from scheduler_sdk.placement.engine import PlacementEngine
 from scheduler_sdk.placement.fitness import BinPacking
-from scheduler_sdk.placement.providers import LocalAgentProvider
 from scheduler_sdk.placement.service import PlacementScheduler, run_framework
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
 from tests.e2e.harness import eventually

@@ -11,10 +11,10 @@ import pytest
 from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import resources_pb2 as rpb
 from scheduler_sdk.local_cluster import LocalCluster
+from scheduler_sdk.local_provider import LocalAgentProvider
 from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.placement.autoscale import Action, Autoscaler, AutoscaleRule
 from scheduler_sdk.placement.model import Host, OfferSlice, RunningTask
-from scheduler_sdk.placement.providers import LocalAgentProvider
 from scheduler_sdk.resources import Resources
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
 from tests.e2e.harness import eventually

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from scheduler_sdk.placement.engine import PlacementEngine
+from scheduler_sdk.placement.extension import HostView
 from scheduler_sdk.placement.fitness import (
     SPREAD_FLOOR,
     BinPacking,
@@ -15,7 +16,7 @@ from scheduler_sdk.placement.fitness import (
     Weighted,
     as_fitness,
 )
-from scheduler_sdk.placement.model import Host, HostView, OfferSlice, RunningTask, TaskRequest
+from scheduler_sdk.placement.model import Host, OfferSlice, RunningTask, TaskRequest
 
 
 def host(name: str, cpus: float = 0, mem: float = 0, *, running: tuple[RunningTask, ...] = (), **kw) -> Host:
@@ -33,9 +34,9 @@ def host(name: str, cpus: float = 0, mem: float = 0, *, running: tuple[RunningTa
 
 def view(h: Host) -> HostView:
     """The engine's view of a host at the start of a run (what a calculator sees)."""
-    from scheduler_sdk.placement.engine import _HostState
+    from scheduler_sdk.placement.run_state import HostState
 
-    return _HostState(h, 0)
+    return HostState(h, 0)
 
 
 def placed(result) -> dict[str, str]:

@@ -17,7 +17,8 @@ from scheduler_sdk.placement import (
     Weighted,
 )
 from scheduler_sdk.placement.constraints import Custom
-from scheduler_sdk.placement.model import Failure, Host, HostView, OfferSlice, RunningTask, TaskRequest
+from scheduler_sdk.placement.extension import HostView
+from scheduler_sdk.placement.model import Failure, Host, OfferSlice, RunningTask, TaskRequest
 
 
 def host(name: str, cpus: float = 4, mem: float = 4000, *, ports=(), running=(), disabled=False, **attrs) -> Host:

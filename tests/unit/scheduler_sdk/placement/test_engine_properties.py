@@ -1,6 +1,8 @@
 """Properties of the engine on random small clusters (hypothesis).
 
-- the indexed fast path gives exactly the reference path's assignments and failures;
+- each indexed candidate source gives exactly its reference's assignments and failures: `free_amount_index` ==
+  `sorted_scan` (BinPacking / Spread), `shape_index` and `good_enough_first` == `rotating_scan` (shape-only
+  calculators); each test checks by name that the run used the sources it means to compare;
 - the result does not depend on the order hosts are given in, and a run replays;
 - no host is over-committed on any resource or port, and assignments list all of the lease's offer ids;
 - hard constraints are never violated (checked by an independent replay of the assignments);
@@ -24,8 +26,9 @@ from scheduler_sdk.placement.constraints import (
     UniqueByAttribute,
 )
 from scheduler_sdk.placement.engine import PlacementEngine
+from scheduler_sdk.placement.extension import Constraint
 from scheduler_sdk.placement.fitness import BinPacking, Spread, Weighted
-from scheduler_sdk.placement.model import ConstraintLike, Host, OfferSlice, RunningTask, SchedulingResult, TaskRequest
+from scheduler_sdk.placement.model import Host, OfferSlice, RunningTask, SchedulingResult, TaskRequest
 
 EPS = 1e-6
 NAMES = [f"h{i}" for i in range(8)]
@@ -42,7 +45,7 @@ def _custom_score(t, h, ctx) -> float:
     return ((sum(map(ord, h.hostname)) * 7 + len(t.id)) % 5) / 4
 
 
-CONSTRAINTS: dict[str, ConstraintLike] = {
+CONSTRAINTS: dict[str, Constraint] = {
     "unique_host": UniqueByAttribute("hostname"),
     "unique_zone": UniqueByAttribute("zone"),
     "balanced_zone": BalancedByAttribute("zone"),
@@ -245,6 +248,8 @@ EXAMPLES = int(os.environ.get("PLACEMENT_EXAMPLES", "1"))  # multiplier for a lo
 @settings(max_examples=150 * EXAMPLES, deadline=None)
 @given(hosts=hosts_st(), tasks=tasks_st(), kwargs=engine_kwargs(ORDERED), perm=st.randoms(use_true_random=False))
 def test_fast_path_equals_reference_path(hosts, tasks, kwargs, perm):
+    assert PlacementEngine(**kwargs).start(hosts).source_names == ("free_amount_index",) * 2
+    assert PlacementEngine(**kwargs, fast_path=False).start(hosts).source_names == ("sorted_scan",) * 2
     fast = PlacementEngine(**kwargs).schedule(tasks, hosts)
     reference = PlacementEngine(**kwargs, fast_path=False).schedule(tasks, hosts)
     assert outcome(fast) == outcome(reference)
@@ -274,6 +279,9 @@ def test_per_shape_index_equals_the_scan(hosts, tasks, kwargs, perm):
     # the index is reused after assignments changed hosts.
     kwargs = {**kwargs, "max_hosts_examined": None}
     tasks = tasks + [replace(t, id=t.id + "-again") for t in tasks]
+    indexed = "shape_index" if kwargs["good_enough"] is None else "good_enough_first"
+    assert PlacementEngine(**kwargs).start(hosts).source_names[0] == indexed
+    assert PlacementEngine(**kwargs, fast_path=False).start(hosts).source_names == ("rotating_scan",) * 2
     fast = PlacementEngine(**kwargs).schedule(tasks, hosts)
     scan = PlacementEngine(**kwargs, fast_path=False).schedule(tasks, hosts)
     assert outcome(fast) == outcome(scan)
@@ -293,6 +301,7 @@ def test_per_shape_index_with_good_enough_equals_the_rotating_scan(hosts, tasks,
     # Without soft constraints: the first host from the cursor on reaching good_enough, found through the index.
     tasks = [replace(t, soft_constraints=()) for t in tasks]
     tasks = tasks + [replace(t, id=t.id + "-again") for t in tasks]
+    assert PlacementEngine(fitness, good_enough=good_enough).start(hosts).source_names[0] == "good_enough_first"
     fast = PlacementEngine(fitness, good_enough=good_enough).schedule(tasks, hosts)
     scan = PlacementEngine(fitness, good_enough=good_enough, fast_path=False).schedule(tasks, hosts)
     assert outcome(fast) == outcome(scan)

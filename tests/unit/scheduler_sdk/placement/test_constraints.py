@@ -14,16 +14,17 @@ from scheduler_sdk.placement.constraints import (
     UniqueByAttribute,
     as_constraint,
 )
-from scheduler_sdk.placement.engine import PlacementEngine, _HostState
+from scheduler_sdk.placement.engine import PlacementEngine
+from scheduler_sdk.placement.extension import HostView
 from scheduler_sdk.placement.model import (
     ConstraintResult,
     Failure,
     Host,
-    HostView,
     OfferSlice,
     RunningTask,
     TaskRequest,
 )
+from scheduler_sdk.placement.run_state import HostState
 
 
 def host(name: str, cpus: float = 4, *, running: tuple[RunningTask, ...] = (), **attributes: str) -> Host:
@@ -48,7 +49,7 @@ class ProtocolOnlyContext:
     """A `RunContext` with nothing but the protocol (constraints must not depend on the engine's helpers)."""
 
     def __init__(self, hosts: list[Host]) -> None:
-        self._views: list[HostView] = [_HostState(h, i) for i, h in enumerate(hosts)]
+        self._views: list[HostView] = [HostState(h, i) for i, h in enumerate(hosts)]
 
     def hosts(self) -> list[HostView]:
         return self._views

@@ -514,6 +514,8 @@ def test_bad_settings_are_refused() -> None:
 
 def test_running_task_view_marks_exclusive_tasks() -> None:
     from scheduler_sdk.placement import ExclusiveHost
-    from scheduler_sdk.placement.service import _running
+    from scheduler_sdk.placement.agents import running_task
 
-    assert _running(cmd("x", cpus=1, hard_constraints=(ExclusiveHost(),))) == RunningTask("x", cpus=1, exclusive=True)
+    assert running_task(cmd("x", cpus=1, hard_constraints=(ExclusiveHost(),))) == RunningTask(
+        "x", cpus=1, exclusive=True
+    )
