@@ -12,11 +12,12 @@ from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.driver import SchedulerDriver
 from scheduler_sdk.placement.engine import PlacementEngine
+from scheduler_sdk.placement.extension import Engine
 from scheduler_sdk.placement.fitness import BinPacking
 from scheduler_sdk.placement.model import Assignment, Failure, SchedulingResult, TaskRequest
-from scheduler_sdk.placement.service import Engine, PlacementScheduler, run_framework
+from scheduler_sdk.placement.service import PlacementScheduler, run_framework
 from scheduler_sdk.resources import Resources
-from scheduler_sdk.states import TERMINAL_STATES as TERMINAL
+from scheduler_sdk.states import TERMINAL_STATES
 
 
 @dataclass
@@ -71,7 +72,7 @@ class TaskRecord:
 
     @property
     def terminal(self) -> bool:
-        return self.state in TERMINAL
+        return self.state in TERMINAL_STATES
 
     @property
     def duration(self) -> float | None:

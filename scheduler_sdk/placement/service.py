@@ -65,7 +65,7 @@ from scheduler_sdk.placement.extension import (
 from scheduler_sdk.placement.launch import default_task_info, task_resources
 from scheduler_sdk.placement.model import Assignment, Host, SchedulingResult, TaskRequest
 from scheduler_sdk.placement.queues import FifoQueue
-from scheduler_sdk.states import TERMINAL_STATES as TERMINAL
+from scheduler_sdk.states import TERMINAL_STATES
 
 __all__ = [
     "Engine",
@@ -261,7 +261,7 @@ class PlacementScheduler(Scheduler):
 
     async def status_update(self, driver: SchedulerDriver, status: tpb.TaskStatus) -> None:
         task = self.tasks.get(status.task_id)
-        if status.state in TERMINAL:
+        if status.state in TERMINAL_STATES:
             agent_id = self._where.pop(status.task_id, None)
             for tasks in self.running.values():
                 tasks.pop(status.task_id, None)
