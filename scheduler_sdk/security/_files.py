@@ -17,3 +17,13 @@ def write_private(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def file_version(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is rewritten or edited (inode, mtime, size); None when it is not there. A file
+    re-read only when this changes costs one stat per check."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)

@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scheduler_sdk.security._files import write_private
+from scheduler_sdk.security._files import file_version, write_private
 from scheduler_sdk.security.certs import Principal, SecurityError, check_principal
 
 TOKEN_BYTES = 32
@@ -25,14 +25,6 @@ def new_token() -> str:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _file_version(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def parse_credentials(text: str, source: str = "credentials") -> dict[str, Principal]:
@@ -98,7 +90,7 @@ class Credentials:
         """Read the file again if it changed; returns whether it did. A broken file keeps the old principals."""
         if self.path is None:
             return False
-        version = _file_version(self.path)
+        version = file_version(self.path)
         if version == self._version and not force:
             return False
         if version is None:
