@@ -23,6 +23,7 @@ from typing import Any
 from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk._daemon.flags import FlagParser, UsageError, address, non_negative_int, positive_float
+from scheduler_sdk.cli import certs as certs_cli
 from scheduler_sdk.cli import policy as policy_cli
 from scheduler_sdk.cli import task as task_cli
 from scheduler_sdk.driver import DriverError
@@ -76,6 +77,7 @@ def build_parser() -> FlagParser:
 
     task_cli.add_parsers(sub, with_master)
     policy_cli.add_parsers(sub, with_master)
+    certs_cli.add_parsers(sub)
 
     teardown = with_master(sub.add_parser("teardown", help="remove a framework and kill its tasks"))
     teardown.add_argument("framework_id")
@@ -445,6 +447,7 @@ COMMANDS = {
     "teardown": cmd_teardown,
     "demo": cmd_demo,
     **policy_cli.COMMANDS,
+    **certs_cli.COMMANDS,
     "task": task_cli.cmd_task,
     "top": task_cli.cmd_top,
 }
