@@ -73,6 +73,15 @@ def _find(pieces: list[Resources], resources: Resources) -> int:
     return -1
 
 
+def _may_take(takers: list[int], wanted: tuple[int, ...]) -> bool:
+    """Whether some framework counted in `takers` (see `RoleNode.takers`) may take something on an agent that
+    meets the minimum alternatives `wanted`."""
+    for k in wanted:  # noqa: SIM110 (a plain loop: this runs for every role a cycle looks at)
+        if takers[k]:
+            return True
+    return False
+
+
 class _Agent:
     __slots__ = (
         "active",
@@ -202,6 +211,8 @@ class HierarchicalAllocator(Allocator):
         self._agent_ids_stale = False
         self._frameworks: dict[str, _Framework] = {}
         self._root = RoleNode("", None)
+        self._root.takers = [0] * (len(self._min) + 1)
+        self._any_limit = False  # some role has a quota limit: the cycle skips roles without room (`takers`)
         self._nodes: dict[str, RoleNode] = {}
         self._attr_keys: dict[tuple, tuple] = {}
 
@@ -652,6 +663,7 @@ class HierarchicalAllocator(Allocator):
         """Stage 1: roles below their guarantee, in the sorter's order, get what helps toward it."""
         nodes = self._nodes
         still = self._stage1.keys
+        wanted = self._wanted_takers(agent, quota_stage=True)
         for _key, name in list(self._stage1.entries):
             if not agent.free:
                 return
@@ -661,9 +673,13 @@ class HierarchicalAllocator(Allocator):
             refused = self._refused(agent)
             if refused is not None and refused.get(quota_node, 0) >= quota_node.candidates:
                 continue  # every framework there refused what the agent has
-            pick = self._visit(quota_node, agent, None, now, quota_node)
+            if wanted is not None and not _may_take(quota_node.takers, wanted):
+                self._held_now.add(agent.id)
+                continue
+            pick = self._visit(quota_node, agent, None, now, quota_node, wanted)
             if pick is not None:
                 self._give(pick, agent, result)
+                wanted = self._wanted_takers(agent, quota_stage=True)
 
     def _fair_stage(self, agent: _Agent, now: float, result: list[Allocation]) -> None:
         """Stage 2: everything left on the agent, by the sorter's order over the whole role tree. (A role
@@ -685,13 +701,17 @@ class HierarchicalAllocator(Allocator):
         refused = (  # `_refused`, inlined
             agent.refused_in if agent.refusal_free is free and agent.refused_in and not self._full_scan else None
         )
+        wanted = self._wanted_takers(agent, quota_stage=False) if self._any_limit else None
         for _key, role in self._root.order.entries:
             node = children[role]
             if not node.candidates or (refused is not None and refused.get(node, 0) >= node.candidates):
                 continue
             if node.children or node.limited:
+                if wanted is not None and not _may_take(node.takers, wanted):
+                    self._held_now.add(agent_id)
+                    continue
                 pick = (
-                    self._visit(node, agent, None, now, None)
+                    self._visit(node, agent, None, now, None, wanted)
                     if node.children
                     else self._try_role(node, agent, now, None)
                 )
@@ -735,15 +755,15 @@ class HierarchicalAllocator(Allocator):
                     self._refresh_quota(node)
                 sorter = self.sorter
                 order = node.fw_order
-                if len(order.entries) > 1:
+                if len(order.keys) > 1:
                     order.update(framework_id, sorter.key(framework_id, mine, 1.0, is_role=False))
                 else:
                     order.stale = True
                 order = self._root.order
                 first = role in self._stage1.keys
-                if len(order.entries) > 1 or first:
+                if len(order.keys) > 1 or first:
                     role_key = sorter.key(role, alloc, node.weight, is_role=True)
-                    if len(order.entries) > 1:
+                    if len(order.keys) > 1:
                         order.update(role, role_key)
                     else:
                         order.stale = True
@@ -778,7 +798,11 @@ class HierarchicalAllocator(Allocator):
     def _fair_stage_general(self, agent: _Agent, now: float, result: list[Allocation], served: set[str] | None) -> None:
         root = self._root
         while True:
-            pick = self._visit(root, agent, served, now, None)
+            wanted = self._wanted_takers(agent, quota_stage=False)
+            if wanted is not None and not _may_take(root.takers, wanted):
+                self._held_now.add(agent.id)  # every role with offerable frameworks lacks room for what is here
+                return
+            pick = self._visit(root, agent, served, now, None, wanted)
             if pick is None:
                 return
             self._give(pick, agent, result)
@@ -813,8 +837,10 @@ class HierarchicalAllocator(Allocator):
         served: set[str] | None,
         now: float,
         quota_node: RoleNode | None,
+        wanted: tuple[int, ...] | None = None,
     ) -> tuple[_Framework, RoleNode, Resources] | None:
-        """The first (framework, role, offer) in sort order under `node` that takes something on `agent`."""
+        """The first (framework, role, offer) in sort order under `node` that takes something on `agent`.
+        `wanted`: the taker counts that matter on the agent (`_wanted_takers`; None: try every role)."""
         children = node.children
         refused = self._refused(agent)
         for _key, name in node.order.entries:
@@ -824,14 +850,20 @@ class HierarchicalAllocator(Allocator):
                     and (served is None or node.name not in served)
                     and (refused is None or agent.refused_own.get(node, 0) < len(node.fw_order.entries))
                 ):
+                    if wanted is not None and not _may_take(node.own_takers, wanted):
+                        self._held_now.add(agent.id)
+                        continue
                     pick = self._try_role(node, agent, now, quota_node)
                     if pick is not None:
                         return pick
             else:
                 child = children[name]
                 if child.candidates and (refused is None or refused.get(child, 0) < child.candidates):
+                    if wanted is not None and not _may_take(child.takers, wanted):
+                        self._held_now.add(agent.id)
+                        continue
                     if child.children:
-                        pick = self._visit(child, agent, served, now, quota_node)
+                        pick = self._visit(child, agent, served, now, quota_node, wanted)
                     elif served is None or name not in served:
                         pick = self._try_role(child, agent, now, quota_node)  # a leaf: only its frameworks
                     else:
@@ -1029,6 +1061,8 @@ class HierarchicalAllocator(Allocator):
         if "/" in role and role != UNRESERVED:
             parent = self._node(role.rsplit("/", 1)[0])
         node = RoleNode(role, parent)
+        node.own_takers = [0] * (len(self._min) + 1)
+        node.takers = [0] * (len(self._min) + 1)
         first_child = not parent.children and parent.parent is not None
         if first_child:
             parent.own = dict(parent.alloc)  # from now on its own frameworks' part is kept apart
@@ -1040,7 +1074,7 @@ class HierarchicalAllocator(Allocator):
             if first_child:
                 parent.order.stale = True  # its own key was not kept up to date while it was alone
             self._fresh_role_order(parent)
-            parent.order.add(role, self._role_key(node))
+            parent.order.add(role, self._role_key(node), hidden=True)  # no offerable framework yet
         return node
 
     def _role_for(self, fw: _Framework, resources: Resources) -> str:
@@ -1098,7 +1132,16 @@ class HierarchicalAllocator(Allocator):
         n: RoleNode | None = node
         while n is not None:
             n.candidates += step
+            if n.parent is not None and n.candidates == (1 if step > 0 else 0):
+                # A role with no offerable framework in its subtree is left out of the orders a cycle walks.
+                if step > 0:
+                    n.parent.order.show(n.name)
+                    self._stage1.show(n.name)
+                else:
+                    n.parent.order.hide(n.name)
+                    self._stage1.hide(n.name)
             n = n.parent
+        self._refresh_takers(node)
 
     def _set_free(self, agent: _Agent, free: Resources) -> None:
         """Set an agent's free resources outright (the slow path: vectors computed again)."""
@@ -1238,13 +1281,16 @@ class HierarchicalAllocator(Allocator):
                 if rvec:
                     V.sub_from(n.res_alloc, rvec)
                 n = n.parent
-        if self._guaranteed and (not rvec or V.positive_diff(vec, rvec)):
-            self._refresh_quota(node)
+        if (self._guaranteed or node.limited) and (not rvec or V.positive_diff(vec, rvec)):
+            if self._guaranteed:
+                self._refresh_quota(node)
+            if node.limited:
+                self._refresh_room(node)
         if self._stale:
             return
         sorter = self.sorter
         order = node.fw_order
-        if len(order.entries) > 1:
+        if len(order.keys) > 1:
             if fw.id in order.keys:
                 order.update(fw.id, sorter.key(fw.id, mine, 1.0, is_role=False))
         else:
@@ -1256,9 +1302,9 @@ class HierarchicalAllocator(Allocator):
         while n.parent is not None:
             order = n.parent.order
             first = stage1 and n.name in stage1
-            if len(order.entries) > 1 or first:
+            if len(order.keys) > 1 or first:
                 key = sorter.key(n.name, n.alloc, n.weight, is_role=True)
-                if len(order.entries) > 1:
+                if len(order.keys) > 1:
                     order.update(n.name, key)
                 else:
                     order.stale = True
@@ -1276,6 +1322,8 @@ class HierarchicalAllocator(Allocator):
                 change(n.reserved, vec)
             if self._guaranteed:
                 self._refresh_quota(node)
+            if node.limited:
+                self._refresh_room(node)
 
     # ================================================================= internals: quota
     def _rebuild_quota(self) -> None:
@@ -1288,6 +1336,7 @@ class HierarchicalAllocator(Allocator):
         for n in nodes:
             n.guaranteed_below = []
             n.g_children = []
+            n.limited_below = []
             n.unsat = {}
         for g in sorted(self._guaranteed, key=lambda n: n.name):
             for a in g.lineage():
@@ -1300,6 +1349,12 @@ class HierarchicalAllocator(Allocator):
                 above.g_children.append(g)
         for n in nodes:
             self._link_quota(n)
+        self._any_limit = any(n.limit is not None for n in nodes)
+        for n in self._root.walk():
+            n.takers = [0] * (len(self._min) + 1)
+        for n in nodes:
+            n.own_takers = [0] * (len(self._min) + 1)
+            self._refresh_takers(n)
         self._required = {}
         for n in self._guaranteed:
             if n.quota_root is n:
@@ -1314,6 +1369,8 @@ class HierarchicalAllocator(Allocator):
         """Set the node's quota links from its line (see `RoleNode.quota_deps`)."""
         lineage = node.lineage()
         node.limited = tuple(a for a in lineage if a.limit is not None)
+        for limited in node.limited:
+            limited.limited_below.append(node)
         node.quota_root = next((a for a in reversed(lineage) if a.guarantee), None)
         deps = {a for a in lineage if a.guarantee}
         for limited in node.limited:
@@ -1348,6 +1405,71 @@ class HierarchicalAllocator(Allocator):
                         own[name] = room
         return own
 
+    def _own_takers(self, node: RoleNode) -> list[int]:
+        """`RoleNode.own_takers` drawn again: the role's offerable frameworks, for each alternative of the default
+        minimum that the room under its limits (and its ancestors') still allows, and those with their own
+        minimums (counted for every alternative and in the last place: their minimums are theirs)."""
+        count = len(node.fw_order.keys)
+        alternatives = len(self._min)
+        if not count or node.special:
+            return [count] * (alternatives + 1)
+        out = [count] * alternatives + [0]
+        if node.limited:
+            for k, minimum in enumerate(self._min):
+                for name, milli in minimum.items():
+                    room = None
+                    for limited in node.limited:
+                        left = limited.limit_room(name)
+                        if left is not None and (room is None or left < room):
+                            room = left
+                    if room is not None and max(0, room) < milli:
+                        out[k] = 0
+                        break
+        return out
+
+    def _refresh_takers(self, node: RoleNode) -> None:
+        """The role's offerable frameworks or its room changed: update its taker counts and its ancestors'."""
+        new = self._own_takers(node)
+        old = node.own_takers
+        if new == old:
+            return
+        node.own_takers = new
+        delta = [a - b for a, b in zip(new, old, strict=True)]
+        n: RoleNode | None = node
+        while n is not None:
+            takers = n.takers
+            for k, step in enumerate(delta):
+                takers[k] += step
+            n = n.parent
+
+    def _refresh_room(self, node: RoleNode) -> None:
+        """`node`'s quota consumption changed: the room under every limit on its line did."""
+        for limited in node.limited:
+            for below in limited.limited_below:
+                self._refresh_takers(below)
+
+    def _wanted_takers(self, agent: _Agent, *, quota_stage: bool) -> tuple[int, ...] | None:
+        """The taker counts (`RoleNode.takers`) that matter on `agent` now: the alternatives of the default
+        minimum that what it has free (after the quota headroom is held back, outside stage 1) meets, and the
+        frameworks with their own minimums. None: every role is tried (no limits, reserved resources free there,
+        or the full scan, which is the reference)."""
+        if not self._any_limit or self._full_scan or not self._min or agent.free_reserved:
+            return None
+        vec = agent.free_vec
+        required = self._required
+        if required and not quota_stage:
+            capped = dict(vec)
+            headroom = self._headroom
+            for name, need in required.items():
+                have = vec.get(name, 0)
+                if have > 0:
+                    surplus = max(0, headroom.get(name, 0) - need)
+                    if surplus < have:
+                        capped[name] = surplus
+            vec = capped
+        met = tuple(k for k, minimum in enumerate(self._min) if V.meets(vec, minimum))
+        return (*met, len(self._min))
+
     def _refresh_quota(self, node: RoleNode) -> None:
         """`node`'s consumption changed: update the required headroom and the set of unmet guarantees."""
         deps = node.quota_deps
@@ -1364,7 +1486,7 @@ class HierarchicalAllocator(Allocator):
                 if n not in self._unsat:
                     self._unsat.add(n)
                     if not self._stale:
-                        self._stage1.add(n.name, self._stage1_key(n))
+                        self._stage1.add(n.name, self._stage1_key(n), hidden=not n.candidates)
             elif n in self._unsat:
                 self._unsat.discard(n)
                 self._stage1.remove(n.name)
@@ -1389,7 +1511,10 @@ class HierarchicalAllocator(Allocator):
 
     def _rebuild_stage1(self) -> None:
         # By name, so that policies drawing keys (random) draw them in the same order every time.
-        self._stage1.rebuild({n.name: self._stage1_key(n) for n in sorted(self._unsat, key=lambda n: n.name)})
+        self._stage1.rebuild(
+            {n.name: self._stage1_key(n) for n in sorted(self._unsat, key=lambda n: n.name)},
+            hidden=[n.name for n in self._unsat if not n.candidates],
+        )
 
     def _fresh_fw_order(self, node: RoleNode) -> None:
         if node.fw_order.stale:
@@ -1401,7 +1526,7 @@ class HierarchicalAllocator(Allocator):
             keys: dict[str, object] = {name: self._role_key(c) for name, c in node.children.items()}
             if node.parent is not None:
                 keys[SELF] = self._self_key(node)
-            node.order.rebuild(keys)
+            node.order.rebuild(keys, hidden=[name for name, c in node.children.items() if not c.candidates])
 
     def _rekey_node(self, node: RoleNode) -> None:
         """The node's weight changed: move it in its parent's order (and in stage 1's)."""
@@ -1420,7 +1545,7 @@ class HierarchicalAllocator(Allocator):
             if node.parent is not None:
                 keys[SELF] = self._self_key(node)
                 node.fw_order.rebuild({fid: self._fw_key(frameworks[fid], node.name) for fid in node.fw_order.keys})
-            node.order.rebuild(keys)
+            node.order.rebuild(keys, hidden=[name for name, c in node.children.items() if not c.candidates])
         self._rebuild_stage1()
         self._stale = False
 

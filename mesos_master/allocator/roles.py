@@ -31,9 +31,11 @@ class RoleNode:
         "guaranteed_below",
         "limit",
         "limited",
+        "limited_below",
         "name",
         "order",
         "own",
+        "own_takers",
         "parent",
         "quota_deps",
         "quota_root",
@@ -42,6 +44,7 @@ class RoleNode:
         "reserved",
         "special",
         "stale_self",
+        "takers",
         "unsat",
         "weight",
     )
@@ -72,6 +75,13 @@ class RoleNode:
         self.quota_root_deps: tuple[RoleNode, ...] = ()
         self.guaranteed_below: list[RoleNode] = []  # for a limited node: the guaranteed nodes in its subtree
         self.g_children: list[RoleNode] = []  # for a guaranteed node: its nearest guaranteed descendants
+        self.limited_below: list[RoleNode] = []  # for a limited node: the nodes whose `limited` holds it
+        # Who may take an offer here despite the quota limits, by default minimum (one count per alternative of
+        # the allocator's minimum, then one for frameworks with their own minimums): `own_takers` counts this
+        # role's offerable frameworks for each alternative its limits leave room for, `takers` sums them over
+        # the subtree. A cycle skips a subtree whose counts are zero for every alternative an agent could meet.
+        self.own_takers: list[int] = []
+        self.takers: list[int] = []
         self.stale_self = False  # its key in `order` (and its own key in its parent's) skipped while alone there
 
     def lineage(self) -> list[RoleNode]:
