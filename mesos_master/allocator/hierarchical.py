@@ -605,6 +605,8 @@ class HierarchicalAllocator(Allocator):
             node.guarantee = V.vector(quota.guarantee)
             node.limit = None if quota.limit is None else V.vector(quota.limit)
         self._rebuild_quota()
+        for below in node.walk():  # only the rooms in its subtree changed
+            self._refresh_takers(below)
         self._all_dirty = True
 
     def quota_headroom(self) -> tuple[Resources, Resources]:
@@ -1350,11 +1352,6 @@ class HierarchicalAllocator(Allocator):
         for n in nodes:
             self._link_quota(n)
         self._any_limit = any(n.limit is not None for n in nodes)
-        for n in self._root.walk():
-            n.takers = [0] * (len(self._min) + 1)
-        for n in nodes:
-            n.own_takers = [0] * (len(self._min) + 1)
-            self._refresh_takers(n)
         self._required = {}
         for n in self._guaranteed:
             if n.quota_root is n:
