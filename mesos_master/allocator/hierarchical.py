@@ -28,6 +28,7 @@ Incremental design (what makes 10,000 agents and 1,000 frameworks fit in a fract
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -73,7 +74,7 @@ def _find(pieces: list[Resources], resources: Resources) -> int:
     return -1
 
 
-def _may_take(takers: list[int], wanted: tuple[int, ...]) -> bool:
+def _may_take(takers: Sequence[int], wanted: tuple[int, ...]) -> bool:
     """Whether some framework counted in `takers` (see `RoleNode.takers`) may take something on an agent that
     meets the minimum alternatives `wanted`."""
     for k in wanted:  # noqa: SIM110 (a plain loop: this runs for every role a cycle looks at)
@@ -212,7 +213,11 @@ class HierarchicalAllocator(Allocator):
         self._frameworks: dict[str, _Framework] = {}
         self._root = RoleNode("", None)
         self._root.takers = [0] * (len(self._min) + 1)
-        self._any_limit = False  # some role has a quota limit: the cycle skips roles without room (`takers`)
+        self._short_of_room = 0  # roles whose limits leave no room for some alternative of the minimum
+        self._min_names: dict[str, int] = {}  # every name the minimums ask for, with the most any asks
+        for minimum in self._min:
+            for name, milli in minimum.items():
+                self._min_names[name] = max(milli, self._min_names.get(name, 0))
         self._nodes: dict[str, RoleNode] = {}
         self._attr_keys: dict[tuple, tuple] = {}
 
@@ -605,6 +610,7 @@ class HierarchicalAllocator(Allocator):
             node.guarantee = V.vector(quota.guarantee)
             node.limit = None if quota.limit is None else V.vector(quota.limit)
         self._rebuild_quota()
+        node.room_margin = self._room_margin(node)
         for below in node.walk():  # only the rooms in its subtree changed
             self._refresh_takers(below)
         self._all_dirty = True
@@ -703,7 +709,7 @@ class HierarchicalAllocator(Allocator):
         refused = (  # `_refused`, inlined
             agent.refused_in if agent.refusal_free is free and agent.refused_in and not self._full_scan else None
         )
-        wanted = self._wanted_takers(agent, quota_stage=False) if self._any_limit else None
+        wanted = self._wanted_takers(agent, quota_stage=False) if self._short_of_room else None
         for _key, role in self._root.order.entries:
             node = children[role]
             if not node.candidates or (refused is not None and refused.get(node, 0) >= node.candidates):
@@ -1063,7 +1069,7 @@ class HierarchicalAllocator(Allocator):
         if "/" in role and role != UNRESERVED:
             parent = self._node(role.rsplit("/", 1)[0])
         node = RoleNode(role, parent)
-        node.own_takers = [0] * (len(self._min) + 1)
+        node.own_takers = (0,) * (len(self._min) + 1)
         node.takers = [0] * (len(self._min) + 1)
         first_child = not parent.children and parent.parent is not None
         if first_child:
@@ -1287,7 +1293,7 @@ class HierarchicalAllocator(Allocator):
             if self._guaranteed:
                 self._refresh_quota(node)
             if node.limited:
-                self._refresh_room(node)
+                self._refresh_room(node, vec, sign)
         if self._stale:
             return
         sorter = self.sorter
@@ -1325,7 +1331,7 @@ class HierarchicalAllocator(Allocator):
             if self._guaranteed:
                 self._refresh_quota(node)
             if node.limited:
-                self._refresh_room(node)
+                self._refresh_room(node, None, sign)
 
     # ================================================================= internals: quota
     def _rebuild_quota(self) -> None:
@@ -1351,7 +1357,6 @@ class HierarchicalAllocator(Allocator):
                 above.g_children.append(g)
         for n in nodes:
             self._link_quota(n)
-        self._any_limit = any(n.limit is not None for n in nodes)
         self._required = {}
         for n in self._guaranteed:
             if n.quota_root is n:
@@ -1402,31 +1407,37 @@ class HierarchicalAllocator(Allocator):
                         own[name] = room
         return own
 
-    def _own_takers(self, node: RoleNode) -> list[int]:
+    def _own_takers(self, node: RoleNode) -> tuple[int, ...]:
         """`RoleNode.own_takers` drawn again: the role's offerable frameworks, for each alternative of the default
         minimum that the room under its limits (and its ancestors') still allows, and those with their own
         minimums (counted for every alternative and in the last place: their minimums are theirs)."""
         count = len(node.fw_order.keys)
-        alternatives = len(self._min)
         if not count or node.special:
-            return [count] * (alternatives + 1)
-        out = [count] * alternatives + [0]
-        if node.limited:
-            for k, minimum in enumerate(self._min):
-                for name, milli in minimum.items():
-                    room = None
-                    for limited in node.limited:
-                        left = limited.limit_room(name)
-                        if left is not None and (room is None or left < room):
-                            room = left
-                    if room is not None and max(0, room) < milli:
-                        out[k] = 0
+            return (count,) * (len(self._min) + 1)
+        if not node.limited:
+            return (count,) * len(self._min) + (0,)
+        out: list[int] = []
+        for minimum in self._min:
+            room = True
+            for name, milli in minimum.items():
+                for limited in node.limited:  # `limit_room`, inlined: this runs for every allocation
+                    cap = limited.limit.get(name) if limited.limit is not None else None
+                    if cap is not None and milli > 0 and cap - limited.consumed(name) < milli:
+                        room = False
                         break
-        return out
+                if not room:
+                    break
+            out.append(count if room else 0)
+        out.append(0)
+        return tuple(out)
 
     def _refresh_takers(self, node: RoleNode) -> None:
         """The role's offerable frameworks or its room changed: update its taker counts and its ancestors'."""
         new = self._own_takers(node)
+        short = bool(self._min) and min(new[:-1]) < len(node.fw_order.keys)
+        if short != node.short_of_room:
+            node.short_of_room = short
+            self._short_of_room += 1 if short else -1
         old = node.own_takers
         if new == old:
             return
@@ -1439,18 +1450,44 @@ class HierarchicalAllocator(Allocator):
                 takers[k] += step
             n = n.parent
 
-    def _refresh_room(self, node: RoleNode) -> None:
-        """`node`'s quota consumption changed: the room under every limit on its line did."""
+    def _refresh_room(self, node: RoleNode, vec: Vec | None, sign: int) -> None:
+        """`node`'s quota consumption grew (`sign` > 0) or shrank by at most `vec` (None: unknown): the room under
+        every limit on its line changed. A limit whose margin (`RoleNode.room_margin`) stays >= 0 closes no
+        alternative of the minimum before or after, so the taker counts below it stay as they are."""
         for limited in node.limited:
+            margin = limited.room_margin
+            if vec is not None and margin >= 0:
+                if sign < 0:
+                    continue  # less consumed: nothing it closed (none), nothing it closes
+                drop = 0
+                for name in self._min_names:
+                    milli = vec.get(name, 0)
+                    if milli > drop:
+                        drop = milli
+                if margin - drop >= 0:
+                    limited.room_margin = margin - drop  # a lower bound: consumption grew by at most `drop`
+                    continue
             for below in limited.limited_below:
                 self._refresh_takers(below)
+            limited.room_margin = self._room_margin(limited)
+
+    def _room_margin(self, limited: RoleNode) -> float:
+        """How much more of any resource the minimums name the limited node may consume before its limit
+        leaves less room than some alternative of the minimum asks (< 0: it does already; inf: no such limit)."""
+        margin = math.inf
+        if limited.limit is not None:
+            for name, most in self._min_names.items():
+                cap = limited.limit.get(name)
+                if cap is not None:
+                    margin = min(margin, cap - limited.consumed(name) - most)
+        return margin
 
     def _wanted_takers(self, agent: _Agent, *, quota_stage: bool) -> tuple[int, ...] | None:
         """The taker counts (`RoleNode.takers`) that matter on `agent` now: the alternatives of the default
         minimum that what it has free (after the quota headroom is held back, outside stage 1) meets, and the
         frameworks with their own minimums. None: every role is tried (no limits, reserved resources free there,
         or the full scan, which is the reference)."""
-        if not self._any_limit or self._full_scan or not self._min or agent.free_reserved:
+        if not self._short_of_room or self._full_scan or agent.free_reserved:
             return None
         vec = agent.free_vec
         required = self._required

@@ -13,6 +13,8 @@ keeps the two sorted orders a cycle walks: `order` (its children, plus "" for it
 
 from __future__ import annotations
 
+import math
+
 from mesos_master.allocator._vectors import Vec
 from mesos_master.allocator.ordering import SortedOrder
 
@@ -42,6 +44,8 @@ class RoleNode:
         "quota_root_deps",
         "res_alloc",
         "reserved",
+        "room_margin",
+        "short_of_room",
         "special",
         "stale_self",
         "takers",
@@ -76,11 +80,13 @@ class RoleNode:
         self.guaranteed_below: list[RoleNode] = []  # for a limited node: the guaranteed nodes in its subtree
         self.g_children: list[RoleNode] = []  # for a guaranteed node: its nearest guaranteed descendants
         self.limited_below: list[RoleNode] = []  # for a limited node: the nodes whose `limited` holds it
+        self.room_margin = math.inf  # for a limited node: see `HierarchicalAllocator._room_margin` (a lower bound)
         # Who may take an offer here despite the quota limits, by default minimum (one count per alternative of
         # the allocator's minimum, then one for frameworks with their own minimums): `own_takers` counts this
         # role's offerable frameworks for each alternative its limits leave room for, `takers` sums them over
         # the subtree. A cycle skips a subtree whose counts are zero for every alternative an agent could meet.
-        self.own_takers: list[int] = []
+        self.own_takers: tuple[int, ...] = ()
+        self.short_of_room = False  # its limits leave room for not every alternative (some `own_takers` < all)
         self.takers: list[int] = []
         self.stale_self = False  # its key in `order` (and its own key in its parent's) skipped while alone there
 
