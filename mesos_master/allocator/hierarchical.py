@@ -28,7 +28,6 @@ Incremental design (what makes 10,000 agents and 1,000 frameworks fit in a fract
 from __future__ import annotations
 
 import heapq
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -671,7 +670,7 @@ class HierarchicalAllocator(Allocator):
         """Stage 1: roles below their guarantee, in the sorter's order, get what helps toward it."""
         nodes = self._nodes
         still = self._stage1.keys
-        wanted = self._wanted_takers(agent, quota_stage=True)
+        wanted = self._wanted_takers(agent, quota_stage=True) if self._short_of_room else None
         for _key, name in list(self._stage1.entries):
             if not agent.free:
                 return
@@ -687,7 +686,7 @@ class HierarchicalAllocator(Allocator):
             pick = self._visit(quota_node, agent, None, now, quota_node, wanted)
             if pick is not None:
                 self._give(pick, agent, result)
-                wanted = self._wanted_takers(agent, quota_stage=True)
+                wanted = self._wanted_takers(agent, quota_stage=True) if self._short_of_room else None
 
     def _fair_stage(self, agent: _Agent, now: float, result: list[Allocation]) -> None:
         """Stage 2: everything left on the agent, by the sorter's order over the whole role tree. (A role
@@ -806,7 +805,7 @@ class HierarchicalAllocator(Allocator):
     def _fair_stage_general(self, agent: _Agent, now: float, result: list[Allocation], served: set[str] | None) -> None:
         root = self._root
         while True:
-            wanted = self._wanted_takers(agent, quota_stage=False)
+            wanted = self._wanted_takers(agent, quota_stage=False) if self._short_of_room else None
             if wanted is not None and not _may_take(root.takers, wanted):
                 self._held_now.add(agent.id)  # every role with offerable frameworks lacks room for what is here
                 return
@@ -1452,34 +1451,37 @@ class HierarchicalAllocator(Allocator):
 
     def _refresh_room(self, node: RoleNode, vec: Vec | None, sign: int) -> None:
         """`node`'s quota consumption grew (`sign` > 0) or shrank by at most `vec` (None: unknown): the room under
-        every limit on its line changed. A limit whose margin (`RoleNode.room_margin`) stays >= 0 closes no
+        every limit on its line changed. A limit whose margins (`RoleNode.room_margin`) stay >= 0 closes no
         alternative of the minimum before or after, so the taker counts below it stay as they are."""
         for limited in node.limited:
             margin = limited.room_margin
-            if vec is not None and margin >= 0:
+            if vec is not None and margin is not None:
                 if sign < 0:
-                    continue  # less consumed: nothing it closed (none), nothing it closes
-                drop = 0
-                for name in self._min_names:
-                    milli = vec.get(name, 0)
-                    if milli > drop:
-                        drop = milli
-                if margin - drop >= 0:
-                    limited.room_margin = margin - drop  # a lower bound: consumption grew by at most `drop`
+                    continue  # less consumed: it closed nothing, it closes nothing (the margins only grow)
+                for name, left in margin.items():
+                    if left < vec.get(name, 0):
+                        break
+                else:
+                    for name in margin:
+                        margin[name] -= vec.get(name, 0)  # at most what consumption grew by: still a lower bound
                     continue
             for below in limited.limited_below:
                 self._refresh_takers(below)
             limited.room_margin = self._room_margin(limited)
 
-    def _room_margin(self, limited: RoleNode) -> float:
-        """How much more of any resource the minimums name the limited node may consume before its limit
-        leaves less room than some alternative of the minimum asks (< 0: it does already; inf: no such limit)."""
-        margin = math.inf
+    def _room_margin(self, limited: RoleNode) -> dict[str, int] | None:
+        """By resource the minimums name: how much more the limited node may consume before its limit leaves
+        less room than some alternative of the minimum asks; None when one of them is < 0 already (the node's
+        limit closes some alternative below it)."""
+        margin: dict[str, int] = {}
         if limited.limit is not None:
             for name, most in self._min_names.items():
                 cap = limited.limit.get(name)
                 if cap is not None:
-                    margin = min(margin, cap - limited.consumed(name) - most)
+                    left = cap - limited.consumed(name) - most
+                    if left < 0:
+                        return None
+                    margin[name] = left
         return margin
 
     def _wanted_takers(self, agent: _Agent, *, quota_stage: bool) -> tuple[int, ...] | None:
