@@ -29,6 +29,7 @@ class RoleNode:
         "g_children",
         "guarantee",
         "guaranteed_below",
+        "headroom_required",
         "limit",
         "limited",
         "limited_below",
@@ -47,7 +48,6 @@ class RoleNode:
         "special",
         "stale_self",
         "takers",
-        "unsat",
         "weight",
     )
 
@@ -69,7 +69,7 @@ class RoleNode:
         self.special = 0  # offerable frameworks here with their own minimums or constraints
         self.limited: tuple[RoleNode, ...] = ()  # this node and its ancestors that have a limit
         self.quota_root: RoleNode | None = None  # the top-most node at or above this one with a guarantee
-        self.unsat: Vec = {}  # for a quota root: what the required headroom counts for its subtree
+        self.headroom_required: Vec = {}  # for a quota root: what the required headroom counts for its subtree
         # Quota links, set when quotas change (and for a new node): the guaranteed nodes whose shortfall depends
         # on this node's consumption (those on its line, and those below a limited node on its line, whose limit
         # room it shares), and their quota roots.
@@ -78,7 +78,7 @@ class RoleNode:
         self.guaranteed_below: list[RoleNode] = []  # for a limited node: the guaranteed nodes in its subtree
         self.g_children: list[RoleNode] = []  # for a guaranteed node: its nearest guaranteed descendants
         self.limited_below: list[RoleNode] = []  # for a limited node: the nodes whose `limited` holds it
-        # for a limited node: see `HierarchicalAllocator._room_margin` (lower bounds; None: below zero somewhere)
+        # for a limited node: see `LimitRoom.room_margin` (lower bounds; None: below zero somewhere)
         self.room_margin: dict[str, int] | None = {}
         # Who may take an offer here despite the quota limits, by default minimum (one count per alternative of
         # the allocator's minimum, then one for frameworks with their own minimums): `own_takers` counts this

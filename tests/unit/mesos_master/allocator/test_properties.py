@@ -476,7 +476,7 @@ class AllocatorMachine(RuleBasedStateMachine):
                 for slot in per_agent.refused.values()
                 if type(slot) is int
             ]
-            book = alloc._refusal_book
+            book = alloc._refusals.refused
             assert sum(book.refs.values()) == len(slots) and set(book.objects) == set(slots)
 
     @invariant()

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mesos_master.allocator import DRFSorter, FairSorter, HierarchicalAllocator, PrioritySorter, Quota, RandomSorter
-from mesos_master.allocator.hierarchical import _may_take
+from mesos_master.allocator.quota import may_take
 from scheduler_sdk.resources import Resources
 
 P = Resources.parse
@@ -134,13 +134,14 @@ def test_a_role_the_taker_counts_skip_takes_nothing(
         for a in alloc.allocate(float(i + 1))[::2]:
             alloc.recover_resources(a.framework_id, a.agent_id, a.resources, None, float(i + 1), role=a.role)
     now = float(cycles + 1)
-    assert alloc._short_of_room == sum(n.short_of_room for n in alloc._root.walk())
+    room = alloc._tree.room
+    assert room.short_of_room == sum(n.short_of_room for n in alloc._root.walk())
     for node in alloc._root.walk()[1:]:  # lower bounds, so that skipping is safe
-        exact = alloc._room_margin(node)
+        exact = room.room_margin(node)
         if node.room_margin is not None:
             assert exact is not None and all(node.room_margin[name] <= exact[name] for name in node.room_margin)
     for node in alloc._root.walk()[1:]:
-        assert node.own_takers == alloc._own_takers(node)
+        assert node.own_takers == room.own_takers(node)
         below = [sum(n.own_takers[k] for n in node.walk()) for k in range(len(minimum) + 1)]
         assert node.short_of_room == (min(node.own_takers[:-1]) < len(node.fw_order.keys))
         assert node.takers == below
@@ -148,11 +149,13 @@ def test_a_role_the_taker_counts_skip_takes_nothing(
         if not agent.free:
             continue
         for quota_stage in (False, True):
-            wanted = alloc._wanted_takers(agent, quota_stage=quota_stage)
+            wanted = alloc._walk.wanted_takers(agent, quota_stage=quota_stage)
             if wanted is None:
                 continue
             for node in alloc._root.walk()[1:]:
-                if node.fw_order.entries and not _may_take(node.own_takers, wanted):
-                    stage_roles = [n for n in node.lineage() if n in alloc._unsat] if quota_stage else [None]
+                if node.fw_order.entries and not may_take(node.own_takers, wanted):
+                    stage_roles = (
+                        [n for n in node.lineage() if n in alloc._tree.guarantees.below] if quota_stage else [None]
+                    )
                     for quota_node in stage_roles:
-                        assert alloc._try_role(node, agent, now, quota_node) is None
+                        assert alloc._walk.try_role(node, agent, now, quota_node) is None
