@@ -641,15 +641,18 @@ class HierarchicalAllocator(Allocator):
         root = self._root
         everyone = root.candidates if not self._full_scan else 1 << 62
 
-        def offers_something(a: AgentRecord) -> bool:
-            return bool(a.active and a.free) and (
-                a.refusals.resources is not a.free or a.refusals.in_subtree.get(root, 0) < everyone
-            )
-
         if wanted is None or len(wanted) * 4 >= count:
             order = ids[start:] + ids[:start]
             picked = (agents[i] for i in order) if wanted is None else (agents[i] for i in order if i in wanted)
-            return [a for a in picked if offers_something(a)]
-        chosen = [a for a in (agents.get(i) for i in wanted) if a is not None and offers_something(a)]
-        chosen.sort(key=lambda a: (a.seq - start) % count)
+        else:
+            picked = (a for a in (agents.get(i) for i in wanted) if a is not None)
+        chosen = [
+            a
+            for a in picked
+            if a.active
+            and a.free
+            and (a.refusals.resources is not a.free or a.refusals.in_subtree.get(root, 0) < everyone)
+        ]
+        if wanted is not None and len(wanted) * 4 < count:
+            chosen.sort(key=lambda a: (a.seq - start) % count)
         return chosen

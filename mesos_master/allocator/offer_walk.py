@@ -79,8 +79,11 @@ class OfferWalk:
         gpus = agent.gpus
         frameworks = self.frameworks
         children = self.tree.root.children
-        refused = self.refused(agent)
-        wanted = self.wanted_takers(agent, quota_stage=False)
+        refusals = agent.refusals  # `refused`, inlined
+        refused = (
+            refusals.in_subtree if refusals.resources is free and refusals.in_subtree and not self.full_scan else None
+        )
+        wanted = self.wanted_takers(agent, quota_stage=False) if self.tree.room.short_of_room else None
         for _key, role in self.tree.root.order.entries:
             node = children[role]
             if not node.candidates or (refused is not None and refused.get(node, 0) >= node.candidates):
@@ -158,11 +161,12 @@ class OfferWalk:
         """Book the offer as held (both books and the role tree) and take it off the agent's free resources."""
         fw, node, offer = pick
         if offer is agent.free:
-            vec, rvec = agent.free_vec, agent.free_rvec
+            self.tree.book(fw, agent, node.name, offer, agent.free_vec, agent.free_rvec)
+            agent.take_all()
         else:
             vec, rvec = vectors.vectors(offer)
-        self.tree.book(fw, agent, node.name, offer, vec, rvec)
-        agent.take(offer, vec, rvec)
+            self.tree.book(fw, agent, node.name, offer, vec, rvec)
+            agent.take(offer, vec, rvec)
         result.append(Allocation(fw.id, node.name, agent.id, offer))
 
     def visit(

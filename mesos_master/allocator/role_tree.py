@@ -80,10 +80,15 @@ class RoleTree:
             mine = fw.role_alloc[role] = {}
         n: RoleNode = node
         if sign > 0:
-            for name, milli in vec.items():
-                mine[name] = mine.get(name, 0) + milli
             if node.children:
                 vectors.add_into(node.own, vec)
+            alloc = node.alloc
+            for name, milli in vec.items():  # the framework's and its role's in one loop (the hot path)
+                mine[name] = mine.get(name, 0) + milli
+                alloc[name] = alloc.get(name, 0) + milli
+            if rvec:
+                vectors.add_into(node.res_alloc, rvec)
+            n = node.parent  # type: ignore[assignment]
             while n.parent is not None:
                 alloc = n.alloc
                 for name, milli in vec.items():
