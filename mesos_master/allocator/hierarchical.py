@@ -43,7 +43,6 @@ from mesos_master.allocator import quota
 from mesos_master.allocator._vectors import Vec
 from mesos_master.allocator.base import AllocatedTask, Allocation, Allocator, OfferConstraints, Quota, Revocation
 from mesos_master.allocator.books import EMPTY, holding_total, take_piece, take_up_to
-from mesos_master.allocator.constraints import CompiledConstraints
 from mesos_master.allocator.filters import has_live
 from mesos_master.allocator.offer_walk import OfferWalk
 from mesos_master.allocator.records import AgentRecord, FrameworkRecord
@@ -148,7 +147,7 @@ class HierarchicalAllocator(Allocator):
         for agent in self._agents.values():
             orphan = agent.orphans.pop(framework_id, EMPTY)
             if orphan:
-                self._tree.book(fw, agent, self._role_for(fw, orphan), orphan, *vectors.vectors(orphan))
+                self._tree.book(fw, agent, fw.role_for(orphan), orphan, *vectors.vectors(orphan))
         self._all_dirty = True
 
     def update_framework(
@@ -334,7 +333,7 @@ class HierarchicalAllocator(Allocator):
         if fw is None or agent is None or not resources:
             return
         if role is None:
-            role = self._role_for(fw, resources)
+            role = fw.role_for(resources)
         agent.set_free(agent.free.subtract_clamped(resources))
         self._tree.book(fw, agent, role, resources, *vectors.vectors(resources))
 
@@ -540,14 +539,6 @@ class HierarchicalAllocator(Allocator):
         }
 
     # ================================================================= internals: frameworks
-    def _role_for(self, fw: FrameworkRecord, resources: Resources) -> str:
-        reserved = sorted(r for r in resources.roles() if r != UNRESERVED)
-        for role in reserved:
-            for mine in fw.roles:
-                if role == mine or mine.startswith(role + "/"):
-                    return mine
-        return fw.roles[0]
-
     def _configure(
         self,
         fw: FrameworkRecord,
@@ -555,17 +546,10 @@ class HierarchicalAllocator(Allocator):
         constraints: OfferConstraints | None,
         min_allocatable: Mapping[str, Sequence[Resources]] | None,
     ) -> None:
-        fw.gpu_aware = gpu_aware
-        compiled = None
-        if constraints is not None and (constraints.attributes or constraints.min_resources):
-            compiled = CompiledConstraints(constraints)
-        fw.constraints = compiled
-        fw.attr_cache = {}
-        fw.min_alloc = {role: tuple(vectors.vector(m) for m in mins) for role, mins in (min_allocatable or {}).items()}
         # `node.special` counts the offerable special frameworks of a role: the callers take the framework out
         # of every order before configuring it, and `_sync` puts it back.
         assert not any(fw.id in self._tree.node(r).fw_order for r in fw.roles)
-        fw.special = compiled is not None or bool(fw.min_alloc)
+        fw.configure(gpu_aware, constraints, min_allocatable)
 
     def _sync(self, fw: FrameworkRecord) -> None:
         """Put the framework in (or out of) the order of each of its roles: offerable when active and not
