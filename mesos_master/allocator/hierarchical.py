@@ -82,7 +82,7 @@ class HierarchicalAllocator(Allocator):
         timer: Callable[[], float] = time.perf_counter,
         full_scan: bool = False,
     ) -> None:
-        self.sorter: Sorter = sorter if sorter is not None else DRFSorter()
+        chosen: Sorter = sorter if sorter is not None else DRFSorter()
         self.allocation_interval = allocation_interval
         self.revocation = revocation
         self._min: tuple[Vec, ...] = tuple(vectors.vector(m) for m in min_allocatable)
@@ -93,7 +93,7 @@ class HierarchicalAllocator(Allocator):
         self._agent_ids: list[str] = []
         self._agent_ids_stale = False
         self._frameworks: dict[str, FrameworkRecord] = {}
-        self._tree = RoleTree(self.sorter, self._min, track_headroom=revocation)
+        self._tree = RoleTree(chosen, self._min, track_headroom=revocation)
         self._root = self._tree.root
         self._nodes = self._tree.nodes
         self._attr_keys: dict[tuple, tuple] = {}
@@ -111,6 +111,16 @@ class HierarchicalAllocator(Allocator):
         self._run_count = 0
         self._last_offers = 0
         self._last_examined = 0
+
+    @property
+    def sorter(self) -> Sorter:
+        """The fairness policy (the role tree's orders are drawn by it)."""
+        return self._tree.orders.sorter
+
+    @sorter.setter
+    def sorter(self, sorter: Sorter) -> None:
+        self._tree.orders.sorter = sorter
+        self._total_changed = True  # give it the cluster's total, then draw every key again
 
     # ================================================================= frameworks
     def add_framework(
