@@ -6,9 +6,9 @@
 - `below_guarantee`: the guaranteed roles below their guarantee (stage 1 of a cycle), each by the key its parent's
   order keeps for it.
 
-A client is moved only when its allocation changes (`reposition`), instead of sorting every client for every
-agent. An order left alone with one client is not moved at all (`stale`): its keys are drawn again before a
-second client joins it.
+A client is moved only when its allocation changes (`role_tree.RoleTree.account` moves it, on the hot path),
+instead of sorting every client for every agent. An order left alone with one client is not moved at all
+(`stale`): its keys are drawn again before a second client joins it.
 """
 
 from __future__ import annotations
@@ -119,34 +119,3 @@ class RoleOrders:
         node.order.stale = node.parent.order.stale = False
         if node.name in self.below_guarantee.keys:
             self.below_guarantee.update(node.name, key)
-
-    def reposition(self, framework_id: str, node: RoleNode, held: Vec) -> None:
-        """The framework's allocation in `node` changed (to `held`), and so did the node's and its ancestors':
-        move each in its order."""
-        if self.stale:
-            return
-        sorter = self.sorter
-        order = node.fw_order
-        if len(order.keys) > 1:
-            if framework_id in order.keys:
-                order.update(framework_id, sorter.key(framework_id, held, 1.0, is_role=False))
-        else:
-            order.stale = True
-        if node.children:
-            node.order.update(SELF, sorter.key(node.name, node.own, node.weight, is_role=True))
-        below = self.below_guarantee.keys
-        n = node
-        while n.parent is not None:
-            order = n.parent.order
-            first = below and n.name in below
-            if len(order.keys) > 1 or first:
-                key = sorter.key(n.name, n.alloc, n.weight, is_role=True)
-                if len(order.keys) > 1:
-                    order.update(n.name, key)
-                else:
-                    order.stale = True
-                if first:
-                    self.below_guarantee.update(n.name, key)
-            else:
-                order.stale = True
-            n = n.parent

@@ -13,7 +13,7 @@ from mesos_master.allocator.base import Quota
 from mesos_master.allocator.books import AgentBook, FrameworkBook, add_holding
 from mesos_master.allocator.quota import Guarantees, Headroom, LimitRoom, link_quota
 from mesos_master.allocator.role_orders import RoleOrders
-from mesos_master.allocator.roles import RoleNode
+from mesos_master.allocator.roles import SELF, RoleNode
 from mesos_master.allocator.sorter import Sorter
 from scheduler_sdk.resources import UNRESERVED, Resources
 
@@ -111,7 +111,35 @@ class RoleTree:
                 self.guarantees.refresh(node)
             if node.limited:
                 self.room.refresh_room(node, vec, sign)
-        self.orders.reposition(fw.id, node, mine)
+        # Move the framework, the role and its ancestors in their orders (`RoleOrders`; inlined: the hot path).
+        orders = self.orders
+        if orders.stale:
+            return
+        sorter = orders.sorter
+        order = node.fw_order
+        if len(order.keys) > 1:
+            if fw.id in order.keys:
+                order.update(fw.id, sorter.key(fw.id, mine, 1.0, is_role=False))
+        else:
+            order.stale = True
+        if node.children:
+            node.order.update(SELF, sorter.key(node.name, node.own, node.weight, is_role=True))
+        below = orders.below_guarantee.keys
+        n = node
+        while n.parent is not None:
+            order = n.parent.order
+            first = below and n.name in below
+            if len(order.keys) > 1 or first:
+                key = sorter.key(n.name, n.alloc, n.weight, is_role=True)
+                if len(order.keys) > 1:
+                    order.update(n.name, key)
+                else:
+                    order.stale = True
+                if first:
+                    orders.below_guarantee.update(n.name, key)
+            else:
+                order.stale = True
+            n = n.parent
 
     def track_reservations(self, reservations: dict[str, Vec], sign: int) -> None:
         """An agent's reservations (by role) came (+1) or went (-1)."""
