@@ -18,6 +18,8 @@ metrics (the last cycle's ``allocation_run_ms`` among them), and peak RSS.
     python -m bench.allocator --agents 10000 --frameworks 1000 --rounds 2000   # all of Mesos' rounds
     python -m bench.allocator --shape plain          # the old shape: empty agents, one port range
     python -m bench.allocator --quota                # 3,000 agents, roles with quota (guarantees and limits)
+    python -m bench.allocator --quota --roles 3000   # quota roles no framework is subscribed to (1,000 of 1,500)
+    python -m bench.allocator --quota-grid           # the --quota shapes of issue 8, 3 rounds each, in subprocesses
     python -m bench.allocator --grid                 # agents 1k/10k/50k x frameworks 100/1k/5k, in subprocesses
 """
 
@@ -45,6 +47,18 @@ CYCLES_AFTER_FIRST = 10
 GRID_AGENTS = (1_000, 10_000, 50_000)
 GRID_FRAMEWORKS = (100, 1_000, 5_000)
 GRID_BUDGET_S = 900.0
+# (agents, frameworks, roles): half of the roles have quota; with more roles than frameworks, quota roles
+# without any framework subscribed (a team with a guarantee and nothing running now), the shape that once took a
+# cycle from milliseconds to 50 s
+QUOTA_GRID = (
+    (3_000, 1_000, 100),
+    (3_000, 1_000, 1_000),
+    (3_000, 1_000, 2_000),
+    (3_000, 3_000, 3_000),
+    (3_000, 1_000, 3_000),
+    (10_000, 1_000, 3_000),
+)
+QUOTA_GRID_ROUNDS = 3
 AUTO_ROUNDS_BUDGET = 1_000_000  # offers (agents x rounds with offers) the default --rounds affords; beyond: 11
 
 
@@ -208,6 +222,19 @@ def grid(policy: str, shape: str, rounds: int | None) -> None:
     print(json.dumps({"bench": "allocator", "grid_total_s": round(spent, 1)}), flush=True)
 
 
+def quota_grid(policy: str, shape: str, rounds: int | None) -> None:
+    """Each `QUOTA_GRID` shape in a fresh process, `QUOTA_GRID_ROUNDS` rounds unless --rounds says otherwise."""
+    spent = 0.0
+    for agents, frameworks, roles in QUOTA_GRID:
+        argv = [sys.executable, "-m", "bench.allocator", "--quota", "--agents", str(agents)]
+        argv += ["--frameworks", str(frameworks), "--roles", str(roles), "--allocator", policy, "--shape", shape]
+        argv += ["--rounds", str(rounds if rounds is not None else QUOTA_GRID_ROUNDS)]
+        t0 = time.perf_counter()
+        subprocess.call(argv, timeout=GRID_BUDGET_S)
+        spent += time.perf_counter() - t0
+    print(json.dumps({"bench": "allocator", "quota_grid_total_s": round(spent, 1)}), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.allocator", description=__doc__.split("\n\n")[0])
     p.add_argument("--agents", type=int, default=None)
@@ -229,11 +256,19 @@ def main() -> None:
         f"<= {AUTO_ROUNDS_BUDGET:,}, else {1 + CYCLES_AFTER_FIRST})",
     )
     p.add_argument("--grid", action="store_true", help="agents 1k/10k/50k x frameworks 100/1k/5k")
+    p.add_argument(
+        "--quota-grid",
+        action="store_true",
+        help="the --quota shapes: 100 to 3,000 roles (half with quota) on 3,000 and 10,000 agents, 3 rounds each",
+    )
     a = p.parse_args()
     if a.rounds is not None and a.rounds < 1:
         p.error("--rounds must be at least 1")
     if a.grid:
         grid(a.allocator, a.shape, a.rounds)
+        return
+    if a.quota_grid:
+        quota_grid(a.allocator, a.shape, a.rounds)
         return
     agents = a.agents if a.agents is not None else (3_000 if a.quota else 1_000)
     frameworks = a.frameworks if a.frameworks is not None else (1_000 if a.quota else 100)

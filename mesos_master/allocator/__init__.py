@@ -5,6 +5,7 @@
 group ``aiomesos.allocators`` (see docs/allocator-plugins.md)."""
 
 from mesos_master.allocator.base import (
+    AllocatedTask,
     Allocation,
     Allocator,
     AttributeMatch,
@@ -21,6 +22,7 @@ from mesos_master.allocator.sorter import DRFSorter, FairSorter, PrioritySorter,
 __all__ = [
     "DEFAULT_MIN_ALLOCATABLE",
     "ENTRY_POINT_GROUP",
+    "AllocatedTask",
     "Allocation",
     "Allocator",
     "AttributeMatch",

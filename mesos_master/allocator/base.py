@@ -52,8 +52,9 @@ class OfferConstraints:
 
 
 @dataclass(frozen=True, slots=True)
-class RunningTask:
-    """A task the master tells `revocations()` about: what it holds, under which role, since when.
+class AllocatedTask:
+    """A task the master tells `revocations()` about: what it holds of an allocation, under which role, since when
+    (the allocator's view of a running task: nothing of what it runs).
 
     `non_revocable`: the framework labelled it so (honoured only up to its role's guarantee, see
     `Allocator.revocations`). `killing`: a kill is already on its way (a revocation, or the framework's own):
@@ -67,6 +68,9 @@ class RunningTask:
     started_at: float
     non_revocable: bool = False
     killing: bool = False
+
+
+RunningTask = AllocatedTask  # the former name, kept while mesos_master/cluster.py still uses it
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +191,7 @@ class Allocator(ABC):
         """Run one allocation cycle; what it returns is allocated until recovered."""
 
     @abstractmethod
-    def revocations(self, now: float, tasks: Iterable[RunningTask]) -> list[Revocation]:
+    def revocations(self, now: float, tasks: Iterable[AllocatedTask]) -> list[Revocation]:
         """Which of the running `tasks` to kill so that starved roles get their guarantee (or, with a fair
         policy, their fair share): tasks of roles above their share, least recently started first, never taking
         a role below its share. The master kills exactly these. `tasks` may be a generator: it is read only

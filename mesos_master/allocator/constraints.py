@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-from mesos_master.allocator import _vectors as V
+from mesos_master.allocator import _vectors as vectors
 from mesos_master.allocator.base import AttributeMatch, OfferConstraints
 from scheduler_sdk.resources import Resources
 
@@ -44,11 +44,11 @@ class CompiledConstraints:
     def __init__(self, constraints: OfferConstraints) -> None:
         self.predicates = tuple(compile_match(m) for m in constraints.attributes)
         self.min_resources = constraints.min_resources or None
-        self.min_vec = V.vector(self.min_resources) if self.min_resources else {}
+        self.min_vec = vectors.vector(self.min_resources) if self.min_resources else {}
         # Ranges or sets in the minimum need a full (role-free) containment test; scalars a vector compare.
         self.min_flat = (
             Resources.flatten(self.min_resources)
-            if self.min_resources is not None and V.has_non_scalars(self.min_resources)
+            if self.min_resources is not None and vectors.has_non_scalars(self.min_resources)
             else None
         )
 
@@ -58,6 +58,6 @@ class CompiledConstraints:
     def offer_ok(self, offer: Resources, offer_vec: Mapping[str, int]) -> bool:
         if self.min_resources is None:
             return True
-        if not V.meets(offer_vec, self.min_vec):
+        if not vectors.meets(offer_vec, self.min_vec):
             return False
         return self.min_flat is None or Resources.flatten(offer).contains(self.min_flat)

@@ -1,15 +1,15 @@
 """Refusal filters (Mesos' semantics): what a framework declined in a role on an agent is withheld from it there
 until the filter expires, as long as what would be offered is a subset of what was refused.
 
-The allocator keeps them per framework as ``{role: PerAgent}``: by agent, the refused resources and when the
+The allocator keeps them per framework as ``{role: FiltersByAgent}``: by agent, the refused resources and when the
 filter expires. Built for clusters whose frameworks decline for long (millions of live filters), where Python's
 garbage collector would otherwise walk every filter at each full collection: a filter is no object of its own
-but two dict entries, and the refused resources are referred to by a number in a `Book` shared by all filters
-(the same `Resources` is usually refused by many frameworks: the agent's free resources, declined whole), so
+but two dict entries, and the refused resources are referred to by a number in a `RefusedResources` shared by all
+filters (the same `Resources` is usually refused by many frameworks: the agent's free resources, declined whole), so
 those dicts hold only strings, floats and ints, which the collector does not track. Several filters on one agent
 are a list of `RefusalFilter` (its expiry entry is then the latest of them). The allocator wakes an agent up when
-its earliest filter expires (one heap entry per agent, not per filter). The functions here read and prune
-filters in place."""
+its earliest filter expires (one heap entry per agent, not per filter: `refusals.RefusalIndex`). The functions
+here read and prune filters in place."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ class RefusalFilter(NamedTuple):
     expires_at: float
 
 
-Slot = int | list[RefusalFilter]  # a number in the `Book`, or several filters
+Slot = int | list[RefusalFilter]  # a number in the `RefusedResources`, or several filters
 
 
-class Book:
+class RefusedResources:
     """The refused resources of the filters that refer to them by number, with how many do."""
 
     __slots__ = ("keys", "objects", "refs")
@@ -38,7 +38,7 @@ class Book:
         self.keys: dict[int, int] = {}  # the one int object each number is stored as (millions of filters share it)
 
     def put(self, resources: Resources) -> int:
-        number = id(resources)  # unique while the book holds it
+        number = id(resources)  # unique while the numbered resources hold it
         key = self.keys.get(number)
         if key is None:
             self.keys[number] = number
@@ -58,13 +58,13 @@ class Book:
             del self.keys[number]
 
 
-class PerAgent:
+class FiltersByAgent:
     """One framework's filters in one role, by agent id."""
 
-    __slots__ = ("book", "expires", "refused")
+    __slots__ = ("expires", "numbered", "refused")
 
-    def __init__(self, book: Book) -> None:
-        self.book = book
+    def __init__(self, book: RefusedResources) -> None:
+        self.numbered = book
         self.refused: dict[str, Slot] = {}
         self.expires: dict[str, float] = {}  # the filter's expiry (several: the latest)
 
@@ -76,14 +76,14 @@ class PerAgent:
         slot = self.refused.pop(agent_id, default)
         self.expires.pop(agent_id, None)
         if type(slot) is int:
-            self.book.drop(slot)
+            self.numbered.drop(slot)
         return slot
 
     def clear(self) -> None:
-        """Forget every filter (their book entries with them)."""
+        """Forget every filter (their numbered entries with them)."""
         for slot in self.refused.values():
             if type(slot) is int:
-                self.book.drop(slot)
+                self.numbered.drop(slot)
         self.refused.clear()
         self.expires.clear()
 
@@ -97,12 +97,12 @@ class PerAgent:
         return len(self.refused)
 
 
-def is_filtered(per_agent: PerAgent, agent_id: str, slot: Slot, offered: Resources, now: float) -> bool:
+def is_filtered(per_agent: FiltersByAgent, agent_id: str, slot: Slot, offered: Resources, now: float) -> bool:
     """True while one unexpired filter in `slot` (per_agent.get(agent_id)) covers `offered`: a subset of what was
     refused. Expired filters are pruned."""
     if type(slot) is int:
         if per_agent.expires[agent_id] > now:
-            refused = per_agent.book.objects[slot]
+            refused = per_agent.numbered.objects[slot]
             return refused is offered or refused.contains(offered)
         per_agent.pop(agent_id)
         return False
@@ -113,10 +113,10 @@ def is_filtered(per_agent: PerAgent, agent_id: str, slot: Slot, offered: Resourc
     return any(f.resources is offered or f.resources.contains(offered) for f in live)
 
 
-def add_filter(per_agent: PerAgent, agent_id: str, resources: Resources, expires_at: float) -> None:
+def add_filter(per_agent: FiltersByAgent, agent_id: str, resources: Resources, expires_at: float) -> None:
     """Add a filter, dropping older ones it makes redundant (they cover less and expire no later)."""
     if agent_id not in per_agent.refused:
-        per_agent.refused[agent_id] = per_agent.book.put(resources)
+        per_agent.refused[agent_id] = per_agent.numbered.put(resources)
         per_agent.expires[agent_id] = expires_at
         return
     kept = [
@@ -128,7 +128,7 @@ def add_filter(per_agent: PerAgent, agent_id: str, resources: Resources, expires
     _store(per_agent, agent_id, kept)
 
 
-def prune(per_agent: PerAgent, agent_id: str, now: float) -> float | None:
+def prune(per_agent: FiltersByAgent, agent_id: str, now: float) -> float | None:
     """Drop the expired filters of one agent; return the earliest expiry left (None: none left)."""
     if agent_id not in per_agent.refused:
         return None
@@ -137,28 +137,28 @@ def prune(per_agent: PerAgent, agent_id: str, now: float) -> float | None:
     return min(f.expires_at for f in live) if live else None
 
 
-def has_live(per_agent: PerAgent, now: float) -> bool:
+def has_live(per_agent: FiltersByAgent, now: float) -> bool:
     return any(expires > now for expires in per_agent.expires.values())
 
 
-def count(per_agent: PerAgent) -> int:
+def count(per_agent: FiltersByAgent) -> int:
     return sum(len(slot) if type(slot) is list else 1 for slot in per_agent.refused.values())
 
 
-def filters_of(per_agent: PerAgent, agent_id: str) -> list[RefusalFilter]:
+def filters_of(per_agent: FiltersByAgent, agent_id: str) -> list[RefusalFilter]:
     slot = per_agent.refused.get(agent_id)
     if slot is None:
         return []
     if type(slot) is list:
         return list(slot)
     assert isinstance(slot, int)
-    return [RefusalFilter(per_agent.book.objects[slot], per_agent.expires[agent_id])]
+    return [RefusalFilter(per_agent.numbered.objects[slot], per_agent.expires[agent_id])]
 
 
-def _store(per_agent: PerAgent, agent_id: str, filters: list[RefusalFilter]) -> None:
+def _store(per_agent: FiltersByAgent, agent_id: str, filters: list[RefusalFilter]) -> None:
     per_agent.pop(agent_id)
     if len(filters) == 1:
-        per_agent.refused[agent_id] = per_agent.book.put(filters[0].resources)
+        per_agent.refused[agent_id] = per_agent.numbered.put(filters[0].resources)
         per_agent.expires[agent_id] = filters[0].expires_at
     elif filters:
         per_agent.refused[agent_id] = filters

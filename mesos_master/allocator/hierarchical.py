@@ -1,5 +1,6 @@
-"""The hierarchical allocator: the mechanics (books, quota, reservations, filters, constraints, minimums), with
-the fairness policy left to a `Sorter` (DRF by default).
+"""The hierarchical allocator: the public interface the master calls and the allocation cycle, over the
+mechanics (books, quota, reservations, filters, constraints, minimums), with the fairness policy left to a
+`Sorter` (DRF by default).
 
 One cycle (`allocate`) looks at the agents that may have something new to offer, in an order rotated every
 cycle, and offers what is free on each to the first (role, framework) in the sorter's order, walking the role
@@ -8,6 +9,10 @@ agent its role may use (unreserved resources and reservations of the role or its
 cut down where a quota limit or the quota headroom says so. Shares are updated as the cycle goes, so one cycle
 over many agents spreads them by the policy. As in Mesos, a first stage offers to roles whose quota guarantee
 is not yet met, and every stage holds back enough unreserved resources for the guarantees still unmet.
+
+Where things are kept: `books` (who holds what, per agent and per framework), `role_tree` (per-role sums, the
+sorted orders of `role_orders`, the quota books of `quota`), `refusals` (the refusal filters' index and wake
+heap, over `filters`), `constraints` (offer constraints), `revocation` (which tasks to revoke).
 
 Incremental design (what makes 10,000 agents and 1,000 frameworks fit in a fraction of a second):
 
@@ -18,151 +23,38 @@ Incremental design (what makes 10,000 agents and 1,000 frameworks fit in a fract
   resources is;
 - the order of roles and frameworks is kept sorted (`SortedOrder`) and a client is moved only when its
   allocation changes, instead of sorting every client for every agent; inactive and suppressed frameworks are
-  not in the order at all, and roles without offerable frameworks are skipped;
+  not in the order at all, roles without offerable frameworks are hidden from it, and roles whose quota limits
+  leave no room for what an agent has are skipped (`quota.LimitRoom`);
 - amounts are plain scalar vectors (milli-units by name); `Resources` objects are made only for offers, and
   an agent without reservations offers its free `Resources` object as it is.
 
-`full_scan=True` looks at every agent every cycle; the property tests check that both make the same offers.
+`full_scan=True` looks at every agent every cycle and tries every role; the property tests check that both make
+the same offers.
 """
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from mesos_master.allocator import _vectors as V
-from mesos_master.allocator import filters as F
+from mesos_master.allocator import _vectors as vectors
+from mesos_master.allocator import quota
 from mesos_master.allocator._vectors import Vec
-from mesos_master.allocator.base import Allocation, Allocator, OfferConstraints, Quota, Revocation, RunningTask
-from mesos_master.allocator.constraints import CompiledConstraints
-from mesos_master.allocator.filters import is_filtered
-from mesos_master.allocator.ordering import SortedOrder
-from mesos_master.allocator.roles import SELF, RoleNode
+from mesos_master.allocator.base import AllocatedTask, Allocation, Allocator, OfferConstraints, Quota, Revocation
+from mesos_master.allocator.books import EMPTY, holding_total, take_piece, take_up_to
+from mesos_master.allocator.filters import has_live
+from mesos_master.allocator.offer_walk import OfferWalk
+from mesos_master.allocator.records import AgentRecord, FrameworkRecord
+from mesos_master.allocator.refusals import RefusalIndex
+from mesos_master.allocator.revocation import AllocatorView, decide
+from mesos_master.allocator.role_tree import RoleTree
+from mesos_master.allocator.roles import RoleNode
 from mesos_master.allocator.sorter import DRFSorter, Sorter
 from scheduler_sdk.resources import UNRESERVED, Resources
 
 DEFAULT_MIN_ALLOCATABLE = (Resources.of(cpus=0.01), Resources.of(mem=32))
-_EMPTY = Resources.empty()
-_NO_FILTERS = F.PerAgent(F.Book())  # never written to
 _METRICS_WINDOW = 1000
-# What one framework holds in one role on one agent, as the pieces it was given (offers, tasks) kept apart: one
-# `Resources` (the usual case: no list object), or a list of them. An offer declined whole comes back as the piece
-# it went out as, so no arithmetic on port ranges is needed for the common case.
-Pieces = Resources | list[Resources]
-
-
-def _total_of(pieces: Pieces) -> Resources:
-    if type(pieces) is not list:
-        return pieces  # type: ignore[return-value]
-    total = _EMPTY
-    for piece in pieces:
-        total = total + piece
-    return total
-
-
-def _find(pieces: list[Resources], resources: Resources) -> int:
-    """The index of a piece that is (or equals) `resources`; -1 when none is."""
-    for i, piece in enumerate(pieces):
-        if piece is resources:
-            return i
-    for i, piece in enumerate(pieces):
-        if piece == resources:
-            return i
-    return -1
-
-
-class _Agent:
-    __slots__ = (
-        "active",
-        "allocated",
-        "attr_key",
-        "attributes",
-        "filtered_by",
-        "free",
-        "free_reserved",
-        "free_rvec",
-        "free_vec",
-        "gpus",
-        "id",
-        "orphans",
-        "refusal_free",
-        "refusals",
-        "refused_in",
-        "refused_own",
-        "reservations",
-        "seq",
-        "total",
-        "total_reserved",
-        "total_vec",
-        "wake_at",
-    )
-
-    def __init__(self, agent_id: str, total: Resources, attributes: Mapping[str, str], attr_key: tuple) -> None:
-        self.id = agent_id
-        self.total = total
-        self.total_vec = V.vector(total)
-        self.reservations = V.reserved_by_role(total)
-        self.total_reserved = V.has_reserved(total)
-        self.free = total
-        self.free_vec: Vec = {}
-        self.free_rvec: Vec = {}  # the reserved part of free_vec (empty on agents without reservations)
-        self.free_reserved = False
-        self.active = True
-        self.attributes = attributes
-        self.attr_key = attr_key
-        self.gpus = total.scalar("gpus") > 0
-        self.allocated: dict[tuple[str, str], Pieces] = {}  # (framework id, role) -> what it holds here
-        self.orphans: dict[str, Resources] = {}  # held by frameworks not (yet) known to the allocator
-        # frameworks with refusal filters on this agent (a dict of strings: untracked by Python's collector)
-        self.filtered_by: dict[str, None] = {}
-        # The (framework, role) pairs with a live refusal filter covering exactly `refusal_free` (the agent's free
-        # resources when they declined them whole), and how many of them are offerable now, per role node: in
-        # its subtree (`refused_in`) and in the role itself (`refused_own`). While the agent's free resources are
-        # that object, a role whose offerable frameworks all refused them has nothing to take there (the cycle
-        # skips it), and an agent that every offerable pair refused has nothing to offer at all.
-        self.refusal_free: Resources | None = None
-        # (a dict, not a set: holding only strings, Python's collector stops tracking it; a cluster whose
-        # frameworks decline for long holds millions of these, which every full collection would walk)
-        self.refusals: dict[tuple[str, str], None] = {}
-        self.refused_in: dict[RoleNode, int] = {}
-        self.refused_own: dict[RoleNode, int] = {}
-        self.seq = 0
-        self.wake_at: float | None = None
-
-
-class _Framework:
-    __slots__ = (
-        "active",
-        "attr_cache",
-        "constraints",
-        "filters",
-        "gpu_aware",
-        "held",
-        "id",
-        "min_alloc",
-        "pairs",
-        "role_alloc",
-        "roles",
-        "special",
-        "suppressed",
-    )
-
-    def __init__(self, framework_id: str, roles: tuple[str, ...]) -> None:
-        self.id = framework_id
-        self.roles = roles
-        self.active = True
-        self.gpu_aware = False
-        self.suppressed: set[str] = set()
-        self.constraints: CompiledConstraints | None = None
-        self.min_alloc: dict[str, tuple[Vec, ...]] = {}
-        self.special = False  # has constraints or its own minimums: the slow eligibility path
-        self.attr_cache: dict[tuple, bool] = {}
-        self.held: dict[tuple[str, str], Pieces] = {}  # (agent id, role) -> what it holds there (the same pieces)
-        self.role_alloc: dict[str, Vec] = {}  # role -> what it holds in that role
-        self.filters: dict[str, F.PerAgent] = {}  # role -> agent id -> filter(s)
-        self.pairs: dict[str, tuple[str, str]] = {}  # role -> (id, role), one tuple for all agents' refusals
 
 
 class HierarchicalAllocator(Allocator):
@@ -176,8 +68,8 @@ class HierarchicalAllocator(Allocator):
       default ``cpus:0.01`` or ``mem:32``; frameworks override it per role;
     - `revocation`: enable `revocations()` (Mesos paper's revocation; off by default);
     - `timer`: the clock used only to measure cycle durations for `metrics()` (never for decisions);
-    - `full_scan`: look at every agent in every cycle instead of only those with news (the same offers, more
-      slowly: for tests that check the incremental cycle against the plain one).
+    - `full_scan`: look at every agent in every cycle, and try every role there, instead of only those with
+      news (the same offers, more slowly: for tests that check the incremental cycle against the plain one).
     """
 
     def __init__(
@@ -190,43 +82,45 @@ class HierarchicalAllocator(Allocator):
         timer: Callable[[], float] = time.perf_counter,
         full_scan: bool = False,
     ) -> None:
-        self.sorter: Sorter = sorter if sorter is not None else DRFSorter()
+        chosen: Sorter = sorter if sorter is not None else DRFSorter()
         self.allocation_interval = allocation_interval
         self.revocation = revocation
-        self._min: tuple[Vec, ...] = tuple(V.vector(m) for m in min_allocatable)
+        self._min: tuple[Vec, ...] = tuple(vectors.vector(m) for m in min_allocatable)
         self._timer = timer
         self._full_scan = full_scan
 
-        self._agents: dict[str, _Agent] = {}
+        self._agents: dict[str, AgentRecord] = {}
         self._agent_ids: list[str] = []
         self._agent_ids_stale = False
-        self._frameworks: dict[str, _Framework] = {}
-        self._root = RoleNode("", None)
-        self._nodes: dict[str, RoleNode] = {}
+        self._frameworks: dict[str, FrameworkRecord] = {}
+        self._tree = RoleTree(chosen, self._min, track_headroom=revocation)
+        self._root = self._tree.root
+        self._nodes = self._tree.nodes
         self._attr_keys: dict[tuple, tuple] = {}
+        self._refusals = RefusalIndex()
 
         self._total: Vec = {}  # every agent's scalars
         self._total_changed = True
-        self._stale = True  # the orders must be rebuilt before the next cycle
-        self._headroom: Vec = {}  # free unreserved scalars on active agents (kept while quota or revocation needs it)
-        self._track_headroom = revocation
-        self._required: Vec = {}  # unmet guarantees of the top-most guaranteed roles
-        self._guaranteed: set[RoleNode] = set()
-        self._unsat: set[RoleNode] = set()  # guaranteed roles below their guarantee
-        self._stage1 = SortedOrder()  # the same roles, in the sorter's order (by their key in their parent)
-
-        self._dirty: set[str] = set()
+        self._dirty: set[str] = set()  # agents with news
         self._all_dirty = True
-        self._held: set[str] = set()
-        self._held_now: set[str] = set()
-        self._wake: list[tuple[float, str]] = []
-        self._refusal_book = F.Book()  # what the refusal filters refused, shared by all of them
+        self._held: set[str] = set()  # agents where the last cycle held something back
+        self._walk = OfferWalk(self._tree, self._frameworks, self._min, full_scan)
 
         self._cycle = 0
         self._runs: deque[float] = deque(maxlen=_METRICS_WINDOW)
         self._run_count = 0
         self._last_offers = 0
         self._last_examined = 0
+
+    @property
+    def sorter(self) -> Sorter:
+        """The fairness policy (the role tree's orders are drawn by it)."""
+        return self._tree.orders.sorter
+
+    @sorter.setter
+    def sorter(self, sorter: Sorter) -> None:
+        self._tree.orders.sorter = sorter
+        self._total_changed = True  # give it the cluster's total, then draw every key again
 
     # ================================================================= frameworks
     def add_framework(
@@ -246,24 +140,24 @@ class HierarchicalAllocator(Allocator):
             )
             (self.activate_framework if active else self.deactivate_framework)(framework_id)
             return
-        fw = _Framework(framework_id, tuple(roles) or (UNRESERVED,))
+        fw = FrameworkRecord(framework_id, tuple(roles) or (UNRESERVED,))
         fw.active = active
         self._configure(fw, gpu_aware, constraints, min_allocatable)
         self._frameworks[framework_id] = fw
         for role in fw.roles:
-            self._node(role).frameworks.add(framework_id)
+            self._tree.node(role).frameworks.add(framework_id)
         self._sync(fw)
         for agent_id, resources in used.items():
             agent = self._agents.get(agent_id)
             if agent is not None and framework_id in agent.orphans:
                 # The master's word replaces what the agent reported before the framework was known.
                 orphan = agent.orphans.pop(framework_id)
-                self._set_free(agent, agent.free + orphan)
+                agent.set_free(agent.free + orphan)
             self.add_used(framework_id, agent_id, resources)
         for agent in self._agents.values():
-            orphan = agent.orphans.pop(framework_id, _EMPTY)
+            orphan = agent.orphans.pop(framework_id, EMPTY)
             if orphan:
-                self._charge(fw, agent, self._role_for(fw, orphan), orphan, *V.vectors(orphan))
+                self._tree.book(fw, agent, fw.role_for(orphan), orphan, *vectors.vectors(orphan))
         self._all_dirty = True
 
     def update_framework(
@@ -280,16 +174,16 @@ class HierarchicalAllocator(Allocator):
             return
         new_roles = tuple(roles) or (UNRESERVED,)
         for role in set(fw.roles) - set(new_roles):
-            node = self._node(role)
+            node = self._tree.node(role)
             self._set_offerable(fw, node, False)
             node.frameworks.discard(framework_id)
-            self._drop_filters(fw, role)
+            self._refusals.drop(fw, role, self._agents)
             fw.suppressed.discard(role)
         for role in new_roles:
-            self._node(role).frameworks.add(framework_id)
+            self._tree.node(role).frameworks.add(framework_id)
         # Leaving a role keeps what it holds there charged to that role until it comes back (recover).
         for role in fw.roles:
-            self._set_offerable(fw, self._node(role), False)
+            self._set_offerable(fw, self._tree.node(role), False)
         fw.roles = new_roles
         self._configure(fw, gpu_aware, constraints, min_allocatable)
         self._sync(fw)
@@ -300,13 +194,12 @@ class HierarchicalAllocator(Allocator):
         if fw is None:
             return
         for role in fw.roles:
-            node = self._node(role)
+            node = self._tree.node(role)
             self._set_offerable(fw, node, False)
             node.frameworks.discard(framework_id)
-        for (agent_id, role), pieces in list(fw.held.items()):
-            agent = self._agents[agent_id]
-            self._release(fw, agent, role, _total_of(pieces))
-        self._drop_filters(fw, None)
+        for (agent_id, role), holding in list(fw.held.items()):
+            self._release(fw, self._agents[agent_id], role, holding_total(holding))
+        self._refusals.drop(fw, None, self._agents)
         del self._frameworks[framework_id]
 
     def activate_framework(self, framework_id: str) -> None:
@@ -321,7 +214,7 @@ class HierarchicalAllocator(Allocator):
         if fw is not None:
             fw.active = False
             self._sync(fw)
-            self._drop_filters(fw, None)
+            self._refusals.drop(fw, None, self._agents)
 
     def suppress_offers(self, framework_id: str, roles: Iterable[str] | None = None) -> None:
         fw = self._frameworks.get(framework_id)
@@ -337,10 +230,10 @@ class HierarchicalAllocator(Allocator):
         chosen = list(fw.roles) if roles is None else list(roles)
         fw.suppressed.difference_update(chosen)
         if roles is None:
-            self._drop_filters(fw, None)
+            self._refusals.drop(fw, None, self._agents)
         else:
             for role in chosen:
-                self._drop_filters(fw, role)
+                self._refusals.drop(fw, role, self._agents)
         self._sync(fw)
         self._all_dirty = True
 
@@ -363,82 +256,70 @@ class HierarchicalAllocator(Allocator):
             self.remove_agent(agent_id)
         attrs = dict(attributes or {})
         key = tuple(sorted(attrs.items()))
-        attr_key = self._attr_keys.setdefault(key, key)
-        agent = _Agent(agent_id, total, attrs, attr_key)
+        agent = AgentRecord(agent_id, total, attrs, self._attr_keys.setdefault(key, key), self._tree.headroom)
         agent.seq = len(self._agent_ids)
         self._agents[agent_id] = agent
         self._agent_ids.append(agent_id)
-        agent.free = _EMPTY
-        self._set_free(agent, total)
-        V.add_into(self._total, agent.total_vec)
+        vectors.add_into(self._total, agent.total_vec)
         self._total_changed = True
-        self._track_reservations(agent.reservations, +1)
+        self._tree.track_reservations(agent.reservations, +1)
         for framework_id, resources in used.items():
             if framework_id in self._frameworks:
                 self.add_used(framework_id, agent_id, resources)
             elif resources:
-                agent.orphans[framework_id] = agent.orphans.get(framework_id, _EMPTY) + resources
-                self._set_free(agent, agent.free.subtract_clamped(resources))
+                agent.orphans[framework_id] = agent.orphans.get(framework_id, EMPTY) + resources
+                agent.set_free(agent.free.subtract_clamped(resources))
         self._dirty.add(agent_id)
 
     def update_agent(self, agent_id: str, total: Resources) -> None:
         agent = self._agents.get(agent_id)
         if agent is None:
             return
-        self._track_reservations(agent.reservations, -1)
-        V.sub_from(self._total, agent.total_vec)
-        agent.total = total
-        agent.total_vec = V.vector(total)
-        agent.reservations = V.reserved_by_role(total)
-        agent.total_reserved = V.has_reserved(total)
+        self._tree.track_reservations(agent.reservations, -1)
+        vectors.sub_from(self._total, agent.total_vec)
+        agent.set_total(total)
         agent.gpus = total.scalar("gpus") > 0
-        V.add_into(self._total, agent.total_vec)
+        vectors.add_into(self._total, agent.total_vec)
         self._total_changed = True
-        self._track_reservations(agent.reservations, +1)
+        self._tree.track_reservations(agent.reservations, +1)
         # Fit what is held into the new total: resources that changed reservation while allocated (a RESERVE
         # of offered resources) are matched by name; what no longer exists is dropped from the books.
-        self._forget_refusals(agent)
+        agent.refusals.forget()
         remaining = total
-        for (framework_id, role), pieces in list(agent.allocated.items()):
-            held = _total_of(pieces)
-            fitted = V.intersection(held, remaining)
+        for (framework_id, role), holding in list(agent.allocated.items()):
+            held = holding_total(holding)
+            fitted = vectors.intersection(held, remaining)
             missing = held.subtract_clamped(fitted)
             if missing:
-                fitted = fitted + V.take_role_free(missing, remaining.subtract_clamped(fitted), role)
+                fitted = fitted + vectors.take_role_free(missing, remaining.subtract_clamped(fitted), role)
             if fitted != held:
                 fw = self._frameworks[framework_id]
-                self._uncharge(fw, agent, role, held)
+                self._unbook(fw, agent, role, held)
                 if fitted:
-                    self._charge(fw, agent, role, fitted, *V.vectors(fitted))
+                    self._tree.book(fw, agent, role, fitted, *vectors.vectors(fitted))
             remaining = remaining.subtract_clamped(fitted)
         for framework_id, held in list(agent.orphans.items()):
-            fitted = V.intersection(held, remaining)
+            fitted = vectors.intersection(held, remaining)
             if fitted:
                 agent.orphans[framework_id] = fitted
             else:
                 del agent.orphans[framework_id]
             remaining = remaining.subtract_clamped(fitted)
-        self._set_free(agent, remaining)
+        agent.set_free(remaining)
         self._all_dirty = True  # quota consumption (reservations) may have changed
 
     def remove_agent(self, agent_id: str) -> None:
         agent = self._agents.get(agent_id)
         if agent is None:
             return
-        for (framework_id, role), pieces in list(agent.allocated.items()):
-            fw = self._frameworks[framework_id]
-            self._uncharge(fw, agent, role, _total_of(pieces))
+        for (framework_id, role), holding in list(agent.allocated.items()):
+            self._unbook(self._frameworks[framework_id], agent, role, holding_total(holding))
         agent.allocated.clear()
-        for framework_id in agent.filtered_by:
-            fw_ = self._frameworks.get(framework_id)
-            if fw_ is not None:
-                for per_agent in fw_.filters.values():
-                    per_agent.pop(agent_id, None)
-        if agent.active and self._track_headroom:
-            V.sub_from(self._headroom, V.unreserved_of(agent.free_vec, agent.free_rvec))
-        V.sub_from(self._total, agent.total_vec)
+        self._refusals.agent_removed(agent_id, agent.refusals, self._frameworks)
+        agent.deactivate()  # its free resources leave the headroom
+        vectors.sub_from(self._total, agent.total_vec)
         self._total_changed = True
-        self._track_reservations(agent.reservations, -1)
+        self._tree.track_reservations(agent.reservations, -1)
         del self._agents[agent_id]
         self._agent_ids_stale = True
         self._dirty.discard(agent_id)
@@ -447,17 +328,13 @@ class HierarchicalAllocator(Allocator):
     def activate_agent(self, agent_id: str) -> None:
         agent = self._agents.get(agent_id)
         if agent is not None and not agent.active:
-            agent.active = True
-            if self._track_headroom:
-                V.add_into(self._headroom, V.unreserved_of(agent.free_vec, agent.free_rvec))
+            agent.activate()
             self._dirty.add(agent_id)
 
     def deactivate_agent(self, agent_id: str) -> None:
         agent = self._agents.get(agent_id)
-        if agent is not None and agent.active:
-            agent.active = False
-            if self._track_headroom:
-                V.sub_from(self._headroom, V.unreserved_of(agent.free_vec, agent.free_rvec))
+        if agent is not None:
+            agent.deactivate()
 
     # ================================================================= resources
     def add_used(self, framework_id: str, agent_id: str, resources: Resources, role: str | None = None) -> None:
@@ -466,9 +343,9 @@ class HierarchicalAllocator(Allocator):
         if fw is None or agent is None or not resources:
             return
         if role is None:
-            role = self._role_for(fw, resources)
-        self._set_free(agent, agent.free.subtract_clamped(resources))
-        self._charge(fw, agent, role, resources, *V.vectors(resources))
+            role = fw.role_for(resources)
+        agent.set_free(agent.free.subtract_clamped(resources))
+        self._tree.book(fw, agent, role, resources, *vectors.vectors(resources))
 
     def recover_resources(
         self,
@@ -486,94 +363,61 @@ class HierarchicalAllocator(Allocator):
         if fw is None:
             orphan = agent.orphans.get(framework_id)
             if orphan is not None:
-                back = V.intersection(orphan, resources)
+                back = vectors.intersection(orphan, resources)
                 left = orphan.subtract_clamped(back)
                 if left:
                     agent.orphans[framework_id] = left
                 else:
                     del agent.orphans[framework_id]
-                self._set_free(agent, agent.free + back)
+                agent.set_free(agent.free + back)
                 self._dirty.add(agent_id)
             return
-        roles_back: list[str] = []
-        exact = self._take_piece(fw, agent, role, resources) if role is not None else None
+        exact = take_piece(fw, agent, role, resources) if role is not None else None
         if exact is not None and role is not None:
-            # The common case (an offer declined whole, a task's resources back): `_release` inlined.
-            vec, rvec = V.vectors(exact)
-            self._account(fw, role, vec, rvec, -1)
-            if agent.free:
-                self._return_free(agent, exact, vec, rvec)
-            else:
-                agent.free = exact
-                agent.free_vec = vec
-                agent.free_rvec = rvec
-                agent.free_reserved = bool(rvec) or (agent.total_reserved and V.has_reserved(exact))
-                if agent.active and self._track_headroom:
-                    V.add_into(self._headroom, V.unreserved_of(vec, rvec) if rvec else vec)
-            self._dirty.add(agent_id)
-            roles_back.append(role)
+            self._give_back(fw, agent, role, exact)  # the common case: an offer declined whole, a task's resources
+            roles_back = [role]
         else:
-            remaining = resources
-            keys = [r for (fid, r) in agent.allocated if fid == framework_id]
-            keys.sort(key=lambda r: (r != role, r))
+            roles_back = self._recover_by_amounts(fw, agent, resources, role)
+        if refuse_seconds is not None and refuse_seconds > 0:
+            targets = (role,) if role is not None else tuple(dict.fromkeys(roles_back or fw.roles))
+            expires = now + max(refuse_seconds, self.allocation_interval)
+            self._refusals.refuse(fw, agent_id, agent.refusals, agent.free, resources, targets, expires, self._nodes)
+
+    def _recover_by_amounts(
+        self, fw: FrameworkRecord, agent: AgentRecord, resources: Resources, role: str | None
+    ) -> list[str]:
+        """`resources` that are no piece the framework holds come back from its holdings on the agent (in `role`
+        first); returns the roles they came back from."""
+        roles_back: list[str] = []
+        remaining = resources
+        keys = [r for (fid, r) in agent.allocated if fid == fw.id]
+        keys.sort(key=lambda r: (r != role, r))
+        for r in keys:
+            give = vectors.intersection(holding_total(agent.allocated[(fw.id, r)]), remaining)
+            if give:
+                self._release(fw, agent, r, give)
+                roles_back.append(r)
+                remaining = remaining.subtract_clamped(give)
+                if not remaining:
+                    return roles_back
+        if remaining:
+            # Resources that changed reservation while allocated: match the rest by name.
             for r in keys:
-                held = _total_of(agent.allocated[(framework_id, r)])
-                give = V.intersection(held, remaining)
+                holding = agent.allocated.get((fw.id, r))
+                if holding is None:
+                    continue
+                give = vectors.take_role_free(remaining, holding_total(holding), r)
                 if give:
                     self._release(fw, agent, r, give)
                     roles_back.append(r)
-                    remaining = remaining.subtract_clamped(give)
+                    remaining = remaining.subtract_clamped(vectors.take_role_free(give, remaining, r))
                     if not remaining:
                         break
-            if remaining:
-                # Resources that changed reservation while allocated: match the rest by name.
-                for r in keys:
-                    held_pieces = agent.allocated.get((framework_id, r))
-                    if held_pieces is None:
-                        continue
-                    still = _total_of(held_pieces)
-                    give = V.take_role_free(remaining, still, r)
-                    if give:
-                        self._release(fw, agent, r, give)
-                        roles_back.append(r)
-                        remaining = remaining.subtract_clamped(V.take_role_free(give, remaining, r))
-                        if not remaining:
-                            break
-        if refuse_seconds is not None and refuse_seconds > 0:
-            expires = now + max(refuse_seconds, self.allocation_interval)
-            targets = (role,) if role is not None else tuple(dict.fromkeys(roles_back or fw.roles))
-            free_now = agent.free  # declined everything free there (the common case)?
-            whole = bool(free_now) and (free_now is resources or free_now == resources)
-            if whole and agent.refusal_free is not free_now:
-                self._forget_refusals(agent)
-                agent.refusal_free = free_now
-            for r in targets:
-                per_agent = fw.filters.get(r)
-                if per_agent is None:
-                    per_agent = fw.filters[r] = F.PerAgent(self._refusal_book)
-                F.add_filter(per_agent, agent_id, resources, expires)
-                if whole:
-                    pair = fw.pairs.get(r)
-                    if pair is None:
-                        pair = fw.pairs[r] = (framework_id, r)
-                    if pair in agent.refusals:
-                        continue
-                    agent.refusals[pair] = None
-                    node = self._nodes.get(r)
-                    if node is not None and framework_id in node.fw_order.keys:
-                        self._count_refusal(agent, node, +1)
-            agent.filtered_by[framework_id] = None
-            if agent.wake_at is None or expires < agent.wake_at:
-                agent.wake_at = expires
-                heapq.heappush(self._wake, (expires, agent_id))
+        return roles_back
 
     def allocated(self, framework_id: str) -> Resources:
         fw = self._frameworks.get(framework_id)
-        total = _EMPTY
-        if fw is not None:
-            for pieces in fw.held.values():
-                total = total + _total_of(pieces)
-        return total
+        return fw.allocated() if fw is not None else EMPTY
 
     # ================================================================= operator policy
     def update_weights(self, weights: Mapping[str, float]) -> None:
@@ -581,59 +425,52 @@ class HierarchicalAllocator(Allocator):
             if not weight > 0:
                 raise ValueError(f"the weight of role {role!r} must be > 0, not {weight}")
         for role, weight in weights.items():
-            node = self._node(role)
-            node.weight = float(weight)
-            if not self._stale:
-                self._rekey_node(node)
+            self._tree.set_weight(role, float(weight))
 
     def update_quota(self, role: str, quota: Quota | None) -> None:
-        node = self._node(role)
-        if quota is None:
-            node.guarantee, node.limit = {}, None
-        else:
-            node.guarantee = V.vector(quota.guarantee)
-            node.limit = None if quota.limit is None else V.vector(quota.limit)
-        self._rebuild_quota()
+        self._tree.set_quota(role, quota, self.revocation, self._count_headroom)
         self._all_dirty = True
 
     def quota_headroom(self) -> tuple[Resources, Resources]:
         """(required, available): unreserved resources held back for unmet guarantees, and free to hold them."""
-        available = self._headroom if self._track_headroom else self._count_headroom()
-        return V.to_resources(self._required), V.to_resources(available)
+        headroom = self._tree.headroom
+        available = headroom.available if headroom.tracking else self._count_headroom()
+        return vectors.to_resources(headroom.required), vectors.to_resources(available)
 
     def _count_headroom(self) -> Vec:
         out: Vec = {}
         for agent in self._agents.values():
             if agent.active:
-                V.add_into(out, V.unreserved_of(agent.free_vec, agent.free_rvec))
+                vectors.add_into(out, agent.unreserved_free())
         return out
 
     def role_allocation(self, role: str) -> Resources:
         """What the role and its descendants hold (scalars, reservation roles summed)."""
         node = self._nodes.get(role)
-        return V.to_resources(node.alloc) if node is not None else _EMPTY
+        return vectors.to_resources(node.alloc) if node is not None else EMPTY
 
     # ================================================================= the cycle
     def allocate(self, now: float) -> list[Allocation]:
         started = self._timer()
         self._cycle += 1
-        self._wake_agents(now)
+        self._dirty.update(self._refusals.wake(now, self._agents, self._frameworks))
         sorter = self.sorter
         self._sync_total()
         sorter.begin_cycle(self._cycle)
-        if self._stale or sorter.rekey_each_cycle:
-            self._rebuild_orders()
+        if self._tree.orders.stale or sorter.rekey_each_cycle:
+            self._tree.orders.rebuild(self._held_in, self._tree.guarantees.below)
         visit = self._agents_to_visit()
         result: list[Allocation] = []
-        self._held_now = set()
+        walk = self._walk
+        walk.held = set()
         if visit and self._root.candidates:
-            if any(n.candidates for n in self._unsat):
+            if self._tree.orders.below_guarantee.entries:
                 for agent in visit:
-                    self._quota_stage(agent, now, result)
+                    walk.quota_stage(agent, now, result)
             for agent in visit:
                 if agent.free:
-                    self._fair_stage(agent, now, result)
-        self._held = self._held_now
+                    walk.fair_stage(agent, now, result)
+        self._held = walk.held
         self._dirty.clear()
         self._all_dirty = False
         self._last_offers = len(result)
@@ -642,346 +479,39 @@ class HierarchicalAllocator(Allocator):
         self._run_count += 1
         return result
 
+    def _held_in(self, framework_id: str, role: str) -> Vec:
+        return self._frameworks[framework_id].role_alloc.get(role, {})
+
     def _sync_total(self) -> None:
         if self._total_changed:
             self.sorter.set_total(self._total)
             self._total_changed = False
-            self._stale = True
-
-    def _quota_stage(self, agent: _Agent, now: float, result: list[Allocation]) -> None:
-        """Stage 1: roles below their guarantee, in the sorter's order, get what helps toward it."""
-        nodes = self._nodes
-        still = self._stage1.keys
-        for _key, name in list(self._stage1.entries):
-            if not agent.free:
-                return
-            quota_node = nodes[name]
-            if name not in still or not quota_node.candidates:
-                continue
-            refused = self._refused(agent)
-            if refused is not None and refused.get(quota_node, 0) >= quota_node.candidates:
-                continue  # every framework there refused what the agent has
-            pick = self._visit(quota_node, agent, None, now, quota_node)
-            if pick is not None:
-                self._give(pick, agent, result)
-
-    def _fair_stage(self, agent: _Agent, now: float, result: list[Allocation]) -> None:
-        """Stage 2: everything left on the agent, by the sorter's order over the whole role tree. (A role
-        served in stage 1 on an agent can get no more there in stage 2: within a cycle the quota headroom's
-        surplus and a limit's room only shrink.)"""
-        if agent.free_reserved or self._required:
-            self._fair_stage_general(agent, now, result, None)
-            return
-        # The fast path, for the common case (the agent's free resources are all unreserved, no quota headroom
-        # to keep): `_visit(root)` with `_try_role` and `_give` inlined for top-level roles without children,
-        # limits or special frameworks, the offer being the agent's whole free `Resources`.
-        free = agent.free
-        vec = agent.free_vec
-        default_ok = V.meets_any(vec, self._min)
-        agent_id = agent.id
-        gpus = agent.gpus
-        frameworks = self._frameworks
-        children = self._root.children
-        refused = (  # `_refused`, inlined
-            agent.refused_in if agent.refusal_free is free and agent.refused_in and not self._full_scan else None
-        )
-        for _key, role in self._root.order.entries:
-            node = children[role]
-            if not node.candidates or (refused is not None and refused.get(node, 0) >= node.candidates):
-                continue
-            if node.children or node.limited:
-                pick = (
-                    self._visit(node, agent, None, now, None)
-                    if node.children
-                    else self._try_role(node, agent, now, None)
-                )
-                if pick is None:
-                    continue
-                self._give(pick, agent, result)
-                if agent.free:
-                    self._fair_stage_general(agent, now, result, {pick[1].name})
-                return
-            if not default_ok and not node.special:
-                continue
-            for _fkey, framework_id in node.fw_order.entries:
-                fw = frameworks[framework_id]
-                if gpus and not fw.gpu_aware:
-                    continue
-                if fw.special:
-                    if not self._special_ok(fw, role, agent, free, vec, default_ok):
-                        continue
-                elif not default_ok:
-                    continue
-                per_agent = fw.filters.get(role)
-                if per_agent is not None:
-                    slot = per_agent.refused.get(agent_id)
-                    if slot is not None and is_filtered(per_agent, agent_id, slot, free, now):
-                        continue
-                # Offer the whole free resources: `_give` (with `_charge`, `_account`, `_take_free`) inlined.
-                key = (framework_id, role)
-                pieces = agent.allocated.get(key)
-                if pieces is None:
-                    agent.allocated[key] = fw.held[(agent_id, role)] = free
-                else:
-                    self._add_piece(fw, agent, role, pieces, free)
-                mine = fw.role_alloc.get(role)
-                if mine is None:
-                    mine = fw.role_alloc[role] = {}
-                alloc = node.alloc
-                for name, milli in vec.items():
-                    mine[name] = mine.get(name, 0) + milli
-                    alloc[name] = alloc.get(name, 0) + milli
-                if self._guaranteed:
-                    self._refresh_quota(node)
-                sorter = self.sorter
-                order = node.fw_order
-                if len(order.entries) > 1:
-                    order.update(framework_id, sorter.key(framework_id, mine, 1.0, is_role=False))
-                else:
-                    order.stale = True
-                order = self._root.order
-                first = role in self._stage1.keys
-                if len(order.entries) > 1 or first:
-                    role_key = sorter.key(role, alloc, node.weight, is_role=True)
-                    if len(order.entries) > 1:
-                        order.update(role, role_key)
-                    else:
-                        order.stale = True
-                    if first:
-                        self._stage1.update(role, role_key)
-                else:
-                    order.stale = True
-                if agent.active and self._track_headroom:
-                    V.sub_from(self._headroom, vec)
-                agent.free = _EMPTY
-                agent.free_vec = {}
-                agent.free_rvec = {}
-                result.append(Allocation(framework_id, role, agent_id, free))
-                return
-
-    def _special_ok(
-        self, fw: _Framework, role: str, agent: _Agent, offer: Resources, vec: Vec, default_ok: bool
-    ) -> bool:
-        """Eligibility of a framework with its own minimums or offer constraints."""
-        mins = fw.min_alloc.get(role)
-        if not (default_ok if mins is None else V.meets_any(vec, mins)):
-            return False
-        c = fw.constraints
-        if c is not None:
-            ok = fw.attr_cache.get(agent.attr_key)
-            if ok is None:
-                ok = fw.attr_cache[agent.attr_key] = c.agent_ok(agent.attributes)
-            if not ok or not c.offer_ok(offer, vec):
-                return False
-        return True
-
-    def _fair_stage_general(self, agent: _Agent, now: float, result: list[Allocation], served: set[str] | None) -> None:
-        root = self._root
-        while True:
-            pick = self._visit(root, agent, served, now, None)
-            if pick is None:
-                return
-            self._give(pick, agent, result)
-            if not agent.free:
-                return
-            if served is None:
-                served = set()
-            served.add(pick[1].name)
-
-    def _give(self, pick: tuple[_Framework, RoleNode, Resources], agent: _Agent, result: list[Allocation]) -> None:
-        fw, node, offer = pick
-        role = node.name
-        if offer is agent.free:
-            vec, rvec = agent.free_vec, agent.free_rvec
-        else:
-            vec, rvec = V.vectors(offer)
-        # _charge, inlined: this is the hot path of a cycle
-        key = (fw.id, role)
-        pieces = agent.allocated.get(key)
-        if pieces is None:
-            agent.allocated[key] = fw.held[(agent.id, role)] = offer
-        else:
-            self._add_piece(fw, agent, role, pieces, offer)
-        self._account(fw, role, vec, rvec, +1)
-        self._take_free(agent, offer, vec, rvec)
-        result.append(Allocation(fw.id, role, agent.id, offer))
-
-    def _visit(
-        self,
-        node: RoleNode,
-        agent: _Agent,
-        served: set[str] | None,
-        now: float,
-        quota_node: RoleNode | None,
-    ) -> tuple[_Framework, RoleNode, Resources] | None:
-        """The first (framework, role, offer) in sort order under `node` that takes something on `agent`."""
-        children = node.children
-        refused = self._refused(agent)
-        for _key, name in node.order.entries:
-            if name == SELF:
-                if (
-                    node.fw_order.entries
-                    and (served is None or node.name not in served)
-                    and (refused is None or agent.refused_own.get(node, 0) < len(node.fw_order.entries))
-                ):
-                    pick = self._try_role(node, agent, now, quota_node)
-                    if pick is not None:
-                        return pick
-            else:
-                child = children[name]
-                if child.candidates and (refused is None or refused.get(child, 0) < child.candidates):
-                    if child.children:
-                        pick = self._visit(child, agent, served, now, quota_node)
-                    elif served is None or name not in served:
-                        pick = self._try_role(child, agent, now, quota_node)  # a leaf: only its frameworks
-                    else:
-                        continue
-                    if pick is not None:
-                        return pick
-        return None
-
-    def _try_role(
-        self, node: RoleNode, agent: _Agent, now: float, quota_node: RoleNode | None
-    ) -> tuple[_Framework, RoleNode, Resources] | None:
-        role = node.name
-        if agent.free_reserved:
-            avail = agent.free.allocatable_to(role)
-            if not avail:
-                return None
-            vec, rvec = V.vectors(avail)
-        else:
-            avail, vec, rvec = agent.free, agent.free_vec, agent.free_rvec
-        # Quota limits and headroom may cut the offer down. That is worked out once, for the first framework
-        # not already filtered for all of it (a filter that covers everything covers any part of it).
-        shape = quota_node is not None or bool(node.limited) or bool(self._required)
-        offer, ovec = avail, vec
-        shaped = not shape
-        default_ok: bool | None = None
-        frameworks = self._frameworks
-        agent_id = agent.id
-        gpus = agent.gpus
-        for _key, framework_id in node.fw_order.entries:
-            fw = frameworks[framework_id]
-            if gpus and not fw.gpu_aware:
-                continue  # GPU agents are kept for frameworks that can use GPUs (Mesos' GPU_RESOURCES rule)
-            per_agent = fw.filters.get(role) or _NO_FILTERS
-            slot = per_agent.refused.get(agent_id)
-            if slot is not None and shape and is_filtered(per_agent, agent_id, slot, avail, now):
-                continue
-            if not shaped:
-                shaped = True
-                uvec = V.unreserved_of(vec, rvec)
-                allowed = self._allowed(node, uvec, quota_node)
-                if allowed is None:
-                    return None
-                if allowed:
-                    offer = V.shrink_unreserved(avail, uvec, allowed)
-                    if offer is not avail:
-                        self._held_now.add(agent_id)
-                        if not offer:
-                            return None
-                        ovec = V.vector(offer)
-            if default_ok is None:
-                default_ok = V.meets_any(ovec, self._min)
-                if not default_ok and not node.special:
-                    return None
-            if fw.special:
-                if not self._special_ok(fw, role, agent, offer, ovec, default_ok):
-                    continue
-            elif not default_ok:
-                continue
-            if slot is not None and (not shape or offer is not avail):
-                slot = per_agent.refused.get(agent_id)  # (pruned above, perhaps)
-                if slot is not None and is_filtered(per_agent, agent_id, slot, offer, now):
-                    continue
-            return fw, node, offer
-        return None
-
-    def _allowed(self, node: RoleNode, uvec: Vec, quota_node: RoleNode | None) -> Vec | None:
-        """Caps on the unreserved scalars `node` may be offered now: its (and its ancestors') limits, and the
-        quota headroom (what exceeds the unmet guarantees). In stage 1 (`quota_node`), the part that helps
-        toward the guarantee is exempt from the headroom. None: nothing to offer in stage 1."""
-        allowed: Vec = {}
-        guaranteed: Vec = {}
-        if quota_node is not None:
-            for name, short in quota_node.shortfall().items():
-                have = uvec.get(name, 0)
-                if have > 0:
-                    guaranteed[name] = min(have, short)
-            if not guaranteed:
-                return None
-        required = self._required
-        if required:
-            headroom = self._headroom
-            for name, need in required.items():
-                if uvec.get(name, 0) > 0:
-                    allowed[name] = guaranteed.get(name, 0) + max(0, headroom.get(name, 0) - need)
-        for limited in node.limited:
-            assert limited.limit is not None
-            for name in limited.limit:
-                room = limited.limit_room(name)
-                assert room is not None
-                room = max(0, room)
-                if name in allowed:
-                    if room < allowed[name]:
-                        allowed[name] = room
-                elif uvec.get(name, 0) > room:
-                    allowed[name] = room
-        return allowed
+            self._tree.orders.stale = True
 
     # ================================================================= revocation
-    def revocations(self, now: float, tasks: Iterable[RunningTask]) -> list[Revocation]:
+    def revocations(self, now: float, tasks: Iterable[AllocatedTask]) -> list[Revocation]:
         """See `Allocator.revocations` and `revocation.decide`."""
         if not self.revocation:
             return []
-        from mesos_master.allocator.revocation import decide
-
         self._sync_total()
-        return decide(self, now, tasks)
+        tree = self._tree
+        view = AllocatorView(
+            free=tree.headroom.available,
+            below_guarantee=frozenset(tree.guarantees.below),
+            root=tree.root,
+            sorter=self.sorter,
+            node=tree.nodes.get,
+            waiting=self.waiting,
+        )
+        return decide(view, now, tasks)
 
     def limit_room(self, role: str) -> Resources | None:
         """The least room left under the quota limits of `role` and its ancestors, by resource (what it may
         still consume); None when none of them has a limit."""
-        node = self._nodes.get(role)
-        limited = node.limited if node is not None else self._limited_of(role)
-        if not limited:
-            return None
-        room: dict[str, int] = {}
-        for n in limited:
-            assert n.limit is not None
-            for name in n.limit:
-                left = max(0, n.limit[name] - n.consumed(name))
-                room[name] = min(room.get(name, left), left)
-        return Resources.from_scalars({name: milli / V.MILLI for name, milli in room.items()})
+        return quota.limit_room(self._tree.limited_of(role))
 
     def check_reservation(self, resources: Resources, *, allocated_role: str | None = None) -> None:
-        adding: dict[RoleNode, Vec] = {}
-        for role, vec in sorted(V.reserved_by_role(resources).items()):
-            node = self._nodes.get(role)
-            for n in node.limited if node is not None else self._limited_of(role):
-                if allocated_role is not None and (allocated_role == n.name or allocated_role.startswith(n.name + "/")):
-                    continue  # already counted there: allocated to it or below it
-                V.add_into(adding.setdefault(n, {}), vec)
-        for n, more in sorted(adding.items(), key=lambda item: item[0].name):
-            assert n.limit is not None
-            for name, cap in sorted(n.limit.items()):
-                if more.get(name, 0) > 0 and n.consumed(name) + more[name] > cap:
-                    left = max(0, cap - n.consumed(name)) / V.MILLI
-                    raise ValueError(
-                        f"reserving {resources} would take role {n.name!r} over its quota limit "
-                        f"{V.to_resources(n.limit)} ({name}: {left:g} left)"
-                    )
-
-    def _limited_of(self, role: str) -> tuple[RoleNode, ...]:
-        """The limited nodes on the line of a role the tree does not have yet."""
-        parts = role.split("/") if role != UNRESERVED else [role]
-        out: list[RoleNode] = []
-        for i in range(len(parts), 0, -1):
-            n = self._nodes.get("/".join(parts[:i]))
-            if n is not None:
-                out.extend(a for a in n.lineage() if a.limit is not None)
-                break
-        return tuple(out)
+        quota.check_reservation(resources, allocated_role, self._tree.limited_of)
 
     def waiting(self, node: RoleNode, now: float) -> bool:
         """Whether the role has work waiting: an active framework, not suppressed in it, that declined
@@ -991,7 +521,7 @@ class HierarchicalAllocator(Allocator):
             if fw is None or not fw.active or node.name in fw.suppressed:
                 continue
             per_agent = fw.filters.get(node.name)
-            if not per_agent or not F.has_live(per_agent, now):
+            if not per_agent or not has_live(per_agent, now):
                 return True
         return False
 
@@ -1014,456 +544,85 @@ class HierarchicalAllocator(Allocator):
             "allocation_run_ms_p99": pct(99),
             "allocation_last_offers": float(self._last_offers),
             "allocation_last_agents_examined": float(self._last_examined),
-            "allocator_refusal_filters": float(
-                sum(F.count(pa) for fw in self._frameworks.values() for pa in fw.filters.values())
-            ),
-            "allocator_quota_headroom_required_cpus": self._required.get("cpus", 0) / V.MILLI,
+            "allocator_refusal_filters": float(RefusalIndex.live_filters(self._frameworks.values())),
+            "allocator_quota_headroom_required_cpus": self._tree.headroom.required.get("cpus", 0) / vectors.MILLI,
         }
 
-    # ================================================================= internals: books
-    def _node(self, role: str) -> RoleNode:
-        node = self._nodes.get(role)
-        if node is not None:
-            return node
-        parent = self._root
-        if "/" in role and role != UNRESERVED:
-            parent = self._node(role.rsplit("/", 1)[0])
-        node = RoleNode(role, parent)
-        first_child = not parent.children and parent.parent is not None
-        if first_child:
-            parent.own = dict(parent.alloc)  # from now on its own frameworks' part is kept apart
-        parent.children[role] = node
-        self._nodes[role] = node
-        self._link_quota(node)
-        if not self._stale:
-            node.order.add(SELF, self._self_key(node))
-            if first_child:
-                parent.order.stale = True  # its own key was not kept up to date while it was alone
-            self._fresh_role_order(parent)
-            parent.order.add(role, self._role_key(node))
-        return node
-
-    def _role_for(self, fw: _Framework, resources: Resources) -> str:
-        reserved = sorted(r for r in resources.roles() if r != UNRESERVED)
-        for role in reserved:
-            for mine in fw.roles:
-                if role == mine or mine.startswith(role + "/"):
-                    return mine
-        return fw.roles[0]
-
+    # ================================================================= internals: frameworks
     def _configure(
         self,
-        fw: _Framework,
+        fw: FrameworkRecord,
         gpu_aware: bool,
         constraints: OfferConstraints | None,
         min_allocatable: Mapping[str, Sequence[Resources]] | None,
     ) -> None:
-        fw.gpu_aware = gpu_aware
-        compiled = None
-        if constraints is not None and (constraints.attributes or constraints.min_resources):
-            compiled = CompiledConstraints(constraints)
-        fw.constraints = compiled
-        fw.attr_cache = {}
-        fw.min_alloc = {role: tuple(V.vector(m) for m in mins) for role, mins in (min_allocatable or {}).items()}
         # `node.special` counts the offerable special frameworks of a role: the callers take the framework out
         # of every order before configuring it, and `_sync` puts it back.
-        assert not any(fw.id in self._node(r).fw_order for r in fw.roles)
-        fw.special = compiled is not None or bool(fw.min_alloc)
+        assert not any(fw.id in self._tree.node(r).fw_order for r in fw.roles)
+        fw.configure(gpu_aware, constraints, min_allocatable)
 
-    def _sync(self, fw: _Framework) -> None:
+    def _sync(self, fw: FrameworkRecord) -> None:
         """Put the framework in (or out of) the order of each of its roles: offerable when active and not
         suppressed there."""
         for role in fw.roles:
-            self._set_offerable(fw, self._node(role), fw.active and role not in fw.suppressed)
+            self._set_offerable(fw, self._tree.node(role), fw.active and role not in fw.suppressed)
 
-    def _set_offerable(self, fw: _Framework, node: RoleNode, offerable: bool) -> None:
+    def _set_offerable(self, fw: FrameworkRecord, node: RoleNode, offerable: bool) -> None:
         present = fw.id in node.fw_order
         if offerable == present:
             return
         if offerable:
-            if not self._stale:
-                self._fresh_fw_order(node)
-            node.fw_order.add(fw.id, self._fw_key(fw, node.name))
+            if not self._tree.orders.stale:
+                self._tree.orders.fresh_framework_order(node, self._held_in)
+            node.fw_order.add(fw.id, self._tree.orders.framework_key(fw.id, self._held_in(fw.id, node.name)))
             step = 1
         else:
             node.fw_order.remove(fw.id)
             step = -1
         if fw.special:
             node.special += step
-        pair = (fw.id, node.name)
-        for agent_id in fw.filters.get(node.name, _NO_FILTERS):
-            agent = self._agents.get(agent_id)
-            if agent is not None and pair in agent.refusals:
-                self._count_refusal(agent, node, step)
-        n: RoleNode | None = node
-        while n is not None:
-            n.candidates += step
-            n = n.parent
+        self._refusals.offerable_changed(fw, node, step, self._agents)
+        self._tree.count_offerable(node, step)
 
-    def _set_free(self, agent: _Agent, free: Resources) -> None:
-        """Set an agent's free resources outright (the slow path: vectors computed again)."""
-        old_unreserved = V.unreserved_of(agent.free_vec, agent.free_rvec)
-        agent.free = free
-        vec, rvec = V.vectors(free) if free else ({}, {})
-        agent.free_vec, agent.free_rvec = vec, rvec
-        agent.free_reserved = agent.total_reserved and V.has_reserved(free)
-        if agent.active and self._track_headroom:
-            V.sub_from(self._headroom, old_unreserved)
-            V.add_into(self._headroom, V.unreserved_of(vec, rvec))
-
-    def _take_free(self, agent: _Agent, offer: Resources, vec: Vec, rvec: Vec) -> None:
-        """`offer` (part of the agent's free resources, with its vectors) is allocated."""
-        if offer is agent.free:
-            if agent.active and self._track_headroom:
-                V.sub_from(self._headroom, agent.free_vec if not agent.free_rvec else V.unreserved_of(vec, rvec))
-            agent.free = _EMPTY
-            agent.free_vec = {}
-            agent.free_rvec = {}
-            agent.free_reserved = False
-            return
-        agent.free = agent.free.subtract_clamped(offer)
-        V.sub_from(agent.free_vec, vec)
-        if rvec:
-            V.sub_from(agent.free_rvec, rvec)
-        if agent.active and self._track_headroom:
-            V.sub_from(self._headroom, V.unreserved_of(vec, rvec))
-        agent.free_reserved = agent.total_reserved and V.has_reserved(agent.free)
-
-    def _return_free(self, agent: _Agent, resources: Resources, vec: Vec, rvec: Vec) -> None:
-        """`resources` (with their vectors) are free again on the agent."""
-        agent.free = agent.free + resources
-        V.add_into(agent.free_vec, vec)
-        if rvec:
-            V.add_into(agent.free_rvec, rvec)
-        if agent.active and self._track_headroom:
-            V.add_into(self._headroom, V.unreserved_of(vec, rvec) if rvec else vec)
-        agent.free_reserved = agent.total_reserved and V.has_reserved(agent.free)
-
-    def _release(self, fw: _Framework, agent: _Agent, role: str, resources: Resources) -> None:
-        """`resources` held by `fw` in `role` on `agent` are free again."""
-        given, vec, rvec = self._uncharge(fw, agent, role, resources)
-        if given:
-            self._return_free(agent, given, vec, rvec)
-        self._dirty.add(agent.id)
-
-    def _charge(self, fw: _Framework, agent: _Agent, role: str, resources: Resources, vec: Vec, rvec: Vec) -> None:
-        """Book `resources` as held by `fw` in `role` on `agent` (the caller takes them off the free)."""
-        key = (fw.id, role)
-        pieces = agent.allocated.get(key)
-        if pieces is None:
-            agent.allocated[key] = fw.held[(agent.id, role)] = resources
-        else:
-            self._add_piece(fw, agent, role, pieces, resources)
-        self._account(fw, role, vec, rvec, +1)
-
-    @staticmethod
-    def _add_piece(fw: _Framework, agent: _Agent, role: str, pieces: Pieces, piece: Resources) -> None:
-        if type(pieces) is list:
-            pieces.append(piece)
-        else:
-            agent.allocated[(fw.id, role)] = fw.held[(agent.id, role)] = [pieces, piece]  # type: ignore[list-item]
-
-    @staticmethod
-    def _take_piece(fw: _Framework, agent: _Agent, role: str, resources: Resources) -> Resources | None:
-        """Take the piece that is (or equals) `resources` off what `fw` holds in `role` on `agent`; None when no
-        piece is."""
-        key = (fw.id, role)
-        pieces = agent.allocated.get(key)
-        if pieces is None:
-            return None
-        if type(pieces) is not list:
-            if pieces is not resources and pieces != resources:
-                return None
-            del agent.allocated[key]
-            del fw.held[(agent.id, role)]
-            return pieces  # type: ignore[return-value]
-        found = _find(pieces, resources)
-        if found < 0:
-            return None
-        given = pieces.pop(found)
-        if len(pieces) == 1:
-            agent.allocated[key] = fw.held[(agent.id, role)] = pieces[0]
-        return given
-
-    def _uncharge(self, fw: _Framework, agent: _Agent, role: str, resources: Resources) -> tuple[Resources, Vec, Vec]:
-        """Take (up to) `resources` off what `fw` holds in `role` on `agent`; returns what was taken."""
-        key = (fw.id, role)
-        given = self._take_piece(fw, agent, role, resources)
+    # ================================================================= internals: booking
+    def _unbook(
+        self, fw: FrameworkRecord, agent: AgentRecord, role: str, resources: Resources
+    ) -> tuple[Resources, Vec, Vec] | None:
+        """Take (up to) `resources` off what `fw` holds in `role` on `agent`; returns what was taken (None:
+        nothing was held there)."""
+        given = take_up_to(fw, agent, role, resources)
         if given is None:
-            pieces = agent.allocated.get(key)
-            if pieces is None:
-                return _EMPTY, {}, {}
-            held = _total_of(pieces)
-            if held is resources or held == resources:
-                given = held
-                left = _EMPTY
-            else:
-                given = V.intersection(held, resources)
-                left = held.subtract_clamped(given)
-            if left:
-                agent.allocated[key] = fw.held[(agent.id, role)] = left
-            else:
-                del agent.allocated[key]
-                del fw.held[(agent.id, role)]
-        vec, rvec = V.vectors(given)
-        self._account(fw, role, vec, rvec, -1)
+            return None
+        vec, rvec = vectors.vectors(given)
+        self._tree.account(fw, role, vec, rvec, -1)
         return given, vec, rvec
 
-    def _account(self, fw: _Framework, role: str, vec: Vec, rvec: Vec, sign: int) -> None:
-        """Add (or take off) an allocation's vectors to the framework's and the roles' books; move them in
-        the orders."""
-        node = self._nodes.get(role) or self._node(role)
-        mine = fw.role_alloc.get(role)
-        if mine is None:
-            mine = fw.role_alloc[role] = {}
-        n: RoleNode = node
-        if sign > 0:
-            for name, milli in vec.items():
-                mine[name] = mine.get(name, 0) + milli
-            if node.children:
-                V.add_into(node.own, vec)
-            while n.parent is not None:
-                alloc = n.alloc
-                for name, milli in vec.items():
-                    alloc[name] = alloc.get(name, 0) + milli
-                if rvec:
-                    V.add_into(n.res_alloc, rvec)
-                n = n.parent
-        else:
-            V.sub_from(mine, vec)
-            if node.children:
-                V.sub_from(node.own, vec)
-            while n.parent is not None:
-                V.sub_from(n.alloc, vec)
-                if rvec:
-                    V.sub_from(n.res_alloc, rvec)
-                n = n.parent
-        if self._guaranteed and (not rvec or V.positive_diff(vec, rvec)):
-            self._refresh_quota(node)
-        if self._stale:
-            return
-        sorter = self.sorter
-        order = node.fw_order
-        if len(order.entries) > 1:
-            if fw.id in order.keys:
-                order.update(fw.id, sorter.key(fw.id, mine, 1.0, is_role=False))
-        else:
-            order.stale = True
-        if node.children:
-            node.order.update(SELF, sorter.key(role, node.own, node.weight, is_role=True))
-        stage1 = self._stage1.keys
-        n = node
-        while n.parent is not None:
-            order = n.parent.order
-            first = stage1 and n.name in stage1
-            if len(order.entries) > 1 or first:
-                key = sorter.key(n.name, n.alloc, n.weight, is_role=True)
-                if len(order.entries) > 1:
-                    order.update(n.name, key)
-                else:
-                    order.stale = True
-                if first:
-                    self._stage1.update(n.name, key)
-            else:
-                order.stale = True
-            n = n.parent
+    def _release(self, fw: FrameworkRecord, agent: AgentRecord, role: str, resources: Resources) -> None:
+        """`resources` held by `fw` in `role` on `agent` are free again."""
+        taken = self._unbook(fw, agent, role, resources)
+        if taken is not None and taken[0]:
+            agent.give_back(*taken)
+        self._dirty.add(agent.id)
 
-    def _track_reservations(self, reservations: dict[str, Vec], sign: int) -> None:
-        change = V.add_into if sign > 0 else V.sub_from
-        for role, vec in reservations.items():
-            node = self._node(role)
-            for n in node.lineage():
-                change(n.reserved, vec)
-            if self._guaranteed:
-                self._refresh_quota(node)
+    def _give_back(self, fw: FrameworkRecord, agent: AgentRecord, role: str, piece: Resources) -> None:
+        """A piece already taken off what `fw` holds in `role` on `agent` is free again."""
+        vec, rvec = vectors.vectors(piece)
+        self._tree.account(fw, role, vec, rvec, -1)
+        agent.give_back(piece, vec, rvec)
+        self._dirty.add(agent.id)
 
-    # ================================================================= internals: quota
-    def _rebuild_quota(self) -> None:
-        nodes = self._root.walk()[1:]
-        self._guaranteed = {n for n in nodes if n.guarantee}
-        track = bool(self._guaranteed) or self.revocation
-        if track and not self._track_headroom:
-            self._headroom = self._count_headroom()
-        self._track_headroom = track
-        for n in nodes:
-            n.guaranteed_below = []
-            n.g_children = []
-            n.unsat = {}
-        for g in sorted(self._guaranteed, key=lambda n: n.name):
-            for a in g.lineage():
-                if a.limit is not None:
-                    a.guaranteed_below.append(g)
-            above = g.parent
-            while above is not None and above.parent is not None and not above.guarantee:
-                above = above.parent
-            if above is not None and above.parent is not None:
-                above.g_children.append(g)
-        for n in nodes:
-            self._link_quota(n)
-        self._required = {}
-        for n in self._guaranteed:
-            if n.quota_root is n:
-                n.unsat = self._requirement(n)
-                V.add_into(self._required, n.unsat)
-        self._unsat = {n for n in self._guaranteed if n.shortfall()}
-        if not self._stale:
-            self._rebuild_stage1()
-
-    @staticmethod
-    def _link_quota(node: RoleNode) -> None:
-        """Set the node's quota links from its line (see `RoleNode.quota_deps`)."""
-        lineage = node.lineage()
-        node.limited = tuple(a for a in lineage if a.limit is not None)
-        node.quota_root = next((a for a in reversed(lineage) if a.guarantee), None)
-        deps = {a for a in lineage if a.guarantee}
-        for limited in node.limited:
-            deps.update(limited.guaranteed_below)
-        ordered = sorted(deps, key=lambda n: n.name)
-        node.quota_deps = tuple(ordered)
-        roots = {d.quota_root for d in ordered if d.quota_root is not None}
-        node.quota_root_deps = tuple(sorted(roots, key=lambda n: n.name))
-
-    @staticmethod
-    def _requirement(node: RoleNode) -> Vec:
-        """The headroom a guaranteed node's subtree needs: the larger of its own shortfall and the sum of its
-        guaranteed descendants' (a child may be guaranteed more of a resource than its parent), within the
-        room its limits leave."""
-        own = node.shortfall()
-        if not node.g_children:
-            return own
-        below: Vec = {}
-        for child in node.g_children:
-            V.add_into(below, HierarchicalAllocator._requirement(child))
-        for name, milli in below.items():
-            if milli > own.get(name, 0):
-                own[name] = milli
-        for limited in node.limited:
-            assert limited.limit is not None
-            for name, cap in limited.limit.items():
-                if name in own:
-                    room = cap - limited.consumed(name)
-                    if room <= 0:
-                        del own[name]
-                    elif room < own[name]:
-                        own[name] = room
-        return own
-
-    def _refresh_quota(self, node: RoleNode) -> None:
-        """`node`'s consumption changed: update the required headroom and the set of unmet guarantees."""
-        deps = node.quota_deps
-        if not deps:
-            return
-        for root in node.quota_root_deps:
-            new = self._requirement(root)
-            if new != root.unsat:
-                V.sub_from(self._required, root.unsat)
-                V.add_into(self._required, new)
-                root.unsat = new
-        for n in deps:
-            if n.shortfall():
-                if n not in self._unsat:
-                    self._unsat.add(n)
-                    if not self._stale:
-                        self._stage1.add(n.name, self._stage1_key(n))
-            elif n in self._unsat:
-                self._unsat.discard(n)
-                self._stage1.remove(n.name)
-
-    # ================================================================= internals: order
-    def _fw_key(self, fw: _Framework, role: str) -> object:
-        return self.sorter.key(fw.id, fw.role_alloc.get(role, {}), 1.0, is_role=False)
-
-    def _self_key(self, node: RoleNode) -> object:
-        return self.sorter.key(node.name, node.own if node.children else node.alloc, node.weight, is_role=True)
-
-    def _role_key(self, node: RoleNode) -> object:
-        return self.sorter.key(node.name, node.alloc, node.weight, is_role=True)
-
-    def _stage1_key(self, node: RoleNode) -> object:
-        """A role's key in stage 1: the one its parent's order keeps (drawn again only where that is stale)."""
-        assert node.parent is not None
-        order = node.parent.order
-        if not order.stale and node.name in order.keys:
-            return order.keys[node.name]
-        return self._role_key(node)
-
-    def _rebuild_stage1(self) -> None:
-        # By name, so that policies drawing keys (random) draw them in the same order every time.
-        self._stage1.rebuild({n.name: self._stage1_key(n) for n in sorted(self._unsat, key=lambda n: n.name)})
-
-    def _fresh_fw_order(self, node: RoleNode) -> None:
-        if node.fw_order.stale:
-            frameworks = self._frameworks
-            node.fw_order.rebuild({fid: self._fw_key(frameworks[fid], node.name) for fid in node.fw_order.keys})
-
-    def _fresh_role_order(self, node: RoleNode) -> None:
-        if node.order.stale:
-            keys: dict[str, object] = {name: self._role_key(c) for name, c in node.children.items()}
-            if node.parent is not None:
-                keys[SELF] = self._self_key(node)
-            node.order.rebuild(keys)
-
-    def _rekey_node(self, node: RoleNode) -> None:
-        """The node's weight changed: move it in its parent's order (and in stage 1's)."""
-        node.order.update(SELF, self._self_key(node))
-        assert node.parent is not None
-        key = self._role_key(node)
-        node.parent.order.update(node.name, key)
-        node.order.stale = node.parent.order.stale = False
-        if node.name in self._stage1.keys:
-            self._stage1.update(node.name, key)
-
-    def _rebuild_orders(self) -> None:
-        frameworks = self._frameworks
-        for node in self._root.walk():
-            keys: dict[str, object] = {child: self._role_key(c) for child, c in node.children.items()}
-            if node.parent is not None:
-                keys[SELF] = self._self_key(node)
-                node.fw_order.rebuild({fid: self._fw_key(frameworks[fid], node.name) for fid in node.fw_order.keys})
-            node.order.rebuild(keys)
-        self._rebuild_stage1()
-        self._stale = False
-
-    # ================================================================= internals: which agents
-    def _wake_agents(self, now: float) -> None:
-        """Agents whose earliest refusal filter expired by `now` are looked at again (their filters pruned)."""
-        wake = self._wake
-        while wake and wake[0][0] <= now:
-            at, agent_id = heapq.heappop(wake)
-            agent = self._agents.get(agent_id)
-            if agent is None or agent.wake_at != at:
-                continue
-            agent.wake_at = None
-            nxt: float | None = None
-            for framework_id in list(agent.filtered_by):
-                fw = self._frameworks.get(framework_id)
-                alive = False
-                if fw is not None:
-                    for per_agent in fw.filters.values():
-                        first = F.prune(per_agent, agent_id, now)
-                        if first is not None:
-                            alive = True
-                            if nxt is None or first < nxt:
-                                nxt = first
-                if not alive:
-                    agent.filtered_by.pop(framework_id, None)
-            if nxt is not None:
-                agent.wake_at = nxt
-                heapq.heappush(wake, (nxt, agent_id))
-            self._forget_refusals(agent)
-            self._dirty.add(agent_id)
-
-    def _agents_to_visit(self) -> list[_Agent]:
+    # ================================================================= internals: which agents, which roles
+    def _agents_to_visit(self) -> list[AgentRecord]:
         if self._agent_ids_stale:
             self._agent_ids = list(self._agents)
             for i, agent_id in enumerate(self._agent_ids):
                 self._agents[agent_id].seq = i
             self._agent_ids_stale = False
         ids = self._agent_ids
-        n = len(ids)
-        if not n:
+        count = len(ids)
+        if not count:
             return []
-        start = (self._cycle - 1) % n
+        start = (self._cycle - 1) % count
         agents = self._agents
         if self._all_dirty or self._full_scan:
             wanted = None
@@ -1475,65 +634,19 @@ class HierarchicalAllocator(Allocator):
         # scan looks anyway: the property tests check that both make the same offers).
         root = self._root
         everyone = root.candidates if not self._full_scan else 1 << 62
-        if wanted is None or len(wanted) * 4 >= n:
+
+        if wanted is None or len(wanted) * 4 >= count:
             order = ids[start:] + ids[:start]
             picked = (agents[i] for i in order) if wanted is None else (agents[i] for i in order if i in wanted)
-            return [
-                a
-                for a in picked
-                if a.active and a.free and (a.refusal_free is not a.free or a.refused_in.get(root, 0) < everyone)
-            ]
+        else:
+            picked = (a for a in (agents.get(i) for i in wanted) if a is not None)
         chosen = [
             a
-            for a in (agents.get(i) for i in wanted)
-            if a is not None
-            and a.active
+            for a in picked
+            if a.active
             and a.free
-            and (a.refusal_free is not a.free or a.refused_in.get(root, 0) < everyone)
+            and (a.refusals.resources is not a.free or a.refusals.in_subtree.get(root, 0) < everyone)
         ]
-        chosen.sort(key=lambda a: (a.seq - start) % n)
+        if wanted is not None and len(wanted) * 4 < count:
+            chosen.sort(key=lambda a: (a.seq - start) % count)
         return chosen
-
-    def _drop_filters(self, fw: _Framework, role: str | None) -> None:
-        if role is None:
-            dropped = list(fw.filters.values())
-            fw.filters.clear()
-        else:
-            one = fw.filters.pop(role, None)
-            dropped = [one] if one is not None else []
-        touched = {agent_id for per_agent in dropped for agent_id in per_agent}
-        for per_agent in dropped:
-            per_agent.clear()
-        for agent_id in touched:
-            agent = self._agents.get(agent_id)
-            if agent is None:
-                continue
-            self._forget_refusals(agent)
-            if not any(agent_id in pa for pa in fw.filters.values()):
-                agent.filtered_by.pop(fw.id, None)
-
-    @staticmethod
-    def _forget_refusals(agent: _Agent) -> None:
-        agent.refusal_free = None
-        agent.refusals.clear()
-        agent.refused_in.clear()
-        agent.refused_own.clear()
-
-    @staticmethod
-    def _count_refusal(agent: _Agent, node: RoleNode, step: int) -> None:
-        """An offerable pair of `node` refused the agent's free resources (step +1), or such a pair stopped (-1)
-        or started (+1) being offerable."""
-        own = agent.refused_own
-        own[node] = own.get(node, 0) + step
-        counts = agent.refused_in
-        n: RoleNode | None = node
-        while n is not None:
-            counts[n] = counts.get(n, 0) + step
-            n = n.parent
-
-    def _refused(self, agent: _Agent) -> dict[RoleNode, int] | None:
-        """The agent's refusal counts by subtree while they apply (its free resources are what was refused);
-        None otherwise, or in a full scan (which looks everywhere, as a reference for the property tests)."""
-        if agent.refusal_free is not agent.free or not agent.refused_in or self._full_scan:
-            return None
-        return agent.refused_in

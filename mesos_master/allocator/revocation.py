@@ -3,6 +3,8 @@
 The master tells `HierarchicalAllocator.revocations(now, tasks)` which tasks run (role, resources, start time,
 the non-revocable label, whether a kill is already on its way); `decide` picks the ones to kill, and the master
 only carries the kills out. Pure and deterministic: the same books and the same tasks give the same answer.
+`decide` reads the allocator only through an `AllocatorView` (what is free, the role tree, the policy, who
+waits), and this module imports nothing of the allocator's own.
 
 A role is *starved* when it has work waiting (an active framework, not suppressed in it, that declined nothing:
 no live refusal filter there) and
@@ -33,45 +35,56 @@ their roles, so nothing more is killed for them while the kills are in flight.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 
-from mesos_master.allocator import _vectors as V
+from mesos_master.allocator import _vectors as vectors
 from mesos_master.allocator._vectors import Vec
-from mesos_master.allocator.base import Revocation, RunningTask
+from mesos_master.allocator.base import AllocatedTask, Revocation
+from mesos_master.allocator.quota import subtree_protection
 from mesos_master.allocator.roles import RoleNode
-
-if TYPE_CHECKING:
-    from mesos_master.allocator.hierarchical import HierarchicalAllocator
+from mesos_master.allocator.sorter import Sorter
 
 _EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class AllocatorView:
+    """What a revocation decision reads of the allocator; it changes none of it."""
+
+    free: Mapping[str, int]  # the free unreserved scalars of the active agents (the quota headroom's available)
+    below_guarantee: Collection[RoleNode]  # the guaranteed roles below their guarantee
+    root: RoleNode  # the role tree
+    sorter: Sorter  # the policy: `share`, `fair_share_revocation`
+    node: Callable[[str], RoleNode | None]  # a role's node, None when the tree has none
+    waiting: Callable[[RoleNode, float], bool]  # whether a role has work waiting (see `HierarchicalAllocator.waiting`)
 
 
 class _Candidate:
     __slots__ = ("line", "task", "unreserved", "vec")
 
-    def __init__(self, task: RunningTask, line: list[RoleNode]) -> None:
+    def __init__(self, task: AllocatedTask, line: list[RoleNode]) -> None:
         self.task = task
         self.line = line  # the task's role node and its ancestors, nearest first
-        self.vec, rvec = V.vectors(task.resources)
-        self.unreserved = V.unreserved_of(self.vec, rvec)
+        self.vec, rvec = vectors.vectors(task.resources)
+        self.unreserved = vectors.unreserved_of(self.vec, rvec)
 
 
-def decide(alloc: HierarchicalAllocator, now: float, tasks: Iterable[RunningTask]) -> list[Revocation]:
+def decide(view: AllocatorView, now: float, tasks: Iterable[AllocatedTask]) -> list[Revocation]:
     """The tasks to kill now (see the module's docstring). `tasks` is read only when some role is starved."""
-    if not _Decision(alloc, now, []).run():
+    if not _Decision(view, now, []).run():
         return []  # nobody starves even before counting what is already being killed
     running = list(tasks)
-    decision = _Decision(alloc, now, running)
+    decision = _Decision(view, now, running)
     decision.run()
     return decision.chosen
 
 
 class _Decision:
-    def __init__(self, alloc: HierarchicalAllocator, now: float, tasks: list[RunningTask]) -> None:
-        self.alloc = alloc
+    def __init__(self, view: AllocatorView, now: float, tasks: list[AllocatedTask]) -> None:
+        self.view = view
         self.now = now
-        self.free: Vec = dict(alloc._headroom)
+        self.free: Vec = dict(view.free)
         self.removed: dict[RoleNode, Vec] = {}  # all scalars taken off each node (and its ancestors)
         self.removed_unreserved: dict[RoleNode, Vec] = {}
         self.gained: dict[RoleNode, Vec] = {}  # what each starved node (and its ancestors) is about to get
@@ -83,7 +96,7 @@ class _Decision:
         self.candidates: list[_Candidate] = []
         for task in sorted(tasks, key=lambda t: (t.started_at, t.framework_id, t.task_id)):
             if task.role not in lines:
-                node = alloc._nodes.get(task.role)
+                node = view.node(task.role)
                 lines[task.role] = node.lineage() if node is not None else None
             line = lines[task.role]
             if line is None:
@@ -91,7 +104,7 @@ class _Decision:
             candidate = _Candidate(task, line)
             if task.killing:
                 self._take(candidate)
-                V.add_into(self.free, candidate.unreserved)
+                vectors.add_into(self.free, candidate.unreserved)
             else:
                 self.candidates.append(candidate)
         self._spare_labelled()
@@ -100,17 +113,17 @@ class _Decision:
     def run(self) -> bool:
         """Decide; True when some starved role still lacked something after what is free (and in flight)."""
         unmet = self._guarantees()
-        if self.alloc.sorter.fair_share_revocation:
+        if self.view.sorter.fair_share_revocation:
             unmet = self._fair_shares() or unmet
         return unmet
 
     def _guarantees(self) -> bool:
         unmet = False
-        starved = sorted(self.alloc._unsat, key=lambda n: (-len(n.lineage()), n.name))
+        starved = sorted(self.view.below_guarantee, key=lambda n: (-len(n.lineage()), n.name))
         for node in starved:
             if not self._waits(node):
                 continue
-            need = V.positive_diff(node.shortfall(), self.gained.get(node, {}))
+            need = vectors.positive_diff(node.shortfall(), self.gained.get(node, {}))
             if not need:
                 continue
             need = self._cover_from_free(node, need)
@@ -126,14 +139,14 @@ class _Decision:
                 if victim is None or not self._keeps_guarantees(c, victim):
                     continue
                 self._choose(c, node)
-                need = V.positive_diff(need, c.unreserved)
+                need = vectors.positive_diff(need, c.unreserved)
             if need:
                 unmet = True
         return unmet
 
     def _fair_shares(self) -> bool:
-        root = self.alloc._root
-        sorter = self.alloc.sorter
+        root = self.view.root
+        sorter = self.view.sorter
         top = sorted(root.children.values(), key=lambda n: n.name)
         competing = [n for n in top if n.alloc or self._waits(n)]
         weights = sum(n.weight for n in competing)
@@ -150,13 +163,13 @@ class _Decision:
                 held = self._held(node)
                 base = sorter.share(held)
                 with_free = dict(held)
-                V.add_into(with_free, self.free)
+                vectors.add_into(with_free, self.free)
                 full = sorter.share(with_free)
                 if full >= fair[node] - _EPS and full > base:
                     fraction = min(1.0, (fair[node] - base) / (full - base))
                     used = {name: min(milli, math.ceil(milli * fraction)) for name, milli in self.free.items()}
                     self._gain(node, used)
-                    self.free = V.positive_diff(self.free, used)
+                    self.free = vectors.positive_diff(self.free, used)
                     continue
                 self._gain(node, self.free)
                 self.free = {}
@@ -169,7 +182,7 @@ class _Decision:
                 victim = c.line[-1]
                 if victim not in victims:
                     continue
-                left = V.positive_diff(self._held(victim), c.vec)
+                left = vectors.positive_diff(self._held(victim), c.vec)
                 if sorter.share(left) < fair[victim] - _EPS or not self._keeps_guarantees(c, victim):
                     continue
                 self._choose(c, node)
@@ -185,9 +198,9 @@ class _Decision:
             if cover > 0:
                 used[name] = cover
         if used:
-            self.free = V.positive_diff(self.free, used)
+            self.free = vectors.positive_diff(self.free, used)
             self._gain(node, used)
-        return V.positive_diff(need, used)
+        return vectors.positive_diff(need, used)
 
     def _keeps_guarantees(self, c: _Candidate, victim: RoleNode) -> bool:
         """Taking `c` leaves every node from its role up to `victim` at or above what its guarantees protect."""
@@ -204,33 +217,25 @@ class _Decision:
         return True
 
     def _protected_of(self, node: RoleNode) -> Vec:
-        """What the guarantees in this subtree protect: max(own guarantee, sum of the children's)."""
-        got = self._protected.get(node)
-        if got is None:
-            got = {}
-            for child in node.children.values():
-                V.add_into(got, self._protected_of(child))
-            for name, milli in node.guarantee.items():
-                got[name] = max(got.get(name, 0), milli)
-            self._protected[node] = got
-        return got
+        """What the guarantees in this subtree protect (`quota.subtree_protection`)."""
+        return subtree_protection(node, _guarantee_of, _children_of, self._protected)
 
     def _held(self, node: RoleNode) -> Vec:
-        held = V.positive_diff(node.alloc, self.removed.get(node, {}))
-        V.add_into(held, self.gained.get(node, {}))
+        held = vectors.positive_diff(node.alloc, self.removed.get(node, {}))
+        vectors.add_into(held, self.gained.get(node, {}))
         return held
 
     def _share(self, node: RoleNode) -> float:
-        return self.alloc.sorter.share(self._held(node))
+        return self.view.sorter.share(self._held(node))
 
     def _gain(self, node: RoleNode, amounts: Vec) -> None:
         for n in node.lineage():
-            V.add_into(self.gained.setdefault(n, {}), amounts)
+            vectors.add_into(self.gained.setdefault(n, {}), amounts)
 
     def _take(self, c: _Candidate) -> None:
         for n in c.line:
-            V.add_into(self.removed.setdefault(n, {}), c.vec)
-            V.add_into(self.removed_unreserved.setdefault(n, {}), c.unreserved)
+            vectors.add_into(self.removed.setdefault(n, {}), c.vec)
+            vectors.add_into(self.removed_unreserved.setdefault(n, {}), c.unreserved)
 
     def _choose(self, c: _Candidate, for_node: RoleNode) -> None:
         self._taken.add(id(c))
@@ -241,7 +246,7 @@ class _Decision:
 
     def _waiting_role(self, node: RoleNode) -> str:
         """The role that waits in the subtree (the node itself first, then its children by name)."""
-        if self.alloc.waiting(node, self.now):
+        if self.view.waiting(node, self.now):
             return node.name
         for child in sorted(node.children.values(), key=lambda c: c.name):
             if self._waits(child):
@@ -252,7 +257,7 @@ class _Decision:
         """Work waiting in the node or below it."""
         hit = self._waiting.get(node)
         if hit is None:
-            hit = self.alloc.waiting(node, self.now) or any(self._waits(c) for c in node.children.values())
+            hit = self.view.waiting(node, self.now) or any(self._waits(c) for c in node.children.values())
             self._waiting[node] = hit
         return hit
 
@@ -272,6 +277,14 @@ class _Decision:
                         continue
             kept.append(c)
         self.candidates = kept
+
+
+def _guarantee_of(node: RoleNode) -> Vec:
+    return node.guarantee
+
+
+def _children_of(node: RoleNode) -> Iterable[RoleNode]:
+    return node.children.values()
 
 
 def _outside(node: RoleNode) -> list[RoleNode]:

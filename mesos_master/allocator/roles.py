@@ -29,20 +29,25 @@ class RoleNode:
         "g_children",
         "guarantee",
         "guaranteed_below",
+        "headroom_required",
         "limit",
         "limited",
+        "limited_below",
         "name",
         "order",
         "own",
+        "own_takers",
         "parent",
         "quota_deps",
         "quota_root",
         "quota_root_deps",
         "res_alloc",
         "reserved",
+        "room_margin",
+        "short_of_room",
         "special",
         "stale_self",
-        "unsat",
+        "takers",
         "weight",
     )
 
@@ -64,7 +69,7 @@ class RoleNode:
         self.special = 0  # offerable frameworks here with their own minimums or constraints
         self.limited: tuple[RoleNode, ...] = ()  # this node and its ancestors that have a limit
         self.quota_root: RoleNode | None = None  # the top-most node at or above this one with a guarantee
-        self.unsat: Vec = {}  # for a quota root: what the required headroom counts for its subtree
+        self.headroom_required: Vec = {}  # for a quota root: what the required headroom counts for its subtree
         # Quota links, set when quotas change (and for a new node): the guaranteed nodes whose shortfall depends
         # on this node's consumption (those on its line, and those below a limited node on its line, whose limit
         # room it shares), and their quota roots.
@@ -72,6 +77,15 @@ class RoleNode:
         self.quota_root_deps: tuple[RoleNode, ...] = ()
         self.guaranteed_below: list[RoleNode] = []  # for a limited node: the guaranteed nodes in its subtree
         self.g_children: list[RoleNode] = []  # for a guaranteed node: its nearest guaranteed descendants
+        self.limited_below: list[RoleNode] = []  # for a limited node: the nodes whose `limited` holds it
+        self.room_margin: dict[str, int] = {}  # for a limited node: see `LimitRoom.room_margin` (lower bounds)
+        # Who may take an offer here despite the quota limits, by default minimum (one count per alternative of
+        # the allocator's minimum, then one for frameworks with their own minimums): `own_takers` counts this
+        # role's offerable frameworks for each alternative its limits leave room for, `takers` sums them over
+        # the subtree. A cycle skips a subtree whose counts are zero for every alternative an agent could meet.
+        self.own_takers: tuple[int, ...] = ()
+        self.short_of_room = False  # its limits leave room for not every alternative (some `own_takers` < all)
+        self.takers: list[int] = []
         self.stale_self = False  # its key in `order` (and its own key in its parent's) skipped while alone there
 
     def lineage(self) -> list[RoleNode]:

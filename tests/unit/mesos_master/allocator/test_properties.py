@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from mesos_master.allocator import (
+    AllocatedTask,
     Allocation,
     AttributeMatch,
     DRFSorter,
@@ -30,7 +31,6 @@ from mesos_master.allocator import (
     PrioritySorter,
     Quota,
     RandomSorter,
-    RunningTask,
     Sorter,
 )
 from scheduler_sdk.resources import UNRESERVED, Resources
@@ -419,7 +419,7 @@ class AllocatorMachine(RuleBasedStateMachine):
         """The tasks revocation picks (started in the order they were launched) are tasks of roles outside the
         starved role's line, each once, with something unreserved to give back, and no role on a victim's line
         (below what it shares with the starved role) falls below its guarantee. Carried out: they end."""
-        running = [RunningTask(t[0], t[4], t[1], t[2], t[3], float(t[4][1:])) for t in self.tasks]
+        running = [AllocatedTask(t[0], t[4], t[1], t[2], t[3], float(t[4][1:])) for t in self.tasks]
         decisions = self.alloc.revocations(self.now, running)
         by_id = {t[4]: t for t in self.tasks}
         assert len({r.task_id for r in decisions}) == len(decisions)
@@ -476,7 +476,7 @@ class AllocatorMachine(RuleBasedStateMachine):
                 for slot in per_agent.refused.values()
                 if type(slot) is int
             ]
-            book = alloc._refusal_book
+            book = alloc._refusals.refused
             assert sum(book.refs.values()) == len(slots) and set(book.objects) == set(slots)
 
     @invariant()
@@ -602,7 +602,7 @@ def test_revocation_decisions(
     roles beside the starved one, oldest first within each victim, never take a victim below its guarantee nor
     (for a fair share alone) below its fair share, and each was needed when it was picked."""
     alloc = HierarchicalAllocator(sorter=make_sorter(policy), revocation=True)
-    tasks: list[RunningTask] = []
+    tasks: list[AllocatedTask] = []
     held: dict[str, Resources] = {}
     piece = P(f"cpus:{4 // split};mem:{4096 // split}")
     for i, role in enumerate(holders):
@@ -612,7 +612,7 @@ def test_revocation_decisions(
             alloc.suppress_offers(f"h-{role}")  # content with what they hold: no work waiting
         for j in range(split):
             alloc.add_used(f"h-{role}", f"a{i}", piece, role=role)
-            tasks.append(RunningTask(f"h-{role}", f"t{i}.{j}", f"a{i}", role, piece, starts.random()))
+            tasks.append(AllocatedTask(f"h-{role}", f"t{i}.{j}", f"a{i}", role, piece, starts.random()))
         held[role] = held.get(role, Resources.empty()) + P("cpus:4;mem:4096")
     if victim_guarantee is not None:
         alloc.update_quota("a", Quota(Resources.of(cpus=victim_guarantee)))

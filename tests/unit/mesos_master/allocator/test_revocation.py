@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from mesos_master.allocator import (
+    AllocatedTask,
     DRFSorter,
     HierarchicalAllocator,
     PrioritySorter,
     Quota,
     Revocation,
-    RunningTask,
     Sorter,
 )
 from scheduler_sdk.resources import Resources
@@ -26,7 +26,7 @@ class Cluster:
 
     def __init__(self, sorter: Sorter | None = None, *, revocation: bool = True) -> None:
         self.alloc = HierarchicalAllocator(sorter=sorter, revocation=revocation)
-        self.tasks: dict[str, RunningTask] = {}
+        self.tasks: dict[str, AllocatedTask] = {}
 
     def agent(self, agent_id: str, res: str) -> None:
         self.alloc.add_agent(agent_id, P(res), {})
@@ -40,7 +40,7 @@ class Cluster:
         self, fid: str, agent_id: str, task_id: str, res: str, role: str, started: float, *, label: bool = False
     ) -> None:
         self.alloc.add_used(fid, agent_id, P(res), role=role)
-        self.tasks[task_id] = RunningTask(fid, task_id, agent_id, role, P(res), started, non_revocable=label)
+        self.tasks[task_id] = AllocatedTask(fid, task_id, agent_id, role, P(res), started, non_revocable=label)
 
     def decide(self, now: float = 100.0) -> list[Revocation]:
         return self.alloc.revocations(now, list(self.tasks.values()))
@@ -52,7 +52,7 @@ class Cluster:
         """Kills on their way, as the master reports them."""
         for t in task_ids:
             task = self.tasks[t]
-            self.tasks[t] = RunningTask(
+            self.tasks[t] = AllocatedTask(
                 task.framework_id,
                 t,
                 task.agent_id,
@@ -81,7 +81,7 @@ def full_of_batch(sorter: Sorter | None) -> Cluster:
     return c
 
 
-def never_read() -> Iterator[RunningTask]:
+def never_read() -> Iterator[AllocatedTask]:
     raise AssertionError("the tasks were read although nobody starves")
     yield  # pragma: no cover
 

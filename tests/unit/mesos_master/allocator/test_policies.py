@@ -27,7 +27,7 @@ from scheduler_sdk.resources import UNRESERVED, Resources
 
 P = Resources.parse
 AGENT = "cpus:4;mem:4096"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 
 
 def make(sorter: Sorter | None = None, **kwargs: object) -> HierarchicalAllocator:
