@@ -13,6 +13,7 @@ BENCHMARKS = [
     ["bench.agent_launch", "--tasks", "1000", "--checkpoint"],
     ["bench.allocator", "--grid"],
     ["bench.allocator", "--quota"],
+    ["bench.allocator", "--quota-grid"],  # quota roles without frameworks: the cliff of issue 8
 ]
 
 

@@ -10,7 +10,7 @@ import structlog
 
 from aiomesos.v1 import agent_pb2
 from aiomesos.v1 import tasks_pb2 as tpb
-from mesos_master.allocator.base import RunningTask
+from mesos_master.allocator.base import AllocatedTask
 from mesos_master.records import Task
 from mesos_master.state import MasterState
 from scheduler_sdk.states import is_terminal
@@ -36,7 +36,7 @@ class RevocationTransitions(MasterState):
             killed += 1
         return killed
 
-    def _running_tasks(self, now: float) -> Iterator[RunningTask]:
+    def _running_tasks(self, now: float) -> Iterator[AllocatedTask]:
         """The facts revocation needs about the tasks that hold resources: running ones, and those already being
         killed (whatever their state). A generator: the allocator reads it only when some role is starved."""
         for fw in self.frameworks.values():
@@ -44,7 +44,7 @@ class RevocationTransitions(MasterState):
             for task in fw.tasks.values():
                 if is_terminal(task.state) or not (task.state == tpb.TASK_RUNNING or task.kill_requested):
                     continue
-                yield RunningTask(
+                yield AllocatedTask(
                     framework_id=fw.id,
                     task_id=task.task_id,
                     agent_id=task.agent_id,

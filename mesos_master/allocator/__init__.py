@@ -12,7 +12,6 @@ from mesos_master.allocator.base import (
     OfferConstraints,
     Quota,
     Revocation,
-    RunningTask,
 )
 from mesos_master.allocator.hierarchical import DEFAULT_MIN_ALLOCATABLE, HierarchicalAllocator
 from mesos_master.allocator.policies import ENTRY_POINT_GROUP, available_allocators, create_allocator
@@ -34,7 +33,6 @@ __all__ = [
     "Quota",
     "RandomSorter",
     "Revocation",
-    "RunningTask",
     "Sorter",
     "available_allocators",
     "create_allocator",

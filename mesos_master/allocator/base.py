@@ -70,9 +70,6 @@ class AllocatedTask:
     killing: bool = False
 
 
-RunningTask = AllocatedTask  # the former name, kept while mesos_master/cluster.py still uses it
-
-
 @dataclass(frozen=True, slots=True)
 class Revocation:
     """Revocation's decision: kill task `task_id` of framework `framework_id` (it runs in `role`, which holds more
