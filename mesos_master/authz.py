@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler_sdk.security import Principal
-from scheduler_sdk.security._files import file_version
+from scheduler_sdk.security._files import WatchedFile
 
 # action -> the name of its object entity, as in Mesos' ACLs
 ACTIONS: dict[str, str] = {
@@ -177,7 +177,7 @@ class Authorizer:
 
     acls: Acls = DEFAULT_ACLS
     path: Path | None = None
-    _version: tuple[int, int, int] | None = field(default=None, repr=False)
+    _file: WatchedFile | None = field(default=None, repr=False)
 
     @classmethod
     def from_file(cls, path: Path) -> Authorizer:
@@ -188,13 +188,15 @@ class Authorizer:
     def reload(self, *, force: bool = False) -> bool:
         if self.path is None:
             return False
-        version = file_version(self.path)
-        if version == self._version and not force:
+        if self._file is None:
+            self._file = WatchedFile(self.path, "ACL file")
+        try:
+            acls = self._file.read_if_changed(parse_acls, force=force)
+        except FileNotFoundError as e:
+            raise AclError(str(e)) from None
+        if acls is None:
             return False
-        if version is None:
-            raise AclError(f"ACL file {self.path} does not exist")
-        self.acls = parse_acls(self.path.read_text(), str(self.path))
-        self._version = version
+        self.acls = acls
         return True
 
     def authorize(

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -27,3 +31,24 @@ def file_version(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class WatchedFile:
+    """A file read again only when it changed: `read_if_changed(parse)` returns what `parse` makes of its text, or
+    None when it is as last read. A `parse` that raises leaves it unread, so the caller keeps its last good
+    contents and the next call tries again."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self.what = what
+        self._version: tuple[int, int, int] | None = None
+
+    def read_if_changed(self, parse: Callable[[str, str], T], *, force: bool = False) -> T | None:
+        version = file_version(self.path)
+        if version == self._version and not force:
+            return None
+        if version is None:
+            raise FileNotFoundError(f"{self.what} {self.path} does not exist")
+        parsed = parse(self.path.read_text(), str(self.path))
+        self._version = version
+        return parsed

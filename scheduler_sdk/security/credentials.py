@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scheduler_sdk.security._files import file_version, write_private
+from scheduler_sdk.security._files import WatchedFile, write_private
 from scheduler_sdk.security.certs import Principal, SecurityError, check_principal
 
 TOKEN_BYTES = 32
@@ -78,7 +78,7 @@ class Credentials:
 
     path: Path | None = None
     _by_hash: dict[str, Principal] = field(default_factory=dict)
-    _version: tuple[int, int, int] | None = None
+    _file: WatchedFile | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: Path) -> Credentials:
@@ -90,13 +90,15 @@ class Credentials:
         """Read the file again if it changed; returns whether it did. A broken file keeps the old principals."""
         if self.path is None:
             return False
-        version = file_version(self.path)
-        if version == self._version and not force:
+        if self._file is None:
+            self._file = WatchedFile(self.path, "credentials file")
+        try:
+            by_hash = self._file.read_if_changed(parse_credentials, force=force)
+        except FileNotFoundError as e:
+            raise SecurityError(str(e)) from None
+        if by_hash is None:
             return False
-        if version is None:
-            raise SecurityError(f"credentials file {self.path} does not exist")
-        self._by_hash = parse_credentials(self.path.read_text(), str(self.path))
-        self._version = version
+        self._by_hash = by_hash
         return True
 
     def authenticate(self, token: str) -> Principal | None:
