@@ -12,6 +12,7 @@ from mesos_master.records import AgentRecord, Framework, Offer, Task
 from mesos_master.reservations import ReservationTransitions
 from mesos_master.tasks import TaskTransitions
 from mesos_master.validation import CallError, accept_offers, task_error
+from scheduler_sdk.enums import enum_name
 from scheduler_sdk.resources import UNRESERVED, Resources
 
 TaskStatus = tpb.TaskStatus
@@ -74,7 +75,7 @@ class AcceptTransitions(ReservationTransitions, TaskTransitions):
                     )
                     reservations_changed = True
                 except CallError as e:
-                    self._error(fw, f"{OfferOperation.Type.Name(operation.type)} rejected: {e}")
+                    self._error(fw, f"{enum_name(OfferOperation.Type, operation.type)} rejected: {e}")
                 continue
             if operation.type != OfferOperation.LAUNCH:
                 self._error(fw, f"unsupported offer operation type {operation.type}: LAUNCH, RESERVE, UNRESERVE are")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from aiomesos.v1 import resources_pb2 as pb
+from scheduler_sdk.enums import enum_name
 
 UNRESERVED = "*"
 _MILLI = 1000
@@ -178,7 +179,7 @@ class Resources:
             elif r.type == pb.Value.SET:
                 sets.setdefault(key, set()).update(r.set.item)
             else:
-                raise ResourcesError(f"resource {r.name!r} has unsupported type {pb.Value.Type.Name(r.type)}")
+                raise ResourcesError(f"resource {r.name!r} has unsupported type {enum_name(pb.Value.Type, r.type)}")
         return cls._make(
             scalars,
             {k: _normalize_ranges(v) for k, v in ranges.items()},

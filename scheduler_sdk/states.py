@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk.enums import enum_name
 
 TERMINAL_STATES = frozenset(
     {
@@ -23,4 +24,4 @@ def is_terminal(state: int) -> bool:
 
 
 def state_name(state: int) -> str:
-    return tpb.TaskState.Name(state)  # type: ignore[arg-type]
+    return enum_name(tpb.TaskState, state)

@@ -10,6 +10,7 @@ import structlog
 from aiomesos.v1 import scheduler_pb2, scheduler_pb2_grpc
 from mesos_master.api.dispatch import Connection, Dispatcher
 from mesos_master.validation import CallError, call_framework_error
+from scheduler_sdk.enums import enum_name
 
 log = structlog.get_logger(__name__)
 Call = scheduler_pb2.Call
@@ -33,7 +34,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
         if first.type != Call.SUBSCRIBE:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"the first call on a subscription must be SUBSCRIBE, not {Call.Type.Name(first.type)}",
+                f"the first call on a subscription must be SUBSCRIBE, not {enum_name(Call.Type, first.type)}",
             )
         try:
             framework_id = self.master.subscribe(first.subscribe.framework_info)
@@ -112,6 +113,6 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
                 case Call.UNKNOWN if not call.batch:
                     master.call_error(framework_id, "call has no type")
                 case _:
-                    master.call_error(framework_id, f"unsupported call type {Call.Type.Name(call.type)}")
+                    master.call_error(framework_id, f"unsupported call type {enum_name(Call.Type, call.type)}")
         except CallError as e:
-            master.call_error(framework_id, f"{Call.Type.Name(call.type)} rejected: {e}")
+            master.call_error(framework_id, f"{enum_name(Call.Type, call.type)} rejected: {e}")

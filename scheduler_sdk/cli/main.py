@@ -31,13 +31,10 @@ from scheduler_sdk.frameworks.batch import TaskRecord, TaskSpec, run_batch
 from scheduler_sdk.local_cluster import ClusterError, LocalCluster
 from scheduler_sdk.operator import OperatorClient, OperatorError
 from scheduler_sdk.resources import Resources, ResourcesError
+from scheduler_sdk.states import state_name
 
 DEFAULT_MASTER = "127.0.0.1:5050"
 DAEMONS = {"master": "mesos_master", "agent": "mesos_agent"}
-
-
-def state_name(state: int) -> str:
-    return tpb.TaskState.Name(state)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------- parser
