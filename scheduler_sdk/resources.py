@@ -30,6 +30,18 @@ def _to_milli(value: float) -> int:
     return round(value * _MILLI)
 
 
+# The most of one scalar a resource may say it has: a trillion of its unit (a million TB of mem in MB) is more than
+# any host holds, and its thousandths stay exact integers. Larger amounts are an error, not an overflow.
+MAX_SCALAR = 1e12
+
+
+def _amount_in_milli(value: float, shown: object, name: str) -> int:
+    """A scalar amount read from a user (text or wire), checked, in thousandths."""
+    if not 0 <= value <= MAX_SCALAR:  # NaN fails this too
+        raise ResourcesError(f"invalid amount {shown} for {name!r}: must be a number from 0 to {MAX_SCALAR:g}")
+    return _to_milli(value)
+
+
 def _normalize_ranges(ranges: Iterable[Range]) -> tuple[Range, ...]:
     out: list[list[int]] = []
     for begin, end in sorted(ranges):
@@ -148,9 +160,7 @@ class Resources:
                     amount = float(value)
                 except ValueError:
                     raise ResourcesError(f"malformed amount {value!r} for {name!r}: expected a number") from None
-                if amount < 0 or amount != amount or amount == float("inf"):
-                    raise ResourcesError(f"invalid amount {value!r} for {name!r}: must be a finite number ≥ 0")
-                scalars[key] = scalars.get(key, 0) + _to_milli(amount)
+                scalars[key] = scalars.get(key, 0) + _amount_in_milli(amount, repr(value[:32]), name)
         return cls._make(
             scalars,
             {k: _normalize_ranges(v) for k, v in ranges.items()},
@@ -168,9 +178,7 @@ class Resources:
             key = (r.name, r.role or UNRESERVED)
             if r.type == pb.Value.SCALAR:
                 v = r.scalar.value
-                if v < 0 or v != v or v == float("inf"):
-                    raise ResourcesError(f"invalid amount {v} for {r.name!r}: must be a finite number ≥ 0")
-                scalars[key] = scalars.get(key, 0) + _to_milli(v)
+                scalars[key] = scalars.get(key, 0) + _amount_in_milli(v, v, r.name)
             elif r.type == pb.Value.RANGES:
                 for rg in r.ranges.range:
                     if rg.begin > rg.end:
