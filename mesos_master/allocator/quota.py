@@ -297,44 +297,31 @@ class LimitRoom:
     def zeros(self) -> list[int]:
         return [0] * (len(self.minimums) + 1)
 
-    def own_takers(self, node: RoleNode, known: tuple[RoleNode, Mapping[str, int]] | None = None) -> tuple[int, ...]:
-        """`RoleNode.own_takers` drawn again. `known`: a limited node on its line with its rooms, just counted
-        (by the names the minimums ask for)."""
+    def own_takers(self, node: RoleNode) -> tuple[int, ...]:
+        """`RoleNode.own_takers` drawn again."""
         count = len(node.fw_order.keys)
         if not count or node.special:
             return (count,) * (len(self.minimums) + 1)
         if not node.limited:
             return (count,) * len(self.minimums) + (0,)
-        rooms = [known[1] if known is not None and n is known[0] else self.rooms(n) for n in node.limited]
         out: list[int] = []
-        for minimum in self.minimums:  # plain loops: this runs for the allocations that near a limit
-            open_ = True
+        for minimum in self.minimums:
+            room = True
             for name, milli in minimum.items():
-                if milli > 0:
-                    for by_name in rooms:
-                        left = by_name.get(name)
-                        if left is not None and left < milli:
-                            open_ = False
-                            break
-                    if not open_:
+                for limited in node.limited:  # `limit_room`, inlined: this runs for every allocation near a limit
+                    cap = limited.limit.get(name) if limited.limit is not None else None
+                    if cap is not None and milli > 0 and cap - limited.consumed(name) < milli:
+                        room = False
                         break
-            out.append(count if open_ else 0)
+                if not room:
+                    break
+            out.append(count if room else 0)
         out.append(0)
         return tuple(out)
 
-    def rooms(self, limited: RoleNode) -> dict[str, int]:
-        """The room under the node's limit, by resource the minimums ask for (those it limits)."""
-        out: dict[str, int] = {}
-        if limited.limit is not None:
-            for name in self.min_names:
-                cap = limited.limit.get(name)
-                if cap is not None:
-                    out[name] = cap - limited.consumed(name)
-        return out
-
-    def refresh_takers(self, node: RoleNode, known: tuple[RoleNode, Mapping[str, int]] | None = None) -> None:
+    def refresh_takers(self, node: RoleNode) -> None:
         """The role's offerable frameworks or its room changed: update its taker counts and its ancestors'."""
-        new = self.own_takers(node, known)
+        new = self.own_takers(node)
         short = bool(self.minimums) and min(new[:-1]) < len(node.fw_order.keys)
         if short != node.short_of_room:
             node.short_of_room = short
@@ -353,35 +340,38 @@ class LimitRoom:
 
     def refresh_room(self, node: RoleNode, vec: Vec | None, sign: int) -> None:
         """`node`'s quota consumption grew (`sign` > 0) or shrank, by at most `vec` (None: unknown): the room under
-        every limit on its line changed. The taker counts below a limit are drawn again only when one of its
-        margins (`RoleNode.room_margin`) may have crossed zero: an open one (>= 0) going below it as consumption
-        grows, or a closed one (< 0) of a resource given back."""
+        every limit on its line changed. A limit whose margins (`RoleNode.room_margin`) stay >= 0 closes no
+        alternative of the minimum before or after, so the taker counts below it stay as they are."""
         for limited in node.limited:
             margin = limited.room_margin
-            if vec is not None:
-                if sign > 0:
-                    for name, left in margin.items():
-                        if 0 <= left < vec.get(name, 0):
-                            break  # it may close now
-                    else:
-                        for name in margin:
-                            margin[name] -= vec.get(name, 0)  # at most what consumption grew by: a lower bound
-                        continue
+            if vec is not None and margin is not None:
+                if sign < 0:
+                    continue  # less consumed: it closed nothing, it closes nothing (the margins only grow)
+                for name, left in margin.items():
+                    if left < vec.get(name, 0):
+                        break
                 else:
-                    for name, left in margin.items():
-                        if left < 0 and vec.get(name, 0) > 0:
-                            break  # it may open again
-                    else:
-                        continue  # less consumed: the open margins only grow (still lower bounds)
-            rooms = self.rooms(limited)
+                    for name in margin:
+                        margin[name] -= vec.get(name, 0)  # at most what consumption grew by: still a lower bound
+                    continue
             for below in limited.limited_below:
-                self.refresh_takers(below, (limited, rooms))
-            limited.room_margin = {name: left - self.min_names[name] for name, left in rooms.items()}
+                self.refresh_takers(below)
+            limited.room_margin = self.room_margin(limited)
 
-    def room_margin(self, limited: RoleNode) -> dict[str, int]:
-        """By resource the minimums name and the node limits: how much more the node may consume before its limit
-        leaves less room than an alternative of the minimum may ask (< 0: it may close some already)."""
-        return {name: left - self.min_names[name] for name, left in self.rooms(limited).items()}
+    def room_margin(self, limited: RoleNode) -> dict[str, int] | None:
+        """By resource the minimums name: how much more the limited node may consume before its limit leaves
+        less room than some alternative of the minimum asks; None when one of them is < 0 already (the node's
+        limit closes some alternative below it)."""
+        margin: dict[str, int] = {}
+        if limited.limit is not None:
+            for name, most in self.min_names.items():
+                cap = limited.limit.get(name)
+                if cap is not None:
+                    left = cap - limited.consumed(name) - most
+                    if left < 0:
+                        return None
+                    margin[name] = left
+        return margin
 
     def wanted(self, free_vec: Vec, headroom: Headroom | None) -> tuple[int, ...]:
         """The taker counts that matter on an agent with `free_vec` free (unreserved): the alternatives of the

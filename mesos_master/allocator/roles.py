@@ -78,7 +78,8 @@ class RoleNode:
         self.guaranteed_below: list[RoleNode] = []  # for a limited node: the guaranteed nodes in its subtree
         self.g_children: list[RoleNode] = []  # for a guaranteed node: its nearest guaranteed descendants
         self.limited_below: list[RoleNode] = []  # for a limited node: the nodes whose `limited` holds it
-        self.room_margin: dict[str, int] = {}  # for a limited node: see `LimitRoom.room_margin` (lower bounds)
+        # for a limited node: see `LimitRoom.room_margin` (lower bounds; None: below zero somewhere)
+        self.room_margin: dict[str, int] | None = {}
         # Who may take an offer here despite the quota limits, by default minimum (one count per alternative of
         # the allocator's minimum, then one for frameworks with their own minimums): `own_takers` counts this
         # role's offerable frameworks for each alternative its limits leave room for, `takers` sums them over
