@@ -104,12 +104,6 @@ class Credentials:
     def authenticate(self, token: str) -> Principal | None:
         return self._by_hash.get(hash_token(token))
 
-    def principals(self) -> list[Principal]:
-        return sorted(set(self._by_hash.values()))
-
-    def __len__(self) -> int:
-        return len(self._by_hash)
-
 
 def add_token(path: Path, name: str, role: str) -> str:
     """Make a token for ROLE/NAME, record its hash in the credentials file at `path`; returns the token."""
