@@ -53,7 +53,7 @@ from mesos_agent.tasks import (
 )
 from scheduler_sdk.resources import Resources
 
-__all__ = ["Agent", "TaskRun"]
+__all__ = ["Agent"]
 
 log = structlog.get_logger(__name__)
 AgentMessage = agent_pb2.AgentMessage
@@ -79,9 +79,7 @@ class Agent:
         self.info = info
         self.containerizer = containerizer
         self.spawn = spawn
-        self.clock = clock
         self.monotonic = monotonic
-        self.gpus = gpus
         self.machine = TaskStateMachine(work_dir, clock=clock, monotonic=monotonic, gpus=gpus)
         self._outgoing: list[AgentMessage.StatusUpdate] = []
         self._flush_scheduled = False

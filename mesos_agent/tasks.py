@@ -20,7 +20,7 @@ import structlog
 
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
-from mesos_agent import executor, health
+from mesos_agent import executor, gc, health
 from mesos_agent.checkpoint import RecoveredTask
 from mesos_agent.containerizer import Container, Termination
 from mesos_agent.gpus import GpuAllocator
@@ -253,7 +253,7 @@ class TaskStateMachine:
 
     def live_sandboxes(self) -> list[Path]:
         """The sandboxes of every task held, finished ones included until their updates are acknowledged."""
-        return [self.sandbox_of(run) for run in self.tasks.values()]
+        return gc.live_sandboxes(self)
 
     def has_live_checkpointed_tasks(self) -> bool:
         return any(r.framework.checkpoint and not r.terminal for r in self.tasks.values())

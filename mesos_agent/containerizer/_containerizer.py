@@ -24,7 +24,7 @@ from ._isolation import (
 )
 from ._isolation import select_backend as _select_backend
 from ._launcher import Launcher, abandon, namespace_init
-from ._names import DISK_DU, GPU_NVIDIA, PID_NS, POSIX_CPU, POSIX_MEM
+from ._names import GPU_NVIDIA, PID_NS
 from ._process import ExecProcess, ExitedProcess, TaskProcess
 from ._procfs import boot_id, boottime_ticks, process_table, running
 from ._tasks import BackgroundTasks, Spawn
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["DISK_DU", "GPU_NVIDIA", "KNOWN_ISOLATORS", "PID_NS", "POSIX_CPU", "POSIX_MEM", "Containerizer"]
+__all__ = ["GPU_NVIDIA", "KNOWN_ISOLATORS", "PID_NS", "Containerizer"]
 
 
 def _check_container_id(container_id: str) -> None:

@@ -52,13 +52,10 @@ class RoleOrders:
     def rebuild(self, held_in: Callable[[str, str], Vec], below: Iterable[RoleNode]) -> None:
         """Every order drawn again. `held_in(framework id, role)`: what the framework holds in the role."""
         for node in self.root.walk():
-            keys: dict[str, object] = {child: self.role_key(c) for child, c in node.children.items()}
+            # Keys are drawn in this order (children, the role itself, its frameworks): random draws depend on it.
+            self._rebuild_role_order(node)
             if node.parent is not None:
-                keys[SELF] = self.self_key(node)
-                node.fw_order.rebuild(
-                    {fid: self.framework_key(fid, held_in(fid, node.name)) for fid in node.fw_order.keys}
-                )
-            node.order.rebuild(keys, hidden=[name for name, c in node.children.items() if not c.candidates])
+                self._rebuild_framework_order(node, held_in)
         self.rebuild_below_guarantee(below)
         self.stale = False
 
@@ -71,14 +68,20 @@ class RoleOrders:
 
     def fresh_framework_order(self, node: RoleNode, held_in: Callable[[str, str], Vec]) -> None:
         if node.fw_order.stale:
-            node.fw_order.rebuild({fid: self.framework_key(fid, held_in(fid, node.name)) for fid in node.fw_order.keys})
+            self._rebuild_framework_order(node, held_in)
 
     def fresh_role_order(self, node: RoleNode) -> None:
         if node.order.stale:
-            keys: dict[str, object] = {name: self.role_key(c) for name, c in node.children.items()}
-            if node.parent is not None:
-                keys[SELF] = self.self_key(node)
-            node.order.rebuild(keys, hidden=[name for name, c in node.children.items() if not c.candidates])
+            self._rebuild_role_order(node)
+
+    def _rebuild_framework_order(self, node: RoleNode, held_in: Callable[[str, str], Vec]) -> None:
+        node.fw_order.rebuild({fid: self.framework_key(fid, held_in(fid, node.name)) for fid in node.fw_order.keys})
+
+    def _rebuild_role_order(self, node: RoleNode) -> None:
+        keys: dict[str, object] = {name: self.role_key(c) for name, c in node.children.items()}
+        if node.parent is not None:
+            keys[SELF] = self.self_key(node)
+        node.order.rebuild(keys, hidden=[name for name, c in node.children.items() if not c.candidates])
 
     # ------------------------------------------------------------------ changes
     def added_role(self, node: RoleNode, first_child: bool) -> None:

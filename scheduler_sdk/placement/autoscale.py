@@ -65,10 +65,11 @@ from typing import Any, Literal
 import structlog
 
 from scheduler_sdk.placement.extension import ClusterProvider, Engine
-from scheduler_sdk.placement.model import BASE_RESOURCES, Host, SchedulingResult, TaskRequest
+from scheduler_sdk.placement.model import Host, SchedulingResult, TaskRequest
+from scheduler_sdk.placement.run_state import lease_amount
 from scheduler_sdk.placement.shortfall import default_engine, hosts_needed
 
-__all__ = ["Action", "ActionKind", "AutoscaleRule", "Autoscaler", "Engine", "natural_key", "offered"]
+__all__ = ["Action", "ActionKind", "AutoscaleRule", "Autoscaler", "natural_key"]
 
 log = structlog.get_logger(__name__)
 
@@ -108,7 +109,7 @@ class AutoscaleRule:
     def too_small(self, host: Host) -> bool:
         if self.idle_host_too_small is not None and self.idle_host_too_small(host):
             return True
-        return any(offered(host, name) < amount for name, amount in self.min_idle_resources.items())
+        return any(lease_amount(host, name) < amount for name, amount in self.min_idle_resources.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,15 +145,6 @@ class _Drain:
     group: str
     since: float
     evaluation: int
-
-
-def offered(host: Host, name: str) -> float:
-    """What the host offers of a resource now (ports: how many)."""
-    if name == "ports":
-        return float(sum(hi - lo + 1 for o in host.offers for lo, hi in o.ports))
-    if name in BASE_RESOURCES:
-        return float(sum(getattr(o, name) for o in host.offers))
-    return float(sum(o.scalars.get(name, 0.0) for o in host.offers))
 
 
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
