@@ -19,6 +19,7 @@ from mesos_agent.agent import Agent
 from mesos_agent.master_link import MasterLink
 from mesos_agent.sandbox import safe_id
 from mesos_agent.tasks import TaskRun
+from scheduler_sdk._daemon.guard import Guard
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import TERMINAL_STATES
 
@@ -51,9 +52,10 @@ class Refusal(Exception):
 
 
 class AgentService(agent_pb2_grpc.AgentServicer):
-    def __init__(self, agent: Agent, link: MasterLink) -> None:
+    def __init__(self, agent: Agent, link: MasterLink, guard: Guard | None = None) -> None:
         self.agent = agent
         self.link = link
+        self.guard = guard
         self._disk_usage: dict[Path, tuple[float, int]] = {}
 
     async def GetState(

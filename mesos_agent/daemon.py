@@ -26,20 +26,28 @@ from mesos_agent.master_link import MasterLink, RejectedByMaster
 from mesos_agent.resources import agent_resources, format_attributes, parse_attributes
 from scheduler_sdk import __version__
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, address, port, positive_float
+from scheduler_sdk._daemon.guard import READERS, Guard, load_authorizer
 from scheduler_sdk._daemon.logs import configure_logging
-from scheduler_sdk._daemon.process import DaemonError, listen, lock_work_dir, run_daemon
+from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, run_daemon
+from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.resources import Resources
 
 log = structlog.get_logger("mesos_agent")
 ADDRESS_FILE = "agent.addr"
+#: Who may call the agent's API at all (reading a sandbox then needs the access_sandboxes ACL or to own it).
+CALLERS = {"aiomesos.v1.Agent": READERS}
 
 
 def build_parser() -> FlagParser:
     p = FlagParser(prog="aiomesos agent", description="Run an aiomesos agent on this host.")
     p.add_flag("--master", type=address, required=True, help="the master's HOST:PORT")
     p.add_flag("--work-dir", required=True, help="where sandboxes and the agent's own state live")
-    p.add_flag("--ip", default="0.0.0.0", help="address the agent's API listens on")
+    p.add_flag(
+        "--ip",
+        default=None,
+        help="address the agent's API listens on (default: every address with TLS or --insecure, else loopback)",
+    )
     p.add_flag("--port", type=port, default=5051, help="port of the agent's API (0: any free port)")
     p.add_flag("--advertise-ip", default=None, help="address the master gives out for this agent")
     p.add_flag("--hostname", default=socket.gethostname(), help="hostname the agent reports")
@@ -103,6 +111,13 @@ def build_parser() -> FlagParser:
         default=30.0,
         help="longest wait between attempts to attach to the master",
     )
+    add_security_flags(p, tokens=False)
+    p.add_flag(
+        "--acls",
+        default=None,
+        help="who may read which sandboxes (JSON, Mesos' ACL format, access_sandboxes); reread on change "
+        "(default: operators read every sandbox, a framework its own)",
+    )
     add_logging_flags(p)
     return p
 
@@ -134,9 +149,13 @@ class AgentDaemon:
             raise DaemonError(f"cannot create work dir {work_dir}: {e.strerror}") from None
         # Before anything touches the work dir's tasks: a second agent here would take them from the first.
         lock_work_dir(work_dir, "agent")
+        security = DaemonSecurity.from_args(a)
+        ip = security.listen_ip(a.ip)
+        authorizer = load_authorizer(a.acls)
         # Listen before the containerizer takes its cgroups, so a port in use leaves nothing behind.
-        server = grpc.aio.server(options=SERVER_OPTIONS)
-        bound = listen(server, a.ip, a.port)
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=security.interceptors(CALLERS))
+        bound, _ = security.bind(server, ip, a.port)
+        self.security, self.guard = security, Guard(authorizer, secure=security.secure)
         gpus = detect_gpus() if a.gpus == "auto" else []
         resources = agent_resources(a.resources, work_dir)
         if gpus and "gpus" not in resources.names():
@@ -179,7 +198,8 @@ class AgentDaemon:
         attributes: list[rpb.Attribute],
         gpus: list[Gpu],
     ) -> int:
-        advertise = a.advertise_ip or ("127.0.0.1" if a.ip in ("0.0.0.0", "::") else a.ip)
+        ip = self.security.listen_ip(a.ip)
+        advertise = a.advertise_ip or ("127.0.0.1" if ip in ("0.0.0.0", "::") else ip)
         info = rpb.AgentInfo(
             hostname=a.hostname,
             address=f"{advertise}:{bound}",
@@ -204,6 +224,7 @@ class AgentDaemon:
                 boot_id=boot_id(),
                 version=__version__,
                 backoff_max=a.registration_backoff_max,
+                config=self.security.client_config(a.master),
             )
             await self._start(a, work_dir, server, agent, link, containerizer)
             gc = SandboxGC(
@@ -245,9 +266,10 @@ class AgentDaemon:
         orphans = containerizer.cleanup_orphans(keep=kept)
         if orphans:
             log.warning("killed the tasks a previous agent process left behind", containers=orphans)
-        agent_pb2_grpc.add_AgentServicer_to_server(AgentService(agent, link), server)
+        agent_pb2_grpc.add_AgentServicer_to_server(AgentService(agent, link, self.guard), server)
         await server.start()
         (work_dir / ADDRESS_FILE).write_text(agent.info.address + "\n")
+        self.security.log_start("agent", self.security.listen_ip(a.ip))
         log.info(
             "agent started",
             address=agent.info.address,

@@ -12,7 +12,8 @@ import structlog
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc
 from mesos_agent.agent import Agent
 from scheduler_sdk.backoff import Backoff
-from scheduler_sdk.channels import CHANNEL_OPTIONS
+from scheduler_sdk.channels import open_channel
+from scheduler_sdk.security.config import ClientConfig
 
 log = structlog.get_logger(__name__)
 AgentMessage = agent_pb2.AgentMessage
@@ -35,8 +36,10 @@ class MasterLink:
         version: str,
         backoff_min: float = 0.5,
         backoff_max: float = 30.0,
+        config: ClientConfig | None = None,
     ) -> None:
         self.master = master
+        self.config = config  # TLS with the agent's own certificate; None: plaintext (an insecure cluster)
         self.agent = agent
         self.boot_id = boot_id
         self.version = version
@@ -73,7 +76,7 @@ class MasterLink:
             await asyncio.sleep(backoff.next())
 
     async def _attach_once(self) -> None:
-        async with grpc.aio.insecure_channel(self.master, options=CHANNEL_OPTIONS) as channel:
+        async with open_channel(self.master, self.config, master=True) as channel:
             stub = agent_pb2_grpc.AgentRegistryStub(channel)
             call = stub.Attach()
             await call.write(self.agent.register_message(self.boot_id, self.version))

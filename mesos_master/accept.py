@@ -11,7 +11,7 @@ from mesos_master.offers import refuse_seconds
 from mesos_master.records import AgentRecord, Framework, Offer, Task
 from mesos_master.reservations import ReservationTransitions
 from mesos_master.tasks import TaskTransitions
-from mesos_master.validation import CallError, accept_offers, task_error
+from mesos_master.validation import CallError, DeniedError, accept_offers, task_error
 from scheduler_sdk.enums import enum_name
 from scheduler_sdk.resources import UNRESERVED, Resources
 
@@ -103,6 +103,15 @@ class AcceptTransitions(ReservationTransitions, TaskTransitions):
         if reason is not None:
             self._reply(fw, info.task_id, tpb.TASK_ERROR, TaskStatus.REASON_TASK_INVALID, reason, agent.id, now)
             return None
+        user = info.command.user or fw.info.user  # empty: the agent's --default-user, never root
+        if user:
+            try:
+                self._authorize(fw, "run_tasks", user)
+            except DeniedError as e:
+                self._reply(
+                    fw, info.task_id, tpb.TASK_ERROR, TaskStatus.REASON_TASK_UNAUTHORIZED, str(e), agent.id, now
+                )
+                return None
         resources = Resources.from_proto(info.resources)
         task_info = tpb.TaskInfo()
         task_info.CopyFrom(info)

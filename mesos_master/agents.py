@@ -12,7 +12,7 @@ from mesos_master.offers import OfferTransitions
 from mesos_master.records import AgentRecord, Framework, Task, with_reservations
 from mesos_master.registry.operations import AdmitAgent, MarkAgentUnreachable, RemoveAgent
 from mesos_master.tasks import TaskTransitions
-from mesos_master.validation import validate_agent_info
+from mesos_master.validation import DeniedError, validate_agent_info
 from scheduler_sdk.resources import Resources, ResourcesError, attribute_values
 from scheduler_sdk.states import is_terminal
 
@@ -30,11 +30,16 @@ def text_attributes(info: rpb.AgentInfo) -> dict[str, str]:
 
 
 class AgentTransitions(OfferTransitions, TaskTransitions):
-    def register_agent(self, reg: agent_pb2.AgentMessage.Register) -> str:
-        """An agent attaches, first time or again. Returns its id; raises CallError."""
+    def register_agent(self, reg: agent_pb2.AgentMessage.Register, principal: str = "") -> str:
+        """An agent attaches, first time or again, as `principal` (empty: an insecure master). Returns its id;
+        raises CallError (DeniedError: the id is another agent's)."""
         validate_agent_info(reg.agent_info)
         info = rpb.AgentInfo()
         info.CopyFrom(reg.agent_info)
+        known = self.agents.get(info.id) if info.id else None
+        if principal and known is not None and known.info.principal and known.info.principal != principal:
+            raise DeniedError(f"agent {info.id} is {known.info.principal}, not {principal}")
+        info.principal = principal or (known.info.principal if known is not None else "")
         agent_id = info.id = info.id or self._new_id("S")
         total = with_reservations(Resources.from_proto(info.resources), self.reservations.get(agent_id))
         agent = self.agents.get(agent_id)

@@ -38,6 +38,7 @@ from mesos_master.revocation import NON_REVOCABLE_LABEL, RevocationTransitions
 from mesos_master.role_policy import RolePolicyTransitions
 from mesos_master.validation import CallError, UnknownIdError
 from scheduler_sdk.resources import Resources, ResourcesError
+from scheduler_sdk.security.acls import Authorizer
 
 __all__ = [
     "DEFAULT_REFUSE_SECONDS",
@@ -73,6 +74,7 @@ class Master(FrameworkTransitions, AgentTransitions, AcceptTransitions, RolePoli
         agent_unreachable_timeout: float = 75.0,
         unreachable_agent_max_age: float = 14 * 24 * 3600.0,
         hostname: str = "",
+        authorizer: Authorizer | None = None,
     ) -> None:
         self.master_id = master_id
         self.allocator = allocator
@@ -82,6 +84,7 @@ class Master(FrameworkTransitions, AgentTransitions, AcceptTransitions, RolePoli
         self.agent_unreachable_timeout = agent_unreachable_timeout
         self.unreachable_agent_max_age = unreachable_agent_max_age
         self.hostname = hostname
+        self.authorizer = authorizer
         self.start_time = clock()
         self.outbox = Outbox()
         self.frameworks = {}

@@ -25,20 +25,35 @@ from mesos_master.api.scheduler import SchedulerService
 from mesos_master.cluster import Master
 from mesos_master.registry import SQLiteRegistry
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
+from scheduler_sdk._daemon.guard import Guard, load_authorizer
 from scheduler_sdk._daemon.logs import configure_logging
-from scheduler_sdk._daemon.process import DaemonError, listen, lock_work_dir, run_daemon
+from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, run_daemon
+from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.resources import Resources, ResourcesError
+from scheduler_sdk.security.acls import AclError, Authorizer
+from scheduler_sdk.security.certs import SecurityError
 
 log = structlog.get_logger("mesos_master")
 
 ADDRESS_FILE = "master.addr"
+TOKEN_ADDRESS_FILE = "master.token.addr"
+#: Who may call each service at all (what they may then do is the ACLs' business).
+CALLERS = {
+    "aiomesos.v1.Scheduler": ("framework", "operator"),
+    "aiomesos.v1.AgentRegistry": ("agent",),
+    "aiomesos.v1.Operator": ("operator", "framework"),
+}
 
 
 def build_parser() -> FlagParser:
     p = FlagParser(prog="aiomesos master", description="Run the aiomesos master.")
     p.add_flag("--work-dir", required=True, help="where the registry (SQLite) and the address file live")
-    p.add_flag("--ip", default="0.0.0.0", help="address to listen on")
+    p.add_flag(
+        "--ip",
+        default=None,
+        help="address to listen on (default: every address with TLS or --insecure, else loopback only)",
+    )
     p.add_flag("--port", type=port, default=5050, help="port to listen on (0: any free port)")
     p.add_flag("--hostname", default=socket.gethostname(), help="the hostname the master advertises")
     p.add_flag(
@@ -94,6 +109,13 @@ def build_parser() -> FlagParser:
         default=14 * 24 * 3600.0,
         help="seconds an unreachable agent is remembered (so it may re-attach) before it is forgotten",
     )
+    add_security_flags(p, tokens=True)
+    p.add_flag(
+        "--acls",
+        default=None,
+        help="authorisation rules (JSON, Mesos' ACL format); reread on change and on SIGHUP (default: built-in "
+        "rules: operators may do everything, frameworks may register and run tasks as any user but root)",
+    )
     add_logging_flags(p)
     return p
 
@@ -110,6 +132,9 @@ class MasterDaemon:
             work_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise DaemonError(f"cannot create work dir {work_dir}: {e.strerror}") from None
+        security = DaemonSecurity.from_args(a)
+        ip = security.listen_ip(a.ip)
+        authorizer = load_authorizer(a.acls)
         lock_work_dir(work_dir, "master")
         registry = SQLiteRegistry(work_dir / "registry.sqlite")
         recovered = registry.load()
@@ -123,25 +148,32 @@ class MasterDaemon:
             agent_unreachable_timeout=a.agent_unreachable_timeout,
             unreachable_agent_max_age=a.unreachable_agent_max_age,
             hostname=a.hostname,
+            authorizer=authorizer if security.secure else None,
         )
         dispatcher = Dispatcher(master, registry)
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        guard = Guard(authorizer, secure=security.secure)
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=security.interceptors(CALLERS))
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(
-            SchedulerService(dispatcher, a.heartbeat_interval),
+            SchedulerService(dispatcher, a.heartbeat_interval, guard),
             server,
         )
         agent_pb2_grpc.add_AgentRegistryServicer_to_server(
-            AgentRegistryService(dispatcher, a.agent_ping_interval),
+            AgentRegistryService(dispatcher, a.agent_ping_interval, guard),
             server,
         )
-        operator_pb2_grpc.add_OperatorServicer_to_server(OperatorService(dispatcher), server)
+        operator_pb2_grpc.add_OperatorServicer_to_server(
+            OperatorService(dispatcher, guard, security.client_config()), server
+        )
         try:
-            bound = listen(server, a.ip, a.port)
+            bound, token_port = security.bind(server, ip, a.port)
         except DaemonError:
             registry.close()
             raise
         await server.start()
-        advertised = f"{'127.0.0.1' if a.ip in ('0.0.0.0', '::') else a.ip}:{bound}"
+        host = "127.0.0.1" if ip in ("0.0.0.0", "::") else ip
+        advertised = f"{host}:{bound}"
+        if token_port is not None:
+            _write_atomically(work_dir / TOKEN_ADDRESS_FILE, f"{host}:{token_port}\n")
         _write_atomically(work_dir / ADDRESS_FILE, advertised + "\n")
         log.info(
             "master started",
@@ -151,10 +183,13 @@ class MasterDaemon:
             recovered_agents=len(recovered.agents),
             recovered_frameworks=len(recovered.frameworks),
             allocator=a.allocator,
+            token_address=f"{host}:{token_port}" if token_port is not None else None,
         )
+        security.log_start("master", ip)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: reload_security(authorizer, security))
         try:
             async with asyncio.TaskGroup() as tg:
                 allocation = tg.create_task(self._allocation_loop(master, dispatcher))
@@ -166,8 +201,9 @@ class MasterDaemon:
                 await server.stop(grace=1.0)
         finally:
             registry.close()
-            with contextlib.suppress(FileNotFoundError):
-                (work_dir / ADDRESS_FILE).unlink()
+            for name in (ADDRESS_FILE, TOKEN_ADDRESS_FILE):
+                with contextlib.suppress(FileNotFoundError):
+                    (work_dir / name).unlink()
             log.info("master stopped")
 
     async def _allocation_loop(self, master: Master, dispatcher: Dispatcher) -> None:
@@ -187,6 +223,24 @@ class MasterDaemon:
             await asyncio.sleep(0.5)
             master.tick()
             dispatcher.changed()
+            if master.authorizer is not None:
+                reload_security(master.authorizer, None)
+
+
+def reload_security(authorizer: Authorizer, security: DaemonSecurity | None) -> None:
+    """Reread the ACLs (and, on SIGHUP, the credentials) if their files changed; a broken edit keeps the old
+    ones and says why."""
+    try:
+        if authorizer.reload():
+            log.info("ACLs reloaded", path=str(authorizer.path))
+    except AclError as e:
+        log.error("ACL file not reloaded: keeping the rules in force", error=str(e))
+    if security is not None and security.credentials is not None:
+        try:
+            if security.credentials.reload():
+                log.info("credentials reloaded", path=str(security.credentials.path))
+        except SecurityError as e:
+            log.error("credentials file not reloaded: keeping the tokens in force", error=str(e))
 
 
 def build_allocator(a: argparse.Namespace) -> Allocator:

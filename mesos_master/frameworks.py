@@ -16,6 +16,7 @@ from mesos_master.registry.operations import PutFramework, RemoveFramework
 from mesos_master.tasks import TaskTransitions
 from mesos_master.validation import (
     CallError,
+    DeniedError,
     UnknownIdError,
     validate_framework_info,
     validate_updated_framework_info,
@@ -31,18 +32,26 @@ Capability = rpb.FrameworkInfo.Capability
 
 
 class FrameworkTransitions(OfferTransitions, TaskTransitions):
-    def subscribe(self, info: rpb.FrameworkInfo) -> str:
-        """A framework subscribes (or resubscribes with its id). Returns its id; raises CallError."""
+    def subscribe(self, info: rpb.FrameworkInfo, principal: str = "") -> str:
+        """A framework subscribes (or resubscribes with its id) as `principal` (empty: an insecure master).
+        Returns its id; raises CallError (DeniedError: the id belongs to another principal)."""
         validate_framework_info(info)
         copy = rpb.FrameworkInfo()
         copy.CopyFrom(info)
         info = copy
+        if principal:
+            if info.principal and info.principal != principal:
+                raise DeniedError(f"framework_info.principal {info.principal[:64]!r} is not the caller, {principal}")
+            info.principal = principal
         # An empty user means: run tasks as the agent's own user.
         framework_id = info.id
         if framework_id and framework_id in self.removed_framework_ids:
             raise CallError(f"framework {framework_id} was torn down and cannot subscribe again")
         existing = self.frameworks.get(framework_id) if framework_id else None
         if existing is not None:
+            owner = existing.info.principal
+            if principal and owner and owner != principal:
+                raise DeniedError(f"framework {framework_id} belongs to {owner}, not to {principal}")
             self._resubscribe(existing, info)
         else:
             if not framework_id:
@@ -81,6 +90,7 @@ class FrameworkTransitions(OfferTransitions, TaskTransitions):
         new.CopyFrom(info)
         new.id = framework_id
         new.user = new.user or fw.info.user
+        new.principal = fw.info.principal  # bound at SUBSCRIBE; UPDATE_FRAMEWORK cannot change it
         self._rescind_all(fw, recover=True)
         self.allocator.update_framework(framework_id, list(new.roles), **allocator_options(new))
         fw.info = new

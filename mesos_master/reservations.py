@@ -33,6 +33,9 @@ class ReservationTransitions(OfferTransitions):
         """RESERVE or UNRESERVE part of an accept's pool; returns the new pool and what the accept reserved.
         A RESERVE must not take a role over its quota limit (the allocator says)."""
         resources = validate_reservation_operation(operation, offer_role, fw.roles())
+        action = "reserve_resources" if operation.type == OfferOperation.RESERVE else "unreserve_resources"
+        for role in sorted(resources.roles() - {UNRESERVED}):
+            self._authorize(fw, action, role)
         dynamic = self.reservations.get(agent.id, Resources.empty())
         if operation.type == OfferOperation.RESERVE:
             plain = Resources.flatten(resources, UNRESERVED)

@@ -19,8 +19,10 @@ from mesos_master.allocator import Allocator
 from mesos_master.allocator.base import Quota
 from mesos_master.outbox import Outbox
 from mesos_master.records import AgentRecord, Framework, Offer
-from mesos_master.validation import UnknownIdError
+from mesos_master.validation import DeniedError, UnknownIdError
 from scheduler_sdk.resources import Resources
+from scheduler_sdk.security.acls import Authorizer, audit
+from scheduler_sdk.security.certs import Principal
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +55,9 @@ class MasterState:
     quotas: dict[str, Quota]
     reservations: dict[str, Resources]  # agent id -> its dynamic reservations
     counters: dict[str, int]
+    # The ACLs for what a framework does inside its calls (launch as a user, reserve for a role); None on an
+    # insecure master, where no caller has a name. The servicers check the calls themselves.
+    authorizer: Authorizer | None
 
     def _new_id(self, kind: str) -> str:
         return f"{self.master_id}-{kind}{next(self._ids)}"
@@ -62,6 +67,14 @@ class MasterState:
         if fw is None:
             raise UnknownIdError(f"unknown framework {framework_id!r}")
         return fw
+
+    def _authorize(self, fw: Framework, action: str, obj: str) -> None:
+        """May the framework's principal do `action` on `obj`? Audited; raises DeniedError when not."""
+        if self.authorizer is None or not fw.info.principal:
+            return
+        decision = audit(self.authorizer.authorize(Principal.parse(fw.info.principal), action, obj))
+        if not decision.allowed:
+            raise DeniedError(decision.message)
 
     def _master_status(
         self, task_id: str, state: int, reason: int, message: str, agent_id: str, now: float

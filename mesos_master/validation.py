@@ -32,6 +32,10 @@ class UnknownIdError(CallError):
     """The call names a framework or agent the master does not know (gRPC: NOT_FOUND)."""
 
 
+class DeniedError(CallError):
+    """The caller may not do this: not its framework or agent, or the ACLs say no (gRPC: PERMISSION_DENIED)."""
+
+
 # --------------------------------------------------------------------------------------------- roles
 def validate_role(role: str) -> None:
     if not role:

@@ -27,7 +27,8 @@ from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import scheduler_pb2_grpc
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.backoff import Backoff
-from scheduler_sdk.channels import CHANNEL_OPTIONS
+from scheduler_sdk.channels import open_channel
+from scheduler_sdk.security.config import ClientConfig, load_client_config
 
 log = structlog.get_logger(__name__)
 Call = spb.Call
@@ -78,8 +79,14 @@ class SchedulerDriver:
         backoff_min: float = 0.2,
         backoff_max: float = 10.0,
         max_reconnect_attempts: int | None = None,
+        config: ClientConfig | None = None,
     ) -> None:
-        self.master = master
+        # How to reach the master and prove who we are: None means the config the CLI would use (--config is
+        # the CLI's; here $AIOMESOS_CONFIG or ~/.config/aiomesos/config.toml), ClientConfig() plaintext.
+        self.config = config if config is not None else load_client_config()
+        self.master = master or (self.config.master if self.config else "")
+        if not self.master:
+            raise DriverError("no master address: give one, or a client config that names it")
         self.framework = rpb.FrameworkInfo()
         self.framework.CopyFrom(framework)
         self.scheduler = scheduler
@@ -140,7 +147,7 @@ class SchedulerDriver:
         """One subscription. The reader reads until the stream ends; after `stop()` the writer sends what is
         queued (and TEARDOWN), half-closes, and cancels the call if the master has not ended it in time.
         Neither side is ever cancelled mid-operation: cancelling a read or write cancels the whole RPC."""
-        async with grpc.aio.insecure_channel(self.master, options=CHANNEL_OPTIONS) as channel:
+        async with open_channel(self.master, self.config, master=True) as channel:
             stub = scheduler_pb2_grpc.SchedulerStub(channel)
             call = stub.Subscribe()
             await call.write(Call(type=Call.SUBSCRIBE, subscribe=Call.Subscribe(framework_info=self.framework)))

@@ -1,5 +1,9 @@
 """A whole cluster on this machine: one master and N agents as real processes, each with its own work dir.
-Behind `aiomesos cluster up`, `make run`, the end-to-end tests and the benchmarks."""
+Behind `aiomesos cluster up`, `make run`, the end-to-end tests and the benchmarks.
+
+Secure unless told otherwise (`secure=False`): the cluster makes its own CA (or uses `ca_dir`, default
+$AIOMESOS_CA_DIR), certificates for every daemon and an operator, and writes `WORK_DIR/aiomesos.toml`, the client
+config for the CLI and the SDK (`export AIOMESOS_CONFIG=WORK_DIR/aiomesos.toml`)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scheduler_sdk.operator import OperatorClient, OperatorError
+from scheduler_sdk.security.config import ClientConfig
+from scheduler_sdk.security.local import LocalCertificates
+
+CA_DIR_ENV = "AIOMESOS_CA_DIR"
+CLIENT_CONFIG = "aiomesos.toml"
 
 CGROUP_MOUNTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
 SIGTERM, SIGUSR1 = signal.SIGTERM, signal.SIGUSR1  # Daemon.signal() shadows the module in its class body
@@ -108,9 +117,33 @@ class LocalCluster:
     # Agents on one host would all claim its GPUs, and GPU agents are offered only to GPU_RESOURCES frameworks:
     # a local cluster uses GPUs only when asked to.
     gpus: bool = False
+    secure: bool = True
+    ca_dir: Path | None = None  # where the CA is (or is made); default $AIOMESOS_CA_DIR, else WORK_DIR/certs
     master: Daemon | None = None
     agent_daemons: list[Daemon] = field(default_factory=list)
     master_address: str = ""
+    token_address: str = ""  # the master's port for bearer tokens (secure clusters)
+    certificates: LocalCertificates | None = None
+
+    @property
+    def client_config_path(self) -> Path:
+        return self.work_dir / CLIENT_CONFIG
+
+    @property
+    def client_config(self) -> ClientConfig:
+        """An operator's config for this cluster (plaintext, `ClientConfig(master)`, when not secure)."""
+        if self.certificates is None:
+            return ClientConfig(master=self.master_address)
+        return self.certificates.client_config(self.master_address)
+
+    def _security_flags(self, name: str, role: str) -> list[str]:
+        if not self.secure:
+            return []
+        if self.certificates is None:
+            env_ca = os.environ.get(CA_DIR_ENV)
+            ca_dir = self.ca_dir or (Path(env_ca) if env_ca else None)
+            self.certificates = LocalCertificates(self.work_dir / "certs", ca_dir)
+        return self.certificates.daemon_flags(name, role)
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIOMESOS_")}
@@ -138,11 +171,13 @@ class LocalCluster:
         """Stop the master and start it again with the same work dir, on the same port."""
         assert self.master is not None
         await self.master.stop()
-        await self.start_master(timeout, port=int(self.master_address.rsplit(":", 1)[1]))
+        token_port = int(self.token_address.rsplit(":", 1)[1]) if self.token_address else 0
+        await self.start_master(timeout, port=int(self.master_address.rsplit(":", 1)[1]), token_port=token_port)
 
-    async def start_master(self, timeout: float = 30.0, port: int = 0) -> None:
+    async def start_master(self, timeout: float = 30.0, port: int = 0, token_port: int = 0) -> None:
         master_dir = self.work_dir / "master"
         addr_file = master_dir / "master.addr"
+        token_file = master_dir / "master.token.addr"
         with contextlib.suppress(FileNotFoundError):
             addr_file.unlink()
         self.master = Daemon(
@@ -161,6 +196,8 @@ class LocalCluster:
                 "json",
                 "--log-level",
                 self.log_level,
+                *self._security_flags("master", "master"),
+                *(["--token-port", str(token_port)] if self.secure else []),
                 *self.master_flags,
             ],
             master_dir,
@@ -175,6 +212,9 @@ class LocalCluster:
                 raise ClusterError("the master did not start in time")
             await asyncio.sleep(0.02)
         self.master_address = addr_file.read_text().strip()
+        self.token_address = token_file.read_text().strip() if token_file.exists() else ""
+        if self.certificates is not None:
+            self.client_config.write(self.client_config_path)
 
     def add_agent(self, index: int | None = None, extra_flags: list[str] | None = None) -> Daemon:
         i = len(self.agent_daemons) if index is None else index
@@ -205,6 +245,7 @@ class LocalCluster:
                 "2",
                 "--gpus",
                 "auto" if self.gpus else "none",
+                *self._security_flags(f"agent{i}.local", "agent"),
                 *self.agent_flags,
                 *(extra_flags or []),
             ],
@@ -220,7 +261,7 @@ class LocalCluster:
 
     async def wait_for_agents(self, count: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
-        async with OperatorClient(self.master_address) as client:
+        async with OperatorClient(self.master_address, config=self.client_config) as client:
             while True:
                 with contextlib.suppress(OperatorError):
                     agents = (await client.agents()).agents

@@ -8,7 +8,9 @@ import grpc
 
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
 from aiomesos.v1 import operator_pb2 as opb
+from scheduler_sdk.channels import open_channel
 from scheduler_sdk.resources import Resources
+from scheduler_sdk.security.config import ClientConfig, load_client_config
 
 
 class OperatorError(Exception):
@@ -24,11 +26,24 @@ class AgentError(OperatorError):
 
 
 class OperatorClient:
-    def __init__(self, master: str, *, timeout: float = 5.0) -> None:
-        self.master = master
+    """`config`: how to reach and prove who we are to the master (None: the one `load_client_config` finds,
+    as the CLI does; `ClientConfig()`: plaintext). `master` overrides the config's address."""
+
+    def __init__(self, master: str = "", *, timeout: float = 5.0, config: ClientConfig | None = None) -> None:
+        config = config if config is not None else load_client_config()
+        self.master = master or (config.master if config else "")
+        if not self.master:
+            raise OperatorError("no master address: give one, or a client config that names it")
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(master, options=[("grpc.max_receive_message_length", 256 << 20)])
+        self.config = config
+        self._channel = open_channel(
+            self.master, config, master=True, options=[("grpc.max_receive_message_length", 256 << 20)]
+        )
         self._stub = operator_pb2_grpc.OperatorStub(self._channel)
+
+    def agent(self, address: str) -> AgentClient:
+        """A client of one agent's API, with this client's credential."""
+        return AgentClient(address, timeout=self.timeout, config=self.config or ClientConfig())
 
     async def __aenter__(self) -> OperatorClient:
         return self
@@ -103,10 +118,11 @@ class OperatorClient:
 class AgentClient:
     """A typed async client of one agent's own API: its state, containers and tasks' sandboxes."""
 
-    def __init__(self, address: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, address: str, *, timeout: float = 5.0, config: ClientConfig | None = None) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
+        config = config if config is not None else load_client_config()
+        self._channel = open_channel(address, config, options=[("grpc.max_receive_message_length", 64 << 20)])
         self._stub = agent_pb2_grpc.AgentStub(self._channel)
 
     async def __aenter__(self) -> AgentClient:

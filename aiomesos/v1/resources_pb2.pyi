@@ -390,10 +390,15 @@ class AgentInfo(_message.Message):
     ADDRESS_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     ATTRIBUTES_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     hostname: _builtins.str
     address: _builtins.str
     """Where the agent serves its own API (host:port)."""
+    principal: _builtins.str
+    """Who the agent proved to be when it registered (ROLE/NAME of its certificate), set by the master: an agent
+    id stays bound to it, so no one else can re-register with that id. Empty on an insecure master.
+    """
     @_builtins.property
     def resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___Resource]: ...
     @_builtins.property
@@ -406,10 +411,11 @@ class AgentInfo(_message.Message):
         address: _builtins.str = ...,
         resources: _abc.Iterable[Global___Resource] | None = ...,
         attributes: _abc.Iterable[Global___Attribute] | None = ...,
+        principal: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "attributes", b"attributes", "hostname", b"hostname", "id", b"id", "resources", b"resources"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "attributes", b"attributes", "hostname", b"hostname", "id", b"id", "principal", b"principal", "resources", b"resources"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,6 +10,8 @@ import structlog
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc
 from mesos_master.api.dispatch import Connection, Dispatcher
 from mesos_master.cluster import CallError
+from mesos_master.validation import DeniedError
+from scheduler_sdk._daemon.guard import Guard
 
 log = structlog.get_logger(__name__)
 AgentMessage = agent_pb2.AgentMessage
@@ -17,10 +19,11 @@ MasterMessage = agent_pb2.MasterMessage
 
 
 class AgentRegistryService(agent_pb2_grpc.AgentRegistryServicer):
-    def __init__(self, dispatcher: Dispatcher, ping_interval: float) -> None:
+    def __init__(self, dispatcher: Dispatcher, ping_interval: float, guard: Guard) -> None:
         self.dispatcher = dispatcher
         self.master = dispatcher.master
         self.ping_interval = ping_interval
+        self.guard = guard
 
     async def Attach(  # type: ignore[override]  # writes with context.write
         self, request_iterator: AsyncIterator[agent_pb2.AgentMessage], context: grpc.aio.ServicerContext
@@ -32,10 +35,13 @@ class AgentRegistryService(agent_pb2_grpc.AgentRegistryServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the stream ended before REGISTER")
         if first.type != AgentMessage.REGISTER:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message of an agent must be REGISTER")
+        await self.guard.authorize(context, "register_agents", first.register.agent_info.hostname)
+        principal = self.guard.caller()
         try:
-            agent_id = self.master.register_agent(first.register)
+            agent_id = self.master.register_agent(first.register, str(principal) if principal else "")
         except CallError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"REGISTER rejected: {e}")
+            code = grpc.StatusCode.PERMISSION_DENIED if isinstance(e, DeniedError) else grpc.StatusCode.INVALID_ARGUMENT
+            await context.abort(code, f"REGISTER rejected: {e}")
         conn: Connection[agent_pb2.MasterMessage] = Connection(agent_id)
 
         def prepare(message: agent_pb2.MasterMessage) -> None:

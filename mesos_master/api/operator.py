@@ -1,21 +1,26 @@
-"""The Operator service: read-only views of the master's state (and TEARDOWN) for the CLI and scripts."""
+"""The Operator service: views of the master's state for the CLI and scripts, and the operator's changes
+(teardown, weights, quota, reservations), each authorised by the ACLs."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import grpc
 
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
 from aiomesos.v1 import operator_pb2 as opb
+from aiomesos.v1 import resources_pb2 as rpb
 from mesos_master.allocator.base import Quota
 from mesos_master.api.dispatch import Dispatcher
 from mesos_master.cluster import AgentRecord, CallError, Framework, Master, Task
 from mesos_master.validation import UnknownIdError
 from scheduler_sdk import __version__
-from scheduler_sdk.channels import CHANNEL_OPTIONS
-from scheduler_sdk.resources import Resources, ResourcesError
+from scheduler_sdk._daemon.guard import Guard
+from scheduler_sdk.channels import open_channel
+from scheduler_sdk.resources import UNRESERVED, Resources, ResourcesError
+from scheduler_sdk.security.certs import Principal
+from scheduler_sdk.security.config import ClientConfig
 from scheduler_sdk.states import is_terminal
 
 #: GetContainers asks this many agents at a time, gives each this many seconds to answer, and answers itself
@@ -79,9 +84,11 @@ def framework_summary(master: Master, fw: Framework, active: bool) -> opb.Framew
 
 
 class OperatorService(operator_pb2_grpc.OperatorServicer):
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, guard: Guard, client_config: ClientConfig | None = None) -> None:
         self.dispatcher = dispatcher
         self.master = dispatcher.master
+        self.guard = guard
+        self.client_config = client_config  # how the master dials agents (its own certificate)
 
     def _agents(self) -> opb.GetAgentsResponse:
         master = self.master
@@ -137,6 +144,10 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         )
 
     async def Teardown(self, request: opb.TeardownRequest, context: grpc.aio.ServicerContext) -> opb.TeardownResponse:
+        fw = self.master.frameworks.get(request.framework_id)
+        if fw is not None:  # an unknown id is NOT_FOUND below, for anyone
+            owner = fw.info.principal
+            await self.guard.authorize(context, "teardown_frameworks", owner, owner=Principal.parse(owner))
         try:
             self.master.teardown(request.framework_id, "torn down by the operator")
         except CallError as e:
@@ -167,6 +178,8 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         weights = {w.role: w.weight for w in request.weights}
         if not weights:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no weights given")
+        for role in sorted(weights):
+            await self.guard.authorize(context, "update_weights", role)
         await self._change(context, lambda: self.master.set_weights(weights))
         return opb.UpdateWeightsResponse()
 
@@ -199,34 +212,41 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         except ResourcesError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"quota of {quota_info.role!r}: {e}")
             raise
+        await self.guard.authorize(context, "update_quotas", quota_info.role)
         await self._change(context, lambda: self.master.set_quota(quota_info.role, quota))
         return opb.SetQuotaResponse()
 
     async def RemoveQuota(
         self, request: opb.RemoveQuotaRequest, context: grpc.aio.ServicerContext
     ) -> opb.RemoveQuotaResponse:
+        await self.guard.authorize(context, "update_quotas", request.role)
         if request.role not in self.master.quotas:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"role {request.role!r} has no quota")
         await self._change(context, lambda: self.master.set_quota(request.role, None))
         return opb.RemoveQuotaResponse()
 
     async def Reserve(self, request: opb.ReserveRequest, context: grpc.aio.ServicerContext) -> opb.ReserveResponse:
-        await self._change(
-            context,
-            lambda: self.master.operator_reserve(request.agent_id, Resources.from_proto(request.resources)),
-        )
+        await self._reserve(context, request.agent_id, request.resources, unreserve=False)
         return opb.ReserveResponse()
 
     async def Unreserve(
         self, request: opb.UnreserveRequest, context: grpc.aio.ServicerContext
     ) -> opb.UnreserveResponse:
-        await self._change(
-            context,
-            lambda: self.master.operator_reserve(
-                request.agent_id, Resources.from_proto(request.resources), unreserve=True
-            ),
-        )
+        await self._reserve(context, request.agent_id, request.resources, unreserve=True)
         return opb.UnreserveResponse()
+
+    async def _reserve(
+        self, context: grpc.aio.ServicerContext, agent_id: str, wire: Iterable[rpb.Resource], *, unreserve: bool
+    ) -> None:
+        try:
+            resources = Resources.from_proto(wire)
+        except ResourcesError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise
+        action = "unreserve_resources" if unreserve else "reserve_resources"
+        for role in sorted(resources.roles() - {UNRESERVED}):
+            await self.guard.authorize(context, action, role)
+        await self._change(context, lambda: self.master.operator_reserve(agent_id, resources, unreserve=unreserve))
 
     async def GetMetrics(
         self, request: opb.GetMetricsRequest, context: grpc.aio.ServicerContext
@@ -264,7 +284,7 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
                 if left <= 0.05:
                     return None
                 try:
-                    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+                    async with open_channel(address, self.client_config) as channel:
                         response = await agent_pb2_grpc.AgentStub(channel).GetContainers(
                             agent_pb2.GetContainersRequest(), timeout=min(CONTAINERS_TIMEOUT, left)
                         )

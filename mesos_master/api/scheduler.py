@@ -9,8 +9,10 @@ import structlog
 
 from aiomesos.v1 import scheduler_pb2, scheduler_pb2_grpc
 from mesos_master.api.dispatch import Connection, Dispatcher
-from mesos_master.validation import CallError, call_framework_error
+from mesos_master.validation import CallError, DeniedError, call_framework_error
+from scheduler_sdk._daemon.guard import Guard
 from scheduler_sdk.enums import enum_name
+from scheduler_sdk.resources import UNRESERVED
 
 log = structlog.get_logger(__name__)
 Call = scheduler_pb2.Call
@@ -18,10 +20,11 @@ Event = scheduler_pb2.Event
 
 
 class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
-    def __init__(self, dispatcher: Dispatcher, heartbeat_interval: float) -> None:
+    def __init__(self, dispatcher: Dispatcher, heartbeat_interval: float, guard: Guard) -> None:
         self.dispatcher = dispatcher
         self.master = dispatcher.master
         self.heartbeat_interval = heartbeat_interval
+        self.guard = guard
 
     async def Subscribe(  # type: ignore[override]  # writes with context.write
         self, request_iterator: AsyncIterator[scheduler_pb2.Call], context: grpc.aio.ServicerContext
@@ -36,10 +39,15 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"the first call on a subscription must be SUBSCRIBE, not {enum_name(Call.Type, first.type)}",
             )
+        info = first.subscribe.framework_info
+        for role in sorted(set(info.roles)) or [UNRESERVED]:
+            await self.guard.authorize(context, "register_frameworks", role)
+        principal = self.guard.caller()
         try:
-            framework_id = self.master.subscribe(first.subscribe.framework_info)
+            framework_id = self.master.subscribe(info, str(principal) if principal else "")
         except CallError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"SUBSCRIBE rejected: {e}")
+            code = grpc.StatusCode.PERMISSION_DENIED if isinstance(e, DeniedError) else grpc.StatusCode.INVALID_ARGUMENT
+            await context.abort(code, f"SUBSCRIBE rejected: {e}")
         conn: Connection[scheduler_pb2.Event] = Connection(framework_id)
 
         def prepare(event: scheduler_pb2.Event) -> None:

@@ -31,6 +31,8 @@ from scheduler_sdk.frameworks.batch import TaskRecord, TaskSpec, run_batch
 from scheduler_sdk.local_cluster import ClusterError, LocalCluster
 from scheduler_sdk.operator import OperatorClient, OperatorError
 from scheduler_sdk.resources import Resources, ResourcesError
+from scheduler_sdk.security import ClientConfig, SecurityError, find_client_config
+from scheduler_sdk.security.config import CONFIG_ENV
 from scheduler_sdk.states import state_name
 
 DEFAULT_MASTER = "127.0.0.1:5050"
@@ -48,7 +50,17 @@ def build_parser() -> FlagParser:
         d.set_defaults(module=module)
 
     def with_master(sp: FlagParser) -> FlagParser:
-        sp.add_flag("--master", type=address, default=DEFAULT_MASTER, help="the master's HOST:PORT")
+        sp.add_flag(
+            "--master",
+            type=address,
+            default=None,
+            help=f"the master's HOST:PORT (default: the client config's, else {DEFAULT_MASTER})",
+        )
+        sp.add_flag(
+            "--config",
+            default=None,
+            help="the client config (master, CA, credential); default ~/.config/aiomesos/config.toml if there",
+        )
         return sp
 
     for name, what in (("agents", "agents"), ("frameworks", "frameworks"), ("tasks", "tasks")):
@@ -93,6 +105,16 @@ def build_parser() -> FlagParser:
 
 def _cluster_flags(sp: FlagParser) -> None:
     sp.add_flag("--agents", type=non_negative_int, default=2, help="how many agents")
+    sp.add_flag(
+        "--ca-dir",
+        default=None,
+        help="issue the cluster's certificates from the CA in this directory (default: a new CA in the work dir)",
+    )
+    sp.add_flag(
+        "--insecure",
+        action="store_true",
+        help="no TLS and no authentication (loopback only); the default is a CA, certificates and credentials",
+    )
     sp.add_flag("--work-dir", default=None, help="work dir (default: a new temporary dir)")
     sp.add_flag(
         "--agent-resources", default="cpus:2;mem:1024;disk:2048;ports:[31000-32000]", help="each agent's resources"
@@ -325,17 +347,35 @@ def _work_dir(arg: str | None, prefix: str) -> tuple[Path, bool]:
     return path, False
 
 
+def _local_cluster(args: argparse.Namespace, work_dir: Path) -> LocalCluster:
+    return LocalCluster(
+        work_dir,
+        agents=args.agents,
+        agent_resources=args.agent_resources,
+        secure=not args.insecure,
+        ca_dir=Path(args.ca_dir).resolve() if args.ca_dir else None,
+    )
+
+
 async def cmd_cluster_up(args: argparse.Namespace) -> int:
     Resources.parse(args.agent_resources)
     work_dir, _ = _work_dir(args.work_dir, "aiomesos-cluster-")
-    cluster = LocalCluster(work_dir, agents=args.agents, agent_resources=args.agent_resources)
+    cluster = _local_cluster(args, work_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await cluster.start()
-        print(f"master  {cluster.master_address}   (export AIOMESOS_MASTER={cluster.master_address})")
+        print(f"master  {cluster.master_address}")
+        if cluster.secure:
+            print(f"config  {cluster.client_config_path}   (export {CONFIG_ENV}={cluster.client_config_path})")
+            print(
+                f"tokens  {cluster.token_address}: add one with aiomesos certs token NAME --role framework "
+                f"--credentials {cluster.work_dir / 'certs' / 'credentials.toml'}"
+            )
+        else:
+            print(f"        no TLS, no authentication (--insecure): export AIOMESOS_MASTER={cluster.master_address}")
         for d in cluster.agent_daemons:
             print(f"{d.name:7} work dir {d.work_dir}")
         print(f"logs    {work_dir / 'logs'}\nup: press Ctrl-C to stop", flush=True)
@@ -373,10 +413,12 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         for i in range(args.tasks)
     ]
     console.print(f"[bold]aiomesos demo[/]: a master and {args.agents} agents in {work_dir}")
-    cluster = LocalCluster(work_dir, agents=args.agents, agent_resources=args.agent_resources)
+    cluster = _local_cluster(args, work_dir)
     code = 1
     try:
         await cluster.start()
+        if cluster.secure:  # this process is the demo's framework: it uses the cluster's config
+            os.environ[CONFIG_ENV] = str(cluster.client_config_path)
         console.print(f"cluster up: master at {cluster.master_address}; running {len(specs)} tasks")
         with Progress(
             TextColumn("[progress.description]{task.description}"),
@@ -436,6 +478,19 @@ def _sandbox_stdout(cluster: LocalCluster, record: TaskRecord) -> str:
 
 
 # ----------------------------------------------------------------------------------------- main
+def use_client_config(args: argparse.Namespace) -> None:
+    """The client config this command uses (--config, $AIOMESOS_CONFIG, the default file) is the one every
+    client made in this process finds; the master is --master, else the config's, else the default."""
+    try:
+        path = find_client_config(args.config)
+        config = ClientConfig.load(path) if path is not None else None
+    except SecurityError as e:
+        raise UsageError(str(e)) from None
+    if path is not None:
+        os.environ[CONFIG_ENV] = str(path)
+    args.master = args.master or (config.master if config and config.master else DEFAULT_MASTER)
+
+
 COMMANDS = {
     "agents": cmd_list,
     "frameworks": cmd_list,
@@ -468,6 +523,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     handler = cmd_cluster_up if args.command == "cluster" else COMMANDS[args.command]
     try:
+        if hasattr(args, "master"):
+            use_client_config(args)
         code = asyncio.run(_until_terminated(handler(args)))
     except asyncio.CancelledError:
         code = 128 + signal.SIGTERM

@@ -26,6 +26,8 @@ CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
 # A principal's name: what ids are made of elsewhere too (letters, digits, . _ -), at most 255 characters.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+#: The name every master certificate carries besides its hosts; clients of the master check for it.
+MASTER_SERVER_NAME = "master.aiomesos"
 _CA_DAYS = 3650
 _CERT_DAYS = 825
 
@@ -47,6 +49,15 @@ class Principal:
     @property
     def uri(self) -> str:
         return f"{URI_SCHEME}://{self.role}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> Principal | None:
+        """`ROLE/NAME` (as `str()` writes it) back to a principal; None for anything else."""
+        role, _, name = text.partition("/")
+        try:
+            return check_principal(name, role)
+        except SecurityError:
+            return None
 
 
 def check_principal(name: str, role: str) -> Principal:
@@ -167,6 +178,8 @@ class CertificateAuthority:
         principal = check_principal(name, role)
         key = ec.generate_private_key(ec.SECP256R1())
         alt_names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(principal.uri)]
+        if role == "master":  # what the master's clients check (security.tls.MASTER_SERVER_NAME)
+            alt_names.append(x509.DNSName(MASTER_SERVER_NAME))
         for host in hosts:
             try:
                 alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))

@@ -90,3 +90,9 @@ class ClientConfig:
     @property
     def secure(self) -> bool:
         return self.ca is not None
+
+
+def load_client_config(explicit: str | None = None, env: Mapping[str, str] = os.environ) -> ClientConfig | None:
+    """The config `find_client_config` picks, loaded; None when there is none (a plaintext client)."""
+    path = find_client_config(explicit, env)
+    return ClientConfig.load(path) if path is not None else None

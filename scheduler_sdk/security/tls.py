@@ -19,11 +19,12 @@ from typing import Any
 
 import grpc
 
-from scheduler_sdk.security.certs import Principal, SecurityError, principal_of_certificate
+from scheduler_sdk.security.certs import MASTER_SERVER_NAME, Principal, SecurityError, principal_of_certificate
 from scheduler_sdk.security.config import ClientConfig
 from scheduler_sdk.security.credentials import Credentials
 
 BEARER = "bearer "
+__all__ = ["MASTER_SERVER_NAME", "ServerTLS", "bearer_token", "channel_credentials", "peer_principal"]
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from scheduler_sdk.local_cluster import LocalCluster
+from scheduler_sdk.local_cluster import CA_DIR_ENV, LocalCluster
+from scheduler_sdk.security.config import CONFIG_ENV
+from scheduler_sdk.security.local import LocalCertificates
 
 FAST_AGENT = ["--status-update-retry-min", "1", "--status-update-retry-max", "4"]
 FAST_MASTER = ["--allocation-interval", "0.2", "--heartbeat-interval", "5"]
@@ -21,3 +23,20 @@ async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
     finally:
         leftovers = await c.stop()
     assert leftovers == [], f"cgroups left behind: {leftovers}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cluster_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCertificates]:
+    """One CA for the session's clusters, and an operator's client config that trusts it, found by every
+    client the tests make as a user's would be ($AIOMESOS_CONFIG): the tests run secure, as users do."""
+    directory = tmp_path_factory.mktemp("ca")
+    certificates = LocalCertificates(directory)
+    config_path = directory / "aiomesos.toml"
+    certificates.client_config().write(config_path)
+    patch = pytest.MonkeyPatch()
+    patch.setenv(CA_DIR_ENV, str(directory))
+    patch.setenv(CONFIG_ENV, str(config_path))
+    try:
+        yield certificates
+    finally:
+        patch.undo()

@@ -11,13 +11,15 @@ from typing import Any, TypeVar
 import grpc
 import psutil
 
-from aiomesos.v1 import agent_pb2, agent_pb2_grpc
+from aiomesos.v1 import agent_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk.channels import open_channel
 from scheduler_sdk.driver import Scheduler, SchedulerDriver
-from scheduler_sdk.operator import OperatorClient
+from scheduler_sdk.operator import AgentClient, OperatorClient
 from scheduler_sdk.resources import Resources
+from scheduler_sdk.security.config import ClientConfig, load_client_config
 
 T = TypeVar("T")
 
@@ -164,9 +166,14 @@ def task(
     return info
 
 
+def master_channel(master: str, config: ClientConfig | None = None) -> grpc.aio.Channel:
+    """A raw channel to the master with the session's client config (or `config`), for calls the SDK never makes."""
+    return open_channel(master, config if config is not None else load_client_config(), master=True)
+
+
 async def agent_state(address: str) -> agent_pb2.AgentState:
-    async with grpc.aio.insecure_channel(address) as channel:
-        return await agent_pb2_grpc.AgentStub(channel).GetState(agent_pb2.AgentStateRequest(), timeout=5)
+    async with AgentClient(address) as client:
+        return await client.state()
 
 
 async def agents(master: str) -> list[Any]:

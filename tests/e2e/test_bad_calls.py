@@ -13,8 +13,8 @@ import pytest
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import scheduler_pb2_grpc
-from scheduler_sdk.channels import CHANNEL_OPTIONS
 from scheduler_sdk.local_cluster import LocalCluster
+from tests.e2e.harness import master_channel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 Call = spb.Call
@@ -44,7 +44,7 @@ async def next_event(call: grpc.aio.StreamStreamCall, wanted: int) -> spb.Event:
 
 
 async def test_an_unknown_call_type_is_an_error_event_and_the_stream_goes_on(master: str) -> None:
-    async with grpc.aio.insecure_channel(master, options=CHANNEL_OPTIONS) as channel:
+    async with master_channel(master) as channel:
         call = scheduler_pb2_grpc.SchedulerStub(channel).Subscribe()
         await call.write(subscribe_call())
         framework_id = (await next_event(call, Event.SUBSCRIBED)).subscribed.framework_id
@@ -60,7 +60,7 @@ async def test_an_unknown_call_type_is_an_error_event_and_the_stream_goes_on(mas
 
 
 async def test_an_unknown_first_call_type_is_invalid_argument(master: str) -> None:
-    async with grpc.aio.insecure_channel(master, options=CHANNEL_OPTIONS) as channel:
+    async with master_channel(master) as channel:
         call = scheduler_pb2_grpc.SchedulerStub(channel).Subscribe()
         await call.write(Call(type=999))  # type: ignore[arg-type]
         with pytest.raises(grpc.aio.AioRpcError) as ended:

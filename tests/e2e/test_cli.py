@@ -149,6 +149,10 @@ async def test_a_work_dir_and_a_port_serve_one_master(tmp_path: Path) -> None:
         code, out, err = await aiomesos(
             "master", "--work-dir", str(tmp_path / "m3"), "--ip", "192.0.2.1", "--port", "0"
         )
+        assert_one_line_error(code, out, err, "--ip 192.0.2.1 without TLS would let anyone")
+        code, out, err = await aiomesos(
+            "master", "--work-dir", str(tmp_path / "m3"), "--ip", "192.0.2.1", "--port", "0", "--insecure"
+        )
         assert_one_line_error(code, out, err, "cannot listen on 192.0.2.1:0")
     finally:
         proc.terminate()
@@ -225,7 +229,8 @@ async def test_daemon_flags_come_from_the_environment(tmp_path: Path) -> None:
             what="the master's address file in AIOMESOS_WORK_DIR",
         )
         assert addr.startswith("127.0.0.1:") and not addr.endswith(":5050")
-        code, out, _ = await aiomesos("agents", "--json", env={"AIOMESOS_MASTER": addr})
+        # A master without certificates: a plaintext client (no config) reaches it on loopback.
+        code, out, _ = await aiomesos("agents", "--json", env={"AIOMESOS_MASTER": addr, "AIOMESOS_CONFIG": ""})
         assert code == 0 and json.loads(out) == []
     finally:
         proc.terminate()

@@ -23,13 +23,12 @@ from tests.e2e.harness import Recorder, agent_state, agents, eventually, framewo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cgroups]
 AIOMESOS = [sys.executable, "-m", "scheduler_sdk"]
-ENV = {**os.environ, "COLUMNS": "200"}
 MIB = 1024 * 1024
 
 
 async def aiomesos(*args: str, timeout: float = 30) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        *AIOMESOS, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV
+        *AIOMESOS, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "200"}
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
@@ -55,7 +54,15 @@ async def test_task_logs_follow_tail_stderr_ls_and_refused_paths(cluster: LocalC
         await rec.wait_state("talker", {tpb.TASK_RUNNING})
 
         follow = await asyncio.create_subprocess_exec(
-            *AIOMESOS, "task", "logs", "talker", "--follow", "--master", m, stdout=subprocess.PIPE, env=ENV
+            *AIOMESOS,
+            "task",
+            "logs",
+            "talker",
+            "--follow",
+            "--master",
+            m,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "COLUMNS": "200"},
         )
         assert follow.stdout is not None
         arrivals: list[tuple[float, str]] = []

@@ -1,5 +1,6 @@
 """Authorisation in Mesos' ACL terms: which principals may do which action on which objects. Pure: the shell
-(the servicers) asks `Authorizer.authorize` and logs every decision on a write as an `audit` event.
+(the master's and the agents' servicers) asks `Authorizer.authorize` and logs every decision on a write with
+`audit(decision)`, a structlog `audit` event.
 
 The ACL file is JSON, as Mesos' `--acls`:
 
@@ -27,8 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scheduler_sdk.security import Principal
+import structlog
+
 from scheduler_sdk.security._files import WatchedFile
+from scheduler_sdk.security.certs import Principal
+
+audit_log = structlog.get_logger("audit")
 
 # action -> the name of its object entity, as in Mesos' ACLs
 ACTIONS: dict[str, str] = {
@@ -214,3 +219,16 @@ class Authorizer:
                 return Decision(rule.allows, principal, action, obj, f"{action} rule {i} of {self.acls.source}")
         why = "permissive" if self.acls.permissive else f"no {action} rule of {self.acls.source} allows it"
         return Decision(self.acls.permissive, principal, action, obj, why)
+
+
+def audit(decision: Decision) -> Decision:
+    """Log an authorisation decision on a write (the `audit` event); returns it."""
+    audit_log.info(
+        "audit",
+        principal=str(decision.principal) if decision.principal else None,
+        action=decision.action,
+        object=decision.object[:256],
+        allowed=decision.allowed,
+        why=decision.why,
+    )
+    return decision

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mesos_master.authz import ACTIONS, AclError, Authorizer, parse_acls
 from scheduler_sdk.security import Principal
+from scheduler_sdk.security.acls import ACTIONS, AclError, Authorizer, parse_acls
 
 ML = Principal("framework", "ml")
 ADS = Principal("framework", "ads")

@@ -1,0 +1,52 @@
+"""The servicers' side of authorisation: the ACL check of one action, with its `audit` event and
+PERMISSION_DENIED (who may call a service at all is `security.Authentication`'s `callers`). On an insecure
+daemon (no TLS, loopback) every call is allowed, as before security existed: there is no one to name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NoReturn
+
+import grpc
+
+from scheduler_sdk._daemon.process import DaemonError
+from scheduler_sdk._daemon.security import caller
+from scheduler_sdk.security.acls import AclError, Authorizer, audit
+from scheduler_sdk.security.certs import Principal
+
+#: Who reads a daemon's state: operators and frameworks (and the master, of an agent); never an agent.
+READERS = ("operator", "framework", "master")
+
+
+class Guard:
+    def __init__(self, authorizer: Authorizer, *, secure: bool) -> None:
+        self.authorizer = authorizer
+        self.secure = secure
+
+    def caller(self) -> Principal | None:
+        return caller() if self.secure else None
+
+    async def authorize(
+        self, context: grpc.aio.ServicerContext, action: str, obj: str = "", *, owner: Principal | None = None
+    ) -> None:
+        """The ACLs' answer for the caller doing `action` on `obj`; audited; PERMISSION_DENIED when refused."""
+        if not self.secure:
+            return
+        decision = audit(self.authorizer.authorize(self.caller(), action, obj, owner=owner))
+        if not decision.allowed:
+            await deny(context, decision.message)
+
+
+async def deny(context: grpc.aio.ServicerContext, message: str) -> NoReturn:
+    await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+    raise AssertionError("abort() raises")  # for the type checker
+
+
+def load_authorizer(path: str | None) -> Authorizer:
+    """The `--acls` of a daemon (the built-in rules without one); DaemonError for a bad file."""
+    if not path:
+        return Authorizer()
+    try:
+        return Authorizer.from_file(Path(path))
+    except AclError as e:
+        raise DaemonError(f"--acls: {e}") from None
