@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 BENCHMARKS = [
-    ["bench.e2e", "--tasks", "500", "--agents", "2"],
+    # secure (as users run it) and --insecure side by side: what TLS and authentication cost
+    ["bench.e2e", "--tasks", "500", "--agents", "2", "--security", "both"],
     ["bench.placement"],
     ["bench.placement", "--path", "scan"],  # the general path Weighted and plugin calculators take
     ["bench.agent_launch", "--tasks", "1000"],

@@ -10,7 +10,11 @@ Three measurements on one local cluster:
   percentiles at that load: the latency a steady stream of work sees.
 - single: one task at a time on an idle cluster, ACCEPT → RUNNING.
 
-    python -m bench.e2e [--tasks 500] [--agents 2] [--rates 150,200,300] [--paced-seconds 5]
+`--security on` (the default, as users run it: TLS, client certificates, authorisation), `off` (`--insecure`
+daemons on loopback), or `both`: the same runs on a secure and on an insecure cluster, side by side, and what
+security costs (tasks per second and ACCEPT → RUNNING p50, secure relative to insecure).
+
+    python -m bench.e2e [--tasks 500] [--agents 2] [--rates 150,200,300] [--paced-seconds 5] [--security both]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from bench.common import percentile, report
 from scheduler_sdk.driver import Scheduler, SchedulerDriver
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.resources import Resources
+from scheduler_sdk.security.config import ClientConfig
 
 TASK = Resources.of(cpus=0.05, mem=8)
 
@@ -152,10 +157,10 @@ def _true_task(task_id: str, agent_id: str) -> tpb.TaskInfo:
     )
 
 
-async def _paced(master: str, rate: float, seconds: float) -> dict[str, object]:
+async def _paced(master: str, config: ClientConfig, rate: float, seconds: float) -> dict[str, object]:
     """Tasks arriving at `rate` per second for `seconds`, each launched at once on held offers."""
     bench = Paced()
-    driver = SchedulerDriver(master, rpb.FrameworkInfo(name="bench-paced"), bench)
+    driver = SchedulerDriver(master, rpb.FrameworkInfo(name="bench-paced"), bench, config=config)
     bench.driver = driver
     runner = asyncio.create_task(driver.run())
     total = int(rate * seconds)
@@ -202,7 +207,12 @@ async def _paced(master: str, rate: float, seconds: float) -> dict[str, object]:
 
 
 async def run(
-    tasks: int, agents: int, work_dir: Path, rates: tuple[float, ...] = (300.0,), paced_seconds: float = 5.0
+    tasks: int,
+    agents: int,
+    work_dir: Path,
+    rates: tuple[float, ...] = (300.0,),
+    paced_seconds: float = 5.0,
+    secure: bool = True,
 ) -> dict[str, object]:
     cluster = LocalCluster(
         work_dir,
@@ -210,23 +220,28 @@ async def run(
         agent_resources="cpus:16;mem:16384;disk:1000",
         master_flags=["--allocation-interval", "0.05"],
         log_level="warning",
+        secure=secure,
     )
     async with cluster:
+        config = cluster.client_config
         # Unloaded path: one task at a time, ACCEPT → RUNNING.
-        single = await _one_at_a_time(cluster.master_address, 30)
+        single = await _one_at_a_time(cluster.master_address, config, 30)
         bench = Bench(tasks)
-        driver = SchedulerDriver(cluster.master_address, rpb.FrameworkInfo(name="bench-e2e"), bench)
+        driver = SchedulerDriver(cluster.master_address, rpb.FrameworkInfo(name="bench-e2e"), bench, config=config)
         runner = asyncio.create_task(driver.run())
         try:
             await asyncio.wait_for(bench.done.wait(), 300)
         finally:
             driver.stop(teardown=True)
             await asyncio.wait_for(runner, 10)
-        paced = [await _paced(cluster.master_address, rate, paced_seconds) for rate in rates if paced_seconds > 0]
+        paced = [
+            await _paced(cluster.master_address, config, rate, paced_seconds) for rate in rates if paced_seconds > 0
+        ]
     first = min(bench.accepted.values())
     last = max(bench.finished.values()) if bench.finished else float("nan")
     latency_ms = [(bench.running[t] - bench.accepted[t]) * 1000 for t in bench.running]
     return {
+        "security": "on" if secure else "off",
         "tasks": tasks,
         "agents": agents,
         "finished": len(bench.finished),
@@ -243,13 +258,13 @@ async def run(
     }
 
 
-async def _one_at_a_time(master: str, n: int) -> list[float]:
+async def _one_at_a_time(master: str, config: ClientConfig, n: int) -> list[float]:
     """ACCEPT → RUNNING in ms for `n` tasks launched one after another on an otherwise idle cluster."""
     latencies: list[float] = []
     for i in range(n):
         bench = Bench(1)
         bench.pending = [f"single-{i}"]
-        driver = SchedulerDriver(master, rpb.FrameworkInfo(name=f"bench-single-{i}"), bench)
+        driver = SchedulerDriver(master, rpb.FrameworkInfo(name=f"bench-single-{i}"), bench, config=config)
         runner = asyncio.create_task(driver.run())
         try:
             await asyncio.wait_for(bench.done.wait(), 30)
@@ -267,11 +282,34 @@ def main() -> None:
     p.add_argument("--agents", type=int, default=2)
     p.add_argument("--rates", default="150,200,300", help="tasks per second in the paced runs, comma-separated")
     p.add_argument("--paced-seconds", type=float, default=5.0, help="length of the paced run (0: skip it)")
+    p.add_argument("--security", choices=("on", "off", "both"), default="on", help="TLS and authentication")
     args = p.parse_args()
-    with tempfile.TemporaryDirectory(prefix="aiomesos-bench-") as tmp:
-        rates = tuple(float(r) for r in args.rates.split(",") if r.strip())
-        figures = asyncio.run(run(args.tasks, args.agents, Path(tmp), rates, args.paced_seconds))
-    report("e2e", figures)
+    rates = tuple(float(r) for r in args.rates.split(",") if r.strip())
+    runs: dict[str, dict[str, object]] = {}
+    for mode in ("on", "off") if args.security == "both" else (args.security,):
+        with tempfile.TemporaryDirectory(prefix="aiomesos-bench-") as tmp:
+            runs[mode] = asyncio.run(run(args.tasks, args.agents, Path(tmp), rates, args.paced_seconds, mode == "on"))
+    if len(runs) == 1:
+        report("e2e", next(iter(runs.values())))
+        return
+    report("e2e_security", {"secure": runs["on"], "insecure": runs["off"], **security_cost(runs["on"], runs["off"])})
+
+
+def security_cost(secure: dict[str, object], insecure: dict[str, object]) -> dict[str, object]:
+    """What TLS and authentication cost, in percent of the insecure figure (positive: secure is worse)."""
+
+    def change(key: str, higher_is_better: bool) -> float:
+        on, off = float(secure[key]), float(insecure[key])  # type: ignore[arg-type]
+        if off == 0:
+            return float("nan")
+        worse = (off - on) if higher_is_better else (on - off)
+        return round(100 * worse / off, 1)
+
+    return {
+        "security_cost_tasks_per_second_pct": change("tasks_per_second", True),
+        "security_cost_single_accept_to_running_p50_pct": change("single_task_accept_to_running_ms_p50", False),
+        "security_cost_burst_accept_to_running_p50_pct": change("accept_to_running_ms_p50", False),
+    }
 
 
 if __name__ == "__main__":

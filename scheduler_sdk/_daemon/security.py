@@ -55,8 +55,8 @@ def add_security_flags(p: FlagParser, *, tokens: bool) -> None:
             "--token-port",
             type=port,
             default=None,
-            help="with --credentials: the TLS port for bearer tokens (default --port + 1, or any free port when "
-            "--port is 0)",
+            help="with --credentials: the TLS port for bearer tokens (default --port + 2, so 5052 beside an agent's "
+            "5051; any free port when --port is 0)",
         )
     p.add_flag(
         "--insecure",
@@ -131,7 +131,7 @@ class DaemonSecurity:
         main = _bind(server, ip, port_, self.tls.credentials() if self.tls else None)
         if self.tls is None or self.credentials is None:
             return main, None
-        wanted = self.token_port if self.token_port is not None else (port_ + 1 if port_ else 0)
+        wanted = self.token_port if self.token_port is not None else (port_ + 2 if port_ else 0)
         token_tls = ServerTLS(self.tls.cert, self.tls.key, self.tls.ca, require_client_cert=False)
         return main, _bind(server, ip, wanted, token_tls.credentials())
 

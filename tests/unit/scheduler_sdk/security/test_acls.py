@@ -105,3 +105,15 @@ def test_every_action_has_a_default() -> None:
         assert authz.acls.rules[action], action
     with pytest.raises(KeyError):
         authz.authorize(OPS, "launch_missiles")
+
+
+def test_the_deploy_example_acls_parse_and_say_what_their_comments_promise() -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[4] / "deploy" / "acls.json.example"
+    authz = Authorizer.from_file(path)
+    assert authz.authorize(ML, "register_frameworks", "ml/train").allowed
+    assert not authz.authorize(ML, "register_frameworks", "ads").allowed
+    assert not authz.authorize(ML, "run_tasks", "root").allowed
+    assert authz.authorize(ML, "run_tasks", "nobody").allowed
+    assert authz.authorize(OPS, "update_quotas", "anything").allowed
