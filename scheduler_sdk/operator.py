@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -11,6 +12,8 @@ from aiomesos.v1 import operator_pb2 as opb
 from scheduler_sdk.channels import open_channel
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.security.config import ClientConfig, load_client_config
+
+_ListRequest = opb.GetStateRequest | opb.GetAgentsRequest | opb.GetFrameworksRequest | opb.GetTasksRequest
 
 
 class OperatorError(Exception):
@@ -62,17 +65,39 @@ class OperatorClient:
                 raise OperatorError(f"cannot reach the master at {self.master}: {e.code().name.lower()}") from None
             raise OperatorError(f"{method}: {e.details()}") from None
 
-    async def state(self) -> opb.GetStateResponse:
-        return await self._call("GetState", opb.GetStateRequest())  # type: ignore[return-value]
+    async def _list(self, method: str, request: _ListRequest) -> Any:
+        """The whole answer of a paged list: every page, asked for in turn, merged into the first (the master
+        gives at most `request.limit` items a page, 0: as many as fit in its page bytes)."""
+        whole: Any = None
+        tokens: set[str] = set()
+        while True:
+            page: Any = await self._call(method, request)
+            if whole is None:
+                whole = page
+            else:
+                whole.MergeFrom(page)
+            token = page.continue_token
+            if not token:
+                whole.continue_token = ""
+                return whole
+            if token in tokens:
+                raise OperatorError(f"{method}: the master gave the same continue token twice")
+            tokens.add(token)
+            request.continue_token = token
 
-    async def agents(self) -> opb.GetAgentsResponse:
-        return await self._call("GetAgents", opb.GetAgentsRequest())  # type: ignore[return-value]
+    async def state(self, *, page_size: int = 0) -> opb.GetStateResponse:
+        """The master's whole state (asked for in pages of `page_size` items; 0: the master's page)."""
+        return await self._list("GetState", opb.GetStateRequest(limit=page_size))
 
-    async def frameworks(self) -> opb.GetFrameworksResponse:
-        return await self._call("GetFrameworks", opb.GetFrameworksRequest())  # type: ignore[return-value]
+    async def agents(self, *, page_size: int = 0) -> opb.GetAgentsResponse:
+        return await self._list("GetAgents", opb.GetAgentsRequest(limit=page_size))
 
-    async def tasks(self, framework_id: str = "") -> opb.GetTasksResponse:
-        return await self._call("GetTasks", opb.GetTasksRequest(framework_id=framework_id))  # type: ignore[return-value]
+    async def frameworks(self, *, page_size: int = 0) -> opb.GetFrameworksResponse:
+        return await self._list("GetFrameworks", opb.GetFrameworksRequest(limit=page_size))
+
+    async def tasks(self, framework_id: str = "", *, page_size: int = 0) -> opb.GetTasksResponse:
+        request = opb.GetTasksRequest(framework_id=framework_id, limit=page_size)
+        return await self._list("GetTasks", request)
 
     async def teardown(self, framework_id: str) -> None:
         await self._call("Teardown", opb.TeardownRequest(framework_id=framework_id))

@@ -157,14 +157,32 @@ Global___TaskSummary: _TypeAlias = TaskSummary  # noqa: Y015
 
 @_typing.final
 class GetAgentsRequest(_message.Message):
+    """The lists that grow with the cluster (GetAgents, GetFrameworks, GetTasks, GetState) come in pages, as a
+    Kubernetes list does. A page holds at most `limit` items (0: no count limit) and at most 1 MiB of them (the
+    master's page bytes; always at least one item), so a whole answer that fits in 1 MiB still comes in one page.
+    A reply with a `continue_token` has more: ask again with that token (and the same other fields) for the next
+    page; the last page has none. Items come in a stable order (agents by id, frameworks by id, tasks by framework
+    and task id; GetState: agents, then frameworks, then tasks), and the token names the last item given, so
+    everything that exists throughout is listed exactly once even if the cluster changes between pages; what is
+    added or removed meanwhile may or may not be. A token from another request is INVALID_ARGUMENT.
+    OperatorClient follows the pages itself and returns the whole answer.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CONTINUE_TOKEN_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    continue_token: _builtins.str
     def __init__(
         self,
+        *,
+        limit: _builtins.int = ...,
+        continue_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continue_token", b"continue_token", "limit", b"limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -175,16 +193,20 @@ class GetAgentsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AGENTS_FIELD_NUMBER: _builtins.int
+    CONTINUE_TOKEN_FIELD_NUMBER: _builtins.int
+    continue_token: _builtins.str
+    """empty: the last page (never set inside GetStateResponse)"""
     @_builtins.property
     def agents(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentSummary]: ...
     def __init__(
         self,
         *,
         agents: _abc.Iterable[Global___AgentSummary] | None = ...,
+        continue_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "continue_token", b"continue_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -194,12 +216,19 @@ Global___GetAgentsResponse: _TypeAlias = GetAgentsResponse  # noqa: Y015
 class GetFrameworksRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CONTINUE_TOKEN_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    continue_token: _builtins.str
     def __init__(
         self,
+        *,
+        limit: _builtins.int = ...,
+        continue_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continue_token", b"continue_token", "limit", b"limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -211,6 +240,9 @@ class GetFrameworksResponse(_message.Message):
 
     FRAMEWORKS_FIELD_NUMBER: _builtins.int
     COMPLETED_FRAMEWORKS_FIELD_NUMBER: _builtins.int
+    CONTINUE_TOKEN_FIELD_NUMBER: _builtins.int
+    continue_token: _builtins.str
+    """empty: the last page (never set inside GetStateResponse)"""
     @_builtins.property
     def frameworks(self) -> _containers.RepeatedCompositeFieldContainer[Global___FrameworkSummary]: ...
     @_builtins.property
@@ -220,10 +252,11 @@ class GetFrameworksResponse(_message.Message):
         *,
         frameworks: _abc.Iterable[Global___FrameworkSummary] | None = ...,
         completed_frameworks: _abc.Iterable[Global___FrameworkSummary] | None = ...,
+        continue_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_frameworks", b"completed_frameworks", "frameworks", b"frameworks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_frameworks", b"completed_frameworks", "continue_token", b"continue_token", "frameworks", b"frameworks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -234,16 +267,22 @@ class GetTasksRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FRAMEWORK_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CONTINUE_TOKEN_FIELD_NUMBER: _builtins.int
     framework_id: _builtins.str
     """empty: all"""
+    limit: _builtins.int
+    continue_token: _builtins.str
     def __init__(
         self,
         *,
         framework_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        continue_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["framework_id", b"framework_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continue_token", b"continue_token", "framework_id", b"framework_id", "limit", b"limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -255,6 +294,9 @@ class GetTasksResponse(_message.Message):
 
     TASKS_FIELD_NUMBER: _builtins.int
     COMPLETED_TASKS_FIELD_NUMBER: _builtins.int
+    CONTINUE_TOKEN_FIELD_NUMBER: _builtins.int
+    continue_token: _builtins.str
+    """empty: the last page (never set inside GetStateResponse)"""
     @_builtins.property
     def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskSummary]: ...
     @_builtins.property
@@ -264,10 +306,11 @@ class GetTasksResponse(_message.Message):
         *,
         tasks: _abc.Iterable[Global___TaskSummary] | None = ...,
         completed_tasks: _abc.Iterable[Global___TaskSummary] | None = ...,
+        continue_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_tasks", b"completed_tasks", "tasks", b"tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_tasks", b"completed_tasks", "continue_token", b"continue_token", "tasks", b"tasks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -277,12 +320,19 @@ Global___GetTasksResponse: _TypeAlias = GetTasksResponse  # noqa: Y015
 class GetStateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CONTINUE_TOKEN_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    continue_token: _builtins.str
     def __init__(
         self,
+        *,
+        limit: _builtins.int = ...,
+        continue_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continue_token", b"continue_token", "limit", b"limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -298,9 +348,12 @@ class GetStateResponse(_message.Message):
     AGENTS_FIELD_NUMBER: _builtins.int
     FRAMEWORKS_FIELD_NUMBER: _builtins.int
     TASKS_FIELD_NUMBER: _builtins.int
+    CONTINUE_TOKEN_FIELD_NUMBER: _builtins.int
     master_id: _builtins.str
     version: _builtins.str
     start_time: _builtins.float
+    continue_token: _builtins.str
+    """empty: the last page"""
     @_builtins.property
     def agents(self) -> Global___GetAgentsResponse: ...
     @_builtins.property
@@ -316,10 +369,11 @@ class GetStateResponse(_message.Message):
         agents: Global___GetAgentsResponse | None = ...,
         frameworks: Global___GetFrameworksResponse | None = ...,
         tasks: Global___GetTasksResponse | None = ...,
+        continue_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "frameworks", b"frameworks", "tasks", b"tasks"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "frameworks", b"frameworks", "master_id", b"master_id", "start_time", b"start_time", "tasks", b"tasks", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "continue_token", b"continue_token", "frameworks", b"frameworks", "master_id", b"master_id", "start_time", b"start_time", "tasks", b"tasks", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
 from aiomesos.v1 import operator_pb2 as opb
@@ -14,6 +18,7 @@ from aiomesos.v1 import resources_pb2 as rpb
 from mesos_master.allocator.base import Quota
 from mesos_master.api.dispatch import Dispatcher
 from mesos_master.cluster import AgentRecord, CallError, Framework, Master, Task
+from mesos_master.paging import ITEM_OVERHEAD, Key, PageTokenError, decode_token, encode_token, take_page, unique_keys
 from mesos_master.validation import UnknownIdError
 from scheduler_sdk import __version__
 from scheduler_sdk._daemon.guard import Guard
@@ -83,6 +88,70 @@ def framework_summary(master: Master, fw: Framework, active: bool) -> opb.Framew
     )
 
 
+# ------------------------------------------------------------------ the paged lists (see mesos_master.paging)
+#: An item of a list: its key, and how to build it: the path of the repeated field it goes into, and its summary.
+_Entry = tuple[Key, Callable[[], tuple[tuple[str, ...], Message]]]
+_PagedRequest = opb.GetAgentsRequest | opb.GetFrameworksRequest | opb.GetTasksRequest | opb.GetStateRequest
+_Paged = TypeVar("_Paged", opb.GetAgentsResponse, opb.GetFrameworksResponse, opb.GetTasksResponse, opb.GetStateResponse)
+#: Within one task id, the active task sorts after the completed ones it reused the id of, so a task that completes
+#: between two pages moves towards the front (see mesos_master.paging: it is not listed twice).
+_ACTIVE = "~"
+
+
+def _placed(path: tuple[str, ...], build: Callable[[], Message]) -> Callable[[], tuple[tuple[str, ...], Message]]:
+    return lambda: (path, build())
+
+
+def _placed_size(placed: tuple[tuple[str, ...], Message]) -> int:
+    return placed[1].ByteSize() + ITEM_OVERHEAD
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def agent_entries(master: Master, prefix: tuple[str, ...]) -> list[_Entry]:
+    path = (*prefix, "agents")
+    entries: list[_Entry] = [
+        ((a.id,), _placed(path, partial(agent_summary, master, a))) for a in master.agents.values()
+    ]
+    return entries
+
+
+def framework_entries(master: Master, prefix: tuple[str, ...]) -> list[_Entry]:
+    """Active and completed frameworks in one order by id (a framework torn down between pages keeps its place)."""
+    entries: list[_Entry] = []
+    for frameworks, name, active in (
+        (master.frameworks.values(), "frameworks", True),
+        (master.completed_frameworks, "completed_frameworks", False),
+    ):
+        path = (*prefix, name)
+        entries.extend(((f.id,), _placed(path, partial(framework_summary, master, f, active))) for f in frameworks)
+    return entries
+
+
+def completed_rank(task: Task) -> str:
+    """What tells a completed task from the others that had its id: when, and with which update, it ended."""
+    latest = task.latest()
+    timestamp, uuid = (latest.timestamp, latest.uuid.hex()) if latest is not None else (0.0, "")
+    return f"c{timestamp:020.6f}/{uuid}"
+
+
+def task_entries(frameworks: Iterable[Framework], prefix: tuple[str, ...]) -> list[_Entry]:
+    """The tasks of `frameworks`, active and completed, in one order by framework id, task id, then rank."""
+    active, completed = (*prefix, "tasks"), (*prefix, "completed_tasks")
+    keyed: list[_Entry] = []
+    for fw in frameworks:
+        keyed.extend(
+            ((fw.id, t.task_id, _ACTIVE), _placed(active, partial(task_summary, t))) for t in fw.tasks.values()
+        )
+        keyed.extend(
+            ((fw.id, t.task_id, completed_rank(t)), _placed(completed, partial(task_summary, t)))
+            for t in fw.completed_tasks
+        )
+    return unique_keys(keyed)
+
+
 class OperatorService(operator_pb2_grpc.OperatorServicer):
     def __init__(self, dispatcher: Dispatcher, guard: Guard, client_config: ClientConfig | None = None) -> None:
         self.dispatcher = dispatcher
@@ -90,58 +159,68 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         self.guard = guard
         self.client_config = client_config  # how the master dials agents (its own certificate)
 
-    def _agents(self) -> opb.GetAgentsResponse:
-        master = self.master
-        return opb.GetAgentsResponse(agents=[agent_summary(master, a) for _, a in sorted(master.agents.items())])
+    async def _page(
+        self,
+        context: grpc.aio.ServicerContext,
+        request: _PagedRequest,
+        scope: str,
+        sections: Sequence[Sequence[_Entry]],
+        response: _Paged,
+    ) -> _Paged:
+        """One page of `sections` after the request's continue token, placed into `response`."""
+        try:
+            after = decode_token(scope, request.continue_token, len(sections))
+        except PageTokenError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise  # abort() raises; this is for the type checker
+        page = take_page(sections, after, _placed_size, limit=request.limit)
+        for path, summary in page.items:
+            target: Any = response
+            for name in path:
+                target = getattr(target, name)
+            target.append(summary)
+        if page.next is not None:
+            response.continue_token = encode_token(scope, page.next)
+        return response
 
-    def _frameworks(self) -> opb.GetFrameworksResponse:
+    def _task_frameworks(self, framework_id: str) -> list[Framework]:
         master = self.master
-        return opb.GetFrameworksResponse(
-            frameworks=[framework_summary(master, f, True) for _, f in sorted(master.frameworks.items())],
-            completed_frameworks=[framework_summary(master, f, False) for f in master.completed_frameworks],
-        )
-
-    def _tasks(self, framework_id: str = "") -> opb.GetTasksResponse:
-        master = self.master
-        if framework_id and framework_id not in master.frameworks:
-            raise UnknownIdError(f"unknown framework {framework_id!r}")
-        frameworks = [master.frameworks[framework_id]] if framework_id else list(master.frameworks.values())
-        if not framework_id:
-            frameworks += list(master.completed_frameworks)
-        active: list[opb.TaskSummary] = []
-        completed: list[opb.TaskSummary] = []
-        for fw in frameworks:
-            active.extend(task_summary(t) for t in fw.tasks.values())
-            completed.extend(task_summary(t) for t in fw.completed_tasks)
-        return opb.GetTasksResponse(tasks=active, completed_tasks=completed)
+        if framework_id:
+            if framework_id not in master.frameworks:
+                raise UnknownIdError(f"unknown framework {framework_id!r}")
+            return [master.frameworks[framework_id]]
+        return list(master.frameworks.values()) + list(master.completed_frameworks)
 
     async def GetAgents(
         self, request: opb.GetAgentsRequest, context: grpc.aio.ServicerContext
     ) -> opb.GetAgentsResponse:
-        return self._agents()
+        sections = [agent_entries(self.master, ())]
+        return await self._page(context, request, "GetAgents", sections, opb.GetAgentsResponse())
 
     async def GetFrameworks(
         self, request: opb.GetFrameworksRequest, context: grpc.aio.ServicerContext
     ) -> opb.GetFrameworksResponse:
-        return self._frameworks()
+        sections = [framework_entries(self.master, ())]
+        return await self._page(context, request, "GetFrameworks", sections, opb.GetFrameworksResponse())
 
     async def GetTasks(self, request: opb.GetTasksRequest, context: grpc.aio.ServicerContext) -> opb.GetTasksResponse:
         try:
-            return self._tasks(request.framework_id)
+            frameworks = self._task_frameworks(request.framework_id)
         except CallError as e:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
             raise  # abort() raises; this is for the type checker
+        scope = f"GetTasks/{_digest(request.framework_id)}"
+        return await self._page(context, request, scope, [task_entries(frameworks, ())], opb.GetTasksResponse())
 
     async def GetState(self, request: opb.GetStateRequest, context: grpc.aio.ServicerContext) -> opb.GetStateResponse:
         master = self.master
-        return opb.GetStateResponse(
-            master_id=master.master_id,
-            version=__version__,
-            start_time=master.start_time,
-            agents=self._agents(),
-            frameworks=self._frameworks(),
-            tasks=self._tasks(),
-        )
+        sections = [
+            agent_entries(master, ("agents",)),
+            framework_entries(master, ("frameworks",)),
+            task_entries(self._task_frameworks(""), ("tasks",)),
+        ]
+        response = opb.GetStateResponse(master_id=master.master_id, version=__version__, start_time=master.start_time)
+        return await self._page(context, request, "GetState", sections, response)
 
     async def Teardown(self, request: opb.TeardownRequest, context: grpc.aio.ServicerContext) -> opb.TeardownResponse:
         fw = self.master.frameworks.get(request.framework_id)
