@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import structlog
+
 from aiomesos.v1 import agent_pb2, scheduler_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
@@ -14,6 +16,7 @@ from mesos_master.validation import CallError, validate_acknowledgement, validat
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import is_terminal
 
+log = structlog.get_logger(__name__)
 TaskStatus = tpb.TaskStatus
 MasterMessage = agent_pb2.MasterMessage
 Capability = rpb.FrameworkInfo.Capability
@@ -43,8 +46,21 @@ class TaskTransitions(MasterState):
                     self._shutdown_framework_on(agent_id, framework_id)
                 continue
             task = fw.tasks.get(status.task_id)
+            if task is not None and task.agent_id != agent_id:
+                # Only the agent a task runs on speaks for it: another one (a confused or a hostile agent) is
+                # not heard, and not acknowledged.
+                log.warning(
+                    "update for a task of another agent ignored",
+                    agent_id=agent_id,
+                    task_agent_id=task.agent_id,
+                    framework_id=framework_id,
+                    task_id=status.task_id,
+                )
+                continue
             if task is None:
                 done = next((t for t in reversed(fw.completed_tasks) if t.task_id == status.task_id), None)
+                if done is not None and done.agent_id != agent_id:
+                    continue
                 if done is not None:
                     # A retry of an update the framework already acknowledged past: forward, it acks again.
                     if fw.connected:

@@ -593,6 +593,21 @@ def test_status_updates_reach_framework_as_one_update_event(w: World) -> None:
     assert w.master.frameworks[fid].tasks["t1"].state == tpb.TASK_RUNNING
 
 
+def test_an_agent_cannot_speak_for_a_task_on_another_agent(w: World) -> None:
+    real = w.register("h1")
+    fid = w.subscribe()
+    w.launch(fid, "t1")
+    spoofer = w.register("h2")
+    w.drain()
+    w.agent_update(spoofer, fid, "t1", tpb.TASK_FINISHED, b"fake")
+    d = w.drain()
+    assert updates(d, fid) == []  # the framework hears nothing
+    assert w.master.frameworks[fid].tasks["t1"].state == tpb.TASK_STAGING
+    assert messages(d, spoofer) == []  # and the spoofer gets no acknowledgement
+    w.agent_update(real, fid, "t1", tpb.TASK_RUNNING, b"u1")
+    assert [u.state for u in updates(w.drain(), fid)] == [tpb.TASK_RUNNING]
+
+
 def test_acknowledge_forwards_to_agent_and_terminal_task_completes(w: World) -> None:
     aid = w.register()
     fid = w.subscribe()
