@@ -419,7 +419,8 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         await cluster.start()
         if cluster.secure:  # this process is the demo's framework: it uses the cluster's config
             os.environ[CONFIG_ENV] = str(cluster.client_config_path)
-        console.print(f"cluster up: master at {cluster.master_address}; running {len(specs)} tasks")
+        how = "TLS, as operator/admin" if cluster.secure else "no TLS (--insecure)"
+        console.print(f"cluster up: master at {cluster.master_address} ({how}); running {len(specs)} tasks")
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
