@@ -118,15 +118,20 @@ def agent_entries(master: Master, prefix: tuple[str, ...]) -> list[_Entry]:
     return entries
 
 
-def framework_entries(master: Master, prefix: tuple[str, ...]) -> list[_Entry]:
-    """Active and completed frameworks in one order by id (a framework torn down between pages keeps its place)."""
+def framework_entries(master: Master, prefix: tuple[str, ...], visible: Callable[[str], bool]) -> list[_Entry]:
+    """Active and completed frameworks in one order by id (a framework torn down between pages keeps its place),
+    those whose principal is `visible` to the caller."""
     entries: list[_Entry] = []
     for frameworks, name, active in (
         (master.frameworks.values(), "frameworks", True),
         (master.completed_frameworks, "completed_frameworks", False),
     ):
         path = (*prefix, name)
-        entries.extend(((f.id,), _placed(path, partial(framework_summary, master, f, active))) for f in frameworks)
+        entries.extend(
+            ((f.id,), _placed(path, partial(framework_summary, master, f, active)))
+            for f in frameworks
+            if visible(f.info.principal)
+        )
     return entries
 
 
@@ -183,13 +188,17 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
             response.continue_token = encode_token(scope, page.next)
         return response
 
-    def _task_frameworks(self, framework_id: str) -> list[Framework]:
+    def _task_frameworks(self, framework_id: str, visible: Callable[[str], bool]) -> list[Framework]:
+        """The frameworks whose tasks a read lists: the one asked for, or all; only those the caller may see (one
+        it may not is as unknown as one that is not there)."""
         master = self.master
         if framework_id:
-            if framework_id not in master.frameworks:
-                raise UnknownIdError(f"unknown framework {framework_id!r}")
-            return [master.frameworks[framework_id]]
-        return list(master.frameworks.values()) + list(master.completed_frameworks)
+            fw = master.frameworks.get(framework_id)
+            if fw is None or not visible(fw.info.principal):
+                raise UnknownIdError(f"unknown framework {framework_id[:64]!r}")
+            return [fw]
+        everything = list(master.frameworks.values()) + list(master.completed_frameworks)
+        return [fw for fw in everything if visible(fw.info.principal)]
 
     async def GetAgents(
         self, request: opb.GetAgentsRequest, context: grpc.aio.ServicerContext
@@ -200,12 +209,12 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
     async def GetFrameworks(
         self, request: opb.GetFrameworksRequest, context: grpc.aio.ServicerContext
     ) -> opb.GetFrameworksResponse:
-        sections = [framework_entries(self.master, ())]
+        sections = [framework_entries(self.master, (), self.guard.viewer())]
         return await self._page(context, request, "GetFrameworks", sections, opb.GetFrameworksResponse())
 
     async def GetTasks(self, request: opb.GetTasksRequest, context: grpc.aio.ServicerContext) -> opb.GetTasksResponse:
         try:
-            frameworks = self._task_frameworks(request.framework_id)
+            frameworks = self._task_frameworks(request.framework_id, self.guard.viewer())
         except CallError as e:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
             raise  # abort() raises; this is for the type checker
@@ -214,10 +223,11 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
 
     async def GetState(self, request: opb.GetStateRequest, context: grpc.aio.ServicerContext) -> opb.GetStateResponse:
         master = self.master
+        visible = self.guard.viewer()
         sections = [
             agent_entries(master, ("agents",)),
-            framework_entries(master, ("frameworks",)),
-            task_entries(self._task_frameworks(""), ("tasks",)),
+            framework_entries(master, ("frameworks",), visible),
+            task_entries(self._task_frameworks("", visible), ("tasks",)),
         ]
         response = opb.GetStateResponse(master_id=master.master_id, version=__version__, start_time=master.start_time)
         return await self._page(context, request, "GetState", sections, response)
@@ -374,12 +384,19 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
             return list(response.containers)
 
         answers = await asyncio.gather(*(ask(agent_id, address) for agent_id, address in targets))
+        visible = self.guard.viewer()
+        frameworks = self.master.frameworks
+
+        def shown(container: agent_pb2.ContainerStatus) -> bool:
+            fw = frameworks.get(container.framework_id)
+            return visible(fw.info.principal if fw is not None else "")
+
         containers: list[agent_pb2.ContainerStatus] = []
         for (agent_id, _), answer in zip(targets, answers, strict=True):
             if answer is None:
                 unreachable.append(agent_id)
             else:
-                containers.extend(answer)
+                containers.extend(c for c in answer if shown(c))
         return opb.GetClusterContainersResponse(containers=containers, unreachable_agents=sorted(unreachable))
 
 

@@ -4,6 +4,7 @@ daemon (no TLS, loopback) every call is allowed, as before security existed: the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -35,6 +36,23 @@ class Guard:
         decision = audit(self.authorizer.authorize(self.caller(), action, obj, owner=owner))
         if not decision.allowed:
             await deny(context, decision.message)
+
+
+    def viewer(self) -> Callable[[str], bool]:
+        """For one read: may the caller see what the framework of this principal owns (view_frameworks)?
+        Not audited (reads); every answer is remembered for the rest of the read."""
+        if not self.secure:
+            return lambda owner: True
+        principal = self.caller()
+        seen: dict[str, bool] = {}
+
+        def may_view(owner: str) -> bool:
+            if owner not in seen:
+                decision = self.authorizer.authorize(principal, "view_frameworks", owner, owner=Principal.parse(owner))
+                seen[owner] = decision.allowed
+            return seen[owner]
+
+        return may_view
 
 
 async def deny(context: grpc.aio.ServicerContext, message: str) -> NoReturn:

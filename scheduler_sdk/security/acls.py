@@ -18,7 +18,8 @@ an extension in Mesos' direction, so that "anyone, but not as root" is one rule.
 
 Without an ACL file the built-in `DEFAULT_ACLS` apply: operators may do everything; agents may register;
 frameworks may register in any role, run tasks as any user but root, and reserve for their roles. Whatever the
-ACLs say, a principal may always act on what it owns (tear down its own frameworks, read its own sandboxes)."""
+ACLs say, a principal may always act on what it owns (tear down its own frameworks, read its own sandboxes, see
+its own frameworks and tasks: `view_frameworks` decides who sees the others' in the operator's reads)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ ACTIONS: dict[str, str] = {
     "reserve_resources": "roles",
     "unreserve_resources": "roles",
     "access_sandboxes": "framework_principals",
+    "view_frameworks": "framework_principals",
     "register_agents": "agents",
 }
 
@@ -170,6 +172,7 @@ DEFAULT_ACLS = Acls(
         "reserve_resources": (Rule(some("operator/*", "framework/*"), ANY),),
         "unreserve_resources": (Rule(some("operator/*", "framework/*"), ANY),),
         "access_sandboxes": (Rule(some("operator/*"), ANY),),
+        "view_frameworks": (Rule(some("operator/*", "master/*"), ANY),),
         "register_agents": (Rule(some("agent/*"), ANY),),
     },
     permissive=False,

@@ -29,7 +29,9 @@ from mesos_master.paging import (
     unique_keys,
 )
 from mesos_master.records import Framework, Task
+from scheduler_sdk._daemon.guard import Guard
 from scheduler_sdk.resources import Resources
+from scheduler_sdk.security.acls import Authorizer
 
 Sections = list[dict[Key, int]]  # per section: key -> the item's size in bytes
 
@@ -205,7 +207,7 @@ async def test_the_masters_pages_stay_under_a_default_clients_limit_however_big_
     for i in range(12):  # 4.8 MB of frameworks: more than a default client takes in one message
         info = rpb.FrameworkInfo(id=f"fw-{i:02d}", name="n" * 400_000)
         master.frameworks[info.id] = Framework(info=info, connected=True, registered_time=0.0)
-    service = OperatorService(Dispatcher(master, registry=None))  # type: ignore[arg-type]
+    service = OperatorService(Dispatcher(master, registry=None), Guard(Authorizer(), secure=False))  # type: ignore[arg-type]
     request = opb.GetStateRequest()
     listed: list[str] = []
     for _ in range(20):
