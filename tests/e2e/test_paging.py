@@ -13,11 +13,10 @@ import pytest
 from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import operator_pb2_grpc
 from aiomesos.v1 import tasks_pb2 as tpb
-from scheduler_sdk.channels import CHANNEL_OPTIONS
 from scheduler_sdk.frameworks.batch import TaskSpec, run_batch
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import OperatorClient
-from tests.e2e.harness import Recorder, framework, task
+from tests.e2e.harness import Recorder, framework, master_channel, task
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cgroups]
 FRAMEWORKS = 12
@@ -79,7 +78,7 @@ async def test_frameworks_that_come_and_go_between_pages_are_listed_once_and_wha
             for i in range(8)
         ]
         ids = sorted(d.framework_id for d in drivers)
-        async with grpc.aio.insecure_channel(master, options=CHANNEL_OPTIONS) as channel:
+        async with master_channel(master) as channel:
             stub = operator_pb2_grpc.OperatorStub(channel)
             first = await stub.GetFrameworks(opb.GetFrameworksRequest(limit=3), timeout=5)
             assert framework_ids(first) == ids[:3] and first.continue_token
