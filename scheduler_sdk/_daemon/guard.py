@@ -37,7 +37,6 @@ class Guard:
         if not decision.allowed:
             await deny(context, decision.message)
 
-
     def viewer(self) -> Callable[[str], bool]:
         """For one read: may the caller see what the framework of this principal owns (view_frameworks)?
         Not audited (reads); every answer is remembered for the rest of the read."""
