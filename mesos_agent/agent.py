@@ -51,6 +51,7 @@ from mesos_agent.tasks import (
     TaskStateMachine,
     WatchContainer,
 )
+from mesos_agent.users import TaskUser, UserPolicy
 from scheduler_sdk.resources import Resources
 
 __all__ = ["Agent"]
@@ -74,8 +75,10 @@ class Agent:
         retry_max: float = 600.0,
         launch_concurrency: int = 16,
         gpus: GpuAllocator | None = None,
+        users: UserPolicy | None = None,
     ) -> None:
         self.work_dir = work_dir
+        self.users = users if users is not None else UserPolicy()
         self.info = info
         self.containerizer = containerizer
         self.spawn = spawn
@@ -165,7 +168,8 @@ class Agent:
                 pass
 
     def run_task(self, framework: rpb.FrameworkInfo, info: tpb.TaskInfo) -> None:
-        self._execute(self.machine.run_task(framework, info, container_id=uuid.uuid4().hex[:16]))
+        user = self.users.resolve(info.command.user, framework.user)
+        self._execute(self.machine.run_task(framework, info, container_id=uuid.uuid4().hex[:16], user=user))
 
     def kill_task(self, framework_id: str, task_id: str, policy: rpb.KillPolicy | None, reason: int = 0) -> None:
         self._execute(self.machine.kill_task(framework_id, task_id, policy, reason))
@@ -263,7 +267,7 @@ class Agent:
         sandbox = str(plan.sandbox) if plan.sandbox is not None else None
         try:
             await asyncio.get_running_loop().run_in_executor(
-                self._files, _create_files, new_log, sandbox, run.container_id
+                self._files, _create_files, new_log, sandbox, run.container_id, plan.owner
             )
         except CheckpointError as e:
             self._execute(self.machine.checkpoint_log_failed(run, plan, e))
@@ -301,7 +305,7 @@ class Agent:
     def _launch_spec(self, run: TaskRun, resources: Resources) -> LaunchSpec:
         task = run.info
         assert run.sandbox is not None
-        user = task.command.user or run.framework.user
+        user = run.user
         return LaunchSpec(
             container_id=run.container_id,
             argv=executor.command_argv(task.command),
@@ -311,8 +315,8 @@ class Agent:
             stderr_path=run.sandbox / "stderr",
             cpus=resources.scalar("cpus") or None,
             mem_mb=resources.scalar("mem") or None,
-            # Switch user only when the agent can (root) and the framework named another user.
-            user=user if user and os.getuid() == 0 and user != _current_user() else None,
+            # Switch user when the task's is not the agent's own (`mesos_agent.users` decided it may run).
+            user=user.name if isinstance(user, TaskUser) and user.uid != os.geteuid() else None,
             checkpoint=run.framework.checkpoint,
             disk_mb=resources.scalar("disk") or None,
             gpus=run.gpus,
@@ -403,8 +407,14 @@ class Agent:
             container = await self.containerizer.recover(recovered.container_id)
             if container is not None:
                 kept.add(recovered.container_id)
-            sandbox_exists = container is not None and self.sandbox_of(run).is_dir()
-            self._execute(self.machine.container_recovered(run, recovered, container, sandbox_exists=sandbox_exists))
+            # Where the containerizer's record says the task runs (an earlier version may have named it otherwise).
+            sandbox = Path(container.spec.cwd) if container is not None else self.sandbox_of(run)
+            sandbox_exists = container is not None and sandbox.is_dir()
+            self._execute(
+                self.machine.container_recovered(
+                    run, recovered, container, sandbox_exists=sandbox_exists, sandbox=sandbox
+                )
+            )
         live = {self.sandbox_of(r) for r in self.tasks.values() if not r.terminal}
         ended = self.sandboxes.sweep(unfinished, keep=live)
         self.checkpoint.write("boot_id", boot_id)
@@ -438,11 +448,14 @@ class Agent:
 _OUTPUT = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
 
 
-def _create_files(log: tuple[str, bytes] | None, sandbox: str | None, container_id: str) -> None:
+def _create_files(
+    log: tuple[str, bytes] | None, sandbox: str | None, container_id: str, owner: tuple[int, int] | None
+) -> None:
     """In a worker thread, system calls only: the task's checkpoint log, then its sandbox (the layout of
     `mesos_agent.sandbox`: the run directory and the `latest` link to it) with its `stdout` and `stderr`, which the
     containerizer opens (O_APPEND, created if missing): created here, they cost the launch itself no file
-    creation. CheckpointError when the log cannot be created."""
+    creation. The run directory and both files belong to `owner` (uid, gid), the task's user, when given.
+    CheckpointError when the log cannot be created."""
     if log is not None:
         try:
             write_new_log(*log)
@@ -450,12 +463,11 @@ def _create_files(log: tuple[str, bytes] | None, sandbox: str | None, container_
             raise CheckpointError(e.errno, e.strerror or str(e)) from e
     if sandbox is None:
         return
-    make_run_dir(sandbox, container_id)
+    make_run_dir(sandbox, container_id, owner)
     for name in ("stdout", "stderr"):
-        os.close(os.open(f"{sandbox}/{name}", _OUTPUT, 0o644))
-
-
-def _current_user() -> str:
-    import pwd
-
-    return pwd.getpwuid(os.getuid()).pw_name
+        fd = os.open(f"{sandbox}/{name}", _OUTPUT | os.O_NOFOLLOW, 0o644)
+        try:
+            if owner is not None:
+                os.fchown(fd, *owner)
+        finally:
+            os.close(fd)

@@ -17,7 +17,7 @@ from aiomesos.v1 import agent_pb2, agent_pb2_grpc
 from mesos_agent import files
 from mesos_agent.agent import Agent
 from mesos_agent.master_link import MasterLink
-from mesos_agent.sandbox import safe_id
+from mesos_agent.sandbox import decode_id, encode_id, latest_runs
 from mesos_agent.tasks import TaskRun
 from scheduler_sdk._daemon.guard import Guard
 from scheduler_sdk.resources import Resources
@@ -127,7 +127,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     ) -> agent_pb2.ListFilesResponse:
         try:
             located = self.locate(request.task_id, request.framework_id)
-            entries = await asyncio.to_thread(files.list_dir, located.sandbox, request.path)
+            entries = await asyncio.to_thread(files.list_dir, located.sandbox, request.path, within=self.agent.work_dir)
         except Refusal as e:
             await _abort(context, e.code, str(e))
         except files.PathRefused as e:
@@ -148,7 +148,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             if request.length < 0:
                 raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "length must not be negative")
             located = self.locate(request.task_id, request.framework_id)
-            fd, _ = files.open_file(located.sandbox, request.path)
+            fd, _ = files.open_file(located.sandbox, request.path, within=self.agent.work_dir)
         except Refusal as e:
             await _abort(context, e.code, str(e))
         except files.PathRefused as e:
@@ -188,9 +188,9 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             if sandbox is None:
                 starting = run
                 continue
-            found[safe_id(fid)] = Located(fid, sandbox, run)
+            found[encode_id(fid)] = Located(fid, sandbox, run)
         for fw_dir, sandbox in self._sandboxes_on_disk(task_id, framework_id).items():
-            found.setdefault(fw_dir, Located(framework_id or fw_dir, sandbox, None))
+            found.setdefault(fw_dir, Located(framework_id or decode_id(fw_dir) or fw_dir, sandbox, None))
         if len(found) > 1:
             frameworks = ", ".join(sorted(loc.framework_id for loc in found.values()))
             raise Refusal(
@@ -213,25 +213,9 @@ class AgentService(agent_pb2_grpc.AgentServicer):
 
     def _sandboxes_on_disk(self, task_id: str, framework_id: str) -> dict[str, Path]:
         """Framework directory name -> the latest run of this task's executor, over every agent id this work dir
-        has held (the current one preferred)."""
-        agents_dir = self.agent.work_dir / "agents"
-        fw_pattern = safe_id(framework_id) if framework_id else "*"
-        pattern = f"*/frameworks/{fw_pattern}/executors/{safe_id(task_id)}/runs/latest"
-        best: dict[str, tuple[tuple[bool, float], Path]] = {}
-        for latest in agents_dir.glob(pattern):
-            try:
-                real = latest.resolve(strict=True)
-                mtime = real.stat().st_mtime
-            except OSError:
-                continue
-            if not real.is_dir():
-                continue
-            agent_dir = latest.parents[5].name
-            fw_dir = latest.parents[3].name
-            rank = (agent_dir == self.agent.agent_id, mtime)
-            if fw_dir not in best or rank > best[fw_dir][0]:
-                best[fw_dir] = (rank, real)
-        return {fw: path for fw, (_, path) in best.items()}
+        has held (the current one preferred). Found from the layout the agent made, never through a link a task
+        could have changed (`mesos_agent.sandbox.latest_runs`)."""
+        return latest_runs(self.agent.work_dir, framework_id or None, task_id, prefer_agent=self.agent.agent_id)
 
 
 def _gather(
@@ -277,6 +261,8 @@ def _os_error(task_id: str, path: str, e: OSError) -> tuple[grpc.StatusCode, str
         return grpc.StatusCode.INVALID_ARGUMENT, f"{shown!r} is a directory: list it instead"
     if isinstance(e, NotADirectoryError):
         return grpc.StatusCode.NOT_FOUND, f"no file {shown!r} in the sandbox of task {task_id!r}"
+    if isinstance(e, files.AccessRefused):
+        return grpc.StatusCode.PERMISSION_DENIED, str(e)
     if e.errno == errno.ELOOP:
         return grpc.StatusCode.INVALID_ARGUMENT, f"path {shown!r} refused: it is a symlink"
     if isinstance(e, PermissionError):

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
-from mesos_agent.sandbox import safe_id
+from mesos_agent.sandbox import encode_id
 
 TASK = b"T"
 CONTAINER = b"C"
@@ -106,10 +106,10 @@ class Checkpoint:
 
     # ------------------------------------------------------------------ tasks
     def _framework_dir(self, framework_id: str) -> str:
-        return f"{self._root}/{safe_id(framework_id)}"
+        return f"{self._root}/{encode_id(framework_id)}"
 
     def task_path(self, framework_id: str, task_id: str) -> str:
-        return f"{self._root}/{safe_id(framework_id)}/tasks/{safe_id(task_id)}"
+        return f"{self._root}/{encode_id(framework_id)}/tasks/{encode_id(task_id)}"
 
     def add_framework(self, framework: rpb.FrameworkInfo) -> None:
         """Write framework.pb, unless what is on disk is this FrameworkInfo already."""
@@ -214,6 +214,7 @@ class Checkpoint:
                 framework = rpb.FrameworkInfo.FromString((fw_dir / "framework.pb").read_bytes())
             except (OSError, ValueError):
                 continue
+            fw_dir = _renamed(fw_dir, encode_id(framework.id))
             tasks_dir = fw_dir / "tasks"
             entries = sorted(tasks_dir.iterdir()) if tasks_dir.is_dir() else []
             for entry in entries:
@@ -224,6 +225,7 @@ class Checkpoint:
                     else:
                         entry.unlink(missing_ok=True)
                     continue
+                entry = _renamed(entry, encode_id(recovered.task.task_id))
                 if entry.is_dir():
                     self._migrate(recovered, entry)
                 out.append(recovered)
@@ -243,6 +245,21 @@ class Checkpoint:
         tmp.write_bytes(data)
         shutil.rmtree(old)
         os.replace(tmp, old)
+
+
+def _renamed(path: Path, name: str) -> Path:
+    """`path` renamed to `name` (an id's directory name, as `encode_id` spells it now: an earlier version
+    spelled some ids otherwise), unless that name is taken; the path it is then at."""
+    if path.name == name:
+        return path
+    target = path.with_name(name)
+    if target.exists():
+        return path
+    try:
+        os.rename(path, target)
+    except OSError:
+        return path
+    return target
 
 
 def _read_log(framework: rpb.FrameworkInfo, path: Path) -> RecoveredTask | None:

@@ -24,6 +24,8 @@ from mesos_agent.gc import SandboxGC, fraction, parse_duration
 from mesos_agent.gpus import Gpu, GpuAllocator, detect_gpus
 from mesos_agent.master_link import MasterLink, RejectedByMaster
 from mesos_agent.resources import agent_resources, format_attributes, parse_attributes
+from mesos_agent.sandbox import secure_work_dir
+from mesos_agent.users import DEFAULT_USER, UserPolicy
 from scheduler_sdk import __version__
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, address, port, positive_float
 from scheduler_sdk._daemon.guard import READERS, Guard, load_authorizer
@@ -66,6 +68,12 @@ def build_parser() -> FlagParser:
     p.add_flag(
         "--enforce-disk", action="store_true", help="kill a task whose sandbox grows past its disk (else: report)"
     )
+    p.add_flag(
+        "--default-user",
+        default=DEFAULT_USER,
+        help="the user a task runs as when neither its command nor its framework names one (agent run as root)",
+    )
+    p.add_flag("--allow-root-tasks", action="store_true", help="let tasks run as root (uid 0); refused otherwise")
     p.add_flag(
         "--disk-poll-interval",
         type=positive_float,
@@ -152,6 +160,8 @@ class AgentDaemon:
         security = DaemonSecurity.from_args(a)
         ip = security.listen_ip(a.ip)
         authorizer = load_authorizer(a.acls)
+        self.users = UserPolicy(a.default_user, allow_root=a.allow_root_tasks)
+        self._secure(work_dir)
         # Listen before the containerizer takes its cgroups, so a port in use leaves nothing behind.
         server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=security.interceptors(CALLERS))
         bound, _ = security.bind(server, ip, a.port)
@@ -187,6 +197,24 @@ class AgentDaemon:
                     await containerizer.shutdown()
             raise
 
+    def _secure(self, work_dir: Path) -> None:
+        """The task users' policy checked, the work dir's modes set (`mesos_agent.sandbox.secure_work_dir`)."""
+        problem = self.users.check()
+        if problem is not None:
+            raise ValueError(problem)
+        try:
+            closed = secure_work_dir(work_dir)
+        except OSError as e:
+            raise DaemonError(f"cannot prepare work dir {work_dir}: {e}") from None
+        if self.users.switches and closed:
+            log.warning(
+                "tasks running as other users cannot reach their sandboxes by path: a directory above the work dir "
+                "is not traversable by them (chmod o+x it)",
+                directories=[str(p) for p in closed],
+            )
+        if self.users.allow_root:
+            log.warning("tasks may run as root (--allow-root-tasks)")
+
     async def _serve(
         self,
         a: argparse.Namespace,
@@ -217,6 +245,7 @@ class AgentDaemon:
                 retry_min=a.status_update_retry_min,
                 retry_max=a.status_update_retry_max,
                 gpus=GpuAllocator([g.index for g in gpus]) if gpus else None,
+                users=self.users,
             )
             link = MasterLink(
                 a.master,

@@ -9,14 +9,33 @@ a symlink between a check of the path and its use would have the agent read outs
 ever checked and then opened by name: a directory descriptor is opened on the sandbox and the path is walked one
 component at a time from there (`openat` with O_NOFOLLOW, O_DIRECTORY for directories), symlinks inside the
 sandbox being followed by hand (their target is only a string, walked the same way, `..` popping the directories
-already held, never the kernel's `..`). Listings and reads go through the descriptors so opened."""
+already held, never the kernel's `..`). Listings and reads go through the descriptors so opened.
+
+The sandbox itself is found the same way: given the agent's work dir (`within`, a real path the agent chose),
+each directory from there down to the run directory is opened with O_NOFOLLOW, so that a task (one running as
+root can) that replaces a directory of the layout, or its `runs/latest` link, with a link to `/` does not make
+the agent serve the host's files. (The callers find a sandbox from the agent's records, never through `latest`.)
+
+And what is served must be readable by the task's user, whom the agent stands for here. The method: the agent
+opens as root, as above, and checks the inode it opened (fstat of the descriptor, so there is no race between
+check and use) against that user with the kernel's rules for mode bits (owner, group, others; root reads
+everything): search permission on every directory walked through, read and search on a directory listed, read on
+a file. A task can bring a file it may not read into its sandbox only as a hard link (a symlink is walked, and
+refused when it leads out), and a hard link to a file it *may* read (`/etc/passwd`) is no more the task's: so a
+regular file with more than one link is served only when it belongs to the task's user. The task's user is the
+sandbox's owner (the agent creates the run directory as root and gives it to the task's user; a task not running
+as root cannot give it away), with that user's groups. Switching the agent's credentials instead (setfsuid in a
+thread) was not chosen: supplementary groups are process-wide through glibc, and Python has no per-thread
+credentials. POSIX ACLs are not evaluated (only mode bits); a root task's sandbox is served as root reads it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import errno
+import functools
 import os
+import pwd
 import stat
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -38,6 +57,62 @@ _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 class PathRefused(ValueError):
     """The path would leave the sandbox (or is not a path at all); the message says why."""
+
+
+class AccessRefused(PermissionError):
+    """The task's user may not read what the path names (or the sandbox is not where the agent put it); the
+    message says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EACCES, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+R_OK, X_OK = 4, 1
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """The user files are served for: a uid and its groups."""
+
+    uid: int
+    gids: frozenset[int]
+
+    def allows(self, st: os.stat_result, want: int) -> bool:
+        """Whether the mode bits of `st` give this user `want` (R_OK, X_OK or both), as the kernel decides."""
+        if self.uid == 0:
+            return True
+        mode = st.st_mode
+        if st.st_uid == self.uid:
+            bits = mode >> 6
+        elif st.st_gid in self.gids:
+            bits = mode >> 3
+        else:
+            bits = mode
+        return bits & want == want
+
+    def may_read_file(self, st: os.stat_result) -> str | None:
+        """Why this user may not be served the regular file `st` (None: it may)."""
+        if st.st_nlink > 1 and st.st_uid != self.uid:
+            return f"it is a hard link to a file of uid {st.st_uid}, not of the task's user (uid {self.uid})"
+        if not self.allows(st, R_OK):
+            return f"the task's user (uid {self.uid}) may not read it"
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def reader_of(uid: int, gid: int) -> Reader:
+    """The user of that uid (the sandbox's owner), with its groups: its primary and supplementary ones where the
+    host knows the user, else only `gid` (the sandbox's group)."""
+    try:
+        entry = pwd.getpwuid(uid)
+        gids = frozenset([gid, *os.getgrouplist(entry.pw_name, entry.pw_gid)])
+    except (KeyError, OSError):
+        gids = frozenset([gid])
+    return Reader(uid, gids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,19 +139,57 @@ def _escapes(relative: str) -> PathRefused:
     return PathRefused(f"path {relative!r} refused: it leads out of the sandbox through a symlink")
 
 
+@dataclass(frozen=True, slots=True)
+class _Root:
+    fd: int  # the sandbox directory
+    real: str  # its real path
+    reader: Reader  # the task's user: the sandbox's owner
+
+
 @contextlib.contextmanager
-def _sandbox_fd(sandbox: Path) -> Iterator[tuple[int, str]]:
-    """A descriptor on the sandbox directory and its real path. The sandbox path itself is the agent's (it may
-    be reached through the `latest` link); only what lies below it is the task's."""
-    fd = os.open(sandbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _sandbox_fd(sandbox: Path, within: Path | None) -> Iterator[_Root]:
+    """A descriptor on the sandbox directory, its real path and its owner. With `within` (the agent's work dir,
+    a real path), every directory below it down to the sandbox is opened without following a symlink: the
+    layout below the work dir may have been changed by a task. Without, the sandbox path is trusted as it is
+    (it may be reached through a link)."""
+    fd = _open_below(sandbox, within) if within is not None else os.open(sandbox, _LIST_FLAGS & ~os.O_NOFOLLOW)
     try:
         try:
             real = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             real = os.path.realpath(sandbox)
-        yield fd, real
+        st = os.fstat(fd)
+        yield _Root(fd, real, reader_of(st.st_uid, st.st_gid))
     finally:
         os.close(fd)
+
+
+def _open_below(sandbox: Path, within: Path) -> int:
+    try:
+        parts = sandbox.relative_to(within).parts
+    except ValueError:
+        raise AccessRefused(f"the sandbox {str(sandbox)!r} is not in the agent's work dir") from None
+    if any(p in (".", "..") for p in parts):
+        raise AccessRefused(f"the sandbox {str(sandbox)!r} is not a plain path below the agent's work dir")
+    fd = os.open(within, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for i, name in enumerate(parts):
+            flags = _LIST_FLAGS if i == len(parts) - 1 else _DIR_FLAGS
+            try:
+                below = os.open(name, flags, dir_fd=fd)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise AccessRefused(
+                        f"the sandbox is not where the agent made it: {'/'.join(parts[: i + 1])!r} in the agent's "
+                        "work dir is no longer a directory (a task replaced it, maybe with a symlink)"
+                    ) from None
+                raise
+            os.close(fd)
+            fd = below
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 Final = Literal["file", "list", "resolve"]
@@ -89,11 +202,14 @@ class _Found:
     st: os.stat_result | None  # list: the entry's own stat when it is not a directory
 
 
-def _walk(root_fd: int, root_real: str, relative: str, final: Final) -> _Found:
+def _walk(root: _Root, relative: str, final: Final) -> _Found:
     """Walk `relative` (already checked by `_check`) from the sandbox's descriptor, one component at a time.
 
     final "file": open the regular file it names; "list": open the directory it names, or stat what else it is;
-    "resolve": only find the real path (what does not exist is taken as it is)."""
+    "resolve": only find the real path (what does not exist is taken as it is). Except to resolve, the task's
+    user must be allowed what is done (AccessRefused)."""
+    root_fd, root_real = root.fd, root.real
+    reader = None if final == "resolve" else root.reader
     pending: deque[str] = deque(p for p in relative.split("/") if p not in ("", "."))
     stack: list[int] = [root_fd]  # the directories walked through; stack[0], the sandbox, is the caller's
     parts: list[str] = []
@@ -134,7 +250,7 @@ def _walk(root_fd: int, root_real: str, relative: str, final: Final) -> _Found:
                 pending.extendleft(reversed([p for p in target.split("/") if p not in ("", ".")]))
                 continue
             if last and final != "resolve":
-                found = _open_last(name, st, here, parts, relative, final)
+                found = _open_last(name, st, here, parts, relative, final, root.reader)
                 if found is None:  # turned into a symlink (or something else) since the stat: look again
                     retries = _again(relative, retries)
                     pending.appendleft(name)
@@ -151,11 +267,16 @@ def _walk(root_fd: int, root_real: str, relative: str, final: Final) -> _Found:
                 continue
             stack.append(fd)
             parts.append(name)
+            if reader is not None and not reader.allows(os.fstat(fd), X_OK):
+                raise AccessRefused(
+                    f"path {relative!r} refused: the task's user (uid {reader.uid}) may not enter {'/'.join(parts)!r}"
+                )
         # The path names the sandbox itself, or a directory reached through a symlink.
         if final == "file":
             raise IsADirectoryError(errno.EISDIR, f"{relative!r} is a directory")
         if final == "list":
-            return _Found(parts, os.open(".", _LIST_FLAGS, dir_fd=stack[-1]), None)
+            listed = os.open(".", _LIST_FLAGS, dir_fd=stack[-1])
+            return _Found(parts, _checked(listed, relative, root.reader), None)
         return _Found(parts, None, None)
     finally:
         for fd in stack[1:]:
@@ -180,10 +301,10 @@ def _link_target(name: str, here: int, root_real: str, relative: str) -> str | N
 
 
 def _open_last(
-    name: str, st: os.stat_result, here: int, parts: list[str], relative: str, final: Final
+    name: str, st: os.stat_result, here: int, parts: list[str], relative: str, final: Final, reader: Reader
 ) -> _Found | None:
-    """The path's last component, `name` in the directory `here` (stat'ed as `st`), opened as `final` asks; None
-    when it changed since the stat."""
+    """The path's last component, `name` in the directory `here` (stat'ed as `st`), opened as `final` asks and
+    checked against the task's user; None when it changed since the stat."""
     if final == "file":
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, f"{relative!r} is a directory")
@@ -195,7 +316,24 @@ def _open_last(
     else:
         return _Found([*parts, name], None, st)  # stat'ed relative to a directory held: safe
     fd = _open_at(name, flags, here)
-    return None if fd is None else _Found([*parts, name], fd, None)
+    return None if fd is None else _Found([*parts, name], _checked(fd, relative, reader), None)
+
+
+def _checked(fd: int, relative: str, reader: Reader) -> int:
+    """`fd` (a file or a directory opened for the task's user) when that user may read it; else it is closed and
+    AccessRefused says why."""
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            why = None if reader.allows(st, R_OK | X_OK) else f"the task's user (uid {reader.uid}) may not list it"
+        else:
+            why = reader.may_read_file(st)
+        if why is not None:
+            raise AccessRefused(f"path {relative or '.'!r} refused: {why}")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _again(relative: str, retries: int) -> int:
@@ -221,15 +359,15 @@ def _open_at(name: str, flags: int, dir_fd: int) -> int | None:
     return fd
 
 
-def resolve(sandbox: Path, relative: str) -> Path:
+def resolve(sandbox: Path, relative: str, *, within: Path | None = None) -> Path:
     """The real path of `relative` inside `sandbox`; PathRefused if it is not one.
 
     The path need not exist; what exists of it is resolved. For information only: serve files with `open_file`
     and `list_dir`, which never reopen a path by name."""
     _check(relative)
-    with _sandbox_fd(sandbox) as (root_fd, root_real):
-        found = _walk(root_fd, root_real, relative, "resolve")
-    return Path(root_real, *found.parts)
+    with _sandbox_fd(sandbox, within) as root:
+        found = _walk(root, relative, "resolve")
+    return Path(root.real, *found.parts)
 
 
 def _relative(sandbox: Path, relative: str, name: str | None = None) -> str:
@@ -249,14 +387,15 @@ def _entry(path: str, st: os.stat_result) -> Entry:
     )
 
 
-def list_dir(sandbox: Path, relative: str = "") -> list[Entry]:
-    """The entries of a directory of the sandbox, sorted by name (a file lists as itself, like ls).
+def list_dir(sandbox: Path, relative: str = "", *, within: Path | None = None) -> list[Entry]:
+    """The entries of a directory of the sandbox, sorted by name (a file lists as itself, like ls); `within`:
+    the agent's work dir (see `_sandbox_fd`).
 
     Symlinks are listed as links (not followed). Raises PathRefused, FileNotFoundError, NotADirectoryError,
-    PermissionError."""
+    PermissionError (AccessRefused when the task's user may not list it)."""
     _check(relative)
-    with _sandbox_fd(sandbox) as (root_fd, root_real):
-        found = _walk(root_fd, root_real, relative, "list")
+    with _sandbox_fd(sandbox, within) as root:
+        found = _walk(root, relative, "list")
     if found.fd is None:
         assert found.st is not None
         return [_entry(_relative(sandbox, relative), found.st)]
@@ -277,22 +416,23 @@ def list_dir(sandbox: Path, relative: str = "") -> list[Entry]:
     return entries
 
 
-def open_file(sandbox: Path, relative: str) -> tuple[int, Path]:
-    """Open a regular file of the sandbox for reading: (fd, real path). Raises PathRefused, IsADirectoryError,
-    FileNotFoundError, NotADirectoryError, PermissionError; PathRefused too for what is not a regular file (a
-    FIFO would block). The real path is for information: read through the descriptor."""
+def open_file(sandbox: Path, relative: str, *, within: Path | None = None) -> tuple[int, Path]:
+    """Open a regular file of the sandbox for reading: (fd, real path); `within`: the agent's work dir (see
+    `_sandbox_fd`). Raises PathRefused, IsADirectoryError, FileNotFoundError, NotADirectoryError, PermissionError
+    (AccessRefused when the task's user may not read it); PathRefused too for what is not a regular file (a FIFO
+    would block). The real path is for information: read through the descriptor."""
     if not relative:
         raise IsADirectoryError(errno.EISDIR, "the sandbox itself is a directory: name a file in it")
     _check(relative)
-    with _sandbox_fd(sandbox) as (root_fd, root_real):
-        found = _walk(root_fd, root_real, relative, "file")
+    with _sandbox_fd(sandbox, within) as root:
+        found = _walk(root, relative, "file")
     assert found.fd is not None
     try:
         os.set_blocking(found.fd, True)
     except BaseException:
         os.close(found.fd)
         raise
-    return found.fd, Path(root_real, *found.parts)
+    return found.fd, Path(root.real, *found.parts)
 
 
 def start_offset(size: int, offset: int) -> int:

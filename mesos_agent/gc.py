@@ -23,7 +23,7 @@ import structlog
 
 from mesos_agent.files import disk_usage
 from mesos_agent.journal import AppendFile
-from mesos_agent.sandbox import run_sandbox
+from mesos_agent.sandbox import run_dirs, run_sandbox
 
 log = structlog.get_logger(__name__)
 
@@ -144,12 +144,13 @@ def select(
 
 
 def scan(work_dir: Path, measure: bool, skip: Collection[Path] = ()) -> list[Sandbox]:
-    """Every run directory under WORK_DIR/agents/*/frameworks/*/executors/*/runs/ (not the `latest` links), but
-    those in `skip` (real paths); sizes are measured only when `measure`."""
+    """Every run directory under WORK_DIR/agents/*/frameworks/*/executors/*/runs/ (not the `latest` links, and
+    nothing reached through a link: a directory of the layout a task replaced with a link to / must not make the
+    GC remove the host's files), but those in `skip` (real paths); sizes are measured only when `measure`."""
     out: list[Sandbox] = []
-    for run in (work_dir / "agents").glob("*/frameworks/*/executors/*/runs/*"):
+    for _, _, run in run_dirs(work_dir):
         try:
-            if run.is_symlink() or not run.is_dir() or Path(os.path.realpath(run)) in skip:
+            if Path(os.path.realpath(run)) in skip:
                 continue
             finished = run.stat().st_mtime
             with os.scandir(run) as it:

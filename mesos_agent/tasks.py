@@ -25,6 +25,7 @@ from mesos_agent.checkpoint import RecoveredTask
 from mesos_agent.containerizer import Container, Termination
 from mesos_agent.gpus import GpuAllocator
 from mesos_agent.sandbox import run_sandbox
+from mesos_agent.users import TaskUser, UserRefused
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import TERMINAL_STATES
 
@@ -57,6 +58,8 @@ class TaskRun:
     checkpointed: bool = False  # its log is in the checkpoint (updates are written there before they are sent)
     launching: bool = False  # the containerizer's launch is under way
     framework_gone: bool = False  # the framework was shut down: nothing of it is checkpointed any more
+    # Who it runs as (None: the agent's own user; a re-adopted task's is in its container's record), or why not.
+    user: TaskUser | UserRefused | None = None
 
     @property
     def key(self) -> TaskKey:
@@ -211,6 +214,7 @@ class FilesPlan:
 
     checkpoint: bool
     sandbox: Path | None
+    owner: tuple[int, int] | None = None  # (uid, gid) the sandbox is to belong to (None: the agent's)
 
 
 def _random_uuid() -> bytes:
@@ -259,11 +263,18 @@ class TaskStateMachine:
         return any(r.framework.checkpoint and not r.terminal for r in self.tasks.values())
 
     # ------------------------------------------------------------------ from the master
-    def run_task(self, framework: rpb.FrameworkInfo, info: tpb.TaskInfo, container_id: str) -> list[Effect]:
+    def run_task(
+        self,
+        framework: rpb.FrameworkInfo,
+        info: tpb.TaskInfo,
+        container_id: str,
+        user: TaskUser | UserRefused | None = None,
+    ) -> list[Effect]:
+        """`user`: who the task runs as, or why it may not run (`mesos_agent.users`); None: as the agent."""
         if (framework.id, info.task_id) in self.tasks:
             log.warning("duplicate launch ignored", framework_id=framework.id, task_id=info.task_id)
             return []
-        run = TaskRun(framework=framework, info=info, container_id=container_id)
+        run = TaskRun(framework=framework, info=info, container_id=container_id, user=user)
         self._hold(run)
         self._effects.append(StartTask(run, checkpoint_framework=framework.checkpoint))
         return self._take_effects()
@@ -365,10 +376,12 @@ class TaskStateMachine:
         """What the launch must create on disk first: the task's checkpoint log for a checkpointing framework, and
         its sandbox unless it is not to be launched after all. None: nothing (`launch` reports why not)."""
         checkpoint = run.framework.checkpoint and not run.framework_gone
-        launch = not run.kill_requested and _valid_health_check(run.info)
+        user = run.user
+        launch = not run.kill_requested and _valid_health_check(run.info) and not isinstance(user, UserRefused)
         if not checkpoint and not launch:
             return None
-        return FilesPlan(checkpoint, self.sandbox_of(run) if launch else None)
+        owner = (user.uid, user.gid) if isinstance(user, TaskUser) else None
+        return FilesPlan(checkpoint, self.sandbox_of(run) if launch else None, owner)
 
     def files_created(self, run: TaskRun, plan: FilesPlan) -> list[Effect]:
         self._drop_checkpoint_if_gone(run, plan)
@@ -412,6 +425,9 @@ class TaskStateMachine:
                 message = "invalid health check: " + "; ".join(problems)
                 self._update(run, tpb.TASK_ERROR, TaskStatus.REASON_TASK_INVALID, message)
                 return self._take_effects()
+        if isinstance(run.user, UserRefused):
+            self._update(run, run.user.state, run.user.reason, run.user.message)
+            return self._take_effects()
         if run.sandbox is None:  # killed while its files were created (the sandbox was not)
             self._update(run, tpb.TASK_KILLED, killed, KILLED_BEFORE_START)
             return self._take_effects()
@@ -520,10 +536,17 @@ class TaskStateMachine:
         return run, self._take_effects()
 
     def container_recovered(
-        self, run: TaskRun, recovered: RecoveredTask, container: Container | None, *, sandbox_exists: bool
+        self,
+        run: TaskRun,
+        recovered: RecoveredTask,
+        container: Container | None,
+        *,
+        sandbox_exists: bool,
+        sandbox: Path | None = None,
     ) -> list[Effect]:
         """What the containerizer found of a re-adopted task's container (None: nothing). A container found runs
-        on, or ended while no agent watched it (its wait then gives its real end at once)."""
+        on, or ended while no agent watched it (its wait then gives its real end at once). `sandbox`: where the
+        container's record says it ran (else: where the layout puts it)."""
         if container is None:
             message = "the task's container was not found after a restart"
             self._update(run, tpb.TASK_LOST, TaskStatus.REASON_AGENT_RESTARTED, message)
@@ -535,7 +558,7 @@ class TaskStateMachine:
         if sandbox_exists:
             # What the launch gave the task and a new agent process must rebuild: its sandbox, its health checks
             # (their clock counting from the task's launch).
-            run.sandbox = self.sandbox_of(run)
+            run.sandbox = sandbox or self.sandbox_of(run)
             if run.state == tpb.TASK_RUNNING and not container.done:
                 started = recovered.launched_at()
                 age = max(0.0, self.clock() - started) if started is not None else 0.0

@@ -159,6 +159,9 @@ class LocalCluster:
         """Start the master and the agents; if any of them fails to start, stop what did start and raise."""
         try:
             self.work_dir.mkdir(parents=True, exist_ok=True)
+            # Traversable (not listable): tasks run as other users (nobody) and must reach their sandboxes in it
+            # (a work dir from mkdtemp is 0700).
+            os.chmod(self.work_dir, self.work_dir.stat().st_mode & 0o7777 | 0o011)
             await self.start_master(timeout)
             for i in range(self.agents):
                 self.add_agent(i)

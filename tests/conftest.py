@@ -1,10 +1,25 @@
-"""Shared fixtures. End-to-end tests start real daemons (processes) on loopback with port 0."""
+"""Shared fixtures. End-to-end tests start real daemons (processes) on loopback with port 0.
+
+Tasks run as `nobody` by default (the agent's `--default-user`), and must reach their sandbox, which is under the
+test's `tmp_path`: pytest's own temporary directories (`/tmp/pytest-of-USER/pytest-N`) are 0700, and pytest resets
+the first to 0700 at every session's start (another session running meanwhile would close it again). So the
+session's base temp dir is made under a directory of our own, `/tmp/aiomesos-pytest-of-USER` (0711), and each
+test's `tmp_path` and the base temp dir are made traversable (0711: not listable) for other users."""
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
 
 import pytest
+
+TRAVERSABLE = 0o711
+KEEP_SESSIONS = 3  # as pytest keeps its last three base temp dirs
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -13,3 +28,62 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "cgroups" in item.keywords:
                 item.add_marker(skip)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.option.basetemp is not None or hasattr(config, "workerinput"):
+        return  # given on the command line, or a worker's (derived from its controller's)
+    root = _traversable_root()
+    if root is not None:
+        _prune(root)
+        config.option.basetemp = str(root / f"pytest-{os.getpid()}")
+
+
+def _traversable_root() -> Path | None:
+    """`/tmp/aiomesos-pytest-of-USER`, 0711, checked to be ours (not a link someone else planted); None when it
+    cannot be (pytest's default is used then)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    root = Path(tempfile.gettempdir()) / f"aiomesos-pytest-of-{user}"
+    with contextlib.suppress(FileExistsError):
+        root.mkdir(mode=TRAVERSABLE)
+    st = root.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        return None
+    os.chmod(root, TRAVERSABLE)
+    return root
+
+
+def _prune(root: Path) -> None:
+    """Remove the base temp dirs of finished sessions but the newest KEEP_SESSIONS."""
+    sessions = []
+    for path in root.glob("pytest-*"):
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(path.name.removeprefix("pytest-"))
+            sessions.append((path.stat().st_mtime, pid, path))
+    sessions.sort(reverse=True)
+    for _, pid, path in sessions[KEEP_SESSIONS:]:
+        if not _alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path) -> Path:
+    """pytest's `tmp_path`, traversable (with the session's base temp dir) by the users tasks run as."""
+    for path in (tmp_path.parent, tmp_path):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o011 != 0o011:
+            os.chmod(path, mode | 0o011)
+    return tmp_path

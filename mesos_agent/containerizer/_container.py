@@ -384,9 +384,16 @@ class Container:
             return Termination(exit_code, signal_number, True, message, MEMORY)
         if limitation is not None:
             return Termination(exit_code, signal_number, False, limitation.message, limitation.resource)
-        if signal_number == signal.SIGXFSZ and self._fsize_limited and self._spec.disk_mb is not None:
-            message = f"disk limit {self._spec.disk_mb:g} MiB exceeded (a file grew past it: killed by SIGXFSZ)"
-            return Termination(exit_code, signal_number, False, message, DISK)
+        if self._fsize_limited and self._spec.disk_mb is not None:
+            if signal_number == signal.SIGXFSZ:
+                how = "killed by SIGXFSZ"
+            elif returncode == 128 + signal.SIGXFSZ:  # as a shell reports its command killed by SIGXFSZ
+                how = f"a process was killed by SIGXFSZ: exited with status {returncode}"
+            else:
+                how = ""
+            if how:
+                message = f"disk limit {self._spec.disk_mb:g} MiB exceeded (a file grew past it: {how})"
+                return Termination(exit_code, signal_number, False, message, DISK)
         if returncode is None:
             message = (
                 "exit status unknown: the task's launch wrapper ended while the agent was away without recording it"

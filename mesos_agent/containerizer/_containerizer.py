@@ -80,8 +80,9 @@ class Containerizer:
       also held to ``mem_mb`` by RLIMIT_DATA (see ``_rlimits``).  Posix mode
       bounds neither cpu nor the number of processes: RLIMIT_NPROC counts
       every process of the user, not of the task, so it is not used; it sets
-      RLIMIT_CORE 0, and RLIMIT_FSIZE to ``disk_mb`` with ``enforce_disk``
-      (a task killed by SIGXFSZ ends with ``limitation="disk"``).  With a
+      RLIMIT_CORE 0.  With ``enforce_disk`` (any mode) RLIMIT_FSIZE is
+      ``disk_mb`` and a block (a task killed by SIGXFSZ ends with
+      ``limitation="disk"``; see ``isolators.posix_rlimits``).  With a
       ``runtime_dir`` every posix launch leaves a pid record there, so that
       ``cleanup_orphans`` of a later agent process finds it.
     * ``disk/du``: every ``disk_poll_interval`` seconds the sandbox (the
@@ -549,7 +550,7 @@ class Containerizer:
             ) from e
 
     def _rlimits(self, spec: LaunchSpec) -> list[str]:
-        """The posix wrapper's ulimit commands for spec (none where a cgroup limits the task): posix/rlimits."""
+        """The wrapper's ulimit commands for spec (posix/rlimits; with cgroups only RLIMIT_FSIZE, if any)."""
         rlimits = self._isolators.rlimits
         return rlimits.steps(spec) if rlimits is not None else []
 

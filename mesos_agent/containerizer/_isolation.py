@@ -303,8 +303,10 @@ def compose(
         others.append(posix_memory)
     rlimits: PosixRlimits | None = None
     data_limit = POSIX_MEM in names and not memory_cgroup
-    if posix_mode or data_limit:
-        fsize = posix_mode and settings.enforce_disk and DISK_DU in names
+    # RLIMIT_FSIZE whatever the isolation (no cgroup limits a file's size): disk/du then sees a file grown past
+    # the disk at its next poll, not once the task has written far past it.
+    fsize = settings.enforce_disk and DISK_DU in names
+    if posix_mode or data_limit or fsize:
         rlimits = PosixRlimits(data=data_limit, fsize=fsize, no_core=posix_mode)
         others.append(rlimits)
     if DISK_DU in names:

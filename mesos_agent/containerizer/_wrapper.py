@@ -16,9 +16,10 @@ wrapper as the task's parent so that the exit status outlives the agent:
 * the wrapper protects itself from the OOM killer (best effort) after the
   task has been forked, so that an OOM kill of the task is still recorded.
 
-Without cgroups (posix isolation) the wrapper also sets the task's rlimits
-with the shell's own ``ulimit`` (no extra program, no ``preexec_fn``), soft
-and hard alike so that the task cannot raise them; see ``rlimit_steps``.
+Without cgroups (posix isolation), and for RLIMIT_FSIZE with cgroups too,
+the wrapper also sets the task's rlimits with the shell's own ``ulimit``
+(no extra program, no ``preexec_fn``), soft and hard alike so that the task
+cannot raise them; see ``rlimit_steps``.
 
 ``exec_argv`` is the same wrapper for a command run inside an existing
 container (a COMMAND health check): it joins the container's cgroups, takes

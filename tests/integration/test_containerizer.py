@@ -799,7 +799,7 @@ async def test_posix_rlimits_are_visible_in_proc(make_czr: MakeCzr, tmp_path: Pa
     pid = int(await poll(lambda: read(tmp_path / "lim" / "pid").strip(), what="the task's pid"))
     limits = proc_limits(pid)
     assert limits["Max data size"] == (str(64 * MiB),) * 2
-    assert limits["Max file size"] == (str(10 * MiB),) * 2
+    assert limits["Max file size"] == (str(10 * MiB + 512),) * 2
     assert limits["Max core file size"] == ("0", "0")
     await c.kill(0)
     # Without --enforce-disk the disk is only measured: no file size limit; no mem, no data limit.
@@ -814,12 +814,20 @@ async def test_posix_rlimits_are_visible_in_proc(make_czr: MakeCzr, tmp_path: Pa
 
 @pytest.mark.cgroups
 @pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
-async def test_cgroup_tasks_get_no_rlimits(make_czr: MakeCzr, tmp_path: Path) -> None:
+async def test_cgroup_tasks_get_no_rlimits_but_the_file_size_with_enforce_disk(
+    make_czr: MakeCzr, tmp_path: Path
+) -> None:
     czr = make_czr(enforce_disk=True)
     if "cgroups/mem" not in czr.isolators:
         pytest.skip("no memory cgroup controller")
     c = await czr.launch(spec(tmp_path, "cg", ["sleep", "30"], mem_mb=64, disk_mb=10))
-    assert proc_limits(c.pid) == proc_limits(os.getpid())
+    # Read once the wrapper has set them and exec'd the task.
+    await poll(lambda: Path(f"/proc/{c.pid}/comm").read_text().strip() == "sleep", what="the task's exec")
+    limits, mine = proc_limits(c.pid), proc_limits(os.getpid())
+    # No cgroup limits a file's size: RLIMIT_FSIZE (the disk and a block); nothing else.
+    assert limits.pop("Max file size") == (str(10 * MiB + 512),) * 2
+    del mine["Max file size"]
+    assert limits == mine
     await c.kill(0)
 
 
@@ -844,7 +852,7 @@ async def test_posix_file_size_limit_when_disk_is_enforced(make_czr: MakeCzr, tm
     t = await asyncio.wait_for(c.wait(), 10)
     assert (t.signal, t.limitation) == (signal.SIGXFSZ, "disk"), t
     assert t.message.startswith("disk limit 2 MiB exceeded"), t.message
-    assert (tmp_path / "big" / "big").stat().st_size == 2 * MiB
+    assert (tmp_path / "big" / "big").stat().st_size == 2 * MiB + 512
 
 
 # --------------------------------------------------------------------------- pid namespace

@@ -155,3 +155,24 @@ def test_one_file_per_task(tmp_path: Path) -> None:
             cp.ack("fw-1", f"t{i}", f"u{i}.{n}".encode())
     after = sum(len(files) + len(dirs) for _, dirs, files in os.walk(tmp_path))
     assert after - before == 10
+
+
+def test_ids_that_shared_a_name_have_their_own_logs_and_old_names_are_renamed(tmp_path: Path) -> None:
+    cp = Checkpoint(tmp_path)
+    fw = rpb.FrameworkInfo(id="fw:1", name="fw", checkpoint=True)
+    cp.add_task(fw, task("a/b"), "c1")
+    cp.add_task(fw, task("a_b"), "c2")
+    cp.update("fw:1", status("a/b", tpb.TASK_RUNNING, b"u1"))
+    assert {r.task.task_id: r.container_id for r in Checkpoint(tmp_path).recover()} == {"a/b": "c1", "a_b": "c2"}
+
+    # Written by an earlier version, which spelled `fw:1` and `t/1` as `fw_1` and `t_1`: renamed when recovered.
+    old = tmp_path / "old"
+    cp = Checkpoint(old)
+    cp.add_task(fw, task("t/1"), "c3")
+    tasks_dir = old / "meta" / "frameworks" / "fw%3A1" / "tasks"
+    os.rename(tasks_dir / "t%2F1", tasks_dir / "t_1")
+    os.rename(tasks_dir.parent, tasks_dir.parent.with_name("fw_1"))
+    again = Checkpoint(old)
+    assert [r.task.task_id for r in again.recover()] == ["t/1"]
+    again.update("fw:1", status("t/1", tpb.TASK_RUNNING, b"u1"))  # found under its new name
+    assert [u.uuid for u in Checkpoint(old).recover()[0].updates] == [b"u1"]

@@ -311,3 +311,79 @@ def test_a_directory_swapped_for_a_symlink_never_serves_outside_files(tmp_path: 
     assert (outside_reads, outside_lists) == (0, 0), (
         f"{outside_reads} reads and {outside_lists} listings of files outside the sandbox"
     )
+
+
+# ------------------------------------------------------------------ the task user's rights
+def _st(mode: int, uid: int, gid: int, nlink: int = 1) -> os.stat_result:
+    return os.stat_result((mode, 0, 0, nlink, uid, gid, 0, 0, 0, 0))
+
+
+def test_reader_follows_the_kernels_mode_bit_rules() -> None:
+    alice = files.Reader(1000, frozenset({1000, 27}))
+    assert alice.allows(_st(0o100400, 1000, 0), files.R_OK)  # owner
+    assert not alice.allows(_st(0o100044, 1000, 0), files.R_OK)  # owner bits decide for the owner
+    assert alice.allows(_st(0o100040, 0, 27), files.R_OK)  # a supplementary group
+    assert not alice.allows(_st(0o100004, 0, 27), files.R_OK)  # group bits decide for the group
+    assert alice.allows(_st(0o100004, 0, 0), files.R_OK)  # others
+    assert not alice.allows(_st(0o040700, 0, 0), files.X_OK)
+    assert alice.allows(_st(0o040711, 0, 0), files.X_OK) and not alice.allows(_st(0o040711, 0, 0), files.R_OK)
+    assert files.Reader(0, frozenset({0})).allows(_st(0o100000, 5, 5), files.R_OK | files.X_OK)
+
+
+def test_a_hard_link_is_served_only_when_the_task_user_owns_it() -> None:
+    nobody = files.Reader(65534, frozenset({65534}))
+    assert nobody.may_read_file(_st(0o100644, 65534, 65534, nlink=2)) is None
+    why = nobody.may_read_file(_st(0o100644, 0, 0, nlink=2))
+    assert why is not None and "hard link to a file of uid 0" in why
+    assert nobody.may_read_file(_st(0o100644, 0, 0, nlink=1)) is None
+    assert "may not read it" in (nobody.may_read_file(_st(0o100600, 0, 0)) or "")
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+
+
+@needs_root
+def test_what_the_sandbox_owner_may_not_read_is_refused(sandbox: Path) -> None:
+    for path in [sandbox, *sandbox.rglob("*")]:
+        os.chown(path, 65534, 65534)
+    os.link("/etc/passwd", sandbox / "passwd")
+    (sandbox / "secret").write_text("root only")
+    os.chmod(sandbox / "secret", 0o600)
+    (sandbox / "closed").mkdir(mode=0o700)
+    (sandbox / "closed" / "f").write_text("x")
+    for path, why in (
+        ("passwd", "hard link to a file of uid 0"),
+        ("secret", "may not read it"),
+        ("closed/f", "may not enter 'closed'"),
+    ):
+        with pytest.raises(files.AccessRefused, match=why):
+            files.open_file(sandbox, path)
+    with pytest.raises(files.AccessRefused, match="may not list it"):
+        files.list_dir(sandbox, "closed")
+    # What is the owner's is served, and the sandbox listed (the refused entries are listed, not read).
+    fd, _ = files.open_file(sandbox, "stdout")
+    os.close(fd)
+    assert "passwd" in [e.path for e in files.list_dir(sandbox)]
+
+
+def test_the_sandbox_is_reached_from_the_work_dir_without_following_links(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    box = work / "agents" / "a" / "runs" / "c1"
+    box.mkdir(parents=True)
+    (box / "stdout").write_text("mine")
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "stdout").write_text("host's")
+    fd, real = files.open_file(box, "stdout", within=work)
+    os.close(fd)
+    assert real == box / "stdout"
+    assert [e.path for e in files.list_dir(box, within=work)] == ["stdout"]
+    # A task replaces a directory of the layout with a link elsewhere: refused, not followed.
+    os.rename(work / "agents" / "a" / "runs", work / "agents" / "a" / "runs.old")
+    (work / "agents" / "a" / "runs").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere" / "c1").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "c1" / "stdout").write_text("host's")
+    with pytest.raises(files.AccessRefused, match="not where the agent made it: 'agents/a/runs'"):
+        files.open_file(box, "stdout", within=work)
+    with pytest.raises(files.AccessRefused, match="not in the agent's work dir"):
+        files.list_dir(host, within=work)

@@ -152,7 +152,7 @@ def test_live_sandboxes_of_an_agent_include_re_adopted_tasks(tmp_path: Path) -> 
     )
     assert live_sandboxes(agent) == [
         launched,
-        tmp_path / "agents/a1/frameworks/f/executors/t_2/runs/c2",
+        tmp_path / "agents/a1/frameworks/f/executors/t%2F2/runs/c2",
     ]
 
 

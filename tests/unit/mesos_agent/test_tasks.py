@@ -37,6 +37,7 @@ from mesos_agent.tasks import (
     TaskStateMachine,
     WatchContainer,
 )
+from mesos_agent.users import TaskUser, UserRefused
 from scheduler_sdk.resources import Resources
 
 TaskStatus = tpb.TaskStatus
@@ -258,6 +259,28 @@ def test_an_invalid_health_check_is_a_task_error(machine: TaskStateMachine) -> N
     status = one_update(machine.launch(start_task.run))
     assert status.state == tpb.TASK_ERROR and status.reason == TaskStatus.REASON_TASK_INVALID
     assert status.message.startswith("invalid health check: ")
+
+
+def test_the_sandbox_is_made_for_the_task_user_and_a_refused_user_is_reported(machine: TaskStateMachine) -> None:
+    nobody = TaskUser("nobody", 65534, 65534)
+    [start_task] = machine.run_task(framework(), task("t1"), "c1", user=nobody)
+    assert isinstance(start_task, StartTask) and start_task.run.user == nobody
+    plan = machine.files_to_create(start_task.run)
+    assert plan == FilesPlan(checkpoint=False, sandbox=sandbox(), owner=(65534, 65534))
+
+    refusal = UserRefused(tpb.TASK_ERROR, TaskStatus.REASON_TASK_UNAUTHORIZED, "refused to run the task as root")
+    for fw, tid in ((framework(), "t2"), (framework("F2", checkpoint=True), "t3")):
+        [start_task] = machine.run_task(fw, task(tid), "c2", user=refusal)
+        assert isinstance(start_task, StartTask)
+        plan = machine.files_to_create(start_task.run)
+        # No sandbox for a task that is not launched (a checkpointing framework's log is still written).
+        assert plan is None or (plan.checkpoint and plan.sandbox is None)
+        status = one_update(machine.launch(start_task.run))
+        assert (status.state, status.reason, status.message) == (
+            tpb.TASK_ERROR,
+            TaskStatus.REASON_TASK_UNAUTHORIZED,
+            "refused to run the task as root",
+        )
 
 
 def test_files_that_cannot_be_created_fail_the_task(machine: TaskStateMachine) -> None:

@@ -111,10 +111,12 @@ def test_compose_cgroups_v1_slots_follow_the_joint_mounts() -> None:
     devices = next(i for i in cgroups if isinstance(i, CgroupsDevices))
     assert devices.gpu_minors == {0: 0, 1: 1}
     assert isinstance(isolators.launched[0], NvidiaGpu) and not isolators.launched[0].enabled
-    assert isinstance(isolators.launched[-1], DiskDu)
-    # No posix pieces where cgroups limit the task; a container outside the hierarchy has its memory polled.
-    assert isolators.rlimits is None
-    assert not any(isinstance(i, PosixMemory | PosixRlimits) for i in isolators.launched)
+    # No posix pieces where cgroups limit the task but the size of a file (--enforce-disk: no cgroup limits that);
+    # a container outside the hierarchy has its memory polled.
+    rlimits = isolators.rlimits
+    assert rlimits is not None and (rlimits.data, rlimits.fsize, rlimits.no_core) == (False, True, False)
+    assert isinstance(isolators.launched[-1], DiskDu) and isolators.launched[-2] is rlimits
+    assert not any(isinstance(i, PosixMemory) for i in isolators.launched)
     assert any(isinstance(i, PosixMemory) for i in isolators.outside_hierarchy)
     assert not any(isinstance(i, CgroupIsolator) for i in isolators.outside_hierarchy)
     assert {i.name for i in isolators.watching()} == {"cgroups/mem", "disk/du", "posix/mem"}
@@ -141,3 +143,9 @@ def test_compose_posix_mode_rlimits() -> None:
     # posix/mem standing in for a missing memory cgroup: RLIMIT_DATA only (cgroups limit the rest).
     partial = compose(["cgroups/cpu", "posix/mem"], v2(["cgroups/cpu"]), SETTINGS, None).rlimits
     assert partial is not None and (partial.data, partial.fsize, partial.no_core) == (True, False, False)
+    # With cgroups and disk/du, --enforce-disk still limits the size of a file (no cgroup does): RLIMIT_FSIZE only.
+    cgroups = compose(["cgroups/cpu", "cgroups/mem", "disk/du"], v2(["cgroups/cpu", "cgroups/mem"]), SETTINGS, None)
+    assert cgroups.rlimits is not None
+    assert (cgroups.rlimits.data, cgroups.rlimits.fsize, cgroups.rlimits.no_core) == (False, True, False)
+    measured = IsolatorSettings(memory_poll_interval=0.5, disk_poll_interval=15.0, enforce_disk=False, gpus={})
+    assert compose(["cgroups/cpu", "disk/du"], v2(["cgroups/cpu"]), measured, None).rlimits is None
