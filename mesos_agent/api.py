@@ -21,8 +21,13 @@ from mesos_agent.sandbox import decode_id, encode_id, latest_runs
 from mesos_agent.tasks import TaskRun
 from scheduler_sdk._daemon.guard import Guard
 from scheduler_sdk.resources import Resources
+from scheduler_sdk.security.acls import Authorizer
+from scheduler_sdk.security.certs import Principal
 from scheduler_sdk.states import TERMINAL_STATES
 
+#: The longest task or framework id (as the master's bound) and sandbox path a files request may name.
+MAX_ID = 255
+MAX_PATH = 4096
 #: Seconds a sandbox's measured disk usage is reused before it is walked again.
 DISK_USAGE_TTL = 10.0
 _STAT_FIELDS = {f.name: f for f in agent_pb2.ResourceStatistics.DESCRIPTOR.fields if f.name != "timestamp"}
@@ -55,13 +60,14 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     def __init__(self, agent: Agent, link: MasterLink, guard: Guard | None = None) -> None:
         self.agent = agent
         self.link = link
-        self.guard = guard
+        self.guard = guard or Guard(Authorizer(), secure=False)
         self._disk_usage: dict[Path, tuple[float, int]] = {}
 
     async def GetState(
         self, request: agent_pb2.AgentStateRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.AgentState:
         agent = self.agent
+        visible = self.guard.viewer()
         return agent_pb2.AgentState(
             agent_info=agent.info,
             master=self.link.master,
@@ -69,6 +75,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             tasks=[
                 agent_pb2.AgentTask(framework_id=r.framework.id, task=r.info, state=r.state)  # type: ignore[arg-type]
                 for r in agent.tasks.values()
+                if visible(r.framework.principal)
             ],
             pending_updates=agent.updates.pending(),
             isolators=agent.containerizer.isolators,
@@ -78,10 +85,14 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     async def GetContainers(
         self, request: agent_pb2.GetContainersRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetContainersResponse:
+        visible = self.guard.viewer()
         runs = [
             r
             for r in self.agent.tasks.values()
-            if r.container is not None and not r.container.done and r.state not in TERMINAL_STATES
+            if r.container is not None
+            and not r.container.done
+            and r.state not in TERMINAL_STATES
+            and visible(r.framework.principal)
         ]
         if not runs:
             return agent_pb2.GetContainersResponse()
@@ -126,7 +137,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self, request: agent_pb2.ListFilesRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.ListFilesResponse:
         try:
-            located = self.locate(request.task_id, request.framework_id)
+            located = self.locate(request.task_id, request.framework_id, request.path)
+            await self._may_read(context, located)
             entries = await asyncio.to_thread(files.list_dir, located.sandbox, request.path, within=self.agent.work_dir)
         except Refusal as e:
             await _abort(context, e.code, str(e))
@@ -147,7 +159,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         try:
             if request.length < 0:
                 raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "length must not be negative")
-            located = self.locate(request.task_id, request.framework_id)
+            located = self.locate(request.task_id, request.framework_id, request.path)
+            await self._may_read(context, located)
             fd, _ = files.open_file(located.sandbox, request.path, within=self.agent.work_dir)
         except Refusal as e:
             await _abort(context, e.code, str(e))
@@ -172,13 +185,24 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         finally:
             os.close(fd)
 
-    def locate(self, task_id: str, framework_id: str = "") -> Located:
+    async def _may_read(self, context: grpc.aio.ServicerContext, located: Located) -> None:
+        """access_sandboxes: the task's framework may read its own; the ACLs say who else (by default operators).
+        A sandbox found on disk only (its task is gone) has no known owner: only the ACLs can allow it."""
+        owner = located.run.framework.principal if located.run is not None else ""
+        await self.guard.authorize(context, "access_sandboxes", owner, owner=Principal.parse(owner))
+
+    def locate(self, task_id: str, framework_id: str = "", path: str = "") -> Located:
         """The sandbox of a task the agent holds, or of one it ran whose sandbox is still on disk (its latest run).
 
-        Raises Refusal: NOT_FOUND for an unknown task, INVALID_ARGUMENT when the id names tasks of several
-        frameworks and no framework id was given."""
+        Raises Refusal: NOT_FOUND for an unknown task, INVALID_ARGUMENT for an id or path past its bound or when
+        the id names tasks of several frameworks and no framework id was given."""
         if not task_id:
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "a task id is required")
+        for name, value, bound in (("task_id", task_id, MAX_ID), ("framework_id", framework_id, MAX_ID)):
+            if len(value) > bound:
+                raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {len(value)} characters, at most {bound}")
+        if len(path) > MAX_PATH:
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"path: {len(path)} characters, at most {MAX_PATH}")
         found: dict[str, Located] = {}  # by the framework's sandbox directory name
         starting: TaskRun | None = None
         for (fid, tid), run in self.agent.tasks.items():
@@ -267,6 +291,8 @@ def _os_error(task_id: str, path: str, e: OSError) -> tuple[grpc.StatusCode, str
         return grpc.StatusCode.INVALID_ARGUMENT, f"path {shown!r} refused: it is a symlink"
     if isinstance(e, PermissionError):
         return grpc.StatusCode.PERMISSION_DENIED, f"{shown!r}: permission denied"
+    if e.errno == errno.ENAMETOOLONG:
+        return grpc.StatusCode.INVALID_ARGUMENT, f"path {shown[:64]!r}: a name in it is too long"
     return grpc.StatusCode.INTERNAL, f"{shown!r}: {e.strerror or e}"
 
 

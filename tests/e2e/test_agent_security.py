@@ -5,6 +5,7 @@ disk under `--enforce-disk` is stopped and reported."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 from collections.abc import AsyncIterator
@@ -26,8 +27,21 @@ TERMINAL = {tpb.TASK_KILLED, tpb.TASK_FAILED, tpb.TASK_FINISHED, tpb.TASK_LOST, 
 NOBODY = pwd.getpwnam("nobody")
 
 
+#: The master's ACLs here let anyone run tasks as anyone, root included: what these tests check is the agent's
+#: own refusal, the last line of defence (the master's run_tasks ACL refuses root by default).
+ANY_USER_ACLS = {"run_tasks": [{"principals": {"type": "ANY"}, "users": {"type": "ANY"}}], "permissive": True}
+
+
 async def _cluster(tmp_path: Path, *flags: str) -> LocalCluster:
-    c = LocalCluster(tmp_path, agents=1, master_flags=list(FAST_MASTER), agent_flags=[*FAST_AGENT, *flags])
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    acls = tmp_path / "acls.json"
+    acls.write_text(json.dumps(ANY_USER_ACLS))
+    c = LocalCluster(
+        tmp_path,
+        agents=1,
+        master_flags=[*FAST_MASTER, "--acls", str(acls)],
+        agent_flags=[*FAST_AGENT, *flags],
+    )
     await c.start()
     return c
 

@@ -438,9 +438,6 @@ def test_attach_answers_random_agent_messages_and_the_stream_ends_cleanly(target
 NAME_MAX = 255
 
 
-@pytest.mark.xfail(
-    strict=True, raises=ServerFault, reason="mesos_agent/api.py: ENAMETOOLONG from the sandbox lookup is INTERNAL"
-)
 @pytest.mark.parametrize("field", ["task_id", "framework_id", "path"])
 @pytest.mark.parametrize("name", ["ListFiles", "ReadFile"])
 def test_an_over_long_name_for_the_files_api_says_what_is_wrong(target: Target, name: str, field: str) -> None:
