@@ -15,6 +15,7 @@ from mesos_master.cluster import AgentRecord, CallError, Framework, Master, Task
 from mesos_master.validation import UnknownIdError
 from scheduler_sdk import __version__
 from scheduler_sdk.channels import CHANNEL_OPTIONS
+from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import Resources, ResourcesError
 from scheduler_sdk.states import is_terminal
 
@@ -97,7 +98,7 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
     def _tasks(self, framework_id: str = "") -> opb.GetTasksResponse:
         master = self.master
         if framework_id and framework_id not in master.frameworks:
-            raise UnknownIdError(f"unknown framework {framework_id!r}")
+            raise UnknownIdError(f"unknown framework {quoted(framework_id)}")
         frameworks = [master.frameworks[framework_id]] if framework_id else list(master.frameworks.values())
         if not framework_id:
             frameworks += list(master.completed_frameworks)
@@ -197,7 +198,7 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
             guarantee = Resources.from_proto(quota_info.guarantee)
             quota = Quota(guarantee, Resources.from_proto(quota_info.limit) if quota_info.has_limit else None)
         except ResourcesError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"quota of {quota_info.role!r}: {e}")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"quota of {quoted(quota_info.role)}: {e}")
             raise
         await self._change(context, lambda: self.master.set_quota(quota_info.role, quota))
         return opb.SetQuotaResponse()
@@ -206,7 +207,7 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         self, request: opb.RemoveQuotaRequest, context: grpc.aio.ServicerContext
     ) -> opb.RemoveQuotaResponse:
         if request.role not in self.master.quotas:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"role {request.role!r} has no quota")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"role {quoted(request.role)} has no quota")
         await self._change(context, lambda: self.master.set_quota(request.role, None))
         return opb.RemoveQuotaResponse()
 
