@@ -24,17 +24,17 @@ from mesos_master.bounds import (
     check_agent_info,
     check_framework_info,
     check_kill,
+    check_resources,
     check_role,
     check_roles,
     check_weights,
 )
-from mesos_master.errors import CallError, UnknownIdError
+from mesos_master.errors import CallError as CallError  # re-exported: the error type of every check
+from mesos_master.errors import UnknownIdError as UnknownIdError
 from mesos_master.records import Offer, Task
 from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import UNRESERVED, Resources, ResourcesError
 from scheduler_sdk.states import is_terminal
-
-__all__ = ["CallError", "UnknownIdError"]  # and every validate_*, accept_offers, task_error, call_* below
 
 OfferOperation = scheduler_pb2.Offer_Operation
 
@@ -233,6 +233,13 @@ def validate_operator_reservation(resources: Resources) -> None:
         if role == UNRESERVED:
             raise CallError("every resource must name the role it is (un)reserved for, e.g. cpus(eng):2")
         validate_role(role)
+
+
+def operator_resources(field: str, resources: Sequence[rpb.Resource]) -> Resources:
+    """The resources an operator call names (Reserve, Unreserve, SetQuota): bounded, then read (CallError for
+    the shape, ResourcesError for the amounts)."""
+    check_resources(field, resources)
+    return Resources.from_proto(resources)
 
 
 def validate_weights(weights: Mapping[str, float]) -> None:

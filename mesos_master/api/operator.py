@@ -12,7 +12,7 @@ from aiomesos.v1 import operator_pb2 as opb
 from mesos_master.allocator.base import Quota
 from mesos_master.api.dispatch import Dispatcher
 from mesos_master.cluster import AgentRecord, CallError, Framework, Master, Task
-from mesos_master.validation import UnknownIdError
+from mesos_master.validation import UnknownIdError, operator_resources
 from scheduler_sdk import __version__
 from scheduler_sdk.channels import CHANNEL_OPTIONS
 from scheduler_sdk.quoting import quoted
@@ -195,9 +195,10 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         if not quota_info.role:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "quota.role must not be empty")
         try:
-            guarantee = Resources.from_proto(quota_info.guarantee)
-            quota = Quota(guarantee, Resources.from_proto(quota_info.limit) if quota_info.has_limit else None)
-        except ResourcesError as e:
+            guarantee = operator_resources("quota.guarantee", quota_info.guarantee)
+            limit = operator_resources("quota.limit", quota_info.limit) if quota_info.has_limit else None
+            quota = Quota(guarantee, limit)
+        except (CallError, ResourcesError) as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"quota of {quoted(quota_info.role)}: {e}")
             raise
         await self._change(context, lambda: self.master.set_quota(quota_info.role, quota))
@@ -214,7 +215,7 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
     async def Reserve(self, request: opb.ReserveRequest, context: grpc.aio.ServicerContext) -> opb.ReserveResponse:
         await self._change(
             context,
-            lambda: self.master.operator_reserve(request.agent_id, Resources.from_proto(request.resources)),
+            lambda: self.master.operator_reserve(request.agent_id, operator_resources("resources", request.resources)),
         )
         return opb.ReserveResponse()
 
@@ -224,7 +225,7 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         await self._change(
             context,
             lambda: self.master.operator_reserve(
-                request.agent_id, Resources.from_proto(request.resources), unreserve=True
+                request.agent_id, operator_resources("resources", request.resources), unreserve=True
             ),
         )
         return opb.UnreserveResponse()

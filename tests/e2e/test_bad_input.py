@@ -5,6 +5,7 @@ nothing is stored, and the master answers as ever afterwards."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -135,7 +136,12 @@ async def test_calls_with_huge_ids_get_short_error_events_and_the_stream_goes_on
         async with OperatorClient(cluster.master_address) as client:
             [summary] = (await client.frameworks()).frameworks
         assert [c.type for c in summary.framework_info.capabilities] == [Capability.PARTITION_AWARE]
+        # Leave no stream open for the master's shutdown: tear down, and read until the master ends the stream.
+        await call.write(Call(framework_id=framework_id, type=Call.TEARDOWN))
         await call.done_writing()
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            while await asyncio.wait_for(call.read(), 10) is not grpc.aio.EOF:
+                pass
 
 
 async def test_inf_nan_and_absurd_weights_are_invalid_argument_naming_the_role(cluster: LocalCluster) -> None:
@@ -198,6 +204,18 @@ async def test_operator_calls_naming_huge_ids_are_answered_short(cluster: LocalC
                 opb.SetQuotaRequest(quota=opb.QuotaInfo(role="r" * LONG)),
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"role: {LONG} characters, at most 255",
+            ),
+            (
+                stub.SetQuota,
+                opb.SetQuotaRequest(quota=opb.QuotaInfo(role="eng", guarantee=[rpb.Resource(name="cpus")] * 300)),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "quota of 'eng': quota.guarantee: 300 entries, at most 256",
+            ),
+            (
+                stub.Unreserve,
+                opb.UnreserveRequest(agent_id="S1", resources=[rpb.Resource(name="c" * LONG)]),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"resources[0].name: {LONG} characters, at most 255",
             ),
         ]
         for method, request, code, fragment in calls:

@@ -16,6 +16,7 @@ from mesos_master import bounds as b
 from mesos_master.errors import CallError
 from mesos_master.validation import (
     call_roles,
+    operator_resources,
     validate_acknowledgements,
     validate_agent_info,
     validate_framework_info,
@@ -328,6 +329,7 @@ SIZES: list[tuple[str, Callable[[int], None], int, str]] = [
         "agent_info.attributes[0].text",
     ),
     # operator calls
+    ("operator resources", lambda n: operator_resources("resources", resources(n)), b.MAX_RESOURCES, "resources"),
     ("weights", lambda n: validate_weights({f"r{i}": 1.0 for i in range(n)}), b.MAX_WEIGHTS, "weights"),
 ]
 
