@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from aiomesos.v1 import agent_pb2, scheduler_pb2
 from aiomesos.v1 import tasks_pb2 as tpb
+from mesos_master.bounds import check_accept
 from mesos_master.offers import refuse_seconds
 from mesos_master.records import AgentRecord, Framework, Offer, Task
 from mesos_master.reservations import ReservationTransitions
@@ -23,6 +24,7 @@ MasterMessage = agent_pb2.MasterMessage
 class AcceptTransitions(ReservationTransitions, TaskTransitions):
     def accept(self, framework_id: str, call: scheduler_pb2.Call.Accept) -> None:
         fw = self._framework(framework_id)
+        check_accept(call)  # the call's shape, before any offer is touched: refused whole, the offers stay
         now = self.clock()
         valid, problems = accept_offers(framework_id, call.offer_ids, self.offers)
         for offer in valid:

@@ -21,6 +21,7 @@ from mesos_master.validation import (
     validate_framework_info,
     validate_updated_framework_info,
 )
+from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import is_terminal
 
@@ -39,14 +40,15 @@ class FrameworkTransitions(OfferTransitions, TaskTransitions):
         copy = rpb.FrameworkInfo()
         copy.CopyFrom(info)
         info = copy
+        drop_unknown_capabilities(info)
         if principal:
             if info.principal and info.principal != principal:
-                raise DeniedError(f"framework_info.principal {info.principal[:64]!r} is not the caller, {principal}")
+                raise DeniedError(f"framework_info.principal {quoted(info.principal)} is not the caller, {principal}")
             info.principal = principal
         # An empty user means: run tasks as the agent's own user.
         framework_id = info.id
         if framework_id and framework_id in self.removed_framework_ids:
-            raise CallError(f"framework {framework_id} was torn down and cannot subscribe again")
+            raise CallError(f"framework {quoted(framework_id)} was torn down and cannot subscribe again")
         existing = self.frameworks.get(framework_id) if framework_id else None
         if existing is not None:
             owner = existing.info.principal
@@ -88,6 +90,7 @@ class FrameworkTransitions(OfferTransitions, TaskTransitions):
         validate_updated_framework_info(info, framework_id)
         new = rpb.FrameworkInfo()
         new.CopyFrom(info)
+        drop_unknown_capabilities(new)
         new.id = framework_id
         new.user = new.user or fw.info.user
         new.principal = fw.info.principal  # bound at SUBSCRIBE; UPDATE_FRAMEWORK cannot change it
@@ -112,7 +115,7 @@ class FrameworkTransitions(OfferTransitions, TaskTransitions):
         """Remove a framework for good: kill its tasks, drop its offers, forget it in the registry."""
         fw = self.frameworks.pop(framework_id, None)
         if fw is None:
-            raise UnknownIdError(f"unknown framework {framework_id!r}")
+            raise UnknownIdError(f"unknown framework {quoted(framework_id)}")
         self._rescind_all(fw, recover=True, notify=False)
         for agent_id in {t.agent_id for t in fw.tasks.values()}:
             agent = self.agents.get(agent_id)
@@ -155,6 +158,15 @@ class FrameworkTransitions(OfferTransitions, TaskTransitions):
                 if fid == framework_id and not is_terminal(task.state):
                     used[agent.id] = used.get(agent.id, Resources.empty()) + task.resources
         return used
+
+
+def drop_unknown_capabilities(info: rpb.FrameworkInfo) -> None:
+    """Capabilities the master does not know are ignored, as Mesos ignores them: dropped from its copy of `info`
+    (so they are neither stored nor shown), never an error."""
+    known = [Capability(type=c.type) for c in info.capabilities if c.type in Capability.Type.values()]
+    if len(known) != len(info.capabilities):
+        del info.capabilities[:]
+        info.capabilities.extend(known)
 
 
 class AllocatorOptions(TypedDict):

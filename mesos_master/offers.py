@@ -3,9 +3,10 @@ that change what a framework is offered (DECLINE, REVIVE, SUPPRESS). ACCEPT is i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from aiomesos.v1 import scheduler_pb2
+from mesos_master.bounds import check_decline
 from mesos_master.records import Framework, Offer
 from mesos_master.state import MasterState
 from mesos_master.validation import call_roles
@@ -97,6 +98,7 @@ class OfferTransitions(MasterState):
 
     def decline(self, framework_id: str, call: scheduler_pb2.Call.Decline) -> None:
         self._framework(framework_id)
+        check_decline(call)
         now = self.clock()
         refuse = refuse_seconds(call.filters)
         for offer_id in call.offer_ids:
@@ -108,13 +110,13 @@ class OfferTransitions(MasterState):
                 framework_id, offer.agent_id, offer.resources, refuse, now, role=offer.role
             )
 
-    def revive(self, framework_id: str, roles: Iterable[str] = ()) -> None:
+    def revive(self, framework_id: str, roles: Sequence[str] = ()) -> None:
         fw = self._framework(framework_id)
         chosen = call_roles(roles, fw.roles(), "revive")
         fw.suppressed_roles.difference_update(chosen)
         self.allocator.revive_offers(framework_id, list(roles) or None)
 
-    def suppress(self, framework_id: str, roles: Iterable[str] = ()) -> None:
+    def suppress(self, framework_id: str, roles: Sequence[str] = ()) -> None:
         fw = self._framework(framework_id)
         chosen = call_roles(roles, fw.roles(), "suppress")
         fw.suppressed_roles.update(chosen)

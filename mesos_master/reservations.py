@@ -14,6 +14,7 @@ from mesos_master.validation import (
     validate_operator_reservation,
     validate_reservation_operation,
 )
+from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import UNRESERVED, Resources
 from scheduler_sdk.states import is_terminal
 
@@ -71,7 +72,7 @@ class ReservationTransitions(OfferTransitions):
         """Reserve (or unreserve) resources of an agent that no task holds, for the roles they name."""
         agent = self.agents.get(agent_id)
         if agent is None:
-            raise UnknownIdError(f"unknown agent {agent_id!r}")
+            raise UnknownIdError(f"unknown agent {quoted(agent_id)}")
         validate_operator_reservation(resources)
         # Offers on the agent go back first, as in Mesos: what they held may be what is to be reserved.
         self._rescind_agent_offers(agent_id, recover=True)

@@ -17,9 +17,10 @@ from aiomesos.v1 import scheduler_pb2
 from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_master.allocator import Allocator
 from mesos_master.allocator.base import Quota
+from mesos_master.errors import DeniedError, UnknownIdError
 from mesos_master.outbox import Outbox
 from mesos_master.records import AgentRecord, Framework, Offer
-from mesos_master.validation import DeniedError, UnknownIdError
+from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.security.acls import Authorizer, audit
 from scheduler_sdk.security.certs import Principal
@@ -65,7 +66,7 @@ class MasterState:
     def _framework(self, framework_id: str) -> Framework:
         fw = self.frameworks.get(framework_id)
         if fw is None:
-            raise UnknownIdError(f"unknown framework {framework_id!r}")
+            raise UnknownIdError(f"unknown framework {quoted(framework_id)}")
         return fw
 
     def _authorize(self, fw: Framework, action: str, obj: str) -> None:

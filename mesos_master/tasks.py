@@ -3,16 +3,18 @@ and the framework messages the master forwards to an agent's executor."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import structlog
 
 from aiomesos.v1 import agent_pb2, scheduler_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
+from mesos_master.bounds import check_message, check_reconcile
 from mesos_master.records import AgentRecord, Framework, Task
 from mesos_master.state import MasterState
-from mesos_master.validation import CallError, validate_acknowledgement, validate_kill
+from mesos_master.validation import CallError, validate_acknowledgements, validate_kill
+from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import is_terminal
 
@@ -139,10 +141,10 @@ class TaskTransitions(MasterState):
                 MasterMessage.KillTask(framework_id=framework_id, task_id=call.task_id, kill_policy=call.kill_policy)
             )
 
-    def acknowledge(self, framework_id: str, acks: Iterable[tpb.Acknowledgement]) -> None:
+    def acknowledge(self, framework_id: str, acks: Sequence[tpb.Acknowledgement]) -> None:
         fw = self._framework(framework_id)
+        validate_acknowledgements(acks)
         for ack in acks:
-            validate_acknowledgement(ack)
             task = fw.tasks.get(ack.task_id)
             agent_id = ack.agent_id or (task.agent_id if task else "")
             agent = self.agents.get(agent_id)
@@ -157,8 +159,9 @@ class TaskTransitions(MasterState):
                 if latest is not None and latest.uuid == ack.uuid:
                     self._forget_task(fw, task)
 
-    def reconcile(self, framework_id: str, tasks: Iterable[scheduler_pb2.Call.Reconcile.Task]) -> None:
+    def reconcile(self, framework_id: str, tasks: Sequence[scheduler_pb2.Call.Reconcile.Task]) -> None:
         fw = self._framework(framework_id)
+        check_reconcile(tasks)
         now = self.clock()
         wanted = list(tasks)
         if not wanted:
@@ -208,9 +211,10 @@ class TaskTransitions(MasterState):
 
     def framework_message(self, framework_id: str, call: scheduler_pb2.Call.Message) -> None:
         self._framework(framework_id)
+        check_message(call)
         agent = self.agents.get(call.agent_id)
         if agent is None or not agent.connected:
-            raise CallError(f"message to agent {call.agent_id!r}: that agent is not attached")
+            raise CallError(f"message to agent {quoted(call.agent_id)}: that agent is not attached")
         self.outbox.agent(agent.id).rest.append(
             MasterMessage(
                 type=MasterMessage.FRAMEWORK_MESSAGE,

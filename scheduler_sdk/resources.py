@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiomesos.v1 import resources_pb2 as pb
 from scheduler_sdk.enums import enum_name
+from scheduler_sdk.quoting import quoted
 
 UNRESERVED = "*"
 _MILLI = 1000
@@ -33,13 +34,35 @@ def _to_milli(value: float) -> int:
 # The most of one scalar a resource may say it has: a trillion of its unit (a million TB of mem in MB) is more than
 # any host holds, and its thousandths stay exact integers. Larger amounts are an error, not an overflow.
 MAX_SCALAR = 1e12
+#: A port is 16 bits; the ends of any other range are bounded as scalars are.
+MAX_PORT = 65535
+MAX_RANGE_VALUE = int(MAX_SCALAR)
+#: The most ranges (or set items) one resource may list: a host's ports are a few ranges, and 1024 single ports
+#: are more than a task asks for.
+MAX_RANGES = 1024
+MAX_SET_ITEMS = 1024
 
 
 def _amount_in_milli(value: float, shown: object, name: str) -> int:
     """A scalar amount read from a user (text or wire), checked, in thousandths."""
     if not 0 <= value <= MAX_SCALAR:  # NaN fails this too
-        raise ResourcesError(f"invalid amount {shown} for {name!r}: must be a number from 0 to {MAX_SCALAR:g}")
+        raise ResourcesError(f"invalid amount {shown} for {quoted(name)}: must be a number from 0 to {MAX_SCALAR:g}")
     return _to_milli(value)
+
+
+def _checked_range(name: str, begin: int, end: int) -> Range:
+    """A range read from a user (text or wire): it begins before it ends, and ends within its kind's bound."""
+    if begin > end:
+        raise ResourcesError(f"range [{begin}-{end}] for {quoted(name)} ends before it begins")
+    limit = MAX_PORT if name == "ports" else MAX_RANGE_VALUE
+    if end > limit:
+        raise ResourcesError(f"range [{begin}-{end}] for {quoted(name)} goes past {limit}")
+    return begin, end
+
+
+def _checked_count(name: str, count: int, what: str, limit: int) -> None:
+    if count > limit:
+        raise ResourcesError(f"resource {quoted(name)} lists {count} {what}, at most {limit}")
 
 
 def _normalize_ranges(ranges: Iterable[Range]) -> tuple[Range, ...]:
@@ -136,30 +159,33 @@ class Resources:
                 continue
             m = _PART.fullmatch(part)
             if not m:
-                raise ResourcesError(f"malformed resource {part!r}: expected NAME[(ROLE)]:VALUE")
+                raise ResourcesError(f"malformed resource {quoted(part)}: expected NAME[(ROLE)]:VALUE")
             name, role, value = m.group("name"), m.group("role") or default_role, m.group("value").strip()
             key = (name, role)
             if value.startswith("["):
                 if not value.endswith("]"):
-                    raise ResourcesError(f"malformed ranges for {name!r}: {value!r}")
-                for item in filter(None, (s.strip() for s in value[1:-1].split(","))):
+                    raise ResourcesError(f"malformed ranges for {quoted(name)}: {quoted(value)}")
+                listed = [s.strip() for s in value[1:-1].split(",") if s.strip()]
+                _checked_count(name, len(listed) + len(ranges.get(key, ())), "ranges", MAX_RANGES)
+                for item in listed:
                     rm = _RANGE.fullmatch(item)
                     if not rm:
-                        raise ResourcesError(f"malformed range {item!r} for {name!r}: expected BEGIN-END")
+                        raise ResourcesError(f"malformed range {quoted(item)} for {quoted(name)}: expected BEGIN-END")
                     begin, end = int(rm.group(1)), int(rm.group(2) or rm.group(1))
-                    if begin > end:
-                        raise ResourcesError(f"range {item!r} for {name!r} ends before it begins")
-                    ranges.setdefault(key, []).append((begin, end))
+                    ranges.setdefault(key, []).append(_checked_range(name, begin, end))
             elif value.startswith("{"):
                 if not value.endswith("}"):
-                    raise ResourcesError(f"malformed set for {name!r}: {value!r}")
+                    raise ResourcesError(f"malformed set for {quoted(name)}: {quoted(value)}")
                 items = {s.strip() for s in value[1:-1].split(",") if s.strip()}
                 sets.setdefault(key, set()).update(items)
+                _checked_count(name, len(sets[key]), "set items", MAX_SET_ITEMS)
             else:
                 try:
                     amount = float(value)
                 except ValueError:
-                    raise ResourcesError(f"malformed amount {value!r} for {name!r}: expected a number") from None
+                    raise ResourcesError(
+                        f"malformed amount {quoted(value)} for {quoted(name)}: expected a number"
+                    ) from None
                 scalars[key] = scalars.get(key, 0) + _amount_in_milli(amount, repr(value[:32]), name)
         return cls._make(
             scalars,
@@ -180,14 +206,16 @@ class Resources:
                 v = r.scalar.value
                 scalars[key] = scalars.get(key, 0) + _amount_in_milli(v, v, r.name)
             elif r.type == pb.Value.RANGES:
+                _checked_count(r.name, len(r.ranges.range) + len(ranges.get(key, ())), "ranges", MAX_RANGES)
                 for rg in r.ranges.range:
-                    if rg.begin > rg.end:
-                        raise ResourcesError(f"range [{rg.begin}-{rg.end}] for {r.name!r} ends before it begins")
-                    ranges.setdefault(key, []).append((rg.begin, rg.end))
+                    ranges.setdefault(key, []).append(_checked_range(r.name, rg.begin, rg.end))
             elif r.type == pb.Value.SET:
+                _checked_count(r.name, len(r.set.item) + len(sets.get(key, ())), "set items", MAX_SET_ITEMS)
                 sets.setdefault(key, set()).update(r.set.item)
             else:
-                raise ResourcesError(f"resource {r.name!r} has unsupported type {enum_name(pb.Value.Type, r.type)}")
+                raise ResourcesError(
+                    f"resource {quoted(r.name)} has unsupported type {enum_name(pb.Value.Type, r.type)}"
+                )
         return cls._make(
             scalars,
             {k: _normalize_ranges(v) for k, v in ranges.items()},
@@ -409,7 +437,7 @@ def _fmt(value: float) -> str:
 
 
 _PART = re.compile(r"(?P<name>[A-Za-z_][\w.\-]*)(?:\((?P<role>[^()]+)\))?\s*:\s*(?P<value>.+)")
-_RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
+_RANGE = re.compile(r"\s*(\d{1,20})\s*(?:-\s*(\d{1,20})\s*)?")
 _EMPTY = Resources({}, {}, {})
 
 

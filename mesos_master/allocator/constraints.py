@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 
 from mesos_master.allocator import _vectors as vectors
 from mesos_master.allocator.base import AttributeMatch, OfferConstraints
+from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import Resources
 
 AttributePredicate = Callable[[Mapping[str, str]], bool]
@@ -17,7 +18,7 @@ def compile_match(match: AttributeMatch) -> Callable[[Mapping[str, str]], bool]:
     """One predicate; a missing attribute never matches. `regex` must match the whole value."""
     given = [x is not None for x in (match.equals, match.in_, match.regex)]
     if sum(given) != 1:
-        raise ValueError(f"offer constraint on {match.attribute!r}: give exactly one of equals, in_, regex")
+        raise ValueError(f"offer constraint on {quoted(match.attribute)}: give exactly one of equals, in_, regex")
     name = match.attribute
     if match.equals is not None:
         wanted = match.equals
@@ -29,7 +30,7 @@ def compile_match(match: AttributeMatch) -> Callable[[Mapping[str, str]], bool]:
     try:
         pattern = re.compile(match.regex)
     except re.error as e:
-        raise ValueError(f"offer constraint on {name!r}: bad regex {match.regex!r}: {e}") from None
+        raise ValueError(f"offer constraint on {quoted(name)}: bad regex {quoted(match.regex)}: {e}") from None
 
     def matches(attrs: Mapping[str, str]) -> bool:
         value = attrs.get(name)

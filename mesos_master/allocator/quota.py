@@ -28,6 +28,7 @@ from mesos_master.allocator._vectors import Vec
 from mesos_master.allocator.base import Quota
 from mesos_master.allocator.role_orders import RoleOrders
 from mesos_master.allocator.roles import RoleNode
+from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import UNRESERVED, Resources
 
 Role = TypeVar("Role", bound=Hashable)
@@ -81,7 +82,9 @@ def validate_quota(quotas: Mapping[str, Quota], role: str, quota: Quota | None) 
     else:
         new[role] = quota
         if quota.limit is not None and not quota.limit.contains(quota.guarantee.only(*quota.limit.names())):
-            raise ValueError(f"quota of {role!r}: the guarantee {quota.guarantee} exceeds the limit {quota.limit}")
+            raise ValueError(
+                f"quota of {quoted(role)}: the guarantee {quota.guarantee} exceeds the limit {quota.limit}"
+            )
     guarantee = {r: vectors.vector(q.guarantee) for r, q in new.items() if q.guarantee}
     limit = {r: vectors.vector(q.limit) for r, q in new.items() if q.limit is not None}
     children: dict[str, set[str]] = {}
@@ -102,8 +105,8 @@ def validate_quota(quotas: Mapping[str, Quota], role: str, quota: Quota | None) 
             over = {name: milli for name, milli in inside.items() if name in cap and milli > cap[name]}
             if over:
                 raise ValueError(
-                    f"quota of {role!r}: the guarantees within {r!r} ({_show(inside)}) exceed the limit of "
-                    f"{r!r} ({_show(cap)})"
+                    f"quota of {quoted(role)}: the guarantees within {quoted(r)} ({_show(inside)}) exceed the limit of "
+                    f"{quoted(r)} ({_show(cap)})"
                 )
         own = guarantee.get(r)
         if own is not None:
@@ -113,8 +116,8 @@ def validate_quota(quotas: Mapping[str, Quota], role: str, quota: Quota | None) 
             over = {name: milli for name, milli in below.items() if milli > own.get(name, 0)}
             if over:
                 raise ValueError(
-                    f"quota of {role!r}: the guarantees of the children of {r!r} ({_show(below)}) exceed its own "
-                    f"guarantee ({_show(own)})"
+                    f"quota of {quoted(role)}: the guarantees of the children of {quoted(r)} ({_show(below)}) "
+                    f"exceed its own guarantee ({_show(own)})"
                 )
 
 
@@ -436,6 +439,6 @@ def check_reservation(
             if more.get(name, 0) > 0 and node.consumed(name) + more[name] > cap:
                 left = max(0, cap - node.consumed(name)) / vectors.MILLI
                 raise ValueError(
-                    f"reserving {resources} would take role {node.name!r} over its quota limit "
+                    f"reserving {resources} would take role {quoted(node.name)} over its quota limit "
                     f"{vectors.to_resources(node.limit)} ({name}: {left:g} left)"
                 )

@@ -19,10 +19,11 @@ from mesos_master.allocator.base import Quota
 from mesos_master.api.dispatch import Dispatcher
 from mesos_master.cluster import AgentRecord, CallError, Framework, Master, Task
 from mesos_master.paging import ITEM_OVERHEAD, Key, PageTokenError, decode_token, encode_token, take_page, unique_keys
-from mesos_master.validation import UnknownIdError
+from mesos_master.validation import UnknownIdError, operator_resources
 from scheduler_sdk import __version__
 from scheduler_sdk._daemon.guard import Guard
 from scheduler_sdk.channels import open_channel
+from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import UNRESERVED, Resources, ResourcesError
 from scheduler_sdk.security.certs import Principal
 from scheduler_sdk.security.config import ClientConfig
@@ -195,7 +196,7 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         if framework_id:
             fw = master.frameworks.get(framework_id)
             if fw is None or not visible(fw.info.principal):
-                raise UnknownIdError(f"unknown framework {framework_id[:64]!r}")
+                raise UnknownIdError(f"unknown framework {quoted(framework_id)}")
             return [fw]
         everything = list(master.frameworks.values()) + list(master.completed_frameworks)
         return [fw for fw in everything if visible(fw.info.principal)]
@@ -296,10 +297,11 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         if not quota_info.role:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "quota.role must not be empty")
         try:
-            guarantee = Resources.from_proto(quota_info.guarantee)
-            quota = Quota(guarantee, Resources.from_proto(quota_info.limit) if quota_info.has_limit else None)
-        except ResourcesError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"quota of {quota_info.role!r}: {e}")
+            guarantee = operator_resources("quota.guarantee", quota_info.guarantee)
+            limit = operator_resources("quota.limit", quota_info.limit) if quota_info.has_limit else None
+            quota = Quota(guarantee, limit)
+        except (CallError, ResourcesError) as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"quota of {quoted(quota_info.role)}: {e}")
             raise
         await self.guard.authorize(context, "update_quotas", quota_info.role)
         await self._change(context, lambda: self.master.set_quota(quota_info.role, quota))
@@ -310,7 +312,7 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
     ) -> opb.RemoveQuotaResponse:
         await self.guard.authorize(context, "update_quotas", request.role)
         if request.role not in self.master.quotas:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"role {request.role!r} has no quota")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"role {quoted(request.role)} has no quota")
         await self._change(context, lambda: self.master.set_quota(request.role, None))
         return opb.RemoveQuotaResponse()
 
@@ -325,11 +327,11 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         return opb.UnreserveResponse()
 
     async def _reserve(
-        self, context: grpc.aio.ServicerContext, agent_id: str, wire: Iterable[rpb.Resource], *, unreserve: bool
+        self, context: grpc.aio.ServicerContext, agent_id: str, wire: Sequence[rpb.Resource], *, unreserve: bool
     ) -> None:
         try:
-            resources = Resources.from_proto(wire)
-        except ResourcesError as e:
+            resources = operator_resources("resources", wire)
+        except (CallError, ResourcesError) as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise
         action = "unreserve_resources" if unreserve else "reserve_resources"

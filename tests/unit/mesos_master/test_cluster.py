@@ -491,7 +491,7 @@ def test_task_id_of_an_active_task_is_a_duplicate(w: World) -> None:
         (task("", "cpus:1"), "task_id must not be empty"),
         (task("t1", ""), "uses no resources"),
         (task("t1", "ports:[31000-31000]"), "uses no resources"),
-        (task("t1", agent_id="elsewhere"), "names agent elsewhere"),
+        (task("t1", agent_id="elsewhere"), "names agent 'elsewhere'"),
     ],
     ids=["empty-command", "empty-id", "no-resources", "ports-only", "wrong-agent"],
 )

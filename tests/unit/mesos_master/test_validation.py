@@ -15,7 +15,7 @@ from mesos_master.validation import (
     call_framework_error,
     call_roles,
     task_error,
-    validate_acknowledgement,
+    validate_acknowledgements,
     validate_agent_info,
     validate_framework_info,
     validate_kill,
@@ -69,7 +69,7 @@ def test_call_roles_are_the_named_ones_or_all_of_the_frameworks() -> None:
         ({"name": "x", "roles": ["a", "a"]}, "must not repeat a role"),
         ({"name": "x", "roles": [""]}, "must not be empty"),
         ({"name": "x", "roles": ["a b"]}, "invalid role"),
-        ({"name": "x", "failover_timeout": -1}, "failover_timeout must not be negative"),
+        ({"name": "x", "failover_timeout": -1}, "failover_timeout: -1.0, must be a number from 0 to"),
     ],
 )
 def test_framework_info_is_checked(kw: dict[str, object], fragment: str) -> None:
@@ -125,7 +125,7 @@ def test_an_updated_framework_info_keeps_its_id() -> None:
 def test_a_call_on_a_stream_names_that_stream_framework_or_none() -> None:
     assert call_framework_error("", "F1") is None
     assert call_framework_error("F1", "F1") is None
-    assert call_framework_error("F2", "F1") == "call names framework F2, but this stream belongs to F1"
+    assert call_framework_error("F2", "F1") == "call names framework 'F2', but this stream belongs to F1"
 
 
 # ============================================================================================ agents
@@ -158,9 +158,9 @@ def test_accepted_offers_must_be_outstanding_own_and_on_one_agent() -> None:
     valid, problems = accept_offers("F1", ["O1", "O1", "O9", "O3", "O2"], outstanding)
     assert [o.id for o in valid] == ["O1", "O2"]
     assert problems == [
-        "offer O1 appears twice",
-        "offer O9 is no longer valid (unknown, used, declined or rescinded)",
-        "offer O3 belongs to another framework",
+        "offer 'O1' appears twice",
+        "offer 'O9' is no longer valid (unknown, used, declined or rescinded)",
+        "offer 'O3' belongs to another framework",
         "offers from different agents (S1, S2) in one accept",
     ]
     assert accept_offers("F1", [], outstanding) == ([], ["an accept must name at least one offer"])
@@ -188,7 +188,7 @@ def test_a_valid_task_launches() -> None:
         (task_info(task_id=""), "task_id must not be empty"),
         (task_info(task_id="dup"), "duplicate id"),
         (task_info(task_id="active"), "duplicate id"),
-        (task_info(agent_id="S2"), "names agent S2 but the offers are from agent S1"),
+        (task_info(agent_id="S2"), "names agent 'S2' but the offers are from agent S1"),
         (task_info(command=""), "has no command"),
         (task_info(resources="ports:[1-2]"), "uses no resources"),
         (task_info(resources="cpus:4"), "uses more resources than offered"),
@@ -242,9 +242,9 @@ def test_kill_and_acknowledgement_are_checked() -> None:
     validate_kill(scheduler_pb2.Call.Kill(task_id="t1"))
     with pytest.raises(CallError, match=r"kill\.task_id"):
         validate_kill(scheduler_pb2.Call.Kill())
-    validate_acknowledgement(tpb.Acknowledgement(task_id="t1", uuid=b"u"))
+    validate_acknowledgements([tpb.Acknowledgement(task_id="t1", uuid=b"u")])
     with pytest.raises(CallError, match="'t1' has no uuid"):
-        validate_acknowledgement(tpb.Acknowledgement(task_id="t1"))
+        validate_acknowledgements([tpb.Acknowledgement(task_id="t1")])
 
 
 # ============================================================================================ operator
@@ -258,7 +258,7 @@ def test_operator_reservations_name_valid_roles() -> None:
 
 def test_weights_are_positive_for_valid_roles() -> None:
     validate_weights({"eng": 2.0, "ops": 0.5})
-    with pytest.raises(CallError, match="must be > 0"):
+    with pytest.raises(CallError, match=r"weight of role 'eng': 0.0, must be a number from 0.001 to 1e\+06"):
         validate_weights({"eng": 0.0})
     with pytest.raises(CallError, match="invalid role"):
         validate_weights({"a b": 1.0})
