@@ -18,9 +18,10 @@ from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import tasks_pb2 as tpb
-from scheduler_sdk.channels import CHANNEL_OPTIONS
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import OperatorClient
+from scheduler_sdk.security.local import LocalCertificates
+from tests.e2e.harness import master_channel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 Call = spb.Call
@@ -46,7 +47,7 @@ def subscribe(**info: object) -> spb.Call:
 
 
 async def refused_subscription(address: str, first: spb.Call) -> grpc.aio.AioRpcError:
-    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+    async with master_channel(address) as channel:
         call = scheduler_pb2_grpc.SchedulerStub(channel).Subscribe()
         await call.write(first)
         with pytest.raises(grpc.aio.AioRpcError) as ended:
@@ -101,7 +102,7 @@ async def test_25_mb_framework_names_are_refused_and_get_frameworks_still_works(
 
 
 async def test_calls_with_huge_ids_get_short_error_events_and_the_stream_goes_on(cluster: LocalCluster) -> None:
-    async with grpc.aio.insecure_channel(cluster.master_address, options=CHANNEL_OPTIONS) as channel:
+    async with master_channel(cluster.master_address) as channel:
         call = scheduler_pb2_grpc.SchedulerStub(channel).Subscribe()
         await call.write(subscribe(capabilities=[Capability(type=77), Capability(type=Capability.PARTITION_AWARE)]))
         framework_id = (await next_event(call, Event.SUBSCRIBED)).subscribed.framework_id
@@ -145,7 +146,7 @@ async def test_calls_with_huge_ids_get_short_error_events_and_the_stream_goes_on
 
 
 async def test_inf_nan_and_absurd_weights_are_invalid_argument_naming_the_role(cluster: LocalCluster) -> None:
-    async with grpc.aio.insecure_channel(cluster.master_address, options=CHANNEL_OPTIONS) as channel:
+    async with master_channel(cluster.master_address) as channel:
         stub = operator_pb2_grpc.OperatorStub(channel)
         for weight in (math.inf, math.nan, -1.0, 0.0, 1e300):
             request = opb.UpdateWeightsRequest(weights=[opb.RoleWeight(role="eng", weight=weight)])
@@ -172,13 +173,18 @@ def ports_to_the_end() -> list[rpb.Resource]:
     ]
 
 
-async def test_a_port_range_to_2_64_is_refused_from_an_agent_and_an_operator(cluster: LocalCluster) -> None:
-    async with grpc.aio.insecure_channel(cluster.master_address, options=CHANNEL_OPTIONS) as channel:
+async def test_a_port_range_to_2_64_is_refused_from_an_agent_and_an_operator(
+    cluster: LocalCluster, cluster_ca: LocalCertificates
+) -> None:
+    async with master_channel(cluster.master_address) as channel:
         operator = operator_pb2_grpc.OperatorStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await operator.Reserve(opb.ReserveRequest(agent_id="S1", resources=ports_to_the_end()), timeout=10)
         assert_refused(refused.value, grpc.StatusCode.INVALID_ARGUMENT, "for 'ports' goes past 65535")
 
+    # An agent (a certificate of the cluster's CA for agent/fake) registering with a range past 65535.
+    agent_config = cluster_ca.client_config(cluster.master_address, name="fake", role="agent")
+    async with master_channel(cluster.master_address, agent_config) as channel:
         attach = agent_pb2_grpc.AgentRegistryStub(channel).Attach()
         cpus = rpb.Resource(name="cpus", type=rpb.Value.SCALAR, scalar=rpb.Value.Scalar(value=1))
         info = rpb.AgentInfo(hostname="fake", resources=[cpus, *ports_to_the_end()])
@@ -192,7 +198,7 @@ async def test_a_port_range_to_2_64_is_refused_from_an_agent_and_an_operator(clu
 
 
 async def test_operator_calls_naming_huge_ids_are_answered_short(cluster: LocalCluster) -> None:
-    async with grpc.aio.insecure_channel(cluster.master_address, options=CHANNEL_OPTIONS) as channel:
+    async with master_channel(cluster.master_address) as channel:
         stub = operator_pb2_grpc.OperatorStub(channel)
         quoted = f"…({LONG} characters)"
         calls = [
