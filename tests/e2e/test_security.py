@@ -1,7 +1,7 @@
 """Security end to end, with real daemons (issue 9): TLS is real, bearer tokens work until revoked, each attack
 the issue lists is refused (PERMISSION_DENIED naming the principal and the action) while the rightful caller
-succeeds, the ACL file reloads without a restart, writes are audited, daemons are safe by default, and a
-malformed request is INVALID_ARGUMENT, never UNKNOWN.
+succeeds, the ACL file reloads without a restart, writes are audited, and a malformed request is
+INVALID_ARGUMENT, never UNKNOWN. The safe defaults of a daemon without TLS: test_security_defaults.py.
 
 Most tests share one secure cluster (module scope) and stay independent of each other: each uses frameworks
 and roles of its own and undoes what it changes."""
@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import os
-import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
-import psutil
 import pytest
 import pytest_asyncio
 
@@ -30,7 +26,7 @@ from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.driver import SchedulerDriver
-from scheduler_sdk.local_cluster import Daemon, LocalCluster, leftover_cgroups
+from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.security.certs import CertificateAuthority
@@ -533,84 +529,7 @@ async def test_writes_are_audited_allowed_and_denied(cluster: LocalCluster, clus
     assert decisions == {"framework/ads": False, "operator/admin": True}
 
 
-# ------------------------------------------------------------------------------------------ 6. safe defaults
-def daemon_argv(kind: str, work_dir: Path, *flags: str) -> list[str]:
-    common = ["--work-dir", str(work_dir), "--port", "0", "--log-format", "json", *flags]
-    if kind == "master":
-        return [sys.executable, "-m", "mesos_master", *common]
-    agent = ["--master", "127.0.0.1:1", "--gpus", "none", "--resources", "cpus:1;mem:256;disk:256"]
-    return [sys.executable, "-m", "mesos_agent", *agent, *common]
-
-
-def plain_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("AIOMESOS_")} | {"PYTHONUNBUFFERED": "1"}
-
-
-def listening_ips(pid: int) -> set[str]:
-    """The addresses the process listens on (an IPv4-mapped IPv6 address as its IPv4 one)."""
-    found = set()
-    for c in psutil.Process(pid).net_connections("tcp"):
-        if c.status == psutil.CONN_LISTEN:
-            ip = ipaddress.ip_address(c.laddr.ip)
-            mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-            found.add(str(mapped or ip))
-    return found
-
-
-@pytest.mark.parametrize("kind", ["master", pytest.param("agent", marks=pytest.mark.cgroups)])
-async def test_without_tls_a_daemon_listens_on_loopback_unless_insecure(kind: str, tmp_path: Path) -> None:
-    address_file = f"{kind}.addr"
-
-    async def refuses_everywhere() -> None:
-        proc = await asyncio.create_subprocess_exec(
-            *daemon_argv(kind, tmp_path / "everywhere", "--ip", "0.0.0.0"),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=plain_env(),
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-        lines = (out + err).decode().strip().splitlines()
-        assert proc.returncode == 2, lines
-        assert len(lines) == 1 and lines[0].startswith(f"aiomesos {kind}: error: --ip 0.0.0.0 without TLS"), lines
-        assert "--insecure" in lines[0]
-
-    daemons = {
-        name: Daemon(name, daemon_argv(kind, tmp_path / name, *flags), tmp_path / name, tmp_path / f"{name}.log")
-        for name, flags in (("loopback", ()), ("insecure", ("--insecure", "--ip", "0.0.0.0")))
-    }
-    for d in daemons.values():
-        d.start(plain_env())
-    try:
-        await refuses_everywhere()
-        for name, d in daemons.items():
-            await eventually(
-                lambda d=d: (d.work_dir / address_file).exists() or not d.alive, timeout=30, what=f"{name} up"
-            )
-            assert d.alive, d.log_tail()
-            assert (d.work_dir / address_file).read_text().startswith("127.0.0.1:")
-        loopback, insecure = daemons["loopback"], daemons["insecure"]
-        assert loopback.process is not None and insecure.process is not None
-        assert listening_ips(loopback.process.pid) == {"127.0.0.1"}
-        assert listening_ips(insecure.process.pid) & {"0.0.0.0", "::"}, listening_ips(insecure.process.pid)
-
-        def warned(d: Daemon, words: str) -> bool:
-            return any(e.get("level") == "warning" and words in e.get("event", "") for e in log_events(d.log_path))
-
-        await eventually(
-            lambda: warned(loopback, f"{kind} security: off (no --cert)"), timeout=10, what="the loopback note"
-        )
-        assert warned(loopback, "listening on loopback only")
-        await eventually(lambda: warned(insecure, f"{kind} security: OFF (--insecure)"), timeout=10, what="the warning")
-    finally:
-        codes = await asyncio.gather(
-            *(d.stop(sig=signal.SIGTERM if kind == "master" else signal.SIGUSR1) for d in daemons.values())
-        )
-    assert codes == [0, 0], [d.log_tail() for d in daemons.values()]
-    for d in daemons.values():
-        assert leftover_cgroups(d.work_dir) == []
-
-
-# ------------------------------------------------------------------------------------------ 7. bad input
+# ------------------------------------------------------------------------------------------ 6. bad input
 def nested_batch(depth: int) -> bytes:
     """A Call whose batch holds a Call whose batch holds ... `depth` deep (past protobuf's recursion limit)."""
     tag = (12 << 3) | 2  # Call.batch, length-delimited
