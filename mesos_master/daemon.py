@@ -193,7 +193,7 @@ class MasterDaemon:
         try:
             async with asyncio.TaskGroup() as tg:
                 allocation = tg.create_task(self._allocation_loop(master, dispatcher))
-                ticks = tg.create_task(self._tick_loop(master, dispatcher))
+                ticks = tg.create_task(self._tick_loop(master, dispatcher, security))
                 await self.stopping.wait()
                 log.info("master stopping")
                 allocation.cancel()
@@ -218,18 +218,19 @@ class MasterDaemon:
             if master.allocate():
                 dispatcher.flush()
 
-    async def _tick_loop(self, master: Master, dispatcher: Dispatcher) -> None:
+    async def _tick_loop(self, master: Master, dispatcher: Dispatcher, security: DaemonSecurity) -> None:
         while True:
             await asyncio.sleep(0.5)
             master.tick()
             dispatcher.changed()
             if master.authorizer is not None:
-                reload_security(master.authorizer, None)
+                # The credentials too: a revoked token must stop working without a SIGHUP (a stat when unchanged).
+                reload_security(master.authorizer, security)
 
 
 def reload_security(authorizer: Authorizer, security: DaemonSecurity | None) -> None:
-    """Reread the ACLs (and, on SIGHUP, the credentials) if their files changed; a broken edit keeps the old
-    ones and says why."""
+    """Reread the ACLs and the credentials if their files changed (each tick, and at once on SIGHUP); a broken
+    edit keeps the old ones and says why."""
     try:
         if authorizer.reload():
             log.info("ACLs reloaded", path=str(authorizer.path))

@@ -130,7 +130,9 @@ async def framework(
     teardown: bool = True,
     checkpoint: bool = False,
     configure: Callable[[rpb.FrameworkInfo], None] | None = None,
+    config: ClientConfig | None = None,
 ) -> AsyncIterator[SchedulerDriver]:
+    """A subscribed driver; `config`: whose credential it subscribes with (default: the session's operator)."""
     info = rpb.FrameworkInfo(
         name=name, roles=list(roles), failover_timeout=failover_timeout, id=framework_id, checkpoint=checkpoint
     )
@@ -138,7 +140,7 @@ async def framework(
         configure(info)
     for cap in capabilities:
         info.capabilities.add(type=cap)  # type: ignore[arg-type]
-    driver = SchedulerDriver(master, info, scheduler, backoff_max=0.5)
+    driver = SchedulerDriver(master, info, scheduler, backoff_max=0.5, config=config)
     runner = asyncio.create_task(driver.run())
     try:
         await eventually(lambda: driver.subscribed.is_set() or runner.done(), what="SUBSCRIBED")
