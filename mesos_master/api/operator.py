@@ -21,7 +21,7 @@ from mesos_master.cluster import AgentRecord, CallError, Framework, Master, Task
 from mesos_master.paging import ITEM_OVERHEAD, Key, PageTokenError, decode_token, encode_token, take_page, unique_keys
 from mesos_master.validation import UnknownIdError, operator_resources
 from scheduler_sdk import __version__
-from scheduler_sdk._daemon.guard import Guard
+from scheduler_sdk._daemon.guard import Guard, deny
 from scheduler_sdk.channels import open_channel
 from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import UNRESERVED, Resources, ResourcesError
@@ -335,8 +335,20 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise
         action = "unreserve_resources" if unreserve else "reserve_resources"
-        for role in sorted(resources.roles() - {UNRESERVED}):
+        roles = sorted(resources.roles() - {UNRESERVED})
+        for role in roles:
             await self.guard.authorize(context, action, role)
+        caller = self.guard.caller()
+        if caller is not None and caller.role == "framework":
+            # A framework reserves for its own roles (as in an ACCEPT's RESERVE), whatever the ACLs let it do.
+            own = {r for fw in self.master.frameworks.values() if fw.info.principal == str(caller) for r in fw.roles()}
+            others = [r for r in roles if r not in own]
+            if others:
+                what = "unreserve" if unreserve else "reserve"
+                await deny(
+                    context,
+                    f"{caller} may not {what} resources for role {quoted(others[0])}: not a role of its frameworks",
+                )
         await self._change(context, lambda: self.master.operator_reserve(agent_id, resources, unreserve=unreserve))
 
     async def GetMetrics(

@@ -13,6 +13,8 @@ INVALID_ARGUMENT (grpcio would answer UNKNOWN), refuses a caller without a valid
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import contextvars
 import inspect
 import ipaddress
@@ -33,6 +35,8 @@ from scheduler_sdk.security.tls import ServerTLS, bearer_token, peer_principal
 
 log = structlog.get_logger(__name__)
 
+#: How long a refused streaming call's first message is waited for before the call is ended anyway.
+FIRST_MESSAGE_WAIT = 5.0
 _caller: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("aiomesos_caller", default=None)
 
 
@@ -205,22 +209,34 @@ class Authentication(grpc.aio.ServerInterceptor):
             )
         return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, decode, method), None, serialize)
 
-    async def _authenticate(self, context: grpc.aio.ServicerContext, method: str) -> None:
+    async def _authenticate(
+        self, context: grpc.aio.ServicerContext, method: str, requests: AsyncIterator[bytes] | None = None
+    ) -> None:
+        """Name the caller, or end the call. A streaming call is ended only once its first message is in (or
+        after FIRST_MESSAGE_WAIT): grpcio, ending a stream whose first message is still on its way, sometimes
+        reports INTERNAL to the client instead of the status it was given."""
         principal = peer_principal(context, self.credentials)
         if principal is None and self.credentials is not None and bearer_token(context.invocation_metadata()):
             self.credentials.reload()  # a token added since: the file changed (a stat, no read, when not)
             principal = peer_principal(context, self.credentials)
+        refusal: tuple[grpc.StatusCode, str] | None = None
+        roles = self.callers.get(method.split("/")[1]) if self.required else None
         if principal is None and self.required:
-            await context.abort(
+            refusal = (
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"{method}: no client certificate from the cluster CA and no valid bearer token",
             )
-        roles = self.callers.get(method.split("/")[1]) if self.required else None
-        if principal is not None and roles is not None and principal.role not in roles:
+        elif principal is not None and roles is not None and principal.role not in roles:
             only = ", ".join(f"{r}/*" for r in roles)
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED, f"{principal} may not call {method} (only {only} principals may)"
+            refusal = (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{principal} may not call {method} (only {only} principals may)",
             )
+        if refusal is not None:
+            if requests is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(anext(aiter(requests)), FIRST_MESSAGE_WAIT)
+            await context.abort(*refusal)
         _caller.set(principal)
 
     def _unary(self, behaviour: Behaviour, decode: Callable[[bytes], Any] | None, method: str) -> Behaviour:
@@ -249,14 +265,14 @@ class Authentication(grpc.aio.ServerInterceptor):
         if inspect.isasyncgenfunction(behaviour):
 
             async def stream(raw: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                await self._authenticate(context, method)
+                await self._authenticate(context, method, raw)
                 async for response in behaviour(messages(raw, context), context):
                     yield response
 
             return stream
 
         async def call(raw: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
-            await self._authenticate(context, method)
+            await self._authenticate(context, method, raw)
             return await behaviour(messages(raw, context), context)
 
         return call

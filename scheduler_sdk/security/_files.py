@@ -35,20 +35,25 @@ def file_version(path: Path) -> tuple[int, int, int] | None:
 
 class WatchedFile:
     """A file read again only when it changed: `read_if_changed(parse)` returns what `parse` makes of its text, or
-    None when it is as last read. A `parse` that raises leaves it unread, so the caller keeps its last good
-    contents and the next call tries again."""
+    None when it is as last read. A `parse` that raises leaves the caller with its last good contents; that
+    version of the file is not tried again (nor its error raised again) until the file changes once more."""
 
     def __init__(self, path: Path, what: str) -> None:
         self.path = path
         self.what = what
         self._version: tuple[int, int, int] | None = None
+        self._refused: tuple[int, int, int] | None = None
 
     def read_if_changed(self, parse: Callable[[str, str], T], *, force: bool = False) -> T | None:
         version = file_version(self.path)
-        if version == self._version and not force:
+        if version in (self._version, self._refused) and version is not None and not force:
             return None
         if version is None:
             raise FileNotFoundError(f"{self.what} {self.path} does not exist")
-        parsed = parse(self.path.read_text(), str(self.path))
+        try:
+            parsed = parse(self.path.read_text(), str(self.path))
+        except Exception:
+            self._refused = version
+            raise
         self._version = version
         return parsed

@@ -17,7 +17,8 @@ an extension in Mesos' direction, so that "anyone, but not as root" is one rule.
 `permissive` decides (false unless the file says otherwise: safe by default, where Mesos defaults to true).
 
 Without an ACL file the built-in `DEFAULT_ACLS` apply: operators may do everything; agents may register;
-frameworks may register in any role, run tasks as any user but root, and reserve for their roles. Whatever the
+frameworks may register in any role, run tasks as any user but root, and reserve for their roles (the
+master holds a framework to its own roles, in an ACCEPT and through the Operator API). Whatever the
 ACLs say, a principal may always act on what it owns (tear down its own frameworks, read its own sandboxes, see
 its own frameworks and tasks: `view_frameworks` decides who sees the others' in the operator's reads)."""
 

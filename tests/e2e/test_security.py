@@ -27,7 +27,7 @@ from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.driver import SchedulerDriver
 from scheduler_sdk.local_cluster import LocalCluster
-from scheduler_sdk.operator import OperatorClient
+from scheduler_sdk.operator import AgentClient, AgentError, OperatorClient
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.security.certs import CertificateAuthority
 from scheduler_sdk.security.config import ClientConfig
@@ -89,32 +89,17 @@ async def get_state(address: str, config: ClientConfig) -> opb.GetStateResponse:
     return await operator_call(address, config, "GetState", opb.GetStateRequest())
 
 
-#: What grpcio reports when a stream ends before the client's first write is sent (see `first_reply`).
-CLIENT_RACE = (grpc.StatusCode.INTERNAL, "Internal error from Core")
-
-
 async def first_reply(address: str, config: ClientConfig, opener: Callable[[grpc.aio.Channel], Any], first: Any) -> Any:
     """Open a stream on a channel of its own, send `first`, and return the server's first reply (the stream is
-    then cancelled), or raise the AioRpcError the server ends the stream with.
-
-    The master refuses a caller whose role may not call a service before it reads anything; when that status
-    arrives while the client's first write is still on its way, grpcio reports the write's failure, INTERNAL
-    ("Internal error from Core"), instead of the server's status (a few percent of tries). That answer says
-    nothing about the master, so it is tried again."""
-    for attempt in range(5):
-        async with master_channel(address, config) as channel:
-            call = opener(channel)
-            try:
-                await call.write(first)
-                reply = await asyncio.wait_for(call.read(), 10)
-            except grpc.aio.AioRpcError as e:
-                if (e.code(), e.details()) == CLIENT_RACE and attempt < 4:
-                    continue
-                raise
-            assert reply is not grpc.aio.EOF, "the master ended the stream without a status"
-            call.cancel()
-            return reply
-    raise AssertionError("unreachable")
+    then cancelled), or raise the AioRpcError the server ends the stream with. (A refused stream is ended only
+    after its first message is in, so the client sees the refusal, never grpcio's INTERNAL for a write cut off.)"""
+    async with master_channel(address, config) as channel:
+        call = opener(channel)
+        await call.write(first)
+        reply = await asyncio.wait_for(call.read(), 10)
+        assert reply is not grpc.aio.EOF, "the master ended the stream without a status"
+        call.cancel()
+        return reply
 
 
 async def subscribe_once(address: str, config: ClientConfig, info: rpb.FrameworkInfo) -> spb.Event:
@@ -278,6 +263,58 @@ async def test_a_framework_cannot_tear_down_another_principals_framework(
 
 
 @pytest.mark.cgroups
+async def test_a_framework_sees_and_reads_only_what_is_its_own(
+    cluster: LocalCluster, cluster_ca: LocalCertificates
+) -> None:
+    ml, ads, ops = (
+        principal(cluster_ca, "framework", "ml"),
+        principal(cluster_ca, "framework", "ads"),
+        cluster.client_config,
+    )
+    recorder = Recorder()
+    async with framework(cluster.master_address, recorder, name="ml-private", config=ml) as driver:
+        offer = await recorder.next_offer()
+        driver.launch(offer.id, [task("ml-secret", "echo the-secret; sleep 60", offer.agent_id)])
+        await recorder.wait_state("ml-secret", {tpb.TASK_RUNNING})
+        mine = driver.framework_id
+
+        # The master's reads: another framework sees neither the framework nor its tasks; an operator sees both.
+        async with OperatorClient(cluster.master_address, config=ads) as client:
+            assert mine not in {f.framework_info.id for f in (await client.frameworks()).frameworks}
+            assert "ml-secret" not in {t.task.task_id for t in (await client.tasks()).tasks}
+            assert "ml-secret" not in {t.task.task_id for t in (await client.state()).tasks.tasks}
+        error = await refused(
+            operator_call(cluster.master_address, ads, "GetTasks", opb.GetTasksRequest(framework_id=mine))
+        )
+        assert_status(error, grpc.StatusCode.NOT_FOUND, "unknown framework")
+        for config in (ml, ops):
+            async with OperatorClient(cluster.master_address, config=config) as client:
+                assert "ml-secret" in {t.task.task_id for t in (await client.tasks()).tasks}
+                assert mine in {f.framework_info.id for f in (await client.frameworks()).frameworks}
+
+        # The agent's: its state and the sandbox.
+        async with OperatorClient(cluster.master_address, config=ops) as client:
+            [address] = [
+                a.agent_info.address for a in (await client.agents()).agents if a.agent_info.id == offer.agent_id
+            ]
+
+        async def stdout(config: ClientConfig) -> bytes:
+            async with AgentClient(address, config=config) as agent:
+                return b"".join([c.data async for c in agent.read_file("ml-secret", "stdout", framework_id=mine)])
+
+        with pytest.raises(AgentError) as denied:
+            await stdout(ads)
+        assert denied.value.code == DENIED and "framework/ads" in str(denied.value), denied.value
+        assert "access sandboxes" in str(denied.value), denied.value
+        for config in (ml, ops):  # its own, and an operator's
+            assert b"the-secret" in await eventually(lambda c=config: stdout(c), what="the task's stdout")
+        async with AgentClient(address, config=ads) as agent:
+            assert "ml-secret" not in {t.task.task_id for t in (await agent.state()).tasks}
+        async with AgentClient(address, config=ml) as agent:
+            assert "ml-secret" in {t.task.task_id for t in (await agent.state()).tasks}
+
+
+@pytest.mark.cgroups
 async def test_subscribing_with_another_principals_framework_id_is_denied(
     cluster: LocalCluster, cluster_ca: LocalCertificates
 ) -> None:
@@ -430,11 +467,6 @@ async def test_an_operator_reserves_and_unreserves(cluster: LocalCluster) -> Non
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the built-in reserve_resources rule lets every framework/* principal reserve for ANY role through "
-    "Operator.Reserve (acls.DEFAULT_ACLS), though its docstring says 'for their roles'",
-)
 async def test_a_framework_may_not_reserve_for_others_through_the_operator_api(
     cluster: LocalCluster, cluster_ca: LocalCertificates
 ) -> None:

@@ -117,3 +117,19 @@ def test_the_deploy_example_acls_parse_and_say_what_their_comments_promise() -> 
     assert not authz.authorize(ML, "run_tasks", "root").allowed
     assert authz.authorize(ML, "run_tasks", "nobody").allowed
     assert authz.authorize(OPS, "update_quotas", "anything").allowed
+
+
+def test_a_broken_edit_is_reported_once_and_the_next_good_one_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "acls.json"
+    path.write_text(
+        json.dumps({"update_weights": [{"principals": {"values": ["framework/ml"]}, "roles": {"type": "ANY"}}]})
+    )
+    authz = Authorizer.from_file(path)
+    path.write_text("{not json")
+    with pytest.raises(AclError):
+        authz.reload()
+    assert authz.reload() is False  # the same broken file: not read (nor reported) again
+    assert authz.authorize(ML, "update_weights", "ml").allowed  # the last good rules stay
+    path.write_text(json.dumps({"update_weights": []}))
+    assert authz.reload() is True
+    assert not authz.authorize(ML, "update_weights", "ml").allowed
