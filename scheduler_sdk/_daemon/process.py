@@ -44,18 +44,6 @@ def lock_work_dir(work_dir: Path, who: str) -> int:
     return fd
 
 
-def listen(server: Any, ip: str, port: int) -> int:
-    """Bind a grpc.aio server to ip:port; returns the bound port or raises DaemonError with a readable line."""
-    try:
-        bound = int(server.add_insecure_port(f"{ip}:{port}"))
-    except RuntimeError:  # grpcio raises where older versions returned 0
-        bound = 0
-    if bound == 0:
-        what = "the port is in use" if port else "no free port"
-        raise DaemonError(f"cannot listen on {ip}:{port} ({what}, or the address is not on this host)")
-    return bound
-
-
 def set_process_name(name: str) -> None:
     """Name this process (the kernel's comm, 15 characters) so that `pgrep aiomesos` and `ps -e` find it."""
     with contextlib.suppress(OSError, AttributeError):

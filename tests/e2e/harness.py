@@ -173,6 +173,15 @@ def master_channel(master: str, config: ClientConfig | None = None) -> grpc.aio.
     return open_channel(master, config if config is not None else load_client_config(), master=True)
 
 
+async def next_event(call: grpc.aio.StreamStreamCall, wanted: int) -> spb.Event:
+    """The next event of type `wanted` on a raw subscription (others are skipped)."""
+    while True:
+        event = await asyncio.wait_for(call.read(), 10)
+        assert event is not grpc.aio.EOF, "the master ended the subscription"
+        if event.type == wanted:
+            return event
+
+
 async def agent_state(address: str) -> agent_pb2.AgentState:
     async with AgentClient(address) as client:
         return await client.state()

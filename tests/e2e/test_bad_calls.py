@@ -14,7 +14,7 @@ from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import scheduler_pb2_grpc
 from scheduler_sdk.local_cluster import LocalCluster
-from tests.e2e.harness import master_channel
+from tests.e2e.harness import master_channel, next_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 Call = spb.Call
@@ -33,14 +33,6 @@ async def master(tmp_path: Path) -> AsyncIterator[str]:
 
 def subscribe_call() -> spb.Call:
     return Call(type=Call.SUBSCRIBE, subscribe=Call.Subscribe(framework_info=rpb.FrameworkInfo(name="bad-calls")))
-
-
-async def next_event(call: grpc.aio.StreamStreamCall, wanted: int) -> spb.Event:
-    while True:
-        event = await asyncio.wait_for(call.read(), 10)
-        assert event is not grpc.aio.EOF, "the master ended the subscription"
-        if event.type == wanted:
-            return event
 
 
 async def test_an_unknown_call_type_is_an_error_event_and_the_stream_goes_on(master: str) -> None:

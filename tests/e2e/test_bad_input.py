@@ -21,7 +21,7 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.security.local import LocalCertificates
-from tests.e2e.harness import master_channel
+from tests.e2e.harness import master_channel, next_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 Call = spb.Call
@@ -53,14 +53,6 @@ async def refused_subscription(address: str, first: spb.Call) -> grpc.aio.AioRpc
         with pytest.raises(grpc.aio.AioRpcError) as ended:
             await asyncio.wait_for(call.read(), 30)
         return ended.value
-
-
-async def next_event(call: grpc.aio.StreamStreamCall, wanted: int) -> spb.Event:
-    while True:
-        event = await asyncio.wait_for(call.read(), 10)
-        assert event is not grpc.aio.EOF, "the master ended the subscription"
-        if event.type == wanted:
-            return event
 
 
 def assert_refused(error: grpc.aio.AioRpcError, code: grpc.StatusCode, *fragments: str) -> None:
