@@ -393,9 +393,11 @@ def _insecure_ssl() -> ssl.SSLContext:
 
 async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
-    # A TLS peer that never answers close_notify must not turn a finished check into a timeout.
+    # A TLS peer that never answers close_notify must not turn a finished check into a timeout. (Not wait_for: it
+    # loses the checker's cancellation when the close completes in that turn: scheduler_sdk._daemon.tasks.)
     with contextlib.suppress(OSError, TimeoutError):
-        await asyncio.wait_for(writer.wait_closed(), 1.0)
+        async with asyncio.timeout(1.0):
+            await writer.wait_closed()
 
 
 def _kill_group(pgid: int) -> None:

@@ -11,6 +11,7 @@ import structlog
 
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc
 from mesos_agent.agent import Agent
+from scheduler_sdk._daemon.tasks import cancel_and_wait
 from scheduler_sdk.backoff import Backoff
 from scheduler_sdk.channels import open_channel
 from scheduler_sdk.security.config import ClientConfig
@@ -102,10 +103,10 @@ class MasterLink:
                         continue
                     self.agent.on_master_message(message)
             finally:
-                writer.cancel()
-                # A broken write shows on the read side as well; the writer's own error adds nothing.
-                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                    await writer
+                # A broken write shows on the read side as well; the writer's own error adds nothing. (A
+                # cancellation of the link itself, meanwhile, must not be taken for the writer's: it ends the link.)
+                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    await cancel_and_wait(writer)
             raise ConnectionError("the master ended the stream")
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:

@@ -38,6 +38,8 @@ log = structlog.get_logger("mesos_master")
 
 ADDRESS_FILE = "master.addr"
 TOKEN_ADDRESS_FILE = "master.token.addr"
+#: Seconds SIGTERM may take to stop the master (the streams' grace period is 1 s) before it exits regardless.
+STOP_DEADLINE = 5.0
 #: Who may call each service at all (what they may then do is the ACLs' business).
 CALLERS = {
     "aiomesos.v1.Scheduler": ("framework", "operator"),
@@ -190,27 +192,34 @@ class MasterDaemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: reload_security(authorizer, security))
+        backstop: asyncio.TimerHandle | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 allocation = tg.create_task(self._allocation_loop(master, dispatcher))
                 ticks = tg.create_task(self._tick_loop(master, dispatcher, security))
                 await self.stopping.wait()
                 log.info("master stopping")
+                backstop = loop.call_later(STOP_DEADLINE, _stuck, registry, work_dir)
                 allocation.cancel()
                 ticks.cancel()
+                dispatcher.stop()  # every stream ends now, UNAVAILABLE: nothing is left to the grace period
                 await server.stop(grace=1.0)
         finally:
-            registry.close()
-            for name in (ADDRESS_FILE, TOKEN_ADDRESS_FILE):
-                with contextlib.suppress(FileNotFoundError):
-                    (work_dir / name).unlink()
+            try:
+                dispatcher.flush()  # what the last calls wrote reaches the registry
+            finally:
+                _release(registry, work_dir)
+                if backstop is not None:
+                    backstop.cancel()
             log.info("master stopped")
 
     async def _allocation_loop(self, master: Master, dispatcher: Dispatcher) -> None:
         interval = self.args.allocation_interval
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(dispatcher.allocation_wanted.wait(), interval)
+                # Not wait_for: it loses a cancellation that comes as the event is set (scheduler_sdk._daemon.tasks)
+                async with asyncio.timeout(interval):
+                    await dispatcher.allocation_wanted.wait()
             dispatcher.allocation_wanted.clear()
             # Let the calls that arrived in this turn land first, so one cycle serves them all.
             await asyncio.sleep(0)
@@ -226,6 +235,27 @@ class MasterDaemon:
             if master.authorizer is not None:
                 # The credentials too: a revoked token must stop working without a SIGHUP (a stat when unchanged).
                 reload_security(master.authorizer, security)
+
+
+def _release(registry: SQLiteRegistry, work_dir: Path) -> None:
+    registry.close()
+    for name in (ADDRESS_FILE, TOKEN_ADDRESS_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (work_dir / name).unlink()
+
+
+def _stuck(registry: SQLiteRegistry, work_dir: Path) -> None:
+    """The stop did not end in STOP_DEADLINE seconds: a task lost its cancellation (see
+    scheduler_sdk._daemon.tasks). Say which, and end the process anyway (exit status 1): a master that SIGTERM
+    does not stop is worse. The registry loses nothing: every write was committed when it was applied."""
+    pending = [repr(t)[:300] for t in asyncio.all_tasks() if not t.done()]
+    log.error("master did not stop in time: exiting anyway", deadline_seconds=STOP_DEADLINE, pending_tasks=pending)
+    with contextlib.suppress(Exception):
+        _release(registry, work_dir)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(1)
 
 
 def reload_security(authorizer: Authorizer, security: DaemonSecurity | None) -> None:

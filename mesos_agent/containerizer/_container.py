@@ -153,7 +153,8 @@ class Container:
         if grace_period > 0:
             self._signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(asyncio.shield(self._done), grace_period)
+                async with asyncio.timeout(grace_period):  # not wait_for: see scheduler_sdk._daemon.tasks
+                    await asyncio.shield(self._done)
                 return
             except TimeoutError:
                 log.info("container.kill_escalated", container_id=self.container_id, grace=grace_period)

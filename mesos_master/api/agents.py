@@ -58,6 +58,7 @@ class AgentRegistryService(agent_pb2_grpc.AgentRegistryServicer):
             on_detach=lambda: self.master.disconnect_agent(agent_id),
             prepare=prepare,
         )
+        await conn.abort_if_closed(context, "agent")
 
     async def _read(
         self,
@@ -75,4 +76,4 @@ class AgentRegistryService(agent_pb2_grpc.AgentRegistryServicer):
         except grpc.aio.AioRpcError:
             pass
         finally:
-            conn.close("agent closed its stream")
+            conn.close("agent closed its stream", None)

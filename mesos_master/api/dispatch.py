@@ -1,11 +1,10 @@
 """The link between the pure core (`Master`) and the streams: after the core changes, the outbox is drained
 once per event-loop turn, registry writes are applied (before anything is sent), and each batch of messages is
-queued on the stream of the framework or agent it is for."""
+queued on the stream of the framework or agent it is for. `stop` ends every stream when the master stops."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -15,27 +14,39 @@ import structlog
 
 from mesos_master.cluster import Master
 from mesos_master.registry import Registry
+from scheduler_sdk._daemon.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+#: Why every stream ends when the master stops: the peer should try again (another master, or this one back).
+MASTER_STOPPING = "the master is stopping"
+
 
 @dataclass(eq=False)
 class Connection(Generic[T]):
-    """One attached stream: a queue of outgoing messages, and why it was closed (if the master closed it)."""
+    """One attached stream: a queue of outgoing messages, and why it was closed: `close_code` is the status
+    the stream ends with when the master closed it, None when the peer ended it."""
 
     id: str
     queue: asyncio.Queue[T | None] = field(default_factory=asyncio.Queue)
     close_reason: str | None = None
+    close_code: grpc.StatusCode | None = None
 
     def send(self, message: T) -> None:
         self.queue.put_nowait(message)
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, code: grpc.StatusCode | None) -> None:
         if self.close_reason is None:
             self.close_reason = reason
+            self.close_code = code
             self.queue.put_nowait(None)
+
+    async def abort_if_closed(self, context: grpc.aio.ServicerContext, what: str) -> None:
+        """End the call with the status the master closed the stream with (if it did)."""
+        if self.close_code is not None:
+            await context.abort(self.close_code, f"{what} {self.id}: {self.close_reason}")
 
 
 class Dispatcher:
@@ -46,6 +57,14 @@ class Dispatcher:
         self.agents: dict[str, Connection] = {}
         self.allocation_wanted = asyncio.Event()
         self._flush_scheduled = False
+        self.stopped = False
+
+    def stop(self) -> None:
+        """The master is stopping: end every stream now (UNAVAILABLE, so that peers come back) and refuse new
+        ones, rather than leave them to the server's grace period and its cancellation."""
+        self.stopped = True
+        for conn in [*self.frameworks.values(), *self.agents.values()]:
+            conn.close(MASTER_STOPPING, grpc.StatusCode.UNAVAILABLE)
 
     def changed(self, *, allocate: bool = False) -> None:
         """Call after every change to the core; batches everything done in this loop turn."""
@@ -78,7 +97,7 @@ class Dispatcher:
         for framework_id, why in drained.close_frameworks.items():
             conn = self.frameworks.pop(framework_id, None)
             if conn is not None:
-                conn.close(why)
+                conn.close(why, grpc.StatusCode.FAILED_PRECONDITION)
         if any(drained.close_frameworks) or drained.writes:
             self.allocation_wanted.set()
 
@@ -99,15 +118,18 @@ class Dispatcher:
         `on_detach` tells the core (unless a newer stream took over)."""
         old = registry.get(conn.id)
         if old is not None:
-            old.close("superseded by a newer stream of the same id")
+            old.close("superseded by a newer stream of the same id", grpc.StatusCode.ABORTED)
         registry[conn.id] = conn
+        if self.stopped:
+            conn.close(MASTER_STOPPING, grpc.StatusCode.UNAVAILABLE)
         self.flush()  # what the core queued at registration (SUBSCRIBED, REGISTERED) goes to this stream
         self.changed(allocate=True)
         read = asyncio.create_task(reader(conn))
         try:
             while True:
                 try:
-                    message = await asyncio.wait_for(conn.queue.get(), interval)
+                    async with asyncio.timeout(interval):  # not wait_for: see scheduler_sdk._daemon.tasks
+                        message = await conn.queue.get()
                 except TimeoutError:
                     message = keepalive
                 if message is None:
@@ -116,10 +138,15 @@ class Dispatcher:
                     prepare(message)
                 await context.write(message)
         finally:
-            read.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await read
-            if registry.get(conn.id) is conn:
-                del registry[conn.id]
-                on_detach()
-                self.changed(allocate=True)
+            try:
+                await cancel_and_wait(read)
+            finally:
+                self._detach(registry, conn, on_detach)
+
+    def _detach(
+        self, registry: dict[str, Connection[Any]], conn: Connection[Any], on_detach: Callable[[], None]
+    ) -> None:
+        if registry.get(conn.id) is conn:
+            del registry[conn.id]
+            on_detach()
+            self.changed(allocate=True)

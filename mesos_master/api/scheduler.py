@@ -64,9 +64,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
             on_detach=lambda: self.master.disconnect_framework(framework_id),
             prepare=prepare,
         )
-        if conn.close_reason and not conn.close_reason.startswith("client"):
-            code = grpc.StatusCode.ABORTED if "superseded" in conn.close_reason else grpc.StatusCode.FAILED_PRECONDITION
-            await context.abort(code, f"framework {framework_id}: {conn.close_reason}")
+        await conn.abort_if_closed(context, "framework")
 
     async def _read(
         self, framework_id: str, calls: AsyncIterator[scheduler_pb2.Call], conn: Connection[scheduler_pb2.Event]
@@ -78,7 +76,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
         except grpc.aio.AioRpcError:
             pass
         finally:
-            conn.close("client closed its stream")
+            conn.close("client closed its stream", None)
 
     def _handle(self, framework_id: str, call: scheduler_pb2.Call) -> None:
         wrong_framework = call_framework_error(call.framework_id, framework_id)

@@ -296,7 +296,10 @@ class PlacementScheduler(Scheduler):
         self._driver = driver
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.next_wake(self.clock()))
+                # Not wait_for: on Python 3.11 it loses a cancellation that comes as the event is set, and the
+                # loop would run on after run_framework cancelled it (and waits for it).
+                async with asyncio.timeout(self.next_wake(self.clock())):
+                    await self._wake.wait()
             self._wake.clear()
             if driver.subscribed.is_set():
                 self.run_once(driver)
