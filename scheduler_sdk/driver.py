@@ -26,6 +26,7 @@ from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import scheduler_pb2_grpc
 from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk._daemon.tasks import cancel_and_wait
 from scheduler_sdk.backoff import Backoff
 from scheduler_sdk.channels import open_channel
 from scheduler_sdk.security.config import ClientConfig, load_client_config
@@ -155,16 +156,18 @@ class SchedulerDriver:
             try:
                 await self._read(call, resubscribing)
             finally:
-                writer.cancel()
-                # A failed write shows on the read side too; the writer's own error adds nothing.
-                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                    await writer
+                # A failed write shows on the read side too; the writer's own error adds nothing. (cancel_and_wait,
+                # not suppress(CancelledError): a cancellation of run() itself must not be taken for the writer's.)
+                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    await cancel_and_wait(writer)
 
     async def _read(self, call: grpc.aio.StreamStreamCall, resubscribing: bool) -> None:
         while True:
             try:
-                # A master that sends nothing, not even HEARTBEATs, for three intervals is gone.
-                event = await asyncio.wait_for(call.read(), 3 * self.heartbeat_interval)
+                # A master that sends nothing, not even HEARTBEATs, for three intervals is gone. (asyncio.timeout,
+                # not wait_for, which on Python 3.11 can lose a cancellation of run().)
+                async with asyncio.timeout(3 * self.heartbeat_interval):
+                    event = await call.read()
             except TimeoutError:
                 call.cancel()
                 raise grpc.aio.AioRpcError(
@@ -356,7 +359,8 @@ def _filters(refuse_seconds: float | None) -> spb.Filters:
 
 async def _sleep_or(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 def launch_op(tasks: Iterable[tpb.TaskInfo]) -> spb.Offer_Operation:
