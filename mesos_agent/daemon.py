@@ -158,7 +158,7 @@ class AgentDaemon:
         # Before anything touches the work dir's tasks: a second agent here would take them from the first.
         lock_work_dir(work_dir, "agent")
         security = DaemonSecurity.from_args(a)
-        ip = security.listen_ip(a.ip)
+        self.ip = ip = security.listen_ip(a.ip)
         authorizer = load_authorizer(a.acls)
         self.users = UserPolicy(a.default_user, allow_root=a.allow_root_tasks)
         self._secure(work_dir)
@@ -226,8 +226,7 @@ class AgentDaemon:
         attributes: list[rpb.Attribute],
         gpus: list[Gpu],
     ) -> int:
-        ip = self.security.listen_ip(a.ip)
-        advertise = a.advertise_ip or ("127.0.0.1" if ip in ("0.0.0.0", "::") else ip)
+        advertise = a.advertise_ip or ("127.0.0.1" if self.ip in ("0.0.0.0", "::") else self.ip)
         info = rpb.AgentInfo(
             hostname=a.hostname,
             address=f"{advertise}:{bound}",
@@ -298,7 +297,7 @@ class AgentDaemon:
         agent_pb2_grpc.add_AgentServicer_to_server(AgentService(agent, link, self.guard), server)
         await server.start()
         (work_dir / ADDRESS_FILE).write_text(agent.info.address + "\n")
-        self.security.log_start("agent", self.security.listen_ip(a.ip))
+        self.security.log_start("agent", self.ip)
         log.info(
             "agent started",
             address=agent.info.address,

@@ -38,15 +38,10 @@ class OperatorClient:
         if not self.master:
             raise OperatorError("no master address: give one, or a client config that names it")
         self.timeout = timeout
-        self.config = config
         self._channel = open_channel(
             self.master, config, master=True, options=[("grpc.max_receive_message_length", 256 << 20)]
         )
         self._stub = operator_pb2_grpc.OperatorStub(self._channel)
-
-    def agent(self, address: str) -> AgentClient:
-        """A client of one agent's API, with this client's credential."""
-        return AgentClient(address, timeout=self.timeout, config=self.config or ClientConfig())
 
     async def __aenter__(self) -> OperatorClient:
         return self

@@ -38,9 +38,10 @@ class WatchedFile:
     None when it is as last read. A `parse` that raises leaves the caller with its last good contents; that
     version of the file is not tried again (nor its error raised again) until the file changes once more."""
 
-    def __init__(self, path: Path, what: str) -> None:
+    def __init__(self, path: Path, what: str, missing: Callable[[str], Exception] = FileNotFoundError) -> None:
         self.path = path
         self.what = what
+        self.missing = missing  # the error a missing file raises, in its owner's terms
         self._version: tuple[int, int, int] | None = None
         self._refused: tuple[int, int, int] | None = None
 
@@ -49,7 +50,7 @@ class WatchedFile:
         if version in (self._version, self._refused) and version is not None and not force:
             return None
         if version is None:
-            raise FileNotFoundError(f"{self.what} {self.path} does not exist")
+            raise self.missing(f"{self.what} {self.path} does not exist")
         try:
             parsed = parse(self.path.read_text(), str(self.path))
         except Exception:

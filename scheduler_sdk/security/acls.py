@@ -194,15 +194,12 @@ class Authorizer:
         authorizer.reload(force=True)
         return authorizer
 
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            self._file = WatchedFile(self.path, "ACL file", AclError)
+
     def reload(self, *, force: bool = False) -> bool:
-        if self.path is None:
-            return False
-        if self._file is None:
-            self._file = WatchedFile(self.path, "ACL file")
-        try:
-            acls = self._file.read_if_changed(parse_acls, force=force)
-        except FileNotFoundError as e:
-            raise AclError(str(e)) from None
+        acls = self._file.read_if_changed(parse_acls, force=force) if self._file is not None else None
         if acls is None:
             return False
         self.acls = acls

@@ -80,6 +80,10 @@ class Credentials:
     _by_hash: dict[str, Principal] = field(default_factory=dict)
     _file: WatchedFile | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            self._file = WatchedFile(self.path, "credentials file", SecurityError)
+
     @classmethod
     def load(cls, path: Path) -> Credentials:
         credentials = cls(path)
@@ -88,14 +92,7 @@ class Credentials:
 
     def reload(self, *, force: bool = False) -> bool:
         """Read the file again if it changed; returns whether it did. A broken file keeps the old principals."""
-        if self.path is None:
-            return False
-        if self._file is None:
-            self._file = WatchedFile(self.path, "credentials file")
-        try:
-            by_hash = self._file.read_if_changed(parse_credentials, force=force)
-        except FileNotFoundError as e:
-            raise SecurityError(str(e)) from None
+        by_hash = self._file.read_if_changed(parse_credentials, force=force) if self._file is not None else None
         if by_hash is None:
             return False
         self._by_hash = by_hash
