@@ -812,6 +812,131 @@ class TeardownResponse(_message.Message):
 Global___TeardownResponse: _TypeAlias = TeardownResponse  # noqa: Y015
 
 @_typing.final
+class MasterSummary(_message.Message):
+    """The masters of the cluster (aiomesos masters): answered by any master, leader or standby."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MASTER_ID_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
+    LEADER_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    ELECTED_AT_FIELD_NUMBER: _builtins.int
+    master_id: _builtins.str
+    address: _builtins.str
+    """host:port of its gRPC API"""
+    hostname: _builtins.str
+    leader: _builtins.bool
+    started_at: _builtins.float
+    """unix seconds"""
+    elected_at: _builtins.float
+    """unix seconds; 0 unless leader"""
+    def __init__(
+        self,
+        *,
+        master_id: _builtins.str = ...,
+        address: _builtins.str = ...,
+        hostname: _builtins.str = ...,
+        leader: _builtins.bool = ...,
+        started_at: _builtins.float = ...,
+        elected_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "elected_at", b"elected_at", "hostname", b"hostname", "leader", b"leader", "master_id", b"master_id", "started_at", b"started_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MasterSummary: _TypeAlias = MasterSummary  # noqa: Y015
+
+@_typing.final
+class EtcdEndpointHealth(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    HEALTHY_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    IS_LEADER_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    DB_SIZE_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    healthy: _builtins.bool
+    version: _builtins.str
+    is_leader: _builtins.bool
+    """etcd's own raft leader"""
+    error: _builtins.str
+    """why it is not healthy"""
+    db_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+        healthy: _builtins.bool = ...,
+        version: _builtins.str = ...,
+        is_leader: _builtins.bool = ...,
+        error: _builtins.str = ...,
+        db_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db_size", b"db_size", "endpoint", b"endpoint", "error", b"error", "healthy", b"healthy", "is_leader", b"is_leader", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EtcdEndpointHealth: _TypeAlias = EtcdEndpointHealth  # noqa: Y015
+
+@_typing.final
+class GetMastersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMastersRequest: _TypeAlias = GetMastersRequest  # noqa: Y015
+
+@_typing.final
+class GetMastersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MASTERS_FIELD_NUMBER: _builtins.int
+    LEADER_ID_FIELD_NUMBER: _builtins.int
+    REGISTRY_FIELD_NUMBER: _builtins.int
+    ETCD_FIELD_NUMBER: _builtins.int
+    ETCD_PREFIX_FIELD_NUMBER: _builtins.int
+    leader_id: _builtins.str
+    """empty: no leader elected right now"""
+    registry: _builtins.str
+    """"sqlite" (one master) or "etcd" """
+    etcd_prefix: _builtins.str
+    @_builtins.property
+    def masters(self) -> _containers.RepeatedCompositeFieldContainer[Global___MasterSummary]: ...
+    @_builtins.property
+    def etcd(self) -> _containers.RepeatedCompositeFieldContainer[Global___EtcdEndpointHealth]: ...
+    def __init__(
+        self,
+        *,
+        masters: _abc.Iterable[Global___MasterSummary] | None = ...,
+        leader_id: _builtins.str = ...,
+        registry: _builtins.str = ...,
+        etcd: _abc.Iterable[Global___EtcdEndpointHealth] | None = ...,
+        etcd_prefix: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etcd", b"etcd", "etcd_prefix", b"etcd_prefix", "leader_id", b"leader_id", "masters", b"masters", "registry", b"registry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMastersResponse: _TypeAlias = GetMastersResponse  # noqa: Y015
+
+@_typing.final
 class GetClusterContainersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

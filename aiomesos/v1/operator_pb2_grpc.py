@@ -34,6 +34,11 @@ class OperatorStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.GetMasters = channel.unary_unary(
+                '/aiomesos.v1.Operator/GetMasters',
+                request_serializer=aiomesos_dot_v1_dot_operator__pb2.GetMastersRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetMastersResponse.FromString,
+                _registered_method=True)
         self.GetState = channel.unary_unary(
                 '/aiomesos.v1.Operator/GetState',
                 request_serializer=aiomesos_dot_v1_dot_operator__pb2.GetStateRequest.SerializeToString,
@@ -108,6 +113,12 @@ class OperatorStub:
 
 class OperatorServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def GetMasters(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def GetState(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -198,6 +209,11 @@ class OperatorServicer:
 
 def add_OperatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'GetMasters': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMasters,
+                    request_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetMastersRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_operator__pb2.GetMastersResponse.SerializeToString,
+            ),
             'GetState': grpc.unary_unary_rpc_method_handler(
                     servicer.GetState,
                     request_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetStateRequest.FromString,
@@ -278,6 +294,33 @@ def add_OperatorServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Operator:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def GetMasters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Operator/GetMasters',
+            aiomesos_dot_v1_dot_operator__pb2.GetMastersRequest.SerializeToString,
+            aiomesos_dot_v1_dot_operator__pb2.GetMastersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetState(request,

@@ -31,6 +31,7 @@ class OperatorStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> OperatorAsyncStub: ...
+    GetMasters: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetMastersRequest, _operator_pb2.GetMastersResponse]
     GetState: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetStateRequest, _operator_pb2.GetStateResponse]
     GetAgents: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetAgentsRequest, _operator_pb2.GetAgentsResponse]
     GetFrameworks: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetFrameworksRequest, _operator_pb2.GetFrameworksResponse]
@@ -52,6 +53,7 @@ class OperatorStub:
 @_typing.type_check_only
 class OperatorAsyncStub(OperatorStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
+    GetMasters: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetMastersRequest, _operator_pb2.GetMastersResponse]  # type: ignore[assignment]
     GetState: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetStateRequest, _operator_pb2.GetStateResponse]  # type: ignore[assignment]
     GetAgents: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetAgentsRequest, _operator_pb2.GetAgentsResponse]  # type: ignore[assignment]
     GetFrameworks: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetFrameworksRequest, _operator_pb2.GetFrameworksResponse]  # type: ignore[assignment]
@@ -71,6 +73,13 @@ class OperatorAsyncStub(OperatorStub):
     """
 
 class OperatorServicer(metaclass=_abc_1.ABCMeta):
+    @_abc_1.abstractmethod
+    def GetMasters(
+        self,
+        request: _operator_pb2.GetMastersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.GetMastersResponse, _abc.Awaitable[_operator_pb2.GetMastersResponse]]: ...
+
     @_abc_1.abstractmethod
     def GetState(
         self,
