@@ -87,7 +87,7 @@ def leader_hint(error: grpc.RpcError) -> str | None:
     """The leader's address a standby master named in its refusal, if it named one."""
     trailing: Any = None
     try:
-        trailing = error.trailing_metadata()  # type: ignore[attr-defined]
+        trailing = error.trailing_metadata()
     except Exception:  # a locally made error has none
         return None
     for key, value in trailing or ():
