@@ -1,5 +1,6 @@
-"""The master daemon: wiring only. Flags, the registry, the core, the gRPC servers and the periodic loops,
-all owned by one TaskGroup; SIGTERM or SIGINT stops it cleanly."""
+"""The master daemon: wiring only. Flags, the gRPC server (serving for the master's whole life, routed to the
+term it leads or refusing as a standby: api/standby.py), etcd when highly available (ha.py), and its terms as
+leader (terms.py), owned by one TaskGroup; SIGTERM or SIGINT stops it cleanly."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -17,22 +20,18 @@ import grpc
 import structlog
 
 from aiomesos.v1 import agent_pb2_grpc, operator_pb2_grpc, scheduler_pb2_grpc
-from mesos_master.allocator import Allocator, create_allocator
-from mesos_master.api.agents import AgentRegistryService
-from mesos_master.api.dispatch import Dispatcher
-from mesos_master.api.operator import OperatorService
-from mesos_master.api.scheduler import SchedulerService
-from mesos_master.cluster import Master
-from mesos_master.registry import SQLiteRegistry
+from mesos_master.api.standby import Seat, routed
+from mesos_master.ha import add_etcd_flags, masters_view, open_coordination
+from mesos_master.registry import RegistryError, SQLiteRegistry
+from mesos_master.terms import Terms, build_allocator
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
-from scheduler_sdk._daemon.guard import Guard, load_authorizer
+from scheduler_sdk._daemon.guard import load_authorizer, reload_security
 from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, run_daemon
 from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
+from scheduler_sdk._daemon.tasks import race
 from scheduler_sdk.channels import SERVER_OPTIONS
-from scheduler_sdk.resources import Resources, ResourcesError
-from scheduler_sdk.security.acls import AclError, Authorizer
-from scheduler_sdk.security.certs import SecurityError
+from scheduler_sdk.masters import MasterRecord
 
 log = structlog.get_logger("mesos_master")
 
@@ -50,7 +49,9 @@ CALLERS = {
 
 def build_parser() -> FlagParser:
     p = FlagParser(prog="aiomesos master", description="Run the aiomesos master.")
-    p.add_flag("--work-dir", required=True, help="where the registry (SQLite) and the address file live")
+    p.add_flag(
+        "--work-dir", required=True, help="where the registry (SQLite, without --etcd) and the address file live"
+    )
     p.add_flag(
         "--ip",
         default=None,
@@ -111,6 +112,7 @@ def build_parser() -> FlagParser:
         default=14 * 24 * 3600.0,
         help="seconds an unreachable agent is remembered (so it may re-attach) before it is forgotten",
     )
+    add_etcd_flags(p)
     add_security_flags(p, tokens=True)
     p.add_flag(
         "--acls",
@@ -126,8 +128,9 @@ class MasterDaemon:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.stopping = asyncio.Event()
+        self.master_id = uuid.uuid4().hex[:12]
 
-    async def run(self) -> None:
+    async def run(self) -> int:
         a = self.args
         work_dir = Path(a.work_dir).resolve()
         try:
@@ -138,162 +141,112 @@ class MasterDaemon:
         ip = security.listen_ip(a.ip)
         authorizer = load_authorizer(a.acls)
         lock_work_dir(work_dir, "master")
-        registry = SQLiteRegistry(work_dir / "registry.sqlite")
-        recovered = await registry.load()
-        allocator = build_allocator(a)
-        master = Master(
-            uuid.uuid4().hex[:12],
-            allocator,
-            recovered=recovered,
-            offer_timeout=a.offer_timeout,
-            agent_reregister_timeout=a.agent_reregister_timeout,
-            agent_unreachable_timeout=a.agent_unreachable_timeout,
-            unreachable_agent_max_age=a.unreachable_agent_max_age,
-            hostname=a.hostname,
-            authorizer=authorizer if security.secure else None,
-        )
-        dispatcher = Dispatcher(master, registry)
-        guard = Guard(authorizer, secure=security.secure)
         server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=security.interceptors(CALLERS))
+        bound, token_port = security.bind(server, ip, a.port)
+        host = "127.0.0.1" if ip in ("0.0.0.0", "::") else ip
+        me = MasterRecord(
+            master_id=self.master_id,
+            address=f"{host}:{bound}",
+            hostname=a.hostname,
+            token_address=f"{host}:{token_port}" if token_port is not None else "",
+            started_at=time.time(),
+        )
+        coordination = open_coordination(a, security, me) if a.etcd else None
+        if coordination is not None:
+            election = coordination.election
+            seat = Seat(self.master_id, election.leader, lambda: masters_view(coordination, me))
+        else:
+            seat = Seat(self.master_id)
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(
-            SchedulerService(dispatcher, a.heartbeat_interval, guard),
-            server,
+            routed(scheduler_pb2_grpc.SchedulerServicer, "aiomesos.v1.Scheduler", seat), server
         )
         agent_pb2_grpc.add_AgentRegistryServicer_to_server(
-            AgentRegistryService(dispatcher, a.agent_ping_interval, guard),
-            server,
+            routed(agent_pb2_grpc.AgentRegistryServicer, "aiomesos.v1.AgentRegistry", seat), server
         )
         operator_pb2_grpc.add_OperatorServicer_to_server(
-            OperatorService(dispatcher, guard, security.client_config()), server
+            routed(operator_pb2_grpc.OperatorServicer, "aiomesos.v1.Operator", seat), server
         )
-        try:
-            bound, token_port = security.bind(server, ip, a.port)
-        except DaemonError:
-            registry.close_now()
-            raise
         await server.start()
-        host = "127.0.0.1" if ip in ("0.0.0.0", "::") else ip
-        advertised = f"{host}:{bound}"
         if token_port is not None:
-            _write_atomically(work_dir / TOKEN_ADDRESS_FILE, f"{host}:{token_port}\n")
-        _write_atomically(work_dir / ADDRESS_FILE, advertised + "\n")
+            _write_atomically(work_dir / TOKEN_ADDRESS_FILE, me.token_address + "\n")
+        _write_atomically(work_dir / ADDRESS_FILE, me.address + "\n")
         log.info(
             "master started",
-            master_id=master.master_id,
-            address=advertised,
+            master_id=self.master_id,
+            address=me.address,
             work_dir=str(work_dir),
-            recovered_agents=len(recovered.agents),
-            recovered_frameworks=len(recovered.frameworks),
             allocator=a.allocator,
-            token_address=f"{host}:{token_port}" if token_port is not None else None,
+            token_address=me.token_address or None,
+            registry="etcd" if coordination else "sqlite",
+            etcd=coordination.endpoints if coordination else None,
+            etcd_prefix=coordination.prefix if coordination else None,
         )
         security.log_start("master", ip)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: reload_security(authorizer, security))
+        terms = Terms(a, self.master_id, seat, authorizer, security, self.stopping)
+        sole_registry = None if coordination is not None else _open_sqlite(work_dir)
         backstop: asyncio.TimerHandle | None = None
+        code = 0
         try:
             async with asyncio.TaskGroup() as tg:
-                allocation = tg.create_task(self._allocation_loop(master, dispatcher))
-                ticks = tg.create_task(self._tick_loop(master, dispatcher, security))
-                await self.stopping.wait()
+                if coordination is not None:
+                    member = tg.create_task(coordination.election.run_member())
+                    leading = tg.create_task(terms.elected(coordination))
+                else:
+                    assert sole_registry is not None
+                    member = None
+                    leading = tg.create_task(terms.sole(sole_registry))
+                await race(stopping=self.stopping.wait(), terms=asyncio.shield(leading))
                 log.info("master stopping")
-                backstop = loop.call_later(STOP_DEADLINE, _stuck, registry, work_dir)
-                allocation.cancel()
-                ticks.cancel()
-                dispatcher.stop()  # every stream ends now, UNAVAILABLE: nothing is left to the grace period
+                seat.closing = True
+                backstop = loop.call_later(STOP_DEADLINE, _stuck, work_dir)
+                self.stopping.set()
+                code = await leading  # the term ends its streams at once, UNAVAILABLE, and writes what is left
+                if member is not None:
+                    member.cancel()
                 await server.stop(grace=1.0)
         finally:
             try:
-                async with asyncio.timeout(STOP_DEADLINE):
-                    await dispatcher.close()  # what the last calls wrote reaches the registry
+                if coordination is not None:
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(1.0):
+                            await coordination.client.close()
             finally:
-                _release(registry, work_dir)
+                _release(work_dir)
                 if backstop is not None:
                     backstop.cancel()
             log.info("master stopped")
-
-    async def _allocation_loop(self, master: Master, dispatcher: Dispatcher) -> None:
-        interval = self.args.allocation_interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                # Not wait_for: it loses a cancellation that comes as the event is set (scheduler_sdk._daemon.tasks)
-                async with asyncio.timeout(interval):
-                    await dispatcher.allocation_wanted.wait()
-            dispatcher.allocation_wanted.clear()
-            # Let the calls that arrived in this turn land first, so one cycle serves them all.
-            await asyncio.sleep(0)
-            await dispatcher.flush()
-            if master.allocate():
-                await dispatcher.flush()
-
-    async def _tick_loop(self, master: Master, dispatcher: Dispatcher, security: DaemonSecurity) -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            master.tick()
-            dispatcher.changed()
-            if master.authorizer is not None:
-                # The credentials too: a revoked token must stop working without a SIGHUP (a stat when unchanged).
-                reload_security(master.authorizer, security)
+        return code
 
 
-def _release(registry: SQLiteRegistry, work_dir: Path) -> None:
-    registry.close_now()
+def _open_sqlite(work_dir: Path) -> SQLiteRegistry:
+    try:
+        return SQLiteRegistry(work_dir / "registry.sqlite")
+    except (RegistryError, sqlite3.Error) as e:
+        raise DaemonError(f"cannot open the registry in {work_dir}: {e}") from None
+
+
+def _release(work_dir: Path) -> None:
     for name in (ADDRESS_FILE, TOKEN_ADDRESS_FILE):
         with contextlib.suppress(FileNotFoundError):
             (work_dir / name).unlink()
 
 
-def _stuck(registry: SQLiteRegistry, work_dir: Path) -> None:
+def _stuck(work_dir: Path) -> None:
     """The stop did not end in STOP_DEADLINE seconds: a task lost its cancellation (see
     scheduler_sdk._daemon.tasks). Say which, and end the process anyway (exit status 1): a master that SIGTERM
     does not stop is worse. The registry loses nothing: every write was committed when it was applied."""
     pending = [repr(t)[:300] for t in asyncio.all_tasks() if not t.done()]
     log.error("master did not stop in time: exiting anyway", deadline_seconds=STOP_DEADLINE, pending_tasks=pending)
     with contextlib.suppress(Exception):
-        _release(registry, work_dir)
+        _release(work_dir)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(1)
-
-
-def reload_security(authorizer: Authorizer, security: DaemonSecurity | None) -> None:
-    """Reread the ACLs and the credentials if their files changed (each tick, and at once on SIGHUP); a broken
-    edit keeps the old ones and says why."""
-    try:
-        if authorizer.reload():
-            log.info("ACLs reloaded", path=str(authorizer.path))
-    except AclError as e:
-        log.error("ACL file not reloaded: keeping the rules in force", error=str(e))
-    if security is not None and security.credentials is not None:
-        try:
-            if security.credentials.reload():
-                log.info("credentials reloaded", path=str(security.credentials.path))
-        except SecurityError as e:
-            log.error("credentials file not reloaded: keeping the tokens in force", error=str(e))
-
-
-def build_allocator(a: argparse.Namespace) -> Allocator:
-    """The allocator the flags ask for; raises ValueError (one readable line) for bad values."""
-    try:
-        minimums = [Resources.parse(alt) for alt in a.min_allocatable.split("|") if alt.strip()]
-    except ResourcesError as e:
-        raise ValueError(f"--min-allocatable: {e}") from None
-    kwargs: dict[str, object] = {
-        "allocation_interval": a.allocation_interval,
-        "revocation": a.revocation,
-        "min_allocatable": minimums,
-        "fair_resource": a.fair_resource,
-        "seed": a.random_seed,
-    }
-    if a.role_priorities:
-        kwargs["priorities"] = [r.strip() for r in a.role_priorities.split(",") if r.strip()]
-    try:
-        return create_allocator(a.allocator, **kwargs)
-    except TypeError as e:
-        raise ValueError(f"--allocator {a.allocator}: {e}") from None
 
 
 def _write_atomically(path: Path, text: str) -> None:

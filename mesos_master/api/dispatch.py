@@ -26,6 +26,8 @@ T = TypeVar("T")
 
 #: Why every stream ends when the master stops: the peer should try again (another master, or this one back).
 MASTER_STOPPING = "the master is stopping"
+#: Why every stream ends when a master's term as leader is over: the peer should find the new leader.
+LEADERSHIP_LOST = "this master is no longer the leader"
 
 
 @dataclass(eq=False)
@@ -102,6 +104,14 @@ class Dispatcher:
                         self._fail(e)
                         return
                 self._deliver(drained)
+
+    async def commit(self, context: grpc.aio.ServicerContext) -> None:
+        """Persist what the core has queued (an operator's change), then answer: a change the registry did not
+        take is UNAVAILABLE (the term is over; the caller retries with the leader), never a false OK."""
+        self.allocation_wanted.set()
+        await self.flush()
+        if self.failure is not None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the change was not saved: {LEADERSHIP_LOST}")
 
     async def close(self) -> None:
         """Wait for the flush under way (the master stops: what the last calls wrote reaches the registry)."""

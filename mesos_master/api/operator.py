@@ -262,7 +262,7 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
             self.master.teardown(request.framework_id, "torn down by the operator")
         except CallError as e:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
-        self.dispatcher.changed(allocate=True)
+        await self.dispatcher.commit(context)
         return opb.TeardownResponse()
 
     # ------------------------------------------------------------------ operator policy
@@ -273,7 +273,7 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         except (CallError, ResourcesError) as e:
             code = grpc.StatusCode.NOT_FOUND if isinstance(e, UnknownIdError) else grpc.StatusCode.INVALID_ARGUMENT
             await context.abort(code, str(e))
-        self.dispatcher.changed(allocate=True)
+        await self.dispatcher.commit(context)
 
     async def GetWeights(
         self, request: opb.GetWeightsRequest, context: grpc.aio.ServicerContext

@@ -108,3 +108,20 @@ def add_logging_flags(parser: FlagParser) -> None:
         choices=["auto", "json", "console"],
         help="log format; auto is JSON unless stderr is a terminal",
     )
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration(text: str) -> float:
+    """Seconds from `90`, `1.5s`, `500ms`, `10m`, `2h` or `1d` (a duration flag); > 0."""
+    raw = text.strip().lower()
+    unit = next((u for u in ("ms", "s", "m", "h", "d") if raw.endswith(u)), "")
+    number = raw[: len(raw) - len(unit)] if unit else raw
+    try:
+        seconds = float(number) * _DURATION_UNITS.get(unit, 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 90s, 500ms, 10m, 2h)") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: a duration must be > 0")
+    return seconds

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import NoReturn
 
 import grpc
+import structlog
 
 from scheduler_sdk._daemon.process import DaemonError
-from scheduler_sdk._daemon.security import caller
+from scheduler_sdk._daemon.security import DaemonSecurity, caller
 from scheduler_sdk.security.acls import AclError, Authorizer, audit
-from scheduler_sdk.security.certs import Principal
+from scheduler_sdk.security.certs import Principal, SecurityError
+
+log = structlog.get_logger(__name__)
 
 #: Who reads a daemon's state: operators and frameworks (and the master, of an agent); never an agent.
 READERS = ("operator", "framework", "master")
@@ -67,3 +70,19 @@ def load_authorizer(path: str | None) -> Authorizer:
         return Authorizer.from_file(Path(path))
     except AclError as e:
         raise DaemonError(f"--acls: {e}") from None
+
+
+def reload_security(authorizer: Authorizer, security: DaemonSecurity | None) -> None:
+    """Reread the ACLs and the credentials if their files changed (each tick, and at once on SIGHUP); a broken
+    edit keeps the old ones and says why."""
+    try:
+        if authorizer.reload():
+            log.info("ACLs reloaded", path=str(authorizer.path))
+    except AclError as e:
+        log.error("ACL file not reloaded: keeping the rules in force", error=str(e))
+    if security is not None and security.credentials is not None:
+        try:
+            if security.credentials.reload():
+                log.info("credentials reloaded", path=str(security.credentials.path))
+        except SecurityError as e:
+            log.error("credentials file not reloaded: keeping the tokens in force", error=str(e))

@@ -10,6 +10,7 @@ TaskGroup, `server.stop`) waits for ever. Use `asyncio.timeout` and `cancel_and_
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 
@@ -20,3 +21,18 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
     await asyncio.wait([task])
     if not task.cancelled():
         task.result()
+
+
+async def race(**awaitables: Awaitable[Any]) -> str:
+    """Run the awaitables until the first of them ends; cancel the others and wait for them; return the name of
+    the first (raising what it raised). A cancellation of the caller cancels them all."""
+    tasks = {name: asyncio.ensure_future(aw) for name, aw in awaitables.items()}
+    try:
+        done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks.values():
+            if not task.done():
+                await cancel_and_wait(task)
+    first = next(name for name, task in tasks.items() if task in done)
+    tasks[first].result()
+    return first

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from mesos_master.daemon import MasterDaemon
+from mesos_master.api.standby import Seat
+from mesos_master.terms import Terms
+from scheduler_sdk.security.acls import Authorizer
 
 
 class FakeDispatcher:
@@ -25,9 +27,10 @@ class FakeMaster:
 
 
 async def test_the_allocation_loop_ends_when_cancelled_as_allocation_is_wanted() -> None:
-    daemon = MasterDaemon(argparse.Namespace(allocation_interval=30.0))
+    args = argparse.Namespace(allocation_interval=30.0)
+    terms = Terms(args, "M", Seat("M"), Authorizer(), None, asyncio.Event())  # type: ignore[arg-type]
     dispatcher = FakeDispatcher()
-    loop = asyncio.create_task(daemon._allocation_loop(FakeMaster(), dispatcher))  # type: ignore[arg-type]
+    loop = asyncio.create_task(terms._allocation_loop(FakeMaster(), dispatcher))  # type: ignore[arg-type]
     await asyncio.sleep(0.01)  # waiting for allocation_wanted
     dispatcher.allocation_wanted.set()  # a stream detached...
     await asyncio.sleep(0)  # ...and, one turn later, SIGTERM: the loop is cancelled

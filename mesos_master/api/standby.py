@@ -1,0 +1,113 @@
+"""Leader or standby: the gRPC services a master serves for its whole life, routed to the servicers of the term it
+leads, or refused while it does not.
+
+A master's server runs from start to stop; its terms as leader come and go (a single master has one term, for
+its whole life). `Seat` holds the servicers of the current term (each bound to that term's core and dispatcher)
+or none. A call that comes while there is no term is refused UNAVAILABLE with a message that names the leader
+and the trailing metadata `aiomesos-leader` (scheduler_sdk.masters), which every client follows: that refusal is
+the redirect, for reads and writes alike. `GetMasters` is answered by every master, leader or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import grpc
+
+from aiomesos.v1 import operator_pb2 as opb
+from mesos_master.api.dispatch import MASTER_STOPPING
+from scheduler_sdk.masters import MasterRecord, standby_message, standby_metadata
+
+T = TypeVar("T")
+
+#: The Operator methods every master answers itself.
+ANSWERED_BY_ANY_MASTER = frozenset({"GetMasters"})
+
+
+class Seat:
+    """This master's place: the servicers of the term it leads, or none (a standby)."""
+
+    def __init__(
+        self,
+        master_id: str,
+        leader: Callable[[], MasterRecord | None] = lambda: None,
+        masters: Callable[[], Awaitable[opb.GetMastersResponse]] | None = None,
+    ) -> None:
+        self.master_id = master_id
+        self.services: Mapping[str, Any] | None = None
+        self.closing = False  # the master is stopping: say so, rather than call it a standby
+        self._leader = leader
+        self._masters = masters
+
+    @property
+    def leading(self) -> bool:
+        return self.services is not None
+
+    def begin(self, services: Mapping[str, Any]) -> None:
+        """A term starts: calls go to these servicers (by service name) from now on."""
+        self.services = services
+
+    def end(self) -> None:
+        """The term is over: refuse from now on (streams of the term are ended by its dispatcher)."""
+        self.services = None
+
+    def leader(self) -> MasterRecord | None:
+        """The leader as this master last saw it, when it is another master."""
+        leader = self._leader()
+        if leader is None or leader.master_id == self.master_id:
+            return None  # itself, between terms: no one to send the caller to
+        return leader
+
+    async def refuse(self, context: grpc.aio.ServicerContext) -> None:
+        if self.closing:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, MASTER_STOPPING)
+        leader = self.leader()
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            standby_message(self.master_id, leader),
+            trailing_metadata=standby_metadata(leader),
+        )
+
+    async def masters(self, context: grpc.aio.ServicerContext) -> opb.GetMastersResponse:
+        if self._masters is not None:
+            return await self._masters()
+        services = self.services
+        if services is None:
+            await self.refuse(context)
+            raise AssertionError("abort raises")
+        response: opb.GetMastersResponse = await services["aiomesos.v1.Operator"].GetMasters(
+            opb.GetMastersRequest(), context
+        )
+        return response
+
+
+def routed(servicer: type[T], service: str, seat: Seat) -> T:
+    """An instance of the generated `servicer` base whose every RPC goes to the current term's servicer of
+    `service` (its full name, e.g. aiomesos.v1.Scheduler), or is refused while this master does not lead."""
+    namespace: dict[str, Any] = {}
+    for name, value in vars(servicer).items():
+        if name.startswith("_") or not callable(value):
+            continue
+        namespace[name] = _forward(service, name)
+    cls = type(f"Routed{servicer.__name__}", (servicer,), namespace)
+    instance: T = cls()
+    instance._seat = seat  # type: ignore[attr-defined]
+    return instance
+
+
+def _forward(service: str, name: str) -> Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    answered_here = service == "aiomesos.v1.Operator" and name in ANSWERED_BY_ANY_MASTER
+
+    async def method(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        seat: Seat = self._seat
+        if answered_here:
+            return await seat.masters(context)
+        services = seat.services
+        if services is None:
+            await seat.refuse(context)
+            return None
+        return await getattr(services[service], name)(request, context)
+
+    method.__name__ = name
+    return method

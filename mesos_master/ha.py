@@ -1,0 +1,153 @@
+"""Masters on etcd: the flags, the etcd client a master uses (TLS with its own certificate unless the cluster is
+--insecure), and what `GetMasters` answers (every master's record, the leader, etcd's health).
+
+A master started with `--etcd` keeps its record under PREFIX/members while it runs, campaigns for PREFIX/leader
+(mesos_master.election), and, while it leads, keeps the registry in etcd with every write fenced by its term
+(mesos_master.registry.etcd). Without `--etcd` a master is the only one, with the SQLite registry in its work dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiomesos.v1 import operator_pb2 as opb
+from scheduler_sdk._daemon.flags import FlagParser, duration
+from scheduler_sdk._daemon.process import DaemonError
+from scheduler_sdk._daemon.security import DaemonSecurity
+from scheduler_sdk.masters import (
+    DEFAULT_PREFIX,
+    MasterRecord,
+    leader_key,
+    members_prefix,
+    normalise_prefix,
+)
+
+if TYPE_CHECKING:  # a single master never loads the etcd client
+    from scheduler_sdk.etcd import EtcdClient, EtcdTLS
+
+    from mesos_master.election import Election
+
+#: The lease of the leader key when --etcd-lease is not given (ZooKeeper's session timeout in Mesos: 10 s).
+DEFAULT_LEASE = 10.0
+
+
+def add_etcd_flags(p: FlagParser) -> None:
+    p.add_flag(
+        "--etcd",
+        default=None,
+        help="run highly available: etcd endpoints as etcd://HOST:PORT[,HOST:PORT][/PREFIX] (TLS unless --insecure), "
+        "or https:// / http:// URLs; masters elect a leader there and keep the registry there "
+        "(default: a single master with the SQLite registry in --work-dir)",
+    )
+    p.add_flag("--etcd-prefix", default=None, help=f"the cluster's key prefix in etcd (default {DEFAULT_PREFIX})")
+    p.add_flag(
+        "--etcd-lease",
+        type=duration,
+        default=DEFAULT_LEASE,
+        help="the leader's lease (e.g. 2s, 10s): a leader that cannot refresh it for this long steps down, and a "
+        "standby takes over once it expires",
+    )
+    p.add_flag("--etcd-ca", default=None, help="CA of etcd's server certificate (default: --ca)")
+    p.add_flag("--etcd-cert", default=None, help="certificate this master shows etcd (default: --cert)")
+    p.add_flag("--etcd-key", default=None, help="its key (default: --key)")
+
+
+@dataclass
+class Coordination:
+    """A master's link to etcd: the client, the cluster's prefix and its election."""
+
+    client: EtcdClient
+    prefix: str
+    election: Election
+    endpoints: list[str]
+
+
+def open_coordination(a: argparse.Namespace, security: DaemonSecurity, record: MasterRecord) -> Coordination:
+    """The etcd client and election the flags ask for; raises DaemonError (one readable line) for bad ones."""
+    from scheduler_sdk.etcd import EtcdClient
+
+    from mesos_master.election import Election
+
+    try:
+        endpoints, tls_scheme, url_prefix = EtcdClient.parse_url(a.etcd)
+        prefix = normalise_prefix(a.etcd_prefix or url_prefix or DEFAULT_PREFIX)
+    except ValueError as e:
+        raise DaemonError(f"--etcd: {e}") from None
+    use_tls = tls_scheme if tls_scheme is not None else not security.insecure or security.secure
+    tls = _etcd_tls(a, security) if use_tls else None
+    if tls is None and not security.insecure:
+        raise DaemonError("--etcd without TLS needs --insecure: give --ca/--cert/--key (or --etcd-ca/-cert/-key)")
+    client = EtcdClient(endpoints, tls=tls, timeout=min(2.0, max(0.5, a.etcd_lease / 3)))
+    return Coordination(client, prefix, Election(client, prefix, record, a.etcd_lease), endpoints)
+
+
+def _etcd_tls(a: argparse.Namespace, security: DaemonSecurity) -> EtcdTLS:
+    from scheduler_sdk.etcd import EtcdTLS
+
+    own = security.tls
+    ca = a.etcd_ca or (own.ca if own else None)
+    cert = a.etcd_cert or (own.cert if own else None)
+    key = a.etcd_key or (own.key if own else None)
+    if ca is None:
+        raise DaemonError("--etcd over TLS needs a CA: --etcd-ca or --ca")
+    if (cert is None) != (key is None):
+        raise DaemonError("--etcd-cert and --etcd-key go together")
+    try:
+        return EtcdTLS(
+            ca=Path(ca).read_bytes(),
+            cert=Path(cert).read_bytes() if cert else None,
+            key=Path(key).read_bytes() if key else None,
+        )
+    except OSError as e:
+        raise DaemonError(f"cannot read etcd TLS material {e.filename}: {e.strerror}") from None
+
+
+async def masters_view(coordination: Coordination, me: MasterRecord) -> opb.GetMastersResponse:
+    """Every running master as etcd lists it, who leads, and etcd's health; what etcd cannot say is left out
+    (its health says why), never an error: this is what an operator looks at when something is wrong."""
+    from scheduler_sdk.etcd import EtcdError
+
+    c = coordination
+    response = opb.GetMastersResponse(registry="etcd", etcd_prefix=c.prefix)
+    records: dict[str, MasterRecord] = {me.master_id: me}
+    leader: MasterRecord | None = None
+    try:
+        for kv in await c.client.get_prefix(members_prefix(c.prefix)):
+            try:
+                record = MasterRecord.decode(kv.value)
+            except ValueError:
+                continue
+            records[record.master_id] = record
+        kv = await c.client.get(leader_key(c.prefix))
+        leader = MasterRecord.decode(kv.value) if kv is not None else None
+    except (EtcdError, ValueError):
+        leader = c.election.leader()
+    for record in sorted(records.values(), key=lambda r: r.master_id):
+        leads = leader is not None and leader.master_id == record.master_id
+        response.masters.append(
+            opb.MasterSummary(
+                master_id=record.master_id,
+                address=record.address,
+                hostname=record.hostname,
+                leader=leads,
+                started_at=record.started_at,
+                elected_at=leader.elected_at if leads and leader is not None else 0.0,
+            )
+        )
+    if leader is not None:
+        response.leader_id = leader.master_id
+    for status in await c.client.status():
+        response.etcd.append(
+            opb.EtcdEndpointHealth(
+                endpoint=status.endpoint,
+                healthy=status.healthy,
+                version=status.version,
+                is_leader=status.is_leader,
+                error=status.error,
+                db_size=status.db_size,
+            )
+        )
+    return response
