@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = [
     # secure (as users run it) and --insecure side by side: what TLS and authentication cost
     ["bench.e2e", "--tasks", "500", "--agents", "2", "--security", "both"],
+    ["bench.failover", "--runs", "5", "--lease", "2"],  # HA masters on etcd: kill -9 of the leader
     ["bench.placement"],
     ["bench.placement", "--path", "scan"],  # the general path Weighted and plugin calculators take
     ["bench.agent_launch", "--tasks", "1000"],

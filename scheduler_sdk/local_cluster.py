@@ -1,5 +1,6 @@
-"""A whole cluster on this machine: one master and N agents as real processes, each with its own work dir.
-Behind `aiomesos cluster up`, `make run`, the end-to-end tests and the benchmarks.
+"""A whole cluster on this machine: one master (or several on a local etcd, `masters=3`) and N agents as real
+processes, each with its own work dir. Behind `aiomesos cluster up`, `make run`, the end-to-end tests and the
+benchmarks.
 
 Secure unless told otherwise (`secure=False`): the cluster makes its own CA (or uses `ca_dir`, default
 $AIOMESOS_CA_DIR), certificates for every daemon and an operator, and writes `WORK_DIR/aiomesos.toml`, the client
@@ -17,10 +18,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scheduler_sdk.operator import OperatorClient, OperatorError
 from scheduler_sdk.security.config import ClientConfig
 from scheduler_sdk.security.local import LocalCertificates
+
+if TYPE_CHECKING:  # a cluster of one master runs no etcd
+    from scheduler_sdk.local_etcd import LocalEtcd
 
 CA_DIR_ENV = "AIOMESOS_CA_DIR"
 CLIENT_CONFIG = "aiomesos.toml"
@@ -119,9 +124,17 @@ class LocalCluster:
     gpus: bool = False
     secure: bool = True
     ca_dir: Path | None = None  # where the CA is (or is made); default $AIOMESOS_CA_DIR, else WORK_DIR/certs
-    master: Daemon | None = None
+    # More than one: that many masters elect a leader on a local etcd (its own process, TLS when secure), with
+    # the registry there; agents and clients find the leader through etcd (master_address is the etcd:// URL).
+    masters: int = 1
+    etcd_lease: str = "2s"
+    master: Daemon | None = None  # the first master (the only one unless masters > 1)
+    master_daemons: list[Daemon] = field(default_factory=list)
     agent_daemons: list[Daemon] = field(default_factory=list)
+    etcd: LocalEtcd | None = None
     master_address: str = ""
+    master_addresses: list[str] = field(default_factory=list)  # each master's own host:port, by index
+    _etcd_urls: dict[int, str] = field(default_factory=dict)  # a master that reaches etcd another way
     token_address: str = ""  # the master's port for bearer tokens (secure clusters)
     certificates: LocalCertificates | None = None
 
@@ -162,7 +175,13 @@ class LocalCluster:
             # Traversable (not listable): tasks run as other users (nobody) and must reach their sandboxes in it
             # (a work dir from mkdtemp is 0700).
             os.chmod(self.work_dir, self.work_dir.stat().st_mode & 0o7777 | 0o011)
-            await self.start_master(timeout)
+            if self.masters > 1:
+                await self.start_etcd()
+                for i in range(self.masters):
+                    await self.start_master(timeout, index=i)
+                await self.wait_for_leader(timeout)
+            else:
+                await self.start_master(timeout)
             for i in range(self.agents):
                 self.add_agent(i)
             await self.wait_for_agents(self.agents, timeout)
@@ -170,21 +189,65 @@ class LocalCluster:
             await self.stop()
             raise
 
-    async def restart_master(self, timeout: float = 30.0) -> None:
-        """Stop the master and start it again with the same work dir, on the same port."""
-        assert self.master is not None
-        await self.master.stop()
-        token_port = int(self.token_address.rsplit(":", 1)[1]) if self.token_address else 0
-        await self.start_master(timeout, port=int(self.master_address.rsplit(":", 1)[1]), token_port=token_port)
+    async def start_etcd(self) -> None:
+        """A local etcd for the masters (TLS and client certificates when the cluster is secure)."""
+        from scheduler_sdk.local_etcd import LocalEtcd
 
-    async def start_master(self, timeout: float = 30.0, port: int = 0, token_port: int = 0) -> None:
-        master_dir = self.work_dir / "master"
+        if self.secure:
+            self._security_flags("master", "master")  # makes the certificates
+        self.etcd = LocalEtcd(self.work_dir / "etcd", self.certificates if self.secure else None)
+        await asyncio.to_thread(self.etcd.start)
+        self.master_address = self.etcd.url
+
+    async def restart_master(self, timeout: float = 30.0, index: int = 0, etcd_url: str | None = None) -> None:
+        """Stop a master and start it again with the same work dir, on the same port (and, with `etcd_url`, reaching
+        etcd there from now on: through a proxy a test can cut)."""
+        if etcd_url is not None:
+            self._etcd_urls[index] = etcd_url
+        daemon = self.master_daemons[index]
+        await daemon.stop()
+        address = self.master_addresses[index]
+        token_port = int(self.token_address.rsplit(":", 1)[1]) if self.token_address and index == 0 else 0
+        await self.start_master(timeout, port=int(address.rsplit(":", 1)[1]), token_port=token_port, index=index)
+
+    def master_index(self, address: str) -> int:
+        return self.master_addresses.index(address)
+
+    async def leader_index(self, timeout: float = 30.0) -> int:
+        """Which master leads now (waiting for one to be elected)."""
+        return self.master_index(await self.wait_for_leader(timeout))
+
+    async def wait_for_leader(self, timeout: float = 30.0, not_at: str = "") -> str:
+        """The address of the leading master once one (other than `not_at`) is elected and serving."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for address in self.master_addresses:
+                if not address or address == not_at:
+                    continue
+                with contextlib.suppress(OperatorError):
+                    async with OperatorClient(address, config=self.client_config, timeout=2.0) as client:
+                        masters = await client.masters()
+                        me = next((m for m in masters.masters if m.address == address), None)
+                        if me is not None and me.leader:
+                            return address
+            if time.monotonic() > deadline:
+                raise ClusterError(f"no master was elected in {timeout} s")
+            await asyncio.sleep(0.05)
+
+    async def start_master(self, timeout: float = 30.0, port: int = 0, token_port: int = 0, index: int = 0) -> None:
+        name = "master" if self.masters == 1 else f"master{index}"
+        master_dir = self.work_dir / name
         addr_file = master_dir / "master.addr"
         token_file = master_dir / "master.token.addr"
         with contextlib.suppress(FileNotFoundError):
             addr_file.unlink()
-        self.master = Daemon(
-            "master",
+        etcd_flags: list[str] = []
+        if self.etcd is not None:
+            etcd_flags = ["--etcd", self._etcd_urls.get(index, self.etcd.url), "--etcd-lease", self.etcd_lease]
+            if not self.secure:
+                etcd_flags.append("--insecure")
+        daemon = Daemon(
+            name,
             [
                 sys.executable,
                 "-m",
@@ -201,21 +264,32 @@ class LocalCluster:
                 self.log_level,
                 *self._security_flags("master", "master"),
                 *(["--token-port", str(token_port)] if self.secure else []),
+                *etcd_flags,
                 *self.master_flags,
             ],
             master_dir,
-            self._logs() / "master.log",
+            self._logs() / f"{name}.log",
         )
-        self.master.start(self._env())
+        if index < len(self.master_daemons):
+            self.master_daemons[index] = daemon
+        else:
+            self.master_daemons.append(daemon)
+            self.master_addresses.append("")
+        if index == 0:
+            self.master = daemon
+        daemon.start(self._env())
         deadline = time.monotonic() + timeout
         while not addr_file.exists():
-            if not self.master.alive:
-                raise ClusterError(f"the master exited at start:\n{self.master.log_tail()}")
+            if not daemon.alive:
+                raise ClusterError(f"{name} exited at start:\n{daemon.log_tail()}")
             if time.monotonic() > deadline:
-                raise ClusterError("the master did not start in time")
+                raise ClusterError(f"{name} did not start in time")
             await asyncio.sleep(0.02)
-        self.master_address = addr_file.read_text().strip()
-        self.token_address = token_file.read_text().strip() if token_file.exists() else ""
+        self.master_addresses[index] = addr_file.read_text().strip()
+        if self.etcd is None:
+            self.master_address = self.master_addresses[index]
+        if index == 0:
+            self.token_address = token_file.read_text().strip() if token_file.exists() else ""
         if self.certificates is not None:
             self.client_config.write(self.client_config_path)
 
@@ -263,19 +337,23 @@ class LocalCluster:
         return daemon
 
     async def wait_for_agents(self, count: int, timeout: float = 30.0) -> None:
+        """Until `count` agents are attached (to the leader, when there are several masters)."""
         deadline = time.monotonic() + timeout
-        async with OperatorClient(self.master_address, config=self.client_config) as client:
-            while True:
-                with contextlib.suppress(OperatorError):
+        while True:
+            address = self.master_address
+            if self.etcd is not None:
+                address = await self.wait_for_leader(max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(OperatorError):
+                async with OperatorClient(address, config=self.client_config, timeout=2.0) as client:
                     agents = (await client.agents()).agents
                     if sum(1 for a in agents if a.active) >= count:
                         return
-                for d in self.agent_daemons:
-                    if d.process is not None and d.process.poll() not in (None, 0):
-                        raise ClusterError(f"{d.name} exited at start:\n{d.log_tail()}")
-                if time.monotonic() > deadline:
-                    raise ClusterError(f"fewer than {count} agents attached in {timeout} s")
-                await asyncio.sleep(0.05)
+            for d in self.agent_daemons:
+                if d.process is not None and d.process.poll() not in (None, 0):
+                    raise ClusterError(f"{d.name} exited at start:\n{d.log_tail()}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"fewer than {count} agents attached in {timeout} s")
+            await asyncio.sleep(0.05)
 
     async def stop(self) -> list[str]:
         """Stop every daemon (agents first) and return what went wrong, if anything: a daemon that exited on its
@@ -289,8 +367,10 @@ class LocalCluster:
         running = [d for d in self.daemons() if d.alive]
         agents = [d for d in self.agent_daemons if d.alive]
         codes = dict(zip(agents, await asyncio.gather(*(d.stop(sig=SIGUSR1) for d in agents)), strict=True))
-        if self.master is not None and self.master.alive:
-            codes[self.master] = await self.master.stop()
+        masters = [d for d in self.master_daemons if d.alive]
+        codes.update(zip(masters, await asyncio.gather(*(d.stop() for d in masters)), strict=True))
+        if self.etcd is not None:
+            await asyncio.to_thread(self.etcd.stop)
         problems.extend(
             f"{d.name} stopped with status {codes[d]}: {d.log_tail(5)}" for d in running if codes.get(d) != 0
         )
@@ -299,7 +379,7 @@ class LocalCluster:
         return problems
 
     def daemons(self) -> list[Daemon]:
-        return ([self.master] if self.master is not None else []) + list(self.agent_daemons)
+        return list(self.master_daemons) + list(self.agent_daemons)
 
     async def __aenter__(self) -> LocalCluster:
         await self.start()

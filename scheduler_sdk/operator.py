@@ -94,6 +94,10 @@ class OperatorClient:
         request = opb.GetTasksRequest(framework_id=framework_id, limit=page_size)
         return await self._list("GetTasks", request)
 
+    async def masters(self) -> opb.GetMastersResponse:
+        """Every master, which one leads, and etcd's health (any master answers, standby too)."""
+        return await self._call("GetMasters", opb.GetMastersRequest())  # type: ignore[return-value]
+
     async def teardown(self, framework_id: str) -> None:
         await self._call("Teardown", opb.TeardownRequest(framework_id=framework_id))
 
