@@ -51,7 +51,7 @@ async def served() -> AsyncIterator[tuple[Seat, operator_pb2_grpc.OperatorStub, 
 
 
 async def test_a_standby_refuses_naming_the_leader(served: Any) -> None:
-    seat, stub, _ = served
+    _seat, stub, _ = served
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.GetWeights(opb.GetWeightsRequest())
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -60,7 +60,7 @@ async def test_a_standby_refuses_naming_the_leader(served: Any) -> None:
 
 
 async def test_with_no_leader_known_the_refusal_says_so_and_names_no_one(served: Any) -> None:
-    seat, stub, leader = served
+    _seat, stub, leader = served
     leader[0] = MasterRecord(master_id="m1", address="127.0.0.1:1")  # itself, between terms: not a redirect
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.GetWeights(opb.GetWeightsRequest())
@@ -80,7 +80,7 @@ async def test_calls_go_to_the_term_led_and_stop_when_it_ends(served: Any) -> No
 
 
 async def test_every_master_answers_get_masters(served: Any) -> None:
-    seat, stub, _ = served
+    _seat, stub, _ = served
     answer = await stub.GetMasters(opb.GetMastersRequest())
     assert answer.registry == "etcd" and answer.leader_id == "m2"
 
