@@ -267,10 +267,13 @@ class MasterMessage(_message.Message):
         TASK_ID_FIELD_NUMBER: _builtins.int
         KILL_POLICY_FIELD_NUMBER: _builtins.int
         REASON_FIELD_NUMBER: _builtins.int
+        MESSAGE_FIELD_NUMBER: _builtins.int
         framework_id: _builtins.str
         task_id: _builtins.str
         reason: _tasks_pb2.TaskStatus.Reason.ValueType
         """Why the master kills it (e.g. REASON_CONTAINER_PREEMPTED); reported on the TASK_KILLED update."""
+        message: _builtins.str
+        """With a reason: what the TASK_KILLED update says (e.g. that the agent is draining)."""
         @_builtins.property
         def kill_policy(self) -> _resources_pb2.KillPolicy: ...
         def __init__(
@@ -280,10 +283,11 @@ class MasterMessage(_message.Message):
             task_id: _builtins.str = ...,
             kill_policy: _resources_pb2.KillPolicy | None = ...,
             reason: _tasks_pb2.TaskStatus.Reason.ValueType = ...,
+            message: _builtins.str = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["kill_policy", b"kill_policy"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["framework_id", b"framework_id", "kill_policy", b"kill_policy", "reason", b"reason", "task_id", b"task_id"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["framework_id", b"framework_id", "kill_policy", b"kill_policy", "message", b"message", "reason", b"reason", "task_id", b"task_id"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
