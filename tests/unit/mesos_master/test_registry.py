@@ -11,12 +11,15 @@ import pytest
 from aiomesos.v1 import resources_pb2 as rpb
 from mesos_master.registry import (
     AdmitAgent,
+    MarkAgentGone,
     MarkAgentUnreachable,
     PutFramework,
     RemoveAgent,
+    RemoveDrain,
     RemoveFramework,
     RemoveQuota,
     SQLiteRegistry,
+    UpdateDrain,
     UpdateQuota,
     UpdateReservations,
     UpdateWeight,
@@ -128,3 +131,26 @@ def test_an_unknown_operation_is_refused(tmp_path: Path) -> None:
     r = SQLiteRegistry(tmp_path / "r.sqlite")
     with pytest.raises(RegistryError, match="unknown registry operation"):
         r.apply("remove_agent")  # type: ignore[arg-type]
+
+
+def test_drains_and_gone_agents_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    r = SQLiteRegistry(path)
+    for aid in ("S1", "S2", "S3"):
+        r.apply(AdmitAgent(rpb.AgentInfo(id=aid, hostname=aid.lower())))
+    r.apply(UpdateDrain("S1", "DRAINING", 1_500.0, True, 1_000.0))
+    r.apply(UpdateDrain("S2", "DRAINING", None, False, 1_000.0))
+    r.apply(UpdateDrain("S2", "DRAINED", None, False, 1_000.0, 1_200.0))
+    r.apply(UpdateDrain("S3", "DRAINED", None, True, 1_000.0, 1_100.0))
+    r.apply(MarkAgentGone("S3", 1_100.0))
+    r.close()
+    r = SQLiteRegistry(path)
+    state = r.load()
+    assert state.drains == {
+        "S1": UpdateDrain("S1", "DRAINING", 1_500.0, True, 1_000.0),
+        "S2": UpdateDrain("S2", "DRAINED", None, False, 1_000.0, 1_200.0),
+    }
+    assert state.gone == {"S3": 1_100.0} and set(state.agents) == {"S1", "S2"}
+    r.apply(RemoveDrain("S1"))
+    r.apply(RemoveAgent("S2"))  # its drain goes with it
+    assert r.load().drains == {}
