@@ -102,6 +102,7 @@ class MasterLink:
                     if message.type == MasterMessage.PING:
                         continue
                     if message.type == MasterMessage.SHUTDOWN:  # drained and marked gone: stop, never come back
+                        call.cancel()
                         raise RejectedByMaster(message.shutdown.message or "the master shut this agent down")
                     self.agent.on_master_message(message)
             finally:
