@@ -153,7 +153,7 @@ class Agent:
             case MasterMessage.KILL_TASKS:
                 for kill in message.kill_tasks.tasks:
                     policy = kill.kill_policy if kill.HasField("kill_policy") else None
-                    self.kill_task(kill.framework_id, kill.task_id, policy, reason=kill.reason)
+                    self.kill_task(kill.framework_id, kill.task_id, policy, reason=kill.reason, message=kill.message)
             case MasterMessage.ACKNOWLEDGE:
                 for ack in message.acknowledge.acknowledgements:
                     self.acknowledge(ack.framework_id, ack.task_id, ack.uuid)
@@ -171,8 +171,10 @@ class Agent:
         user = self.users.resolve(info.command.user, framework.user)
         self._execute(self.machine.run_task(framework, info, container_id=uuid.uuid4().hex[:16], user=user))
 
-    def kill_task(self, framework_id: str, task_id: str, policy: rpb.KillPolicy | None, reason: int = 0) -> None:
-        self._execute(self.machine.kill_task(framework_id, task_id, policy, reason))
+    def kill_task(
+        self, framework_id: str, task_id: str, policy: rpb.KillPolicy | None, reason: int = 0, message: str = ""
+    ) -> None:
+        self._execute(self.machine.kill_task(framework_id, task_id, policy, reason, message))
 
     def acknowledge(self, framework_id: str, task_id: str, update_uuid: bytes) -> None:
         acked = self.updates.acknowledge(framework_id, task_id, update_uuid)

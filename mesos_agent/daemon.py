@@ -263,14 +263,13 @@ class AgentDaemon:
                 live_sandboxes=agent.live_sandboxes,
             )
             gc_task = tg.create_task(gc.run(a.gc_interval))
-            link_task = tg.create_task(link.run())
+            link_task = tg.create_task(_until_rejected(link))
             retries = tg.create_task(agent.retry_loop())
             stop = tg.create_task(self.stopping.wait())
             await asyncio.wait([link_task, stop], return_when=asyncio.FIRST_COMPLETED)
-            if link_task.done() and isinstance(link_task.exception(), RejectedByMaster):
-                print(
-                    f"aiomesos agent: error: the master rejected this agent: {link_task.exception()}", file=sys.stderr
-                )
+            rejected = link_task.result() if link_task.done() else None
+            if rejected is not None:
+                print(f"aiomesos agent: error: the master rejected this agent: {rejected}", file=sys.stderr)
                 code = 2
             await self._stop(agent, link, containerizer, server)
             for task in (link_task, retries, stop, gc_task):
@@ -336,6 +335,16 @@ async def _drained(link: MasterLink) -> None:
     while link.queued():
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.05)
+
+
+async def _until_rejected(link: MasterLink) -> RejectedByMaster | None:
+    """The link, run until the master rejects this agent for good (returned, not raised: raised, it would end the
+    daemon's TaskGroup before the agent stops cleanly)."""
+    try:
+        await link.run()
+    except RejectedByMaster as e:
+        return e
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:

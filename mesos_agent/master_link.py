@@ -101,6 +101,9 @@ class MasterLink:
                         break
                     if message.type == MasterMessage.PING:
                         continue
+                    if message.type == MasterMessage.SHUTDOWN:  # drained and marked gone: stop, never come back
+                        call.cancel()
+                        raise RejectedByMaster(message.shutdown.message or "the master shut this agent down")
                     self.agent.on_master_message(message)
             finally:
                 # A broken write shows on the read side as well; the writer's own error adds nothing. (A

@@ -54,6 +54,7 @@ class TaskRun:
     sandbox: Path | None = None
     health_kill_message: str | None = None  # set when a failing health check killed the task
     kill_reason: int = 0  # why the master killed it (e.g. REASON_CONTAINER_PREEMPTED)
+    kill_message: str = ""  # and what it said of it (e.g. that the agent is draining): the TASK_KILLED message
     gpus: tuple[int, ...] = ()  # the GPU indices it was given
     checkpointed: bool = False  # its log is in the checkpoint (updates are written there before they are sent)
     launching: bool = False  # the containerizer's launch is under way
@@ -291,12 +292,14 @@ class TaskStateMachine:
         self._update(run, tpb.TASK_FAILED, TaskStatus.REASON_CONTAINER_LAUNCH_FAILED, message)
 
     def kill_task(
-        self, framework_id: str, task_id: str, policy: rpb.KillPolicy | None, reason: int = 0
+        self, framework_id: str, task_id: str, policy: rpb.KillPolicy | None, reason: int = 0, message: str = ""
     ) -> list[Effect]:
-        self._kill(framework_id, task_id, policy, reason)
+        self._kill(framework_id, task_id, policy, reason, message)
         return self._take_effects()
 
-    def _kill(self, framework_id: str, task_id: str, policy: rpb.KillPolicy | None, reason: int = 0) -> None:
+    def _kill(
+        self, framework_id: str, task_id: str, policy: rpb.KillPolicy | None, reason: int = 0, message: str = ""
+    ) -> None:
         run = self.tasks.get((framework_id, task_id))
         if run is None:
             self._update_unknown(framework_id, task_id)
@@ -304,7 +307,7 @@ class TaskStateMachine:
         if run.terminal or run.kill_requested:
             return
         run.kill_requested = True
-        run.kill_reason = reason
+        run.kill_reason, run.kill_message = reason, message if reason else ""
         run.grace = executor.grace_period(run.info, policy)
         if run.container is not None:
             self._killing(run)
@@ -417,7 +420,10 @@ class TaskStateMachine:
         launched (then `container_launched` or `launch_failed`); else the task is over, and the updates say why."""
         killed = TaskStatus.REASON_TASK_KILLED_DURING_LAUNCH
         if run.kill_requested:
-            self._update(run, tpb.TASK_KILLED, killed, KILLED_BEFORE_START)
+            if run.kill_message:  # the master said why (a drain deadline): that is the reason
+                self._update(run, tpb.TASK_KILLED, run.kill_reason, f"{run.kill_message} ({KILLED_BEFORE_START})")
+            else:
+                self._update(run, tpb.TASK_KILLED, killed, KILLED_BEFORE_START)
             return self._take_effects()
         if run.info.HasField("health_check"):
             problems = health.validate_check(run.info.health_check)
@@ -480,6 +486,7 @@ class TaskStateMachine:
         state, reason, message, code = executor.terminal_status(termination, run.kill_requested)
         if run.kill_requested and run.kill_reason and state == tpb.TASK_KILLED:
             reason = run.kill_reason
+            message = f"{run.kill_message} ({message})" if run.kill_message else message
         if run.health_kill_message is not None:
             reason, message = TaskStatus.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED, run.health_kill_message
             self._update(run, state, reason, message, exit_code=code, healthy=False)

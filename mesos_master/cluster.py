@@ -6,7 +6,8 @@ once per event-loop turn. Draining batches: all offers for a framework become on
 status updates one UPDATE event, all launches for an agent one RUN_TASKS message, and so on.
 
 `Master` is assembled here from one class per concept, each in the module of its name: `frameworks`, `agents`,
-`tasks`, `offers`, `accept` (with its operations), `reservations`, `role_policy` (weights, quota), `revocation`;
+`tasks`, `offers`, `accept` (with its operations), `reservations`, `role_policy` (weights, quota), `revocation`,
+`drain` (maintenance: it extends registering agents and subscribing frameworks);
 their shared state is `state.MasterState`, the records are in `records`, every check of a call in `validation`,
 and every registry write is an operation of `registry.operations`.
 """
@@ -22,6 +23,7 @@ from mesos_master.accept import AcceptTransitions
 from mesos_master.agents import AgentTransitions, text_attributes
 from mesos_master.allocator import Allocator
 from mesos_master.allocator.base import Quota
+from mesos_master.drain import DrainTransitions
 from mesos_master.frameworks import AllocatorOptions, FrameworkTransitions, allocator_options
 from mesos_master.offers import DEFAULT_REFUSE_SECONDS
 from mesos_master.outbox import Drained, Outbox
@@ -59,7 +61,14 @@ __all__ = [
 ]
 
 
-class Master(FrameworkTransitions, AgentTransitions, AcceptTransitions, RolePolicyTransitions, RevocationTransitions):
+class Master(
+    DrainTransitions,
+    FrameworkTransitions,
+    AgentTransitions,
+    AcceptTransitions,
+    RolePolicyTransitions,
+    RevocationTransitions,
+):
     """All of the master's state. Methods are called from one thread (the event loop) and never block."""
 
     def __init__(
@@ -98,6 +107,8 @@ class Master(FrameworkTransitions, AgentTransitions, AcceptTransitions, RolePoli
         self.quotas = {}
         self.reservations = {}
         self.counters = {}
+        self.drains = {}
+        self.gone_agents = {}
         if recovered is not None:
             self._recover(recovered)
 
@@ -128,6 +139,7 @@ class Master(FrameworkTransitions, AgentTransitions, AcceptTransitions, RolePoli
                 recovered=True,
                 unreachable_at=state.unreachable.get(agent_id),
             )
+        self._recover_drains(state)
         for framework_id, fw_info in state.frameworks.items():
             # After a master restart a framework gets the longer of its failover timeout and the agents'
             # re-attach timeout to come back: it could not have resubscribed while the master was down.
@@ -140,9 +152,10 @@ class Master(FrameworkTransitions, AgentTransitions, AcceptTransitions, RolePoli
             )
 
     def tick(self) -> None:
-        """Expire what has waited too long: offers, disconnected frameworks, disconnected agents; revoke."""
+        """Expire what has waited too long: offers, disconnected frameworks, disconnected agents; revoke; drain."""
         now = self.clock()
         self.revoke()
         self.expire_offers(now)
         self.expire_frameworks(now)
         self.expire_agents(now)
+        self.drain_tick(now)

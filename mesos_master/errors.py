@@ -20,3 +20,8 @@ class UnknownIdError(CallError):
 
 class DeniedError(CallError):
     """The caller may not do this: not its framework or agent, or the ACLs say no (gRPC: PERMISSION_DENIED)."""
+
+
+class PreconditionError(CallError):
+    """The call does not fit the state of what it names, e.g. reactivating an agent that is not draining (gRPC:
+    FAILED_PRECONDITION)."""

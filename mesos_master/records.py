@@ -98,6 +98,24 @@ class AgentRecord:
         return self.info.id
 
 
+DRAINING = "DRAINING"
+DRAINED = "DRAINED"
+
+
+@dataclass(slots=True)
+class Drain:
+    """An agent under maintenance (see `drain`): DRAINING until nothing non-terminal runs there, then DRAINED."""
+
+    agent_id: str
+    deadline: float | None  # unix seconds: what still runs then is killed (None: wait for the tasks to end)
+    mark_gone: bool  # once DRAINED, remove the agent for good
+    since: float
+    state: str = DRAINING
+    drained_at: float | None = None
+    # Tasks killed for the deadline on the agent's current attachment (sent again when it re-attaches).
+    killed: set[tuple[str, str]] = field(default_factory=set)
+
+
 def with_reservations(reported: Resources, reserved: Resources | None) -> Resources:
     """An agent's total: what it reported, with its dynamic reservations moved from the unreserved pool to their
     roles (what the agent no longer has is dropped)."""

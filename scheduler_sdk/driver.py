@@ -64,6 +64,11 @@ class Scheduler:
         self, driver: SchedulerDriver, agent_id: str, executor_id: str, data: bytes
     ) -> None: ...
     async def agent_lost(self, driver: SchedulerDriver, agent_id: str) -> None: ...
+    async def agent_draining(self, driver: SchedulerDriver, agent_id: str, deadline: float | None) -> None:
+        """An agent this framework has tasks on is being drained: no more offers from it; what still runs there at
+        `deadline` (unix seconds; None: no deadline) is killed (TASK_KILLED, REASON_AGENT_DRAINING). Told again
+        on every resubscription while the drain lasts."""
+
     async def executor_lost(self, driver: SchedulerDriver, agent_id: str, executor_id: str, status: int) -> None: ...
     async def error(self, driver: SchedulerDriver, message: str) -> None:
         log.error("master reported an error", message=message)
@@ -232,6 +237,9 @@ class SchedulerDriver:
                     await s.executor_lost(self, f.agent_id, f.executor_id, f.status)
                 else:
                     await s.agent_lost(self, f.agent_id)
+            case Event.AGENT_DRAINING:
+                d = event.agent_draining
+                await s.agent_draining(self, d.agent_id, d.deadline if d.has_deadline else None)
             case Event.ERROR:
                 await s.error(self, event.error.message)
             case Event.HEARTBEAT:

@@ -130,6 +130,21 @@ class OperatorClient:
     async def unreserve(self, agent_id: str, resources: Resources) -> None:
         await self._call("Unreserve", opb.UnreserveRequest(agent_id=agent_id, resources=resources.to_proto()))
 
+    async def drain_agent(
+        self, agent_id: str, deadline: float | None = None, *, mark_gone: bool = False
+    ) -> opb.DrainInfo:
+        """Drain the agent (maintenance): no new offers; what runs there at `deadline` seconds from now is killed
+        (None: it may run until it ends); with `mark_gone` the agent is removed for good once drained."""
+        request = opb.DrainAgentRequest(agent_id=agent_id, mark_gone=mark_gone)
+        if deadline is not None:
+            request.deadline_seconds, request.has_deadline = deadline, True
+        response: opb.DrainAgentResponse = await self._call("DrainAgent", request)  # type: ignore[assignment]
+        return response.drain
+
+    async def reactivate_agent(self, agent_id: str) -> None:
+        """End the agent's drain: it is offered again."""
+        await self._call("ReactivateAgent", opb.ReactivateAgentRequest(agent_id=agent_id))
+
     async def metrics(self) -> dict[str, float]:
         resp: opb.GetMetricsResponse = await self._call("GetMetrics", opb.GetMetricsRequest())  # type: ignore[assignment]
         return dict(resp.metrics)

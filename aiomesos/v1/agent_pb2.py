@@ -26,7 +26,7 @@ from aiomesos.v1 import resources_pb2 as aiomesos_dot_v1_dot_resources__pb2
 from aiomesos.v1 import tasks_pb2 as aiomesos_dot_v1_dot_tasks__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61iomesos/v1/agent.proto\x12\x0b\x61iomesos.v1\x1a\x1b\x61iomesos/v1/resources.proto\x1a\x17\x61iomesos/v1/tasks.proto\"m\n\tAgentTask\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12#\n\x04task\x18\x02 \x01(\x0b\x32\x15.aiomesos.v1.TaskInfo\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.aiomesos.v1.TaskState\"\x8e\x04\n\x0c\x41gentMessage\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.aiomesos.v1.AgentMessage.Type\x12\x34\n\x08register\x18\x02 \x01(\x0b\x32\".aiomesos.v1.AgentMessage.Register\x12?\n\x0estatus_updates\x18\x03 \x01(\x0b\x32\'.aiomesos.v1.AgentMessage.StatusUpdates\x1a\x7f\n\x08Register\x12*\n\nagent_info\x18\x01 \x01(\x0b\x32\x16.aiomesos.v1.AgentInfo\x12\x0f\n\x07\x62oot_id\x18\x02 \x01(\t\x12%\n\x05tasks\x18\x03 \x03(\x0b\x32\x16.aiomesos.v1.AgentTask\x12\x0f\n\x07version\x18\x04 \x01(\t\x1aM\n\x0cStatusUpdate\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0b\x32\x17.aiomesos.v1.TaskStatus\x1aH\n\rStatusUpdates\x12\x37\n\x07updates\x18\x01 \x03(\x0b\x32&.aiomesos.v1.AgentMessage.StatusUpdate\"?\n\x04Type\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0c\n\x08REGISTER\x10\x01\x12\x12\n\x0eSTATUS_UPDATES\x10\x02\x12\x08\n\x04PONG\x10\x03\"\xcb\t\n\rMasterMessage\x12-\n\x04type\x18\x01 \x01(\x0e\x32\x1f.aiomesos.v1.MasterMessage.Type\x12\x39\n\nregistered\x18\x02 \x01(\x0b\x32%.aiomesos.v1.MasterMessage.Registered\x12\x36\n\trun_tasks\x18\x03 \x01(\x0b\x32#.aiomesos.v1.MasterMessage.RunTasks\x12\x38\n\nkill_tasks\x18\x04 \x01(\x0b\x32$.aiomesos.v1.MasterMessage.KillTasks\x12;\n\x0b\x61\x63knowledge\x18\x05 \x01(\x0b\x32&.aiomesos.v1.MasterMessage.Acknowledge\x12H\n\x12shutdown_framework\x18\x06 \x01(\x0b\x32,.aiomesos.v1.MasterMessage.ShutdownFramework\x12\x46\n\x11\x66ramework_message\x18\x07 \x01(\x0b\x32+.aiomesos.v1.MasterMessage.FrameworkMessage\x1aP\n\nRegistered\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x11\n\tmaster_id\x18\x02 \x01(\t\x12\x1d\n\x15ping_interval_seconds\x18\x03 \x01(\x01\x1a]\n\x07RunTask\x12-\n\tframework\x18\x01 \x01(\x0b\x32\x1a.aiomesos.v1.FrameworkInfo\x12#\n\x04task\x18\x02 \x01(\x0b\x32\x15.aiomesos.v1.TaskInfo\x1a=\n\x08RunTasks\x12\x31\n\x05tasks\x18\x01 \x03(\x0b\x32\".aiomesos.v1.MasterMessage.RunTask\x1a\x8f\x01\n\x08KillTask\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12,\n\x0bkill_policy\x18\x03 \x01(\x0b\x32\x17.aiomesos.v1.KillPolicy\x12.\n\x06reason\x18\x04 \x01(\x0e\x32\x1e.aiomesos.v1.TaskStatus.Reason\x1a?\n\tKillTasks\x12\x32\n\x05tasks\x18\x01 \x03(\x0b\x32#.aiomesos.v1.MasterMessage.KillTask\x1a\x45\n\x0b\x41\x63knowledge\x12\x36\n\x10\x61\x63knowledgements\x18\x01 \x03(\x0b\x32\x1c.aiomesos.v1.Acknowledgement\x1a)\n\x11ShutdownFramework\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x1aK\n\x10\x46rameworkMessage\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65xecutor_id\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x8c\x01\n\x04Type\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0e\n\nREGISTERED\x10\x01\x12\r\n\tRUN_TASKS\x10\x02\x12\x0e\n\nKILL_TASKS\x10\x03\x12\x0f\n\x0b\x41\x43KNOWLEDGE\x10\x04\x12\x16\n\x12SHUTDOWN_FRAMEWORK\x10\x05\x12\x08\n\x04PING\x10\x06\x12\x15\n\x11\x46RAMEWORK_MESSAGE\x10\x07\"\x13\n\x11\x41gentStateRequest\"\xae\x01\n\nAgentState\x12*\n\nagent_info\x18\x01 \x01(\x0b\x32\x16.aiomesos.v1.AgentInfo\x12\x0e\n\x06master\x18\x02 \x01(\t\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12%\n\x05tasks\x18\x04 \x03(\x0b\x32\x16.aiomesos.v1.AgentTask\x12\x17\n\x0fpending_updates\x18\x05 \x01(\x05\x12\x11\n\tisolators\x18\x06 \x03(\t\"\xed\x02\n\x12ResourceStatistics\x12\x11\n\ttimestamp\x18\x01 \x01(\x01\x12\x1b\n\x13\x63pus_user_time_secs\x18\x02 \x01(\x01\x12\x1d\n\x15\x63pus_system_time_secs\x18\x03 \x01(\x01\x12\x12\n\ncpus_limit\x18\x04 \x01(\x01\x12\x17\n\x0f\x63pus_nr_periods\x18\x05 \x01(\x04\x12\x19\n\x11\x63pus_nr_throttled\x18\x06 \x01(\x04\x12 \n\x18\x63pus_throttled_time_secs\x18\x07 \x01(\x01\x12\x15\n\rmem_rss_bytes\x18\x08 \x01(\x04\x12\x17\n\x0fmem_cache_bytes\x18\t \x01(\x04\x12\x17\n\x0fmem_limit_bytes\x18\n \x01(\x04\x12\x11\n\tprocesses\x18\x0b \x01(\r\x12\x0f\n\x07threads\x18\x0c \x01(\r\x12\x17\n\x0f\x64isk_used_bytes\x18\r \x01(\x04\x12\x18\n\x10\x64isk_limit_bytes\x18\x0e \x01(\x04\"\xcd\x01\n\x0f\x43ontainerStatus\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x03 \x01(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.aiomesos.v1.TaskState\x12\x33\n\nstatistics\x18\x05 \x01(\x0b\x32\x1f.aiomesos.v1.ResourceStatistics\x12\x0f\n\x07sandbox\x18\x06 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x07 \x01(\t\"\x16\n\x14GetContainersRequest\"I\n\x15GetContainersResponse\x12\x30\n\ncontainers\x18\x01 \x03(\x0b\x32\x1c.aiomesos.v1.ContainerStatus\"G\n\x10ListFilesRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\"S\n\x08\x46ileInfo\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06is_dir\x18\x02 \x01(\x08\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\r\n\x05mtime\x18\x04 \x01(\x01\x12\x0c\n\x04mode\x18\x05 \x01(\t\"9\n\x11ListFilesResponse\x12$\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x15.aiomesos.v1.FileInfo\"\x8a\x01\n\x0fReadFileRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x0e\n\x06length\x18\x05 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x06 \x01(\x08\x12\x12\n\ntail_lines\x18\x07 \x01(\r\"-\n\rReadFileChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x32T\n\rAgentRegistry\x12\x43\n\x06\x41ttach\x12\x19.aiomesos.v1.AgentMessage\x1a\x1a.aiomesos.v1.MasterMessage(\x01\x30\x01\x32\xb8\x02\n\x05\x41gent\x12\x43\n\x08GetState\x12\x1e.aiomesos.v1.AgentStateRequest\x1a\x17.aiomesos.v1.AgentState\x12V\n\rGetContainers\x12!.aiomesos.v1.GetContainersRequest\x1a\".aiomesos.v1.GetContainersResponse\x12J\n\tListFiles\x12\x1d.aiomesos.v1.ListFilesRequest\x1a\x1e.aiomesos.v1.ListFilesResponse\x12\x46\n\x08ReadFile\x12\x1c.aiomesos.v1.ReadFileRequest\x1a\x1a.aiomesos.v1.ReadFileChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61iomesos/v1/agent.proto\x12\x0b\x61iomesos.v1\x1a\x1b\x61iomesos/v1/resources.proto\x1a\x17\x61iomesos/v1/tasks.proto\"m\n\tAgentTask\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12#\n\x04task\x18\x02 \x01(\x0b\x32\x15.aiomesos.v1.TaskInfo\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.aiomesos.v1.TaskState\"\x8e\x04\n\x0c\x41gentMessage\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.aiomesos.v1.AgentMessage.Type\x12\x34\n\x08register\x18\x02 \x01(\x0b\x32\".aiomesos.v1.AgentMessage.Register\x12?\n\x0estatus_updates\x18\x03 \x01(\x0b\x32\'.aiomesos.v1.AgentMessage.StatusUpdates\x1a\x7f\n\x08Register\x12*\n\nagent_info\x18\x01 \x01(\x0b\x32\x16.aiomesos.v1.AgentInfo\x12\x0f\n\x07\x62oot_id\x18\x02 \x01(\t\x12%\n\x05tasks\x18\x03 \x03(\x0b\x32\x16.aiomesos.v1.AgentTask\x12\x0f\n\x07version\x18\x04 \x01(\t\x1aM\n\x0cStatusUpdate\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0b\x32\x17.aiomesos.v1.TaskStatus\x1aH\n\rStatusUpdates\x12\x37\n\x07updates\x18\x01 \x03(\x0b\x32&.aiomesos.v1.AgentMessage.StatusUpdate\"?\n\x04Type\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0c\n\x08REGISTER\x10\x01\x12\x12\n\x0eSTATUS_UPDATES\x10\x02\x12\x08\n\x04PONG\x10\x03\"\xbe\n\n\rMasterMessage\x12-\n\x04type\x18\x01 \x01(\x0e\x32\x1f.aiomesos.v1.MasterMessage.Type\x12\x39\n\nregistered\x18\x02 \x01(\x0b\x32%.aiomesos.v1.MasterMessage.Registered\x12\x36\n\trun_tasks\x18\x03 \x01(\x0b\x32#.aiomesos.v1.MasterMessage.RunTasks\x12\x38\n\nkill_tasks\x18\x04 \x01(\x0b\x32$.aiomesos.v1.MasterMessage.KillTasks\x12;\n\x0b\x61\x63knowledge\x18\x05 \x01(\x0b\x32&.aiomesos.v1.MasterMessage.Acknowledge\x12H\n\x12shutdown_framework\x18\x06 \x01(\x0b\x32,.aiomesos.v1.MasterMessage.ShutdownFramework\x12\x46\n\x11\x66ramework_message\x18\x07 \x01(\x0b\x32+.aiomesos.v1.MasterMessage.FrameworkMessage\x12\x35\n\x08shutdown\x18\x08 \x01(\x0b\x32#.aiomesos.v1.MasterMessage.Shutdown\x1aP\n\nRegistered\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x11\n\tmaster_id\x18\x02 \x01(\t\x12\x1d\n\x15ping_interval_seconds\x18\x03 \x01(\x01\x1a]\n\x07RunTask\x12-\n\tframework\x18\x01 \x01(\x0b\x32\x1a.aiomesos.v1.FrameworkInfo\x12#\n\x04task\x18\x02 \x01(\x0b\x32\x15.aiomesos.v1.TaskInfo\x1a=\n\x08RunTasks\x12\x31\n\x05tasks\x18\x01 \x03(\x0b\x32\".aiomesos.v1.MasterMessage.RunTask\x1a\xa0\x01\n\x08KillTask\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12,\n\x0bkill_policy\x18\x03 \x01(\x0b\x32\x17.aiomesos.v1.KillPolicy\x12.\n\x06reason\x18\x04 \x01(\x0e\x32\x1e.aiomesos.v1.TaskStatus.Reason\x12\x0f\n\x07message\x18\x05 \x01(\t\x1a?\n\tKillTasks\x12\x32\n\x05tasks\x18\x01 \x03(\x0b\x32#.aiomesos.v1.MasterMessage.KillTask\x1a\x45\n\x0b\x41\x63knowledge\x12\x36\n\x10\x61\x63knowledgements\x18\x01 \x03(\x0b\x32\x1c.aiomesos.v1.Acknowledgement\x1a)\n\x11ShutdownFramework\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x1a\x1b\n\x08Shutdown\x12\x0f\n\x07message\x18\x01 \x01(\t\x1aK\n\x10\x46rameworkMessage\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65xecutor_id\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x9a\x01\n\x04Type\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0e\n\nREGISTERED\x10\x01\x12\r\n\tRUN_TASKS\x10\x02\x12\x0e\n\nKILL_TASKS\x10\x03\x12\x0f\n\x0b\x41\x43KNOWLEDGE\x10\x04\x12\x16\n\x12SHUTDOWN_FRAMEWORK\x10\x05\x12\x08\n\x04PING\x10\x06\x12\x15\n\x11\x46RAMEWORK_MESSAGE\x10\x07\x12\x0c\n\x08SHUTDOWN\x10\x08\"\x13\n\x11\x41gentStateRequest\"\xae\x01\n\nAgentState\x12*\n\nagent_info\x18\x01 \x01(\x0b\x32\x16.aiomesos.v1.AgentInfo\x12\x0e\n\x06master\x18\x02 \x01(\t\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12%\n\x05tasks\x18\x04 \x03(\x0b\x32\x16.aiomesos.v1.AgentTask\x12\x17\n\x0fpending_updates\x18\x05 \x01(\x05\x12\x11\n\tisolators\x18\x06 \x03(\t\"\xed\x02\n\x12ResourceStatistics\x12\x11\n\ttimestamp\x18\x01 \x01(\x01\x12\x1b\n\x13\x63pus_user_time_secs\x18\x02 \x01(\x01\x12\x1d\n\x15\x63pus_system_time_secs\x18\x03 \x01(\x01\x12\x12\n\ncpus_limit\x18\x04 \x01(\x01\x12\x17\n\x0f\x63pus_nr_periods\x18\x05 \x01(\x04\x12\x19\n\x11\x63pus_nr_throttled\x18\x06 \x01(\x04\x12 \n\x18\x63pus_throttled_time_secs\x18\x07 \x01(\x01\x12\x15\n\rmem_rss_bytes\x18\x08 \x01(\x04\x12\x17\n\x0fmem_cache_bytes\x18\t \x01(\x04\x12\x17\n\x0fmem_limit_bytes\x18\n \x01(\x04\x12\x11\n\tprocesses\x18\x0b \x01(\r\x12\x0f\n\x07threads\x18\x0c \x01(\r\x12\x17\n\x0f\x64isk_used_bytes\x18\r \x01(\x04\x12\x18\n\x10\x64isk_limit_bytes\x18\x0e \x01(\x04\"\xcd\x01\n\x0f\x43ontainerStatus\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x03 \x01(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.aiomesos.v1.TaskState\x12\x33\n\nstatistics\x18\x05 \x01(\x0b\x32\x1f.aiomesos.v1.ResourceStatistics\x12\x0f\n\x07sandbox\x18\x06 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x07 \x01(\t\"\x16\n\x14GetContainersRequest\"I\n\x15GetContainersResponse\x12\x30\n\ncontainers\x18\x01 \x03(\x0b\x32\x1c.aiomesos.v1.ContainerStatus\"G\n\x10ListFilesRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\"S\n\x08\x46ileInfo\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06is_dir\x18\x02 \x01(\x08\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\r\n\x05mtime\x18\x04 \x01(\x01\x12\x0c\n\x04mode\x18\x05 \x01(\t\"9\n\x11ListFilesResponse\x12$\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x15.aiomesos.v1.FileInfo\"\x8a\x01\n\x0fReadFileRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x0e\n\x06length\x18\x05 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x06 \x01(\x08\x12\x12\n\ntail_lines\x18\x07 \x01(\r\"-\n\rReadFileChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x32T\n\rAgentRegistry\x12\x43\n\x06\x41ttach\x12\x19.aiomesos.v1.AgentMessage\x1a\x1a.aiomesos.v1.MasterMessage(\x01\x30\x01\x32\xb8\x02\n\x05\x41gent\x12\x43\n\x08GetState\x12\x1e.aiomesos.v1.AgentStateRequest\x1a\x17.aiomesos.v1.AgentState\x12V\n\rGetContainers\x12!.aiomesos.v1.GetContainersRequest\x1a\".aiomesos.v1.GetContainersResponse\x12J\n\tListFiles\x12\x1d.aiomesos.v1.ListFilesRequest\x1a\x1e.aiomesos.v1.ListFilesResponse\x12\x46\n\x08ReadFile\x12\x1c.aiomesos.v1.ReadFileRequest\x1a\x1a.aiomesos.v1.ReadFileChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,49 +46,51 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTMESSAGE_TYPE']._serialized_start=669
   _globals['_AGENTMESSAGE_TYPE']._serialized_end=732
   _globals['_MASTERMESSAGE']._serialized_start=735
-  _globals['_MASTERMESSAGE']._serialized_end=1962
-  _globals['_MASTERMESSAGE_REGISTERED']._serialized_start=1179
-  _globals['_MASTERMESSAGE_REGISTERED']._serialized_end=1259
-  _globals['_MASTERMESSAGE_RUNTASK']._serialized_start=1261
-  _globals['_MASTERMESSAGE_RUNTASK']._serialized_end=1354
-  _globals['_MASTERMESSAGE_RUNTASKS']._serialized_start=1356
-  _globals['_MASTERMESSAGE_RUNTASKS']._serialized_end=1417
-  _globals['_MASTERMESSAGE_KILLTASK']._serialized_start=1420
-  _globals['_MASTERMESSAGE_KILLTASK']._serialized_end=1563
-  _globals['_MASTERMESSAGE_KILLTASKS']._serialized_start=1565
-  _globals['_MASTERMESSAGE_KILLTASKS']._serialized_end=1628
-  _globals['_MASTERMESSAGE_ACKNOWLEDGE']._serialized_start=1630
-  _globals['_MASTERMESSAGE_ACKNOWLEDGE']._serialized_end=1699
-  _globals['_MASTERMESSAGE_SHUTDOWNFRAMEWORK']._serialized_start=1701
-  _globals['_MASTERMESSAGE_SHUTDOWNFRAMEWORK']._serialized_end=1742
-  _globals['_MASTERMESSAGE_FRAMEWORKMESSAGE']._serialized_start=1744
-  _globals['_MASTERMESSAGE_FRAMEWORKMESSAGE']._serialized_end=1819
-  _globals['_MASTERMESSAGE_TYPE']._serialized_start=1822
-  _globals['_MASTERMESSAGE_TYPE']._serialized_end=1962
-  _globals['_AGENTSTATEREQUEST']._serialized_start=1964
-  _globals['_AGENTSTATEREQUEST']._serialized_end=1983
-  _globals['_AGENTSTATE']._serialized_start=1986
-  _globals['_AGENTSTATE']._serialized_end=2160
-  _globals['_RESOURCESTATISTICS']._serialized_start=2163
-  _globals['_RESOURCESTATISTICS']._serialized_end=2528
-  _globals['_CONTAINERSTATUS']._serialized_start=2531
-  _globals['_CONTAINERSTATUS']._serialized_end=2736
-  _globals['_GETCONTAINERSREQUEST']._serialized_start=2738
-  _globals['_GETCONTAINERSREQUEST']._serialized_end=2760
-  _globals['_GETCONTAINERSRESPONSE']._serialized_start=2762
-  _globals['_GETCONTAINERSRESPONSE']._serialized_end=2835
-  _globals['_LISTFILESREQUEST']._serialized_start=2837
-  _globals['_LISTFILESREQUEST']._serialized_end=2908
-  _globals['_FILEINFO']._serialized_start=2910
-  _globals['_FILEINFO']._serialized_end=2993
-  _globals['_LISTFILESRESPONSE']._serialized_start=2995
-  _globals['_LISTFILESRESPONSE']._serialized_end=3052
-  _globals['_READFILEREQUEST']._serialized_start=3055
-  _globals['_READFILEREQUEST']._serialized_end=3193
-  _globals['_READFILECHUNK']._serialized_start=3195
-  _globals['_READFILECHUNK']._serialized_end=3240
-  _globals['_AGENTREGISTRY']._serialized_start=3242
-  _globals['_AGENTREGISTRY']._serialized_end=3326
-  _globals['_AGENT']._serialized_start=3329
-  _globals['_AGENT']._serialized_end=3641
+  _globals['_MASTERMESSAGE']._serialized_end=2077
+  _globals['_MASTERMESSAGE_REGISTERED']._serialized_start=1234
+  _globals['_MASTERMESSAGE_REGISTERED']._serialized_end=1314
+  _globals['_MASTERMESSAGE_RUNTASK']._serialized_start=1316
+  _globals['_MASTERMESSAGE_RUNTASK']._serialized_end=1409
+  _globals['_MASTERMESSAGE_RUNTASKS']._serialized_start=1411
+  _globals['_MASTERMESSAGE_RUNTASKS']._serialized_end=1472
+  _globals['_MASTERMESSAGE_KILLTASK']._serialized_start=1475
+  _globals['_MASTERMESSAGE_KILLTASK']._serialized_end=1635
+  _globals['_MASTERMESSAGE_KILLTASKS']._serialized_start=1637
+  _globals['_MASTERMESSAGE_KILLTASKS']._serialized_end=1700
+  _globals['_MASTERMESSAGE_ACKNOWLEDGE']._serialized_start=1702
+  _globals['_MASTERMESSAGE_ACKNOWLEDGE']._serialized_end=1771
+  _globals['_MASTERMESSAGE_SHUTDOWNFRAMEWORK']._serialized_start=1773
+  _globals['_MASTERMESSAGE_SHUTDOWNFRAMEWORK']._serialized_end=1814
+  _globals['_MASTERMESSAGE_SHUTDOWN']._serialized_start=1816
+  _globals['_MASTERMESSAGE_SHUTDOWN']._serialized_end=1843
+  _globals['_MASTERMESSAGE_FRAMEWORKMESSAGE']._serialized_start=1845
+  _globals['_MASTERMESSAGE_FRAMEWORKMESSAGE']._serialized_end=1920
+  _globals['_MASTERMESSAGE_TYPE']._serialized_start=1923
+  _globals['_MASTERMESSAGE_TYPE']._serialized_end=2077
+  _globals['_AGENTSTATEREQUEST']._serialized_start=2079
+  _globals['_AGENTSTATEREQUEST']._serialized_end=2098
+  _globals['_AGENTSTATE']._serialized_start=2101
+  _globals['_AGENTSTATE']._serialized_end=2275
+  _globals['_RESOURCESTATISTICS']._serialized_start=2278
+  _globals['_RESOURCESTATISTICS']._serialized_end=2643
+  _globals['_CONTAINERSTATUS']._serialized_start=2646
+  _globals['_CONTAINERSTATUS']._serialized_end=2851
+  _globals['_GETCONTAINERSREQUEST']._serialized_start=2853
+  _globals['_GETCONTAINERSREQUEST']._serialized_end=2875
+  _globals['_GETCONTAINERSRESPONSE']._serialized_start=2877
+  _globals['_GETCONTAINERSRESPONSE']._serialized_end=2950
+  _globals['_LISTFILESREQUEST']._serialized_start=2952
+  _globals['_LISTFILESREQUEST']._serialized_end=3023
+  _globals['_FILEINFO']._serialized_start=3025
+  _globals['_FILEINFO']._serialized_end=3108
+  _globals['_LISTFILESRESPONSE']._serialized_start=3110
+  _globals['_LISTFILESRESPONSE']._serialized_end=3167
+  _globals['_READFILEREQUEST']._serialized_start=3170
+  _globals['_READFILEREQUEST']._serialized_end=3308
+  _globals['_READFILECHUNK']._serialized_start=3310
+  _globals['_READFILECHUNK']._serialized_end=3355
+  _globals['_AGENTREGISTRY']._serialized_start=3357
+  _globals['_AGENTREGISTRY']._serialized_end=3441
+  _globals['_AGENT']._serialized_start=3444
+  _globals['_AGENT']._serialized_end=3756
 # @@protoc_insertion_point(module_scope)

@@ -185,6 +185,8 @@ class MasterMessage(_message.Message):
         SHUTDOWN_FRAMEWORK: MasterMessage._Type.ValueType  # 5
         PING: MasterMessage._Type.ValueType  # 6
         FRAMEWORK_MESSAGE: MasterMessage._Type.ValueType  # 7
+        SHUTDOWN: MasterMessage._Type.ValueType  # 8
+        """The agent was drained and marked gone by the operator: it must stop (it may never attach with its id again)."""
 
     class Type(_Type, metaclass=_TypeEnumTypeWrapper): ...
     UNKNOWN: MasterMessage.Type.ValueType  # 0
@@ -195,6 +197,8 @@ class MasterMessage(_message.Message):
     SHUTDOWN_FRAMEWORK: MasterMessage.Type.ValueType  # 5
     PING: MasterMessage.Type.ValueType  # 6
     FRAMEWORK_MESSAGE: MasterMessage.Type.ValueType  # 7
+    SHUTDOWN: MasterMessage.Type.ValueType  # 8
+    """The agent was drained and marked gone by the operator: it must stop (it may never attach with its id again)."""
 
     @_typing.final
     class Registered(_message.Message):
@@ -267,10 +271,13 @@ class MasterMessage(_message.Message):
         TASK_ID_FIELD_NUMBER: _builtins.int
         KILL_POLICY_FIELD_NUMBER: _builtins.int
         REASON_FIELD_NUMBER: _builtins.int
+        MESSAGE_FIELD_NUMBER: _builtins.int
         framework_id: _builtins.str
         task_id: _builtins.str
         reason: _tasks_pb2.TaskStatus.Reason.ValueType
         """Why the master kills it (e.g. REASON_CONTAINER_PREEMPTED); reported on the TASK_KILLED update."""
+        message: _builtins.str
+        """With a reason: what the TASK_KILLED update says (e.g. that the agent is draining)."""
         @_builtins.property
         def kill_policy(self) -> _resources_pb2.KillPolicy: ...
         def __init__(
@@ -280,10 +287,11 @@ class MasterMessage(_message.Message):
             task_id: _builtins.str = ...,
             kill_policy: _resources_pb2.KillPolicy | None = ...,
             reason: _tasks_pb2.TaskStatus.Reason.ValueType = ...,
+            message: _builtins.str = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["kill_policy", b"kill_policy"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["framework_id", b"framework_id", "kill_policy", b"kill_policy", "reason", b"reason", "task_id", b"task_id"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["framework_id", b"framework_id", "kill_policy", b"kill_policy", "message", b"message", "reason", b"reason", "task_id", b"task_id"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -341,6 +349,23 @@ class MasterMessage(_message.Message):
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     @_typing.final
+    class Shutdown(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        MESSAGE_FIELD_NUMBER: _builtins.int
+        message: _builtins.str
+        def __init__(
+            self,
+            *,
+            message: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
     class FrameworkMessage(_message.Message):
         DESCRIPTOR: _descriptor.Descriptor
 
@@ -370,6 +395,7 @@ class MasterMessage(_message.Message):
     ACKNOWLEDGE_FIELD_NUMBER: _builtins.int
     SHUTDOWN_FRAMEWORK_FIELD_NUMBER: _builtins.int
     FRAMEWORK_MESSAGE_FIELD_NUMBER: _builtins.int
+    SHUTDOWN_FIELD_NUMBER: _builtins.int
     type: Global___MasterMessage.Type.ValueType
     @_builtins.property
     def registered(self) -> Global___MasterMessage.Registered: ...
@@ -383,6 +409,8 @@ class MasterMessage(_message.Message):
     def shutdown_framework(self) -> Global___MasterMessage.ShutdownFramework: ...
     @_builtins.property
     def framework_message(self) -> Global___MasterMessage.FrameworkMessage: ...
+    @_builtins.property
+    def shutdown(self) -> Global___MasterMessage.Shutdown: ...
     def __init__(
         self,
         *,
@@ -393,10 +421,11 @@ class MasterMessage(_message.Message):
         acknowledge: Global___MasterMessage.Acknowledge | None = ...,
         shutdown_framework: Global___MasterMessage.ShutdownFramework | None = ...,
         framework_message: Global___MasterMessage.FrameworkMessage | None = ...,
+        shutdown: Global___MasterMessage.Shutdown | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledge", b"acknowledge", "framework_message", b"framework_message", "kill_tasks", b"kill_tasks", "registered", b"registered", "run_tasks", b"run_tasks", "shutdown_framework", b"shutdown_framework"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledge", b"acknowledge", "framework_message", b"framework_message", "kill_tasks", b"kill_tasks", "registered", b"registered", "run_tasks", b"run_tasks", "shutdown", b"shutdown", "shutdown_framework", b"shutdown_framework"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledge", b"acknowledge", "framework_message", b"framework_message", "kill_tasks", b"kill_tasks", "registered", b"registered", "run_tasks", b"run_tasks", "shutdown_framework", b"shutdown_framework", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledge", b"acknowledge", "framework_message", b"framework_message", "kill_tasks", b"kill_tasks", "registered", b"registered", "run_tasks", b"run_tasks", "shutdown", b"shutdown", "shutdown_framework", b"shutdown_framework", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

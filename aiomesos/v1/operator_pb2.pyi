@@ -10,6 +10,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,6 +21,27 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _DrainState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DrainStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DrainState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DRAIN_NONE: _DrainState.ValueType  # 0
+    DRAINING: _DrainState.ValueType  # 1
+    DRAINED: _DrainState.ValueType  # 2
+
+class DrainState(_DrainState, metaclass=_DrainStateEnumTypeWrapper):
+    """Maintenance (Mesos 1.9's DRAIN_AGENT): a draining agent gets no new offers, the frameworks with tasks there
+    hear AGENT_DRAINING, what still runs at the deadline is killed (REASON_AGENT_DRAINING); once nothing runs there
+    it is DRAINED (and with mark_gone removed for good). ReactivateAgent ends it.
+    """
+
+DRAIN_NONE: DrainState.ValueType  # 0
+DRAINING: DrainState.ValueType  # 1
+DRAINED: DrainState.ValueType  # 2
+Global___DrainState: _TypeAlias = DrainState  # noqa: Y015
 
 @_typing.final
 class AgentSummary(_message.Message):
@@ -33,6 +55,7 @@ class AgentSummary(_message.Message):
     REGISTERED_TIME_FIELD_NUMBER: _builtins.int
     REREGISTERED_TIME_FIELD_NUMBER: _builtins.int
     TASK_COUNT_FIELD_NUMBER: _builtins.int
+    DRAIN_FIELD_NUMBER: _builtins.int
     active: _builtins.bool
     """attached now"""
     registered_time: _builtins.float
@@ -48,6 +71,10 @@ class AgentSummary(_message.Message):
 
     @_builtins.property
     def offered(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Resource]: ...
+    @_builtins.property
+    def drain(self) -> Global___DrainInfo:
+        """state NONE: not draining"""
+
     def __init__(
         self,
         *,
@@ -59,14 +86,52 @@ class AgentSummary(_message.Message):
         registered_time: _builtins.float = ...,
         reregistered_time: _builtins.float = ...,
         task_count: _builtins.int = ...,
+        drain: Global___DrainInfo | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["agent_info", b"agent_info"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent_info", b"agent_info", "drain", b"drain"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "agent_info", b"agent_info", "allocated", b"allocated", "offered", b"offered", "registered_time", b"registered_time", "reregistered_time", b"reregistered_time", "task_count", b"task_count", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "agent_info", b"agent_info", "allocated", b"allocated", "drain", b"drain", "offered", b"offered", "registered_time", b"registered_time", "reregistered_time", b"reregistered_time", "task_count", b"task_count", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgentSummary: _TypeAlias = AgentSummary  # noqa: Y015
+
+@_typing.final
+class DrainInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    HAS_DEADLINE_FIELD_NUMBER: _builtins.int
+    MARK_GONE_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    DRAINED_AT_FIELD_NUMBER: _builtins.int
+    state: Global___DrainState.ValueType
+    deadline: _builtins.float
+    """unix seconds; only with has_deadline"""
+    has_deadline: _builtins.bool
+    mark_gone: _builtins.bool
+    since: _builtins.float
+    """unix seconds: when the drain began"""
+    drained_at: _builtins.float
+    """unix seconds; 0 until DRAINED"""
+    def __init__(
+        self,
+        *,
+        state: Global___DrainState.ValueType = ...,
+        deadline: _builtins.float = ...,
+        has_deadline: _builtins.bool = ...,
+        mark_gone: _builtins.bool = ...,
+        since: _builtins.float = ...,
+        drained_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "drained_at", b"drained_at", "has_deadline", b"has_deadline", "mark_gone", b"mark_gone", "since", b"since", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrainInfo: _TypeAlias = DrainInfo  # noqa: Y015
 
 @_typing.final
 class FrameworkSummary(_message.Message):
@@ -721,6 +786,90 @@ class UnreserveResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UnreserveResponse: _TypeAlias = UnreserveResponse  # noqa: Y015
+
+@_typing.final
+class DrainAgentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    DEADLINE_SECONDS_FIELD_NUMBER: _builtins.int
+    HAS_DEADLINE_FIELD_NUMBER: _builtins.int
+    MARK_GONE_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    deadline_seconds: _builtins.float
+    """from now; only with has_deadline (none: wait for the tasks to end)"""
+    has_deadline: _builtins.bool
+    mark_gone: _builtins.bool
+    """once DRAINED, remove the agent for good: it may never attach again with this id"""
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        deadline_seconds: _builtins.float = ...,
+        has_deadline: _builtins.bool = ...,
+        mark_gone: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "deadline_seconds", b"deadline_seconds", "has_deadline", b"has_deadline", "mark_gone", b"mark_gone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrainAgentRequest: _TypeAlias = DrainAgentRequest  # noqa: Y015
+
+@_typing.final
+class DrainAgentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRAIN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def drain(self) -> Global___DrainInfo: ...
+    def __init__(
+        self,
+        *,
+        drain: Global___DrainInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrainAgentResponse: _TypeAlias = DrainAgentResponse  # noqa: Y015
+
+@_typing.final
+class ReactivateAgentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactivateAgentRequest: _TypeAlias = ReactivateAgentRequest  # noqa: Y015
+
+@_typing.final
+class ReactivateAgentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactivateAgentResponse: _TypeAlias = ReactivateAgentResponse  # noqa: Y015
 
 @_typing.final
 class GetMetricsRequest(_message.Message):

@@ -104,6 +104,16 @@ class OperatorStub:
                 request_serializer=aiomesos_dot_v1_dot_operator__pb2.GetMetricsRequest.SerializeToString,
                 response_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetMetricsResponse.FromString,
                 _registered_method=True)
+        self.DrainAgent = channel.unary_unary(
+                '/aiomesos.v1.Operator/DrainAgent',
+                request_serializer=aiomesos_dot_v1_dot_operator__pb2.DrainAgentRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_operator__pb2.DrainAgentResponse.FromString,
+                _registered_method=True)
+        self.ReactivateAgent = channel.unary_unary(
+                '/aiomesos.v1.Operator/ReactivateAgent',
+                request_serializer=aiomesos_dot_v1_dot_operator__pb2.ReactivateAgentRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_operator__pb2.ReactivateAgentResponse.FromString,
+                _registered_method=True)
         self.GetContainers = channel.unary_unary(
                 '/aiomesos.v1.Operator/GetContainers',
                 request_serializer=aiomesos_dot_v1_dot_operator__pb2.GetClusterContainersRequest.SerializeToString,
@@ -198,6 +208,20 @@ class OperatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainAgent(self, request, context):
+        """Maintenance: drain an agent (NOT_FOUND: unknown; FAILED_PRECONDITION: already draining, or gone), and end
+        a drain (FAILED_PRECONDITION: not draining or drained).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReactivateAgent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetContainers(self, request, context):
         """Every running container's statistics, gathered from the agents (agents that do not answer in time are
         listed in unreachable_agents).
@@ -278,6 +302,16 @@ def add_OperatorServicer_to_server(servicer, server):
                     servicer.GetMetrics,
                     request_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetMetricsRequest.FromString,
                     response_serializer=aiomesos_dot_v1_dot_operator__pb2.GetMetricsResponse.SerializeToString,
+            ),
+            'DrainAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainAgent,
+                    request_deserializer=aiomesos_dot_v1_dot_operator__pb2.DrainAgentRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_operator__pb2.DrainAgentResponse.SerializeToString,
+            ),
+            'ReactivateAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReactivateAgent,
+                    request_deserializer=aiomesos_dot_v1_dot_operator__pb2.ReactivateAgentRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_operator__pb2.ReactivateAgentResponse.SerializeToString,
             ),
             'GetContainers': grpc.unary_unary_rpc_method_handler(
                     servicer.GetContainers,
@@ -663,6 +697,60 @@ class Operator:
             '/aiomesos.v1.Operator/GetMetrics',
             aiomesos_dot_v1_dot_operator__pb2.GetMetricsRequest.SerializeToString,
             aiomesos_dot_v1_dot_operator__pb2.GetMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Operator/DrainAgent',
+            aiomesos_dot_v1_dot_operator__pb2.DrainAgentRequest.SerializeToString,
+            aiomesos_dot_v1_dot_operator__pb2.DrainAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReactivateAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Operator/ReactivateAgent',
+            aiomesos_dot_v1_dot_operator__pb2.ReactivateAgentRequest.SerializeToString,
+            aiomesos_dot_v1_dot_operator__pb2.ReactivateAgentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,11 @@ class OperatorStub:
     Reserve: _grpc.UnaryUnaryMultiCallable[_operator_pb2.ReserveRequest, _operator_pb2.ReserveResponse]
     Unreserve: _grpc.UnaryUnaryMultiCallable[_operator_pb2.UnreserveRequest, _operator_pb2.UnreserveResponse]
     GetMetrics: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetMetricsRequest, _operator_pb2.GetMetricsResponse]
+    DrainAgent: _grpc.UnaryUnaryMultiCallable[_operator_pb2.DrainAgentRequest, _operator_pb2.DrainAgentResponse]
+    """Maintenance: drain an agent (NOT_FOUND: unknown; FAILED_PRECONDITION: already draining, or gone), and end
+    a drain (FAILED_PRECONDITION: not draining or drained).
+    """
+    ReactivateAgent: _grpc.UnaryUnaryMultiCallable[_operator_pb2.ReactivateAgentRequest, _operator_pb2.ReactivateAgentResponse]
     GetContainers: _grpc.UnaryUnaryMultiCallable[_operator_pb2.GetClusterContainersRequest, _operator_pb2.GetClusterContainersResponse]
     """Every running container's statistics, gathered from the agents (agents that do not answer in time are
     listed in unreachable_agents).
@@ -67,6 +72,11 @@ class OperatorAsyncStub(OperatorStub):
     Reserve: _aio.UnaryUnaryMultiCallable[_operator_pb2.ReserveRequest, _operator_pb2.ReserveResponse]  # type: ignore[assignment]
     Unreserve: _aio.UnaryUnaryMultiCallable[_operator_pb2.UnreserveRequest, _operator_pb2.UnreserveResponse]  # type: ignore[assignment]
     GetMetrics: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetMetricsRequest, _operator_pb2.GetMetricsResponse]  # type: ignore[assignment]
+    DrainAgent: _aio.UnaryUnaryMultiCallable[_operator_pb2.DrainAgentRequest, _operator_pb2.DrainAgentResponse]  # type: ignore[assignment]
+    """Maintenance: drain an agent (NOT_FOUND: unknown; FAILED_PRECONDITION: already draining, or gone), and end
+    a drain (FAILED_PRECONDITION: not draining or drained).
+    """
+    ReactivateAgent: _aio.UnaryUnaryMultiCallable[_operator_pb2.ReactivateAgentRequest, _operator_pb2.ReactivateAgentResponse]  # type: ignore[assignment]
     GetContainers: _aio.UnaryUnaryMultiCallable[_operator_pb2.GetClusterContainersRequest, _operator_pb2.GetClusterContainersResponse]  # type: ignore[assignment]
     """Every running container's statistics, gathered from the agents (agents that do not answer in time are
     listed in unreachable_agents).
@@ -170,6 +180,23 @@ class OperatorServicer(metaclass=_abc_1.ABCMeta):
         request: _operator_pb2.GetMetricsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_operator_pb2.GetMetricsResponse, _abc.Awaitable[_operator_pb2.GetMetricsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DrainAgent(
+        self,
+        request: _operator_pb2.DrainAgentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.DrainAgentResponse, _abc.Awaitable[_operator_pb2.DrainAgentResponse]]:
+        """Maintenance: drain an agent (NOT_FOUND: unknown; FAILED_PRECONDITION: already draining, or gone), and end
+        a drain (FAILED_PRECONDITION: not draining or drained).
+        """
+
+    @_abc_1.abstractmethod
+    def ReactivateAgent(
+        self,
+        request: _operator_pb2.ReactivateAgentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.ReactivateAgentResponse, _abc.Awaitable[_operator_pb2.ReactivateAgentResponse]]: ...
 
     @_abc_1.abstractmethod
     def GetContainers(

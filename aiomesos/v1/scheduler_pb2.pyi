@@ -530,6 +530,11 @@ class Event(_message.Message):
         FAILURE: Event._Type.ValueType  # 6
         ERROR: Event._Type.ValueType  # 7
         HEARTBEAT: Event._Type.ValueType  # 8
+        AGENT_DRAINING: Event._Type.ValueType  # 9
+        """An agent this framework has tasks on is being drained by the operator (maintenance): it gets no new offers,
+        and what still runs there at the deadline is killed (TASK_KILLED, REASON_AGENT_DRAINING). Sent when the
+        drain starts and again on every (re-)subscription while it lasts.
+        """
 
     class Type(_Type, metaclass=_TypeEnumTypeWrapper): ...
     UNKNOWN: Event.Type.ValueType  # 0
@@ -541,6 +546,11 @@ class Event(_message.Message):
     FAILURE: Event.Type.ValueType  # 6
     ERROR: Event.Type.ValueType  # 7
     HEARTBEAT: Event.Type.ValueType  # 8
+    AGENT_DRAINING: Event.Type.ValueType  # 9
+    """An agent this framework has tasks on is being drained by the operator (maintenance): it gets no new offers,
+    and what still runs there at the deadline is killed (TASK_KILLED, REASON_AGENT_DRAINING). Sent when the
+    drain starts and again on every (re-)subscription while it lasts.
+    """
 
     @_typing.final
     class Subscribed(_message.Message):
@@ -685,6 +695,33 @@ class Event(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class AgentDraining(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        AGENT_ID_FIELD_NUMBER: _builtins.int
+        HOSTNAME_FIELD_NUMBER: _builtins.int
+        DEADLINE_FIELD_NUMBER: _builtins.int
+        HAS_DEADLINE_FIELD_NUMBER: _builtins.int
+        agent_id: _builtins.str
+        hostname: _builtins.str
+        deadline: _builtins.float
+        """unix seconds; only with has_deadline (none: the tasks may run until they end)"""
+        has_deadline: _builtins.bool
+        def __init__(
+            self,
+            *,
+            agent_id: _builtins.str = ...,
+            hostname: _builtins.str = ...,
+            deadline: _builtins.float = ...,
+            has_deadline: _builtins.bool = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "deadline", b"deadline", "has_deadline", b"has_deadline", "hostname", b"hostname"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TYPE_FIELD_NUMBER: _builtins.int
     SUBSCRIBED_FIELD_NUMBER: _builtins.int
     OFFERS_FIELD_NUMBER: _builtins.int
@@ -693,6 +730,7 @@ class Event(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     FAILURE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    AGENT_DRAINING_FIELD_NUMBER: _builtins.int
     type: Global___Event.Type.ValueType
     @_builtins.property
     def subscribed(self) -> Global___Event.Subscribed: ...
@@ -708,6 +746,8 @@ class Event(_message.Message):
     def failure(self) -> Global___Event.Failure: ...
     @_builtins.property
     def error(self) -> Global___Event.Error: ...
+    @_builtins.property
+    def agent_draining(self) -> Global___Event.AgentDraining: ...
     def __init__(
         self,
         *,
@@ -719,10 +759,11 @@ class Event(_message.Message):
         message: Global___Event.Message | None = ...,
         failure: Global___Event.Failure | None = ...,
         error: Global___Event.Error | None = ...,
+        agent_draining: Global___Event.AgentDraining | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "failure", b"failure", "message", b"message", "offers", b"offers", "rescind", b"rescind", "subscribed", b"subscribed", "update", b"update"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent_draining", b"agent_draining", "error", b"error", "failure", b"failure", "message", b"message", "offers", b"offers", "rescind", b"rescind", "subscribed", b"subscribed", "update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "failure", b"failure", "message", b"message", "offers", b"offers", "rescind", b"rescind", "subscribed", b"subscribed", "type", b"type", "update", b"update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_draining", b"agent_draining", "error", b"error", "failure", b"failure", "message", b"message", "offers", b"offers", "rescind", b"rescind", "subscribed", b"subscribed", "type", b"type", "update", b"update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

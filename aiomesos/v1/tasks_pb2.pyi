@@ -295,6 +295,10 @@ class TaskStatus(_message.Message):
         REASON_IO_SWITCHBOARD_EXITED: TaskStatus._Reason.ValueType  # 33
         REASON_MAX_COMPLETION_TIME_REACHED: TaskStatus._Reason.ValueType  # 34
         REASON_TASK_KILLED_DURING_LAUNCH: TaskStatus._Reason.ValueType  # 35
+        REASON_AGENT_DRAINING: TaskStatus._Reason.ValueType  # 36
+        """The task's agent is being drained by the operator (Mesos 1.9's REASON_AGENT_DRAINING): killed at the drain
+        deadline.
+        """
 
     class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
         """Mesos' reasons (mesos/v1/mesos.proto), same names and numbers."""
@@ -334,6 +338,10 @@ class TaskStatus(_message.Message):
     REASON_IO_SWITCHBOARD_EXITED: TaskStatus.Reason.ValueType  # 33
     REASON_MAX_COMPLETION_TIME_REACHED: TaskStatus.Reason.ValueType  # 34
     REASON_TASK_KILLED_DURING_LAUNCH: TaskStatus.Reason.ValueType  # 35
+    REASON_AGENT_DRAINING: TaskStatus.Reason.ValueType  # 36
+    """The task's agent is being drained by the operator (Mesos 1.9's REASON_AGENT_DRAINING): killed at the drain
+    deadline.
+    """
 
     TASK_ID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int

@@ -18,6 +18,8 @@ from aiomesos.v1 import resources_pb2 as rpb
 from mesos_master.allocator.base import Quota
 from mesos_master.api.dispatch import Dispatcher
 from mesos_master.cluster import AgentRecord, CallError, Framework, Master, Task
+from mesos_master.drain import drain_info
+from mesos_master.errors import PreconditionError
 from mesos_master.paging import ITEM_OVERHEAD, Key, PageTokenError, decode_token, encode_token, take_page, unique_keys
 from mesos_master.validation import UnknownIdError, operator_resources
 from scheduler_sdk import __version__
@@ -62,6 +64,7 @@ def agent_summary(master: Master, agent: AgentRecord) -> opb.AgentSummary:
         registered_time=agent.registered_time,
         reregistered_time=agent.reregistered_time,
         task_count=sum(1 for t in agent.tasks.values() if not is_terminal(t.state)),
+        drain=drain_info(master.drains.get(agent.id)),
     )
 
 
@@ -266,13 +269,12 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         return opb.TeardownResponse()
 
     # ------------------------------------------------------------------ operator policy
-    async def _change(self, context: grpc.aio.ServicerContext, change: Callable[[], None]) -> None:
+    async def _change(self, context: grpc.aio.ServicerContext, change: Callable[[], object]) -> None:
         """Apply a change to the core; bad input becomes INVALID_ARGUMENT (NOT_FOUND for unknown ids)."""
         try:
             change()
         except (CallError, ResourcesError) as e:
-            code = grpc.StatusCode.NOT_FOUND if isinstance(e, UnknownIdError) else grpc.StatusCode.INVALID_ARGUMENT
-            await context.abort(code, str(e))
+            await context.abort(_status_code(e), str(e))
         await self.dispatcher.commit(context)
 
     async def GetWeights(
@@ -335,6 +337,27 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"role {quoted(request.role)} has no quota")
         await self._change(context, lambda: self.master.set_quota(request.role, None))
         return opb.RemoveQuotaResponse()
+
+    # ------------------------------------------------------------------ maintenance (mesos_master.drain)
+    async def DrainAgent(
+        self, request: opb.DrainAgentRequest, context: grpc.aio.ServicerContext
+    ) -> opb.DrainAgentResponse:
+        await self._authorize_drain(context, request.agent_id)
+        deadline = request.deadline_seconds if request.has_deadline else None
+        await self._change(context, lambda: self.master.drain_agent(request.agent_id, deadline, request.mark_gone))
+        return opb.DrainAgentResponse(drain=drain_info(self.master.drains.get(request.agent_id)))
+
+    async def ReactivateAgent(
+        self, request: opb.ReactivateAgentRequest, context: grpc.aio.ServicerContext
+    ) -> opb.ReactivateAgentResponse:
+        await self._authorize_drain(context, request.agent_id)
+        await self._change(context, lambda: self.master.reactivate_agent(request.agent_id))
+        return opb.ReactivateAgentResponse()
+
+    async def _authorize_drain(self, context: grpc.aio.ServicerContext, agent_id: str) -> None:
+        agent = self.master.agents.get(agent_id)
+        if agent is not None:  # an unknown id is NOT_FOUND (from the core), for anyone
+            await self.guard.authorize(context, "drain_agents", agent.info.hostname)
 
     async def Reserve(self, request: opb.ReserveRequest, context: grpc.aio.ServicerContext) -> opb.ReserveResponse:
         await self._reserve(context, request.agent_id, request.resources, unreserve=False)
@@ -432,6 +455,14 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
             else:
                 containers.extend(c for c in answer if shown(c))
         return opb.GetClusterContainersResponse(containers=containers, unreachable_agents=sorted(unreachable))
+
+
+def _status_code(e: Exception) -> grpc.StatusCode:
+    if isinstance(e, UnknownIdError):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(e, PreconditionError):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    return grpc.StatusCode.INVALID_ARGUMENT
 
 
 def _quota_info(role: str, quota: Quota) -> opb.QuotaInfo:

@@ -11,15 +11,13 @@ the redirect, for reads and writes alike. `GetMasters` is answered by every mast
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
 from aiomesos.v1 import operator_pb2 as opb
 from mesos_master.api.dispatch import MASTER_STOPPING
 from scheduler_sdk.masters import MasterRecord, standby_message, standby_metadata
-
-T = TypeVar("T")
 
 #: The Operator methods every master answers itself.
 ANSWERED_BY_ANY_MASTER = frozenset({"GetMasters"})
@@ -82,7 +80,7 @@ class Seat:
         return response
 
 
-def routed(servicer: type[T], service: str, seat: Seat) -> T:
+def routed(servicer: type, service: str, seat: Seat) -> Any:
     """An instance of the generated `servicer` base whose every RPC goes to the current term's servicer of
     `service` (its full name, e.g. aiomesos.v1.Scheduler), or is refused while this master does not lead."""
     namespace: dict[str, Any] = {}
@@ -91,8 +89,8 @@ def routed(servicer: type[T], service: str, seat: Seat) -> T:
             continue
         namespace[name] = _forward(service, name)
     cls = type(f"Routed{servicer.__name__}", (servicer,), namespace)
-    instance: T = cls()
-    instance._seat = seat  # type: ignore[attr-defined]
+    instance = cls()
+    instance._seat = seat
     return instance
 
 

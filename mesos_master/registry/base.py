@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiomesos.v1 import resources_pb2 as pb
-from mesos_master.registry.operations import Operation
+from mesos_master.registry.operations import Operation, UpdateDrain
 
 
 @dataclass
@@ -17,6 +17,8 @@ class RegistryState:
     quotas: dict[str, tuple[list[pb.Resource], list[pb.Resource] | None]] = field(default_factory=dict)
     reservations: dict[str, list[pb.Resource]] = field(default_factory=dict)  # agent id -> dynamic reservations
     unreachable: dict[str, float] = field(default_factory=dict)  # agent id -> when it was marked unreachable
+    drains: dict[str, UpdateDrain] = field(default_factory=dict)  # agent id -> its drain (as last written)
+    gone: dict[str, float] = field(default_factory=dict)  # agent id -> when it was marked gone (never to return)
 
 
 class RegistryError(RuntimeError):

@@ -22,7 +22,7 @@ class AdmitAgent:
 
 @dataclass(frozen=True, slots=True)
 class RemoveAgent:
-    """The agent is forgotten (its unreachable mark with it)."""
+    """The agent is forgotten (its unreachable mark and its drain with it)."""
 
     agent_id: str
 
@@ -81,6 +81,36 @@ class UpdateReservations:
     resources: tuple[rpb.Resource, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class UpdateDrain:
+    """The agent is being drained (`state` "DRAINING") or is drained ("DRAINED", at `drained_at`), since `since`;
+    `deadline` (unix seconds, None: none) is when what still runs there is killed; with `mark_gone` the agent is
+    removed for good once drained. Kept until RemoveDrain, MarkAgentGone or RemoveAgent."""
+
+    agent_id: str
+    state: str
+    deadline: float | None
+    mark_gone: bool
+    since: float
+    drained_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDrain:
+    """The agent's drain ended (ReactivateAgent): it is offered again."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkAgentGone:
+    """The agent was drained and marked gone (since `since`): it is forgotten (as RemoveAgent, its drain with it)
+    and may never attach again with this id."""
+
+    agent_id: str
+    since: float
+
+
 Operation = (
     AdmitAgent
     | RemoveAgent
@@ -91,5 +121,8 @@ Operation = (
     | UpdateQuota
     | RemoveQuota
     | UpdateReservations
+    | UpdateDrain
+    | RemoveDrain
+    | MarkAgentGone
 )
 """Every write the master makes to its registry."""

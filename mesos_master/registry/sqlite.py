@@ -1,5 +1,6 @@
 """The embedded registry: one SQLite file in the master's work dir (WAL, synchronous=FULL). Its tables are the
-registry's state, not a log: each operation updates them in place (schema 1, unchanged since the first release)."""
+registry's state, not a log: each operation updates them in place (schema 1: tables are only ever added, with
+CREATE TABLE IF NOT EXISTS, so an older file opens as it is; `drains` and `gone_agents` came with agent drain)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from aiomesos.v1 import resources_pb2 as pb
 from mesos_master.registry.base import Registry, RegistryError, RegistryState
 from mesos_master.registry.operations import (
     AdmitAgent,
+    MarkAgentGone,
     MarkAgentUnreachable,
     Operation,
     PutFramework,
     RemoveAgent,
+    RemoveDrain,
     RemoveFramework,
     RemoveQuota,
+    UpdateDrain,
     UpdateQuota,
     UpdateReservations,
     UpdateWeight,
@@ -33,6 +37,15 @@ CREATE TABLE IF NOT EXISTS weights (role TEXT PRIMARY KEY, weight REAL NOT NULL)
 CREATE TABLE IF NOT EXISTS quotas (role TEXT PRIMARY KEY, guarantee BLOB NOT NULL, lim BLOB);
 CREATE TABLE IF NOT EXISTS reservations (agent_id TEXT PRIMARY KEY, resources BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS unreachable_agents (id TEXT PRIMARY KEY, since REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS drains (
+    agent_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    deadline REAL,
+    mark_gone INTEGER NOT NULL,
+    since REAL NOT NULL,
+    drained_at REAL
+);
+CREATE TABLE IF NOT EXISTS gone_agents (id TEXT PRIMARY KEY, since REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS frameworks (
     id TEXT PRIMARY KEY,
     info BLOB NOT NULL,
@@ -77,6 +90,12 @@ class SQLiteRegistry(Registry):
             state.reservations[agent_id] = _resources(blob)
         for agent_id, since in self._db.execute("SELECT id, since FROM unreachable_agents"):
             state.unreachable[agent_id] = since
+        for agent_id, drain_state, deadline, mark_gone, since, drained_at in self._db.execute(
+            "SELECT agent_id, state, deadline, mark_gone, since, drained_at FROM drains"
+        ):
+            state.drains[agent_id] = UpdateDrain(agent_id, drain_state, deadline, bool(mark_gone), since, drained_at)
+        for agent_id, since in self._db.execute("SELECT id, since FROM gone_agents"):
+            state.gone[agent_id] = since
         return state
 
     async def apply(self, operations: Sequence[Operation]) -> None:
@@ -133,6 +152,15 @@ class SQLiteRegistry(Registry):
                 self._db.execute("DELETE FROM quotas WHERE role=?", (role,))
             case UpdateReservations(agent_id, resources):
                 self._update_reservations(agent_id, resources)
+            case UpdateDrain(agent_id, drain_state, deadline, mark_gone, since, drained_at):
+                self._db.execute(
+                    "INSERT OR REPLACE INTO drains VALUES (?, ?, ?, ?, ?, ?)",
+                    (agent_id, drain_state, deadline, int(mark_gone), since, drained_at),
+                )
+            case RemoveDrain(agent_id):
+                self._db.execute("DELETE FROM drains WHERE agent_id=?", (agent_id,))
+            case MarkAgentGone(agent_id, since):
+                self._remove_agent(agent_id, gone_since=since)
             case _:
                 raise RegistryError(f"unknown registry operation {operation!r}")
 
@@ -143,9 +171,12 @@ class SQLiteRegistry(Registry):
         )
         self._db.execute("DELETE FROM unreachable_agents WHERE id=?", (info.id,))
 
-    def _remove_agent(self, agent_id: str) -> None:
+    def _remove_agent(self, agent_id: str, gone_since: float | None = None) -> None:
         self._db.execute("DELETE FROM agents WHERE id=?", (agent_id,))
         self._db.execute("DELETE FROM unreachable_agents WHERE id=?", (agent_id,))
+        self._db.execute("DELETE FROM drains WHERE agent_id=?", (agent_id,))
+        if gone_since is not None:
+            self._db.execute("INSERT OR REPLACE INTO gone_agents VALUES (?, ?)", (agent_id, gone_since))
 
     def _update_reservations(self, agent_id: str, resources: Sequence[pb.Resource]) -> None:
         if not resources:

@@ -24,6 +24,7 @@ from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk._daemon.flags import FlagParser, UsageError, address, non_negative_int, positive_float
 from scheduler_sdk.cli import certs as certs_cli
+from scheduler_sdk.cli import maintenance as maintenance_cli
 from scheduler_sdk.cli import policy as policy_cli
 from scheduler_sdk.cli import task as task_cli
 from scheduler_sdk.driver import DriverError
@@ -86,6 +87,7 @@ def build_parser() -> FlagParser:
 
     task_cli.add_parsers(sub, with_master)
     policy_cli.add_parsers(sub, with_master)
+    maintenance_cli.add_parsers(sub, with_master)
     certs_cli.add_parsers(sub)
 
     teardown = with_master(sub.add_parser("teardown", help="remove a framework and kill its tasks"))
@@ -147,6 +149,7 @@ def agent_rows(resp: opb.GetAgentsResponse) -> list[dict[str, Any]]:
                 "resources": _res_json(a.total),
                 "allocated": _res_json(a.allocated),
                 "tasks": a.task_count,
+                "drain": maintenance_cli.drain_json(a.drain),
                 "attributes": {x.name: (x.text.value or x.scalar.value) for x in a.agent_info.attributes},
             }
         )
@@ -213,6 +216,8 @@ def _cell(row: dict[str, Any], key: str) -> str:
             return f"{_num(used or 0)}/{_num(total or 0)}"
         return _num(total) if total is not None else "-"
     value = row.get(key)
+    if key == "drain":
+        return maintenance_cli.drain_text(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
@@ -238,6 +243,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
                 ("CPUS", "res:cpus"),
                 ("MEM", "res:mem"),
                 ("TASKS", "tasks"),
+                ("DRAIN", "drain"),
                 ("ATTRIBUTES", "attributes"),
             ]
         elif args.command == "frameworks":
@@ -500,6 +506,7 @@ COMMANDS = {
     "teardown": cmd_teardown,
     "demo": cmd_demo,
     **policy_cli.COMMANDS,
+    **maintenance_cli.COMMANDS,
     **certs_cli.COMMANDS,
     "task": task_cli.cmd_task,
     "top": task_cli.cmd_top,
@@ -517,7 +524,10 @@ async def _until_terminated(command: Coroutine[Any, Any, int]) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in DAEMONS:
+    maintenance = maintenance_cli.routed(argv)  # `agent drain` / `agent up`: operator commands, not the daemon
+    if maintenance is not None:
+        argv = maintenance
+    elif argv and argv[0] in DAEMONS:
         # The daemons parse their own flags (and print their own --help).
         os.execv(sys.executable, [sys.executable, "-m", DAEMONS[argv[0]], *argv[1:]])
     parser = build_parser()

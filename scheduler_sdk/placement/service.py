@@ -23,6 +23,13 @@ Which offers are kept (the rule, after each run):
 * With an autoscaler attached (`after_run`) leases are kept until they expire and come straight back (refuse 0),
   so that idle hosts stay in view.
 
+An agent the master drains (AGENT_DRAINING, `agent_draining`) is disabled for new placements at once, and with
+`migrate_on_drain` (the default) our tasks there are moved off by themselves: killed now, and queued again under
+the same id when the kill is reported, to be placed elsewhere well before the drain deadline. (Kill, then
+relaunch: a task id names one live task, so the replacement cannot run beside it; Nomad's drain also stops an
+allocation before it places its replacement.) That TASK_KILLED is not passed to `on_update`: the task is not over.
+An offer from the agent again means the drain ended (the master never offers a draining agent).
+
     scheduler = PlacementScheduler(PlacementEngine(BinPacking("cpus")))
     scheduler.submit(TaskRequest("web-1", cpus=1, mem=256, payload="python -m http.server $PORT"))
     await run_framework("127.0.0.1:5050", FrameworkInfo(name="web"), scheduler)
@@ -98,6 +105,7 @@ class Metrics:
     unplaced_last_run: int = 0
     queued: int = 0  # tasks in the queue (ready or not)
     running: int = 0  # tasks launched and not ended
+    drain_migrations: int = 0  # tasks killed on a draining agent and queued again, to run elsewhere
     failures_by_reason: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -123,6 +131,7 @@ class PlacementScheduler(Scheduler):
         on_update: Callable[[TaskRequest | None, tpb.TaskStatus], None] | None = None,
         after_run: Callable[[SchedulingResult, list[Host]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        migrate_on_drain: bool = True,
     ) -> None:
         for name, value in (
             ("loop_interval", loop_interval),
@@ -154,6 +163,9 @@ class PlacementScheduler(Scheduler):
         self.tasks: dict[str, TaskRequest] = {}  # every submitted task not yet terminal
         self.last_failures: dict[str, tuple[Any, ...]] = {}
         self.disabled_hosts: set[str] = set()  # hostnames that get no new tasks (autoscaler drains)
+        self.migrate_on_drain = migrate_on_drain
+        self.draining: dict[str, float | None] = {}  # agent id -> its drain deadline (unix seconds; None: none)
+        self._migrating: set[str] = set()  # task ids killed on a draining agent, to be queued again
         self._where: dict[str, str] = {}  # task id -> agent id, for launched tasks
         self._names: dict[str, str] = {}  # hostname -> the agent id that offered it last
         self._capacities: dict[str, dict[str, float]] = {}  # agent id -> capacity given by `set_capacity`
@@ -183,6 +195,7 @@ class PlacementScheduler(Scheduler):
         """Kill a launched task, or drop a queued one: it then ends at once with TASK_KILLED (reported to
         `on_update`, with no agent id) and its id may be submitted again."""
         agent_id = self._where.get(task_id)
+        self._migrating.discard(task_id)  # killed for good: not moved
         if agent_id is not None:
             if self._driver is not None:
                 self._driver.kill(task_id, agent_id)
@@ -227,6 +240,9 @@ class PlacementScheduler(Scheduler):
         self._driver = driver
         now = self.clock()
         for offer in offers:
+            if offer.agent_id in self.draining:
+                del self.draining[offer.agent_id]
+                log.info("agent no longer draining: offered again", agent_id=offer.agent_id)
             hostname = offer.hostname or offer.agent_id
             agent = self.agents.get(offer.agent_id)
             if agent is None:
@@ -254,13 +270,31 @@ class PlacementScheduler(Scheduler):
     async def agent_lost(self, driver: SchedulerDriver, agent_id: str) -> None:
         """The agent is gone: forget it (its tasks end with their own status updates)."""
         self.leases.pop(agent_id, None)
+        self.draining.pop(agent_id, None)
         agent = self.agents.pop(agent_id, None)
         if agent is not None and self._names.get(agent.hostname) == agent_id:
             del self._names[agent.hostname]
         self._wake.set()
 
+    async def agent_draining(self, driver: SchedulerDriver, agent_id: str, deadline: float | None) -> None:
+        """The agent gets no new tasks from now on; with `migrate_on_drain`, ours there are moved off (see the
+        module docstring). Told again on a resubscription: the kills are sent again (a kill is idempotent)."""
+        self.draining[agent_id] = deadline
+        lease = self.leases.pop(agent_id, None)
+        if lease is not None:  # rescinded by the master already; declining what is gone is harmless
+            driver.decline(list(lease.offers), refuse_seconds=self.decline_seconds)
+        ours = sorted(self.running.get(agent_id, {}))
+        log.info("agent draining", agent_id=agent_id, deadline=deadline, tasks=len(ours), migrate=self.migrate_on_drain)
+        if self.migrate_on_drain:
+            for task_id in ours:
+                self._migrating.add(task_id)
+                driver.kill(task_id, agent_id)
+        self._wake.set()
+
     async def status_update(self, driver: SchedulerDriver, status: tpb.TaskStatus) -> None:
         task = self.tasks.get(status.task_id)
+        if task is not None and self._moved_off_a_drain(task, status):
+            return
         if status.state in TERMINAL_STATES:
             agent_id = self._where.pop(status.task_id, None)
             for tasks in self.running.values():
@@ -288,6 +322,29 @@ class PlacementScheduler(Scheduler):
         self.metrics.running = len(self._where)
         if self.on_update is not None:
             self.on_update(task, status)
+
+    def _moved_off_a_drain(self, task: TaskRequest, status: tpb.TaskStatus) -> bool:
+        """A task killed because its agent drains (by us, or by the master at the deadline) is not over: it is
+        queued again, to be placed on another agent. True when that is what this update was."""
+        drained = status.reason == tpb.TaskStatus.REASON_AGENT_DRAINING and self.migrate_on_drain
+        if status.state != tpb.TASK_KILLED or not (task.id in self._migrating or drained):
+            return False
+        self._migrating.discard(task.id)
+        agent_id = self._where.pop(task.id, None)
+        if agent_id is not None:
+            self.running.get(agent_id, {}).pop(task.id, None)
+            if not self.running.get(agent_id):
+                self.running.pop(agent_id, None)
+        self.queue.on_finished(task)
+        self.queue.add(task)
+        self.metrics.drain_migrations += 1
+        self.metrics.queued, self.metrics.running = len(self.queue), len(self._where)
+        log.info("task moved off a draining agent: queued again", task_id=task.id, agent_id=agent_id)
+        if (self._suppressed or self._filtered) and self._driver is not None:
+            self._driver.revive()
+            self._suppressed = self._filtered = False
+        self._wake.set()
+        return True
 
     # ------------------------------------------------------------------ the loop
     async def run(self, driver: SchedulerDriver) -> None:
@@ -339,7 +396,8 @@ class PlacementScheduler(Scheduler):
     def hosts(self) -> list[Host]:
         """What a run sees: one `Host` per hostname for every agent with offers or with tasks of ours running
         (see `agents.hosts_in_view`)."""
-        return hosts_in_view(self.agents, self.leases, self.running, self.disabled_hosts)
+        draining = {self.agents[a].hostname for a in self.draining if a in self.agents}
+        return hosts_in_view(self.agents, self.leases, self.running, self.disabled_hosts | draining)
 
     def totals(self) -> dict[str, float]:
         """The cluster's resources: every known agent's capacity added up (one agent per hostname)."""

@@ -49,6 +49,7 @@ ACTIONS: dict[str, str] = {
     "access_sandboxes": "framework_principals",
     "view_frameworks": "framework_principals",
     "register_agents": "agents",
+    "drain_agents": "agents",
 }
 
 
@@ -175,6 +176,7 @@ DEFAULT_ACLS = Acls(
         "access_sandboxes": (Rule(some("operator/*"), ANY),),
         "view_frameworks": (Rule(some("operator/*", "master/*"), ANY),),
         "register_agents": (Rule(some("agent/*"), ANY),),
+        "drain_agents": (Rule(some("operator/*"), ANY),),
     },
     permissive=False,
 )

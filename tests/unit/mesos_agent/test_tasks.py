@@ -362,6 +362,16 @@ def test_a_kill_with_the_masters_reason_reports_it(machine: TaskStateMachine) ->
     assert status.message == "task killed (killed by SIGKILL)"
 
 
+def test_a_drain_kill_says_so_in_its_update(machine: TaskStateMachine) -> None:
+    run = start(machine, framework(), task())
+    launch(machine, run)
+    why = "killed: agent S1 (h1) is draining and its drain deadline passed"
+    machine.kill_task("F1", "t1", None, reason=TaskStatus.REASON_AGENT_DRAINING, message=why)
+    status = one_update(machine.container_ended(run, SIGNALED))
+    assert status.state == tpb.TASK_KILLED and status.reason == TaskStatus.REASON_AGENT_DRAINING
+    assert status.message == f"{why} (task killed (killed by SIGKILL))"
+
+
 def test_a_second_kill_and_a_kill_of_an_unknown_task(machine: TaskStateMachine) -> None:
     run = start(machine, framework(killing=True), task())
     launch(machine, run)

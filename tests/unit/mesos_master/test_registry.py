@@ -11,12 +11,15 @@ import pytest
 from aiomesos.v1 import resources_pb2 as rpb
 from mesos_master.registry import (
     AdmitAgent,
+    MarkAgentGone,
     MarkAgentUnreachable,
     PutFramework,
     RemoveAgent,
+    RemoveDrain,
     RemoveFramework,
     RemoveQuota,
     SQLiteRegistry,
+    UpdateDrain,
     UpdateQuota,
     UpdateReservations,
     UpdateWeight,
@@ -147,3 +150,26 @@ async def test_the_async_interface_applies_and_loads(tmp_path: Path) -> None:
     state = await r.load()
     assert state.weights == {"eng": 2.0} and list(state.agents) == ["S1"]
     await r.close()
+
+
+def test_drains_and_gone_agents_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    r = SQLiteRegistry(path)
+    for aid in ("S1", "S2", "S3"):
+        r.apply_now([AdmitAgent(rpb.AgentInfo(id=aid, hostname=aid.lower()))])
+    r.apply_now([UpdateDrain("S1", "DRAINING", 1_500.0, True, 1_000.0)])
+    r.apply_now([UpdateDrain("S2", "DRAINING", None, False, 1_000.0)])
+    r.apply_now([UpdateDrain("S2", "DRAINED", None, False, 1_000.0, 1_200.0)])
+    r.apply_now([UpdateDrain("S3", "DRAINED", None, True, 1_000.0, 1_100.0)])
+    r.apply_now([MarkAgentGone("S3", 1_100.0)])
+    r.close_now()
+    r = SQLiteRegistry(path)
+    state = r.load_now()
+    assert state.drains == {
+        "S1": UpdateDrain("S1", "DRAINING", 1_500.0, True, 1_000.0),
+        "S2": UpdateDrain("S2", "DRAINED", None, False, 1_000.0, 1_200.0),
+    }
+    assert state.gone == {"S3": 1_100.0} and set(state.agents) == {"S1", "S2"}
+    r.apply_now([RemoveDrain("S1")])
+    r.apply_now([RemoveAgent("S2")])  # its drain goes with it
+    assert r.load_now().drains == {}

@@ -471,6 +471,7 @@ async def test_metrics_count_queue_runs_placements_and_reasons() -> None:
         "unplaced_last_run": 1,
         "queued": 2,
         "running": 1,
+        "drain_migrations": 0,
         "failures_by_reason": {"resource:cpus": 2},  # b: h1 has 0 cpus left after a, h2 has 1
     }
 
