@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -461,12 +461,15 @@ class EtcdClient:
 
         return list(await asyncio.gather(*(one(e) for e in self.endpoints)))
 
-    def watch(self, key: Key, *, prefix: bool = False, start_revision: int = 0) -> AsyncIterator[list[WatchEvent]]:
+    def watch(
+        self, key: Key, *, prefix: bool = False, start_revision: int = 0
+    ) -> AsyncGenerator[list[WatchEvent], None]:
         """The changes of `key` (of every key under it, with `prefix`) from `start_revision` (0: from now on), a
-        batch at a time; runs until the consumer stops (or `EtcdCompacted`, or an error that no retry mends)."""
+        batch at a time; runs until the consumer stops (or `EtcdCompacted`, or an error that no retry mends).
+        A consumer that stops early closes it (`contextlib.aclosing`), which ends its stream at once."""
         return self._watch(_key(key), prefix, start_revision)
 
-    async def _watch(self, key: bytes, prefix: bool, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
+    async def _watch(self, key: bytes, prefix: bool, start_revision: int) -> AsyncGenerator[list[WatchEvent], None]:
         create = epb.WatchCreateRequest(key=key, range_end=prefix_end(key) if prefix else b"")
         next_revision = start_revision
         index = self._preferred
