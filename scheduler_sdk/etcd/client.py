@@ -399,6 +399,11 @@ class EtcdClient:
                 responses.append(None)
         return TxnResult(bool(response.succeeded), int(response.header.revision), responses)
 
+    async def compact(self, revision: int) -> None:
+        """Forget the history before `revision` (watches from earlier revisions end with EtcdCompacted)."""
+        request = epb.CompactionRequest(revision=revision, physical=True)
+        await self._call(f"compact to {revision}", lambda s, t: s.kv.Compact(request, timeout=t))
+
     async def grant_lease(self, ttl: float) -> int:
         """A new lease of `ttl` seconds (rounded up to whole seconds, at least 1); returns its id."""
         request = epb.LeaseGrantRequest(TTL=max(1, math.ceil(ttl)))
