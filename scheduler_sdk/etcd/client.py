@@ -5,8 +5,8 @@ endpoint, and both are what a highly available master needs (security is on by d
 several members). The wire types are our own subset of etcd's protos (`proto/aiomesos/etcd/v3/rpc.proto`,
 package `etcdserverpb`, etcd's field numbers and service names), so this speaks to a real etcd unchanged.
 
-- Endpoints are `host:port`; `parse_url` reads `etcd://h:p[,h:p][/prefix]`, `https://...` (TLS) and `http://...`,
-  the only way to ask for plaintext.
+- Endpoints are `host:port`; `parse_url` (and `EtcdClient.from_url`) read `etcd://h:p[,h:p][/prefix]`,
+  `https://...` (TLS) and `http://...`, the only way to ask for plaintext (a client made with `tls=None`).
 - Every call has a deadline (`timeout`, per endpoint tried) and fails over to the next endpoint on UNAVAILABLE or
   DEADLINE_EXCEEDED; when none answers, `EtcdError` names each endpoint and why, on one line. Calls start at
   the endpoint that answered last.
@@ -303,6 +303,15 @@ class EtcdClient:
         self._preferred = 0
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, tls: EtcdTLS | None, *, timeout: float = 2.0) -> tuple[EtcdClient, str]:
+        """A client for `url` (see `parse_url`) and the URL's prefix. TLS unless the URL is http://, so an etcd://
+        or https:// URL wants `tls`; an http:// URL is plaintext whatever `tls` is. ValueError (one line)."""
+        endpoints, secure, prefix = parse_url(url)
+        if secure and tls is None:
+            raise ValueError(f"etcd URL {url!r} is TLS: it needs a CA (and a client certificate); http:// is plaintext")
+        return cls(endpoints, tls=tls if secure else None, timeout=timeout), prefix
 
     def __repr__(self) -> str:
         return f"EtcdClient({','.join(self.endpoints)}, {'tls' if self.tls else 'plaintext'})"
