@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiomesos.v1 import operator_pb2 as opb
+from mesos_master.election import Election
 from scheduler_sdk._daemon.flags import FlagParser, duration
 from scheduler_sdk._daemon.process import DaemonError
 from scheduler_sdk._daemon.security import DaemonSecurity
+from scheduler_sdk.etcd import EtcdClient, EtcdError, EtcdTLS, parse_url
 from scheduler_sdk.masters import (
     DEFAULT_PREFIX,
     MasterRecord,
@@ -24,11 +25,6 @@ from scheduler_sdk.masters import (
     members_prefix,
     normalise_prefix,
 )
-
-if TYPE_CHECKING:  # a single master never loads the etcd client
-    from scheduler_sdk.etcd import EtcdClient, EtcdTLS
-
-    from mesos_master.election import Election
 
 #: The lease of the leader key when --etcd-lease is not given (ZooKeeper's session timeout in Mesos: 10 s).
 DEFAULT_LEASE = 10.0
@@ -38,8 +34,8 @@ def add_etcd_flags(p: FlagParser) -> None:
     p.add_flag(
         "--etcd",
         default=None,
-        help="run highly available: etcd endpoints as etcd://HOST:PORT[,HOST:PORT][/PREFIX] (TLS unless --insecure), "
-        "or https:// / http:// URLs; masters elect a leader there and keep the registry there "
+        help="run highly available: etcd endpoints as etcd://HOST:PORT[,HOST:PORT][/PREFIX] (TLS, as https://; "
+        "http:// is plaintext and needs --insecure); masters elect a leader there and keep the registry there "
         "(default: a single master with the SQLite registry in --work-dir)",
     )
     p.add_flag("--etcd-prefix", default=None, help=f"the cluster's key prefix in etcd (default {DEFAULT_PREFIX})")
@@ -67,26 +63,22 @@ class Coordination:
 
 def open_coordination(a: argparse.Namespace, security: DaemonSecurity, record: MasterRecord) -> Coordination:
     """The etcd client and election the flags ask for; raises DaemonError (one readable line) for bad ones."""
+    from mesos_master.election import Election
     from scheduler_sdk.etcd import EtcdClient
 
-    from mesos_master.election import Election
-
     try:
-        endpoints, tls_scheme, url_prefix = EtcdClient.parse_url(a.etcd)
+        endpoints, use_tls, url_prefix = parse_url(a.etcd)
         prefix = normalise_prefix(a.etcd_prefix or url_prefix or DEFAULT_PREFIX)
     except ValueError as e:
         raise DaemonError(f"--etcd: {e}") from None
-    use_tls = tls_scheme if tls_scheme is not None else not security.insecure or security.secure
+    if not use_tls and not security.insecure:
+        raise DaemonError(f"--etcd {a.etcd} is plaintext: it needs --insecure (or an etcd:// or https:// URL)")
     tls = _etcd_tls(a, security) if use_tls else None
-    if tls is None and not security.insecure:
-        raise DaemonError("--etcd without TLS needs --insecure: give --ca/--cert/--key (or --etcd-ca/-cert/-key)")
     client = EtcdClient(endpoints, tls=tls, timeout=min(2.0, max(0.5, a.etcd_lease / 3)))
     return Coordination(client, prefix, Election(client, prefix, record, a.etcd_lease), endpoints)
 
 
 def _etcd_tls(a: argparse.Namespace, security: DaemonSecurity) -> EtcdTLS:
-    from scheduler_sdk.etcd import EtcdTLS
-
     own = security.tls
     ca = a.etcd_ca or (own.ca if own else None)
     cert = a.etcd_cert or (own.cert if own else None)
@@ -108,8 +100,6 @@ def _etcd_tls(a: argparse.Namespace, security: DaemonSecurity) -> EtcdTLS:
 async def masters_view(coordination: Coordination, me: MasterRecord) -> opb.GetMastersResponse:
     """Every running master as etcd lists it, who leads, and etcd's health; what etcd cannot say is left out
     (its health says why), never an error: this is what an operator looks at when something is wrong."""
-    from scheduler_sdk.etcd import EtcdError
-
     c = coordination
     response = opb.GetMastersResponse(registry="etcd", etcd_prefix=c.prefix)
     records: dict[str, MasterRecord] = {me.master_id: me}
@@ -121,8 +111,8 @@ async def masters_view(coordination: Coordination, me: MasterRecord) -> opb.GetM
             except ValueError:
                 continue
             records[record.master_id] = record
-        kv = await c.client.get(leader_key(c.prefix))
-        leader = MasterRecord.decode(kv.value) if kv is not None else None
+        held = await c.client.get(leader_key(c.prefix))
+        leader = MasterRecord.decode(held.value) if held is not None else None
     except (EtcdError, ValueError):
         leader = c.election.leader()
     for record in sorted(records.values(), key=lambda r: r.master_id):

@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import structlog
 
@@ -20,17 +19,16 @@ from mesos_master.api.operator import OperatorService
 from mesos_master.api.scheduler import SchedulerService
 from mesos_master.api.standby import Seat
 from mesos_master.cluster import Master
+from mesos_master.election import Term
+from mesos_master.ha import Coordination
 from mesos_master.registry import Registry, SQLiteRegistry
+from mesos_master.registry.etcd import EtcdRegistry
 from scheduler_sdk._daemon.guard import Guard, reload_security
 from scheduler_sdk._daemon.security import DaemonSecurity
 from scheduler_sdk._daemon.tasks import cancel_and_wait, race
 from scheduler_sdk.backoff import Backoff
 from scheduler_sdk.resources import Resources, ResourcesError
 from scheduler_sdk.security.acls import Authorizer
-
-if TYPE_CHECKING:  # a single master never loads the etcd client
-    from mesos_master.election import Term
-    from mesos_master.ha import Coordination
 
 log = structlog.get_logger("mesos_master")
 
@@ -75,8 +73,6 @@ class Terms:
 
     async def elected(self, coordination: Coordination) -> int:
         """Campaign, lead until the term ends, step down, campaign again; until the master stops."""
-        from mesos_master.registry.etcd import EtcdRegistry
-
         election = coordination.election
         retry = Backoff(initial=0.2, maximum=self.args.etcd_lease)
         while not self.stopping.is_set():

@@ -18,14 +18,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from scheduler_sdk.local_etcd import LocalEtcd
 from scheduler_sdk.operator import OperatorClient, OperatorError
 from scheduler_sdk.security.config import ClientConfig
 from scheduler_sdk.security.local import LocalCertificates
-
-if TYPE_CHECKING:  # a cluster of one master runs no etcd
-    from scheduler_sdk.local_etcd import LocalEtcd
 
 CA_DIR_ENV = "AIOMESOS_CA_DIR"
 CLIENT_CONFIG = "aiomesos.toml"
@@ -191,8 +188,6 @@ class LocalCluster:
 
     async def start_etcd(self) -> None:
         """A local etcd for the masters (TLS and client certificates when the cluster is secure)."""
-        from scheduler_sdk.local_etcd import LocalEtcd
-
         if self.secure:
             self._security_flags("master", "master")  # makes the certificates
         self.etcd = LocalEtcd(self.work_dir / "etcd", self.certificates if self.secure else None)

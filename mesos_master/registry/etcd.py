@@ -5,7 +5,7 @@ write nothing.
 Keys (each name percent-encoded, so that a role's '/' stays inside its name):
   agents/ID (AgentInfo)          frameworks/ID (FrameworkInfo)    removed_frameworks/ID ("1")
   weights/ROLE (float, text)     quotas/ROLE (operator QuotaInfo)  reservations/AGENT (ResourceList)
-  unreachable/AGENT (time, text)
+  unreachable/AGENT (time, text)  drains/AGENT (UpdateDrain, JSON)  gone/AGENT (time, text)
 
 `apply` writes a batch as one transaction per chunk of at most 128 operations and under 1 MiB (etcd's default
 limits), in order: a batch that fits one chunk is atomic; a bigger one is applied chunk by chunk (each atomic,
@@ -16,8 +16,9 @@ chunk. The etcd client belongs to the caller: `close` leaves it open.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from urllib.parse import quote, unquote
 
 import structlog
@@ -28,12 +29,15 @@ from aiomesos.v1 import resources_pb2 as pb
 from mesos_master.registry.base import FencedError, Registry, RegistryError, RegistryState
 from mesos_master.registry.operations import (
     AdmitAgent,
+    MarkAgentGone,
     MarkAgentUnreachable,
     Operation,
     PutFramework,
     RemoveAgent,
+    RemoveDrain,
     RemoveFramework,
     RemoveQuota,
+    UpdateDrain,
     UpdateQuota,
     UpdateReservations,
     UpdateWeight,
@@ -55,6 +59,7 @@ AGENTS, FRAMEWORKS, REMOVED, WEIGHTS, QUOTAS, RESERVATIONS, UNREACHABLE = (
     "reservations",
     "unreachable",
 )
+DRAINS, GONE = "drains", "gone"
 REMOVED_MARK = b"1"
 
 
@@ -145,7 +150,15 @@ class EtcdRegistry(Registry):
                 admitted = _Put(info.SerializeToString())
                 return [(self.key(AGENTS, info.id), admitted), (self.key(UNREACHABLE, info.id), None)]
             case RemoveAgent(agent_id):
-                return [(self.key(AGENTS, agent_id), None), (self.key(UNREACHABLE, agent_id), None)]
+                return self._forget_agent(agent_id)
+            case MarkAgentGone(agent_id, since):
+                return [*self._forget_agent(agent_id), (self.key(GONE, agent_id), _Put(repr(float(since)).encode()))]
+            case UpdateDrain():
+                drain = asdict(operation)
+                del drain["agent_id"]
+                return [(self.key(DRAINS, operation.agent_id), _Put(json.dumps(drain, sort_keys=True).encode()))]
+            case RemoveDrain(agent_id):
+                return [(self.key(DRAINS, agent_id), None)]
             case MarkAgentUnreachable(agent_id, since):
                 return [(self.key(UNREACHABLE, agent_id), _Put(repr(float(since)).encode()))]
             case PutFramework(info):
@@ -164,6 +177,9 @@ class EtcdRegistry(Registry):
                 return [(self.key(RESERVATIONS, agent_id), _Put(value) if resources else None)]
             case _:
                 raise RegistryError(f"unknown registry operation {operation!r}")
+
+    def _forget_agent(self, agent_id: str) -> list[tuple[bytes, _Write]]:
+        return [(self.key(kind, agent_id), None) for kind in (AGENTS, UNREACHABLE, DRAINS)]
 
     def _remove_framework(self, framework_id: str, chunk: _Chunk) -> list[tuple[bytes, _Write]]:
         """As SQLite's: a framework the registry has is marked removed (for good); an unknown one is no change."""
@@ -211,5 +227,9 @@ def _load_one(state: RegistryState, kind: str, name: str, value: bytes) -> None:
             state.reservations[name] = list(pb.ResourceList.FromString(value).resources)
         case "unreachable":
             state.unreachable[name] = float(value)
+        case "drains":
+            state.drains[name] = UpdateDrain(agent_id=name, **json.loads(value))
+        case "gone":
+            state.gone[name] = float(value)
         case _:
             log.warning("etcd registry: a key of an unknown kind, left alone", kind=kind, name=name)

@@ -33,6 +33,7 @@ from mesos_master.registry import (
     UpdateWeight,
 )
 from mesos_master.registry.etcd import MAX_TXN_OPS, EtcdRegistry
+from mesos_master.registry.operations import MarkAgentGone, RemoveDrain, UpdateDrain
 from scheduler_sdk.etcd import EtcdClient
 from scheduler_sdk.masters import MasterRecord, registry_prefix
 from scheduler_sdk.resources import Resources
@@ -114,6 +115,23 @@ SCENARIOS: dict[str, tuple[list[list[Operation]], RegistryState]] = {
         [[AdmitAgent(A1), MarkAgentUnreachable("S1", 2.0), AdmitAgent(A1_BIGGER), RemoveAgent("S1"), AdmitAgent(A1)]],
         RegistryState(agents={"S1": A1}),
     ),
+    "drains: set, replaced, ended, and an agent marked gone": (
+        [
+            [AdmitAgent(A1), AdmitAgent(A2), UpdateDrain("S1", "DRAINING", 1500.0, True, 1000.0)],
+            [UpdateDrain("S2", "DRAINING", None, False, 1000.0)],
+            [UpdateDrain("S2", "DRAINED", None, False, 1000.0, 1200.0), RemoveDrain("S1")],
+            [UpdateDrain("S1", "DRAINED", None, True, 1000.0, 1100.0), MarkAgentGone("S1", 1100.0)],
+        ],
+        RegistryState(
+            agents={"S2": A2},
+            drains={"S2": UpdateDrain("S2", "DRAINED", None, False, 1000.0, 1200.0)},
+            gone={"S1": 1100.0},
+        ),
+    ),
+    "a removed agent's drain goes with it": (
+        [[AdmitAgent(A1), UpdateDrain("S1", "DRAINING", None, False, 5.0)], [RemoveAgent("S1")]],
+        RegistryState(),
+    ),
     "ids with odd characters": (
         [[AdmitAgent(agent("a/b%2Fc")), UpdateWeight("x%y/z", 1.5)]],
         RegistryState(agents={"a/b%2Fc": agent("a/b%2Fc")}, weights={"x%y/z": 1.5}),
@@ -190,6 +208,9 @@ def random_operations(rng: random.Random, count: int) -> list[Operation]:
         ),
         lambda: RemoveQuota(rng.choice(roles)),
         lambda: UpdateReservations(rng.choice(ids), rng.choice([(), resources("cpus(eng):1")])),
+        lambda: UpdateDrain(rng.choice(ids), "DRAINING", rng.choice([None, 9.5]), rng.random() < 0.5, 1.0),
+        lambda: RemoveDrain(rng.choice(ids)),
+        lambda: MarkAgentGone(rng.choice(ids), rng.random() * 1e9),
     ]
     return [rng.choice(make)() for _ in range(count)]
 
