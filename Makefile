@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PROTOS := $(wildcard proto/aiomesos/v1/*.proto)
+PROTOS := $(wildcard proto/aiomesos/v1/*.proto) $(wildcard proto/aiomesos/etcd/v3/*.proto)
 
 .PHONY: run test test-fast lint typecheck proto proto-check bench clean cluster system-deps
 
@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 system-deps:
 	@# procps (ps/pgrep) is used by the tests' leak checks.
 	@command -v ps >/dev/null || { apt-get update -qq && apt-get install -y -qq procps; }
+	@# Debian's etcd-server: the tests start their own etcd (scheduler_sdk/local_etcd.py) for the HA masters.
+	@test -x /usr/bin/etcd || { apt-get update -qq && apt-get install -y -qq etcd-server; }
 
 run: $(STAMP)
 	$(BIN)/aiomesos demo

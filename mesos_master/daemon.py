@@ -139,7 +139,7 @@ class MasterDaemon:
         authorizer = load_authorizer(a.acls)
         lock_work_dir(work_dir, "master")
         registry = SQLiteRegistry(work_dir / "registry.sqlite")
-        recovered = registry.load()
+        recovered = await registry.load()
         allocator = build_allocator(a)
         master = Master(
             uuid.uuid4().hex[:12],
@@ -169,7 +169,7 @@ class MasterDaemon:
         try:
             bound, token_port = security.bind(server, ip, a.port)
         except DaemonError:
-            registry.close()
+            registry.close_now()
             raise
         await server.start()
         host = "127.0.0.1" if ip in ("0.0.0.0", "::") else ip
@@ -206,7 +206,8 @@ class MasterDaemon:
                 await server.stop(grace=1.0)
         finally:
             try:
-                dispatcher.flush()  # what the last calls wrote reaches the registry
+                async with asyncio.timeout(STOP_DEADLINE):
+                    await dispatcher.close()  # what the last calls wrote reaches the registry
             finally:
                 _release(registry, work_dir)
                 if backstop is not None:
@@ -223,9 +224,9 @@ class MasterDaemon:
             dispatcher.allocation_wanted.clear()
             # Let the calls that arrived in this turn land first, so one cycle serves them all.
             await asyncio.sleep(0)
-            dispatcher.flush()
+            await dispatcher.flush()
             if master.allocate():
-                dispatcher.flush()
+                await dispatcher.flush()
 
     async def _tick_loop(self, master: Master, dispatcher: Dispatcher, security: DaemonSecurity) -> None:
         while True:
@@ -238,7 +239,7 @@ class MasterDaemon:
 
 
 def _release(registry: SQLiteRegistry, work_dir: Path) -> None:
-    registry.close()
+    registry.close_now()
     for name in (ADDRESS_FILE, TOKEN_ADDRESS_FILE):
         with contextlib.suppress(FileNotFoundError):
             (work_dir / name).unlink()

@@ -14,9 +14,15 @@ import os
 import shutil
 import stat
 import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from scheduler_sdk.etcd import EtcdClient
+from scheduler_sdk.local_etcd import LocalEtcd
+from scheduler_sdk.security.local import LocalCertificates
 
 TRAVERSABLE = 0o711
 KEEP_SESSIONS = 3  # as pytest keeps its last three base temp dirs
@@ -87,3 +93,56 @@ def tmp_path(tmp_path: Path) -> Path:
         if mode & 0o011 != 0o011:
             os.chmod(path, mode | 0o011)
     return tmp_path
+
+
+# etcd (Debian's etcd-server), for the HA masters' parts: one etcd for the session's tests that leave it running
+# (each works under a prefix of its own), and etcds of a test's own for tests that stop, kill or restart it. A
+# test directory may override `etcd_certs` to have its etcds trust another CA (its clusters' one).
+
+
+@pytest.fixture(scope="session")
+def etcd_certs(tmp_path_factory: pytest.TempPathFactory) -> LocalCertificates:
+    return LocalCertificates(tmp_path_factory.mktemp("etcd-certs"))
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory, etcd_certs: LocalCertificates) -> Iterator[LocalEtcd]:
+    server = LocalEtcd(tmp_path_factory.mktemp("etcd"), etcd_certs)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def etcd_prefix() -> str:
+    return f"/test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def etcd_client(etcd_server: LocalEtcd) -> AsyncIterator[EtcdClient]:
+    """A client of the session's etcd with a master's certificate."""
+    client = EtcdClient(etcd_server.endpoints, tls=etcd_server.client_tls("etcd-test", "master"))
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def local_etcd(tmp_path: Path, etcd_certs: LocalCertificates) -> Iterator[Callable[[], LocalEtcd]]:
+    """Starts an etcd of the test's own on each call; every one is stopped after the test, passed or failed."""
+    started: list[LocalEtcd] = []
+
+    def start() -> LocalEtcd:
+        server = LocalEtcd(tmp_path / f"etcd-{len(started)}", etcd_certs)
+        started.append(server)
+        server.start()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()

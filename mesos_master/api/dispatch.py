@@ -1,6 +1,9 @@
 """The link between the pure core (`Master`) and the streams: after the core changes, the outbox is drained
-once per event-loop turn, registry writes are applied (before anything is sent), and each batch of messages is
-queued on the stream of the framework or agent it is for. `stop` ends every stream when the master stops."""
+once per event-loop turn, its registry writes are applied as one batch (before anything of that drain is sent),
+and each batch of messages is queued on the stream of the framework or agent it is for. One flush runs at a time,
+so what is sent keeps the order in which the core decided it. `stop` ends every stream when the master stops or
+loses its leadership; a registry write that fails ends the term (`failed`): the core is then ahead of what is
+durable, so it is thrown away and nothing more is sent from it."""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ import grpc
 import structlog
 
 from mesos_master.cluster import Master
-from mesos_master.registry import Registry
+from mesos_master.outbox import Drained
+from mesos_master.registry import FencedError, Registry
 from scheduler_sdk._daemon.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
@@ -56,31 +60,65 @@ class Dispatcher:
         self.frameworks: dict[str, Connection] = {}
         self.agents: dict[str, Connection] = {}
         self.allocation_wanted = asyncio.Event()
-        self._flush_scheduled = False
         self.stopped = False
+        self.stop_reason = MASTER_STOPPING
+        #: Set when a registry write failed (`failure` says why): the term must end.
+        self.failed = asyncio.Event()
+        self.failure: BaseException | None = None
+        self._flush_lock = asyncio.Lock()
+        self._flush_task: asyncio.Task[None] | None = None
 
-    def stop(self) -> None:
-        """The master is stopping: end every stream now (UNAVAILABLE, so that peers come back) and refuse new
-        ones, rather than leave them to the server's grace period and its cancellation."""
+    def stop(self, reason: str = MASTER_STOPPING) -> None:
+        """The master is stopping (or no longer leads): end every stream now (UNAVAILABLE, so that peers come
+        back, to this master or the new leader) and refuse new ones, rather than leave them to the server's grace
+        period and its cancellation."""
         self.stopped = True
+        self.stop_reason = reason
         for conn in [*self.frameworks.values(), *self.agents.values()]:
-            conn.close(MASTER_STOPPING, grpc.StatusCode.UNAVAILABLE)
+            conn.close(reason, grpc.StatusCode.UNAVAILABLE)
 
     def changed(self, *, allocate: bool = False) -> None:
         """Call after every change to the core; batches everything done in this loop turn."""
         if allocate:
             self.allocation_wanted.set()
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+        if self._flush_task is None and self.failure is None:
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush_soon())
 
-    def flush(self) -> None:
-        self._flush_scheduled = False
-        if not self.master.outbox:
-            return
-        drained = self.master.outbox.drain()
-        for operation in drained.writes:
-            self.registry.apply(operation)
+    async def _flush_soon(self) -> None:
+        try:
+            await self.flush()
+        finally:
+            self._flush_task = None
+
+    async def flush(self) -> None:
+        """Persist, then send, everything the core has queued (what it queues meanwhile too)."""
+        async with self._flush_lock:
+            while self.master.outbox and self.failure is None:
+                drained = self.master.outbox.drain()
+                if drained.writes:
+                    try:
+                        await self.registry.apply(drained.writes)
+                    except Exception as e:  # FencedError, RegistryError, or the store's own error: the same end
+                        self._fail(e)
+                        return
+                self._deliver(drained)
+
+    async def close(self) -> None:
+        """Wait for the flush under way (the master stops: what the last calls wrote reaches the registry)."""
+        await self.flush()
+        task = self._flush_task
+        if task is not None:
+            await cancel_and_wait(task)
+
+    def _fail(self, error: BaseException) -> None:
+        self.failure = error
+        self.failed.set()
+        if isinstance(error, FencedError):
+            log.warning("registry write fenced off: another master leads", error=str(error))
+        else:
+            log.error("registry write failed: this master stops leading", error=str(error))
+
+    def _deliver(self, drained: Drained) -> None:
         for framework_id, events in drained.to_frameworks.items():
             conn = self.frameworks.get(framework_id)
             if conn is None:
@@ -121,8 +159,8 @@ class Dispatcher:
             old.close("superseded by a newer stream of the same id", grpc.StatusCode.ABORTED)
         registry[conn.id] = conn
         if self.stopped:
-            conn.close(MASTER_STOPPING, grpc.StatusCode.UNAVAILABLE)
-        self.flush()  # what the core queued at registration (SUBSCRIBED, REGISTERED) goes to this stream
+            conn.close(self.stop_reason, grpc.StatusCode.UNAVAILABLE)
+        await self.flush()  # what the core queued at registration (SUBSCRIBED, REGISTERED) goes to this stream
         self.changed(allocate=True)
         read = asyncio.create_task(reader(conn))
         try:

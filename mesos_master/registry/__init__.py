@@ -1,7 +1,7 @@
 """The registry keeps what must survive a master restart: admitted agents and subscribed frameworks, weights,
 quotas and dynamic reservations. The master writes to it only through the typed operations of `operations`."""
 
-from mesos_master.registry.base import Registry, RegistryState
+from mesos_master.registry.base import FencedError, Registry, RegistryError, RegistryState
 from mesos_master.registry.operations import (
     AdmitAgent,
     MarkAgentUnreachable,
@@ -18,10 +18,12 @@ from mesos_master.registry.sqlite import SQLiteRegistry
 
 __all__ = [
     "AdmitAgent",
+    "FencedError",
     "MarkAgentUnreachable",
     "Operation",
     "PutFramework",
     "Registry",
+    "RegistryError",
     "RegistryState",
     "RemoveAgent",
     "RemoveFramework",

@@ -3,12 +3,14 @@ registry's state, not a log: each operation updates them in place (schema 1, unc
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from aiomesos.v1 import resources_pb2 as pb
-from mesos_master.registry.base import Registry, RegistryState
+from mesos_master.registry.base import Registry, RegistryError, RegistryState
 from mesos_master.registry.operations import (
     AdmitAgent,
     MarkAgentUnreachable,
@@ -39,14 +41,11 @@ CREATE TABLE IF NOT EXISTS frameworks (
 """
 
 
-class RegistryError(RuntimeError):
-    pass
-
-
 class SQLiteRegistry(Registry):
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # a batch on the worker thread, or a close
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -57,7 +56,11 @@ class SQLiteRegistry(Registry):
         elif int(row[0]) != SCHEMA_VERSION:
             raise RegistryError(f"{path}: registry schema {row[0]} is not the supported {SCHEMA_VERSION}")
 
-    def load(self) -> RegistryState:
+    async def load(self) -> RegistryState:
+        return self.load_now()
+
+    def load_now(self) -> RegistryState:
+        """`load`, for code that is not async (tools, tests)."""
         state = RegistryState()
         for agent_id, blob in self._db.execute("SELECT id, info FROM agents"):
             state.agents[agent_id] = pb.AgentInfo.FromString(blob)
@@ -76,7 +79,28 @@ class SQLiteRegistry(Registry):
             state.unreachable[agent_id] = since
         return state
 
-    def apply(self, operation: Operation) -> None:
+    async def apply(self, operations: Sequence[Operation]) -> None:
+        """One transaction for the batch, committed (fsync) on a worker thread so that the event loop serves on
+        meanwhile; the dispatcher applies one batch at a time."""
+        if operations:
+            await asyncio.to_thread(self.apply_now, operations)
+
+    def apply_now(self, operations: Sequence[Operation]) -> None:
+        """`apply`, for code that is not async (tools, tests)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for operation in operations:
+                    self._apply_one(operation)
+                self._db.execute("COMMIT")
+            except BaseException as e:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if isinstance(e, sqlite3.Error):
+                    raise RegistryError(f"{self.path}: cannot write the registry: {e}") from None
+                raise
+
+    def _apply_one(self, operation: Operation) -> None:
         match operation:
             case AdmitAgent(info):
                 self._admit_agent(info)
@@ -113,19 +137,15 @@ class SQLiteRegistry(Registry):
                 raise RegistryError(f"unknown registry operation {operation!r}")
 
     def _admit_agent(self, info: pb.AgentInfo) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.execute(
-                "INSERT INTO agents (id, info) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET info=excluded.info",
-                (info.id, info.SerializeToString()),
-            )
-            self._db.execute("DELETE FROM unreachable_agents WHERE id=?", (info.id,))
+        self._db.execute(
+            "INSERT INTO agents (id, info) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET info=excluded.info",
+            (info.id, info.SerializeToString()),
+        )
+        self._db.execute("DELETE FROM unreachable_agents WHERE id=?", (info.id,))
 
     def _remove_agent(self, agent_id: str) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM agents WHERE id=?", (agent_id,))
-            self._db.execute("DELETE FROM unreachable_agents WHERE id=?", (agent_id,))
+        self._db.execute("DELETE FROM agents WHERE id=?", (agent_id,))
+        self._db.execute("DELETE FROM unreachable_agents WHERE id=?", (agent_id,))
 
     def _update_reservations(self, agent_id: str, resources: Sequence[pb.Resource]) -> None:
         if not resources:
@@ -136,8 +156,12 @@ class SQLiteRegistry(Registry):
             (agent_id, _blob(resources)),
         )
 
-    def close(self) -> None:
-        self._db.close()
+    async def close(self) -> None:
+        self.close_now()
+
+    def close_now(self) -> None:
+        with self._lock:
+            self._db.close()
 
 
 def _blob(resources: Sequence[pb.Resource]) -> bytes:

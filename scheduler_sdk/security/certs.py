@@ -21,6 +21,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from scheduler_sdk.security._files import write_private
 
 ROLES = ("master", "agent", "framework", "operator")
+#: Roles of servers we call but which never call us (etcd): the CA issues them certificates, but no principal of
+#: ours has such a role (`Principal.parse`, `principal_of_certificate` and the ACLs know only ROLES).
+SERVER_ROLES = ("etcd",)
 URI_SCHEME = "aiomesos"
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
@@ -60,9 +63,9 @@ class Principal:
             return None
 
 
-def check_principal(name: str, role: str) -> Principal:
-    if role not in ROLES:
-        raise SecurityError(f"role {role!r} is not one of {', '.join(ROLES)}")
+def check_principal(name: str, role: str, roles: tuple[str, ...] = ROLES) -> Principal:
+    if role not in roles:
+        raise SecurityError(f"role {role!r} is not one of {', '.join(roles)}")
     if not NAME_PATTERN.fullmatch(name):
         raise SecurityError(
             f"principal name {name[:64]!r} must be 1-255 letters, digits, '.', '_' or '-' (first a letter or digit)"
@@ -175,7 +178,7 @@ class CertificateAuthority:
         """A key and a certificate naming principal ROLE/NAME, valid for the given host names and addresses."""
         if self.key is None:
             raise SecurityError("this CA was loaded without its key: it cannot issue certificates")
-        principal = check_principal(name, role)
+        principal = check_principal(name, role, ROLES + SERVER_ROLES)
         key = ec.generate_private_key(ec.SECP256R1())
         alt_names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(principal.uri)]
         if role == "master":  # what the master's clients check (security.tls.MASTER_SERVER_NAME)

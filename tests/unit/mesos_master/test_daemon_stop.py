@@ -15,7 +15,7 @@ class FakeDispatcher:
         self.allocation_wanted = asyncio.Event()
         self.flushes = 0
 
-    def flush(self) -> None:
+    async def flush(self) -> None:
         self.flushes += 1
 
 

@@ -30,20 +30,20 @@ def test_everything_written_is_loaded_again(tmp_path: Path) -> None:
     r = SQLiteRegistry(path)
     a1 = rpb.AgentInfo(id="S1", hostname="h1", resources=Resources.parse("cpus:2").to_proto())
     a2 = rpb.AgentInfo(id="S2", hostname="h2", resources=Resources.parse("cpus:4").to_proto())
-    r.apply(AdmitAgent(a1))
-    r.apply(AdmitAgent(a2))
-    r.apply(MarkAgentUnreachable("S1", 123.5))
-    r.apply(MarkAgentUnreachable("S2", 200.0))
-    r.apply(AdmitAgent(a2))  # S2 came back
-    r.apply(PutFramework(rpb.FrameworkInfo(id="F1", name="one")))
-    r.apply(PutFramework(rpb.FrameworkInfo(id="F2", name="two")))
-    r.apply(RemoveFramework("F2"))
-    r.apply(UpdateWeight("eng", 2.0))
-    r.apply(UpdateQuota("eng", tuple(Resources.parse("cpus:1").to_proto()), None))
-    r.apply(UpdateReservations("S1", tuple(Resources.parse("cpus(eng):1").to_proto())))
-    r.close()
+    r.apply_now([AdmitAgent(a1)])
+    r.apply_now([AdmitAgent(a2)])
+    r.apply_now([MarkAgentUnreachable("S1", 123.5)])
+    r.apply_now([MarkAgentUnreachable("S2", 200.0)])
+    r.apply_now([AdmitAgent(a2)])  # S2 came back
+    r.apply_now([PutFramework(rpb.FrameworkInfo(id="F1", name="one"))])
+    r.apply_now([PutFramework(rpb.FrameworkInfo(id="F2", name="two"))])
+    r.apply_now([RemoveFramework("F2")])
+    r.apply_now([UpdateWeight("eng", 2.0)])
+    r.apply_now([UpdateQuota("eng", tuple(Resources.parse("cpus:1").to_proto()), None)])
+    r.apply_now([UpdateReservations("S1", tuple(Resources.parse("cpus(eng):1").to_proto()))])
+    r.close_now()
 
-    state = SQLiteRegistry(path).load()
+    state = SQLiteRegistry(path).load_now()
     assert state.agents == {"S1": a1, "S2": a2}
     assert state.unreachable == {"S1": 123.5}
     assert list(state.frameworks) == ["F1"] and state.removed_frameworks == {"F2"}
@@ -54,25 +54,25 @@ def test_everything_written_is_loaded_again(tmp_path: Path) -> None:
 
 def test_a_removed_agent_leaves_the_unreachable_list(tmp_path: Path) -> None:
     r = SQLiteRegistry(tmp_path / "r.sqlite")
-    r.apply(AdmitAgent(rpb.AgentInfo(id="S1", hostname="h1")))
-    r.apply(MarkAgentUnreachable("S1", 1.0))
-    r.apply(RemoveAgent("S1"))
-    state = r.load()
+    r.apply_now([AdmitAgent(rpb.AgentInfo(id="S1", hostname="h1"))])
+    r.apply_now([MarkAgentUnreachable("S1", 1.0)])
+    r.apply_now([RemoveAgent("S1")])
+    state = r.load_now()
     assert state.agents == {} and state.unreachable == {}
 
 
 def test_quota_and_reservations_are_set_and_removed(tmp_path: Path) -> None:
     r = SQLiteRegistry(tmp_path / "r.sqlite")
-    r.apply(
-        UpdateQuota("eng", tuple(Resources.parse("cpus:1").to_proto()), tuple(Resources.parse("cpus:2").to_proto()))
+    r.apply_now(
+        [UpdateQuota("eng", tuple(Resources.parse("cpus:1").to_proto()), tuple(Resources.parse("cpus:2").to_proto()))]
     )
-    r.apply(UpdateReservations("S1", tuple(Resources.parse("cpus(eng):1").to_proto())))
-    state = r.load()
+    r.apply_now([UpdateReservations("S1", tuple(Resources.parse("cpus(eng):1").to_proto()))])
+    state = r.load_now()
     _, limit = state.quotas["eng"]
     assert limit is not None and Resources.from_proto(limit) == Resources.parse("cpus:2")
-    r.apply(RemoveQuota("eng"))
-    r.apply(UpdateReservations("S1", ()))
-    state = r.load()
+    r.apply_now([RemoveQuota("eng")])
+    r.apply_now([UpdateReservations("S1", ())])
+    state = r.load_now()
     assert state.quotas == {} and state.reservations == {}
 
 
@@ -109,7 +109,7 @@ def test_a_registry_file_written_before_typed_operations_still_loads(tmp_path: P
     db.commit()
     db.close()
 
-    state = SQLiteRegistry(path).load()
+    state = SQLiteRegistry(path).load_now()
     assert state.agents == {"S1": agent} and state.unreachable == {"S1": 7.0}
     assert list(state.frameworks) == ["F1"] and state.removed_frameworks == {"F2"}
     assert state.weights == {"eng": 3.0}
@@ -127,4 +127,23 @@ def test_operations_are_values() -> None:
 def test_an_unknown_operation_is_refused(tmp_path: Path) -> None:
     r = SQLiteRegistry(tmp_path / "r.sqlite")
     with pytest.raises(RegistryError, match="unknown registry operation"):
-        r.apply("remove_agent")  # type: ignore[arg-type]
+        r.apply_now(["remove_agent"])  # type: ignore[arg-type]
+
+
+def test_a_failed_batch_writes_nothing(tmp_path: Path) -> None:
+    """A batch is one transaction: an operation that fails undoes the ones before it in the batch."""
+    r = SQLiteRegistry(tmp_path / "r.sqlite")
+    with pytest.raises(RegistryError, match="unknown registry operation"):
+        r.apply_now([UpdateWeight("eng", 2.0), "bogus"])  # type: ignore[list-item]
+    assert r.load_now().weights == {}
+    r.apply_now([UpdateWeight("eng", 3.0)])  # and the registry goes on working
+    assert r.load_now().weights == {"eng": 3.0}
+
+
+async def test_the_async_interface_applies_and_loads(tmp_path: Path) -> None:
+    r = SQLiteRegistry(tmp_path / "r.sqlite")
+    await r.apply([UpdateWeight("eng", 2.0), AdmitAgent(rpb.AgentInfo(id="S1", hostname="h1"))])
+    await r.apply([])
+    state = await r.load()
+    assert state.weights == {"eng": 2.0} and list(state.agents) == ["S1"]
+    await r.close()
