@@ -13,12 +13,11 @@ The policy (`MasterLocator`) is pure apart from the etcd read, which is injectab
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import grpc
 
+from scheduler_sdk.etcd import EtcdClient, EtcdError, EtcdTLS
 from scheduler_sdk.masters import MasterRecord, MasterSpec, leader_hint, leader_key, parse_master
 from scheduler_sdk.security.config import ClientConfig
 
@@ -42,7 +41,7 @@ class MasterLocator:
         self.spec = parse_master(spec) if isinstance(spec, str) else spec
         self.config = config
         self._read_leader = read_leader
-        self._etcd: Any = None  # the EtcdClient, made at the first read
+        self._etcd: EtcdClient | None = None  # made at the first read
         self._index = 0  # the list's next address
         self._hint: str | None = None  # the leader a standby named, tried next
         self._tried = 0  # list addresses tried since the last success or backoff
@@ -107,13 +106,12 @@ class MasterLocator:
         return record
 
     async def _read_etcd(self) -> MasterRecord | None:
-        etcd = _etcd_module()
         if self._etcd is None:
-            self._etcd = etcd.EtcdClient(list(self.spec.etcd), tls=etcd_tls(self.config))
+            self._etcd = EtcdClient(list(self.spec.etcd), tls=etcd_tls(self.config))
         key = leader_key(self.spec.prefix)
         try:
             kv = await self._etcd.get(key)
-        except etcd.EtcdError as e:
+        except EtcdError as e:
             why = f"{self.spec}: cannot read the leader from etcd: {e}{self._token_only_note()}"
             raise NoMasterError(why) from None
         if kv is None:
@@ -132,7 +130,7 @@ class MasterLocator:
         return ""
 
 
-def etcd_tls(config: ClientConfig | None) -> Any:
+def etcd_tls(config: ClientConfig | None) -> EtcdTLS | None:
     """The client's own TLS material as etcd's (`EtcdTLS`): None for a plaintext client (an insecure cluster)."""
     if config is None or config.ca is None:
         return None
@@ -142,9 +140,4 @@ def etcd_tls(config: ClientConfig | None) -> Any:
         key = config.key.read_bytes() if config.key is not None else None
     except OSError as e:
         raise NoMasterError(f"cannot read the client's TLS material for etcd: {e}") from None
-    return _etcd_module().EtcdTLS(ca=ca, cert=cert, key=key)
-
-
-def _etcd_module() -> Any:
-    # scheduler_sdk.etcd (the etcd client) is imported only by clients given etcd://, when they first read it.
-    return importlib.import_module("scheduler_sdk.etcd")
+    return EtcdTLS(ca=ca, cert=cert, key=key)

@@ -8,16 +8,19 @@ from __future__ import annotations
 import collections
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 import pytest
 
 from aiomesos.v1 import operator_pb2 as opb
-from scheduler_sdk.local_cluster import LocalCluster
-from scheduler_sdk.masters import MasterRecord, standby_message, standby_metadata
+from scheduler_sdk.etcd import EtcdClient
+from scheduler_sdk.local_cluster import Daemon, LocalCluster
+from scheduler_sdk.local_etcd import LocalEtcd
+from scheduler_sdk.masters import MasterRecord, leader_key, standby_message, standby_metadata
 from scheduler_sdk.operator import OperatorClient, OperatorError
+from scheduler_sdk.security.config import ClientConfig
 from scheduler_sdk.security.local import LocalCertificates
 from scheduler_sdk.security.tls import ServerTLS
 from tests.e2e.harness import Recorder, eventually, framework
@@ -25,6 +28,18 @@ from tests.e2e.test_cli import aiomesos
 
 STREAMS = ("/aiomesos.v1.Scheduler/Subscribe", "/aiomesos.v1.AgentRegistry/Attach")
 GET_MASTERS = "/aiomesos.v1.Operator/GetMasters"
+
+
+def attached_to(cluster: LocalCluster, daemon: Daemon) -> list[str]:
+    """The masters an agent daemon's log says it attached to, in order."""
+    log = (cluster.work_dir / "logs" / f"{daemon.name}.log").read_text()
+    return [json.loads(line)["master"] for line in log.splitlines() if '"attached to master"' in line]
+
+
+async def active_agent_id(master: str, name: str) -> str:
+    async with OperatorClient(master) as client:
+        agents = (await client.agents()).agents
+    return next(a.agent_info.id for a in agents if a.agent_info.hostname == f"{name}.local" and a.active)
 
 
 def free_port() -> int:
@@ -123,9 +138,8 @@ async def test_an_agent_skips_a_dead_master_and_follows_a_standby_to_the_leader(
     daemon = cluster.add_agent(extra_flags=["--master", f"127.0.0.1:{free_port()},{standby.address}"])
     await cluster.wait_for_agents(3)
     assert standby.refused["Attach"] >= 1
-    log = (cluster.work_dir / "logs" / f"{daemon.name}.log").read_text()
-    attached = [json.loads(line) for line in log.splitlines() if '"attached to master"' in line]
-    assert attached and attached[-1]["master"] == cluster.master_address
+    # (The master counts the agent before the agent has logged its REGISTERED.)
+    await eventually(lambda: attached_to(cluster, daemon) == [cluster.master_address], what="attached, logged")
 
 
 async def test_operator_reads_and_writes_follow_a_standby_to_the_leader(
@@ -179,3 +193,79 @@ async def test_the_driver_resubscribes_with_its_id_to_a_master_back_on_another_p
         async with OperatorClient(new) as client:
             frameworks = (await client.frameworks()).frameworks
         assert [(f.framework_info.id, f.connected) for f in frameworks] == [(framework_id, True)]
+
+
+# ----------------------------------------------------------------------------------------- etcd://
+@pytest.fixture
+def etcd_certs(cluster_ca: LocalCertificates) -> LocalCertificates:
+    """This module's etcds trust the session's cluster CA: the clients show etcd the certificates they show
+    the masters."""
+    return cluster_ca
+
+
+@pytest.fixture
+async def etcd(local_etcd: Callable[[], LocalEtcd]) -> AsyncIterator[tuple[str, EtcdClient]]:
+    """A real etcd (client-cert auth) and the `etcd://` URL of a prefix in it, with a client to write records."""
+    server = local_etcd()
+    writer = EtcdClient(server.endpoints, tls=server.client_tls("writer.local", "master"))
+    try:
+        yield f"etcd://{','.join(server.endpoints)}/clients-test", writer
+    finally:
+        await writer.close()
+
+
+async def write_leader(writer: EtcdClient, address: str) -> None:
+    record = MasterRecord(master_id="leader-1", address=address, started_at=1.0, elected_at=2.0)
+    await writer.put(leader_key("/clients-test"), record.encode())
+
+
+async def test_every_client_reads_the_leader_from_etcd_and_follows_its_record(
+    cluster: LocalCluster, etcd: tuple[str, EtcdClient]
+) -> None:
+    url, writer = etcd
+    async with OperatorClient(url, tries=2) as client:
+        with pytest.raises(OperatorError, match="etcd names no leading master"):
+            await client.agents()
+    await write_leader(writer, cluster.master_address)
+    async with OperatorClient(url) as client:
+        assert len((await client.agents()).agents) == 2
+    code, out, err = await aiomesos("agents", "--master", url, "--json")
+    assert code == 0, err
+    assert len(json.loads(out)) == 2
+    agent = cluster.add_agent(extra_flags=["--master", url])
+    await cluster.wait_for_agents(3)
+    await eventually(lambda: attached_to(cluster, agent) == [cluster.master_address], what="attached, logged")
+    agent_id = await active_agent_id(url, agent.name)
+
+    recorder = Recorder(auto_decline=True)
+    async with framework(url, recorder, failover_timeout=60) as driver:
+        framework_id = driver.framework_id
+        assert driver.master_address == cluster.master_address
+        # The master comes back on another port, and etcd's record says so.
+        assert cluster.master is not None
+        await cluster.master.stop()
+        await eventually(lambda: not driver.subscribed.is_set(), what="the driver to notice")
+        await cluster.start_master(port=free_port(), token_port=free_port())
+        await write_leader(writer, cluster.master_address)
+        await eventually(
+            lambda: driver.subscribed.is_set() and driver.master_address == cluster.master_address,
+            what="resubscribed to the master etcd names",
+        )
+        assert driver.framework_id == framework_id
+        assert recorder.registrations == [framework_id, framework_id]
+        # The agent that reads etcd re-attaches to it too (the others were given the old address).
+        await eventually(lambda: attached_to(cluster, agent)[-1] == cluster.master_address, what="re-attached")
+        assert len(attached_to(cluster, agent)) == 2
+        assert await active_agent_id(url, agent.name) == agent_id  # the same agent, its id kept
+
+
+async def test_a_token_only_client_is_told_it_cannot_read_a_client_cert_etcd(
+    cluster: LocalCluster, cluster_ca: LocalCertificates, etcd: tuple[str, EtcdClient]
+) -> None:
+    url, writer = etcd
+    await write_leader(writer, cluster.master_address)
+    token_only = ClientConfig(ca=cluster_ca.ca_cert, token="not-needed-for-etcd")
+    async with OperatorClient(url, config=token_only, tries=2) as client:
+        with pytest.raises(OperatorError, match="bearer token but no certificate") as e:
+            await client.agents()
+    assert "HOST:PORT,HOST:PORT" in str(e.value)
