@@ -158,10 +158,12 @@ class SchedulerDriver:
                     attempts = 0  # that subscription worked: count and back off afresh
                     backoff.reset()
                     await self.scheduler.disconnected(self)
+            if at_once:  # another candidate to try before this attempt has failed
+                continue
             attempts += 1
             if self.max_reconnect_attempts is not None and attempts > self.max_reconnect_attempts:
                 raise DriverError(why)
-            if not at_once and not self._stopped.is_set():
+            if not self._stopped.is_set():
                 await _sleep_or(self._stopped, backoff.next())
 
     def stop(self, *, teardown: bool = False) -> None:

@@ -15,6 +15,8 @@ import grpc
 import pytest
 
 from aiomesos.v1 import operator_pb2 as opb
+from aiomesos.v1 import resources_pb2 as rpb
+from scheduler_sdk.driver import DriverError, SchedulerDriver
 from scheduler_sdk.etcd import EtcdClient
 from scheduler_sdk.local_cluster import Daemon, LocalCluster
 from scheduler_sdk.local_etcd import LocalEtcd
@@ -269,3 +271,27 @@ async def test_a_token_only_client_is_told_it_cannot_read_a_client_cert_etcd(
         with pytest.raises(OperatorError, match="bearer token but no certificate") as e:
             await client.agents()
     assert "HOST:PORT,HOST:PORT" in str(e.value)
+
+
+async def test_max_reconnect_attempts_counts_rounds_of_every_master() -> None:
+    dead = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    driver = SchedulerDriver(
+        ",".join(dead),
+        rpb.FrameworkInfo(name="gives-up"),
+        Recorder(),
+        backoff_min=0.01,
+        backoff_max=0.02,
+        max_reconnect_attempts=2,
+        config=ClientConfig(),
+    )
+    tried: list[str] = []
+    candidate = driver.locator.candidate
+
+    async def recording() -> str:
+        tried.append(await candidate())
+        return tried[-1]
+
+    driver.locator.candidate = recording  # type: ignore[method-assign]
+    with pytest.raises(DriverError, match=f"cannot reach the master at {dead[2]}"):
+        await driver.run()
+    assert tried == dead * 3  # three rounds: the first try and two reconnect attempts, each of every master
