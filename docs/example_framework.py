@@ -80,7 +80,11 @@ class HelloScheduler(Scheduler):
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--master", default="127.0.0.1:5050", help="the master's HOST:PORT")
+    parser.add_argument(
+        "--master",
+        default="127.0.0.1:5050",
+        help="the master: HOST:PORT, HOST:PORT,HOST:PORT or etcd://HOST:PORT/PREFIX",
+    )
     parser.add_argument("--tasks", type=int, default=5, help="how many tasks to run")
     args = parser.parse_args()
     if args.tasks < 1:

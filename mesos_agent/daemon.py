@@ -27,7 +27,7 @@ from mesos_agent.resources import agent_resources, format_attributes, parse_attr
 from mesos_agent.sandbox import secure_work_dir
 from mesos_agent.users import DEFAULT_USER, UserPolicy
 from scheduler_sdk import __version__
-from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, address, port, positive_float
+from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, master_spec, port, positive_float
 from scheduler_sdk._daemon.guard import READERS, Guard, load_authorizer
 from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, run_daemon
@@ -43,7 +43,13 @@ CALLERS = {"aiomesos.v1.Agent": READERS}
 
 def build_parser() -> FlagParser:
     p = FlagParser(prog="aiomesos agent", description="Run an aiomesos agent on this host.")
-    p.add_flag("--master", type=address, required=True, help="the master's HOST:PORT")
+    p.add_flag(
+        "--master",
+        type=master_spec,
+        required=True,
+        help="the master: HOST:PORT, a comma-separated list of masters, or etcd://HOST:PORT[,HOST:PORT]/PREFIX "
+        "(etcd is read with the agent's --ca/--cert/--key)",
+    )
     p.add_flag("--work-dir", required=True, help="where sandboxes and the agent's own state live")
     p.add_flag(
         "--ip",

@@ -1,5 +1,7 @@
-"""The agent's attachment to the master: it dials, registers, and keeps one stream; when the master goes away
-it re-attaches with exponential backoff and jitter, forever (or until the master rejects it outright)."""
+"""The agent's attachment to the master: it dials the leading master (`MasterLocator`: one address, a list, or
+etcd's leader record), registers with its id and tasks, and keeps one stream; when the master goes away or a
+standby refuses it, it re-attaches to the next candidate with exponential backoff and jitter, forever (or until
+the master rejects it outright)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from mesos_agent.agent import Agent
 from scheduler_sdk._daemon.tasks import cancel_and_wait
 from scheduler_sdk.backoff import Backoff
 from scheduler_sdk.channels import open_channel
+from scheduler_sdk.master_locator import MasterLocator, NoMasterError
 from scheduler_sdk.security.config import ClientConfig
 
 log = structlog.get_logger(__name__)
@@ -39,8 +42,10 @@ class MasterLink:
         backoff_max: float = 30.0,
         config: ClientConfig | None = None,
     ) -> None:
-        self.master = master
+        self.master = master  # host:port, a comma-separated list, or etcd://h:p[,h:p]/prefix
         self.config = config  # TLS with the agent's own certificate; None: plaintext (an insecure cluster)
+        self.locator = MasterLocator(master, config)  # raises ValueError for a bad `master`
+        self.master_address = ""  # the master attached to now (or last)
         self.agent = agent
         self.boot_id = boot_id
         self.version = version
@@ -56,28 +61,44 @@ class MasterLink:
         return self._queue.qsize()
 
     async def run(self) -> None:
+        try:
+            await self._attachments()
+        finally:
+            await self.locator.close()
+
+    async def _attachments(self) -> None:
+        """Attach to the leading master, again and again: a broken stream or a standby's refusal sends the agent
+        to the next candidate (the leader a standby named, the next address, etcd's leader), at once while there
+        is one not yet tried, else after a backoff with jitter."""
         backoff = Backoff(self.backoff_min, self.backoff_max)
         while True:
+            address, at_once = "", False
             try:
-                await self._attach_once()
-                backoff.reset()
+                address = await self.locator.candidate()
+                await self._attach_once(address)
             except RejectedByMaster:
                 raise
+            except NoMasterError as e:
+                log.warning("no master to attach to", master=self.master, error=str(e))
             except grpc.aio.AioRpcError as e:
                 if e.code() in FATAL:
                     raise RejectedByMaster(e.details()) from None
-                log.warning("master unreachable", master=self.master, code=e.code().name, details=e.details())
+                at_once = self.locator.failed(address, e)
+                log.warning("master unreachable", master=address, code=e.code().name, details=e.details())
             except (ConnectionError, OSError) as e:
-                log.warning("master unreachable", master=self.master, error=str(e))
+                at_once = self.locator.failed(address, e)
+                log.warning("master unreachable", master=address, error=str(e))
             finally:
                 if self.connected.is_set():
                     self.connected.clear()
+                    backoff.reset()  # that attachment worked: back off afresh
                     self.agent.send = None
                     self.agent.on_disconnected()
-            await asyncio.sleep(backoff.next())
+            if not at_once:
+                await asyncio.sleep(backoff.next())
 
-    async def _attach_once(self) -> None:
-        async with open_channel(self.master, self.config, master=True) as channel:
+    async def _attach_once(self, address: str) -> None:
+        async with open_channel(address, self.config, master=True) as channel:
             stub = agent_pb2_grpc.AgentRegistryStub(channel)
             call = stub.Attach()
             await call.write(self.agent.register_message(self.boot_id, self.version))
@@ -91,8 +112,10 @@ class MasterLink:
                 self._queue.get_nowait()
             self.agent.send = self.send
             self.agent.on_registered(first.registered.agent_id)
+            self.locator.attached(address)
+            self.master_address = address
             self.connected.set()
-            log.info("attached to master", master=self.master, agent_id=first.registered.agent_id)
+            log.info("attached to master", master=address, agent_id=first.registered.agent_id)
             writer = asyncio.create_task(self._write(call))
             try:
                 while True:

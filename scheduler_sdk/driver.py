@@ -10,7 +10,9 @@
 Calls (`accept`, `decline`, `acknowledge`...) are queued and sent together once per event-loop turn, so a
 callback that launches a thousand tasks sends one message. Status updates are acknowledged after the
 `status_update` callback returns (implicit acknowledgements), unless `implicit_acknowledgements=False`.
-When the master goes away the driver re-subscribes with its framework id, with backoff and jitter.
+`master` is `host:port`, a comma-separated list of masters, or `etcd://h:p[,h:p]/prefix`: the driver subscribes
+to the leading master, and when it goes away (or a standby refuses, naming the leader) re-subscribes with its
+framework id to the next candidate, with backoff and jitter.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk._daemon.tasks import cancel_and_wait
 from scheduler_sdk.backoff import Backoff
 from scheduler_sdk.channels import open_channel
+from scheduler_sdk.master_locator import MasterLocator, NoMasterError
 from scheduler_sdk.security.config import ClientConfig, load_client_config
 
 log = structlog.get_logger(__name__)
@@ -90,9 +93,15 @@ class SchedulerDriver:
         # How to reach the master and prove who we are: None means the config the CLI would use (--config is
         # the CLI's; here $AIOMESOS_CONFIG or ~/.config/aiomesos/config.toml), ClientConfig() plaintext.
         self.config = config if config is not None else load_client_config()
+        # `host:port`, a comma-separated list, or etcd://h:p[,h:p]/prefix: the driver follows the leader.
         self.master = master or (self.config.master if self.config else "")
         if not self.master:
             raise DriverError("no master address: give one, or a client config that names it")
+        try:
+            self.locator = MasterLocator(self.master, self.config)
+        except ValueError as e:
+            raise DriverError(str(e)) from None
+        self.master_address = ""  # the master subscribed to now (or last)
         self.framework = rpb.FrameworkInfo()
         self.framework.CopyFrom(framework)
         self.scheduler = scheduler
@@ -118,30 +127,49 @@ class SchedulerDriver:
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
         """Subscribe and deliver events until `stop()`; raises DriverError if the master refuses us."""
+        try:
+            await self._subscriptions()
+        finally:
+            await self.locator.close()
+
+    async def _subscriptions(self) -> None:
+        """Subscribe to the leading master, again and again: a broken stream or a standby's refusal sends the
+        driver to the next candidate (the leader a standby named, the next address, etcd's leader), at once while
+        there is one not yet tried, else after a backoff with jitter."""
         attempts = 0
         backoff = Backoff(self.backoff_min, self.backoff_max)
         ever_subscribed = False
         while not self._stopped.is_set():
+            address, at_once = "", False
             try:
-                await self._session(ever_subscribed)
-                ever_subscribed = ever_subscribed or bool(self.framework.id)
+                address = await self.locator.candidate()
+                await self._session(address, ever_subscribed)
                 attempts = 0
                 backoff.reset()
+                continue  # ended by stop()
+            except NoMasterError as e:
+                why = str(e)
+                log.warning("no master to subscribe to", master=self.master, error=why)
             except grpc.aio.AioRpcError as e:
-                ever_subscribed = ever_subscribed or bool(self.framework.id)
                 if e.code() in FATAL_CODES:
                     raise DriverError(e.details() or e.code().name) from None
-                attempts += 1
-                if self.max_reconnect_attempts is not None and attempts > self.max_reconnect_attempts:
-                    raise DriverError(f"cannot reach the master at {self.master}: {e.details()}") from None
-                log.warning("master unreachable", master=self.master, code=e.code().name, details=e.details())
+                why = f"cannot reach the master at {address}: {e.details()}"
+                at_once = self.locator.failed(address, e)
+                log.warning("master unreachable", master=address, code=e.code().name, details=e.details())
             finally:
+                ever_subscribed = ever_subscribed or bool(self.framework.id)
                 if self.subscribed.is_set():
                     self.subscribed.clear()
+                    attempts = 0  # that subscription worked: count and back off afresh
+                    backoff.reset()
                     await self.scheduler.disconnected(self)
-            if self._stopped.is_set():
-                break
-            await _sleep_or(self._stopped, backoff.next())
+            if at_once:  # another candidate to try before this attempt has failed
+                continue
+            attempts += 1
+            if self.max_reconnect_attempts is not None and attempts > self.max_reconnect_attempts:
+                raise DriverError(why)
+            if not self._stopped.is_set():
+                await _sleep_or(self._stopped, backoff.next())
 
     def stop(self, *, teardown: bool = False) -> None:
         """Stop the driver; with `teardown`, tell the master to remove the framework and kill its tasks."""
@@ -149,11 +177,11 @@ class SchedulerDriver:
         self._stopped.set()
         self._wakeup.set()
 
-    async def _session(self, resubscribing: bool) -> None:
+    async def _session(self, address: str, resubscribing: bool) -> None:
         """One subscription. The reader reads until the stream ends; after `stop()` the writer sends what is
         queued (and TEARDOWN), half-closes, and cancels the call if the master has not ended it in time.
         Neither side is ever cancelled mid-operation: cancelling a read or write cancels the whole RPC."""
-        async with open_channel(self.master, self.config, master=True) as channel:
+        async with open_channel(address, self.config, master=True) as channel:
             stub = scheduler_pb2_grpc.SchedulerStub(channel)
             call = stub.Subscribe()
             await call.write(Call(type=Call.SUBSCRIBE, subscribe=Call.Subscribe(framework_info=self.framework)))
@@ -206,7 +234,16 @@ class SchedulerDriver:
                 if event.subscribed.heartbeat_interval_seconds > 0:
                     self.heartbeat_interval = event.subscribed.heartbeat_interval_seconds
                 self.master_id = event.subscribed.master_id
+                self.master_address = self.locator.current
+                self.locator.attached(self.master_address)
                 self.subscribed.set()
+                log.info(
+                    "subscribed to master",
+                    master=self.master_address,
+                    master_id=self.master_id,
+                    framework_id=self.framework.id,
+                    resubscribed=resubscribing,
+                )
                 if resubscribing:
                     await s.reregistered(self, self.framework.id, self.master_id)
                 else:

@@ -94,3 +94,64 @@ def leader_hint(error: grpc.RpcError) -> str | None:
         if key == LEADER_METADATA and isinstance(value, str) and value:
             return value
     return None
+
+
+# ----------------------------------------------------------------------------------------- where to look
+MASTER_FORMS = "HOST:PORT, HOST:PORT,HOST:PORT... or etcd://HOST:PORT[,HOST:PORT...]/PREFIX"
+
+
+@dataclass(frozen=True, slots=True)
+class MasterSpec:
+    """Where a client looks for the leading master: a list of masters' addresses, tried in turn (following the
+    leader a standby names), or etcd's endpoints and the cluster's prefix, where the leader's record is."""
+
+    addresses: tuple[str, ...] = ()
+    etcd: tuple[str, ...] = ()
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def uses_etcd(self) -> bool:
+        return bool(self.etcd)
+
+    def __str__(self) -> str:
+        if self.etcd:
+            return f"etcd://{','.join(self.etcd)}{self.prefix}"
+        return ",".join(self.addresses)
+
+
+def check_address(text: str) -> str:
+    """`HOST:PORT` (an IPv6 host in brackets), stripped; raises ValueError naming the text."""
+    address = text.strip()
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or any(c.isspace() or c in "/,@" for c in host):
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"{text!r}: the port must be 1-65535")
+    return address
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    parts = [check_address(part) for part in text.split(",")]
+    return tuple(dict.fromkeys(parts))  # the first of each, in order
+
+
+def parse_master(text: str) -> MasterSpec:
+    """`--master`, `$AIOMESOS_MASTER` or the client config's `master`: `host:port`, a comma-separated list of
+    them, or `etcd://h:p[,h:p]/prefix` (as Mesos took zk://; no prefix: /aiomesos). Raises ValueError, one
+    readable line that quotes the text."""
+    raw = text.strip()
+    try:
+        if not raw:
+            raise ValueError("empty")
+        scheme, sep, rest = raw.partition("://")
+        if not sep:
+            return MasterSpec(addresses=_addresses(raw))
+        if scheme.lower() != "etcd":
+            raise ValueError(f"unknown scheme {scheme!r}")
+        hosts, slash, path = rest.partition("/")
+        if not hosts:
+            raise ValueError("no etcd endpoint")
+        prefix = normalise_prefix(path) if slash and path.strip("/") else DEFAULT_PREFIX
+        return MasterSpec(etcd=_addresses(hosts), prefix=prefix)
+    except ValueError as e:
+        raise ValueError(f"master {text!r}: {e}; the forms are {MASTER_FORMS}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,11 +10,23 @@ import grpc
 
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
 from aiomesos.v1 import operator_pb2 as opb
+from scheduler_sdk.backoff import Backoff
 from scheduler_sdk.channels import open_channel
+from scheduler_sdk.master_locator import MasterLocator, NoMasterError
+from scheduler_sdk.masters import leader_hint
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.security.config import ClientConfig, load_client_config
 
 _ListRequest = opb.GetStateRequest | opb.GetAgentsRequest | opb.GetFrameworksRequest | opb.GetTasksRequest
+_RETRY_WRITE = (grpc.StatusCode.UNAVAILABLE,)
+_RETRY_READ = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def _unreachable(address: str, e: grpc.aio.AioRpcError) -> str:
+    """Why `address` did not serve a call: a standby's own words, or that it could not be reached."""
+    if leader_hint(e) is not None or "standby" in (e.details() or ""):
+        return e.details() or "the master is a standby"
+    return f"cannot reach the master at {address}: {e.code().name.lower()}"
 
 
 class OperatorError(Exception):
@@ -30,18 +43,25 @@ class AgentError(OperatorError):
 
 class OperatorClient:
     """`config`: how to reach and prove who we are to the master (None: the one `load_client_config` finds,
-    as the CLI does; `ClientConfig()`: plaintext). `master` overrides the config's address."""
+    as the CLI does; `ClientConfig()`: plaintext). `master` overrides the config's: `host:port`, a comma-separated
+    list, or `etcd://h:p[,h:p]/prefix`; every call goes to the leading master (`MasterLocator`)."""
 
-    def __init__(self, master: str = "", *, timeout: float = 5.0, config: ClientConfig | None = None) -> None:
+    def __init__(
+        self, master: str = "", *, timeout: float = 5.0, config: ClientConfig | None = None, tries: int = 0
+    ) -> None:
         config = config if config is not None else load_client_config()
         self.master = master or (config.master if config else "")
         if not self.master:
             raise OperatorError("no master address: give one, or a client config that names it")
+        try:
+            self.locator = MasterLocator(self.master, config)
+        except ValueError as e:
+            raise OperatorError(str(e)) from None
+        self.config = config
         self.timeout = timeout
-        self._channel = open_channel(
-            self.master, config, master=True, options=[("grpc.max_receive_message_length", 256 << 20)]
-        )
-        self._stub = operator_pb2_grpc.OperatorStub(self._channel)
+        # Tries of one call (0: enough to go round a list twice and follow a standby's hint, at least 4).
+        self.tries = tries or max(4, 2 * len(self.locator.spec.addresses) + 2)
+        self._channels: dict[str, grpc.aio.Channel] = {}
 
     async def __aenter__(self) -> OperatorClient:
         return self
@@ -50,15 +70,50 @@ class OperatorClient:
         await self.close()
 
     async def close(self) -> None:
-        await self._channel.close()
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()
+        await self.locator.close()
+
+    def _stub(self, address: str) -> operator_pb2_grpc.OperatorStub:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = open_channel(
+                address, self.config, master=True, options=[("grpc.max_receive_message_length", 256 << 20)]
+            )
+            self._channels[address] = channel
+        return operator_pb2_grpc.OperatorStub(channel)
 
     async def _call(self, method: str, request: object) -> object:
-        try:
-            return await getattr(self._stub, method)(request, timeout=self.timeout, wait_for_ready=False)
-        except grpc.aio.AioRpcError as e:
-            if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise OperatorError(f"cannot reach the master at {self.master}: {e.code().name.lower()}") from None
-            raise OperatorError(f"{method}: {e.details()}") from None
+        """One call to the leading master: a standby's refusal names the leader, who is asked next; an unreachable
+        master, the next candidate; `tries` in all, with a short backoff. Reads are retried after a timeout too;
+        writes only when they cannot have been done (UNAVAILABLE: unreached, or refused by a standby)."""
+        retryable = _RETRY_READ if method.startswith("Get") else _RETRY_WRITE
+        backoff = Backoff(0.05, 1.0)
+        why = f"cannot reach the master at {self.locator}"
+        for _ in range(self.tries):
+            try:
+                address = await self.locator.candidate()
+            except NoMasterError as e:
+                why = str(e)
+                await asyncio.sleep(backoff.next())
+                continue
+            try:
+                response = await getattr(self._stub(address), method)(
+                    request, timeout=self.timeout, wait_for_ready=False
+                )
+            except grpc.aio.AioRpcError as e:
+                if e.code() not in retryable:
+                    raise OperatorError(f"{method}: {e.details()}") from None
+                why = _unreachable(address, e)
+                if not self.locator.failed(address, e):
+                    await asyncio.sleep(backoff.next())
+                continue
+            self.locator.attached(address)
+            return response
+        if len(self.locator.spec.addresses) == 1:
+            raise OperatorError(why)
+        raise OperatorError(f"no leading master answered ({self.locator}); last: {why}")
 
     async def _list(self, method: str, request: _ListRequest) -> Any:
         """The whole answer of a paged list: every page, asked for in turn, merged into the first (the master
@@ -80,6 +135,10 @@ class OperatorClient:
             tokens.add(token)
             request.continue_token = token
 
+    async def masters(self) -> opb.GetMastersResponse:
+        """Every master of the cluster (which leads, since when) and etcd's health, as any master sees them."""
+        return await self._call("GetMasters", opb.GetMastersRequest())  # type: ignore[return-value]
+
     async def state(self, *, page_size: int = 0) -> opb.GetStateResponse:
         """The master's whole state (asked for in pages of `page_size` items; 0: the master's page)."""
         return await self._list("GetState", opb.GetStateRequest(limit=page_size))
@@ -93,10 +152,6 @@ class OperatorClient:
     async def tasks(self, framework_id: str = "", *, page_size: int = 0) -> opb.GetTasksResponse:
         request = opb.GetTasksRequest(framework_id=framework_id, limit=page_size)
         return await self._list("GetTasks", request)
-
-    async def masters(self) -> opb.GetMastersResponse:
-        """Every master, which one leads, and etcd's health (any master answers, standby too)."""
-        return await self._call("GetMasters", opb.GetMastersRequest())  # type: ignore[return-value]
 
     async def teardown(self, framework_id: str) -> None:
         await self._call("Teardown", opb.TeardownRequest(framework_id=framework_id))

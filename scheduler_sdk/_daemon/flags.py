@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any, NoReturn
 
+from scheduler_sdk.masters import parse_master
+
 ENV_PREFIX = "AIOMESOS_"
 
 
@@ -84,6 +86,15 @@ def address(text: str) -> str:
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
     return text.strip()
+
+
+def master_spec(text: str) -> str:
+    """Where the master is (`--master`): HOST:PORT, a comma-separated list of them, or etcd://HOST:PORT/PREFIX;
+    checked here (scheduler_sdk.masters.parse_master) and kept as text, which every client parses alike."""
+    try:
+        return str(parse_master(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def non_negative_int(text: str) -> int:

@@ -22,9 +22,10 @@ from typing import Any
 
 from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import tasks_pb2 as tpb
-from scheduler_sdk._daemon.flags import FlagParser, UsageError, address, non_negative_int, positive_float
+from scheduler_sdk._daemon.flags import FlagParser, UsageError, master_spec, non_negative_int, positive_float
 from scheduler_sdk.cli import certs as certs_cli
 from scheduler_sdk.cli import maintenance as maintenance_cli
+from scheduler_sdk.cli import masters as masters_cli
 from scheduler_sdk.cli import policy as policy_cli
 from scheduler_sdk.cli import task as task_cli
 from scheduler_sdk.driver import DriverError
@@ -53,9 +54,10 @@ def build_parser() -> FlagParser:
     def with_master(sp: FlagParser) -> FlagParser:
         sp.add_flag(
             "--master",
-            type=address,
+            type=master_spec,
             default=None,
-            help=f"the master's HOST:PORT (default: the client config's, else {DEFAULT_MASTER})",
+            help="the master: HOST:PORT, a comma-separated list of masters, or etcd://HOST:PORT[,HOST:PORT]/PREFIX "
+            f"(default: the client config's, else {DEFAULT_MASTER})",
         )
         sp.add_flag(
             "--config",
@@ -88,6 +90,7 @@ def build_parser() -> FlagParser:
     task_cli.add_parsers(sub, with_master)
     policy_cli.add_parsers(sub, with_master)
     maintenance_cli.add_parsers(sub, with_master)
+    masters_cli.add_parsers(sub, with_master)
     certs_cli.add_parsers(sub)
 
     teardown = with_master(sub.add_parser("teardown", help="remove a framework and kill its tasks"))
@@ -507,6 +510,7 @@ COMMANDS = {
     "demo": cmd_demo,
     **policy_cli.COMMANDS,
     **maintenance_cli.COMMANDS,
+    **masters_cli.COMMANDS,
     **certs_cli.COMMANDS,
     "task": task_cli.cmd_task,
     "top": task_cli.cmd_top,

@@ -1,7 +1,7 @@
 """The client config file (`aiomesos.toml`): where the master is and how to prove who we are to it.
 
 ```toml
-master = "127.0.0.1:5050"     # HOST:PORT or a comma-separated list
+master = "127.0.0.1:5050"     # HOST:PORT, a comma-separated list, or etcd://HOST:PORT[,HOST:PORT]/PREFIX
 ca = "certs/ca.crt"           # the cluster CA; relative paths are relative to this file
 token = "..."                 # a bearer token, or:
 cert = "certs/ops.crt"        # a client certificate
@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from scheduler_sdk.masters import parse_master
 from scheduler_sdk.security._files import write_private
 from scheduler_sdk.security.certs import SecurityError
 
@@ -67,6 +68,11 @@ class ClientConfig:
                 raise SecurityError(f"{path}: {name} must be a non-empty string")
         if ("cert" in data) != ("key" in data):
             raise SecurityError(f"{path}: cert and key go together")
+        if "master" in data:
+            try:
+                parse_master(data["master"])
+            except ValueError as e:
+                raise SecurityError(f"{path}: {e}") from None
 
         def rel(name: str) -> Path | None:
             return (path.parent / data[name]).resolve() if name in data else None

@@ -107,7 +107,11 @@ async def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     code, out, err = await aiomesos("cluster", "up", "--agent-resources", "mem:lots")
     assert_one_line_error(code, out, err, "malformed amount")
     code, out, err = await aiomesos("agents", "--master", "")
-    assert_one_line_error(code, out, err, "is not HOST:PORT")
+    assert_one_line_error(code, out, err, "argument --master: master '': empty")
+    code, out, err = await aiomesos("masters", "--master", "zk://z1:2181/mesos")
+    assert_one_line_error(code, out, err, "unknown scheme 'zk'")
+    code, out, err = await aiomesos("run", "--master", "m1:5050,m2", "--", "true")
+    assert_one_line_error(code, out, err, "'m2' is not HOST:PORT")
     code, out, err = await aiomesos("cluster", "up", "--work-dir", "/proc/no/such/dir")
     assert_one_line_error(code, out, err, "--work-dir /proc/no/such/dir")
     code, out, err = await aiomesos("demo", "--agents", "0")
@@ -117,6 +121,8 @@ async def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(code, out, err, "argument --log-level: invalid choice 'verbose'")
     code, out, err = await aiomesos("tasks", env={"AIOMESOS_MASTER": "nowhere"})
     assert_one_line_error(code, out, err, "'nowhere' is not HOST:PORT")
+    code, out, err = await aiomesos("agent", "--work-dir", str(tmp_path), env={"AIOMESOS_MASTER": "etcd://"})
+    assert_one_line_error(code, out, err, "no etcd endpoint")
 
 
 async def test_a_work_dir_and_a_port_serve_one_master(tmp_path: Path) -> None:

@@ -220,12 +220,14 @@ async def test_a_leader_cut_off_from_etcd_steps_down_and_cannot_write(tmp_path: 
 
 
 async def _leads(address: str) -> bool:
-    """Whether the master at `address` serves as leader (a standby refuses a read, UNAVAILABLE)."""
-    with contextlib.suppress(OperatorError):
-        async with OperatorClient(address, timeout=2.0) as client:
-            await client.weights()
-            return True
-    return False
+    """Whether the master at `address` itself serves as leader: a standby refuses a read, UNAVAILABLE (a raw
+    stub: the OperatorClient would follow the refusal to the leader)."""
+    async with master_channel(address) as channel:
+        try:
+            await operator_pb2_grpc.OperatorStub(channel).GetWeights(opb.GetWeightsRequest(), timeout=2.0)
+        except grpc.aio.AioRpcError:
+            return False
+    return True
 
 
 async def _is_standby(address: str) -> bool:
