@@ -68,7 +68,7 @@ class Holder(Scheduler):
                         command=rpb.CommandInfo(shell=True, value=f"echo {task_id} >> {self.ran}; exec sleep 3600"),
                     )
                 )
-            driver.launch([offer.id], tasks)
+            driver.launch(offer.id, tasks)
 
     async def status_update(self, driver: SchedulerDriver, status: tpb.TaskStatus) -> None:
         self.states.setdefault(status.task_id, []).append(status.state)

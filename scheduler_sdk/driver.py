@@ -224,7 +224,7 @@ class SchedulerDriver:
             except Exception:
                 # A framework's bug must not end its subscription; what it failed to handle is not acknowledged,
                 # so the agent redelivers it.
-                log.exception("scheduler callback failed", event=Event.Type.Name(event.type))
+                log.exception("scheduler callback failed", event_type=Event.Type.Name(event.type))
 
     async def _dispatch(self, event: spb.Event, resubscribing: bool) -> None:
         s = self.scheduler
