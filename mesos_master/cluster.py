@@ -30,6 +30,7 @@ from mesos_master.records import (
     AgentRecord,
     Framework,
     Offer,
+    PendingReconciliations,
     Task,
     with_reservations,
 )
@@ -98,6 +99,8 @@ class Master(FrameworkTransitions, AgentTransitions, AcceptTransitions, RolePoli
         self.quotas = {}
         self.reservations = {}
         self.counters = {}
+        self.recovering_agents = set()
+        self.pending_reconciliations = PendingReconciliations()
         if recovered is not None:
             self._recover(recovered)
 
@@ -128,6 +131,8 @@ class Master(FrameworkTransitions, AgentTransitions, AcceptTransitions, RolePoli
                 recovered=True,
                 unreachable_at=state.unreachable.get(agent_id),
             )
+            if agent_id not in state.unreachable:
+                self.recovering_agents.add(agent_id)
         for framework_id, fw_info in state.frameworks.items():
             # After a master restart a framework gets the longer of its failover timeout and the agents'
             # re-attach timeout to come back: it could not have resubscribed while the master was down.

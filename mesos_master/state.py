@@ -19,7 +19,7 @@ from mesos_master.allocator import Allocator
 from mesos_master.allocator.base import Quota
 from mesos_master.errors import DeniedError, UnknownIdError
 from mesos_master.outbox import Outbox
-from mesos_master.records import AgentRecord, Framework, Offer
+from mesos_master.records import AgentRecord, Framework, Offer, PendingReconciliations
 from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.security.acls import Authorizer, audit
@@ -56,6 +56,10 @@ class MasterState:
     quotas: dict[str, Quota]
     reservations: dict[str, Resources]  # agent id -> its dynamic reservations
     counters: dict[str, int]
+    # Agents known from the registry that have neither re-attached nor been marked unreachable since this master
+    # started: they may still come back with tasks this master has not heard of.
+    recovering_agents: set[str]
+    pending_reconciliations: PendingReconciliations
     # The ACLs for what a framework does inside its calls (launch as a user, reserve for a role); None on an
     # insecure master, where no caller has a name. The servicers check the calls themselves.
     authorizer: Authorizer | None
