@@ -51,7 +51,7 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
         reported = {(t.framework_id, t.task.task_id): t for t in reg.tasks}
         self._drop_unreported_tasks(agent, reported)
         for key, reported_task in reported.items():
-            self._adopt_reported_task(agent, key, reported_task)
+            self._adopt_reported_task(agent, key, reported_task, was_unreachable)
         self._reconcile_reattached(agent_id, reported)
         used: dict[str, Resources] = {}
         for (fid, _), task in agent.tasks.items():
@@ -121,7 +121,9 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
             else:
                 del agent.tasks[key]
 
-    def _adopt_reported_task(self, agent: AgentRecord, key: TaskKey, reported: agent_pb2.AgentTask) -> None:
+    def _adopt_reported_task(
+        self, agent: AgentRecord, key: TaskKey, reported: agent_pb2.AgentTask, was_unreachable: bool
+    ) -> None:
         """A task the re-attaching agent runs: the master's record of it takes the state the agent reports."""
         framework_id, task_id = key
         if key in agent.lost_tasks:
@@ -138,9 +140,12 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
         task = fw.tasks.get(task_id)
         if task is None:
             done = fw.completed_task(task_id)
-            if done is not None and done.agent_id == agent.id:
-                # Its framework was told it is over (TASK_LOST when its agent went away, or it acknowledged the
-                # end): a terminal state is final, so the task stays over: killed, its updates end here.
+            lost = was_unreachable and not fw.has(Capability.PARTITION_AWARE)
+            if lost or (done is not None and done.agent_id == agent.id):
+                # Its framework was told it is over: it acknowledged the end, or heard TASK_LOST when its agent
+                # went away (or from a reconciliation while the agent was unreachable, this master unaware of the
+                # task: after a restart). A terminal state is final: the task stays over, killed; its updates end
+                # at the master.
                 agent.lost_tasks.add(key)
                 if not is_terminal(reported.state):
                     self.outbox.agent(agent.id).kills.append(

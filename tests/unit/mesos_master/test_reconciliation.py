@@ -270,3 +270,29 @@ def test_a_task_reported_lost_is_not_resurrected_by_its_agent() -> None:
     assert updates(d, fid) == [] and _acks(d, aid) == [("t1", b"k")]
     reconcile(w, fid, ("t1", aid))
     assert [s for _, s, _ in answers(w, fid)] == [tpb.TASK_LOST]
+
+
+@pytest.mark.parametrize("aware", [False, True])
+def test_an_agent_back_after_its_reregister_timeout_keeps_what_reconciliation_said(aware: bool) -> None:
+    w, fid = restarted(aware=aware, agents=("S1",))
+    reconcile(w, fid, ("t1", "S1"))
+    w.clock.now += w.master.agent_reregister_timeout
+    w.master.tick()
+    told = tpb.TASK_UNREACHABLE if aware else tpb.TASK_LOST
+    assert [s for _, s, _ in answers(w, fid)] == [told]
+    w.register("s1", aid="S1", tasks=running(fid, "t1"))
+    d = w.drain()
+    assert updates(d, fid) == []
+    if aware:  # not over: the task is back, as reconciliation says now
+        assert _kills(d, "S1") == []
+        w.master.reconcile(fid, [])
+        assert answers(w, fid) == [("t1", tpb.TASK_RUNNING, S.REASON_RECONCILIATION)]
+        return
+    # TASK_LOST was the last word: killed, its updates end at the master, and it stays lost.
+    assert _kills(d, "S1") == [(fid, "t1")]
+    w.agent_update("S1", fid, "t1", tpb.TASK_KILLED, b"k")
+    d = w.drain()
+    assert updates(d, fid) == [] and _acks(d, "S1") == [("t1", b"k")]
+    reconcile(w, fid, ("t1", "S1"))
+    w.master.reconcile(fid, [])
+    assert [s for _, s, _ in answers(w, fid)] == [tpb.TASK_LOST]
