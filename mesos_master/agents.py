@@ -161,9 +161,10 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
         back_from_unreachable = task.state == tpb.TASK_UNREACHABLE
         task.state = reported.state
         agent.tasks[key] = task
-        if back_from_unreachable:
+        if back_from_unreachable and not is_terminal(task.state):
             # A partition-aware framework was told TASK_UNREACHABLE: tell it how the task really is now, and let
-            # the record say so too (a reconciliation answers from it, not with the stale "unreachable").
+            # the record say so too (a reconciliation answers from it, not with the stale "unreachable"). A task
+            # that ended meanwhile: the agent's own update says how, with its exit code.
             status = self._master_status(
                 task_id, task.state, TaskStatus.REASON_NONE, "its agent is reachable again", agent.id, self.clock()
             )

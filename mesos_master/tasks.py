@@ -99,15 +99,19 @@ class TaskTransitions(ReconciliationTransitions):
         return task
 
     def _apply_status(self, task: Task, status: tpb.TaskStatus) -> bool:
-        """Record an update of the task; False when it comes after a terminal state (which is final: the update
-        is not recorded, and must not reach the framework). A retry of the latest update is True: the framework
+        """Record an update of the task; False when it comes after a terminal one (which is final: the update is
+        not recorded, and must not reach the framework). A retry of the latest update is True: the framework
         hears it again, and acknowledges it."""
         was_terminal = is_terminal(task.state)
         latest = task.latest()
         if latest is not None and latest.uuid and latest.uuid == status.uuid:
             return True
-        if was_terminal:
+        if latest is not None and is_terminal(latest.state):
             return False
+        if was_terminal and not is_terminal(status.state):
+            # The agent's report (at its re-attach) says the task is over; this older update of it is still news
+            # to the framework, which hears the end next. The record stays terminal.
+            return True
         task.state = status.state
         task.statuses.append(status)
         if status.state == tpb.TASK_RUNNING and task.started_at is None:

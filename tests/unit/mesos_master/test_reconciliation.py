@@ -296,3 +296,20 @@ def test_an_agent_back_after_its_reregister_timeout_keeps_what_reconciliation_sa
     reconcile(w, fid, ("t1", "S1"))
     w.master.reconcile(fid, [])
     assert [s for _, s, _ in answers(w, fid)] == [tpb.TASK_LOST]
+
+
+def test_an_end_the_agent_reports_at_its_reattach_still_reaches_the_framework_with_its_update() -> None:
+    """The report at REGISTER says the task is over; the update that says how (exit code) follows, and is news."""
+    w = World()
+    aid = w.register()
+    fid = w.subscribe()
+    w.launch(fid, "t1")
+    w.master.disconnect_agent(aid)
+    w.register(aid=aid, tasks=running(fid, "t1", state=tpb.TASK_FAILED))
+    w.drain()
+    w.agent_update(aid, fid, "t1", tpb.TASK_RUNNING, b"u1")  # not acknowledged before the agent went away
+    w.agent_update(aid, fid, "t1", tpb.TASK_FAILED, b"u2", exit_code=3, has_exit_code=True)
+    d = w.drain()
+    assert [(s.state, s.uuid) for s in updates(d, fid)] == [(tpb.TASK_RUNNING, b"u1"), (tpb.TASK_FAILED, b"u2")]
+    assert _acks(d, aid) == []  # the framework acknowledges them
+    assert w.master.frameworks[fid].tasks["t1"].state == tpb.TASK_FAILED
