@@ -51,7 +51,8 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
         reported = {(t.framework_id, t.task.task_id): t for t in reg.tasks}
         self._drop_unreported_tasks(agent, reported)
         for key, reported_task in reported.items():
-            self._adopt_reported_task(agent, key, reported_task)
+            self._adopt_reported_task(agent, key, reported_task, was_unreachable)
+        self._reconcile_reattached(agent_id, reported)
         used: dict[str, Resources] = {}
         for (fid, _), task in agent.tasks.items():
             if not is_terminal(task.state):
@@ -120,7 +121,9 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
             else:
                 del agent.tasks[key]
 
-    def _adopt_reported_task(self, agent: AgentRecord, key: TaskKey, reported: agent_pb2.AgentTask) -> None:
+    def _adopt_reported_task(
+        self, agent: AgentRecord, key: TaskKey, reported: agent_pb2.AgentTask, was_unreachable: bool
+    ) -> None:
         """A task the re-attaching agent runs: the master's record of it takes the state the agent reports."""
         framework_id, task_id = key
         if key in agent.lost_tasks:
@@ -136,6 +139,19 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
             fw = self._framework_heard_of_from_agent(framework_id)
         task = fw.tasks.get(task_id)
         if task is None:
+            done = fw.completed_task(task_id)
+            lost = was_unreachable and not fw.has(Capability.PARTITION_AWARE)
+            if lost or (done is not None and done.agent_id == agent.id):
+                # Its framework was told it is over: it acknowledged the end, or heard TASK_LOST when its agent
+                # went away (or from a reconciliation while the agent was unreachable, this master unaware of the
+                # task: after a restart). A terminal state is final: the task stays over, killed; its updates end
+                # at the master.
+                agent.lost_tasks.add(key)
+                if not is_terminal(reported.state):
+                    self.outbox.agent(agent.id).kills.append(
+                        MasterMessage.KillTask(framework_id=framework_id, task_id=task_id)
+                    )
+                return
             try:
                 resources = Resources.from_proto(reported.task.resources)
             except ResourcesError:
@@ -145,13 +161,16 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
         back_from_unreachable = task.state == tpb.TASK_UNREACHABLE
         task.state = reported.state
         agent.tasks[key] = task
-        if back_from_unreachable and fw.connected:
-            # A partition-aware framework was told TASK_UNREACHABLE: tell it how the task really is now.
-            self.outbox.framework(fw.id).updates.append(
-                self._master_status(
-                    task_id, task.state, TaskStatus.REASON_NONE, "its agent is reachable again", agent.id, self.clock()
-                )
+        if back_from_unreachable and not is_terminal(task.state):
+            # A partition-aware framework was told TASK_UNREACHABLE: tell it how the task really is now, and let
+            # the record say so too (a reconciliation answers from it, not with the stale "unreachable"). A task
+            # that ended meanwhile: the agent's own update says how, with its exit code.
+            status = self._master_status(
+                task_id, task.state, TaskStatus.REASON_NONE, "its agent is reachable again", agent.id, self.clock()
             )
+            task.statuses.append(status)
+            if fw.connected:
+                self.outbox.framework(fw.id).updates.append(status)
         if task.kill_requested and not is_terminal(task.state):
             self.outbox.agent(agent.id).kills.append(MasterMessage.KillTask(framework_id=framework_id, task_id=task_id))
 
@@ -209,6 +228,7 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
             self.allocator.remove_agent(agent_id)
             self._allocator_agents.discard(agent_id)
         agent.unreachable_at = now
+        self._agent_settled(agent_id, tpb.TASK_UNREACHABLE, tpb.TASK_LOST, TaskStatus.REASON_AGENT_REMOVED, message)
         self.outbox.write(MarkAgentUnreachable(agent_id, now))
         self._agent_lost(agent_id)
         log.warning("agent unreachable", agent_id=agent_id, why=why)
@@ -226,11 +246,11 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
         now = self.clock()
         self._rescind_agent_offers(agent_id, recover=False)
         del self.agents[agent_id]
+        state = tpb.TASK_GONE if reason == TaskStatus.REASON_AGENT_REMOVED_BY_OPERATOR else tpb.TASK_LOST
         for task in list(agent.tasks.values()):
             fw = self.frameworks.get(task.framework_id)
             if is_terminal(task.state):
                 continue
-            state = tpb.TASK_GONE if reason == TaskStatus.REASON_AGENT_REMOVED_BY_OPERATOR else tpb.TASK_LOST
             status = self._master_status(task.task_id, state, reason, why, agent_id, now)
             self._apply_status(task, status)
             if fw is not None:
@@ -239,6 +259,7 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
         if agent_id in self._allocator_agents:
             self.allocator.remove_agent(agent_id)
             self._allocator_agents.discard(agent_id)
+        self._agent_settled(agent_id, state, state, reason, why)
         self.outbox.write(RemoveAgent(agent_id))
         if agent.unreachable_at is None:
             self._agent_lost(agent_id)  # an unreachable agent was reported lost already

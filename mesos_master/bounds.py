@@ -64,6 +64,9 @@ MAX_TASKS_PER_ACCEPT = 10_000  # in all of an accept's LAUNCH operations
 MAX_OFFER_IDS_PER_DECLINE = 100_000  # a framework may decline every offer it holds at once
 MAX_ACKNOWLEDGEMENTS = 100_000  # per message: the driver acknowledges a whole burst of updates in one
 MAX_RECONCILE_TASKS = 100_000
+# Reconciliation requests one framework may have waiting for an answer (for tasks on agents that may still come
+# back with them): one full RECONCILE call. Beyond, a request is dropped unanswered, as Mesos drops them all.
+MAX_PENDING_RECONCILIATIONS = MAX_RECONCILE_TASKS
 MAX_UUID_BYTES = 64
 MAX_MESSAGE_DATA = 1 * MiB  # a framework message to an executor
 MAX_WEIGHTS = 1_000  # roles in one UpdateWeights

@@ -32,6 +32,7 @@ from mesos_master.records import (
     AgentRecord,
     Framework,
     Offer,
+    PendingReconciliations,
     Task,
     with_reservations,
 )
@@ -109,6 +110,8 @@ class Master(
         self.counters = {}
         self.drains = {}
         self.gone_agents = {}
+        self.recovering_agents = set()
+        self.pending_reconciliations = PendingReconciliations()
         if recovered is not None:
             self._recover(recovered)
 
@@ -139,6 +142,8 @@ class Master(
                 recovered=True,
                 unreachable_at=state.unreachable.get(agent_id),
             )
+            if agent_id not in state.unreachable:
+                self.recovering_agents.add(agent_id)
         self._recover_drains(state)
         for framework_id, fw_info in state.frameworks.items():
             # After a master restart a framework gets the longer of its failover timeout and the agents'

@@ -109,6 +109,7 @@ class FrameworkTransitions(OfferTransitions, TaskTransitions):
         fw.expires_at = fw.disconnected_at + fw.info.failover_timeout
         self.allocator.deactivate_framework(framework_id)
         self._rescind_all(fw, recover=True, notify=False)
+        self.pending_reconciliations.drop_framework(framework_id)  # it reconciles again when it is back
         log.info("framework disconnected", framework_id=framework_id, failover_timeout=fw.info.failover_timeout)
 
     def teardown(self, framework_id: str, why: str = "framework torn down") -> None:
@@ -117,6 +118,7 @@ class FrameworkTransitions(OfferTransitions, TaskTransitions):
         if fw is None:
             raise UnknownIdError(f"unknown framework {quoted(framework_id)}")
         self._rescind_all(fw, recover=True, notify=False)
+        self.pending_reconciliations.drop_framework(framework_id)
         for agent_id in {t.agent_id for t in fw.tasks.values()}:
             agent = self.agents.get(agent_id)
             if agent is not None and agent.connected:

@@ -3,7 +3,7 @@ that change them live in the modules named after each concept (`frameworks`, `ag
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from aiomesos.v1 import resources_pb2 as rpb
@@ -69,6 +69,10 @@ class Framework:
     def roles(self) -> list[str]:
         return list(self.info.roles) or [UNRESERVED]
 
+    def completed_task(self, task_id: str) -> Task | None:
+        """The latest of its completed tasks with that id (ids may be reused once a task is over)."""
+        return next((t for t in reversed(self.completed_tasks) if t.task_id == task_id), None)
+
     @property
     def suppressed(self) -> bool:
         """Suppressed in every one of its roles (it gets no offers at all)."""
@@ -89,8 +93,9 @@ class AgentRecord:
     offers: set[str] = field(default_factory=set)
     recovered: bool = False  # known from the registry, not re-attached since this master started
     unreachable_at: float | None = None  # when the master gave up waiting for it (None: reachable)
-    # Tasks of frameworks that are not PARTITION_AWARE, reported TASK_LOST when the agent became unreachable:
-    # should the agent come back with them, they are killed, and their updates end at the master.
+    # Tasks the agent runs (or did) whose frameworks were told they are over: TASK_LOST to a framework that is not
+    # PARTITION_AWARE when the agent became unreachable, or a completed task the agent re-attached with. A terminal
+    # state is final: they are killed, and their updates end at the master (it acknowledges them).
     lost_tasks: set[tuple[str, str]] = field(default_factory=set)
 
     @property
@@ -114,6 +119,73 @@ class Drain:
     drained_at: float | None = None
     # Tasks killed for the deadline on the agent's current attachment (sent again when it re-attaches).
     killed: set[tuple[str, str]] = field(default_factory=set)
+
+
+TaskKey = tuple[str, str]  # (framework id, task id)
+
+
+@dataclass(slots=True)
+class PendingReconciliations:
+    """Reconciliation requests the master cannot answer truthfully yet: for a task it does not know, on an agent
+    that may still come back with it (known from the registry and not re-attached since this master started, or
+    disconnected), or, for a request without an agent id, while any agent is still recovering. By the agent they
+    wait for ("" for none), then by task; the value says whether the request was a KILL (sent should the task
+    turn up). Bounded per framework (`add` refuses beyond `cap`)."""
+
+    by_agent: dict[str, dict[TaskKey, bool]] = field(default_factory=dict)
+    per_framework: Counter[str] = field(default_factory=Counter)
+
+    def __len__(self) -> int:
+        return self.per_framework.total()
+
+    def waiting_for(self, agent_id: str) -> bool:
+        return bool(self.by_agent.get(agent_id))
+
+    def add(self, agent_id: str, key: TaskKey, kill: bool, cap: int) -> bool:
+        """Remember a request (again: once, a KILL stays one); False when its framework has `cap` waiting."""
+        waiting = self.by_agent.get(agent_id)
+        if waiting is not None and key in waiting:
+            waiting[key] = waiting[key] or kill
+            return True
+        if self.per_framework[key[0]] >= cap:
+            return False
+        self.by_agent.setdefault(agent_id, {})[key] = kill
+        self.per_framework[key[0]] += 1
+        return True
+
+    def take(self, agent_id: str) -> dict[TaskKey, bool]:
+        """Forget, and return, every request waiting for `agent_id`."""
+        waiting = self.by_agent.pop(agent_id, {})
+        for framework_id, _ in waiting:
+            self._uncount(framework_id)
+        return waiting
+
+    def take_one(self, agent_id: str, key: TaskKey) -> bool | None:
+        """Forget, and return (whether it was a KILL), the request for `key` waiting for `agent_id`, if any."""
+        waiting = self.by_agent.get(agent_id)
+        if waiting is None or key not in waiting:
+            return None
+        kill = waiting.pop(key)
+        if not waiting:
+            del self.by_agent[agent_id]
+        self._uncount(key[0])
+        return kill
+
+    def drop_framework(self, framework_id: str) -> None:
+        """The framework went away (disconnected, removed): it asks again when it is back."""
+        if not self.per_framework.get(framework_id):
+            return
+        for agent_id, waiting in list(self.by_agent.items()):
+            for key in [k for k in waiting if k[0] == framework_id]:
+                del waiting[key]
+            if not waiting:
+                del self.by_agent[agent_id]
+        del self.per_framework[framework_id]
+
+    def _uncount(self, framework_id: str) -> None:
+        self.per_framework[framework_id] -= 1
+        if self.per_framework[framework_id] <= 0:
+            del self.per_framework[framework_id]
 
 
 def with_reservations(reported: Resources, reserved: Resources | None) -> Resources:

@@ -19,7 +19,7 @@ from mesos_master.allocator import Allocator
 from mesos_master.allocator.base import Quota
 from mesos_master.errors import DeniedError, UnknownIdError
 from mesos_master.outbox import Outbox
-from mesos_master.records import AgentRecord, Drain, Framework, Offer
+from mesos_master.records import AgentRecord, Drain, Framework, Offer, PendingReconciliations
 from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.security.acls import Authorizer, audit
@@ -58,6 +58,10 @@ class MasterState:
     counters: dict[str, int]
     drains: dict[str, Drain]  # agent id -> its drain (maintenance), while DRAINING or DRAINED
     gone_agents: dict[str, float]  # agent id -> when it was drained and marked gone: it may never attach again
+    # Agents known from the registry that have neither re-attached nor been marked unreachable since this master
+    # started: they may still come back with tasks this master has not heard of.
+    recovering_agents: set[str]
+    pending_reconciliations: PendingReconciliations
     # The ACLs for what a framework does inside its calls (launch as a user, reserve for a role); None on an
     # insecure master, where no caller has a name. The servicers check the calls themselves.
     authorizer: Authorizer | None

@@ -10,9 +10,9 @@ import structlog
 from aiomesos.v1 import agent_pb2, scheduler_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
-from mesos_master.bounds import check_message, check_reconcile
+from mesos_master.bounds import check_message
+from mesos_master.reconciliation import ReconciliationTransitions
 from mesos_master.records import AgentRecord, Framework, Task
-from mesos_master.state import MasterState
 from mesos_master.validation import CallError, validate_acknowledgements, validate_kill
 from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import Resources
@@ -24,7 +24,7 @@ MasterMessage = agent_pb2.MasterMessage
 Capability = rpb.FrameworkInfo.Capability
 
 
-class TaskTransitions(MasterState):
+class TaskTransitions(ReconciliationTransitions):
     # ----------------------------------------------------------------------------- status updates
     def status_updates(self, agent_id: str, updates: Iterable[agent_pb2.AgentMessage.StatusUpdate]) -> None:
         agent = self.agents.get(agent_id)
@@ -60,16 +60,18 @@ class TaskTransitions(MasterState):
                 )
                 continue
             if task is None:
-                done = next((t for t in reversed(fw.completed_tasks) if t.task_id == status.task_id), None)
-                if done is not None and done.agent_id != agent_id:
-                    continue
+                done = fw.completed_task(status.task_id)
                 if done is not None:
-                    # A retry of an update the framework already acknowledged past: forward, it acks again.
-                    if fw.connected:
-                        self.outbox.framework(fw.id).updates.append(status)
+                    if done.agent_id == agent_id:
+                        # Over, and its framework knows (it acknowledged the end, or was told the task is lost):
+                        # what the agent still sends (a retry the acknowledgement of which was lost) ends here.
+                        self._acknowledge_for_framework(agent_id, framework_id, status)
                     continue
                 task = self._task_first_heard_of(fw, agent, status)
-            self._apply_status(task, status)
+            if not self._apply_status(task, status):
+                # After a terminal state: a terminal state is final, the framework hears nothing after it.
+                self._acknowledge_for_framework(agent_id, framework_id, status)
+                continue
             if fw.connected:
                 self.outbox.framework(fw.id).updates.append(status)
 
@@ -96,13 +98,20 @@ class TaskTransitions(MasterState):
         agent.tasks[(fw.id, status.task_id)] = task
         return task
 
-    def _apply_status(self, task: Task, status: tpb.TaskStatus) -> None:
+    def _apply_status(self, task: Task, status: tpb.TaskStatus) -> bool:
+        """Record an update of the task; False when it comes after a terminal one (which is final: the update is
+        not recorded, and must not reach the framework). A retry of the latest update is True: the framework
+        hears it again, and acknowledges it."""
         was_terminal = is_terminal(task.state)
         latest = task.latest()
         if latest is not None and latest.uuid and latest.uuid == status.uuid:
-            return  # a retry of the update we have
+            return True
+        if latest is not None and is_terminal(latest.state):
+            return False
         if was_terminal and not is_terminal(status.state):
-            return  # never leave a terminal state
+            # The agent's report (at its re-attach) says the task is over; this older update of it is still news
+            # to the framework, which hears the end next. The record stays terminal.
+            return True
         task.state = status.state
         task.statuses.append(status)
         if status.state == tpb.TASK_RUNNING and task.started_at is None:
@@ -111,6 +120,7 @@ class TaskTransitions(MasterState):
             self.allocator.recover_resources(
                 task.framework_id, task.agent_id, task.resources, None, self.clock(), role=task.role
             )
+        return True
 
     def _forget_task(self, fw: Framework, task: Task) -> None:
         """The task is over and acknowledged (or its framework/agent is gone): move it to completed."""
@@ -131,8 +141,9 @@ class TaskTransitions(MasterState):
         validate_kill(call)
         task = fw.tasks.get(call.task_id)
         if task is None or is_terminal(task.state):
-            # Unknown to the master: answer as a reconciliation would (Mesos' semantics).
-            self._reconcile_one(fw, call.task_id, call.agent_id, now)
+            # Unknown to the master: answer as a reconciliation would (Mesos' semantics); should the task turn up
+            # on an agent that comes back, it is killed then.
+            self._reconcile_one(fw, call.task_id, call.agent_id, now, kill=True)
             return
         task.kill_requested = True
         agent = self.agents.get(task.agent_id)
@@ -158,56 +169,6 @@ class TaskTransitions(MasterState):
                 latest = task.latest()
                 if latest is not None and latest.uuid == ack.uuid:
                     self._forget_task(fw, task)
-
-    def reconcile(self, framework_id: str, tasks: Sequence[scheduler_pb2.Call.Reconcile.Task]) -> None:
-        fw = self._framework(framework_id)
-        check_reconcile(tasks)
-        now = self.clock()
-        wanted = list(tasks)
-        if not wanted:
-            for task in fw.tasks.values():
-                self._reconcile_one(fw, task.task_id, task.agent_id, now)
-            return
-        for item in wanted:
-            self._reconcile_one(fw, item.task_id, item.agent_id, now)
-
-    def _reconcile_one(self, fw: Framework, task_id: str, agent_id: str, now: float) -> None:
-        known = fw.tasks.get(task_id)
-        completed = known is None
-        if known is None:
-            known = next((t for t in reversed(fw.completed_tasks) if t.task_id == task_id), None)
-        if known is not None:
-            self.outbox.framework(fw.id).updates.append(self._known_task_status(known, completed, now))
-            return
-        agent = self.agents.get(agent_id) if agent_id else None
-        aware = fw.has(Capability.PARTITION_AWARE)
-        if agent is not None and agent.connected:
-            state, message = tpb.TASK_GONE if aware else tpb.TASK_LOST, "task unknown"
-        elif agent is not None and agent.unreachable_at is not None:
-            state, message = tpb.TASK_UNREACHABLE if aware else tpb.TASK_LOST, "its agent is unreachable"
-        else:
-            state = tpb.TASK_UNKNOWN if aware else tpb.TASK_LOST
-            message = "task unknown to the master"
-        self.outbox.framework(fw.id).updates.append(
-            self._master_status(task_id, state, TaskStatus.REASON_RECONCILIATION, message, agent_id, now)
-        )
-
-    @staticmethod
-    def _known_task_status(task: Task, completed: bool, now: float) -> tpb.TaskStatus:
-        """What the master knows of a task, exit code included (for a completed task too: its real outcome)."""
-        latest = task.latest()
-        status = tpb.TaskStatus(
-            task_id=task.task_id,
-            state=task.state,  # type: ignore[arg-type]
-            agent_id=task.agent_id,
-            source=TaskStatus.SOURCE_MASTER,
-            reason=TaskStatus.REASON_RECONCILIATION,
-            message=("task is complete: " if completed else "") + (latest.message if latest else ""),
-            timestamp=now,
-        )
-        if latest is not None and latest.has_exit_code:
-            status.exit_code, status.has_exit_code = latest.exit_code, True
-        return status
 
     def framework_message(self, framework_id: str, call: scheduler_pb2.Call.Message) -> None:
         self._framework(framework_id)
