@@ -135,10 +135,13 @@ class Agent:
         self.updates.on_disconnected()
 
     def register_message(self, boot_id: str, version: str) -> AgentMessage:
-        tasks = [
-            agent_pb2.AgentTask(framework_id=run.framework.id, task=run.info, state=run.state)  # type: ignore[arg-type]
-            for run in self.tasks.values()
-        ]
+        tasks = []
+        for run in self.tasks.values():
+            reported = agent_pb2.AgentTask(framework_id=run.framework.id, task=run.info, state=run.state)  # type: ignore[arg-type]
+            oldest = self.updates.oldest(run.framework.id, run.info.task_id)
+            if oldest is not None:
+                reported.status_update_state = oldest.state
+            tasks.append(reported)
         return AgentMessage(
             type=AgentMessage.REGISTER,
             register=AgentMessage.Register(agent_info=self.info, boot_id=boot_id, tasks=tasks, version=version),

@@ -100,6 +100,11 @@ class StatusUpdateManager:
     def unacknowledged(self, framework_id: str, task_id: str) -> bool:
         return (framework_id, task_id) in self._streams
 
+    def oldest(self, framework_id: str, task_id: str) -> tpb.TaskStatus | None:
+        """The task's oldest unacknowledged update: the next its framework hears."""
+        stream = self._streams.get((framework_id, task_id))
+        return stream.pending[0] if stream and stream.pending else None
+
     def latest(self, framework_id: str, task_id: str) -> tpb.TaskStatus | None:
         stream = self._streams.get((framework_id, task_id))
         return stream.pending[-1] if stream and stream.pending else None

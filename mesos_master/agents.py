@@ -160,6 +160,8 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
             fw.tasks[task_id] = task
         back_from_unreachable = task.state == tpb.TASK_UNREACHABLE
         task.state = reported.state
+        behind = reported.HasField("status_update_state") and reported.status_update_state != reported.state
+        task.status_update_state = reported.status_update_state if behind else None
         agent.tasks[key] = task
         if back_from_unreachable and not is_terminal(task.state):
             # A partition-aware framework was told TASK_UNREACHABLE: tell it how the task really is now, and let

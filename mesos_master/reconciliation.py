@@ -97,10 +97,15 @@ class ReconciliationTransitions(MasterState):
     @staticmethod
     def _known_task_status(task: Task, completed: bool, now: float) -> tpb.TaskStatus:
         """What the master knows of a task, exit code included (for a completed task too: its real outcome)."""
+        # The state the framework hears next when the agent's updates run behind its report (Mesos answers with
+        # status_update_state too): never a state before the updates that lead to it.
+        state = task.status_update_state if task.status_update_state is not None else task.state
         latest = task.latest()
+        if latest is not None and latest.state != state:
+            latest = None  # its message and exit code are of another state
         status = tpb.TaskStatus(
             task_id=task.task_id,
-            state=task.state,  # type: ignore[arg-type]
+            state=state,  # type: ignore[arg-type]
             agent_id=task.agent_id,
             source=TaskStatus.SOURCE_MASTER,
             reason=TaskStatus.REASON_RECONCILIATION,

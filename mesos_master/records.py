@@ -22,6 +22,10 @@ class Task:
     info: tpb.TaskInfo
     resources: Resources
     state: int = tpb.TASK_STAGING
+    # What the framework hears next from the agent's update stream, when that is behind `state` (an agent's report
+    # at its re-attach runs ahead of the updates it still has to deliver): reconciliation answers with it, as
+    # Mesos' status_update_state, so no framework hears a state before the updates that lead to it.
+    status_update_state: int | None = None
     statuses: deque[tpb.TaskStatus] = field(default_factory=lambda: deque(maxlen=STATUSES_KEPT))
     kill_requested: bool = False
     role: str | None = None  # the role its resources were allocated under (None: not known)

@@ -72,6 +72,9 @@ class TaskTransitions(ReconciliationTransitions):
                 # After a terminal state: a terminal state is final, the framework hears nothing after it.
                 self._acknowledge_for_framework(agent_id, framework_id, status)
                 continue
+            if task.status_update_state is not None:
+                # The framework is hearing the agent's updates in order: it has caught up once it hears the state.
+                task.status_update_state = None if status.state == task.state else status.state
             if fw.connected:
                 self.outbox.framework(fw.id).updates.append(status)
 

@@ -30,9 +30,15 @@ class AgentTask(_message.Message):
     FRAMEWORK_ID_FIELD_NUMBER: _builtins.int
     TASK_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    STATUS_UPDATE_STATE_FIELD_NUMBER: _builtins.int
     framework_id: _builtins.str
     state: _tasks_pb2.TaskState.ValueType
     """latest state"""
+    status_update_state: _tasks_pb2.TaskState.ValueType
+    """The state of the task's oldest unacknowledged status update (Mesos' status_update_state): what its framework
+    hears next from the agent. Unset: every update was acknowledged. Reconciliation answers with it, so that a
+    framework never hears a state before the updates that lead to it.
+    """
     @_builtins.property
     def task(self) -> _tasks_pb2.TaskInfo: ...
     def __init__(
@@ -41,12 +47,15 @@ class AgentTask(_message.Message):
         framework_id: _builtins.str = ...,
         task: _tasks_pb2.TaskInfo | None = ...,
         state: _tasks_pb2.TaskState.ValueType = ...,
+        status_update_state: _tasks_pb2.TaskState.ValueType | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_status_update_state", b"_status_update_state", "status_update_state", b"status_update_state", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["framework_id", b"framework_id", "state", b"state", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_status_update_state", b"_status_update_state", "framework_id", b"framework_id", "state", b"state", "status_update_state", b"status_update_state", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__status_update_state: _TypeAlias = _typing.Literal["status_update_state"]  # noqa: Y015
+    _WhichOneofArgType__status_update_state: _TypeAlias = _typing.Literal["_status_update_state", b"_status_update_state"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__status_update_state) -> _WhichOneofReturnType__status_update_state | None: ...
 
 Global___AgentTask: _TypeAlias = AgentTask  # noqa: Y015
 

@@ -313,3 +313,37 @@ def test_an_end_the_agent_reports_at_its_reattach_still_reaches_the_framework_wi
     assert [(s.state, s.uuid) for s in updates(d, fid)] == [(tpb.TASK_RUNNING, b"u1"), (tpb.TASK_FAILED, b"u2")]
     assert _acks(d, aid) == []  # the framework acknowledges them
     assert w.master.frameworks[fid].tasks["t1"].state == tpb.TASK_FAILED
+
+
+def test_reconciliation_never_runs_ahead_of_the_updates_the_framework_has_yet_to_hear() -> None:
+    """The agent re-attaches saying t1 FINISHED, with RUNNING still unacknowledged in its stream (Mesos'
+    status_update_state): reconciliation answers RUNNING, not FINISHED, until the framework has heard the end, so
+    it never hears FINISHED and then RUNNING."""
+    w = World()
+    aid = w.register()
+    fid = w.subscribe()
+    w.launch(fid, "t1")
+    w.master.disconnect_agent(aid)
+    report = running(fid, "t1", state=tpb.TASK_FINISHED)
+    report[0].status_update_state = tpb.TASK_RUNNING
+    w.register(aid=aid, tasks=report)
+    w.drain()
+    reconcile(w, fid, ("t1", aid))
+    assert answers(w, fid) == [("t1", tpb.TASK_RUNNING, tpb.TaskStatus.REASON_RECONCILIATION)]
+    w.agent_update(aid, fid, "t1", tpb.TASK_RUNNING, b"u1")
+    w.agent_update(aid, fid, "t1", tpb.TASK_FINISHED, b"u2")
+    w.drain()
+    reconcile(w, fid, ("t1", aid))
+    assert answers(w, fid) == [("t1", tpb.TASK_FINISHED, tpb.TaskStatus.REASON_RECONCILIATION)]
+
+
+def test_a_report_with_nothing_unacknowledged_answers_its_state() -> None:
+    w = World()
+    aid = w.register()
+    fid = w.subscribe()
+    w.launch(fid, "t1")
+    w.master.disconnect_agent(aid)
+    w.register(aid=aid, tasks=running(fid, "t1"))
+    w.drain()
+    reconcile(w, fid, ("t1", aid))
+    assert answers(w, fid) == [("t1", tpb.TASK_RUNNING, tpb.TaskStatus.REASON_RECONCILIATION)]
