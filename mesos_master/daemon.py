@@ -154,7 +154,8 @@ class MasterDaemon:
         coordination = open_coordination(a, security, me) if a.etcd else None
         if coordination is not None:
             election = coordination.election
-            seat = Seat(self.master_id, election.leader, lambda: masters_view(coordination, me))
+            seat = Seat(self.master_id, election.leader)
+            seat.masters_view = lambda: masters_view(coordination, me, lambda: seat.leading)
         else:
             seat = Seat(self.master_id)
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(

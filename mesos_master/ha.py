@@ -9,6 +9,7 @@ A master started with `--etcd` keeps its record under PREFIX/members while it ru
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,9 +98,12 @@ def _etcd_tls(a: argparse.Namespace, security: DaemonSecurity) -> EtcdTLS:
         raise DaemonError(f"cannot read etcd TLS material {e.filename}: {e.strerror}") from None
 
 
-async def masters_view(coordination: Coordination, me: MasterRecord) -> opb.GetMastersResponse:
+async def masters_view(
+    coordination: Coordination, me: MasterRecord, leading: Callable[[], bool]
+) -> opb.GetMastersResponse:
     """Every running master as etcd lists it, who leads, and etcd's health; what etcd cannot say is left out
-    (its health says why), never an error: this is what an operator looks at when something is wrong."""
+    (its health says why), never an error: this is what an operator looks at when something is wrong. With etcd
+    unreadable, only a master that holds a term now says who leads (itself): a leader seen earlier may be gone."""
     c = coordination
     response = opb.GetMastersResponse(registry="etcd", etcd_prefix=c.prefix)
     records: dict[str, MasterRecord] = {me.master_id: me}
@@ -114,7 +118,7 @@ async def masters_view(coordination: Coordination, me: MasterRecord) -> opb.GetM
         held = await c.client.get(leader_key(c.prefix))
         leader = MasterRecord.decode(held.value) if held is not None else None
     except (EtcdError, ValueError):
-        leader = c.election.leader()
+        leader = me if leading() else None
     for record in sorted(records.values(), key=lambda r: r.master_id):
         leads = leader is not None and leader.master_id == record.master_id
         response.masters.append(

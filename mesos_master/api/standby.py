@@ -36,7 +36,8 @@ class Seat:
         self.services: Mapping[str, Any] | None = None
         self.closing = False  # the master is stopping: say so, rather than call it a standby
         self._leader = leader
-        self._masters = masters
+        #: What GetMasters answers (None: the term's own operator service says, for a single master).
+        self.masters_view = masters
 
     @property
     def leading(self) -> bool:
@@ -68,8 +69,8 @@ class Seat:
         )
 
     async def masters(self, context: grpc.aio.ServicerContext) -> opb.GetMastersResponse:
-        if self._masters is not None:
-            return await self._masters()
+        if self.masters_view is not None:
+            return await self.masters_view()
         services = self.services
         if services is None:
             await self.refuse(context)
