@@ -95,9 +95,10 @@ def tmp_path(tmp_path: Path) -> Path:
     return tmp_path
 
 
-# etcd (Debian's etcd-server), for the HA masters' parts: one etcd for the session's tests that leave it running
-# (each works under a prefix of its own), and etcds of a test's own for tests that stop, kill or restart it. A
-# test directory may override `etcd_certs` to have its etcds trust another CA (its clusters' one).
+# etcd (Debian's etcd-server), for the HA masters' parts: one etcd per test module for the tests that leave it
+# running (each works under a prefix of its own; per module, not per session, so that no etcd outlives the module
+# that wanted it: tests check that the test process has no children left), and etcds of a test's own for tests
+# that stop, kill or restart it. A test directory may override `etcd_certs` to have its etcds trust another CA.
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +106,7 @@ def etcd_certs(tmp_path_factory: pytest.TempPathFactory) -> LocalCertificates:
     return LocalCertificates(tmp_path_factory.mktemp("etcd-certs"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def etcd_server(tmp_path_factory: pytest.TempPathFactory, etcd_certs: LocalCertificates) -> Iterator[LocalEtcd]:
     server = LocalEtcd(tmp_path_factory.mktemp("etcd"), etcd_certs)
     server.start()

@@ -5,8 +5,8 @@ endpoint, and both are what a highly available master needs (security is on by d
 several members). The wire types are our own subset of etcd's protos (`proto/aiomesos/etcd/v3/rpc.proto`,
 package `etcdserverpb`, etcd's field numbers and service names), so this speaks to a real etcd unchanged.
 
-- Endpoints are `host:port`; `parse_url` reads `etcd://h:p[,h:p][/prefix]`, `https://...` (TLS) and `http://...`,
-  the only way to ask for plaintext.
+- Endpoints are `host:port`; `parse_url` (and `EtcdClient.from_url`) read `etcd://h:p[,h:p][/prefix]`,
+  `https://...` (TLS) and `http://...`, the only way to ask for plaintext (a client made with `tls=None`).
 - Every call has a deadline (`timeout`, per endpoint tried) and fails over to the next endpoint on UNAVAILABLE or
   DEADLINE_EXCEEDED; when none answers, `EtcdError` names each endpoint and why, on one line. Calls start at
   the endpoint that answered last.
@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -304,6 +304,15 @@ class EtcdClient:
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._closed = False
 
+    @classmethod
+    def from_url(cls, url: str, tls: EtcdTLS | None, *, timeout: float = 2.0) -> tuple[EtcdClient, str]:
+        """A client for `url` (see `parse_url`) and the URL's prefix. TLS unless the URL is http://, so an etcd://
+        or https:// URL wants `tls`; an http:// URL is plaintext whatever `tls` is. ValueError (one line)."""
+        endpoints, secure, prefix = parse_url(url)
+        if secure and tls is None:
+            raise ValueError(f"etcd URL {url!r} is TLS: it needs a CA (and a client certificate); http:// is plaintext")
+        return cls(endpoints, tls=tls if secure else None, timeout=timeout), prefix
+
     def __repr__(self) -> str:
         return f"EtcdClient({','.join(self.endpoints)}, {'tls' if self.tls else 'plaintext'})"
 
@@ -399,6 +408,11 @@ class EtcdClient:
                 responses.append(None)
         return TxnResult(bool(response.succeeded), int(response.header.revision), responses)
 
+    async def compact(self, revision: int) -> None:
+        """Forget the history before `revision` (watches from earlier revisions end with EtcdCompacted)."""
+        request = epb.CompactionRequest(revision=revision, physical=True)
+        await self._call(f"compact to {revision}", lambda s, t: s.kv.Compact(request, timeout=t))
+
     async def grant_lease(self, ttl: float) -> int:
         """A new lease of `ttl` seconds (rounded up to whole seconds, at least 1); returns its id."""
         request = epb.LeaseGrantRequest(TTL=max(1, math.ceil(ttl)))
@@ -461,12 +475,15 @@ class EtcdClient:
 
         return list(await asyncio.gather(*(one(e) for e in self.endpoints)))
 
-    def watch(self, key: Key, *, prefix: bool = False, start_revision: int = 0) -> AsyncIterator[list[WatchEvent]]:
+    def watch(
+        self, key: Key, *, prefix: bool = False, start_revision: int = 0
+    ) -> AsyncGenerator[list[WatchEvent], None]:
         """The changes of `key` (of every key under it, with `prefix`) from `start_revision` (0: from now on), a
-        batch at a time; runs until the consumer stops (or `EtcdCompacted`, or an error that no retry mends)."""
+        batch at a time; runs until the consumer stops (or `EtcdCompacted`, or an error that no retry mends).
+        A consumer that stops early closes it (`contextlib.aclosing`), which ends its stream at once."""
         return self._watch(_key(key), prefix, start_revision)
 
-    async def _watch(self, key: bytes, prefix: bool, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
+    async def _watch(self, key: bytes, prefix: bool, start_revision: int) -> AsyncGenerator[list[WatchEvent], None]:
         create = epb.WatchCreateRequest(key=key, range_end=prefix_end(key) if prefix else b"")
         next_revision = start_revision
         index = self._preferred

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
-from scheduler_sdk.etcd import Compare, EtcdClient, EtcdError, EtcdTLS, Op, WatchEvent
+from scheduler_sdk.etcd import Compare, EtcdClient, EtcdCompacted, EtcdError, EtcdTLS, Op, WatchEvent, parse_url
 from scheduler_sdk.local_etcd import LocalEtcd, free_port
 
 
@@ -148,3 +149,54 @@ async def test_without_a_client_certificate_etcd_refuses(etcd_server: LocalEtcd,
         async with EtcdClient(etcd_server.endpoints, tls=tls, timeout=1.0) as client:
             with pytest.raises(EtcdError, match="no endpoint answered"):
                 await client.put(f"{etcd_prefix}/k", b"v")
+
+
+async def test_a_watch_from_a_compacted_revision_says_so(etcd_client: EtcdClient, etcd_prefix: str) -> None:
+    first = await etcd_client.put(f"{etcd_prefix}/c", b"1")
+    last = await etcd_client.put(f"{etcd_prefix}/c", b"2")
+    await etcd_client.compact(last)
+    with pytest.raises(EtcdCompacted, match=f"from revision {first}: compacted up to revision") as raised:
+        async for _ in etcd_client.watch(f"{etcd_prefix}/c", start_revision=first):
+            pass
+    assert raised.value.revision == last
+
+
+def test_local_etcd_restarts_on_its_ports_with_its_data_and_leaves_no_process(
+    local_etcd: Callable[[], LocalEtcd],
+) -> None:
+    server = local_etcd()
+    endpoints, pid = server.endpoints, server.process.pid if server.process else 0
+
+    async def put_get(value: bytes | None) -> bytes | None:
+        async with EtcdClient(server.endpoints, tls=server.client_tls("t", "operator")) as client:
+            if value is not None:
+                await client.put("/kept", value)
+            kv = await client.get("/kept")
+            return kv.value if kv else None
+
+    assert asyncio.run(put_get(b"v")) == b"v"
+    server.restart()
+    assert server.endpoints == endpoints and server.process is not None and server.process.pid != pid
+    assert asyncio.run(put_get(None)) == b"v"
+    server.kill()
+    assert not server.alive and server.process.returncode == -9
+    assert server.url == f"etcd://{endpoints[0]}/aiomesos" and (server.data_dir / "etcd.log").stat().st_size > 0
+
+
+def test_local_etcd_without_certificates_serves_plaintext(tmp_path: Path) -> None:
+    server = LocalEtcd(tmp_path / "plain", None)
+    try:
+        server.start()
+        endpoints, tls, prefix = parse_url(server.url)
+        assert server.url.startswith("http://") and not tls and prefix == "/aiomesos"
+
+        async def roundtrip() -> bytes | None:
+            async with EtcdClient(endpoints) as client:
+                await client.put("/p", b"plain")
+                kv = await client.get("/p")
+                return kv.value if kv else None
+
+        assert asyncio.run(roundtrip()) == b"plain"
+    finally:
+        server.stop()
+    assert not server.alive

@@ -39,6 +39,7 @@ class KVStub:
     Put: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.PutRequest, _rpc_pb2.PutResponse]
     DeleteRange: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.DeleteRangeRequest, _rpc_pb2.DeleteRangeResponse]
     Txn: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.TxnRequest, _rpc_pb2.TxnResponse]
+    Compact: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.CompactionRequest, _rpc_pb2.CompactionResponse]
 
 @_typing.type_check_only
 class KVAsyncStub(KVStub):
@@ -47,6 +48,7 @@ class KVAsyncStub(KVStub):
     Put: _aio.UnaryUnaryMultiCallable[_rpc_pb2.PutRequest, _rpc_pb2.PutResponse]  # type: ignore[assignment]
     DeleteRange: _aio.UnaryUnaryMultiCallable[_rpc_pb2.DeleteRangeRequest, _rpc_pb2.DeleteRangeResponse]  # type: ignore[assignment]
     Txn: _aio.UnaryUnaryMultiCallable[_rpc_pb2.TxnRequest, _rpc_pb2.TxnResponse]  # type: ignore[assignment]
+    Compact: _aio.UnaryUnaryMultiCallable[_rpc_pb2.CompactionRequest, _rpc_pb2.CompactionResponse]  # type: ignore[assignment]
 
 class KVServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -76,6 +78,13 @@ class KVServicer(metaclass=_abc_1.ABCMeta):
         request: _rpc_pb2.TxnRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_rpc_pb2.TxnResponse, _abc.Awaitable[_rpc_pb2.TxnResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Compact(
+        self,
+        request: _rpc_pb2.CompactionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.CompactionResponse, _abc.Awaitable[_rpc_pb2.CompactionResponse]]: ...
 
 def add_KVServicer_to_server(servicer: KVServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

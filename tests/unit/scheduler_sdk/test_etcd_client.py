@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aiomesos.etcd.v3 import rpc_pb2 as epb
-from scheduler_sdk.etcd import Compare, EtcdClient, Op, parse_endpoint, parse_url, prefix_end
+from scheduler_sdk.etcd import Compare, EtcdClient, EtcdTLS, Op, parse_endpoint, parse_url, prefix_end
 
 
 @pytest.mark.parametrize(
@@ -79,3 +79,14 @@ def test_compares_and_ops_are_etcds_wire_types() -> None:
     assert Op.get("/k").to_pb().request_range.range_end == b""
     nested = Op.txn([Compare.version("/k", ">", 0)], [Op.put("/m", b"1")]).to_pb()
     assert nested.request_txn.success[0].request_put.key == b"/m"
+
+
+def test_plaintext_only_for_an_http_url() -> None:
+    tls = EtcdTLS(ca=b"pem")
+    client, prefix = EtcdClient.from_url("etcd://h:1,h:2/c", tls)
+    assert (client.endpoints, client.tls, prefix) == (["h:1", "h:2"], tls, "/c")
+    client, prefix = EtcdClient.from_url("http://h:1", tls)
+    assert client.tls is None and prefix == "/aiomesos"
+    for url in ("etcd://h:1", "https://h:1"):
+        with pytest.raises(ValueError, match="is TLS: it needs a CA"):
+            EtcdClient.from_url(url, None)
