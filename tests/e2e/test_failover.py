@@ -25,8 +25,9 @@ from scheduler_sdk.masters import leader_hint
 from scheduler_sdk.operator import OperatorClient, OperatorError
 from scheduler_sdk.states import is_terminal
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
-from tests.e2e.harness import Recorder, eventually, framework, master_channel, task
+from tests.e2e.harness import Recorder, agents, eventually, framework, master_channel, task
 from tests.e2e.tcp_proxy import TcpProxy
+from tests.e2e.test_drain import DrainRecorder, drain_of, launch_on_first_offer, only_offers_from, wait_drain_state
 
 LEASE = 2.0
 #: The issue's bound: a new leader serving within 5 s of the old one's lease expiring.
@@ -274,3 +275,29 @@ async def test_masters_ride_out_an_etcd_restart(tmp_path: Path) -> None:
 
 async def _none_leads(c: LocalCluster) -> bool:
     return not any([await _leads(a) for a in c.master_addresses])
+
+
+async def test_a_drain_survives_a_failover(tmp_path: Path) -> None:
+    """Drain an agent with a deadline, kill -9 the leader: the new leader knows the drain (DRAINING, no offers
+    from it), kills what still runs there at the deadline (TASK_KILLED, REASON_AGENT_DRAINING), reports it DRAINED;
+    `agent up` on the new leader ends it."""
+    async with ha_cluster(tmp_path) as c:
+        s = DrainRecorder()
+        async with framework(c.master_address, s, failover_timeout=300) as driver:
+            drained = await launch_on_first_offer(s, driver, task("held", "sleep 300"))
+            other = next(a.agent_info.id for a in await agents(c.master_address) if a.agent_info.id != drained)
+            async with OperatorClient(c.master_address) as client:
+                info = await client.drain_agent(drained, deadline=LEASE + 8.0)
+            assert info.state == opb.DRAINING
+            await eventually(lambda: s.draining, what="AGENT_DRAINING")
+            await kill_leader(c)
+            new = await c.wait_for_leader()
+            summary = await drain_of(new, drained)
+            assert summary is not None and summary.drain.state in (opb.DRAINING, opb.DRAINED)
+            killed = await s.wait_state("held", {tpb.TASK_KILLED}, timeout=30)
+            assert killed.reason == tpb.TaskStatus.REASON_AGENT_DRAINING, killed
+            await wait_drain_state(new, drained, opb.DRAINED, timeout=20)
+            await only_offers_from(s, driver, allowed=other, forbidden=drained)
+            async with OperatorClient(c.master_address) as client:
+                await client.reactivate_agent(drained)
+            await wait_drain_state(new, drained, opb.DRAIN_NONE)
