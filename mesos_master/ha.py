@@ -35,9 +35,9 @@ def add_etcd_flags(p: FlagParser) -> None:
     p.add_flag(
         "--etcd",
         default=None,
-        help="run highly available: etcd endpoints as etcd://HOST:PORT[,HOST:PORT][/PREFIX] (TLS, as https://; "
-        "http:// is plaintext and needs --insecure); masters elect a leader there and keep the registry there "
-        "(default: a single master with the SQLite registry in --work-dir)",
+        help="run highly available: etcd endpoints as etcd://HOST:PORT[,HOST:PORT][/PREFIX] (TLS; plaintext only "
+        "for an --insecure master without certificates), or https:// / http:// (plaintext, needs --insecure); "
+        "masters elect a leader there and keep the registry there (default: a single master, SQLite in --work-dir)",
     )
     p.add_flag("--etcd-prefix", default=None, help=f"the cluster's key prefix in etcd (default {DEFAULT_PREFIX})")
     p.add_flag(
@@ -69,6 +69,8 @@ def open_coordination(a: argparse.Namespace, security: DaemonSecurity, record: M
 
     try:
         endpoints, use_tls, url_prefix = parse_url(a.etcd)
+        if a.etcd.strip().lower().startswith("etcd://") and security.insecure and not security.secure:
+            use_tls = False  # etcd:// follows the master's own security, as it does for clients
         prefix = normalise_prefix(a.etcd_prefix or url_prefix or DEFAULT_PREFIX)
     except ValueError as e:
         raise DaemonError(f"--etcd: {e}") from None

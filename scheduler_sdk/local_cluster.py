@@ -192,7 +192,8 @@ class LocalCluster:
             self._security_flags("master", "master")  # makes the certificates
         self.etcd = LocalEtcd(self.work_dir / "etcd", self.certificates if self.secure else None)
         await asyncio.to_thread(self.etcd.start)
-        self.master_address = self.etcd.url
+        # Clients name etcd as etcd://, TLS or not as their own config is (the masters get etcd's own URL).
+        self.master_address = f"etcd://{','.join(self.etcd.endpoints)}{self.etcd.prefix}"
 
     async def restart_master(self, timeout: float = 30.0, index: int = 0, etcd_url: str | None = None) -> None:
         """Stop a master and start it again with the same work dir, on the same port (and, with `etcd_url`, reaching

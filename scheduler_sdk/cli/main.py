@@ -22,7 +22,14 @@ from typing import Any
 
 from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import tasks_pb2 as tpb
-from scheduler_sdk._daemon.flags import FlagParser, UsageError, master_spec, non_negative_int, positive_float
+from scheduler_sdk._daemon.flags import (
+    FlagParser,
+    UsageError,
+    master_spec,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from scheduler_sdk.cli import certs as certs_cli
 from scheduler_sdk.cli import maintenance as maintenance_cli
 from scheduler_sdk.cli import masters as masters_cli
@@ -110,6 +117,12 @@ def build_parser() -> FlagParser:
 
 def _cluster_flags(sp: FlagParser) -> None:
     sp.add_flag("--agents", type=non_negative_int, default=2, help="how many agents")
+    sp.add_flag(
+        "--masters",
+        type=positive_int,
+        default=1,
+        help="how many masters: more than one elect a leader on a local etcd (etcd-server), the registry there",
+    )
     sp.add_flag(
         "--ca-dir",
         default=None,
@@ -360,6 +373,7 @@ def _local_cluster(args: argparse.Namespace, work_dir: Path) -> LocalCluster:
     return LocalCluster(
         work_dir,
         agents=args.agents,
+        masters=args.masters,
         agent_resources=args.agent_resources,
         secure=not args.insecure,
         ca_dir=Path(args.ca_dir).resolve() if args.ca_dir else None,
@@ -377,6 +391,8 @@ async def cmd_cluster_up(args: argparse.Namespace) -> int:
     try:
         await cluster.start()
         print(f"master  {cluster.master_address}")
+        if cluster.etcd is not None:
+            print(f"masters {','.join(cluster.master_addresses)}   (etcd {','.join(cluster.etcd.endpoints)})")
         if cluster.secure:
             print(f"config  {cluster.client_config_path}   (export {CONFIG_ENV}={cluster.client_config_path})")
             print(

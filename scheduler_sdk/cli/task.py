@@ -22,17 +22,10 @@ import grpc
 from aiomesos.v1 import agent_pb2
 from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import tasks_pb2 as tpb
-from scheduler_sdk._daemon.flags import FlagParser, UsageError, positive_float
+from scheduler_sdk._daemon.flags import FlagParser, UsageError, non_negative_int, positive_float
 from scheduler_sdk.operator import AgentClient, AgentError, OperatorClient
 
 ContainerKey = tuple[str, str, str, str]  # agent id, framework id, task id, container id
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be ≥ 0")
-    return value
 
 
 def add_parsers(sub: Any, with_master: Callable[[FlagParser], FlagParser]) -> None:
