@@ -73,7 +73,7 @@ class MasterLocator:
     def failed(self, address: str, error: BaseException | None = None) -> bool:
         """`address` did not serve us (unreachable, a standby, the stream broke): move on. True: try the next
         candidate at once; False: back off first (every candidate has been tried, or etcd is to be read again)."""
-        hint = leader_hint(error) if isinstance(error, grpc.RpcError) else None
+        hint = leader_hint(error, token=self._token_only()) if isinstance(error, grpc.RpcError) else None
         self._hint = None
         if hint and hint != address and self._redirects < MAX_REDIRECTS:
             self._hint = hint
@@ -96,8 +96,11 @@ class MasterLocator:
     # ------------------------------------------------------------------ etcd
     def _record_address(self, record: MasterRecord) -> str:
         # A client with a bearer token and no certificate talks to the masters' token port.
-        token_only = self.config is not None and self.config.token and self.config.cert is None
-        return record.token_address if token_only and record.token_address else record.address
+        return record.token_address if self._token_only() and record.token_address else record.address
+
+    def _token_only(self) -> bool:
+        """A client with a bearer token and no certificate: it talks to the masters' token ports."""
+        return self.config is not None and bool(self.config.token) and self.config.cert is None
 
     async def _leader(self) -> MasterRecord:
         record = await (self._read_leader or self._read_etcd)()

@@ -20,6 +20,7 @@ import grpc
 
 DEFAULT_PREFIX = "/aiomesos"
 LEADER_METADATA = "aiomesos-leader"
+LEADER_TOKEN_METADATA = "aiomesos-leader-token"  # the leader's bearer-token port, for clients without a certificate
 
 
 def normalise_prefix(prefix: str) -> str:
@@ -80,20 +81,24 @@ def standby_message(master_id: str, leader: MasterRecord | None) -> str:
 
 
 def standby_metadata(leader: MasterRecord | None) -> tuple[tuple[str, str], ...]:
-    return ((LEADER_METADATA, leader.address),) if leader is not None else ()
+    if leader is None:
+        return ()
+    token = ((LEADER_TOKEN_METADATA, leader.token_address),) if leader.token_address else ()
+    return ((LEADER_METADATA, leader.address), *token)
 
 
-def leader_hint(error: grpc.RpcError) -> str | None:
-    """The leader's address a standby master named in its refusal, if it named one."""
+def leader_hint(error: grpc.RpcError, *, token: bool = False) -> str | None:
+    """The leader's address a standby master named in its refusal, if it named one (`token`: its bearer-token
+    port, for a client without a certificate; its main port when it has none)."""
     trailing: Any = None
     try:
         trailing = error.trailing_metadata()
     except Exception:  # a locally made error has none
         return None
-    for key, value in trailing or ():
-        if key == LEADER_METADATA and isinstance(value, str) and value:
-            return value
-    return None
+    named = {key: value for key, value in trailing or () if isinstance(value, str) and value}
+    if token and LEADER_TOKEN_METADATA in named:
+        return named[LEADER_TOKEN_METADATA]
+    return named.get(LEADER_METADATA)
 
 
 # ----------------------------------------------------------------------------------------- where to look

@@ -15,7 +15,7 @@ from aiomesos.v1 import operator_pb2_grpc
 from mesos_master.api.standby import Seat, routed
 from scheduler_sdk.masters import MasterRecord, leader_hint
 
-OTHER = MasterRecord(master_id="m2", address="127.0.0.1:6060", hostname="two")
+OTHER = MasterRecord(master_id="m2", address="127.0.0.1:6060", hostname="two", token_address="127.0.0.1:6062")
 
 
 class Term:
@@ -57,6 +57,7 @@ async def test_a_standby_refuses_naming_the_leader(served: Any) -> None:
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     assert refused.value.details() == "master m1 is a standby: the leader is master m2 at 127.0.0.1:6060"
     assert leader_hint(refused.value) == "127.0.0.1:6060"
+    assert leader_hint(refused.value, token=True) == "127.0.0.1:6062"  # for a client with a token, no certificate
 
 
 async def test_with_no_leader_known_the_refusal_says_so_and_names_no_one(served: Any) -> None:
