@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -27,6 +28,7 @@ from scheduler_sdk.states import is_terminal
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
 from tests.e2e.harness import Recorder, agents, eventually, framework, master_channel, task
 from tests.e2e.tcp_proxy import TcpProxy
+from tests.e2e.test_cli import aiomesos
 from tests.e2e.test_drain import DrainRecorder, drain_of, launch_on_first_offer, only_offers_from, wait_drain_state
 
 LEASE = 2.0
@@ -180,6 +182,14 @@ async def test_a_standby_refuses_writes_and_names_the_leader(tmp_path: Path) -> 
         assert masters.registry == "etcd" and len(masters.masters) == 3
         assert [m.address for m in masters.masters if m.leader] == [leader]
         assert masters.etcd and all(e.healthy for e in masters.etcd)
+        # The operator's view, from the CLI through etcd: three masters, one LEADER, etcd healthy.
+        code, out, err = await aiomesos("masters", "--json", "--master", c.master_address)
+        assert code == 0, err
+        shown = json.loads(out)
+        listed = shown["masters"]
+        assert shown["registry"] == "etcd" and all(e["healthy"] for e in shown["etcd"]), out
+        assert sorted(m["address"] for m in listed) == sorted(c.master_addresses), out
+        assert [m["address"] for m in listed if m.get("leader")] == [leader], out
         # A client given every master's address goes to the leader by itself, for writes too.
         async with OperatorClient(",".join(c.master_addresses)) as client:
             await client.update_weights({"a": 2.0})
