@@ -20,14 +20,21 @@ from aiomesos.v1 import resources_pb2 as rpb
 from mesos_agent.agent import Agent
 from mesos_agent.api import AgentService
 from mesos_agent.containerizer import Containerizer
-from mesos_agent.gc import SandboxGC, fraction, parse_duration
+from mesos_agent.gc import SandboxGC, fraction
 from mesos_agent.gpus import Gpu, GpuAllocator, detect_gpus
 from mesos_agent.master_link import MasterLink, RejectedByMaster
 from mesos_agent.resources import agent_resources, format_attributes, parse_attributes
 from mesos_agent.sandbox import secure_work_dir
 from mesos_agent.users import DEFAULT_USER, UserPolicy
 from scheduler_sdk import __version__
-from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, master_spec, port, positive_float
+from scheduler_sdk._daemon.flags import (
+    FlagParser,
+    add_logging_flags,
+    master_spec,
+    non_negative_duration,
+    port,
+    positive_float,
+)
 from scheduler_sdk._daemon.guard import READERS, Guard, load_authorizer
 from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, run_daemon
@@ -108,7 +115,7 @@ def build_parser() -> FlagParser:
     )
     p.add_flag(
         "--gc-delay",
-        type=parse_duration,
+        type=non_negative_duration,
         default="1w",
         help="how long a finished task's sandbox is kept (3600, 30m, 12h, 7d, 1w); sooner when the disk fills",
     )

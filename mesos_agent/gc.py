@@ -31,23 +31,6 @@ DEFAULT_DELAY = 7 * 24 * 3600.0
 DEFAULT_WATERMARK = 0.9
 
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from "3600", "90s", "30m", "12h", "7d" or "1w" (for `--gc-delay`)."""
-    raw = text.strip().lower()
-    unit = _UNITS.get(raw[-1:]) if raw else None
-    number = raw[:-1] if unit is not None else raw
-    try:
-        value = float(number) * (unit or 1.0)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a duration (e.g. 3600, 30m, 12h, 7d, 1w)") from None
-    if value < 0 or value != value:
-        raise ValueError(f"{text!r}: a duration must be ≥ 0")
-    return value
-
-
 def fraction(text: str) -> float:
     """A number in (0, 1] (for `--gc-disk-watermark`)."""
     value = float(text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Any, NoReturn
 
@@ -128,18 +129,37 @@ def add_logging_flags(parser: FlagParser) -> None:
     )
 
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds (>= 0) from `90`, `1.5s`, `500ms`, `10m`, `1h30m`, `2d` or `1w`; ValueError (one line) otherwise.
+    The one parser of every duration a daemon or the CLI takes."""
+    raw = text.strip().lower()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        parts = _DURATION_PART.findall(raw)
+        if not parts or "".join(n + u for n, u in parts) != raw:
+            raise ValueError(f"{text!r} is not a duration (e.g. 90s, 500ms, 10m, 1h30m, 2d)") from None
+        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"{text!r} is not a duration >= 0")
+    return seconds
+
+
+def non_negative_duration(text: str) -> float:
+    """A duration flag that may be 0."""
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def duration(text: str) -> float:
-    """Seconds from `90`, `1.5s`, `500ms`, `10m`, `2h` or `1d` (a duration flag); > 0."""
-    raw = text.strip().lower()
-    unit = next((u for u in ("ms", "s", "m", "h", "d") if raw.endswith(u)), "")
-    number = raw[: len(raw) - len(unit)] if unit else raw
-    try:
-        seconds = float(number) * _DURATION_UNITS.get(unit, 1.0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 90s, 500ms, 10m, 2h)") from None
-    if not seconds > 0 or seconds == float("inf"):
+    """A duration flag that must be > 0."""
+    seconds = non_negative_duration(text)
+    if seconds == 0:
         raise argparse.ArgumentTypeError(f"{text!r}: a duration must be > 0")
     return seconds

@@ -8,35 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiomesos.v1 import operator_pb2 as opb
-from scheduler_sdk._daemon.flags import FlagParser, positive_float
+from scheduler_sdk._daemon.flags import FlagParser, non_negative_duration, positive_float
 from scheduler_sdk.operator import OperatorClient, OperatorError
 
 #: `aiomesos agent ACTION`: the actions that are operator commands, not the daemon.
 ACTIONS = ("drain", "up")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 WAIT_INTERVAL = 1.0
-
-
-def duration(text: str) -> float:
-    """Seconds from `90s`, `10m`, `1h`, `1h30m`, `2d` (or a plain number of seconds)."""
-    raw = text.strip()
-    try:
-        seconds = float(raw)
-    except ValueError:
-        parts = _PART.findall(raw)
-        if not parts or "".join(n + u for n, u in parts) != raw:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 10m or 1h") from None
-        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if not 0 <= seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration >= 0")
-    return seconds
 
 
 def routed(argv: Sequence[str]) -> list[str] | None:
@@ -59,7 +41,7 @@ def add_parsers(sub: Any, with_master: Callable[[FlagParser], FlagParser]) -> No
     drain.add_argument("agent_id")
     drain.add_argument(
         "--deadline",
-        type=duration,
+        type=non_negative_duration,
         default=None,
         help="kill what still runs after this long, e.g. 90s, 10m, 1h (default: none, tasks end by themselves)",
     )

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from mesos_agent import gc as gc_module
-from mesos_agent.gc import SandboxGC, SandboxRegistry, fraction, live_sandboxes, parse_duration, scan, select
+from mesos_agent.gc import SandboxGC, SandboxRegistry, fraction, live_sandboxes, scan, select
 from mesos_agent.sandbox import create_sandbox
+from scheduler_sdk._daemon.flags import parse_duration
 
 DAY = 24 * 3600.0
 WEEK = 7 * DAY

@@ -7,8 +7,9 @@ import argparse
 import pytest
 
 from aiomesos.v1 import operator_pb2 as opb
+from scheduler_sdk._daemon.flags import non_negative_duration as duration
 from scheduler_sdk.cli.main import build_parser, main
-from scheduler_sdk.cli.maintenance import drain_json, drain_text, duration, routed
+from scheduler_sdk.cli.maintenance import drain_json, drain_text, routed
 
 
 @pytest.mark.parametrize(
