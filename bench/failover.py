@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import statistics
 import sys
@@ -65,7 +66,7 @@ class Holder(Scheduler):
                         name=task_id,
                         agent_id=offer.agent_id,
                         resources=Resources.of(cpus=0.05, mem=16).to_proto(),
-                        command=rpb.CommandInfo(shell=True, value=f"echo {task_id} >> {self.ran}; exec sleep 3600"),
+                        command=rpb.CommandInfo(shell=True, value=f"touch {self.ran}/{task_id}.$$ && exec sleep 3600"),
                     )
                 )
             driver.launch(offer.id, tasks)
@@ -111,6 +112,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             agent_flags=["--status-update-retry-min", "0.5", "--status-update-retry-max", "2"],
         )
         await cluster.start()
+        (work / "ran").mkdir()
+        os.chmod(work, 0o711)  # tasks run as nobody: they reach ran/ through the work dir
+        os.chmod(work / "ran", 0o1777)
         holder = Holder(work / "ran", args.tasks)
         info = rpb.FrameworkInfo(name="bench-failover", failover_timeout=600)
         driver = SchedulerDriver(cluster.master_address, info, holder, backoff_max=0.5, config=cluster.client_config)
@@ -134,8 +138,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 through.append(running_before)
                 await cluster.restart_master(index=index)
             ran: dict[str, int] = {}
-            for line in (work / "ran").read_text().split():
-                ran[line] = ran.get(line, 0) + 1
+            for path in (work / "ran").iterdir():  # one file per start of a task: TASK_ID.PID
+                ran[path.name.split(".", 1)[0]] = ran.get(path.name.split(".", 1)[0], 0) + 1
+            if len(ran) < len(holder.running()):
+                raise SystemExit("bench.failover: running tasks left no mark: the duplicate count would be blind")
             duplicated = sum(1 for n in ran.values() if n > 1)
             lost = len(holder.lost())
         finally:

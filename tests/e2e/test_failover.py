@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -44,6 +45,8 @@ class Endless(Recorder):
 
     def __init__(self, ran: Path, limit: int) -> None:
         super().__init__()
+        ran.mkdir()
+        os.chmod(ran, 0o1777)  # tasks run as nobody
         self.ran = ran
         self.limit = limit
         self.launched: list[str] = []
@@ -63,17 +66,18 @@ class Endless(Recorder):
             for _ in range(3):
                 task_id = f"t{len(self.launched):04d}"
                 self.launched.append(task_id)
-                tasks.append(task(task_id, f"echo {task_id} >> {self.ran}; sleep 0.5", offer.agent_id))
+                tasks.append(task(task_id, f"touch {self.ran}/{task_id}.$$ && sleep 0.5", offer.agent_id))
             driver.launch(offer.id, tasks)
 
     def terminal(self, task_id: str) -> bool:
         return any(is_terminal(s) for s in self.states(task_id))
 
     def ran_counts(self) -> dict[str, int]:
+        """How many times each task started (each run leaves a file named TASK_ID.PID)."""
         counts: dict[str, int] = {}
-        if self.ran.exists():
-            for line in self.ran.read_text().split():
-                counts[line] = counts.get(line, 0) + 1
+        for path in self.ran.iterdir():
+            task_id = path.name.split(".", 1)[0]
+            counts[task_id] = counts.get(task_id, 0) + 1
         return counts
 
 
@@ -81,6 +85,8 @@ def assert_accounted_for(s: Endless) -> None:
     """Nothing ran twice; a terminal state is final (never followed by another); a task reported LOST never
     ran (it was really lost)."""
     ran = s.ran_counts()
+    finished = [t for t in s.launched if tpb.TASK_FINISHED in s.states(t)]
+    assert all(t in ran for t in finished), "a task finished without leaving its mark: the check would be blind"
     twice = {t: n for t, n in ran.items() if n > 1}
     assert not twice, f"tasks ran more than once: {twice}"
     for task_id in s.launched:
