@@ -49,6 +49,7 @@ class Chaos(Scheduler):
         self.pending = deque(f"t{i}" for i in range(n))
         self.where: dict[str, str] = {}  # task id -> agent id
         self.states: dict[str, list[int]] = defaultdict(list)
+        self.history: dict[str, list[str]] = defaultdict(list)  # every status heard, for what must be 0
         self.terminal: dict[str, int] = {}
         self.after_terminal = 0
         self.registrations = 0
@@ -89,6 +90,9 @@ class Chaos(Scheduler):
 
     async def status_update(self, driver: SchedulerDriver, status: tpb.TaskStatus) -> None:
         task_id, state = status.task_id, status.state
+        self.history[task_id].append(
+            f"{tpb.TaskState.Name(state)}/{tpb.TaskStatus.Reason.Name(status.reason)}/{status.message[:80]}"
+        )
         first_end = self.terminal.get(task_id)
         if first_end is not None:
             self.after_terminal += state != first_end
@@ -209,6 +213,7 @@ async def run(tasks: int, agents: int, rounds: int, agent_delay: float, secure: 
         "after_terminal": chaos.after_terminal,
         "leaks": len(problems) + len(left),
         "leak_details": problems + [f"task process {pid} left" for pid in left],
+        "lost_while_alive_details": {t: chaos.history[t] for t in sorted(lost & ended)},
         "master_kill_to_resubscribed_s": _spread(resub),
         "master_kill_to_all_agents_attached_s": _spread(agents_back),
     }
