@@ -21,7 +21,7 @@ import structlog
 
 from aiomesos.v1 import agent_pb2_grpc, operator_pb2_grpc, scheduler_pb2_grpc
 from mesos_master.api.standby import Seat, routed
-from mesos_master.ha import add_etcd_flags, masters_view, open_coordination
+from mesos_master.ha import add_etcd_flags, masters_view, open_coordination, sole_master_view
 from mesos_master.registry import RegistryError, SQLiteRegistry
 from mesos_master.terms import Terms, build_allocator
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
@@ -158,6 +158,7 @@ class MasterDaemon:
             seat.masters_view = lambda: masters_view(coordination, me, lambda: seat.leading)
         else:
             seat = Seat(self.master_id)
+            seat.masters_view = lambda: sole_master_view(me)
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(
             routed(scheduler_pb2_grpc.SchedulerServicer, "aiomesos.v1.Scheduler", seat), server
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiomesos.v1 import operator_pb2 as opb
@@ -100,6 +100,24 @@ def _etcd_tls(a: argparse.Namespace, security: DaemonSecurity) -> EtcdTLS:
         raise DaemonError(f"cannot read etcd TLS material {e.filename}: {e.strerror}") from None
 
 
+def _summary(record: MasterRecord, leader: MasterRecord | None) -> opb.MasterSummary:
+    leads = leader is not None and leader.master_id == record.master_id
+    return opb.MasterSummary(
+        master_id=record.master_id,
+        address=record.address,
+        hostname=record.hostname,
+        leader=leads,
+        started_at=record.started_at,
+        elected_at=leader.elected_at if leads and leader is not None else 0.0,
+    )
+
+
+async def sole_master_view(me: MasterRecord) -> opb.GetMastersResponse:
+    """A master without etcd: it alone, leading since it started, on SQLite."""
+    leading = replace(me, elected_at=me.started_at)
+    return opb.GetMastersResponse(masters=[_summary(leading, leading)], leader_id=me.master_id, registry="sqlite")
+
+
 async def masters_view(
     coordination: Coordination, me: MasterRecord, leading: Callable[[], bool]
 ) -> opb.GetMastersResponse:
@@ -121,18 +139,7 @@ async def masters_view(
         leader = MasterRecord.decode(held.value) if held is not None else None
     except (EtcdError, ValueError):
         leader = me if leading() else None
-    for record in sorted(records.values(), key=lambda r: r.master_id):
-        leads = leader is not None and leader.master_id == record.master_id
-        response.masters.append(
-            opb.MasterSummary(
-                master_id=record.master_id,
-                address=record.address,
-                hostname=record.hostname,
-                leader=leads,
-                started_at=record.started_at,
-                elected_at=leader.elected_at if leads and leader is not None else 0.0,
-            )
-        )
+    response.masters.extend(_summary(r, leader) for r in sorted(records.values(), key=lambda r: r.master_id))
     if leader is not None:
         response.leader_id = leader.master_id
     for status in await c.client.status():

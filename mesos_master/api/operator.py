@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -167,26 +167,19 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         dispatcher: Dispatcher,
         guard: Guard,
         client_config: ClientConfig | None = None,
-        masters: Callable[[], Awaitable[opb.GetMastersResponse]] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.master = dispatcher.master
         self.guard = guard
         self.client_config = client_config  # how the master dials agents (its own certificate)
-        self.masters = masters or self._sole_master
-
-    async def _sole_master(self) -> opb.GetMastersResponse:
-        m = self.master
-        me = opb.MasterSummary(
-            master_id=m.master_id, hostname=m.hostname, leader=True, started_at=m.start_time, elected_at=m.start_time
-        )
-        return opb.GetMastersResponse(masters=[me], leader_id=m.master_id, registry="sqlite")
 
     async def GetMasters(
         self, request: opb.GetMastersRequest, context: grpc.aio.ServicerContext
     ) -> opb.GetMastersResponse:
-        """Every master and etcd's health (answered by a standby too: the daemon routes it to `masters`)."""
-        return await self.masters()
+        """Every master answers this itself, leader or standby: api/standby.py routes it to the master's seat,
+        never to a term's servicer."""
+        await context.abort(grpc.StatusCode.INTERNAL, "GetMasters reached a term's servicer")
+        raise AssertionError("abort raises")
 
     async def _page(
         self,

@@ -36,7 +36,7 @@ class Seat:
         self.services: Mapping[str, Any] | None = None
         self.closing = False  # the master is stopping: say so, rather than call it a standby
         self._leader = leader
-        #: What GetMasters answers (None: the term's own operator service says, for a single master).
+        #: What GetMasters answers (mesos_master.ha: the master alone, or every master as etcd lists them).
         self.masters_view = masters
 
     @property
@@ -69,16 +69,10 @@ class Seat:
         )
 
     async def masters(self, context: grpc.aio.ServicerContext) -> opb.GetMastersResponse:
-        if self.masters_view is not None:
-            return await self.masters_view()
-        services = self.services
-        if services is None:
-            await self.refuse(context)
+        if self.masters_view is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "this master cannot list the masters yet")
             raise AssertionError("abort raises")
-        response: opb.GetMastersResponse = await services["aiomesos.v1.Operator"].GetMasters(
-            opb.GetMastersRequest(), context
-        )
-        return response
+        return await self.masters_view()
 
 
 def routed(servicer: type, service: str, seat: Seat) -> Any:

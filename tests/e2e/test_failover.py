@@ -315,3 +315,11 @@ async def test_a_drain_survives_a_failover(tmp_path: Path) -> None:
             async with OperatorClient(c.master_address) as client:
                 await client.reactivate_agent(drained)
             await wait_drain_state(new, drained, opb.DRAIN_NONE)
+
+
+async def test_a_single_master_lists_itself_leading_on_sqlite(cluster: LocalCluster) -> None:
+    async with OperatorClient(cluster.master_address) as client:
+        answer = await client.masters()
+    assert answer.registry == "sqlite" and not answer.etcd
+    assert [(m.address, m.leader) for m in answer.masters] == [(cluster.master_address, True)]
+    assert answer.leader_id == answer.masters[0].master_id and answer.masters[0].elected_at > 0
