@@ -21,7 +21,7 @@ import structlog
 
 from aiomesos.v1 import agent_pb2_grpc, operator_pb2_grpc, scheduler_pb2_grpc
 from mesos_master.api.standby import Seat, routed
-from mesos_master.ha import add_etcd_flags, masters_view, open_coordination, sole_master_view
+from mesos_master.ha import Coordination, add_etcd_flags, masters_view, open_coordination, sole_master_view
 from mesos_master.registry import RegistryError, SQLiteRegistry
 from mesos_master.terms import Terms, build_allocator
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
@@ -152,22 +152,9 @@ class MasterDaemon:
             started_at=time.time(),
         )
         coordination = open_coordination(a, security, me) if a.etcd else None
-        if coordination is not None:
-            election = coordination.election
-            seat = Seat(self.master_id, election.leader)
-            seat.masters_view = lambda: masters_view(coordination, me, lambda: seat.leading)
-        else:
-            seat = Seat(self.master_id)
-            seat.masters_view = lambda: sole_master_view(me)
-        scheduler_pb2_grpc.add_SchedulerServicer_to_server(
-            routed(scheduler_pb2_grpc.SchedulerServicer, "aiomesos.v1.Scheduler", seat), server
-        )
-        agent_pb2_grpc.add_AgentRegistryServicer_to_server(
-            routed(agent_pb2_grpc.AgentRegistryServicer, "aiomesos.v1.AgentRegistry", seat), server
-        )
-        operator_pb2_grpc.add_OperatorServicer_to_server(
-            routed(operator_pb2_grpc.OperatorServicer, "aiomesos.v1.Operator", seat), server
-        )
+        sole_registry = None if coordination is not None else _open_sqlite(work_dir)
+        seat = _seat(me, coordination)
+        _route(server, seat)
         await server.start()
         if token_port is not None:
             _write_atomically(work_dir / TOKEN_ADDRESS_FILE, me.token_address + "\n")
@@ -189,7 +176,6 @@ class MasterDaemon:
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: reload_security(authorizer, security))
         terms = Terms(a, self.master_id, seat, authorizer, security, self.stopping)
-        sole_registry = None if coordination is not None else _open_sqlite(work_dir)
         backstop: asyncio.TimerHandle | None = None
         code = 0
         try:
@@ -222,6 +208,30 @@ class MasterDaemon:
                     backstop.cancel()
             log.info("master stopped")
         return code
+
+
+def _seat(me: MasterRecord, coordination: Coordination | None) -> Seat:
+    """Where this master's calls go: its terms' servicers, or a standby's refusal naming the leader."""
+    if coordination is None:
+        seat = Seat(me.master_id)
+        seat.masters_view = lambda: sole_master_view(me)
+        return seat
+    seat = Seat(me.master_id, coordination.election.leader)
+    seat.masters_view = lambda: masters_view(coordination, me, lambda: seat.leading)
+    return seat
+
+
+def _route(server: grpc.aio.Server, seat: Seat) -> None:
+    """The three services, for the master's whole life, each routed to the seat."""
+    scheduler_pb2_grpc.add_SchedulerServicer_to_server(
+        routed(scheduler_pb2_grpc.SchedulerServicer, "aiomesos.v1.Scheduler", seat), server
+    )
+    agent_pb2_grpc.add_AgentRegistryServicer_to_server(
+        routed(agent_pb2_grpc.AgentRegistryServicer, "aiomesos.v1.AgentRegistry", seat), server
+    )
+    operator_pb2_grpc.add_OperatorServicer_to_server(
+        routed(operator_pb2_grpc.OperatorServicer, "aiomesos.v1.Operator", seat), server
+    )
 
 
 def _open_sqlite(work_dir: Path) -> SQLiteRegistry:
