@@ -11,18 +11,22 @@ What must be 0 (issue 10: a terminal state is final; nothing runs twice; nothing
 Also: per round, seconds from kill -9 of the master to the framework resubscribed, and to every agent attached.
 
     python -m bench.chaos [--tasks 300] [--agents 2] [--rounds 3] [--agent-delay 2] [--security on|off]
+                          [--seed N] [--keep DIR] [--log-level warning|info|debug]
+
+--keep DIR runs in DIR (created; must not exist) and leaves it, with the daemons' logs/, for a post-mortem.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import signal
 import tempfile
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import psutil
@@ -153,10 +157,29 @@ async def _round(cluster: LocalCluster, chaos: Chaos, rng: random.Random, agent_
     return {"to_resubscribed_s": resubscribed_at - killed, "to_all_agents_s": attached_at - killed}
 
 
-async def run(tasks: int, agents: int, rounds: int, agent_delay: float, secure: bool, seed: int) -> dict[str, object]:
+@contextlib.contextmanager
+def _work_dir(keep: Path | None) -> Iterator[Path]:
+    """A temporary directory, or `keep` (created, left behind) for a post-mortem of the daemons' logs."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="aiomesos-chaos-") as tmp:
+            yield Path(tmp)
+    else:
+        keep.mkdir(parents=True)
+        yield keep.resolve()
+
+
+async def run(
+    tasks: int,
+    agents: int,
+    rounds: int,
+    agent_delay: float,
+    secure: bool,
+    seed: int,
+    keep: Path | None = None,
+    log_level: str = "warning",
+) -> dict[str, object]:
     rng = random.Random(seed)
-    with tempfile.TemporaryDirectory(prefix="aiomesos-chaos-") as tmp:
-        work = Path(tmp)
+    with _work_dir(keep) as work:
         work.chmod(0o711)  # traversable: tasks run as another user (nobody) and must reach their sandboxes
         marks = work / "marks"
         marks.mkdir()
@@ -167,7 +190,7 @@ async def run(tasks: int, agents: int, rounds: int, agent_delay: float, secure: 
             agent_resources="cpus:4;mem:4096;disk:1000",
             master_flags=["--allocation-interval", "0.1"],
             agent_flags=["--status-update-retry-min", "1", "--status-update-retry-max", "4"],
-            log_level="warning",
+            log_level=log_level,
             secure=secure,
         )
         chaos = Chaos(tasks, marks, seed)
@@ -240,8 +263,21 @@ def main() -> None:
     parser.add_argument("--agent-delay", type=float, default=2.0, help="seconds the agent stays away after the master")
     parser.add_argument("--security", choices=["on", "off"], default="on")
     parser.add_argument("--seed", type=int, default=10)
+    parser.add_argument("--keep", type=Path, help="run in this new directory and leave it (logs/ for a post-mortem)")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
     args = parser.parse_args()
-    figures = asyncio.run(run(args.tasks, args.agents, args.rounds, args.agent_delay, args.security == "on", args.seed))
+    figures = asyncio.run(
+        run(
+            args.tasks,
+            args.agents,
+            args.rounds,
+            args.agent_delay,
+            args.security == "on",
+            args.seed,
+            args.keep,
+            args.log_level,
+        )
+    )
     report("chaos", figures)
     must_be_zero = ("lost_while_alive", "launched_twice", "after_terminal", "leaks")
     raise SystemExit(1 if any(figures[k] for k in must_be_zero) else 0)
