@@ -56,6 +56,7 @@ class Chaos(Scheduler):
         self.history: dict[str, list[str]] = defaultdict(list)  # every status heard, for what must be 0
         self.terminal: dict[str, int] = {}
         self.after_terminal = 0
+        self.changed_after_terminal: set[str] = set()
         self.registrations = 0
         self.done = asyncio.Event()
 
@@ -99,7 +100,9 @@ class Chaos(Scheduler):
         )
         first_end = self.terminal.get(task_id)
         if first_end is not None:
-            self.after_terminal += state != first_end
+            if state != first_end:
+                self.after_terminal += 1
+                self.changed_after_terminal.add(task_id)
             return
         self.states[task_id].append(state)
         if is_terminal(state):
@@ -237,6 +240,7 @@ async def run(
         "leaks": len(problems) + len(left),
         "leak_details": problems + [f"task process {pid} left" for pid in left],
         "lost_while_alive_details": {t: chaos.history[t] for t in sorted(lost & ended)},
+        "after_terminal_details": {t: chaos.history[t] for t in sorted(chaos.changed_after_terminal)},
         "master_kill_to_resubscribed_s": _spread(resub),
         "master_kill_to_all_agents_attached_s": _spread(agents_back),
     }
