@@ -11,18 +11,22 @@ What must be 0 (issue 10: a terminal state is final; nothing runs twice; nothing
 Also: per round, seconds from kill -9 of the master to the framework resubscribed, and to every agent attached.
 
     python -m bench.chaos [--tasks 300] [--agents 2] [--rounds 3] [--agent-delay 2] [--security on|off]
+                          [--seed N] [--keep DIR] [--log-level warning|info|debug]
+
+--keep DIR runs in DIR (created; must not exist) and leaves it, with the daemons' logs/, for a post-mortem.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import signal
 import tempfile
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import psutil
@@ -52,6 +56,7 @@ class Chaos(Scheduler):
         self.history: dict[str, list[str]] = defaultdict(list)  # every status heard, for what must be 0
         self.terminal: dict[str, int] = {}
         self.after_terminal = 0
+        self.changed_after_terminal: set[str] = set()
         self.registrations = 0
         self.done = asyncio.Event()
 
@@ -95,7 +100,9 @@ class Chaos(Scheduler):
         )
         first_end = self.terminal.get(task_id)
         if first_end is not None:
-            self.after_terminal += state != first_end
+            if state != first_end:
+                self.after_terminal += 1
+                self.changed_after_terminal.add(task_id)
             return
         self.states[task_id].append(state)
         if is_terminal(state):
@@ -153,10 +160,29 @@ async def _round(cluster: LocalCluster, chaos: Chaos, rng: random.Random, agent_
     return {"to_resubscribed_s": resubscribed_at - killed, "to_all_agents_s": attached_at - killed}
 
 
-async def run(tasks: int, agents: int, rounds: int, agent_delay: float, secure: bool, seed: int) -> dict[str, object]:
+@contextlib.contextmanager
+def _work_dir(keep: Path | None) -> Iterator[Path]:
+    """A temporary directory, or `keep` (created, left behind) for a post-mortem of the daemons' logs."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="aiomesos-chaos-") as tmp:
+            yield Path(tmp)
+    else:
+        keep.mkdir(parents=True)
+        yield keep.resolve()
+
+
+async def run(
+    tasks: int,
+    agents: int,
+    rounds: int,
+    agent_delay: float,
+    secure: bool,
+    seed: int,
+    keep: Path | None = None,
+    log_level: str = "warning",
+) -> dict[str, object]:
     rng = random.Random(seed)
-    with tempfile.TemporaryDirectory(prefix="aiomesos-chaos-") as tmp:
-        work = Path(tmp)
+    with _work_dir(keep) as work:
         work.chmod(0o711)  # traversable: tasks run as another user (nobody) and must reach their sandboxes
         marks = work / "marks"
         marks.mkdir()
@@ -167,7 +193,7 @@ async def run(tasks: int, agents: int, rounds: int, agent_delay: float, secure: 
             agent_resources="cpus:4;mem:4096;disk:1000",
             master_flags=["--allocation-interval", "0.1"],
             agent_flags=["--status-update-retry-min", "1", "--status-update-retry-max", "4"],
-            log_level="warning",
+            log_level=log_level,
             secure=secure,
         )
         chaos = Chaos(tasks, marks, seed)
@@ -214,6 +240,7 @@ async def run(tasks: int, agents: int, rounds: int, agent_delay: float, secure: 
         "leaks": len(problems) + len(left),
         "leak_details": problems + [f"task process {pid} left" for pid in left],
         "lost_while_alive_details": {t: chaos.history[t] for t in sorted(lost & ended)},
+        "after_terminal_details": {t: chaos.history[t] for t in sorted(chaos.changed_after_terminal)},
         "master_kill_to_resubscribed_s": _spread(resub),
         "master_kill_to_all_agents_attached_s": _spread(agents_back),
     }
@@ -240,8 +267,21 @@ def main() -> None:
     parser.add_argument("--agent-delay", type=float, default=2.0, help="seconds the agent stays away after the master")
     parser.add_argument("--security", choices=["on", "off"], default="on")
     parser.add_argument("--seed", type=int, default=10)
+    parser.add_argument("--keep", type=Path, help="run in this new directory and leave it (logs/ for a post-mortem)")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
     args = parser.parse_args()
-    figures = asyncio.run(run(args.tasks, args.agents, args.rounds, args.agent_delay, args.security == "on", args.seed))
+    figures = asyncio.run(
+        run(
+            args.tasks,
+            args.agents,
+            args.rounds,
+            args.agent_delay,
+            args.security == "on",
+            args.seed,
+            args.keep,
+            args.log_level,
+        )
+    )
     report("chaos", figures)
     must_be_zero = ("lost_while_alive", "launched_twice", "after_terminal", "leaks")
     raise SystemExit(1 if any(figures[k] for k in must_be_zero) else 0)

@@ -23,7 +23,7 @@ from ._isolation import (
     parse_isolation,
 )
 from ._isolation import select_backend as _select_backend
-from ._launcher import Launcher, abandon, namespace_init
+from ._launcher import Launcher, LaunchGate, abandon, namespace_init
 from ._names import GPU_NVIDIA, PID_NS
 from ._process import ExecProcess, ExitedProcess, TaskProcess
 from ._procfs import boot_id, boottime_ticks, process_table, running
@@ -252,6 +252,9 @@ class Containerizer:
         container_id = spec.container_id
         isolators = self._isolators.launched
         status_file = self._prepare_runtime(container_id) if spec.checkpoint else None
+        # A checkpointed task starts only once its launch record is written: an agent killed in between leaves
+        # no container a later one cannot find, and reports lost no task that runs on (see _wrapper).
+        gate = LaunchGate() if status_file is not None else None
         paths: list[Path] = []
         try:
             paths = self._backend.create(spec) if self._backend is not None else []
@@ -260,14 +263,25 @@ class Containerizer:
                 isolator.prepare(spec, launch)
             started = boottime_ticks()
             proc = await self._launcher.spawn_task(
-                spec, launch.env, paths, prefix, status_file=status_file, unshare=launch.unshare, rlimits=launch.rlimits
+                spec,
+                launch.env,
+                paths,
+                prefix,
+                status_file=status_file,
+                unshare=launch.unshare,
+                rlimits=launch.rlimits,
+                gate=gate,
             )
-            if status_file is not None:
+            if gate is not None:
+                gate.spawned()
                 self._write_record(spec, proc, paths, (started, boottime_ticks()))
+                gate.open()
             elif not paths and self._journal is not None:
                 # No cgroup to find it by after a kill -9 of the agent: leave its pid where the next looks.
                 self._record_pid(container_id, proc, (started, boottime_ticks()))
         except BaseException:
+            if gate is not None:
+                gate.close()  # the wrapper, if spawned, exits without starting the task
             if paths:
                 cg.kill_and_remove_sync(paths, timeout=2.0)
             if status_file is not None:

@@ -33,7 +33,7 @@ from ._process import (
 )
 from ._procfs import pid_namespace_init, process_table, start_time, tree_members
 from ._types import ContainerizerError, LaunchError, LaunchSpec
-from ._wrapper import wrapper_argv
+from ._wrapper import LAUNCH_GO, wrapper_argv
 
 if TYPE_CHECKING:
     from ._container import Container
@@ -44,6 +44,35 @@ log = structlog.get_logger(__name__)
 NAMESPACE_INIT_WAIT = 5.0
 
 _OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+
+
+class LaunchGate:
+    """The pipe a checkpointed launch's wrapper waits on before it starts the task (see ``_wrapper``): the read
+    end becomes the wrapper's stdin; ``open`` writes ``LAUNCH_GO`` once the launch record is written. Closed
+    without it (the launch failed, or the agent died: the kernel closes the write end), the wrapper exits
+    without starting the task. Both ends are close-on-exec: no other child holds the write end open."""
+
+    def __init__(self) -> None:
+        self.read_fd, self._write_fd = os.pipe2(os.O_CLOEXEC)
+
+    def spawned(self) -> None:
+        """The wrapper has its copy of the read end: the agent's goes."""
+        if self.read_fd >= 0:
+            os.close(self.read_fd)
+            self.read_fd = -1
+
+    def open(self) -> None:
+        """Let the task start (a wrapper already gone: nothing to tell)."""
+        if self._write_fd >= 0:
+            with contextlib.suppress(BrokenPipeError):
+                os.write(self._write_fd, LAUNCH_GO)  # a few bytes into an empty pipe: never blocks
+        self.close()
+
+    def close(self) -> None:
+        self.spawned()
+        if self._write_fd >= 0:
+            os.close(self._write_fd)
+            self._write_fd = -1
 
 
 class Launcher:
@@ -84,8 +113,13 @@ class Launcher:
         status_file: str | None,
         unshare: str | None,
         rlimits: list[str],
+        gate: LaunchGate | None = None,
     ) -> TaskProcess:
-        """Start the launch wrapper of spec, its output to spec's stdout / stderr files (LaunchError if not)."""
+        """Start the launch wrapper of spec, its output to spec's stdout / stderr files (LaunchError if not);
+        with a status_file, its stdin is gate's read end (it waits for ``gate.open()`` to start the task)."""
+        if status_file is not None and gate is None:
+            raise LaunchError(f"{spec.container_id}: a checkpointed launch needs a LaunchGate")
+        stdin = gate.read_fd if gate is not None and status_file is not None else None
         try:
             out = os.open(spec.stdout_path, _OUT_FLAGS, 0o644)
         except OSError as e:
@@ -101,7 +135,7 @@ class Launcher:
                         spec, paths, prefix, cd=True, status_file=status_file, unshare=unshare, rlimits=rlimits
                     )
                     try:
-                        pid = spawn_posix(argv, env, out, err)
+                        pid = spawn_posix(argv, env, out, err, stdin)
                     except NotImplementedError:  # no POSIX_SPAWN_SETSID in this libc
                         self.fast_spawn = False
                     else:
@@ -109,7 +143,7 @@ class Launcher:
                 argv = wrapper_argv(
                     spec, paths, prefix, cd=False, status_file=status_file, unshare=unshare, rlimits=rlimits
                 )
-                return AsyncioProcess(await spawn_asyncio(argv, env, spec.cwd, out, err))
+                return AsyncioProcess(await spawn_asyncio(argv, env, spec.cwd, out, err, stdin))
             except OSError as e:
                 raise LaunchError(f"{spec.container_id}: cannot start {spec.argv[0]!r}: {e}") from e
             finally:

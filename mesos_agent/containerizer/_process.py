@@ -297,14 +297,15 @@ def pidfd_supported() -> bool:
     return True
 
 
-def spawn_posix(argv: list[str], env: dict[str, str], out_fd: int, err_fd: int) -> int:
-    """posix_spawn argv[0] (an absolute path) in a new session; stdin /dev/null."""
+def spawn_posix(argv: list[str], env: dict[str, str], out_fd: int, err_fd: int, in_fd: int | None = None) -> int:
+    """posix_spawn argv[0] (an absolute path) in a new session; stdin in_fd, else /dev/null."""
+    stdin = (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0) if in_fd is None else (os.POSIX_SPAWN_DUP2, in_fd, 0)
     return os.posix_spawn(
         argv[0],
         argv,
         env,
         file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            stdin,
             (os.POSIX_SPAWN_DUP2, out_fd, 1),
             (os.POSIX_SPAWN_DUP2, err_fd, 2),
         ],
@@ -315,11 +316,11 @@ def spawn_posix(argv: list[str], env: dict[str, str], out_fd: int, err_fd: int) 
 
 
 async def spawn_asyncio(
-    argv: list[str], env: dict[str, str], cwd: Path, out_fd: int, err_fd: int
+    argv: list[str], env: dict[str, str], cwd: Path, out_fd: int, err_fd: int, in_fd: int | None = None
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         *argv,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if in_fd is None else in_fd,
         stdout=out_fd,
         stderr=err_fd,
         cwd=cwd,

@@ -14,7 +14,16 @@ wrapper as the task's parent so that the exit status outlives the agent:
   status file, then ends the same way (the same exit code, or the same
   signal raised on itself, core dumps off);
 * the wrapper protects itself from the OOM killer (best effort) after the
-  task has been forked, so that an OOM kill of the task is still recorded.
+  task has been forked, so that an OOM kill of the task is still recorded;
+* the task starts only once the agent has written the launch record (as
+  Mesos' launcher waits on a pipe until the agent has checkpointed the forked
+  pid): the wrapper's stdin is a pipe from the agent, which writes ``go``
+  (``LAUNCH_GO``) to it once the record is on disk.  Should the agent die
+  before (a ``kill -9`` between spawn and record: the next agent finds no
+  record of the container and reports the task lost), the pipe ends without
+  it and the wrapper exits with ``LAUNCH_FAILED_STATUS``, recorded, before
+  the task's command ever ran: a task reported lost never runs on unseen.
+  The task's own stdin is ``/dev/null``.
 
 Without cgroups (posix isolation), and for RLIMIT_FSIZE with cgroups too,
 the wrapper also sets the task's rlimits with the shell's own ``ulimit``
@@ -50,6 +59,8 @@ from ._types import LaunchSpec
 LAUNCH_FAILED_STATUS = 125
 #: Prefix of the line the wrapper writes to the task's stderr in that case.
 WRAPPER_MARK = "aiomesos-containerizer:"
+#: What the agent writes to a checkpointed launch's wrapper (on its stdin) once the launch record is written.
+LAUNCH_GO = b"go\n"
 
 # The init of a pid namespace: run the task, wait for it, exit with its status.
 _NS_INIT = '"$@" & wait $! 2>/dev/null'
@@ -145,6 +156,15 @@ def wrapper_argv(
         run = "".join(quote(word) + " " for word in reset) + run
     mv = tool("mv") or "mv"
     status = quote(status_file)
+    record = f"2>/dev/null >{status}.tmp && {quote(mv)} -f {status}.tmp {status} 2>/dev/null"
+    unconfirmed = quote(
+        f"{WRAPPER_MARK} the agent did not confirm the launch (it died or failed): the task never started"
+    )
+    steps.append(
+        f'{{ read -r go && [ "$go" = {LAUNCH_GO.decode().strip()} ]; }} || '
+        f"{{ echo {unconfirmed} >&2; echo {LAUNCH_FAILED_STATUS} {record}; exit {LAUNCH_FAILED_STATUS}; }}; "
+        "exec </dev/null"
+    )
     steps.append(
         f'{run}"$@" & c=$!\n'
         "echo -1000 2>/dev/null >/proc/$$/oom_score_adj\n"
@@ -156,7 +176,7 @@ def wrapper_argv(
         "while [ $t = 1 ]; do t=0; wait $c 2>/dev/null; r=$?\n"
         '  if [ $r != 127 ] || [ -z "$s" ]; then s=$r; fi\n'
         "done\n"
-        f"echo $s 2>/dev/null >{status}.tmp && {quote(mv)} -f {status}.tmp {status} 2>/dev/null\n"
+        f"echo $s {record}\n"
         "trap - TERM INT\n"
         "if [ $s -gt 128 ] && [ $s -lt 193 ]; then ulimit -c 0; kill -s $((s - 128)) $$; fi\n"
         "exit $s"

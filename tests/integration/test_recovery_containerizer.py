@@ -375,6 +375,86 @@ async def test_cleanup_orphans_keeps_what_it_is_told(make_host: MakeHost, isolat
     assert (await adopted.wait()).signal == signal.SIGTERM
 
 
+# An agent killed -9 in the middle of a launch: after the spawn of the wrapper, before (or just after) its record.
+DYING_AGENT = """
+import asyncio, json, os, signal, sys
+from pathlib import Path
+from mesos_agent.containerizer import Containerizer, LaunchSpec
+from mesos_agent.containerizer._launcher import LaunchGate
+
+cfg = json.loads(sys.argv[1])
+write_record = Containerizer._write_record
+
+def die(*args):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def die_instead_of_recording(self, spec, proc, paths, started):
+    print(json.dumps({"pid": proc.pid}), flush=True)
+    die()
+
+def record_then_die(self, spec, proc, paths, started):
+    write_record(self, spec, proc, paths, started)
+    print(json.dumps({"pid": proc.pid}), flush=True)
+
+Containerizer._write_record = die_instead_of_recording if cfg["dies"] == "before_record" else record_then_die
+LaunchGate.open = die
+
+async def main():
+    czr = Containerizer(cfg["root"], runtime_dir=cfg["runtime_dir"], isolation=cfg["isolation"])
+    cwd = Path(cfg["cwd"])
+    await czr.launch(LaunchSpec("c1", cfg["argv"], cfg["env"], cwd, cwd / "stdout", cwd / "stderr", checkpoint=True))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(
+    "isolation", [pytest.param("auto", marks=needs_cgroups, id="cgroups"), pytest.param("posix", id="posix")]
+)
+@pytest.mark.parametrize("dies", ["before_record", "after_record"])
+async def test_a_task_never_starts_when_its_agent_dies_in_the_middle_of_its_launch(
+    make_host: MakeHost, isolation: str, dies: str
+) -> None:
+    """bench.chaos found it: an agent killed -9 after spawning a checkpointed task's wrapper and before writing
+    its launch record left a task that ran to its end while the next agent, finding no record of its container,
+    reported it TASK_LOST. The task now starts only once its record is written (the wrapper waits for the
+    agent's word): never when the agent dies before; after, the record is there and says it never started."""
+    host = make_host(isolation)
+    sandbox = host.sandbox("c1")
+    sandbox.mkdir()
+    cfg = {
+        "root": host.root,
+        "runtime_dir": str(host.runtime_dir),
+        "isolation": isolation,
+        "env": ENV,
+        "cwd": str(sandbox),
+        "argv": ["/bin/sh", "-c", "touch ran"],
+        "dies": dies,
+    }
+    agent = subprocess.Popen([PY, "-c", DYING_AGENT, json.dumps(cfg)], stdout=subprocess.PIPE, cwd=REPO)
+    assert agent.stdout is not None
+    line = agent.stdout.readline()
+    assert agent.wait(30) == -signal.SIGKILL and line, "the agent did not die in the middle of the launch"
+    host.pids["c1"] = json.loads(line)["pid"]
+    # The wrapper outlives the agent, and ends on its own: the agent's end of its pipe went with the agent.
+    await poll(lambda: gone(host.pids["c1"]), what="the wrapper to end")
+    assert not (sandbox / "ran").exists(), "the task ran although its agent died before confirming its launch"
+    assert "the task never started" in read(sandbox / "stderr")
+
+    czr = host.containerizer()
+    recovered = await czr.recover("c1")
+    if dies == "before_record":
+        assert recovered is None  # the agent reports the task lost: and lost it is, it never ran
+        assert czr.cleanup_orphans() == ["c1"]
+    else:
+        assert recovered is not None
+        ended = await asyncio.wait_for(recovered.wait(), 5)
+        assert ended.exit_code == 125 and ended.message.startswith("launch failed: the agent did not confirm")
+        czr.release("c1")
+    assert not (sandbox / "ran").exists()
+    assert host.cgroup_dirs() == []
+
+
 async def test_posix_tasks_of_non_checkpointing_frameworks_do_not_outlive_a_crashed_agent(
     make_host: MakeHost,
 ) -> None:
