@@ -175,6 +175,11 @@ class PendingReconciliations:
         self._uncount(key[0])
         return kill
 
+    def forget(self, key: TaskKey) -> None:
+        """The task got its answer another way (its launch was refused): no request for it waits any more."""
+        for agent_id in [a for a, waiting in self.by_agent.items() if key in waiting]:
+            self.take_one(agent_id, key)
+
     def drop_framework(self, framework_id: str) -> None:
         """The framework went away (disconnected, removed): it asks again when it is back."""
         if not self.per_framework.get(framework_id):

@@ -99,7 +99,9 @@ class MasterState:
     def _reply(
         self, fw: Framework, task_id: str, state: int, reason: int, message: str, agent_id: str, now: float
     ) -> None:
-        """A master-made update for a task that never launched (it needs no acknowledgement)."""
+        """A master-made update for a task that never launched (it needs no acknowledgement). It is the task's one
+        terminal answer: a reconciliation of it still waiting for its agent is answered by this, not again later."""
+        self.pending_reconciliations.forget((fw.id, task_id))
         self.outbox.framework(fw.id).updates.append(self._master_status(task_id, state, reason, message, agent_id, now))
         log.info("task rejected", framework_id=fw.id, task_id=task_id, state=tpb.TaskState.Name(state), why=message)  # type: ignore[arg-type]
 

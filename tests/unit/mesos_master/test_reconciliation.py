@@ -347,3 +347,17 @@ def test_a_report_with_nothing_unacknowledged_answers_its_state() -> None:
     w.drain()
     reconcile(w, fid, ("t1", aid))
     assert answers(w, fid) == [("t1", tpb.TASK_RUNNING, tpb.TaskStatus.REASON_RECONCILIATION)]
+
+
+def test_a_launch_rejected_while_its_reconciliation_waits_has_one_terminal_answer() -> None:
+    """After a restart the framework asks about t1 on S2 (still away: no answer yet), then launches t1 with an
+    offer of the old master (TASK_DROPPED): when S2 comes back without t1, the framework must not hear a second,
+    different terminal state (TASK_LOST) for it. Seen in bench.chaos (after_terminal)."""
+    w, fid = restarted()
+    reconcile(w, fid, ("t1", "S2"))
+    assert answers(w, fid) == []
+    w.accept(fid, ["stale-offer"], [task("t1", "cpus:1;mem:128")])
+    [(task_id, state, _)] = answers(w, fid)
+    assert (task_id, state) == ("t1", tpb.TASK_DROPPED)
+    w.register(aid="S2", tasks=[])
+    assert [a for a in answers(w, fid) if a[0] == "t1"] == []
