@@ -48,8 +48,13 @@ async def test_task_logs_follow_tail_stderr_ls_and_refused_paths(cluster: LocalC
     rec = Recorder()
     async with framework(m, rec) as driver:
         offer = await rec.next_offer()
-        # Eight lines over about two seconds, a link out of the sandbox, and a word on stderr at the end.
-        talker = "ln -s / escape; for i in 1 2 3 4 5 6 7 8; do echo line$i; sleep 0.25; done; echo oops >&2"
+        # Four lines, then the task waits for the test to say go (a file appearing), then four more and a word on
+        # stderr: lines 1-4 reaching the follower while the task still runs proves they stream as written.
+        go = Path(f"/tmp/aiomesos-go-{os.getpid()}-{time.monotonic_ns()}")
+        talker = (
+            "ln -s / escape; for i in 1 2 3 4; do echo line$i; done; "
+            f"while [ ! -e {go} ]; do sleep 0.05; done; for i in 5 6 7 8; do echo line$i; done; echo oops >&2"
+        )
         driver.accept([offer.id], [task("talker", talker, offer.agent_id)])
         await rec.wait_state("talker", {tpb.TASK_RUNNING})
 
@@ -65,17 +70,24 @@ async def test_task_logs_follow_tail_stderr_ls_and_refused_paths(cluster: LocalC
             env={**os.environ, "COLUMNS": "200"},
         )
         assert follow.stdout is not None
-        arrivals: list[tuple[float, str]] = []
-        deadline = time.monotonic() + 20
-        while line := await asyncio.wait_for(follow.stdout.readline(), deadline - time.monotonic()):
-            arrivals.append((time.monotonic(), line.decode().strip()))
+        arrivals: list[str] = []
+        deadline = time.monotonic() + 30
+        try:
+            while len(arrivals) < 4:
+                line = await asyncio.wait_for(follow.stdout.readline(), deadline - time.monotonic())
+                assert line, f"follow ended early after {arrivals}"
+                arrivals.append(line.decode().strip())
+            assert tpb.TASK_FINISHED not in rec.states("talker")
+            go.touch()
+            while line := await asyncio.wait_for(follow.stdout.readline(), deadline - time.monotonic()):
+                arrivals.append(line.decode().strip())
+        finally:
+            go.unlink(missing_ok=True)
         code = await asyncio.wait_for(follow.wait(), 10)
         status = await rec.wait_state("talker", {tpb.TASK_FINISHED, tpb.TASK_FAILED})
         assert status.state == tpb.TASK_FINISHED
         assert code == 0
-        assert [text for _, text in arrivals] == [f"line{i}" for i in range(1, 9)]
-        # Lines came as the task wrote them, not all at once when it ended.
-        assert arrivals[-1][0] - arrivals[0][0] > 0.8, arrivals
+        assert arrivals == [f"line{i}" for i in range(1, 9)]
 
         # Once acknowledged the agent forgets the task: its sandbox is still served, found on disk.
         address = next(a.agent_info.address for a in await agents(m) if a.agent_info.id == offer.agent_id)
