@@ -6,6 +6,7 @@ ca = "certs/ca.crt"           # the cluster CA; relative paths are relative to t
 token = "..."                 # a bearer token, or:
 cert = "certs/ops.crt"        # a client certificate
 key = "certs/ops.key"         # and its key
+jobs = "127.0.0.1:5060"       # the jobs service (`aiomesos job ...`), HOST:PORT
 ```
 
 The CLI and the SDK read it from `--config`, else `$AIOMESOS_CONFIG`, else `~/.config/aiomesos/config.toml`."""
@@ -23,7 +24,7 @@ from scheduler_sdk.security._files import write_private
 from scheduler_sdk.security.certs import SecurityError
 
 CONFIG_ENV = "AIOMESOS_CONFIG"
-KEYS = ("master", "ca", "token", "cert", "key")
+KEYS = ("master", "ca", "token", "cert", "key", "jobs")
 
 
 def default_config_path(env: Mapping[str, str] = os.environ) -> Path:
@@ -51,6 +52,7 @@ class ClientConfig:
     token: str | None = None
     cert: Path | None = None
     key: Path | None = None
+    jobs: str = ""
 
     @classmethod
     def load(cls, path: Path) -> ClientConfig:
@@ -78,7 +80,12 @@ class ClientConfig:
             return (path.parent / data[name]).resolve() if name in data else None
 
         return cls(
-            master=data.get("master", ""), ca=rel("ca"), token=data.get("token"), cert=rel("cert"), key=rel("key")
+            master=data.get("master", ""),
+            ca=rel("ca"),
+            token=data.get("token"),
+            cert=rel("cert"),
+            key=rel("key"),
+            jobs=data.get("jobs", ""),
         )
 
     def render(self) -> str:
