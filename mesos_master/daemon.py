@@ -27,7 +27,7 @@ from mesos_master.terms import Terms, build_allocator
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
 from scheduler_sdk._daemon.guard import load_authorizer, reload_security
 from scheduler_sdk._daemon.logs import configure_logging
-from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, run_daemon
+from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, run_daemon, write_atomically
 from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk._daemon.tasks import race
 from scheduler_sdk.channels import SERVER_OPTIONS
@@ -157,8 +157,8 @@ class MasterDaemon:
         _route(server, seat)
         await server.start()
         if token_port is not None:
-            _write_atomically(work_dir / TOKEN_ADDRESS_FILE, me.token_address + "\n")
-        _write_atomically(work_dir / ADDRESS_FILE, me.address + "\n")
+            write_atomically(work_dir / TOKEN_ADDRESS_FILE, me.token_address + "\n")
+        write_atomically(work_dir / ADDRESS_FILE, me.address + "\n")
         log.info(
             "master started",
             master_id=self.master_id,
@@ -259,12 +259,6 @@ def _stuck(work_dir: Path) -> None:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(1)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> None:

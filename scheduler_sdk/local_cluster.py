@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import os
 import signal
@@ -125,6 +126,11 @@ class LocalCluster:
     # the registry there; agents and clients find the leader through etcd (master_address is the etcd:// URL).
     masters: int = 1
     etcd_lease: str = "2s"
+    # The jobs service (`aiomesos jobs serve`), a framework users submit job specs to: started after the agents.
+    jobs: bool = False
+    jobs_flags: list[str] = field(default_factory=list)
+    jobs_daemon: Daemon | None = None
+    jobs_address: str = ""
     master: Daemon | None = None  # the first master (the only one unless masters > 1)
     master_daemons: list[Daemon] = field(default_factory=list)
     agent_daemons: list[Daemon] = field(default_factory=list)
@@ -143,8 +149,8 @@ class LocalCluster:
     def client_config(self) -> ClientConfig:
         """An operator's config for this cluster (plaintext, `ClientConfig(master)`, when not secure)."""
         if self.certificates is None:
-            return ClientConfig(master=self.master_address)
-        return self.certificates.client_config(self.master_address)
+            return ClientConfig(master=self.master_address, jobs=self.jobs_address)
+        return dataclasses.replace(self.certificates.client_config(self.master_address), jobs=self.jobs_address)
 
     def _security_flags(self, name: str, role: str) -> list[str]:
         if not self.secure:
@@ -182,6 +188,8 @@ class LocalCluster:
             for i in range(self.agents):
                 self.add_agent(i)
             await self.wait_for_agents(self.agents, timeout)
+            if self.jobs:
+                await self.start_jobs(timeout)
         except BaseException:
             await self.stop()
             raise
@@ -289,6 +297,51 @@ class LocalCluster:
         if self.certificates is not None:
             self.client_config.write(self.client_config_path)
 
+    async def start_jobs(self, timeout: float = 30.0, extra_flags: list[str] | None = None) -> None:
+        """Start the jobs service (again: same work dir, same port), and wait until it serves."""
+        work = self.work_dir / "jobs"
+        addr_file = work / "jobs.addr"
+        with contextlib.suppress(FileNotFoundError):
+            addr_file.unlink()
+        port = self.jobs_address.rsplit(":", 1)[1] if self.jobs_address else "0"
+        daemon = Daemon(
+            "jobs",
+            [
+                sys.executable,
+                "-m",
+                "scheduler_sdk.frameworks.jobs",
+                "--master",
+                self.master_address,
+                "--work-dir",
+                str(work),
+                "--port",
+                port,
+                "--ip",
+                "127.0.0.1",
+                "--log-format",
+                "json",
+                "--log-level",
+                self.log_level,
+                *self._security_flags("jobs", "framework"),
+                *self.jobs_flags,
+                *(extra_flags or []),
+            ],
+            work,
+            self._logs() / "jobs.log",
+        )
+        self.jobs_daemon = daemon
+        daemon.start(self._env())
+        deadline = time.monotonic() + timeout
+        while not addr_file.exists():
+            if not daemon.alive:
+                raise ClusterError(f"the jobs service exited at start:\n{daemon.log_tail()}")
+            if time.monotonic() > deadline:
+                raise ClusterError("the jobs service did not start in time")
+            await asyncio.sleep(0.02)
+        self.jobs_address = addr_file.read_text().strip()
+        if self.certificates is not None:
+            self.client_config.write(self.client_config_path)
+
     def add_agent(self, index: int | None = None, extra_flags: list[str] | None = None) -> Daemon:
         i = len(self.agent_daemons) if index is None else index
         work = self.work_dir / f"agent{i}"
@@ -361,8 +414,11 @@ class LocalCluster:
             if d.process is not None and not d.alive and not d.signalled
         ]
         running = [d for d in self.daemons() if d.alive]
+        codes: dict[Daemon, int | None] = {}
+        if self.jobs_daemon is not None and self.jobs_daemon.alive:  # first: it is a framework of the cluster
+            codes[self.jobs_daemon] = await self.jobs_daemon.stop()
         agents = [d for d in self.agent_daemons if d.alive]
-        codes = dict(zip(agents, await asyncio.gather(*(d.stop(sig=SIGUSR1) for d in agents)), strict=True))
+        codes.update(zip(agents, await asyncio.gather(*(d.stop(sig=SIGUSR1) for d in agents)), strict=True))
         masters = [d for d in self.master_daemons if d.alive]
         codes.update(zip(masters, await asyncio.gather(*(d.stop() for d in masters)), strict=True))
         if self.etcd is not None:
@@ -375,7 +431,8 @@ class LocalCluster:
         return problems
 
     def daemons(self) -> list[Daemon]:
-        return list(self.master_daemons) + list(self.agent_daemons)
+        jobs = [self.jobs_daemon] if self.jobs_daemon is not None else []
+        return list(self.master_daemons) + list(self.agent_daemons) + jobs
 
     async def __aenter__(self) -> LocalCluster:
         await self.start()

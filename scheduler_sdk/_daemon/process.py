@@ -91,3 +91,10 @@ def run_daemon(
             raise
         print(f"{prog}: error: {failure}", file=sys.stderr)
         return 1
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old content or the new, never a part (an address file a test or a client polls for)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -377,6 +377,7 @@ def _local_cluster(args: argparse.Namespace, work_dir: Path) -> LocalCluster:
         agent_resources=args.agent_resources,
         secure=not args.insecure,
         ca_dir=Path(args.ca_dir).resolve() if args.ca_dir else None,
+        jobs=True,
     )
 
 
@@ -391,6 +392,7 @@ async def cmd_cluster_up(args: argparse.Namespace) -> int:
     try:
         await cluster.start()
         print(f"master  {cluster.master_address}")
+        print(f"jobs    {cluster.jobs_address}   (aiomesos job run FILE; see docs/jobs.md)")
         if cluster.etcd is not None:
             print(f"masters {','.join(cluster.master_addresses)}   (etcd {','.join(cluster.etcd.endpoints)})")
         if cluster.secure:

@@ -1,0 +1,5 @@
+import sys
+
+from scheduler_sdk.frameworks.jobs.daemon import main
+
+sys.exit(main())

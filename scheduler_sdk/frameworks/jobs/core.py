@@ -1,0 +1,331 @@
+"""The jobs service's core: jobs and their runs, between the store, the run state machines and the placement.
+
+Everything that changes a run goes the same way: the run's state machine (run.py) is told (a submit, a status
+update, a tick, a stop) and answers with actions; the run's new state is written to the store; then the actions
+are carried out (launches queued in the placement, kills sent). Written first, acted on second: a service killed in
+between finds, on restart, a run that says what it meant to do, and reconciles it with the master.
+
+Restart: every run in progress is read back. Its tasks that were launched or handed to the placement are adopted
+(tracked, not launched again) and reconciled explicitly with the master once subscribed; the answers are the truth
+(a task the master never heard of was never launched: it is launched now, without using a retry).
+
+Cron: a job with a schedule fires at each of its times (cron.py); `last_fire` is written with the run it starts
+(or the time it skips, overlap skip), in one transaction, so that one time never fires twice. Times missed while
+the service was down run once (on_missed run_once) or are recorded as skipped (skip)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk.frameworks.jobs.cron import CronSchedule
+from scheduler_sdk.frameworks.jobs.placement import JobsScheduler
+from scheduler_sdk.frameworks.jobs.run import Kill, Launch, Run, TaskLaunch
+from scheduler_sdk.frameworks.jobs.spec import JobSpec, check_fits, parse_spec
+from scheduler_sdk.frameworks.jobs.store import JobRecord, JobStore, RunRecord
+
+log = structlog.get_logger(__name__)
+
+#: Reconciliation answers that mean "the master never had this task".
+NEVER_LAUNCHED = (tpb.TASK_LOST, tpb.TASK_UNKNOWN, tpb.TASK_GONE, tpb.TASK_DROPPED)
+#: A cron job's missed times are looked for at most this far back.
+MISSED_HORIZON = 366 * 24 * 3600.0
+
+
+class JobError(Exception):
+    """A request the service refuses; `kind` is how (the gRPC layer maps it to a status code)."""
+
+    def __init__(self, message: str, kind: str = "invalid") -> None:
+        super().__init__(message)
+        self.kind = kind  # invalid | not_found | conflict | denied
+
+
+@dataclass
+class Job:
+    record: JobRecord
+    spec: JobSpec
+    cron: CronSchedule | None
+    runs: list[RunRecord] = field(default_factory=list)  # every run (and skipped time), oldest first
+    active: dict[str, Run] = field(default_factory=dict)  # run id -> the run's state machine, while it runs
+
+    @property
+    def job_id(self) -> str:
+        return self.record.job_id
+
+
+def _cron_of(spec: JobSpec) -> CronSchedule | None:
+    return CronSchedule.parse(spec.schedule) if spec.schedule else None
+
+
+class JobsCore:
+    def __init__(
+        self,
+        store: JobStore,
+        scheduler: JobsScheduler,
+        *,
+        clock: Callable[[], float] = time.time,
+        cron_clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.store = store
+        self.scheduler = scheduler
+        self.clock = clock  # unix seconds, for runs (timeouts, backoffs) and records
+        self.cron_clock = cron_clock or clock  # unix seconds, for cron times (a test may drive it)
+        self.jobs: dict[str, Job] = {}
+        self.runs_by_prefix: dict[str, tuple[Job, Run]] = {}  # "job.run" -> the active run
+        self._to_reconcile: list[tuple[str, str]] = []  # (task id, agent id) read back at start
+        self._queued_at_start: set[str] = set()  # task ids handed to the placement before a restart
+
+    # ------------------------------------------------------------------ start
+    def load(self) -> None:
+        """Read every job and run back from the store (at start, before subscribing)."""
+        for record in self.store.jobs():
+            spec = parse_spec(record.spec_yaml, record.filename)
+            job = Job(record, spec, _cron_of(spec), self.store.runs(record.job_id))
+            self.jobs[record.job_id] = job
+        for rec in self.store.active_runs():
+            job = self.jobs.get(rec.job_id)
+            if job is None or rec.data is None:
+                continue
+            run = Run.from_dict(rec.data, parse_spec(rec.spec_yaml, job.record.filename))
+            self._activate(job, run)
+            for slot in run.slots():
+                if slot.state in ("queued", "staging", "running") and slot.task_id:
+                    self.scheduler.adopt(run.launch_for(slot), slot.agent_id)
+                    self._to_reconcile.append((slot.task_id, slot.agent_id))
+                    if slot.state == "queued":
+                        self._queued_at_start.add(slot.task_id)
+        log.info(
+            "jobs loaded", jobs=len(self.jobs), active_runs=len(self.runs_by_prefix), tasks=len(self._to_reconcile)
+        )
+
+    def reconcile(self, driver: object) -> None:
+        """Once subscribed: ask the master about every task read back at start (explicit reconciliation)."""
+        if self._to_reconcile:
+            driver.reconcile(self._to_reconcile)  # type: ignore[attr-defined]
+            log.info("reconciling tasks read back at start", tasks=len(self._to_reconcile))
+            self._to_reconcile = []
+
+    def roles(self) -> list[str]:
+        return sorted({job.spec.role for job in self.jobs.values()})
+
+    # ------------------------------------------------------------------ requests
+    def submit(
+        self,
+        spec_yaml: str,
+        filename: str,
+        owner: str,
+        agents: Sequence[dict[str, float]] | None,
+        *,
+        dry_run: bool = False,
+    ) -> tuple[Job | None, Run | None, bool]:
+        """A new job, or a new spec for one; starts a run unless the job is a cron job. Raises SpecError (bad
+        spec, or it cannot fit `agents`) or JobError. Returns (job, run started or None, updated)."""
+        spec = parse_spec(spec_yaml, filename)
+        if agents is not None:
+            check_fits(spec, agents)
+        job = self.jobs.get(spec.name)
+        if job is not None:
+            if job.spec.type != spec.type:
+                raise JobError(
+                    f"job {spec.name!r} is a {job.spec.type} job; a spec may not change its type to {spec.type} "
+                    f"(stop it and submit under another name)",
+                    "conflict",
+                )
+            if job.active and not spec.schedule:
+                ids = ", ".join(sorted(job.active))
+                raise JobError(
+                    f"job {spec.name!r} has a run in progress (run {ids}): `aiomesos job stop {spec.name}` first",
+                    "conflict",
+                )
+        if dry_run:
+            return None, None, job is not None
+        now = self.clock()
+        updated = job is not None
+        record = JobRecord(spec.name, spec_yaml, filename, owner, now)
+        if job is not None:
+            record.runs, record.last_fire = job.record.runs, job.record.last_fire
+            job.record, job.spec, job.cron = record, spec, _cron_of(spec)
+        else:
+            job = self.jobs[spec.name] = Job(record, spec, _cron_of(spec))
+        run = None
+        with self.store.transaction():
+            if job.cron is not None:
+                base = max(self.cron_clock(), record.last_fire or 0.0)
+                record.next_run_at = job.cron.next_after(base, spec.time_zone)
+                if record.last_fire is None:
+                    record.last_fire = self.cron_clock()
+                self.store.put_job(record)
+            else:
+                self.store.put_job(record)
+                run = self._new_run(job, "submit", None, now)
+        if run is not None:
+            self._start(job, run, now)
+        log.info(
+            "job submitted", job_id=spec.name, type=spec.type, owner=owner, updated=updated, run_id=run and run.run_id
+        )
+        return job, run, updated
+
+    def stop(self, job_id: str, why: str) -> tuple[list[str], int]:
+        """Stop a job: its schedule, and every run in progress (tasks killed). Returns (run ids, kills sent)."""
+        job = self.job(job_id)
+        now = self.clock()
+        job.record.stopped = True
+        job.record.next_run_at = None
+        self.store.put_job(job.record)
+        stopped, kills = [], 0
+        for run in list(job.active.values()):
+            actions = run.stop(now, why)
+            kills += sum(1 for a in actions if isinstance(a, Kill))
+            self._apply(job, run, actions)
+            stopped.append(run.run_id)
+        log.info("job stopped", job_id=job_id, runs=stopped, kills=kills)
+        return stopped, kills
+
+    def job(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise JobError(f"no job {job_id!r}", "not_found")
+        return job
+
+    # ------------------------------------------------------------------ events
+    def on_update(self, launch: TaskLaunch, status: tpb.TaskStatus) -> None:
+        """A status update of one of our tasks (called before it is acknowledged)."""
+        prefix = f"{launch.job_id}.{launch.run_id}"
+        found = self.runs_by_prefix.get(prefix)
+        if found is None:
+            return
+        job, run = found
+        state = status.state
+        if status.task_id in self._queued_at_start:
+            if state in NEVER_LAUNCHED and status.reason == tpb.TaskStatus.REASON_RECONCILIATION:
+                state = tpb.TASK_DROPPED  # handed to the placement, never launched: launch it now
+            if state not in (tpb.TASK_STAGING, tpb.TASK_STARTING):
+                self._queued_at_start.discard(status.task_id)
+        actions = run.on_status(
+            status.task_id,
+            state,
+            self.clock(),
+            exit_code=status.exit_code if status.has_exit_code else None,
+            reason=status.reason,
+            message=status.message,
+            agent_id=status.agent_id,
+        )
+        self._apply(job, run, actions)
+
+    def tick(self) -> None:
+        """Timeouts and backoffs of the runs, and cron times (called a few times a second)."""
+        now = self.clock()
+        for job, run in list(self.runs_by_prefix.values()):
+            deadline = run.next_deadline()
+            if deadline is not None and deadline <= now:
+                self._apply(job, run, run.tick(now))
+        cron_now = self.cron_clock()
+        for job in self._due(cron_now):
+            self._fire(job, cron_now, missed=False)
+
+    def catch_up(self) -> None:
+        """At start: cron times that passed while the service was down (see the module docstring)."""
+        cron_now = self.cron_clock()
+        for job in self._due(cron_now):
+            self._fire(job, cron_now, missed=True)
+
+    def _due(self, cron_now: float) -> list[Job]:
+        """Cron jobs whose next time has come."""
+        return [
+            job
+            for job in self.jobs.values()
+            if job.cron is not None
+            and not job.record.stopped
+            and job.record.next_run_at is not None
+            and job.record.next_run_at <= cron_now
+        ]
+
+    # ------------------------------------------------------------------ cron
+    def _fire(self, job: Job, cron_now: float, *, missed: bool) -> None:
+        assert job.cron is not None and job.record.next_run_at is not None
+        spec, record = job.spec, job.record
+        since = max(record.last_fire or 0.0, cron_now - MISSED_HORIZON)
+        due = list(job.cron.times_between(since, cron_now, spec.time_zone))
+        if not due:
+            due = [record.next_run_at]
+        fire_at = due[-1]  # several times due at once (missed, or a clock jump): one run, for the latest
+        now = self.clock()
+        run = None
+        with self.store.transaction():
+            record.last_fire = fire_at
+            record.next_run_at = job.cron.next_after(fire_at, spec.time_zone)
+            trigger = "missed" if missed else "cron"
+            if missed and spec.on_missed == "skip":
+                self._skipped(job, fire_at, "missed", now)
+            elif job.active and spec.overlap == "skip":
+                self._skipped(job, fire_at, trigger, now)
+            else:
+                run = self._new_run(job, trigger, fire_at, now)
+            self.store.put_job(record)
+        log.info("cron fired", job_id=job.job_id, at=fire_at, due=len(due), run_id=run and run.run_id, trigger=trigger)
+        if run is not None:
+            self._start(job, run, now)
+
+    def _skipped(self, job: Job, fire_at: float, trigger: str, now: float) -> None:
+        job.record.runs += 1
+        rec = RunRecord(
+            job.job_id,
+            str(job.record.runs),
+            job.record.runs,
+            "skipped",
+            trigger,
+            now,
+            job.record.spec_yaml,
+            fire_at,
+            now,
+        )
+        self.store.put_run(rec)
+        job.runs.append(rec)
+
+    # ------------------------------------------------------------------ runs
+    def _new_run(self, job: Job, trigger: str, scheduled_for: float | None, now: float) -> Run:
+        """A run made and written (inside the caller's transaction); started by `_start` after the commit."""
+        job.record.runs += 1
+        run_id = str(job.record.runs)
+        run = Run(job.job_id, run_id, job.spec, now)
+        rec = RunRecord(
+            job.job_id, run_id, job.record.runs, run.state, trigger, now, job.record.spec_yaml, scheduled_for
+        )
+        rec.data = run.to_dict()
+        self.store.put_run(rec)
+        self.store.put_job(job.record)
+        job.runs.append(rec)
+        self._activate(job, run)
+        return run
+
+    def _activate(self, job: Job, run: Run) -> None:
+        job.active[run.run_id] = run
+        self.runs_by_prefix[f"{job.job_id}.{run.run_id}"] = (job, run)
+
+    def _start(self, job: Job, run: Run, now: float) -> None:
+        self._apply(job, run, run.start(now))
+
+    def _apply(self, job: Job, run: Run, actions: Sequence[object]) -> None:
+        """Write the run's state, then carry out its actions."""
+        self._save(job, run)
+        launches = [a.task for a in actions if isinstance(a, Launch)]
+        if launches:
+            self.scheduler.submit(launches)
+        for a in actions:
+            if isinstance(a, Kill):
+                self.scheduler.kill(a.task_id)
+        if run.done:
+            job.active.pop(run.run_id, None)
+            self.runs_by_prefix.pop(f"{job.job_id}.{run.run_id}", None)
+            log.info("run ended", job_id=job.job_id, run_id=run.run_id, state=run.state)
+
+    def _save(self, job: Job, run: Run) -> None:
+        rec = next((r for r in job.runs if r.run_id == run.run_id), None)
+        if rec is None:
+            return
+        rec.state, rec.ended_at, rec.data = run.state, run.ended_at, run.to_dict()
+        self.store.put_run(rec)

@@ -1,0 +1,234 @@
+"""The Jobs gRPC API (proto/aiomesos/v1/jobs.proto): validate, translate, call the core; no policy here.
+
+Who may do what: any authenticated operator or framework principal may submit and read jobs; a job is stopped by
+the principal that submitted it or by an operator (PERMISSION_DENIED otherwise, naming both)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NoReturn
+
+import grpc
+import structlog
+
+from aiomesos.v1 import jobs_pb2 as jpb
+from aiomesos.v1 import jobs_pb2_grpc
+from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk._daemon.security import caller
+from scheduler_sdk.frameworks.jobs.core import Job, JobError, JobsCore
+from scheduler_sdk.frameworks.jobs.run import Run
+from scheduler_sdk.frameworks.jobs.spec import SpecError, parse_spec
+from scheduler_sdk.frameworks.jobs.store import RunRecord
+
+log = structlog.get_logger(__name__)
+
+#: Who may call the Jobs service at all.
+CALLERS = {"aiomesos.v1.Jobs": ("operator", "framework")}
+_CODES = {
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "conflict": grpc.StatusCode.FAILED_PRECONDITION,
+    "denied": grpc.StatusCode.PERMISSION_DENIED,
+}
+MAX_SPEC_BYTES = 1 << 20
+
+AgentTotals = Callable[[], Awaitable[Sequence[dict[str, float]] | None]]
+
+
+class JobsServicer(jobs_pb2_grpc.JobsServicer):
+    def __init__(self, core: JobsCore, agents: AgentTotals, *, secure: bool) -> None:
+        self.core = core
+        self.agents = agents  # every agent's totals, to refuse a spec no agent can run (None: unknown now)
+        self.secure = secure
+
+    def _who(self) -> str:
+        principal = caller() if self.secure else None
+        return str(principal) if principal is not None else ""
+
+    async def Submit(self, request: jpb.SubmitJobRequest, context: grpc.aio.ServicerContext) -> jpb.SubmitJobResponse:
+        if len(request.spec_yaml.encode()) > MAX_SPEC_BYTES:
+            await _abort(context, JobError(f"spec_yaml: at most {MAX_SPEC_BYTES} bytes"))
+        agents = await self.agents()
+        try:
+            job, run, updated = self.core.submit(
+                request.spec_yaml, request.filename, self._who(), agents, dry_run=request.dry_run
+            )
+        except (SpecError, JobError) as e:
+            await _abort(context, e)
+        response = jpb.SubmitJobResponse(updated=updated)
+        if job is not None:
+            response.job_id = job.job_id
+            response.next_run_at = job.record.next_run_at or 0.0
+        if run is not None:
+            response.run_id = run.run_id
+        return response
+
+    async def ListJobs(self, request: jpb.ListJobsRequest, context: grpc.aio.ServicerContext) -> jpb.ListJobsResponse:
+        return jpb.ListJobsResponse(jobs=[summary(job) for job in self.core.jobs.values()])
+
+    async def GetJob(self, request: jpb.GetJobRequest, context: grpc.aio.ServicerContext) -> jpb.JobStatus:
+        try:
+            job = self.core.job(request.job_id)
+        except JobError as e:
+            await _abort(context, e)
+        out = jpb.JobStatus(job=summary(job), spec_yaml=job.record.spec_yaml)
+        records = [r for r in job.runs if r.data is not None]
+        if request.run_id:
+            records = [r for r in records if r.run_id == request.run_id]
+            if not records:
+                await _abort(context, JobError(f"job {job.job_id!r} has no run {request.run_id!r}", "not_found"))
+        if records:
+            out.run.CopyFrom(run_status(job, records[-1], self.core.scheduler.waiting_reasons()))
+        return out
+
+    async def StopJob(self, request: jpb.StopJobRequest, context: grpc.aio.ServicerContext) -> jpb.StopJobResponse:
+        try:
+            job = self.core.job(request.job_id)
+            who = self._who()
+            if self.secure and who != job.record.owner and not who.startswith("operator/"):
+                raise JobError(
+                    f"{who} may not stop job {job.job_id!r} of {job.record.owner or 'nobody'} (only its owner or an "
+                    "operator may)",
+                    "denied",
+                )
+            stopped, kills = self.core.stop(request.job_id, f"stopped by {who or 'a user'}")
+        except JobError as e:
+            await _abort(context, e)
+        return jpb.StopJobResponse(run_id=",".join(stopped), killed=kills)
+
+    async def JobHistory(
+        self, request: jpb.JobHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> jpb.JobHistoryResponse:
+        try:
+            job = self.core.job(request.job_id)
+        except JobError as e:
+            await _abort(context, e)
+        return jpb.JobHistoryResponse(runs=[run_summary(job, r) for r in job.runs])
+
+
+async def _abort(context: grpc.aio.ServicerContext, e: SpecError | JobError) -> NoReturn:
+    code = _CODES[e.kind] if isinstance(e, JobError) else grpc.StatusCode.INVALID_ARGUMENT
+    await context.abort(code, str(e))
+    raise AssertionError("unreachable")  # context.abort raises
+
+
+# ----------------------------------------------------------------------------------------- status messages
+def _run_of(job: Job, rec: RunRecord) -> Run | None:
+    run = job.active.get(rec.run_id)
+    if run is not None:
+        return run
+    if rec.data is None:
+        return None
+    return Run.from_dict(rec.data, parse_spec(rec.spec_yaml, job.record.filename))
+
+
+def _counts(run: Run | None) -> tuple[int, int, int, int]:
+    if run is None:
+        return 0, 0, 0, 0
+    slots = run.slots()
+    return (
+        len(slots),
+        sum(1 for s in slots if s.state == "succeeded"),
+        sum(1 for s in slots if s.state == "failed"),
+        sum(1 for s in slots if s.state in ("staging", "running")),
+    )
+
+
+def summary(job: Job) -> jpb.JobSummary:
+    spec, record = job.spec, job.record
+    out = jpb.JobSummary(
+        job_id=job.job_id,
+        type=spec.type,
+        role=spec.role,
+        schedule=spec.schedule or "",
+        next_run_at=record.next_run_at or 0.0,
+        runs=len(job.runs),
+        submitted_at=record.submitted_at,
+        owner=record.owner,
+    )
+    runs = [r for r in job.runs if r.data is not None]
+    if runs:
+        latest = runs[-1]
+        out.run_id = latest.run_id
+        out.state = latest.state
+        out.tasks, out.succeeded, out.failed, out.running = _counts(_run_of(job, latest))
+    else:
+        out.state = "scheduled" if spec.schedule else "pending"
+    if record.stopped and not job.active:
+        out.state = "stopped" if not runs or out.state in ("running", "pending") else out.state
+    return out
+
+
+def run_summary(job: Job, rec: RunRecord) -> jpb.RunSummary:
+    out = jpb.RunSummary(
+        run_id=rec.run_id,
+        state=rec.state,
+        created_at=rec.created_at,
+        ended_at=rec.ended_at or 0.0,
+        scheduled_for=rec.scheduled_for or 0.0,
+        trigger=rec.trigger,
+    )
+    out.tasks, out.succeeded, out.failed, _ = _counts(_run_of(job, rec))
+    return out
+
+
+def run_status(job: Job, rec: RunRecord, waiting: dict[str, str]) -> jpb.RunStatus:
+    run = _run_of(job, rec)
+    out = jpb.RunStatus(
+        run_id=rec.run_id,
+        state=rec.state,
+        created_at=rec.created_at,
+        ended_at=rec.ended_at or 0.0,
+        scheduled_for=rec.scheduled_for or 0.0,
+        trigger=rec.trigger,
+    )
+    if run is None:
+        return out
+    for step in run.spec.steps:
+        out.steps.add(
+            name=step.name,
+            state=run.step_state(step.name),
+            depends_on=list(step.depends_on),
+            count=step.count,
+            gang=step.gang,
+        )
+    for slot in run.slots():
+        t = out.tasks.add(
+            step=slot.step,
+            index=slot.index,
+            attempt=slot.attempt,
+            state=slot.state,
+            task_id=slot.task_id,
+            agent_id=slot.agent_id,
+            hostname=slot.hostname,
+            started_at=slot.started_at or 0.0,
+            ended_at=slot.ended_at or 0.0,
+            message=slot.message,
+            reason=_reason_name(slot.reason),
+            why_waiting=waiting.get(slot.task_id, slot.why_waiting) if slot.state == "queued" else "",
+        )
+        if slot.exit_code is not None:
+            t.has_exit_code, t.exit_code = True, slot.exit_code
+        for n, a in enumerate(slot.attempts):
+            att = t.attempts.add(
+                attempt=n,
+                task_id=a.task_id,
+                state=a.state,
+                started_at=a.started_at or 0.0,
+                ended_at=a.ended_at or 0.0,
+                agent_id=a.agent_id,
+                hostname=a.hostname,
+                message=a.message,
+            )
+            if a.exit_code is not None:
+                att.has_exit_code, att.exit_code = True, a.exit_code
+    return out
+
+
+def _reason_name(reason: int) -> str:
+    if not reason:
+        return ""
+    try:
+        return tpb.TaskStatus.Reason.Name(reason)  # type: ignore[arg-type]
+    except ValueError:
+        return str(reason)

@@ -1,0 +1,190 @@
+"""The jobs service's store: one SQLite file in its work dir (`jobs.db`), written before anything it records is
+acted on, so that a restarted (or killed) service carries on where it was.
+
+What it keeps: the framework id (to resubscribe as the same framework), every job (its spec's YAML, who submitted
+it, its cron bookkeeping) and every run (its state machine as JSON, run.py's `to_dict`). Writes are small and
+synchronous: the service writes a run's new state before the status update that changed it is acknowledged."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    spec_yaml TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    submitted_at REAL NOT NULL,
+    stopped INTEGER NOT NULL DEFAULT 0,
+    next_run_at REAL,
+    last_fire REAL,
+    runs INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS runs (
+    job_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    scheduled_for REAL,
+    created_at REAL NOT NULL,
+    ended_at REAL,
+    spec_yaml TEXT NOT NULL,
+    data TEXT,
+    PRIMARY KEY (job_id, run_id)
+);
+"""
+
+
+class StoreError(Exception):
+    """The store cannot be opened or written; the message says which file and why."""
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    spec_yaml: str
+    filename: str
+    owner: str
+    submitted_at: float
+    stopped: bool = False
+    next_run_at: float | None = None  # a cron job: its next fire time
+    last_fire: float | None = None  # a cron job: the last fire time handled (run, or skipped)
+    runs: int = 0  # runs (and skipped cron times) so far: the next run's sequence number is runs + 1
+
+
+@dataclass
+class RunRecord:
+    job_id: str
+    run_id: str
+    seq: int
+    state: str  # the run's state, or "skipped" (a cron time not run: overlap skip, or missed and on_missed skip)
+    trigger: str  # submit | cron | missed
+    created_at: float
+    spec_yaml: str  # the spec it runs (a job's spec may be replaced while an older run finishes)
+    scheduled_for: float | None = None
+    ended_at: float | None = None
+    data: dict[str, Any] | None = None  # Run.to_dict(); None for a skipped time
+
+
+class JobStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(str(path), isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the jobs store {path}: {e}") from None
+        self._depth = 0
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Writes inside happen together or not at all (nested: the outermost one commits)."""
+        if self._depth == 0:
+            self.db.execute("BEGIN IMMEDIATE")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if self._depth == 0:
+                self.db.execute("ROLLBACK")
+            raise
+        self._depth -= 1
+        if self._depth == 0:
+            self.db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ meta
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # ------------------------------------------------------------------ jobs
+    def jobs(self) -> list[JobRecord]:
+        rows = self.db.execute(
+            "SELECT job_id, spec_yaml, filename, owner, submitted_at, stopped, next_run_at, last_fire, runs "
+            "FROM jobs ORDER BY submitted_at, job_id"
+        ).fetchall()
+        return [JobRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], r[8]) for r in rows]
+
+    def put_job(self, job: JobRecord) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO jobs (job_id, spec_yaml, filename, owner, submitted_at, stopped, next_run_at, "
+            "last_fire, runs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job.job_id,
+                job.spec_yaml,
+                job.filename,
+                job.owner,
+                job.submitted_at,
+                int(job.stopped),
+                job.next_run_at,
+                job.last_fire,
+                job.runs,
+            ),
+        )
+
+    # ------------------------------------------------------------------ runs
+    def runs(self, job_id: str) -> list[RunRecord]:
+        rows = self.db.execute(
+            "SELECT job_id, run_id, seq, state, trigger, created_at, spec_yaml, scheduled_for, ended_at, data "
+            "FROM runs WHERE job_id = ? ORDER BY seq",
+            (job_id,),
+        ).fetchall()
+        return [_run(r) for r in rows]
+
+    def active_runs(self) -> list[RunRecord]:
+        rows = self.db.execute(
+            "SELECT job_id, run_id, seq, state, trigger, created_at, spec_yaml, scheduled_for, ended_at, data "
+            "FROM runs WHERE ended_at IS NULL AND data IS NOT NULL ORDER BY created_at, job_id, seq"
+        ).fetchall()
+        return [_run(r) for r in rows]
+
+    def put_run(self, run: RunRecord) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO runs (job_id, run_id, seq, state, trigger, created_at, spec_yaml, scheduled_for, "
+            "ended_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run.job_id,
+                run.run_id,
+                run.seq,
+                run.state,
+                run.trigger,
+                run.created_at,
+                run.spec_yaml,
+                run.scheduled_for,
+                run.ended_at,
+                None if run.data is None else json.dumps(run.data, separators=(",", ":")),
+            ),
+        )
+
+
+def _run(r: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        job_id=r[0],
+        run_id=r[1],
+        seq=r[2],
+        state=r[3],
+        trigger=r[4],
+        created_at=r[5],
+        spec_yaml=r[6],
+        scheduled_for=r[7],
+        ended_at=r[8],
+        data=None if r[9] is None else json.loads(r[9]),
+    )
