@@ -18,6 +18,8 @@ BENCHMARKS = [
     ["bench.allocator", "--quota-grid"],  # quota roles without frameworks: the cliff of issue 8
     # agents and the master killed -9 and restarted: nothing lost while alive, run twice, or leaked (issue 10)
     ["bench.chaos", "--tasks", "300", "--rounds", "3"],
+    # the jobs service (issue 11): a 1,000-task array, a 200-step workflow, a 50-task gang
+    ["bench.jobs", "--tasks", "1000", "--steps", "200", "--gang", "50"],
 ]
 
 
