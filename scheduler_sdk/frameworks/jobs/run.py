@@ -44,7 +44,7 @@ _RETRY, _FAIL = "retry", "fail"  # what a gang does once its members have ended 
 
 def retry_delay(backoff: float, max_backoff: float, n: int) -> float:
     """Seconds before the n-th retry (n >= 1): backoff, doubled for each further retry, at most max_backoff."""
-    return min(max_backoff, backoff * 2 ** (n - 1))
+    return min(max_backoff, backoff * 2.0 ** (n - 1))
 
 
 class Run:
