@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiomesos.v1 import tasks_pb2 as tpb
-from scheduler_sdk._daemon.flags import format_duration, parse_duration
 from scheduler_sdk.frameworks.jobs.run import MAX_RELAUNCHES, Action, Kill, Launch, Run, TaskLaunch, retry_delay
 from scheduler_sdk.frameworks.jobs.spec import JobSpec, RetryPolicy, StepSpec, TaskResources
 
@@ -462,22 +461,6 @@ def test_from_dict_refuses_slots_of_another_spec() -> None:
     data = Run("j", "r", batch(count=2), 0.0).to_dict()
     with pytest.raises(ValueError, match="slots"):
         Run.from_dict(data, batch(count=3))
-
-
-# -- format_duration (the timeout reason) -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(1800, "30m"), (5400, "1h30m"), (2.5, "2.5s"), (0.25, "250ms"), (0, "0s"), (90061, "1d1h1m1s"), (3600, "1h")],
-)
-def test_format_duration_reads_like_the_spec(seconds: float, text: str) -> None:
-    assert format_duration(seconds) == text and parse_duration(text) == seconds
-
-
-@given(st.floats(min_value=0, max_value=10**7, allow_nan=False))
-def test_format_duration_parses_back_to_within_a_millisecond(seconds: float) -> None:
-    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds, abs=0.001)
 
 
 # -- properties -------------------------------------------------------------------------------------------------
