@@ -149,6 +149,27 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def format_duration(seconds: float) -> str:
+    """The inverse of `parse_duration` for messages: 1800 -> "30m", 5400 -> "1h30m", 2.5 -> "2.5s", 0.25 -> "250ms"."""
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    if seconds < 1:
+        return f"{_trim(seconds * 1000)}ms" if seconds > 0 else "0s"
+    parts, rest = [], seconds
+    for unit in ("d", "h", "m"):
+        n = int(rest // _DURATION_UNITS[unit])
+        if n:
+            parts.append(f"{n}{unit}")
+            rest -= n * _DURATION_UNITS[unit]
+    if round(rest, 3):
+        parts.append(f"{_trim(rest)}s")
+    return "".join(parts) or "0s"
+
+
+def _trim(x: float) -> str:
+    return f"{x:.3f}".rstrip("0").rstrip(".")
+
+
 def non_negative_duration(text: str) -> float:
     """A duration flag that may be 0."""
     try:
