@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
+import json
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -126,7 +127,7 @@ def took(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Counts:
     tasks: int
     succeeded: int
@@ -327,6 +328,10 @@ def to_json(message: Message) -> dict[str, Any]:
     )
 
 
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
 def _console() -> Any:
     from rich.console import Console
 
@@ -432,7 +437,8 @@ def load_job_spec(path: str) -> JobSpec:
     # spec.load_spec arrives with the spec parser; looked up when called so that the CLI imports without it.
     load: Callable[[str], JobSpec] = importlib.import_module("scheduler_sdk.frameworks.jobs.spec").load_spec
     try:
-        return load(path)
+        spec = load(path)
+        return spec if spec.source else dataclasses.replace(spec, source=Path(path).read_text())
     except SpecError as e:
         raise UsageError(str(e)) from None
     except OSError as e:
@@ -454,9 +460,8 @@ async def cmd_validate(args: argparse.Namespace) -> int:
 
 async def cmd_run(args: argparse.Namespace) -> int:
     spec = load_job_spec(args.file)  # a bad spec is never submitted
-    text = spec.source or Path(args.file).read_text()
     async with _client(args) as client:
-        response = await client.submit(text, args.file, dry_run=args.dry_run)
+        response = await client.submit(spec.source, args.file, dry_run=args.dry_run)
         if args.dry_run:
             print(f"{args.file}: valid and fits the cluster ({spec_summary(spec)}); dry run: nothing submitted")
             return 0
@@ -475,7 +480,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         jobs = await client.list_jobs()
     if args.json:
-        _print_json([to_json(j) for j in jobs])
+        print_json([to_json(j) for j in jobs])
     else:
         _console().print(table(f"{len(jobs)} jobs", JOB_COLUMNS, job_rows(jobs), state_column=3))
     return 0
@@ -485,7 +490,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         status = await client.get_job(args.job_id, args.run)
     if args.json:
-        _print_json(to_json(status))
+        print_json(to_json(status))
         return 0
     console = _console()
     color = sys.stdout.isatty()
@@ -515,7 +520,7 @@ async def cmd_history(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         runs = await client.history(args.job_id)
     if args.json:
-        _print_json([to_json(r) for r in runs])
+        print_json([to_json(r) for r in runs])
     else:
         _console().print(table(f"{len(runs)} runs of {args.job_id}", RUN_COLUMNS, run_rows(runs), state_column=3))
     return 0
@@ -604,9 +609,3 @@ def _client(args: argparse.Namespace) -> JobsClient:
         return JobsClient(jobs_address(args))
     except SecurityError as e:
         raise UsageError(str(e)) from None
-
-
-def _print_json(value: Any) -> None:
-    import json
-
-    print(json.dumps(value, indent=2))
