@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, NamedTuple, Protocol, TextIO
 
 import grpc
 from google.protobuf import json_format
@@ -36,18 +36,9 @@ POLL_INTERVAL = 0.5  # seconds between two GetJob calls while `job run` follows 
 UNREACHABLE_GRACE = 30.0  # seconds `job run` keeps following through an unreachable service (a restart)
 ENDED = ("succeeded", "failed", "stopped")
 RUNNING = ("staging", "running")
-STYLES = {
-    "succeeded": "green",
-    "running": "cyan",
-    "staging": "cyan",
-    "queued": "yellow",
-    "scheduled": "blue",
-    "failed": "red",
-    "cancelled": "magenta",
-    "stopped": "magenta",
-    "skipped": "dim",
-    "waiting": "dim",
-}
+_COLOURS = {"green": "succeeded", "cyan": "staging running", "yellow": "queued", "blue": "scheduled", "red": "failed"}
+_COLOURS |= {"magenta": "cancelled stopped", "dim": "waiting skipped"}
+STYLES = {state: style for style, states in _COLOURS.items() for state in states.split()}  # on a terminal
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -127,8 +118,7 @@ def took(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-@dataclasses.dataclass(frozen=True)
-class Counts:
+class Counts(NamedTuple):
     tasks: int
     succeeded: int
     failed: int
@@ -332,6 +322,15 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
 
 
+def _listing(as_json: bool, items: Sequence[Message], rendered: Any) -> int:
+    """`--json`: the messages as a JSON array; else the table."""
+    if as_json:
+        print_json([to_json(m) for m in items])
+    else:
+        _console().print(rendered)
+    return 0
+
+
 def _console() -> Any:
     from rich.console import Console
 
@@ -479,11 +478,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 async def cmd_list(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         jobs = await client.list_jobs()
-    if args.json:
-        print_json([to_json(j) for j in jobs])
-    else:
-        _console().print(table(f"{len(jobs)} jobs", JOB_COLUMNS, job_rows(jobs), state_column=3))
-    return 0
+    return _listing(args.json, jobs, table(f"{len(jobs)} jobs", JOB_COLUMNS, job_rows(jobs), state_column=3))
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
@@ -519,11 +514,8 @@ async def cmd_stop(args: argparse.Namespace) -> int:
 async def cmd_history(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         runs = await client.history(args.job_id)
-    if args.json:
-        print_json([to_json(r) for r in runs])
-    else:
-        _console().print(table(f"{len(runs)} runs of {args.job_id}", RUN_COLUMNS, run_rows(runs), state_column=3))
-    return 0
+    title = f"{len(runs)} runs of {args.job_id}"
+    return _listing(args.json, runs, table(title, RUN_COLUMNS, run_rows(runs), state_column=3))
 
 
 def pick_task(status: jpb.JobStatus, step: str, index: int | None) -> jpb.TaskSlot:
