@@ -31,6 +31,7 @@ from scheduler_sdk._daemon.flags import (
     positive_int,
 )
 from scheduler_sdk.cli import certs as certs_cli
+from scheduler_sdk.cli import jobs as jobs_cli
 from scheduler_sdk.cli import maintenance as maintenance_cli
 from scheduler_sdk.cli import masters as masters_cli
 from scheduler_sdk.cli import policy as policy_cli
@@ -98,6 +99,7 @@ def build_parser() -> FlagParser:
     policy_cli.add_parsers(sub, with_master)
     maintenance_cli.add_parsers(sub, with_master)
     masters_cli.add_parsers(sub, with_master)
+    jobs_cli.add_parsers(sub, with_master)
     certs_cli.add_parsers(sub)
 
     teardown = with_master(sub.add_parser("teardown", help="remove a framework and kill its tasks"))
@@ -530,6 +532,7 @@ COMMANDS = {
     **maintenance_cli.COMMANDS,
     **masters_cli.COMMANDS,
     **certs_cli.COMMANDS,
+    **jobs_cli.COMMANDS,
     "task": task_cli.cmd_task,
     "top": task_cli.cmd_top,
 }

@@ -1,0 +1,603 @@
+"""`aiomesos job validate|run|list|status|stop|logs|history` (the jobs service's users) and `aiomesos jobs serve`
+(the service itself, docs/jobs.md).
+
+The job commands talk to the jobs service's gRPC API (JobsClient) at `--jobs HOST:PORT`, else the client
+config's `jobs`, else 127.0.0.1:5060; `job logs` finds the task in the service and reads its output from its
+agent as `aiomesos task logs` does. A spec is validated here before it is sent: a bad one is never submitted.
+Errors are one line: exit 2 for bad input, an unknown job or an unreachable service, 1 for a failed operation."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import importlib
+import json
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol, TextIO
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from aiomesos.v1 import jobs_pb2 as jpb
+from scheduler_sdk._daemon.flags import FlagParser, UsageError, address, non_negative_int
+from scheduler_sdk.cli import task as task_cli
+from scheduler_sdk.frameworks.jobs.client import JobsClient, JobsError
+from scheduler_sdk.frameworks.jobs.spec import JobSpec, SpecError
+from scheduler_sdk.security import SecurityError
+from scheduler_sdk.security.config import load_client_config
+
+DEFAULT_JOBS = "127.0.0.1:5060"
+POLL_INTERVAL = 0.5  # seconds between two GetJob calls while `job run` follows a run
+UNREACHABLE_GRACE = 30.0  # seconds `job run` keeps following through an unreachable service (a restart)
+ENDED = ("succeeded", "failed", "stopped")
+RUNNING = ("staging", "running")
+_COLOURS = {"green": "succeeded", "cyan": "staging running", "yellow": "queued", "blue": "scheduled", "red": "failed"}
+_COLOURS |= {"magenta": "cancelled stopped", "dim": "waiting skipped"}
+STYLES = {state: style for style, states in _COLOURS.items() for state in states.split()}  # on a terminal
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+# ----------------------------------------------------------------------------------------- parsers
+def add_parsers(sub: Any, with_master: Callable[[FlagParser], FlagParser]) -> None:
+    """Add `job ACTION ...` and `jobs serve ...` to the `aiomesos` subcommands."""
+    job = sub.add_parser("job", help="submit, follow and inspect jobs on the jobs service (docs/jobs.md)")
+    jsub = job.add_subparsers(dest="job_command", metavar="ACTION", parser_class=FlagParser)
+    jsub.required = True
+
+    def on_service(sp: FlagParser) -> FlagParser:
+        sp.add_flag(
+            "--jobs",
+            type=address,
+            default=None,
+            help=f"the jobs service, HOST:PORT (default: the client config's, else {DEFAULT_JOBS})",
+        )
+        return with_master(sp)
+
+    validate = jsub.add_parser("validate", help="check a job spec file here, without submitting it")
+    validate.add_argument("file", metavar="FILE")
+
+    run = on_service(jsub.add_parser("run", help="submit a job spec and follow its run until it ends"))
+    run.add_argument("file", metavar="FILE")
+    run.add_argument("--detach", action="store_true", help="print the job and run id and return at once")
+    run.add_argument("--dry-run", action="store_true", help="have the service check the spec (and that it fits) only")
+
+    ls = on_service(jsub.add_parser("list", help="every job, with its latest run"))
+    ls.add_argument("--json", action="store_true", help="print a JSON array")
+
+    status = on_service(jsub.add_parser("status", help="a job's run: its steps (a workflow's DAG) and every task"))
+    status.add_argument("job_id", metavar="JOB")
+    status.add_argument("--run", default="", metavar="RUN", help="this run (default: the latest)")
+    status.add_argument("--json", action="store_true", help="print the JobStatus as JSON")
+
+    stop = on_service(jsub.add_parser("stop", help="stop a job's run in progress (and its schedule)"))
+    stop.add_argument("job_id", metavar="JOB")
+
+    logs = on_service(jsub.add_parser("logs", help="print a task's stdout (or stderr), read from its agent"))
+    logs.add_argument("job_id", metavar="JOB")
+    logs.add_argument("--task", type=non_negative_int, default=None, metavar="N", help="the task index (default: 0)")
+    logs.add_argument("--step", default="", metavar="S", help="the workflow step (default: the first)")
+    logs.add_argument("--run", default="", metavar="RUN", help="this run (default: the latest)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing what is appended until the task ends")
+    logs.add_argument("--stderr", action="store_true", help="the task's stderr instead of its stdout")
+    logs.add_argument("--tail", type=non_negative_int, default=None, metavar="N", help="start at the last N lines")
+
+    history = on_service(jsub.add_parser("history", help="a job's runs, oldest first (skipped cron times too)"))
+    history.add_argument("job_id", metavar="JOB")
+    history.add_argument("--json", action="store_true", help="print a JSON array")
+
+    jobs = sub.add_parser("jobs", help="run the jobs service: aiomesos jobs serve --master M --work-dir D")
+    jobs.add_argument("action", choices=["serve"], help="serve: run the daemon (see `aiomesos jobs serve --help`)")
+    jobs.add_argument("args", nargs=argparse.REMAINDER, help="the daemon's flags")
+
+
+# ----------------------------------------------------------------------------------------- rendering (pure)
+def short_time(t: float, now: float | None = None) -> str:
+    """Local time: HH:MM:SS today, with the date otherwise; "-" for no time (0)."""
+    if not t:
+        return "-"
+    local = time.localtime(t)
+    today = time.localtime(time.time() if now is None else now)
+    same_day = local[:3] == today[:3]
+    return time.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S", local)
+
+
+def took(seconds: float) -> str:
+    """12.3s, 4m05s, 2h03m."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class Counts(NamedTuple):
+    tasks: int
+    succeeded: int
+    failed: int
+    running: int
+
+
+def run_counts(run: jpb.RunStatus) -> Counts:
+    states = [t.state for t in run.tasks]
+    return Counts(len(states), states.count("succeeded"), states.count("failed"), sum(s in RUNNING for s in states))
+
+
+def progress_line(job_id: str, run: jpb.RunStatus) -> str:
+    """`x: 12/20 succeeded, 1 failed, 7 running` (what `job run` prints when stdout is not a terminal)."""
+    c = run_counts(run)
+    return f"{job_id}: {c.succeeded}/{c.tasks} succeeded, {c.failed} failed, {c.running} running"
+
+
+def outcome(job_id: str, run: jpb.RunStatus, now: float | None = None) -> tuple[int, str]:
+    """How a run that has ended ends `job run`: exit code 0 when it succeeded, else 1, and the line that says so
+    (for a failed run: its first failed task, its exit code and why)."""
+    c = run_counts(run)
+    end = run.ended_at or (time.time() if now is None else now)
+    head = f"run {run.run_id} of {job_id} {run.state}"
+    if run.state == "succeeded":
+        return 0, f"{head}: {c.succeeded}/{c.tasks} tasks in {took(max(0.0, end - run.created_at))}"
+    failed = next((t for t in run.tasks if t.state == "failed"), None)
+    if failed is None:
+        return 1, f"{head}: {c.succeeded}/{c.tasks} tasks succeeded"
+    code = f"exit code {failed.exit_code}" if failed.has_exit_code else "no exit code"
+    why = f": {failed.message}" if failed.message else ""
+    where = f"step {failed.step} task {failed.index} (attempt {failed.attempt})"
+    return 1, f"{head}: {where} failed, {code}{why}"
+
+
+def _depths(steps: Sequence[jpb.StepStatus]) -> dict[str, int]:
+    """Each step's depth: the longest chain of dependencies above it (0: depends on nothing). Kahn's order; a
+    dependency on an unknown step is ignored, steps in a cycle (the service refuses those) stay where they are."""
+    names = {s.name for s in steps}
+    deps = {s.name: [d for d in s.depends_on if d in names] for s in steps}
+    children: dict[str, list[str]] = {s.name: [] for s in steps}
+    for name, parents in deps.items():
+        for parent in parents:
+            children[parent].append(name)
+    left = {name: len(parents) for name, parents in deps.items()}
+    depth = dict.fromkeys(names, 0)
+    ready = [s.name for s in steps if not left[s.name]]
+    while ready:
+        name = ready.pop(0)
+        for child in children[name]:
+            depth[child] = max(depth[child], depth[name] + 1)
+            left[child] -= 1
+            if not left[child]:
+                ready.append(child)
+    return depth
+
+
+def draw_dag(steps: Sequence[jpb.StepStatus], *, color: bool = False) -> str:
+    """A workflow's steps as layers (a layer: the steps at one depth, in spec order) with each step's state, and
+    between two layers the edges into the lower one, e.g. for a -> b, c -> d:
+
+        1  a (succeeded)   c (running)
+             a -> b
+             c -> d
+        2  b (waiting)   d (waiting)
+
+    `color`: rich markup for a terminal (states coloured)."""
+    from rich.markup import escape
+
+    depth = _depths(steps)
+    layers: dict[int, list[jpb.StepStatus]] = {}
+    for s in steps:
+        layers.setdefault(depth[s.name], []).append(s)
+
+    def text(s: str) -> str:
+        return escape(s) if color else s
+
+    def node(s: jpb.StepStatus) -> str:
+        style = STYLES.get(s.state, "") if color else ""
+        state = f"[{style}]{text(s.state)}[/]" if style else text(s.state)
+        return f"[bold]{text(s.name)}[/] ({state})" if color else f"{s.name} ({state})"
+
+    lines: list[str] = []
+    width = len(str(len(layers)))
+    for number, level in enumerate(sorted(layers), start=1):
+        if number > 1:
+            for s in layers[level]:
+                lines.extend(f"{' ' * (width + 4)}{text(d)} -> {text(s.name)}" for d in s.depends_on)
+        lines.append(f"{number:>{width}}  " + "   ".join(node(s) for s in layers[level]))
+    return "\n".join(lines)
+
+
+def job_rows(jobs: Sequence[jpb.JobSummary], now: float | None = None) -> list[list[str]]:
+    """`job list`: ID, TYPE, ROLE, STATE, RUN, SUCCEEDED, FAILED, RUNNING, SCHEDULE, NEXT RUN."""
+    return [
+        [
+            j.job_id,
+            j.type,
+            j.role,
+            j.state,
+            j.run_id or "-",
+            f"{j.succeeded}/{j.tasks}" if j.run_id else "-",
+            str(j.failed) if j.run_id else "-",
+            str(j.running) if j.run_id else "-",
+            j.schedule or "-",
+            short_time(j.next_run_at, now) if j.schedule else "-",
+        ]
+        for j in jobs
+    ]
+
+
+JOB_COLUMNS = ["ID", "TYPE", "ROLE", "STATE", "RUN", "SUCCEEDED", "FAILED", "RUNNING", "SCHEDULE", "NEXT RUN"]
+
+
+def task_rows(run: jpb.RunStatus, now: float | None = None) -> list[list[str]]:
+    """`job status`: STEP, INDEX, ATTEMPT, STATE, AGENT, START, END, EXIT, WHY (a queued task: why it waits;
+    an ended one: its last message)."""
+    rows = []
+    for t in run.tasks:
+        why = t.why_waiting if t.state in ("queued", "waiting") and t.why_waiting else t.message
+        rows.append(
+            [
+                t.step,
+                str(t.index),
+                str(t.attempt),
+                t.state,
+                t.hostname or t.agent_id or "-",
+                short_time(t.started_at, now),
+                short_time(t.ended_at, now),
+                str(t.exit_code) if t.has_exit_code else "-",
+                why or "-",
+            ]
+        )
+    return rows
+
+
+TASK_COLUMNS = ["STEP", "INDEX", "ATTEMPT", "STATE", "AGENT", "START", "END", "EXIT", "WHY"]
+
+
+def run_rows(runs: Sequence[jpb.RunSummary], now: float | None = None) -> list[list[str]]:
+    """`job history`: RUN, TRIGGER, SCHEDULED FOR, STATE, CREATED, ENDED, SUCCEEDED, FAILED."""
+    return [
+        [
+            r.run_id or "-",
+            r.trigger or "-",
+            short_time(r.scheduled_for, now),
+            r.state,
+            short_time(r.created_at, now),
+            short_time(r.ended_at, now),
+            f"{r.succeeded}/{r.tasks}" if r.tasks else "-",
+            str(r.failed) if r.tasks else "-",
+        ]
+        for r in runs
+    ]
+
+
+RUN_COLUMNS = ["RUN", "TRIGGER", "SCHEDULED FOR", "STATE", "CREATED", "ENDED", "SUCCEEDED", "FAILED"]
+
+
+def status_summary(status: jpb.JobStatus, now: float | None = None) -> list[str]:
+    """The lines above `job status`'s table: the job, then its run."""
+    j = status.job
+    head = f"job {j.job_id}: {j.type}, role {j.role}" + (f", owner {j.owner}" if j.owner else "")
+    head += f", {j.runs} run{'' if j.runs == 1 else 's'}"
+    if j.schedule:
+        head += f"; schedule '{j.schedule}', next run {short_time(j.next_run_at, now)}"
+    if not status.HasField("run"):
+        return [head, f"no run yet ({j.state})"]
+    r = status.run
+    c = run_counts(r)
+    trigger = r.trigger + (f" for {short_time(r.scheduled_for, now)}" if r.scheduled_for else "")
+    trigger = f" ({trigger.strip()})" if trigger else ""
+    when = f"created {short_time(r.created_at, now)}" + (f", ended {short_time(r.ended_at, now)}" if r.ended_at else "")
+    counts = f"{c.succeeded}/{c.tasks} succeeded, {c.failed} failed, {c.running} running"
+    return [head, f"run {r.run_id}{trigger}: {r.state}, {when}; {counts}"]
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], state_column: int | None) -> Any:
+    """A rich table as the rest of the CLI prints them; the state column coloured (on a terminal)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    for header in columns:
+        t.add_column(header)
+    for row in rows:
+        cells = [Text(cell) for cell in row]
+        if state_column is not None:
+            cells[state_column].stylize(STYLES.get(row[state_column], ""))
+        t.add_row(*cells)
+    return t
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    """A message as JSON, field names as in the .proto, zero values included (index 0 is an index)."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _listing(as_json: bool, items: Sequence[Message], rendered: Any) -> int:
+    """`--json`: the messages as a JSON array; else the table."""
+    if as_json:
+        print_json([to_json(m) for m in items])
+    else:
+        _console().print(rendered)
+    return 0
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(width=max(100, Console().width), highlight=False)
+
+
+# ----------------------------------------------------------------------------------------- following a run
+class StatusSource(Protocol):
+    async def get_job(self, job_id: str, run_id: str = "") -> jpb.JobStatus: ...
+
+
+class View(Protocol):
+    def update(self, status: jpb.JobStatus) -> None: ...
+
+
+class PlainView:
+    """Not a terminal: a progress line each time it changes."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.last = ""
+
+    def update(self, status: jpb.JobStatus) -> None:
+        line = progress_line(status.job.job_id, status.run)
+        if line != self.last:
+            print(line, file=self.out, flush=True)
+            self.last = line
+
+
+class BarView:
+    """A terminal: a rich progress bar of the succeeded tasks, failed and running ones beside it."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.bar: Any = None
+
+    def update(self, status: jpb.JobStatus) -> None:
+        c = run_counts(status.run)
+        extra = f"{c.failed} failed, {c.running} running"
+        if self.bar is None:
+            self.bar = self.progress.add_task(status.job.job_id, total=c.tasks or None, extra=extra)
+        self.progress.update(self.bar, total=c.tasks or None, completed=c.succeeded, extra=extra)
+
+
+async def follow_run(
+    client: StatusSource,
+    job_id: str,
+    run_id: str,
+    view: View,
+    *,
+    interval: float = POLL_INTERVAL,
+    grace: float = UNREACHABLE_GRACE,
+    sleep: Callable[[float], Coroutine[Any, Any, None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> jpb.JobStatus:
+    """Poll the run every `interval` until it has ended; each status goes to `view`. The service unreachable
+    (restarting) for less than `grace` seconds in a row is waited through; a refusal (unknown job) is not."""
+    unreachable_since: float | None = None
+    while True:
+        try:
+            status = await client.get_job(job_id, run_id)
+        except JobsError as e:
+            if e.refused:
+                raise
+            unreachable_since = clock() if unreachable_since is None else unreachable_since
+            if clock() - unreachable_since >= grace:
+                raise
+        else:
+            unreachable_since = None
+            view.update(status)
+            if status.run.state in ENDED:
+                return status
+        await sleep(interval)
+
+
+def _bar() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("succeeded, {task.fields[extra]}"),
+        TimeElapsedColumn(),
+        transient=False,
+    )
+
+
+async def _follow(client: JobsClient, job_id: str, run_id: str) -> int:
+    if sys.stdout.isatty():
+        with _bar() as progress:
+            status = await follow_run(client, job_id, run_id, BarView(progress))
+    else:
+        status = await follow_run(client, job_id, run_id, PlainView(sys.stdout))
+    code, line = outcome(job_id, status.run)
+    print(line, flush=True)
+    return code
+
+
+# ----------------------------------------------------------------------------------------- commands
+def load_job_spec(path: str) -> JobSpec:
+    """The spec in a file, validated here (spec.load_spec); any problem is a UsageError, one line."""
+    # spec.load_spec arrives with the spec parser; looked up when called so that the CLI imports without it.
+    load: Callable[[str], JobSpec] = importlib.import_module("scheduler_sdk.frameworks.jobs.spec").load_spec
+    try:
+        spec = load(path)
+        return spec if spec.source else dataclasses.replace(spec, source=Path(path).read_text())
+    except SpecError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def spec_summary(spec: JobSpec) -> str:
+    """`batch job 'x', 20 tasks` / `workflow job 'p', 4 steps, 5 tasks` (+ its schedule)."""
+    tasks = sum(s.count for s in spec.steps)
+    steps = f"{len(spec.steps)} step{'' if len(spec.steps) == 1 else 's'}, " if spec.type == "workflow" else ""
+    what = f"{spec.type} job {spec.name!r}, {steps}{tasks} task{'' if tasks == 1 else 's'}"
+    return what + (f", schedule '{spec.schedule}'" if spec.schedule else "")
+
+
+async def cmd_validate(args: argparse.Namespace) -> int:
+    print(f"{args.file}: valid ({spec_summary(load_job_spec(args.file))})")
+    return 0
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    spec = load_job_spec(args.file)  # a bad spec is never submitted
+    async with _client(args) as client:
+        response = await client.submit(spec.source, args.file, dry_run=args.dry_run)
+        if args.dry_run:
+            print(f"{args.file}: valid and fits the cluster ({spec_summary(spec)}); dry run: nothing submitted")
+            return 0
+        replaced = " (its spec replaced)" if response.updated else ""
+        print(f"job {response.job_id}{replaced}" + (f", run {response.run_id}" if response.run_id else ""), flush=True)
+        if not response.run_id:
+            if response.next_run_at:
+                print(f"scheduled: next run at {short_time(response.next_run_at)}")
+            return 0
+        if args.detach:
+            return 0
+        return await _follow(client, response.job_id, response.run_id)
+
+
+async def cmd_list(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        jobs = await client.list_jobs()
+    return _listing(args.json, jobs, table(f"{len(jobs)} jobs", JOB_COLUMNS, job_rows(jobs), state_column=3))
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        status = await client.get_job(args.job_id, args.run)
+    if args.json:
+        print_json(to_json(status))
+        return 0
+    console = _console()
+    color = sys.stdout.isatty()
+    for line in status_summary(status):
+        console.print(line, markup=False)
+    if not status.HasField("run"):
+        return 0
+    if status.job.type == "workflow" and status.run.steps:
+        console.print()
+        console.print(draw_dag(status.run.steps, color=color), markup=color)
+        console.print()
+    console.print(table(f"{len(status.run.tasks)} tasks", TASK_COLUMNS, task_rows(status.run), state_column=3))
+    return 0
+
+
+async def cmd_stop(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        response = await client.stop_job(args.job_id)
+    if response.run_id:
+        print(f"stopped run {response.run_id} of {args.job_id} ({response.killed} tasks killed)")
+    else:
+        print(f"{args.job_id}: no run in progress; stopped")
+    return 0
+
+
+async def cmd_history(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        runs = await client.history(args.job_id)
+    title = f"{len(runs)} runs of {args.job_id}"
+    return _listing(args.json, runs, table(title, RUN_COLUMNS, run_rows(runs), state_column=3))
+
+
+def pick_task(status: jpb.JobStatus, step: str, index: int | None) -> jpb.TaskSlot:
+    """The task `job logs` reads: index `index` (default: the first) of step `step` (default: the first)."""
+    run = status.run
+    job = status.job.job_id
+    if not status.HasField("run"):
+        raise UsageError(f"job {job!r} has no run yet")
+    steps = [s.name for s in run.steps] or list(dict.fromkeys(t.step for t in run.tasks))
+    step = step or (steps[0] if steps else "")
+    if step not in steps:
+        raise UsageError(f"no step {step!r} in run {run.run_id} of {job} (steps: {', '.join(steps) or 'none'})")
+    slots = [t for t in run.tasks if t.step == step]
+    slot = next((t for t in slots if index is None or t.index == index), None)
+    if slot is None:
+        has = f"0..{len(slots) - 1}" if slots else "none"
+        raise UsageError(f"no task {index} in step {step} of run {run.run_id} (its tasks: {has})")
+    if not slot.task_id or not slot.agent_id:
+        why = f": {slot.why_waiting}" if slot.why_waiting else ""
+        raise UsageError(f"task {slot.index} of step {step} (run {run.run_id}) has not run: {slot.state}{why}")
+    return slot
+
+
+async def cmd_logs(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        status = await client.get_job(args.job_id, args.run)
+    slot = pick_task(status, args.step, args.task)
+    # `aiomesos task logs TASK` with this parser's --stderr/--follow/--tail (and --master/--config).
+    args.task_id, args.framework = slot.task_id, ""
+    return await task_cli.cmd_logs(args)
+
+
+JOB_COMMANDS: dict[str, Command] = {
+    "validate": cmd_validate,
+    "run": cmd_run,
+    "list": cmd_list,
+    "status": cmd_status,
+    "stop": cmd_stop,
+    "logs": cmd_logs,
+    "history": cmd_history,
+}
+
+
+async def cmd_job(args: argparse.Namespace) -> int:
+    try:
+        return await JOB_COMMANDS[args.job_command](args)
+    except JobsError as e:
+        if e.code == grpc.StatusCode.FAILED_PRECONDITION:  # e.g. a run in progress: the operation failed
+            print(f"aiomesos job: error: {e}", file=sys.stderr)
+            return 1
+        raise UsageError(str(e)) from None  # a bad spec, an unknown job, an unreachable service
+
+
+def cmd_jobs(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    """`aiomesos jobs serve ...`: the daemon, in this process. It runs its own event loop, so it runs here, when
+    main asks for the command's coroutine and before main starts a loop; what is returned only hands back its
+    exit code."""
+    daemon = importlib.import_module("scheduler_sdk.frameworks.jobs.daemon")  # the CLI imports without it
+    return _exit_code(int(daemon.main(list(args.args))))
+
+
+async def _exit_code(code: int) -> int:
+    return code
+
+
+COMMANDS: dict[str, Command] = {"job": cmd_job, "jobs": cmd_jobs}
+
+
+# ----------------------------------------------------------------------------------------- plumbing
+def jobs_address(args: argparse.Namespace) -> str:
+    """--jobs, else the client config's `jobs` (the config --config / $AIOMESOS_CONFIG name), else the default."""
+    if args.jobs:
+        return str(args.jobs)
+    try:
+        config = load_client_config(args.config)
+    except SecurityError as e:
+        raise UsageError(str(e)) from None
+    return config.jobs if config is not None and config.jobs else DEFAULT_JOBS
+
+
+def _client(args: argparse.Namespace) -> JobsClient:
+    try:
+        return JobsClient(jobs_address(args))
+    except SecurityError as e:
+        raise UsageError(str(e)) from None
