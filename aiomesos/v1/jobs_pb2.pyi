@@ -393,6 +393,7 @@ class TaskAttempt(_message.Message):
     attempt: _builtins.int
     task_id: _builtins.str
     state: _builtins.str
+    """succeeded | failed | dropped (relaunched without using a retry)"""
     has_exit_code: _builtins.bool
     exit_code: _builtins.int
     started_at: _builtins.float

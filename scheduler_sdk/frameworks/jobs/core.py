@@ -87,14 +87,17 @@ class JobsCore:
             job = Job(record, spec, _cron_of(spec), self.store.runs(record.job_id))
             self.jobs[record.job_id] = job
         for rec in self.store.active_runs():
-            job = self.jobs.get(rec.job_id)
-            if job is None or rec.data is None:
+            owner = self.jobs.get(rec.job_id)
+            if owner is None or rec.data is None:
                 continue
-            run = Run.from_dict(rec.data, parse_spec(rec.spec_yaml, job.record.filename))
-            self._activate(job, run)
+            run = Run.from_dict(rec.data, parse_spec(rec.spec_yaml, owner.record.filename))
+            self._activate(owner, run)
             for slot in run.slots():
                 if slot.state in ("queued", "staging", "running") and slot.task_id:
-                    self.scheduler.adopt(run.launch_for(slot), slot.agent_id)
+                    launch = run.launch_for(slot.task_id)
+                    if launch is None:
+                        continue
+                    self.scheduler.adopt(launch, slot.agent_id)
                     self._to_reconcile.append((slot.task_id, slot.agent_id))
                     if slot.state == "queued":
                         self._queued_at_start.add(slot.task_id)

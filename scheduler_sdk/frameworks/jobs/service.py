@@ -213,7 +213,7 @@ def run_status(job: Job, rec: RunRecord, waiting: dict[str, str]) -> jpb.RunStat
             att = t.attempts.add(
                 attempt=n,
                 task_id=a.task_id,
-                state=a.state,
+                state=_attempt_outcome(a.state),
                 started_at=a.started_at or 0.0,
                 ended_at=a.ended_at or 0.0,
                 agent_id=a.agent_id,
@@ -223,6 +223,12 @@ def run_status(job: Job, rec: RunRecord, waiting: dict[str, str]) -> jpb.RunStat
             if a.exit_code is not None:
                 att.has_exit_code, att.exit_code = True, a.exit_code
     return out
+
+
+def _attempt_outcome(task_state: str) -> str:
+    """An earlier attempt as the slots say it: succeeded, dropped (relaunched without using a retry) or failed
+    (its status message says how: an exit code, a timeout, a lost agent...)."""
+    return {"TASK_FINISHED": "succeeded", "TASK_DROPPED": "dropped"}.get(task_state, "failed")
 
 
 def _reason_name(reason: int) -> str:
