@@ -7,7 +7,41 @@ a number of seconds."""
 
 from __future__ import annotations
 
+import math
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from zoneinfo import available_timezones
+
+import yaml
+from yaml.nodes import MappingNode
+
+from scheduler_sdk.frameworks.jobs.cron import CronSchedule, zone
+from scheduler_sdk.frameworks.jobs.spec_yaml import (
+    MAPPING_HINT,
+    Field,
+    FieldError,
+    boolean,
+    choice,
+    compose,
+    did_you_mean,
+    duration,
+    find,
+    flatten,
+    key_name,
+    list_items,
+    mapping_fields,
+    not_what,
+    number,
+    required,
+    shown,
+    string,
+    text_map,
+    user_fields,
+    values_of,
+)
+from scheduler_sdk.quoting import quoted
 
 JOB_TYPES = ("batch", "workflow")  # service, stream: a later issue
 OVERLAP = ("skip", "allow")  # a cron time that comes while the last run still runs
@@ -95,3 +129,346 @@ class JobSpec:
             if s.name == name:
                 return s
         raise KeyError(name)
+
+
+# ------------------------------------------------------------------------------------------------ the parser
+TOP_FIELDS = ("name", "type", "role", "schedule", "time_zone", "overlap", "on_missed", "on_failure", "labels")
+TASK_FIELDS = ("command", "count", "resources", "constraints", "retries", "timeout", "gang", "env", "user")
+STEP_FIELDS = ("name", *TASK_FIELDS, "depends_on")
+RESOURCE_FIELDS = ("cpus", "mem", "disk", "gpus", "ports")
+RETRY_FIELDS = ("attempts", "backoff", "max_backoff")
+MAX_COUNT = 10_000  # tasks in one array
+MAX_ATTEMPTS = 100
+MAX_PORTS = 100
+NAME_RULES = "lowercase letters, digits and '-', starting with a letter or a digit, at most 63 characters"
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# what the service and the placement set in every task's environment: a spec may not set them
+_RESERVED_ENV = re.compile(r"AIOMESOS_(JOB|RUN|STEP|TASK_INDEX|ATTEMPT|PORT\d+)|PORT\d+")
+_ROLE_CHARACTERS = frozenset(map(chr, range(0x21, 0x7F))) - {"/", "\\"}
+_MAX_SCHEDULE = 200
+
+
+def load_spec(path: str | os.PathLike[str]) -> JobSpec:
+    """`parse_spec` of the file at `path` (its name in every message); SpecError if it cannot be read."""
+    filename = os.fspath(path)
+    try:
+        with open(filename, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise SpecError("not UTF-8 text", filename=filename) from None
+    except OSError as e:
+        raise SpecError(f"cannot read it: {e.strerror or e}", filename=filename) from None
+    return parse_spec(text, filename)
+
+
+def parse_spec(text: str, filename: str = "") -> JobSpec:
+    """The job spec in YAML `text`, validated; SpecError naming the file, the line and the field otherwise.
+
+    Every message comes from the composed node tree, so its line is the line of the offending key or value.
+    `env` and `labels` values are strings or numbers; a number is kept as the text it was written as (`0755` stays
+    "0755"); a boolean or a null is refused (quote it). A batch job's one step is named like the job."""
+    try:
+        return _job(Field(compose(text), ""), text, filename)
+    except FieldError as e:
+        raise SpecError(e.message, field=e.field, line=e.line, filename=filename) from None
+
+
+def _job(top: Field, text: str, filename: str) -> JobSpec:
+    fields = mapping_fields(top, (*TOP_FIELDS, *TASK_FIELDS, "depends_on", "steps"), what=MAPPING_HINT)
+    job_type = choice(fields["type"], JOB_TYPES) if "type" in fields else "batch"
+    for key, f in fields.items():
+        if job_type == "workflow" and key in (*TASK_FIELDS, "depends_on"):
+            raise f.error("put it in a step: a workflow's task fields belong to its steps")
+        if job_type == "batch" and key == "steps":
+            raise f.error("a batch job has no steps (a workflow has: type: workflow)")
+        if job_type == "batch" and key == "on_failure":
+            raise f.error("only a workflow has on_failure")
+        if job_type == "batch" and key == "depends_on":
+            raise f.error("only a workflow's steps depend on others (type: workflow)")
+    name = _name(required(top, fields, "name"))
+    workflow = job_type == "workflow"
+    steps = _workflow_steps(required(top, fields, "steps")) if workflow else (_step(top, fields, name),)
+    schedule = None
+    if "schedule" in fields:
+        schedule = _schedule(fields["schedule"])
+    return JobSpec(
+        name=name,
+        type=job_type,
+        steps=steps,
+        role=_role(fields["role"]) if "role" in fields else "*",
+        schedule=schedule,
+        time_zone=_time_zone(fields["time_zone"]) if "time_zone" in fields else "UTC",
+        overlap=choice(fields["overlap"], OVERLAP) if "overlap" in fields else "skip",
+        on_missed=choice(fields["on_missed"], ON_MISSED) if "on_missed" in fields else "run_once",
+        on_failure=choice(fields["on_failure"], ON_FAILURE) if "on_failure" in fields else "fail",
+        labels=text_map(fields["labels"], _label_key) if "labels" in fields else (),
+        source=text,
+        filename=filename,
+    )
+
+
+def check_fits(spec: JobSpec, agents: Sequence[Mapping[str, float]]) -> None:
+    """SpecError (field `resources` of the step, at its line) when a task of some step needs more of a resource
+    than any agent has in all, or a gang step's `count` tasks cannot all fit the whole cluster at once (counted
+    agent by agent, empty). `agents`: each agent's total resources, e.g. {"cpus": 2, "mem": 1024, "ports": 1001}
+    (`ports`: how many). No agents known (a cluster still starting): nothing is checked."""
+    if not agents:
+        return
+    for index, step in enumerate(spec.steps):
+        needs = {r: float(getattr(step.resources, r)) for r in RESOURCE_FIELDS if getattr(step.resources, r) > 0}
+        for resource, need in needs.items():
+            largest = max(float(a.get(resource, 0.0)) for a in agents)
+            if need > largest:
+                raise _resources_error(
+                    spec, index, f"needs {resource} {need:g} per task; the largest agent has {largest:g}"
+                )
+        if step.gang and needs:
+            fits = sum(min(math.floor(a.get(r, 0.0) / n + 1e-9) for r, n in needs.items()) for a in agents)
+            if fits < step.count:
+                each = ", ".join(f"{r} {n:g}" for r, n in needs.items())
+                why = f"a gang of {step.count} starts all at once, but the whole cluster fits {fits} of its tasks"
+                raise _resources_error(spec, index, f"{why} ({each} each)")
+
+
+def _resources_error(spec: JobSpec, index: int, message: str) -> SpecError:
+    step = spec.steps[index]
+    path: list[str | int] = ["steps", index, "resources"] if spec.type == "workflow" else ["resources"]
+    line = step.line
+    if spec.source:
+        try:
+            node = find(yaml.compose(spec.source, Loader=yaml.SafeLoader), path)
+        except yaml.YAMLError:
+            node = None
+        if node is not None:
+            line = node.start_mark.line + 1
+    field = f"steps[{index}].resources" if spec.type == "workflow" else "resources"
+    return SpecError(message, field=field, line=line, filename=spec.filename)
+
+
+def _env_key(name: str) -> str | None:
+    if not _ENV_NAME.fullmatch(name):
+        return f"{quoted(name)} is not an environment variable name (letters, digits and _, not first a digit)"
+    if _RESERVED_ENV.fullmatch(name):
+        return f"{quoted(name)} is set by the jobs service in every task"
+    return None
+
+
+def _label_key(name: str) -> str | None:
+    return None if name.strip() else "a label name must not be empty"
+
+
+# ------------------------------------------------------------------------------------------- the fields
+def _name(f: Field) -> str:
+    name = string(f, "a name")
+    if not _NAME.fullmatch(name):
+        raise f.error(f"{quoted(name)} is not a name: {NAME_RULES}")
+    return name
+
+
+def _role(f: Field) -> str:
+    role = string(f, "a role")
+    if role == "*":
+        return role
+    parts = role.split("/")
+    if len(role) > 255 or any(
+        p in ("", ".", "..") or p.startswith("-") or not _ROLE_CHARACTERS.issuperset(p) for p in parts
+    ):
+        raise f.error(
+            f"{quoted(role)} is not a role: '/'-separated names of visible ASCII, none empty, '.', '..' or "
+            "starting with '-' (or *)"
+        )
+    return role
+
+
+def _schedule(f: Field) -> str:
+    expr = string(f, 'a cron expression (e.g. "0 2 * * *")')
+    if len(expr) > _MAX_SCHEDULE:
+        raise f.error(f"a cron expression of {len(expr)} characters is too long")
+    try:
+        CronSchedule.parse(expr)
+    except ValueError as e:
+        raise f.error(str(e)) from None
+    return expr
+
+
+def _time_zone(f: Field) -> str:
+    name = string(f, "a time zone name (e.g. Europe/Berlin, or UTC)")
+    try:
+        zone(name)
+    except ValueError:
+        hint = did_you_mean(name, available_timezones()) if len(name) <= 64 else ""
+        raise f.error(f"unknown time zone {quoted(name)}{hint} (an IANA name like Europe/Berlin, or UTC)") from None
+    return name
+
+
+def _resources(f: Field) -> TaskResources:
+    fields = mapping_fields(f, RESOURCE_FIELDS, what="a mapping like {cpus: 1, mem: 512}")
+    default = TaskResources()
+
+    def get(name: str, what: str, ok: Callable[[float], bool], *, whole: bool = False) -> float:
+        return float(number(fields[name], what, ok, whole=whole)) if name in fields else float(getattr(default, name))
+
+    return TaskResources(
+        cpus=get("cpus", "a number > 0", lambda v: v > 0),
+        mem=get("mem", "a number of MB > 0", lambda v: v > 0),
+        disk=get("disk", "a number of MB >= 0", lambda v: v >= 0),
+        gpus=get("gpus", "a whole number >= 0", lambda v: v >= 0, whole=True),
+        ports=int(get("ports", f"a whole number from 0 to {MAX_PORTS}", lambda v: 0 <= v <= MAX_PORTS, whole=True)),
+    )
+
+
+def _retries(f: Field) -> RetryPolicy:
+    fields = mapping_fields(f, RETRY_FIELDS, what="a mapping like {attempts: 3, backoff: 5s}")
+    default = RetryPolicy()
+    attempts = default.attempts
+    if "attempts" in fields:
+        what = f"a whole number from 0 to {MAX_ATTEMPTS}"
+        attempts = int(number(fields["attempts"], what, lambda v: 0 <= v <= MAX_ATTEMPTS, whole=True))
+    backoff = duration(fields["backoff"], positive=False) if "backoff" in fields else default.backoff
+    if "max_backoff" not in fields:
+        return RetryPolicy(attempts, backoff, max(default.max_backoff, backoff))
+    max_backoff = duration(fields["max_backoff"], positive=True)
+    if max_backoff < backoff:
+        raise fields["max_backoff"].error(
+            f"must be at least the backoff ({backoff:g}s), not {shown(fields['max_backoff'].node)}"
+        )
+    return RetryPolicy(attempts, backoff, max_backoff)
+
+
+def _constraint(f: Field) -> ConstraintSpec:
+    """One of the forms in ConstraintSpec's docstring."""
+    if not isinstance(f.node, MappingNode):
+        raise f.error(f"must be a mapping like {{unique: zone}}, {not_what(f.node)}")
+    flatten(f)
+    known = ", ".join(CONSTRAINT_KINDS)
+    kinds: list[tuple[str, Field]] = []
+    soft: Field | None = None
+    for key_node, value_node in f.node.value:
+        name = key_name(f, key_node)
+        at_key = Field(key_node, f.path)
+        if name not in (*CONSTRAINT_KINDS, "soft"):
+            hint = did_you_mean(name, (*CONSTRAINT_KINDS, "soft"))
+            raise at_key.error(f"unknown constraint kind {quoted(name)}{hint}; the kinds are {known} (and soft: true)")
+        if (name == "soft" and soft is not None) or any(name == k for k, _ in kinds):
+            raise f.key(name, key_node).error("given twice")
+        if name == "soft":
+            soft = f.key(name, value_node)
+        elif kinds:
+            raise at_key.error(f"one kind per constraint, not both {kinds[0][0]} and {name} (write two constraints)")
+        else:
+            kinds.append((name, f.key(name, value_node)))
+    if not kinds:
+        raise f.error(f"needs one of {known}")
+    kind, value = kinds[0]
+    is_soft = boolean(soft) if soft is not None else False
+    if kind in ("unique", "balanced"):
+        attribute = string(value, "an attribute name (e.g. zone, or hostname)")
+        if not attribute.strip():
+            raise value.error("an attribute name must not be empty")
+        return ConstraintSpec(kind, attribute=attribute, soft=is_soft)
+    if kind == "hostname":
+        return ConstraintSpec(kind, attribute="hostname", values=values_of(value), soft=is_soft)
+    pairs = user_fields(value, "a mapping like {rack: r1}")
+    if len(pairs) != 1:
+        raise value.error(f"must name one attribute, not {len(pairs)} (write one constraint for each)")
+    attribute, values = pairs[0]
+    return ConstraintSpec(kind, attribute=attribute, values=values_of(values), soft=is_soft)
+
+
+def _step(where: Field, fields: Mapping[str, Field], name: str) -> StepSpec:
+    """The task fields of a batch job (top level) or of a workflow step."""
+    command = string(required(where, fields, "command"), "a shell command line (text)")
+    if not command.strip():
+        raise fields["command"].error("must not be empty")
+    count = 1
+    if "count" in fields:
+        what = f"a whole number from 1 to {MAX_COUNT}"
+        count = int(number(fields["count"], what, lambda v: 1 <= v <= MAX_COUNT, whole=True))
+    constraints: tuple[ConstraintSpec, ...] = ()
+    if "constraints" in fields:
+        constraints = tuple(_constraint(i) for i in list_items(fields["constraints"], "constraints"))
+    user = string(fields["user"], "a user name") if "user" in fields else ""
+    if not user.isprintable() or user != user.strip():
+        raise fields["user"].error(f"{quoted(user)} is not a user name")
+    return StepSpec(
+        name=name,
+        command=command,
+        count=count,
+        resources=_resources(fields["resources"]) if "resources" in fields else TaskResources(),
+        constraints=constraints,
+        retries=_retries(fields["retries"]) if "retries" in fields else RetryPolicy(),
+        timeout=duration(fields["timeout"], positive=True) if "timeout" in fields else None,
+        gang=boolean(fields["gang"]) if "gang" in fields else False,
+        env=text_map(fields["env"], _env_key) if "env" in fields else (),
+        depends_on=tuple(name for name, _ in _depends_on(fields["depends_on"])) if "depends_on" in fields else (),
+        user=user,
+        line=where.line,
+    )
+
+
+def _depends_on(f: Field) -> list[tuple[str, Field]]:
+    out: list[tuple[str, Field]] = []
+    for item in list_items(f, "step names"):
+        name = string(item, "a step name")
+        if any(name == n for n, _ in out):
+            raise item.error(f"{quoted(name)} is listed twice")
+        out.append((name, item))
+    return out
+
+
+def _workflow_steps(f: Field) -> tuple[StepSpec, ...]:
+    items = list_items(f, "steps")
+    if not items:
+        raise f.error("must list at least one step")
+    steps: list[StepSpec] = []
+    where: dict[str, int] = {}
+    deps: list[tuple[Field | None, list[tuple[str, Field]]]] = []
+    for index, item in enumerate(items):
+        fields = mapping_fields(item, STEP_FIELDS, what="a step: a mapping of fields (name: ..., command: ...)")
+        name = _name(required(item, fields, "name"))
+        if name in where:
+            raise fields["name"].error(f"{quoted(name)} is already the name of steps[{where[name]}]")
+        where[name] = index
+        steps.append(_step(item, fields, name))
+        deps.append((fields.get("depends_on"), _depends_on(fields["depends_on"]) if "depends_on" in fields else []))
+    for index, (_, names) in enumerate(deps):
+        for name, item in names:
+            if name == steps[index].name:
+                raise item.error("a step cannot depend on itself")
+            if name not in where:
+                raise item.error(f"unknown step {quoted(name)}{did_you_mean(name, where)}")
+    cycle = _cycle([[where[n] for n, _ in names] for _, names in deps])
+    if cycle:
+        depends_on = deps[cycle[0]][0]
+        assert depends_on is not None  # a step in a cycle depends on something
+        raise depends_on.error("cycle " + " -> ".join(steps[i].name for i in cycle))
+    return tuple(steps)
+
+
+def _cycle(deps: Sequence[Sequence[int]]) -> list[int]:
+    """A cycle in the graph (step -> the steps it depends on) as [a, b, ..., a], or [] if there is none.
+    Kahn's algorithm removes every step whose dependencies are all removed; each step left depends on one left, so
+    following those from the first one left must come round: no recursion, whatever the depth."""
+    waiting = [len(d) for d in deps]
+    dependents: list[list[int]] = [[] for _ in deps]
+    for step, ds in enumerate(deps):
+        for d in ds:
+            dependents[d].append(step)
+    ready = [s for s, n in enumerate(waiting) if n == 0]
+    while ready:
+        for later in dependents[ready.pop()]:
+            waiting[later] -= 1
+            if waiting[later] == 0:
+                ready.append(later)
+    left = [s for s, n in enumerate(waiting) if n > 0]
+    if not left:
+        return []
+    path: list[int] = []
+    seen: dict[int, int] = {}
+    step = left[0]
+    while step not in seen:
+        seen[step] = len(path)
+        path.append(step)
+        step = next(d for d in deps[step] if waiting[d] > 0)
+    return [*path[seen[step] :], step]
