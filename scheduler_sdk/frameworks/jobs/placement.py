@@ -300,11 +300,12 @@ class RoleScheduler(PlacementScheduler):
     def _place(self, hosts: list[Host], now: float, skip: Collection[str] = frozenset()) -> SchedulingResult | None:
         """The engine run, redone without each gang it could not place whole (see the module docstring)."""
         skipped = set(skip)
-        gangs = self._ready_gangs(now)
+        members_of = self._gang_members()
+        gangs = self._ready_gangs(members_of, now)
         for gang, members in gangs.items():
             wait = self.gangs.get(gang)
             if members is None or (wait is not None and wait.backoff_until is not None):
-                skipped.update(self._members(gang))
+                skipped.update(t.id for t in members_of[gang])
         open_gangs = {g: m for g, m in gangs.items() if m is not None and not skipped.issuperset(m)}
         incomplete: dict[str, tuple[int, list[Assignment]]] = {}  # gang -> (its size, what of it was placed)
         while True:
@@ -328,15 +329,17 @@ class RoleScheduler(PlacementScheduler):
         self._note_gangs(gangs, incomplete, now)
         return result
 
-    def _members(self, gang: str) -> list[str]:
-        return [t.id for t in self.queued_tasks() if t.payload.gang == gang]
-
-    def _ready_gangs(self, now: float) -> dict[str, list[str] | None]:
-        """The gangs with queued members: their ids when all are queued or launched and ready (None: not yet)."""
+    def _gang_members(self) -> dict[str, list[TaskRequest]]:
+        """The queued members of each gang."""
         members: dict[str, list[TaskRequest]] = {}
         for task in self.queued_tasks():
             if task.payload.gang:
                 members.setdefault(task.payload.gang, []).append(task)
+        return members
+
+    def _ready_gangs(self, members: Mapping[str, list[TaskRequest]], now: float) -> dict[str, list[str] | None]:
+        """The ids of each gang's queued members, when the gang is whole (queued or launched) and ready (None: not
+        yet)."""
         launched: dict[str, int] = {}
         for task_id in self._where:
             gang = getattr(self.tasks[task_id].payload, "gang", "") if task_id in self.tasks else ""
@@ -368,8 +371,9 @@ class RoleScheduler(PlacementScheduler):
 
     def _gang_holds(self, driver: SchedulerDriver, now: float) -> None:
         """End the holds that lasted `gang_hold` (decline, back off) and the back-offs that are over (revive)."""
+        queued = self._gang_members() if self.gangs else {}
         for gang, wait in list(self.gangs.items()):
-            if not self._members(gang):
+            if gang not in queued:
                 del self.gangs[gang]
             elif wait.backoff_until is not None and now >= wait.backoff_until:
                 wait.backoff_until = None
@@ -387,15 +391,8 @@ class RoleScheduler(PlacementScheduler):
                     self.metrics.declined_offers += len(ids)
                 wait.since = None
                 wait.backoff_until = now + self.gang_hold * (0.5 + self.rng.random())
-                log.info(
-                    "gang released its offers",
-                    role=self.role,
-                    gang=gang,
-                    size=wait.size,
-                    fit=wait.fit,
-                    offers=len(ids),
-                    backoff=round(wait.backoff_until - now, 3),
-                )
+                backoff = round(wait.backoff_until - now, 3)
+                log.info("gang released its offers", role=self.role, gang=gang, fit=wait.fit, backoff=backoff)
 
     def _lease_keepers(self) -> Iterable[TaskRequest]:
         """A gang that backs off keeps no lease: what only it could use goes back (declined as unusable)."""

@@ -73,13 +73,13 @@ class RolesDriver(FakeDriver):
         self.infos.update({t.task_id: t for t in tasks})
         super().accept(offer_ids, tasks, refuse_seconds)
 
-    def revive(self, roles: tuple[str, ...] = ()) -> None:  # type: ignore[override]
+    def revive(self, roles: tuple[str, ...] = ()) -> None:
         self.calls.append(("revive", list(roles)))
 
-    def suppress(self, roles: tuple[str, ...] = ()) -> None:  # type: ignore[override]
+    def suppress(self, roles: tuple[str, ...] = ()) -> None:
         self.calls.append(("suppress", list(roles)))
 
-    def reconcile(self, tasks: tuple[tuple[str, str], ...] = ()) -> None:  # type: ignore[override]
+    def reconcile(self, tasks: tuple[tuple[str, str], ...] = ()) -> None:
         self.calls.append(("reconcile", list(tasks)))
 
     def update_framework(self, info: rpb.FrameworkInfo) -> None:
@@ -338,3 +338,179 @@ async def test_an_adopted_task_is_tracked_not_launched() -> None:
     w.js.kill("run")
     assert w.fake.take()[-1] == ("kill", "run", "a1")
     assert w.js.waiting_reasons() == {"maybe": "no offers yet", "next": "h1: cpus needs 2, has 1"}
+
+
+# ---------------------------------------------------------------------- gangs
+async def test_a_gang_that_does_not_fit_launches_nothing_and_leaves_the_room_to_others() -> None:
+    w = await world()
+    w.js.submit([*gang("g", 3), Launch("solo")])  # the gang first in the queue
+    await w.js.offers(w.d, [role_offer("o1", "a1", "h1", cpus=2, mem=100)])
+    w.run()
+    # the first pass placed 2 of the gang and not solo; the run redone without the gang places solo; the lease
+    # is used (accepted whole), so nothing is held
+    assert w.fake.take() == [("accept", ["o1"], ["solo"], 0)]
+    assert w.js.waiting_reasons() == {f"g.{i}": "gang of 3: 2 fit in the offers held" for i in range(3)}
+    # the rest of h1 comes back: 1 cpu, the gang still does not fit; the lease is kept (held for the gang)
+    await w.js.offers(w.d, [role_offer("o2", "a1", "h1", cpus=1, mem=90)])
+    w.run()
+    assert w.fake.take() == []
+    assert w.js.waiting_reasons()["g.0"] == "gang of 3: 1 fit in the offers held"
+    # another agent: held with o2, now the whole gang fits, across both agents, in one run
+    await w.js.offers(w.d, [role_offer("o3", "a2", "h2", cpus=2, mem=100)])
+    w.run()
+    calls = w.fake.take()
+    assert calls == [("accept", ["o2"], ["g.0"], 0), ("accept", ["o3"], ["g.1", "g.2"], 5.0)]
+    assert w.js.waiting_reasons() == {}
+    assert w.js.schedulers["*"].gangs == {}
+
+
+async def test_a_gang_is_launched_whole_across_two_agents_in_one_run() -> None:
+    w = await world()
+    w.js.submit(gang("g", 4))
+    await w.js.offers(
+        w.d, [role_offer("o1", "a1", "h1", cpus=2, mem=100), role_offer("o2", "a2", "h2", cpus=2, mem=100)]
+    )
+    w.run()
+    # one ACCEPT per agent, all in one scheduling run (the driver sends them in one message)
+    assert w.fake.take() == [("accept", ["o1"], ["g.0", "g.1"], 0), ("accept", ["o2"], ["g.2", "g.3"], 5.0)]
+
+
+async def test_a_gang_not_yet_wholly_submitted_waits() -> None:
+    w = await world()
+    w.js.submit(gang("g", 3)[:2])
+    await w.js.offers(w.d, [role_offer("o1", "a1", "h1", cpus=4, mem=100)])
+    w.run()
+    assert w.fake.take() == []
+    w.js.submit(gang("g", 3)[2:])
+    w.run()
+    assert w.fake.take() == [("accept", ["o1"], ["g.0", "g.1", "g.2"], 5.0)]
+
+
+async def test_a_held_gang_lets_go_after_the_hold_and_holds_nothing_while_it_backs_off() -> None:
+    w = await world(lease_expiry=30.0)  # leases outlive the hold: what ends it is the gang's bound
+    w.js.submit(gang("g", 3))
+    await w.js.offers(w.d, [role_offer("o1", "a1", "h1", cpus=2, mem=100)])
+    w.run()
+    rs = w.js.schedulers["*"]
+    assert w.fake.take() == []  # held
+    assert rs.next_wake(w.clock.now) == pytest.approx(HOLD + 0.001)  # the loop wakes when the hold ends
+    w.clock.now += HOLD - 0.5
+    w.run()
+    assert w.fake.take() == []  # still within the hold
+    w.clock.now += 0.5
+    w.run()
+    assert w.fake.take() == [("decline", ["o1"], GANG_RELEASE_REFUSE_SECONDS)]
+    wait = rs.gangs["g"]
+    assert wait.backoff_until is not None
+    backoff = wait.backoff_until - w.clock.now
+    assert 0.5 * HOLD <= backoff <= 1.5 * HOLD
+    assert rs.next_wake(w.clock.now) == pytest.approx(backoff + 0.001)  # ... and when the back-off ends
+    reason = w.js.waiting_reasons()["g.1"]
+    assert reason.startswith("gang of 3: 2 fit in the offers held; released after 10s (the role is not offered")
+    assert reason.endswith(f"holding again in {backoff:.0f}s")
+    # during the back-off the gang takes no offer, even one where it would fit: it goes back (and the
+    # filter is lifted when the back-off ends)
+    await w.js.offers(w.d, [role_offer("o2", "a2", "h2", cpus=4, mem=100)])
+    w.run()
+    assert w.fake.take() == [("decline", ["o2"], 30.0)]
+    w.clock.now += backoff
+    w.run()
+    assert w.fake.take() == [("revive", ["*"])]
+    assert rs.gangs["g"].backoff_until is None and rs.gangs["g"].since is None
+    await w.js.offers(w.d, [role_offer("o3", "a2", "h2", cpus=4, mem=100)])
+    w.run()
+    assert w.fake.take() == [("accept", ["o3"], ["g.0", "g.1", "g.2"], 5.0)]
+    assert rs.gangs == {}
+
+
+async def test_a_new_hold_starts_at_the_first_incomplete_run_after_the_back_off() -> None:
+    w = await world()
+    w.js.submit(gang("g", 3))
+    await w.js.offers(w.d, [role_offer("o1", "a1", "h1", cpus=2, mem=100)])
+    w.run()
+    w.clock.now += HOLD
+    w.run()
+    w.fake.take()
+    rs = w.js.schedulers["*"]
+    w.clock.now = cast(float, rs.gangs["g"].backoff_until) + 30.0  # no offers for long after the back-off
+    w.run()
+    assert w.fake.take() == [("revive", ["*"])]
+    await w.js.offers(w.d, [role_offer("o2", "a1", "h1", cpus=2, mem=100)])
+    w.run()
+    assert rs.gangs["g"].since == w.clock.now
+    w.clock.now += HOLD - 1
+    w.run()
+    assert w.fake.take() == []  # held: the new hold counts from its first incomplete run
+
+
+async def test_two_gangs_of_70_percent_in_one_role_run_one_after_the_other() -> None:
+    w = await world()
+    a, b = gang("a", 7), gang("b", 7)
+    w.js.submit([*a, *b])
+    await w.js.offers(
+        w.d, [role_offer("o1", "a1", "h1", cpus=5, mem=100), role_offer("o2", "a2", "h2", cpus=5, mem=100)]
+    )
+    w.run()
+    launched = [t for c in w.fake.take() if c[0] == "accept" for t in c[2]]
+    assert sorted(launched) == [t.task_id for t in a]
+    assert w.js.waiting_reasons()["b.0"] == "gang of 7: 3 fit in the offers held"
+    for t in a:
+        await w.status(t.task_id, tpb.TASK_RUNNING, "a1" if int(t.task_id[-1]) < 5 else "a2")
+    # what a left comes back; b still does not fit (3 of 7)
+    await w.js.offers(
+        w.d, [role_offer("o3", "a1", "h1", cpus=0.5, mem=50), role_offer("o4", "a2", "h2", cpus=3, mem=80)]
+    )
+    w.run()
+    assert [c for c in w.fake.take() if c[0] == "accept"] == []
+    # a ends; its room comes back; b is launched whole
+    for t in a:
+        await w.status(t.task_id, tpb.TASK_FINISHED, "a1" if int(t.task_id[-1]) < 5 else "a2")
+    await w.js.offers(w.d, [role_offer("o5", "a1", "h1", cpus=5, mem=50), role_offer("o6", "a2", "h2", cpus=2, mem=20)])
+    w.run()
+    launched = [t for c in w.fake.take() if c[0] == "accept" for t in c[2]]
+    assert sorted(launched) == [t.task_id for t in b]
+    assert w.js.waiting_reasons() == {}
+
+
+async def test_a_killed_gang_member_leaves_the_gang_waiting_for_a_whole_gang_again() -> None:
+    w = await world()
+    w.js.submit(gang("g", 3))
+    await w.js.offers(w.d, [role_offer("o1", "a1", "h1", cpus=2, mem=100)])
+    w.run()
+    w.js.kill("g.2")  # queued: dropped; the other two are not launched alone
+    await w.js.offers(w.d, [role_offer("o2", "a2", "h2", cpus=2, mem=100)])
+    w.run()
+    assert [c for c in w.fake.take() if c[0] == "accept"] == []
+    assert w.js.waiting_reasons() == {"g.0": "no offers yet", "g.1": "no offers yet"}
+
+
+async def test_two_gangs_in_two_roles_holding_halves_let_go_and_one_completes() -> None:
+    w = await world()
+    w.js.submit([*gang("x", 3, role="x"), *gang("y", 3, role="y")])
+    w.fake.take()
+    # the allocator shares the cluster: each role is offered one of the two 2-cpu agents; each gang holds half
+    await w.js.offers(w.d, [role_offer("o1", "a1", "h1", "x", cpus=2, mem=100)])
+    await w.js.offers(w.d, [role_offer("o2", "a2", "h2", "y", cpus=2, mem=100)])
+    w.run("x")
+    w.run("y")
+    assert w.fake.take() == []
+    w.clock.now += HOLD
+    w.run("x")
+    w.run("y")
+    assert w.fake.take() == [("decline", ["o1"], 1.0), ("decline", ["o2"], 1.0)]
+    ends = {r: cast(float, w.js.schedulers[r].gangs[r].backoff_until) for r in ("x", "y")}
+    first, second = sorted(ends, key=ends.__getitem__)
+    assert ends[first] != ends[second]  # random back-offs: one gang holds again while the other still waits
+    w.clock.now = ends[first]
+    w.run(first)
+    w.run(second)
+    assert w.fake.take() == [("revive", [first])]
+    # what both let go is offered to the role that asks again: its gang completes; the other's turn comes later
+    await w.js.offers(
+        w.d,
+        [role_offer("o3", "a1", "h1", first, cpus=2, mem=100), role_offer("o4", "a2", "h2", first, cpus=2, mem=100)],
+    )
+    w.run(first)
+    launched = sorted(t for c in w.fake.take() if c[0] == "accept" for t in c[2])
+    assert launched == [f"{first}.{i}" for i in range(3)]
+    assert w.js.waiting_reasons()[f"{second}.0"].startswith("gang of 3: 2 fit in the offers held; released after")
