@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -445,20 +445,24 @@ class PlacementScheduler(Scheduler):
             self._decline_unusable(driver)
         return result
 
-    def _place(self, hosts: list[Host], now: float) -> SchedulingResult | None:
-        """One engine run over the ready tasks (None: none is ready). With an engine that runs task by task and
-        a queue that plans, each task's place in the order follows from where the tasks before it really went."""
+    def _place(self, hosts: list[Host], now: float, skip: Collection[str] = frozenset()) -> SchedulingResult | None:
+        """One engine run over the ready tasks, less those whose ids are in `skip` (None: none is ready). With an
+        engine that runs task by task and a queue that plans, each task's place in the order follows from where
+        the tasks before it really went. (A subclass may run it again with more to skip: it is pure, it launches
+        nothing and changes no state; the gangs of the jobs service do.)"""
         engine, queue = self.engine, self.queue
         if not isinstance(engine, SteppedEngine) or not isinstance(queue, PlanningQueue):
-            ready = queue.ready(now)
+            ready = [t for t in queue.ready(now) if t.id not in skip]
             return engine.schedule(ready, hosts) if ready else None
         plan: Plan = queue.plan(now)
         task = next(plan, None)
+        while task is not None and task.id in skip:
+            task = next(plan, None)
         if task is None:
             return None
         run: EngineRun = engine.start(hosts)
         while task is not None:
-            if run.place(task) is not None:
+            if task.id not in skip and run.place(task) is not None:
                 plan.assign(task)
             task = next(plan, None)
         return run.result()
@@ -513,7 +517,7 @@ class PlacementScheduler(Scheduler):
         tasks on that agent ended (see the module docstring)."""
         if not self.leases:
             return
-        shapes = minimal_shapes(t for tid, t in self.tasks.items() if tid not in self._where)
+        shapes = minimal_shapes(self._lease_keepers())
         ids: list[str] = []
         for agent_id, lease in list(self.leases.items()):
             room = room_if_ours_ended(lease, self.running.get(agent_id, {}).values())
@@ -526,6 +530,10 @@ class PlacementScheduler(Scheduler):
             self.metrics.declined_offers += len(ids)
             if self.unusable_decline_seconds > 0:
                 self._filtered = True
+
+    def _lease_keepers(self) -> Iterable[TaskRequest]:
+        """The tasks whose demands keep a lease (see `_decline_unusable`): every submitted task not launched."""
+        return (t for tid, t in self.tasks.items() if tid not in self._where)
 
     def _decline_all(self, driver: SchedulerDriver, refuse_seconds: float) -> None:
         ids = [oid for lease in self.leases.values() for oid in lease.offers]
