@@ -216,8 +216,16 @@ class JobsCore:
             reason=status.reason,
             message=status.message,
             agent_id=status.agent_id,
+            hostname=self._hostname(status.agent_id),
         )
         self._apply(job, run, actions)
+
+    def _hostname(self, agent_id: str) -> str:
+        for role_scheduler in self.scheduler.schedulers.values():
+            agent = role_scheduler.agents.get(agent_id)
+            if agent is not None:
+                return agent.hostname
+        return ""
 
     def tick(self) -> None:
         """Timeouts and backoffs of the runs, and cron times (called a few times a second)."""
@@ -249,12 +257,12 @@ class JobsCore:
 
     # ------------------------------------------------------------------ cron
     def _fire(self, job: Job, cron_now: float, *, missed: bool) -> None:
-        assert job.cron is not None and job.record.next_run_at is not None
-        spec, record = job.spec, job.record
+        spec, record, next_at = job.spec, job.record, job.record.next_run_at
+        assert job.cron is not None and next_at is not None
         since = max(record.last_fire or 0.0, cron_now - MISSED_HORIZON)
         due = list(job.cron.times_between(since, cron_now, spec.time_zone))
         if not due:
-            due = [record.next_run_at]
+            due = [next_at]
         fire_at = due[-1]  # several times due at once (missed, or a clock jump): one run, for the latest
         now = self.clock()
         run = None
