@@ -27,7 +27,7 @@ from aiomesos.v1 import jobs_pb2 as jpb
 from scheduler_sdk._daemon.flags import FlagParser, UsageError, address, non_negative_int
 from scheduler_sdk.cli import task as task_cli
 from scheduler_sdk.frameworks.jobs.client import JobsClient, JobsError
-from scheduler_sdk.frameworks.jobs.spec import JobSpec, SpecError
+from scheduler_sdk.frameworks.jobs.spec import JobSpec, SpecError, load_spec
 from scheduler_sdk.security import SecurityError
 from scheduler_sdk.security.config import load_client_config
 
@@ -433,10 +433,8 @@ async def _follow(client: JobsClient, job_id: str, run_id: str) -> int:
 # ----------------------------------------------------------------------------------------- commands
 def load_job_spec(path: str) -> JobSpec:
     """The spec in a file, validated here (spec.load_spec); any problem is a UsageError, one line."""
-    # spec.load_spec arrives with the spec parser; looked up when called so that the CLI imports without it.
-    load: Callable[[str], JobSpec] = importlib.import_module("scheduler_sdk.frameworks.jobs.spec").load_spec
     try:
-        spec = load(path)
+        spec = load_spec(path)
         return spec if spec.source else dataclasses.replace(spec, source=Path(path).read_text())
     except SpecError as e:
         raise UsageError(str(e)) from None
@@ -573,7 +571,7 @@ def cmd_jobs(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     """`aiomesos jobs serve ...`: the daemon, in this process. It runs its own event loop, so it runs here, when
     main asks for the command's coroutine and before main starts a loop; what is returned only hands back its
     exit code."""
-    daemon = importlib.import_module("scheduler_sdk.frameworks.jobs.daemon")  # the CLI imports without it
+    daemon = importlib.import_module("scheduler_sdk.frameworks.jobs.daemon")  # its imports only for `jobs serve`
     return _exit_code(int(daemon.main(list(args.args))))
 
 
