@@ -13,12 +13,14 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 import pytest_asyncio
 
 from aiomesos.v1 import jobs_pb2 as jpb
 from scheduler_sdk.frameworks.jobs.client import JobsClient, JobsError
 from scheduler_sdk.local_cluster import LocalCluster
+from scheduler_sdk.security.config import ClientConfig
 from scheduler_sdk.security.local import LocalCertificates
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
 
@@ -282,3 +284,35 @@ async def test_bad_specs_are_one_line_exit_2_and_nothing_is_submitted(
     assert refused.value.refused and "cpus" in str(refused.value) and "huge.yaml:3" in str(refused.value)
     listed = {j.job_id for j in await jobs.list_jobs()}
     assert listed.isdisjoint({"u", "cyc", "dep", "cr", "wt", "huge"}), listed
+
+
+# ------------------------------------------------------------------------------------------ security
+async def test_the_jobs_api_is_secure_and_only_the_owner_or_an_operator_stops_a_job(
+    cluster: LocalCluster, jobs: JobsClient, cluster_ca: LocalCertificates
+) -> None:
+    # No certificate at all: the TLS port does not talk plaintext.
+    async with JobsClient(cluster.jobs_address, config=ClientConfig(), timeout=3) as plain:
+        with pytest.raises(JobsError) as refused:
+            await plain.list_jobs()
+    assert not refused.value.refused, refused.value
+    # An agent's certificate is from the cluster CA but an agent has no business here.
+    agent = cluster_ca.client_config(name="intruder.local", role="agent")
+    async with JobsClient(cluster.jobs_address, config=agent, timeout=3) as intruder:
+        with pytest.raises(JobsError) as denied:
+            await intruder.list_jobs()
+    assert denied.value.code == grpc.StatusCode.PERMISSION_DENIED, denied.value
+    # A job submitted by framework/alice: bob (another framework) may read it but not stop it; an operator may.
+    alice = cluster_ca.client_config(name="alice", role="framework")
+    bob = cluster_ca.client_config(name="bob", role="framework")
+    async with JobsClient(cluster.jobs_address, config=alice) as as_alice:
+        await as_alice.submit("name: alices\ncommand: sleep 60\n", "alices.yaml")
+    async with JobsClient(cluster.jobs_address, config=bob) as as_bob:
+        status = await as_bob.get_job("alices")
+        assert status.job.owner == "framework/alice"
+        with pytest.raises(JobsError) as not_bobs:
+            await as_bob.stop_job("alices")
+    assert not_bobs.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "framework/bob" in str(not_bobs.value) and "framework/alice" in str(not_bobs.value)
+    assert (await jobs.get_job("alices")).run.state in ("pending", "running")  # untouched
+    await jobs.stop_job("alices")  # the module's client is operator/admin
+    assert (await ended(jobs, "alices")).state == "stopped"
