@@ -484,6 +484,15 @@ class JobsScheduler(Scheduler):
     def roles(self) -> list[str]:
         return sorted(self.schedulers)
 
+    def hostname(self, agent_id: str) -> str:
+        """The hostname an agent offered under ("" if none of its offers came): for the task records, as a
+        TaskStatus names the agent only."""
+        for scheduler in self.schedulers.values():
+            agent = scheduler.agents.get(agent_id)
+            if agent is not None:
+                return agent.hostname
+        return ""
+
     def waiting_reasons(self) -> dict[str, str]:
         """task id -> why it waits, for every queued task of every role."""
         out: dict[str, str] = {}
