@@ -8,11 +8,8 @@ its role only, so a role with nothing queued stops receiving offers while the ot
 first time is added to the framework's roles with UPDATE_FRAMEWORK (the master then rescinds the offers out and
 offers again, in every role).
 
-A `TaskLaunch` (run.py) becomes a `TaskRequest`: its resources (gpus as a scalar, ports as a count), its group
-(what constraints count), its constraints (`unique` -> UniqueByAttribute, `attribute`/`hostname` ->
-AttributeValue, `balanced` -> BalancedByAttribute; `soft: true` ones rank hosts instead of filtering them), its
-`ready_at` (unix time, mapped onto the scheduler's clock); it is launched as a shell command as its user, with its
-environment plus AIOMESOS_PORT0.. and PORT0.. for the ports it was given.
+A `TaskLaunch` (run.py) is placed as a `TaskRequest` (`task_request`) and launched as a TaskInfo
+(`launch_task_info`).
 
 Gangs (the Mesos paper's "minimum allocation"). The tasks of a gang (`TaskLaunch.gang`, all `gang_size` of them)
 are placed all or none: after an engine run, a gang with a member left unplaced has none of them launched, and
@@ -59,16 +56,8 @@ from scheduler_sdk.placement.model import Assignment, Host, SchedulingResult, Ta
 from scheduler_sdk.placement.service import PlacementScheduler, default_task_info
 from scheduler_sdk.states import TERMINAL_STATES
 
-__all__ = [
-    "GANG_RELEASE_REFUSE_SECONDS",
-    "JobsScheduler",
-    "LaunchLike",
-    "RoleDriver",
-    "RoleScheduler",
-    "launch_task_info",
-    "placement_constraint",
-    "task_request",
-]
+__all__ = ["GANG_RELEASE_REFUSE_SECONDS", "JobsScheduler", "LaunchLike", "RoleDriver", "RoleScheduler"]
+__all__ += ["launch_task_info", "placement_constraint", "task_request"]
 
 log = structlog.get_logger(__name__)
 
@@ -118,7 +107,9 @@ OnUpdate = Callable[[Any, tpb.TaskStatus], None]  # (the TaskLaunch, its status)
 
 # ---------------------------------------------------------------------------------------------- the pure part
 def placement_constraint(spec: ConstraintSpec) -> object:
-    """The placement engine's constraint for a spec's (constraints.py); ValueError for an unknown kind."""
+    """The placement engine's constraint for a spec's (constraints.py): `unique` -> UniqueByAttribute,
+    `attribute`/`hostname` -> AttributeValue(in_=values), `balanced` -> BalancedByAttribute; ValueError for an
+    unknown kind."""
     if spec.kind == "unique":
         return UniqueByAttribute(spec.attribute or "hostname")
     if spec.kind == "attribute":
@@ -131,7 +122,8 @@ def placement_constraint(spec: ConstraintSpec) -> object:
 
 
 def task_request(launch: LaunchLike, ready_at: float = 0.0) -> TaskRequest:
-    """The request a launch is placed as (payload: the launch); `ready_at` on the scheduler's clock."""
+    """The request a launch is placed as: its resources (gpus a scalar, ports a count), group and constraints (soft
+    ones rank hosts instead of filtering them); payload: the launch; `ready_at` on the scheduler's clock."""
     r = launch.resources
     hard = tuple(placement_constraint(c) for c in launch.constraints if not c.soft)
     soft = tuple(placement_constraint(c) for c in launch.constraints if c.soft)
@@ -435,14 +427,8 @@ class JobsScheduler(Scheduler):
         self.on_update = on_update
         self.on_registered = on_registered
         self.on_unknown = on_unknown
-        self._options: dict[str, Any] = dict(
-            clock=clock,
-            wall_clock=wall_clock,
-            gang_hold=gang_hold,
-            lease_expiry=lease_expiry,
-            loop_interval=loop_interval,
-            rng=rng,
-        )
+        times = dict(clock=clock, wall_clock=wall_clock, gang_hold=gang_hold, lease_expiry=lease_expiry)
+        self._options: dict[str, Any] = dict(times, loop_interval=loop_interval, rng=rng)
         RoleScheduler(UNRESERVED, on_update=lambda t, s: None, **self._options)  # bad options fail here
         self.schedulers: dict[str, RoleScheduler] = {}  # role -> its scheduler
         self._role_of: dict[str, str] = {}  # task id -> role, for every task tracked
@@ -454,10 +440,11 @@ class JobsScheduler(Scheduler):
     def submit(self, launches: Sequence[LaunchLike]) -> None:
         """Queue launches, each in its role's scheduler (made on first use). ValueError for a task id already
         tracked (nothing is queued then)."""
-        ids = [launch.task_id for launch in launches]
-        again = sorted({i for i in ids if i in self._role_of} | {i for i in ids if ids.count(i) > 1})
-        if again:
-            raise ValueError(f"task {again[0]} was already submitted")
+        seen: set[str] = set()
+        for launch in launches:
+            if launch.task_id in self._role_of or launch.task_id in seen:
+                raise ValueError(f"task {launch.task_id} was already submitted")
+            seen.add(launch.task_id)
         by_role: dict[str, list[LaunchLike]] = {}
         for launch in launches:
             by_role.setdefault(launch.role or UNRESERVED, []).append(launch)
@@ -483,6 +470,15 @@ class JobsScheduler(Scheduler):
 
     def roles(self) -> list[str]:
         return sorted(self.schedulers)
+
+    def hostname(self, agent_id: str) -> str:
+        """The hostname an agent offered under ("" if none of its offers came): for the task records, as a
+        TaskStatus names the agent only."""
+        for scheduler in self.schedulers.values():
+            agent = scheduler.agents.get(agent_id)
+            if agent is not None:
+                return agent.hostname
+        return ""
 
     def waiting_reasons(self) -> dict[str, str]:
         """task id -> why it waits, for every queued task of every role."""

@@ -514,3 +514,10 @@ async def test_two_gangs_in_two_roles_holding_halves_let_go_and_one_completes() 
     launched = sorted(t for c in w.fake.take() if c[0] == "accept" for t in c[2])
     assert launched == [f"{first}.{i}" for i in range(3)]
     assert w.js.waiting_reasons()[f"{second}.0"].startswith("gang of 3: 2 fit in the offers held; released after")
+
+
+async def test_the_hostname_of_an_agent_is_what_its_offers_said() -> None:
+    w = await world()
+    w.js.submit([Launch("a", role="ml")])
+    await w.js.offers(w.d, [role_offer("o1", "a1", "h1.example", "ml", cpus=1, mem=100)])
+    assert (w.js.hostname("a1"), w.js.hostname("a2")) == ("h1.example", "")
