@@ -216,16 +216,9 @@ class JobsCore:
             reason=status.reason,
             message=status.message,
             agent_id=status.agent_id,
-            hostname=self._hostname(status.agent_id),
+            hostname=self.scheduler.hostname(status.agent_id),
         )
         self._apply(job, run, actions)
-
-    def _hostname(self, agent_id: str) -> str:
-        for role_scheduler in self.scheduler.schedulers.values():
-            agent = role_scheduler.agents.get(agent_id)
-            if agent is not None:
-                return agent.hostname
-        return ""
 
     def tick(self) -> None:
         """Timeouts and backoffs of the runs, and cron times (called a few times a second)."""
