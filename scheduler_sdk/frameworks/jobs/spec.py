@@ -19,6 +19,7 @@ from yaml.nodes import MappingNode
 
 from scheduler_sdk.frameworks.jobs.cron import CronSchedule, zone
 from scheduler_sdk.frameworks.jobs.spec_yaml import (
+    LOADER,
     MAPPING_HINT,
     Field,
     FieldError,
@@ -237,7 +238,7 @@ def _resources_error(spec: JobSpec, index: int, message: str) -> SpecError:
     line = step.line
     if spec.source:
         try:
-            root = yaml.compose(spec.source, Loader=yaml.SafeLoader)
+            root = yaml.compose(spec.source, Loader=LOADER)
         except yaml.YAMLError:
             root = None
         node = find(root, path) if root is not None else None

@@ -747,3 +747,11 @@ def test_merge_keys_follow_yamls_precedence_and_duplicates_are_only_those_writte
 )
 def test_odd_yaml_is_refused_not_a_traceback(tail: str, field: str, line: int, message: str) -> None:
     assert where(spec_error(f"name: x\ncommand: ls\n{tail}\n")) == (field, line, message)
+
+
+def test_yaml_nested_without_end_is_one_line() -> None:
+    assert where(spec_error("name: x\ncommand: ls\nlabels: " + "[" * 20000 + "\n")) == (
+        "",
+        None,
+        "not valid YAML: nested too deeply",
+    )
