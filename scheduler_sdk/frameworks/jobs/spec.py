@@ -19,6 +19,7 @@ from yaml.nodes import MappingNode
 
 from scheduler_sdk.frameworks.jobs.cron import CronSchedule, zone
 from scheduler_sdk.frameworks.jobs.spec_yaml import (
+    LOADER,
     MAPPING_HINT,
     Field,
     FieldError,
@@ -28,12 +29,11 @@ from scheduler_sdk.frameworks.jobs.spec_yaml import (
     did_you_mean,
     duration,
     find,
-    flatten,
-    key_name,
     list_items,
     mapping_fields,
     not_what,
     number,
+    pairs,
     required,
     shown,
     string,
@@ -210,9 +210,10 @@ def _job(top: Field, text: str, filename: str) -> JobSpec:
 
 def check_fits(spec: JobSpec, agents: Sequence[Mapping[str, float]]) -> None:
     """SpecError (field `resources` of the step, at its line) when a task of some step needs more of a resource
-    than any agent has in all, or a gang step's `count` tasks cannot all fit the whole cluster at once (counted
-    agent by agent, empty). `agents`: each agent's total resources, e.g. {"cpus": 2, "mem": 1024, "ports": 1001}
-    (`ports`: how many). No agents known (a cluster still starting): nothing is checked."""
+    than any agent has in all, or more than one agent has of all its resources together, or a gang step's `count`
+    tasks cannot all fit the whole cluster at once (counted agent by agent, on empty agents). `agents`: each agent's
+    total resources, e.g. {"cpus": 2, "mem": 1024, "ports": 1001} (`ports`: how many). No agents known (a cluster
+    still starting): nothing is checked."""
     if not agents:
         return
     for index, step in enumerate(spec.steps):
@@ -220,15 +221,15 @@ def check_fits(spec: JobSpec, agents: Sequence[Mapping[str, float]]) -> None:
         for resource, need in needs.items():
             largest = max(float(a.get(resource, 0.0)) for a in agents)
             if need > largest:
-                raise _resources_error(
-                    spec, index, f"needs {resource} {need:g} per task; the largest agent has {largest:g}"
-                )
-        if step.gang and needs:
-            fits = sum(min(math.floor(a.get(r, 0.0) / n + 1e-9) for r, n in needs.items()) for a in agents)
-            if fits < step.count:
-                each = ", ".join(f"{r} {n:g}" for r, n in needs.items())
-                why = f"a gang of {step.count} starts all at once, but the whole cluster fits {fits} of its tasks"
-                raise _resources_error(spec, index, f"{why} ({each} each)")
+                why = f"needs {resource} {need:g} per task; the largest agent has {largest:g}"
+                raise _resources_error(spec, index, why)
+        each = ", ".join(f"{r} {n:g}" for r, n in needs.items())
+        fits = [min((math.floor(a.get(r, 0.0) / n + 1e-9) for r, n in needs.items()), default=1) for a in agents]
+        if not any(fits):
+            raise _resources_error(spec, index, f"needs {each} per task; no agent has all of that")
+        if step.gang and sum(fits) < step.count:
+            why = f"a gang of {step.count} starts all at once, but the whole cluster fits {sum(fits)} of its tasks"
+            raise _resources_error(spec, index, f"{why} ({each} each)")
 
 
 def _resources_error(spec: JobSpec, index: int, message: str) -> SpecError:
@@ -237,9 +238,10 @@ def _resources_error(spec: JobSpec, index: int, message: str) -> SpecError:
     line = step.line
     if spec.source:
         try:
-            node = find(yaml.compose(spec.source, Loader=yaml.SafeLoader), path)
+            root = yaml.compose(spec.source, Loader=LOADER)
         except yaml.YAMLError:
-            node = None
+            root = None
+        node = find(root, path) if root is not None else None
         if node is not None:
             line = node.start_mark.line + 1
     field = f"steps[{index}].resources" if spec.type == "workflow" else "resources"
@@ -340,22 +342,21 @@ def _constraint(f: Field) -> ConstraintSpec:
     """One of the forms in ConstraintSpec's docstring."""
     if not isinstance(f.node, MappingNode):
         raise f.error(f"must be a mapping like {{unique: zone}}, {not_what(f.node)}")
-    flatten(f)
     known = ", ".join(CONSTRAINT_KINDS)
     kinds: list[tuple[str, Field]] = []
     soft: Field | None = None
-    for key_node, value_node in f.node.value:
-        name = key_name(f, key_node)
-        at_key = Field(key_node, f.path)
+    for name, key_node, value_node in pairs(f):
         if name not in (*CONSTRAINT_KINDS, "soft"):
             hint = did_you_mean(name, (*CONSTRAINT_KINDS, "soft"))
-            raise at_key.error(f"unknown constraint kind {quoted(name)}{hint}; the kinds are {known} (and soft: true)")
-        if (name == "soft" and soft is not None) or any(name == k for k, _ in kinds):
-            raise f.key(name, key_node).error("given twice")
+            raise Field(key_node, f.path).error(
+                f"unknown constraint kind {quoted(name)}{hint}; the kinds are {known} (and soft: true)"
+            )
         if name == "soft":
             soft = f.key(name, value_node)
         elif kinds:
-            raise at_key.error(f"one kind per constraint, not both {kinds[0][0]} and {name} (write two constraints)")
+            raise Field(key_node, f.path).error(
+                f"one kind per constraint, not both {kinds[0][0]} and {name} (write two constraints)"
+            )
         else:
             kinds.append((name, f.key(name, value_node)))
     if not kinds:
@@ -369,10 +370,10 @@ def _constraint(f: Field) -> ConstraintSpec:
         return ConstraintSpec(kind, attribute=attribute, soft=is_soft)
     if kind == "hostname":
         return ConstraintSpec(kind, attribute="hostname", values=values_of(value), soft=is_soft)
-    pairs = user_fields(value, "a mapping like {rack: r1}")
-    if len(pairs) != 1:
-        raise value.error(f"must name one attribute, not {len(pairs)} (write one constraint for each)")
-    attribute, values = pairs[0]
+    attributes = user_fields(value, "a mapping like {rack: r1}")
+    if len(attributes) != 1:
+        raise value.error(f"must name one attribute, not {len(attributes)} (write one constraint for each)")
+    attribute, values = attributes[0]
     return ConstraintSpec(kind, attribute=attribute, values=values_of(values), soft=is_soft)
 
 

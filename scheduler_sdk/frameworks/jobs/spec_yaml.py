@@ -18,9 +18,13 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from scheduler_sdk._daemon.flags import parse_duration
 from scheduler_sdk.quoting import quoted
 
-STR, BOOL, INT, FLOAT, NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "bool", "int", "float", "null"))
+STR, BOOL, INT, FLOAT, NULL, MERGE = (
+    f"tag:yaml.org,2002:{t}" for t in ("str", "bool", "int", "float", "null", "merge")
+)
+#: libyaml's parser where PyYAML has it (ten times faster), with the same nodes, tags and marks
+LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAPPING_HINT = "a mapping of fields (name: ..., command: ...)"
-_CONSTRUCTOR = SafeConstructor()  # only its scalar readers and merge-key flattening: they keep no state
+_CONSTRUCTOR = SafeConstructor()  # only its scalar readers: they keep no state
 _MAX_DURATION_TEXT = 64
 
 
@@ -54,8 +58,19 @@ class Field:
 
 
 def compose(text: str) -> Node:
+    """The node tree of one YAML document (FieldError, one line with its line number, if it is not YAML)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=LOADER)
+    except (yaml.YAMLError, RecursionError):
+        root = _compose_slowly(text)  # PyYAML's own parser says more about what is wrong (the alias' name, ...)
+    if root is None:
+        raise FieldError(f"empty spec: a job spec is {MAPPING_HINT}")
+    return root
+
+
+def _compose_slowly(text: str) -> Node | None:
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         what = ", ".join(p for p in (e.context, e.problem) if p)
@@ -67,9 +82,6 @@ def compose(text: str) -> Node:
         raise FieldError(f"not valid YAML: {' '.join(str(e).split())}") from None
     except RecursionError:
         raise FieldError("not valid YAML: nested too deeply") from None
-    if root is None:
-        raise FieldError(f"empty spec: a job spec is {MAPPING_HINT}")
-    return root
 
 
 def shown(node: Node) -> str:
@@ -97,30 +109,51 @@ def did_you_mean(word: str, choices: Collection[str]) -> str:
 
 
 def mapping_fields(f: Field, allowed: Sequence[str], *, what: str) -> dict[str, Field]:
-    """The fields of a mapping, in document order: each known, none twice."""
+    """The fields of a mapping, in document order, each known."""
     if not isinstance(f.node, MappingNode):
         raise f.error(
             f"must be {what}, not {shown(f.node)}" if f.path else f"a job spec is {what}, not {shown(f.node)}"
         )
-    flatten(f)
     out: dict[str, Field] = {}
-    for key_node, value_node in f.node.value:
-        name = key_name(f, key_node)
+    for name, key_node, value_node in pairs(f):
         if name not in allowed:
             raise Field(key_node, f.path).error(f"unknown field {quoted(name)}{did_you_mean(name, allowed)}")
-        if name in out:
-            raise f.key(name, key_node).error("given twice")
         out[name] = f.key(name, value_node)
     return out
 
 
-def flatten(f: Field) -> None:
-    """Merge keys (`<<: *defaults`) into the mapping, as YAML's loader does."""
+def pairs(f: Field) -> list[tuple[str, Node, Node]]:
+    """(name, key node, value node) of a mapping, in document order, with merge keys (`<<: *defaults`) merged in as
+    YAML's loader does (a key written in the mapping wins over a merged one); a key written twice is refused.
+    Nodes are never changed: an aliased mapping reads the same each time it is visited."""
     assert isinstance(f.node, MappingNode)
-    try:
-        _CONSTRUCTOR.flatten_mapping(f.node)
-    except yaml.MarkedYAMLError as e:
-        raise f.error(f"a merge (<<) {e.problem}") from None
+    out: dict[str, tuple[str, Node, Node, bool]] = {}
+    for key_node, value_node, own in _entries(f, f.node, frozenset()):
+        name = key_name(f, key_node)
+        if own and name in out and out[name][3]:
+            raise f.key(name, key_node).error("given twice")
+        out.pop(name, None)  # the later one wins: merged keys come first
+        out[name] = (name, key_node, value_node, own)
+    ordered = sorted(out.values(), key=lambda p: (p[1].start_mark.line, p[1].start_mark.column))
+    return [(name, k, v) for name, k, v, _ in ordered]
+
+
+def _entries(f: Field, node: MappingNode, seen: frozenset[int]) -> list[tuple[Node, Node, bool]]:
+    """The (key, value, written here) entries of `node`, merged ones first, the first mapping of a merge list last."""
+    if id(node) in seen:
+        raise f.error("a merge (<<) includes the mapping itself")
+    own: list[tuple[Node, Node, bool]] = []
+    merged: list[tuple[Node, Node, bool]] = []
+    for key_node, value_node in node.value:
+        if not (isinstance(key_node, ScalarNode) and key_node.tag == MERGE):
+            own.append((key_node, value_node, True))
+            continue
+        subs = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+        for sub in reversed(subs):
+            if not isinstance(sub, MappingNode):
+                raise Field(sub, f.path).error("a merge (<<) takes a mapping or a list of mappings")
+            merged += [(k, v, False) for k, v, _ in _entries(f, sub, seen | {id(node)})]
+    return merged + own
 
 
 def key_name(f: Field, key_node: Node) -> str:
@@ -200,38 +233,41 @@ def text_map(f: Field, check_key: Callable[[str], str | None]) -> tuple[tuple[st
     """A mapping of text to text-or-number, sorted; `check_key` says what is wrong with a key, if anything."""
     if not isinstance(f.node, MappingNode):
         raise f.error(f"must be a mapping of names to values, {not_what(f.node)}")
-    flatten(f)
     out: dict[str, str] = {}
-    for key_node, value_node in f.node.value:
-        name = key_name(f, key_node)
+    for name, key_node, value_node in pairs(f):
         problem = check_key(name)
         if problem is not None:
             raise Field(key_node, f.path).error(problem)
-        if name in out:
-            raise f.key(name, key_node).error("given twice")
         out[name] = text_or_number(f.key(name, value_node))
     return tuple(sorted(out.items()))
 
 
-def find(node: Node | None, path: Sequence[str | int]) -> Node | None:
-    """The node at `path` (keys and list indices) under `node`, or None."""
+def find(node: Node, path: Sequence[str | int]) -> Node | None:
+    """Where the field at `path` (keys and list indices) under `node` is written (a key's node, a list item), or
+    None if there is no such field."""
+    at: Node | None = node
+    written = node
     for part in path:
-        if isinstance(part, int) and isinstance(node, SequenceNode) and part < len(node.value):
-            node = node.value[part]
-        elif isinstance(part, str) and isinstance(node, MappingNode):
-            _CONSTRUCTOR.flatten_mapping(node)
-            node = next((v for k, v in node.value if isinstance(k, ScalarNode) and k.value == part), None)
+        if isinstance(part, int) and isinstance(at, SequenceNode) and part < len(at.value):
+            at = written = at.value[part]
+        elif isinstance(part, str) and isinstance(at, MappingNode):
+            try:
+                entry = next(((k, v) for name, k, v in pairs(Field(at, "")) if name == part), None)
+            except FieldError:
+                return None
+            if entry is None:
+                return None
+            written, at = entry
         else:
             return None
-    return node
+    return written
 
 
 def user_fields(f: Field, what: str) -> list[tuple[str, Field]]:
     """A mapping whose keys are the user's names (attributes), not our fields."""
     if not isinstance(f.node, MappingNode):
         raise f.error(f"must be {what}, {not_what(f.node)}")
-    flatten(f)
-    return [(name, f.key(name, v)) for name, v in ((key_name(f, k), v) for k, v in f.node.value)]
+    return [(name, f.key(name, v)) for name, _, v in pairs(f)]
 
 
 def values_of(f: Field) -> tuple[str, ...]:
