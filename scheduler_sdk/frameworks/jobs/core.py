@@ -253,10 +253,8 @@ class JobsCore:
         spec, record, next_at = job.spec, job.record, job.record.next_run_at
         assert job.cron is not None and next_at is not None
         since = max(record.last_fire or 0.0, cron_now - MISSED_HORIZON)
-        due = list(job.cron.times_between(since, cron_now, spec.time_zone))
-        if not due:
-            due = [next_at]
-        fire_at = due[-1]  # several times due at once (missed, or a clock jump): one run, for the latest
+        # Several times due at once (missed, or a clock jump): one run, for the latest.
+        fire_at = _latest_due(job.cron, since, cron_now, spec.time_zone) or next_at
         now = self.clock()
         run = None
         with self.store.transaction():
@@ -270,7 +268,7 @@ class JobsCore:
             else:
                 run = self._new_run(job, trigger, fire_at, now)
             self.store.put_job(record)
-        log.info("cron fired", job_id=job.job_id, at=fire_at, due=len(due), run_id=run and run.run_id, trigger=trigger)
+        log.info("cron fired", job_id=job.job_id, at=fire_at, run_id=run and run.run_id, trigger=trigger)
         if run is not None:
             self._start(job, run, now)
 
@@ -333,3 +331,15 @@ class JobsCore:
             return
         rec.state, rec.ended_at, rec.data = run.state, run.ended_at, run.to_dict()
         self.store.put_run(rec)
+
+
+def _latest_due(cron: CronSchedule, since: float, now: float, tz: str) -> float | None:
+    """The latest fire time in (since, now], looked for in widening windows back from now, so that an every-minute
+    job down for a year is one short look, not half a million times listed."""
+    for window in (60.0, 3600.0, 86400.0, 32 * 86400.0, MISSED_HORIZON):
+        latest = None
+        for t in cron.times_between(max(since, now - window), now, tz):
+            latest = t
+        if latest is not None or now - window <= since:
+            return latest
+    return None
