@@ -37,7 +37,7 @@ from scheduler_sdk._daemon.flags import (
 )
 from scheduler_sdk._daemon.guard import READERS, Guard, load_authorizer
 from scheduler_sdk._daemon.logs import configure_logging
-from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, run_daemon
+from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon
 from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.resources import Resources
@@ -163,11 +163,7 @@ class AgentDaemon:
 
     async def run(self) -> int:
         a = self.args
-        work_dir = Path(a.work_dir).resolve()
-        try:
-            work_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DaemonError(f"cannot create work dir {work_dir}: {e.strerror}") from None
+        work_dir = make_work_dir(a.work_dir)
         # Before anything touches the work dir's tasks: a second agent here would take them from the first.
         lock_work_dir(work_dir, "agent")
         security = DaemonSecurity.from_args(a)

@@ -27,7 +27,7 @@ from mesos_master.terms import Terms, build_allocator
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
 from scheduler_sdk._daemon.guard import load_authorizer, reload_security
 from scheduler_sdk._daemon.logs import configure_logging
-from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, run_daemon, write_atomically
+from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon, write_atomically
 from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk._daemon.tasks import race
 from scheduler_sdk.channels import SERVER_OPTIONS
@@ -132,11 +132,7 @@ class MasterDaemon:
 
     async def run(self) -> int:
         a = self.args
-        work_dir = Path(a.work_dir).resolve()
-        try:
-            work_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DaemonError(f"cannot create work dir {work_dir}: {e.strerror}") from None
+        work_dir = make_work_dir(a.work_dir)
         security = DaemonSecurity.from_args(a)
         ip = security.listen_ip(a.ip)
         authorizer = load_authorizer(a.acls)

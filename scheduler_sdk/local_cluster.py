@@ -87,6 +87,17 @@ class Daemon:
             code = await self.wait(5.0)
         return code
 
+    async def address(self, addr_file: Path, timeout: float) -> str:
+        """The address the daemon writes to `addr_file` once it serves (ClusterError if it exits or is late)."""
+        deadline = time.monotonic() + timeout
+        while not addr_file.exists():
+            if not self.alive:
+                raise ClusterError(f"{self.name} exited at start:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{self.name} did not start in time")
+            await asyncio.sleep(0.02)
+        return addr_file.read_text().strip()
+
     def log_tail(self, lines: int = 20) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -282,14 +293,7 @@ class LocalCluster:
         if index == 0:
             self.master = daemon
         daemon.start(self._env())
-        deadline = time.monotonic() + timeout
-        while not addr_file.exists():
-            if not daemon.alive:
-                raise ClusterError(f"{name} exited at start:\n{daemon.log_tail()}")
-            if time.monotonic() > deadline:
-                raise ClusterError(f"{name} did not start in time")
-            await asyncio.sleep(0.02)
-        self.master_addresses[index] = addr_file.read_text().strip()
+        self.master_addresses[index] = await daemon.address(addr_file, timeout)
         if self.etcd is None:
             self.master_address = self.master_addresses[index]
         if index == 0:
@@ -331,14 +335,7 @@ class LocalCluster:
         )
         self.jobs_daemon = daemon
         daemon.start(self._env())
-        deadline = time.monotonic() + timeout
-        while not addr_file.exists():
-            if not daemon.alive:
-                raise ClusterError(f"the jobs service exited at start:\n{daemon.log_tail()}")
-            if time.monotonic() > deadline:
-                raise ClusterError("the jobs service did not start in time")
-            await asyncio.sleep(0.02)
-        self.jobs_address = addr_file.read_text().strip()
+        self.jobs_address = await daemon.address(addr_file, timeout)
         if self.certificates is not None:
             self.client_config.write(self.client_config_path)
 

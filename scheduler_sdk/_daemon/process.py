@@ -98,3 +98,13 @@ def write_atomically(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def make_work_dir(path: str) -> Path:
+    """The daemon's work dir, resolved and created if missing; DaemonError (one line) when it cannot be."""
+    work_dir = Path(path).resolve()
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DaemonError(f"cannot create work dir {work_dir}: {e.strerror}") from None
+    return work_dir

@@ -5,6 +5,7 @@ names and waits for its runs to end, so the next finds the cluster idle."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -30,18 +31,16 @@ ENDED = ("succeeded", "failed", "stopped")
 T0 = 1893456030.0  # 2030-01-01 00:00:30 UTC: the cron clock's start
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def cluster(
-    tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCertificates
-) -> AsyncIterator[LocalCluster]:
-    work = tmp_path_factory.mktemp("jobs")
+@contextlib.asynccontextmanager
+async def jobs_cluster(work: Path, *jobs_flags: str) -> AsyncIterator[LocalCluster]:
+    """A master, two agents and the jobs service (its cron clock: WORK/cron-clock), checked for leaks at the end."""
     c = LocalCluster(
         work,
         agents=2,
         master_flags=list(FAST_MASTER),
         agent_flags=list(FAST_AGENT),
         jobs=True,
-        jobs_flags=["--cron-clock-file", str(work / "cron-clock"), "--gang-hold", "3s"],
+        jobs_flags=["--cron-clock-file", str(work / "cron-clock"), *jobs_flags],
     )
     try:
         await c.start()
@@ -49,6 +48,14 @@ async def cluster(
     finally:
         leftovers = await c.stop()
     assert leftovers == [], f"left behind: {leftovers}"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(
+    tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCertificates
+) -> AsyncIterator[LocalCluster]:
+    async with jobs_cluster(tmp_path_factory.mktemp("jobs"), "--gang-hold", "3s") as c:
+        yield c
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -16,9 +16,8 @@ import pytest_asyncio
 from scheduler_sdk.frameworks.jobs.client import JobsClient
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.security.local import LocalCertificates
-from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
 from tests.e2e.harness import eventually
-from tests.e2e.test_jobs import T0, ended
+from tests.e2e.test_jobs import T0, ended, jobs_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -27,21 +26,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 async def cluster(
     tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCertificates
 ) -> AsyncIterator[LocalCluster]:
-    work = tmp_path_factory.mktemp("jobs-restart")
-    c = LocalCluster(
-        work,
-        agents=2,
-        master_flags=list(FAST_MASTER),
-        agent_flags=list(FAST_AGENT),
-        jobs=True,
-        jobs_flags=["--cron-clock-file", str(work / "cron-clock")],
-    )
-    try:
-        await c.start()
+    async with jobs_cluster(tmp_path_factory.mktemp("jobs-restart")) as c:
         yield c
-    finally:
-        leftovers = await c.stop()
-    assert leftovers == [], f"left behind: {leftovers}"
 
 
 async def kill_and_restart(cluster: LocalCluster) -> None:

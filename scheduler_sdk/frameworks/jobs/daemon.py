@@ -25,7 +25,7 @@ from scheduler_sdk._daemon.flags import (
     port,
 )
 from scheduler_sdk._daemon.logs import configure_logging
-from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, run_daemon, write_atomically
+from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon, write_atomically
 from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk._daemon.tasks import race
 from scheduler_sdk.channels import SERVER_OPTIONS
@@ -101,11 +101,7 @@ class JobsDaemon:
 
     async def run(self) -> int:
         a = self.args
-        work_dir = Path(a.work_dir).resolve()
-        try:
-            work_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DaemonError(f"cannot create work dir {work_dir}: {e.strerror}") from None
+        work_dir = make_work_dir(a.work_dir)
         security = DaemonSecurity.from_args(a)
         ip = security.listen_ip(a.ip)
         lock_work_dir(work_dir, "jobs")

@@ -6,7 +6,7 @@ the principal that submitted it or by an operator (PERMISSION_DENIED otherwise, 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 import structlog
@@ -159,29 +159,27 @@ def summary(job: Job) -> jpb.JobSummary:
     return out
 
 
+def _run_fields(rec: RunRecord) -> dict[str, Any]:
+    """What RunSummary and RunStatus both say of a run."""
+    return {
+        "run_id": rec.run_id,
+        "state": rec.state,
+        "created_at": rec.created_at,
+        "ended_at": rec.ended_at or 0.0,
+        "scheduled_for": rec.scheduled_for or 0.0,
+        "trigger": rec.trigger,
+    }
+
+
 def run_summary(job: Job, rec: RunRecord) -> jpb.RunSummary:
-    out = jpb.RunSummary(
-        run_id=rec.run_id,
-        state=rec.state,
-        created_at=rec.created_at,
-        ended_at=rec.ended_at or 0.0,
-        scheduled_for=rec.scheduled_for or 0.0,
-        trigger=rec.trigger,
-    )
+    out = jpb.RunSummary(**_run_fields(rec))
     out.tasks, out.succeeded, out.failed, _ = _counts(_run_of(job, rec))
     return out
 
 
 def run_status(job: Job, rec: RunRecord, waiting: dict[str, str]) -> jpb.RunStatus:
     run = _run_of(job, rec)
-    out = jpb.RunStatus(
-        run_id=rec.run_id,
-        state=rec.state,
-        created_at=rec.created_at,
-        ended_at=rec.ended_at or 0.0,
-        scheduled_for=rec.scheduled_for or 0.0,
-        trigger=rec.trigger,
-    )
+    out = jpb.RunStatus(**_run_fields(rec))
     if run is None:
         return out
     for step in run.spec.steps:
