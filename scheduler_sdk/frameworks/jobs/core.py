@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 import structlog
 
 from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk.driver import SchedulerDriver
 from scheduler_sdk.frameworks.jobs.cron import CronSchedule
 from scheduler_sdk.frameworks.jobs.placement import JobsScheduler
 from scheduler_sdk.frameworks.jobs.run import Kill, Launch, Run, TaskLaunch
 from scheduler_sdk.frameworks.jobs.spec import JobSpec, check_fits, parse_spec
 from scheduler_sdk.frameworks.jobs.store import JobRecord, JobStore, RunRecord
+from scheduler_sdk.states import TERMINAL_STATES
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +36,10 @@ log = structlog.get_logger(__name__)
 NEVER_LAUNCHED = (tpb.TASK_LOST, tpb.TASK_UNKNOWN, tpb.TASK_GONE, tpb.TASK_DROPPED)
 #: A cron job's missed times are looked for at most this far back.
 MISSED_HORIZON = 366 * 24 * 3600.0
+#: Seconds between sending again the kills not yet answered with a terminal status (one may have been lost).
+KILL_RESEND = 5.0
+#: Seconds between asking again about tasks read back at start that the master has not answered.
+RECONCILE_AGAIN = 30.0
 
 
 class JobError(Exception):
@@ -76,41 +82,85 @@ class JobsCore:
         self.cron_clock = cron_clock or clock  # unix seconds, for cron times (a test may drive it)
         self.jobs: dict[str, Job] = {}
         self.runs_by_prefix: dict[str, tuple[Job, Run]] = {}  # "job.run" -> the active run
-        self._to_reconcile: list[tuple[str, str]] = []  # (task id, agent id) read back at start
+        self._to_reconcile: dict[str, str] = {}  # task id -> agent id: read back at start, not answered yet
         self._queued_at_start: set[str] = set()  # task ids handed to the placement before a restart
+        self.driver: SchedulerDriver | None = None
+        self._asked_at = 0.0  # when the unanswered reconciliations were last asked
+        self._kills_at = 0.0  # when outstanding kills were last sent again
 
     # ------------------------------------------------------------------ start
     def load(self) -> None:
-        """Read every job and run back from the store (at start, before subscribing)."""
+        """Read every job and run back from the store (at start, before subscribing): runs in progress carry on,
+        their tasks are adopted (launched, or maybe launched) and reconciled, or queued again when they cannot
+        have been launched; a run written but not started is started; kills decided are sent again."""
         for record in self.store.jobs():
             spec = parse_spec(record.spec_yaml, record.filename)
             job = Job(record, spec, _cron_of(spec), self.store.runs(record.job_id))
             self.jobs[record.job_id] = job
+        now = self.clock()
         for rec in self.store.active_runs():
             owner = self.jobs.get(rec.job_id)
             if owner is None or rec.data is None:
                 continue
-            run = Run.from_dict(rec.data, parse_spec(rec.spec_yaml, owner.record.filename))
+            run = self._read_run(owner, rec)
             self._activate(owner, run)
-            for slot in run.slots():
-                if slot.state in ("queued", "staging", "running") and slot.task_id:
-                    launch = run.launch_for(slot.task_id)
-                    if launch is None:
-                        continue
-                    self.scheduler.adopt(launch, slot.agent_id)
-                    self._to_reconcile.append((slot.task_id, slot.agent_id))
-                    if slot.state == "queued":
-                        self._queued_at_start.add(slot.task_id)
+            if run.state == "pending":  # written, then killed before it started
+                self._start(owner, run, now)
+                continue
+            self._resume(run, now)
+            for kill in run.kills_outstanding():
+                self.scheduler.kill(kill.task_id)
         log.info(
             "jobs loaded", jobs=len(self.jobs), active_runs=len(self.runs_by_prefix), tasks=len(self._to_reconcile)
         )
 
-    def reconcile(self, driver: object) -> None:
-        """Once subscribed: ask the master about every task read back at start (explicit reconciliation)."""
+    def _resume(self, run: Run, now: float) -> None:
+        queued_again = []
+        for slot in run.slots():
+            if slot.state not in ("queued", "staging", "running") or not slot.task_id:
+                continue
+            launch = run.launch_for(slot.task_id)
+            if launch is None:
+                continue
+            if slot.state == "queued" and launch.ready_at > now:
+                queued_again.append(launch)  # still in its backoff: it cannot have been launched yet
+                continue
+            self.scheduler.adopt(launch, slot.agent_id)
+            self._to_reconcile[slot.task_id] = slot.agent_id
+            if slot.state == "queued":
+                self._queued_at_start.add(slot.task_id)
+        if queued_again:
+            self.scheduler.submit(queued_again)
+
+    def _read_run(self, job: Job, rec: RunRecord) -> Run:
+        assert rec.data is not None
+        spec = job.spec if rec.spec_yaml == job.record.spec_yaml else parse_spec(rec.spec_yaml, job.record.filename)
+        run = Run.from_parts(rec.data, self.store.slots(rec.job_id, rec.run_id), spec)
+        run.mark_clean()
+        return run
+
+    def finished_run(self, job: Job, rec: RunRecord) -> Run | None:
+        """A run's state machine, read from the store (for a run that has ended), or the live one."""
+        run = job.active.get(rec.run_id)
+        if run is None and rec.data is not None:
+            run = self._read_run(job, rec)
+        return run
+
+    def reconcile(self, driver: SchedulerDriver) -> None:
+        """Once subscribed: ask the master about every task read back at start not answered yet."""
+        self.driver = driver
         if self._to_reconcile:
-            driver.reconcile(self._to_reconcile)  # type: ignore[attr-defined]
+            driver.reconcile(list(self._to_reconcile.items()))
+            self._asked_at = self.clock()
             log.info("reconciling tasks read back at start", tasks=len(self._to_reconcile))
-            self._to_reconcile = []
+
+    def orphan(self, status: tpb.TaskStatus) -> None:
+        """An update of a task of ours that no run tracks (an attempt superseded, a run that ended, a stop whose
+        kill was lost): it has no business running."""
+        if status.state in TERMINAL_STATES or self.driver is None:
+            return
+        log.warning("killing a task no run tracks", task_id=status.task_id, agent_id=status.agent_id)
+        self.driver.kill(status.task_id, status.agent_id)
 
     def roles(self) -> list[str]:
         return sorted({job.spec.role for job in self.jobs.values()})
@@ -124,6 +174,7 @@ class JobsCore:
         agents: Sequence[dict[str, float]] | None,
         *,
         dry_run: bool = False,
+        operator: bool = False,
     ) -> tuple[Job | None, Run | None, bool]:
         """A new job, or a new spec for one; starts a run unless the job is a cron job. Raises SpecError (bad
         spec, or it cannot fit `agents`) or JobError. Returns (job, run started or None, updated)."""
@@ -132,6 +183,12 @@ class JobsCore:
             check_fits(spec, agents)
         job = self.jobs.get(spec.name)
         if job is not None:
+            if owner != job.record.owner and not operator:
+                raise JobError(
+                    f"{owner or 'nobody'} may not replace job {spec.name!r} of {job.record.owner or 'nobody'} (only "
+                    "its owner or an operator may)",
+                    "denied",
+                )
             if job.spec.type != spec.type:
                 raise JobError(
                     f"job {spec.name!r} is a {job.spec.type} job; a spec may not change its type to {spec.type} "
@@ -176,15 +233,19 @@ class JobsCore:
         """Stop a job: its schedule, and every run in progress (tasks killed). Returns (run ids, kills sent)."""
         job = self.job(job_id)
         now = self.clock()
-        job.record.stopped = True
-        job.record.next_run_at = None
-        self.store.put_job(job.record)
-        stopped, kills = [], 0
-        for run in list(job.active.values()):
-            actions = run.stop(now, why)
-            kills += sum(1 for a in actions if isinstance(a, Kill))
+        stopped, kills, decided = [], 0, []
+        with self.store.transaction():  # the schedule and every run stop together, or not at all
+            job.record.stopped = True
+            job.record.next_run_at = None
+            self.store.put_job(job.record)
+            for run in list(job.active.values()):
+                actions = run.stop(now, why)
+                kills += sum(1 for a in actions if isinstance(a, Kill))
+                self._save(job, run)
+                decided.append((run, actions))
+                stopped.append(run.run_id)
+        for run, actions in decided:
             self._apply(job, run, actions)
-            stopped.append(run.run_id)
         log.info("job stopped", job_id=job_id, runs=stopped, kills=kills)
         return stopped, kills
 
@@ -203,6 +264,7 @@ class JobsCore:
             return
         job, run = found
         state = status.state
+        self._to_reconcile.pop(status.task_id, None)
         if status.task_id in self._queued_at_start:
             if state in NEVER_LAUNCHED and status.reason == tpb.TaskStatus.REASON_RECONCILIATION:
                 state = tpb.TASK_DROPPED  # handed to the placement, never launched: launch it now
@@ -227,6 +289,13 @@ class JobsCore:
             deadline = run.next_deadline()
             if deadline is not None and deadline <= now:
                 self._apply(job, run, run.tick(now))
+        if now - self._kills_at >= KILL_RESEND:
+            self._kills_at = now
+            for _, run in list(self.runs_by_prefix.values()):
+                for kill in run.kills_outstanding():
+                    self.scheduler.kill(kill.task_id)  # a kill is idempotent; one may have been lost
+        if self._to_reconcile and self.driver is not None and now - self._asked_at >= RECONCILE_AGAIN:
+            self.reconcile(self.driver)  # the master may have dropped some unanswered
         cron_now = self.cron_clock()
         for job in self._due(cron_now):
             self._fire(job, cron_now, missed=False)
@@ -297,10 +366,9 @@ class JobsCore:
         rec = RunRecord(
             job.job_id, run_id, job.record.runs, run.state, trigger, now, job.record.spec_yaml, scheduled_for
         )
-        rec.data = run.to_dict()
-        self.store.put_run(rec)
-        self.store.put_job(job.record)
         job.runs.append(rec)
+        self._save(job, run)
+        self.store.put_job(job.record)
         self._activate(job, run)
         return run
 
@@ -326,11 +394,15 @@ class JobsCore:
             log.info("run ended", job_id=job.job_id, run_id=run.run_id, state=run.state)
 
     def _save(self, job: Job, run: Run) -> None:
+        """The run's header and the slots that changed since the last save, in one transaction."""
         rec = next((r for r in job.runs if r.run_id == run.run_id), None)
         if rec is None:
             return
-        rec.state, rec.ended_at, rec.data = run.state, run.ended_at, run.to_dict()
-        self.store.put_run(rec)
+        rec.state, rec.ended_at, rec.data = run.state, run.ended_at, run.header()
+        rec.tasks, rec.succeeded, rec.failed, rec.running = _counts(run)
+        with self.store.transaction():
+            self.store.put_run(rec)
+            self.store.put_slots(job.job_id, run.run_id, run.take_dirty())
 
 
 def _latest_due(cron: CronSchedule, since: float, now: float, tz: str) -> float | None:
@@ -343,3 +415,14 @@ def _latest_due(cron: CronSchedule, since: float, now: float, tz: str) -> float 
         if latest is not None or now - window <= since:
             return latest
     return None
+
+
+def _counts(run: Run) -> tuple[int, int, int, int]:
+    """(tasks, succeeded, failed, running) of a run's slots."""
+    slots = run.slots()
+    return (
+        len(slots),
+        sum(1 for s in slots if s.state == "succeeded"),
+        sum(1 for s in slots if s.state == "failed"),
+        sum(1 for s in slots if s.state in ("staging", "running")),
+    )

@@ -17,6 +17,7 @@ import structlog
 
 from aiomesos.v1 import jobs_pb2_grpc
 from aiomesos.v1 import resources_pb2 as rpb
+from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk._daemon.flags import (
     FlagParser,
     add_logging_flags,
@@ -24,6 +25,7 @@ from scheduler_sdk._daemon.flags import (
     master_spec,
     port,
 )
+from scheduler_sdk._daemon.guard import load_authorizer
 from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon, write_atomically
 from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
@@ -79,6 +81,12 @@ def build_parser() -> FlagParser:
     # For tests: cron times follow the unix time written in this file (a float) instead of the real clock.
     p.add_flag("--cron-clock-file", env=False, default=None, help=argparse.SUPPRESS)
     add_security_flags(p, tokens=True)
+    p.add_flag(
+        "--acls",
+        default=None,
+        help="authorisation rules (JSON, the master's format): which roles a caller's jobs may run in "
+        "(register_frameworks) and as which users (run_tasks); reread on change (default: the master's built-in rules)",
+    )
     add_logging_flags(p)
     return p
 
@@ -104,6 +112,7 @@ class JobsDaemon:
         work_dir = make_work_dir(a.work_dir)
         security = DaemonSecurity.from_args(a)
         ip = security.listen_ip(a.ip)
+        authorizer = load_authorizer(a.acls)
         lock_work_dir(work_dir, "jobs")
         try:
             store = JobStore(work_dir / STORE_FILE)
@@ -122,8 +131,16 @@ class JobsDaemon:
             if store.get_meta(FRAMEWORK_ID) != framework_id:
                 store.set_meta(FRAMEWORK_ID, framework_id)
             core.reconcile(driver)
+            if not again:
+                driver.reconcile()  # every task the master knows of ours: one no run tracks is an orphan, killed
 
-        scheduler = JobsScheduler(on_update=on_update, on_registered=on_registered, gang_hold=a.gang_hold)
+        def on_unknown(status: tpb.TaskStatus) -> None:
+            assert core is not None
+            core.orphan(status)
+
+        scheduler = JobsScheduler(
+            on_update=on_update, on_registered=on_registered, on_unknown=on_unknown, gang_hold=a.gang_hold
+        )
         core = JobsCore(store, scheduler, cron_clock=cron_clock)
         core.load()
         info = rpb.FrameworkInfo(
@@ -139,7 +156,7 @@ class JobsDaemon:
         operator = OperatorClient(a.master, config=client_config, timeout=3.0)
         server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=security.interceptors(CALLERS))
         jobs_pb2_grpc.add_JobsServicer_to_server(
-            JobsServicer(core, lambda: agent_totals(operator), secure=security.secure), server
+            JobsServicer(core, lambda: agent_totals(operator), secure=security.secure, authorizer=authorizer), server
         )
         bound, token_port = security.bind(server, ip, a.port)
         await server.start()

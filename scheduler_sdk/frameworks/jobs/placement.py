@@ -211,6 +211,9 @@ class RoleScheduler(PlacementScheduler):
             clock=clock,
             lease_expiry=lease_expiry,
             loop_interval=loop_interval,
+            # A task on a draining agent is the run's to move (run.py relaunches it, a gang as a whole): moved here,
+            # behind the run's back, a gang member would start alone and an attempt would run twice.
+            migrate_on_drain=False,
         )
         self.role = role
         self.wall_clock = wall_clock

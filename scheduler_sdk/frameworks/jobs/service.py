@@ -1,7 +1,10 @@
 """The Jobs gRPC API (proto/aiomesos/v1/jobs.proto): validate, translate, call the core; no policy here.
 
-Who may do what: any authenticated operator or framework principal may submit and read jobs; a job is stopped by
-the principal that submitted it or by an operator (PERMISSION_DENIED otherwise, naming both)."""
+Who may do what: any authenticated operator or framework principal may submit jobs and list them. A job is
+replaced, stopped, and its spec (commands, environment) read, by the principal that submitted it or an operator
+(PERMISSION_DENIED otherwise, naming both). A spec's role and user are authorised for the caller by the same ACLs
+as the master's (`register_frameworks` for the role, `run_tasks` for the user): the service runs every job as one
+framework, and must not let a caller run where the master would not let that caller run."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from scheduler_sdk.frameworks.jobs.core import Job, JobError, JobsCore
 from scheduler_sdk.frameworks.jobs.run import Run
 from scheduler_sdk.frameworks.jobs.spec import SpecError, parse_spec
 from scheduler_sdk.frameworks.jobs.store import RunRecord
+from scheduler_sdk.security.acls import Authorizer, audit
 
 log = structlog.get_logger(__name__)
 
@@ -36,22 +40,49 @@ AgentTotals = Callable[[], Awaitable[Sequence[dict[str, float]] | None]]
 
 
 class JobsServicer(jobs_pb2_grpc.JobsServicer):
-    def __init__(self, core: JobsCore, agents: AgentTotals, *, secure: bool) -> None:
+    def __init__(
+        self, core: JobsCore, agents: AgentTotals, *, secure: bool, authorizer: Authorizer | None = None
+    ) -> None:
         self.core = core
         self.agents = agents  # every agent's totals, to refuse a spec no agent can run (None: unknown now)
         self.secure = secure
+        self.authorizer = authorizer if authorizer is not None else Authorizer()
 
     def _who(self) -> str:
         principal = caller() if self.secure else None
         return str(principal) if principal is not None else ""
 
+    def _may_manage(self, job: Job) -> bool:
+        """The caller is the job's owner or an operator (anyone, on an insecure service)."""
+        who = self._who()
+        return not self.secure or who == job.record.owner or who.startswith("operator/")
+
+    def _authorize_spec(self, spec_yaml: str, filename: str) -> None:
+        """The caller may run in the spec's role and as its users (JobError "denied" if not)."""
+        if not self.secure:
+            return
+        spec = parse_spec(spec_yaml, filename)
+        principal = caller()
+        checks = [("register_frameworks", spec.role)] + [("run_tasks", s.user) for s in spec.steps if s.user]
+        for action, obj in checks:
+            decision = audit(self.authorizer.authorize(principal, action, obj))
+            if not decision.allowed:
+                raise JobError(decision.message, "denied")
+
     async def Submit(self, request: jpb.SubmitJobRequest, context: grpc.aio.ServicerContext) -> jpb.SubmitJobResponse:
         if len(request.spec_yaml.encode()) > MAX_SPEC_BYTES:
             await _abort(context, JobError(f"spec_yaml: at most {MAX_SPEC_BYTES} bytes"))
-        agents = await self.agents()
         try:
+            self._authorize_spec(request.spec_yaml, request.filename)
+            agents = await self.agents()
+            who = self._who()
             job, run, updated = self.core.submit(
-                request.spec_yaml, request.filename, self._who(), agents, dry_run=request.dry_run
+                request.spec_yaml,
+                request.filename,
+                who,
+                agents,
+                dry_run=request.dry_run,
+                operator=not self.secure or who.startswith("operator/"),
             )
         except (SpecError, JobError) as e:
             await _abort(context, e)
@@ -71,21 +102,23 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
             job = self.core.job(request.job_id)
         except JobError as e:
             await _abort(context, e)
-        out = jpb.JobStatus(job=summary(job), spec_yaml=job.record.spec_yaml)
+        out = jpb.JobStatus(job=summary(job), spec_yaml=job.record.spec_yaml if self._may_manage(job) else "")
         records = [r for r in job.runs if r.data is not None]
         if request.run_id:
             records = [r for r in records if r.run_id == request.run_id]
             if not records:
                 await _abort(context, JobError(f"job {job.job_id!r} has no run {request.run_id!r}", "not_found"))
         if records:
-            out.run.CopyFrom(run_status(job, records[-1], self.core.scheduler.waiting_reasons()))
+            rec = records[-1]
+            run = self.core.finished_run(job, rec)
+            out.run.CopyFrom(run_status(rec, run, self.core.scheduler.waiting_reasons()))
         return out
 
     async def StopJob(self, request: jpb.StopJobRequest, context: grpc.aio.ServicerContext) -> jpb.StopJobResponse:
         try:
             job = self.core.job(request.job_id)
             who = self._who()
-            if self.secure and who != job.record.owner and not who.startswith("operator/"):
+            if not self._may_manage(job):
                 raise JobError(
                     f"{who} may not stop job {job.job_id!r} of {job.record.owner or 'nobody'} (only its owner or an "
                     "operator may)",
@@ -103,7 +136,7 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
             job = self.core.job(request.job_id)
         except JobError as e:
             await _abort(context, e)
-        return jpb.JobHistoryResponse(runs=[run_summary(job, r) for r in job.runs])
+        return jpb.JobHistoryResponse(runs=[run_summary(r) for r in job.runs])
 
 
 async def _abort(context: grpc.aio.ServicerContext, e: SpecError | JobError) -> NoReturn:
@@ -113,25 +146,6 @@ async def _abort(context: grpc.aio.ServicerContext, e: SpecError | JobError) -> 
 
 
 # ----------------------------------------------------------------------------------------- status messages
-def _run_of(job: Job, rec: RunRecord) -> Run | None:
-    run = job.active.get(rec.run_id)
-    if run is not None:
-        return run
-    if rec.data is None:
-        return None
-    return Run.from_dict(rec.data, parse_spec(rec.spec_yaml, job.record.filename))
-
-
-def _counts(run: Run | None) -> tuple[int, int, int, int]:
-    if run is None:
-        return 0, 0, 0, 0
-    slots = run.slots()
-    return (
-        len(slots),
-        sum(1 for s in slots if s.state == "succeeded"),
-        sum(1 for s in slots if s.state == "failed"),
-        sum(1 for s in slots if s.state in ("staging", "running")),
-    )
 
 
 def summary(job: Job) -> jpb.JobSummary:
@@ -151,7 +165,12 @@ def summary(job: Job) -> jpb.JobSummary:
         latest = runs[-1]
         out.run_id = latest.run_id
         out.state = latest.state
-        out.tasks, out.succeeded, out.failed, out.running = _counts(_run_of(job, latest))
+        out.tasks, out.succeeded, out.failed, out.running = (
+            latest.tasks,
+            latest.succeeded,
+            latest.failed,
+            latest.running,
+        )
     else:
         out.state = "scheduled" if spec.schedule else "pending"
     if record.stopped and not job.active:
@@ -171,14 +190,11 @@ def _run_fields(rec: RunRecord) -> dict[str, Any]:
     }
 
 
-def run_summary(job: Job, rec: RunRecord) -> jpb.RunSummary:
-    out = jpb.RunSummary(**_run_fields(rec))
-    out.tasks, out.succeeded, out.failed, _ = _counts(_run_of(job, rec))
-    return out
+def run_summary(rec: RunRecord) -> jpb.RunSummary:
+    return jpb.RunSummary(**_run_fields(rec), tasks=rec.tasks, succeeded=rec.succeeded, failed=rec.failed)
 
 
-def run_status(job: Job, rec: RunRecord, waiting: dict[str, str]) -> jpb.RunStatus:
-    run = _run_of(job, rec)
+def run_status(rec: RunRecord, run: Run | None, waiting: dict[str, str]) -> jpb.RunStatus:
     out = jpb.RunStatus(**_run_fields(rec))
     if run is None:
         return out

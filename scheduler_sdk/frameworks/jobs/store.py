@@ -2,8 +2,9 @@
 acted on, so that a restarted (or killed) service carries on where it was.
 
 What it keeps: the framework id (to resubscribe as the same framework), every job (its spec's YAML, who submitted
-it, its cron bookkeeping) and every run (its state machine as JSON, run.py's `to_dict`). Writes are small and
-synchronous: the service writes a run's new state before the status update that changed it is acknowledged."""
+it, its cron bookkeeping) and every run: its state machine's header (run.py's `Run.header`) and one row per task
+slot, so that a status update writes the one slot it changed, not the whole run. Writes are small and synchronous:
+the service writes a run's new state before the status update that changed it is acknowledged."""
 
 from __future__ import annotations
 
@@ -39,7 +40,19 @@ CREATE TABLE IF NOT EXISTS runs (
     ended_at REAL,
     spec_yaml TEXT NOT NULL,
     data TEXT,
+    tasks INTEGER NOT NULL DEFAULT 0,
+    succeeded INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    running INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, run_id)
+);
+CREATE TABLE IF NOT EXISTS slots (
+    job_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (job_id, run_id, step, idx)
 );
 """
 
@@ -72,7 +85,11 @@ class RunRecord:
     spec_yaml: str  # the spec it runs (a job's spec may be replaced while an older run finishes)
     scheduled_for: float | None = None
     ended_at: float | None = None
-    data: dict[str, Any] | None = None  # Run.to_dict(); None for a skipped time
+    data: dict[str, Any] | None = None  # Run.header() (its slots are rows of their own); None for a skipped time
+    tasks: int = 0  # how its slots stand, kept with each write (for lists and histories without the slots)
+    succeeded: int = 0
+    failed: int = 0
+    running: int = 0
 
 
 class JobStore:
@@ -143,23 +160,21 @@ class JobStore:
     # ------------------------------------------------------------------ runs
     def runs(self, job_id: str) -> list[RunRecord]:
         rows = self.db.execute(
-            "SELECT job_id, run_id, seq, state, trigger, created_at, spec_yaml, scheduled_for, ended_at, data "
-            "FROM runs WHERE job_id = ? ORDER BY seq",
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_id = ? ORDER BY seq",
             (job_id,),
         ).fetchall()
         return [_run(r) for r in rows]
 
     def active_runs(self) -> list[RunRecord]:
         rows = self.db.execute(
-            "SELECT job_id, run_id, seq, state, trigger, created_at, spec_yaml, scheduled_for, ended_at, data "
-            "FROM runs WHERE ended_at IS NULL AND data IS NOT NULL ORDER BY created_at, job_id, seq"
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE ended_at IS NULL AND data IS NOT NULL "
+            "ORDER BY created_at, job_id, seq"
         ).fetchall()
         return [_run(r) for r in rows]
 
     def put_run(self, run: RunRecord) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO runs (job_id, run_id, seq, state, trigger, created_at, spec_yaml, scheduled_for, "
-            "ended_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * _RUN_COLUMN_COUNT)})",
             (
                 run.job_id,
                 run.run_id,
@@ -170,9 +185,37 @@ class JobStore:
                 run.spec_yaml,
                 run.scheduled_for,
                 run.ended_at,
-                None if run.data is None else json.dumps(run.data, separators=(",", ":")),
+                None if run.data is None else _json(run.data),
+                run.tasks,
+                run.succeeded,
+                run.failed,
+                run.running,
             ),
         )
+
+    def put_slots(self, job_id: str, run_id: str, slots: list[dict[str, Any]]) -> None:
+        """Slots of a run as they are now (each dict has its `step` and `index`)."""
+        self.db.executemany(
+            "INSERT OR REPLACE INTO slots (job_id, run_id, step, idx, data) VALUES (?, ?, ?, ?, ?)",
+            [(job_id, run_id, s["step"], s["index"], _json(s)) for s in slots],
+        )
+
+    def slots(self, job_id: str, run_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT data FROM slots WHERE job_id = ? AND run_id = ? ORDER BY step, idx", (job_id, run_id)
+        ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+
+_RUN_COLUMNS = (
+    "job_id, run_id, seq, state, trigger, created_at, spec_yaml, scheduled_for, ended_at, data, "
+    "tasks, succeeded, failed, running"
+)
+_RUN_COLUMN_COUNT = len(_RUN_COLUMNS.split(","))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _run(r: tuple[Any, ...]) -> RunRecord:
@@ -187,4 +230,8 @@ def _run(r: tuple[Any, ...]) -> RunRecord:
         scheduled_for=r[7],
         ended_at=r[8],
         data=None if r[9] is None else json.loads(r[9]),
+        tasks=r[10],
+        succeeded=r[11],
+        failed=r[12],
+        running=r[13],
     )
