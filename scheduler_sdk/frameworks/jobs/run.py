@@ -91,6 +91,8 @@ class Run:
         self._started: set[str] = set()  # steps launched
         self._gangs: dict[str, str] = {}  # gang step -> what it does once its members have ended (_RETRY/_FREE/_FAIL)
         self._stopping = ""  # why the run was stopped ("": it was not)
+        self._changed: list[Slot] = []  # slots that turned dirty since the last take (see take_dirty)
+        self._watch()
 
     # -- driving it ---------------------------------------------------------------------------------------------
 
@@ -239,18 +241,23 @@ class Run:
 
     def take_dirty(self) -> list[dict[str, Any]]:
         """The `to_dict` of every slot changed since the last take (each names its step and index), in slot order;
-        they are clean afterwards. A new run's slots (and a loaded run's, see `from_parts`) all count as changed."""
+        they are clean afterwards. A new run's slots (and a loaded run's, see `from_parts`) all count as changed.
+        Costs what changed, not the run's size."""
+        order = {name: n for n, name in enumerate(self._slots)}
+        changed = sorted((s for s in self._changed if s.dirty), key=lambda s: (order[s.step], s.index))
+        self._changed.clear()
         out = []
-        for slot in self._all_slots():
-            if slot.dirty:
+        for slot in changed:
+            if slot.dirty:  # once, however often it was listed
                 out.append(slot.to_dict())
                 slot.mark_clean()
         return out
 
     def mark_clean(self) -> None:
         """Every slot as stored (after writing them all, or after loading them)."""
-        for slot in self._all_slots():
+        for slot in self._changed:
             slot.mark_clean()
+        self._changed.clear()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], spec: JobSpec) -> Run:
@@ -271,9 +278,16 @@ class Run:
             raise ValueError(f"run {header['run_id']}: its slots are not those of job {spec.name}'s steps")
         for step, step_slots in run._slots.items():
             run._slots[step] = [found[(step, i)] for i in range(len(step_slots))]
+        run._watch()
         return run
 
     # -- the machinery ------------------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Have every slot report to this run when it turns dirty (the dirty ones are listed now)."""
+        self._changed = []
+        for slot in self._all_slots():
+            slot.report_to(self._changed)
 
     def _all_slots(self) -> Iterable[Slot]:
         for slots in self._slots.values():

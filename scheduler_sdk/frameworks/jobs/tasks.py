@@ -5,7 +5,7 @@ machine that moves them is `run.Run`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from scheduler_sdk.frameworks.jobs.spec import ConstraintSpec, TaskResources
 
@@ -110,11 +110,15 @@ class Slot:
     killing: str = ""  # KILL_*: why we asked to kill the current attempt ("": we did not)
     kill_reason: str = ""  # the reason given with that Kill
 
-    _dirty: bool = field(default=True, init=False, repr=False, compare=False)  # changed since last taken
+    # Per slot, set with object.__setattr__, and kept out of the dataclass's fields (so out of asdict, eq, repr):
+    # changed since last taken (a new slot is), and where the slot lists itself when it turns dirty (its run's
+    # list, so that taking what changed costs what changed)
+    _dirty: ClassVar[bool] = True
+    _sink: ClassVar[list[Slot] | None] = None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name != "_dirty" and self.__dict__.get(name, _UNSET) != value:
-            object.__setattr__(self, "_dirty", True)
+        if not self._dirty and self.__dict__.get(name, _UNSET) != value:
+            self.mark_dirty()
         object.__setattr__(self, name, value)
 
     @property
@@ -123,10 +127,19 @@ class Slot:
         return self._dirty
 
     def mark_dirty(self) -> None:
-        object.__setattr__(self, "_dirty", True)
+        if not self._dirty:
+            object.__setattr__(self, "_dirty", True)
+            if self._sink is not None:
+                self._sink.append(self)
 
     def mark_clean(self) -> None:
         object.__setattr__(self, "_dirty", False)
+
+    def report_to(self, sink: list[Slot]) -> None:
+        """Put this slot in `sink` whenever it turns dirty (now too, if it is)."""
+        object.__setattr__(self, "_sink", sink)
+        if self._dirty:
+            sink.append(self)
 
     @property
     def live(self) -> bool:
