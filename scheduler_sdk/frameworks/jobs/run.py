@@ -3,13 +3,22 @@
 A `Run` is driven by its shell (the jobs service) with times passed in: `start`, `on_status` for each task status
 update, `tick` when `next_deadline` has come, `stop`. Each returns the actions to carry out (`Launch`, `Kill`); the
 run never does I/O and never reads a clock, so a test drives it with plain numbers. `to_dict`/`from_dict` give
-its whole state as JSON-able data, which the service stores after every change and loads after a restart.
+its whole state as JSON-able data; for a store that keeps it in pieces, `header` (the run without its slots) and
+`take_dirty` (the slots changed since the last take, one row each) are what to write after an event, and
+`from_parts` reads them back.
 
 A batch job is a workflow of one step. A step is `count` slots (task index 0..count-1); each slot runs until its
 task finishes, retrying a failed task (`retries.attempts` times, with exponential backoff through the launch's
 `ready_at`) and relaunching, without using a retry, a task that was dropped before it ran (at most
-`MAX_RELAUNCHES` times). A gang step's slots run and retry as one. A step whose dependencies all succeeded is
-launched; a step that fails for good cancels what can no longer run (`on_failure`)."""
+`MAX_RELAUNCHES` times). A task killed by its agent's drain is relaunched free (unbounded: a draining agent is
+offered no more); a task the master refuses as unauthorized or invalid fails for good at once. A gang step's slots
+run and retry as one.
+
+A slot never gets a new attempt before its current one has ended: a task we kill (a gang member, a stop, a
+timeout), even one still queued in the placement, stays live, `killing`, until its terminal status comes (the
+placement answers TASK_KILLED at once for a task it had only queued); `kills_outstanding` names those kills, to
+send again after a restart. A step whose dependencies all succeeded is launched; a step that fails for good
+cancels what can no longer run (`on_failure`)."""
 
 from __future__ import annotations
 
@@ -38,8 +47,30 @@ RUN_STATES = ("pending", "running", "succeeded", "failed", "stopped")
 MAX_RELAUNCHES = 5  # free relaunches of a slot (or a gang) whose task never ran; then a drop counts as a failure
 # a task that ends with one of these reasons before it ran was refused at launch (its offer went away): it never ran
 _REFUSED_REASONS = frozenset({tpb.TaskStatus.REASON_INVALID_OFFERS, tpb.TaskStatus.REASON_RESOURCES_UNKNOWN})
-_SUCCEEDED, _STOPPED, _FREE, _FAILED, _GANG = "succeeded", "stopped", "free", "failed", "gang"  # how a task ended
-_RETRY, _FAIL = "retry", "fail"  # what a gang does once its members have ended (or _FREE)
+# a reconciliation answer with one of these: the master does not have the task; if it never ran, it never will
+_NOT_THERE = frozenset({tpb.TASK_LOST, tpb.TASK_GONE, tpb.TASK_UNKNOWN, tpb.TASK_DROPPED})
+# refused by the master for what the task is: retrying cannot help
+_FATAL_REASONS = frozenset(
+    {
+        tpb.TaskStatus.REASON_TASK_UNAUTHORIZED,
+        tpb.TaskStatus.REASON_TASK_INVALID,
+        tpb.TaskStatus.REASON_TASK_GROUP_UNAUTHORIZED,
+        tpb.TaskStatus.REASON_TASK_GROUP_INVALID,
+    }
+)
+# TASK_UNKNOWN (the master knows neither the task nor its agent) ends a task as TASK_LOST does
+_END_STATES = TERMINAL_STATES | {tpb.TASK_UNKNOWN}
+# how a task ended
+_SUCCEEDED, _STOPPED, _FREE, _DRAINED, _FAILED, _FATAL, _GANG = (
+    "succeeded",
+    "stopped",
+    "free",  # it never ran: relaunched without a retry (at most MAX_RELAUNCHES times)
+    "drained",  # its agent was drained under it: relaunched without a retry
+    "failed",  # retried if attempts are left
+    "fatal",  # fails for good at once
+    "gang",  # killed because another gang member ended
+)
+_RETRY, _FAIL = "retry", "fail"  # what a gang does once its members have ended (or _FREE, _DRAINED)
 
 
 def retry_delay(backoff: float, max_backoff: float, n: int) -> float:
@@ -60,6 +91,8 @@ class Run:
         self._started: set[str] = set()  # steps launched
         self._gangs: dict[str, str] = {}  # gang step -> what it does once its members have ended (_RETRY/_FREE/_FAIL)
         self._stopping = ""  # why the run was stopped ("": it was not)
+        self._changed: list[Slot] = []  # slots that turned dirty since the last take (see take_dirty)
+        self._watch()
 
     # -- driving it ---------------------------------------------------------------------------------------------
 
@@ -96,7 +129,7 @@ class Run:
                 slot.state, slot.why_waiting = "running", ""
                 slot.started_at = now if slot.started_at is None else slot.started_at
             return []
-        if state not in TERMINAL_STATES:  # KILLING; UNREACHABLE is not an end: the master says LOST/GONE later
+        if state not in _END_STATES:  # KILLING; UNREACHABLE is not an end: the master says LOST/GONE later
             return []
         slot.task_state, slot.reason, slot.exit_code, slot.ended_at = state_name(state), reason, exit_code, now
         slot.message = message
@@ -128,13 +161,10 @@ class Run:
         self._gangs.clear()
         actions: list[Action] = []
         for slot in self._all_slots():
-            if slot.state in ("staging", "running"):
+            if slot.live:  # queued ones too: it may have been launched already; the placement answers either way
                 if not slot.killing:
                     actions.append(self._kill(slot, KILL_STOP, self._stopping))
                 slot.killing = KILL_STOP
-            elif slot.state == "queued":  # not known launched: the scheduler drops it (or kills it if it was)
-                actions.append(Kill(slot.task_id, "", self._stopping))
-                self._end_slot(slot, "stopped", now, self._stopping)
             elif slot.state == "waiting":
                 self._end_slot(slot, "stopped", now, self._stopping)
         if self.state == "pending":
@@ -147,6 +177,11 @@ class Run:
         slot = self._current(task_id)
         if slot is not None and slot.state == "queued":
             slot.why_waiting = why
+
+    def kills_outstanding(self) -> list[Kill]:
+        """Every kill asked and not yet answered by the task's end: to send again (after a restart, and every
+        few seconds until the terminal status comes)."""
+        return [Kill(s.task_id, s.agent_id, s.kill_reason) for s in self._all_slots() if s.live and s.killing]
 
     # -- reading it ---------------------------------------------------------------------------------------------
 
@@ -188,7 +223,11 @@ class Run:
     # -- persistence --------------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """The whole state, JSON-able."""
+        """The whole state, JSON-able: the header and every slot."""
+        return {**self.header(), "slots": [s.to_dict() for s in self._all_slots()]}
+
+    def header(self) -> dict[str, Any]:
+        """The run's state without its slots (small: written with every change)."""
         return {
             "job_id": self.job_id,
             "run_id": self.run_id,
@@ -198,23 +237,57 @@ class Run:
             "stopping": self._stopping,
             "started": sorted(self._started),
             "gangs": dict(self._gangs),
-            "slots": [s.to_dict() for s in self._all_slots()],
         }
+
+    def take_dirty(self) -> list[dict[str, Any]]:
+        """The `to_dict` of every slot changed since the last take (each names its step and index), in slot order;
+        they are clean afterwards. A new run's slots (and a loaded run's, see `from_parts`) all count as changed.
+        Costs what changed, not the run's size."""
+        order = {name: n for n, name in enumerate(self._slots)}
+        changed = sorted((s for s in self._changed if s.dirty), key=lambda s: (order[s.step], s.index))
+        self._changed.clear()
+        out = []
+        for slot in changed:
+            if slot.dirty:  # once, however often it was listed
+                out.append(slot.to_dict())
+                slot.mark_clean()
+        return out
+
+    def mark_clean(self) -> None:
+        """Every slot as stored (after writing them all, or after loading them)."""
+        for slot in self._changed:
+            slot.mark_clean()
+        self._changed.clear()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], spec: JobSpec) -> Run:
         """The run `to_dict` gave, for `spec` (ValueError: the slots are not those of spec's steps)."""
-        run = cls(d["job_id"], d["run_id"], spec, d["created_at"])
-        run.state, run.ended_at, run._stopping = d["state"], d["ended_at"], d["stopping"]
-        run._started, run._gangs = set(d["started"]), dict(d["gangs"])
-        slots = [Slot.from_dict(s) for s in d["slots"]]
-        if [(s.step, s.index) for s in slots] != [(s.step, s.index) for s in run._all_slots()]:
-            raise ValueError(f"run {d['run_id']}: its slots are not those of job {spec.name}'s steps")
-        for step in run._slots:
-            run._slots[step] = [s for s in slots if s.step == step]
+        return cls.from_parts(d, d["slots"], spec)
+
+    @classmethod
+    def from_parts(cls, header: dict[str, Any], slots: Iterable[dict[str, Any]], spec: JobSpec) -> Run:
+        """The run a `header` and the `to_dict` of each of its slots (in any order) give, for `spec` (ValueError:
+        the slots are not those of spec's steps, each once). Its slots count as changed (`mark_clean` if they are
+        as stored)."""
+        run = cls(header["job_id"], header["run_id"], spec, header["created_at"])
+        run.state, run.ended_at, run._stopping = header["state"], header["ended_at"], header["stopping"]
+        run._started, run._gangs = set(header["started"]), dict(header["gangs"])
+        loaded = [Slot.from_dict(d) for d in slots]
+        found = {(s.step, s.index): s for s in loaded}
+        if len(found) != len(loaded) or found.keys() != {(s.step, s.index) for s in run._all_slots()}:
+            raise ValueError(f"run {header['run_id']}: its slots are not those of job {spec.name}'s steps")
+        for step, step_slots in run._slots.items():
+            run._slots[step] = [found[(step, i)] for i in range(len(step_slots))]
+        run._watch()
         return run
 
     # -- the machinery ------------------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Have every slot report to this run when it turns dirty (the dirty ones are listed now)."""
+        self._changed = []
+        for slot in self._all_slots():
+            slot.report_to(self._changed)
 
     def _all_slots(self) -> Iterable[Slot]:
         for slots in self._slots.values():
@@ -286,6 +359,7 @@ class Run:
                     slot.message,
                 )
             )
+            slot.mark_dirty()  # changed in place
             slot.attempt += 1
         slot.task_id = f"{self.job_id}.{self.run_id}.{slot.step}.{slot.index}.{slot.attempt}"
         slot.state, slot.ready_at, slot.why_waiting = "queued", ready_at, ""
@@ -316,7 +390,15 @@ class Run:
             return _GANG
         if slot.killing == KILL_TIMEOUT:
             slot.message = slot.kill_reason
-        never_ran = state == tpb.TASK_DROPPED or (reason in _REFUSED_REASONS and slot.started_at is None)
+            return _FAILED
+        if state == tpb.TASK_ERROR and reason in _FATAL_REASONS:
+            return _FATAL
+        if state == tpb.TASK_KILLED and reason == tpb.TaskStatus.REASON_AGENT_DRAINING:
+            return _DRAINED
+        not_started = slot.started_at is None and (
+            reason in _REFUSED_REASONS or (reason == tpb.TaskStatus.REASON_RECONCILIATION and state in _NOT_THERE)
+        )
+        never_ran = state == tpb.TASK_DROPPED or not_started
         if never_ran and state != tpb.TASK_ERROR and slot.relaunches < MAX_RELAUNCHES:
             return _FREE
         return _FAILED
@@ -332,8 +414,8 @@ class Run:
         """The current attempt of `slot` ended as `outcome`: what follows."""
         if self._steps[slot.step].gang:
             return self._gang_member_ended(slot, outcome, now)
-        if outcome == _FREE:
-            slot.relaunches += 1
+        if outcome in (_FREE, _DRAINED):
+            slot.relaunches += outcome == _FREE
             return [self._launch(slot, 0.0)]
         if outcome == _FAILED and self._retries_left(slot):
             slot.retries += 1
@@ -352,43 +434,47 @@ class Run:
             slot.state = "stopped"
         elif outcome == _SUCCEEDED and plan in (None, _FAIL):
             slot.state = "succeeded"
-        elif outcome in (_FREE, _FAILED) and plan is None:
-            plan = _FREE if outcome == _FREE else _RETRY if self._retries_left(slot) else _FAIL
+        elif outcome in (_FREE, _DRAINED, _FAILED, _FATAL) and plan is None:
+            plan = self._gang_plan(slot, outcome)
             self._gangs[slot.step] = plan
             slot.state = "failed" if plan == _FAIL else "waiting"
-            actions = self._kill_gang(slot, plan == _FAIL, now)
+            actions = self._kill_gang(slot)
             if plan == _FAIL:
                 self._step_failed(slot.step)
         else:  # killed for the gang, or a second failure while it comes down, or finished after that
             slot.state = "failed" if plan == _FAIL else "waiting"
+        # relaunched only once every member's attempt has ended (a killed one, even one only queued, stays live
+        # until its terminal status comes)
         if plan is not None and not any(s.live for s in self._slots[slot.step]):
             del self._gangs[slot.step]
             if plan != _FAIL and not self._stopping:
                 actions += self._relaunch_gang(slot.step, plan, now)
         return actions
 
-    def _kill_gang(self, failed: Slot, for_good: bool, now: float) -> list[Action]:
-        """Kill every other live member of a gang whose member `failed`."""
+    def _gang_plan(self, slot: Slot, outcome: str) -> str:
+        """What the gang does once its members have ended, when `slot` is the first to end `outcome`."""
+        if outcome in (_FREE, _DRAINED):
+            return outcome
+        return _RETRY if outcome == _FAILED and self._retries_left(slot) else _FAIL
+
+    def _kill_gang(self, failed: Slot) -> list[Action]:
+        """Kill every other live member of a gang whose member `failed` (queued ones too: a gang launches in one
+        accept, so a member whose first update has not come may run already)."""
         why = f"gang member {failed.index} failed"
-        actions: list[Action] = []
-        for s in self._slots[failed.step]:
-            if s is failed or not s.live or s.killing:
-                continue
-            if s.state == "queued":  # not known launched: ends now (the scheduler drops or kills it)
-                actions.append(Kill(s.task_id, "", why))
-                self._end_slot(s, "failed" if for_good else "waiting", now, why)
-            else:
-                actions.append(self._kill(s, KILL_GANG, why))
-        return actions
+        return [
+            self._kill(s, KILL_GANG, why)
+            for s in self._slots[failed.step]
+            if s is not failed and s.live and not s.killing
+        ]
 
     def _relaunch_gang(self, step: str, plan: str, now: float) -> list[Action]:
         slots = self._slots[step]
         for s in slots:
             if plan == _FREE:
                 s.relaunches += 1
-            else:
+            elif plan == _RETRY:
                 s.retries += 1
-        ready_at = 0.0 if plan == _FREE else self._retry_at(slots[0], now)
+        ready_at = self._retry_at(slots[0], now) if plan == _RETRY else 0.0
         return [self._launch(s, ready_at) for s in slots]
 
     def _step_failed(self, step: str) -> None:
@@ -428,10 +514,10 @@ class Run:
         for s in self._all_slots():
             if s.state == "waiting":  # cannot start any more (nothing is live to make it)
                 s.state = "stopped" if self._stopping else "cancelled"
-        if self._stopping:
-            self.state = "stopped"
-        elif all(s.state == "succeeded" for s in self._all_slots()):
+        if all(s.state == "succeeded" for s in self._all_slots()):  # even if stopped as its last tasks finished
             self.state = "succeeded"
+        elif self._stopping:
+            self.state = "stopped"
         else:
             self.state = "failed"
         self.ended_at = now

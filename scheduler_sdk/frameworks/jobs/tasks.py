@@ -4,8 +4,8 @@ machine that moves them is `run.Run`."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from scheduler_sdk.frameworks.jobs.spec import ConstraintSpec, TaskResources
 
@@ -69,6 +69,21 @@ class Attempt:
     hostname: str = ""
     message: str = ""
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "state": self.state,
+            "exit_code": self.exit_code,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "agent_id": self.agent_id,
+            "hostname": self.hostname,
+            "message": self.message,
+        }
+
+
+_UNSET = object()
+
 
 @dataclass
 class Slot:
@@ -95,6 +110,37 @@ class Slot:
     killing: str = ""  # KILL_*: why we asked to kill the current attempt ("": we did not)
     kill_reason: str = ""  # the reason given with that Kill
 
+    # Per slot, set with object.__setattr__, and kept out of the dataclass's fields (so out of asdict, eq, repr):
+    # changed since last taken (a new slot is), and where the slot lists itself when it turns dirty (its run's
+    # list, so that taking what changed costs what changed)
+    _dirty: ClassVar[bool] = True
+    _sink: ClassVar[list[Slot] | None] = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not self._dirty and self.__dict__.get(name, _UNSET) != value:
+            self.mark_dirty()
+        object.__setattr__(self, name, value)
+
+    @property
+    def dirty(self) -> bool:
+        """Changed since the run last handed it out for storing (new slots are)."""
+        return self._dirty
+
+    def mark_dirty(self) -> None:
+        if not self._dirty:
+            object.__setattr__(self, "_dirty", True)
+            if self._sink is not None:
+                self._sink.append(self)
+
+    def mark_clean(self) -> None:
+        object.__setattr__(self, "_dirty", False)
+
+    def report_to(self, sink: list[Slot]) -> None:
+        """Put this slot in `sink` whenever it turns dirty (now too, if it is)."""
+        object.__setattr__(self, "_sink", sink)
+        if self._dirty:
+            sink.append(self)
+
     @property
     def live(self) -> bool:
         return self.state in LIVE
@@ -104,10 +150,33 @@ class Slot:
         return self.state in ENDED
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-able (built by hand: this runs for every slot an event changes)."""
+        return {
+            "step": self.step,
+            "index": self.index,
+            "attempt": self.attempt,
+            "state": self.state,
+            "task_id": self.task_id,
+            "task_state": self.task_state,
+            "agent_id": self.agent_id,
+            "hostname": self.hostname,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "reason": self.reason,
+            "why_waiting": self.why_waiting,
+            "attempts": [a.to_dict() for a in self.attempts],
+            "retries": self.retries,
+            "relaunches": self.relaunches,
+            "ready_at": self.ready_at,
+            "killing": self.killing,
+            "kill_reason": self.kill_reason,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Slot:
-        d = dict(d)
-        d["attempts"] = [Attempt(**a) for a in d.get("attempts", [])]
-        return cls(**d)
+        """The slot `to_dict` gave (a new slot: dirty)."""
+        fields = dict(d)
+        fields["attempts"] = [Attempt(**a) for a in fields.get("attempts", [])]
+        return cls(**fields)

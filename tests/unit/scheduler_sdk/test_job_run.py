@@ -1,5 +1,6 @@
 """The run state machine of the jobs service, driven with plain times: arrays, retries and backoff, timeouts,
-dropped tasks, gangs, workflows, stop, stale statuses, and its JSON round trip (plus a property test)."""
+dropped tasks, gangs, workflows, stop, stale statuses, and its JSON round trip (the property test is in
+test_job_run_more.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.frameworks.jobs.run import MAX_RELAUNCHES, Action, Kill, Launch, Run, TaskLaunch, retry_delay
@@ -257,20 +256,11 @@ def test_a_gang_relaunches_members_that_had_finished_and_fails_when_its_retries_
     assert [t.index for t in launched(report(run, t2, 7.0, tpb.TASK_KILLED))] == [0, 1, 2]  # 0 too
 
 
-def test_a_gang_member_still_queued_when_another_fails_ends_at_once() -> None:
-    run = Run("j", "r", batch(count=2, gang=True, attempts=1, backoff=0.0), 0.0)
-    t0, t1 = ids(run.start(0.0))
-    report(run, t0, 1.0, tpb.TASK_RUNNING)
-    actions = run.on_status(t0, tpb.TASK_FAILED, 2.0)  # t1's STAGING has not come yet
-    assert kills(actions) == [Kill(t1, "", "gang member 0 failed")]
-    assert [(t.index, t.attempt, t.ready_at) for t in launched(actions)] == [(0, 1, 2.0), (1, 1, 2.0)]
-    assert run.on_status(t1, tpb.TASK_KILLED, 3.0) == []  # the old attempt's answer to the kill
-
-
 def test_a_dropped_gang_is_relaunched_whole_without_using_a_retry() -> None:
     run = Run("j", "r", batch(count=2, gang=True), 0.0)
-    t0, _ = ids(run.start(0.0))
-    actions = run.on_status(t0, tpb.TASK_DROPPED, 1.0, reason=REFUSED)
+    t0, t1 = ids(run.start(0.0))
+    assert run.on_status(t0, tpb.TASK_DROPPED, 1.0, reason=REFUSED) == [Kill(t1, "", "gang member 0 failed")]
+    actions = run.on_status(t1, tpb.TASK_KILLED, 2.0)  # the placement dropped the queued one
     assert [(t.index, t.attempt, t.ready_at) for t in launched(actions)] == [(0, 1, 0.0), (1, 1, 0.0)]
     assert [(s.retries, s.relaunches) for s in run.slots()] == [(0, 1), (0, 1)]
 
@@ -359,8 +349,9 @@ def test_stop_kills_live_tasks_stops_the_rest_and_ends_once_they_ended() -> None
     report(run, "w.r.a.0.0", 1.0, tpb.TASK_RUNNING, agent_id="x")
     actions = run.stop(2.0, "stopped by alice")
     assert actions == [Kill("w.r.a.0.0", "x", "stopped by alice"), Kill("w.r.a.1.0", "", "stopped by alice")]
-    assert [s.state for s in run.slots()] == ["running", "stopped", "stopped"] and not run.done
+    assert [s.state for s in run.slots()] == ["running", "queued", "stopped"] and not run.done
     assert run.stop(3.0) == [] and run.tick(99.0) == []
+    assert report(run, "w.r.a.1.0", 3.5, tpb.TASK_KILLED) == []  # the placement dropped the queued one
     assert report(run, "w.r.a.0.0", 4.0, tpb.TASK_KILLED) == []  # no retry, b never starts
     assert (run.state, run.ended_at, run.step_state("a"), run.step_state("b")) == ("stopped", 4.0, "stopped", "stopped")
     assert run.stop(5.0) == []
@@ -461,126 +452,3 @@ def test_from_dict_refuses_slots_of_another_spec() -> None:
     data = Run("j", "r", batch(count=2), 0.0).to_dict()
     with pytest.raises(ValueError, match="slots"):
         Run.from_dict(data, batch(count=3))
-
-
-# -- properties -------------------------------------------------------------------------------------------------
-
-STATES = [
-    tpb.TASK_STAGING,
-    tpb.TASK_RUNNING,
-    tpb.TASK_FINISHED,
-    tpb.TASK_FAILED,
-    tpb.TASK_KILLED,
-    tpb.TASK_DROPPED,
-    tpb.TASK_LOST,
-    tpb.TASK_UNREACHABLE,
-    tpb.TASK_ERROR,
-]
-
-
-@st.composite
-def workflows(draw: st.DrawFn) -> JobSpec:
-    n = draw(st.integers(1, 4))
-    steps = []
-    for i in range(n):
-        deps = draw(st.lists(st.sampled_from([f"s{j}" for j in range(i)]), unique=True)) if i else []
-        gang = draw(st.booleans())
-        steps.append(
-            step(
-                f"s{i}",
-                count=draw(st.integers(1, 3)),
-                attempts=draw(st.integers(0, 2)),
-                gang=gang,
-                timeout=draw(st.sampled_from([None, 5.0])),
-                backoff=1.0,
-                depends_on=deps,
-            )
-        )
-    return workflow(*steps, on_failure=draw(st.sampled_from(["fail", "continue"])))
-
-
-class Checked:
-    """A run and what it launched, checking each launch as it comes."""
-
-    def __init__(self, spec: JobSpec) -> None:
-        self.run = Run("w", "r", spec, 0.0)
-        self.seen: set[tuple[str, int, int]] = set()
-        self.outstanding: list[str] = []  # launched, not yet answered with a terminal state
-        self.old: list[str] = []
-
-    def take(self, actions: list[Action]) -> None:
-        for t in launched(actions):
-            key = (t.step, t.index, t.attempt)
-            assert key not in self.seen, f"{key} launched twice"
-            self.seen.add(key)
-            deps = self.run.spec.step(t.step).depends_on
-            assert all(self.run.step_state(d) == "succeeded" for d in deps), f"{t.step} before {deps}"
-            self.outstanding.append(t.task_id)
-
-    def send(self, pick: int, state: int, now: float) -> None:
-        pool = self.outstanding if pick >= 0 or not self.old else self.old
-        if not pool:
-            return
-        task_id = pool[abs(pick) % len(pool)]
-        if pool is self.outstanding and state in (
-            tpb.TASK_FINISHED,
-            tpb.TASK_FAILED,
-            tpb.TASK_KILLED,
-            tpb.TASK_DROPPED,
-            tpb.TASK_LOST,
-            tpb.TASK_ERROR,
-        ):
-            self.outstanding.remove(task_id)
-            self.old.append(task_id)
-        self.take(self.run.on_status(task_id, state, now, exit_code=1))
-
-
-events = st.lists(
-    st.one_of(
-        st.tuples(st.just("status"), st.integers(-3, 20), st.sampled_from(STATES)),
-        st.tuples(st.just("tick"), st.integers(0, 10), st.just(0)),
-        st.tuples(st.just("stop"), st.just(0), st.just(0)),
-        st.tuples(st.just("reload"), st.just(0), st.just(0)),
-    ),
-    max_size=60,
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(workflows(), events, st.lists(st.booleans(), min_size=1, max_size=50))
-def test_no_double_launch_no_early_step_and_the_run_always_ends(
-    spec: JobSpec, script: list[tuple[str, int, int]], outcomes: list[bool]
-) -> None:
-    c = Checked(spec)
-    c.take(c.run.start(0.0))
-    now = 0.0
-    for what, a, b in script:
-        now += 1.0
-        if what == "status":
-            c.send(a, b, now)
-        elif what == "tick":
-            now += a
-            c.take(c.run.tick(now))
-        elif what == "stop" and a == 0 and len(c.seen) % 3 == 0:  # now and then
-            c.take(c.run.stop(now))
-        elif what == "reload":
-            c.run = Run.from_dict(json.loads(json.dumps(c.run.to_dict())), spec)
-    # every launched task now ends, one after another: finished or failed as drawn; the run must end
-    for n in range(2000):
-        if not c.outstanding:
-            break
-        now += 1.0
-        c.send(0, tpb.TASK_FINISHED if outcomes[n % len(outcomes)] else tpb.TASK_FAILED, now)
-    assert not c.outstanding
-    assert c.run.done and c.run.ended_at is not None
-    assert c.run.live_tasks() == [] and c.run.next_deadline() is None
-    assert all(s.ended for s in c.run.slots())
-    launched_steps = {key[0] for key in c.seen}
-    for s in c.run.slots():  # cancelled: only what never started; failed: only with every retry used
-        if s.step in launched_steps:
-            assert s.state != "cancelled"
-        else:
-            assert s.state in (("stopped", "cancelled") if c.run.state == "stopped" else ("cancelled",))
-        assert s.state != "failed" or s.retries == spec.step(s.step).retries.attempts
-    succeeded = all(c.run.step_state(s.name) == "succeeded" for s in spec.steps)
-    assert (c.run.state == "succeeded") == succeeded
