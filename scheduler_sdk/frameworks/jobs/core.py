@@ -32,8 +32,6 @@ from scheduler_sdk.states import TERMINAL_STATES
 
 log = structlog.get_logger(__name__)
 
-#: Reconciliation answers that mean "the master never had this task".
-NEVER_LAUNCHED = (tpb.TASK_LOST, tpb.TASK_UNKNOWN, tpb.TASK_GONE, tpb.TASK_DROPPED)
 #: A cron job's missed times are looked for at most this far back.
 MISSED_HORIZON = 366 * 24 * 3600.0
 #: Seconds between sending again the kills not yet answered with a terminal status (one may have been lost).
@@ -83,7 +81,6 @@ class JobsCore:
         self.jobs: dict[str, Job] = {}
         self.runs_by_prefix: dict[str, tuple[Job, Run]] = {}  # "job.run" -> the active run
         self._to_reconcile: dict[str, str] = {}  # task id -> agent id: read back at start, not answered yet
-        self._queued_at_start: set[str] = set()  # task ids handed to the placement before a restart
         self.driver: SchedulerDriver | None = None
         self._asked_at = 0.0  # when the unanswered reconciliations were last asked
         self._kills_at = 0.0  # when outstanding kills were last sent again
@@ -110,6 +107,7 @@ class JobsCore:
             self._resume(run, now)
             for kill in run.kills_outstanding():
                 self.scheduler.kill(kill.task_id)
+        self._kills_at = now  # sent just now: again only if not answered within KILL_RESEND
         log.info(
             "jobs loaded", jobs=len(self.jobs), active_runs=len(self.runs_by_prefix), tasks=len(self._to_reconcile)
         )
@@ -127,8 +125,6 @@ class JobsCore:
                 continue
             self.scheduler.adopt(launch, slot.agent_id)
             self._to_reconcile[slot.task_id] = slot.agent_id
-            if slot.state == "queued":
-                self._queued_at_start.add(slot.task_id)
         if queued_again:
             self.scheduler.submit(queued_again)
 
@@ -263,16 +259,10 @@ class JobsCore:
         if found is None:
             return
         job, run = found
-        state = status.state
         self._to_reconcile.pop(status.task_id, None)
-        if status.task_id in self._queued_at_start:
-            if state in NEVER_LAUNCHED and status.reason == tpb.TaskStatus.REASON_RECONCILIATION:
-                state = tpb.TASK_DROPPED  # handed to the placement, never launched: launch it now
-            if state not in (tpb.TASK_STAGING, tpb.TASK_STARTING):
-                self._queued_at_start.discard(status.task_id)
         actions = run.on_status(
             status.task_id,
-            state,
+            status.state,
             self.clock(),
             exit_code=status.exit_code if status.has_exit_code else None,
             reason=status.reason,
