@@ -83,7 +83,7 @@ class JobsCore:
         self._to_reconcile: dict[str, str] = {}  # task id -> agent id: read back at start, not answered yet
         self.driver: SchedulerDriver | None = None
         self._asked_at = 0.0  # when the unanswered reconciliations were last asked
-        self._kills_at = 0.0  # when outstanding kills were last sent again
+        self._kills_at = clock()  # when outstanding kills were last sent (again)
 
     # ------------------------------------------------------------------ start
     def load(self) -> None:
@@ -275,15 +275,15 @@ class JobsCore:
     def tick(self) -> None:
         """Timeouts and backoffs of the runs, and cron times (called a few times a second)."""
         now = self.clock()
-        for job, run in list(self.runs_by_prefix.values()):
-            deadline = run.next_deadline()
-            if deadline is not None and deadline <= now:
-                self._apply(job, run, run.tick(now))
-        if now - self._kills_at >= KILL_RESEND:
+        if now - self._kills_at >= KILL_RESEND:  # first: the kills decided below are sent once now
             self._kills_at = now
             for _, run in list(self.runs_by_prefix.values()):
                 for kill in run.kills_outstanding():
                     self.scheduler.kill(kill.task_id)  # a kill is idempotent; one may have been lost
+        for job, run in list(self.runs_by_prefix.values()):
+            deadline = run.next_deadline()
+            if deadline is not None and deadline <= now:
+                self._apply(job, run, run.tick(now))
         if self._to_reconcile and self.driver is not None and now - self._asked_at >= RECONCILE_AGAIN:
             self.reconcile(self.driver)  # the master may have dropped some unanswered
         cron_now = self.cron_clock()
