@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,6 +23,23 @@ async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
         yield c
     finally:
         leftovers = await c.stop()
+    assert leftovers == [], f"cgroups left behind: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def module_cluster(tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCertificates) -> Iterator[LocalCluster]:
+    """The `cluster` fixture's cluster, one for a whole module, for modules whose tests leave it as they found it
+    (no kill, restart, drain or flag of a test's own; their tasks ended): such a module overrides `cluster` with
+    it. The leak check runs once, after the module's last test. Started outside the tests' event loops: nothing
+    of a cluster is bound to one (its daemons are processes)."""
+    c = LocalCluster(
+        tmp_path_factory.mktemp("cluster"), agents=2, master_flags=list(FAST_MASTER), agent_flags=list(FAST_AGENT)
+    )
+    try:
+        asyncio.run(c.start())
+        yield c
+    finally:
+        leftovers = asyncio.run(c.stop())
     assert leftovers == [], f"cgroups left behind: {leftovers}"
 
 

@@ -16,7 +16,6 @@ import pytest
 
 from scheduler_sdk.cli.main import DAEMONS, main
 from scheduler_sdk.local_cluster import LocalCluster, leftover_cgroups
-from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
 from tests.e2e.harness import concurrently, eventually
 
 pytestmark = [pytest.mark.e2e]
@@ -75,18 +74,10 @@ def _environ(extra: dict[str, str]) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """One cluster (a master, two agents with cpus:2;mem:1024) for the module's tests, none of which disturbs it
-    (no kill, restart or drain; each names its own frameworks and tasks and leaves none running)."""
-    c = LocalCluster(
-        tmp_path_factory.mktemp("cli"), agents=2, master_flags=list(FAST_MASTER), agent_flags=list(FAST_AGENT)
-    )
-    try:
-        asyncio.run(c.start())
-        yield c
-    finally:
-        leftovers = asyncio.run(c.stop())
-    assert leftovers == [], f"cgroups left behind: {leftovers}"
+def cluster(module_cluster: LocalCluster) -> LocalCluster:
+    """One cluster for the module: no test here kills, restarts or drains it, each names its own frameworks and
+    tasks and leaves none running."""
+    return module_cluster
 
 
 def assert_one_line_error(code: int, out: str, err: str, expect: str) -> None:
