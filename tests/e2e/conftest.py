@@ -9,6 +9,7 @@ import pytest
 from scheduler_sdk.local_cluster import CA_DIR_ENV, LocalCluster
 from scheduler_sdk.security.config import CONFIG_ENV
 from scheduler_sdk.security.local import LocalCertificates
+from tests.conftest import module_tmp_path
 
 FAST_AGENT = ["--status-update-retry-min", "1", "--status-update-retry-max", "4"]
 FAST_MASTER = ["--allocation-interval", "0.2", "--heartbeat-interval", "5"]
@@ -32,9 +33,8 @@ def module_cluster(tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCe
     (no kill, restart, drain or flag of a test's own; their tasks ended): such a module overrides `cluster` with
     it. The leak check runs once, after the module's last test. Started outside the tests' event loops: nothing
     of a cluster is bound to one (its daemons are processes)."""
-    c = LocalCluster(
-        tmp_path_factory.mktemp("cluster"), agents=2, master_flags=list(FAST_MASTER), agent_flags=list(FAST_AGENT)
-    )
+    work_dir = module_tmp_path(tmp_path_factory, "cluster")
+    c = LocalCluster(work_dir, agents=2, master_flags=list(FAST_MASTER), agent_flags=list(FAST_AGENT))
     try:
         asyncio.run(c.start())
         yield c

@@ -21,6 +21,7 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.security.local import LocalCertificates
+from tests.conftest import module_tmp_path
 from tests.e2e.harness import master_channel, next_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
@@ -39,7 +40,7 @@ def _master_only(work_dir: Path) -> LocalCluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCertificates) -> Iterator[LocalCluster]:
     """A master (no agents) for the module's tests that store nothing on it (every bad input is refused) and
     leave it running; the test that restarts it has a master of its own."""
-    cluster = _master_only(tmp_path_factory.mktemp("bad-input"))
+    cluster = _master_only(module_tmp_path(tmp_path_factory, "bad-input"))
     try:
         asyncio.run(cluster.start())
         yield cluster
