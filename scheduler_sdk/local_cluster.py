@@ -191,8 +191,8 @@ class LocalCluster:
             os.chmod(self.work_dir, self.work_dir.stat().st_mode & 0o7777 | 0o011)
             if self.masters > 1:
                 await self.start_etcd()
-                for i in range(self.masters):
-                    await self.start_master(timeout, index=i)
+                # At once: each waits only for its own address file (they are in master_daemons in index order).
+                await asyncio.gather(*(self.start_master(timeout, index=i) for i in range(self.masters)))
                 await self.wait_for_leader(timeout)
             else:
                 await self.start_master(timeout)

@@ -88,11 +88,22 @@ def _alive(pid: int) -> bool:
 @pytest.fixture
 def tmp_path(tmp_path: Path) -> Path:
     """pytest's `tmp_path`, traversable (with the session's base temp dir) by the users tasks run as."""
-    for path in (tmp_path.parent, tmp_path):
-        mode = stat.S_IMODE(path.stat().st_mode)
+    return traversable(tmp_path)
+
+
+def traversable(path: Path) -> Path:
+    """`path` and its parent (a test's or a module's temp dir, and the session's base temp dir) made traversable
+    by the users tasks run as."""
+    for p in (path.parent, path):
+        mode = stat.S_IMODE(p.stat().st_mode)
         if mode & 0o011 != 0o011:
-            os.chmod(path, mode | 0o011)
-    return tmp_path
+            os.chmod(p, mode | 0o011)
+    return path
+
+
+def module_tmp_path(factory: pytest.TempPathFactory, name: str) -> Path:
+    """A temp dir for a module-scoped fixture, traversable as `tmp_path` is."""
+    return traversable(factory.mktemp(name))
 
 
 # etcd (Debian's etcd-server), for the HA masters' parts: one etcd per test module for the tests that leave it

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from scheduler_sdk.local_cluster import CA_DIR_ENV, LocalCluster
+from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.security.config import CONFIG_ENV
 from scheduler_sdk.security.local import LocalCertificates
+from tests.conftest import module_tmp_path
+from tests.e2e.harness import eventually
 
 FAST_AGENT = ["--status-update-retry-min", "1", "--status-update-retry-max", "4"]
 FAST_MASTER = ["--allocation-interval", "0.2", "--heartbeat-interval", "5"]
@@ -23,6 +27,38 @@ async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
     finally:
         leftovers = await c.stop()
     assert leftovers == [], f"cgroups left behind: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def module_cluster(tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCertificates) -> Iterator[LocalCluster]:
+    """The `cluster` fixture's cluster, one for a whole module, for modules whose tests leave it as they found it
+    (no kill, restart, drain or flag of a test's own; their tasks ended): such a module overrides `cluster` with
+    it. The leak check runs once, after the module's last test. Started outside the tests' event loops: nothing
+    of a cluster is bound to one (its daemons are processes)."""
+    work_dir = module_tmp_path(tmp_path_factory, "cluster")
+    c = LocalCluster(work_dir, agents=2, master_flags=list(FAST_MASTER), agent_flags=list(FAST_AGENT))
+    try:
+        asyncio.run(c.start())
+        yield c
+    finally:
+        leftovers = asyncio.run(c.stop())
+    assert leftovers == [], f"cgroups left behind: {leftovers}"
+
+
+@pytest.fixture
+async def idle_cluster(module_cluster: LocalCluster) -> LocalCluster:
+    """The module's cluster once it is as a fresh one is (for tests that count on whole offers): every agent
+    attached with no task and nothing allocated or offered, no framework subscribed."""
+
+    async def idle() -> bool:
+        async with OperatorClient(module_cluster.master_address) as client:
+            agents = (await client.agents()).agents
+            frameworks = (await client.frameworks()).frameworks
+        fresh = all(a.active and a.task_count == 0 and not a.allocated and not a.offered for a in agents)
+        return len(agents) == module_cluster.agents and fresh and not frameworks
+
+    await eventually(idle, what="the module's cluster to be idle")
+    return module_cluster
 
 
 @pytest.fixture(scope="session", autouse=True)

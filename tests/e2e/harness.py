@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -40,6 +40,23 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or check} (last: {last!r})")
         await asyncio.sleep(interval)
+
+
+async def concurrently(*calls: Coroutine[Any, Any, T], limit: int = 4) -> list[T]:
+    """The results of `calls`, in order, run at most `limit` at a time: for independent steps such as CLI
+    subprocesses (each pays a Python start-up). The first failure cancels the rest and is raised."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Coroutine[Any, Any, T]) -> T:
+        async with gate:
+            return await call
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(call)) for call in calls]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [t.result() for t in tasks]
 
 
 class Recorder(Scheduler):

@@ -5,10 +5,11 @@ disk under `--enforce-disk` is stopped and reported."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -18,6 +19,8 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import AgentClient, AgentError
 from scheduler_sdk.resources import Resources
+from scheduler_sdk.security.local import LocalCertificates
+from tests.conftest import module_tmp_path
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
 from tests.e2e.harness import Recorder, agent_state, agents, eventually, framework, task
 
@@ -46,14 +49,15 @@ async def _cluster(tmp_path: Path, *flags: str) -> LocalCluster:
     return c
 
 
-@pytest.fixture
-async def one_agent(tmp_path: Path) -> AsyncIterator[LocalCluster]:
-    """One agent with the defaults: tasks as nobody, no root."""
-    c = await _cluster(tmp_path / "defaults")
+@pytest.fixture(scope="module")
+def one_agent(tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCertificates) -> Iterator[LocalCluster]:
+    """One agent with the defaults: tasks as nobody, no root. One for the module: its tests' tasks end (or are
+    killed) with them, each names its own, and none changes the agent."""
+    c = asyncio.run(_cluster(module_tmp_path(tmp_path_factory, "defaults")))
     try:
         yield c
     finally:
-        assert await c.stop() == []
+        assert asyncio.run(c.stop()) == []
 
 
 @pytest.fixture
@@ -232,7 +236,7 @@ async def test_task_ids_that_once_shared_a_sandbox_each_have_their_own(one_agent
         async with AgentClient(await agent_address(one_agent)) as api:
             for i in ids:
                 assert await read(api, i, "stdout") == f"I am {i}\n".encode(), i
-    executors = one_agent.agent_daemons[0].work_dir.glob("agents/*/frameworks/*/executors/*")
+    executors = one_agent.agent_daemons[0].work_dir.glob(f"agents/*/frameworks/{driver.framework_id}/executors/*")
     assert sorted(p.name for p in executors) == sorted(["a%3Ab", "a_b", ".b", "b"])
 
 

@@ -18,7 +18,8 @@ from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.resources import Resources
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
-from tests.e2e.harness import Recorder, agents, eventually, framework, task
+from tests.e2e.harness import Recorder, agents, concurrently, eventually, framework, task
+from tests.e2e.test_cli import aiomesos
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cgroups]
 Op = spb.Offer_Operation
@@ -291,29 +292,35 @@ async def test_revocation_preempts_tasks_of_a_role_above_its_share_for_a_starved
 async def test_quota_and_weights_cli(tmp_path: Path) -> None:
     c = await _cluster(tmp_path, "cpus:2;mem:512;disk:100")
     try:
-        import sys
 
         async def cli(*args: str) -> tuple[int, str, str]:
-            p = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "scheduler_sdk", *args, "--master", c.master_address, stdout=-1, stderr=-1
-            )
-            out, err = await p.communicate()
-            assert p.returncode is not None
-            return p.returncode, out.decode(), err.decode()
+            return await aiomesos(*args, "--master", c.master_address)
 
-        assert (await cli("weights", "set", "eng=2", "ads=1"))[0] == 0
-        code, out, _ = await cli("weights")
+        # Independent calls at once (each CLI process pays its start-up): the writes, then what reads them and
+        # the refused writes (which change nothing), then the removal.
+        set_weights, set_quota = await concurrently(
+            cli("weights", "set", "eng=2", "ads=1"),
+            cli("quota", "set", "eng", "--guarantee", "cpus=1,mem=128", "--limit", "cpus=2"),
+        )
+        assert set_weights[0] == 0 and set_quota[0] == 0, (set_weights, set_quota)
+        weights, quota, over_limit, zero_weight, metrics = await concurrently(
+            cli("weights"),
+            cli("quota", "--json"),
+            cli("quota", "set", "eng", "--guarantee", "cpus=3", "--limit", "cpus=2"),
+            cli("weights", "set", "eng=0"),
+            cli("metrics", "--json"),
+        )
+        code, out, _ = weights
         assert code == 0 and "eng" in out and "2" in out
-        assert (await cli("quota", "set", "eng", "--guarantee", "cpus=1,mem=128", "--limit", "cpus=2"))[0] == 0
-        code, out, _ = await cli("quota", "--json")
+        code, out, _ = quota
         (eng,) = [r for r in __import__("json").loads(out) if r["role"] == "eng"]
         assert eng["guarantee"] == {"cpus": 1, "mem": 128} and eng["limit"] == {"cpus": 2}
-        code, _, err = await cli("quota", "set", "eng", "--guarantee", "cpus=3", "--limit", "cpus=2")
+        code, _, err = over_limit
         assert code == 2 and "exceeds the limit" in err and len(err.strip().splitlines()) == 1
-        code, _, err = await cli("weights", "set", "eng=0")
+        code, _, err = zero_weight
         assert code == 2 and len(err.strip().splitlines()) == 1
         assert (await cli("quota", "remove", "eng"))[0] == 0
-        code, out, _ = await cli("metrics", "--json")
+        code, out, _ = metrics
         assert code == 0 and "agents_active" in out
     finally:
         assert await c.stop() == []

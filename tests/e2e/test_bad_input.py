@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -21,6 +21,7 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.security.local import LocalCertificates
+from tests.conftest import module_tmp_path
 from tests.e2e.harness import master_channel, next_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
@@ -31,9 +32,25 @@ LONG = 10_000  # characters: over any id, role or name bound, and its echo would
 SHORT = 300  # characters: what a refusal's message may be at most
 
 
+def _master_only(work_dir: Path) -> LocalCluster:
+    return LocalCluster(work_dir, agents=0, master_flags=["--heartbeat-interval", "5"])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCertificates) -> Iterator[LocalCluster]:
+    """A master (no agents) for the module's tests that store nothing on it (every bad input is refused) and
+    leave it running; the test that restarts it has a master of its own."""
+    cluster = _master_only(module_tmp_path(tmp_path_factory, "bad-input"))
+    try:
+        asyncio.run(cluster.start())
+        yield cluster
+    finally:
+        assert asyncio.run(cluster.stop()) == []
+
+
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path, agents=0, master_flags=["--heartbeat-interval", "5"])
+async def own_cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
+    cluster = _master_only(tmp_path)
     try:
         await cluster.start()
         yield cluster
@@ -80,7 +97,8 @@ async def test_a_subscription_with_a_huge_id_role_or_name_is_invalid_argument_wi
     assert_refused(error, grpc.StatusCode.INVALID_ARGUMENT, "SUBSCRIBE rejected: ", fragment)
 
 
-async def test_25_mb_framework_names_are_refused_and_get_frameworks_still_works(cluster: LocalCluster) -> None:
+async def test_25_mb_framework_names_are_refused_and_get_frameworks_still_works(own_cluster: LocalCluster) -> None:
+    cluster = own_cluster
     for _ in range(3):
         error = await refused_subscription(cluster.master_address, subscribe(name="n" * 25_000_000))
         assert_refused(error, grpc.StatusCode.INVALID_ARGUMENT, "framework_info.name: 25000000 characters")

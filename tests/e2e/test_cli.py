@@ -3,32 +3,81 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from scheduler_sdk.cli.main import DAEMONS, main
 from scheduler_sdk.local_cluster import LocalCluster, leftover_cgroups
-from tests.e2e.harness import eventually
+from tests.e2e.harness import concurrently, eventually
 
 pytestmark = [pytest.mark.e2e]
 AIOMESOS = [sys.executable, "-m", "scheduler_sdk"]
+CLI_ENV = {"COLUMNS": "200"}
 
 
 async def aiomesos(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, str, str]:
+    """`aiomesos ARGS` in a process of its own: its exit status, stdout and stderr."""
     proc = await asyncio.create_subprocess_exec(
         *AIOMESOS,
         *args,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env={**os.environ, **CLI_ENV, **(env or {})},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except BaseException:  # timed out, or cancelled with the calls beside it: leave no process behind
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def aiomesos_here(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """`aiomesos ARGS` by its `main` in this process (no Python start-up to pay): for what depends on the
+    arguments alone. Each behaviour that depends on the process (exit status, one line on stderr) is also checked
+    through `aiomesos` in a process of its own. Not for the daemons (`main` execs them) nor inside a running event
+    loop (`main` runs its own)."""
+    assert args[:1] not in [(d,) for d in DAEMONS], "main would exec the daemon in place of this process"
+    out, err = io.StringIO(), io.StringIO()
+    with _environ({**CLI_ENV, **(env or {})}), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as e:
+            code = e.code
+        else:
+            raise AssertionError(f"aiomesos {args} returned instead of exiting")
+    assert isinstance(code, int), code
+    return code, out.getvalue(), err.getvalue()
+
+
+@contextlib.contextmanager
+def _environ(extra: dict[str, str]) -> Iterator[None]:
+    """os.environ with `extra`, restored after (main itself may set variables: the client config's path)."""
+    saved = dict(os.environ)
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def cluster(module_cluster: LocalCluster) -> LocalCluster:
+    """One cluster for the module: no test here kills, restarts or drains it, each names its own frameworks and
+    tasks and leaves none running."""
+    return module_cluster
 
 
 def assert_one_line_error(code: int, out: str, err: str, expect: str) -> None:
@@ -41,88 +90,108 @@ def assert_one_line_error(code: int, out: str, err: str, expect: str) -> None:
 @pytest.mark.cgroups
 async def test_run_agents_frameworks_tasks_tables_and_json(cluster: LocalCluster) -> None:
     m = cluster.master_address
-    code, out, err = await aiomesos(
-        "run", "--master", m, "--name", "hello", "--instances", "3", "--cpus", "0.1", "--mem", "16", "--", "echo", "hi"
+    # Three frameworks at once (they fit side by side: 0.3 + 0.5 + 1 cpus of 4).
+    run = ("run", "--master", m)
+    hello, bad, mixed = await concurrently(
+        aiomesos(*run, "--name", "hello", "--instances", "3", "--cpus", "0.1", "--mem", "16", "--", "echo", "hi"),
+        aiomesos(*run, "--name", "bad", "--", "exit 3"),
+        aiomesos(*run, "--name", "mixed", "--instances", "2", "--", 'test "$MESOS_TASK_ID" = mixed-0 || exit 5'),
     )
+    code, out, err = hello
     assert code == 0, err
     assert out.count("TASK_FINISHED") == 3 and out.count("TASK_RUNNING") == 3
-    code, out, err = await aiomesos("run", "--master", m, "--name", "bad", "--", "exit 3")
+    code, out, err = bad
     assert code == 3, (out, err)
     assert "TASK_FAILED" in out and "exit code 3" in out
-    code, out, err = await aiomesos(
-        "run", "--master", m, "--name", "mixed", "--instances", "2", "--", 'test "$MESOS_TASK_ID" = mixed-0 || exit 5'
-    )
+    code, out, err = mixed
     assert code == 5, (out, err)
 
-    code, out, _ = await aiomesos("agents", "--master", m)
+    # The views, once all three have ended, read at once.
+    agents_table, agents_json, frameworks_table, frameworks_json, tasks_json, tasks_table, running = await concurrently(
+        aiomesos("agents", "--master", m),
+        aiomesos("agents", "--master", m, "--json"),
+        aiomesos("frameworks", "--master", m, "--all"),
+        aiomesos("frameworks", "--master", m, "--json", "--all"),
+        aiomesos("tasks", "--master", m, "--json", "--all"),
+        aiomesos("tasks", "--master", m, "--all"),
+        aiomesos("tasks", "--master", m, "--json"),
+    )
+    code, out, _ = agents_table
     assert code == 0
-    agents = json.loads((await aiomesos("agents", "--master", m, "--json"))[1])
+    agents = json.loads(agents_json[1])
     assert len(agents) == 2 and all(a["active"] for a in agents)
     for a in agents:
         assert a["id"] in out and a["hostname"] in out
         assert a["resources"]["cpus"] == 2 and a["resources"]["mem"] == 1024
         assert a["resources"]["ports"] == [[31000, 32000]]
 
-    code, out, _ = await aiomesos("frameworks", "--master", m, "--all")
+    code, out, _ = frameworks_table
     assert code == 0 and "hello" in out
-    frameworks = json.loads((await aiomesos("frameworks", "--master", m, "--json", "--all"))[1])
+    frameworks = json.loads(frameworks_json[1])
     assert {f["name"] for f in frameworks} >= {"hello", "bad", "mixed"}
-    assert all(f["state"] == "completed" for f in frameworks)
+    assert all(f["state"] == "completed" for f in frameworks if f["name"] in {"hello", "bad", "mixed"})
 
-    tasks = json.loads((await aiomesos("tasks", "--master", m, "--json", "--all"))[1])
-    hello = [t for t in tasks if t["name"].startswith("hello")]
-    assert sorted(t["id"] for t in hello) == ["hello-0", "hello-1", "hello-2"]
-    assert all(t["state"] == "TASK_FINISHED" and t["agent_id"] and t["exit_code"] == 0 for t in hello)
-    assert all(t["resources"] == {"cpus": 0.1, "mem": 16} for t in hello)
-    code, out, _ = await aiomesos("tasks", "--master", m, "--all")
+    tasks = json.loads(tasks_json[1])
+    hello_tasks = [t for t in tasks if t["name"].startswith("hello")]
+    assert sorted(t["id"] for t in hello_tasks) == ["hello-0", "hello-1", "hello-2"]
+    assert all(t["state"] == "TASK_FINISHED" and t["agent_id"] and t["exit_code"] == 0 for t in hello_tasks)
+    assert all(t["resources"] == {"cpus": 0.1, "mem": 16} for t in hello_tasks)
+    code, out, _ = tasks_table
     assert code == 0 and "hello-0" in out and "TASK_FINISHED" in out
-    assert json.loads((await aiomesos("tasks", "--master", m, "--json"))[1]) == []
+    assert json.loads(running[1]) == []
 
 
 async def test_unreachable_master_is_one_line_and_exit_2() -> None:
-    for args in (["agents"], ["tasks", "--json"], ["run", "--", "true"]):
-        code, out, err = await aiomesos(args[0], "--master", "127.0.0.1:1", *args[1:])
+    all_args = (["agents"], ["tasks", "--json"], ["run", "--", "true"])
+    answers = await concurrently(*(aiomesos(args[0], "--master", "127.0.0.1:1", *args[1:]) for args in all_args))
+    for code, out, err in answers:
         assert_one_line_error(code, out, err, "cannot reach the master at 127.0.0.1:1")
 
 
 async def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    code, out, err = await aiomesos("agents", "--bogus")
-    assert_one_line_error(code, out, err, "unrecognized arguments: --bogus")
-    code, out, err = await aiomesos("frobnicate")
-    assert_one_line_error(code, out, err, "invalid choice")
-    code, out, err = await aiomesos("master", "--work-dir", str(tmp_path), "--bogus")
-    assert_one_line_error(code, out, err, "--bogus")
-    code, out, err = await aiomesos(
-        "agent", "--master", "127.0.0.1:1", "--work-dir", str(tmp_path), "--resources", "cpus:abc"
-    )
-    assert_one_line_error(code, out, err, "malformed amount 'abc' for 'cpus'")
-    code, out, err = await aiomesos(
-        "agent", "--master", "127.0.0.1:1", "--work-dir", str(tmp_path), "--attributes", "zone"
-    )
-    assert_one_line_error(code, out, err, "malformed attribute")
-    code, out, err = await aiomesos("run", "--master", "127.0.0.1:1", "--cpus", "-1", "--", "true")
-    assert_one_line_error(code, out, err, "--cpus")
-    code, out, err = await aiomesos("run", "--master", "127.0.0.1:1")
-    assert_one_line_error(code, out, err, "no command given")
-    code, out, err = await aiomesos("cluster", "up", "--agent-resources", "mem:lots")
-    assert_one_line_error(code, out, err, "malformed amount")
-    code, out, err = await aiomesos("agents", "--master", "")
-    assert_one_line_error(code, out, err, "argument --master: master '': empty")
-    code, out, err = await aiomesos("masters", "--master", "zk://z1:2181/mesos")
-    assert_one_line_error(code, out, err, "unknown scheme 'zk'")
-    code, out, err = await aiomesos("run", "--master", "m1:5050,m2", "--", "true")
-    assert_one_line_error(code, out, err, "'m2' is not HOST:PORT")
-    code, out, err = await aiomesos("cluster", "up", "--work-dir", "/proc/no/such/dir")
-    assert_one_line_error(code, out, err, "--work-dir /proc/no/such/dir")
-    code, out, err = await aiomesos("demo", "--agents", "0")
-    assert_one_line_error(code, out, err, "--agents must be at least 1")
-    # Values from the environment are checked like the command line's.
-    code, out, err = await aiomesos("master", "--work-dir", str(tmp_path), env={"AIOMESOS_LOG_LEVEL": "verbose"})
-    assert_one_line_error(code, out, err, "argument --log-level: invalid choice 'verbose'")
-    code, out, err = await aiomesos("tasks", env={"AIOMESOS_MASTER": "nowhere"})
-    assert_one_line_error(code, out, err, "'nowhere' is not HOST:PORT")
-    code, out, err = await aiomesos("agent", "--work-dir", str(tmp_path), env={"AIOMESOS_MASTER": "etcd://"})
-    assert_one_line_error(code, out, err, "no etcd endpoint")
+    """In processes of their own: the daemons' flags (the CLI execs them), and one of each way the CLI itself
+    refuses (a flag argparse rejects, a check in a command, a value from the environment). Each daemon has a work
+    dir of its own, and the agents port 0: the first to lock a shared dir or port would refuse the others."""
+
+    def agent(work: str, *flags: str) -> tuple[str, ...]:
+        return ("agent", "--work-dir", str(tmp_path / work), "--port", "0", *flags)
+
+    cases = [
+        (("agents", "--bogus"), {}, "unrecognized arguments: --bogus"),
+        (("master", "--work-dir", str(tmp_path / "m1"), "--bogus"), {}, "--bogus"),
+        (agent("a1", "--master", "127.0.0.1:1", "--resources", "cpus:abc"), {}, "malformed amount 'abc' for 'cpus'"),
+        (agent("a2", "--master", "127.0.0.1:1", "--attributes", "zone"), {}, "malformed attribute"),
+        (("run", "--master", "127.0.0.1:1"), {}, "no command given"),
+        # Values from the environment are checked like the command line's.
+        (
+            ("master", "--work-dir", str(tmp_path / "m2")),
+            {"AIOMESOS_LOG_LEVEL": "verbose"},
+            "argument --log-level: invalid choice 'verbose'",
+        ),
+        (("tasks",), {"AIOMESOS_MASTER": "nowhere"}, "'nowhere' is not HOST:PORT"),
+        (agent("a3"), {"AIOMESOS_MASTER": "etcd://"}, "no etcd endpoint"),
+    ]
+    answers = await concurrently(*(aiomesos(*args, env=env) for args, env, _ in cases))
+    for (code, out, err), (_, _, expect) in zip(answers, cases, strict=True):
+        assert_one_line_error(code, out, err, expect)
+
+
+def test_bad_input_to_the_cli_is_one_line_and_exit_2() -> None:
+    """The CLI's own checks, by its main in this test's process (the process-level behaviour of each kind of
+    refusal is checked in processes of their own above)."""
+    cases = [
+        (("frobnicate",), {}, "invalid choice"),
+        (("run", "--master", "127.0.0.1:1", "--cpus", "-1", "--", "true"), {}, "--cpus"),
+        (("cluster", "up", "--agent-resources", "mem:lots"), {}, "malformed amount"),
+        (("agents", "--master", ""), {}, "argument --master: master '': empty"),
+        (("masters", "--master", "zk://z1:2181/mesos"), {}, "unknown scheme 'zk'"),
+        (("run", "--master", "m1:5050,m2", "--", "true"), {}, "'m2' is not HOST:PORT"),
+        (("cluster", "up", "--work-dir", "/proc/no/such/dir"), {}, "--work-dir /proc/no/such/dir"),
+        (("demo", "--agents", "0"), {}, "--agents must be at least 1"),
+    ]
+    for args, env, expect in cases:
+        code, out, err = aiomesos_here(*args, env=env)
+        assert_one_line_error(code, out, err, expect)
 
 
 async def test_a_work_dir_and_a_port_serve_one_master(tmp_path: Path) -> None:
@@ -145,21 +214,18 @@ async def test_a_work_dir_and_a_port_serve_one_master(tmp_path: Path) -> None:
             lambda: (work / "master.addr").exists() and (work / "master.addr").read_text().strip(),
             what="the first master's address file",
         )
-        code, out, err = await aiomesos("master", "--work-dir", str(work), "--port", "0")
-        assert_one_line_error(code, out, err, f"another master (pid {proc.pid}) is running with work dir {work}")
         port = addr.rsplit(":", 1)[1]
-        code, out, err = await aiomesos(
-            "master", "--work-dir", str(tmp_path / "m2"), "--ip", "127.0.0.1", "--port", port
+        # Four refusals at once, each with a work dir of its own (but the first: the running master's).
+        same_dir, same_port, no_tls, no_such_ip = await concurrently(
+            aiomesos("master", "--work-dir", str(work), "--port", "0"),
+            aiomesos("master", "--work-dir", str(tmp_path / "m2"), "--ip", "127.0.0.1", "--port", port),
+            aiomesos("master", "--work-dir", str(tmp_path / "m3"), "--ip", "192.0.2.1", "--port", "0"),
+            aiomesos("master", "--work-dir", str(tmp_path / "m4"), "--ip", "192.0.2.1", "--port", "0", "--insecure"),
         )
-        assert_one_line_error(code, out, err, f"cannot listen on 127.0.0.1:{port}")
-        code, out, err = await aiomesos(
-            "master", "--work-dir", str(tmp_path / "m3"), "--ip", "192.0.2.1", "--port", "0"
-        )
-        assert_one_line_error(code, out, err, "--ip 192.0.2.1 without TLS would let anyone")
-        code, out, err = await aiomesos(
-            "master", "--work-dir", str(tmp_path / "m3"), "--ip", "192.0.2.1", "--port", "0", "--insecure"
-        )
-        assert_one_line_error(code, out, err, "cannot listen on 192.0.2.1:0")
+        assert_one_line_error(*same_dir, f"another master (pid {proc.pid}) is running with work dir {work}")
+        assert_one_line_error(*same_port, f"cannot listen on 127.0.0.1:{port}")
+        assert_one_line_error(*no_tls, "--ip 192.0.2.1 without TLS would let anyone")
+        assert_one_line_error(*no_such_ip, "cannot listen on 192.0.2.1:0")
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 15)
@@ -191,17 +257,26 @@ async def test_sigterm_tears_run_down_like_ctrl_c(cluster: LocalCluster) -> None
     proc.terminate()
     await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 143
-    tasks = json.loads((await aiomesos("tasks", "--master", m, "--json", "--all"))[1])
+    tasks_json, frameworks_json = await concurrently(
+        aiomesos("tasks", "--master", m, "--json", "--all"), aiomesos("frameworks", "--master", m, "--json", "--all")
+    )
+    tasks = json.loads(tasks_json[1])
     assert [t["state"] for t in tasks if t["id"] == "long"] == ["TASK_KILLED"]
-    frameworks = json.loads((await aiomesos("frameworks", "--master", m, "--json", "--all"))[1])
+    frameworks = json.loads(frameworks_json[1])
     assert [f["state"] for f in frameworks if f["name"] == "long"] == ["completed"]
 
 
 async def test_every_command_has_help() -> None:
+    """The daemons' help (the CLI execs them) and the CLI's own, each in a process of its own: exit 0."""
+    answers = await concurrently(aiomesos("--help"), aiomesos("master", "--help"), aiomesos("agent", "--help"))
+    for code, out, err in answers:
+        assert code == 0, err
+        assert "usage:" in out
+
+
+def test_every_cli_command_has_help() -> None:
     for args in (
         ["--help"],
-        ["master", "--help"],
-        ["agent", "--help"],
         ["run", "--help"],
         ["agents", "--help"],
         ["frameworks", "--help"],
@@ -209,7 +284,7 @@ async def test_every_command_has_help() -> None:
         ["cluster", "up", "--help"],
         ["demo", "--help"],
     ):
-        code, out, err = await aiomesos(*args)
+        code, out, err = aiomesos_here(*args)
         assert code == 0, (args, err)
         assert "usage:" in out
 
@@ -263,14 +338,14 @@ async def test_a_work_dir_and_a_port_serve_one_agent(cluster: LocalCluster, tmp_
     running = cluster.agent_daemons[0]
     m = cluster.master_address
     assert running.process is not None
-    code, out, err = await aiomesos("agent", "--master", m, "--work-dir", str(running.work_dir), "--port", "0")
-    assert_one_line_error(code, out, err, f"another agent (pid {running.process.pid}) is running with work dir")
     port = (running.work_dir / "agent.addr").read_text().strip().rsplit(":", 1)[1]
     other = tmp_path / "other-agent"
-    code, out, err = await aiomesos(
-        "agent", "--master", m, "--work-dir", str(other), "--ip", "127.0.0.1", "--port", port
+    same_dir, same_port = await concurrently(
+        aiomesos("agent", "--master", m, "--work-dir", str(running.work_dir), "--port", "0"),
+        aiomesos("agent", "--master", m, "--work-dir", str(other), "--ip", "127.0.0.1", "--port", port),
     )
-    assert_one_line_error(code, out, err, f"cannot listen on 127.0.0.1:{port}")
+    assert_one_line_error(*same_dir, f"another agent (pid {running.process.pid}) is running with work dir")
+    assert_one_line_error(*same_port, f"cannot listen on 127.0.0.1:{port}")
     assert leftover_cgroups(other) == []
     assert running.alive
 

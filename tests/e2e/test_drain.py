@@ -19,7 +19,7 @@ from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import OperatorClient, OperatorError
 from scheduler_sdk.placement import BinPacking, PlacementEngine, TaskRequest
 from scheduler_sdk.placement.service import PlacementScheduler, run_framework
-from tests.e2e.harness import Recorder, eventually, framework, task
+from tests.e2e.harness import Recorder, concurrently, eventually, framework, task
 from tests.e2e.test_cli import aiomesos
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cgroups]
@@ -113,11 +113,12 @@ async def test_drain_with_a_deadline_kills_what_still_runs(cluster: LocalCluster
         assert status.reason == S.REASON_AGENT_DRAINING
         assert "draining" in status.message and "deadline" in status.message
         assert [d for d, _ in rec.draining] == [agent_id] and rec.draining[0][1] is not None
-        code, out, _ = await aiomesos("agents", "--master", m, "--json")
+        (_, out, _), (_, table, _) = await concurrently(
+            aiomesos("agents", "--master", m, "--json"), aiomesos("agents", "--master", m)
+        )
         [row] = [a for a in json.loads(out) if a["id"] == agent_id]
         assert row["drain"]["state"] == "DRAINED"
-        code, out, _ = await aiomesos("agents", "--master", m)
-        assert "DRAINED" in out
+        assert "DRAINED" in table
 
 
 async def test_mark_gone_removes_the_agent_and_agent_up_resumes_offers(cluster: LocalCluster) -> None:
@@ -160,9 +161,13 @@ async def _absent(master: str, agent_id: str) -> bool:
 
 async def test_bad_drain_calls(cluster: LocalCluster) -> None:
     m = cluster.master_address
-    code, _, err = await aiomesos("agent", "drain", "no-such-agent", "--master", m)
+    unknown, bad_deadline = await concurrently(
+        aiomesos("agent", "drain", "no-such-agent", "--master", m),
+        aiomesos("agent", "drain", "x", "--deadline", "tomorrow", "--master", m),
+    )
+    code, _, err = unknown
     assert code == 2 and "unknown agent" in err and len(err.strip().splitlines()) == 1
-    code, _, err = await aiomesos("agent", "drain", "x", "--deadline", "tomorrow", "--master", m)
+    code, _, err = bad_deadline
     assert code == 2 and "--deadline" in err and len(err.strip().splitlines()) == 1
 
 

@@ -13,6 +13,12 @@ S = tpb.TaskStatus
 H = tpb.HealthCheck
 
 
+@pytest.fixture(scope="module")
+def cluster(module_cluster: LocalCluster) -> LocalCluster:
+    """One cluster for the module: its tests' tasks are killed or refused, nothing else changes."""
+    return module_cluster
+
+
 def _check(**kw: float) -> tpb.HealthCheck:
     check = H(type=H.COMMAND)
     check.command.shell = True

@@ -25,7 +25,7 @@ from scheduler_sdk.operator import OperatorClient, OperatorError
 from scheduler_sdk.security.config import ClientConfig
 from scheduler_sdk.security.local import LocalCertificates
 from scheduler_sdk.security.tls import ServerTLS
-from tests.e2e.harness import Recorder, eventually, framework
+from tests.e2e.harness import Recorder, concurrently, eventually, framework
 from tests.e2e.test_cli import aiomesos
 
 STREAMS = ("/aiomesos.v1.Scheduler/Subscribe", "/aiomesos.v1.AgentRegistry/Attach")
@@ -161,14 +161,19 @@ async def test_operator_reads_and_writes_follow_a_standby_to_the_leader(
 
 
 async def test_the_cli_follows_a_standby_and_lists_the_masters(cluster: LocalCluster, standby: Standby) -> None:
-    code, out, err = await aiomesos("agents", "--master", standby.address, "--json")
+    agents_json, masters_table, masters_json = await concurrently(
+        aiomesos("agents", "--master", standby.address, "--json"),
+        aiomesos("masters", "--master", standby.address),
+        aiomesos("masters", "--master", standby.address, "--json"),
+    )
+    code, out, err = agents_json
     assert code == 0, err
     assert len(json.loads(out)) == 2
-    code, out, err = await aiomesos("masters", "--master", standby.address)
+    code, out, err = masters_table
     assert code == 0, err
     assert "leader-1" in out and "LEADER" in out and "standby" in out and cluster.master_address in out
     assert "etcd: 1/2 endpoints healthy" in out and "UNHEALTHY" in out and "connection refused" in out
-    code, out, err = await aiomesos("masters", "--master", standby.address, "--json")
+    code, out, err = masters_json
     assert code == 0, err
     answer = json.loads(out)
     assert answer["leader_id"] == "leader-1" and answer["registry"] == "etcd"

@@ -20,6 +20,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.cgroups]
 S = tpb.TaskStatus
 
 
+@pytest.fixture
+def cluster(idle_cluster: LocalCluster) -> LocalCluster:
+    """One cluster for the module, handed to each test only once it is idle (the tests count on whole offers):
+    the tests here change only their own frameworks, which go with them."""
+    return idle_cluster
+
+
 async def test_decline_filter_keeps_agent_from_framework_while_another_gets_it_and_revive_ends_it(
     cluster: LocalCluster,
 ) -> None:

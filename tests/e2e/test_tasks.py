@@ -19,6 +19,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.cgroups]
 S = tpb.TaskStatus
 
 
+@pytest.fixture(scope="module")
+def cluster(module_cluster: LocalCluster) -> LocalCluster:
+    """One cluster for the module: no test here kills, restarts or drains an agent or the master, and each one's
+    tasks have ended (or are killed with its framework) when it is done."""
+    return module_cluster
+
+
 async def test_fifty_tasks_over_two_agents_all_finish_and_every_update_is_acknowledged(cluster: LocalCluster) -> None:
     specs = [TaskSpec(task_id=f"t{i}", command="echo $MESOS_TASK_ID", cpus=0.1, mem=16) for i in range(50)]
     scheduler = await run_batch(cluster.master_address, specs, timeout=60)
@@ -37,11 +44,11 @@ async def test_fifty_tasks_over_two_agents_all_finish_and_every_update_is_acknow
         )
         assert state.pending_updates == 0
         assert len(state.tasks) == 0
-    # The sandboxes hold each task's output.
+    # The sandboxes hold each task's output (the tasks t0..t49; the module's other tests name theirs otherwise).
     outputs = sorted(
         p.read_text().strip()
         for d in cluster.agent_daemons
-        for p in d.work_dir.glob("agents/*/frameworks/*/executors/*/runs/latest/stdout")
+        for p in d.work_dir.glob("agents/*/frameworks/*/executors/t[0-9]*/runs/latest/stdout")
     )
     assert outputs == sorted(f"t{i}" for i in range(50))
 
