@@ -37,7 +37,7 @@ from scheduler_sdk._daemon.flags import (
 )
 from scheduler_sdk._daemon.guard import READERS, Guard, load_authorizer
 from scheduler_sdk._daemon.logs import configure_logging
-from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon
+from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon, write_atomically
 from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.resources import Resources
@@ -304,7 +304,7 @@ class AgentDaemon:
             log.warning("killed the tasks a previous agent process left behind", containers=orphans)
         agent_pb2_grpc.add_AgentServicer_to_server(AgentService(agent, link, self.guard), server)
         await server.start()
-        (work_dir / ADDRESS_FILE).write_text(agent.info.address + "\n")
+        write_atomically(work_dir / ADDRESS_FILE, agent.info.address + "\n")  # a reader never sees it half written
         self.security.log_start("agent", self.ip)
         log.info(
             "agent started",
