@@ -172,6 +172,21 @@ class LocalCluster:
             self.certificates = LocalCertificates(self.work_dir / "certs", ca_dir)
         return self.certificates.daemon_flags(name, role)
 
+    def _local_flags(self, work_dir: Path, port: int | str) -> list[str]:
+        """What every daemon of a local cluster is given: its work dir and port, loopback, JSON logs."""
+        return [
+            "--work-dir",
+            str(work_dir),
+            "--port",
+            str(port),
+            "--ip",
+            "127.0.0.1",
+            "--log-format",
+            "json",
+            "--log-level",
+            self.log_level,
+        ]
+
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIOMESOS_")}
         env["PYTHONUNBUFFERED"] = "1"
@@ -267,16 +282,7 @@ class LocalCluster:
                 sys.executable,
                 "-m",
                 "mesos_master",
-                "--work-dir",
-                str(master_dir),
-                "--port",
-                str(port),
-                "--ip",
-                "127.0.0.1",
-                "--log-format",
-                "json",
-                "--log-level",
-                self.log_level,
+                *self._local_flags(master_dir, port),
                 *self._security_flags("master", "master"),
                 *(["--token-port", str(token_port)] if self.secure else []),
                 *etcd_flags,
@@ -316,16 +322,7 @@ class LocalCluster:
                 "scheduler_sdk.frameworks.jobs",
                 "--master",
                 self.master_address,
-                "--work-dir",
-                str(work),
-                "--port",
-                port,
-                "--ip",
-                "127.0.0.1",
-                "--log-format",
-                "json",
-                "--log-level",
-                self.log_level,
+                *self._local_flags(work, port),
                 *self._security_flags("jobs", "framework"),
                 *self.jobs_flags,
                 *(extra_flags or []),
