@@ -20,6 +20,7 @@ BENCHMARKS = [
     ["bench.chaos", "--tasks", "300", "--rounds", "3"],
     # the jobs service (issue 11): a 1,000-task array, a 200-step workflow, a 50-task gang
     ["bench.jobs", "--tasks", "1000", "--steps", "200", "--gang", "50"],
+    ["bench.job_run"],  # what one status update costs a 10,000-task run (written in pieces vs whole)
 ]
 
 

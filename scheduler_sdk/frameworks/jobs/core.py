@@ -171,10 +171,14 @@ class JobsCore:
         *,
         dry_run: bool = False,
         operator: bool = False,
+        authorize: Callable[[JobSpec], None] | None = None,
     ) -> tuple[Job | None, Run | None, bool]:
         """A new job, or a new spec for one; starts a run unless the job is a cron job. Raises SpecError (bad
-        spec, or it cannot fit `agents`) or JobError. Returns (job, run started or None, updated)."""
+        spec, or it cannot fit `agents`) or JobError (`authorize`, given the parsed spec, may raise it too).
+        Returns (job, run started or None, updated)."""
         spec = parse_spec(spec_yaml, filename)
+        if authorize is not None:
+            authorize(spec)
         if agents is not None:
             check_fits(spec, agents)
         job = self.jobs.get(spec.name)
@@ -385,11 +389,12 @@ class JobsCore:
 
     def _save(self, job: Job, run: Run) -> None:
         """The run's header and the slots that changed since the last save, in one transaction."""
-        rec = next((r for r in job.runs if r.run_id == run.run_id), None)
+        rec = next((r for r in reversed(job.runs) if r.run_id == run.run_id), None)  # runs in progress are last
         if rec is None:
             return
         rec.state, rec.ended_at, rec.data = run.state, run.ended_at, run.header()
-        rec.tasks, rec.succeeded, rec.failed, rec.running = _counts(run)
+        if run.done:  # while it runs, the counts come from the run itself (`run_counts`): no scan on every update
+            rec.tasks, rec.succeeded, rec.failed, rec.running = _counts(run)
         with self.store.transaction():
             self.store.put_run(rec)
             self.store.put_slots(job.job_id, run.run_id, run.take_dirty())
@@ -405,6 +410,14 @@ def _latest_due(cron: CronSchedule, since: float, now: float, tz: str) -> float 
         if latest is not None or now - window <= since:
             return latest
     return None
+
+
+def run_counts(job: Job, rec: RunRecord) -> tuple[int, int, int, int]:
+    """(tasks, succeeded, failed, running) of a run: from the live run while it runs, else as stored."""
+    run = job.active.get(rec.run_id)
+    if run is not None:
+        return _counts(run)
+    return rec.tasks, rec.succeeded, rec.failed, rec.running
 
 
 def _counts(run: Run) -> tuple[int, int, int, int]:

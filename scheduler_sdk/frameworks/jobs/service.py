@@ -12,19 +12,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
 import grpc
-import structlog
 
 from aiomesos.v1 import jobs_pb2 as jpb
 from aiomesos.v1 import jobs_pb2_grpc
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk._daemon.security import caller
-from scheduler_sdk.frameworks.jobs.core import Job, JobError, JobsCore
+from scheduler_sdk.frameworks.jobs.core import Job, JobError, JobsCore, run_counts
 from scheduler_sdk.frameworks.jobs.run import Run
-from scheduler_sdk.frameworks.jobs.spec import SpecError, parse_spec
+from scheduler_sdk.frameworks.jobs.spec import JobSpec, SpecError
 from scheduler_sdk.frameworks.jobs.store import RunRecord
 from scheduler_sdk.security.acls import Authorizer, audit
-
-log = structlog.get_logger(__name__)
 
 #: Who may call the Jobs service at all.
 CALLERS = {"aiomesos.v1.Jobs": ("operator", "framework")}
@@ -52,16 +49,18 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
         principal = caller() if self.secure else None
         return str(principal) if principal is not None else ""
 
-    def _may_manage(self, job: Job) -> bool:
-        """The caller is the job's owner or an operator (anyone, on an insecure service)."""
-        who = self._who()
-        return not self.secure or who == job.record.owner or who.startswith("operator/")
+    def _is_operator(self) -> bool:
+        """The caller is an operator (everyone is, on an insecure service)."""
+        return not self.secure or self._who().startswith("operator/")
 
-    def _authorize_spec(self, spec_yaml: str, filename: str) -> None:
+    def _may_manage(self, job: Job) -> bool:
+        """The caller is the job's owner or an operator."""
+        return self._is_operator() or self._who() == job.record.owner
+
+    def _authorize_spec(self, spec: JobSpec) -> None:
         """The caller may run in the spec's role and as its users (JobError "denied" if not)."""
         if not self.secure:
             return
-        spec = parse_spec(spec_yaml, filename)
         principal = caller()
         checks = [("register_frameworks", spec.role)] + [("run_tasks", s.user) for s in spec.steps if s.user]
         for action, obj in checks:
@@ -73,16 +72,15 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
         if len(request.spec_yaml.encode()) > MAX_SPEC_BYTES:
             await _abort(context, JobError(f"spec_yaml: at most {MAX_SPEC_BYTES} bytes"))
         try:
-            self._authorize_spec(request.spec_yaml, request.filename)
             agents = await self.agents()
-            who = self._who()
             job, run, updated = self.core.submit(
                 request.spec_yaml,
                 request.filename,
-                who,
+                self._who(),
                 agents,
                 dry_run=request.dry_run,
-                operator=not self.secure or who.startswith("operator/"),
+                operator=self._is_operator(),
+                authorize=self._authorize_spec,
             )
         except (SpecError, JobError) as e:
             await _abort(context, e)
@@ -136,7 +134,7 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
             job = self.core.job(request.job_id)
         except JobError as e:
             await _abort(context, e)
-        return jpb.JobHistoryResponse(runs=[run_summary(r) for r in job.runs])
+        return jpb.JobHistoryResponse(runs=[run_summary(job, r) for r in job.runs])
 
 
 async def _abort(context: grpc.aio.ServicerContext, e: SpecError | JobError) -> NoReturn:
@@ -165,12 +163,7 @@ def summary(job: Job) -> jpb.JobSummary:
         latest = runs[-1]
         out.run_id = latest.run_id
         out.state = latest.state
-        out.tasks, out.succeeded, out.failed, out.running = (
-            latest.tasks,
-            latest.succeeded,
-            latest.failed,
-            latest.running,
-        )
+        out.tasks, out.succeeded, out.failed, out.running = run_counts(job, latest)
     else:
         out.state = "scheduled" if spec.schedule else "pending"
     if record.stopped and not job.active:
@@ -190,8 +183,9 @@ def _run_fields(rec: RunRecord) -> dict[str, Any]:
     }
 
 
-def run_summary(rec: RunRecord) -> jpb.RunSummary:
-    return jpb.RunSummary(**_run_fields(rec), tasks=rec.tasks, succeeded=rec.succeeded, failed=rec.failed)
+def run_summary(job: Job, rec: RunRecord) -> jpb.RunSummary:
+    tasks, succeeded, failed, _ = run_counts(job, rec)
+    return jpb.RunSummary(**_run_fields(rec), tasks=tasks, succeeded=succeeded, failed=failed)
 
 
 def run_status(rec: RunRecord, run: Run | None, waiting: dict[str, str]) -> jpb.RunStatus:
