@@ -131,6 +131,10 @@ class JobSummary(_message.Message):
     RUNNING_FIELD_NUMBER: _builtins.int
     SUBMITTED_AT_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    HEALTHY_FIELD_NUMBER: _builtins.int
+    INSTANCES_FIELD_NUMBER: _builtins.int
+    DEPLOYMENT_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     type: _builtins.str
     """batch | workflow"""
@@ -152,6 +156,14 @@ class JobSummary(_message.Message):
     submitted_at: _builtins.float
     owner: _builtins.str
     """the principal that submitted it ("" on an insecure service)"""
+    version: _builtins.int
+    """services and streams: the version running (or being rolled out)"""
+    healthy: _builtins.int
+    """services and streams: instances (workers) healthy now"""
+    instances: _builtins.int
+    """services and streams: instances (workers, all stages) wanted"""
+    deployment: _builtins.str
+    """services and streams: the latest update's state (see DeploymentStatus)"""
     def __init__(
         self,
         *,
@@ -169,10 +181,14 @@ class JobSummary(_message.Message):
         running: _builtins.int = ...,
         submitted_at: _builtins.float = ...,
         owner: _builtins.str = ...,
+        version: _builtins.int = ...,
+        healthy: _builtins.int = ...,
+        instances: _builtins.int = ...,
+        deployment: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed", b"failed", "job_id", b"job_id", "next_run_at", b"next_run_at", "owner", b"owner", "role", b"role", "run_id", b"run_id", "running", b"running", "runs", b"runs", "schedule", b"schedule", "state", b"state", "submitted_at", b"submitted_at", "succeeded", b"succeeded", "tasks", b"tasks", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "failed", b"failed", "healthy", b"healthy", "instances", b"instances", "job_id", b"job_id", "next_run_at", b"next_run_at", "owner", b"owner", "role", b"role", "run_id", b"run_id", "running", b"running", "runs", b"runs", "schedule", b"schedule", "state", b"state", "submitted_at", b"submitted_at", "succeeded", b"succeeded", "tasks", b"tasks", "type", b"type", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -208,6 +224,7 @@ class JobStatus(_message.Message):
     JOB_FIELD_NUMBER: _builtins.int
     RUN_FIELD_NUMBER: _builtins.int
     SPEC_YAML_FIELD_NUMBER: _builtins.int
+    DEPLOYMENT_FIELD_NUMBER: _builtins.int
     spec_yaml: _builtins.str
     @_builtins.property
     def job(self) -> Global___JobSummary: ...
@@ -215,20 +232,88 @@ class JobStatus(_message.Message):
     def run(self) -> Global___RunStatus:
         """absent when the job has no run yet"""
 
+    @_builtins.property
+    def deployment(self) -> Global___DeploymentStatus:
+        """services and streams: the latest update (absent: none yet)"""
+
     def __init__(
         self,
         *,
         job: Global___JobSummary | None = ...,
         run: Global___RunStatus | None = ...,
         spec_yaml: _builtins.str = ...,
+        deployment: Global___DeploymentStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "run", b"run"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "job", b"job", "run", b"run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "run", b"run", "spec_yaml", b"spec_yaml"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "job", b"job", "run", b"run", "spec_yaml", b"spec_yaml"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobStatus: _TypeAlias = JobStatus  # noqa: Y015
+
+@_typing.final
+class DeploymentStatus(_message.Message):
+    """A rolling update of a service (stream) from one version to another (Nomad's deployment)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    FROM_VERSION_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    ENDED_AT_FIELD_NUMBER: _builtins.int
+    WANTED_FIELD_NUMBER: _builtins.int
+    PLACED_FIELD_NUMBER: _builtins.int
+    HEALTHY_FIELD_NUMBER: _builtins.int
+    CANARIES_FIELD_NUMBER: _builtins.int
+    PROMOTED_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    MAX_PARALLEL_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """the version rolled out"""
+    from_version: _builtins.int
+    state: _builtins.str
+    """running | paused (canaries healthy: waiting for `job promote`) | succeeded | failed | reverted (failed,
+    and a new version with the last stable spec rolls out) | cancelled (a newer update replaced it)
+    """
+    started_at: _builtins.float
+    ended_at: _builtins.float
+    wanted: _builtins.int
+    """instances of the new version wanted"""
+    placed: _builtins.int
+    """new-version instances launched so far"""
+    healthy: _builtins.int
+    """new-version instances healthy for min_healthy_time"""
+    canaries: _builtins.int
+    """canaries wanted (0: none)"""
+    promoted: _builtins.bool
+    message: _builtins.str
+    """why it failed, what it waits for"""
+    max_parallel: _builtins.int
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        from_version: _builtins.int = ...,
+        state: _builtins.str = ...,
+        started_at: _builtins.float = ...,
+        ended_at: _builtins.float = ...,
+        wanted: _builtins.int = ...,
+        placed: _builtins.int = ...,
+        healthy: _builtins.int = ...,
+        canaries: _builtins.int = ...,
+        promoted: _builtins.bool = ...,
+        message: _builtins.str = ...,
+        max_parallel: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["canaries", b"canaries", "ended_at", b"ended_at", "from_version", b"from_version", "healthy", b"healthy", "max_parallel", b"max_parallel", "message", b"message", "placed", b"placed", "promoted", b"promoted", "started_at", b"started_at", "state", b"state", "version", b"version", "wanted", b"wanted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeploymentStatus: _TypeAlias = DeploymentStatus  # noqa: Y015
 
 @_typing.final
 class RunStatus(_message.Message):
@@ -330,6 +415,12 @@ class TaskSlot(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     WHY_WAITING_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    PORTS_FIELD_NUMBER: _builtins.int
+    CANARY_FIELD_NUMBER: _builtins.int
+    CRASH_LOOPING_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
     step: _builtins.str
     index: _builtins.int
     attempt: _builtins.int
@@ -346,9 +437,24 @@ class TaskSlot(_message.Message):
     reason: _builtins.str
     """the last status' reason name, e.g. REASON_COMMAND_EXECUTOR_FAILED"""
     why_waiting: _builtins.str
-    """a queued task: the placement engine's reasons"""
+    """a queued task: the placement engine's reasons; a service's: its restart backoff"""
+    version: _builtins.int
+    """services and streams
+    the job version the instance runs
+    """
+    health: _builtins.str
+    """healthy | unhealthy | "" (not known yet); no health check: healthy once running"""
+    canary: _builtins.bool
+    crash_looping: _builtins.bool
+    """failed restart_policy.crash_loop times in a row: restarted at the backed-off pace"""
+    failures: _builtins.int
+    """failures in a row"""
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskAttempt]: ...
+    @_builtins.property
+    def ports(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """the ports it was given (AIOMESOS_PORT0...)"""
+
     def __init__(
         self,
         *,
@@ -367,10 +473,16 @@ class TaskSlot(_message.Message):
         reason: _builtins.str = ...,
         why_waiting: _builtins.str = ...,
         attempts: _abc.Iterable[Global___TaskAttempt] | None = ...,
+        version: _builtins.int = ...,
+        health: _builtins.str = ...,
+        ports: _abc.Iterable[_builtins.int] | None = ...,
+        canary: _builtins.bool = ...,
+        crash_looping: _builtins.bool = ...,
+        failures: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempt", b"attempt", "attempts", b"attempts", "ended_at", b"ended_at", "exit_code", b"exit_code", "has_exit_code", b"has_exit_code", "hostname", b"hostname", "index", b"index", "message", b"message", "reason", b"reason", "started_at", b"started_at", "state", b"state", "step", b"step", "task_id", b"task_id", "why_waiting", b"why_waiting"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempt", b"attempt", "attempts", b"attempts", "canary", b"canary", "crash_looping", b"crash_looping", "ended_at", b"ended_at", "exit_code", b"exit_code", "failures", b"failures", "has_exit_code", b"has_exit_code", "health", b"health", "hostname", b"hostname", "index", b"index", "message", b"message", "ports", b"ports", "reason", b"reason", "started_at", b"started_at", "state", b"state", "step", b"step", "task_id", b"task_id", "version", b"version", "why_waiting", b"why_waiting"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -530,21 +642,292 @@ class RunSummary(_message.Message):
 Global___RunSummary: _TypeAlias = RunSummary  # noqa: Y015
 
 @_typing.final
+class JobVersion(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    STABLE_FIELD_NUMBER: _builtins.int
+    REVERTED_FROM_FIELD_NUMBER: _builtins.int
+    SPEC_YAML_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    created_at: _builtins.float
+    cause: _builtins.str
+    """submit | revert (job revert) | auto-revert (a failed update)"""
+    owner: _builtins.str
+    stable: _builtins.bool
+    """it was once fully rolled out and healthy"""
+    reverted_from: _builtins.int
+    """revert / auto-revert: the version whose spec it copies"""
+    spec_yaml: _builtins.str
+    """empty unless the caller may read the job's spec"""
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        created_at: _builtins.float = ...,
+        cause: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        stable: _builtins.bool = ...,
+        reverted_from: _builtins.int = ...,
+        spec_yaml: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "created_at", b"created_at", "owner", b"owner", "reverted_from", b"reverted_from", "spec_yaml", b"spec_yaml", "stable", b"stable", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobVersion: _TypeAlias = JobVersion  # noqa: Y015
+
+@_typing.final
 class JobHistoryResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RUNS_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    DEPLOYMENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunSummary]: ...
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobVersion]:
+        """services and streams, oldest first"""
+
+    @_builtins.property
+    def deployments(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeploymentStatus]:
+        """services and streams, oldest first"""
+
     def __init__(
         self,
         *,
         runs: _abc.Iterable[Global___RunSummary] | None = ...,
+        versions: _abc.Iterable[Global___JobVersion] | None = ...,
+        deployments: _abc.Iterable[Global___DeploymentStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs", b"runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployments", b"deployments", "runs", b"runs", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobHistoryResponse: _TypeAlias = JobHistoryResponse  # noqa: Y015
+
+@_typing.final
+class ScaleJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    stage: _builtins.str
+    """a stream's stage (required for a stream of more than one stage); empty for a service"""
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        stage: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "job_id", b"job_id", "stage", b"stage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScaleJobRequest: _TypeAlias = ScaleJobRequest  # noqa: Y015
+
+@_typing.final
+class ScaleJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREVIOUS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    previous: _builtins.int
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        previous: _builtins.int = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "previous", b"previous"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScaleJobResponse: _TypeAlias = ScaleJobResponse  # noqa: Y015
+
+@_typing.final
+class PromoteJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PromoteJobRequest: _TypeAlias = PromoteJobRequest  # noqa: Y015
+
+@_typing.final
+class PromoteJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PromoteJobResponse: _TypeAlias = PromoteJobResponse  # noqa: Y015
+
+@_typing.final
+class RevertJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevertJobRequest: _TypeAlias = RevertJobRequest  # noqa: Y015
+
+@_typing.final
+class RevertJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    REVERTED_FROM_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """the new version (a copy of the one asked for)"""
+    reverted_from: _builtins.int
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        reverted_from: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reverted_from", b"reverted_from", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevertJobResponse: _TypeAlias = RevertJobResponse  # noqa: Y015
+
+@_typing.final
+class GetEndpointsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    stage: _builtins.str
+    """a stream: only this stage's workers (empty: every stage)"""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        stage: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "stage", b"stage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEndpointsRequest: _TypeAlias = GetEndpointsRequest  # noqa: Y015
+
+@_typing.final
+class Endpoint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STAGE_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    PORTS_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    stage: _builtins.str
+    """a service: the job's name"""
+    index: _builtins.int
+    host: _builtins.str
+    """the agent's hostname"""
+    address: _builtins.str
+    """host:port of its first port ("" when it has none)"""
+    version: _builtins.int
+    task_id: _builtins.str
+    agent_id: _builtins.str
+    @_builtins.property
+    def ports(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        stage: _builtins.str = ...,
+        index: _builtins.int = ...,
+        host: _builtins.str = ...,
+        ports: _abc.Iterable[_builtins.int] | None = ...,
+        address: _builtins.str = ...,
+        version: _builtins.int = ...,
+        task_id: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "agent_id", b"agent_id", "host", b"host", "index", b"index", "ports", b"ports", "stage", b"stage", "task_id", b"task_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Endpoint: _TypeAlias = Endpoint  # noqa: Y015
+
+@_typing.final
+class GetEndpointsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___Endpoint]: ...
+    def __init__(
+        self,
+        *,
+        endpoints: _abc.Iterable[Global___Endpoint] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEndpointsResponse: _TypeAlias = GetEndpointsResponse  # noqa: Y015

@@ -59,6 +59,26 @@ class JobsStub:
                 request_serializer=aiomesos_dot_v1_dot_jobs__pb2.JobHistoryRequest.SerializeToString,
                 response_deserializer=aiomesos_dot_v1_dot_jobs__pb2.JobHistoryResponse.FromString,
                 _registered_method=True)
+        self.ScaleJob = channel.unary_unary(
+                '/aiomesos.v1.Jobs/ScaleJob',
+                request_serializer=aiomesos_dot_v1_dot_jobs__pb2.ScaleJobRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_jobs__pb2.ScaleJobResponse.FromString,
+                _registered_method=True)
+        self.PromoteJob = channel.unary_unary(
+                '/aiomesos.v1.Jobs/PromoteJob',
+                request_serializer=aiomesos_dot_v1_dot_jobs__pb2.PromoteJobRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_jobs__pb2.PromoteJobResponse.FromString,
+                _registered_method=True)
+        self.RevertJob = channel.unary_unary(
+                '/aiomesos.v1.Jobs/RevertJob',
+                request_serializer=aiomesos_dot_v1_dot_jobs__pb2.RevertJobRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_jobs__pb2.RevertJobResponse.FromString,
+                _registered_method=True)
+        self.GetEndpoints = channel.unary_unary(
+                '/aiomesos.v1.Jobs/GetEndpoints',
+                request_serializer=aiomesos_dot_v1_dot_jobs__pb2.GetEndpointsRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_jobs__pb2.GetEndpointsResponse.FromString,
+                _registered_method=True)
 
 
 class JobsServicer:
@@ -94,7 +114,37 @@ class JobsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def JobHistory(self, request, context):
-        """Every run of a job, oldest first, including cron times that were skipped.
+        """Every run of a job, oldest first, including cron times that were skipped; a service's (stream's) versions and
+        its updates (deployments).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScaleJob(self, request, context):
+        """Services and streams: how many instances (a stream stage's workers). INVALID_ARGUMENT below 0 or above the
+        limit, or a stage a stream does not have; FAILED_PRECONDITION for a job that is not a running service/stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromoteJob(self, request, context):
+        """Start replacing the old instances once the canaries are healthy. FAILED_PRECONDITION when no canary waits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevertJob(self, request, context):
+        """A new version with the spec of an earlier one, rolled out as an update. NOT_FOUND for an unknown version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEndpoints(self, request, context):
+        """The healthy instances' (workers') addresses: the minimal service discovery of a client or load balancer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -127,6 +177,26 @@ def add_JobsServicer_to_server(servicer, server):
                     servicer.JobHistory,
                     request_deserializer=aiomesos_dot_v1_dot_jobs__pb2.JobHistoryRequest.FromString,
                     response_serializer=aiomesos_dot_v1_dot_jobs__pb2.JobHistoryResponse.SerializeToString,
+            ),
+            'ScaleJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScaleJob,
+                    request_deserializer=aiomesos_dot_v1_dot_jobs__pb2.ScaleJobRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_jobs__pb2.ScaleJobResponse.SerializeToString,
+            ),
+            'PromoteJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteJob,
+                    request_deserializer=aiomesos_dot_v1_dot_jobs__pb2.PromoteJobRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_jobs__pb2.PromoteJobResponse.SerializeToString,
+            ),
+            'RevertJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevertJob,
+                    request_deserializer=aiomesos_dot_v1_dot_jobs__pb2.RevertJobRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_jobs__pb2.RevertJobResponse.SerializeToString,
+            ),
+            'GetEndpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEndpoints,
+                    request_deserializer=aiomesos_dot_v1_dot_jobs__pb2.GetEndpointsRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_jobs__pb2.GetEndpointsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +334,114 @@ class Jobs:
             '/aiomesos.v1.Jobs/JobHistory',
             aiomesos_dot_v1_dot_jobs__pb2.JobHistoryRequest.SerializeToString,
             aiomesos_dot_v1_dot_jobs__pb2.JobHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScaleJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Jobs/ScaleJob',
+            aiomesos_dot_v1_dot_jobs__pb2.ScaleJobRequest.SerializeToString,
+            aiomesos_dot_v1_dot_jobs__pb2.ScaleJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromoteJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Jobs/PromoteJob',
+            aiomesos_dot_v1_dot_jobs__pb2.PromoteJobRequest.SerializeToString,
+            aiomesos_dot_v1_dot_jobs__pb2.PromoteJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevertJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Jobs/RevertJob',
+            aiomesos_dot_v1_dot_jobs__pb2.RevertJobRequest.SerializeToString,
+            aiomesos_dot_v1_dot_jobs__pb2.RevertJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEndpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiomesos.v1.Jobs/GetEndpoints',
+            aiomesos_dot_v1_dot_jobs__pb2.GetEndpointsRequest.SerializeToString,
+            aiomesos_dot_v1_dot_jobs__pb2.GetEndpointsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,7 +44,19 @@ class JobsStub:
     StopJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.StopJobRequest, _jobs_pb2.StopJobResponse]
     """Stop the job's run in progress (its tasks are killed) and, for a cron job, its schedule."""
     JobHistory: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.JobHistoryRequest, _jobs_pb2.JobHistoryResponse]
-    """Every run of a job, oldest first, including cron times that were skipped."""
+    """Every run of a job, oldest first, including cron times that were skipped; a service's (stream's) versions and
+    its updates (deployments).
+    """
+    ScaleJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ScaleJobRequest, _jobs_pb2.ScaleJobResponse]
+    """Services and streams: how many instances (a stream stage's workers). INVALID_ARGUMENT below 0 or above the
+    limit, or a stage a stream does not have; FAILED_PRECONDITION for a job that is not a running service/stream.
+    """
+    PromoteJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.PromoteJobRequest, _jobs_pb2.PromoteJobResponse]
+    """Start replacing the old instances once the canaries are healthy. FAILED_PRECONDITION when no canary waits."""
+    RevertJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.RevertJobRequest, _jobs_pb2.RevertJobResponse]
+    """A new version with the spec of an earlier one, rolled out as an update. NOT_FOUND for an unknown version."""
+    GetEndpoints: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.GetEndpointsRequest, _jobs_pb2.GetEndpointsResponse]
+    """The healthy instances' (workers') addresses: the minimal service discovery of a client or load balancer."""
 
 @_typing.type_check_only
 class JobsAsyncStub(JobsStub):
@@ -60,7 +72,19 @@ class JobsAsyncStub(JobsStub):
     StopJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.StopJobRequest, _jobs_pb2.StopJobResponse]  # type: ignore[assignment]
     """Stop the job's run in progress (its tasks are killed) and, for a cron job, its schedule."""
     JobHistory: _aio.UnaryUnaryMultiCallable[_jobs_pb2.JobHistoryRequest, _jobs_pb2.JobHistoryResponse]  # type: ignore[assignment]
-    """Every run of a job, oldest first, including cron times that were skipped."""
+    """Every run of a job, oldest first, including cron times that were skipped; a service's (stream's) versions and
+    its updates (deployments).
+    """
+    ScaleJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ScaleJobRequest, _jobs_pb2.ScaleJobResponse]  # type: ignore[assignment]
+    """Services and streams: how many instances (a stream stage's workers). INVALID_ARGUMENT below 0 or above the
+    limit, or a stage a stream does not have; FAILED_PRECONDITION for a job that is not a running service/stream.
+    """
+    PromoteJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.PromoteJobRequest, _jobs_pb2.PromoteJobResponse]  # type: ignore[assignment]
+    """Start replacing the old instances once the canaries are healthy. FAILED_PRECONDITION when no canary waits."""
+    RevertJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.RevertJobRequest, _jobs_pb2.RevertJobResponse]  # type: ignore[assignment]
+    """A new version with the spec of an earlier one, rolled out as an update. NOT_FOUND for an unknown version."""
+    GetEndpoints: _aio.UnaryUnaryMultiCallable[_jobs_pb2.GetEndpointsRequest, _jobs_pb2.GetEndpointsResponse]  # type: ignore[assignment]
+    """The healthy instances' (workers') addresses: the minimal service discovery of a client or load balancer."""
 
 class JobsServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -103,6 +127,42 @@ class JobsServicer(metaclass=_abc_1.ABCMeta):
         request: _jobs_pb2.JobHistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_jobs_pb2.JobHistoryResponse, _abc.Awaitable[_jobs_pb2.JobHistoryResponse]]:
-        """Every run of a job, oldest first, including cron times that were skipped."""
+        """Every run of a job, oldest first, including cron times that were skipped; a service's (stream's) versions and
+        its updates (deployments).
+        """
+
+    @_abc_1.abstractmethod
+    def ScaleJob(
+        self,
+        request: _jobs_pb2.ScaleJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.ScaleJobResponse, _abc.Awaitable[_jobs_pb2.ScaleJobResponse]]:
+        """Services and streams: how many instances (a stream stage's workers). INVALID_ARGUMENT below 0 or above the
+        limit, or a stage a stream does not have; FAILED_PRECONDITION for a job that is not a running service/stream.
+        """
+
+    @_abc_1.abstractmethod
+    def PromoteJob(
+        self,
+        request: _jobs_pb2.PromoteJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.PromoteJobResponse, _abc.Awaitable[_jobs_pb2.PromoteJobResponse]]:
+        """Start replacing the old instances once the canaries are healthy. FAILED_PRECONDITION when no canary waits."""
+
+    @_abc_1.abstractmethod
+    def RevertJob(
+        self,
+        request: _jobs_pb2.RevertJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.RevertJobResponse, _abc.Awaitable[_jobs_pb2.RevertJobResponse]]:
+        """A new version with the spec of an earlier one, rolled out as an update. NOT_FOUND for an unknown version."""
+
+    @_abc_1.abstractmethod
+    def GetEndpoints(
+        self,
+        request: _jobs_pb2.GetEndpointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.GetEndpointsResponse, _abc.Awaitable[_jobs_pb2.GetEndpointsResponse]]:
+        """The healthy instances' (workers') addresses: the minimal service discovery of a client or load balancer."""
 
 def add_JobsServicer_to_server(servicer: JobsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

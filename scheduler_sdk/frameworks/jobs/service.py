@@ -136,6 +136,28 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
             await _abort(context, e)
         return jpb.JobHistoryResponse(runs=[run_summary(job, r) for r in job.runs])
 
+    async def ScaleJob(self, request: jpb.ScaleJobRequest, context: grpc.aio.ServicerContext) -> jpb.ScaleJobResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not yet")
+        raise AssertionError("unreachable")
+
+    async def PromoteJob(
+        self, request: jpb.PromoteJobRequest, context: grpc.aio.ServicerContext
+    ) -> jpb.PromoteJobResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not yet")
+        raise AssertionError("unreachable")
+
+    async def RevertJob(
+        self, request: jpb.RevertJobRequest, context: grpc.aio.ServicerContext
+    ) -> jpb.RevertJobResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not yet")
+        raise AssertionError("unreachable")
+
+    async def GetEndpoints(
+        self, request: jpb.GetEndpointsRequest, context: grpc.aio.ServicerContext
+    ) -> jpb.GetEndpointsResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not yet")
+        raise AssertionError("unreachable")
+
 
 async def _abort(context: grpc.aio.ServicerContext, e: SpecError | JobError) -> NoReturn:
     code = _CODES[e.kind] if isinstance(e, JobError) else grpc.StatusCode.INVALID_ARGUMENT

@@ -43,7 +43,10 @@ from scheduler_sdk.frameworks.jobs.spec_yaml import (
 )
 from scheduler_sdk.quoting import quoted
 
-JOB_TYPES = ("batch", "workflow")  # service, stream: a later issue
+JOB_TYPES = ("batch", "workflow", "service", "stream")
+LONG_RUNNING = ("service", "stream")  # run until stopped: instances (workers) replaced, updated, scaled
+LIFECYCLES = ("perpetual", "transient")  # a stream's placement objective: perpetual ones on hosts apart
+HEALTH_TYPES = ("http", "tcp", "command")
 OVERLAP = ("skip", "allow")  # a cron time that comes while the last run still runs
 ON_MISSED = ("run_once", "skip")  # cron times missed while the service was down
 ON_FAILURE = ("fail", "continue")  # a step that fails for good: cancel the rest, or run what does not depend on it
@@ -92,6 +95,47 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class HealthCheckSpec:
+    """A service instance's (a stream worker's) health check, run by the agent (mesos_agent/health.py). YAML:
+    `{type: http, path: /health, port_index: 0, interval: 2s, timeout: 1s, delay: 0s, grace_period: 10s,
+    consecutive_failures: 3}`; `{type: tcp}`; `{type: command, command: "test -f ready"}`."""
+
+    type: str  # one of HEALTH_TYPES
+    port_index: int = 0  # http/tcp: which of the task's ports (AIOMESOS_PORT<i>) is probed, on 127.0.0.1
+    path: str = "/"  # http
+    command: str = ""  # command: a shell command line run in the task's container; exit 0 is healthy
+    delay: float = 0.0  # seconds from launch to the first check
+    interval: float = 5.0  # seconds between checks
+    timeout: float = 5.0  # a check not answered within this is a failure
+    grace_period: float = 10.0  # failures this soon after launch do not count until the first success
+    consecutive_failures: int = 3  # failures in a row that make the agent kill the task
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How a failed (or unhealthy, or lost) instance of a service or worker of a stream is started again: after
+    `backoff`, doubled for each further failure in a row up to `max_backoff`; an instance healthy for `reset_after`
+    forgets its failures. From `crash_loop` failures in a row on it shows as crash-looping (it is still restarted,
+    at the backed-off pace, never in a tight loop)."""
+
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    reset_after: float = 60.0
+    crash_loop: int = 3
+
+
+@dataclass(frozen=True)
+class UpdatePolicy:
+    """How a new version of a service (stream) replaces the running one (Nomad's `update` stanza)."""
+
+    max_parallel: int = 1  # instances replaced at a time: healthy capacity never drops below instances - this
+    min_healthy_time: float = 10.0  # a new instance counts as healthy once healthy for this long ...
+    healthy_deadline: float = 300.0  # ... which must happen within this from its launch, else the update fails
+    canary: int = 0  # start this many new instances first (beside the old ones) and wait for `job promote`
+    auto_revert: bool = False  # an update that fails goes back to the last version that was fully healthy
+
+
+@dataclass(frozen=True)
 class StepSpec:
     """A task, or an array of `count` tasks (AIOMESOS_TASK_INDEX=0..count-1), with what they need."""
 
@@ -107,6 +151,7 @@ class StepSpec:
     depends_on: tuple[str, ...] = ()  # names of steps that must succeed first (workflows)
     user: str = ""  # the user the tasks run as ("": the agent's default)
     line: int | None = None  # where the step starts in the YAML, for messages
+    health_check: HealthCheckSpec | None = None  # services and streams: the instances' (workers') health check
 
 
 @dataclass(frozen=True)
@@ -123,6 +168,15 @@ class JobSpec:
     labels: tuple[tuple[str, str], ...] = ()
     source: str = ""  # the YAML text it was read from (what the store keeps)
     filename: str = ""
+    # services and streams (LONG_RUNNING): a service is one stage named like the job (count = instances), a
+    # stream is its stages in order (count = workers), each a StepSpec
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    update: UpdatePolicy = field(default_factory=UpdatePolicy)
+    lifecycle: str = ""  # streams: perpetual (default) | transient; services: perpetual; batch/workflow: ""
+
+    @property
+    def long_running(self) -> bool:
+        return self.type in LONG_RUNNING
 
     def step(self, name: str) -> StepSpec:
         for s in self.steps:
@@ -177,6 +231,8 @@ def parse_spec(text: str, filename: str = "") -> JobSpec:
 def _job(top: Field, text: str, filename: str) -> JobSpec:
     fields = mapping_fields(top, (*TOP_FIELDS, *TASK_FIELDS, "depends_on", "steps"), what=MAPPING_HINT)
     job_type = choice(fields["type"], JOB_TYPES) if "type" in fields else "batch"
+    if job_type in LONG_RUNNING:  # parsed by H-spec (issue 12); refused until then
+        raise fields["type"].error(f"{job_type} jobs are not supported yet")
     for key, f in fields.items():
         if job_type == "workflow" and key in (*TASK_FIELDS, "depends_on"):
             raise f.error("put it in a step: a workflow's task fields belong to its steps")

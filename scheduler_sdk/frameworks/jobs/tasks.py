@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from scheduler_sdk.frameworks.jobs.spec import ConstraintSpec, TaskResources
+from scheduler_sdk.frameworks.jobs.spec import ConstraintSpec, HealthCheckSpec, TaskResources
 
 SLOT_STATES = ("waiting", "queued", "staging", "running", "succeeded", "failed", "cancelled", "stopped")
 LIVE = frozenset({"queued", "staging", "running"})  # handed out and not yet ended
@@ -39,6 +39,10 @@ class TaskLaunch:
     gang: str  # == group for a gang step, else ""
     gang_size: int  # count for a gang step, else 0
     ready_at: float  # not before (retry backoff); 0 = now
+    # services and streams
+    health_check: HealthCheckSpec | None = None  # the agent runs it (its port: the task's port_index-th port)
+    lifecycle: str = ""  # perpetual | transient: the placement keeps the two apart (a soft constraint); "": neither
+    version: int = 0  # the job version the task runs (0: batch and workflow jobs have none)
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,27 @@ class Kill:
     reason: str
 
 
-Action = Launch | Kill
+@dataclass(frozen=True)
+class Message:
+    """Write `data` to the file `path` in the sandbox of the running task `task_id` on `agent_id` (a framework
+    message the agent writes into a command task's sandbox, atomically): a stream worker's upstream endpoints."""
+
+    task_id: str
+    agent_id: str
+    path: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Revert:
+    """A service's update failed and `auto_revert` is set: the shell makes a new version with the spec of
+    `version` (the last stable one) and hands it to the run's `update`."""
+
+    version: int
+    reason: str
+
+
+Action = Launch | Kill | Message | Revert
 
 
 @dataclass

@@ -366,12 +366,17 @@ BAD_SPECS = [
         f"'{'a' * 64}' is not a name: {NAME_RULES}",
     ),
     ("name: 2024\ncommand: ls\n", "name", 1, "must be a name, not 2024 (quote it to make it text)"),
-    ("name: x\ntype: service\ncommand: ls\n", "type", 2, "must be one of batch, workflow, not 'service'"),
+    (
+        "name: x\ntype: servce\ncommand: ls\n",
+        "type",
+        2,
+        "must be one of batch, workflow, service, stream, not 'servce' (did you mean 'service'?)",
+    ),
     (
         "name: x\ntype: workflw\ncommand: ls\n",
         "type",
         2,
-        "must be one of batch, workflow, not 'workflw' (did you mean 'workflow'?)",
+        "must be one of batch, workflow, service, stream, not 'workflw' (did you mean 'workflow'?)",
     ),
     (
         "name: x\ncommand: ls\noverlap: skipp\n",
