@@ -44,6 +44,13 @@ class KnownAgent:
     seen_at: float  # when its last offer came
     seen: dict[str, float] = field(default_factory=dict)  # the most offered + used by our tasks, per resource
     capacity: dict[str, float] | None = None  # given by `set_capacity`: wins over `seen`
+    address: str = ""  # where the agent serves its API (host:port, from its offers): its host reaches its tasks
+
+    @property
+    def host(self) -> str:
+        """The host part of the agent's address (an IP where agents register by IP); "" when unknown."""
+        host = self.address.rsplit(":", 1)[0] if ":" in self.address else self.address
+        return host.strip("[]")
 
     def totals(self) -> dict[str, float]:
         """The agent's capacity per resource (`ports`: how many)."""

@@ -251,6 +251,7 @@ class PlacementScheduler(Scheduler):
                 agent.capacity = dict(given) if given is not None else None
             else:
                 agent.hostname, agent.attributes, agent.seen_at = hostname, offer_attributes(offer), now
+            agent.address = offer.agent_address or agent.address
             self._supersede(driver, agent)
             lease = self.leases.get(offer.agent_id)
             if lease is None:
