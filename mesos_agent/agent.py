@@ -25,9 +25,10 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_agent import executor, health
 from mesos_agent.checkpoint import Checkpoint, CheckpointError, write_new_log
 from mesos_agent.containerizer import Containerizer, LaunchError, LaunchSpec
+from mesos_agent.framework_messages import sandbox_write
 from mesos_agent.gc import SandboxRegistry
 from mesos_agent.gpus import GpuAllocator
-from mesos_agent.sandbox import make_run_dir
+from mesos_agent.sandbox import make_run_dir, write_sandbox_file
 from mesos_agent.status_updates import StatusUpdateManager
 from mesos_agent.tasks import (
     CheckpointAck,
@@ -163,10 +164,7 @@ class Agent:
             case MasterMessage.SHUTDOWN_FRAMEWORK:
                 self.shutdown_framework(message.shutdown_framework.framework_id)
             case MasterMessage.FRAMEWORK_MESSAGE:
-                log.info(
-                    "framework message for an executor dropped: command tasks take no messages",
-                    framework_id=message.framework_message.framework_id,
-                )
+                self.framework_message(message.framework_message)
             case _:
                 pass
 
@@ -190,6 +188,31 @@ class Agent:
 
     def shutdown_framework(self, framework_id: str) -> None:
         self._execute(self.machine.shutdown_framework(framework_id))
+
+    def framework_message(self, message: MasterMessage.FrameworkMessage) -> None:
+        """Write a framework message to the file it names in its command task's sandbox (`framework_messages`), here
+        on the event loop: a small file, and two messages to one file land in the order they came."""
+        write = sandbox_write(self.tasks, message)
+        if isinstance(write, str):
+            log.info(
+                "framework message dropped",
+                framework_id=message.framework_id,
+                executor_id=message.executor_id,
+                why=write,
+            )
+            return
+        try:
+            write_sandbox_file(write.sandbox, write.name, write.data, write.owner)
+        except OSError as e:
+            log.warning(
+                "framework message not written to the sandbox",
+                framework_id=write.framework_id,
+                task_id=write.task_id,
+                path=write.name,
+                error=str(e),
+            )
+            return
+        log.debug("framework message written", framework_id=write.framework_id, task_id=write.task_id, path=write.name)
 
     # ------------------------------------------------------------------ carrying out the effects
     def _execute(self, effects: list[Effect]) -> None:

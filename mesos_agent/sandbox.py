@@ -8,16 +8,21 @@ Who may reach what: the directories the agent creates down to `runs/` are 0711 (
 the agent's; the run directory itself belongs to the task's user (0750), and so do its `stdout` and `stderr`. A
 task running as `nobody` can then write its sandbox and reach it by its path, but not change the layout above
 it (`runs/latest` included). The agent never follows `latest` when it serves files: `latest_runs` picks the
-newest run directory itself."""
+newest run directory itself; nor a link the task planted in its run directory when it writes a file there for a
+framework message (`write_sandbox_file`)."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from scheduler_sdk.quoting import quoted
+from scheduler_sdk.sandbox_files import file_name_problem
 
 #: Mode of the directories the agent creates on the way to a run directory: traversable by the task users.
 TRAVERSABLE = 0o711
@@ -74,6 +79,70 @@ def make_run_dir(sandbox: str, container_id: str, owner: tuple[int, int] | None 
             os.unlink(tmp)
         os.symlink(container_id, tmp)
         os.replace(tmp, latest)
+
+
+#: Mode of a file a framework message writes in a sandbox (owned by the task's user).
+MESSAGE_FILE_MODE = 0o640
+_TEMP_ATTEMPTS = 8
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _temp_token() -> str:
+    return secrets.token_hex(8)
+
+
+def write_sandbox_file(
+    sandbox: Path, name: str, data: bytes, owner: tuple[int, int] | None, *, token: Callable[[], str] = _temp_token
+) -> None:
+    """Replace the file `name` of a run directory with one holding `data`, atomically: a reader sees the whole old
+    file or the whole new one. The file belongs to `owner` (uid, gid; None: the run directory's owner, which is the
+    task's user) when the agent runs as root, else it is the agent's own (and so its task's), MESSAGE_FILE_MODE.
+
+    The run directory belongs to the task, which may have planted links in it; none is ever followed. The
+    directory is opened O_NOFOLLOW and everything after is relative to it; the temporary file is created with
+    O_EXCL | O_NOFOLLOW under a fresh random name (a link or file already under that name fails the create, and
+    another name is tried), written through its descriptor, and renamed onto `name`: a rename replaces a link
+    planted under `name` instead of writing where it points. ValueError for a name that is not a plain file name;
+    OSError when it cannot be written (no temporary file is left)."""
+    problem = file_name_problem(name)
+    if problem is not None:
+        raise ValueError(f"{quoted(name)}: {problem}")
+    directory = os.open(sandbox, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if owner is None:
+            st = os.fstat(directory)
+            owner = (st.st_uid, st.st_gid)
+        temp, fd = _create_temp(directory, token)
+        try:
+            try:
+                if os.geteuid() == 0:
+                    os.fchown(fd, *owner)
+                os.fchmod(fd, MESSAGE_FILE_MODE)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.replace(temp, name, src_dir_fd=directory, dst_dir_fd=directory)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=directory)
+            raise
+    finally:
+        os.close(directory)
+
+
+def _create_temp(directory: int, token: Callable[[], str]) -> tuple[str, int]:
+    """A new temporary file in `directory` (a descriptor): its name and an open descriptor of it."""
+    attempts = 0
+    while True:
+        temp = f".aiomesos-message.{token()}.tmp"
+        try:
+            return temp, os.open(temp, _NEW_FILE, MESSAGE_FILE_MODE, dir_fd=directory)
+        except FileExistsError:
+            attempts += 1
+            if attempts == _TEMP_ATTEMPTS:
+                raise
 
 
 def make_traversable_dirs(path: str) -> None:

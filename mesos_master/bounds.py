@@ -27,6 +27,7 @@ from mesos_master.errors import CallError
 from scheduler_sdk.enums import enum_name
 from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import MAX_RANGES, MAX_SCALAR, MAX_SET_ITEMS, UNRESERVED
+from scheduler_sdk.sandbox_files import MAX_FILE_NAME_LENGTH, file_name_problem
 
 # ----------------------------------------------------------------------------------- the bounds
 KiB = 1024
@@ -329,9 +330,16 @@ def check_reconcile(tasks: Sequence[scheduler_pb2.Call.Reconcile.Task]) -> None:
 
 
 def check_message(call: scheduler_pb2.Call.Message) -> None:
+    """A framework message; with a `path`, one for a command task (the task id its executor id), written to that
+    file of its sandbox: a plain file name (`scheduler_sdk.sandbox_files`)."""
     check_id("message.agent_id", call.agent_id)
-    check_id("message.executor_id", call.executor_id)
+    check_id("message.executor_id", call.executor_id, required=bool(call.path))
     check_length("message.data", call.data, MAX_MESSAGE_DATA)
+    if call.path:
+        check_length("message.path", call.path, MAX_FILE_NAME_LENGTH)
+        problem = file_name_problem(call.path)
+        if problem is not None:
+            raise CallError(f"message.path {quoted(call.path)}: {problem}")
 
 
 # ----------------------------------------------------------------------------------- operator calls

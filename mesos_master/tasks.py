@@ -183,7 +183,7 @@ class TaskTransitions(ReconciliationTransitions):
             MasterMessage(
                 type=MasterMessage.FRAMEWORK_MESSAGE,
                 framework_message=MasterMessage.FrameworkMessage(
-                    framework_id=framework_id, executor_id=call.executor_id, data=call.data
+                    framework_id=framework_id, executor_id=call.executor_id, data=call.data, path=call.path
                 ),
             )
         )

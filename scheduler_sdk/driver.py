@@ -379,10 +379,14 @@ class SchedulerDriver:
         items = [Call.Reconcile.Task(task_id=t, agent_id=a) for t, a in tasks]
         self._queue(Call(type=Call.RECONCILE, reconcile=Call.Reconcile(tasks=items)))
 
-    def message(self, agent_id: str, executor_id: str, data: bytes) -> None:
-        self._queue(
-            Call(type=Call.MESSAGE, message=Call.Message(agent_id=agent_id, executor_id=executor_id, data=data))
-        )
+    def message(self, agent_id: str, executor_id: str, data: bytes, path: str = "") -> None:
+        """Send `data` to an executor on an agent. With `path`, to a command task (`executor_id` is its task id):
+        the agent writes `data` to the file `path` of the task's sandbox, atomically (the task sees the whole old
+        file or the whole new one). `path` is a plain file name (letters, digits, '.', '_' and '-'; at most 255,
+        not '.' or '..'): the master answers another with an `error` event naming `message.path`. A message for a
+        task that is not running on that agent is dropped there (and logged)."""
+        message = Call.Message(agent_id=agent_id, executor_id=executor_id, data=data, path=path)
+        self._queue(Call(type=Call.MESSAGE, message=message))
 
     def update_framework(self, framework: rpb.FrameworkInfo) -> None:
         """Change roles, capabilities, offer constraints or minimum offer sizes without resubscribing."""

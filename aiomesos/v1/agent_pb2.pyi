@@ -381,19 +381,23 @@ class MasterMessage(_message.Message):
         FRAMEWORK_ID_FIELD_NUMBER: _builtins.int
         EXECUTOR_ID_FIELD_NUMBER: _builtins.int
         DATA_FIELD_NUMBER: _builtins.int
+        PATH_FIELD_NUMBER: _builtins.int
         framework_id: _builtins.str
         executor_id: _builtins.str
         data: _builtins.bytes
+        path: _builtins.str
+        """Call.Message.path: the file of the command task's sandbox that `data` goes to"""
         def __init__(
             self,
             *,
             framework_id: _builtins.str = ...,
             executor_id: _builtins.str = ...,
             data: _builtins.bytes = ...,
+            path: _builtins.str = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "executor_id", b"executor_id", "framework_id", b"framework_id"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "executor_id", b"executor_id", "framework_id", b"framework_id", "path", b"path"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -429,19 +429,26 @@ class Call(_message.Message):
         AGENT_ID_FIELD_NUMBER: _builtins.int
         EXECUTOR_ID_FIELD_NUMBER: _builtins.int
         DATA_FIELD_NUMBER: _builtins.int
+        PATH_FIELD_NUMBER: _builtins.int
         agent_id: _builtins.str
         executor_id: _builtins.str
         data: _builtins.bytes
+        path: _builtins.str
+        """For a command task (executor_id = its task id): the agent writes `data` to this file of the task's sandbox,
+        atomically (a whole old or a whole new file, never a link followed). A plain file name: [A-Za-z0-9._-],
+        1-255 characters, not "." or "..". Empty: the message is for an executor (command tasks take none).
+        """
         def __init__(
             self,
             *,
             agent_id: _builtins.str = ...,
             executor_id: _builtins.str = ...,
             data: _builtins.bytes = ...,
+            path: _builtins.str = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "data", b"data", "executor_id", b"executor_id"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "data", b"data", "executor_id", b"executor_id", "path", b"path"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
