@@ -244,17 +244,18 @@ def update_policy(f: Field, *, canaries: int | None) -> UpdatePolicy:
                 f"not {shown(fields['healthy_deadline'].node)}"
             )
         raise fields["min_healthy_time"].error(
-            f"must be shorter than healthy_deadline ({format_duration(deadline)} unless set): set a longer one"
+            f"must be shorter than healthy_deadline ({format_duration(deadline)}, its default): set a longer one"
         )
     canary = default.canary
     if "canary" in fields and canaries is None:
-        canary = whole_number(fields["canary"], 0, MAX_INSTANCES)
-        if canary:
+        if whole_number(fields["canary"], 0, MAX_INSTANCES):
             raise fields["canary"].error("a stream has no canaries: its update replaces workers max_parallel at a time")
     elif "canary" in fields and canaries is not None:
         canary = whole_number(fields["canary"], 0, canaries, why="instances")
     return UpdatePolicy(
-        max_parallel=whole_number(fields["max_parallel"], 1, MAX_INSTANCES) if "max_parallel" in fields else 1,
+        max_parallel=whole_number(fields["max_parallel"], 1, MAX_INSTANCES)
+        if "max_parallel" in fields
+        else default.max_parallel,
         min_healthy_time=min_healthy,
         healthy_deadline=deadline,
         canary=canary,

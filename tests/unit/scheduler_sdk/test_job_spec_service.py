@@ -473,7 +473,7 @@ BAD_SPECS = [
         service("update: {min_healthy_time: 10m}\n"),
         "update.min_healthy_time",
         4,
-        "must be shorter than healthy_deadline (5m unless set): set a longer one",
+        "must be shorter than healthy_deadline (5m, its default): set a longer one",
     ),
     (
         service("update: {min_healthy_time: 1m, healthy_deadline: 1m}\n"),
