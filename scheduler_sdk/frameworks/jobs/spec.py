@@ -1,6 +1,8 @@
 """Job specs: what a user submits to the jobs service, as plain immutable values, and the YAML they are read from.
 
-A batch job is a workflow of one step (named after the job): the run state machine (run.py) knows only steps.
+A batch job is a workflow of one step (named after the job): the run state machine (run.py) knows only steps. So is
+a service (its step's count: the instances), and a stream is its stages as steps (count: workers), in data order;
+what only those two have (health check, restart and update policies) is in spec_service.py, re-exported here.
 `parse_spec(text, filename)` reads and validates YAML, raising `SpecError` that names the file, the line and the
 field; `load_spec(path)` reads a file. Durations are seconds (floats) here; YAML takes "5s", "10m", "1h30m" or
 a number of seconds."""
@@ -11,13 +13,31 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from zoneinfo import available_timezones
 
 import yaml
 from yaml.nodes import MappingNode
 
 from scheduler_sdk.frameworks.jobs.cron import CronSchedule, zone
+from scheduler_sdk.frameworks.jobs.spec_service import HEALTH_TYPES as HEALTH_TYPES
+from scheduler_sdk.frameworks.jobs.spec_service import (
+    LONG_RUNNING_FIELDS,
+    MAX_INSTANCES,
+    MAX_STAGES,
+    ONLY_LONG_RUNNING,
+    SERVICE_REFUSED,
+    STAGE_FIELDS,
+    STAGE_REFUSED,
+    STREAM_REFUSED,
+    HealthCheckSpec,
+    RestartPolicy,
+    UpdatePolicy,
+    health_check,
+    restart_policy,
+    update_policy,
+    whole_number,
+)
 from scheduler_sdk.frameworks.jobs.spec_yaml import (
     LOADER,
     MAPPING_HINT,
@@ -46,7 +66,6 @@ from scheduler_sdk.quoting import quoted
 JOB_TYPES = ("batch", "workflow", "service", "stream")
 LONG_RUNNING = ("service", "stream")  # run until stopped: instances (workers) replaced, updated, scaled
 LIFECYCLES = ("perpetual", "transient")  # a stream's placement objective: perpetual ones on hosts apart
-HEALTH_TYPES = ("http", "tcp", "command")
 OVERLAP = ("skip", "allow")  # a cron time that comes while the last run still runs
 ON_MISSED = ("run_once", "skip")  # cron times missed while the service was down
 ON_FAILURE = ("fail", "continue")  # a step that fails for good: cancel the rest, or run what does not depend on it
@@ -92,47 +111,6 @@ class RetryPolicy:
     attempts: int = 0  # relaunches after the first failure (0: none); a task runs at most 1 + attempts times
     backoff: float = 5.0  # seconds before the first relaunch; doubled for each further one ...
     max_backoff: float = 300.0  # ... up to this
-
-
-@dataclass(frozen=True)
-class HealthCheckSpec:
-    """A service instance's (a stream worker's) health check, run by the agent (mesos_agent/health.py). YAML:
-    `{type: http, path: /health, port_index: 0, interval: 2s, timeout: 1s, delay: 0s, grace_period: 10s,
-    consecutive_failures: 3}`; `{type: tcp}`; `{type: command, command: "test -f ready"}`."""
-
-    type: str  # one of HEALTH_TYPES
-    port_index: int = 0  # http/tcp: which of the task's ports (AIOMESOS_PORT<i>) is probed, on 127.0.0.1
-    path: str = "/"  # http
-    command: str = ""  # command: a shell command line run in the task's container; exit 0 is healthy
-    delay: float = 0.0  # seconds from launch to the first check
-    interval: float = 5.0  # seconds between checks
-    timeout: float = 5.0  # a check not answered within this is a failure
-    grace_period: float = 10.0  # failures this soon after launch do not count until the first success
-    consecutive_failures: int = 3  # failures in a row that make the agent kill the task
-
-
-@dataclass(frozen=True)
-class RestartPolicy:
-    """How a failed (or unhealthy, or lost) instance of a service or worker of a stream is started again: after
-    `backoff`, doubled for each further failure in a row up to `max_backoff`; an instance healthy for `reset_after`
-    forgets its failures. From `crash_loop` failures in a row on it shows as crash-looping (it is still restarted,
-    at the backed-off pace, never in a tight loop)."""
-
-    backoff: float = 1.0
-    max_backoff: float = 60.0
-    reset_after: float = 60.0
-    crash_loop: int = 3
-
-
-@dataclass(frozen=True)
-class UpdatePolicy:
-    """How a new version of a service (stream) replaces the running one (Nomad's `update` stanza)."""
-
-    max_parallel: int = 1  # instances replaced at a time: healthy capacity never drops below instances - this
-    min_healthy_time: float = 10.0  # a new instance counts as healthy once healthy for this long ...
-    healthy_deadline: float = 300.0  # ... which must happen within this from its launch, else the update fails
-    canary: int = 0  # start this many new instances first (beside the old ones) and wait for `job promote`
-    auto_revert: bool = False  # an update that fails goes back to the last version that was fully healthy
 
 
 @dataclass(frozen=True)
@@ -198,9 +176,28 @@ NAME_RULES = "lowercase letters, digits and '-', starting with a letter or a dig
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # what the service and the placement set in every task's environment: a spec may not set them
-_RESERVED_ENV = re.compile(r"AIOMESOS_(JOB|RUN|STEP|TASK_INDEX|ATTEMPT|PORT\d+)|PORT\d+")
+_RESERVED_ENV = re.compile(
+    r"AIOMESOS_(JOB|RUN|STEP|TASK_INDEX|ATTEMPT|VERSION|STAGE|STAGE_NUMBER|WORKER_INDEX|UPSTREAM|UPSTREAM_FILE|PORT\d+)"
+    r"|PORT\d+"
+)
 _ROLE_CHARACTERS = frozenset(map(chr, range(0x21, 0x7F))) - {"/", "\\"}
 _MAX_SCHEDULE = 200
+
+
+REFUSED: dict[str, dict[str, str]] = {  # job type -> top-level field -> why it has no such field
+    "batch": {
+        **ONLY_LONG_RUNNING,
+        "steps": "a batch job has no steps (a workflow has: type: workflow)",
+        "on_failure": "only a workflow has on_failure",
+        "depends_on": "only a workflow's steps depend on others (type: workflow)",
+    },
+    "workflow": {
+        **ONLY_LONG_RUNNING,
+        **dict.fromkeys((*TASK_FIELDS, "depends_on"), "put it in a step: a workflow's task fields belong to its steps"),
+    },
+    "service": SERVICE_REFUSED,
+    "stream": STREAM_REFUSED,
+}
 
 
 def load_spec(path: str | os.PathLike[str]) -> JobSpec:
@@ -229,31 +226,33 @@ def parse_spec(text: str, filename: str = "") -> JobSpec:
 
 
 def _job(top: Field, text: str, filename: str) -> JobSpec:
-    fields = mapping_fields(top, (*TOP_FIELDS, *TASK_FIELDS, "depends_on", "steps"), what=MAPPING_HINT)
+    fields = mapping_fields(
+        top, (*TOP_FIELDS, *TASK_FIELDS, "depends_on", "steps", *LONG_RUNNING_FIELDS), what=MAPPING_HINT
+    )
     job_type = choice(fields["type"], JOB_TYPES) if "type" in fields else "batch"
-    if job_type in LONG_RUNNING:  # parsed by H-spec (issue 12); refused until then
-        raise fields["type"].error(f"{job_type} jobs are not supported yet")
+    refused = REFUSED[job_type]
     for key, f in fields.items():
-        if job_type == "workflow" and key in (*TASK_FIELDS, "depends_on"):
-            raise f.error("put it in a step: a workflow's task fields belong to its steps")
-        if job_type == "batch" and key == "steps":
-            raise f.error("a batch job has no steps (a workflow has: type: workflow)")
-        if job_type == "batch" and key == "on_failure":
-            raise f.error("only a workflow has on_failure")
-        if job_type == "batch" and key == "depends_on":
-            raise f.error("only a workflow's steps depend on others (type: workflow)")
+        if key in refused:
+            raise f.error(refused[key])
     name = _name(required(top, fields, "name"))
-    workflow = job_type == "workflow"
-    steps = _workflow_steps(required(top, fields, "steps")) if workflow else (_step(top, fields, name),)
-    schedule = None
-    if "schedule" in fields:
-        schedule = _schedule(fields["schedule"])
+    if job_type == "workflow":
+        steps = _workflow_steps(required(top, fields, "steps"))
+    elif job_type == "stream":
+        steps = _stages(required(top, fields, "stages"))
+    elif job_type == "service":
+        steps = (_long_running_step(top, fields, name, "instances"),)
+    else:
+        steps = (_step(top, fields, name),)
+    lifecycle = "perpetual" if job_type == "service" else ""
+    if job_type == "stream":
+        lifecycle = choice(fields["lifecycle"], LIFECYCLES) if "lifecycle" in fields else "perpetual"
+    canaries = steps[0].count if job_type == "service" else None
     return JobSpec(
         name=name,
         type=job_type,
         steps=steps,
         role=_role(fields["role"]) if "role" in fields else "*",
-        schedule=schedule,
+        schedule=_schedule(fields["schedule"]) if "schedule" in fields else None,
         time_zone=_time_zone(fields["time_zone"]) if "time_zone" in fields else "UTC",
         overlap=choice(fields["overlap"], OVERLAP) if "overlap" in fields else "skip",
         on_missed=choice(fields["on_missed"], ON_MISSED) if "on_missed" in fields else "run_once",
@@ -261,6 +260,9 @@ def _job(top: Field, text: str, filename: str) -> JobSpec:
         labels=text_map(fields["labels"], _label_key) if "labels" in fields else (),
         source=text,
         filename=filename,
+        restart=restart_policy(fields["restart"]) if "restart" in fields else RestartPolicy(),
+        update=update_policy(fields["update"], canaries=canaries) if "update" in fields else UpdatePolicy(),
+        lifecycle=lifecycle,
     )
 
 
@@ -288,9 +290,28 @@ def check_fits(spec: JobSpec, agents: Sequence[Mapping[str, float]]) -> None:
             raise _resources_error(spec, index, f"{why} ({each} each)")
 
 
+def spec_diff(old: JobSpec, new: JobSpec) -> str:
+    """How `new` differs from `old`, two versions of one job: "none" when they are equal but for where they were
+    read from (source, filename, lines), "scale" when the two are long-running jobs of the same steps (stages) and
+    differ only in their counts (instances, workers), "update" otherwise (a rollout; a change of type too, which
+    the caller refuses)."""
+    if _plain(old) == _plain(new):
+        return "none"
+    if old.long_running and new.long_running and _plain(old, counts=False) == _plain(new, counts=False):
+        return "scale"
+    return "update"
+
+
+def _plain(spec: JobSpec, *, counts: bool = True) -> JobSpec:
+    """`spec` without what does not matter to its tasks (where it was read from; without `counts`, the counts)."""
+    steps = tuple(replace(s, line=None, count=s.count if counts else 0) for s in spec.steps)
+    return replace(spec, steps=steps, source="", filename="")
+
+
 def _resources_error(spec: JobSpec, index: int, message: str) -> SpecError:
     step = spec.steps[index]
-    path: list[str | int] = ["steps", index, "resources"] if spec.type == "workflow" else ["resources"]
+    steps = {"workflow": "steps", "stream": "stages"}.get(spec.type)  # the list a step is in, if any
+    path: list[str | int] = [steps, index, "resources"] if steps else ["resources"]
     line = step.line
     if spec.source:
         try:
@@ -300,7 +321,7 @@ def _resources_error(spec: JobSpec, index: int, message: str) -> SpecError:
         node = find(root, path) if root is not None else None
         if node is not None:
             line = node.start_mark.line + 1
-    field = f"steps[{index}].resources" if spec.type == "workflow" else "resources"
+    field = f"{steps}[{index}].resources" if steps else "resources"
     return SpecError(message, field=field, line=line, filename=spec.filename)
 
 
@@ -360,9 +381,9 @@ def _time_zone(f: Field) -> str:
     return name
 
 
-def _resources(f: Field) -> TaskResources:
+def _resources(f: Field, default: TaskResources) -> TaskResources:
+    """`resources`, each one not given as in `default`."""
     fields = mapping_fields(f, RESOURCE_FIELDS, what="a mapping like {cpus: 1, mem: 512}")
-    default = TaskResources()
 
     def get(name: str, what: str, ok: Callable[[float], bool], *, whole: bool = False) -> float:
         return float(number(fields[name], what, ok, whole=whole)) if name in fields else float(getattr(default, name))
@@ -433,8 +454,8 @@ def _constraint(f: Field) -> ConstraintSpec:
     return ConstraintSpec(kind, attribute=attribute, values=values_of(values), soft=is_soft)
 
 
-def _step(where: Field, fields: Mapping[str, Field], name: str) -> StepSpec:
-    """The task fields of a batch job (top level) or of a workflow step."""
+def _step(where: Field, fields: Mapping[str, Field], name: str, *, ports: int = 0) -> StepSpec:
+    """The task fields of a batch job (top level) or of a workflow step; `ports` when resources.ports is not given."""
     command = string(required(where, fields, "command"), "a shell command line (text)")
     if not command.strip():
         raise fields["command"].error("must not be empty")
@@ -452,7 +473,9 @@ def _step(where: Field, fields: Mapping[str, Field], name: str) -> StepSpec:
         name=name,
         command=command,
         count=count,
-        resources=_resources(fields["resources"]) if "resources" in fields else TaskResources(),
+        resources=_resources(fields["resources"], TaskResources(ports=ports))
+        if "resources" in fields
+        else TaskResources(ports=ports),
         constraints=constraints,
         retries=_retries(fields["retries"]) if "retries" in fields else RetryPolicy(),
         timeout=duration(fields["timeout"], positive=True) if "timeout" in fields else None,
@@ -474,32 +497,74 @@ def _depends_on(f: Field) -> list[tuple[str, Field]]:
     return out
 
 
-def _workflow_steps(f: Field) -> tuple[StepSpec, ...]:
-    items = list_items(f, "steps")
+def _long_running_step(where: Field, fields: Mapping[str, Field], name: str, count_field: str) -> StepSpec:
+    """A service's one step (`count_field` instances) or a stream's stage (workers): a task with 1 port unless
+    resources say otherwise, and its health check."""
+    step = _step(where, fields, name, ports=1)
+    count = whole_number(fields[count_field], 0, MAX_INSTANCES) if count_field in fields else 1
+    check = health_check(fields["health_check"], step.resources.ports) if "health_check" in fields else None
+    return replace(step, count=count, health_check=check)
+
+
+def _named_steps(
+    f: Field,
+    kind: str,
+    allowed: Sequence[str],
+    refused: Mapping[str, str],
+    read: Callable[[Field, dict[str, Field], str], StepSpec],
+    *,
+    most: int | None = None,
+) -> list[tuple[StepSpec, dict[str, Field]]]:
+    """The items of the list `f` of `kind`s (workflow steps, stream stages; 1 to `most`), each a mapping of
+    `allowed` fields (those in `refused` refused with its message) with a unique `name`, read by `read(item,
+    fields, name)`; with the fields of each."""
+    items = list_items(f, f"{kind}s")
     if not items:
-        raise f.error("must list at least one step")
-    steps: list[StepSpec] = []
+        raise f.error(f"must list at least one {kind}")
+    if most is not None and len(items) > most:
+        raise f.error(f"must list at most {most} {kind}s, not {len(items)}")
+    out: list[tuple[StepSpec, dict[str, Field]]] = []
     where: dict[str, int] = {}
-    deps: list[tuple[Field | None, list[tuple[str, Field]]]] = []
     for index, item in enumerate(items):
-        fields = mapping_fields(item, STEP_FIELDS, what="a step: a mapping of fields (name: ..., command: ...)")
+        fields = mapping_fields(item, allowed, what=f"a {kind}: a mapping of fields (name: ..., command: ...)")
+        for key, field_ in fields.items():
+            if key in refused:
+                raise field_.error(refused[key])
         name = _name(required(item, fields, "name"))
         if name in where:
-            raise fields["name"].error(f"{quoted(name)} is already the name of steps[{where[name]}]")
+            raise fields["name"].error(f"{quoted(name)} is already the name of {f.path}[{where[name]}]")
         where[name] = index
-        steps.append(_step(item, fields, name))
-        deps.append((fields.get("depends_on"), _depends_on(fields["depends_on"]) if "depends_on" in fields else []))
-    for index, (_, names) in enumerate(deps):
+        out.append((read(item, fields, name), fields))
+    return out
+
+
+def _stages(f: Field) -> tuple[StepSpec, ...]:
+    """A stream's stages, in data order: each reads from the one before it."""
+    stages = _named_steps(
+        f,
+        "stage",
+        (*STAGE_FIELDS, *STAGE_REFUSED),
+        STAGE_REFUSED,
+        lambda item, fields, name: _long_running_step(item, fields, name, "workers"),
+        most=MAX_STAGES,
+    )
+    return tuple(stage for stage, _ in stages)
+
+
+def _workflow_steps(f: Field) -> tuple[StepSpec, ...]:
+    named = _named_steps(f, "step", STEP_FIELDS, {}, _step)
+    steps = [step for step, _ in named]
+    where = {step.name: index for index, step in enumerate(steps)}
+    deps = [_depends_on(fields["depends_on"]) if "depends_on" in fields else [] for _, fields in named]
+    for index, names in enumerate(deps):
         for name, item in names:
             if name == steps[index].name:
                 raise item.error("a step cannot depend on itself")
             if name not in where:
                 raise item.error(f"unknown step {quoted(name)}{did_you_mean(name, where)}")
-    cycle = _cycle([[where[n] for n, _ in names] for _, names in deps])
+    cycle = _cycle([[where[n] for n, _ in names] for names in deps])
     if cycle:
-        depends_on = deps[cycle[0]][0]
-        assert depends_on is not None  # a step in a cycle depends on something
-        raise depends_on.error("cycle " + " -> ".join(steps[i].name for i in cycle))
+        raise named[cycle[0]][1]["depends_on"].error("cycle " + " -> ".join(steps[i].name for i in cycle))
     return tuple(steps)
 
 
