@@ -14,6 +14,7 @@ from scheduler_sdk.placement.constraints import (
     BalancedByAttribute,
     Custom,
     ExclusiveHost,
+    LifecycleAffinity,
     UniqueByAttribute,
 )
 from scheduler_sdk.placement.engine import PlacementEngine, PlacementRun
@@ -60,6 +61,7 @@ __all__ = [
     "Host",
     "HostView",
     "IndexedRunContext",
+    "LifecycleAffinity",
     "OfferSlice",
     "PlacementEngine",
     "PlacementRun",

@@ -20,6 +20,11 @@ the host itself. A host that lacks the attribute a constraint asks about fails i
   every later task of the same run off the host once the exclusive task is placed there.
 - `AttributeValue(attr, equals=... | in_=... | regex=...)`: pin to a hostname, zone, instance type, ...
   (``regex`` must match the whole value).
+- `LifecycleAffinity(lifecycle, lifecycle_of)`: keep tasks of one lifecycle ("perpetual", "transient") on hosts
+  apart from the other's, so that hosts empty out when the transient work ends (Fenzo's objective). Soft: 1.0 on a
+  host whose tasks of a known lifecycle are all of this one, 0.5 on a host with none, 0.0 where any task of another
+  lifecycle is; hard: ok unless another lifecycle is there. ``lifecycle_of`` maps groups to lifecycles (groups not
+  in it are neutral); ``outside`` maps agent ids to lifecycles of tasks there that the run does not see.
 - `Custom(name, fn)`: ``fn(task, host, ctx)`` returns a bool, a score in [0, 1] (as hard: ok when > 0) or a
   `ConstraintResult`.
 """
@@ -27,7 +32,7 @@ the host itself. A host that lacks the attribute a constraint asks about fails i
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from scheduler_sdk.placement.extension import (
     Constraint,
@@ -47,6 +52,7 @@ __all__ = [
     "Custom",
     "CustomFn",
     "ExclusiveHost",
+    "LifecycleAffinity",
     "UniqueByAttribute",
     "as_constraint",
     "attribute_values",
@@ -196,6 +202,53 @@ class AttributeValue:
 
     def __repr__(self) -> str:
         return f"AttributeValue({self.attribute!r}, {self._want})"
+
+
+class LifecycleAffinity:
+    """Perpetual tasks on hosts apart from transient ones (see the module docstring for the scores).
+
+    ``lifecycle_of`` (group -> lifecycle) and ``outside`` (agent id -> the lifecycles of tasks on it that the run's
+    hosts do not show, e.g. another scheduler's) are read, never copied: their owner keeps them current between
+    runs and must not change them during one."""
+
+    __slots__ = ("lifecycle", "lifecycle_of", "name", "outside")
+
+    _NONE: Mapping[str, Collection[str]] = {}
+
+    def __init__(
+        self,
+        lifecycle: str,
+        lifecycle_of: Mapping[str, str],
+        outside: Mapping[str, Collection[str]] | None = None,
+    ) -> None:
+        if not lifecycle:
+            raise ValueError("LifecycleAffinity: lifecycle must not be empty")
+        self.lifecycle = lifecycle
+        self.lifecycle_of = lifecycle_of
+        self.outside = outside if outside is not None else self._NONE
+        self.name = f"lifecycle({lifecycle})"
+
+    def evaluate(self, task: TaskRequest, host: HostView, ctx: RunContext) -> ConstraintResult:
+        same = False
+        for lifecycle in self.outside.get(host.agent_id, ()):
+            if lifecycle == self.lifecycle:
+                same = True
+            elif lifecycle:
+                return self._other(lifecycle)
+        of = self.lifecycle_of
+        for group in host.groups():
+            lifecycle = of.get(group, "")
+            if lifecycle == self.lifecycle:
+                same = True
+            elif lifecycle:
+                return self._other(lifecycle)
+        return OK if same else ConstraintResult(True, 0.5, "")
+
+    def _other(self, lifecycle: str) -> ConstraintResult:
+        return ConstraintResult(False, 0.0, f"host runs {lifecycle} tasks, the task is {self.lifecycle}")
+
+    def __repr__(self) -> str:
+        return f"LifecycleAffinity({self.lifecycle!r})"
 
 
 class Custom:

@@ -16,7 +16,7 @@ from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.driver import SchedulerDriver
 from scheduler_sdk.frameworks.jobs.placement import JobsScheduler
-from scheduler_sdk.frameworks.jobs.spec import ConstraintSpec, TaskResources
+from scheduler_sdk.frameworks.jobs.spec import ConstraintSpec, HealthCheckSpec, TaskResources
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.states import TERMINAL_STATES
 from tests.e2e.harness import eventually
@@ -46,6 +46,9 @@ class Launch:
     gang: str
     gang_size: int
     ready_at: float
+    health_check: HealthCheckSpec | None = None
+    lifecycle: str = ""
+    version: int = 0
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Placement for the jobs service: one framework (one `SchedulerDriver`), many roles, and gangs.
+"""Placement for the jobs service: one framework (one `SchedulerDriver`), many roles, gangs and lifecycles.
 
 `JobsScheduler` is the driver's scheduler. It keeps one `RoleScheduler` (a `PlacementScheduler`, bin packing on
 cpus by default) per role its tasks run in, made on first use: offers go to the role they were allocated to
@@ -8,27 +8,22 @@ its role only, so a role with nothing queued stops receiving offers while the ot
 first time is added to the framework's roles with UPDATE_FRAMEWORK (the master then rescinds the offers out and
 offers again, in every role).
 
-A `TaskLaunch` (run.py) is placed as a `TaskRequest` (`task_request`) and launched as a TaskInfo
-(`launch_task_info`).
+A `TaskLaunch` (tasks.py) is placed as a `TaskRequest` (`task_request`) and launched as a TaskInfo
+(`launch_task_info`), both in launching.py; `ports(task_id)` are the ports a task was launched with.
 
-Gangs (the Mesos paper's "minimum allocation"). The tasks of a gang (`TaskLaunch.gang`, all `gang_size` of them)
-are placed all or none: after an engine run, a gang with a member left unplaced has none of them launched, and
-the run is done again without that gang, so that the room it would have taken goes to the others. A complete gang
-is launched in the run that placed it: one ACCEPT per agent, all sent by the driver in one message. A gang that
-does not fit keeps the leases (held offers) it was given, and gathers more as they come, for at most `gang_hold`
-seconds from its first incomplete run; then the leases it was placed on are declined (refuse 1 s) and it holds
-nothing for a random 0.5 .. 1.5 x `gang_hold`, after which it holds again. So two gangs in different roles that
-together need more than the cluster cannot each hold half of it for ever: one of them gets the room the other let
-go while it backs off, and completes; the other runs after it.
+Lifecycles (Fenzo's objective for Mantis). `lifecycle_of` maps each group tracked to its lifecycle: a launch's
+own ("perpetual", "transient"), or "transient" for batch and workflow launches (they end). A launch with a lifecycle
+gets a soft `LifecycleAffinity` over it, which also sees the tasks of the other roles (`outside`, refreshed before
+each run of a role with such launches queued), so perpetual and transient work land on disjoint hosts while there
+is room, and share hosts (nothing is refused) when there is not. Soft constraints weigh `SOFT_CONSTRAINT_WEIGHT` in
+the jobs engine: enough that a host's lifecycle outranks bin packing (an empty host beats a fuller one running the
+other lifecycle), and bin packing decides among hosts of the same standing. A launch without a lifecycle gets no
+constraint: batch placement keeps its speed.
 
-How this meets the allocator's fairness: the master's DRF allocator offers each role its share, whatever the
-framework holds back; held offers count as the role's allocation, so a role gathering a gang does not get more
-than its share because it holds. A gang bigger than what its role is offered (its fair share while others want
-the cluster, its quota's limit, or simply more than is free) never completes: its hold ends at `gang_hold`, the
-offers go back to the allocator for the other roles, and its waiting reason says so ("gang of 20: 12 fit in the
-offers held; released after 10s, ..."). It completes once the role is offered enough at once, e.g. when the
-other roles' demand falls. Within one role gangs hold nothing exclusively (each run places every gang afresh), so
-two gangs of one role never deadlock: the first one that fits is launched, the next after it.
+A draining agent (the master's `agent_draining`, told again on each resubscription) is told once to `on_draining`,
+so that the service can move its long-running instances off it; it may be told again after it was offered again.
+
+Gangs and their leases: role_scheduler.py.
 """
 
 from __future__ import annotations
@@ -36,9 +31,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
 
 import structlog
 
@@ -46,361 +40,26 @@ from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.driver import Scheduler, SchedulerDriver
-from scheduler_sdk.frameworks.batch import why_unplaced
-from scheduler_sdk.frameworks.jobs.spec import ConstraintSpec, TaskResources
-from scheduler_sdk.placement.constraints import AttributeValue, BalancedByAttribute, UniqueByAttribute
-from scheduler_sdk.placement.engine import PlacementEngine
-from scheduler_sdk.placement.extension import Engine
-from scheduler_sdk.placement.fitness import BinPacking
-from scheduler_sdk.placement.model import Assignment, Host, SchedulingResult, TaskRequest
-from scheduler_sdk.placement.service import PlacementScheduler, default_task_info
+from scheduler_sdk.frameworks.jobs.launching import LaunchLike, launch_task_info, placement_constraint, task_request
+from scheduler_sdk.frameworks.jobs.role_scheduler import (
+    GANG_RELEASE_REFUSE_SECONDS,
+    SOFT_CONSTRAINT_WEIGHT,
+    RoleDriver,
+    RoleScheduler,
+)
+from scheduler_sdk.placement.model import TaskRequest
 from scheduler_sdk.states import TERMINAL_STATES
 
 __all__ = ["GANG_RELEASE_REFUSE_SECONDS", "JobsScheduler", "LaunchLike", "RoleDriver", "RoleScheduler"]
-__all__ += ["launch_task_info", "placement_constraint", "task_request"]
+__all__ += ["SOFT_CONSTRAINT_WEIGHT", "TRANSIENT", "launch_task_info", "placement_constraint", "task_request"]
 
 log = structlog.get_logger(__name__)
 
 UNRESERVED = "*"
-GANG_RELEASE_REFUSE_SECONDS = 1.0  # the filter of the offers a gang lets go at the end of its hold
-
-
-class LaunchLike(Protocol):
-    """What placement reads of a `run.TaskLaunch` (the contract's fields; read-only)."""
-
-    @property
-    def task_id(self) -> str: ...
-    @property
-    def job_id(self) -> str: ...
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def step(self) -> str: ...
-    @property
-    def index(self) -> int: ...
-    @property
-    def attempt(self) -> int: ...
-    @property
-    def role(self) -> str: ...
-    @property
-    def command(self) -> str: ...
-    @property
-    def user(self) -> str: ...
-    @property
-    def env(self) -> tuple[tuple[str, str], ...]: ...
-    @property
-    def resources(self) -> TaskResources: ...
-    @property
-    def constraints(self) -> tuple[ConstraintSpec, ...]: ...
-    @property
-    def group(self) -> str: ...
-    @property
-    def gang(self) -> str: ...
-    @property
-    def gang_size(self) -> int: ...
-    @property
-    def ready_at(self) -> float: ...
+TRANSIENT = "transient"  # the lifecycle of launches without one (batch and workflow work ends)
 
 
 OnUpdate = Callable[[Any, tpb.TaskStatus], None]  # (the TaskLaunch, its status)
-
-
-# ---------------------------------------------------------------------------------------------- the pure part
-def placement_constraint(spec: ConstraintSpec) -> object:
-    """The placement engine's constraint for a spec's (constraints.py): `unique` -> UniqueByAttribute,
-    `attribute`/`hostname` -> AttributeValue(in_=values), `balanced` -> BalancedByAttribute; ValueError for an
-    unknown kind."""
-    if spec.kind == "unique":
-        return UniqueByAttribute(spec.attribute or "hostname")
-    if spec.kind == "attribute":
-        return AttributeValue(spec.attribute, in_=spec.values)
-    if spec.kind == "hostname":
-        return AttributeValue("hostname", in_=spec.values)
-    if spec.kind == "balanced":
-        return BalancedByAttribute(spec.attribute)
-    raise ValueError(f"unknown constraint kind {spec.kind!r}")
-
-
-def task_request(launch: LaunchLike, ready_at: float = 0.0) -> TaskRequest:
-    """The request a launch is placed as: its resources (gpus a scalar, ports a count), group and constraints (soft
-    ones rank hosts instead of filtering them); payload: the launch; `ready_at` on the scheduler's clock."""
-    r = launch.resources
-    hard = tuple(placement_constraint(c) for c in launch.constraints if not c.soft)
-    soft = tuple(placement_constraint(c) for c in launch.constraints if c.soft)
-    return TaskRequest(
-        launch.task_id,
-        cpus=r.cpus,
-        mem=r.mem,
-        disk=r.disk,
-        ports=r.ports,
-        scalars={"gpus": r.gpus} if r.gpus else {},
-        group=launch.group,
-        hard_constraints=hard,
-        soft_constraints=soft,
-        ready_at=ready_at,
-        payload=launch,
-    )
-
-
-def launch_task_info(task: TaskRequest, assignment: Assignment) -> tpb.TaskInfo:
-    """The TaskInfo of a placed launch: its shell command as its user, its environment plus AIOMESOS_PORTi and
-    PORTi for each port it was given (in the order the agent numbers them), its resources."""
-    launch: LaunchLike = task.payload
-    env = dict(launch.env)
-    for i, port in enumerate(sorted(assignment.ports)):
-        env[f"AIOMESOS_PORT{i}"] = env[f"PORT{i}"] = str(port)
-    command = rpb.CommandInfo(shell=True, value=launch.command, user=launch.user)
-    for name in sorted(env):
-        command.environment.variables.add(name=name, value=env[name])
-    return default_task_info(replace(task, payload=command), assignment)
-
-
-# ---------------------------------------------------------------------------------------------- gangs
-@dataclass
-class GangWait:
-    """A gang that did not fit: since when it holds leases, how many of its members fit the last time, on which
-    agents, and until when it backs off (holds nothing) after a hold that ended."""
-
-    size: int
-    since: float | None = None  # its first incomplete run of this hold (None: not holding)
-    fit: int = 0
-    agents: set[str] = field(default_factory=set)
-    backoff_until: float | None = None
-
-
-class RoleDriver:
-    """The driver as one role's scheduler sees it: SUPPRESS and REVIVE name that role; the rest is the driver's."""
-
-    def __init__(self, driver: SchedulerDriver, role: str) -> None:
-        self.driver = driver
-        self.role = role
-
-    def suppress(self, roles: Iterable[str] = ()) -> None:
-        self.driver.suppress([self.role])
-
-    def revive(self, roles: Iterable[str] = ()) -> None:
-        self.driver.revive([self.role])
-
-    def __getattr__(self, name: str) -> Any:  # accept, decline, kill, reconcile, subscribed, ...
-        return getattr(self.driver, name)
-
-
-class RoleScheduler(PlacementScheduler):
-    """The placement of one role's tasks (see the module docstring): a `PlacementScheduler` of `TaskLaunch`es,
-    with gangs and waiting reasons."""
-
-    def __init__(
-        self,
-        role: str,
-        *,
-        on_update: Callable[[TaskRequest | None, tpb.TaskStatus], None],
-        engine: Engine | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        gang_hold: float = 10.0,
-        lease_expiry: float = 10.0,
-        loop_interval: float = 0.05,
-        rng: random.Random | None = None,
-    ) -> None:
-        if isinstance(gang_hold, bool) or not isinstance(gang_hold, int | float) or not gang_hold >= 0:
-            raise ValueError(f"gang_hold must be a number >= 0, not {gang_hold!r}")
-        super().__init__(
-            engine if engine is not None else PlacementEngine(BinPacking("cpus")),
-            task_info=launch_task_info,
-            on_update=on_update,
-            clock=clock,
-            lease_expiry=lease_expiry,
-            loop_interval=loop_interval,
-            # A task on a draining agent is the run's to move (run.py relaunches it, a gang as a whole): moved here,
-            # behind the run's back, a gang member would start alone and an attempt would run twice.
-            migrate_on_drain=False,
-        )
-        self.role = role
-        self.wall_clock = wall_clock
-        self.gang_hold = float(gang_hold)
-        self.rng = rng if rng is not None else random.Random()
-        self.gangs: dict[str, GangWait] = {}  # gang -> its wait, for gangs that did not fit
-
-    # ------------------------------------------------------------------ the jobs side
-    def submit_launches(self, launches: Sequence[LaunchLike]) -> None:
-        self.submit(*(task_request(launch, self.ready_at(launch)) for launch in launches))
-
-    def ready_at(self, launch: LaunchLike) -> float:
-        """A launch's `ready_at` (unix seconds; 0: now) on this scheduler's clock."""
-        if launch.ready_at <= 0:
-            return 0.0
-        return self.clock() + (launch.ready_at - self.wall_clock())
-
-    def adopt(self, launch: LaunchLike, agent_id: str) -> None:
-        """Track a task that already runs on `agent_id` ("": launched or not, unknown: reconciliation tells) as
-        if this scheduler had launched it: its updates are reported, a kill goes to its agent."""
-        if launch.task_id in self.tasks:
-            raise ValueError(f"task {launch.task_id} was already submitted")
-        task = task_request(launch)
-        self.tasks[task.id] = task
-        self.queue.on_assigned(task)
-        self._where[task.id] = agent_id
-        self.running.setdefault(agent_id, {})[task.id] = task
-        self.metrics.running = len(self._where)
-
-    def attach(self, driver: SchedulerDriver) -> None:
-        self._driver = driver
-
-    def resubscribed(self, driver: SchedulerDriver) -> None:
-        """The master lifted suppression and filters (a resubscription): revive if anything is queued."""
-        self._driver = driver
-        self._suppressed = self._filtered = False
-        if len(self.queue):
-            driver.revive()
-
-    def launched(self) -> list[tuple[str, str]]:
-        """(task id, agent id) of every task launched (or adopted) and not ended."""
-        return sorted(self._where.items())
-
-    def queued_tasks(self) -> list[TaskRequest]:
-        return [t for tid, t in self.tasks.items() if tid not in self._where]
-
-    def waiting_reasons(self) -> dict[str, str]:
-        """Why each queued task waits: its gang, its retry backoff, the engine's reasons, or no offers yet."""
-        now = self.clock()
-        out: dict[str, str] = {}
-        for task in self.queued_tasks():
-            launch: LaunchLike = task.payload
-            wait = self.gangs.get(launch.gang) if launch.gang else None
-            failures = self.last_failures.get(task.id)
-            if task.ready_at > now:
-                out[task.id] = f"retry backoff: ready in {task.ready_at - now:.0f}s"
-            elif wait is not None:
-                out[task.id] = self._gang_reason(wait, now)
-            elif failures:
-                out[task.id] = why_unplaced(failures)
-            else:
-                out[task.id] = "no offers yet"
-        return out
-
-    def _gang_reason(self, wait: GangWait, now: float) -> str:
-        line = f"gang of {wait.size}: {wait.fit} fit in the offers held"
-        if wait.backoff_until is not None:
-            line += (
-                f"; released after {self.gang_hold:g}s (the role is not offered enough for the whole gang),"
-                f" holding again in {max(0.0, wait.backoff_until - now):.0f}s"
-            )
-        return line
-
-    # ------------------------------------------------------------------ gangs in the loop
-    def schedule_once(self, driver: SchedulerDriver) -> SchedulingResult | None:
-        self._gang_holds(driver, self.clock())
-        return super().schedule_once(driver)
-
-    def _place(self, hosts: list[Host], now: float, skip: Collection[str] = frozenset()) -> SchedulingResult | None:
-        """The engine run, redone without each gang it could not place whole (see the module docstring)."""
-        skipped = set(skip)
-        members_of = self._gang_members()
-        gangs = self._ready_gangs(members_of, now)
-        for gang, members in gangs.items():
-            wait = self.gangs.get(gang)
-            if members is None or (wait is not None and wait.backoff_until is not None):
-                skipped.update(t.id for t in members_of[gang])
-        open_gangs = {g: m for g, m in gangs.items() if m is not None and not skipped.issuperset(m)}
-        incomplete: dict[str, tuple[int, list[Assignment]]] = {}  # gang -> (its size, what of it was placed)
-        while True:
-            result = super()._place(hosts, now, skipped)
-            if result is None:
-                break
-            placed: dict[str, list[Assignment]] = {}
-            for a in result.assignments:
-                gang = a.task.payload.gang
-                if gang:
-                    placed.setdefault(gang, []).append(a)
-            broken = {g: placed.get(g, []) for g, m in open_gangs.items() if len(placed.get(g, ())) < len(m)}
-            if not broken:
-                break
-            for gang, got in broken.items():
-                members = open_gangs.pop(gang)
-                incomplete[gang] = (self.tasks[members[0]].payload.gang_size, got)
-                skipped.update(members)
-            if not any(placed.get(g) for g in broken):
-                break  # the broken gangs took no room: the run stands as it is
-        self._note_gangs(gangs, incomplete, now)
-        return result
-
-    def _gang_members(self) -> dict[str, list[TaskRequest]]:
-        """The queued members of each gang."""
-        members: dict[str, list[TaskRequest]] = {}
-        for task in self.queued_tasks():
-            if task.payload.gang:
-                members.setdefault(task.payload.gang, []).append(task)
-        return members
-
-    def _ready_gangs(self, members: Mapping[str, list[TaskRequest]], now: float) -> dict[str, list[str] | None]:
-        """The ids of each gang's queued members, when the gang is whole (queued or launched) and ready (None: not
-        yet)."""
-        launched: dict[str, int] = {}
-        for task_id in self._where:
-            gang = getattr(self.tasks[task_id].payload, "gang", "") if task_id in self.tasks else ""
-            if gang in members:
-                launched[gang] = launched.get(gang, 0) + 1
-        out: dict[str, list[str] | None] = {}
-        for gang, tasks in members.items():
-            size = tasks[0].payload.gang_size
-            whole = len(tasks) + launched.get(gang, 0) >= size
-            out[gang] = [t.id for t in tasks] if whole and all(t.ready_at <= now for t in tasks) else None
-        return out
-
-    def _note_gangs(
-        self,
-        gangs: Mapping[str, list[str] | None],
-        incomplete: Mapping[str, tuple[int, list[Assignment]]],
-        now: float,
-    ) -> None:
-        for gang in list(self.gangs):
-            if gang not in gangs or (gang not in incomplete and self.gangs[gang].backoff_until is None):
-                del self.gangs[gang]  # launched, or gone from the queue
-        for gang, (size, got) in incomplete.items():
-            wait = self.gangs.setdefault(gang, GangWait(size))
-            if wait.since is None:
-                wait.since = now
-                log.info("gang waits: holding offers", role=self.role, gang=gang, size=wait.size, fit=len(got))
-            wait.fit = len(got)
-            wait.agents = {a.agent_id for a in got}
-
-    def _gang_holds(self, driver: SchedulerDriver, now: float) -> None:
-        """End the holds that lasted `gang_hold` (decline, back off) and the back-offs that are over (revive)."""
-        queued = self._gang_members() if self.gangs else {}
-        for gang, wait in list(self.gangs.items()):
-            if gang not in queued:
-                del self.gangs[gang]
-            elif wait.backoff_until is not None and now >= wait.backoff_until:
-                wait.backoff_until = None
-                self._suppressed = self._filtered = False
-                driver.revive()  # lifts the filters of what it let go, and of the leases declined meanwhile
-                log.info("gang holds offers again", role=self.role, gang=gang)
-            elif wait.since is not None and now - wait.since >= self.gang_hold:
-                ids: list[str] = []
-                for agent_id in sorted(wait.agents):
-                    lease = self.leases.pop(agent_id, None)
-                    if lease is not None:
-                        ids.extend(lease.offers)
-                if ids:
-                    driver.decline(ids, refuse_seconds=GANG_RELEASE_REFUSE_SECONDS)
-                    self.metrics.declined_offers += len(ids)
-                wait.since = None
-                wait.backoff_until = now + self.gang_hold * (0.5 + self.rng.random())
-                backoff = round(wait.backoff_until - now, 3)
-                log.info("gang released its offers", role=self.role, gang=gang, fit=wait.fit, backoff=backoff)
-
-    def _lease_keepers(self) -> Iterable[TaskRequest]:
-        """A gang that backs off keeps no lease: what only it could use goes back (declined as unusable)."""
-        off = {g for g, w in self.gangs.items() if w.backoff_until is not None}
-        return (t for t in self.queued_tasks() if t.payload.gang not in off)  # "" (no gang) is never in it
-
-    def next_wake(self, now: float) -> float:
-        wait = super().next_wake(now)
-        for w in self.gangs.values():
-            at = w.backoff_until if w.since is None else w.since + self.gang_hold
-            if at is not None:
-                wait = min(wait, max(0.0, at - now) + 0.001)
-        return wait
 
 
 # ---------------------------------------------------------------------------------------------- many roles
@@ -412,7 +71,8 @@ class JobsScheduler(Scheduler):
     ids it does not track (e.g. reconciliation answers for tasks not adopted). `on_registered(driver,
     framework_id, again)` is awaited after each (re)subscription, `again` on a resubscription of this process.
     `wall_clock` is the clock of `TaskLaunch.ready_at` (unix seconds); pass the same as `clock` when that is
-    unix time too."""
+    unix time too. `on_draining(agent_id)` is told when the master says an agent drains (once until the agent is
+    offered again or lost)."""
 
     def __init__(
         self,
@@ -426,8 +86,10 @@ class JobsScheduler(Scheduler):
         wall_clock: Callable[[], float] = time.time,
         on_unknown: Callable[[tpb.TaskStatus], None] | None = None,
         rng: random.Random | None = None,
+        on_draining: Callable[[str], None] | None = None,
     ) -> None:
         self.on_update = on_update
+        self.on_draining = on_draining
         self.on_registered = on_registered
         self.on_unknown = on_unknown
         times = dict(clock=clock, wall_clock=wall_clock, gang_hold=gang_hold, lease_expiry=lease_expiry)
@@ -438,6 +100,9 @@ class JobsScheduler(Scheduler):
         self._role_drivers: dict[str, SchedulerDriver] = {}
         self._driver: SchedulerDriver | None = None
         self._joined = asyncio.Event()  # a role was added: its loop is to be started
+        self.lifecycle_of: dict[str, str] = {}  # group -> lifecycle, for every group with a task tracked
+        self._group_tasks: dict[str, int] = {}  # group -> how many of its tasks are tracked
+        self._draining: set[str] = set()  # agents told to on_draining
 
     # ------------------------------------------------------------------ the service's side
     def submit(self, launches: Sequence[LaunchLike]) -> None:
@@ -451,6 +116,7 @@ class JobsScheduler(Scheduler):
         by_role: dict[str, list[LaunchLike]] = {}
         for launch in launches:
             by_role.setdefault(launch.role or UNRESERVED, []).append(launch)
+            self._track(launch)
         for role, group in by_role.items():
             self._role(role).submit_launches(group)
             for launch in group:
@@ -470,6 +136,41 @@ class JobsScheduler(Scheduler):
         role = launch.role or UNRESERVED
         self._role(role).adopt(launch, agent_id)
         self._role_of[launch.task_id] = role
+        self._track(launch)
+
+    def ports(self, task_id: str) -> tuple[int, ...]:
+        """The ports a task was launched with, in AIOMESOS_PORTi order, while it is tracked (also in the update
+        that ends it); () for a task unknown, not launched yet, or adopted (its ports are the service's record)."""
+        for scheduler in self.schedulers.values():
+            ports = scheduler.ports.get(task_id)
+            if ports is not None:
+                return ports
+        return ()
+
+    def _track(self, launch: LaunchLike) -> None:
+        if launch.group:
+            self.lifecycle_of[launch.group] = launch.lifecycle or TRANSIENT
+            self._group_tasks[launch.group] = self._group_tasks.get(launch.group, 0) + 1
+
+    def _untrack(self, launch: LaunchLike) -> None:
+        n = self._group_tasks.get(launch.group, 0) - 1
+        if n > 0:
+            self._group_tasks[launch.group] = n
+        else:
+            self._group_tasks.pop(launch.group, None)
+            self.lifecycle_of.pop(launch.group, None)
+
+    def _outside(self, role: str) -> dict[str, set[str]]:
+        """agent id -> the lifecycles of the tasks other roles than `role` run (or were launched) there."""
+        out: dict[str, set[str]] = {}
+        for other, scheduler in self.schedulers.items():
+            if other == role:
+                continue
+            for agent_id, tasks in scheduler.running.items():
+                found = {lc for t in tasks.values() if (lc := self.lifecycle_of.get(t.group))}
+                if found:
+                    out.setdefault(agent_id, set()).update(found)
+        return out
 
     def roles(self) -> list[str]:
         return sorted(self.schedulers)
@@ -508,7 +209,11 @@ class JobsScheduler(Scheduler):
         scheduler = self.schedulers.get(role)
         if scheduler is None:
             scheduler = self.schedulers[role] = RoleScheduler(
-                role, on_update=lambda task, status: self._updated(role, task, status), **self._options
+                role,
+                on_update=lambda task, status: self._updated(role, task, status),
+                lifecycle_of=self.lifecycle_of,
+                outside=lambda: self._outside(role),
+                **self._options,
             )
             log.info("jobs placement: new role", role=role)
             if self._driver is not None:
@@ -546,8 +251,10 @@ class JobsScheduler(Scheduler):
         driver.update_framework(info)
 
     def _updated(self, role: str, task: TaskRequest | None, status: tpb.TaskStatus) -> None:
-        if status.state in TERMINAL_STATES and status.task_id not in self.schedulers[role].tasks:
-            self._role_of.pop(status.task_id, None)  # first: the service may submit the id again at once
+        ended = status.state in TERMINAL_STATES and status.task_id not in self.schedulers[role].tasks
+        # first: the service may submit the id again at once
+        if ended and self._role_of.pop(status.task_id, None) is not None and task is not None:
+            self._untrack(task.payload)
         if task is not None:
             self.on_update(task.payload, status)
         elif self.on_unknown is not None:
@@ -581,6 +288,7 @@ class JobsScheduler(Scheduler):
             self._attach(driver)
         by_role: dict[str, list[spb.Offer]] = {}
         for offer in offers:
+            self._draining.discard(offer.agent_id)  # offered: no longer draining
             by_role.setdefault(offer.allocation_role or UNRESERVED, []).append(offer)
         for role, group in by_role.items():
             # A role of the framework with nothing of ours yet: its scheduler declines and suppresses.
@@ -599,9 +307,14 @@ class JobsScheduler(Scheduler):
         await self.schedulers[role].status_update(self._role_driver(role), status)
 
     async def agent_lost(self, driver: SchedulerDriver, agent_id: str) -> None:
+        self._draining.discard(agent_id)
         for role, scheduler in self.schedulers.items():
             await scheduler.agent_lost(self._role_driver(role), agent_id)
 
     async def agent_draining(self, driver: SchedulerDriver, agent_id: str, deadline: float | None) -> None:
         for role, scheduler in self.schedulers.items():
             await scheduler.agent_draining(self._role_driver(role), agent_id, deadline)
+        if agent_id not in self._draining:
+            self._draining.add(agent_id)
+            if self.on_draining is not None:
+                self.on_draining(agent_id)

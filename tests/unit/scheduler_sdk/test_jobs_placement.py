@@ -22,7 +22,7 @@ from scheduler_sdk.frameworks.jobs.placement import (
     placement_constraint,
     task_request,
 )
-from scheduler_sdk.frameworks.jobs.spec import ConstraintSpec, TaskResources
+from scheduler_sdk.frameworks.jobs.spec import ConstraintSpec, HealthCheckSpec, TaskResources
 from scheduler_sdk.placement import AttributeValue, BalancedByAttribute, UniqueByAttribute
 from scheduler_sdk.placement.model import Assignment
 from tests.unit.scheduler_sdk.placement.test_service import Clock, FakeDriver, offer, until
@@ -50,6 +50,9 @@ class Launch:
     gang: str = ""
     gang_size: int = 0
     ready_at: float = 0.0
+    health_check: HealthCheckSpec | None = None
+    lifecycle: str = ""
+    version: int = 0
 
 
 def gang(name: str, size: int, cpus: float = 1, role: str = "*") -> list[Launch]:
