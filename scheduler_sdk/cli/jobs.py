@@ -65,7 +65,11 @@ def add_parsers(sub: Any, with_master: Callable[[FlagParser], FlagParser]) -> No
     validate = jsub.add_parser("validate", help="check a job spec file here, without submitting it")
     validate.add_argument("file", metavar="FILE")
 
-    run = on_service(jsub.add_parser("run", help="submit a job spec and follow its run until it ends"))
+    run = on_service(
+        jsub.add_parser(
+            "run", help="submit a job spec and follow its run until it ends (a service's, stream's: its deployment)"
+        )
+    )
     run.add_argument("file", metavar="FILE")
     run.add_argument("--detach", action="store_true", help="print the job and run id and return at once")
     run.add_argument("--dry-run", action="store_true", help="have the service check the spec (and that it fits) only")
@@ -73,7 +77,12 @@ def add_parsers(sub: Any, with_master: Callable[[FlagParser], FlagParser]) -> No
     ls = on_service(jsub.add_parser("list", help="every job, with its latest run"))
     ls.add_argument("--json", action="store_true", help="print a JSON array")
 
-    status = on_service(jsub.add_parser("status", help="a job's run: its steps (a workflow's DAG) and every task"))
+    status = on_service(
+        jsub.add_parser(
+            "status",
+            help="a job's run: its steps (a workflow's DAG) and every task (a service's: version, health, ports)",
+        )
+    )
     status.add_argument("job_id", metavar="JOB")
     status.add_argument("--run", default="", metavar="RUN", help="this run (default: the latest)")
     status.add_argument("--json", action="store_true", help="print the JobStatus as JSON")
@@ -90,7 +99,11 @@ def add_parsers(sub: Any, with_master: Callable[[FlagParser], FlagParser]) -> No
     logs.add_argument("--stderr", action="store_true", help="the task's stderr instead of its stdout")
     logs.add_argument("--tail", type=non_negative_int, default=None, metavar="N", help="start at the last N lines")
 
-    history = on_service(jsub.add_parser("history", help="a job's runs, oldest first (skipped cron times too)"))
+    history = on_service(
+        jsub.add_parser(
+            "history", help="a job's runs, oldest first (skipped cron times too; a service's versions and deployments)"
+        )
+    )
     history.add_argument("job_id", metavar="JOB")
     history.add_argument("--json", action="store_true", help="print a JSON array (a service's: an object, see docs)")
     jobs_service.add_parsers(jsub, on_service)
