@@ -1,46 +1,49 @@
-"""`aiomesos job validate|run|list|status|stop|logs|history` (the jobs service's users) and `aiomesos jobs serve`
-(the service itself, docs/jobs.md).
+"""`aiomesos job validate|run|list|status|stop|logs|history|scale|endpoints|promote|revert` (the jobs service's
+users) and `aiomesos jobs serve` (the service itself, docs/jobs.md). This is the entry point, with batch and
+workflow jobs; services and streams (`job scale` and the rest, and what `job run|status|history` show of them) are
+cli/jobs_service.py, what both print alike cli/jobs_common.py.
 
 The job commands talk to the jobs service's gRPC API (JobsClient) at `--jobs HOST:PORT`, else the client
 config's `jobs`, else 127.0.0.1:5060; `job logs` finds the task in the service and reads its output from its
 agent as `aiomesos task logs` does. A spec is validated here before it is sent: a bad one is never submitted.
-Errors are one line: exit 2 for bad input, an unknown job or an unreachable service, 1 for a failed operation."""
+Errors are one line: exit 2 for bad input, an unknown job or an unreachable service, 1 for a failed operation (a
+run in progress); a refused scale, promote or revert (not a running service, no canary waiting) is bad input."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import importlib
-import json
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, TextIO
+from typing import Any, NamedTuple
 
 import grpc
-from google.protobuf import json_format
-from google.protobuf.message import Message
 
 from aiomesos.v1 import jobs_pb2 as jpb
 from scheduler_sdk._daemon.flags import FlagParser, UsageError, address, non_negative_int
+from scheduler_sdk.cli import jobs_common as common
+from scheduler_sdk.cli import jobs_service
 from scheduler_sdk.cli import task as task_cli
+from scheduler_sdk.cli.jobs_common import (
+    DEFAULT_JOBS,
+    ENDED,
+    RUNNING,
+    STYLES,
+    Command,
+    Measure,
+    plural,
+    print_json,
+    short_time,
+    table,
+    task_why,
+    to_json,
+    took,
+)
 from scheduler_sdk.frameworks.jobs.client import JobsClient, JobsError
-from scheduler_sdk.frameworks.jobs.spec import JobSpec, SpecError, load_spec
-from scheduler_sdk.security import SecurityError
-from scheduler_sdk.security.config import load_client_config
-
-DEFAULT_JOBS = "127.0.0.1:5060"
-POLL_INTERVAL = 0.5  # seconds between two GetJob calls while `job run` follows a run
-UNREACHABLE_GRACE = 30.0  # seconds `job run` keeps following through an unreachable service (a restart)
-ENDED = ("succeeded", "failed", "stopped")
-RUNNING = ("staging", "running")
-_COLOURS = {"green": "succeeded", "cyan": "staging running", "yellow": "queued", "blue": "scheduled", "red": "failed"}
-_COLOURS |= {"magenta": "cancelled stopped", "dim": "waiting skipped"}
-STYLES = {state: style for style, states in _COLOURS.items() for state in states.split()}  # on a terminal
-
-Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+from scheduler_sdk.frameworks.jobs.spec import LONG_RUNNING, JobSpec, SpecError, load_spec
 
 
 # ----------------------------------------------------------------------------------------- parsers
@@ -62,7 +65,11 @@ def add_parsers(sub: Any, with_master: Callable[[FlagParser], FlagParser]) -> No
     validate = jsub.add_parser("validate", help="check a job spec file here, without submitting it")
     validate.add_argument("file", metavar="FILE")
 
-    run = on_service(jsub.add_parser("run", help="submit a job spec and follow its run until it ends"))
+    run = on_service(
+        jsub.add_parser(
+            "run", help="submit a job spec and follow its run until it ends (a service's, stream's: its deployment)"
+        )
+    )
     run.add_argument("file", metavar="FILE")
     run.add_argument("--detach", action="store_true", help="print the job and run id and return at once")
     run.add_argument("--dry-run", action="store_true", help="have the service check the spec (and that it fits) only")
@@ -70,7 +77,12 @@ def add_parsers(sub: Any, with_master: Callable[[FlagParser], FlagParser]) -> No
     ls = on_service(jsub.add_parser("list", help="every job, with its latest run"))
     ls.add_argument("--json", action="store_true", help="print a JSON array")
 
-    status = on_service(jsub.add_parser("status", help="a job's run: its steps (a workflow's DAG) and every task"))
+    status = on_service(
+        jsub.add_parser(
+            "status",
+            help="a job's run: its steps (a workflow's DAG) and every task (a service's: version, health, ports)",
+        )
+    )
     status.add_argument("job_id", metavar="JOB")
     status.add_argument("--run", default="", metavar="RUN", help="this run (default: the latest)")
     status.add_argument("--json", action="store_true", help="print the JobStatus as JSON")
@@ -87,9 +99,14 @@ def add_parsers(sub: Any, with_master: Callable[[FlagParser], FlagParser]) -> No
     logs.add_argument("--stderr", action="store_true", help="the task's stderr instead of its stdout")
     logs.add_argument("--tail", type=non_negative_int, default=None, metavar="N", help="start at the last N lines")
 
-    history = on_service(jsub.add_parser("history", help="a job's runs, oldest first (skipped cron times too)"))
+    history = on_service(
+        jsub.add_parser(
+            "history", help="a job's runs, oldest first (skipped cron times too; a service's versions and deployments)"
+        )
+    )
     history.add_argument("job_id", metavar="JOB")
-    history.add_argument("--json", action="store_true", help="print a JSON array")
+    history.add_argument("--json", action="store_true", help="print a JSON array (a service's: an object, see docs)")
+    jobs_service.add_parsers(jsub, on_service)
 
     jobs = sub.add_parser("jobs", help="run the jobs service: aiomesos jobs serve --master M --work-dir D")
     jobs.add_argument("action", choices=["serve"], help="serve: run the daemon (see `aiomesos jobs serve --help`)")
@@ -97,27 +114,6 @@ def add_parsers(sub: Any, with_master: Callable[[FlagParser], FlagParser]) -> No
 
 
 # ----------------------------------------------------------------------------------------- rendering (pure)
-def short_time(t: float, now: float | None = None) -> str:
-    """Local time: HH:MM:SS today, with the date otherwise; "-" for no time (0)."""
-    if not t:
-        return "-"
-    local = time.localtime(t)
-    today = time.localtime(time.time() if now is None else now)
-    same_day = local[:3] == today[:3]
-    return time.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S", local)
-
-
-def took(seconds: float) -> str:
-    """12.3s, 4m05s, 2h03m."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
 class Counts(NamedTuple):
     tasks: int
     succeeded: int
@@ -130,10 +126,20 @@ def run_counts(run: jpb.RunStatus) -> Counts:
     return Counts(len(states), states.count("succeeded"), states.count("failed"), sum(s in RUNNING for s in states))
 
 
-def progress_line(job_id: str, run: jpb.RunStatus) -> str:
+def progress_line(status: jpb.JobStatus) -> str:
     """`x: 12/20 succeeded, 1 failed, 7 running` (what `job run` prints when stdout is not a terminal)."""
-    c = run_counts(run)
-    return f"{job_id}: {c.succeeded}/{c.tasks} succeeded, {c.failed} failed, {c.running} running"
+    c = run_counts(status.run)
+    return f"{status.job.job_id}: {c.succeeded}/{c.tasks} succeeded, {c.failed} failed, {c.running} running"
+
+
+def measure(status: jpb.JobStatus) -> Measure:
+    """The bar on a terminal: the succeeded tasks of all, the failed and running ones beside it."""
+    c = run_counts(status.run)
+    return Measure(c.succeeded, c.tasks or None, f"{c.failed} failed, {c.running} running")
+
+
+def run_ended(status: jpb.JobStatus) -> bool:
+    return status.run.state in ENDED
 
 
 def outcome(job_id: str, run: jpb.RunStatus, now: float | None = None) -> tuple[int, str]:
@@ -211,7 +217,8 @@ def draw_dag(steps: Sequence[jpb.StepStatus], *, color: bool = False) -> str:
 
 
 def job_rows(jobs: Sequence[jpb.JobSummary], now: float | None = None) -> list[list[str]]:
-    """`job list`: ID, TYPE, ROLE, STATE, RUN, SUCCEEDED, FAILED, RUNNING, SCHEDULE, NEXT RUN."""
+    """`job list`: ID, TYPE, ROLE, STATE, RUN, SUCCEEDED, FAILED, RUNNING, SCHEDULE, NEXT RUN. A service's
+    (stream's) SUCCEEDED is `2/3 healthy`: its healthy instances of those wanted (jobs_service.list_cells)."""
     return [
         [
             j.job_id,
@@ -219,14 +226,20 @@ def job_rows(jobs: Sequence[jpb.JobSummary], now: float | None = None) -> list[l
             j.role,
             j.state,
             j.run_id or "-",
-            f"{j.succeeded}/{j.tasks}" if j.run_id else "-",
-            str(j.failed) if j.run_id else "-",
-            str(j.running) if j.run_id else "-",
+            *_count_cells(j),
             j.schedule or "-",
             short_time(j.next_run_at, now) if j.schedule else "-",
         ]
         for j in jobs
     ]
+
+
+def _count_cells(j: jpb.JobSummary) -> list[str]:
+    if not j.run_id:
+        return ["-", "-", "-"]
+    if j.type in LONG_RUNNING:
+        return jobs_service.list_cells(j)
+    return [f"{j.succeeded}/{j.tasks}", str(j.failed), str(j.running)]
 
 
 JOB_COLUMNS = ["ID", "TYPE", "ROLE", "STATE", "RUN", "SUCCEEDED", "FAILED", "RUNNING", "SCHEDULE", "NEXT RUN"]
@@ -235,23 +248,20 @@ JOB_COLUMNS = ["ID", "TYPE", "ROLE", "STATE", "RUN", "SUCCEEDED", "FAILED", "RUN
 def task_rows(run: jpb.RunStatus, now: float | None = None) -> list[list[str]]:
     """`job status`: STEP, INDEX, ATTEMPT, STATE, AGENT, START, END, EXIT, WHY (a queued task: why it waits;
     an ended one: its last message)."""
-    rows = []
-    for t in run.tasks:
-        why = t.why_waiting if t.state in ("queued", "waiting") and t.why_waiting else t.message
-        rows.append(
-            [
-                t.step,
-                str(t.index),
-                str(t.attempt),
-                t.state,
-                t.hostname or t.agent_id or "-",
-                short_time(t.started_at, now),
-                short_time(t.ended_at, now),
-                str(t.exit_code) if t.has_exit_code else "-",
-                why or "-",
-            ]
-        )
-    return rows
+    return [
+        [
+            t.step,
+            str(t.index),
+            str(t.attempt),
+            t.state,
+            t.hostname or t.agent_id or "-",
+            short_time(t.started_at, now),
+            short_time(t.ended_at, now),
+            str(t.exit_code) if t.has_exit_code else "-",
+            task_why(t),
+        ]
+        for t in run.tasks
+    ]
 
 
 TASK_COLUMNS = ["STEP", "INDEX", "ATTEMPT", "STATE", "AGENT", "START", "END", "EXIT", "WHY"]
@@ -279,13 +289,9 @@ RUN_COLUMNS = ["RUN", "TRIGGER", "SCHEDULED FOR", "STATE", "CREATED", "ENDED", "
 
 def status_summary(status: jpb.JobStatus, now: float | None = None) -> list[str]:
     """The lines above `job status`'s table: the job, then its run."""
-    j = status.job
-    head = f"job {j.job_id}: {j.type}, role {j.role}" + (f", owner {j.owner}" if j.owner else "")
-    head += f", {j.runs} run{'' if j.runs == 1 else 's'}"
-    if j.schedule:
-        head += f"; schedule '{j.schedule}', next run {short_time(j.next_run_at, now)}"
+    head = common.job_head(status.job, now)
     if not status.HasField("run"):
-        return [head, f"no run yet ({j.state})"]
+        return [head, f"no run yet ({status.job.state})"]
     r = status.run
     c = run_counts(r)
     trigger = r.trigger + (f" for {short_time(r.scheduled_for, now)}" if r.scheduled_for else "")
@@ -295,136 +301,9 @@ def status_summary(status: jpb.JobStatus, now: float | None = None) -> list[str]
     return [head, f"run {r.run_id}{trigger}: {r.state}, {when}; {counts}"]
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], state_column: int | None) -> Any:
-    """A rich table as the rest of the CLI prints them; the state column coloured (on a terminal)."""
-    from rich.table import Table
-    from rich.text import Text
-
-    t = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-    for header in columns:
-        t.add_column(header)
-    for row in rows:
-        cells = [Text(cell) for cell in row]
-        if state_column is not None:
-            cells[state_column].stylize(STYLES.get(row[state_column], ""))
-        t.add_row(*cells)
-    return t
-
-
-def to_json(message: Message) -> dict[str, Any]:
-    """A message as JSON, field names as in the .proto, zero values included (index 0 is an index)."""
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-
-
-def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2))
-
-
-def _listing(as_json: bool, items: Sequence[Message], rendered: Any) -> int:
-    """`--json`: the messages as a JSON array; else the table."""
-    if as_json:
-        print_json([to_json(m) for m in items])
-    else:
-        _console().print(rendered)
-    return 0
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(width=max(100, Console().width), highlight=False)
-
-
 # ----------------------------------------------------------------------------------------- following a run
-class StatusSource(Protocol):
-    async def get_job(self, job_id: str, run_id: str = "") -> jpb.JobStatus: ...
-
-
-class View(Protocol):
-    def update(self, status: jpb.JobStatus) -> None: ...
-
-
-class PlainView:
-    """Not a terminal: a progress line each time it changes."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.last = ""
-
-    def update(self, status: jpb.JobStatus) -> None:
-        line = progress_line(status.job.job_id, status.run)
-        if line != self.last:
-            print(line, file=self.out, flush=True)
-            self.last = line
-
-
-class BarView:
-    """A terminal: a rich progress bar of the succeeded tasks, failed and running ones beside it."""
-
-    def __init__(self, progress: Any) -> None:
-        self.progress = progress
-        self.bar: Any = None
-
-    def update(self, status: jpb.JobStatus) -> None:
-        c = run_counts(status.run)
-        extra = f"{c.failed} failed, {c.running} running"
-        if self.bar is None:
-            self.bar = self.progress.add_task(status.job.job_id, total=c.tasks or None, extra=extra)
-        self.progress.update(self.bar, total=c.tasks or None, completed=c.succeeded, extra=extra)
-
-
-async def follow_run(
-    client: StatusSource,
-    job_id: str,
-    run_id: str,
-    view: View,
-    *,
-    interval: float = POLL_INTERVAL,
-    grace: float = UNREACHABLE_GRACE,
-    sleep: Callable[[float], Coroutine[Any, Any, None]] = asyncio.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> jpb.JobStatus:
-    """Poll the run every `interval` until it has ended; each status goes to `view`. The service unreachable
-    (restarting) for less than `grace` seconds in a row is waited through; a refusal (unknown job) is not."""
-    unreachable_since: float | None = None
-    while True:
-        try:
-            status = await client.get_job(job_id, run_id)
-        except JobsError as e:
-            if e.refused:
-                raise
-            unreachable_since = clock() if unreachable_since is None else unreachable_since
-            if clock() - unreachable_since >= grace:
-                raise
-        else:
-            unreachable_since = None
-            view.update(status)
-            if status.run.state in ENDED:
-                return status
-        await sleep(interval)
-
-
-def _bar() -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("succeeded, {task.fields[extra]}"),
-        TimeElapsedColumn(),
-        transient=False,
-    )
-
-
-async def _follow(client: JobsClient, job_id: str, run_id: str) -> int:
-    if sys.stdout.isatty():
-        with _bar() as progress:
-            status = await follow_run(client, job_id, run_id, BarView(progress))
-    else:
-        status = await follow_run(client, job_id, run_id, PlainView(sys.stdout))
+async def _follow(jobs: JobsClient, job_id: str, run_id: str) -> int:
+    status = await common.follow(jobs, job_id, run_id, run_ended, line=progress_line, measure=measure, unit="succeeded")
     code, line = outcome(job_id, status.run)
     print(line, flush=True)
     return code
@@ -443,10 +322,13 @@ def load_job_spec(path: str) -> JobSpec:
 
 
 def spec_summary(spec: JobSpec) -> str:
-    """`batch job 'x', 20 tasks` / `workflow job 'p', 4 steps, 5 tasks` (+ its schedule)."""
-    tasks = sum(s.count for s in spec.steps)
-    steps = f"{len(spec.steps)} step{'' if len(spec.steps) == 1 else 's'}, " if spec.type == "workflow" else ""
-    what = f"{spec.type} job {spec.name!r}, {steps}{tasks} task{'' if tasks == 1 else 's'}"
+    """`batch job 'x', 20 tasks` / `workflow job 'p', 4 steps, 5 tasks` (+ its schedule); a service's instances
+    and a stream's stages and workers (jobs_service.spec_summary)."""
+    counts = [s.count for s in spec.steps]
+    if spec.long_running:
+        return jobs_service.spec_summary(spec.name, spec.type, spec.lifecycle, counts)
+    steps = f"{plural(len(counts), 'step')}, " if spec.type == "workflow" else ""
+    what = f"{spec.type} job {spec.name!r}, {steps}{plural(sum(counts), 'task')}"
     return what + (f", schedule '{spec.schedule}'" if spec.schedule else "")
 
 
@@ -457,13 +339,15 @@ async def cmd_validate(args: argparse.Namespace) -> int:
 
 async def cmd_run(args: argparse.Namespace) -> int:
     spec = load_job_spec(args.file)  # a bad spec is never submitted
-    async with _client(args) as client:
+    async with common.client(args) as client:
         response = await client.submit(spec.source, args.file, dry_run=args.dry_run)
         if args.dry_run:
             print(f"{args.file}: valid and fits the cluster ({spec_summary(spec)}); dry run: nothing submitted")
             return 0
         replaced = " (its spec replaced)" if response.updated else ""
         print(f"job {response.job_id}{replaced}" + (f", run {response.run_id}" if response.run_id else ""), flush=True)
+        if spec.long_running:  # follow its deployment, not the run (which lasts until stopped)
+            return 0 if args.detach else await jobs_service.follow_deployment(client, response.job_id, response.run_id)
         if not response.run_id:
             if response.next_run_at:
                 print(f"scheduled: next run at {short_time(response.next_run_at)}")
@@ -474,33 +358,40 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def cmd_list(args: argparse.Namespace) -> int:
-    async with _client(args) as client:
+    async with common.client(args) as client:
         jobs = await client.list_jobs()
-    return _listing(args.json, jobs, table(f"{len(jobs)} jobs", JOB_COLUMNS, job_rows(jobs), state_column=3))
+    return common.listing(args.json, jobs, table(f"{len(jobs)} jobs", JOB_COLUMNS, job_rows(jobs), state_column=3))
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-    async with _client(args) as client:
+    async with common.client(args) as client:
         status = await client.get_job(args.job_id, args.run)
     if args.json:
         print_json(to_json(status))
         return 0
-    console = _console()
-    color = sys.stdout.isatty()
-    for line in status_summary(status):
+    console = common.console()
+    if status.job.type in LONG_RUNNING:
+        lines, tables = jobs_service.status_lines(status), jobs_service.instance_tables(status)
+    else:
+        lines, tables = status_summary(status), [_task_table(status.run)] if status.HasField("run") else []
+    for line in lines:
         console.print(line, markup=False)
-    if not status.HasField("run"):
-        return 0
     if status.job.type == "workflow" and status.run.steps:
+        color = sys.stdout.isatty()
         console.print()
         console.print(draw_dag(status.run.steps, color=color), markup=color)
         console.print()
-    console.print(table(f"{len(status.run.tasks)} tasks", TASK_COLUMNS, task_rows(status.run), state_column=3))
+    for t in tables:
+        console.print(t)
     return 0
 
 
+def _task_table(run: jpb.RunStatus) -> Any:
+    return table(f"{len(run.tasks)} tasks", TASK_COLUMNS, task_rows(run), state_column=3)
+
+
 async def cmd_stop(args: argparse.Namespace) -> int:
-    async with _client(args) as client:
+    async with common.client(args) as client:
         response = await client.stop_job(args.job_id)
     if response.run_id:
         print(f"stopped run {response.run_id} of {args.job_id} ({response.killed} tasks killed)")
@@ -510,10 +401,19 @@ async def cmd_stop(args: argparse.Namespace) -> int:
 
 
 async def cmd_history(args: argparse.Namespace) -> int:
-    async with _client(args) as client:
-        runs = await client.history(args.job_id)
-    title = f"{len(runs)} runs of {args.job_id}"
-    return _listing(args.json, runs, table(title, RUN_COLUMNS, run_rows(runs), state_column=3))
+    """A service's (stream's) versions and deployments too; its `--json` is the JobHistoryResponse (an object)."""
+    async with common.client(args) as client:
+        history = await client.job_history(args.job_id)
+    runs = table(f"{len(history.runs)} runs of {args.job_id}", RUN_COLUMNS, run_rows(history.runs), state_column=3)
+    if not history.versions:  # batch, workflow
+        return common.listing(args.json, history.runs, runs)
+    if args.json:
+        print_json(to_json(history))
+        return 0
+    console = common.console()
+    for t in [runs, *jobs_service.history_tables(args.job_id, history)]:
+        console.print(t)
+    return 0
 
 
 def pick_task(status: jpb.JobStatus, step: str, index: int | None) -> jpb.TaskSlot:
@@ -538,7 +438,7 @@ def pick_task(status: jpb.JobStatus, step: str, index: int | None) -> jpb.TaskSl
 
 
 async def cmd_logs(args: argparse.Namespace) -> int:
-    async with _client(args) as client:
+    async with common.client(args) as client:
         status = await client.get_job(args.job_id, args.run)
     slot = pick_task(status, args.step, args.task)
     # `aiomesos task logs TASK` with this parser's --stderr/--follow/--tail (and --master/--config).
@@ -554,6 +454,7 @@ JOB_COMMANDS: dict[str, Command] = {
     "stop": cmd_stop,
     "logs": cmd_logs,
     "history": cmd_history,
+    **jobs_service.COMMANDS,
 }
 
 
@@ -561,7 +462,9 @@ async def cmd_job(args: argparse.Namespace) -> int:
     try:
         return await JOB_COMMANDS[args.job_command](args)
     except JobsError as e:
-        if e.code == grpc.StatusCode.FAILED_PRECONDITION:  # e.g. a run in progress: the operation failed
+        # e.g. a run in progress: the operation failed; a scale of a stopped service, a promote with no canary
+        # waiting are bad input (the request makes no sense now)
+        if e.code == grpc.StatusCode.FAILED_PRECONDITION and args.job_command not in jobs_service.COMMANDS:
             print(f"aiomesos job: error: {e}", file=sys.stderr)
             return 1
         raise UsageError(str(e)) from None  # a bad spec, an unknown job, an unreachable service
@@ -580,22 +483,3 @@ async def _exit_code(code: int) -> int:
 
 
 COMMANDS: dict[str, Command] = {"job": cmd_job, "jobs": cmd_jobs}
-
-
-# ----------------------------------------------------------------------------------------- plumbing
-def jobs_address(args: argparse.Namespace) -> str:
-    """--jobs, else the client config's `jobs` (the config --config / $AIOMESOS_CONFIG name), else the default."""
-    if args.jobs:
-        return str(args.jobs)
-    try:
-        config = load_client_config(args.config)
-    except SecurityError as e:
-        raise UsageError(str(e)) from None
-    return config.jobs if config is not None and config.jobs else DEFAULT_JOBS
-
-
-def _client(args: argparse.Namespace) -> JobsClient:
-    try:
-        return JobsClient(jobs_address(args))
-    except SecurityError as e:
-        raise UsageError(str(e)) from None

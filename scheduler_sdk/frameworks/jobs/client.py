@@ -87,6 +87,34 @@ class JobsClient:
         return response
 
     async def history(self, job_id: str) -> list[jpb.RunSummary]:
+        return list((await self.job_history(job_id)).runs)
+
+    async def job_history(self, job_id: str) -> jpb.JobHistoryResponse:
+        """Every run, and a service's (stream's) versions and deployments."""
         response = await self._call("JobHistory", jpb.JobHistoryRequest(job_id=job_id))
         assert isinstance(response, jpb.JobHistoryResponse)
-        return list(response.runs)
+        return response
+
+    async def scale_job(self, job_id: str, count: int, stage: str = "") -> jpb.ScaleJobResponse:
+        """A service's instances (a stream stage's workers: `stage`) to `count`."""
+        response = await self._call("ScaleJob", jpb.ScaleJobRequest(job_id=job_id, stage=stage, count=count))
+        assert isinstance(response, jpb.ScaleJobResponse)
+        return response
+
+    async def promote_job(self, job_id: str) -> jpb.PromoteJobResponse:
+        """The canaries are healthy: go on replacing the old instances."""
+        response = await self._call("PromoteJob", jpb.PromoteJobRequest(job_id=job_id))
+        assert isinstance(response, jpb.PromoteJobResponse)
+        return response
+
+    async def revert_job(self, job_id: str, version: int) -> jpb.RevertJobResponse:
+        """Roll out a new version with the spec of `version`."""
+        response = await self._call("RevertJob", jpb.RevertJobRequest(job_id=job_id, version=version))
+        assert isinstance(response, jpb.RevertJobResponse)
+        return response
+
+    async def get_endpoints(self, job_id: str, stage: str = "") -> list[jpb.Endpoint]:
+        """The healthy instances (a stream's workers, of one `stage` or all), stage then index."""
+        response = await self._call("GetEndpoints", jpb.GetEndpointsRequest(job_id=job_id, stage=stage))
+        assert isinstance(response, jpb.GetEndpointsResponse)
+        return list(response.endpoints)

@@ -8,9 +8,7 @@ from __future__ import annotations
 import io
 import json
 import sys
-import time
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +17,23 @@ import pytest
 
 from aiomesos.v1 import jobs_pb2 as jpb
 from scheduler_sdk.cli import jobs as jobs_cli
+from scheduler_sdk.cli import jobs_common
 from scheduler_sdk.cli import task as task_cli
-from scheduler_sdk.cli.main import build_parser, main
+from scheduler_sdk.cli.main import build_parser
 from scheduler_sdk.frameworks.jobs.client import JobsError
 from scheduler_sdk.frameworks.jobs.spec import JobSpec, StepSpec
 from scheduler_sdk.security.config import CONFIG_ENV
-
-NOW = time.mktime((2030, 6, 1, 12, 0, 0, 0, 0, -1))  # local noon
-
-
-# ----------------------------------------------------------------------------------------- builders
-def slot(step: str, index: int, state: str, **kw: Any) -> jpb.TaskSlot:
-    return jpb.TaskSlot(step=step, index=index, state=state, task_id=kw.pop("task_id", f"x.r1.{step}.{index}.0"), **kw)
-
-
-def run_status(state: str, tasks: list[jpb.TaskSlot], steps: list[jpb.StepStatus] | None = None) -> jpb.RunStatus:
-    return jpb.RunStatus(run_id="r1", state=state, created_at=NOW - 10, tasks=tasks, steps=steps or [])
-
-
-def job_status(run: jpb.RunStatus | None, job_type: str = "batch") -> jpb.JobStatus:
-    job = jpb.JobSummary(job_id="x", type=job_type, role="ml", state=run.state if run else "scheduled", runs=1)
-    return jpb.JobStatus(job=job, run=run) if run is not None else jpb.JobStatus(job=job)
+from tests.unit.scheduler_sdk.cli_jobs_fakes import (
+    NOW,
+    FakeService,
+    cli,
+    fake_service,
+    job_status,
+    one_line,
+    render,
+    run_status,
+    slot,
+)
 
 
 def steps(*edges: str, states: dict[str, str] | None = None) -> list[jpb.StepStatus]:
@@ -52,14 +46,6 @@ def steps(*edges: str, states: dict[str, str] | None = None) -> list[jpb.StepSta
         if len(names) == 2:
             deps[names[1]].append(names[0])
     return [jpb.StepStatus(name=n, state=(states or {}).get(n, "waiting"), depends_on=d) for n, d in deps.items()]
-
-
-def render(renderable: Any) -> str:
-    from rich.console import Console
-
-    out = io.StringIO()
-    Console(file=out, width=200).print(renderable)
-    return out.getvalue()
 
 
 # ----------------------------------------------------------------------------------------- the DAG
@@ -105,10 +91,10 @@ def draw(dag: list[jpb.StepStatus]) -> list[str]:
 
 # ----------------------------------------------------------------------------------------- tables
 def test_short_times_are_local_with_the_date_only_when_not_today() -> None:
-    assert jobs_cli.short_time(0) == "-"
-    assert jobs_cli.short_time(NOW + 65, now=NOW) == "12:01:05"
-    assert jobs_cli.short_time(NOW - 86400, now=NOW) == "2030-05-31 12:00:00"
-    assert [jobs_cli.took(s) for s in (3.21, 245, 7380)] == ["3.2s", "4m05s", "2h03m"]
+    assert jobs_common.short_time(0) == "-"
+    assert jobs_common.short_time(NOW + 65, now=NOW) == "12:01:05"
+    assert jobs_common.short_time(NOW - 86400, now=NOW) == "2030-05-31 12:00:00"
+    assert [jobs_common.took(s) for s in (3.21, 245, 7380)] == ["3.2s", "4m05s", "2h03m"]
 
 
 def test_job_list_rows_show_the_latest_run_and_the_schedule() -> None:
@@ -126,7 +112,7 @@ def test_job_list_rows_show_the_latest_run_and_the_schedule() -> None:
         ["train", "batch", "ml", "running", "r2", "12/20", "1", "7", "-", "-"],
         ["nightly", "workflow", "*", "scheduled", "-", "-", "-", "-", "0 2 * * *", "13:00:00"],
     ]
-    text = render(jobs_cli.table("2 jobs", jobs_cli.JOB_COLUMNS, rows, state_column=3))
+    text = render(jobs_common.table("2 jobs", jobs_cli.JOB_COLUMNS, rows, state_column=3))
     assert "NEXT RUN" in text and "12/20" in text and "0 2 * * *" in text
 
 
@@ -146,7 +132,7 @@ def test_task_rows_say_where_each_ran_how_it_ended_and_why_a_queued_one_waits() 
         ["x", "1", "2", "failed", "S2", "-", "-", "7", "exit 7"],
         ["x", "2", "0", "queued", "-", "-", "-", "-", "no agent has cpus 4"],
     ]
-    text = render(jobs_cli.table("3 tasks", jobs_cli.TASK_COLUMNS, rows, state_column=3))
+    text = render(jobs_common.table("3 tasks", jobs_cli.TASK_COLUMNS, rows, state_column=3))
     assert "no agent has cpus 4" in text and "agent1" in text
 
 
@@ -174,7 +160,7 @@ def test_the_status_summary_names_the_job_and_its_run() -> None:
 
 
 def test_json_keeps_the_proto_field_names_and_zero_values() -> None:
-    as_json = jobs_cli.to_json(job_status(run_status("running", [slot("x", 0, "running")])))
+    as_json = jobs_common.to_json(job_status(run_status("running", [slot("x", 0, "running")])))
     assert as_json["run"]["tasks"][0]["index"] == 0 and as_json["run"]["tasks"][0]["why_waiting"] == ""
     assert as_json["job"]["job_id"] == "x"
 
@@ -208,6 +194,15 @@ class FakeTime:
         return self.now
 
 
+def PlainView(out: io.StringIO) -> jobs_common.PlainView:
+    return jobs_common.PlainView(out, jobs_cli.progress_line)
+
+
+async def follow(service: Any, view: Any, **kw: Any) -> jpb.JobStatus:
+    """Follow run r1 of job x until it ends, as `job run` of a batch job does."""
+    return await jobs_common.follow_job(service, "x", "r1", view, jobs_cli.run_ended, **kw)
+
+
 def _progress(succeeded: int, failed: int, running: int, state: str = "running", total: int = 4) -> jpb.JobStatus:
     states = ["succeeded"] * succeeded + ["failed"] * failed + ["running"] * running
     states += ["queued"] * (total - len(states))
@@ -219,7 +214,7 @@ async def test_the_follower_prints_a_line_when_the_progress_changes_until_the_ru
         _progress(0, 0, 0), _progress(0, 0, 2), _progress(0, 0, 2), _progress(2, 0, 2), _progress(4, 0, 0, "succeeded")
     )
     out, fake = io.StringIO(), FakeTime()
-    final = await jobs_cli.follow_run(service, "x", "r1", jobs_cli.PlainView(out), sleep=fake.sleep, clock=fake.clock)
+    final = await follow(service, PlainView(out), sleep=fake.sleep, clock=fake.clock)
     assert final.run.state == "succeeded"
     assert out.getvalue().splitlines() == [
         "x: 0/4 succeeded, 0 failed, 0 running",
@@ -234,15 +229,13 @@ async def test_the_follower_waits_through_a_short_outage_but_not_a_long_one_or_a
     down = JobsError("cannot reach the jobs service at h:1: unavailable", grpc.StatusCode.UNAVAILABLE)
     service = Statuses(down, down, _progress(4, 0, 0, "succeeded"))
     fake = FakeTime()
-    final = await jobs_cli.follow_run(service, "x", "r1", jobs_cli.PlainView(io.StringIO()), sleep=fake.sleep,
-                                      clock=fake.clock)  # fmt: skip
+    final = await follow(service, PlainView(io.StringIO()), sleep=fake.sleep, clock=fake.clock)
     assert final.run.state == "succeeded"
     with pytest.raises(JobsError):
-        await jobs_cli.follow_run(Statuses(down), "x", "r1", jobs_cli.PlainView(io.StringIO()), grace=3,
-                                  sleep=fake.sleep, clock=fake.clock)  # fmt: skip
+        await follow(Statuses(down), PlainView(io.StringIO()), grace=3, sleep=fake.sleep, clock=fake.clock)
     gone = JobsError("no job 'x'", grpc.StatusCode.NOT_FOUND)
     with pytest.raises(JobsError):
-        await jobs_cli.follow_run(Statuses(gone), "x", "r1", jobs_cli.PlainView(io.StringIO()), sleep=fake.sleep)
+        await follow(Statuses(gone), PlainView(io.StringIO()), sleep=fake.sleep)
 
 
 async def test_on_a_terminal_the_bar_counts_the_succeeded_tasks_out_of_all() -> None:
@@ -252,7 +245,7 @@ async def test_on_a_terminal_the_bar_counts_the_succeeded_tasks_out_of_all() -> 
     service = Statuses(_progress(0, 0, 1), _progress(1, 1, 2), _progress(3, 1, 0, "failed"))
     fake = FakeTime()
     with Progress(console=Console(file=io.StringIO(), force_terminal=True)) as progress:
-        final = await jobs_cli.follow_run(service, "x", "r1", jobs_cli.BarView(progress), sleep=fake.sleep)
+        final = await follow(service, jobs_common.BarView(progress, jobs_cli.measure), sleep=fake.sleep)
     (task,) = progress.tasks
     assert final.run.state == "failed"
     assert (task.description, task.completed, task.total, task.fields["extra"]) == ("x", 3, 4, "1 failed, 0 running")
@@ -276,80 +269,9 @@ def test_the_outcome_names_the_first_failed_task_its_exit_code_and_why() -> None
 
 
 # ----------------------------------------------------------------------------------------- the commands
-class FakeService:
-    """What the fake JobsClient answers; `calls` records what it was asked."""
-
-    def __init__(self) -> None:
-        self.addresses: list[str] = []
-        self.calls: list[tuple[str, Any]] = []
-        self.status: jpb.JobStatus | JobsError = _progress(4, 0, 0, "succeeded")
-        self.submitted = jpb.SubmitJobResponse(job_id="x", run_id="r1")
-        self.error: JobsError | None = None
-
-    def client(self, address: str) -> Any:
-        self.addresses.append(address)
-        service = self
-
-        class Client:
-            async def __aenter__(self) -> Client:
-                return self
-
-            async def __aexit__(self, *exc: object) -> None:
-                pass
-
-            async def _answer(self, name: str, value: Any, arg: Any) -> Any:
-                service.calls.append((name, arg))
-                if service.error is not None:
-                    raise service.error
-                if isinstance(value, JobsError):
-                    raise value
-                return value
-
-            async def submit(self, text: str, filename: str = "", *, dry_run: bool = False) -> Any:
-                return await self._answer("submit", service.submitted, (text, filename, dry_run))
-
-            async def get_job(self, job_id: str, run_id: str = "") -> Any:
-                return await self._answer("get_job", service.status, (job_id, run_id))
-
-            async def list_jobs(self) -> Any:
-                return await self._answer("list_jobs", [service.status.job], None)  # type: ignore[union-attr]
-
-            async def stop_job(self, job_id: str) -> Any:
-                return await self._answer("stop_job", jpb.StopJobResponse(run_id="r1", killed=3), job_id)
-
-            async def history(self, job_id: str) -> Any:
-                runs = [jpb.RunSummary(run_id="r1", state="succeeded"), jpb.RunSummary(state="skipped")]
-                return await self._answer("history", runs, job_id)
-
-        return Client()
-
-
 @pytest.fixture
-def service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeService]:
-    for var in ("AIOMESOS_JOBS", "AIOMESOS_MASTER"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv(CONFIG_ENV, "")  # so that it is restored after the test, whatever main sets it to
-    monkeypatch.delenv(CONFIG_ENV)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no default client config
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv("COLUMNS", "200")
-    fake = FakeService()
-    monkeypatch.setattr(jobs_cli, "JobsClient", fake.client)
-    yield fake
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return int(e.value.code or 0), out, err
-
-
-def one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
+def service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeService:
+    return fake_service(monkeypatch, tmp_path)
 
 
 def test_every_action_parses_and_the_service_address_comes_from_the_flag() -> None:
@@ -487,7 +409,7 @@ def test_run_detached_dry_and_cron(
     service.submitted = jpb.SubmitJobResponse(job_id="x", updated=True, next_run_at=NOW)
     code, out, _ = cli(capsys, "job", "run", "x.yaml")
     assert code == 0
-    assert out.splitlines() == ["job x (its spec replaced)", f"scheduled: next run at {jobs_cli.short_time(NOW)}"]
+    assert out.splitlines() == ["job x (its spec replaced)", f"scheduled: next run at {jobs_common.short_time(NOW)}"]
     service.error = JobsError("x.yaml:3: resources: needs cpus 64 per task; the largest agent has 2",
                               grpc.StatusCode.INVALID_ARGUMENT)  # fmt: skip
     code, out, err = cli(capsys, "job", "run", "x.yaml")
