@@ -114,8 +114,17 @@ class Run(RunBase):
         slot = self._current(task_id)
         if slot is None or not slot.live:
             return []
-        info = {"agent_id": agent_id, "hostname": hostname, "ports": ports}
-        if not self._observe(slot, state, now, exit_code=exit_code, reason=reason, message=message, **info):
+        if not self._observe(
+            slot,
+            state,
+            now,
+            exit_code=exit_code,
+            reason=reason,
+            message=message,
+            agent_id=agent_id,
+            hostname=hostname,
+            ports=ports,
+        ):
             return []
         actions = self._ended(slot, self._outcome(slot, state, reason), now)
         return actions + self._advance(now)
