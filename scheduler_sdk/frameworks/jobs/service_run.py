@@ -32,14 +32,14 @@ from typing import Any
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk._daemon.flags import format_duration
 from scheduler_sdk.frameworks.jobs.deployment import (
-    MAX_DEPLOYMENTS_KEPT,
+    KILL_DRAIN,
+    KILL_REPLACE,
+    KILL_RETIRE,
     Deployment,
+    Rollouts,
     free_indexes,
-    replace_first,
     retire_first,
-    runs_the_same,
     serving,
-    settled,
     with_counts,
 )
 from scheduler_sdk.frameworks.jobs.run_base import (
@@ -49,26 +49,21 @@ from scheduler_sdk.frameworks.jobs.run_base import (
     FREE,
     STOPPED,
     SUCCEEDED,
-    RunBase,
     classify_end,
     retry_delay,
 )
 from scheduler_sdk.frameworks.jobs.spec import JobSpec, StepSpec
-from scheduler_sdk.frameworks.jobs.tasks import KILL_STOP, Action, Launch, Message, Revert, Slot, TaskLaunch
+from scheduler_sdk.frameworks.jobs.tasks import KILL_STOP, Action, Launch, Message, Slot, TaskLaunch
 
 __all__ = ["MAX_COUNT", "UPSTREAM_FILE", "Deployment", "ServiceRun"]
 
 MAX_COUNT = 1000  # instances of a service, workers of a stage
 UPSTREAM_FILE = "upstream"  # the file in a stream worker's sandbox that lists its upstream endpoints
 MAX_ATTEMPTS_KEPT = 10  # an instance's earlier attempts kept (a crash loop would grow them without end)
-# why we asked for a kill (KILL_STOP: the run is stopped)
-KILL_REPLACE = "replace"  # replaced by the new version: relaunched at it once ended
-KILL_RETIRE = "retire"  # scaled down, replaced by a canary, its stage gone: never relaunched
-KILL_DRAIN = "drain"  # moved off a draining agent: relaunched elsewhere, uncounted
 _RETIRED, _REPLACED = "retired", "replaced"  # how a task ended, besides run_base's
 
 
-class ServiceRun(RunBase):
+class ServiceRun(Rollouts):
     """The state of the run of a service or stream `spec` at `version`; every method that changes it returns the
     actions that follow."""
 
@@ -164,7 +159,7 @@ class ServiceRun(RunBase):
                 if s.version != self.version or s.launched_at is None:
                     continue
                 times.append(max(s.launched_at, dep.started_at) + policy.healthy_deadline)
-                if s.healthy and s.healthy_since is not None:
+                if serving(s) and s.healthy_since is not None:  # it settles then (not while being killed)
                     times.append(s.healthy_since + policy.min_healthy_time)
         return min(times, default=None)
 
@@ -200,41 +195,6 @@ class ServiceRun(RunBase):
                 self._moving.append(s.task_id)
         return self._advance(now)
 
-    def update(self, spec: JobSpec, version: int, now: float) -> list[Action]:
-        """Roll out `spec` as `version` (ValueError: another type, not a newer version, the run stopped). A
-        deployment in progress is cancelled; the new one starts from what runs now."""
-        if self.state != "running" or self._stopping:
-            raise ValueError(
-                f"run {self.run_id} of job {self.job_id} is {'stopping' if self._stopping else self.state}"
-            )
-        if spec.type != self.spec.type:
-            raise ValueError(f"type: job {self.job_id} is a {self.spec.type} job, not a {spec.type} job")
-        if version <= self.version:
-            raise ValueError(f"version {version} is not newer than version {self.version}")
-        prev = self.deployment()
-        actions: list[Action] = []
-        if prev is not None and prev.active:
-            prev.end("cancelled", now, f"replaced by version {version}")
-            for s in self._active():
-                if s.canary:  # the canaries of the cancelled version: they were never promoted
-                    actions += self._retire(s, now, f"canary of version {prev.version}, whose update was cancelled")
-        previous_version = self.version
-        self.spec, self.version = spec, version
-        self._specs[version] = spec
-        for s in self._active():
-            if runs_the_same(self._specs[s.version], spec):
-                s.version = version  # nothing to restart: it runs what the new version would
-        old = any(s.version != version for s in self._active())
-        canaries = spec.update.canary if spec.type == "service" and old else 0
-        dep = Deployment(version, previous_version, "running", now, canaries=canaries)
-        dep.max_parallel = spec.update.max_parallel
-        if not old and (prev is None or prev.state == "succeeded"):
-            dep.end("succeeded", now, "")  # a scale, not a rollout
-            if previous_version in self._stable:
-                self._stable.add(version)
-        self._deploy(dep)
-        return actions + self._advance(now)
-
     def scale(self, count: int, now: float, step: str = "") -> list[Action]:
         """Want `count` instances (a stream: workers of stage `step`, which may be left out when there is one
         stage); ValueError naming what is wrong. During a rollout it is the new version's count."""
@@ -252,23 +212,6 @@ class ServiceRun(RunBase):
             raise ValueError(f"stage: {what}" if self.spec.type == "stream" else f"a service has no stages: {step!r}")
         self.spec = with_counts(self.spec, {step: count})
         self._specs[self.version] = self.spec
-        return self._advance(now)
-
-    def promote(self, now: float) -> list[Action]:
-        """The canaries waiting take the place of as many old instances (retired); then the rest are replaced
-        (ValueError: no canary waits)."""
-        dep = self.deployment()
-        if dep is None or dep.state != "paused":
-            if dep is None:
-                what = "there is no deployment"
-            elif dep.active and dep.canaries:
-                what = f"the canaries of version {dep.version} are not all healthy yet"
-            else:
-                what = f"the deployment of version {dep.version} is {dep.state}"
-            raise ValueError(f"no canary waits for promotion ({what})")
-        dep.promoted, dep.state, dep.message = True, "running", ""
-        for s in self._active():
-            s.canary = False  # now instances like the others: as many old ones are too many (retired)
         return self._advance(now)
 
     # -- reading it ---------------------------------------------------------------------------------------------
@@ -290,14 +233,6 @@ class ServiceRun(RunBase):
         mine = [s for s in self._active() if s.step == step]
         return "failed" if mine and all(s.state == "failed" for s in mine) else "running"
 
-    def deployment(self) -> Deployment | None:
-        """The latest deployment (None before the run started)."""
-        return self._deployments[-1] if self._deployments else None
-
-    def deployments(self) -> list[Deployment]:
-        """The deployments kept (the last 20), oldest first."""
-        return list(self._deployments)
-
     def endpoints(self, step: str = "") -> list[Slot]:
         """The healthy instances (workers of `step`, or of every stage), step then index: hostname and ports."""
         return [s for s in self.slots() if serving(s) and (not step or s.step == step)]
@@ -305,23 +240,8 @@ class ServiceRun(RunBase):
     def healthy_count(self) -> int:
         return len(self.endpoints())
 
-    def wanted_count(self) -> int:
-        return sum(s.count for s in self.spec.steps)
-
-    def stable_versions(self) -> set[int]:
-        """The versions once fully rolled out and healthy."""
-        return set(self._stable)
-
     def crash_looping(self, slot: Slot) -> bool:
         return slot.failures >= self.spec.restart.crash_loop
-
-    def pending_revert(self) -> Revert | None:
-        """The revert the latest deployment asked for and that has not happened (a new version): to carry out
-        after a restart that came between the asking and the doing."""
-        dep = self.deployment()
-        if dep is None or dep.state != "reverted" or not dep.revert_to or dep.version != self.version:
-            return None
-        return Revert(dep.revert_to, dep.message.removesuffix(f": reverting to version {dep.revert_to}"))
 
     # -- persistence --------------------------------------------------------------------------------------------
 
@@ -588,67 +508,6 @@ class ServiceRun(RunBase):
                 actions += self._retire(s, now, why)
         return actions
 
-    def _roll(self, now: float) -> list[Action]:
-        """The deployment in progress: canaries, then old instances replaced max_parallel at a time; its end."""
-        dep = self.deployment()
-        if dep is None or not dep.active:
-            return []
-        policy = self.spec.update
-        active = self._active()
-        new = [s for s in active if s.version == self.version]
-        ok = {id(s) for s in new if settled(s, now, policy.min_healthy_time)}
-        for s in new:  # the healthy deadline runs from a new instance's launch (or trouble) until it has settled
-            s.launched_at = None if id(s) in ok else (now if s.launched_at is None else s.launched_at)
-        dep.wanted, dep.placed, dep.healthy = self.wanted_count(), sum(s.state != "waiting" for s in new), len(ok)
-        for s in new:
-            if s.launched_at is not None and max(s.launched_at, dep.started_at) + policy.healthy_deadline <= now:
-                return self._fail(dep, s, now)
-        actions: list[Action] = []
-        if dep.canaries and not dep.promoted:
-            canaries = [s for s in new if s.canary]
-            if len(canaries) < dep.canaries:
-                actions += self._new_slots(self.spec.steps[0].name, dep.canaries - len(canaries), now, canary=True)
-            elif all(id(s) in ok for s in canaries):
-                dep.state = "paused"
-                dep.message = f"{len(canaries)} canaries healthy: waiting for `aiomesos job promote {self.job_id}`"
-                return actions
-            healthy = sum(id(s) in ok for s in canaries)
-            dep.state, dep.message = "running", f"starting {dep.canaries} canaries: {healthy} healthy"
-            return actions
-        old = [s for s in active if s.version != self.version]
-        in_flight = sum(s.killing == KILL_REPLACE for s in active) + sum(id(s) not in ok for s in new)
-        for s in replace_first(old, self._step_order()):
-            if in_flight >= policy.max_parallel:
-                break
-            if s.killing:
-                continue
-            if s.live:
-                actions.append(self._kill(s, KILL_REPLACE, f"replaced by version {self.version}"))
-            else:  # failed for good, or never launched: nothing to wait for
-                actions.append(self._launch_at(s, self.version, now))
-            in_flight += 1
-        if not old and len(ok) == len(new):
-            dep.end("succeeded", now, "")
-            self._stable.add(self.version)
-        else:
-            dep.message = f"replacing {dep.max_parallel} at a time: {len(ok)} of {dep.wanted} healthy"
-        return actions
-
-    def _fail(self, dep: Deployment, slot: Slot, now: float) -> list[Action]:
-        """`slot`, a new instance, was not healthy by its deadline: the deployment fails (and maybe reverts)."""
-        policy = self.spec.update
-        what = f"instance {slot.index}" if self.spec.type == "service" else f"worker {slot.index} of stage {slot.step}"
-        why = f"{what} of version {dep.version} not healthy within {format_duration(policy.healthy_deadline)}"
-        if policy.min_healthy_time:
-            why += f" (for {format_duration(policy.min_healthy_time)})"
-        target = max((v for v in self._stable if v != self.version), default=0)
-        if policy.auto_revert and target:
-            dep.end("reverted", now, f"{why}: reverting to version {target}")
-            dep.revert_to = target
-            return [Revert(target, why)]
-        dep.end("failed", now, why + (" (no stable version to revert to)" if policy.auto_revert else ""))
-        return []
-
     def _move_off_drains(self) -> list[Action]:
         """Kill instances on draining agents while fewer than max_parallel moves are under way."""
         self._moved = {k for k in self._moved if (s := self._slot_at(*k)) is not None and s.live and not s.healthy}
@@ -701,9 +560,6 @@ class ServiceRun(RunBase):
             return []
         data = "".join(f"{a}\n" for a in self._addresses(upstream)).encode()
         return [Message(slot.task_id, slot.agent_id, UPSTREAM_FILE, data)]
-
-    def _deploy(self, dep: Deployment) -> None:
-        self._deployments = [*self._deployments, dep][-MAX_DEPLOYMENTS_KEPT:]
 
     def _maybe_end(self, now: float) -> None:
         if self.state == "running" and self._stopping and not any(s.live for s in self._all_slots()):
