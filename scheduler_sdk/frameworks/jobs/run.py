@@ -22,11 +22,23 @@ cancels what can no longer run (`on_failure`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk._daemon.flags import format_duration
+from scheduler_sdk.frameworks.jobs.run_base import (
+    DRAINED,
+    FAILED,
+    FATAL,
+    FREE,
+    MAX_RELAUNCHES,
+    STOPPED,
+    SUCCEEDED,
+    RunBase,
+    classify_end,
+    retry_delay,
+)
 from scheduler_sdk.frameworks.jobs.spec import JobSpec, StepSpec
 from scheduler_sdk.frameworks.jobs.tasks import (
     KILL_GANG,
@@ -39,46 +51,26 @@ from scheduler_sdk.frameworks.jobs.tasks import (
     Slot,
     TaskLaunch,
 )
-from scheduler_sdk.states import TERMINAL_STATES, state_name
 
-__all__ = ["MAX_RELAUNCHES", "RUN_STATES", "Action", "Attempt", "Kill", "Launch", "Run", "Slot", "TaskLaunch"]
+__all__ = [
+    "MAX_RELAUNCHES",
+    "RUN_STATES",
+    "Action",
+    "Attempt",
+    "Kill",
+    "Launch",
+    "Run",
+    "Slot",
+    "TaskLaunch",
+    "retry_delay",
+]
 
 RUN_STATES = ("pending", "running", "succeeded", "failed", "stopped")
-MAX_RELAUNCHES = 5  # free relaunches of a slot (or a gang) whose task never ran; then a drop counts as a failure
-# a task that ends with one of these reasons before it ran was refused at launch (its offer went away): it never ran
-_REFUSED_REASONS = frozenset({tpb.TaskStatus.REASON_INVALID_OFFERS, tpb.TaskStatus.REASON_RESOURCES_UNKNOWN})
-# a reconciliation answer with one of these: the master does not have the task; if it never ran, it never will
-_NOT_THERE = frozenset({tpb.TASK_LOST, tpb.TASK_GONE, tpb.TASK_UNKNOWN, tpb.TASK_DROPPED})
-# refused by the master for what the task is: retrying cannot help
-_FATAL_REASONS = frozenset(
-    {
-        tpb.TaskStatus.REASON_TASK_UNAUTHORIZED,
-        tpb.TaskStatus.REASON_TASK_INVALID,
-        tpb.TaskStatus.REASON_TASK_GROUP_UNAUTHORIZED,
-        tpb.TaskStatus.REASON_TASK_GROUP_INVALID,
-    }
-)
-# TASK_UNKNOWN (the master knows neither the task nor its agent) ends a task as TASK_LOST does
-_END_STATES = TERMINAL_STATES | {tpb.TASK_UNKNOWN}
-# how a task ended
-_SUCCEEDED, _STOPPED, _FREE, _DRAINED, _FAILED, _FATAL, _GANG = (
-    "succeeded",
-    "stopped",
-    "free",  # it never ran: relaunched without a retry (at most MAX_RELAUNCHES times)
-    "drained",  # its agent was drained under it: relaunched without a retry
-    "failed",  # retried if attempts are left
-    "fatal",  # fails for good at once
-    "gang",  # killed because another gang member ended
-)
-_RETRY, _FAIL = "retry", "fail"  # what a gang does once its members have ended (or _FREE, _DRAINED)
+GANG = "gang"  # how a task ended: killed because another gang member ended (the others: run_base)
+_RETRY, _FAIL = "retry", "fail"  # what a gang does once its members have ended (or FREE, DRAINED)
 
 
-def retry_delay(backoff: float, max_backoff: float, n: int) -> float:
-    """Seconds before the n-th retry (n >= 1): backoff, doubled for each further retry, at most max_backoff."""
-    return min(max_backoff, backoff * 2.0 ** (n - 1))
-
-
-class Run:
+class Run(RunBase):
     """The state of one run of `spec`; every method that changes it returns the actions that follow."""
 
     def __init__(self, job_id: str, run_id: str, spec: JobSpec, created_at: float) -> None:
@@ -89,7 +81,7 @@ class Run:
         self._steps: dict[str, StepSpec] = {s.name: s for s in spec.steps}
         self._slots: dict[str, list[Slot]] = {s.name: [Slot(s.name, i) for i in range(s.count)] for s in spec.steps}
         self._started: set[str] = set()  # steps launched
-        self._gangs: dict[str, str] = {}  # gang step -> what it does once its members have ended (_RETRY/_FREE/_FAIL)
+        self._gangs: dict[str, str] = {}  # gang step -> what it does once its members have ended (_RETRY/FREE/_FAIL)
         self._stopping = ""  # why the run was stopped ("": it was not)
         self._changed: list[Slot] = []  # slots that turned dirty since the last take (see take_dirty)
         self._watch()
@@ -114,25 +106,26 @@ class Run:
         message: str = "",
         agent_id: str = "",
         hostname: str = "",
+        healthy: bool | None = None,
+        ports: Sequence[int] = (),
     ) -> list[Action]:
-        """A task status update. Unknown tasks, old attempts and repeats change nothing."""
+        """A task status update. Unknown tasks, old attempts and repeats change nothing. `healthy` is for
+        services (ignored here); `ports`, the ports placement gave the task, are recorded."""
         slot = self._current(task_id)
         if slot is None or not slot.live:
             return []
-        slot.agent_id, slot.hostname = agent_id or slot.agent_id, hostname or slot.hostname
-        if state in (tpb.TASK_STAGING, tpb.TASK_STARTING):
-            if slot.state == "queued":
-                slot.state, slot.why_waiting = "staging", ""
+        if not self._observe(
+            slot,
+            state,
+            now,
+            exit_code=exit_code,
+            reason=reason,
+            message=message,
+            agent_id=agent_id,
+            hostname=hostname,
+            ports=ports,
+        ):
             return []
-        if state == tpb.TASK_RUNNING:
-            if slot.state != "running":
-                slot.state, slot.why_waiting = "running", ""
-                slot.started_at = now if slot.started_at is None else slot.started_at
-            return []
-        if state not in _END_STATES:  # KILLING; UNREACHABLE is not an end: the master says LOST/GONE later
-            return []
-        slot.task_state, slot.reason, slot.exit_code, slot.ended_at = state_name(state), reason, exit_code, now
-        slot.message = message
         actions = self._ended(slot, self._outcome(slot, state, reason), now)
         return actions + self._advance(now)
 
@@ -172,35 +165,17 @@ class Run:
         self._maybe_end(now)
         return actions
 
-    def waiting(self, task_id: str, why: str) -> None:
-        """The placement's reason the queued task `task_id` waits (shown by `job status`)."""
-        slot = self._current(task_id)
-        if slot is not None and slot.state == "queued":
-            slot.why_waiting = why
-
-    def kills_outstanding(self) -> list[Kill]:
-        """Every kill asked and not yet answered by the task's end: to send again (after a restart, and every
-        few seconds until the terminal status comes)."""
-        return [Kill(s.task_id, s.agent_id, s.kill_reason) for s in self._all_slots() if s.live and s.killing]
+    def draining(self, agent_id: str, now: float) -> list[Action]:
+        """The agent `agent_id` drains: a batch task there runs on until it ends (or the drain's deadline kills
+        it, REASON_AGENT_DRAINING, and it is relaunched elsewhere without using a retry). Nothing to do now; a
+        service moves its instances off (ServiceRun.draining)."""
+        return []
 
     # -- reading it ---------------------------------------------------------------------------------------------
 
     @property
     def done(self) -> bool:
         return self.state in ("succeeded", "failed", "stopped")
-
-    def live_tasks(self) -> list[tuple[str, str]]:
-        """(task_id, agent_id) of every task launched and not ended: what to reconcile after a restart."""
-        return [(s.task_id, s.agent_id) for s in self._all_slots() if s.state in ("staging", "running")]
-
-    def queued(self) -> list[TaskLaunch]:
-        """The launches handed to placement and not yet reported: what to queue again after a restart."""
-        return [self._task_launch(s) for s in self._all_slots() if s.state == "queued"]
-
-    def launch_for(self, task_id: str) -> TaskLaunch | None:
-        """The current launch of a live task (to adopt it after a restart); None for old or unknown ids."""
-        slot = self._current(task_id)
-        return self._task_launch(slot) if slot is not None and slot.live else None
 
     def slots(self) -> list[Slot]:
         """Every (step, index), in step order then index."""
@@ -216,9 +191,6 @@ class Run:
         if len(states) == 1 and states <= {"cancelled", "succeeded"}:
             return states.pop()
         return "waiting" if step not in self._started else "running"
-
-    def owns(self, task_id: str) -> bool:
-        return self._parse(task_id) is not None
 
     # -- persistence --------------------------------------------------------------------------------------------
 
@@ -238,26 +210,6 @@ class Run:
             "started": sorted(self._started),
             "gangs": dict(self._gangs),
         }
-
-    def take_dirty(self) -> list[dict[str, Any]]:
-        """The `to_dict` of every slot changed since the last take (each names its step and index), in slot order;
-        they are clean afterwards. A new run's slots (and a loaded run's, see `from_parts`) all count as changed.
-        Costs what changed, not the run's size."""
-        order = {name: n for n, name in enumerate(self._slots)}
-        changed = sorted((s for s in self._changed if s.dirty), key=lambda s: (order[s.step], s.index))
-        self._changed.clear()
-        out = []
-        for slot in changed:
-            if slot.dirty:  # once, however often it was listed
-                out.append(slot.to_dict())
-                slot.mark_clean()
-        return out
-
-    def mark_clean(self) -> None:
-        """Every slot as stored (after writing them all, or after loading them)."""
-        for slot in self._changed:
-            slot.mark_clean()
-        self._changed.clear()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], spec: JobSpec) -> Run:
@@ -283,31 +235,16 @@ class Run:
 
     # -- the machinery ------------------------------------------------------------------------------------------
 
-    def _watch(self) -> None:
-        """Have every slot report to this run when it turns dirty (the dirty ones are listed now)."""
-        self._changed = []
-        for slot in self._all_slots():
-            slot.report_to(self._changed)
-
     def _all_slots(self) -> Iterable[Slot]:
         for slots in self._slots.values():
             yield from slots
 
-    def _parse(self, task_id: str) -> tuple[Slot, int] | None:
-        """The slot a task id of this run names, and the attempt; None when it names none."""
-        prefix = f"{self.job_id}.{self.run_id}."
-        parts = task_id[len(prefix) :].rsplit(".", 2) if task_id.startswith(prefix) else []
-        if len(parts) != 3 or not (parts[1].isdigit() and parts[2].isdigit()) or parts[0] not in self._slots:
-            return None
-        slots, index, attempt = self._slots[parts[0]], int(parts[1]), int(parts[2])
-        if index >= len(slots) or attempt > slots[index].attempt:
-            return None
-        return slots[index], attempt
+    def _slot_at(self, step: str, index: int) -> Slot | None:
+        slots = self._slots.get(step)
+        return slots[index] if slots is not None and index < len(slots) else None
 
-    def _current(self, task_id: str) -> Slot | None:
-        """The slot whose current attempt `task_id` is."""
-        found = self._parse(task_id)
-        return found[0] if found is not None and found[0].task_id == task_id else None
+    def _step_order(self) -> Mapping[str, int]:
+        return {name: n for n, name in enumerate(self._slots)}
 
     def _deadline(self, slot: Slot) -> float | None:
         timeout = self._steps[slot.step].timeout
@@ -346,62 +283,22 @@ class Run:
 
     def _launch(self, slot: Slot, ready_at: float) -> Launch:
         """Hand the slot's next attempt to placement (the first one, when the slot has none yet)."""
-        if slot.task_id:
-            slot.attempts.append(
-                Attempt(
-                    slot.task_id,
-                    slot.task_state,
-                    slot.exit_code,
-                    slot.started_at,
-                    slot.ended_at,
-                    slot.agent_id,
-                    slot.hostname,
-                    slot.message,
-                )
-            )
-            slot.mark_dirty()  # changed in place
-            slot.attempt += 1
-        slot.task_id = f"{self.job_id}.{self.run_id}.{slot.step}.{slot.index}.{slot.attempt}"
-        slot.state, slot.ready_at, slot.why_waiting = "queued", ready_at, ""
-        slot.agent_id = slot.hostname = slot.message = slot.task_state = slot.killing = slot.kill_reason = ""
-        slot.started_at = slot.ended_at = slot.exit_code = None
-        slot.reason = 0
+        self._next_attempt(slot, ready_at)
         return Launch(self._task_launch(slot))
-
-    def _kill(self, slot: Slot, kind: str, reason: str) -> Kill:
-        slot.killing, slot.kill_reason = kind, reason
-        return Kill(slot.task_id, slot.agent_id, reason)
-
-    def _end_slot(self, slot: Slot, state: str, now: float, message: str = "") -> None:
-        """End a slot's current attempt without a status from its task (it was not known launched)."""
-        slot.state, slot.ended_at = state, now
-        if slot.task_id and not slot.task_state:
-            slot.task_state = state_name(tpb.TASK_KILLED)
-        slot.message = message or slot.message
 
     def _outcome(self, slot: Slot, state: int, reason: int) -> str:
         """What a task's terminal state means for its slot."""
         if state == tpb.TASK_FINISHED:
-            return _SUCCEEDED
+            return SUCCEEDED
         if slot.killing == KILL_STOP or self._stopping:
-            return _STOPPED
+            return STOPPED
         if slot.killing == KILL_GANG:
             slot.message = slot.kill_reason
-            return _GANG
+            return GANG
         if slot.killing == KILL_TIMEOUT:
             slot.message = slot.kill_reason
-            return _FAILED
-        if state == tpb.TASK_ERROR and reason in _FATAL_REASONS:
-            return _FATAL
-        if state == tpb.TASK_KILLED and reason == tpb.TaskStatus.REASON_AGENT_DRAINING:
-            return _DRAINED
-        not_started = slot.started_at is None and (
-            reason in _REFUSED_REASONS or (reason == tpb.TaskStatus.REASON_RECONCILIATION and state in _NOT_THERE)
-        )
-        never_ran = state == tpb.TASK_DROPPED or not_started
-        if never_ran and state != tpb.TASK_ERROR and slot.relaunches < MAX_RELAUNCHES:
-            return _FREE
-        return _FAILED
+            return FAILED
+        return classify_end(state, reason, started=slot.started_at is not None, relaunches=slot.relaunches)
 
     def _retries_left(self, slot: Slot) -> bool:
         return slot.retries < self._steps[slot.step].retries.attempts and not self._stopping
@@ -414,13 +311,13 @@ class Run:
         """The current attempt of `slot` ended as `outcome`: what follows."""
         if self._steps[slot.step].gang:
             return self._gang_member_ended(slot, outcome, now)
-        if outcome in (_FREE, _DRAINED):
-            slot.relaunches += outcome == _FREE
+        if outcome in (FREE, DRAINED):
+            slot.relaunches += outcome == FREE
             return [self._launch(slot, 0.0)]
-        if outcome == _FAILED and self._retries_left(slot):
+        if outcome == FAILED and self._retries_left(slot):
             slot.retries += 1
             return [self._launch(slot, self._retry_at(slot, now))]
-        slot.state = {_SUCCEEDED: "succeeded", _STOPPED: "stopped"}.get(outcome, "failed")
+        slot.state = {SUCCEEDED: "succeeded", STOPPED: "stopped"}.get(outcome, "failed")
         if slot.state == "failed":
             self._step_failed(slot.step)
         return []
@@ -430,11 +327,11 @@ class Run:
         member has ended, the gang is relaunched as one (or the step fails)."""
         actions: list[Action] = []
         plan = self._gangs.get(slot.step)
-        if outcome == _STOPPED:
+        if outcome == STOPPED:
             slot.state = "stopped"
-        elif outcome == _SUCCEEDED and plan in (None, _FAIL):
+        elif outcome == SUCCEEDED and plan in (None, _FAIL):
             slot.state = "succeeded"
-        elif outcome in (_FREE, _DRAINED, _FAILED, _FATAL) and plan is None:
+        elif outcome in (FREE, DRAINED, FAILED, FATAL) and plan is None:
             plan = self._gang_plan(slot, outcome)
             self._gangs[slot.step] = plan
             slot.state = "failed" if plan == _FAIL else "waiting"
@@ -453,9 +350,9 @@ class Run:
 
     def _gang_plan(self, slot: Slot, outcome: str) -> str:
         """What the gang does once its members have ended, when `slot` is the first to end `outcome`."""
-        if outcome in (_FREE, _DRAINED):
+        if outcome in (FREE, DRAINED):
             return outcome
-        return _RETRY if outcome == _FAILED and self._retries_left(slot) else _FAIL
+        return _RETRY if outcome == FAILED and self._retries_left(slot) else _FAIL
 
     def _kill_gang(self, failed: Slot) -> list[Action]:
         """Kill every other live member of a gang whose member `failed` (queued ones too: a gang launches in one
@@ -470,7 +367,7 @@ class Run:
     def _relaunch_gang(self, step: str, plan: str, now: float) -> list[Action]:
         slots = self._slots[step]
         for s in slots:
-            if plan == _FREE:
+            if plan == FREE:
                 s.relaunches += 1
             elif plan == _RETRY:
                 s.retries += 1

@@ -1,6 +1,7 @@
 """The values a run of a job is made of: its slots (one per step and task index), their earlier attempts, and the
-actions a run asks its shell for (`Launch` a task, `Kill` one). Plain data, no behaviour beyond naming; the state
-machine that moves them is `run.Run`."""
+actions a run asks its shell for (`Launch` a task, `Kill` one, send a `Message`, `Revert` a version). Plain data,
+no behaviour beyond naming; the state machines that move them are `run.Run` (batch and workflow jobs) and
+`service_run.ServiceRun` (services and streams), on the common ground of `run_base.RunBase`."""
 
 from __future__ import annotations
 
@@ -133,6 +134,15 @@ class Slot:
     ready_at: float = 0.0  # the current attempt's not-before time
     killing: str = ""  # KILL_*: why we asked to kill the current attempt ("": we did not)
     kill_reason: str = ""  # the reason given with that Kill
+    # services and streams (service_run.ServiceRun); batch and workflow slots keep the defaults (ports recorded)
+    version: int = 0  # the job version the current attempt runs
+    healthy: bool | None = None  # its last health: None while not known (not running, or no check result yet)
+    healthy_since: float | None = None  # when it last became healthy (None: it is not)
+    ports: list[int] = field(default_factory=list)  # the ports the current attempt was given (AIOMESOS_PORT0...)
+    failures: int = 0  # failures in a row (forgotten once healthy for restart.reset_after)
+    canary: bool = False  # started by an update's canary phase, beside the old instances, until promoted
+    retired: bool = False  # being removed (scaled down, replaced by a canary, its stage gone): never relaunched
+    launched_at: float | None = None  # when its version was handed to placement; None once healthy long enough
 
     # Per slot, set with object.__setattr__, and kept out of the dataclass's fields (so out of asdict, eq, repr):
     # changed since last taken (a new slot is), and where the slot lists itself when it turns dirty (its run's
@@ -196,11 +206,20 @@ class Slot:
             "ready_at": self.ready_at,
             "killing": self.killing,
             "kill_reason": self.kill_reason,
+            "version": self.version,
+            "healthy": self.healthy,
+            "healthy_since": self.healthy_since,
+            "ports": list(self.ports),
+            "failures": self.failures,
+            "canary": self.canary,
+            "retired": self.retired,
+            "launched_at": self.launched_at,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Slot:
-        """The slot `to_dict` gave (a new slot: dirty)."""
+        """The slot `to_dict` gave (a new slot: dirty); fields it lacks (an older record's) take their defaults."""
         fields = dict(d)
         fields["attempts"] = [Attempt(**a) for a in fields.get("attempts", [])]
+        fields["ports"] = list(fields.get("ports", []))
         return cls(**fields)
