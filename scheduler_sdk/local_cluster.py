@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,6 +119,24 @@ def leftover_cgroups(work_dir: Path) -> list[Path]:
         candidates = [mount / root] + [d / root for d in mount.iterdir() if d.is_dir() and not d.is_symlink()]
         found.extend(c for c in candidates if c.is_dir())
     return found
+
+
+_PORTS = re.compile(r"ports:\[(\d+)-(\d+)\]")
+
+
+def agent_ports(resources: str, index: int, agents: int) -> str:
+    """`resources` with agent `index`'s own slice of its `ports:[a-b]` range (of `agents` equal slices; agents
+    added beyond them wrap round). Agents on one host share its ports: two tasks on two local agents must never be
+    given the same port, and an agent's health check on 127.0.0.1 must reach its own task."""
+    found = _PORTS.search(resources)
+    if found is None or agents < 2:
+        return resources
+    first, last = int(found.group(1)), int(found.group(2))
+    width = (last - first + 1) // agents
+    if width < 1:
+        return resources
+    begin = first + (index % agents) * width
+    return resources[: found.start()] + f"ports:[{begin}-{begin + width - 1}]" + resources[found.end() :]
 
 
 @dataclass
@@ -356,7 +375,7 @@ class LocalCluster:
                 "--hostname",
                 f"agent{i}.local",
                 "--resources",
-                self.agent_resources,
+                agent_ports(self.agent_resources, i, self.agents),
                 "--log-format",
                 "json",
                 "--log-level",

@@ -55,6 +55,7 @@ class SubmitJobResponse(_message.Message):
     RUN_ID_FIELD_NUMBER: _builtins.int
     UPDATED_FIELD_NUMBER: _builtins.int
     NEXT_RUN_AT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     run_id: _builtins.str
     """empty when no run started now (a cron job, or dry_run)"""
@@ -62,6 +63,8 @@ class SubmitJobResponse(_message.Message):
     """a job of that name existed: its spec was replaced"""
     next_run_at: _builtins.float
     """a cron job: its next fire time (unix seconds)"""
+    version: _builtins.int
+    """a service (stream): the version it runs now (unchanged when the spec changed nothing)"""
     def __init__(
         self,
         *,
@@ -69,10 +72,11 @@ class SubmitJobResponse(_message.Message):
         run_id: _builtins.str = ...,
         updated: _builtins.bool = ...,
         next_run_at: _builtins.float = ...,
+        version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "next_run_at", b"next_run_at", "run_id", b"run_id", "updated", b"updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "next_run_at", b"next_run_at", "run_id", b"run_id", "updated", b"updated", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -86,8 +86,9 @@ class JobsServicer:
 
     def Submit(self, request, context):
         """Validate a spec (YAML, as in a file) and submit it: a new job, or a new spec for a job of that name. A job
-        without a schedule starts a run now; a cron job runs at its times. INVALID_ARGUMENT names the field and line;
-        FAILED_PRECONDITION when the job has a run in progress (stop it first) or changes type.
+        without a schedule starts a run now; a cron job runs at its times; a service (stream) rolls out the new version.
+        INVALID_ARGUMENT names the field and line, or says the spec changes the job's type; FAILED_PRECONDITION when a
+        batch job or workflow has a run in progress (stop it first).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

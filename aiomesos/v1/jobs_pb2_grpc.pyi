@@ -35,8 +35,9 @@ class JobsStub:
     def __new__(cls, channel: _aio.Channel) -> JobsAsyncStub: ...
     Submit: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.SubmitJobRequest, _jobs_pb2.SubmitJobResponse]
     """Validate a spec (YAML, as in a file) and submit it: a new job, or a new spec for a job of that name. A job
-    without a schedule starts a run now; a cron job runs at its times. INVALID_ARGUMENT names the field and line;
-    FAILED_PRECONDITION when the job has a run in progress (stop it first) or changes type.
+    without a schedule starts a run now; a cron job runs at its times; a service (stream) rolls out the new version.
+    INVALID_ARGUMENT names the field and line, or says the spec changes the job's type; FAILED_PRECONDITION when a
+    batch job or workflow has a run in progress (stop it first).
     """
     ListJobs: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListJobsRequest, _jobs_pb2.ListJobsResponse]
     GetJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.GetJobRequest, _jobs_pb2.JobStatus]
@@ -63,8 +64,9 @@ class JobsAsyncStub(JobsStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Submit: _aio.UnaryUnaryMultiCallable[_jobs_pb2.SubmitJobRequest, _jobs_pb2.SubmitJobResponse]  # type: ignore[assignment]
     """Validate a spec (YAML, as in a file) and submit it: a new job, or a new spec for a job of that name. A job
-    without a schedule starts a run now; a cron job runs at its times. INVALID_ARGUMENT names the field and line;
-    FAILED_PRECONDITION when the job has a run in progress (stop it first) or changes type.
+    without a schedule starts a run now; a cron job runs at its times; a service (stream) rolls out the new version.
+    INVALID_ARGUMENT names the field and line, or says the spec changes the job's type; FAILED_PRECONDITION when a
+    batch job or workflow has a run in progress (stop it first).
     """
     ListJobs: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ListJobsRequest, _jobs_pb2.ListJobsResponse]  # type: ignore[assignment]
     GetJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.GetJobRequest, _jobs_pb2.JobStatus]  # type: ignore[assignment]
@@ -94,8 +96,9 @@ class JobsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_jobs_pb2.SubmitJobResponse, _abc.Awaitable[_jobs_pb2.SubmitJobResponse]]:
         """Validate a spec (YAML, as in a file) and submit it: a new job, or a new spec for a job of that name. A job
-        without a schedule starts a run now; a cron job runs at its times. INVALID_ARGUMENT names the field and line;
-        FAILED_PRECONDITION when the job has a run in progress (stop it first) or changes type.
+        without a schedule starts a run now; a cron job runs at its times; a service (stream) rolls out the new version.
+        INVALID_ARGUMENT names the field and line, or says the spec changes the job's type; FAILED_PRECONDITION when a
+        batch job or workflow has a run in progress (stop it first).
         """
 
     @_abc_1.abstractmethod

@@ -16,7 +16,7 @@ the service was down run once (on_missed run_once) or are recorded as skipped (s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -26,8 +26,10 @@ from scheduler_sdk.driver import SchedulerDriver
 from scheduler_sdk.frameworks.jobs.cron import CronSchedule
 from scheduler_sdk.frameworks.jobs.placement import JobsScheduler
 from scheduler_sdk.frameworks.jobs.run import Kill, Launch, Run, TaskLaunch
-from scheduler_sdk.frameworks.jobs.spec import JobSpec, check_fits, parse_spec
-from scheduler_sdk.frameworks.jobs.store import JobRecord, JobStore, RunRecord
+from scheduler_sdk.frameworks.jobs.service_run import ServiceRun
+from scheduler_sdk.frameworks.jobs.spec import JobSpec, check_fits, parse_spec, spec_diff
+from scheduler_sdk.frameworks.jobs.store import JobRecord, JobStore, RunRecord, VersionRecord
+from scheduler_sdk.frameworks.jobs.tasks import Message, Revert
 from scheduler_sdk.states import TERMINAL_STATES
 
 log = structlog.get_logger(__name__)
@@ -48,17 +50,60 @@ class JobError(Exception):
         self.kind = kind  # invalid | not_found | conflict | denied
 
 
+AnyRun = Run | ServiceRun
+
+
 @dataclass
 class Job:
     record: JobRecord
     spec: JobSpec
     cron: CronSchedule | None
     runs: list[RunRecord] = field(default_factory=list)  # every run (and skipped time), oldest first
-    active: dict[str, Run] = field(default_factory=dict)  # run id -> the run's state machine, while it runs
+    active: dict[str, AnyRun] = field(default_factory=dict)  # run id -> the run's state machine, while it runs
+    versions: list[VersionRecord] = field(default_factory=list)  # services and streams: every version, oldest first
+    _specs: dict[int, JobSpec] = field(default_factory=dict)  # versions parsed so far
 
     @property
     def job_id(self) -> str:
         return self.record.job_id
+
+    @property
+    def version(self) -> int:
+        """The latest version (0: a batch job or workflow, which have none)."""
+        return self.versions[-1].version if self.versions else 0
+
+    def version_record(self, version: int) -> VersionRecord | None:
+        return next((v for v in self.versions if v.version == version), None)
+
+    def spec_of(self, version: int) -> JobSpec:
+        """The spec of a version (KeyError: no such version), parsed once."""
+        spec = self._specs.get(version)
+        if spec is None:
+            v = self.version_record(version)
+            if v is None:
+                raise KeyError(version)
+            spec = self._specs[version] = parse_spec(v.spec_yaml, v.filename)
+        return spec
+
+    def service_run(self) -> ServiceRun | None:
+        """A service's (stream's) run in progress (it has at most one)."""
+        return next((r for r in self.active.values() if isinstance(r, ServiceRun)), None)
+
+
+class _Specs(Mapping[int, JobSpec]):
+    """A job's specs by version, each parsed when first asked for (a service run reads the versions it refers to)."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def __getitem__(self, version: int) -> JobSpec:
+        return self.job.spec_of(version)
+
+    def __iter__(self) -> Iterator[int]:
+        return (v.version for v in self.job.versions)
+
+    def __len__(self) -> int:
+        return len(self.job.versions)
 
 
 def _cron_of(spec: JobSpec) -> CronSchedule | None:
@@ -79,7 +124,7 @@ class JobsCore:
         self.clock = clock  # unix seconds, for runs (timeouts, backoffs) and records
         self.cron_clock = cron_clock or clock  # unix seconds, for cron times (a test may drive it)
         self.jobs: dict[str, Job] = {}
-        self.runs_by_prefix: dict[str, tuple[Job, Run]] = {}  # "job.run" -> the active run
+        self.runs_by_prefix: dict[str, tuple[Job, AnyRun]] = {}  # "job.run" -> the active run
         self._to_reconcile: dict[str, str] = {}  # task id -> agent id: read back at start, not answered yet
         self.driver: SchedulerDriver | None = None
         self._asked_at = 0.0  # when the unanswered reconciliations were last asked
@@ -93,6 +138,7 @@ class JobsCore:
         for record in self.store.jobs():
             spec = parse_spec(record.spec_yaml, record.filename)
             job = Job(record, spec, _cron_of(spec), self.store.runs(record.job_id))
+            job.versions = self.store.versions(record.job_id) if spec.long_running else []
             self.jobs[record.job_id] = job
         now = self.clock()
         for rec in self.store.active_runs():
@@ -112,7 +158,7 @@ class JobsCore:
             "jobs loaded", jobs=len(self.jobs), active_runs=len(self.runs_by_prefix), tasks=len(self._to_reconcile)
         )
 
-    def _resume(self, run: Run, now: float) -> None:
+    def _resume(self, run: AnyRun, now: float) -> None:
         queued_again = []
         for slot in run.slots():
             if slot.state not in ("queued", "staging", "running") or not slot.task_id:
@@ -128,14 +174,19 @@ class JobsCore:
         if queued_again:
             self.scheduler.submit(queued_again)
 
-    def _read_run(self, job: Job, rec: RunRecord) -> Run:
+    def _read_run(self, job: Job, rec: RunRecord) -> AnyRun:
         assert rec.data is not None
-        spec = job.spec if rec.spec_yaml == job.record.spec_yaml else parse_spec(rec.spec_yaml, job.record.filename)
-        run = Run.from_parts(rec.data, self.store.slots(rec.job_id, rec.run_id), spec)
+        slots = self.store.slots(rec.job_id, rec.run_id)
+        run: AnyRun
+        if job.spec.long_running:
+            run = ServiceRun.from_parts(rec.data, slots, _Specs(job))
+        else:
+            spec = job.spec if rec.spec_yaml == job.record.spec_yaml else parse_spec(rec.spec_yaml, job.record.filename)
+            run = Run.from_parts(rec.data, slots, spec)
         run.mark_clean()
         return run
 
-    def finished_run(self, job: Job, rec: RunRecord) -> Run | None:
+    def finished_run(self, job: Job, rec: RunRecord) -> AnyRun | None:
         """A run's state machine, read from the store (for a run that has ended), or the live one."""
         run = job.active.get(rec.run_id)
         if run is None and rec.data is not None:
@@ -172,7 +223,7 @@ class JobsCore:
         dry_run: bool = False,
         operator: bool = False,
         authorize: Callable[[JobSpec], None] | None = None,
-    ) -> tuple[Job | None, Run | None, bool]:
+    ) -> tuple[Job | None, AnyRun | None, bool]:
         """A new job, or a new spec for one; starts a run unless the job is a cron job. Raises SpecError (bad
         spec, or it cannot fit `agents`) or JobError (`authorize`, given the parsed spec, may raise it too).
         Returns (job, run started or None, updated)."""
@@ -193,9 +244,9 @@ class JobsCore:
                 raise JobError(
                     f"job {spec.name!r} is a {job.spec.type} job; a spec may not change its type to {spec.type} "
                     f"(stop it and submit under another name)",
-                    "conflict",
+                    "invalid",
                 )
-            if job.active and not spec.schedule:
+            if job.active and not spec.schedule and not spec.long_running:
                 ids = ", ".join(sorted(job.active))
                 raise JobError(
                     f"job {spec.name!r} has a run in progress (run {ids}): `aiomesos job stop {spec.name}` first",
@@ -205,12 +256,18 @@ class JobsCore:
             return None, None, job is not None
         now = self.clock()
         updated = job is not None
+        if spec.long_running and job is not None:
+            current = job.service_run()
+            if current is not None and spec_diff(job.spec, spec) == "none":
+                return job, current, True  # nothing to roll out: no new version
         record = JobRecord(spec.name, spec_yaml, filename, owner, now)
         if job is not None:
             record.runs, record.last_fire = job.record.runs, job.record.last_fire
             job.record, job.spec, job.cron = record, spec, _cron_of(spec)
         else:
             job = self.jobs[spec.name] = Job(record, spec, _cron_of(spec))
+        if spec.long_running:
+            return job, self._submit_version(job, spec, "submit", 0, owner, now), updated
         run = None
         with self.store.transaction():
             if job.cron is not None:
@@ -255,6 +312,107 @@ class JobsCore:
             raise JobError(f"no job {job_id!r}", "not_found")
         return job
 
+    # ------------------------------------------------------------------ services and streams
+    def _submit_version(
+        self, job: Job, spec: JobSpec, cause: str, reverted_from: int, owner: str, now: float
+    ) -> AnyRun:
+        """A new version of a service (stream), written with the job; rolled out by its run in progress, or by a
+        new run when none is in progress (a new job, or one stopped)."""
+        version = job.version + 1
+        rec = VersionRecord(job.job_id, version, spec.source, spec.filename, owner, now, cause, reverted_from)
+        current = job.service_run()
+        run: AnyRun
+        with self.store.transaction():
+            job.record.spec_yaml, job.record.filename, job.record.stopped = spec.source, spec.filename, False
+            job.versions.append(rec)
+            job._specs[version] = spec
+            job.spec = spec
+            self.store.put_version(rec)
+            self.store.put_job(job.record)
+            if current is None:
+                run = self._new_run(job, cause, None, now)
+                actions = run.start(now)
+            else:
+                run, actions = current, current.update(spec, version, now)
+            self._save(job, run)
+        log.info("job version", job_id=job.job_id, version=version, cause=cause, run_id=run.run_id)
+        self._apply(job, run, actions)
+        return run
+
+    def _long_run(self, job_id: str) -> tuple[Job, ServiceRun]:
+        job = self.job(job_id)
+        if not job.spec.long_running:
+            raise JobError(f"job {job_id!r} is a {job.spec.type} job: only services and streams do that", "conflict")
+        run = job.service_run()
+        if run is None or job.record.stopped:
+            raise JobError(f"job {job_id!r} is not running (stopped): submit it again first", "conflict")
+        return job, run
+
+    def scale(self, job_id: str, count: int, stage: str = "") -> tuple[int, int]:
+        """A service's instances (a stream stage's workers): (before, now). JobError for a bad count or stage."""
+        job, run = self._long_run(job_id)
+        step = stage or (job.spec.steps[0].name if len(job.spec.steps) == 1 else "")
+        if not step:
+            names = ", ".join(s.name for s in run.spec.steps)
+            raise JobError(f"job {job_id!r} is a stream of several stages: name one with --stage ({names})")
+        before = next((s.count for s in run.spec.steps if s.name == step), None)
+        try:
+            previous = sum(1 for s in run.slots() if s.step == step and not s.retired)
+            actions = run.scale(count, self.clock(), step)
+        except ValueError as e:
+            raise JobError(str(e)) from None
+        self._apply(job, run, actions)
+        log.info("job scaled", job_id=job_id, stage=step, previous=previous, count=count, spec_count=before)
+        return previous, count
+
+    def promote(self, job_id: str) -> int:
+        job, run = self._long_run(job_id)
+        try:
+            actions = run.promote(self.clock())
+        except ValueError as e:
+            raise JobError(f"job {job_id!r}: {e}", "conflict") from None
+        self._apply(job, run, actions)
+        return run.version
+
+    def revert(self, job_id: str, version: int, owner: str) -> tuple[int, int]:
+        """A new version with the spec of `version`: (the new version, version)."""
+        job, run = self._long_run(job_id)
+        old = job.version_record(version)
+        if old is None:
+            known = ", ".join(str(v.version) for v in job.versions)
+            raise JobError(f"job {job_id!r} has no version {version} (its versions: {known})", "not_found")
+        if version == run.version:
+            raise JobError(f"job {job_id!r} runs version {version} already", "conflict")
+        self._submit_version(job, job.spec_of(version), "revert", version, owner, self.clock())
+        return job.version, version
+
+    def latest_service_run(self, job: Job) -> ServiceRun | None:
+        """A service's run in progress, else its latest run as stored (for versions and deployments)."""
+        run = job.service_run()
+        if run is None and job.spec.long_running:
+            rec = next((r for r in reversed(job.runs) if r.data is not None), None)
+            found = self.finished_run(job, rec) if rec is not None else None
+            run = found if isinstance(found, ServiceRun) else None
+        return run
+
+    def draining(self, agent_id: str) -> None:
+        """An agent drains: the services on it move their instances elsewhere."""
+        now = self.clock()
+        for job, run in list(self.runs_by_prefix.values()):
+            if isinstance(run, ServiceRun):
+                self._apply(job, run, run.draining(agent_id, now))
+
+    def _auto_revert(self, job: Job, revert: Revert) -> None:
+        log.warning("update failed: reverting", job_id=job.job_id, to_version=revert.version, why=revert.reason)
+        if job.version_record(revert.version) is None:
+            return
+        self._submit_version(job, job.spec_of(revert.version), "auto-revert", revert.version, "", self.clock())
+
+    def _message(self, m: Message) -> None:
+        if self.driver is None:
+            return  # not subscribed: the run tells the worker again when its upstream next changes
+        self.driver.message(m.agent_id, m.task_id, m.data, path=m.path)
+
     # ------------------------------------------------------------------ events
     def on_update(self, launch: TaskLaunch, status: tpb.TaskStatus) -> None:
         """A status update of one of our tasks (called before it is acknowledged)."""
@@ -273,7 +431,14 @@ class JobsCore:
             message=status.message,
             agent_id=status.agent_id,
             hostname=self.scheduler.hostname(status.agent_id),
+            healthy=status.healthy if status.has_healthy else None,
+            ports=self.scheduler.ports(status.task_id),
+            host=self.scheduler.agent_host(status.agent_id),
         )
+        if status.state not in TERMINAL_STATES and run.launch_for(status.task_id) is None:
+            # an attempt superseded (a service instance replaced while its agent was unreachable, and back now)
+            log.warning("killing a superseded attempt", task_id=status.task_id, agent_id=status.agent_id)
+            self.scheduler.kill(status.task_id)
         self._apply(job, run, actions)
 
     def tick(self) -> None:
@@ -352,11 +517,15 @@ class JobsCore:
         job.runs.append(rec)
 
     # ------------------------------------------------------------------ runs
-    def _new_run(self, job: Job, trigger: str, scheduled_for: float | None, now: float) -> Run:
+    def _new_run(self, job: Job, trigger: str, scheduled_for: float | None, now: float) -> AnyRun:
         """A run made and written (inside the caller's transaction); started by `_start` after the commit."""
         job.record.runs += 1
         run_id = str(job.record.runs)
-        run = Run(job.job_id, run_id, job.spec, now)
+        run: AnyRun
+        if job.spec.long_running:
+            run = ServiceRun(job.job_id, run_id, job.spec, now, version=job.version)
+        else:
+            run = Run(job.job_id, run_id, job.spec, now)
         rec = RunRecord(
             job.job_id, run_id, job.record.runs, run.state, trigger, now, job.record.spec_yaml, scheduled_for
         )
@@ -366,28 +535,35 @@ class JobsCore:
         self._activate(job, run)
         return run
 
-    def _activate(self, job: Job, run: Run) -> None:
+    def _activate(self, job: Job, run: AnyRun) -> None:
         job.active[run.run_id] = run
         self.runs_by_prefix[f"{job.job_id}.{run.run_id}"] = (job, run)
 
-    def _start(self, job: Job, run: Run, now: float) -> None:
+    def _start(self, job: Job, run: AnyRun, now: float) -> None:
         self._apply(job, run, run.start(now))
 
-    def _apply(self, job: Job, run: Run, actions: Sequence[object]) -> None:
+    def _apply(self, job: Job, run: AnyRun, actions: Sequence[object]) -> None:
         """Write the run's state, then carry out its actions."""
         self._save(job, run)
         launches = [a.task for a in actions if isinstance(a, Launch)]
         if launches:
             self.scheduler.submit(launches)
+        reverts = []
         for a in actions:
             if isinstance(a, Kill):
                 self.scheduler.kill(a.task_id)
+            elif isinstance(a, Message):
+                self._message(a)
+            elif isinstance(a, Revert):
+                reverts.append(a)
+        for revert in reverts:
+            self._auto_revert(job, revert)
         if run.done:
             job.active.pop(run.run_id, None)
             self.runs_by_prefix.pop(f"{job.job_id}.{run.run_id}", None)
             log.info("run ended", job_id=job.job_id, run_id=run.run_id, state=run.state)
 
-    def _save(self, job: Job, run: Run) -> None:
+    def _save(self, job: Job, run: AnyRun) -> None:
         """The run's header and the slots that changed since the last save, in one transaction."""
         rec = next((r for r in reversed(job.runs) if r.run_id == run.run_id), None)  # runs in progress are last
         if rec is None:
@@ -420,7 +596,7 @@ def run_counts(job: Job, rec: RunRecord) -> tuple[int, int, int, int]:
     return rec.tasks, rec.succeeded, rec.failed, rec.running
 
 
-def _counts(run: Run) -> tuple[int, int, int, int]:
+def _counts(run: AnyRun) -> tuple[int, int, int, int]:
     """(tasks, succeeded, failed, running) of a run's slots."""
     slots = run.slots()
     return (

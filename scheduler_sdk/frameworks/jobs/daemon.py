@@ -138,8 +138,16 @@ class JobsDaemon:
             assert core is not None
             core.orphan(status)
 
+        def on_draining(agent_id: str) -> None:
+            assert core is not None
+            core.draining(agent_id)
+
         scheduler = JobsScheduler(
-            on_update=on_update, on_registered=on_registered, on_unknown=on_unknown, gang_hold=a.gang_hold
+            on_update=on_update,
+            on_registered=on_registered,
+            on_unknown=on_unknown,
+            on_draining=on_draining,
+            gang_hold=a.gang_hold,
         )
         core = JobsCore(store, scheduler, cron_clock=cron_clock)
         core.load()

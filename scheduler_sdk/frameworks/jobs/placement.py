@@ -47,6 +47,7 @@ from scheduler_sdk.frameworks.jobs.role_scheduler import (
     RoleDriver,
     RoleScheduler,
 )
+from scheduler_sdk.placement.agents import KnownAgent
 from scheduler_sdk.placement.model import TaskRequest
 from scheduler_sdk.states import TERMINAL_STATES
 
@@ -178,11 +179,21 @@ class JobsScheduler(Scheduler):
     def hostname(self, agent_id: str) -> str:
         """The hostname an agent offered under ("" if none of its offers came): for the task records, as a
         TaskStatus names the agent only."""
+        agent = self._agent(agent_id)
+        return agent.hostname if agent is not None else ""
+
+    def agent_host(self, agent_id: str) -> str:
+        """The host part of the agent's own address (an IP on a cluster whose agents register by IP): where its
+        tasks' ports are reached, even where its hostname does not resolve ("" if none of its offers came)."""
+        agent = self._agent(agent_id)
+        return agent.host if agent is not None else ""
+
+    def _agent(self, agent_id: str) -> KnownAgent | None:
         for scheduler in self.schedulers.values():
             agent = scheduler.agents.get(agent_id)
             if agent is not None:
-                return agent.hostname
-        return ""
+                return agent
+        return None
 
     def waiting_reasons(self) -> dict[str, str]:
         """task id -> why it waits, for every queued task of every role."""

@@ -108,6 +108,7 @@ class Run(RunBase):
         hostname: str = "",
         healthy: bool | None = None,
         ports: Sequence[int] = (),
+        host: str = "",
     ) -> list[Action]:
         """A task status update. Unknown tasks, old attempts and repeats change nothing. `healthy` is for
         services (ignored here); `ports`, the ports placement gave the task, are recorded."""
@@ -124,6 +125,7 @@ class Run(RunBase):
             agent_id=agent_id,
             hostname=hostname,
             ports=ports,
+            host=host,
         ):
             return []
         actions = self._ended(slot, self._outcome(slot, state, reason), now)

@@ -169,10 +169,12 @@ class RunBase:
         agent_id: str,
         hostname: str,
         ports: Sequence[int],
+        host: str = "",
     ) -> bool:
         """Move a live slot by its task's status; True when the status ended the task (its end recorded in the
         slot). KILLING and UNREACHABLE are no end (the master says LOST/GONE later)."""
         slot.agent_id, slot.hostname = agent_id or slot.agent_id, hostname or slot.hostname
+        slot.host = host or slot.host
         if ports:
             slot.ports = list(ports)
         if state in (tpb.TASK_STAGING, tpb.TASK_STARTING):
@@ -212,7 +214,9 @@ class RunBase:
             slot.attempt += 1
         slot.task_id = f"{self.job_id}.{self.run_id}.{slot.step}.{slot.index}.{slot.attempt}"
         slot.state, slot.ready_at, slot.why_waiting = "queued", ready_at, ""
-        slot.agent_id = slot.hostname = slot.message = slot.task_state = slot.killing = slot.kill_reason = ""
+        slot.agent_id = slot.hostname = slot.host = slot.message = slot.task_state = slot.killing = slot.kill_reason = (
+            ""
+        )
         slot.started_at = slot.ended_at = slot.exit_code = slot.healthy = slot.healthy_since = None
         slot.reason = 0
         slot.ports = []

@@ -17,10 +17,11 @@ from aiomesos.v1 import jobs_pb2 as jpb
 from aiomesos.v1 import jobs_pb2_grpc
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk._daemon.security import caller
-from scheduler_sdk.frameworks.jobs.core import Job, JobError, JobsCore, run_counts
-from scheduler_sdk.frameworks.jobs.run import Run
+from scheduler_sdk.frameworks.jobs.core import AnyRun, Job, JobError, JobsCore, run_counts
+from scheduler_sdk.frameworks.jobs.service_run import Deployment, ServiceRun, address
 from scheduler_sdk.frameworks.jobs.spec import JobSpec, SpecError
 from scheduler_sdk.frameworks.jobs.store import RunRecord
+from scheduler_sdk.frameworks.jobs.tasks import Slot
 from scheduler_sdk.security.acls import Authorizer, audit
 
 #: Who may call the Jobs service at all.
@@ -32,6 +33,7 @@ _CODES = {
     "denied": grpc.StatusCode.PERMISSION_DENIED,
 }
 MAX_SPEC_BYTES = 1 << 20
+MAX_INSTANCES = 1000  # a service's instances, a stream stage's workers
 
 AgentTotals = Callable[[], Awaitable[Sequence[dict[str, float]] | None]]
 
@@ -88,6 +90,7 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
         if job is not None:
             response.job_id = job.job_id
             response.next_run_at = job.record.next_run_at or 0.0
+            response.version = job.version
         if run is not None:
             response.run_id = run.run_id
         return response
@@ -110,19 +113,14 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
             rec = records[-1]
             run = self.core.finished_run(job, rec)
             out.run.CopyFrom(run_status(rec, run, self.core.scheduler.waiting_reasons()))
+            if isinstance(run, ServiceRun) and run.deployment() is not None:
+                out.deployment.CopyFrom(deployment_status(run.deployment()))
         return out
 
     async def StopJob(self, request: jpb.StopJobRequest, context: grpc.aio.ServicerContext) -> jpb.StopJobResponse:
         try:
-            job = self.core.job(request.job_id)
-            who = self._who()
-            if not self._may_manage(job):
-                raise JobError(
-                    f"{who} may not stop job {job.job_id!r} of {job.record.owner or 'nobody'} (only its owner or an "
-                    "operator may)",
-                    "denied",
-                )
-            stopped, kills = self.core.stop(request.job_id, f"stopped by {who or 'a user'}")
+            self._manage(request.job_id, "stop")
+            stopped, kills = self.core.stop(request.job_id, f"stopped by {self._who() or 'a user'}")
         except JobError as e:
             await _abort(context, e)
         return jpb.StopJobResponse(run_id=",".join(stopped), killed=kills)
@@ -134,29 +132,91 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
             job = self.core.job(request.job_id)
         except JobError as e:
             await _abort(context, e)
-        return jpb.JobHistoryResponse(runs=[run_summary(job, r) for r in job.runs])
+        out = jpb.JobHistoryResponse(runs=[run_summary(job, r) for r in job.runs])
+        run = self.core.latest_service_run(job)
+        stable = run.stable_versions() if run is not None else set()
+        readable = self._may_manage(job)
+        for v in job.versions:
+            out.versions.add(
+                version=v.version,
+                created_at=v.created_at,
+                cause=v.cause,
+                owner=v.owner,
+                stable=v.version in stable,
+                reverted_from=v.reverted_from,
+                spec_yaml=v.spec_yaml if readable else "",
+            )
+        for d in run.deployments() if run is not None else []:
+            out.deployments.append(deployment_status(d))
+        return out
 
     async def ScaleJob(self, request: jpb.ScaleJobRequest, context: grpc.aio.ServicerContext) -> jpb.ScaleJobResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not yet")
-        raise AssertionError("unreachable")
+        try:
+            self._manage(request.job_id, "scale")
+            if not 0 <= request.count <= MAX_INSTANCES:
+                raise JobError(f"count: must be from 0 to {MAX_INSTANCES}, not {request.count}")
+            previous, count = self.core.scale(request.job_id, request.count, request.stage)
+        except JobError as e:
+            await _abort(context, e)
+        return jpb.ScaleJobResponse(previous=previous, count=count)
 
     async def PromoteJob(
         self, request: jpb.PromoteJobRequest, context: grpc.aio.ServicerContext
     ) -> jpb.PromoteJobResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not yet")
-        raise AssertionError("unreachable")
+        try:
+            self._manage(request.job_id, "promote")
+            version = self.core.promote(request.job_id)
+        except JobError as e:
+            await _abort(context, e)
+        return jpb.PromoteJobResponse(version=version)
 
     async def RevertJob(
         self, request: jpb.RevertJobRequest, context: grpc.aio.ServicerContext
     ) -> jpb.RevertJobResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not yet")
-        raise AssertionError("unreachable")
+        try:
+            self._manage(request.job_id, "revert")
+            version, reverted_from = self.core.revert(request.job_id, request.version, self._who())
+        except JobError as e:
+            await _abort(context, e)
+        return jpb.RevertJobResponse(version=version, reverted_from=reverted_from)
 
     async def GetEndpoints(
         self, request: jpb.GetEndpointsRequest, context: grpc.aio.ServicerContext
     ) -> jpb.GetEndpointsResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not yet")
-        raise AssertionError("unreachable")
+        try:
+            job = self.core.job(request.job_id)
+            run = job.service_run()
+            if not job.spec.long_running:
+                raise JobError(f"job {job.job_id!r} is a {job.spec.type} job: only services and streams have endpoints")
+            if request.stage and all(s.name != request.stage for s in job.spec.steps):
+                names = ", ".join(s.name for s in job.spec.steps)
+                raise JobError(f"stage: job {job.job_id!r} has no stage {request.stage!r} (its stages: {names})")
+        except JobError as e:
+            await _abort(context, e)
+        out = jpb.GetEndpointsResponse()
+        for slot in run.endpoints(request.stage) if run is not None else []:
+            out.endpoints.add(
+                stage=slot.step,
+                index=slot.index,
+                host=slot.hostname,
+                ports=list(slot.ports),
+                address=address(slot),
+                version=slot.version,
+                task_id=slot.task_id,
+                agent_id=slot.agent_id,
+            )
+        return out
+
+    def _manage(self, job_id: str, what: str) -> Job:
+        """The job, if the caller may manage it (JobError "denied" naming both if not)."""
+        job = self.core.job(job_id)
+        if not self._may_manage(job):
+            raise JobError(
+                f"{self._who()} may not {what} job {job.job_id!r} of {job.record.owner or 'nobody'} (only its owner "
+                "or an operator may)",
+                "denied",
+            )
+        return job
 
 
 async def _abort(context: grpc.aio.ServicerContext, e: SpecError | JobError) -> NoReturn:
@@ -190,6 +250,13 @@ def summary(job: Job) -> jpb.JobSummary:
         out.state = "scheduled" if spec.schedule else "pending"
     if record.stopped and not job.active:
         out.state = "stopped" if not runs or out.state in ("running", "pending") else out.state
+    if spec.long_running:
+        out.version = job.version
+        run = job.service_run()
+        if run is not None:
+            out.healthy, out.instances = run.healthy_count(), run.wanted_count()
+            deployment = run.deployment()
+            out.deployment = deployment.state if deployment is not None else ""
     return out
 
 
@@ -210,7 +277,19 @@ def run_summary(job: Job, rec: RunRecord) -> jpb.RunSummary:
     return jpb.RunSummary(**_run_fields(rec), tasks=tasks, succeeded=succeeded, failed=failed)
 
 
-def run_status(rec: RunRecord, run: Run | None, waiting: dict[str, str]) -> jpb.RunStatus:
+def deployment_status(d: Deployment | None) -> jpb.DeploymentStatus:
+    """The wire form of a run's deployment (its fields are named as DeploymentStatus's; None times are 0)."""
+    if d is None:
+        return jpb.DeploymentStatus()
+    out = jpb.DeploymentStatus()
+    for name in jpb.DeploymentStatus.DESCRIPTOR.fields_by_name:
+        value = getattr(d, name, None)
+        if value is not None:
+            setattr(out, name, value)
+    return out
+
+
+def run_status(rec: RunRecord, run: AnyRun | None, waiting: dict[str, str]) -> jpb.RunStatus:
     out = jpb.RunStatus(**_run_fields(rec))
     if run is None:
         return out
@@ -239,6 +318,8 @@ def run_status(rec: RunRecord, run: Run | None, waiting: dict[str, str]) -> jpb.
         )
         if slot.exit_code is not None:
             t.has_exit_code, t.exit_code = True, slot.exit_code
+        if isinstance(run, ServiceRun):
+            _instance_fields(t, slot, run)
         for n, a in enumerate(slot.attempts):
             att = t.attempts.add(
                 attempt=n,
@@ -253,6 +334,15 @@ def run_status(rec: RunRecord, run: Run | None, waiting: dict[str, str]) -> jpb.
             if a.exit_code is not None:
                 att.has_exit_code, att.exit_code = True, a.exit_code
     return out
+
+
+def _instance_fields(t: jpb.TaskSlot, slot: Slot, run: ServiceRun) -> None:
+    """What a service instance (stream worker) adds to a task slot: version, health, ports, crash loop."""
+    t.version, t.canary, t.failures = slot.version, slot.canary, slot.failures
+    t.ports.extend(slot.ports)
+    t.crash_looping = slot.failures >= run.spec.restart.crash_loop
+    if slot.state == "running":
+        t.health = {True: "healthy", False: "unhealthy", None: ""}[slot.healthy]
 
 
 def _attempt_outcome(task_state: str) -> str:

@@ -54,6 +54,7 @@ from scheduler_sdk.frameworks.jobs.run_base import (
 )
 from scheduler_sdk.frameworks.jobs.spec import JobSpec, StepSpec
 from scheduler_sdk.frameworks.jobs.tasks import KILL_STOP, Action, Launch, Message, Slot, TaskLaunch
+from scheduler_sdk.states import state_name
 
 __all__ = ["MAX_COUNT", "UPSTREAM_FILE", "Deployment", "ServiceRun"]
 
@@ -109,12 +110,15 @@ class ServiceRun(Rollouts):
         hostname: str = "",
         healthy: bool | None = None,
         ports: Sequence[int] = (),
+        host: str = "",
     ) -> list[Action]:
         """A task status update (`healthy`: its health, when the status says; `ports`: those placement gave it).
         Unknown tasks, old attempts and repeats change nothing."""
         slot = self._current(task_id)
         if slot is None or not slot.live:
             return []
+        if state == tpb.TASK_UNREACHABLE:
+            return self._unreachable(slot, now, message)
         was_running = slot.state == "running"
         if self._observe(
             slot,
@@ -126,6 +130,7 @@ class ServiceRun(Rollouts):
             agent_id=agent_id,
             hostname=hostname,
             ports=ports,
+            host=host,
         ):
             slot.healthy = slot.healthy_since = None
             actions = self._ended(slot, self._outcome(slot, state, reason), now)
@@ -457,6 +462,16 @@ class ServiceRun(Rollouts):
             )
         return [launch]
 
+    def _unreachable(self, slot: Slot, now: float, message: str) -> list[Action]:
+        """Its agent is unreachable: replaced now (as Marathon does), not when the master gives it up; if the agent
+        comes back, the shell kills the superseded task. Not a failure of the instance: no backoff."""
+        slot.task_state, slot.ended_at = state_name(tpb.TASK_UNREACHABLE), now
+        slot.message = message or "its agent is unreachable"
+        slot.healthy = slot.healthy_since = None
+        outcome = self._outcome(slot, tpb.TASK_UNREACHABLE, 0)
+        actions = [self._relaunch(slot, 0.0)] if outcome == FAILED else self._ended(slot, outcome, now)
+        return actions + self._advance(now)
+
     def waiting(self, task_id: str, why: str) -> None:
         """The placement's reason the queued task waits (a crash-looping one keeps saying so)."""
         slot = self._current(task_id)
@@ -534,7 +549,7 @@ class ServiceRun(Rollouts):
 
     def _addresses(self, stage: str) -> list[str]:
         """host:port0 of the healthy workers of `stage`, by index."""
-        return [f"{s.hostname}:{s.ports[0]}" for s in self.endpoints(stage) if s.hostname and s.ports]
+        return [address(s) for s in self.endpoints(stage) if (s.host or s.hostname) and s.ports]
 
     def _upstream_messages(self) -> list[Action]:
         """A stage's upstream endpoints changed: tell each of its running workers."""
@@ -564,6 +579,11 @@ class ServiceRun(Rollouts):
     def _maybe_end(self, now: float) -> None:
         if self.state == "running" and self._stopping and not any(s.live for s in self._all_slots()):
             self.state, self.ended_at = "stopped", now
+
+
+def address(slot: Slot) -> str:
+    """host:port of an instance's first port ("" when it has none): its agent's address host, else its hostname."""
+    return f"{slot.host or slot.hostname}:{slot.ports[0]}" if slot.ports else ""
 
 
 def _gone(slot: Slot) -> bool:

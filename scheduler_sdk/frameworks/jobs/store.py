@@ -46,6 +46,17 @@ CREATE TABLE IF NOT EXISTS runs (
     running INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, run_id)
 );
+CREATE TABLE IF NOT EXISTS versions (
+    job_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    spec_yaml TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    cause TEXT NOT NULL,
+    reverted_from INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, version)
+);
 CREATE TABLE IF NOT EXISTS slots (
     job_id TEXT NOT NULL,
     run_id TEXT NOT NULL,
@@ -72,6 +83,20 @@ class JobRecord:
     next_run_at: float | None = None  # a cron job: its next fire time
     last_fire: float | None = None  # a cron job: the last fire time handled (run, or skipped)
     runs: int = 0  # runs (and skipped cron times) so far: the next run's sequence number is runs + 1
+
+
+@dataclass
+class VersionRecord:
+    """One version of a service's (stream's) spec: every submit that changes it makes one, and so does a revert."""
+
+    job_id: str
+    version: int
+    spec_yaml: str
+    filename: str
+    owner: str
+    created_at: float
+    cause: str  # submit | revert | auto-revert
+    reverted_from: int = 0  # revert / auto-revert: the version whose spec it copies
 
 
 @dataclass
@@ -157,6 +182,22 @@ class JobStore:
             ),
         )
 
+    # ------------------------------------------------------------------ versions
+    def versions(self, job_id: str) -> list[VersionRecord]:
+        rows = self.db.execute(
+            "SELECT job_id, version, spec_yaml, filename, owner, created_at, cause, reverted_from FROM versions "
+            "WHERE job_id = ? ORDER BY version",
+            (job_id,),
+        ).fetchall()
+        return [VersionRecord(*r) for r in rows]
+
+    def put_version(self, v: VersionRecord) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO versions (job_id, version, spec_yaml, filename, owner, created_at, cause, "
+            "reverted_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (v.job_id, v.version, v.spec_yaml, v.filename, v.owner, v.created_at, v.cause, v.reverted_from),
+        )
+
     # ------------------------------------------------------------------ runs
     def runs(self, job_id: str) -> list[RunRecord]:
         rows = self.db.execute(
@@ -198,6 +239,13 @@ class JobStore:
         self.db.executemany(
             "INSERT OR REPLACE INTO slots (job_id, run_id, step, idx, data) VALUES (?, ?, ?, ?, ?)",
             [(job_id, run_id, s["step"], s["index"], _json(s)) for s in slots],
+        )
+
+    def delete_slots(self, job_id: str, run_id: str, keys: list[tuple[str, int]]) -> None:
+        """Slots a run no longer has (a service scaled down, a stage removed)."""
+        self.db.executemany(
+            "DELETE FROM slots WHERE job_id = ? AND run_id = ? AND step = ? AND idx = ?",
+            [(job_id, run_id, step, idx) for step, idx in keys],
         )
 
     def slots(self, job_id: str, run_id: str) -> list[dict[str, Any]]:

@@ -139,6 +139,7 @@ class Slot:
     healthy: bool | None = None  # its last health: None while not known (not running, or no check result yet)
     healthy_since: float | None = None  # when it last became healthy (None: it is not)
     ports: list[int] = field(default_factory=list)  # the ports the current attempt was given (AIOMESOS_PORT0...)
+    host: str = ""  # where those ports are reached: the host of its agent's address ("": unknown, use hostname)
     failures: int = 0  # failures in a row (forgotten once healthy for restart.reset_after)
     canary: bool = False  # started by an update's canary phase, beside the old instances, until promoted
     retired: bool = False  # being removed (scaled down, replaced by a canary, its stage gone): never relaunched
@@ -210,6 +211,7 @@ class Slot:
             "healthy": self.healthy,
             "healthy_since": self.healthy_since,
             "ports": list(self.ports),
+            "host": self.host,
             "failures": self.failures,
             "canary": self.canary,
             "retired": self.retired,

@@ -41,6 +41,12 @@ class Placement:
     def hostname(self, agent_id: str) -> str:
         return f"{agent_id}.local" if agent_id else ""
 
+    def agent_host(self, agent_id: str) -> str:
+        return "127.0.0.1" if agent_id else ""
+
+    def ports(self, task_id: str) -> tuple[int, ...]:
+        return (31000,) if task_id in self.launch_of else ()
+
     def waiting_reasons(self) -> dict[str, str]:
         return {}
 

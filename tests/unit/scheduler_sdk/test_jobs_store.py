@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from scheduler_sdk.frameworks.jobs.daemon import build_parser
-from scheduler_sdk.frameworks.jobs.store import JobRecord, JobStore, RunRecord
+from scheduler_sdk.frameworks.jobs.store import JobRecord, JobStore, RunRecord, VersionRecord
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -56,3 +56,24 @@ def test_the_env_file_lists_every_flag_of_the_jobs_daemon() -> None:
         if s.startswith("--") and s not in ("--help", "--cron-clock-file")
     }
     assert flags - listed == set(), f"flags missing from deploy/env/jobs.env.example: {sorted(flags - listed)}"
+
+
+def test_a_services_versions_survive_a_reopen_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    store = JobStore(path)
+    with store.transaction():
+        store.put_version(VersionRecord("web", 2, "name: web # two\n", "web.yaml", "operator/a", 20.0, "submit"))
+        store.put_version(VersionRecord("web", 1, "name: web # one\n", "web.yaml", "operator/a", 10.0, "submit"))
+        store.put_version(VersionRecord("web", 3, "name: web # one\n", "", "", 30.0, "auto-revert", reverted_from=1))
+        store.put_version(VersionRecord("other", 1, "name: other\n", "o.yaml", "", 5.0, "submit"))
+    store.close()
+    again = JobStore(path)
+    versions = again.versions("web")
+    assert [(v.version, v.cause, v.reverted_from) for v in versions] == [
+        (1, "submit", 0),
+        (2, "submit", 0),
+        (3, "auto-revert", 1),
+    ]
+    assert versions[1].spec_yaml == "name: web # two\n" and versions[0].owner == "operator/a"
+    assert [v.version for v in again.versions("other")] == [1]
+    assert again.versions("nosuch") == []

@@ -287,10 +287,18 @@ def test_lost_and_gone_instances_are_failures_dropped_and_drained_ones_are_relau
         assert launch.ready_at == 0.0 and failures == (1 if state == tpb.TASK_DROPPED else 0)
 
 
-def test_an_unreachable_instance_is_not_replaced_until_the_master_says_it_is_lost() -> None:
+def test_an_unreachable_instance_is_replaced_at_once_without_a_backoff() -> None:
+    # As Marathon does: the master may take long to give the agent up; the service keeps its instances meanwhile
+    # (the shell kills the old task if its agent comes back).
     run, sim, now = steady(service(1))
-    assert sim.status(slot_of(run, 0).task_id, tpb.TASK_UNREACHABLE, now) == []
-    assert slot_of(run, 0).state == "running" and slot_of(run, 0).attempt == 0
+    old = slot_of(run, 0).task_id
+    actions = sim.status(old, tpb.TASK_UNREACHABLE, now, message="agent unreachable")
+    (launch,) = [a.task for a in actions if isinstance(a, Launch)]
+    assert launch.index == 0 and launch.ready_at == 0.0 and launch.task_id != old
+    slot = slot_of(run, 0)
+    assert slot.attempt == 1 and slot.failures == 0 and slot.attempts[-1].state == "TASK_UNREACHABLE"
+    assert run.launch_for(old) is None  # superseded: the shell kills it if it shows up again
+    assert run.on_status(old, tpb.TASK_RUNNING, now) == []
 
 
 def test_an_instance_refused_as_unauthorized_fails_for_good() -> None:
