@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from scheduler_sdk.etcd import EtcdClient
 from scheduler_sdk.local_etcd import LocalEtcd
@@ -28,6 +29,12 @@ from scheduler_sdk.security.local import LocalCertificates
 
 TRAVERSABLE = 0o711
 KEEP_SESSIONS = 3  # as pytest keeps its last three base temp dirs
+
+# Property tests check what is computed, not how fast: hypothesis' default 200 ms deadline an example (and its
+# too-slow health check) fail them, as "unreliable test timings", whenever the machine is busy, as it is with the
+# suite's two workers and their daemons. pytest-timeout still bounds every test. HYPOTHESIS_PROFILE=default: off.
+settings.register_profile("aiomesos", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "aiomesos"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
