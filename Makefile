@@ -27,8 +27,12 @@ run: $(STAMP)
 cluster: $(STAMP)
 	$(BIN)/aiomesos cluster up
 
+# Two pytest-xdist workers (most of the time is spent waiting on daemons); --dist loadfile keeps a module in one
+# worker, so its module-scoped fixtures (one cluster per module) are made once. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -34,9 +34,17 @@ class LocalEtcdError(RuntimeError):
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports free now (each socket is held until all are chosen: one after another, the
+    kernel could hand out the same port twice)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 class LocalEtcd:
@@ -121,8 +129,8 @@ class LocalEtcd:
                 f"{self.binary} is missing: install Debian's etcd-server (apt-get install etcd-server)"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.client_port = self.client_port or free_port()
-        self.peer_port = self.peer_port or free_port()
+        if not self.client_port:
+            self.client_port, self.peer_port = free_ports(2)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child from here on
         try:
             self.process = subprocess.Popen(

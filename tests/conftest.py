@@ -4,7 +4,8 @@ Tasks run as `nobody` by default (the agent's `--default-user`), and must reach 
 test's `tmp_path`: pytest's own temporary directories (`/tmp/pytest-of-USER/pytest-N`) are 0700, and pytest resets
 the first to 0700 at every session's start (another session running meanwhile would close it again). So the
 session's base temp dir is made under a directory of our own, `/tmp/aiomesos-pytest-of-USER` (0711), and each
-test's `tmp_path` and the base temp dir are made traversable (0711: not listable) for other users."""
+test's `tmp_path` and the base temp dir are made traversable (0711: not listable) for other users (under
+pytest-xdist, each worker's base temp dir, in the controller's, and the controller's too)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import contextlib
 import getpass
 import os
 import shutil
+import socket
 import stat
 import tempfile
 import uuid
@@ -19,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from scheduler_sdk.etcd import EtcdClient
 from scheduler_sdk.local_etcd import LocalEtcd
@@ -26,6 +29,12 @@ from scheduler_sdk.security.local import LocalCertificates
 
 TRAVERSABLE = 0o711
 KEEP_SESSIONS = 3  # as pytest keeps its last three base temp dirs
+
+# Property tests check what is computed, not how fast: hypothesis' default 200 ms deadline an example (and its
+# too-slow health check) fail them, as "unreliable test timings", whenever the machine is busy, as it is with the
+# suite's two workers and their daemons. pytest-timeout still bounds every test. HYPOTHESIS_PROFILE=default: off.
+settings.register_profile("aiomesos", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "aiomesos"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -37,8 +46,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.option.basetemp is not None or hasattr(config, "workerinput"):
-        return  # given on the command line, or a worker's (derived from its controller's)
+    if hasattr(config, "workerinput"):
+        # A pytest-xdist worker's base temp dir is one level down in its controller's (BASETEMP/popen-gwN), which
+        # pytest made 0700 before the worker started: open that one too, as `traversable` opens the worker's.
+        if config.option.basetemp is not None:
+            _make_traversable(Path(config.option.basetemp).parent)
+        return
+    if config.option.basetemp is not None:
+        return  # given on the command line
     root = _traversable_root()
     if root is not None:
         _prune(root)
@@ -95,10 +110,14 @@ def traversable(path: Path) -> Path:
     """`path` and its parent (a test's or a module's temp dir, and the session's base temp dir) made traversable
     by the users tasks run as."""
     for p in (path.parent, path):
-        mode = stat.S_IMODE(p.stat().st_mode)
-        if mode & 0o011 != 0o011:
-            os.chmod(p, mode | 0o011)
+        _make_traversable(p)
     return path
+
+
+def _make_traversable(path: Path) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o011 != 0o011:
+        os.chmod(path, mode | 0o011)
 
 
 def module_tmp_path(factory: pytest.TempPathFactory, name: str) -> Path:
@@ -158,3 +177,23 @@ def local_etcd(tmp_path: Path, etcd_certs: LocalCertificates) -> Iterator[Callab
     finally:
         for server in started:
             server.stop()
+
+
+@pytest.fixture
+def dead_port() -> Iterator[Callable[[], int]]:
+    """Makes loopback ports that refuse connections (bound, never listening) and stay so until the test ends: a
+    port bound and released could be taken meanwhile by a daemon of another test (another pytest worker's, all
+    binding port 0), which would answer."""
+    held: list[socket.socket] = []
+
+    def make() -> int:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        held.append(s)
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+    try:
+        yield make
+    finally:
+        for s in held:
+            s.close()

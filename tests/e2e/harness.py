@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -209,14 +210,20 @@ async def agents(master: str) -> list[Any]:
         return list((await client.agents()).agents)
 
 
-def task_pid(task_id: str, command: str = "sleep") -> int | None:
-    """The pid of the process of task `task_id` whose command line holds `command` (found by MESOS_TASK_ID)."""
+def task_pid(task_id: str, work_dir: Path, command: str = "sleep") -> int | None:
+    """The pid of the process of task `task_id` whose command line holds `command` (found by MESOS_TASK_ID), of a
+    cluster whose work dir is `work_dir` (its sandbox, MESOS_SANDBOX, is in it): other tests (another pytest
+    worker's, another session's) run tasks of the same name on this machine."""
+    roots = {work_dir, work_dir.resolve()}
     for p in psutil.process_iter(["cmdline", "environ"]):
         try:
             env = p.info["environ"] or {}
         except (psutil.Error, KeyError):
             continue
-        if env.get("MESOS_TASK_ID") == task_id and command in " ".join(p.info["cmdline"] or []):
+        if env.get("MESOS_TASK_ID") != task_id or command not in " ".join(p.info["cmdline"] or []):
+            continue
+        sandbox = Path(env.get("MESOS_SANDBOX", "/"))
+        if any(sandbox.is_relative_to(root) for root in roots):
             return int(p.pid)
     return None
 

@@ -50,8 +50,8 @@ async def test_unreachable_agent_and_its_return(tmp_path: Path) -> None:
             offer = await plain.next_offer()
             dp.accept([offer.id], [task("plain-task", "sleep 600", agent_id)])
             await plain.wait_state("plain-task", {tpb.TASK_RUNNING})
-            aware_pid = await eventually(lambda: task_pid("aware-task"), what="aware-task's process")
-            plain_pid = await eventually(lambda: task_pid("plain-task"), what="plain-task's process")
+            aware_pid = await eventually(lambda: task_pid("aware-task", c.work_dir), what="aware-task's process")
+            plain_pid = await eventually(lambda: task_pid("plain-task", c.work_dir), what="plain-task's process")
 
             # The agent dies (its checkpointed tasks run on) and stays away past the unreachable timeout.
             c.agent_daemons[0].signal(signal.SIGKILL)

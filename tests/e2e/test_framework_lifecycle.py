@@ -60,7 +60,7 @@ async def test_failover_within_the_timeout_keeps_tasks_and_past_it_kills_them(tm
             await rec.wait_state("long", {tpb.TASK_RUNNING})
         # Gone without TEARDOWN: disconnected, its task still running, until failover_timeout passes.
         assert await _framework_state(c.master_address, fid) == "disconnected"
-        pid = await eventually(lambda: task_pid("long"), what="the task's process")
+        pid = await eventually(lambda: task_pid("long", c.work_dir), what="the task's process")
         back = Recorder()
         async with framework(
             c.master_address, back, name="fo", failover_timeout=2.0, framework_id=fid, teardown=False

@@ -45,7 +45,8 @@ async def active_agent_id(master: str, name: str) -> str:
 
 
 def free_port() -> int:
-    """A loopback port nobody listens on (bound and released: a dead master's address)."""
+    """A loopback port free now (bound and released), for a master to come back on (`dead_port` is for a dead
+    master's address: it stays dead)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -123,10 +124,10 @@ async def standby(cluster: LocalCluster, cluster_ca: LocalCertificates) -> Async
 
 
 async def test_the_driver_skips_a_dead_master_and_follows_a_standby_to_the_leader(
-    cluster: LocalCluster, standby: Standby
+    cluster: LocalCluster, standby: Standby, dead_port: Callable[[], int]
 ) -> None:
     # The leader is not in the list: only the standby's refusal can lead the driver there.
-    masters = f"127.0.0.1:{free_port()},{standby.address}"
+    masters = f"127.0.0.1:{dead_port()},{standby.address}"
     recorder = Recorder(auto_decline=True)
     async with framework(masters, recorder, name="follower") as driver:
         assert driver.master_address == cluster.master_address
@@ -135,9 +136,9 @@ async def test_the_driver_skips_a_dead_master_and_follows_a_standby_to_the_leade
 
 
 async def test_an_agent_skips_a_dead_master_and_follows_a_standby_to_the_leader(
-    cluster: LocalCluster, standby: Standby
+    cluster: LocalCluster, standby: Standby, dead_port: Callable[[], int]
 ) -> None:
-    daemon = cluster.add_agent(extra_flags=["--master", f"127.0.0.1:{free_port()},{standby.address}"])
+    daemon = cluster.add_agent(extra_flags=["--master", f"127.0.0.1:{dead_port()},{standby.address}"])
     await cluster.wait_for_agents(3)
     assert standby.refused["Attach"] >= 1
     # (The master counts the agent before the agent has logged its REGISTERED.)
@@ -145,9 +146,9 @@ async def test_an_agent_skips_a_dead_master_and_follows_a_standby_to_the_leader(
 
 
 async def test_operator_reads_and_writes_follow_a_standby_to_the_leader(
-    cluster: LocalCluster, standby: Standby
+    cluster: LocalCluster, standby: Standby, dead_port: Callable[[], int]
 ) -> None:
-    async with OperatorClient(f"127.0.0.1:{free_port()},{standby.address}") as client:
+    async with OperatorClient(f"127.0.0.1:{dead_port()},{standby.address}") as client:
         assert len((await client.agents()).agents) == 2
         await client.update_weights({"eng": 3.0})
         assert (await client.weights())["eng"] == 3.0
@@ -278,8 +279,8 @@ async def test_a_token_only_client_is_told_it_cannot_read_a_client_cert_etcd(
     assert "HOST:PORT,HOST:PORT" in str(e.value)
 
 
-async def test_max_reconnect_attempts_counts_rounds_of_every_master() -> None:
-    dead = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+async def test_max_reconnect_attempts_counts_rounds_of_every_master(dead_port: Callable[[], int]) -> None:
+    dead = [f"127.0.0.1:{dead_port()}" for _ in range(3)]
     driver = SchedulerDriver(
         ",".join(dead),
         rpb.FrameworkInfo(name="gives-up"),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from scheduler_sdk.etcd import Compare, EtcdClient, EtcdCompacted, EtcdError, EtcdTLS, Op, WatchEvent, parse_url
-from scheduler_sdk.local_etcd import LocalEtcd, free_port
+from scheduler_sdk.local_etcd import LocalEtcd
 
 
 async def eventually(check: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
@@ -124,8 +124,10 @@ async def test_a_watch_resumes_after_etcd_restarts(
         assert [(e.type, e.kv.key) for e in seen] == expected
 
 
-async def test_calls_fail_over_to_an_endpoint_that_answers(etcd_server: LocalEtcd, etcd_prefix: str) -> None:
-    dead = f"127.0.0.1:{free_port()}"
+async def test_calls_fail_over_to_an_endpoint_that_answers(
+    etcd_server: LocalEtcd, etcd_prefix: str, dead_port: Callable[[], int]
+) -> None:
+    dead = f"127.0.0.1:{dead_port()}"
     tls = etcd_server.client_tls("etcd-test", "master")
     async with EtcdClient([dead, *etcd_server.endpoints], tls=tls, timeout=1.0) as client:
         await client.put(f"{etcd_prefix}/k", b"v")
@@ -135,7 +137,7 @@ async def test_calls_fail_over_to_an_endpoint_that_answers(etcd_server: LocalEtc
         assert [(s.endpoint, s.healthy) for s in statuses] == [(dead, False), (etcd_server.endpoints[0], True)]
         assert statuses[1].is_leader and statuses[1].version.startswith("3.") and statuses[0].error
 
-    other = f"127.0.0.1:{free_port()}"
+    other = f"127.0.0.1:{dead_port()}"
     async with EtcdClient([dead, other], tls=tls, timeout=1.0) as client:
         with pytest.raises(EtcdError) as raised:
             await client.get(f"{etcd_prefix}/k")

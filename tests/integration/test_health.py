@@ -8,10 +8,11 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -323,8 +324,8 @@ class TinyHTTP:
         finally:
             writer.close()
 
-    async def start(self, ssl_context: ssl.SSLContext | None = None) -> int:
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0, ssl=ssl_context)
+    async def start(self, ssl_context: ssl.SSLContext | None = None, port: int = 0) -> int:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", port, ssl=ssl_context)
         return int(self.server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
@@ -382,8 +383,21 @@ async def test_http_server_that_never_answers_times_out(tmp_path: Path, runs: li
     assert run.kills[0].endswith(f"HTTP GET http://127.0.0.1:{port}/ timed out after 0.2s")
 
 
-async def test_http_connection_refused_is_a_failure(tmp_path: Path, runs: list[Run], http_server: TinyHTTP) -> None:
-    port = await http_server.start()
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A loopback port held until the test ends: bound with SO_REUSEADDR and never listening, so that a connection
+    to it is refused but while the test's own server listens on it (asyncio's servers reuse addresses too), and
+    no daemon of another test (another pytest worker's: they bind port 0) takes it once that server is closed."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
+
+
+async def test_http_connection_refused_is_a_failure(
+    tmp_path: Path, runs: list[Run], http_server: TinyHTTP, held_port: int
+) -> None:
+    port = await http_server.start(port=held_port)
     await http_server.close()
     http_server.server = None
     run = Run(HC(type=HC.HTTP, http=HC.HTTPCheckInfo(port=port), **timing(failures=1)), tmp_path)
@@ -418,12 +432,12 @@ async def test_https_with_a_self_signed_certificate(tmp_path: Path, runs: list[R
 
 
 # ---------------------------------------------------------------------- TCP
-async def test_tcp_listening_then_closed(tmp_path: Path, runs: list[Run]) -> None:
+async def test_tcp_listening_then_closed(tmp_path: Path, runs: list[Run], held_port: int) -> None:
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    port = held_port
+    server = await asyncio.start_server(accept, "127.0.0.1", port)
     try:
         run = Run(HC(type=HC.TCP, tcp=HC.TCPCheckInfo(port=port), **timing(failures=3)), tmp_path)
         runs.append(run)
@@ -438,12 +452,9 @@ async def test_tcp_listening_then_closed(tmp_path: Path, runs: list[Run]) -> Non
     ]
 
 
-async def test_grace_period_ignores_early_failures(tmp_path: Path, runs: list[Run]) -> None:
+async def test_grace_period_ignores_early_failures(tmp_path: Path, runs: list[Run], held_port: int) -> None:
     # Nothing listens for the first part of the grace period; the task becomes healthy before it ends.
-    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = probe.sockets[0].getsockname()[1]
-    probe.close()
-    await probe.wait_closed()
+    port = held_port
     check = HC(
         type=HC.TCP,
         tcp=HC.TCPCheckInfo(port=port),
@@ -453,10 +464,7 @@ async def test_grace_period_ignores_early_failures(tmp_path: Path, runs: list[Ru
     runs.append(run)
     await run.wait(lambda: run.checker.checks_run >= 3, "some failing checks")
     assert run.calls == []  # ignored: within the grace period
-    try:
-        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
-    except OSError:
-        pytest.skip(f"port {port} was taken by someone else meanwhile")
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
     await run.wait(lambda: run.calls == [True], "healthy")
     server.close()
     await server.wait_closed()

@@ -268,10 +268,10 @@ async def test_big_batches_are_split_to_etcds_limits(etcd_client: EtcdClient, et
     await etcd_client.delete(etcd_prefix, prefix=True)
 
 
-async def test_an_unreachable_etcd_is_a_registry_error(etcd_server: object, etcd_prefix: str) -> None:
-    from scheduler_sdk.local_etcd import free_port
-
-    async with EtcdClient([f"127.0.0.1:{free_port()}"], timeout=0.5) as client:
+async def test_an_unreachable_etcd_is_a_registry_error(
+    etcd_server: object, etcd_prefix: str, dead_port: Callable[[], int]
+) -> None:
+    async with EtcdClient([f"127.0.0.1:{dead_port()}"], timeout=0.5) as client:
         registry = EtcdRegistry(client, etcd_prefix, None)
         started = time.monotonic()
         with pytest.raises(RegistryError, match="cannot write: etcd: txn: no endpoint answered"):
