@@ -25,6 +25,7 @@ from scheduler_sdk.frameworks.jobs.client import JobsClient
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.security.local import LocalCertificates
+from tests.conftest import module_tmp_path
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
 from tests.e2e.harness import eventually
 
@@ -38,7 +39,7 @@ async def cluster(
     tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCertificates
 ) -> AsyncIterator[LocalCluster]:
     c = LocalCluster(
-        tmp_path_factory.mktemp("services"),
+        module_tmp_path(tmp_path_factory, "services"),
         agents=4,
         master_flags=[*FAST_MASTER, "--agent-unreachable-timeout", "2"],
         agent_flags=list(FAST_AGENT),
