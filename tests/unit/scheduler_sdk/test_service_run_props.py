@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.frameworks.jobs.service_run import ServiceRun
 from scheduler_sdk.frameworks.jobs.spec import JobSpec, RestartPolicy, UpdatePolicy
-from tests.unit.scheduler_sdk.test_service_run import Sim, service, started
+from tests.unit.scheduler_sdk.test_service_run import service, started
 from tests.unit.scheduler_sdk.test_service_run_stream import Store
 
 OPS = ("run", "run", "kills", "tick", "fail", "health", "scale", "update", "promote", "drain")
