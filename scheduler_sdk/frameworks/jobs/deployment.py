@@ -162,12 +162,9 @@ class Rollouts(RunBase):
         if version <= self.version:
             raise ValueError(f"version {version} is not newer than version {self.version}")
         prev = self.deployment()
-        actions: list[Action] = []
         if prev is not None and prev.active:
             prev.end("cancelled", now, f"replaced by version {version}")
-            for s in self._active():
-                if s.canary:  # the canaries of the cancelled version: they were never promoted
-                    actions += self._retire(s, now, f"canary of version {prev.version}, whose update was cancelled")
+        actions = self._retire_canaries(now, "whose update was cancelled")
         previous_version = self.version
         self.spec, self.version = spec, version
         self._specs[version] = spec
@@ -284,12 +281,21 @@ class Rollouts(RunBase):
         if policy.min_healthy_time:
             why += f" (for {format_duration(policy.min_healthy_time)})"
         target = max((v for v in self._stable if v != self.version), default=0)
+        actions = self._retire_canaries(now, "whose update failed")  # the old instances serve on, all of them
         if policy.auto_revert and target:
             dep.end("reverted", now, f"{why}: reverting to version {target}")
             dep.revert_to = target
-            return [Revert(target, why)]
+            return [*actions, Revert(target, why)]
         dep.end("failed", now, why + (" (no stable version to revert to)" if policy.auto_revert else ""))
-        return []
+        return actions
+
+    def _retire_canaries(self, now: float, why: str) -> list[Action]:
+        """Remove the canaries never promoted (of an update cancelled or failed)."""
+        actions: list[Action] = []
+        for s in self._active():
+            if s.canary:
+                actions += self._retire(s, now, f"canary of version {s.version}, {why}")
+        return actions
 
     def _deploy(self, dep: Deployment) -> None:
         self._deployments = [*self._deployments, dep][-MAX_DEPLOYMENTS_KEPT:]

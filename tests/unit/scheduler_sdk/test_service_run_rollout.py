@@ -184,7 +184,11 @@ def test_canaries_that_never_get_healthy_fail_the_update() -> None:
     sim.apply(run.update(service(3, command="bad", update=policy), 2, now))
     sim.run_queued(now, healthy=False)
     sim.tick(now + 30.0)
-    assert run.deployment().state == "failed" and versions(run) == [1, 1, 1, 2, 2]  # type: ignore[union-attr]
+    assert run.deployment().state == "failed"  # type: ignore[union-attr]
+    # the canaries go; the old instances serve on, all of them
+    assert {k.reason for k in sim.kills} == {"canary of version 2, whose update failed"} and len(sim.kills) == 2
+    sim.answer_kills(now + 30.0)
+    assert versions(run) == [1, 1, 1] and sim.queued == {} and run.healthy_count() == 3
 
 
 def test_promote_with_nothing_waiting_is_refused() -> None:
