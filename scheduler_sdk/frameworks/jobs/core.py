@@ -153,6 +153,9 @@ class JobsCore:
             self._resume(run, now)
             for kill in run.kills_outstanding():
                 self.scheduler.kill(kill.task_id)
+            revert = run.pending_revert() if isinstance(run, ServiceRun) else None
+            if revert is not None:  # decided, then killed before the new version was made
+                self._auto_revert(owner, revert)
         self._kills_at = now  # sent just now: again only if not answered within KILL_RESEND
         log.info(
             "jobs loaded", jobs=len(self.jobs), active_runs=len(self.runs_by_prefix), tasks=len(self._to_reconcile)
