@@ -347,7 +347,11 @@ async def cmd_run(args: argparse.Namespace) -> int:
         replaced = " (its spec replaced)" if response.updated else ""
         print(f"job {response.job_id}{replaced}" + (f", run {response.run_id}" if response.run_id else ""), flush=True)
         if spec.long_running:  # follow its deployment, not the run (which lasts until stopped)
-            return 0 if args.detach else await jobs_service.follow_deployment(client, response.job_id, response.run_id)
+            return (
+                0
+                if args.detach
+                else await jobs_service.follow_deployment(client, response.job_id, response.run_id, response.version)
+            )
         if not response.run_id:
             if response.next_run_at:
                 print(f"scheduled: next run at {short_time(response.next_run_at)}")

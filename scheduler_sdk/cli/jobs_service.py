@@ -20,6 +20,7 @@ from scheduler_sdk.frameworks.jobs.client import JobsClient
 
 # The states of a deployment `job run` stops following at (paused: its canaries are healthy, it waits for promote)
 SETTLED = ("succeeded", "failed", "reverted", "cancelled", "paused")
+MAX_INSTANCES = 1000  # a service's instances, a stream stage's workers (as the service bounds them)
 PROMOTE_HINT = "canaries healthy: `aiomesos job promote {job}` to go on"
 
 
@@ -32,6 +33,8 @@ def instance_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of instances") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is below zero: a job scales to 0 instances or more")
+    if value > MAX_INSTANCES:
+        raise argparse.ArgumentTypeError(f"{value} is more than {MAX_INSTANCES} instances, the most a job has")
     return value
 
 
@@ -41,8 +44,8 @@ def version_number(text: str) -> int:
         value = int(text.strip().removeprefix("v"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a version (a number, as `job history` lists)") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: versions start at 1")
+    if not 1 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"{value}: versions start at 1" if value < 1 else f"{value}: no such version")
     return value
 
 
@@ -227,8 +230,8 @@ class DeploymentWatch:
     (the submit made it), until it settles (SETTLED), a newer one replaces it (a revert, another submit) or the
     run ends."""
 
-    def __init__(self) -> None:
-        self.version = 0
+    def __init__(self, version: int = 0) -> None:
+        self.version = version  # the version the submit answered with (0: the first one seen)
 
     def settled(self, status: jpb.JobStatus) -> bool:
         latest = status.deployment if status.HasField("deployment") else None
@@ -278,9 +281,9 @@ def outcome(job_id: str, d: jpb.DeploymentStatus | None, run: jpb.RunStatus | No
     return 1, f"{head} failed{why}"
 
 
-async def follow_deployment(client: JobsClient, job_id: str, run_id: str) -> int:
+async def follow_deployment(client: JobsClient, job_id: str, run_id: str, version: int = 0) -> int:
     """`job run` of a service (stream) after the submit: follow, then print how it ended; the exit code."""
-    watch = DeploymentWatch()
+    watch = DeploymentWatch(version)
     status = await common.follow(
         client, job_id, run_id, watch.settled, line=progress_line, measure=measure, unit="healthy"
     )

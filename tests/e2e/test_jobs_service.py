@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -29,6 +27,7 @@ from scheduler_sdk.security.local import LocalCertificates
 from tests.conftest import module_tmp_path
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
 from tests.e2e.harness import eventually
+from tests.e2e.test_jobs import cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 AIOMESOS = [sys.executable, "-m", "scheduler_sdk"]
@@ -64,16 +63,6 @@ async def jobs(cluster: LocalCluster) -> AsyncIterator[JobsClient]:
         for job in await client.list_jobs():
             if job.state in ("running", "pending"):
                 await stop_job(client, job.job_id)
-
-
-async def cli(cluster: LocalCluster, *args: str, timeout: float = 90) -> tuple[int, str, str]:
-    env = {**os.environ, "COLUMNS": "200", "AIOMESOS_CONFIG": str(cluster.client_config_path)}
-    proc = await asyncio.create_subprocess_exec(
-        *AIOMESOS, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 HTTP_CHECK = "{type: http, path: /, interval: 0.5s, timeout: 1s, grace_period: 5s, consecutive_failures: 2}"

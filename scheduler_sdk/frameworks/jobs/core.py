@@ -261,7 +261,13 @@ class JobsCore:
         updated = job is not None
         if spec.long_running and job is not None:
             current = job.service_run()
-            if current is not None and spec_diff(job.spec, spec) == "none":
+            if current is not None and job.record.stopped:
+                raise JobError(
+                    f"job {spec.name!r} is still stopping: run it again once `aiomesos job status {spec.name}` says "
+                    "stopped",
+                    "conflict",
+                )
+            if current is not None and spec_diff(current.spec, spec) == "none":  # the run's spec: scaled counts
                 return job, current, True  # nothing to roll out: no new version
         record = JobRecord(spec.name, spec_yaml, filename, owner, now)
         if job is not None:
@@ -377,8 +383,11 @@ class JobsCore:
         self._apply(job, run, actions)
         return run.version
 
-    def revert(self, job_id: str, version: int, owner: str) -> tuple[int, int]:
-        """A new version with the spec of `version`: (the new version, version)."""
+    def revert(
+        self, job_id: str, version: int, owner: str, *, authorize: Callable[[JobSpec], None] | None = None
+    ) -> tuple[int, int]:
+        """A new version with the spec of `version`: (the new version, version). `authorize` (given the spec) may
+        refuse it with JobError, as for a submit: the caller must be allowed to run it now."""
         job, run = self._long_run(job_id)
         old = job.version_record(version)
         if old is None:
@@ -386,6 +395,8 @@ class JobsCore:
             raise JobError(f"job {job_id!r} has no version {version} (its versions: {known})", "not_found")
         if version == run.version:
             raise JobError(f"job {job_id!r} runs version {version} already", "conflict")
+        if authorize is not None:
+            authorize(job.spec_of(version))
         self._submit_version(job, job.spec_of(version), "revert", version, owner, self.clock())
         return job.version, version
 
@@ -408,6 +419,10 @@ class JobsCore:
     def _auto_revert(self, job: Job, revert: Revert) -> None:
         log.warning("update failed: reverting", job_id=job.job_id, to_version=revert.version, why=revert.reason)
         if job.version_record(revert.version) is None:
+            return
+        if spec_diff(job.spec, job.spec_of(revert.version)) in ("none", "scale"):
+            # the failing version runs what the stable one does (a revert of a revert): nothing to go back to
+            log.warning("no revert: the stable version runs the same tasks", job_id=job.job_id, to=revert.version)
             return
         self._submit_version(job, job.spec_of(revert.version), "auto-revert", revert.version, "", self.clock())
 

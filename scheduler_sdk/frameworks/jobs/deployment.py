@@ -176,7 +176,9 @@ class Rollouts(RunBase):
         dep = Deployment(version, previous_version, "running", now, canaries=canaries)
         dep.max_parallel = spec.update.max_parallel
         if not old and (prev is None or prev.state == "succeeded"):
-            dep.end("succeeded", now, "")  # a scale, not a rollout
+            dep.wanted = dep.placed = self.wanted_count()
+            dep.healthy = sum(1 for s in self._active() if s.healthy)
+            dep.end("succeeded", now, "a scale: nothing to roll out")  # a scale, not a rollout
             if previous_version in self._stable:
                 self._stable.add(version)
         self._deploy(dep)

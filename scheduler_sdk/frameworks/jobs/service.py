@@ -175,7 +175,9 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
     ) -> jpb.RevertJobResponse:
         try:
             self._manage(request.job_id, "revert")
-            version, reverted_from = self.core.revert(request.job_id, request.version, self._who())
+            version, reverted_from = self.core.revert(
+                request.job_id, request.version, self._who(), authorize=self._authorize_spec
+            )
         except JobError as e:
             await _abort(context, e)
         return jpb.RevertJobResponse(version=version, reverted_from=reverted_from)
@@ -187,7 +189,9 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
             job = self.core.job(request.job_id)
             run = job.service_run()
             if not job.spec.long_running:
-                raise JobError(f"job {job.job_id!r} is a {job.spec.type} job: only services and streams have endpoints")
+                raise JobError(
+                    f"job {job.job_id!r} is a {job.spec.type} job: only services and streams have endpoints", "conflict"
+                )
             if request.stage and all(s.name != request.stage for s in job.spec.steps):
                 names = ", ".join(s.name for s in job.spec.steps)
                 raise JobError(f"stage: job {job.job_id!r} has no stage {request.stage!r} (its stages: {names})")

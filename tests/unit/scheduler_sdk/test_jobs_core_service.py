@@ -117,3 +117,38 @@ def test_a_failed_update_with_auto_revert_becomes_a_new_version_of_the_old_spec(
     ]
     assert job.versions[2].spec_yaml == job.versions[0].spec_yaml
     assert run_of(core).version == 3
+
+
+def test_after_a_scale_the_unchanged_file_sets_the_count_back_and_a_stopping_service_is_not_run_again(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    core, placement = start(tmp_path / "jobs.db", clock)
+    core.submit(web("one", instances=2), "web.yaml", "framework/a", None)
+    healthy_all(core, placement, clock)
+    core.scale("web", 4)
+    assert run_of(core).wanted_count() == 4
+    core.submit(web("one", instances=2), "web.yaml", "framework/a", None)  # the file says 2: back to 2
+    assert run_of(core).wanted_count() == 2 and core.jobs["web"].version == 2
+
+    core.stop("web", "stopped")  # its kills are not answered yet: the run is stopping
+    with pytest.raises(JobError, match="still stopping") as e:
+        core.submit(web("two", instances=2), "web.yaml", "framework/a", None)
+    assert e.value.kind == "conflict" and core.jobs["web"].version == 2  # nothing half-done
+
+
+def test_a_revert_is_authorised_as_a_submit_of_that_spec(tmp_path: Path) -> None:
+    clock = Clock()
+    core, placement = start(tmp_path / "jobs.db", clock)
+    core.submit(web("one"), "web.yaml", "framework/a", None)
+    healthy_all(core, placement, clock)
+    core.submit(web("two"), "web.yaml", "framework/a", None)
+    seen = []
+
+    def refuse(spec: object) -> None:
+        seen.append(spec)
+        raise JobError("framework/a may not run tasks as www", "denied")
+
+    with pytest.raises(JobError, match="may not run") as e:
+        core.revert("web", 1, "framework/a", authorize=refuse)
+    assert e.value.kind == "denied" and len(seen) == 1 and core.jobs["web"].version == 2
