@@ -18,37 +18,117 @@ class UsageError(Exception):
     """Raised by commands for bad input: printed as one line, exit code 2."""
 
 
+#: What a boolean flag's variable may say (case and surrounding blanks aside).
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def parse_bool(text: str) -> bool:
+    """A boolean from text (TRUE_WORDS / FALSE_WORDS); ValueError for anything else, `ture` and empty included."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"{text!r} is not a boolean (1/0, true/false, yes/no, on/off)")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Each flag's help, then its default and its variable, once each: `help (default: 5050) [env AIOMESOS_PORT]`.
+
+    No default is added where the help text already tells it (it says "default"), where the flag is required,
+    or where there is nothing to show (None, False, empty); durations are shown as durations (7d, not 604800.0).
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if text == argparse.SUPPRESS:
+            return text
+        notes = []
+        shown = shown_default(action)
+        if shown is not None and "default" not in text.lower():
+            # argparse expands %-formats in help texts: a default such as "50%" must stay literal.
+            notes.append(f"(default: {shown})".replace("%", "%%"))
+        env_var = getattr(action, ENV_ATTRIBUTE, None)
+        if env_var:
+            notes.append(f"[env {env_var}]")
+        return " ".join([text, *notes]).strip()
+
+
+def shown_default(action: argparse.Action) -> str | None:
+    """The default the help shows for a flag (None: it shows none)."""
+    default = action.default
+    if (
+        not action.option_strings
+        or action.required
+        or default is None
+        or default is False
+        or default == argparse.SUPPRESS
+        or default in ("", [], ())
+        or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+    ):
+        return None
+    if action.type in (duration, non_negative_duration) and isinstance(default, (int, float)):
+        return format_duration(float(default))
+    if isinstance(default, float):
+        return str(int(default)) if default.is_integer() else repr(default)  # 15.0 -> 15, 0.9 -> 0.9
+    return str(default)
+
+
+#: The attribute add_flag sets on an action: the name of its environment variable (for the help).
+ENV_ATTRIBUTE = "env_var"
+
+
 class FlagParser(argparse.ArgumentParser):
     """An ArgumentParser whose flags fall back to environment variables and whose errors are one line."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        # Variables whose value this parser's flags cannot take: an error when this parser parses (so a bad
+        # variable of one CLI command does not stop another), after --help had its say.
+        self.env_errors: list[str] = []
 
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
         raise SystemExit(2)
 
-    def add_flag(self, *names: str, env: bool = True, **kwargs: Any) -> argparse.Action:
-        """Like add_argument; the default comes from AIOMESOS_<NAME> when that variable is set."""
+    @staticmethod
+    def env_var(*names: str) -> str:
+        """The variable of a flag: `--work-dir` -> AIOMESOS_WORK_DIR."""
         long = next(n for n in names if n.startswith("--"))
-        var = ENV_PREFIX + long[2:].upper().replace("-", "_")
+        return ENV_PREFIX + long[2:].upper().replace("-", "_")
+
+    def add_flag(self, *names: str, env: bool = True, **kwargs: Any) -> argparse.Action:
+        """Like add_argument; the default comes from AIOMESOS_<NAME> when that variable is set (a boolean flag's
+        variable must say a boolean: TRUE_WORDS or FALSE_WORDS)."""
+        var = self.env_var(*names)
         if env and var in os.environ:
             raw = os.environ[var]
             action = kwargs.get("action")
             if action in ("store_true", "store_false"):
-                truthy = raw.strip().lower() in ("1", "true", "yes", "on")
-                kwargs["default"] = truthy if action == "store_true" else not truthy
+                try:
+                    truthy = parse_bool(raw)
+                except ValueError as e:
+                    self.env_errors.append(f"{var}: {e}")
+                else:
+                    kwargs["default"] = truthy if action == "store_true" else not truthy
             else:
                 kwargs["default"] = raw
                 kwargs.pop("required", None)
+        added = self.add_argument(*names, **kwargs)
         if env:
-            help_text = kwargs.get("help", "")
-            kwargs["help"] = f"{help_text} [env {var}]".strip()
-        return self.add_argument(*names, **kwargs)
+            setattr(added, ENV_ATTRIBUTE, var)
+        return added
 
-    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
-        ns = super().parse_args(args, namespace)
+    def env_flags(self) -> dict[str, argparse.Action]:
+        """Variable name -> action, for every flag of this parser that an environment variable sets."""
+        return {var: action for action in self._actions if (var := getattr(action, ENV_ATTRIBUTE, None)) is not None}
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        ns, extras = super().parse_known_args(args, namespace)
+        if self.env_errors:
+            self.error(self.env_errors[0])
         # Defaults taken from the environment arrive as text: convert them like the command line would.
         for action in self._actions:
             value = getattr(ns, action.dest, None)
@@ -64,7 +144,7 @@ class FlagParser(argparse.ArgumentParser):
             if action.choices is not None and value not in action.choices:
                 choices = ", ".join(map(str, action.choices))
                 self.error(f"argument {flag}: invalid choice {value!r} (choose from {choices})")
-        return ns
+        return ns, extras
 
 
 def positive_float(text: str) -> float:
