@@ -19,7 +19,7 @@ from aiomesos.v1 import agent_pb2_grpc
 from aiomesos.v1 import resources_pb2 as rpb
 from mesos_agent.agent import Agent
 from mesos_agent.api import AgentService
-from mesos_agent.containerizer import Containerizer
+from mesos_agent.containerizer import CGROUPS_PARENTS, Containerizer
 from mesos_agent.gc import SandboxGC, fraction
 from mesos_agent.gpus import Gpu, GpuAllocator, detect_gpus
 from mesos_agent.master_link import MasterLink, RejectedByMaster
@@ -76,6 +76,14 @@ def build_parser() -> FlagParser:
         "--isolation",
         default="auto",
         help="isolators: auto (all the host supports), posix, or a list like cgroups/cpu,cgroups/mem,cgroups/pids",
+    )
+    p.add_flag(
+        "--cgroups-parent",
+        default="auto",
+        choices=CGROUPS_PARENTS,
+        help="where task cgroups go on cgroup v2: own (under the agent's own cgroup, delegated to it; the agent "
+        "moves into its agent/ leaf), root (under the hierarchy's root), auto (own under systemd's Delegate=yes "
+        "with DelegateSubgroup=agent, else root)",
     )
     p.add_flag("--no-cgroups-cfs", action="store_true", help="no CFS quota: cpus only set cpu shares")
     p.add_flag(
@@ -184,6 +192,7 @@ class AgentDaemon:
         containerizer = Containerizer(
             root,
             isolation=a.isolation,
+            cgroups_parent=a.cgroups_parent,
             enable_cfs=not a.no_cgroups_cfs,
             max_task_processes=a.max_task_processes,
             runtime_dir=work_dir / "runtime",
@@ -314,6 +323,7 @@ class AgentDaemon:
             attributes=format_attributes(list(agent.info.attributes)),
             isolators=containerizer.isolators,
             cgroups=containerizer.cgroups_version,
+            cgroup_dirs=containerizer.cgroup_dirs,
             agent_id=agent.agent_id or None,
         )
         loop = asyncio.get_running_loop()

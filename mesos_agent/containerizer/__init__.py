@@ -24,12 +24,14 @@ TaskGroup) and cancels on shutdown.
 
 from ._container import Container
 from ._containerizer import KNOWN_ISOLATORS, Containerizer
+from ._delegation import CGROUPS_PARENTS
 from ._process import ExecProcess
 from ._tasks import Spawn
 from ._types import ContainerizerError, LaunchError, LaunchSpec, Limitation, Termination
 from ._wrapper import LAUNCH_FAILED_STATUS
 
 __all__ = [
+    "CGROUPS_PARENTS",
     "KNOWN_ISOLATORS",
     "LAUNCH_FAILED_STATUS",
     "Container",

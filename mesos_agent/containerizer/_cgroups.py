@@ -31,6 +31,7 @@ from ._cgroupfs import (
     signal_tree,
     write_file,
 )
+from ._delegation import enter_leaf
 from ._mounts import Mount, detect_mounts, parse_mountinfo, parse_proc_mounts, v1_mounts, v2_controllers, v2_mount
 from ._names import CGROUP_ISOLATORS, CPU, CPUACCT, DEVICES, MEM, PIDS, V1_SUBSYSTEM, V2_CONTROLLER
 from ._types import LaunchError, LaunchSpec
@@ -214,21 +215,28 @@ class V1Backend(Backend):
 
 
 class V2Backend(Backend):
-    """cgroup v2: one unified hierarchy; containers are leaves under <mount>/<root>."""
+    """cgroup v2: one unified hierarchy; containers are leaves under <base>/<root>.
+
+    ``base`` is the hierarchy's mount, or the agent's own cgroup when that is delegated to it (see
+    ``_delegation``); then ``agent_leaf`` is where setup() first moves the agent (and every other process of
+    base), since base may only enable controllers for its children while it holds no process.
+    """
 
     def __init__(
         self,
         root: PurePosixPath,
         isolators: list[str],
-        mount: Path,
+        base: Path,
         enable_cfs: bool,
         max_task_processes: int,
+        agent_leaf: Path | None = None,
     ) -> None:
         super().__init__(root, isolators, enable_cfs, max_task_processes, version=2)
-        self.mount = mount
+        self.base = base
+        self.agent_leaf = agent_leaf
         self.controllers = sorted({V2_CONTROLLER[name] for name in isolators if name in V2_CONTROLLER})
-        self.root_dirs = [mount / root]
-        self._root_strs = [str(mount / root)]
+        self.root_dirs = [base / root]
+        self._root_strs = [str(base / root)]
 
     def _enable(self, directory: Path) -> None:
         if not self.controllers:
@@ -240,7 +248,9 @@ class V2Backend(Backend):
             write_file(subtree_control, " ".join("+" + controller for controller in missing))
 
     def setup(self) -> None:
-        self.created.extend(make_dirs(self.mount, self.root, self._enable))
+        if self.agent_leaf is not None:
+            enter_leaf(self.base, self.agent_leaf)
+        self.created.extend(make_dirs(self.base, self.root, self._enable))
         root_dir = self.root_dirs[0]
         self._enable(root_dir)
         enabled = set(read_bytes(root_dir / "cgroup.subtree_control").decode().split())

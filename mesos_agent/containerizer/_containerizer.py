@@ -15,6 +15,7 @@ import structlog
 from . import _cgroups as cg
 from . import _orphans, _runtime
 from ._container import Container
+from ._delegation import CGROUPS_PARENTS
 from ._isolation import (
     KNOWN_ISOLATORS,
     IsolatorSettings,
@@ -55,7 +56,10 @@ class Containerizer:
     """Launches tasks in per-container cgroups (v1 or v2), or as plain processes.
 
     ``root`` names this agent's hierarchy (e.g. ``"aiomesos/agent-<id>"``);
-    container ``c`` lives in ``<controller mount>/<root>/c``.  ``isolation``
+    container ``c`` lives in ``<controller mount>/<root>/c`` (on cgroup v2
+    with ``cgroups_parent`` ``own``, or ``auto`` under systemd's
+    ``Delegate=yes`` + ``DelegateSubgroup=agent``: in
+    ``<the agent's own cgroup>/<root>/c``, see ``_delegation``).  ``isolation``
     is ``"auto"`` (every cgroup isolator the host supports, ``disk/du``, and
     ``gpu/nvidia`` when ``gpus`` are given), ``"posix"``, or a comma list of
     ``cgroups/cpu``, ``cgroups/cpuacct``, ``cgroups/mem``, ``cgroups/pids``,
@@ -126,6 +130,7 @@ class Containerizer:
         *,
         isolation: str = "auto",
         cgroups_root_v1: Path = Path("/sys/fs/cgroup"),
+        cgroups_parent: str = "auto",
         enable_cfs: bool = True,
         max_task_processes: int = 4096,
         memory_poll_interval: float = 0.5,
@@ -147,6 +152,8 @@ class Containerizer:
             raise ValueError("max_task_processes must be at least 1")
         if memory_poll_interval <= 0 or disk_poll_interval <= 0:
             raise ValueError("poll intervals must be positive")
+        if cgroups_parent not in CGROUPS_PARENTS:
+            raise ValueError(f"cgroups_parent {cgroups_parent!r}: choose from {', '.join(CGROUPS_PARENTS)}")
         self.root = str(relative_root)
         self.runtime_dir = Path(runtime_dir).absolute() if runtime_dir is not None else None
         self._containers: dict[str, Container] = {}
@@ -179,6 +186,7 @@ class Containerizer:
                 max_task_processes,
                 want_devices,
                 gpu_minors,
+                cgroups_parent=cgroups_parent,
             )
         choice = choose_isolators(request, self._backend, reason, memory_poll_interval, gpus_by_index, gpu_minors)
         self.cgroups_version = self._backend.version if self._backend is not None else None
@@ -194,6 +202,11 @@ class Containerizer:
             env_reset_argv()  # probe env(1) now (once per process) rather than during a launch
 
     # ------------------------------------------------------------------ public
+
+    @property
+    def cgroup_dirs(self) -> list[str]:
+        """The dirs the containers' cgroups are made in (one per hierarchy; none without cgroup isolation)."""
+        return [str(root_dir) for root_dir in self._backend.root_dirs] if self._backend is not None else []
 
     def set_spawn(self, spawn: Spawn | None) -> None:
         """Start the pollers from now on through spawn (the agent's TaskGroup.create_task)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import _bpf_devices
 from . import _cgroups as cg
+from ._delegation import PROC_SELF_CGROUP, place_v2, read_own_cgroup
 from ._names import (
     CGROUP_ISOLATORS,
     CPU,
@@ -146,17 +147,24 @@ def select_backend(
     max_task_processes: int,
     devices: bool = False,
     gpu_minors: dict[int, int] | None = None,
+    *,
+    cgroups_parent: str = "auto",
+    mounts: list[cg.Mount] | None = None,
+    proc_self_cgroup: Path = PROC_SELF_CGROUP,
 ) -> tuple[cg.Backend | None, str]:
     """The backend to use for the wanted cgroup isolators, or None and why not.
 
     devices: add device control (GPU confinement): the devices controller when the v1 backend is chosen, an
-    eBPF device program per container when the v2 one is (where the kernel loads it).
+    eBPF device program per container when the v2 one is (where the kernel loads it). cgroups_parent: where
+    the v2 cgroups go (``_delegation.place_v2``: auto, own, root); v1 ones always go under each hierarchy's
+    root. mounts (default: this host's) and proc_self_cgroup are for tests with a fake hierarchy.
     """
-    mounts = cg.detect_mounts()
+    mounts = cg.detect_mounts() if mounts is None else mounts
     v1 = cg.v1_mounts(mounts, base)
     v1_served = [name for name in wanted if V1_SUBSYSTEM[name] in v1]
     v2_mount = cg.v2_mount(mounts, base)
-    v2_controllers = cg.v2_controllers(v2_mount) if v2_mount is not None else set()
+    place = place_v2(v2_mount, cgroups_parent, read_own_cgroup(proc_self_cgroup)) if v2_mount is not None else None
+    v2_controllers = cg.v2_controllers(place.base) if place is not None else set()
     v2_served = [name for name in wanted if V2_CONTROLLER[name] in v2_controllers]
 
     candidates: list[cg.Backend] = []
@@ -165,11 +173,10 @@ def select_backend(
         v1_backend = cg.V1Backend(root, with_devices, v1, enable_cfs, max_task_processes)
         v1_backend.gpu_minors = dict(gpu_minors or {})
         candidates.append(v1_backend)
-    if v2_served and v2_mount is not None:
+    if v2_served and place is not None:
         bpf = devices and _bpf_devices.supported()
-        v2_backend = cg.V2Backend(
-            root, [*v2_served, DEVICES] if bpf else v2_served, v2_mount, enable_cfs, max_task_processes
-        )
+        isolators = [*v2_served, DEVICES] if bpf else v2_served
+        v2_backend = cg.V2Backend(root, isolators, place.base, enable_cfs, max_task_processes, place.agent_leaf)
         v2_backend.gpu_minors = dict(gpu_minors or {}) if bpf else {}
         if len(v2_served) >= len(v1_served):
             candidates.insert(0, v2_backend)
@@ -204,7 +211,7 @@ def _missing_warning(backend: cg.Backend, missing: list[str], memory_poll_interv
     if isinstance(backend, cg.V2Backend):
         controllers = sorted({V2_CONTROLLER[name] for name in missing})
         where = (
-            f"the cgroup v2 hierarchy at {backend.mount} does not delegate the {', '.join(controllers)} controller(s)"
+            f"the cgroup v2 hierarchy at {backend.base} does not delegate the {', '.join(controllers)} controller(s)"
         )
     else:
         subsystems = sorted({V1_SUBSYSTEM[name] for name in missing})
