@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -35,12 +36,14 @@ from scheduler_sdk.cli import jobs as jobs_cli
 from scheduler_sdk.cli import maintenance as maintenance_cli
 from scheduler_sdk.cli import masters as masters_cli
 from scheduler_sdk.cli import policy as policy_cli
+from scheduler_sdk.cli import tables
 from scheduler_sdk.cli import task as task_cli
 from scheduler_sdk.driver import DriverError
+from scheduler_sdk.enums import enum_name
 from scheduler_sdk.frameworks.batch import TaskRecord, TaskSpec, run_batch
 from scheduler_sdk.local_cluster import ClusterError, LocalCluster
 from scheduler_sdk.operator import OperatorClient, OperatorError
-from scheduler_sdk.resources import Resources, ResourcesError
+from scheduler_sdk.resources import UNRESERVED, Resources, ResourcesError
 from scheduler_sdk.security import ClientConfig, SecurityError, find_client_config
 from scheduler_sdk.security.config import CONFIG_ENV
 from scheduler_sdk.states import state_name
@@ -147,12 +150,21 @@ def _res(resources: Sequence[Any]) -> Resources:
 
 
 def _res_json(resources: Sequence[Any]) -> dict[str, Any]:
-    r = _res(resources)
+    return _amounts_json(_res(resources))
+
+
+def _amounts_json(r: Resources) -> dict[str, Any]:
     out: dict[str, Any] = dict(r.scalars())
     for name in r.names() - set(out):
         ranges = r.ranges(name)
         out[name] = [list(x) for x in ranges] if ranges else sorted(r.set_items(name))
     return out
+
+
+def reservations_json(total: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """An agent's reserved resources by role (statically or dynamically reserved alike), roles sorted."""
+    res = _res(total)
+    return {role: _amounts_json(res.reserved(role)) for role in sorted(res.roles() - {UNRESERVED})}
 
 
 def agent_rows(resp: opb.GetAgentsResponse) -> list[dict[str, Any]]:
@@ -166,6 +178,7 @@ def agent_rows(resp: opb.GetAgentsResponse) -> list[dict[str, Any]]:
                 "active": a.active,
                 "resources": _res_json(a.total),
                 "allocated": _res_json(a.allocated),
+                "reserved": reservations_json(a.total),
                 "tasks": a.task_count,
                 "drain": maintenance_cli.drain_json(a.drain),
                 "attributes": {x.name: (x.text.value or x.scalar.value) for x in a.agent_info.attributes},
@@ -208,21 +221,23 @@ def task_rows(resp: opb.GetTasksResponse, include_completed: bool) -> list[dict[
                 "resources": _res_json(t.task.resources),
                 "exit_code": latest.exit_code if latest is not None and latest.has_exit_code else None,
                 "message": latest.message if latest is not None else "",
+                "reason": reason_name(latest.reason) if latest is not None and latest.reason else None,
             }
         )
     return rows
 
 
-def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def reason_name(reason: int) -> str:
+    """A status reason as Mesos names it (REASON_CONTAINER_LIMITATION_MEMORY); a number unknown here by its
+    number."""
+    return enum_name(tpb.TaskStatus.Reason, reason)
 
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-    for header, _ in columns:
-        table.add_column(header)
+
+def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], title: str) -> None:
+    table = tables.FitTable(title, [header for header, _ in columns])
     for row in rows:
         table.add_row(*(_cell(row, key) for _, key in columns))
-    Console(width=max(100, Console().width)).print(table)
+    tables.print_table(table)
 
 
 def _cell(row: dict[str, Any], key: str) -> str:
@@ -236,34 +251,59 @@ def _cell(row: dict[str, Any], key: str) -> str:
     value = row.get(key)
     if key == "drain":
         return maintenance_cli.drain_text(value)
+    if key == "reserved":
+        return reservations_text(value or {})
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
         return ",".join(map(str, value)) or "-"
     if isinstance(value, dict):
-        return ";".join(f"{k}:{v}" for k, v in value.items())
+        return ";".join(f"{k}:{v}" for k, v in value.items()) or "-"
     return "-" if value is None else str(value)
+
+
+def reservations_text(reserved: dict[str, dict[str, Any]]) -> str:
+    """`eng: cpus=2, mem=1024`, a line per role; `-` for none."""
+    lines = []
+    for role, amounts in reserved.items():
+        parts = [
+            f"{name}={v:g}" if isinstance(v, int | float) else f"{name}={_ranges_text(v)}"
+            for name, v in sorted(amounts.items())
+        ]
+        lines.append(f"{role}: {', '.join(parts)}")
+    return "\n".join(lines) or "-"
+
+
+def _ranges_text(value: list[Any]) -> str:
+    """`[31000-31009,31100-31100]` for ranges, `{a,b}` for a set."""
+    if value and isinstance(value[0], list):
+        return "[" + ",".join(f"{b}-{e}" for b, e in value) + "]"
+    return "{" + ",".join(map(str, value)) + "}"
 
 
 def _num(value: Any) -> str:
     return str(int(value)) if float(value) == int(value) else f"{value:.2f}"
 
 
+AGENT_COLUMNS = [
+    ("ID", "id"),
+    ("HOSTNAME", "hostname"),
+    ("ADDRESS", "address"),
+    ("ACTIVE", "active"),
+    ("CPUS", "res:cpus"),
+    ("MEM", "res:mem"),
+    ("TASKS", "tasks"),
+    ("RESERVED", "reserved"),
+    ("DRAIN", "drain"),
+    ("ATTRIBUTES", "attributes"),
+]
+
+
 async def cmd_list(args: argparse.Namespace) -> int:
     async with OperatorClient(args.master) as client:
         if args.command == "agents":
             rows = agent_rows(await client.agents())
-            cols = [
-                ("ID", "id"),
-                ("HOSTNAME", "hostname"),
-                ("ADDRESS", "address"),
-                ("ACTIVE", "active"),
-                ("CPUS", "res:cpus"),
-                ("MEM", "res:mem"),
-                ("TASKS", "tasks"),
-                ("DRAIN", "drain"),
-                ("ATTRIBUTES", "attributes"),
-            ]
+            cols = AGENT_COLUMNS
         elif args.command == "frameworks":
             rows = framework_rows(await client.frameworks(), args.all)
             cols = [
@@ -420,84 +460,108 @@ async def cmd_cluster_up(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
+    """The demo's cluster runs in --work-dir, kept after, or in a temporary dir, removed once the cluster has
+    stopped (however the demo ends: done, failed, Ctrl-C) unless the cluster did not stop cleanly: then it is
+    kept for a look at the logs, and the demo says where."""
     Resources.parse(args.agent_resources)
     if args.tasks < 1:
         raise UsageError("--tasks must be at least 1")
     if args.agents < 1:
         raise UsageError("--agents must be at least 1: the demo needs somewhere to run")
-    console = Console(width=max(110, Console().width))
-    work_dir, _ = _work_dir(args.work_dir, "aiomesos-demo-")
-    rng = random.Random()
-    specs = [
+    console = tables.console()
+    work_dir, temporary = _work_dir(args.work_dir, "aiomesos-demo-")
+    console.print(f"[bold]aiomesos demo[/]: a master and {args.agents} agents in {work_dir}")
+    code, keep = 1, not temporary
+    try:
+        cluster = _local_cluster(args, work_dir)
+        try:
+            await cluster.start()
+            code = await _run_demo(cluster, args.tasks, console)
+        finally:
+            leftovers = await cluster.stop()
+            if leftovers:
+                console.print(f"[red]the cluster did not stop cleanly: {'; '.join(leftovers)}[/]")
+                code, keep = 1, True
+            else:
+                console.print("cluster stopped: no process or cgroup left behind")
+    finally:
+        console.print(f"work dir kept: {work_dir}" if keep else _remove_work_dir(work_dir))
+    return code
+
+
+def _remove_work_dir(work_dir: Path) -> str:
+    """Remove a demo's temporary work dir; what happened, said for the user."""
+    try:
+        shutil.rmtree(work_dir)
+    except OSError as e:
+        return f"could not remove {work_dir}: {e.strerror or e}"
+    return f"removed {work_dir}"
+
+
+def demo_specs(count: int, rng: random.Random) -> list[TaskSpec]:
+    return [
         TaskSpec(
             task_id=f"demo-{i:02d}",
             command=f'sleep {(t := rng.uniform(0.1, 1.0)):.2f}; echo "slept {t:.2f}s on $HOST"',
             cpus=0.25,
             mem=32,
         )
-        for i in range(args.tasks)
+        for i in range(count)
     ]
-    console.print(f"[bold]aiomesos demo[/]: a master and {args.agents} agents in {work_dir}")
-    cluster = _local_cluster(args, work_dir)
-    code = 1
-    try:
-        await cluster.start()
-        if cluster.secure:  # this process is the demo's framework: it uses the cluster's config
-            os.environ[CONFIG_ENV] = str(cluster.client_config_path)
-        how = "TLS, as operator/admin" if cluster.secure else "no TLS (--insecure)"
-        console.print(f"cluster up: master at {cluster.master_address} ({how}); running {len(specs)} tasks")
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as progress:
-            bar = progress.add_task("tasks finished", total=len(specs))
-            running = progress.add_task("tasks running ", total=len(specs))
-            live: set[str] = set()
 
-            def on_update(record: TaskRecord, status: tpb.TaskStatus) -> None:
-                if status.state == tpb.TASK_RUNNING:
-                    live.add(record.spec.task_id)
-                if record.terminal:
-                    live.discard(record.spec.task_id)
-                    progress.advance(bar)
-                progress.update(running, completed=len(live))
 
-            started = time.monotonic()
-            scheduler = await run_batch(cluster.master_address, specs, name="demo", on_update=on_update, timeout=120)
-            elapsed = time.monotonic() - started
-        table = Table(title="demo job", title_justify="left", header_style="bold")
-        for col in ("task", "agent", "state", "exit code", "duration", "output"):
-            table.add_column(col)
-        for record in scheduler.records.values():
-            out = _sandbox_stdout(cluster, record)
-            table.add_row(
-                record.spec.task_id,
-                record.hostname or record.agent_id,
-                state_name(record.state),
-                "-" if record.exit_code is None else str(record.exit_code),
-                "-" if record.duration is None else f"{record.duration:.2f}s",
-                out,
-            )
-        console.print(table)
-        finished = sum(1 for r in scheduler.records.values() if r.state == tpb.TASK_FINISHED)
-        console.print(f"{finished}/{len(specs)} tasks finished in {elapsed:.1f}s")
-        code = 0 if finished == len(specs) else 1
-    finally:
-        leftovers = await cluster.stop()
-        if leftovers:
-            console.print(f"[red]the cluster did not stop cleanly: {'; '.join(leftovers)}[/]")
-            code = 1
-        else:
-            console.print("cluster stopped: no process or cgroup left behind")
-    return code
+async def _run_demo(cluster: LocalCluster, tasks: int, console: Any) -> int:
+    """Run the demo batch job on a started cluster with progress bars, then print its table; 0 if every task
+    finished."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    specs = demo_specs(tasks, random.Random())
+    if cluster.secure:  # this process is the demo's framework: it uses the cluster's config
+        os.environ[CONFIG_ENV] = str(cluster.client_config_path)
+    how = "TLS, as operator/admin" if cluster.secure else "no TLS (--insecure)"
+    console.print(f"cluster up: master at {cluster.master_address} ({how}); running {len(specs)} tasks")
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        bar = progress.add_task("tasks finished", total=len(specs))
+        running = progress.add_task("tasks running ", total=len(specs))
+        live: set[str] = set()
+
+        def on_update(record: TaskRecord, status: tpb.TaskStatus) -> None:
+            if status.state == tpb.TASK_RUNNING:
+                live.add(record.spec.task_id)
+            if record.terminal:
+                live.discard(record.spec.task_id)
+                progress.advance(bar)
+            progress.update(running, completed=len(live))
+
+        started = time.monotonic()
+        scheduler = await run_batch(cluster.master_address, specs, name="demo", on_update=on_update, timeout=120)
+        elapsed = time.monotonic() - started
+    records = list(scheduler.records.values())
+    console.print(demo_table(records, {r.spec.task_id: _sandbox_stdout(cluster, r) for r in records}))
+    finished = sum(1 for r in records if r.state == tpb.TASK_FINISHED)
+    console.print(f"{finished}/{len(specs)} tasks finished in {elapsed:.1f}s")
+    return 0 if finished == len(specs) else 1
+
+
+def demo_table(records: Sequence[TaskRecord], outputs: dict[str, str]) -> tables.FitTable:
+    table = tables.FitTable("demo job", ["TASK", "AGENT", "STATE", "EXIT CODE", "DURATION", "OUTPUT"])
+    for record in records:
+        table.add_row(
+            record.spec.task_id,
+            record.hostname or record.agent_id,
+            state_name(record.state),
+            "-" if record.exit_code is None else str(record.exit_code),
+            "-" if record.duration is None else f"{record.duration:.2f}s",
+            outputs.get(record.spec.task_id, ""),
+        )
+    return table
 
 
 def _sandbox_stdout(cluster: LocalCluster, record: TaskRecord) -> str:
