@@ -1,8 +1,8 @@
 """The CLI's tables, fitted to the terminal: nothing in them is ever cut short with an ellipsis.
 
 A table narrower than the terminal prints as it is. On a narrower terminal the cells that do not fit fold onto
-more lines (rich's overflow "fold"), and the id columns (then the other one-word columns: states, numbers) are
-kept whole on one line, left to right, as long as every other column keeps a few characters. On a terminal too
+more lines (rich's overflow "fold"), and the id columns (then the other one-word columns: numbers, states) are
+kept whole on one line as long as every other column keeps a few characters. On a terminal too
 narrow to keep every id whole so, the columns fold into the rows: each row is a block of `HEADER value` lines.
 Where a cell must still fold, every character of it is there. The width is decided when the table is printed
 (the console's width, or a Live view's), so one table serves a wide and a narrow terminal alike."""
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # rich is imported when a table is made: `aiomesos --help` ne
 
 Justify = Literal["left", "right", "center"]
 PADDING = 2  # a cell's padding, one space each side
-FOLDED_WIDTH = 4  # the narrowest a folding column is counted at when choosing what stays whole
+FOLDED_WIDTH = 3  # the narrowest a folding column is counted at when choosing what stays whole
 # The headers of the CLI's id columns (a table may name others).
 ID_HEADERS = frozenset({"ID", "TASK", "FRAMEWORK", "AGENT", "CONTAINER", "RUN", "ROLE", "ENDPOINT"})
 
@@ -44,15 +44,17 @@ def unbroken_columns(
 ) -> set[int] | None:
     """Which columns are kept whole on one line in `width` cells; None when not every id column can be (the
     rows are then printed as blocks). Every column when the table fits as it is; else the id columns, then the
-    other columns whose cells are single words, each in column order, as long as the columns that fold keep
-    FOLDED_WIDTH characters (or their natural width, when less) and the separators between columns fit.
+    other columns whose cells are single words, narrowest first (the most kept for the room), as long as the
+    columns that fold keep FOLDED_WIDTH characters (or their natural width, when less) and the separators
+    between columns fit.
     `natural` is each column's widest cell or header, without padding."""
     n = len(natural)
     if sum(natural) + PADDING * n + max(0, n - 1) <= width:
         return set(range(n))
     used = sum(min(w, FOLDED_WIDTH) + PADDING for w in natural) + max(0, n - 1)
     kept: set[int] = set()
-    for i in [i for i in range(n) if ids[i]] + [i for i in range(n) if one_word[i] and not ids[i]]:
+    words = sorted((i for i in range(n) if one_word[i] and not ids[i]), key=lambda i: natural[i])
+    for i in [i for i in range(n) if ids[i]] + words:
         extra = natural[i] - min(natural[i], FOLDED_WIDTH)
         if used + extra <= width:
             kept.add(i)

@@ -81,16 +81,18 @@ def test_everything_stays_whole_when_the_table_fits() -> None:
     assert unbroken_columns([10, 20], [True, False], [True, False], 10 + 20 + 4 + 1) == {0, 1}
 
 
-def test_ids_first_then_other_single_words_while_the_folding_columns_keep_a_few_characters() -> None:
+def test_ids_first_then_other_single_words_narrowest_first_while_the_folding_columns_keep_a_few_characters() -> None:
     natural, one_word, ids = [12, 30, 13, 8], [True, False, True, True], [False, False, True, False]
-    # at 4 characters each plus padding and separators: 6+6+6+6+3 = 27; the id adds 9, the first word 8
-    assert unbroken_columns(natural, one_word, ids, 27 + 9) == {2}
-    assert unbroken_columns(natural, one_word, ids, 27 + 9 + 8) == {2, 0}
-    assert unbroken_columns(natural, one_word, ids, 27 + 9 + 8 + 4) == {2, 0, 3}
+    # at 3 characters each plus padding, and the separators: 5+5+5+5+3 = 23; the id adds 10, the 8 wide word 5,
+    # the 12 wide one 9
+    assert unbroken_columns(natural, one_word, ids, 23 + 9) is None
+    assert unbroken_columns(natural, one_word, ids, 23 + 10) == {2}
+    assert unbroken_columns(natural, one_word, ids, 23 + 10 + 8) == {2, 3}
+    assert unbroken_columns(natural, one_word, ids, 23 + 10 + 5 + 9) == {2, 3, 0}
 
 
 def test_no_table_when_an_id_cannot_stay_whole() -> None:
-    # 6 + 6 + 6 and 2 separators: 20; the first id adds 8 (28), the second 9 (37)
-    assert unbroken_columns([12, 30, 13], [True, False, True], [True, False, True], 37) == {0, 2}
-    assert unbroken_columns([12, 30, 13], [True, False, True], [True, False, True], 36) is None
+    # 5 + 5 + 5 and 2 separators: 17; the first id adds 9 (26), the second 10 (36)
+    assert unbroken_columns([12, 30, 13], [True, False, True], [True, False, True], 36) == {0, 2}
+    assert unbroken_columns([12, 30, 13], [True, False, True], [True, False, True], 35) is None
     assert unbroken_columns([4] * 10, [False] * 10, [False] * 10, 50) is None  # too many columns for the width
