@@ -22,8 +22,10 @@ if TYPE_CHECKING:  # rich is imported when a table is made: `aiomesos --help` ne
 Justify = Literal["left", "right", "center"]
 PADDING = 2  # a cell's padding, one space each side
 FOLDED_WIDTH = 3  # the narrowest a folding column is counted at when choosing what stays whole
-# The headers of the CLI's id columns (a table may name others).
-ID_HEADERS = frozenset({"ID", "TASK", "FRAMEWORK", "AGENT", "CONTAINER", "RUN", "ROLE", "ENDPOINT"})
+# The headers of the CLI's id columns, kept whole first (ids, names and addresses one copies; a table may name others).
+ID_HEADERS = frozenset(
+    {"ID", "TASK", "FRAMEWORK", "AGENT", "CONTAINER", "RUN", "ROLE", "HOSTNAME", "ADDRESS", "ENDPOINT"}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,3 +158,35 @@ def test_quota_and_weights_are_tables() -> None:
 def test_the_cli_console_takes_the_width_from_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "60")
     assert tables.console().width == 60
+
+
+def test_the_jobs_and_masters_tables_keep_their_ids_whole_when_narrow(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiomesos.v1 import jobs_pb2 as jpb
+    from scheduler_sdk.cli import jobs as jobs_cli
+    from scheduler_sdk.cli import jobs_common, masters
+
+    jobs = [
+        jpb.JobSummary(job_id="nightly-feature-backfill", type="workflow", role="ml/training", state="running",
+                       run_id="r20261203-0200", tasks=20, succeeded=12, running=8, schedule="0 2 * * *"),
+        jpb.JobSummary(job_id="web", type="service", role="web", state="running", run_id="r1", tasks=3, running=3),
+    ]  # fmt: skip
+    job_table = jobs_common.table("2 jobs", jobs_cli.JOB_COLUMNS, jobs_cli.job_rows(jobs), state_column=3)
+    narrow = render(job_table, 60)
+    assert_fits_and_nothing_is_cut(narrow, 60)
+    assert_ids_whole(narrow, ["nightly-feature-backfill", "r20261203-0200", "ml/training", "web", "r1"])
+
+    resp = opb.GetMastersResponse(
+        masters=[
+            opb.MasterSummary(master_id="5c2e9b1d0a4f", address="10.0.0.1:5050", hostname="m1", leader=True),
+            opb.MasterSummary(master_id="77aa01bc22de", address="10.0.0.2:5050", hostname="m2"),
+        ],
+        leader_id="5c2e9b1d0a4f",
+        registry="etcd",
+    )
+    monkeypatch.setenv("COLUMNS", "60")
+    masters._print(masters.master_rows(resp), masters.MASTER_COLUMNS, masters.masters_title(resp))
+    text = capsys.readouterr().out
+    assert_fits_and_nothing_is_cut(text, 60)
+    assert_ids_whole(text, ["5c2e9b1d0a4f", "77aa01bc22de", "10.0.0.1:5050", "10.0.0.2:5050"])

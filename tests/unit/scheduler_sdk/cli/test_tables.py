@@ -72,7 +72,7 @@ def test_a_row_of_the_wrong_length_is_refused() -> None:
 
 def test_columns_given_as_headers_take_the_cli_id_headers() -> None:
     table = FitTable("t", ["ID", "HOSTNAME", "AGENT", Column("MEM", "right")])
-    assert [c.id for c in table.columns] == [True, False, True, False]
+    assert [c.id for c in table.columns] == [True, True, True, False]
     assert table.columns[3].justify == "right"
 
 
