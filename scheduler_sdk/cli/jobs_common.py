@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 
 from aiomesos.v1 import jobs_pb2 as jpb
 from scheduler_sdk._daemon.flags import UsageError
+from scheduler_sdk.cli import tables
 from scheduler_sdk.frameworks.jobs.client import JobsClient, JobsError
 from scheduler_sdk.security import SecurityError
 from scheduler_sdk.security.config import load_client_config
@@ -76,13 +77,10 @@ def task_why(t: jpb.TaskSlot) -> str:
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], state_column: int | None) -> Any:
-    """A rich table as the rest of the CLI prints them; the state column coloured (on a terminal)."""
-    from rich.table import Table
+    """A table as the rest of the CLI prints them; the state column coloured (on a terminal)."""
     from rich.text import Text
 
-    t = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-    for header in columns:
-        t.add_column(header)
+    t = tables.FitTable(title, columns)
     for row in rows:
         cells = [Text(cell) for cell in row]
         if state_column is not None:
@@ -112,9 +110,7 @@ def listing(as_json: bool, items: Sequence[Message], rendered: Any) -> int:
 
 
 def console() -> Any:
-    from rich.console import Console
-
-    return Console(width=max(100, Console().width), highlight=False)
+    return tables.console()
 
 
 # ----------------------------------------------------------------------------------------- following a job

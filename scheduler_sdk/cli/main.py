@@ -10,14 +10,10 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import shlex
 import signal
 import sys
-import tempfile
-import time
 from collections.abc import Coroutine, Sequence
-from pathlib import Path
 from typing import Any
 
 from aiomesos.v1 import operator_pb2 as opb
@@ -26,21 +22,22 @@ from scheduler_sdk._daemon.flags import (
     FlagParser,
     UsageError,
     master_spec,
-    non_negative_int,
     positive_float,
-    positive_int,
 )
 from scheduler_sdk.cli import certs as certs_cli
 from scheduler_sdk.cli import jobs as jobs_cli
+from scheduler_sdk.cli import local as local_cli
 from scheduler_sdk.cli import maintenance as maintenance_cli
 from scheduler_sdk.cli import masters as masters_cli
 from scheduler_sdk.cli import policy as policy_cli
+from scheduler_sdk.cli import tables
 from scheduler_sdk.cli import task as task_cli
 from scheduler_sdk.driver import DriverError
+from scheduler_sdk.enums import enum_name
 from scheduler_sdk.frameworks.batch import TaskRecord, TaskSpec, run_batch
-from scheduler_sdk.local_cluster import ClusterError, LocalCluster
+from scheduler_sdk.local_cluster import ClusterError
 from scheduler_sdk.operator import OperatorClient, OperatorError
-from scheduler_sdk.resources import Resources, ResourcesError
+from scheduler_sdk.resources import UNRESERVED, Resources, ResourcesError
 from scheduler_sdk.security import ClientConfig, SecurityError, find_client_config
 from scheduler_sdk.security.config import CONFIG_ENV
 from scheduler_sdk.states import state_name
@@ -105,40 +102,8 @@ def build_parser() -> FlagParser:
     teardown = with_master(sub.add_parser("teardown", help="remove a framework and kill its tasks"))
     teardown.add_argument("framework_id")
 
-    cluster = sub.add_parser("cluster", help="a local cluster on this machine")
-    csub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", parser_class=FlagParser)
-    csub.required = True
-    up = csub.add_parser("up", help="start a master and agents here and keep them up until Ctrl-C")
-    _cluster_flags(up)
-
-    demo = sub.add_parser("demo", help="start a local cluster, run the demo batch job through it, stop it")
-    _cluster_flags(demo)
-    demo.add_flag("--tasks", type=int, default=20, help="how many demo tasks")
+    local_cli.add_parsers(sub)
     return p
-
-
-def _cluster_flags(sp: FlagParser) -> None:
-    sp.add_flag("--agents", type=non_negative_int, default=2, help="how many agents")
-    sp.add_flag(
-        "--masters",
-        type=positive_int,
-        default=1,
-        help="how many masters: more than one elect a leader on a local etcd (etcd-server), the registry there",
-    )
-    sp.add_flag(
-        "--ca-dir",
-        default=None,
-        help="issue the cluster's certificates from the CA in this directory (default: a new CA in the work dir)",
-    )
-    sp.add_flag(
-        "--insecure",
-        action="store_true",
-        help="no TLS and no authentication (loopback only); the default is a CA, certificates and credentials",
-    )
-    sp.add_flag("--work-dir", default=None, help="work dir (default: a new temporary dir)")
-    sp.add_flag(
-        "--agent-resources", default="cpus:2;mem:1024;disk:2048;ports:[31000-32000]", help="each agent's resources"
-    )
 
 
 # ----------------------------------------------------------------------------------------- listings
@@ -147,12 +112,21 @@ def _res(resources: Sequence[Any]) -> Resources:
 
 
 def _res_json(resources: Sequence[Any]) -> dict[str, Any]:
-    r = _res(resources)
+    return _amounts_json(_res(resources))
+
+
+def _amounts_json(r: Resources) -> dict[str, Any]:
     out: dict[str, Any] = dict(r.scalars())
     for name in r.names() - set(out):
         ranges = r.ranges(name)
         out[name] = [list(x) for x in ranges] if ranges else sorted(r.set_items(name))
     return out
+
+
+def reservations_json(total: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """An agent's reserved resources by role (statically or dynamically reserved alike), roles sorted."""
+    res = _res(total)
+    return {role: _amounts_json(res.reserved(role)) for role in sorted(res.roles() - {UNRESERVED})}
 
 
 def agent_rows(resp: opb.GetAgentsResponse) -> list[dict[str, Any]]:
@@ -166,6 +140,7 @@ def agent_rows(resp: opb.GetAgentsResponse) -> list[dict[str, Any]]:
                 "active": a.active,
                 "resources": _res_json(a.total),
                 "allocated": _res_json(a.allocated),
+                "reserved": reservations_json(a.total),
                 "tasks": a.task_count,
                 "drain": maintenance_cli.drain_json(a.drain),
                 "attributes": {x.name: (x.text.value or x.scalar.value) for x in a.agent_info.attributes},
@@ -208,21 +183,23 @@ def task_rows(resp: opb.GetTasksResponse, include_completed: bool) -> list[dict[
                 "resources": _res_json(t.task.resources),
                 "exit_code": latest.exit_code if latest is not None and latest.has_exit_code else None,
                 "message": latest.message if latest is not None else "",
+                "reason": reason_name(latest.reason) if latest is not None and latest.reason else None,
             }
         )
     return rows
 
 
-def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def reason_name(reason: int) -> str:
+    """A status reason as Mesos names it (REASON_CONTAINER_LIMITATION_MEMORY); a number unknown here by its
+    number."""
+    return enum_name(tpb.TaskStatus.Reason, reason)
 
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-    for header, _ in columns:
-        table.add_column(header)
+
+def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], title: str) -> None:
+    table = tables.FitTable(title, [header for header, _ in columns])
     for row in rows:
         table.add_row(*(_cell(row, key) for _, key in columns))
-    Console(width=max(100, Console().width)).print(table)
+    tables.print_table(table)
 
 
 def _cell(row: dict[str, Any], key: str) -> str:
@@ -236,34 +213,59 @@ def _cell(row: dict[str, Any], key: str) -> str:
     value = row.get(key)
     if key == "drain":
         return maintenance_cli.drain_text(value)
+    if key == "reserved":
+        return reservations_text(value or {})
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
         return ",".join(map(str, value)) or "-"
     if isinstance(value, dict):
-        return ";".join(f"{k}:{v}" for k, v in value.items())
+        return ";".join(f"{k}:{v}" for k, v in value.items()) or "-"
     return "-" if value is None else str(value)
+
+
+def reservations_text(reserved: dict[str, dict[str, Any]]) -> str:
+    """`eng: cpus=2, mem=1024`, a line per role; `-` for none."""
+    lines = []
+    for role, amounts in reserved.items():
+        parts = [
+            f"{name}={v:g}" if isinstance(v, int | float) else f"{name}={_ranges_text(v)}"
+            for name, v in sorted(amounts.items())
+        ]
+        lines.append(f"{role}: {', '.join(parts)}")
+    return "\n".join(lines) or "-"
+
+
+def _ranges_text(value: list[Any]) -> str:
+    """`[31000-31009,31100-31100]` for ranges, `{a,b}` for a set."""
+    if value and isinstance(value[0], list):
+        return "[" + ",".join(f"{b}-{e}" for b, e in value) + "]"
+    return "{" + ",".join(map(str, value)) + "}"
 
 
 def _num(value: Any) -> str:
     return str(int(value)) if float(value) == int(value) else f"{value:.2f}"
 
 
+AGENT_COLUMNS = [
+    ("ID", "id"),
+    ("HOSTNAME", "hostname"),
+    ("ADDRESS", "address"),
+    ("ACTIVE", "active"),
+    ("CPUS", "res:cpus"),
+    ("MEM", "res:mem"),
+    ("TASKS", "tasks"),
+    ("RESERVED", "reserved"),
+    ("DRAIN", "drain"),
+    ("ATTRIBUTES", "attributes"),
+]
+
+
 async def cmd_list(args: argparse.Namespace) -> int:
     async with OperatorClient(args.master) as client:
         if args.command == "agents":
             rows = agent_rows(await client.agents())
-            cols = [
-                ("ID", "id"),
-                ("HOSTNAME", "hostname"),
-                ("ADDRESS", "address"),
-                ("ACTIVE", "active"),
-                ("CPUS", "res:cpus"),
-                ("MEM", "res:mem"),
-                ("TASKS", "tasks"),
-                ("DRAIN", "drain"),
-                ("ATTRIBUTES", "attributes"),
-            ]
+            cols = AGENT_COLUMNS
         elif args.command == "frameworks":
             rows = framework_rows(await client.frameworks(), args.all)
             cols = [
@@ -359,154 +361,6 @@ async def cmd_run(args: argparse.Namespace) -> int:
     return scheduler.exit_code()
 
 
-# ----------------------------------------------------------------------------------------- cluster
-def _work_dir(arg: str | None, prefix: str) -> tuple[Path, bool]:
-    if not arg:
-        return Path(tempfile.mkdtemp(prefix=prefix)), True
-    path = Path(arg).resolve()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--work-dir {arg}: {e.strerror}") from None
-    return path, False
-
-
-def _local_cluster(args: argparse.Namespace, work_dir: Path) -> LocalCluster:
-    return LocalCluster(
-        work_dir,
-        agents=args.agents,
-        masters=args.masters,
-        agent_resources=args.agent_resources,
-        secure=not args.insecure,
-        ca_dir=Path(args.ca_dir).resolve() if args.ca_dir else None,
-        jobs=True,
-    )
-
-
-async def cmd_cluster_up(args: argparse.Namespace) -> int:
-    Resources.parse(args.agent_resources)
-    work_dir, _ = _work_dir(args.work_dir, "aiomesos-cluster-")
-    cluster = _local_cluster(args, work_dir)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await cluster.start()
-        print(f"master  {cluster.master_address}")
-        print(f"jobs    {cluster.jobs_address}   (aiomesos job run FILE; see docs/jobs.md)")
-        if cluster.etcd is not None:
-            print(f"masters {','.join(cluster.master_addresses)}   (etcd {','.join(cluster.etcd.endpoints)})")
-        if cluster.secure:
-            print(f"config  {cluster.client_config_path}   (export {CONFIG_ENV}={cluster.client_config_path})")
-            print(
-                f"tokens  {cluster.token_address}: add one with aiomesos certs token NAME --role framework "
-                f"--credentials {cluster.work_dir / 'certs' / 'credentials.toml'}"
-            )
-        else:
-            print(f"        no TLS, no authentication (--insecure): export AIOMESOS_MASTER={cluster.master_address}")
-        for d in cluster.agent_daemons:
-            print(f"{d.name:7} work dir {d.work_dir}")
-        print(f"logs    {work_dir / 'logs'}\nup: press Ctrl-C to stop", flush=True)
-        await stop.wait()
-    finally:
-        print("stopping the cluster...", flush=True)
-        leftovers = await cluster.stop()
-    if leftovers:
-        print(f"aiomesos cluster: error: the cluster did not stop cleanly: {'; '.join(leftovers)}", file=sys.stderr)
-        return 1
-    print("stopped")
-    return 0
-
-
-async def cmd_demo(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    Resources.parse(args.agent_resources)
-    if args.tasks < 1:
-        raise UsageError("--tasks must be at least 1")
-    if args.agents < 1:
-        raise UsageError("--agents must be at least 1: the demo needs somewhere to run")
-    console = Console(width=max(110, Console().width))
-    work_dir, _ = _work_dir(args.work_dir, "aiomesos-demo-")
-    rng = random.Random()
-    specs = [
-        TaskSpec(
-            task_id=f"demo-{i:02d}",
-            command=f'sleep {(t := rng.uniform(0.1, 1.0)):.2f}; echo "slept {t:.2f}s on $HOST"',
-            cpus=0.25,
-            mem=32,
-        )
-        for i in range(args.tasks)
-    ]
-    console.print(f"[bold]aiomesos demo[/]: a master and {args.agents} agents in {work_dir}")
-    cluster = _local_cluster(args, work_dir)
-    code = 1
-    try:
-        await cluster.start()
-        if cluster.secure:  # this process is the demo's framework: it uses the cluster's config
-            os.environ[CONFIG_ENV] = str(cluster.client_config_path)
-        how = "TLS, as operator/admin" if cluster.secure else "no TLS (--insecure)"
-        console.print(f"cluster up: master at {cluster.master_address} ({how}); running {len(specs)} tasks")
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as progress:
-            bar = progress.add_task("tasks finished", total=len(specs))
-            running = progress.add_task("tasks running ", total=len(specs))
-            live: set[str] = set()
-
-            def on_update(record: TaskRecord, status: tpb.TaskStatus) -> None:
-                if status.state == tpb.TASK_RUNNING:
-                    live.add(record.spec.task_id)
-                if record.terminal:
-                    live.discard(record.spec.task_id)
-                    progress.advance(bar)
-                progress.update(running, completed=len(live))
-
-            started = time.monotonic()
-            scheduler = await run_batch(cluster.master_address, specs, name="demo", on_update=on_update, timeout=120)
-            elapsed = time.monotonic() - started
-        table = Table(title="demo job", title_justify="left", header_style="bold")
-        for col in ("task", "agent", "state", "exit code", "duration", "output"):
-            table.add_column(col)
-        for record in scheduler.records.values():
-            out = _sandbox_stdout(cluster, record)
-            table.add_row(
-                record.spec.task_id,
-                record.hostname or record.agent_id,
-                state_name(record.state),
-                "-" if record.exit_code is None else str(record.exit_code),
-                "-" if record.duration is None else f"{record.duration:.2f}s",
-                out,
-            )
-        console.print(table)
-        finished = sum(1 for r in scheduler.records.values() if r.state == tpb.TASK_FINISHED)
-        console.print(f"{finished}/{len(specs)} tasks finished in {elapsed:.1f}s")
-        code = 0 if finished == len(specs) else 1
-    finally:
-        leftovers = await cluster.stop()
-        if leftovers:
-            console.print(f"[red]the cluster did not stop cleanly: {'; '.join(leftovers)}[/]")
-            code = 1
-        else:
-            console.print("cluster stopped: no process or cgroup left behind")
-    return code
-
-
-def _sandbox_stdout(cluster: LocalCluster, record: TaskRecord) -> str:
-    for d in cluster.agent_daemons:
-        for path in (d.work_dir / "agents").glob(f"*/frameworks/*/executors/{record.spec.task_id}/runs/latest/stdout"):
-            return path.read_text(errors="replace").strip()[:80]
-    return ""
-
-
 # ----------------------------------------------------------------------------------------- main
 def use_client_config(args: argparse.Namespace) -> None:
     """The client config this command uses (--config, $AIOMESOS_CONFIG, the default file) is the one every
@@ -527,7 +381,7 @@ COMMANDS = {
     "tasks": cmd_list,
     "run": cmd_run,
     "teardown": cmd_teardown,
-    "demo": cmd_demo,
+    **local_cli.COMMANDS,
     **policy_cli.COMMANDS,
     **maintenance_cli.COMMANDS,
     **masters_cli.COMMANDS,
@@ -557,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
         os.execv(sys.executable, [sys.executable, "-m", DAEMONS[argv[0]], *argv[1:]])
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = cmd_cluster_up if args.command == "cluster" else COMMANDS[args.command]
+    handler = COMMANDS[args.command]
     try:
         if hasattr(args, "master"):
             use_client_config(args)

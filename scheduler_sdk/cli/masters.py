@@ -11,6 +11,7 @@ from typing import Any
 
 from aiomesos.v1 import operator_pb2 as opb
 from scheduler_sdk._daemon.flags import FlagParser
+from scheduler_sdk.cli.tables import FitTable, print_table
 from scheduler_sdk.operator import OperatorClient
 
 MASTER_COLUMNS = [
@@ -107,15 +108,10 @@ def masters_title(resp: opb.GetMastersResponse) -> str:
 
 
 def _print(rows: list[dict[str, Any]], columns: list[tuple[str, str]], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-    for header, _ in columns:
-        table.add_column(header)
+    table = FitTable(title, [header for header, _ in columns])
     for row in rows:
         table.add_row(*(("yes" if v else "no") if isinstance(v := row[key], bool) else str(v) for _, key in columns))
-    Console(width=max(100, Console().width)).print(table)
+    print_table(table)
 
 
 async def cmd_masters(args: argparse.Namespace) -> int:

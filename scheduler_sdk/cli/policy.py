@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scheduler_sdk._daemon.flags import FlagParser, UsageError
+from scheduler_sdk.cli.tables import Column, FitTable, print_table
 from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.resources import Resources, ResourcesError
 
@@ -47,7 +48,7 @@ def _amounts(text: str, flag: str) -> Resources:
 
 
 def _fmt(res: Resources) -> str:
-    return ", ".join(f"{k}={v:g}" for k, v in sorted(res.scalars().items())) or "-"
+    return _amounts_text(res.scalars())
 
 
 async def cmd_weights(args: argparse.Namespace) -> int:
@@ -70,9 +71,18 @@ async def cmd_weights(args: argparse.Namespace) -> int:
         current = await client.weights()
     if args.json:
         print(json.dumps([{"role": r, "weight": w} for r, w in sorted(current.items())], indent=2))
+    elif current:
+        print_table(weights_table(current))
     else:
-        print("\n".join(f"{r:20} {w:g}" for r, w in sorted(current.items())) or "no weights set (all roles weigh 1)")
+        print("no weights set (all roles weigh 1)")
     return 0
+
+
+def weights_table(weights: dict[str, float]) -> FitTable:
+    table = FitTable(f"{len(weights)} role weights (a role not listed weighs 1)", [Column("ROLE", id=True), "WEIGHT"])
+    for role, weight in sorted(weights.items()):
+        table.add_row(role, f"{weight:g}")
+    return table
 
 
 async def cmd_quota(args: argparse.Namespace) -> int:
@@ -107,14 +117,29 @@ async def cmd_quota(args: argparse.Namespace) -> int:
         )
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'ROLE':20} {'WEIGHT':>6}  {'GUARANTEE':24} {'LIMIT':24} ALLOCATED")
-    for row in rows:
-        g = ", ".join(f"{k}={v:g}" for k, v in sorted(row["guarantee"].items())) or "-"
-        lim = ", ".join(f"{k}={v:g}" for k, v in sorted(row["limit"].items())) if row["limit"] else "-"
-        a = ", ".join(f"{k}={v:g}" for k, v in sorted(row["allocated"].items())) or "-"
-        print(f"{row['role']:20} {row['weight']:>6g}  {g:24} {lim:24} {a}")
+    else:
+        print_table(quota_table(rows))
     return 0
+
+
+def _amounts_text(amounts: dict[str, float] | None) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(amounts.items())) if amounts else "-"
+
+
+def quota_table(rows: list[dict[str, Any]]) -> FitTable:
+    """`aiomesos quota`: each role's weight, guarantee, limit and what it is allocated now."""
+    table = FitTable(
+        f"{len(rows)} roles", [Column("ROLE", id=True), Column("WEIGHT", "right"), "GUARANTEE", "LIMIT", "ALLOCATED"]
+    )
+    for row in rows:
+        table.add_row(
+            row["role"],
+            f"{row['weight']:g}",
+            _amounts_text(row["guarantee"]),
+            _amounts_text(row["limit"]),
+            _amounts_text(row["allocated"]),
+        )
+    return table
 
 
 async def cmd_reserve(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from aiomesos.v1 import agent_pb2
 from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk._daemon.flags import FlagParser, UsageError, non_negative_int, positive_float
+from scheduler_sdk.cli.tables import Column, FitTable, console, print_table
 from scheduler_sdk.operator import AgentClient, AgentError, OperatorClient
 
 ContainerKey = tuple[str, str, str, str]  # agent id, framework id, task id, container id
@@ -47,7 +48,7 @@ def add_parsers(sub: Any, with_master: Callable[[FlagParser], FlagParser]) -> No
     ls.add_argument("--framework", default="", help="the task's framework id (when the task id is not unique)")
     ls.add_argument("--json", action="store_true", help="print a JSON array")
 
-    top = with_master(sub.add_parser("top", help="running tasks' CPU and memory against their limits, live"))
+    top = with_master(sub.add_parser("top", help="running tasks' CPU, memory and disk against their limits, live"))
     top.add_argument("--interval", type=positive_float, default=1.0, help="seconds between samples")
     top.add_argument("--once", action="store_true", help="take two samples --interval apart, print once and exit")
     top.add_argument("--json", action="store_true", help="print a JSON array (implies --once)")
@@ -194,6 +195,8 @@ def usage_rows(
                 "cpus_limit": s.cpus_limit,
                 "mem_rss_bytes": s.mem_rss_bytes,
                 "mem_limit_bytes": s.mem_limit_bytes,
+                "disk_used_bytes": s.disk_used_bytes,
+                "disk_limit_bytes": s.disk_limit_bytes,
                 "processes": s.processes,
                 "threads": s.threads,
             }
@@ -215,39 +218,45 @@ def _bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def usage_table(rows: list[dict[str, Any]], unreachable: list[str], master: str) -> Any:
-    from rich.table import Table
+USAGE_COLUMNS = [
+    Column("TASK", id=True),
+    Column("FRAMEWORK", id=True),
+    Column("AGENT", id=True),
+    Column("CPU %", "right"),
+    Column("OF LIMIT", "right"),
+    Column("MEM", "right"),
+    Column("OF LIMIT", "right"),
+    Column("DISK", "right"),
+    Column("OF LIMIT", "right"),
+    Column("PROCS", "right"),
+    Column("THREADS", "right"),
+]
 
+
+def of_limit(used: float, limit: float) -> str:
+    """`64.0 MiB (12%)`: a limit in bytes and how much of it is used; `-` for no limit."""
+    return "-" if not limit else f"{_bytes(limit)} ({100.0 * used / limit:.0f}%)"
+
+
+def usage_table(rows: list[dict[str, Any]], unreachable: list[str], master: str) -> FitTable:
     title = f"{len(rows)} running tasks on {master} at {time.strftime('%H:%M:%S')}"
     if unreachable:
         title += f" [red](no answer from agents {', '.join(unreachable)})[/]"
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-    for header, justify in (
-        ("TASK", "left"),
-        ("FRAMEWORK", "left"),
-        ("AGENT", "left"),
-        ("CPU %", "right"),
-        ("OF LIMIT", "right"),
-        ("MEM", "right"),
-        ("OF LIMIT", "right"),
-        ("PROCS", "right"),
-        ("THREADS", "right"),
-    ):
-        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    table = FitTable(title, USAGE_COLUMNS)
     for r in rows:
         cpu, limit = r["cpu_percent"], r["cpus_limit"]
         cpu_text = "-" if cpu is None else f"{cpu:.1f}"
         cpu_limit = "-" if not limit else f"{limit:g} cpus" + ("" if cpu is None else f" ({cpu / limit:.0f}%)")
-        rss, mem_limit = r["mem_rss_bytes"], r["mem_limit_bytes"]
-        mem_of = "-" if not mem_limit else f"{_bytes(mem_limit)} ({100.0 * rss / mem_limit:.0f}%)"
         table.add_row(
             r["task_id"],
             r["framework_id"],
             r["agent_id"],
             cpu_text,
             cpu_limit,
-            _bytes(rss),
-            mem_of,
+            _bytes(r["mem_rss_bytes"]),
+            of_limit(r["mem_rss_bytes"], r["mem_limit_bytes"]),
+            _bytes(r["disk_used_bytes"]),
+            of_limit(r["disk_used_bytes"], r["disk_limit_bytes"]),
             str(r["processes"]),
             str(r["threads"]),
         )
@@ -264,16 +273,12 @@ async def cmd_top(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(rows, indent=2))
             else:
-                from rich.console import Console
-
-                Console(width=max(120, Console().width)).print(usage_table(rows, unreachable, args.master))
+                print_table(usage_table(rows, unreachable, args.master))
             return 0
 
-        from rich.console import Console
         from rich.live import Live
 
-        console = Console()
-        with Live(console=console, auto_refresh=False, transient=False) as live:
+        with Live(console=console(), auto_refresh=False, transient=False) as live:
             while True:
                 await asyncio.sleep(args.interval)
                 after, unreachable = await sample(client)

@@ -303,18 +303,23 @@ async def test_quota_and_weights_cli(tmp_path: Path) -> None:
             cli("quota", "set", "eng", "--guarantee", "cpus=1,mem=128", "--limit", "cpus=2"),
         )
         assert set_weights[0] == 0 and set_quota[0] == 0, (set_weights, set_quota)
-        weights, quota, over_limit, zero_weight, metrics = await concurrently(
+        weights, quota, quota_table, over_limit, zero_weight, metrics = await concurrently(
             cli("weights"),
             cli("quota", "--json"),
+            cli("quota"),
             cli("quota", "set", "eng", "--guarantee", "cpus=3", "--limit", "cpus=2"),
             cli("weights", "set", "eng=0"),
             cli("metrics", "--json"),
         )
         code, out, _ = weights
-        assert code == 0 and "eng" in out and "2" in out
+        assert code == 0 and "ROLE" in out and "WEIGHT" in out
+        assert [c.strip() for c in next(line for line in out.splitlines() if "eng" in line).split("│")] == ["eng", "2"]
         code, out, _ = quota
         (eng,) = [r for r in __import__("json").loads(out) if r["role"] == "eng"]
         assert eng["guarantee"] == {"cpus": 1, "mem": 128} and eng["limit"] == {"cpus": 2}
+        code, out, _ = quota_table
+        row = next(line for line in out.splitlines() if line.startswith(" eng "))
+        assert [c.strip() for c in row.split("│")][:4] == ["eng", "2", "cpus=1, mem=128", "cpus=2"], out
         code, _, err = over_limit
         assert code == 2 and "exceeds the limit" in err and len(err.strip().splitlines()) == 1
         code, _, err = zero_weight

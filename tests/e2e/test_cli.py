@@ -16,11 +16,15 @@ import pytest
 
 from scheduler_sdk.cli.main import DAEMONS, main
 from scheduler_sdk.local_cluster import LocalCluster, leftover_cgroups
+from scheduler_sdk.operator import OperatorClient
+from scheduler_sdk.resources import Resources
 from tests.e2e.harness import concurrently, eventually
+from tests.unit.scheduler_sdk.cli.render import assert_fits_and_nothing_is_cut, assert_ids_whole
 
 pytestmark = [pytest.mark.e2e]
 AIOMESOS = [sys.executable, "-m", "scheduler_sdk"]
 CLI_ENV = {"COLUMNS": "200"}
+MIB = 1 << 20
 
 
 async def aiomesos(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, str, str]:
@@ -90,12 +94,13 @@ def assert_one_line_error(code: int, out: str, err: str, expect: str) -> None:
 @pytest.mark.cgroups
 async def test_run_agents_frameworks_tasks_tables_and_json(cluster: LocalCluster) -> None:
     m = cluster.master_address
-    # Three frameworks at once (they fit side by side: 0.3 + 0.5 + 1 cpus of 4).
+    # Four frameworks at once (they fit side by side: 0.3 + 0.5 + 1 + 0.5 cpus of 4); `oom` outgrows its memory.
     run = ("run", "--master", m)
-    hello, bad, mixed = await concurrently(
+    hello, bad, mixed, oom = await concurrently(
         aiomesos(*run, "--name", "hello", "--instances", "3", "--cpus", "0.1", "--mem", "16", "--", "echo", "hi"),
         aiomesos(*run, "--name", "bad", "--", "exit 3"),
         aiomesos(*run, "--name", "mixed", "--instances", "2", "--", 'test "$MESOS_TASK_ID" = mixed-0 || exit 5'),
+        aiomesos(*run, "--name", "oom", "--mem", "32", "--", "head -c 300m /dev/zero | tail"),
     )
     code, out, err = hello
     assert code == 0, err
@@ -105,24 +110,46 @@ async def test_run_agents_frameworks_tasks_tables_and_json(cluster: LocalCluster
     assert "TASK_FAILED" in out and "exit code 3" in out
     code, out, err = mixed
     assert code == 5, (out, err)
+    code, out, err = oom
+    assert code != 0 and "TASK_FAILED" in out, (code, out, err)
 
-    # The views, once all three have ended, read at once.
-    agents_table, agents_json, frameworks_table, frameworks_json, tasks_json, tasks_table, running = await concurrently(
-        aiomesos("agents", "--master", m),
-        aiomesos("agents", "--master", m, "--json"),
-        aiomesos("frameworks", "--master", m, "--all"),
-        aiomesos("frameworks", "--master", m, "--json", "--all"),
-        aiomesos("tasks", "--master", m, "--json", "--all"),
-        aiomesos("tasks", "--master", m, "--all"),
-        aiomesos("tasks", "--master", m, "--json"),
-    )
+    # The views, once all four have ended, read at once; the tables on a narrow terminal, with a reservation for
+    # role eng on one agent.
+    async with OperatorClient(m) as client:
+        agent_id = (await client.agents()).agents[0].agent_info.id
+        reserved = Resources.parse("cpus(eng):0.5;mem(eng):64")
+        await client.reserve(agent_id, reserved)
+        try:
+            narrow = {"COLUMNS": "60"}
+            (
+                agents_table,
+                agents_json,
+                frameworks_table,
+                frameworks_json,
+                tasks_json,
+                tasks_table,
+                running,
+            ) = await concurrently(
+                aiomesos("agents", "--master", m, env=narrow),
+                aiomesos("agents", "--master", m, "--json"),
+                aiomesos("frameworks", "--master", m, "--all"),
+                aiomesos("frameworks", "--master", m, "--json", "--all"),
+                aiomesos("tasks", "--master", m, "--json", "--all"),
+                aiomesos("tasks", "--master", m, "--all", env=narrow),
+                aiomesos("tasks", "--master", m, "--json"),
+            )
+        finally:
+            await client.unreserve(agent_id, reserved)
     code, out, _ = agents_table
     assert code == 0
+    assert_fits_and_nothing_is_cut(out, 60)
     agents = json.loads(agents_json[1])
     assert len(agents) == 2 and all(a["active"] for a in agents)
     for a in agents:
-        assert a["id"] in out and a["hostname"] in out
-        assert a["resources"]["cpus"] == 2 and a["resources"]["mem"] == 1024
+        assert_ids_whole(out, [a["id"], a["hostname"]])
+        assert a["resources"]["cpus"] == 2 and a["resources"]["mem"] == 1024  # reserved or not, the agent's
+    assert [a["reserved"] for a in agents] == [{"eng": {"cpus": 0.5, "mem": 64}}, {}]
+    assert "eng: cpus=0.5, mem=64" in out
     # two local agents share the host: each has its own half of the ports range
     assert sorted(a["resources"]["ports"] for a in agents) == [[[31000, 31499]], [[31500, 31999]]]
 
@@ -137,8 +164,13 @@ async def test_run_agents_frameworks_tasks_tables_and_json(cluster: LocalCluster
     assert sorted(t["id"] for t in hello_tasks) == ["hello-0", "hello-1", "hello-2"]
     assert all(t["state"] == "TASK_FINISHED" and t["agent_id"] and t["exit_code"] == 0 for t in hello_tasks)
     assert all(t["resources"] == {"cpus": 0.1, "mem": 16} for t in hello_tasks)
+    assert all(t["reason"] is None for t in hello_tasks)
+    [hog] = [t for t in tasks if t["name"] == "oom"]
+    assert hog["state"] == "TASK_FAILED" and hog["reason"] == "REASON_CONTAINER_LIMITATION_MEMORY", hog
     code, out, _ = tasks_table
-    assert code == 0 and "hello-0" in out and "TASK_FINISHED" in out
+    assert code == 0 and "TASK_FINISHED" in out
+    assert_fits_and_nothing_is_cut(out, 60)
+    assert_ids_whole(out, [t[key] for t in tasks for key in ("id", "framework_id", "agent_id")])
     assert json.loads(running[1]) == []
 
 
@@ -234,9 +266,11 @@ async def test_a_work_dir_and_a_port_serve_one_master(tmp_path: Path) -> None:
 
 
 @pytest.mark.cgroups
-async def test_sigterm_tears_run_down_like_ctrl_c(cluster: LocalCluster) -> None:
-    """`aiomesos run` stopped with SIGTERM kills its task and removes its framework before it exits (143)."""
+async def test_top_shows_disk_and_sigterm_tears_run_down_like_ctrl_c(cluster: LocalCluster) -> None:
+    """`top` shows what a running task's sandbox holds against its disk limit; `aiomesos run` stopped with
+    SIGTERM kills its task and removes its framework before it exits (143)."""
     m = cluster.master_address
+    blob = "head -c 3145728 /dev/zero > blob.part && mv blob.part blob && exec sleep 600"
     proc = await asyncio.create_subprocess_exec(
         *AIOMESOS,
         "run",
@@ -244,17 +278,23 @@ async def test_sigterm_tears_run_down_like_ctrl_c(cluster: LocalCluster) -> None
         m,
         "--name",
         "long",
+        "--disk",
+        "12",
         "--",
-        "sleep 600",
+        blob,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
 
-    async def running() -> bool:
-        tasks = json.loads((await aiomesos("tasks", "--master", m, "--json"))[1])
-        return any(t["id"] == "long" and t["state"] == "TASK_RUNNING" for t in tasks)
+    def written() -> bool:
+        pattern = "agents/*/frameworks/*/executors/long/runs/latest/blob"
+        return any(any(d.work_dir.glob(pattern)) for d in cluster.agent_daemons)
 
-    await eventually(running, what="the task to run")
+    await eventually(written, what="the task to write its file")
+    code, out, err = await aiomesos("top", "--once", "--json", "--interval", "0.1", "--master", m)
+    assert code == 0, err
+    [row] = [r for r in json.loads(out) if r["task_id"] == "long"]
+    assert 3 * MIB <= row["disk_used_bytes"] < 12 * MIB and row["disk_limit_bytes"] == 12 * MIB, row
     proc.terminate()
     await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 143
@@ -363,3 +403,13 @@ async def test_an_agent_that_fails_to_start_leaves_nothing(tmp_path: Path) -> No
     )
     assert code == 1 and len(err.strip().splitlines()) == 1 and "Not a directory" in err, (code, err)
     assert leftover_cgroups(work) == []
+
+
+@pytest.mark.cgroups
+async def test_demo_runs_and_removes_its_temporary_work_dir(tmp_path: Path) -> None:
+    """`aiomesos demo` runs its job on a cluster of its own, stops it, and leaves no work dir behind (the
+    sandboxes in it are the tasks' user's)."""
+    code, out, err = await aiomesos("demo", "--agents", "1", "--tasks", "2", env={"TMPDIR": str(tmp_path)}, timeout=90)
+    assert code == 0, (out, err)
+    assert "2/2 tasks finished" in out and "no process or cgroup left behind" in out
+    assert list(tmp_path.iterdir()) == [], "the demo's work dir is left"
