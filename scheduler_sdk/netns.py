@@ -1,6 +1,7 @@
 """Hosts as Linux network namespaces on one bridge: each host its own namespace (`ip netns`), its own address on
 the bridge (a veth pair, `eth0` inside), reachable from the machine itself at the bridge's address; a partition
-is an nftables table in the host's namespace that drops everything but loopback, healing deletes it.
+is an nftables table in the host's namespace that drops everything to it and refuses everything from it but
+loopback's; healing deletes it.
 
 The commands are built by pure functions (argv lists, tested as such) and run by `run`; `NetnsCluster`
 (scheduler_sdk.netns_cluster) and `deploy/netns-cluster.sh` use them. Needs root (CAP_NET_ADMIN) and the
@@ -16,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -31,9 +33,17 @@ __all__ = [
 NAME = re.compile(r"[a-z][a-z0-9]{0,7}")  # a network's name: interface names carry it (15 characters at most)
 HOST_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 PARTITION_TABLE = "aiomesos_partition"
+# Packets to the host are dropped: the others see silence. The host's own are refused on the spot (a reset for
+# TCP, else an ICMP error, both delivered through loopback), as a host whose link went down learns at once: its
+# reconnection attempts fail fast, instead of each hanging on a dropped SYN until well after the heal.
 PARTITION_RULES = f"""table inet {PARTITION_TABLE} {{
   chain input {{ type filter hook input priority -10; policy drop; iifname "lo" accept; }}
-  chain output {{ type filter hook output priority -10; policy drop; oifname "lo" accept; }}
+  chain output {{
+    type filter hook output priority -10; policy drop;
+    oifname "lo" accept
+    meta l4proto tcp reject with tcp reset
+    reject with icmpx admin-prohibited
+  }}
 }}
 """
 SUBNET_BASE = ipaddress.IPv4Network("10.231.0.0/16")  # free_subnet picks a /24 in it
@@ -140,7 +150,8 @@ class NetnsNetwork:
 
 
 def partition_commands(host: NetnsHost) -> list[list[str]]:
-    """Drop every packet in and out of the host but its loopback's (nft reads PARTITION_RULES on stdin)."""
+    """Cut the host off: every packet to it dropped, every one from it refused, but its loopback's (nft reads
+    PARTITION_RULES on stdin)."""
     return [["ip", "netns", "exec", host.namespace, "nft", "-f", "-"]]
 
 
@@ -219,9 +230,14 @@ def used_subnets() -> list[ipaddress.IPv4Network]:
     return nets
 
 
-def free_subnet(used: Sequence[ipaddress.IPv4Network], base: ipaddress.IPv4Network = SUBNET_BASE) -> str:
-    """The first /24 of `base` that overlaps none of `used` (pure)."""
-    for candidate in base.subnets(new_prefix=24):
+def free_subnet(
+    used: Sequence[ipaddress.IPv4Network], name: str = "", base: ipaddress.IPv4Network = SUBNET_BASE
+) -> str:
+    """The first /24 of `base` that overlaps none of `used`, looking from a place that depends on the network's
+    `name` (the first of `base` for "" and "am"), so that two networks set up at once seldom pick the same (pure)."""
+    candidates = list(base.subnets(new_prefix=24))
+    start = zlib.crc32(name.encode()) % len(candidates) if name not in ("", "am") else 0
+    for candidate in candidates[start:] + candidates[:start]:
         if not any(candidate.overlaps(u) for u in used):
             return str(candidate)
     raise NetnsError(f"no free /24 left in {base}")

@@ -87,11 +87,17 @@ class NetnsCluster:
     async def start(self, timeout: float = 30.0) -> None:
         """The bridge, the master's host and daemon, then `agents` agent hosts; everything is taken down again
         if any of it fails."""
+        network = NetnsNetwork(self.name, self.subnet or netns.free_subnet(netns.used_subnets(), self.name))
+        in_use = netns.link_exists(network.bridge) or any(
+            ns.startswith(network.namespace_prefix) for ns in netns.namespaces()
+        )
+        if in_use:  # another cluster's: neither used nor taken down
+            raise ClusterError(f"network {self.name!r} is in use (bridge {network.bridge} or its namespaces exist)")
         try:
+            self.network = network
             self.work_dir.mkdir(parents=True, exist_ok=True)
             # Traversable: tasks run as other users (nobody) and must reach their sandboxes in it.
             os.chmod(self.work_dir, self.work_dir.stat().st_mode & 0o7777 | 0o011)
-            self.network = NetnsNetwork(self.name, self.subnet or netns.free_subnet(netns.used_subnets()))
             self._save()  # before anything exists: a `down` after a crash finds the network's name
             netns.run_all(self.network.bridge_up())
             master = self.start_master()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk import netns
+from scheduler_sdk.local_cluster import ClusterError
 from scheduler_sdk.netns_cluster import AGENT_PORT, NetnsCluster
 from scheduler_sdk.netns_provider import NetnsAgentProvider
 from scheduler_sdk.operator import AgentClient, OperatorClient
@@ -172,3 +174,18 @@ async def test_the_autoscaler_adds_a_namespace_host_and_removes_it(hosts: NetnsC
         await eventually(gone, what="pool-1 to leave the master")
     finally:
         await provider.stop_all()
+
+
+def test_a_network_in_use_is_refused_and_left_alone(hosts: NetnsCluster, tmp_path: Path) -> None:
+    name = f"f{os.getpid() % 10_000_000}"
+    foreign = f"aiomesos-{name}-master"
+    netns.run(["ip", "netns", "add", foreign])
+    try:
+        with pytest.raises(ClusterError, match="is in use"):
+            asyncio.run(NetnsCluster(tmp_path, name=name, agents=0).start())
+        assert foreign in netns.namespaces() and not netns.link_exists(f"am{name}")
+        with pytest.raises(ClusterError, match="is in use"):  # nor a running cluster's
+            asyncio.run(NetnsCluster(tmp_path, name=hosts.name, agents=0).start())
+        assert hosts.master_host.namespace in netns.namespaces()
+    finally:
+        netns.run(["ip", "netns", "del", foreign])
