@@ -243,15 +243,21 @@ def free_subnet(
     raise NetnsError(f"no free /24 left in {base}")
 
 
-def missing_tools() -> list[str]:
-    return [tool for tool in ("ip", "nft", "nsenter", "unshare") if shutil.which(tool) is None]
+TOOLS = {"ip": "iproute2", "nft": "nftables", "nsenter": "util-linux", "unshare": "util-linux"}
+
+
+def missing_tools() -> str:
+    """Empty when every command needed is installed, else which are not and their Debian packages."""
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if not missing:
+        return ""
+    packages = sorted({TOOLS[tool] for tool in missing})
+    return f"missing commands: {', '.join(missing)} (Debian: apt-get install {' '.join(packages)})"
 
 
 def available() -> str:
-    """Empty when this machine lets us make namespaces and bridges, else why not (a test's skip reason)."""
-    missing = missing_tools()
-    if missing:
-        return f"missing commands: {', '.join(missing)} (Debian: iproute2, nftables, util-linux)"
+    """Empty when this machine lets us make namespaces (and nftables tables in them), else why not (a test's
+    skip reason: an unprivileged user or container). Run `missing_tools` first."""
     probe = f"aiomesos-probe-{os.getpid()}"
     try:
         run(["ip", "netns", "add", probe])

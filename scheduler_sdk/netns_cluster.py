@@ -447,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if os.geteuid() != 0:
             raise UsageError("network namespaces need root (CAP_NET_ADMIN)")
+        missing = netns.missing_tools()
+        if missing:
+            raise UsageError(missing)
         return asyncio.run(_main(args))
     except (UsageError, ValueError, ClusterError, netns.NetnsError) as e:
         print(f"netns-cluster: {e}", file=sys.stderr)

@@ -9,6 +9,8 @@ in a namespace) is not permitted."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk import netns
 from scheduler_sdk.local_cluster import ClusterError
-from scheduler_sdk.netns_cluster import AGENT_PORT, NetnsCluster
+from scheduler_sdk.netns_cluster import AGENT_PORT, NetnsCluster, main
 from scheduler_sdk.netns_provider import NetnsAgentProvider
 from scheduler_sdk.operator import AgentClient, OperatorClient
 from scheduler_sdk.placement.autoscale import Action, Autoscaler, AutoscaleRule
@@ -40,6 +42,8 @@ RESOURCES = "cpus:1;mem:256;disk:512;ports:[31000-31099]"
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsCluster]:
+    missing = netns.missing_tools()
+    assert not missing, f"{missing}: `make system-deps` installs them"
     why = netns.available()
     if why:
         pytest.skip(why)
@@ -61,6 +65,16 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsCluster]:
         left = [ns for ns in netns.namespaces() if ns.startswith(c.network.namespace_prefix)]
         assert left == [] and not netns.link_exists(c.network.bridge), f"left behind: {left}, bridge"
     assert problems == [], f"not cleanly stopped: {problems}"
+
+
+async def script(c: NetnsCluster, *args: str) -> str:
+    """What deploy/netns-cluster.sh ARGS prints for this cluster (its code, run here: the script's own Python
+    start-up costs seconds; the cluster is found through the state file in its work dir)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = await asyncio.to_thread(main, ["--dir", str(c.work_dir), *args])
+    assert code == 0, out.getvalue()
+    return out.getvalue()
 
 
 async def active_agents(c: NetnsCluster) -> dict[str, opb.AgentSummary]:
@@ -96,6 +110,11 @@ async def test_tasks_land_on_agents_in_their_own_namespaces(hosts: NetnsCluster)
             for name in offers
         }
     assert seen == {h.name: [h.name, f"{h.address}/24"] for h in hosts.agent_hosts()}
+    # The script reads the same cluster from its state file.
+    status = {line.split()[0]: line.split()[1:4] for line in (await script(hosts, "status")).splitlines()}
+    assert {name: status[name] for name in hosts.hosts} == {
+        name: [h.address, h.namespace, "pid"] for name, h in hosts.hosts.items()
+    }
 
 
 async def test_a_partitioned_agent_is_unreachable_and_comes_back(hosts: NetnsCluster) -> None:
@@ -110,7 +129,8 @@ async def test_a_partitioned_agent_is_unreachable_and_comes_back(hosts: NetnsClu
         driver.accept([offer.id], [task("cut-off", "sleep 600", offer.agent_id)])
         await rec.wait_state("cut-off", {tpb.TASK_RUNNING})
         try:
-            hosts.partition("agent2")
+            await script(hosts, "partition", "agent2")
+            assert netns.partitioned(hosts.hosts["agent2"])
             s = await rec.wait_state("cut-off", {tpb.TASK_UNREACHABLE}, timeout=40)
             assert s.source == tpb.TaskStatus.SOURCE_MASTER and "unreachable" in s.message
             assert set(await active_agents(hosts)) == {"agent1"}

@@ -88,3 +88,10 @@ def test_the_command_line_says_what_is_wrong_in_one_line(tmp_path: Path, capsys:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("netns-cluster: ")
     assert main(["--dir", str(tmp_path), "down"]) == 0  # nothing up: nothing to do
+
+
+def test_missing_commands_are_named_with_their_debian_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(netns.shutil, "which", lambda tool: None if tool in ("nft", "unshare") else f"/bin/{tool}")
+    assert netns.missing_tools() == "missing commands: nft, unshare (Debian: apt-get install nftables util-linux)"
+    monkeypatch.setattr(netns.shutil, "which", lambda tool: f"/bin/{tool}")
+    assert netns.missing_tools() == ""
