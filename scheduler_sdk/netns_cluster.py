@@ -233,7 +233,9 @@ class NetnsCluster:
         pid = self.pids.pop(name, None)
         if daemon is not None:
             return await daemon.stop(timeout, sig=sig)
-        if pid is not None:
+        host = self.hosts.get(name)
+        # A pid from the state file is signalled only while it is still in its host (not reused since).
+        if pid is not None and host is not None and pid in netns.namespace_pids(host.namespace):
             return await asyncio.to_thread(_stop_pid, pid, sig, timeout)
         return None
 
