@@ -24,6 +24,15 @@ AgentMessage = agent_pb2.AgentMessage
 MasterMessage = agent_pb2.MasterMessage
 
 FATAL = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+# Mesos' max_agent_ping_timeouts: a master silent for this many of its ping intervals is taken for lost (a
+# partition drops packets silently: without this, only gRPC's keepalive would notice, half a minute later).
+MISSED_PINGS = 5
+
+
+def master_silence_limit(ping_interval: float) -> float | None:
+    """Seconds without a message from the master after which the agent re-attaches (None: the master does not
+    ping, wait forever)."""
+    return ping_interval * MISSED_PINGS if ping_interval > 0 else None
 
 
 class RejectedByMaster(Exception):
@@ -117,9 +126,15 @@ class MasterLink:
             self.connected.set()
             log.info("attached to master", master=address, agent_id=first.registered.agent_id)
             writer = asyncio.create_task(self._write(call))
+            silence = master_silence_limit(first.registered.ping_interval_seconds)
             try:
                 while True:
-                    message = await call.read()
+                    try:
+                        async with asyncio.timeout(silence):  # not wait_for: see scheduler_sdk._daemon.tasks
+                            message = await call.read()
+                    except TimeoutError:
+                        call.cancel()
+                        raise ConnectionError(f"no ping from the master in {silence:g} s") from None
                     if message is grpc.aio.EOF:
                         break
                     if message.type == MasterMessage.PING:

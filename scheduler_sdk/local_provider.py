@@ -10,10 +10,11 @@ import contextlib
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import structlog
 
-from scheduler_sdk.local_cluster import Daemon, LocalCluster, leftover_cgroups
+from scheduler_sdk.local_cluster import Daemon, leftover_cgroups
 from scheduler_sdk.operator import OperatorClient, OperatorError
 
 __all__ = ["AttributesFor", "LocalAgentProvider"]
@@ -23,6 +24,16 @@ log = structlog.get_logger(__name__)
 _ATTRIBUTE_TEXT = re.compile(r"[A-Za-z0-9_.\-/]+")
 
 AttributesFor = Mapping[str, str] | Callable[[int], Mapping[str, str]]
+
+
+class AgentCluster(Protocol):
+    """What the provider needs of a cluster: a `LocalCluster`, or a `NetnsCluster` (through its subclass
+    `NetnsAgentProvider`, which makes each agent a host of its own)."""
+
+    @property
+    def master_address(self) -> str: ...
+
+    def add_agent(self, index: int | None = None, extra_flags: list[str] | None = None) -> Daemon: ...
 
 
 class LocalAgentProvider:
@@ -38,7 +49,7 @@ class LocalAgentProvider:
 
     def __init__(
         self,
-        cluster: LocalCluster,
+        cluster: AgentCluster,
         group: str,
         resources: str | None = None,
         attributes: AttributesFor | None = None,
@@ -90,11 +101,17 @@ class LocalAgentProvider:
             flags = ["--hostname", name, "--attributes", self._attributes_for(n)]
             if self.resources is not None:
                 flags += ["--resources", self.resources]
-            daemon = self.cluster.add_agent(None, [*flags, *self.extra_flags])
+            daemon = self._start_agent(name, [*flags, *self.extra_flags])
             self.daemons[name] = daemon
             names.append(name)
             log.info("agent started", group=group, hostname=name, process=daemon.name)
         return names
+
+    def _start_agent(self, hostname: str, flags: list[str]) -> Daemon:
+        return self.cluster.add_agent(None, flags)
+
+    async def _stopped(self, hostname: str) -> None:
+        """Called once the agent of `hostname` is stopped (a subclass removes its host)."""
 
     async def scale_down(self, group: str, hostnames: Sequence[str]) -> None:
         """Stop those agents (SIGTERM, then SIGKILL after `stop_timeout`) and wait until they are gone.
@@ -107,6 +124,7 @@ class LocalAgentProvider:
         codes = await asyncio.gather(*(d.stop(self.stop_timeout) for _, d in owned))
         for (name, daemon), code in zip(owned, codes, strict=True):
             self.stopped[name] = daemon
+            await self._stopped(name)
             log.info("agent stopped", group=group, hostname=name, process=daemon.name, exit_code=code)
 
     def leftovers(self, hostname: str, daemon: Daemon | None = None) -> list[str]:
