@@ -68,7 +68,7 @@ class HelloScheduler(Scheduler):
         if status.task_id not in self.states:
             return
         self.states[status.task_id] = status.state
-        extra = f" exit code {status.exit_code}" if status.has_exit_code else ""
+        extra = f" exit code {status.exit_code}" if status.HasField("exit_code") else ""
         extra += f" ({status.message})" if status.message and status.state != tpb.TASK_FINISHED else ""
         print(f"{status.task_id} {tpb.TaskState.Name(status.state)}{extra}", flush=True)
         if all(state in TERMINAL for state in self.states.values()):

@@ -80,7 +80,7 @@ class RecoveredTask:
 
     def healthy(self) -> bool | None:
         """The health last reported, if any was."""
-        marked = [u.healthy for u in self.updates if u.has_healthy]
+        marked = [u.healthy for u in self.updates if u.HasField("healthy")]
         return marked[-1] if marked else None
 
 

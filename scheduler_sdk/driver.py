@@ -276,7 +276,7 @@ class SchedulerDriver:
                     await s.agent_lost(self, f.agent_id)
             case Event.AGENT_DRAINING:
                 d = event.agent_draining
-                await s.agent_draining(self, d.agent_id, d.deadline if d.has_deadline else None)
+                await s.agent_draining(self, d.agent_id, d.deadline if d.HasField("deadline") else None)
             case Event.ERROR:
                 await s.error(self, event.error.message)
             case Event.HEARTBEAT:
@@ -403,7 +403,7 @@ class SchedulerDriver:
 def _filters(refuse_seconds: float | None) -> spb.Filters:
     if refuse_seconds is None:
         return spb.Filters()
-    return spb.Filters(refuse_seconds=refuse_seconds, has_refuse_seconds=True)
+    return spb.Filters(refuse_seconds=refuse_seconds)
 
 
 async def _sleep_or(event: asyncio.Event, seconds: float) -> None:
