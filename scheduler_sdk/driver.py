@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Iterable, Sequence
 
 import grpc
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+MASTER_ENV = "AIOMESOS_MASTER"
 Call = spb.Call
 Event = spb.Event
 
@@ -120,10 +122,11 @@ class SchedulerDriver:
         # How to reach the master and prove who we are: None means the config the CLI would use (--config is
         # the CLI's; here $AIOMESOS_CONFIG or ~/.config/aiomesos/config.toml), ClientConfig() plaintext.
         self.config = config if config is not None else load_client_config()
-        # `host:port`, a comma-separated list, or etcd://h:p[,h:p]/prefix: the driver follows the leader.
-        self.master = master or (self.config.master if self.config else "")
+        # `host:port`, a comma-separated list, or etcd://h:p[,h:p]/prefix: the driver follows the leader. Empty:
+        # $AIOMESOS_MASTER, else the client config's, as for the CLI.
+        self.master = master or os.environ.get(MASTER_ENV, "") or (self.config.master if self.config else "")
         if not self.master:
-            raise DriverError("no master address: give one, or a client config that names it")
+            raise DriverError(f"no master address: give one, set ${MASTER_ENV}, or a client config that names it")
         try:
             self.locator = MasterLocator(self.master, self.config)
         except ValueError as e:

@@ -15,8 +15,8 @@ from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import scheduler_pb2_grpc
 from aiomesos.v1 import tasks_pb2 as tpb
-from scheduler_sdk.driver import Scheduler, SchedulerDriver
-from scheduler_sdk.offers import launch_op, reserve_op
+from scheduler_sdk.driver import DriverError, Scheduler, SchedulerDriver
+from scheduler_sdk.offers import launch_op, reserve_op, task_info
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.security.config import ClientConfig
 
@@ -157,3 +157,38 @@ async def test_offer_operations_are_accepts_with_ordered_operations() -> None:
     assert not accepts[1].accept.filters.HasField("refuse_seconds")
     reserved = Resources.from_proto(accepts[0].accept.operations[0].reserve.resources)
     assert reserved == Resources.of(role="eng", cpus=1)
+
+
+def test_the_master_defaults_to_aiomesos_master_then_the_client_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    info, config = rpb.FrameworkInfo(name="t"), ClientConfig(master="10.0.0.2:5050")
+    monkeypatch.setenv("AIOMESOS_MASTER", "10.0.0.1:5050")
+    assert SchedulerDriver("", info, Scheduler(), config=config).master == "10.0.0.1:5050"
+    assert SchedulerDriver("10.0.0.3:5050", info, Scheduler(), config=config).master == "10.0.0.3:5050"
+    monkeypatch.delenv("AIOMESOS_MASTER")
+    assert SchedulerDriver("", info, Scheduler(), config=config).master == "10.0.0.2:5050"
+    with pytest.raises(DriverError, match=r"no master address: give one, set \$AIOMESOS_MASTER"):
+        SchedulerDriver("", info, Scheduler(), config=ClientConfig())
+
+
+def test_task_info_builds_a_task_for_the_offers_agent() -> None:
+    o = spb.Offer(id="o-1", agent_id="a-7")
+    shell = task_info(o, "t1", "echo $MESOS_TASK_ID", Resources.of(cpus=0.5), labels=rpb.Labels())
+    assert (shell.task_id, shell.name, shell.agent_id) == ("t1", "t1", "a-7")
+    assert shell.command.shell and shell.command.value == "echo $MESOS_TASK_ID"
+    assert Resources.from_proto(shell.resources) == Resources.of(cpus=0.5)
+    argv = task_info(o, "t2", ["/bin/echo", "hi"], Resources.of(cpus=0.5).to_proto(), name="greeter")
+    assert not argv.command.shell and argv.command.value == "/bin/echo"
+    assert list(argv.command.arguments) == ["/bin/echo", "hi"] and argv.name == "greeter"
+    with pytest.raises(ValueError, match="empty argv"):
+        task_info(o, "t3", [], Resources.of(cpus=0.5))
+
+
+def test_the_package_exports_what_a_framework_needs() -> None:
+    import scheduler_sdk
+    from scheduler_sdk import driver, offers, states
+
+    assert scheduler_sdk.SchedulerDriver is driver.SchedulerDriver and scheduler_sdk.task_info is offers.task_info
+    assert scheduler_sdk.TERMINAL_STATES is states.TERMINAL_STATES
+    assert set(scheduler_sdk.__all__) == {"Resources", "ResourcesError", *scheduler_sdk._LAZY}
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = scheduler_sdk.nope  # type: ignore[attr-defined]
