@@ -64,9 +64,8 @@ FATAL_CODES = (
 )
 # How a subscription ends after stop(): closed (OK), torn down (FAILED_PRECONDITION) or hung up (CANCELLED).
 _ENDED_BY_STOP = (grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.CANCELLED)
-# The callback an event goes to, for the log line of one that raised (SUBSCRIBED: registered or reregistered).
+# The callback an event goes to, for the log line of one that raised.
 _CALLBACKS = {
-    Event.SUBSCRIBED: "registered",
     Event.OFFERS: "offers",
     Event.RESCIND: "offer_rescinded",
     Event.UPDATE: "status_update",
@@ -277,7 +276,7 @@ class SchedulerDriver:
             try:
                 await self._dispatch(event, resubscribing)
             except Exception as e:
-                self._abort(e, _CALLBACKS.get(event.type, Event.Type.Name(event.type)))
+                self._abort(e, _callback_name(event, resubscribing))
 
     async def _dispatch(self, event: spb.Event, resubscribing: bool) -> None:
         s = self.scheduler
@@ -456,6 +455,14 @@ def _filters(refuse_seconds: float | None) -> spb.Filters:
     if refuse_seconds is None:
         return spb.Filters()
     return spb.Filters(refuse_seconds=refuse_seconds)
+
+
+def _callback_name(event: spb.Event, resubscribing: bool) -> str:
+    if event.type == Event.SUBSCRIBED:
+        return "reregistered" if resubscribing else "registered"
+    if event.type == Event.FAILURE and event.failure.executor_id:
+        return "executor_lost"
+    return _CALLBACKS.get(event.type, Event.Type.Name(event.type))
 
 
 async def _sleep_or(event: asyncio.Event, seconds: float) -> None:

@@ -192,3 +192,12 @@ def test_the_package_exports_what_a_framework_needs() -> None:
     assert set(scheduler_sdk.__all__) == {"Resources", "ResourcesError", *scheduler_sdk._LAZY}
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = scheduler_sdk.nope  # type: ignore[attr-defined]
+
+
+class RaisesWhenRegistered(Scheduler):
+    async def registered(self, driver: SchedulerDriver, framework_id: str, master_id: str) -> None:
+        raise Boom("a bug in the framework")
+
+
+async def test_a_registered_callback_that_raises_is_named_in_the_log() -> None:
+    await run_driver(FakeMaster([]), RaisesWhenRegistered(), "registered")
