@@ -40,6 +40,7 @@ from pathlib import Path
 
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
+from mesos_agent import legacy_fields
 from mesos_agent.sandbox import encode_id
 
 TASK = b"T"
@@ -80,7 +81,7 @@ class RecoveredTask:
 
     def healthy(self) -> bool | None:
         """The health last reported, if any was."""
-        marked = [u.healthy for u in self.updates if u.has_healthy]
+        marked = [u.healthy for u in self.updates if u.HasField("healthy")]
         return marked[-1] if marked else None
 
 
@@ -271,13 +272,13 @@ def _read_log(framework: rpb.FrameworkInfo, path: Path) -> RecoveredTask | None:
     try:
         for kind, payload in _records(path):
             if kind == TASK:
-                task = tpb.TaskInfo.FromString(payload)
+                task = legacy_fields.task_info(tpb.TaskInfo.FromString(payload))
             elif kind == CONTAINER:
                 container_id = payload.decode()
             elif kind == GPUS:
                 gpus = _gpus(payload.decode())
             elif kind == UPDATE:
-                updates.append(tpb.TaskStatus.FromString(payload))
+                updates.append(legacy_fields.task_status(tpb.TaskStatus.FromString(payload)))
             elif kind == ACK:
                 acked.add(payload)
     except (ValueError, UnicodeDecodeError):
@@ -289,14 +290,14 @@ def _read_log(framework: rpb.FrameworkInfo, path: Path) -> RecoveredTask | None:
 
 def _read_old_layout(framework: rpb.FrameworkInfo, task_dir: Path) -> RecoveredTask | None:
     try:
-        task = tpb.TaskInfo.FromString((task_dir / "task.pb").read_bytes())
+        task = legacy_fields.task_info(tpb.TaskInfo.FromString((task_dir / "task.pb").read_bytes()))
         container_id = (task_dir / "container_id").read_text().strip()
         gpus_file = task_dir / "gpus"
         gpus = _gpus(gpus_file.read_text().strip()) if gpus_file.exists() else ()
         recovered = RecoveredTask(framework, task, container_id, gpus=gpus)
         for kind, payload in _records(task_dir / "updates"):
             if kind == UPDATE:
-                recovered.updates.append(tpb.TaskStatus.FromString(payload))
+                recovered.updates.append(legacy_fields.task_status(tpb.TaskStatus.FromString(payload)))
             elif kind == ACK:
                 recovered.acked.add(payload)
     except (OSError, ValueError):

@@ -102,9 +102,9 @@ def task_status(
         uuid=update_uuid,
     )
     if exit_code is not None:
-        status.exit_code, status.has_exit_code = exit_code, True
+        status.exit_code = exit_code
     if healthy is not None:
-        status.healthy, status.has_healthy = healthy, True
+        status.healthy = healthy
     return status
 
 

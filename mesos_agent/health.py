@@ -100,13 +100,13 @@ class HealthPolicy:
             port = check.tcp.port
         return cls(
             type=check.type,
-            delay=check.delay_seconds if check.has_delay_seconds else DEFAULT_DELAY,
-            interval=check.interval_seconds if check.has_interval_seconds else DEFAULT_INTERVAL,
-            timeout=check.timeout_seconds if check.has_timeout_seconds else DEFAULT_TIMEOUT,
+            delay=check.delay_seconds if check.HasField("delay_seconds") else DEFAULT_DELAY,
+            interval=check.interval_seconds if check.HasField("interval_seconds") else DEFAULT_INTERVAL,
+            timeout=check.timeout_seconds if check.HasField("timeout_seconds") else DEFAULT_TIMEOUT,
             consecutive_failures=(
-                check.consecutive_failures if check.has_consecutive_failures else DEFAULT_CONSECUTIVE_FAILURES
+                check.consecutive_failures if check.HasField("consecutive_failures") else DEFAULT_CONSECUTIVE_FAILURES
             ),
-            grace_period=check.grace_period_seconds if check.has_grace_period_seconds else DEFAULT_GRACE_PERIOD,
+            grace_period=check.grace_period_seconds if check.HasField("grace_period_seconds") else DEFAULT_GRACE_PERIOD,
             argv=argv,
             shell=check.command.shell,
             command_env=tuple((v.name, v.value) for v in check.command.environment.variables),

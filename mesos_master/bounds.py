@@ -266,7 +266,7 @@ def check_agent_info(info: rpb.AgentInfo, field: str = "agent_info") -> None:
 
 # ----------------------------------------------------------------------------------- scheduler calls
 def check_filters(field: str, filters: scheduler_pb2.Filters) -> None:
-    if filters.has_refuse_seconds:
+    if filters.HasField("refuse_seconds"):
         check_number(f"{field}.refuse_seconds", filters.refuse_seconds, 0, MAX_REFUSE_SECONDS)
 
 

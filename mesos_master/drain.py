@@ -47,8 +47,7 @@ def drain_info(drain: Drain | None) -> opb.DrainInfo:
         return opb.DrainInfo()
     return opb.DrainInfo(
         state=opb.DRAINED if drain.state == DRAINED else opb.DRAINING,
-        deadline=drain.deadline or 0.0,
-        has_deadline=drain.deadline is not None,
+        deadline=drain.deadline,
         mark_gone=drain.mark_gone,
         since=drain.since,
         drained_at=drain.drained_at or 0.0,
@@ -214,8 +213,7 @@ class DrainTransitions(FrameworkTransitions, AgentTransitions):
             agent_draining=Event.AgentDraining(
                 agent_id=agent.id,
                 hostname=agent.info.hostname,
-                deadline=drain.deadline or 0.0,
-                has_deadline=drain.deadline is not None,
+                deadline=drain.deadline,
             ),
         )
         for framework_id in sorted(framework_ids):

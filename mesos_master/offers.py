@@ -16,7 +16,7 @@ DEFAULT_REFUSE_SECONDS = 5.0
 
 def refuse_seconds(filters: scheduler_pb2.Filters) -> float:
     """How long a framework refuses what it gives back (a DECLINE, or what an ACCEPT leaves unused)."""
-    return filters.refuse_seconds if filters.has_refuse_seconds else DEFAULT_REFUSE_SECONDS
+    return filters.refuse_seconds if filters.HasField("refuse_seconds") else DEFAULT_REFUSE_SECONDS
 
 
 class OfferTransitions(MasterState):

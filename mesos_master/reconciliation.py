@@ -112,8 +112,8 @@ class ReconciliationTransitions(MasterState):
             message=("task is complete: " if completed else "") + (latest.message if latest else ""),
             timestamp=now,
         )
-        if latest is not None and latest.has_exit_code:
-            status.exit_code, status.has_exit_code = latest.exit_code, True
+        if latest is not None and latest.HasField("exit_code"):
+            status.exit_code = latest.exit_code
         return status
 
     # ----------------------------------------------------------------------------- answering what waited

@@ -7,6 +7,11 @@
     driver = SchedulerDriver("127.0.0.1:5050", FrameworkInfo(name="mine"), MyScheduler())
     await driver.run()          # until driver.stop() or a fatal error
 
+A callback that raises aborts the driver, as Mesos' drivers do: the exception is logged with its traceback, the
+driver stops without tearing the framework down (its tasks keep running for `failover_timeout`), and `run()`
+raises that exception. The event it failed on is not acknowledged, so a restarted framework that subscribes with
+its framework id is told again.
+
 Calls (`accept`, `decline`, `acknowledge`...) are queued and sent together once per event-loop turn, so a
 callback that launches a thousand tasks sends one message. Status updates are acknowledged after the
 `status_update` callback returns (implicit acknowledgements), unless `implicit_acknowledgements=False`.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Iterable, Sequence
 
 import grpc
@@ -32,9 +38,21 @@ from scheduler_sdk._daemon.tasks import cancel_and_wait
 from scheduler_sdk.backoff import Backoff
 from scheduler_sdk.channels import open_channel
 from scheduler_sdk.master_locator import MasterLocator, NoMasterError
+from scheduler_sdk.offers import ResourcesLike, launch_op, reserve_op, task_info, unreserve_op
 from scheduler_sdk.security.config import ClientConfig, load_client_config
 
+__all__ = [
+    "DriverError",
+    "Scheduler",
+    "SchedulerDriver",
+    "launch_op",
+    "reserve_op",
+    "task_info",
+    "unreserve_op",
+]
+
 log = structlog.get_logger(__name__)
+MASTER_ENV = "AIOMESOS_MASTER"
 Call = spb.Call
 Event = spb.Event
 
@@ -46,6 +64,16 @@ FATAL_CODES = (
 )
 # How a subscription ends after stop(): closed (OK), torn down (FAILED_PRECONDITION) or hung up (CANCELLED).
 _ENDED_BY_STOP = (grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.CANCELLED)
+# The callback an event goes to, for the log line of one that raised.
+_CALLBACKS = {
+    Event.OFFERS: "offers",
+    Event.RESCIND: "offer_rescinded",
+    Event.UPDATE: "status_update",
+    Event.MESSAGE: "framework_message",
+    Event.FAILURE: "agent_lost",
+    Event.AGENT_DRAINING: "agent_draining",
+    Event.ERROR: "error",
+}
 
 
 class DriverError(Exception):
@@ -93,10 +121,11 @@ class SchedulerDriver:
         # How to reach the master and prove who we are: None means the config the CLI would use (--config is
         # the CLI's; here $AIOMESOS_CONFIG or ~/.config/aiomesos/config.toml), ClientConfig() plaintext.
         self.config = config if config is not None else load_client_config()
-        # `host:port`, a comma-separated list, or etcd://h:p[,h:p]/prefix: the driver follows the leader.
-        self.master = master or (self.config.master if self.config else "")
+        # `host:port`, a comma-separated list, or etcd://h:p[,h:p]/prefix: the driver follows the leader. Empty:
+        # $AIOMESOS_MASTER, else the client config's, as for the CLI.
+        self.master = master or os.environ.get(MASTER_ENV, "") or (self.config.master if self.config else "")
         if not self.master:
-            raise DriverError("no master address: give one, or a client config that names it")
+            raise DriverError(f"no master address: give one, set ${MASTER_ENV}, or a client config that names it")
         try:
             self.locator = MasterLocator(self.master, self.config)
         except ValueError as e:
@@ -119,6 +148,7 @@ class SchedulerDriver:
         self._stopped = asyncio.Event()
         self._teardown = False
         self._call: grpc.aio.StreamStreamCall | None = None
+        self.failure: Exception | None = None  # what a callback raised, which aborted the driver
 
     @property
     def framework_id(self) -> str:
@@ -126,11 +156,30 @@ class SchedulerDriver:
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
-        """Subscribe and deliver events until `stop()`; raises DriverError if the master refuses us."""
+        """Subscribe and deliver events until `stop()`; raises DriverError if the master refuses us, and the
+        exception itself if a callback raises (the driver aborts: it stops without teardown)."""
         try:
             await self._subscriptions()
+        except DriverError:
+            if self.failure is None:
+                raise
         finally:
             await self.locator.close()
+        if self.failure is not None:
+            raise self.failure
+
+    def _abort(self, error: Exception, callback: str) -> None:
+        """A callback raised: log it with its traceback and stop (no teardown); run() raises it. What was queued
+        before is still sent; no event after it is delivered."""
+        if self.failure is None:
+            self.failure = error
+            log.error(
+                "scheduler callback raised: the driver aborts",
+                callback=callback,
+                framework_id=self.framework.id,
+                exc_info=error,
+            )
+        self.stop()
 
     async def _subscriptions(self) -> None:
         """Subscribe to the leading master, again and again: a broken stream or a standby's refusal sends the
@@ -162,7 +211,10 @@ class SchedulerDriver:
                     self.subscribed.clear()
                     attempts = 0  # that subscription worked: count and back off afresh
                     backoff.reset()
-                    await self.scheduler.disconnected(self)
+                    try:
+                        await self.scheduler.disconnected(self)
+                    except Exception as e:
+                        self._abort(e, "disconnected")
             if at_once:  # another candidate to try before this attempt has failed
                 continue
             attempts += 1
@@ -219,12 +271,12 @@ class SchedulerDriver:
                 raise grpc.aio.AioRpcError(
                     grpc.StatusCode.UNAVAILABLE, None, None, details="the master ended the stream"
                 )
+            if self.failure is not None:
+                continue  # aborted: nothing more is delivered (nor acknowledged) while the stream winds down
             try:
                 await self._dispatch(event, resubscribing)
-            except Exception:
-                # A framework's bug must not end its subscription; what it failed to handle is not acknowledged,
-                # so the agent redelivers it.
-                log.exception("scheduler callback failed", event_type=Event.Type.Name(event.type))
+            except Exception as e:
+                self._abort(e, _callback_name(event, resubscribing))
 
     async def _dispatch(self, event: spb.Event, resubscribing: bool) -> None:
         s = self.scheduler
@@ -254,17 +306,10 @@ class SchedulerDriver:
                 for offer_id in event.rescind.offer_ids:
                     await s.offer_rescinded(self, offer_id)
             case Event.UPDATE:
-                failed: BaseException | None = None
-                for status in event.update.statuses:
-                    try:
-                        await s.status_update(self, status)
-                    except Exception as e:  # the others in the batch are still delivered
-                        failed = failed or e
-                        continue
+                for status in event.update.statuses:  # a raise leaves this one and the rest unacknowledged
+                    await s.status_update(self, status)
                     if self.implicit_acknowledgements and status.uuid:
                         self.acknowledge(status)
-                if failed is not None:
-                    raise failed
             case Event.MESSAGE:
                 m = event.message
                 await s.framework_message(self, m.agent_id, m.executor_id, m.data)
@@ -276,7 +321,7 @@ class SchedulerDriver:
                     await s.agent_lost(self, f.agent_id)
             case Event.AGENT_DRAINING:
                 d = event.agent_draining
-                await s.agent_draining(self, d.agent_id, d.deadline if d.has_deadline else None)
+                await s.agent_draining(self, d.agent_id, d.deadline if d.HasField("deadline") else None)
             case Event.ERROR:
                 await s.error(self, event.error.message)
             case Event.HEARTBEAT:
@@ -319,16 +364,13 @@ class SchedulerDriver:
         tasks: Iterable[tpb.TaskInfo],
         refuse_seconds: float | None = None,
     ) -> None:
-        """Launch `tasks` on the offers (all from one agent); what they leave unused returns to the master."""
-        op = spb.Offer_Operation(
-            type=spb.Offer_Operation.LAUNCH, launch=spb.Offer_Operation.Launch(task_infos=list(tasks))
-        )
-        self._queue(
-            Call(
-                type=Call.ACCEPT,
-                accept=Call.Accept(offer_ids=list(offer_ids), operations=[op], filters=_filters(refuse_seconds)),
-            )
-        )
+        """Launch `tasks` on the offers (all from one agent); what they leave unused returns to the master. No
+        tasks: the offers are declined."""
+        tasks = list(tasks)
+        if not tasks:
+            self.decline(offer_ids, refuse_seconds)
+            return
+        self.accept_operations(offer_ids, [launch_op(tasks)], refuse_seconds)
 
     def accept_operations(
         self,
@@ -336,18 +378,27 @@ class SchedulerDriver:
         operations: Iterable[spb.Offer_Operation],
         refuse_seconds: float | None = None,
     ) -> None:
-        """Accept offers with ordered operations (see `launch_op`, `reserve_op`, `unreserve_op`): a LAUNCH may
-        use what a RESERVE before it reserved."""
-        self._queue(
-            Call(
-                type=Call.ACCEPT,
-                accept=Call.Accept(
-                    offer_ids=list(offer_ids), operations=list(operations), filters=_filters(refuse_seconds)
-                ),
-            )
-        )
+        """Accept offers (all from one agent) with operations carried out in order (`launch_op`, `reserve_op`,
+        `unreserve_op` of scheduler_sdk.offers): a LAUNCH may use what a RESERVE before it reserved. An
+        operation the master refuses comes back as an `error` event (a refused LAUNCH: TASK_ERROR updates)."""
+        accept = Call.Accept(offer_ids=list(offer_ids), operations=list(operations), filters=_filters(refuse_seconds))
+        self._queue(Call(type=Call.ACCEPT, accept=accept))
+
+    def reserve(self, offer_ids: Iterable[str], resources: ResourcesLike, refuse_seconds: float | None = None) -> None:
+        """Reserve offered unreserved resources for the role each names, e.g. `Resources.of(role="eng", cpus=1)`
+        (a role of this framework, the offers' allocation role or one below it). They come back in later offers
+        under that role; the rest of the offers returns to the master."""
+        self.accept_operations(offer_ids, [reserve_op(resources)], refuse_seconds)
+
+    def unreserve(
+        self, offer_ids: Iterable[str], resources: ResourcesLike, refuse_seconds: float | None = None
+    ) -> None:
+        """Give offered, dynamically reserved resources (`Resources.from_proto(offer.resources).reserved("eng")`)
+        back to the unreserved pool."""
+        self.accept_operations(offer_ids, [unreserve_op(resources)], refuse_seconds)
 
     def launch(self, offer_id: str, tasks: Iterable[tpb.TaskInfo], refuse_seconds: float | None = None) -> None:
+        """`accept` for a single offer."""
         self.accept([offer_id], tasks, refuse_seconds)
 
     def decline(self, offer_ids: Iterable[str], refuse_seconds: float | None = None) -> None:
@@ -403,26 +454,18 @@ class SchedulerDriver:
 def _filters(refuse_seconds: float | None) -> spb.Filters:
     if refuse_seconds is None:
         return spb.Filters()
-    return spb.Filters(refuse_seconds=refuse_seconds, has_refuse_seconds=True)
+    return spb.Filters(refuse_seconds=refuse_seconds)
+
+
+def _callback_name(event: spb.Event, resubscribing: bool) -> str:
+    if event.type == Event.SUBSCRIBED:
+        return "reregistered" if resubscribing else "registered"
+    if event.type == Event.FAILURE and event.failure.executor_id:
+        return "executor_lost"
+    return _CALLBACKS.get(event.type, Event.Type.Name(event.type))
 
 
 async def _sleep_or(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await event.wait()
-
-
-def launch_op(tasks: Iterable[tpb.TaskInfo]) -> spb.Offer_Operation:
-    Op = spb.Offer_Operation
-    return Op(type=Op.LAUNCH, launch=Op.Launch(task_infos=list(tasks)))
-
-
-def reserve_op(resources: Iterable[rpb.Resource]) -> spb.Offer_Operation:
-    """Reserve offered resources for the role each names (e.g. `Resources.parse("cpus(eng):1").to_proto()`)."""
-    Op = spb.Offer_Operation
-    return Op(type=Op.RESERVE, reserve=Op.Reserve(resources=list(resources)))
-
-
-def unreserve_op(resources: Iterable[rpb.Resource]) -> spb.Offer_Operation:
-    Op = spb.Offer_Operation
-    return Op(type=Op.UNRESERVE, unreserve=Op.Unreserve(resources=list(resources)))

@@ -190,9 +190,7 @@ class OperatorClient:
     ) -> opb.DrainInfo:
         """Drain the agent (maintenance): no new offers; what runs there at `deadline` seconds from now is killed
         (None: it may run until it ends); with `mark_gone` the agent is removed for good once drained."""
-        request = opb.DrainAgentRequest(agent_id=agent_id, mark_gone=mark_gone)
-        if deadline is not None:
-            request.deadline_seconds, request.has_deadline = deadline, True
+        request = opb.DrainAgentRequest(agent_id=agent_id, deadline_seconds=deadline, mark_gone=mark_gone)
         response: opb.DrainAgentResponse = await self._call("DrainAgent", request)  # type: ignore[assignment]
         return response.drain
 

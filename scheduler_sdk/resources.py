@@ -292,6 +292,19 @@ class Resources:
                 return False
         return all(s <= self._sets.get(k, frozenset()) for k, s in other._sets.items())
 
+    def fit_count(self, unit: Resources, limit: int | None = None) -> int:
+        """How many copies of `unit` `self` holds side by side (as `contains` counts: same name and role), at most
+        `limit`: how many tasks of that size an offer takes. An empty `unit` is a ResourcesError."""
+        if not unit:
+            raise ResourcesError("fit_count of empty resources: any number fits")
+        if not unit._ranges and not unit._sets:
+            n = min(self._scalars.get(k, 0) // v for k, v in unit._scalars.items())
+            return n if limit is None else max(0, min(n, limit))
+        n, rest = 0, self
+        while (limit is None or n < limit) and rest.contains(unit):
+            rest, n = rest.subtract_clamped(unit), n + 1
+        return n
+
     def __ge__(self, other: Resources) -> bool:
         return self.contains(other)
 

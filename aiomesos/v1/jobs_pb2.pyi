@@ -413,7 +413,6 @@ class TaskSlot(_message.Message):
     HOSTNAME_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     ENDED_AT_FIELD_NUMBER: _builtins.int
-    HAS_EXIT_CODE_FIELD_NUMBER: _builtins.int
     EXIT_CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
@@ -435,7 +434,6 @@ class TaskSlot(_message.Message):
     hostname: _builtins.str
     started_at: _builtins.float
     ended_at: _builtins.float
-    has_exit_code: _builtins.bool
     exit_code: _builtins.int
     message: _builtins.str
     reason: _builtins.str
@@ -471,8 +469,7 @@ class TaskSlot(_message.Message):
         hostname: _builtins.str = ...,
         started_at: _builtins.float = ...,
         ended_at: _builtins.float = ...,
-        has_exit_code: _builtins.bool = ...,
-        exit_code: _builtins.int = ...,
+        exit_code: _builtins.int | None = ...,
         message: _builtins.str = ...,
         reason: _builtins.str = ...,
         why_waiting: _builtins.str = ...,
@@ -484,11 +481,13 @@ class TaskSlot(_message.Message):
         crash_looping: _builtins.bool = ...,
         failures: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempt", b"attempt", "attempts", b"attempts", "canary", b"canary", "crash_looping", b"crash_looping", "ended_at", b"ended_at", "exit_code", b"exit_code", "failures", b"failures", "has_exit_code", b"has_exit_code", "health", b"health", "hostname", b"hostname", "index", b"index", "message", b"message", "ports", b"ports", "reason", b"reason", "started_at", b"started_at", "state", b"state", "step", b"step", "task_id", b"task_id", "version", b"version", "why_waiting", b"why_waiting"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "agent_id", b"agent_id", "attempt", b"attempt", "attempts", b"attempts", "canary", b"canary", "crash_looping", b"crash_looping", "ended_at", b"ended_at", "exit_code", b"exit_code", "failures", b"failures", "health", b"health", "hostname", b"hostname", "index", b"index", "message", b"message", "ports", b"ports", "reason", b"reason", "started_at", b"started_at", "state", b"state", "step", b"step", "task_id", b"task_id", "version", b"version", "why_waiting", b"why_waiting"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
+    _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__exit_code) -> _WhichOneofReturnType__exit_code | None: ...
 
 Global___TaskSlot: _TypeAlias = TaskSlot  # noqa: Y015
 
@@ -499,7 +498,6 @@ class TaskAttempt(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     TASK_ID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
-    HAS_EXIT_CODE_FIELD_NUMBER: _builtins.int
     EXIT_CODE_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     ENDED_AT_FIELD_NUMBER: _builtins.int
@@ -510,7 +508,6 @@ class TaskAttempt(_message.Message):
     task_id: _builtins.str
     state: _builtins.str
     """succeeded | failed | dropped (relaunched without using a retry)"""
-    has_exit_code: _builtins.bool
     exit_code: _builtins.int
     started_at: _builtins.float
     ended_at: _builtins.float
@@ -523,19 +520,20 @@ class TaskAttempt(_message.Message):
         attempt: _builtins.int = ...,
         task_id: _builtins.str = ...,
         state: _builtins.str = ...,
-        has_exit_code: _builtins.bool = ...,
-        exit_code: _builtins.int = ...,
+        exit_code: _builtins.int | None = ...,
         started_at: _builtins.float = ...,
         ended_at: _builtins.float = ...,
         agent_id: _builtins.str = ...,
         hostname: _builtins.str = ...,
         message: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempt", b"attempt", "ended_at", b"ended_at", "exit_code", b"exit_code", "has_exit_code", b"has_exit_code", "hostname", b"hostname", "message", b"message", "started_at", b"started_at", "state", b"state", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "agent_id", b"agent_id", "attempt", b"attempt", "ended_at", b"ended_at", "exit_code", b"exit_code", "hostname", b"hostname", "message", b"message", "started_at", b"started_at", "state", b"state", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
+    _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__exit_code) -> _WhichOneofReturnType__exit_code | None: ...
 
 Global___TaskAttempt: _TypeAlias = TaskAttempt  # noqa: Y015
 

@@ -102,14 +102,12 @@ class DrainInfo(_message.Message):
 
     STATE_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
-    HAS_DEADLINE_FIELD_NUMBER: _builtins.int
     MARK_GONE_FIELD_NUMBER: _builtins.int
     SINCE_FIELD_NUMBER: _builtins.int
     DRAINED_AT_FIELD_NUMBER: _builtins.int
     state: Global___DrainState.ValueType
     deadline: _builtins.float
-    """unix seconds; only with has_deadline"""
-    has_deadline: _builtins.bool
+    """unix seconds; unset: no deadline"""
     mark_gone: _builtins.bool
     since: _builtins.float
     """unix seconds: when the drain began"""
@@ -119,17 +117,18 @@ class DrainInfo(_message.Message):
         self,
         *,
         state: Global___DrainState.ValueType = ...,
-        deadline: _builtins.float = ...,
-        has_deadline: _builtins.bool = ...,
+        deadline: _builtins.float | None = ...,
         mark_gone: _builtins.bool = ...,
         since: _builtins.float = ...,
         drained_at: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_deadline", b"_deadline", "deadline", b"deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "drained_at", b"drained_at", "has_deadline", b"has_deadline", "mark_gone", b"mark_gone", "since", b"since", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deadline", b"_deadline", "deadline", b"deadline", "drained_at", b"drained_at", "mark_gone", b"mark_gone", "since", b"since", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__deadline: _TypeAlias = _typing.Literal["deadline"]  # noqa: Y015
+    _WhichOneofArgType__deadline: _TypeAlias = _typing.Literal["_deadline", b"_deadline"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__deadline) -> _WhichOneofReturnType__deadline | None: ...
 
 Global___DrainInfo: _TypeAlias = DrainInfo  # noqa: Y015
 
@@ -546,6 +545,9 @@ class QuotaInfo(_message.Message):
     HAS_LIMIT_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     has_limit: _builtins.bool
+    """A repeated field has no presence (proto3 `optional` cannot apply): false is "no limit", true with `limit`
+    empty is a limit of nothing.
+    """
     @_builtins.property
     def guarantee(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Resource]: ...
     @_builtins.property
@@ -574,16 +576,16 @@ class RoleUsage(_message.Message):
     ALLOCATED_FIELD_NUMBER: _builtins.int
     WEIGHT_FIELD_NUMBER: _builtins.int
     QUOTA_FIELD_NUMBER: _builtins.int
-    HAS_QUOTA_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     weight: _builtins.float
-    has_quota: _builtins.bool
     @_builtins.property
     def allocated(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Resource]:
         """held by the role's tasks and offers"""
 
     @_builtins.property
-    def quota(self) -> Global___QuotaInfo: ...
+    def quota(self) -> Global___QuotaInfo:
+        """unset (HasField): the role has no quota"""
+
     def __init__(
         self,
         *,
@@ -591,11 +593,10 @@ class RoleUsage(_message.Message):
         allocated: _abc.Iterable[_resources_pb2.Resource] | None = ...,
         weight: _builtins.float = ...,
         quota: Global___QuotaInfo | None = ...,
-        has_quota: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quota", b"quota"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated", b"allocated", "has_quota", b"has_quota", "quota", b"quota", "role", b"role", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated", b"allocated", "quota", b"quota", "role", b"role", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -793,27 +794,26 @@ class DrainAgentRequest(_message.Message):
 
     AGENT_ID_FIELD_NUMBER: _builtins.int
     DEADLINE_SECONDS_FIELD_NUMBER: _builtins.int
-    HAS_DEADLINE_FIELD_NUMBER: _builtins.int
     MARK_GONE_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     deadline_seconds: _builtins.float
-    """from now; only with has_deadline (none: wait for the tasks to end)"""
-    has_deadline: _builtins.bool
+    """from now; unset: wait for the tasks to end"""
     mark_gone: _builtins.bool
     """once DRAINED, remove the agent for good: it may never attach again with this id"""
     def __init__(
         self,
         *,
         agent_id: _builtins.str = ...,
-        deadline_seconds: _builtins.float = ...,
-        has_deadline: _builtins.bool = ...,
+        deadline_seconds: _builtins.float | None = ...,
         mark_gone: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_deadline_seconds", b"_deadline_seconds", "deadline_seconds", b"deadline_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "deadline_seconds", b"deadline_seconds", "has_deadline", b"has_deadline", "mark_gone", b"mark_gone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deadline_seconds", b"_deadline_seconds", "agent_id", b"agent_id", "deadline_seconds", b"deadline_seconds", "mark_gone", b"mark_gone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__deadline_seconds: _TypeAlias = _typing.Literal["deadline_seconds"]  # noqa: Y015
+    _WhichOneofArgType__deadline_seconds: _TypeAlias = _typing.Literal["_deadline_seconds", b"_deadline_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__deadline_seconds) -> _WhichOneofReturnType__deadline_seconds | None: ...
 
 Global___DrainAgentRequest: _TypeAlias = DrainAgentRequest  # noqa: Y015
 

@@ -72,21 +72,20 @@ class Filters(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REFUSE_SECONDS_FIELD_NUMBER: _builtins.int
-    HAS_REFUSE_SECONDS_FIELD_NUMBER: _builtins.int
     refuse_seconds: _builtins.float
     """How long the master withholds what was declined (or left unused) from this framework. Default 5 s."""
-    has_refuse_seconds: _builtins.bool
     def __init__(
         self,
         *,
-        refuse_seconds: _builtins.float = ...,
-        has_refuse_seconds: _builtins.bool = ...,
+        refuse_seconds: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_refuse_seconds", b"_refuse_seconds", "refuse_seconds", b"refuse_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_refuse_seconds", b"has_refuse_seconds", "refuse_seconds", b"refuse_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_refuse_seconds", b"_refuse_seconds", "refuse_seconds", b"refuse_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__refuse_seconds: _TypeAlias = _typing.Literal["refuse_seconds"]  # noqa: Y015
+    _WhichOneofArgType__refuse_seconds: _TypeAlias = _typing.Literal["_refuse_seconds", b"_refuse_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__refuse_seconds) -> _WhichOneofReturnType__refuse_seconds | None: ...
 
 Global___Filters: _TypeAlias = Filters  # noqa: Y015
 
@@ -666,24 +665,23 @@ class Event(_message.Message):
         AGENT_ID_FIELD_NUMBER: _builtins.int
         EXECUTOR_ID_FIELD_NUMBER: _builtins.int
         STATUS_FIELD_NUMBER: _builtins.int
-        HAS_STATUS_FIELD_NUMBER: _builtins.int
         agent_id: _builtins.str
         executor_id: _builtins.str
         status: _builtins.int
-        has_status: _builtins.bool
         def __init__(
             self,
             *,
             agent_id: _builtins.str = ...,
             executor_id: _builtins.str = ...,
-            status: _builtins.int = ...,
-            has_status: _builtins.bool = ...,
+            status: _builtins.int | None = ...,
         ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        _HasFieldArgType: _TypeAlias = _typing.Literal["_status", b"_status", "status", b"status"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "executor_id", b"executor_id", "has_status", b"has_status", "status", b"status"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["_status", b"_status", "agent_id", b"agent_id", "executor_id", b"executor_id", "status", b"status"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
+        _WhichOneofReturnType__status: _TypeAlias = _typing.Literal["status"]  # noqa: Y015
+        _WhichOneofArgType__status: _TypeAlias = _typing.Literal["_status", b"_status"]  # noqa: Y015
+        def WhichOneof(self, oneof_group: _WhichOneofArgType__status) -> _WhichOneofReturnType__status | None: ...
 
     @_typing.final
     class Error(_message.Message):
@@ -709,25 +707,24 @@ class Event(_message.Message):
         AGENT_ID_FIELD_NUMBER: _builtins.int
         HOSTNAME_FIELD_NUMBER: _builtins.int
         DEADLINE_FIELD_NUMBER: _builtins.int
-        HAS_DEADLINE_FIELD_NUMBER: _builtins.int
         agent_id: _builtins.str
         hostname: _builtins.str
         deadline: _builtins.float
-        """unix seconds; only with has_deadline (none: the tasks may run until they end)"""
-        has_deadline: _builtins.bool
+        """unix seconds; unset: the tasks may run until they end"""
         def __init__(
             self,
             *,
             agent_id: _builtins.str = ...,
             hostname: _builtins.str = ...,
-            deadline: _builtins.float = ...,
-            has_deadline: _builtins.bool = ...,
+            deadline: _builtins.float | None = ...,
         ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        _HasFieldArgType: _TypeAlias = _typing.Literal["_deadline", b"_deadline", "deadline", b"deadline"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "deadline", b"deadline", "has_deadline", b"has_deadline", "hostname", b"hostname"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["_deadline", b"_deadline", "agent_id", b"agent_id", "deadline", b"deadline", "hostname", b"hostname"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
+        _WhichOneofReturnType__deadline: _TypeAlias = _typing.Literal["deadline"]  # noqa: Y015
+        _WhichOneofArgType__deadline: _TypeAlias = _typing.Literal["_deadline", b"_deadline"]  # noqa: Y015
+        def WhichOneof(self, oneof_group: _WhichOneofArgType__deadline) -> _WhichOneofReturnType__deadline | None: ...
 
     TYPE_FIELD_NUMBER: _builtins.int
     SUBSCRIBED_FIELD_NUMBER: _builtins.int

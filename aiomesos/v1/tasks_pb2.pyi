@@ -135,29 +135,17 @@ class HealthCheck(_message.Message):
     HTTP_FIELD_NUMBER: _builtins.int
     TCP_FIELD_NUMBER: _builtins.int
     DELAY_SECONDS_FIELD_NUMBER: _builtins.int
-    HAS_DELAY_SECONDS_FIELD_NUMBER: _builtins.int
     INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
-    HAS_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
-    HAS_TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
-    HAS_CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
     GRACE_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
-    HAS_GRACE_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
     type: Global___HealthCheck.Type.ValueType
     delay_seconds: _builtins.float
-    """Unset (0 with has_* false) means Mesos' default: delay 15 s, interval 10 s, timeout 20 s,
-    consecutive failures 3, grace period 10 s.
-    """
-    has_delay_seconds: _builtins.bool
+    """Unset means Mesos' default: delay 15 s, interval 10 s, timeout 20 s, consecutive failures 3, grace period 10 s."""
     interval_seconds: _builtins.float
-    has_interval_seconds: _builtins.bool
     timeout_seconds: _builtins.float
-    has_timeout_seconds: _builtins.bool
     consecutive_failures: _builtins.int
-    has_consecutive_failures: _builtins.bool
     grace_period_seconds: _builtins.float
-    has_grace_period_seconds: _builtins.bool
     @_builtins.property
     def command(self) -> _resources_pb2.CommandInfo: ...
     @_builtins.property
@@ -171,22 +159,36 @@ class HealthCheck(_message.Message):
         command: _resources_pb2.CommandInfo | None = ...,
         http: Global___HealthCheck.HTTPCheckInfo | None = ...,
         tcp: Global___HealthCheck.TCPCheckInfo | None = ...,
-        delay_seconds: _builtins.float = ...,
-        has_delay_seconds: _builtins.bool = ...,
-        interval_seconds: _builtins.float = ...,
-        has_interval_seconds: _builtins.bool = ...,
-        timeout_seconds: _builtins.float = ...,
-        has_timeout_seconds: _builtins.bool = ...,
-        consecutive_failures: _builtins.int = ...,
-        has_consecutive_failures: _builtins.bool = ...,
-        grace_period_seconds: _builtins.float = ...,
-        has_grace_period_seconds: _builtins.bool = ...,
+        delay_seconds: _builtins.float | None = ...,
+        interval_seconds: _builtins.float | None = ...,
+        timeout_seconds: _builtins.float | None = ...,
+        consecutive_failures: _builtins.int | None = ...,
+        grace_period_seconds: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "http", b"http", "tcp", b"tcp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_consecutive_failures", b"_consecutive_failures", "_delay_seconds", b"_delay_seconds", "_grace_period_seconds", b"_grace_period_seconds", "_interval_seconds", b"_interval_seconds", "_timeout_seconds", b"_timeout_seconds", "command", b"command", "consecutive_failures", b"consecutive_failures", "delay_seconds", b"delay_seconds", "grace_period_seconds", b"grace_period_seconds", "http", b"http", "interval_seconds", b"interval_seconds", "tcp", b"tcp", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "consecutive_failures", b"consecutive_failures", "delay_seconds", b"delay_seconds", "grace_period_seconds", b"grace_period_seconds", "has_consecutive_failures", b"has_consecutive_failures", "has_delay_seconds", b"has_delay_seconds", "has_grace_period_seconds", b"has_grace_period_seconds", "has_interval_seconds", b"has_interval_seconds", "has_timeout_seconds", b"has_timeout_seconds", "http", b"http", "interval_seconds", b"interval_seconds", "tcp", b"tcp", "timeout_seconds", b"timeout_seconds", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_consecutive_failures", b"_consecutive_failures", "_delay_seconds", b"_delay_seconds", "_grace_period_seconds", b"_grace_period_seconds", "_interval_seconds", b"_interval_seconds", "_timeout_seconds", b"_timeout_seconds", "command", b"command", "consecutive_failures", b"consecutive_failures", "delay_seconds", b"delay_seconds", "grace_period_seconds", b"grace_period_seconds", "http", b"http", "interval_seconds", b"interval_seconds", "tcp", b"tcp", "timeout_seconds", b"timeout_seconds", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__consecutive_failures: _TypeAlias = _typing.Literal["consecutive_failures"]  # noqa: Y015
+    _WhichOneofArgType__consecutive_failures: _TypeAlias = _typing.Literal["_consecutive_failures", b"_consecutive_failures"]  # noqa: Y015
+    _WhichOneofReturnType__delay_seconds: _TypeAlias = _typing.Literal["delay_seconds"]  # noqa: Y015
+    _WhichOneofArgType__delay_seconds: _TypeAlias = _typing.Literal["_delay_seconds", b"_delay_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__grace_period_seconds: _TypeAlias = _typing.Literal["grace_period_seconds"]  # noqa: Y015
+    _WhichOneofArgType__grace_period_seconds: _TypeAlias = _typing.Literal["_grace_period_seconds", b"_grace_period_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__interval_seconds: _TypeAlias = _typing.Literal["interval_seconds"]  # noqa: Y015
+    _WhichOneofArgType__interval_seconds: _TypeAlias = _typing.Literal["_interval_seconds", b"_interval_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__timeout_seconds: _TypeAlias = _typing.Literal["timeout_seconds"]  # noqa: Y015
+    _WhichOneofArgType__timeout_seconds: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__consecutive_failures) -> _WhichOneofReturnType__consecutive_failures | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__delay_seconds) -> _WhichOneofReturnType__delay_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__grace_period_seconds) -> _WhichOneofReturnType__grace_period_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_seconds) -> _WhichOneofReturnType__interval_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_seconds) -> _WhichOneofReturnType__timeout_seconds | None: ...
 
 Global___HealthCheck: _TypeAlias = HealthCheck  # noqa: Y015
 
@@ -353,9 +355,7 @@ class TaskStatus(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     UUID_FIELD_NUMBER: _builtins.int
     HEALTHY_FIELD_NUMBER: _builtins.int
-    HAS_HEALTHY_FIELD_NUMBER: _builtins.int
     EXIT_CODE_FIELD_NUMBER: _builtins.int
-    HAS_EXIT_CODE_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     state: Global___TaskState.ValueType
@@ -369,12 +369,11 @@ class TaskStatus(_message.Message):
     uuid: _builtins.bytes
     """Set by the agent; an update with a uuid must be acknowledged. Master-generated updates have none."""
     healthy: _builtins.bool
-    has_healthy: _builtins.bool
+    """unset: no health check has answered"""
     exit_code: _builtins.int
     """The exit code of the task's command (128+N when signal N ended it, as shells report); set on terminal
     updates from the agent.
     """
-    has_exit_code: _builtins.bool
     @_builtins.property
     def labels(self) -> _resources_pb2.Labels: ...
     def __init__(
@@ -389,17 +388,22 @@ class TaskStatus(_message.Message):
         executor_id: _builtins.str = ...,
         timestamp: _builtins.float = ...,
         uuid: _builtins.bytes = ...,
-        healthy: _builtins.bool = ...,
-        has_healthy: _builtins.bool = ...,
-        exit_code: _builtins.int = ...,
-        has_exit_code: _builtins.bool = ...,
+        healthy: _builtins.bool | None = ...,
+        exit_code: _builtins.int | None = ...,
         labels: _resources_pb2.Labels | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "_healthy", b"_healthy", "exit_code", b"exit_code", "healthy", b"healthy", "labels", b"labels"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "executor_id", b"executor_id", "exit_code", b"exit_code", "has_exit_code", b"has_exit_code", "has_healthy", b"has_healthy", "healthy", b"healthy", "labels", b"labels", "message", b"message", "reason", b"reason", "source", b"source", "state", b"state", "task_id", b"task_id", "timestamp", b"timestamp", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "_healthy", b"_healthy", "agent_id", b"agent_id", "executor_id", b"executor_id", "exit_code", b"exit_code", "healthy", b"healthy", "labels", b"labels", "message", b"message", "reason", b"reason", "source", b"source", "state", b"state", "task_id", b"task_id", "timestamp", b"timestamp", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
+    _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
+    _WhichOneofReturnType__healthy: _TypeAlias = _typing.Literal["healthy"]  # noqa: Y015
+    _WhichOneofArgType__healthy: _TypeAlias = _typing.Literal["_healthy", b"_healthy"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__exit_code) -> _WhichOneofReturnType__exit_code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__healthy) -> _WhichOneofReturnType__healthy | None: ...
 
 Global___TaskStatus: _TypeAlias = TaskStatus  # noqa: Y015
 

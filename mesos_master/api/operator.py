@@ -301,7 +301,6 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
                     allocated=usage.get(r, Resources.empty()).to_proto(),
                     weight=master.weights.get(r, 1.0),
                     quota=_quota_info(r, master.quotas[r]) if r in master.quotas else None,
-                    has_quota=r in master.quotas,
                 )
                 for r in roles
             ],
@@ -336,7 +335,7 @@ class OperatorService(operator_pb2_grpc.OperatorServicer):
         self, request: opb.DrainAgentRequest, context: grpc.aio.ServicerContext
     ) -> opb.DrainAgentResponse:
         await self._authorize_drain(context, request.agent_id)
-        deadline = request.deadline_seconds if request.has_deadline else None
+        deadline = request.deadline_seconds if request.HasField("deadline_seconds") else None
         await self._change(context, lambda: self.master.drain_agent(request.agent_id, deadline, request.mark_gone))
         return opb.DrainAgentResponse(drain=drain_info(self.master.drains.get(request.agent_id)))
 

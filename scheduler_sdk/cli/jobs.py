@@ -153,7 +153,7 @@ def outcome(job_id: str, run: jpb.RunStatus, now: float | None = None) -> tuple[
     failed = next((t for t in run.tasks if t.state == "failed"), None)
     if failed is None:
         return 1, f"{head}: {c.succeeded}/{c.tasks} tasks succeeded"
-    code = f"exit code {failed.exit_code}" if failed.has_exit_code else "no exit code"
+    code = f"exit code {failed.exit_code}" if failed.HasField("exit_code") else "no exit code"
     why = f": {failed.message}" if failed.message else ""
     where = f"step {failed.step} task {failed.index} (attempt {failed.attempt})"
     return 1, f"{head}: {where} failed, {code}{why}"
@@ -257,7 +257,7 @@ def task_rows(run: jpb.RunStatus, now: float | None = None) -> list[list[str]]:
             t.hostname or t.agent_id or "-",
             short_time(t.started_at, now),
             short_time(t.ended_at, now),
-            str(t.exit_code) if t.has_exit_code else "-",
+            str(t.exit_code) if t.HasField("exit_code") else "-",
             task_why(t),
         ]
         for t in run.tasks

@@ -181,7 +181,7 @@ def task_rows(resp: opb.GetTasksResponse, include_completed: bool) -> list[dict[
                 "agent_id": t.task.agent_id,
                 "state": state_name(t.state),
                 "resources": _res_json(t.task.resources),
-                "exit_code": latest.exit_code if latest is not None and latest.has_exit_code else None,
+                "exit_code": latest.exit_code if latest is not None and latest.HasField("exit_code") else None,
                 "message": latest.message if latest is not None else "",
                 "reason": reason_name(latest.reason) if latest is not None and latest.reason else None,
             }
@@ -339,7 +339,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     ]
 
     def on_update(record: TaskRecord, status: tpb.TaskStatus) -> None:
-        extra = f" exit code {status.exit_code}" if status.has_exit_code else ""
+        extra = f" exit code {status.exit_code}" if status.HasField("exit_code") else ""
         why = f": {status.message}" if status.message and status.state != tpb.TASK_RUNNING else ""
         agent = f" on agent {record.agent_id}" + (f" ({record.hostname})" if record.hostname else "")
         print(f"{record.spec.task_id}  {state_name(status.state)}{agent}{extra}{why}", flush=True)

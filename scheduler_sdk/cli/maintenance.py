@@ -84,7 +84,7 @@ def drain_json(drain: opb.DrainInfo) -> dict[str, Any] | None:
         return None
     return {
         "state": opb.DrainState.Name(drain.state),
-        "deadline": drain.deadline if drain.has_deadline else None,
+        "deadline": drain.deadline if drain.HasField("deadline") else None,
         "mark_gone": drain.mark_gone,
         "since": drain.since,
         "drained_at": drain.drained_at or None,

@@ -110,8 +110,10 @@ async def cmd_quota(args: argparse.Namespace) -> int:
             {
                 "role": r.role,
                 "weight": r.weight,
-                "guarantee": Resources.from_proto(r.quota.guarantee).scalars() if r.has_quota else {},
-                "limit": Resources.from_proto(r.quota.limit).scalars() if r.has_quota and r.quota.has_limit else None,
+                "guarantee": Resources.from_proto(r.quota.guarantee).scalars() if r.HasField("quota") else {},
+                "limit": Resources.from_proto(r.quota.limit).scalars()
+                if r.HasField("quota") and r.quota.has_limit
+                else None,
                 "allocated": Resources.from_proto(r.allocated).scalars(),
             }
         )

@@ -144,7 +144,7 @@ class BatchScheduler(PlacementScheduler):
             record.agent_id = status.agent_id
         if status.state == tpb.TASK_RUNNING and record.running_at is None:
             record.running_at = now
-        if status.has_exit_code:
+        if status.HasField("exit_code"):
             record.exit_code = status.exit_code
         if record.terminal:
             record.ended_at = now

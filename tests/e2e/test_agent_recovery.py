@@ -247,7 +247,7 @@ async def test_health_checks_go_on_after_the_agent_is_killed(cluster: LocalClust
         t.health_check.CopyFrom(_check(grace_period_seconds=1))  # every 0.2 s; 2 failures in a row kill it
         driver.accept([offer.id], [t])
         await eventually(
-            lambda: any(s.healthy for s in rec.statuses if s.task_id == "watched" and s.has_healthy),
+            lambda: any(s.healthy for s in rec.statuses if s.task_id == "watched" and s.HasField("healthy")),
             what="the task reported healthy",
         )
         sandbox = _run_dir(daemon, "watched")
@@ -260,9 +260,11 @@ async def test_health_checks_go_on_after_the_agent_is_killed(cluster: LocalClust
         assert final.state in (tpb.TASK_KILLED, tpb.TASK_FAILED), final
         assert final.reason == tpb.TaskStatus.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED, final
         assert "health check failed 2 times in a row" in final.message
-        assert final.has_healthy and not final.healthy
+        assert final.HasField("healthy") and not final.healthy
         # Health is reported on changes only: healthy once (not again by the new agent), then unhealthy.
         health = [
-            s.healthy for s in rec.statuses if s.task_id == "watched" and s.has_healthy and s.state == tpb.TASK_RUNNING
+            s.healthy
+            for s in rec.statuses
+            if s.task_id == "watched" and s.HasField("healthy") and s.state == tpb.TASK_RUNNING
         ]
         assert health == [True, False], health

@@ -89,7 +89,7 @@ async def test_drain_without_deadline_waits_for_the_tasks_then_drained(cluster: 
         async with OperatorClient(m) as client:
             other = next(a.agent_info.id for a in (await client.agents()).agents if a.agent_info.id != agent_id)
             info = await client.drain_agent(agent_id)
-        assert info.state == opb.DRAINING and not info.has_deadline
+        assert info.state == opb.DRAINING and not info.HasField("deadline")
         await eventually(lambda: rec.draining, what="AGENT_DRAINING")
         assert rec.draining[0] == (agent_id, None)
         await only_offers_from(rec, driver, other, agent_id)

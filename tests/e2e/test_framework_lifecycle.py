@@ -115,7 +115,7 @@ async def test_reconciliation_answers_from_the_masters_state(tmp_path: Path) -> 
             explicit = await eventually(
                 lambda: _at_least(rec.statuses[before:], 3), what="three explicit reconciliation answers"
             )
-            got = {s.task_id: (s.state, s.exit_code if s.has_exit_code else None) for s in explicit}
+            got = {s.task_id: (s.state, s.exit_code if s.HasField("exit_code") else None) for s in explicit}
             assert got == {
                 "runs": (tpb.TASK_RUNNING, None),
                 "ends": (tpb.TASK_FAILED, 4),  # completed: its terminal state and exit code

@@ -30,9 +30,8 @@ def _check(**kw: float) -> tpb.HealthCheck:
         "grace_period_seconds": 0,
         **kw,
     }.items():
-        setattr(check, name, value)
-        setattr(check, "has_" + name, True)
-    check.consecutive_failures, check.has_consecutive_failures = 2, True
+        setattr(check, name, value)  # set, even to 0: not the default
+    check.consecutive_failures = 2
     return check
 
 
@@ -49,7 +48,7 @@ async def test_a_task_whose_health_check_starts_failing_is_killed(cluster: Local
         assert "health check failed 2 times in a row" in final.message
         # Updates are delivered at least once (a slow acknowledgement means a resend): count each once.
         distinct = {s.uuid: s for s in rec.statuses if s.task_id == "flaky"}.values()
-        health = [s.healthy for s in distinct if s.has_healthy and s.state == tpb.TASK_RUNNING]
+        health = [s.healthy for s in distinct if s.HasField("healthy") and s.state == tpb.TASK_RUNNING]
         assert health == [True, False], [(tpb.TaskState.Name(s.state), s.healthy, s.message) for s in distinct]
 
 

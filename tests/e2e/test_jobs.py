@@ -111,7 +111,7 @@ async def test_an_array_runs_every_index_and_job_logs_reads_each(
     run = await ended(jobs, "array")
     assert run.state == "succeeded"
     assert sorted(t.index for t in run.tasks) == [0, 1, 2]
-    assert all(t.state == "succeeded" and t.has_exit_code and t.exit_code == 0 for t in run.tasks)
+    assert all(t.state == "succeeded" and t.HasField("exit_code") and t.exit_code == 0 for t in run.tasks)
     assert all(t.hostname.startswith("agent") and t.started_at <= t.ended_at for t in run.tasks)
     code, out, err = await cli(cluster, "job", "logs", "array", "--task", "2")
     assert (code, out.strip()) == (0, "index=2 job=array"), (out, err)

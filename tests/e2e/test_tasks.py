@@ -65,7 +65,7 @@ async def test_failing_command_reports_task_failed_with_its_exit_code(cluster: L
         driver.accept([offer.id], [task("fail", "echo oops >&2; exit 7", offer.agent_id)])
         status = await rec.wait_state("fail", {tpb.TASK_FAILED, tpb.TASK_FINISHED})
         assert status.state == tpb.TASK_FAILED
-        assert status.has_exit_code and status.exit_code == 7
+        assert status.HasField("exit_code") and status.exit_code == 7
         assert status.reason == S.REASON_COMMAND_EXECUTOR_FAILED
         assert "7" in status.message
         assert rec.states("fail")[:2] == [tpb.TASK_STARTING, tpb.TASK_RUNNING]

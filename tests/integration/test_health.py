@@ -34,11 +34,8 @@ HC = tpb.HealthCheck
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
 FAST = dict(
     delay_seconds=0,
-    has_delay_seconds=True,
     interval_seconds=0.05,
-    has_interval_seconds=True,
     grace_period_seconds=0,
-    has_grace_period_seconds=True,
 )
 
 
@@ -47,9 +44,7 @@ def timing(*, timeout: float = 2.0, failures: int = 3, **kw: float) -> dict[str,
     return {
         **FAST,
         "timeout_seconds": timeout,
-        "has_timeout_seconds": True,
         "consecutive_failures": failures,
-        "has_consecutive_failures": True,
         **kw,
     }
 

@@ -150,7 +150,7 @@ def launch_task_info(task: TaskRequest, assignment: Assignment) -> tpb.TaskInfo:
 def health_check_info(
     check: HealthCheckSpec, ports: Sequence[int], env: Mapping[str, str], user: str = ""
 ) -> tpb.HealthCheck:
-    """The agent's HealthCheck of a spec's: every setting given (has_*), so the agent's defaults never apply; an
+    """The agent's HealthCheck of a spec's: every setting set (proto3 optional), so the agent's defaults never apply; an
     http/tcp check on the task's `port_index`-th port (of `ports`, as AIOMESOS_PORTi numbers them), a command check
     as a shell command with the task's environment `env`. ValueError for a port the task was not given or an
     unknown type."""
@@ -160,15 +160,10 @@ def health_check_info(
     out = tpb.HealthCheck(
         type=kind,
         delay_seconds=check.delay,
-        has_delay_seconds=True,
         interval_seconds=check.interval,
-        has_interval_seconds=True,
         timeout_seconds=check.timeout,
-        has_timeout_seconds=True,
         consecutive_failures=check.consecutive_failures,
-        has_consecutive_failures=True,
         grace_period_seconds=check.grace_period,
-        has_grace_period_seconds=True,
     )
     if kind == tpb.HealthCheck.COMMAND:
         out.command.CopyFrom(rpb.CommandInfo(shell=True, value=check.command, user=user))

@@ -321,7 +321,7 @@ def run_status(rec: RunRecord, run: AnyRun | None, waiting: dict[str, str]) -> j
             why_waiting=waiting.get(slot.task_id, slot.why_waiting) if slot.state == "queued" else "",
         )
         if slot.exit_code is not None:
-            t.has_exit_code, t.exit_code = True, slot.exit_code
+            t.exit_code = slot.exit_code
         if isinstance(run, ServiceRun):
             _instance_fields(t, slot, run)
         for n, a in enumerate(slot.attempts):
@@ -336,7 +336,7 @@ def run_status(rec: RunRecord, run: AnyRun | None, waiting: dict[str, str]) -> j
                 message=a.message,
             )
             if a.exit_code is not None:
-                att.has_exit_code, att.exit_code = True, a.exit_code
+                att.exit_code = a.exit_code
     return out
 
 

@@ -38,7 +38,7 @@ def test_a_task_its_updates_and_acks_are_recovered(tmp_path: Path) -> None:
     cp.update("fw-1", status("t1", tpb.TASK_STARTING, b"u1"))
     cp.update("fw-1", status("t1", tpb.TASK_RUNNING, b"u2", timestamp=123.0))
     cp.ack("fw-1", "t1", b"u1")
-    cp.update("fw-1", status("t1", tpb.TASK_RUNNING, b"u3", healthy=True, has_healthy=True))
+    cp.update("fw-1", status("t1", tpb.TASK_RUNNING, b"u3", healthy=True))
     cp.add_task(FW, task("t2"), "c2")
 
     recovered = {r.task.task_id: r for r in Checkpoint(tmp_path).recover()}

@@ -42,19 +42,18 @@ def test_defaults_from_an_empty_proto() -> None:
     assert p.validate() == ["health check type must be COMMAND, HTTP or TCP (got 0)"]
 
 
-def test_explicit_zero_values_are_kept_when_flagged() -> None:
-    check = command_check(
-        delay_seconds=0, has_delay_seconds=True, grace_period_seconds=0, has_grace_period_seconds=True
-    )
+def test_explicit_zero_values_are_kept_when_set() -> None:
+    check = command_check(delay_seconds=0, grace_period_seconds=0)
     p = HealthPolicy.from_proto(check)
     assert p.delay == 0.0 and p.grace_period == 0.0
-    assert p.interval == 10.0 and p.timeout == 20.0  # unflagged: defaults
+    assert p.interval == 10.0 and p.timeout == 20.0  # unset: defaults
 
 
-def test_set_values_without_flags_fall_back_to_defaults() -> None:
-    # A value without its has_* flag is "unset" in this proto's convention.
-    p = HealthPolicy.from_proto(command_check(interval_seconds=2.0))
-    assert p.interval == 10.0
+def test_a_field_cleared_falls_back_to_its_default() -> None:
+    check = command_check(interval_seconds=2.0)
+    assert HealthPolicy.from_proto(check).interval == 2.0
+    check.ClearField("interval_seconds")
+    assert HealthPolicy.from_proto(check).interval == 10.0
 
 
 def test_from_proto_command_http_tcp() -> None:
@@ -114,23 +113,23 @@ def test_from_proto_command_http_tcp() -> None:
             "HTTP health check statuses must be 100-599 (got [999])",
         ),
         (
-            command_check(delay_seconds=-1, has_delay_seconds=True),
+            command_check(delay_seconds=-1),
             "health check delay_seconds must be a non-negative number (got -1.0)",
         ),
         (
-            command_check(grace_period_seconds=-0.5, has_grace_period_seconds=True),
+            command_check(grace_period_seconds=-0.5),
             "health check grace_period_seconds must be a non-negative number (got -0.5)",
         ),
         (
-            command_check(interval_seconds=0, has_interval_seconds=True),
+            command_check(interval_seconds=0),
             "health check interval_seconds must be a positive number (got 0.0)",
         ),
         (
-            command_check(timeout_seconds=math.nan, has_timeout_seconds=True),
+            command_check(timeout_seconds=math.nan),
             "health check timeout_seconds must be a positive number (got nan)",
         ),
         (
-            command_check(consecutive_failures=0, has_consecutive_failures=True),
+            command_check(consecutive_failures=0),
             "health check consecutive_failures must be at least 1 (got 0)",
         ),
     ],
@@ -239,13 +238,9 @@ async def test_checker_loop_schedule_and_callbacks() -> None:
     fake = FakeTime()
     check = command_check(
         delay_seconds=15,
-        has_delay_seconds=True,
         interval_seconds=10,
-        has_interval_seconds=True,
         grace_period_seconds=30,
-        has_grace_period_seconds=True,
         consecutive_failures=2,
-        has_consecutive_failures=True,
     )
     calls: list[object] = []
     checker = HealthChecker(
@@ -281,11 +276,8 @@ async def test_checker_reports_unhealthy_before_kill_when_threshold_is_one() -> 
     fake = FakeTime()
     check = command_check(
         delay_seconds=0,
-        has_delay_seconds=True,
         grace_period_seconds=0,
-        has_grace_period_seconds=True,
         consecutive_failures=1,
-        has_consecutive_failures=True,
     )
     calls: list[object] = []
     checker = HealthChecker(

@@ -210,7 +210,7 @@ def test_a_task_runs_and_finishes(machine: TaskStateMachine, wall: Clock, monoto
         SendUpdate("F1", finished),
         ReleaseContainer("c1"),
     ]
-    assert finished.state == tpb.TASK_FINISHED and finished.has_exit_code and finished.exit_code == 0
+    assert finished.state == tpb.TASK_FINISHED and finished.HasField("exit_code") and finished.exit_code == 0
 
 
 def test_a_failed_command_fails_the_task(machine: TaskStateMachine) -> None:
@@ -401,7 +401,7 @@ def test_health_checks_start_with_the_task_and_report_changes(machine: TaskState
     effects = machine.container_started(run)
     assert effects[-1] == StartHealthChecks(run, launched_at=MONOTONIC_TIME, healthy=None)
     status = one_update(machine.health_changed(run, True))
-    assert status.state == tpb.TASK_RUNNING and status.has_healthy and status.healthy
+    assert status.state == tpb.TASK_RUNNING and status.HasField("healthy") and status.healthy
     assert status.reason == TaskStatus.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED
 
 
@@ -416,7 +416,7 @@ def test_a_failing_health_check_kills_the_task(machine: TaskStateMachine) -> Non
     status = one_update(ended)
     assert status.state == tpb.TASK_KILLED and status.reason == TaskStatus.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED
     assert status.message == "health check failed 3 times in a row: refused"
-    assert status.has_healthy and not status.healthy
+    assert status.HasField("healthy") and not status.healthy
 
 
 # ---------------------------------------------------------------------- acknowledgements and the checkpoint
@@ -499,7 +499,7 @@ def recovered(
     if state is not None:
         if launched_at is not None:
             updates.append(tpb.TaskStatus(task_id="t1", state=tpb.TASK_RUNNING, uuid=b"r", timestamp=launched_at))
-        updates.append(tpb.TaskStatus(task_id="t1", state=state, uuid=b"last", healthy=True, has_healthy=True))
+        updates.append(tpb.TaskStatus(task_id="t1", state=state, uuid=b"last", healthy=True))
     acks = {u.uuid for u in updates} if acked else set()
     info = task(check=True)
     return RecoveredTask(framework(checkpoint=True), info, "c1", updates=updates, acked=acks, gpus=gpus)

@@ -352,16 +352,14 @@ NUMBERS: list[tuple[str, Callable[[float], None], float, float, str]] = [
     ("weight", lambda x: validate_weights({"eng": x}), b.MIN_WEIGHT, b.MAX_WEIGHT, "weight of role 'eng'"),
     (
         "refuse seconds",
-        lambda x: b.check_decline(
-            Call.Decline(filters=scheduler_pb2.Filters(refuse_seconds=x, has_refuse_seconds=True))
-        ),
+        lambda x: b.check_decline(Call.Decline(filters=scheduler_pb2.Filters(refuse_seconds=x))),
         0,
         b.MAX_REFUSE_SECONDS,
         "filters.refuse_seconds",
     ),
     (
         "health check interval",
-        lambda x: health(interval_seconds=x, has_interval_seconds=True),
+        lambda x: health(interval_seconds=x),
         0,
         b.MAX_HEALTH_CHECK_SECONDS,
         "health_check.interval_seconds",

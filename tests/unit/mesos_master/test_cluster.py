@@ -97,13 +97,13 @@ class World:
             ],
         )
         if refuse is not None:
-            call.filters.refuse_seconds, call.filters.has_refuse_seconds = refuse, True
+            call.filters.refuse_seconds = refuse
         self.master.accept(fid, call)
 
     def decline(self, fid: str, offer_ids: Iterable[str], refuse: float | None = None) -> None:
         call = Call.Decline(offer_ids=list(offer_ids))
         if refuse is not None:
-            call.filters.refuse_seconds, call.filters.has_refuse_seconds = refuse, True
+            call.filters.refuse_seconds = refuse
         self.master.decline(fid, call)
 
     def launch(self, fid: str, *task_ids: str, res: str = "cpus:1;mem:128") -> tuple[str, scheduler_pb2.Offer]:

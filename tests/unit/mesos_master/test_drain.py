@@ -58,7 +58,7 @@ def test_drain_without_deadline_waits_for_the_tasks_to_end(w: World) -> None:
     w.master.drain_agent(aid, None, False)
     d = w.drain()
     [event] = events(d, fid, E.AGENT_DRAINING)
-    assert event.agent_draining.agent_id == aid and not event.agent_draining.has_deadline
+    assert event.agent_draining.agent_id == aid and not event.agent_draining.HasField("deadline")
     assert offered_agents(w, fid) == {other}
     w.clock.now += 10_000
     w.master.tick()
@@ -80,7 +80,7 @@ def test_at_the_deadline_what_still_runs_is_killed_with_the_drain_reason(w: Worl
     w.agent_update(aid, fid, "t2", tpb.TASK_FINISHED, uuid=b"t2-end")
     w.master.drain_agent(aid, 30.0, False)
     [event] = events(w.drain(), fid, E.AGENT_DRAINING)
-    assert event.agent_draining.has_deadline and event.agent_draining.deadline == w.clock.now + 30
+    assert event.agent_draining.HasField("deadline") and event.agent_draining.deadline == w.clock.now + 30
     w.clock.now += 29
     w.master.tick()
     assert messages(w.drain(), aid, M.KILL_TASKS) == []

@@ -308,7 +308,7 @@ def test_an_end_the_agent_reports_at_its_reattach_still_reaches_the_framework_wi
     w.register(aid=aid, tasks=running(fid, "t1", state=tpb.TASK_FAILED))
     w.drain()
     w.agent_update(aid, fid, "t1", tpb.TASK_RUNNING, b"u1")  # not acknowledged before the agent went away
-    w.agent_update(aid, fid, "t1", tpb.TASK_FAILED, b"u2", exit_code=3, has_exit_code=True)
+    w.agent_update(aid, fid, "t1", tpb.TASK_FAILED, b"u2", exit_code=3)
     d = w.drain()
     assert [(s.state, s.uuid) for s in updates(d, fid)] == [(tpb.TASK_RUNNING, b"u1"), (tpb.TASK_FAILED, b"u2")]
     assert _acks(d, aid) == []  # the framework acknowledges them

@@ -121,8 +121,8 @@ def test_task_rows_say_where_each_ran_how_it_ended_and_why_a_queued_one_waits() 
         "running",
         [
             slot("x", 0, "succeeded", hostname="agent1", agent_id="S1", started_at=NOW - 5, ended_at=NOW - 1,
-                 has_exit_code=True, exit_code=0),
-            slot("x", 1, "failed", attempt=2, agent_id="S2", has_exit_code=True, exit_code=7, message="exit 7"),
+                 exit_code=0),
+            slot("x", 1, "failed", attempt=2, agent_id="S2", exit_code=7, message="exit 7"),
             slot("x", 2, "queued", why_waiting="no agent has cpus 4", message=""),
         ],
     )  # fmt: skip
@@ -257,8 +257,8 @@ def test_the_outcome_names_the_first_failed_task_its_exit_code_and_why() -> None
     assert jobs_cli.outcome("x", done) == (0, "run r1 of x succeeded: 2/2 tasks in 3.2s")
     failed = run_status(
         "failed",
-        [slot("x", 0, "succeeded"), slot("x", 1, "failed", attempt=1, has_exit_code=True, exit_code=5, message="boom"),
-         slot("x", 2, "failed", has_exit_code=True, exit_code=9)],
+        [slot("x", 0, "succeeded"), slot("x", 1, "failed", attempt=1, exit_code=5, message="boom"),
+         slot("x", 2, "failed", exit_code=9)],
     )  # fmt: skip
     assert jobs_cli.outcome("x", failed) == (
         1,
@@ -386,7 +386,7 @@ def test_run_submits_then_follows_the_run_to_its_end(
     assert out.splitlines()[1] == "x: 4/4 succeeded, 0 failed, 0 running"
     assert out.splitlines()[2].startswith("run r1 of x succeeded: 4/4 tasks in ")
 
-    failed = run_status("failed", [slot("x", 0, "failed", has_exit_code=True, exit_code=5, message="it broke")])
+    failed = run_status("failed", [slot("x", 0, "failed", exit_code=5, message="it broke")])
     service.status = job_status(failed)
     code, out, _ = cli(capsys, "job", "run", "x.yaml")
     assert (

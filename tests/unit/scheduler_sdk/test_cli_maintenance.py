@@ -52,7 +52,7 @@ def test_what_agents_shows_of_a_drain() -> None:
     assert drain_text(drain_json(opb.DrainInfo())) == "-"
     drained = opb.DrainInfo(state=opb.DRAINED, since=1.0, drained_at=2.0)
     assert drain_text(drain_json(drained)) == "DRAINED"
-    draining = opb.DrainInfo(state=opb.DRAINING, deadline=1_000.0 + 552, has_deadline=True, mark_gone=True)
+    draining = opb.DrainInfo(state=opb.DRAINING, deadline=1_000.0 + 552, mark_gone=True)
     text = drain_text(drain_json(draining), now=1_000.0)
     assert text.startswith("DRAINING (deadline ") and "in 9m12s" in text and text.endswith("; mark gone)")
     assert "passed" in drain_text(drain_json(draining), now=5_000.0)

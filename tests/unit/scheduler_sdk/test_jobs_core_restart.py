@@ -128,7 +128,7 @@ def test_a_retry_in_its_backoff_is_queued_again_with_its_backoff_not_reconciled(
     core.submit("name: r\ncommand: 'false'\nretries: {attempts: 2, backoff: 1h}\n", "r.yaml", "framework/a", None)
     first = placement.submitted[0]
     report(core, placement, first.task_id, tpb.TASK_RUNNING)
-    report(core, placement, first.task_id, tpb.TASK_FAILED, exit_code=1, has_exit_code=True)
+    report(core, placement, first.task_id, tpb.TASK_FAILED, exit_code=1)
     retry = placement.submitted[-1]
     assert retry.ready_at == clock.t + 3600
     clock.t += 1

@@ -36,7 +36,7 @@ def healthy_all(core: JobsCore, placement: Placement, clock: Clock) -> None:
     run = run_of(core)
     for slot in run.slots():
         if slot.state in ("queued", "staging") and slot.task_id in placement.launch_of:
-            report(core, placement, slot.task_id, tpb.TASK_RUNNING, healthy=True, has_healthy=True)
+            report(core, placement, slot.task_id, tpb.TASK_RUNNING, healthy=True)
     clock.t += 2
     core.tick()
 
@@ -106,7 +106,7 @@ def test_a_failed_update_with_auto_revert_becomes_a_new_version_of_the_old_spec(
     report(core, placement, old, tpb.TASK_KILLED)
     run = run_of(core)
     new = next(s for s in run.slots() if s.version == 2)
-    report(core, placement, new.task_id, tpb.TASK_RUNNING, healthy=False, has_healthy=True)
+    report(core, placement, new.task_id, tpb.TASK_RUNNING, healthy=False)
     clock.t += 31
     core.tick()
     job = core.jobs["web"]

@@ -352,3 +352,23 @@ def test_prop_fixed_point_repeated_sums(n: int, step: float) -> None:
         total = total + Resources.of(cpus=step)
     assert total == Resources.of(cpus=round(n * step, 3))
     assert total.scalar("cpus") == round(n * step, 3)
+
+
+@pytest.mark.parametrize(
+    ("have", "unit", "limit", "expected"),
+    [
+        ("cpus:2;mem:256", "cpus:0.1;mem:32", None, 8),  # mem bounds it
+        ("cpus:2;mem:256", "cpus:0.1;mem:32", 3, 3),
+        ("cpus:0.05;mem:256", "cpus:0.1", None, 0),
+        ("cpus(eng):2", "cpus:1", None, 0),  # roles are apart, as in contains
+        ("cpus:2;ports:[31000-31002]", "cpus:0.5;ports:[31000-31000]", None, 1),  # that port once
+        ("cpus:4;zones:{a,b}", "cpus:1;zones:{a}", None, 1),
+    ],
+)
+def test_fit_count_is_how_many_side_by_side(have: str, unit: str, limit: int | None, expected: int) -> None:
+    assert Resources.parse(have).fit_count(Resources.parse(unit), limit) == expected
+
+
+def test_fit_count_of_nothing_is_refused() -> None:
+    with pytest.raises(ResourcesError, match="empty"):
+        Resources.of(cpus=1).fit_count(Resources.empty())
