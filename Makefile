@@ -20,6 +20,8 @@ system-deps:
 	@command -v ps >/dev/null || { apt-get update -qq && apt-get install -y -qq procps; }
 	@# Debian's etcd-server: the tests start their own etcd (scheduler_sdk/local_etcd.py) for the HA masters.
 	@test -x /usr/bin/etcd || { apt-get update -qq && apt-get install -y -qq etcd-server; }
+	@# nftables: deploy/netns-cluster.sh partitions a namespace host with an nft table (tests/e2e/test_netns.py).
+	@command -v nft >/dev/null || { apt-get update -qq && apt-get install -y -qq nftables; }
 
 run: $(STAMP)
 	$(BIN)/aiomesos demo
