@@ -80,7 +80,6 @@ def test_tasks_json_carries_the_last_status_reason() -> None:
         state=tpb.TASK_FAILED,
         reason=S.REASON_CONTAINER_LIMITATION_MEMORY,
         message="Memory limit exceeded: 64 MiB",
-        has_exit_code=True,
         exit_code=137,
     )
     resp = opb.GetTasksResponse(
