@@ -120,6 +120,7 @@ class EventHub:
         authorizer: Authorizer | None = None,
         max_pending: int = MAX_PENDING,
         max_batch: int = MAX_BATCH,
+        on_watchers: Callable[[int], None] | None = None,
     ) -> None:
         self.max_pending = max_pending
         self.max_batch = max_batch
@@ -130,6 +131,8 @@ class EventHub:
         self._snapshot = snapshot
         self._authorizer = authorizer
         self._subscriptions: dict[int, Subscription] = {}
+        #: Told how many watchers there are whenever that changes (the dispatcher: whether the core publishes).
+        self._on_watchers = on_watchers
 
     @property
     def watchers(self) -> int:
@@ -142,6 +145,7 @@ class EventHub:
             raise EventsClosedError(self.closed_reason)
         subscription = Subscription(self, principal, self._snapshot(self._viewer(principal)))
         self._subscriptions[id(subscription)] = subscription
+        self._watchers_changed()
         return subscription
 
     def publish(self, published: Sequence[Published]) -> None:
@@ -174,7 +178,12 @@ class EventHub:
         return viewer_of(self._authorizer, principal)
 
     def _discard(self, subscription: Subscription) -> None:
-        self._subscriptions.pop(id(subscription), None)
+        if self._subscriptions.pop(id(subscription), None) is not None:
+            self._watchers_changed()
+
+    def _watchers_changed(self) -> None:
+        if self._on_watchers is not None:
+            self._on_watchers(len(self._subscriptions))
 
 
 def state_snapshot(master: MasterState, visible: Viewer) -> epb.EventSnapshot:

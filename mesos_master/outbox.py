@@ -91,6 +91,9 @@ class Outbox:
         self._close: dict[str, str] = {}
         self._writes: list[Operation] = []
         self._events: list[Published] = []
+        #: Whether anyone watches the event stream (the dispatcher keeps it so): when not, the core builds no
+        #: events at all, and a watcher that comes gets the state then as its snapshot.
+        self.watched = True
 
     def __bool__(self) -> bool:
         return bool(self._to_frameworks or self._to_agents or self._close or self._writes or self._events)
@@ -114,7 +117,8 @@ class Outbox:
         self._writes.append(operation)
 
     def publish(self, event: events_pb2.OperatorEvent, owner: str | None = None) -> None:
-        self._events.append(Published(event, owner))
+        if self.watched:
+            self._events.append(Published(event, owner))
 
     def drain(self) -> Drained:
         drained = Drained(

@@ -118,11 +118,15 @@ class MasterState:
     # ----------------------------------------------------------------------------- the operator event stream
     def _publish_agent(self, kind: int, agent: AgentRecord, message: str = "", *, removed: bool = False) -> None:
         """An AGENT_* event: the agent as it is now (its last record when `removed`)."""
+        if not self.outbox.watched:
+            return
         view = agent_view(agent, self.drains.get(agent.id), removed=removed)
         self.outbox.publish(OperatorEvent(type=kind, time=self.clock(), agent=view, message=message))  # type: ignore[arg-type]
 
     def _publish_framework(self, kind: int, fw: Framework, message: str = "", *, active: bool = True) -> None:
         """A FRAMEWORK_* event: the framework as it is now, seen by whoever may view its principal's."""
+        if not self.outbox.watched:
+            return
         event = OperatorEvent(
             type=kind,  # type: ignore[arg-type]
             time=self.clock(),
@@ -132,12 +136,16 @@ class MasterState:
         self.outbox.publish(event, fw.info.principal)
 
     def _publish_task_added(self, task: Task) -> None:
+        if not self.outbox.watched:
+            return
         event = OperatorEvent(type=OperatorEvent.TASK_ADDED, time=self.clock(), task=task_view(task))
         self.outbox.publish(event, self._owner(task.framework_id))
 
     def _publish_task_updated(self, task: Task, owner: str | None = None) -> None:
         """TASK_UPDATED: the task's state now, with the status that brought it (`owner`: its framework's
         principal, when the framework is no longer in `frameworks`)."""
+        if not self.outbox.watched:
+            return
         event = OperatorEvent(type=OperatorEvent.TASK_UPDATED, time=self.clock(), task_update=task_update_view(task))
         self.outbox.publish(event, self._owner(task.framework_id) if owner is None else owner)
 
