@@ -131,7 +131,7 @@ async def stream_run(watchers: int, seconds: float, batch: int, tasks: int) -> d
             await dispatcher.flush()
             published += batch
             rounds += 1
-            while any(s.pending > batch for s in list(hub._subscriptions.values())):
+            while hub.behind > batch:
                 await asyncio.sleep(0.0005)
         proc.stdin.write(f"{published}\n".encode())
         await proc.stdin.drain()

@@ -138,6 +138,11 @@ class EventHub:
     def watchers(self) -> int:
         return len(self._subscriptions)
 
+    @property
+    def behind(self) -> int:
+        """How many events the slowest watcher has yet to take (0: none is behind)."""
+        return max((s.pending for s in self._subscriptions.values()), default=0)
+
     def subscribe(self, principal: Principal | None) -> Subscription:
         """A new watcher, as `principal` (None: an unauthenticated caller of an insecure master). Its snapshot is
         the state now; every event published from now on follows. Raises EventsClosedError after `close`."""

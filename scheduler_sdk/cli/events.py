@@ -119,14 +119,14 @@ def _task_updated(event: epb.OperatorEvent) -> str:
 
 def _offers(event: epb.OperatorEvent) -> str:
     o = event.offers
-    return f"{o.offers} offers to {o.framework_id} on {o.agents} agents: {Resources.from_proto(o.resources)}"
+    return f"{o.offers} offers to {o.framework_id} on {o.agents} agents: {Resources.from_proto(o.resources) or '-'}"
 
 
 def _quota(event: epb.OperatorEvent) -> str:
     q = event.quota
     if q.removed:
         return f"role {q.role}: quota removed"
-    limit = f", limit {Resources.from_proto(q.limit.resources)}" if q.HasField("limit") else ""
+    limit = f", limit {Resources.from_proto(q.limit.resources) or '-'}" if q.HasField("limit") else ""
     return f"role {q.role}: guarantee {Resources.from_proto(q.guarantee) or '-'}{limit}"
 
 
