@@ -228,16 +228,18 @@ class OperatorClient:
         master's state, its pages joined), then the batches of events as the master publishes them, each event
         the whole new state of what it is about. Raises EventStreamError when the master ends the stream; with
         `reconnect`, subscribes again instead (to whichever master leads, with backoff), and the next batch
-        is a new SNAPSHOT: a view starts again from it."""
+        is a new SNAPSHOT: a view starts again from it. A first subscription that finds no master raises."""
         backoff = Backoff(0.1, 5.0)
+        established = False
         while True:
             try:
                 async for batch in self._subscribe_once():
+                    established = True
                     backoff.reset()
                     yield batch
                 return
             except EventStreamError as e:
-                if not reconnect or e.code not in _RESUBSCRIBE:
+                if not (reconnect and established) or e.code not in _RESUBSCRIBE:
                     raise
             await asyncio.sleep(backoff.next())
 

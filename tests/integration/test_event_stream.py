@@ -169,3 +169,24 @@ async def _until(check: Any, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not check():
             await asyncio.sleep(0.01)
+
+
+async def test_reconnect_follows_into_the_next_term_with_a_new_snapshot(served: Served) -> None:
+    register(served.master, "old")
+    async with served.client() as client:
+        stream = client.subscribe(reconnect=True)
+        async with asyncio.timeout(10):
+            [first] = await anext(stream)
+            assert [a.agent_info.hostname for a in first.snapshot.agents] == ["old"]
+            served.seat.end()
+            served.dispatcher.stop("this master is no longer the leader")
+            # The next term: a core of its own (as a new leader builds from the registry), the same address.
+            master = Master("M2", HierarchicalAllocator(allocation_interval=1.0))
+            register(master, "new")
+            dispatcher = Dispatcher(master, MemoryRegistry())
+            service = OperatorService(dispatcher, Guard(Authorizer(), secure=False), ClientConfig())
+            served.seat.begin({"aiomesos.v1.Operator": service}, events=dispatcher.hub)
+            [again] = await anext(stream)
+        await stream.aclose()
+    assert again.type == E.SNAPSHOT and again.snapshot.master_id == "M2"
+    assert [a.agent_info.hostname for a in again.snapshot.agents] == ["new"]
