@@ -8,8 +8,9 @@ new update, so each a TASK_UPDATED), one agent message and one outbox drain a ro
 slowest watcher keeps up (a round waits while a watcher is more than a round behind: sustained, no one dropped)
 for --seconds; the figure is the events every watcher received per second, from the first round until the last
 watcher has them all. Also: each batch's lag from the master's event time to its receipt (p50, p99), the
-stream messages per second, and the hub alone (publish to the same number of in-process subscriptions,
-no gRPC) for what the wire costs.
+stream messages per second, the hub alone (publish to the same number of in-process subscriptions, no
+gRPC) for what the wire costs, and what a status update costs the core with and without a watcher (with
+none, the core builds no events at all).
 
     python -m bench.events [--watchers 1,10] [--seconds 5] [--batch 200] [--tasks 1000]
 """
@@ -69,13 +70,20 @@ def _loaded_master(tasks: int) -> tuple[Master, str, str, list[str]]:
     master.allocate()
     [offer] = [o for e in master.outbox.drain().to_frameworks[framework_id] for o in e.offers.offers]
     infos = [
-        tpb.TaskInfo(task_id=f"t{i:05}", name="bench", agent_id=agent_id, resources=TASK.to_proto())
+        tpb.TaskInfo(
+            task_id=f"t{i:05}",
+            name="bench",
+            agent_id=agent_id,
+            resources=TASK.to_proto(),
+            command=rpb.CommandInfo(value="true", shell=True),
+        )
         for i in range(tasks)
     ]
     launch = scheduler_pb2.Offer_Operation.Launch(task_infos=infos)
     operation = scheduler_pb2.Offer_Operation(type=scheduler_pb2.Offer_Operation.LAUNCH, launch=launch)
     master.accept(framework_id, scheduler_pb2.Call.Accept(offer_ids=[offer.id], operations=[operation]))
     master.outbox.drain()
+    assert len(master.frameworks[framework_id].tasks) == tasks, "the bench's tasks were not launched"
     return master, agent_id, framework_id, [t.task_id for t in infos]
 
 
@@ -187,6 +195,34 @@ def hub_run(watchers: int, events: int, batch: int) -> dict[str, Any]:
     return {"watchers": watchers, "events_per_second": round(events // batch * batch / elapsed)}
 
 
+def core_overhead(tasks: int, batch: int, rounds: int) -> dict[str, Any]:
+    """What the stream costs the core itself: a status update (applied, and its drain), with nobody watching
+    (no event is built) and with a watcher (its TASK_UPDATED built and drained), best of three."""
+    master, agent_id, framework_id, task_ids = _loaded_master(tasks)
+
+    def per_update(watched: bool) -> float:
+        master.outbox.watched = watched
+        best = float("inf")
+        for attempt in range(3):
+            updates = [
+                _updates(framework_id, agent_id, task_ids[i * batch % tasks :][:batch], attempt * rounds + i)
+                for i in range(rounds)
+            ]
+            start = time.perf_counter()
+            for round_updates in updates:
+                master.status_updates(agent_id, round_updates)
+                master.outbox.drain()
+            best = min(best, (time.perf_counter() - start) / (rounds * batch))
+        return best
+
+    unwatched, watched = per_update(False), per_update(True)
+    return {
+        "update_us_unwatched": round(unwatched * 1e6, 1),
+        "update_us_watched": round(watched * 1e6, 1),
+        "watched_cost_pct": round(100 * (watched - unwatched) / unwatched, 1),
+    }
+
+
 # ------------------------------------------------------------------------------------------ the watchers' side
 async def watch(address: str, watchers: int) -> None:
     counts = [0] * watchers
@@ -239,7 +275,8 @@ def main() -> None:
         return
     runs = [asyncio.run(stream_run(n, args.seconds, args.batch, args.tasks)) for n in counts]
     hub = [hub_run(n, 100_000, args.batch) for n in counts]
-    report("events", {"batch": args.batch, "tasks": args.tasks, "stream": runs, "hub_only": hub})
+    core = core_overhead(args.tasks, args.batch, 50)
+    report("events", {"batch": args.batch, "tasks": args.tasks, "stream": runs, "hub_only": hub, "core": core})
 
 
 if __name__ == "__main__":

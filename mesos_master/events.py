@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from aiomesos.v1 import events_pb2 as epb
 from mesos_master.outbox import Published
 from mesos_master.state import MasterState
-from mesos_master.views import agent_view, framework_view, quota_view, task_view
+from mesos_master.views import fill_agent, fill_framework, fill_quota, fill_task
 from scheduler_sdk._daemon.guard import viewer_of
 from scheduler_sdk.security.acls import Authorizer
 from scheduler_sdk.security.certs import Principal
@@ -201,21 +201,18 @@ def state_snapshot(master: MasterState, visible: Viewer) -> epb.EventSnapshot:
         if visible(fw.info.principal)
     ]
     frameworks.sort(key=lambda pair: (pair[0].id, pair[1]))
-    tasks = [
-        task_view(task)
-        for fw, _ in frameworks
-        for group in (fw.completed_tasks, sorted(fw.tasks.values(), key=lambda t: t.task_id))
-        for task in group
-    ]
-    return epb.EventSnapshot(
-        master_id=master.master_id,
-        start_time=master.start_time,
-        agents=[agent_view(a, master.drains.get(a.id)) for _, a in sorted(master.agents.items())],
-        frameworks=[framework_view(fw, active=active) for fw, active in frameworks],
-        tasks=tasks,
-        quotas=[quota_view(role, quota) for role, quota in sorted(master.quotas.items())],
-        weights=master.weights,
-    )
+    snapshot = epb.EventSnapshot(master_id=master.master_id, start_time=master.start_time, weights=master.weights)
+    for _, agent in sorted(master.agents.items()):
+        fill_agent(snapshot.agents.add(), agent, master.drains.get(agent.id))
+    for fw, active in frameworks:
+        fill_framework(snapshot.frameworks.add(), fw, active=active)
+    for fw, _ in frameworks:
+        for group in (fw.completed_tasks, sorted(fw.tasks.values(), key=lambda t: t.task_id)):
+            for task in group:
+                fill_task(snapshot.tasks.add(), task)
+    for role, quota in sorted(master.quotas.items()):
+        fill_quota(snapshot.quotas.add(), role, quota)
+    return snapshot
 
 
 _SNAPSHOT_LISTS = ("agents", "frameworks", "tasks", "quotas")

@@ -9,6 +9,7 @@ about (None: the cluster's own, shown to every watcher).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from aiomesos.v1 import agent_pb2, events_pb2, scheduler_pb2
 from aiomesos.v1 import tasks_pb2 as tpb
@@ -66,8 +67,7 @@ class AgentMail:
         return messages
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
+class Published(NamedTuple):
     """An event of the operator stream, and whose it is: the principal of its framework (who may see it is that
     framework's view_frameworks ACL), or None for the cluster's own (agents, quota, weights: shown to all)."""
 

@@ -20,7 +20,7 @@ from mesos_master.allocator.base import Quota
 from mesos_master.errors import DeniedError, UnknownIdError
 from mesos_master.outbox import Outbox
 from mesos_master.records import AgentRecord, Drain, Framework, Offer, PendingReconciliations, Task
-from mesos_master.views import agent_view, framework_view, task_update_view, task_view
+from mesos_master.views import fill_agent, fill_framework, fill_task, fill_task_update
 from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.security.acls import Authorizer, audit
@@ -120,25 +120,23 @@ class MasterState:
         """An AGENT_* event: the agent as it is now (its last record when `removed`)."""
         if not self.outbox.watched:
             return
-        view = agent_view(agent, self.drains.get(agent.id), removed=removed)
-        self.outbox.publish(OperatorEvent(type=kind, time=self.clock(), agent=view, message=message))  # type: ignore[arg-type]
+        event = OperatorEvent(type=kind, time=self.clock(), message=message)  # type: ignore[arg-type]
+        fill_agent(event.agent, agent, self.drains.get(agent.id), removed=removed)
+        self.outbox.publish(event)
 
     def _publish_framework(self, kind: int, fw: Framework, message: str = "", *, active: bool = True) -> None:
         """A FRAMEWORK_* event: the framework as it is now, seen by whoever may view its principal's."""
         if not self.outbox.watched:
             return
-        event = OperatorEvent(
-            type=kind,  # type: ignore[arg-type]
-            time=self.clock(),
-            framework=framework_view(fw, active=active),
-            message=message,
-        )
+        event = OperatorEvent(type=kind, time=self.clock(), message=message)  # type: ignore[arg-type]
+        fill_framework(event.framework, fw, active=active)
         self.outbox.publish(event, fw.info.principal)
 
     def _publish_task_added(self, task: Task) -> None:
         if not self.outbox.watched:
             return
-        event = OperatorEvent(type=OperatorEvent.TASK_ADDED, time=self.clock(), task=task_view(task))
+        event = OperatorEvent(type=OperatorEvent.TASK_ADDED, time=self.clock())
+        fill_task(event.task, task)
         self.outbox.publish(event, self._owner(task.framework_id))
 
     def _publish_task_updated(self, task: Task, owner: str | None = None) -> None:
@@ -146,7 +144,8 @@ class MasterState:
         principal, when the framework is no longer in `frameworks`)."""
         if not self.outbox.watched:
             return
-        event = OperatorEvent(type=OperatorEvent.TASK_UPDATED, time=self.clock(), task_update=task_update_view(task))
+        event = OperatorEvent(type=OperatorEvent.TASK_UPDATED, time=self.clock())
+        fill_task_update(event.task_update, task)
         self.outbox.publish(event, self._owner(task.framework_id) if owner is None else owner)
 
     def _owner(self, framework_id: str) -> str:
