@@ -60,14 +60,12 @@ class Connection(Generic[T]):
 
 
 class Dispatcher:
-    def __init__(self, master: Master, registry: Registry, hub: EventHub | None = None) -> None:
+    def __init__(self, master: Master, registry: Registry) -> None:
         self.master = master
         self.registry = registry
         #: The operator event stream of this term (mesos_master.events); the core publishes only while it is
         #: watched (the snapshot a watcher starts from is taken when it comes).
-        self.hub = hub or EventHub(
-            partial(state_snapshot, master), authorizer=master.authorizer, on_watchers=self._watchers
-        )
+        self.hub = EventHub(partial(state_snapshot, master), authorizer=master.authorizer, on_watchers=self._watchers)
         self._watchers(self.hub.watchers)
         self.frameworks: dict[str, Connection] = {}
         self.agents: dict[str, Connection] = {}
