@@ -1,6 +1,6 @@
 """The operator event stream against a real, secure cluster: a watcher sees a framework come and go, its task
 launched and FINISHED, offers made, quota and weights change, an agent attach, drain and leave; a framework's
-principal sees only its own; `aiomesos events` prints it as JSON lines."""
+principal sees only its own; `aiomesos events` prints it as JSON lines; SIGTERM ends a stream UNAVAILABLE."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import contextlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
+import grpc
 import pytest
 
 from aiomesos.v1 import events_pb2 as epb
+from aiomesos.v1 import operator_pb2_grpc
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import OperatorClient
@@ -22,7 +26,7 @@ from scheduler_sdk.security.config import ClientConfig
 from scheduler_sdk.security.local import LocalCertificates
 from tests.conftest import module_tmp_path
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
-from tests.e2e.harness import Recorder, eventually, framework, task
+from tests.e2e.harness import Recorder, eventually, framework, master_channel, task
 from tests.e2e.test_cli import aiomesos_here
 
 pytestmark = [pytest.mark.e2e]
@@ -204,3 +208,25 @@ async def test_aiomesos_events_follow_json(watched: LocalCluster) -> None:
         with contextlib.suppress(ProcessLookupError):
             follow.terminate()
         await follow.wait()
+
+
+async def test_sigterm_ends_the_stream_unavailable_and_the_master_at_once(tmp_path: Path) -> None:
+    cluster = LocalCluster(tmp_path, agents=0)
+    try:
+        await cluster.start()
+        async with master_channel(cluster.master_address) as channel:
+            call = operator_pb2_grpc.OperatorStub(channel).Subscribe(epb.SubscribeRequest())
+            async with asyncio.timeout(10):
+                first = await call.read()
+                assert first.events[0].type == E.SNAPSHOT
+                assert cluster.master is not None
+                started = time.monotonic()
+                exit_code = await cluster.master.stop()
+                with pytest.raises(grpc.aio.AioRpcError) as ended:
+                    while await call.read() is not grpc.aio.EOF:
+                        pass
+        assert exit_code == 0 and time.monotonic() - started < 4.0
+        assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "the master is stopping" in (ended.value.details() or "")
+    finally:
+        await cluster.stop()
