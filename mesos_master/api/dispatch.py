@@ -1,21 +1,25 @@
 """The link between the pure core (`Master`) and the streams: after the core changes, the outbox is drained
 once per event-loop turn, its registry writes are applied as one batch (before anything of that drain is sent),
 and each batch of messages is queued on the stream of the framework or agent it is for. One flush runs at a time,
-so what is sent keeps the order in which the core decided it. `stop` ends every stream when the master stops or
-loses its leadership; a registry write that fails ends the term (`failed`): the core is then ahead of what is
-durable, so it is thrown away and nothing more is sent from it."""
+so what is sent keeps the order in which the core decided it; the operator events of each drain go to the
+term's event hub (`hub`, mesos_master.events) after its writes, so a watcher sees only what is durable. `stop`
+ends every stream (and the hub's) when the master stops or loses its leadership; a registry write that fails
+ends the term (`failed`): the core is then ahead of what is durable, so it is thrown away and nothing more is
+sent from it."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import grpc
 import structlog
 
 from mesos_master.cluster import Master
+from mesos_master.events import EventHub, state_snapshot
 from mesos_master.outbox import Drained
 from mesos_master.registry import FencedError, Registry
 from scheduler_sdk._daemon.tasks import cancel_and_wait
@@ -59,6 +63,10 @@ class Dispatcher:
     def __init__(self, master: Master, registry: Registry) -> None:
         self.master = master
         self.registry = registry
+        #: The operator event stream of this term (mesos_master.events); the core publishes only while it is
+        #: watched (the snapshot a watcher starts from is taken when it comes).
+        self.hub = EventHub(partial(state_snapshot, master), authorizer=master.authorizer, on_watchers=self._watchers)
+        self._watchers(self.hub.watchers)
         self.frameworks: dict[str, Connection] = {}
         self.agents: dict[str, Connection] = {}
         self.allocation_wanted = asyncio.Event()
@@ -70,6 +78,9 @@ class Dispatcher:
         self._flush_lock = asyncio.Lock()
         self._flush_task: asyncio.Task[None] | None = None
 
+    def _watchers(self, count: int) -> None:
+        self.master.outbox.watched = count > 0
+
     def stop(self, reason: str = MASTER_STOPPING) -> None:
         """The master is stopping (or no longer leads): end every stream now (UNAVAILABLE, so that peers come
         back, to this master or the new leader) and refuse new ones, rather than leave them to the server's grace
@@ -78,6 +89,7 @@ class Dispatcher:
         self.stop_reason = reason
         for conn in [*self.frameworks.values(), *self.agents.values()]:
             conn.close(reason, grpc.StatusCode.UNAVAILABLE)
+        self.hub.close(reason)
 
     def changed(self, *, allocate: bool = False) -> None:
         """Call after every change to the core; batches everything done in this loop turn."""
@@ -148,6 +160,7 @@ class Dispatcher:
                 conn.close(why, grpc.StatusCode.FAILED_PRECONDITION)
         if any(drained.close_frameworks) or drained.writes:
             self.allocation_wanted.set()
+        self.hub.publish(drained.events)
 
     async def serve(
         self,
