@@ -1,14 +1,16 @@
 """What the core has to send or write, batched until the shell drains it (once per event-loop turn).
 
 Draining batches: all offers for a framework become one OFFERS event, all its status updates one UPDATE event,
-all launches for an agent one RUN_TASKS message, and so on; registry writes keep their order.
+all launches for an agent one RUN_TASKS message, and so on; registry writes keep their order. What the operator
+event stream is to show (`publish`) keeps its order too, each event with the principal of the framework it is
+about (None: the cluster's own, shown to every watcher).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aiomesos.v1 import agent_pb2, scheduler_pb2
+from aiomesos.v1 import agent_pb2, events_pb2, scheduler_pb2
 from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_master.registry.operations import Operation
 
@@ -64,12 +66,22 @@ class AgentMail:
         return messages
 
 
+@dataclass(frozen=True, slots=True)
+class Published:
+    """An event of the operator stream, and whose it is: the principal of its framework (who may see it is that
+    framework's view_frameworks ACL), or None for the cluster's own (agents, quota, weights: shown to all)."""
+
+    event: events_pb2.OperatorEvent
+    owner: str | None = None
+
+
 @dataclass
 class Drained:
     to_frameworks: dict[str, list[scheduler_pb2.Event]]
     to_agents: dict[str, list[agent_pb2.MasterMessage]]
     close_frameworks: dict[str, str]  # framework id -> why its stream ends
     writes: list[Operation]  # registry operations, in order
+    events: list[Published] = field(default_factory=list)  # for the operator event stream, in order
 
 
 class Outbox:
@@ -78,9 +90,10 @@ class Outbox:
         self._to_agents: dict[str, AgentMail] = {}
         self._close: dict[str, str] = {}
         self._writes: list[Operation] = []
+        self._events: list[Published] = []
 
     def __bool__(self) -> bool:
-        return bool(self._to_frameworks or self._to_agents or self._close or self._writes)
+        return bool(self._to_frameworks or self._to_agents or self._close or self._writes or self._events)
 
     def framework(self, framework_id: str) -> FrameworkMail:
         mail = self._to_frameworks.get(framework_id)
@@ -100,12 +113,16 @@ class Outbox:
     def write(self, operation: Operation) -> None:
         self._writes.append(operation)
 
+    def publish(self, event: events_pb2.OperatorEvent, owner: str | None = None) -> None:
+        self._events.append(Published(event, owner))
+
     def drain(self) -> Drained:
         drained = Drained(
             {framework_id: mail.events() for framework_id, mail in self._to_frameworks.items()},
             {agent_id: mail.messages() for agent_id, mail in self._to_agents.items()},
             self._close,
             self._writes,
+            self._events,
         )
-        self._to_frameworks, self._to_agents, self._close, self._writes = {}, {}, {}, []
+        self._to_frameworks, self._to_agents, self._close, self._writes, self._events = {}, {}, {}, [], []
         return drained

@@ -136,7 +136,8 @@ class Terms:
                 "aiomesos.v1.Scheduler": SchedulerService(dispatcher, a.heartbeat_interval, guard),
                 "aiomesos.v1.AgentRegistry": AgentRegistryService(dispatcher, a.agent_ping_interval, guard),
                 "aiomesos.v1.Operator": operator,
-            }
+            },
+            events=dispatcher.hub,
         )
         log.info(
             "leading",

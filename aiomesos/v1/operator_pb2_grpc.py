@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from aiomesos.v1 import events_pb2 as aiomesos_dot_v1_dot_events__pb2
 from aiomesos.v1 import operator_pb2 as aiomesos_dot_v1_dot_operator__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -119,6 +120,11 @@ class OperatorStub:
                 request_serializer=aiomesos_dot_v1_dot_operator__pb2.GetClusterContainersRequest.SerializeToString,
                 response_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetClusterContainersResponse.FromString,
                 _registered_method=True)
+        self.Subscribe = channel.unary_stream(
+                '/aiomesos.v1.Operator/Subscribe',
+                request_serializer=aiomesos_dot_v1_dot_events__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=aiomesos_dot_v1_dot_events__pb2.SubscribeResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServicer:
@@ -230,6 +236,13 @@ class OperatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Subscribe(self, request, context):
+        """The event stream (events.proto): a snapshot, then every change, in batches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -317,6 +330,11 @@ def add_OperatorServicer_to_server(servicer, server):
                     servicer.GetContainers,
                     request_deserializer=aiomesos_dot_v1_dot_operator__pb2.GetClusterContainersRequest.FromString,
                     response_serializer=aiomesos_dot_v1_dot_operator__pb2.GetClusterContainersResponse.SerializeToString,
+            ),
+            'Subscribe': grpc.unary_stream_rpc_method_handler(
+                    servicer.Subscribe,
+                    request_deserializer=aiomesos_dot_v1_dot_events__pb2.SubscribeRequest.FromString,
+                    response_serializer=aiomesos_dot_v1_dot_events__pb2.SubscribeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -778,6 +796,33 @@ class Operator:
             '/aiomesos.v1.Operator/GetContainers',
             aiomesos_dot_v1_dot_operator__pb2.GetClusterContainersRequest.SerializeToString,
             aiomesos_dot_v1_dot_operator__pb2.GetClusterContainersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Subscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aiomesos.v1.Operator/Subscribe',
+            aiomesos_dot_v1_dot_events__pb2.SubscribeRequest.SerializeToString,
+            aiomesos_dot_v1_dot_events__pb2.SubscribeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,6 +3,7 @@
 isort:skip_file
 The operator API served by the master; the `aiomesos` CLI is its client."""
 
+from aiomesos.v1 import events_pb2 as _events_pb2
 from aiomesos.v1 import operator_pb2 as _operator_pb2
 from collections import abc as _abc
 from grpc import aio as _aio
@@ -54,6 +55,8 @@ class OperatorStub:
     """Every running container's statistics, gathered from the agents (agents that do not answer in time are
     listed in unreachable_agents).
     """
+    Subscribe: _grpc.UnaryStreamMultiCallable[_events_pb2.SubscribeRequest, _events_pb2.SubscribeResponse]
+    """The event stream (events.proto): a snapshot, then every change, in batches."""
 
 @_typing.type_check_only
 class OperatorAsyncStub(OperatorStub):
@@ -81,6 +84,8 @@ class OperatorAsyncStub(OperatorStub):
     """Every running container's statistics, gathered from the agents (agents that do not answer in time are
     listed in unreachable_agents).
     """
+    Subscribe: _aio.UnaryStreamMultiCallable[_events_pb2.SubscribeRequest, _events_pb2.SubscribeResponse]  # type: ignore[assignment]
+    """The event stream (events.proto): a snapshot, then every change, in batches."""
 
 class OperatorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -207,5 +212,13 @@ class OperatorServicer(metaclass=_abc_1.ABCMeta):
         """Every running container's statistics, gathered from the agents (agents that do not answer in time are
         listed in unreachable_agents).
         """
+
+    @_abc_1.abstractmethod
+    def Subscribe(
+        self,
+        request: _events_pb2.SubscribeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_events_pb2.SubscribeResponse], _abc.AsyncIterator[_events_pb2.SubscribeResponse]]:
+        """The event stream (events.proto): a snapshot, then every change, in batches."""
 
 def add_OperatorServicer_to_server(servicer: OperatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

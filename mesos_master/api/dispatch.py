@@ -1,21 +1,25 @@
 """The link between the pure core (`Master`) and the streams: after the core changes, the outbox is drained
 once per event-loop turn, its registry writes are applied as one batch (before anything of that drain is sent),
 and each batch of messages is queued on the stream of the framework or agent it is for. One flush runs at a time,
-so what is sent keeps the order in which the core decided it. `stop` ends every stream when the master stops or
-loses its leadership; a registry write that fails ends the term (`failed`): the core is then ahead of what is
-durable, so it is thrown away and nothing more is sent from it."""
+so what is sent keeps the order in which the core decided it; the operator events of each drain go to the
+term's event hub (`hub`, mesos_master.events) after its writes, so a watcher sees only what is durable. `stop`
+ends every stream (and the hub's) when the master stops or loses its leadership; a registry write that fails
+ends the term (`failed`): the core is then ahead of what is durable, so it is thrown away and nothing more is
+sent from it."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import grpc
 import structlog
 
 from mesos_master.cluster import Master
+from mesos_master.events import EventHub, state_snapshot
 from mesos_master.outbox import Drained
 from mesos_master.registry import FencedError, Registry
 from scheduler_sdk._daemon.tasks import cancel_and_wait
@@ -56,9 +60,11 @@ class Connection(Generic[T]):
 
 
 class Dispatcher:
-    def __init__(self, master: Master, registry: Registry) -> None:
+    def __init__(self, master: Master, registry: Registry, hub: EventHub | None = None) -> None:
         self.master = master
         self.registry = registry
+        #: The operator event stream of this term (mesos_master.events).
+        self.hub = hub or EventHub(partial(state_snapshot, master), authorizer=master.authorizer)
         self.frameworks: dict[str, Connection] = {}
         self.agents: dict[str, Connection] = {}
         self.allocation_wanted = asyncio.Event()
@@ -78,6 +84,7 @@ class Dispatcher:
         self.stop_reason = reason
         for conn in [*self.frameworks.values(), *self.agents.values()]:
             conn.close(reason, grpc.StatusCode.UNAVAILABLE)
+        self.hub.close(reason)
 
     def changed(self, *, allocate: bool = False) -> None:
         """Call after every change to the core; batches everything done in this loop turn."""
@@ -148,6 +155,7 @@ class Dispatcher:
                 conn.close(why, grpc.StatusCode.FAILED_PRECONDITION)
         if any(drained.close_frameworks) or drained.writes:
             self.allocation_wanted.set()
+        self.hub.publish(drained.events)
 
     async def serve(
         self,

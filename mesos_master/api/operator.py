@@ -17,6 +17,7 @@ from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import resources_pb2 as rpb
 from mesos_master.allocator.base import Quota
 from mesos_master.api.dispatch import Dispatcher
+from mesos_master.api.events import SubscribeServicer
 from mesos_master.cluster import AgentRecord, CallError, Framework, Master, Task
 from mesos_master.drain import drain_info
 from mesos_master.errors import PreconditionError
@@ -161,7 +162,7 @@ def task_entries(frameworks: Iterable[Framework], prefix: tuple[str, ...]) -> li
     return unique_keys(keyed)
 
 
-class OperatorService(operator_pb2_grpc.OperatorServicer):
+class OperatorService(SubscribeServicer, operator_pb2_grpc.OperatorServicer):
     def __init__(
         self,
         dispatcher: Dispatcher,

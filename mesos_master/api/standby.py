@@ -17,6 +17,7 @@ import grpc
 
 from aiomesos.v1 import operator_pb2 as opb
 from mesos_master.api.dispatch import MASTER_STOPPING
+from mesos_master.events import EventHub
 from scheduler_sdk.masters import MasterRecord, standby_message, standby_metadata
 
 #: The Operator methods every master answers itself.
@@ -34,6 +35,8 @@ class Seat:
     ) -> None:
         self.master_id = master_id
         self.services: Mapping[str, Any] | None = None
+        #: The operator event stream of the term it leads (None: a standby has none).
+        self.events: EventHub | None = None
         self.closing = False  # the master is stopping: say so, rather than call it a standby
         self._leader = leader
         #: What GetMasters answers (mesos_master.ha: the master alone, or every master as etcd lists them).
@@ -43,13 +46,15 @@ class Seat:
     def leading(self) -> bool:
         return self.services is not None
 
-    def begin(self, services: Mapping[str, Any]) -> None:
-        """A term starts: calls go to these servicers (by service name) from now on."""
+    def begin(self, services: Mapping[str, Any], events: EventHub | None = None) -> None:
+        """A term starts: calls go to these servicers (by service name) from now on; `events` is its hub."""
         self.services = services
+        self.events = events
 
     def end(self) -> None:
         """The term is over: refuse from now on (streams of the term are ended by its dispatcher)."""
         self.services = None
+        self.events = None
 
     def leader(self) -> MasterRecord | None:
         """The leader as this master last saw it, when it is another master."""

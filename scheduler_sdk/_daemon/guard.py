@@ -45,16 +45,21 @@ class Guard:
         Not audited (reads); every answer is remembered for the rest of the read."""
         if not self.secure:
             return lambda owner: True
-        principal = self.caller()
-        seen: dict[str, bool] = {}
+        return viewer_of(self.authorizer, self.caller())
 
-        def may_view(owner: str) -> bool:
-            if owner not in seen:
-                decision = self.authorizer.authorize(principal, "view_frameworks", owner, owner=Principal.parse(owner))
-                seen[owner] = decision.allowed
-            return seen[owner]
 
-        return may_view
+def viewer_of(authorizer: Authorizer, principal: Principal | None) -> Callable[[str], bool]:
+    """May `principal` see what the framework of this principal owns (view_frameworks)? Not audited (reads);
+    every answer is remembered by the function returned (make one per read, so that reloaded ACLs apply)."""
+    seen: dict[str, bool] = {}
+
+    def may_view(owner: str) -> bool:
+        if owner not in seen:
+            decision = authorizer.authorize(principal, "view_frameworks", owner, owner=Principal.parse(owner))
+            seen[owner] = decision.allowed
+        return seen[owner]
+
+    return may_view
 
 
 async def deny(context: grpc.aio.ServicerContext, message: str) -> NoReturn:
