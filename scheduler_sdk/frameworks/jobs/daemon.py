@@ -32,6 +32,7 @@ from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk._daemon.tasks import race
 from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.driver import SchedulerDriver
+from scheduler_sdk.frameworks.jobs.client import API_LABEL
 from scheduler_sdk.frameworks.jobs.core import JobsCore
 from scheduler_sdk.frameworks.jobs.placement import JobsScheduler
 from scheduler_sdk.frameworks.jobs.service import CALLERS, JobsServicer
@@ -151,6 +152,13 @@ class JobsDaemon:
         )
         core = JobsCore(store, scheduler, cron_clock=cron_clock)
         core.load()
+        operator = OperatorClient(a.master, config=client_config, timeout=3.0)
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=security.interceptors(CALLERS))
+        jobs_pb2_grpc.add_JobsServicer_to_server(
+            JobsServicer(core, lambda: agent_totals(operator), secure=security.secure, authorizer=authorizer), server
+        )
+        bound, token_port = security.bind(server, ip, a.port)
+        host = "127.0.0.1" if ip in ("0.0.0.0", "::") else ip
         info = rpb.FrameworkInfo(
             name=a.name,
             id=store.get_meta(FRAMEWORK_ID) or "",
@@ -160,15 +168,11 @@ class JobsDaemon:
         )
         for cap in CAPABILITIES:
             info.capabilities.add(type=cap)
+        # Where the Jobs API is, for the master's web UI (which reads jobs with the master's certificate); the
+        # address its address file names (loopback when it listens everywhere, as an agent's default).
+        info.labels.labels.add(key=API_LABEL, value=f"{host}:{bound}")
         driver = SchedulerDriver(a.master, info, scheduler, config=client_config)
-        operator = OperatorClient(a.master, config=client_config, timeout=3.0)
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=security.interceptors(CALLERS))
-        jobs_pb2_grpc.add_JobsServicer_to_server(
-            JobsServicer(core, lambda: agent_totals(operator), secure=security.secure, authorizer=authorizer), server
-        )
-        bound, token_port = security.bind(server, ip, a.port)
         await server.start()
-        host = "127.0.0.1" if ip in ("0.0.0.0", "::") else ip
         write_atomically(work_dir / ADDRESS_FILE, f"{host}:{bound}\n")
         log.info(
             "jobs service started",

@@ -1,0 +1,179 @@
+// aiomesos web UI: live updates from the master's event stream (/events, server-sent events) and followed
+// sandbox logs. No framework, no build step: the pages are rendered by the master; this only keeps them current.
+"use strict";
+
+const TERMINAL = new Set(["TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST",
+  "TASK_DROPPED", "TASK_GONE", "TASK_GONE_BY_OPERATOR"]);
+const known = new Map();  // "framework/task" -> state, as the stream last said
+
+function utc(seconds) {
+  if (!seconds) return "";
+  return new Date(seconds * 1000).toISOString().slice(0, 19).replace("T", " ");
+}
+
+function setBadge(el, state) {
+  if (!el || el.textContent === state) return;
+  el.textContent = state;
+  el.className = "badge " + state.toLowerCase().replace(/^task_/, "");
+}
+
+function fields(root, name) {
+  return root.querySelectorAll('[data-field="' + name + '"]');
+}
+
+// ------------------------------------------------------------------ task counts (the overview)
+function count(state, delta) {
+  const table = document.getElementById("task-states");
+  if (!table) return;
+  let cell = table.querySelector('[data-count="' + state + '"]');
+  if (!cell && delta > 0) {
+    const row = table.tBodies[0].insertRow();
+    row.innerHTML = '<td><span class="badge" data-field="name"></span></td><td class=num>0</td>';
+    setBadge(row.querySelector("span"), state);
+    cell = row.cells[1];
+    cell.dataset.count = state;
+  }
+  if (cell) cell.textContent = String(Math.max(0, Number(cell.textContent) + delta));
+  const active = document.querySelector('[data-count="active"]');
+  if (active && !TERMINAL.has(state)) active.textContent = String(Math.max(0, Number(active.textContent) + delta));
+}
+
+function track(key, state) {
+  const before = known.get(key);
+  if (before === state) return;
+  known.set(key, state);
+  if (before !== undefined) count(before, -1);
+  count(state, +1);
+}
+
+// ------------------------------------------------------------------ tasks
+function matches(table, u) {
+  const d = table.dataset;
+  const state = d.filterState || "";
+  if (state === "active" && TERMINAL.has(u.state)) return false;
+  if (state === "terminal" && !TERMINAL.has(u.state)) return false;
+  if (state && state !== "active" && state !== "terminal" && state !== u.state) return false;
+  if (d.filterFramework && d.filterFramework !== u.fw) return false;
+  if (d.filterAgent && d.filterAgent !== u.agent && d.filterAgent !== u.host) return false;
+  const name = d.filterName || "";
+  return !name || (u.name || "").includes(name) || u.id.includes(name);
+}
+
+function addTaskRow(u) {
+  const table = document.querySelector("table#tasks[data-live]");
+  const template = document.getElementById("task-row");
+  if (!table || !template || u.name === undefined || !matches(table, u)) return;
+  const row = template.content.firstElementChild.cloneNode(true);
+  row.dataset.task = u.fw + "/" + u.id;
+  const link = row.querySelector('[data-field="task_id"]');
+  link.textContent = u.id;
+  link.href = "/tasks/" + encodeURIComponent(u.fw) + "/" + encodeURIComponent(u.id);
+  fields(row, "name").forEach((el) => { el.textContent = u.name; });
+  fields(row, "framework_id").forEach((el) => { el.textContent = u.fw; });
+  const host = row.querySelector('[data-field="hostname"]');
+  host.textContent = u.host || u.agent;
+  host.href = "/agents/" + encodeURIComponent(u.agent);
+  fields(row, "resources").forEach((el) => { el.textContent = ""; });
+  const empty = table.querySelector("tr.empty");
+  if (empty) empty.remove();
+  table.tBodies[0].prepend(row);
+}
+
+function onTask(u) {
+  const key = u.fw + "/" + u.id;
+  track(key, u.state);
+  let rows = document.querySelectorAll('[data-task="' + CSS.escape(key) + '"]');
+  if (!rows.length) {
+    addTaskRow(u);
+    rows = document.querySelectorAll('[data-task="' + CSS.escape(key) + '"]');
+  }
+  rows.forEach((row) => {
+    fields(row, "state").forEach((el) => setBadge(el, u.state));
+    if (u.time) fields(row, "updated").forEach((el) => { el.textContent = utc(u.time); });
+    if (u.reason !== undefined) {
+      fields(row, "reason").forEach((el) => { el.textContent = u.reason; el.title = u.message || ""; });
+    }
+  });
+}
+
+function onState(attr, id, state) {
+  document.querySelectorAll("[data-" + attr + '="' + CSS.escape(id) + '"]').forEach((row) => {
+    fields(row, "state").forEach((el) => setBadge(el, state));
+  });
+}
+
+function onSnapshot(s) {
+  const first = !document.body.dataset.snapshotSeen;
+  for (const [fw, id, state] of s.tasks) {
+    if (first) known.set(fw + "/" + id, state);  // the page's counts were rendered from this state already
+    else onTask({ fw: fw, id: id, state: state });
+  }
+  if (first) s.tasks.forEach(([fw, id, state]) => {  // what changed between rendering and subscribing
+    document.querySelectorAll('[data-task="' + CSS.escape(fw + "/" + id) + '"] [data-field="state"]')
+      .forEach((el) => setBadge(el, state));
+  });
+  for (const [id, state] of s.agents) onState("agent", id, state);
+  document.body.dataset.snapshotSeen = "1";
+}
+
+function apply(u) {
+  if (u.k === "task") onTask(u);
+  else if (u.k === "agent") onState("agent", u.id, u.state);
+  else if (u.k === "framework") onState("framework", u.id, u.state);
+  else if (u.k === "snapshot") onSnapshot(u);
+}
+
+function connect() {
+  const indicator = document.getElementById("live");
+  if (!indicator || !window.EventSource || document.getElementById("login")) return;
+  const source = new EventSource("/events");
+  source.onopen = () => { indicator.textContent = "live"; indicator.className = "live"; };
+  source.onerror = () => { indicator.textContent = "reconnecting"; indicator.className = "offline"; };
+  source.onmessage = (e) => {
+    const data = JSON.parse(e.data);
+    (Array.isArray(data) ? data : [data]).forEach(apply);
+    document.body.dataset.events = String(Number(document.body.dataset.events || 0) + 1);
+  };
+  source.addEventListener("end", () => { indicator.textContent = "reconnecting"; indicator.className = "offline"; });
+}
+
+// ------------------------------------------------------------------ logs
+function follow(button) {
+  const pre = document.getElementById(button.dataset.target);
+  if (button.source) {
+    button.source.close();
+    button.source = null;
+    button.textContent = "follow";
+    return;
+  }
+  const source = new EventSource(button.dataset.follow);
+  button.source = source;
+  button.textContent = "stop";
+  source.addEventListener("log", (e) => {
+    const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    pre.append(e.data);
+    if (atBottom) pre.scrollTop = pre.scrollHeight;
+    // The offset to go on from, should the stream be opened again.
+    const url = new URL(button.dataset.follow, location.href);
+    url.searchParams.set("offset", String(Number(url.searchParams.get("offset") || 0) + new Blob([e.data]).size));
+    button.dataset.follow = url.pathname + url.search;
+  });
+  source.onerror = () => {  // not reopened from where it began: that would repeat what is shown
+    source.close();
+    button.source = null;
+    button.textContent = "follow";
+  };
+  source.addEventListener("end", (e) => {
+    source.close();
+    button.source = null;
+    button.textContent = "follow";
+    button.title = e.data;
+    pre.dataset.ended = "1";
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  connect();
+  document.querySelectorAll("button.follow").forEach((b) => b.addEventListener("click", () => follow(b)));
+  document.querySelectorAll("#filters select").forEach((s) => s.addEventListener("change", () => s.form.submit()));
+});
