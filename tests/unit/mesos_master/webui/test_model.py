@@ -103,7 +103,7 @@ def test_pages_escape_what_the_cluster_says() -> None:
     w, _, _, _ = cluster()
     html = pages.tasks(task_rows(w.master, lambda owner: True, TaskFilter()), TaskFilter(name="<b>"))
     assert EVIL not in html
-    assert "&lt;i&gt;\"x&amp;amp;" in html
+    assert '&lt;i&gt;"x&amp;amp;' in html
     assert 'value="&lt;b&gt;"' in html
     assert '<template id="task-row">' in html
 
