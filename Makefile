@@ -20,6 +20,8 @@ system-deps:
 	@command -v ps >/dev/null || { apt-get update -qq && apt-get install -y -qq procps; }
 	@# Debian's etcd-server: the tests start their own etcd (scheduler_sdk/local_etcd.py) for the HA masters.
 	@test -x /usr/bin/etcd || { apt-get update -qq && apt-get install -y -qq etcd-server; }
+	@# Debian's chromium and its driver: the web UI's tests (tests/e2e/test_webui.py) and bench.webui drive it headless.
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 
 run: $(STAMP)
 	$(BIN)/aiomesos demo

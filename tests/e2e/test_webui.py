@@ -1,0 +1,214 @@
+"""The master's web UI in a real browser: a secure local cluster (one agent and the jobs service), Debian's
+chromium headless through selenium and chromium-driver, logged in with a bearer token. One cluster and one
+browser for the module; the jobs are submitted once, at the start, so that they run while the pages are read.
+Each test saves a screenshot of what it asserted on (its path is printed; pytest keeps the tmp dirs)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bench import browser
+from scheduler_sdk.frameworks.jobs.client import JobsClient
+from scheduler_sdk.local_cluster import LocalCluster
+from scheduler_sdk.security.credentials import add_token
+from scheduler_sdk.security.local import LocalCertificates
+from tests.conftest import module_tmp_path
+from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(bool(browser.missing()), reason=browser.missing() or "ok")]
+
+HELLO = "name: webui-hello\ncommand: echo hello-from-the-ui; sleep 2; echo bye\nresources: {cpus: 0.1, mem: 32}\n"
+TICKER = (
+    "name: webui-ticker\ncommand: for i in 1 2 3 4 5 6 7 8; do echo tick-$i; sleep 0.5; done\n"
+    "resources: {cpus: 0.1, mem: 32}\n"
+)
+FLOW = """name: webui-flow
+type: workflow
+steps:
+  - {name: fetch, command: "true"}
+  - {name: build, command: "true", depends_on: [fetch]}
+  - {name: lint, command: "true", depends_on: [fetch]}
+  - {name: ship, command: "true", depends_on: [build, lint]}
+"""
+WAIT = 20.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCertificates) -> Iterator[LocalCluster]:
+    c = LocalCluster(
+        module_tmp_path(tmp_path_factory, "webui"),
+        agents=1,
+        master_flags=list(FAST_MASTER),
+        agent_flags=list(FAST_AGENT),
+        jobs=True,
+    )
+    try:
+        asyncio.run(c.start())
+        asyncio.run(c.wait_for_http())
+        yield c
+    finally:
+        leftovers = asyncio.run(c.stop())
+    assert leftovers == [], f"left behind: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def token(cluster: LocalCluster) -> str:
+    assert cluster.certificates is not None
+    return add_token(cluster.certificates.credentials, "webui", "operator")
+
+
+@pytest.fixture(scope="module")
+def jobs(cluster: LocalCluster) -> dict[str, str]:
+    """The module's jobs, submitted before any page is opened: job name -> job id."""
+
+    async def submit() -> dict[str, str]:
+        async with JobsClient(cluster.jobs_address, config=cluster.client_config) as client:
+            out = {}
+            for spec in (TICKER, HELLO, FLOW):
+                response = await client.submit(spec, "webui.yaml")
+                out[spec.split("\n", 1)[0].removeprefix("name: ")] = response.job_id
+            return out
+
+    return asyncio.run(submit())
+
+
+@pytest.fixture(scope="module")
+def driver(cluster: LocalCluster, token: str) -> Iterator[Any]:
+    assert cluster.certificates is not None
+    d = browser.headless(trust=cluster.certificates.directory / "master-master.crt")
+    try:
+        browser.login(d, cluster.master_http_url, token)
+        yield d
+    finally:
+        d.quit()
+
+
+def until(driver: Any, condition: Any, what: str, timeout: float = WAIT) -> Any:
+    """Poll `condition(driver)` (exceptions count as not yet) until it is truthy; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition(driver)
+            if value:
+                return value
+        except Exception as e:  # stale elements while the script updates the page, not there yet
+            last = e
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout} s ({last!r}); page: {driver.current_url}")
+
+
+def screenshot(driver: Any, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    driver.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+    return path
+
+
+def css(driver: Any, selector: str) -> list[Any]:
+    return list(driver.find_elements("css selector", selector))
+
+
+def text(driver: Any, selector: str) -> str:
+    return " ".join(e.text for e in css(driver, selector))
+
+
+def test_login_then_the_overview_and_an_agent_row(driver: Any, cluster: LocalCluster, tmp_path: Path) -> None:
+    until(driver, lambda d: "Allocation by role" in d.page_source, "the overview after the login")
+    assert "operator/webui" in text(driver, "header .who")
+    driver.get(cluster.master_http_url + "/agents")
+    row = until(driver, lambda d: css(d, "#agents tr[data-agent]"), "an agent row")[0]
+    assert "agent0.local" in row.text and "active" in row.text
+    screenshot(driver, tmp_path, "agents")
+
+
+def test_a_task_reaches_finished_on_the_open_page_without_reload(
+    driver: Any, cluster: LocalCluster, jobs: dict[str, str], tmp_path: Path
+) -> None:
+    driver.get(cluster.master_http_url + "/tasks?name=webui-hello")
+    driver.execute_script("window.notReloaded = true")
+    until(driver, lambda d: text(d, "#live") == "live", "the live stream")
+    row = '#tasks tr[data-task*="webui-hello"] [data-field="state"]'
+    until(driver, lambda d: text(d, row) in ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING"), "the task, running")
+    until(driver, lambda d: text(d, row) == "TASK_FINISHED", "the task, finished, on the open page")
+    assert driver.execute_script("return window.notReloaded === true"), "the page was reloaded"
+    assert int(driver.execute_script("return Number(document.body.dataset.events || 0)")) >= 2
+    screenshot(driver, tmp_path, "task-finished-live")
+
+
+def test_filters_narrow_the_tasks(driver: Any, cluster: LocalCluster, jobs: dict[str, str], tmp_path: Path) -> None:
+    base = cluster.master_http_url
+    driver.get(base + "/tasks?state=TASK_FINISHED")
+    until(driver, lambda d: css(d, '#tasks tr[data-task*="webui-hello"]'), "the finished task under its filter")
+    states = {e.text for e in css(driver, '#tasks [data-field="state"]')}
+    assert states == {"TASK_FINISHED"}, states
+    driver.find_element("name", "name").send_keys("webui-flow")
+    driver.find_element("css selector", "#filters button[type=submit]").click()
+    until(driver, lambda d: "name=webui-flow" in d.current_url, "the filter's page")
+    names = {e.text for e in css(driver, '#tasks [data-field="name"]')}
+    assert names and all("webui-flow" in n for n in names), names
+    driver.get(base + "/tasks?state=TASK_RUNNING&name=webui-hello")
+    assert not css(driver, "#tasks tr[data-task]")
+    screenshot(driver, tmp_path, "tasks-filtered")
+
+
+def test_a_task_page_shows_its_history_and_follows_its_log(
+    driver: Any, cluster: LocalCluster, jobs: dict[str, str], tmp_path: Path
+) -> None:
+    base = cluster.master_http_url
+    driver.get(base + "/tasks?name=webui-ticker")
+    link = until(driver, lambda d: css(d, '#tasks tr[data-task*="webui-ticker"] a[data-field="task_id"]'), "ticker")
+    link[0].click()
+    until(driver, lambda d: css(d, "#statuses tbody tr"), "the status history")
+    if "TASK_FINISHED" not in text(driver, "#statuses"):  # still running: follow its log as it grows
+        until(driver, lambda d: css(d, "button.follow"), "the follow switch")[0].click()
+    until(driver, lambda d: "tick-8" in text(d, "#log-stdout"), "the log's last line", timeout=30)
+    log = text(driver, "#log-stdout")
+    assert log.index("tick-1") < log.index("tick-8") and log.count("tick-8") == 1, log
+    driver.refresh()
+    history = until(driver, lambda d: "TASK_FINISHED" in text(d, "#statuses") and text(d, "#statuses"), "finished")
+    assert "TASK_RUNNING" in history
+    screenshot(driver, tmp_path, "task-page")
+
+
+def test_a_job_page_shows_its_dag_and_tasks(
+    driver: Any, cluster: LocalCluster, jobs: dict[str, str], tmp_path: Path
+) -> None:
+    driver.get(cluster.master_http_url + "/jobs")
+    link = until(driver, lambda d: d.find_element("link text", jobs["webui-flow"]), "the workflow in the jobs list")
+    assert "webui-hello" in text(driver, "#jobs")
+    link.click()
+    until(driver, lambda d: len(css(d, "#job-tasks tr[data-task]")) == 4, "the workflow's four tasks")
+    layers = [
+        [s.get_attribute("data-step") for s in layer.find_elements("css selector", ".step")]
+        for layer in css(driver, "#dag .layer")
+    ]
+    assert layers == [["fetch"], ["build", "lint"], ["ship"]], layers
+    until(driver, lambda d: text(d, '#dag [data-step="ship"] .badge') == "succeeded", "the workflow, done", timeout=30)
+    screenshot(driver, tmp_path, "job-dag")
+
+
+def test_a_client_certificate_works_too_and_nothing_without_one(cluster: LocalCluster) -> None:
+    config = cluster.client_config
+    assert config.ca is not None and config.cert is not None and config.key is not None
+
+    async def get(cert: bool) -> tuple[int, str]:
+        context = ssl.create_default_context(cafile=str(config.ca))
+        if cert:
+            context.load_cert_chain(str(config.cert), str(config.key))
+        url = cluster.master_http_url + "/tasks"
+        async with aiohttp.ClientSession() as session, session.get(url, ssl=context, allow_redirects=False) as r:
+            return r.status, await r.text()
+
+    status, body = asyncio.run(get(cert=True))
+    assert status == 200 and "operator/admin" in body
+    status, body = asyncio.run(get(cert=False))
+    assert status == 401 and len(body.strip().splitlines()) == 1
