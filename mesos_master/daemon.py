@@ -24,19 +24,23 @@ from mesos_master.api.standby import Seat, routed
 from mesos_master.ha import Coordination, add_etcd_flags, masters_view, open_coordination, sole_master_view
 from mesos_master.registry import RegistryError, SQLiteRegistry
 from mesos_master.terms import Terms, build_allocator
+from mesos_master.webui import install, master_view
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
 from scheduler_sdk._daemon.guard import load_authorizer, reload_security
+from scheduler_sdk._daemon.http import HttpServer, add_http_flags, http_port_of, token_authenticator
 from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon, write_atomically
 from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk._daemon.tasks import race
 from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.masters import MasterRecord
+from scheduler_sdk.security.acls import Authorizer
 
 log = structlog.get_logger("mesos_master")
 
 ADDRESS_FILE = "master.addr"
 TOKEN_ADDRESS_FILE = "master.token.addr"
+HTTP_ADDRESS_FILE = "master.http.addr"
 #: Seconds SIGTERM may take to stop the master (the streams' grace period is 1 s) before it exits regardless.
 STOP_DEADLINE = 5.0
 #: Who may call each service at all (what they may then do is the ACLs' business).
@@ -114,6 +118,7 @@ def build_parser() -> FlagParser:
     )
     add_etcd_flags(p)
     add_security_flags(p, tokens=True)
+    add_http_flags(p, default_port=5050, what="/metrics, /health and the web UI")
     p.add_flag(
         "--acls",
         default=None,
@@ -151,6 +156,10 @@ class MasterDaemon:
         sole_registry = None if coordination is not None else _open_sqlite(work_dir)
         seat = _seat(me, coordination)
         _route(server, seat)
+        http = _http_server(a, ip, security, seat, authorizer)
+        if http is not None:
+            await http.start()
+            write_atomically(work_dir / HTTP_ADDRESS_FILE, http.url + "\n")
         await server.start()
         if token_port is not None:
             write_atomically(work_dir / TOKEN_ADDRESS_FILE, me.token_address + "\n")
@@ -192,6 +201,8 @@ class MasterDaemon:
                 if member is not None:
                     member.cancel()
                 await server.stop(grace=1.0)
+                if http is not None:
+                    await http.stop()
         finally:
             try:
                 if coordination is not None:
@@ -230,6 +241,20 @@ def _route(server: grpc.aio.Server, seat: Seat) -> None:
     )
 
 
+def _http_server(
+    a: argparse.Namespace, ip: str, security: DaemonSecurity, seat: Seat, authorizer: Authorizer
+) -> HttpServer | None:
+    """The HTTP port (--http-port): the web UI (mesos_master.webui), as the same principals as the gRPC ports."""
+    port_ = http_port_of(a)
+    if port_ is None:
+        return None
+    http = HttpServer(
+        ip, port_, tls=security.tls, authenticate=token_authenticator(security.credentials), login_path="/login"
+    )
+    install(http.app, master_view(seat, authorizer, security.secure, security.client_config(), http.check_token))
+    return http
+
+
 def _open_sqlite(work_dir: Path) -> SQLiteRegistry:
     try:
         return SQLiteRegistry(work_dir / "registry.sqlite")
@@ -238,7 +263,7 @@ def _open_sqlite(work_dir: Path) -> SQLiteRegistry:
 
 
 def _release(work_dir: Path) -> None:
-    for name in (ADDRESS_FILE, TOKEN_ADDRESS_FILE):
+    for name in (ADDRESS_FILE, TOKEN_ADDRESS_FILE, HTTP_ADDRESS_FILE):
         with contextlib.suppress(FileNotFoundError):
             (work_dir / name).unlink()
 

@@ -172,6 +172,23 @@ class LocalCluster:
     certificates: LocalCertificates | None = None
 
     @property
+    def master_http_url(self) -> str:
+        """The first master's HTTP port (the web UI): https://127.0.0.1:PORT when secure ("" before it serves)."""
+        if self.master is None:
+            return ""
+        with contextlib.suppress(OSError):
+            return (self.master.work_dir / "master.http.addr").read_text().strip()
+        return ""
+
+    async def wait_for_http(self, timeout: float = 30.0) -> None:
+        """Until the master's HTTP port is known."""
+        deadline = time.monotonic() + timeout
+        while not self.master_http_url:
+            if time.monotonic() > deadline:
+                raise ClusterError(f"the master does not serve HTTP after {timeout} s")
+            await asyncio.sleep(0.05)
+
+    @property
     def client_config_path(self) -> Path:
         return self.work_dir / CLIENT_CONFIG
 
@@ -304,6 +321,7 @@ class LocalCluster:
                 *self._local_flags(master_dir, port),
                 *self._security_flags("master", "master"),
                 *(["--token-port", str(token_port)] if self.secure else []),
+                *["--http-port", "0"],
                 *etcd_flags,
                 *self.master_flags,
             ],

@@ -65,23 +65,24 @@ def token(cluster: LocalCluster) -> str:
     return add_token(cluster.certificates.credentials, "webui", "operator")
 
 
+async def submit(cluster: LocalCluster, spec: str) -> str:
+    async with JobsClient(cluster.jobs_address, config=cluster.client_config) as client:
+        return (await client.submit(spec, "webui.yaml")).job_id
+
+
 @pytest.fixture(scope="module")
 def jobs(cluster: LocalCluster) -> dict[str, str]:
-    """The module's jobs, submitted before any page is opened: job name -> job id."""
+    """The module's jobs, submitted as the browser starts: job name -> job id."""
 
-    async def submit() -> dict[str, str]:
-        async with JobsClient(cluster.jobs_address, config=cluster.client_config) as client:
-            out = {}
-            for spec in (TICKER, HELLO, FLOW):
-                response = await client.submit(spec, "webui.yaml")
-                out[spec.split("\n", 1)[0].removeprefix("name: ")] = response.job_id
-            return out
+    async def both() -> list[str]:
+        return list(await asyncio.gather(submit(cluster, TICKER), submit(cluster, FLOW)))
 
-    return asyncio.run(submit())
+    ticker, flow = asyncio.run(both())
+    return {"webui-ticker": ticker, "webui-flow": flow}
 
 
 @pytest.fixture(scope="module")
-def driver(cluster: LocalCluster, token: str) -> Iterator[Any]:
+def driver(cluster: LocalCluster, token: str, jobs: dict[str, str]) -> Iterator[Any]:
     assert cluster.certificates is not None
     d = browser.headless(trust=cluster.certificates.directory / "master-master.crt")
     try:
@@ -136,6 +137,8 @@ def test_a_task_reaches_finished_on_the_open_page_without_reload(
     driver.get(cluster.master_http_url + "/tasks?name=webui-hello")
     driver.execute_script("window.notReloaded = true")
     until(driver, lambda d: text(d, "#live") == "live", "the live stream")
+    assert not css(driver, '#tasks tr[data-task*="webui-hello"]')
+    asyncio.run(submit(cluster, HELLO))  # the page is open: its row comes from the event stream
     row = '#tasks tr[data-task*="webui-hello"] [data-field="state"]'
     until(driver, lambda d: text(d, row) in ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING"), "the task, running")
     until(driver, lambda d: text(d, row) == "TASK_FINISHED", "the task, finished, on the open page")
@@ -184,7 +187,7 @@ def test_a_job_page_shows_its_dag_and_tasks(
 ) -> None:
     driver.get(cluster.master_http_url + "/jobs")
     link = until(driver, lambda d: d.find_element("link text", jobs["webui-flow"]), "the workflow in the jobs list")
-    assert "webui-hello" in text(driver, "#jobs")
+    assert "webui-ticker" in text(driver, "#jobs")
     link.click()
     until(driver, lambda d: len(css(d, "#job-tasks tr[data-task]")) == 4, "the workflow's four tasks")
     layers = [
