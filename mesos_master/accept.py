@@ -128,6 +128,7 @@ class AcceptTransitions(ReservationTransitions, TaskTransitions):
         )
         fw.tasks[info.task_id] = task
         agent.tasks[(fw.id, info.task_id)] = task
+        self._publish_task_added(task)
         self.outbox.agent(agent.id).runs.append(MasterMessage.RunTask(framework=fw.info, task=task_info))
         return task
 

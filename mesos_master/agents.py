@@ -8,6 +8,7 @@ import structlog
 from aiomesos.v1 import agent_pb2, scheduler_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
+from aiomesos.v1.events_pb2 import OperatorEvent
 from mesos_master.offers import OfferTransitions
 from mesos_master.records import AgentRecord, Framework, Task, with_reservations
 from mesos_master.registry.operations import AdmitAgent, MarkAgentUnreachable, RemoveAgent
@@ -61,6 +62,7 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
             self.allocator.remove_agent(agent_id)
         self.allocator.add_agent(agent_id, total, used, attributes=text_attributes(info))
         self._allocator_agents.add(agent_id)
+        self._publish_agent(OperatorEvent.AGENT_ADDED, agent)
         self.outbox.agent(agent_id).first.append(
             MasterMessage(
                 type=MasterMessage.REGISTERED,
@@ -158,7 +160,9 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
                 resources = Resources.empty()
             task = Task(framework_id, agent.id, reported.task, resources, state=reported.state)
             fw.tasks[task_id] = task
+            self._publish_task_added(task)
         back_from_unreachable = task.state == tpb.TASK_UNREACHABLE
+        changed = task.state != reported.state
         task.state = reported.state
         behind = reported.HasField("status_update_state") and reported.status_update_state != reported.state
         task.status_update_state = reported.status_update_state if behind else None
@@ -171,8 +175,11 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
                 task_id, task.state, TaskStatus.REASON_NONE, "its agent is reachable again", agent.id, self.clock()
             )
             task.statuses.append(status)
+            changed = True
             if fw.connected:
                 self.outbox.framework(fw.id).updates.append(status)
+        if changed:
+            self._publish_task_updated(task)
         if task.kill_requested and not is_terminal(task.state):
             self.outbox.agent(agent.id).kills.append(MasterMessage.KillTask(framework_id=framework_id, task_id=task_id))
 
@@ -188,6 +195,7 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
         )
         self.frameworks[framework_id] = fw
         self.allocator.add_framework(framework_id, [], {}, active=False)
+        self._publish_framework(OperatorEvent.FRAMEWORK_ADDED, fw)
         return fw
 
     def disconnect_agent(self, agent_id: str) -> None:
@@ -198,6 +206,7 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
         agent.disconnected_at = self.clock()
         self.allocator.deactivate_agent(agent_id)
         self._rescind_agent_offers(agent_id, recover=True)
+        self._publish_agent(OperatorEvent.AGENT_UPDATED, agent)
         log.info("agent disconnected", agent_id=agent_id)
 
     def mark_unreachable(self, agent_id: str, why: str) -> None:
@@ -232,6 +241,7 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
         agent.unreachable_at = now
         self._agent_settled(agent_id, tpb.TASK_UNREACHABLE, tpb.TASK_LOST, TaskStatus.REASON_AGENT_REMOVED, message)
         self.outbox.write(MarkAgentUnreachable(agent_id, now))
+        self._publish_agent(OperatorEvent.AGENT_UNREACHABLE, agent, why)
         self._agent_lost(agent_id)
         log.warning("agent unreachable", agent_id=agent_id, why=why)
 
@@ -263,6 +273,7 @@ class AgentTransitions(OfferTransitions, TaskTransitions):
             self._allocator_agents.discard(agent_id)
         self._agent_settled(agent_id, state, state, reason, why)
         self.outbox.write(RemoveAgent(agent_id))
+        self._publish_agent(OperatorEvent.AGENT_REMOVED, agent, why, removed=True)
         if agent.unreachable_at is None:
             self._agent_lost(agent_id)  # an unreachable agent was reported lost already
         log.warning("agent removed", agent_id=agent_id, why=why)

@@ -21,6 +21,7 @@ from aiomesos.v1 import agent_pb2, scheduler_pb2
 from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
+from aiomesos.v1.events_pb2 import OperatorEvent
 from mesos_master.agents import AgentTransitions
 from mesos_master.errors import DeniedError, PreconditionError, UnknownIdError
 from mesos_master.frameworks import FrameworkTransitions
@@ -79,6 +80,7 @@ class DrainTransitions(FrameworkTransitions, AgentTransitions):
         else:
             drain.deadline, drain.mark_gone = deadline, mark_gone
         self._write_drain(drain)
+        self._publish_agent(OperatorEvent.AGENT_DRAINING, agent)
         log.info(
             "agent draining",
             agent_id=agent_id,
@@ -100,6 +102,7 @@ class DrainTransitions(FrameworkTransitions, AgentTransitions):
         if self.drains.pop(agent_id, None) is None:
             raise PreconditionError(f"agent {quoted(agent_id)} is not draining or drained: nothing to reactivate")
         self.outbox.write(RemoveDrain(agent_id))
+        self._publish_agent(OperatorEvent.AGENT_REACTIVATED, agent)
         if agent.connected and agent_id in self._allocator_agents:
             self.allocator.activate_agent(agent_id)
         log.info("agent reactivated", agent_id=agent_id, hostname=agent.info.hostname)
@@ -123,6 +126,7 @@ class DrainTransitions(FrameworkTransitions, AgentTransitions):
                 return  # tasks still run there, or (not re-attached since a master restart) may
             drain.state, drain.drained_at = DRAINED, now
             self._write_drain(drain)
+            self._publish_agent(OperatorEvent.AGENT_DRAINING, agent)
             log.info("agent drained", agent_id=agent.id, hostname=agent.info.hostname, seconds=now - drain.since)
         if drain.mark_gone:
             self._mark_gone(agent, now)

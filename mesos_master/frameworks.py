@@ -9,6 +9,7 @@ import structlog
 from aiomesos.v1 import agent_pb2, scheduler_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import tasks_pb2 as tpb
+from aiomesos.v1.events_pb2 import OperatorEvent
 from mesos_master.allocator.base import AttributeMatch, OfferConstraints
 from mesos_master.offers import OfferTransitions
 from mesos_master.records import Framework
@@ -62,6 +63,9 @@ class FrameworkTransitions(OfferTransitions, TaskTransitions):
             self.allocator.add_framework(
                 framework_id, list(info.roles), self._used_by(framework_id), **allocator_options(info)
             )
+        fw = self.frameworks[framework_id]
+        added = OperatorEvent.FRAMEWORK_UPDATED if existing is not None else OperatorEvent.FRAMEWORK_ADDED
+        self._publish_framework(added, fw)
         self.outbox.write(PutFramework(info))
         self.outbox.framework(framework_id).first.append(
             Event(
@@ -99,6 +103,7 @@ class FrameworkTransitions(OfferTransitions, TaskTransitions):
         fw.info = new
         fw.suppressed_roles &= set(fw.roles())
         self.outbox.write(PutFramework(new))
+        self._publish_framework(OperatorEvent.FRAMEWORK_UPDATED, fw)
 
     def disconnect_framework(self, framework_id: str) -> None:
         fw = self.frameworks.get(framework_id)
@@ -110,6 +115,7 @@ class FrameworkTransitions(OfferTransitions, TaskTransitions):
         self.allocator.deactivate_framework(framework_id)
         self._rescind_all(fw, recover=True, notify=False)
         self.pending_reconciliations.drop_framework(framework_id)  # it reconciles again when it is back
+        self._publish_framework(OperatorEvent.FRAMEWORK_UPDATED, fw)
         log.info("framework disconnected", framework_id=framework_id, failover_timeout=fw.info.failover_timeout)
 
     def teardown(self, framework_id: str, why: str = "framework torn down") -> None:
@@ -136,11 +142,13 @@ class FrameworkTransitions(OfferTransitions, TaskTransitions):
                 )
                 task.state = tpb.TASK_KILLED
                 task.statuses.append(status)
+                self._publish_task_updated(task, fw.info.principal)
             self._forget_task(fw, task)
         self.allocator.remove_framework(framework_id)
         self.removed_framework_ids.add(framework_id)
         self.completed_frameworks.append(fw)
         self.outbox.write(RemoveFramework(framework_id))
+        self._publish_framework(OperatorEvent.FRAMEWORK_REMOVED, fw, why, active=False)
         if fw.connected:
             self.outbox.close(framework_id, why)
         log.info("framework removed", framework_id=framework_id, why=why)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aiomesos.v1 import scheduler_pb2
+from aiomesos.v1 import events_pb2, scheduler_pb2
+from aiomesos.v1.events_pb2 import OperatorEvent
 from mesos_master.bounds import check_decline
 from mesos_master.records import Framework, Offer
 from mesos_master.state import MasterState
 from mesos_master.validation import call_roles
+from scheduler_sdk.resources import Resources
 
 DEFAULT_REFUSE_SECONDS = 5.0
 
@@ -24,6 +26,7 @@ class OfferTransitions(MasterState):
         """One allocation cycle; returns the number of offers made."""
         now = self.clock()
         made = 0
+        cycle: dict[str, list[Offer]] = {}  # what each framework was offered in this cycle
         for allocation in self.allocator.allocate(now):
             fw = self.frameworks.get(allocation.framework_id)
             agent = self.agents.get(allocation.agent_id)
@@ -55,8 +58,24 @@ class OfferTransitions(MasterState):
                     agent_address=agent.info.address,
                 )
             )
+            cycle.setdefault(fw.id, []).append(offer)
             made += 1
+        for framework_id, offers in cycle.items():
+            self._publish_offers(self.frameworks[framework_id], offers, now)
         return made
+
+    def _publish_offers(self, fw: Framework, offers: list[Offer], now: float) -> None:
+        """OFFERS_MADE: one event per framework and cycle, with how many offers, on how many agents, of what."""
+        total = Resources.empty()
+        for offer in offers:
+            total = total + offer.resources
+        made = events_pb2.EventOffers(
+            framework_id=fw.id,
+            offers=len(offers),
+            agents=len({offer.agent_id for offer in offers}),
+            resources=total.to_proto(),
+        )
+        self.outbox.publish(OperatorEvent(type=OperatorEvent.OFFERS_MADE, time=now, offers=made), fw.info.principal)
 
     def _remove_offer(self, offer: Offer) -> None:
         self.offers.pop(offer.id, None)
@@ -113,11 +132,15 @@ class OfferTransitions(MasterState):
     def revive(self, framework_id: str, roles: Sequence[str] = ()) -> None:
         fw = self._framework(framework_id)
         chosen = call_roles(roles, fw.roles(), "revive")
-        fw.suppressed_roles.difference_update(chosen)
+        if fw.suppressed_roles & set(chosen):
+            fw.suppressed_roles.difference_update(chosen)
+            self._publish_framework(OperatorEvent.FRAMEWORK_UPDATED, fw)
         self.allocator.revive_offers(framework_id, list(roles) or None)
 
     def suppress(self, framework_id: str, roles: Sequence[str] = ()) -> None:
         fw = self._framework(framework_id)
         chosen = call_roles(roles, fw.roles(), "suppress")
-        fw.suppressed_roles.update(chosen)
+        if not set(chosen) <= fw.suppressed_roles:
+            fw.suppressed_roles.update(chosen)
+            self._publish_framework(OperatorEvent.FRAMEWORK_UPDATED, fw)
         self.allocator.suppress_offers(framework_id, list(roles) or None)

@@ -5,6 +5,7 @@ total, and writes them to the registry."""
 from __future__ import annotations
 
 from aiomesos.v1 import scheduler_pb2
+from aiomesos.v1.events_pb2 import OperatorEvent
 from mesos_master.offers import OfferTransitions
 from mesos_master.records import AgentRecord, Framework, with_reservations
 from mesos_master.registry.operations import UpdateReservations
@@ -63,6 +64,7 @@ class ReservationTransitions(OfferTransitions):
         self.outbox.write(UpdateReservations(agent.id, tuple(reserved.to_proto())))
         reported = Resources.from_proto(agent.info.resources)
         agent.total = with_reservations(reported, reserved or None)
+        self._publish_agent(OperatorEvent.AGENT_UPDATED, agent)
 
     def _agent_total_changed(self, agent: AgentRecord) -> None:
         if agent.id in self._allocator_agents:

@@ -3,10 +3,12 @@ what each role holds now."""
 
 from __future__ import annotations
 
+from aiomesos.v1.events_pb2 import OperatorEvent
 from mesos_master.allocator.base import Quota
 from mesos_master.registry.operations import RemoveQuota, UpdateQuota, UpdateWeight
 from mesos_master.state import MasterState
 from mesos_master.validation import validate_quota, validate_weights
+from mesos_master.views import quota_view
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import is_terminal
 
@@ -18,6 +20,7 @@ class RolePolicyTransitions(MasterState):
         self.allocator.update_weights(weights)
         for role, weight in weights.items():
             self.outbox.write(UpdateWeight(role, weight))
+        self.outbox.publish(OperatorEvent(type=OperatorEvent.WEIGHTS_UPDATED, time=self.clock(), weights=weights))
 
     def set_quota(self, role: str, quota: Quota | None) -> None:
         """Set (None: remove) a role's quota; raises CallError for a quota the role tree cannot honour (see
@@ -33,6 +36,8 @@ class RolePolicyTransitions(MasterState):
             limit = None if quota.limit is None else tuple(quota.limit.to_proto())
             self.outbox.write(UpdateQuota(role, tuple(quota.guarantee.to_proto()), limit))
         self.allocator.update_quota(role, quota)
+        event = OperatorEvent(type=OperatorEvent.QUOTA_UPDATED, time=self.clock(), quota=quota_view(role, quota))
+        self.outbox.publish(event)
 
     def role_usage(self) -> dict[str, Resources]:
         """What each role holds: its tasks' resources and its outstanding offers."""

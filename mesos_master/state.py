@@ -13,13 +13,14 @@ from collections.abc import Callable
 
 import structlog
 
-from aiomesos.v1 import scheduler_pb2
+from aiomesos.v1 import events_pb2, scheduler_pb2
 from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_master.allocator import Allocator
 from mesos_master.allocator.base import Quota
 from mesos_master.errors import DeniedError, UnknownIdError
 from mesos_master.outbox import Outbox
-from mesos_master.records import AgentRecord, Drain, Framework, Offer, PendingReconciliations
+from mesos_master.records import AgentRecord, Drain, Framework, Offer, PendingReconciliations, Task
+from mesos_master.views import agent_view, framework_view, task_update_view, task_view
 from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.security.acls import Authorizer, audit
@@ -29,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 TaskStatus = tpb.TaskStatus
 Event = scheduler_pb2.Event
+OperatorEvent = events_pb2.OperatorEvent
 
 
 class MasterState:
@@ -112,3 +114,33 @@ class MasterState:
         fw = self.frameworks.get(framework_id)
         if fw is not None:
             self._error(fw, message)
+
+    # ----------------------------------------------------------------------------- the operator event stream
+    def _publish_agent(self, kind: int, agent: AgentRecord, message: str = "", *, removed: bool = False) -> None:
+        """An AGENT_* event: the agent as it is now (its last record when `removed`)."""
+        view = agent_view(agent, self.drains.get(agent.id), removed=removed)
+        self.outbox.publish(OperatorEvent(type=kind, time=self.clock(), agent=view, message=message))  # type: ignore[arg-type]
+
+    def _publish_framework(self, kind: int, fw: Framework, message: str = "", *, active: bool = True) -> None:
+        """A FRAMEWORK_* event: the framework as it is now, seen by whoever may view its principal's."""
+        event = OperatorEvent(
+            type=kind,  # type: ignore[arg-type]
+            time=self.clock(),
+            framework=framework_view(fw, active=active),
+            message=message,
+        )
+        self.outbox.publish(event, fw.info.principal)
+
+    def _publish_task_added(self, task: Task) -> None:
+        event = OperatorEvent(type=OperatorEvent.TASK_ADDED, time=self.clock(), task=task_view(task))
+        self.outbox.publish(event, self._owner(task.framework_id))
+
+    def _publish_task_updated(self, task: Task, owner: str | None = None) -> None:
+        """TASK_UPDATED: the task's state now, with the status that brought it (`owner`: its framework's
+        principal, when the framework is no longer in `frameworks`)."""
+        event = OperatorEvent(type=OperatorEvent.TASK_UPDATED, time=self.clock(), task_update=task_update_view(task))
+        self.outbox.publish(event, self._owner(task.framework_id) if owner is None else owner)
+
+    def _owner(self, framework_id: str) -> str:
+        fw = self.frameworks.get(framework_id)
+        return fw.info.principal if fw is not None else ""

@@ -99,6 +99,7 @@ class TaskTransitions(ReconciliationTransitions):
         task = Task(fw.id, agent.id, tpb.TaskInfo(task_id=status.task_id, agent_id=agent.id), Resources.empty())
         fw.tasks[status.task_id] = task
         agent.tasks[(fw.id, status.task_id)] = task
+        self._publish_task_added(task)
         return task
 
     def _apply_status(self, task: Task, status: tpb.TaskStatus) -> bool:
@@ -117,6 +118,7 @@ class TaskTransitions(ReconciliationTransitions):
             return True
         task.state = status.state
         task.statuses.append(status)
+        self._publish_task_updated(task)
         if status.state == tpb.TASK_RUNNING and task.started_at is None:
             task.started_at = status.timestamp or self.clock()
         if not was_terminal and is_terminal(status.state):
