@@ -44,11 +44,19 @@ def framework_state(fw: epb.EventFramework) -> str:
 def _status_fields(status: tpb.TaskStatus | None) -> Update:
     if status is None:
         return {}
-    return {
+    out: Update = {
         "reason": tpb.TaskStatus.Reason.Name(status.reason) if status.reason else "",
         "message": status.message,
         "time": status.timestamp,
     }
+    if exit_code(status) is not None:
+        out["code"] = status.exit_code
+    return out
+
+
+def exit_code(status: tpb.TaskStatus) -> int | None:
+    """The status' exit code, if it has one."""
+    return status.exit_code if status.has_exit_code else None
 
 
 def task_added(task: epb.EventTask, hostname: Callable[[str], str]) -> Update:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_master.cluster import Framework, Task
+from mesos_master.webui.live import exit_code
 from mesos_master.webui.markup import (
     attr,
     definitions,
@@ -231,6 +232,7 @@ def task(t: Task, fw: Framework, hostname: str, files: Sequence[str], logs: Mapp
         ["state", "time", "source", "reason", "message", "exit code"],
         (_status_tr(s) for s in reversed(t.statuses)),
         table_id="statuses",
+        data={"history": key},
     )
     return f"""{definitions(facts)}
 <h2>Status history</h2>{history}
@@ -240,10 +242,10 @@ def task(t: Task, fw: Framework, hostname: str, files: Sequence[str], logs: Mapp
 def _status_tr(s: tpb.TaskStatus) -> str:
     reason = tpb.TaskStatus.Reason.Name(s.reason) if s.reason else ""
     source = tpb.TaskStatus.Source.Name(s.source).removeprefix("SOURCE_").lower()
-    code = str(s.exit_code) if s.has_exit_code else ""
+    code = exit_code(s)
     return (
         f"<tr><td>{state_badge(state_name(s.state), 'history')}</td><td>{when(s.timestamp)}</td><td>{esc(source)}</td>"
-        f"<td>{esc(reason)}</td><td>{esc(s.message)}</td><td class=num>{esc(code)}</td></tr>"
+        f"<td>{esc(reason)}</td><td>{esc(s.message)}</td><td class=num>{esc('' if code is None else code)}</td></tr>"
     )
 
 

@@ -9,6 +9,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,9 @@ from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(bool(browser.missing()), reason=browser.missing() or "ok")]
 
-HELLO = "name: webui-hello\ncommand: echo hello-from-the-ui; sleep 2; echo bye\nresources: {cpus: 0.1, mem: 32}\n"
+HELLO = "name: webui-hello\ncommand: echo hello-from-the-ui; sleep 1; echo bye\nresources: {cpus: 0.1, mem: 32}\n"
 TICKER = (
-    "name: webui-ticker\ncommand: for i in 1 2 3 4 5 6 7 8; do echo tick-$i; sleep 0.5; done\n"
+    "name: webui-ticker\ncommand: for i in $(seq 1 15); do echo tick-$i; sleep 0.3; done\n"
     "resources: {cpus: 0.1, mem: 32}\n"
 )
 FLOW = """name: webui-flow
@@ -42,17 +43,41 @@ WAIT = 20.0
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCertificates) -> Iterator[LocalCluster]:
+def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return module_tmp_path(tmp_path_factory, "webui")
+
+
+@pytest.fixture(scope="module")
+def starting_browser(work_dir: Path, cluster_ca: LocalCertificates) -> Iterator[Future[Any]]:
+    """Chromium, started (in a thread) while the cluster starts: it trusts the master's certificate, made here
+    first (the cluster uses the certificates it finds)."""
+    master_cert, _ = LocalCertificates(work_dir / "certs", cluster_ca.directory).issue("master", "master")
+    with ThreadPoolExecutor(1) as pool:
+        starting = pool.submit(browser.headless, master_cert)
+        try:
+            yield starting
+        finally:
+            starting.result().quit()
+
+
+async def start(c: LocalCluster) -> None:
+    """As LocalCluster.start, with the agent and the jobs service starting at once (they need only the master)."""
+    await c.start_master()
+    c.add_agent(0)
+    await asyncio.gather(c.wait_for_agents(1), c.start_jobs(), c.wait_for_http())
+
+
+@pytest.fixture(scope="module")
+def cluster(starting_browser: Future[Any], work_dir: Path) -> Iterator[LocalCluster]:
     c = LocalCluster(
-        module_tmp_path(tmp_path_factory, "webui"),
+        work_dir,
         agents=1,
         master_flags=list(FAST_MASTER),
         agent_flags=list(FAST_AGENT),
         jobs=True,
     )
     try:
-        asyncio.run(c.start())
-        asyncio.run(c.wait_for_http())
+        asyncio.run(start(c))
         yield c
     finally:
         leftovers = asyncio.run(c.stop())
@@ -82,14 +107,10 @@ def jobs(cluster: LocalCluster) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def driver(cluster: LocalCluster, token: str, jobs: dict[str, str]) -> Iterator[Any]:
-    assert cluster.certificates is not None
-    d = browser.headless(trust=cluster.certificates.directory / "master-master.crt")
-    try:
-        browser.login(d, cluster.master_http_url, token)
-        yield d
-    finally:
-        d.quit()
+def driver(starting_browser: Future[Any], cluster: LocalCluster, token: str, jobs: dict[str, str]) -> Any:
+    d = starting_browser.result()
+    browser.login(d, cluster.master_http_url, token)
+    return d
 
 
 def until(driver: Any, condition: Any, what: str, timeout: float = WAIT) -> Any:
@@ -104,7 +125,8 @@ def until(driver: Any, condition: Any, what: str, timeout: float = WAIT) -> Any:
         except Exception as e:  # stale elements while the script updates the page, not there yet
             last = e
         time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s ({last!r}); page: {driver.current_url}")
+    shown = driver.find_element("tag name", "main").text[:3000]
+    raise AssertionError(f"{what}: not within {timeout} s ({last!r}); page: {driver.current_url}\n{shown}")
 
 
 def screenshot(driver: Any, tmp_path: Path, name: str) -> Path:
@@ -129,6 +151,25 @@ def test_login_then_the_overview_and_an_agent_row(driver: Any, cluster: LocalClu
     row = until(driver, lambda d: css(d, "#agents tr[data-agent]"), "an agent row")[0]
     assert "agent0.local" in row.text and "active" in row.text
     screenshot(driver, tmp_path, "agents")
+
+
+def test_a_task_page_shows_its_history_and_follows_its_log(
+    driver: Any, cluster: LocalCluster, jobs: dict[str, str], tmp_path: Path
+) -> None:
+    base = cluster.master_http_url
+    driver.get(base + "/tasks?name=webui-ticker")
+    link = until(driver, lambda d: css(d, '#tasks tr[data-task*="webui-ticker"] a[data-field="task_id"]'), "ticker")
+    link[0].click()
+    until(driver, lambda d: "TASK_RUNNING" in text(d, "#statuses"), "the status history")
+    assert "tick-1" in text(driver, "#log-stdout")  # the tail, read by the master from the agent
+    assert "TASK_FINISHED" not in text(driver, "#statuses") and "tick-15" not in text(driver, "#log-stdout")
+    driver.find_element("css selector", "button.follow").click()  # still running: follow its log as it grows
+    until(driver, lambda d: "tick-15" in text(d, "#log-stdout"), "the log's last line, followed", timeout=30)
+    log = text(driver, "#log-stdout")
+    assert log.index("tick-1") < log.index("tick-15") and log.count("tick-7\n") <= 1, log
+    history = until(driver, lambda d: "TASK_FINISHED" in text(d, "#statuses") and text(d, "#statuses"), "finished")
+    assert history.index("TASK_FINISHED") < history.index("TASK_RUNNING")  # the latest first, added live
+    screenshot(driver, tmp_path, "task-page")
 
 
 def test_a_task_reaches_finished_on_the_open_page_without_reload(
@@ -161,25 +202,6 @@ def test_filters_narrow_the_tasks(driver: Any, cluster: LocalCluster, jobs: dict
     driver.get(base + "/tasks?state=TASK_RUNNING&name=webui-hello")
     assert not css(driver, "#tasks tr[data-task]")
     screenshot(driver, tmp_path, "tasks-filtered")
-
-
-def test_a_task_page_shows_its_history_and_follows_its_log(
-    driver: Any, cluster: LocalCluster, jobs: dict[str, str], tmp_path: Path
-) -> None:
-    base = cluster.master_http_url
-    driver.get(base + "/tasks?name=webui-ticker")
-    link = until(driver, lambda d: css(d, '#tasks tr[data-task*="webui-ticker"] a[data-field="task_id"]'), "ticker")
-    link[0].click()
-    until(driver, lambda d: css(d, "#statuses tbody tr"), "the status history")
-    if "TASK_FINISHED" not in text(driver, "#statuses"):  # still running: follow its log as it grows
-        until(driver, lambda d: css(d, "button.follow"), "the follow switch")[0].click()
-    until(driver, lambda d: "tick-8" in text(d, "#log-stdout"), "the log's last line", timeout=30)
-    log = text(driver, "#log-stdout")
-    assert log.index("tick-1") < log.index("tick-8") and log.count("tick-8") == 1, log
-    driver.refresh()
-    history = until(driver, lambda d: "TASK_FINISHED" in text(d, "#statuses") and text(d, "#statuses"), "finished")
-    assert "TASK_RUNNING" in history
-    screenshot(driver, tmp_path, "task-page")
 
 
 def test_a_job_page_shows_its_dag_and_tasks(

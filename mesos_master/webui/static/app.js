@@ -87,6 +87,7 @@ function onTask(u) {
     addTaskRow(u);
     rows = document.querySelectorAll('[data-task="' + CSS.escape(key) + '"]');
   }
+  addHistory(key, u);
   rows.forEach((row) => {
     fields(row, "state").forEach((el) => setBadge(el, u.state));
     if (u.time) fields(row, "updated").forEach((el) => { el.textContent = utc(u.time); });
@@ -94,6 +95,28 @@ function onTask(u) {
       fields(row, "reason").forEach((el) => { el.textContent = u.reason; el.title = u.message || ""; });
     }
   });
+}
+
+// A task's page: its status history grows as updates come.
+function addHistory(key, u) {
+  const table = document.querySelector('table[data-history="' + CSS.escape(key) + '"]');
+  if (!table || !u.time) return;
+  const latest = table.querySelector('tbody tr [data-field="history"]');
+  if (latest && latest.textContent === u.state) return;
+  const row = document.createElement("tr");
+  const cells = ["", utc(u.time), "", u.reason || "", u.message || "", u.code === undefined ? "" : String(u.code)];
+  cells.forEach((value, i) => {
+    const cell = row.insertCell();
+    cell.textContent = value;
+    if (i === 5) cell.className = "num";
+  });
+  const badge = document.createElement("span");
+  badge.dataset.field = "history";
+  setBadge(badge, u.state);
+  row.cells[0].append(badge);
+  const empty = table.querySelector("tr.empty");
+  if (empty) empty.remove();
+  table.tBodies[0].prepend(row);
 }
 
 function onState(attr, id, state) {
