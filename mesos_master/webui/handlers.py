@@ -184,11 +184,27 @@ class WebUI:
         if record is None:
             raise self._refusal(404, f"no agent {agent_id[:64]!r}", request)
 
+        visible = self.view.viewer(self._who(request))
+        usage = pages.usage_table(*await self._usage(term, record.info.address if record.connected else "", visible))
+
         def build(term: Term, visible: Callable[[str], bool]) -> str:
             rows = task_rows(term.master, visible, TaskFilter(agent=agent_id))
-            return pages.agent(agent_row(term.master, record), rows)
+            return pages.agent(agent_row(term.master, record), rows, usage)
 
         return await self._page(request, f"Agent {record.info.hostname}", "/agents", build)
+
+    async def _usage(self, term: Term, address: str, visible: Callable[[str], bool]) -> tuple[list[Any], str]:
+        """The agent's containers the viewer may see, or why they cannot be read."""
+        if not address:
+            return [], "the agent is not connected"
+        try:
+            async with asyncio.timeout(sandbox.AGENT_TIMEOUT):
+                found = await sandbox.containers(address, self.view.client_config)
+        except (sandbox.AgentError, TimeoutError) as e:
+            return [], f"cannot ask the agent: {e or 'timed out'}"
+        frameworks = term.master.frameworks
+        owners = {fid: fw.info.principal for fid, fw in frameworks.items()}
+        return [c for c in found if visible(owners.get(c.framework_id, ""))], ""
 
     @allow(*UI)
     async def frameworks(self, request: web.Request) -> web.Response:

@@ -48,6 +48,7 @@ def _status_fields(status: tpb.TaskStatus | None) -> Update:
         "reason": tpb.TaskStatus.Reason.Name(status.reason) if status.reason else "",
         "message": status.message,
         "time": status.timestamp,
+        "source": tpb.TaskStatus.Source.Name(status.source).removeprefix("SOURCE_").lower(),
     }
     if exit_code(status) is not None:
         out["code"] = status.exit_code

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from aiomesos.v1 import agent_pb2
 from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_master.cluster import Framework, Task
@@ -99,7 +100,27 @@ def agents(rows: Sequence[AgentRow]) -> str:
     return table(AGENT_HEADERS, (agent_tr(r) for r in rows), table_id="agents")
 
 
-def agent(row: AgentRow, tasks: TaskPage) -> str:
+def usage_table(containers: Sequence[agent_pb2.ContainerStatus], error: str) -> str:
+    """What the agent measured of each container: CPU time, memory and disk against their limits, processes."""
+    if error:
+        return f"<p class=message id=usage-error>{esc(error)}</p>"
+    rows = []
+    for c in containers:
+        st = c.statistics
+        cpu = st.cpus_user_time_secs + st.cpus_system_time_secs
+        mem, disk = st.mem_rss_bytes / 2**20, st.disk_used_bytes / 2**20
+        rows.append(
+            f'<tr data-task="{attr(c.framework_id + "/" + c.task_id)}">'
+            f"<td>{link(path('tasks', c.framework_id, c.task_id), c.task_id)}</td>"
+            f"<td>{state_badge(state_name(c.state))}</td>"
+            f"<td class=num>{cpu:.1f} s</td>{usage_cell('mem', round(mem, 1), st.mem_limit_bytes / 2**20)}"
+            f"{usage_cell('disk', round(disk, 1), st.disk_limit_bytes / 2**20)}<td class=num>{st.processes}</td></tr>"
+        )
+    headers = ["task", "state", "cpu time", "memory (rss / limit)", "disk (used / limit)", "processes"]
+    return table(headers, rows, table_id="usage")
+
+
+def agent(row: AgentRow, tasks: TaskPage, usage: str = "") -> str:
     s = row.summary
     info = s.agent_info
     facts = [
@@ -120,6 +141,7 @@ def agent(row: AgentRow, tasks: TaskPage) -> str:
     )
     return f"""{definitions(facts)}
 <h2>Attributes</h2>{attrs}
+<h2>Usage, as the agent measures it</h2>{usage}
 <h2>Tasks</h2>{tasks_table(tasks, TaskFilter(agent=info.id))}"""
 
 

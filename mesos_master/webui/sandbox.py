@@ -1,7 +1,8 @@
-"""A task's sandbox as its page shows it: the master reads the files from the task's agent with its own
-certificate (the agent lets `master/*` read sandboxes: acls.DEFAULT_ACLS), after it has checked with its own ACLs
-that the page's principal may (`access_sandboxes`: the task's framework may read its own, the ACLs say who else).
-A browser cannot show an agent a client certificate it has not got, so the master reads for it."""
+"""What the master reads from an agent for a page: a task's sandbox, and the agent's measured usage. The master
+reads them with its own certificate (the agent lets `master/*` read sandboxes: acls.DEFAULT_ACLS), after it has
+checked with its own ACLs that the page's principal may (`access_sandboxes`: the task's framework may read its
+own, the ACLs say who else). A browser cannot show an agent a client certificate it has not got, so the master
+reads for it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import codecs
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from aiomesos.v1 import agent_pb2
 from scheduler_sdk.operator import AgentClient, AgentError
 from scheduler_sdk.security.config import ClientConfig
 
@@ -70,4 +72,10 @@ async def follow(
         yield rest
 
 
-__all__ = ["LOG_FILES", "AgentError", "Tail", "follow", "list_files", "tail"]
+async def containers(address: str, config: ClientConfig | None) -> list[agent_pb2.ContainerStatus]:
+    """The agent's containers and their measured usage (the agent shows the master every framework's)."""
+    async with AgentClient(address, config=_config(config), timeout=AGENT_TIMEOUT) as agent:
+        return list((await agent.containers()).containers)
+
+
+__all__ = ["LOG_FILES", "AgentError", "Tail", "containers", "follow", "list_files", "tail"]

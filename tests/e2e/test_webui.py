@@ -147,10 +147,15 @@ def text(driver: Any, selector: str) -> str:
 def test_login_then_the_overview_and_an_agent_row(driver: Any, cluster: LocalCluster, tmp_path: Path) -> None:
     until(driver, lambda d: "Allocation by role" in d.page_source, "the overview after the login")
     assert "operator/webui" in text(driver, "header .who")
+    assert css(driver, '#roles tr[data-role="*"]') and css(driver, "#resources tbody tr")
+    screenshot(driver, tmp_path, "overview")
     driver.get(cluster.master_http_url + "/agents")
     row = until(driver, lambda d: css(d, "#agents tr[data-agent]"), "an agent row")[0]
     assert "agent0.local" in row.text and "active" in row.text
     screenshot(driver, tmp_path, "agents")
+    row.find_element("css selector", "a").click()
+    usage = until(driver, lambda d: css(d, "#usage tbody tr[data-task]"), "the agent's measured usage")
+    assert "webui-" in usage[0].text
 
 
 def test_a_task_page_shows_its_history_and_follows_its_log(

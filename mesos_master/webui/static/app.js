@@ -104,7 +104,7 @@ function addHistory(key, u) {
   const latest = table.querySelector('tbody tr [data-field="history"]');
   if (latest && latest.textContent === u.state) return;
   const row = document.createElement("tr");
-  const cells = ["", utc(u.time), "", u.reason || "", u.message || "", u.code === undefined ? "" : String(u.code)];
+  const cells = ["", utc(u.time), u.source || "", u.reason || "", u.message || "", u.code === undefined ? "" : String(u.code)];
   cells.forEach((value, i) => {
     const cell = row.insertCell();
     cell.textContent = value;
@@ -125,17 +125,31 @@ function onState(attr, id, state) {
   });
 }
 
-function onSnapshot(s) {
-  const first = !document.body.dataset.snapshotSeen;
-  for (const [fw, id, state] of s.tasks) {
-    if (first) known.set(fw + "/" + id, state);  // the page's counts were rendered from this state already
-    else onTask({ fw: fw, id: id, state: state });
-  }
-  if (first) s.tasks.forEach(([fw, id, state]) => {  // what changed between rendering and subscribing
-    document.querySelectorAll('[data-task="' + CSS.escape(fw + "/" + id) + '"] [data-field="state"]')
-      .forEach((el) => setBadge(el, state));
+function byKey(attr) {
+  const out = new Map();
+  document.querySelectorAll("[data-" + attr + "]").forEach((el) => {
+    const key = el.getAttribute("data-" + attr);
+    if (!out.has(key)) out.set(key, []);
+    out.get(key).push(el);
   });
-  for (const [id, state] of s.agents) onState("agent", id, state);
+  return out;
+}
+
+function onSnapshot(s) {
+  // The first: the page was rendered from (nearly) this state; only what changed in between is applied. One
+  // look at the page's rows, not one per task: a page may list thousands.
+  const first = !document.body.dataset.snapshotSeen;
+  const rows = byKey("task");
+  for (const [fw, id, state] of s.tasks) {
+    const key = fw + "/" + id;
+    if (!first) { onTask({ fw: fw, id: id, state: state }); continue; }
+    known.set(key, state);
+    (rows.get(key) || []).forEach((row) => fields(row, "state").forEach((el) => setBadge(el, state)));
+  }
+  const agents = byKey("agent");
+  for (const [id, state] of s.agents) {
+    (agents.get(id) || []).forEach((row) => fields(row, "state").forEach((el) => setBadge(el, state)));
+  }
   document.body.dataset.snapshotSeen = "1";
 }
 
@@ -150,11 +164,13 @@ function connect() {
   const indicator = document.getElementById("live");
   if (!indicator || !window.EventSource || document.getElementById("login")) return;
   const source = new EventSource("/events");
-  source.onopen = () => { indicator.textContent = "live"; indicator.className = "live"; };
+  source.onopen = () => { indicator.textContent = "connecting"; };
   source.onerror = () => { indicator.textContent = "reconnecting"; indicator.className = "offline"; };
   source.onmessage = (e) => {
     const data = JSON.parse(e.data);
     (Array.isArray(data) ? data : [data]).forEach(apply);
+    indicator.textContent = "live";  // the snapshot is in: the page is current
+    indicator.className = "live";
     document.body.dataset.events = String(Number(document.body.dataset.events || 0) + 1);
   };
   source.addEventListener("end", () => { indicator.textContent = "reconnecting"; indicator.className = "offline"; });
