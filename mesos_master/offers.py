@@ -3,6 +3,7 @@ that change what a framework is offered (DECLINE, REVIVE, SUPPRESS). ACCEPT is i
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from aiomesos.v1 import scheduler_pb2
@@ -21,7 +22,8 @@ def refuse_seconds(filters: scheduler_pb2.Filters) -> float:
 
 class OfferTransitions(MasterState):
     def allocate(self) -> int:
-        """One allocation cycle; returns the number of offers made."""
+        """One allocation cycle; returns the number of offers made (timed and counted for the metrics)."""
+        started = time.perf_counter()
         now = self.clock()
         made = 0
         for allocation in self.allocator.allocate(now):
@@ -56,6 +58,9 @@ class OfferTransitions(MasterState):
                 )
             )
             made += 1
+        self.allocation_runs.observe(time.perf_counter() - started)
+        if made:
+            self.counters["offers"] = self.counters.get("offers", 0) + made
         return made
 
     def _remove_offer(self, offer: Offer) -> None:
