@@ -18,23 +18,28 @@ from pathlib import Path
 
 import grpc
 import structlog
+from prometheus_client import CollectorRegistry
 
 from aiomesos.v1 import agent_pb2_grpc, operator_pb2_grpc, scheduler_pb2_grpc
 from mesos_master.api.standby import Seat, routed
+from mesos_master.cluster import Master
 from mesos_master.ha import Coordination, add_etcd_flags, masters_view, open_coordination, sole_master_view
+from mesos_master.metrics import master_registry
 from mesos_master.registry import RegistryError, SQLiteRegistry
 from mesos_master.terms import Terms, build_allocator
-from mesos_master.webui import install, master_view
+from mesos_master.webui import install as install_webui
+from mesos_master.webui import master_view
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
+from scheduler_sdk._daemon.grpc_health import Health, add_health_and_reflection
 from scheduler_sdk._daemon.guard import load_authorizer, reload_security
-from scheduler_sdk._daemon.http import HttpServer, add_http_flags, http_port_of, token_authenticator
+from scheduler_sdk._daemon.http import HttpServer, add_http_flags, daemon_http_server, write_http_address
 from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon, write_atomically
+from scheduler_sdk._daemon.prometheus import install_health, install_metrics
 from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk._daemon.tasks import race
 from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.masters import MasterRecord
-from scheduler_sdk.security.acls import Authorizer
 
 log = structlog.get_logger("mesos_master")
 
@@ -49,6 +54,8 @@ CALLERS = {
     "aiomesos.v1.AgentRegistry": ("agent",),
     "aiomesos.v1.Operator": ("operator", "framework"),
 }
+#: What a standby reports NOT_SERVING in gRPC health (every call there is refused with the leader's address).
+SERVICES = tuple(CALLERS)
 
 
 def build_parser() -> FlagParser:
@@ -156,10 +163,18 @@ class MasterDaemon:
         sole_registry = None if coordination is not None else _open_sqlite(work_dir)
         seat = _seat(me, coordination)
         _route(server, seat)
-        http = _http_server(a, ip, security, seat, authorizer)
+        health = add_health_and_reflection(server, SERVICES, serving=False)
+        seat.on_change = health.set_serving
+        http = daemon_http_server(a, security, ip)
+        metrics = master_registry(lambda: _core(seat), time.time, me.started_at)
         if http is not None:
-            await http.start()
-            write_atomically(work_dir / HTTP_ADDRESS_FILE, http.url + "\n")
+            _serve_http(http, seat, metrics, a.metrics_open)
+            http.login_path = "/login"  # a browser without a principal is sent to the web UI's login page
+            install_webui(
+                http.app, master_view(seat, authorizer, security.secure, security.client_config(), http.check_token)
+            )
+            await http.start()  # before the gRPC port: a port in use fails the start with nothing to undo
+            write_http_address(work_dir, "master", http)
         await server.start()
         if token_port is not None:
             write_atomically(work_dir / TOKEN_ADDRESS_FILE, me.token_address + "\n")
@@ -171,6 +186,7 @@ class MasterDaemon:
             work_dir=str(work_dir),
             allocator=a.allocator,
             token_address=me.token_address or None,
+            http=http.url if http is not None else None,
             registry="etcd" if coordination else "sqlite",
             etcd=coordination.endpoints if coordination else None,
             etcd_prefix=coordination.prefix if coordination else None,
@@ -180,7 +196,7 @@ class MasterDaemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: reload_security(authorizer, security))
-        terms = Terms(a, self.master_id, seat, authorizer, security, self.stopping)
+        terms = Terms(a, self.master_id, seat, authorizer, security, self.stopping, metrics=metrics)
         backstop: asyncio.TimerHandle | None = None
         code = 0
         try:
@@ -200,9 +216,7 @@ class MasterDaemon:
                 code = await leading  # the term ends its streams at once, UNAVAILABLE, and writes what is left
                 if member is not None:
                     member.cancel()
-                await server.stop(grace=1.0)
-                if http is not None:
-                    await http.stop()
+                await _stop_serving(server, health, http)
         finally:
             try:
                 if coordination is not None:
@@ -241,18 +255,31 @@ def _route(server: grpc.aio.Server, seat: Seat) -> None:
     )
 
 
-def _http_server(
-    a: argparse.Namespace, ip: str, security: DaemonSecurity, seat: Seat, authorizer: Authorizer
-) -> HttpServer | None:
-    """The HTTP port (--http-port): the web UI (mesos_master.webui), as the same principals as the gRPC ports."""
-    port_ = http_port_of(a)
-    if port_ is None:
-        return None
-    http = HttpServer(
-        ip, port_, tls=security.tls, authenticate=token_authenticator(security.credentials), login_path="/login"
-    )
-    install(http.app, master_view(seat, authorizer, security.secure, security.client_config(), http.check_token))
-    return http
+def _core(seat: Seat) -> Master | None:
+    """The core of the term this master leads (None: a standby), for the metrics."""
+    services = seat.services
+    return services["aiomesos.v1.Operator"].master if services is not None else None
+
+
+def _serve_http(http: HttpServer, seat: Seat, metrics: CollectorRegistry, metrics_open: bool) -> None:
+    """The master's HTTP routes: /metrics, /health (a standby: 503), and the web UI (installed here, before
+    start, by mesos_master.webui)."""
+    install_metrics(http, metrics, open_to_all=metrics_open)
+
+    def serving() -> tuple[bool, str]:
+        if seat.leading:
+            return True, "leading"
+        leader = seat.leader()
+        return False, f"standby (leader: {leader.address})" if leader is not None else "standby (no leader)"
+
+    install_health(http, serving)
+
+
+async def _stop_serving(server: grpc.aio.Server, health: Health, http: HttpServer | None) -> None:
+    await health.stopping()
+    if http is not None:
+        await http.stop()
+    await server.stop(grace=1.0)
 
 
 def _open_sqlite(work_dir: Path) -> SQLiteRegistry:

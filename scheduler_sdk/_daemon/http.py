@@ -28,7 +28,8 @@ import structlog
 from aiohttp import web
 
 from scheduler_sdk._daemon.flags import FlagParser, port
-from scheduler_sdk._daemon.process import DaemonError
+from scheduler_sdk._daemon.process import DaemonError, write_atomically
+from scheduler_sdk._daemon.security import DaemonSecurity
 from scheduler_sdk.security.certs import Principal
 from scheduler_sdk.security.credentials import Credentials
 from scheduler_sdk.security.tls import BEARER, ServerTLS, _principal_of_pem
@@ -261,3 +262,20 @@ def http_port_of(a: argparse.Namespace) -> int | None:
         main = int(getattr(a, "port", 0) or 0)
         return main + HTTP_PORT_OFFSET if main else 0
     return int(raw)
+
+
+# ------------------------------------------------------------------------------------------ daemons
+def daemon_http_server(a: argparse.Namespace, security: DaemonSecurity, ip: str) -> HttpServer | None:
+    """The daemon's HTTP server as its flags ask (None with `--http-port off`): on the gRPC port's address, with
+    its TLS and certificate, and the bearer tokens of its `--credentials` where it has some."""
+    wanted = http_port_of(a)
+    if wanted is None:
+        return None
+    return HttpServer(ip, wanted, tls=security.tls, authenticate=token_authenticator(security.credentials))
+
+
+def write_http_address(work_dir: Path, name: str, server: HttpServer) -> Path:
+    """`NAME.http.addr` in the work dir: the server's URL (how LocalCluster and scripts find the port)."""
+    path = work_dir / f"{name}.http.addr"
+    write_atomically(path, server.url + "\n")
+    return path

@@ -25,15 +25,19 @@ from scheduler_sdk._daemon.flags import (
     master_spec,
     port,
 )
+from scheduler_sdk._daemon.grpc_health import add_health_and_reflection
 from scheduler_sdk._daemon.guard import load_authorizer
+from scheduler_sdk._daemon.http import add_http_flags, daemon_http_server, write_http_address
 from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon, write_atomically
+from scheduler_sdk._daemon.prometheus import install_health, install_metrics
 from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk._daemon.tasks import race
 from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.driver import SchedulerDriver
 from scheduler_sdk.frameworks.jobs.client import API_LABEL
 from scheduler_sdk.frameworks.jobs.core import JobsCore
+from scheduler_sdk.frameworks.jobs.metrics import jobs_registry
 from scheduler_sdk.frameworks.jobs.placement import JobsScheduler
 from scheduler_sdk.frameworks.jobs.service import CALLERS, JobsServicer
 from scheduler_sdk.frameworks.jobs.store import JobStore, StoreError
@@ -45,6 +49,7 @@ log = structlog.get_logger("jobs")
 
 DEFAULT_PORT = 5060
 ADDRESS_FILE = "jobs.addr"
+HTTP_ADDRESS_FILE = "jobs.http.addr"
 STORE_FILE = "jobs.db"
 FRAMEWORK_ID = "framework_id"
 TICK = 0.2  # seconds between ticks (timeouts, backoffs, cron)
@@ -82,6 +87,7 @@ def build_parser() -> FlagParser:
     # For tests: cron times follow the unix time written in this file (a float) instead of the real clock.
     p.add_flag("--cron-clock-file", env=False, default=None, help=argparse.SUPPRESS)
     add_security_flags(p, tokens=True)
+    add_http_flags(p, default_port=DEFAULT_PORT)
     p.add_flag(
         "--acls",
         default=None,
@@ -157,6 +163,7 @@ class JobsDaemon:
         jobs_pb2_grpc.add_JobsServicer_to_server(
             JobsServicer(core, lambda: agent_totals(operator), secure=security.secure, authorizer=authorizer), server
         )
+        health = add_health_and_reflection(server, CALLERS)
         bound, token_port = security.bind(server, ip, a.port)
         host = "127.0.0.1" if ip in ("0.0.0.0", "::") else ip
         info = rpb.FrameworkInfo(
@@ -172,12 +179,19 @@ class JobsDaemon:
         # address its address file names (loopback when it listens everywhere, as an agent's default).
         info.labels.labels.add(key=API_LABEL, value=f"{host}:{bound}")
         driver = SchedulerDriver(a.master, info, scheduler, config=client_config)
+        http = daemon_http_server(a, security, ip)
+        if http is not None:
+            install_metrics(http, jobs_registry(core, driver.subscribed.is_set), open_to_all=a.metrics_open)
+            install_health(http, lambda: (True, "ok"))
+            await http.start()
+            write_http_address(work_dir, "jobs", http)
         await server.start()
         write_atomically(work_dir / ADDRESS_FILE, f"{host}:{bound}\n")
         log.info(
             "jobs service started",
             address=f"{host}:{bound}",
             token_port=token_port,
+            http=http.url if http is not None else None,
             master=a.master,
             framework_id=info.id or None,
             jobs=len(core.jobs),
@@ -197,13 +211,17 @@ class JobsDaemon:
                 placing.cancel()
                 ticking.cancel()
                 driver.stop(teardown=False)
+                await health.stopping()
+                if http is not None:
+                    await http.stop()
                 await server.stop(grace=1.0)
         finally:
             with contextlib.suppress(Exception):
                 await operator.close()
             store.close()
-            with contextlib.suppress(FileNotFoundError):
-                (work_dir / ADDRESS_FILE).unlink()
+            for name in (ADDRESS_FILE, HTTP_ADDRESS_FILE):
+                with contextlib.suppress(FileNotFoundError):
+                    (work_dir / name).unlink()
         log.info("jobs service stopped")
         return 0
 
