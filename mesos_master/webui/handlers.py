@@ -372,11 +372,13 @@ class WebUI:
         assert me is not None
         self._streams.add(me)
         response = await self._stream(request)
+        appended = sandbox.follow(
+            agent.info.address, self.view.client_config, task.framework_id, task.task_id, name, offset
+        )
         try:
-            async for text in sandbox.follow(
-                agent.info.address, self.view.client_config, task.framework_id, task.task_id, name, offset
-            ):
-                await response.write(live.sse_text("log", text))
+            async with contextlib.aclosing(live.with_keepalives(appended)) as texts:
+                async for text in texts:
+                    await response.write(b": keepalive\n\n" if text is None else live.sse_text("log", text))
             await response.write(live.sse_text("end", "the task is over"))
         except sandbox.AgentError as e:
             with contextlib.suppress(ConnectionResetError):

@@ -8,13 +8,17 @@ the hub ends (a slow page, a new term) ends the response; the browser reconnects
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from aiomesos.v1 import events_pb2 as epb
 from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk._daemon.tasks import cancel_and_wait
 from scheduler_sdk.states import state_name
+
+T = TypeVar("T")
 
 OperatorEvent = epb.OperatorEvent  # the enum's values; annotations name epb.OperatorEvent
 Update = dict[str, Any]
@@ -137,3 +141,36 @@ def sse_text(event: str, text: str) -> bytes:
     flat = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = "".join(f"data: {line}\n" for line in flat.split("\n"))
     return f"event: {event}\n{lines}\n".encode()
+
+
+async def with_keepalives(source: AsyncIterator[T], every: float = KEEPALIVE) -> AsyncGenerator[T | None, None]:
+    """The items of `source`, and None for each `every` seconds that brings none: the caller writes a keepalive
+    then, which is how it learns that the page went away while nothing came. `source` runs in a task of its own
+    (an async generator cannot be waited on with a timeout without being closed), ended with this one: use it
+    in `contextlib.aclosing`."""
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=16)
+
+    async def pump() -> None:
+        try:
+            async for item in source:
+                await queue.put(("item", item))
+            await queue.put(("end", None))
+        except Exception as e:  # given to the reader, which raises it
+            await queue.put(("error", e))
+
+    task = asyncio.create_task(pump())
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(every):
+                    kind, value = await queue.get()
+            except TimeoutError:
+                yield None
+                continue
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        await cancel_and_wait(task)

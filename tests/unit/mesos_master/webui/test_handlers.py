@@ -6,6 +6,7 @@ updates."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -174,3 +175,27 @@ def test_updates_of_agent_and_framework_events() -> None:
     )  # type: ignore[index]
     assert live.update_of(epb.OperatorEvent(type=epb.OperatorEvent.OFFERS_MADE), str) is None
     assert live.sse_text("log", "a\r\nb\n") == b"event: log\ndata: a\ndata: b\ndata: \n\n"
+
+
+async def test_keepalives_come_while_a_source_is_quiet_and_its_task_ends_with_the_reader() -> None:
+    stopped = asyncio.Event()
+
+    async def quiet() -> AsyncIterator[str]:
+        try:
+            yield "a"
+            await asyncio.sleep(3600)
+            yield "never"
+        finally:
+            stopped.set()
+
+    async with contextlib.aclosing(live.with_keepalives(quiet(), every=0.01)) as items:
+        assert [await anext(items), await anext(items), await anext(items)] == ["a", None, None]
+    assert stopped.is_set()  # the page went away: nothing of its source is left running
+
+    async def failing() -> AsyncIterator[str]:
+        yield "x"
+        raise ConnectionError("the agent went away")
+
+    with pytest.raises(ConnectionError, match="went away"):
+        async with contextlib.aclosing(live.with_keepalives(failing(), every=5)) as items:
+            assert [i async for i in items] == ["x"]
