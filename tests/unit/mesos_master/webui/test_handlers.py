@@ -27,7 +27,7 @@ from scheduler_sdk.security.certs import Principal
 from tests.unit.mesos_master.webui.test_model import cluster
 
 ALICE = Principal("operator", "alice")
-TOKENS = {"alice-token": ALICE, "agent-token": Principal("agent", "h1")}
+TOKENS = {"alice-token": ALICE, "agent-token": Principal("agent", "h1"), "b-token": Principal("framework", "b")}
 
 
 @web.middleware
@@ -84,6 +84,18 @@ async def test_pages_as_an_operator_sees_them(ui: tuple[Setup, TestClient]) -> N
     assert "its sandbox cannot be read now" in html  # this agent has no address: it is not a real one
     status, html = await get(client, "/frameworks")
     assert status == 200 and "alpha" in html and "beta" in html
+
+
+async def test_a_framework_sees_its_own_and_no_one_elses(ui: tuple[Setup, TestClient]) -> None:  # type: ignore[type-arg]
+    setup, client = ui
+    status, html = await get(client, "/tasks", token="b-token")
+    assert status == 200 and "web-1" not in html and "alpha" not in html
+    status, html = await get(client, "/frameworks", token="b-token")
+    assert "beta" in html and "alpha" not in html
+    assert (await get(client, f"/tasks/{setup.fa}/web-1", token="b-token"))[0] == 404
+    async with client.get("/events", headers={"X-Token": "b-token"}) as r:
+        snapshot = await next_data(r)
+        assert snapshot["tasks"] == []  # type: ignore[index]
 
 
 async def test_bad_input_is_a_4xx_with_one_line(ui: tuple[Setup, TestClient]) -> None:  # type: ignore[type-arg]
