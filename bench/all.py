@@ -23,6 +23,7 @@ BENCHMARKS = [
     # the jobs service (issue 11): a 1,000-task array, a 200-step workflow, a 50-task gang
     ["bench.jobs", "--tasks", "1000", "--steps", "200", "--gang", "50"],
     ["bench.job_run"],  # what one status update costs a 10,000-task run (written in pieces vs whole)
+    ["bench.events", "--watchers", "1,10"],  # events/s the operator event stream sustains to 10 watchers (issue 13)
     # the web UI's first paint on a cluster of 1,000 tasks, in headless chromium (issue 13)
     ["bench.webui", "--tasks", "1000"],
 ]

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from aiomesos.v1 import events_pb2 as epb
 from mesos_master.outbox import Published
 from mesos_master.state import MasterState
-from mesos_master.views import agent_view, framework_view, quota_view, task_view
+from mesos_master.views import fill_agent, fill_framework, fill_quota, fill_task
 from scheduler_sdk._daemon.guard import viewer_of
 from scheduler_sdk.security.acls import Authorizer
 from scheduler_sdk.security.certs import Principal
@@ -120,6 +120,7 @@ class EventHub:
         authorizer: Authorizer | None = None,
         max_pending: int = MAX_PENDING,
         max_batch: int = MAX_BATCH,
+        on_watchers: Callable[[int], None] | None = None,
     ) -> None:
         self.max_pending = max_pending
         self.max_batch = max_batch
@@ -130,10 +131,17 @@ class EventHub:
         self._snapshot = snapshot
         self._authorizer = authorizer
         self._subscriptions: dict[int, Subscription] = {}
+        #: Told how many watchers there are whenever that changes (the dispatcher: whether the core publishes).
+        self._on_watchers = on_watchers
 
     @property
     def watchers(self) -> int:
         return len(self._subscriptions)
+
+    @property
+    def behind(self) -> int:
+        """How many events the slowest watcher has yet to take (0: none is behind)."""
+        return max((s.pending for s in self._subscriptions.values()), default=0)
 
     def subscribe(self, principal: Principal | None) -> Subscription:
         """A new watcher, as `principal` (None: an unauthenticated caller of an insecure master). Its snapshot is
@@ -142,6 +150,7 @@ class EventHub:
             raise EventsClosedError(self.closed_reason)
         subscription = Subscription(self, principal, self._snapshot(self._viewer(principal)))
         self._subscriptions[id(subscription)] = subscription
+        self._watchers_changed()
         return subscription
 
     def publish(self, published: Sequence[Published]) -> None:
@@ -174,7 +183,12 @@ class EventHub:
         return viewer_of(self._authorizer, principal)
 
     def _discard(self, subscription: Subscription) -> None:
-        self._subscriptions.pop(id(subscription), None)
+        if self._subscriptions.pop(id(subscription), None) is not None:
+            self._watchers_changed()
+
+    def _watchers_changed(self) -> None:
+        if self._on_watchers is not None:
+            self._on_watchers(len(self._subscriptions))
 
 
 def state_snapshot(master: MasterState, visible: Viewer) -> epb.EventSnapshot:
@@ -187,21 +201,18 @@ def state_snapshot(master: MasterState, visible: Viewer) -> epb.EventSnapshot:
         if visible(fw.info.principal)
     ]
     frameworks.sort(key=lambda pair: (pair[0].id, pair[1]))
-    tasks = [
-        task_view(task)
-        for fw, _ in frameworks
-        for group in (fw.completed_tasks, sorted(fw.tasks.values(), key=lambda t: t.task_id))
-        for task in group
-    ]
-    return epb.EventSnapshot(
-        master_id=master.master_id,
-        start_time=master.start_time,
-        agents=[agent_view(a, master.drains.get(a.id)) for _, a in sorted(master.agents.items())],
-        frameworks=[framework_view(fw, active=active) for fw, active in frameworks],
-        tasks=tasks,
-        quotas=[quota_view(role, quota) for role, quota in sorted(master.quotas.items())],
-        weights=master.weights,
-    )
+    snapshot = epb.EventSnapshot(master_id=master.master_id, start_time=master.start_time, weights=master.weights)
+    for _, agent in sorted(master.agents.items()):
+        fill_agent(snapshot.agents.add(), agent, master.drains.get(agent.id))
+    for fw, active in frameworks:
+        fill_framework(snapshot.frameworks.add(), fw, active=active)
+    for fw, _ in frameworks:
+        for group in (fw.completed_tasks, sorted(fw.tasks.values(), key=lambda t: t.task_id)):
+            for task in group:
+                fill_task(snapshot.tasks.add(), task)
+    for role, quota in sorted(master.quotas.items()):
+        fill_quota(snapshot.quotas.add(), role, quota)
+    return snapshot
 
 
 _SNAPSHOT_LISTS = ("agents", "frameworks", "tasks", "quotas")

@@ -71,6 +71,8 @@ class OfferTransitions(MasterState):
 
     def _publish_offers(self, fw: Framework, offers: list[Offer], now: float) -> None:
         """OFFERS_MADE: one event per framework and cycle, with how many offers, on how many agents, of what."""
+        if not self.outbox.watched:
+            return
         total = Resources.empty()
         for offer in offers:
             total = total + offer.resources

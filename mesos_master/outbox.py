@@ -9,6 +9,7 @@ about (None: the cluster's own, shown to every watcher).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from aiomesos.v1 import agent_pb2, events_pb2, scheduler_pb2
 from aiomesos.v1 import tasks_pb2 as tpb
@@ -66,8 +67,7 @@ class AgentMail:
         return messages
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
+class Published(NamedTuple):
     """An event of the operator stream, and whose it is: the principal of its framework (who may see it is that
     framework's view_frameworks ACL), or None for the cluster's own (agents, quota, weights: shown to all)."""
 
@@ -91,6 +91,9 @@ class Outbox:
         self._close: dict[str, str] = {}
         self._writes: list[Operation] = []
         self._events: list[Published] = []
+        #: Whether anyone watches the event stream (the dispatcher keeps it so): when not, the core builds no
+        #: events at all, and a watcher that comes gets the state then as its snapshot.
+        self.watched = True
 
     def __bool__(self) -> bool:
         return bool(self._to_frameworks or self._to_agents or self._close or self._writes or self._events)
@@ -114,7 +117,8 @@ class Outbox:
         self._writes.append(operation)
 
     def publish(self, event: events_pb2.OperatorEvent, owner: str | None = None) -> None:
-        self._events.append(Published(event, owner))
+        if self.watched:
+            self._events.append(Published(event, owner))
 
     def drain(self) -> Drained:
         drained = Drained(

@@ -8,7 +8,7 @@ from mesos_master.allocator.base import Quota
 from mesos_master.registry.operations import RemoveQuota, UpdateQuota, UpdateWeight
 from mesos_master.state import MasterState
 from mesos_master.validation import validate_quota, validate_weights
-from mesos_master.views import quota_view
+from mesos_master.views import fill_quota
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import is_terminal
 
@@ -36,7 +36,8 @@ class RolePolicyTransitions(MasterState):
             limit = None if quota.limit is None else tuple(quota.limit.to_proto())
             self.outbox.write(UpdateQuota(role, tuple(quota.guarantee.to_proto()), limit))
         self.allocator.update_quota(role, quota)
-        event = OperatorEvent(type=OperatorEvent.QUOTA_UPDATED, time=self.clock(), quota=quota_view(role, quota))
+        event = OperatorEvent(type=OperatorEvent.QUOTA_UPDATED, time=self.clock())
+        fill_quota(event.quota, role, quota)
         self.outbox.publish(event)
 
     def role_usage(self) -> dict[str, Resources]:

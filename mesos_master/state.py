@@ -20,7 +20,7 @@ from mesos_master.allocator.base import Quota
 from mesos_master.errors import DeniedError, UnknownIdError
 from mesos_master.outbox import Outbox
 from mesos_master.records import AgentRecord, Drain, Framework, Offer, PendingReconciliations, Task
-from mesos_master.views import agent_view, framework_view, task_update_view, task_view
+from mesos_master.views import fill_agent, fill_framework, fill_task, fill_task_update
 from scheduler_sdk._daemon.durations import Durations
 from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import Resources
@@ -120,27 +120,34 @@ class MasterState:
     # ----------------------------------------------------------------------------- the operator event stream
     def _publish_agent(self, kind: int, agent: AgentRecord, message: str = "", *, removed: bool = False) -> None:
         """An AGENT_* event: the agent as it is now (its last record when `removed`)."""
-        view = agent_view(agent, self.drains.get(agent.id), removed=removed)
-        self.outbox.publish(OperatorEvent(type=kind, time=self.clock(), agent=view, message=message))  # type: ignore[arg-type]
+        if not self.outbox.watched:
+            return
+        event = OperatorEvent(type=kind, time=self.clock(), message=message)  # type: ignore[arg-type]
+        fill_agent(event.agent, agent, self.drains.get(agent.id), removed=removed)
+        self.outbox.publish(event)
 
     def _publish_framework(self, kind: int, fw: Framework, message: str = "", *, active: bool = True) -> None:
         """A FRAMEWORK_* event: the framework as it is now, seen by whoever may view its principal's."""
-        event = OperatorEvent(
-            type=kind,  # type: ignore[arg-type]
-            time=self.clock(),
-            framework=framework_view(fw, active=active),
-            message=message,
-        )
+        if not self.outbox.watched:
+            return
+        event = OperatorEvent(type=kind, time=self.clock(), message=message)  # type: ignore[arg-type]
+        fill_framework(event.framework, fw, active=active)
         self.outbox.publish(event, fw.info.principal)
 
     def _publish_task_added(self, task: Task) -> None:
-        event = OperatorEvent(type=OperatorEvent.TASK_ADDED, time=self.clock(), task=task_view(task))
+        if not self.outbox.watched:
+            return
+        event = OperatorEvent(type=OperatorEvent.TASK_ADDED, time=self.clock())
+        fill_task(event.task, task)
         self.outbox.publish(event, self._owner(task.framework_id))
 
     def _publish_task_updated(self, task: Task, owner: str | None = None) -> None:
         """TASK_UPDATED: the task's state now, with the status that brought it (`owner`: its framework's
         principal, when the framework is no longer in `frameworks`)."""
-        event = OperatorEvent(type=OperatorEvent.TASK_UPDATED, time=self.clock(), task_update=task_update_view(task))
+        if not self.outbox.watched:
+            return
+        event = OperatorEvent(type=OperatorEvent.TASK_UPDATED, time=self.clock())
+        fill_task_update(event.task_update, task)
         self.outbox.publish(event, self._owner(task.framework_id) if owner is None else owner)
 
     def _owner(self, framework_id: str) -> str:

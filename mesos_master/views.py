@@ -1,5 +1,6 @@
 """What the operator event stream says of each record (events.proto): an agent, a framework, a task, a drain, a
-quota, each as its whole current state, so a watcher applies every event as an upsert. Pure builders: the core
+quota, each as its whole current state, so a watcher applies every event as an upsert. Pure: each fills the
+message it is given in place (an event's field, a snapshot's new list item), so nothing is built twice: the core
 makes its events with them (through the outbox), and `events.state_snapshot` its snapshot."""
 
 from __future__ import annotations
@@ -12,66 +13,58 @@ from mesos_master.records import DRAINED, AgentRecord, Drain, Framework, Task
 OperatorEvent = epb.OperatorEvent
 
 
-def drain_view(drain: Drain | None) -> epb.EventDrain | None:
-    if drain is None:
-        return None
-    return epb.EventDrain(
-        drained=drain.state == DRAINED,
-        deadline=drain.deadline,
-        mark_gone=drain.mark_gone,
-        since=drain.since,
-        drained_at=drain.drained_at or 0.0,
-    )
+def fill_agent(out: epb.EventAgent, agent: AgentRecord, drain: Drain | None, *, removed: bool = False) -> None:
+    out.agent_info.CopyFrom(agent.info)
+    out.active = agent.connected and not removed
+    out.total.extend(agent.total.to_proto())
+    out.registered_time = agent.registered_time
+    out.reregistered_time = agent.reregistered_time
+    if agent.unreachable_at is not None:
+        out.unreachable_time = agent.unreachable_at
+    if drain is not None:
+        out.drain.drained = drain.state == DRAINED
+        if drain.deadline is not None:
+            out.drain.deadline = drain.deadline
+        out.drain.mark_gone = drain.mark_gone
+        out.drain.since = drain.since
+        out.drain.drained_at = drain.drained_at or 0.0
+    out.removed = removed
 
 
-def agent_view(agent: AgentRecord, drain: Drain | None, *, removed: bool = False) -> epb.EventAgent:
-    return epb.EventAgent(
-        agent_info=agent.info,
-        active=agent.connected and not removed,
-        total=agent.total.to_proto(),
-        registered_time=agent.registered_time,
-        reregistered_time=agent.reregistered_time,
-        unreachable_time=agent.unreachable_at,
-        drain=drain_view(drain),
-        removed=removed,
-    )
+def fill_framework(out: epb.EventFramework, fw: Framework, *, active: bool = True) -> None:
+    out.framework_info.CopyFrom(fw.info)
+    out.active = active
+    out.connected = fw.connected and active
+    out.suppressed_roles.extend(sorted(fw.suppressed_roles))
+    out.registered_time = fw.registered_time
+    out.reregistered_time = fw.reregistered_time
 
 
-def framework_view(fw: Framework, *, active: bool = True) -> epb.EventFramework:
-    return epb.EventFramework(
-        framework_info=fw.info,
-        active=active,
-        connected=fw.connected and active,
-        suppressed_roles=sorted(fw.suppressed_roles),
-        registered_time=fw.registered_time,
-        reregistered_time=fw.reregistered_time,
-    )
+def fill_task(out: epb.EventTask, task: Task) -> None:
+    out.framework_id = task.framework_id
+    out.agent_id = task.agent_id
+    out.task.CopyFrom(task.info)
+    out.state = task.state  # type: ignore[assignment]
+    out.statuses.extend(task.statuses)
+    out.role = task.role or ""
 
 
-def task_view(task: Task) -> epb.EventTask:
-    return epb.EventTask(
-        framework_id=task.framework_id,
-        agent_id=task.agent_id,
-        task=task.info,
-        state=task.state,  # type: ignore[arg-type]
-        statuses=list(task.statuses),
-        role=task.role or "",
-    )
-
-
-def task_update_view(task: Task) -> epb.EventTaskUpdate:
+def fill_task_update(out: epb.EventTaskUpdate, task: Task) -> None:
     """The task's state now and the status that brought it (the latest it recorded)."""
-    return epb.EventTaskUpdate(
-        framework_id=task.framework_id,
-        agent_id=task.agent_id,
-        task_id=task.task_id,
-        state=task.state,  # type: ignore[arg-type]
-        status=task.latest(),
-    )
+    out.framework_id = task.framework_id
+    out.agent_id = task.agent_id
+    out.task_id = task.task_id
+    out.state = task.state  # type: ignore[assignment]
+    latest = task.latest()
+    if latest is not None:
+        out.status.CopyFrom(latest)
 
 
-def quota_view(role: str, quota: Quota | None) -> epb.EventQuota:
+def fill_quota(out: epb.EventQuota, role: str, quota: Quota | None) -> None:
+    out.role = role
     if quota is None:
-        return epb.EventQuota(role=role, removed=True)
-    limit = None if quota.limit is None else rpb.ResourceList(resources=quota.limit.to_proto())
-    return epb.EventQuota(role=role, guarantee=quota.guarantee.to_proto(), limit=limit)
+        out.removed = True
+        return
+    out.guarantee.extend(quota.guarantee.to_proto())
+    if quota.limit is not None:
+        out.limit.CopyFrom(rpb.ResourceList(resources=quota.limit.to_proto()))

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
+from aiomesos.v1 import events_pb2 as epb
 from aiomesos.v1 import operator_pb2 as opb
 from scheduler_sdk.backoff import Backoff
 from scheduler_sdk.channels import open_channel
@@ -20,6 +21,11 @@ from scheduler_sdk.security.config import ClientConfig, load_client_config
 _ListRequest = opb.GetStateRequest | opb.GetAgentsRequest | opb.GetFrameworksRequest | opb.GetTasksRequest
 _RETRY_WRITE = (grpc.StatusCode.UNAVAILABLE,)
 _RETRY_READ = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+#: The master sends a heartbeat (an empty message) every 15 s; a stream silent for this long is dead.
+EVENT_STREAM_SILENCE = 45.0
+#: How an event stream may end and be subscribed to again (the master stopped or lost its leadership; the
+#: watcher fell too far behind).
+_RESUBSCRIBE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def _unreachable(address: str, e: grpc.aio.AioRpcError) -> str:
@@ -31,6 +37,15 @@ def _unreachable(address: str, e: grpc.aio.AioRpcError) -> str:
 
 class OperatorError(Exception):
     """The master could not be reached, or refused the request; the message says which."""
+
+
+class EventStreamError(OperatorError):
+    """The master ended an event stream (`code`: UNAVAILABLE, it stopped or no longer leads; RESOURCE_EXHAUSTED,
+    the watcher fell too far behind); the message says why."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class AgentError(OperatorError):
@@ -212,6 +227,54 @@ class OperatorClient:
         """Every task's container with its usage statistics, gathered from the agents by the master."""
         return await self._call("GetContainers", opb.GetClusterContainersRequest())  # type: ignore[return-value]
 
+    async def subscribe(self, *, reconnect: bool = False) -> AsyncIterator[list[epb.OperatorEvent]]:
+        """The operator event stream (events.proto), batch by batch: first a batch of one SNAPSHOT event (the
+        master's state, its pages joined), then the batches of events as the master publishes them, each event
+        the whole new state of what it is about. Raises EventStreamError when the master ends the stream; with
+        `reconnect`, subscribes again instead (to whichever master leads, with backoff), and the next batch
+        is a new SNAPSHOT: a view starts again from it. A first subscription that finds no master raises."""
+        backoff = Backoff(0.1, 5.0)
+        established = False
+        while True:
+            try:
+                async for batch in self._subscribe_once():
+                    established = True
+                    backoff.reset()
+                    yield batch
+                return
+            except EventStreamError as e:
+                if not (reconnect and established) or e.code not in _RESUBSCRIBE:
+                    raise
+            await asyncio.sleep(backoff.next())
+
+    async def _subscribe_once(self) -> AsyncIterator[list[epb.OperatorEvent]]:
+        """One event stream from the leading master (found as `_call` finds it, until its snapshot is in)."""
+        backoff = Backoff(0.05, 1.0)
+        why = f"cannot reach the master at {self.locator}"
+        for _ in range(self.tries):
+            try:
+                address = await self.locator.candidate()
+            except NoMasterError as e:
+                why = str(e)
+                await asyncio.sleep(backoff.next())
+                continue
+            call = self._stub(address).Subscribe(epb.SubscribeRequest(), wait_for_ready=False)
+            snapshot: list[epb.OperatorEvent] = []
+            try:
+                async for batch in _event_batches(call, snapshot):
+                    self.locator.attached(address)
+                    yield batch
+                raise EventStreamError("event stream: the master ended it", grpc.StatusCode.UNAVAILABLE)
+            except grpc.aio.AioRpcError as e:
+                if snapshot or e.code() not in _RETRY_READ:
+                    raise EventStreamError(e.details() or e.code().name.lower(), e.code()) from None
+                why = _unreachable(address, e)
+                if not self.locator.failed(address, e):
+                    await asyncio.sleep(backoff.next())
+            finally:
+                call.cancel()
+        raise EventStreamError(why, grpc.StatusCode.UNAVAILABLE)
+
 
 class AgentClient:
     """A typed async client of one agent's own API: its state, containers and tasks' sandboxes."""
@@ -283,3 +346,35 @@ class AgentClient:
             raise self._error(e) from None
         finally:
             call.cancel()
+
+
+async def _event_batches(call: Any, snapshot: list[epb.OperatorEvent]) -> AsyncIterator[list[epb.OperatorEvent]]:
+    """The batches of one Subscribe call: its SNAPSHOT pages joined into one event (put in `snapshot` too, so
+    the caller knows the stream was established), then each non-empty message's events. A stream silent for
+    EVENT_STREAM_SILENCE (no heartbeat) is dead: UNAVAILABLE."""
+    while True:
+        try:
+            async with asyncio.timeout(EVENT_STREAM_SILENCE):
+                message = await call.read()
+        except TimeoutError:
+            raise EventStreamError("event stream: the master went silent", grpc.StatusCode.UNAVAILABLE) from None
+        if message is grpc.aio.EOF:
+            return
+        events = list(message.events)
+        if not snapshot:
+            if not events or events[0].type != epb.OperatorEvent.SNAPSHOT:
+                continue
+            joined = epb.OperatorEvent()
+            joined.CopyFrom(events[0])
+            while joined.snapshot.more:
+                async with asyncio.timeout(EVENT_STREAM_SILENCE):
+                    page = await call.read()
+                if page is grpc.aio.EOF or not page.events or not page.events[0].HasField("snapshot"):
+                    raise EventStreamError("event stream: the snapshot ended half-way", grpc.StatusCode.UNAVAILABLE)
+                joined.snapshot.MergeFrom(page.events[0].snapshot)
+                joined.snapshot.more = page.events[0].snapshot.more
+            snapshot.append(joined)
+            yield [joined]
+            continue
+        if events:
+            yield events

@@ -60,11 +60,13 @@ class Connection(Generic[T]):
 
 
 class Dispatcher:
-    def __init__(self, master: Master, registry: Registry, hub: EventHub | None = None) -> None:
+    def __init__(self, master: Master, registry: Registry) -> None:
         self.master = master
         self.registry = registry
-        #: The operator event stream of this term (mesos_master.events).
-        self.hub = hub or EventHub(partial(state_snapshot, master), authorizer=master.authorizer)
+        #: The operator event stream of this term (mesos_master.events); the core publishes only while it is
+        #: watched (the snapshot a watcher starts from is taken when it comes).
+        self.hub = EventHub(partial(state_snapshot, master), authorizer=master.authorizer, on_watchers=self._watchers)
+        self._watchers(self.hub.watchers)
         self.frameworks: dict[str, Connection] = {}
         self.agents: dict[str, Connection] = {}
         self.allocation_wanted = asyncio.Event()
@@ -75,6 +77,9 @@ class Dispatcher:
         self.failure: BaseException | None = None
         self._flush_lock = asyncio.Lock()
         self._flush_task: asyncio.Task[None] | None = None
+
+    def _watchers(self, count: int) -> None:
+        self.master.outbox.watched = count > 0
 
     def stop(self, reason: str = MASTER_STOPPING) -> None:
         """The master is stopping (or no longer leads): end every stream now (UNAVAILABLE, so that peers come

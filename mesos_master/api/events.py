@@ -14,7 +14,7 @@ import grpc
 from aiomesos.v1 import events_pb2 as epb
 from aiomesos.v1 import operator_pb2_grpc
 from mesos_master.api.dispatch import Dispatcher
-from mesos_master.events import EventsClosedError, Subscription, byte_batches, snapshot_pages
+from mesos_master.events import MESSAGE_BYTES, EventsClosedError, Subscription, byte_batches, snapshot_pages
 from scheduler_sdk._daemon.guard import Guard
 from scheduler_sdk._daemon.tasks import cancel_and_wait
 
@@ -69,8 +69,11 @@ class SubscribeServicer(operator_pb2_grpc.OperatorServicer):
                 batch = []
             except StopAsyncIteration:
                 return
-            if not batch and not await _write(context, epb.SubscribeResponse(), ended):
-                return
+            message = epb.SubscribeResponse(events=batch)
+            if message.ByteSize() <= MESSAGE_BYTES:  # the batch fits one message (one size computed, not each)
+                if not await _write(context, message, ended):
+                    return
+                continue
             for events in byte_batches(batch):
                 if not await _write(context, epb.SubscribeResponse(events=events), ended):
                     return

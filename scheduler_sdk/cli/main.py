@@ -31,6 +31,7 @@ from scheduler_sdk._daemon.flags import (
     positive_int,
 )
 from scheduler_sdk.cli import certs as certs_cli
+from scheduler_sdk.cli import events as events_cli
 from scheduler_sdk.cli import jobs as jobs_cli
 from scheduler_sdk.cli import maintenance as maintenance_cli
 from scheduler_sdk.cli import masters as masters_cli
@@ -99,6 +100,7 @@ def build_parser() -> FlagParser:
     policy_cli.add_parsers(sub, with_master)
     maintenance_cli.add_parsers(sub, with_master)
     masters_cli.add_parsers(sub, with_master)
+    events_cli.add_parsers(sub, with_master)
     jobs_cli.add_parsers(sub, with_master)
     certs_cli.add_parsers(sub)
 
@@ -532,6 +534,7 @@ COMMANDS = {
     **policy_cli.COMMANDS,
     **maintenance_cli.COMMANDS,
     **masters_cli.COMMANDS,
+    **events_cli.COMMANDS,
     **certs_cli.COMMANDS,
     **jobs_cli.COMMANDS,
     "task": task_cli.cmd_task,

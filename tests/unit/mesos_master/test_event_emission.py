@@ -220,3 +220,21 @@ def test_events_of_a_reattaching_agent_bring_its_tasks_back() -> None:
         view.apply(event.event)
     assert view.tasks[(fid, "t1")] == tpb.TASK_RUNNING
     assert view.agents == View(state_snapshot(w.master, lambda owner: True)).agents
+
+
+def test_nothing_is_built_while_nobody_watches() -> None:
+    from mesos_master.api.dispatch import Dispatcher
+
+    w = World()
+    dispatcher = Dispatcher(w.master, None)  # type: ignore[arg-type]  # no registry: nothing is flushed here
+    assert not w.master.outbox.watched
+    w.subscribe("fw")
+    w.register()
+    w.master.set_weights({"eng": 2.0})
+    assert published(w) == []
+    sub = dispatcher.hub.subscribe(None)
+    assert w.master.outbox.watched and len(sub.snapshot.agents) == 1 and len(sub.snapshot.frameworks) == 1
+    w.register("h2")
+    assert kinds(published(w)) == ["AGENT_ADDED"]
+    sub.close()
+    assert not w.master.outbox.watched

@@ -55,6 +55,7 @@ async def test_one_drain_is_one_batch_and_batches_merge_while_behind() -> None:
     assert [e.task_update.task_id for e in await next_batch(sub)] == ["t1", "t2"]
     h.publish([Published(event("t3"))])
     h.publish([Published(event("t4"))])
+    assert h.behind == 2
     assert [e.task_update.task_id for e in await next_batch(sub)] == ["t3", "t4"]  # merged: it was behind
 
 
