@@ -267,6 +267,7 @@ def _serve_http(http: HttpServer, seat: Seat, metrics: CollectorRegistry, metric
         return False, f"standby (leader: {leader.address})" if leader is not None else "standby (no leader)"
 
     install_health(http, serving)
+    # The web UI's routes go here too, before start: mesos_master.webui.install(http.app, view) (issue 13, H3).
 
 
 async def _stop_serving(server: grpc.aio.Server, health: Health, http: HttpServer | None) -> None:
