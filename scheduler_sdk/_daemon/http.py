@@ -9,10 +9,14 @@ revoked token stops working at once). The principal is `request["principal"]` (N
 where every request is allowed, as on its gRPC port). Without one: 401; a principal whose role may not use the
 route: 403; each a one-line text body (an HTML page is sent to `login_path` instead when one is set).
 
-    server = HttpServer(host, port, tls=security.tls, authenticate=token_authenticator(security))
+    server = HttpServer(host, port, tls=security.tls, authenticate=token_authenticator(security.credentials))
     server.app.router.add_get("/metrics", handler)        # routes are added before start
-    server.add_public("/static/")                         # or @public on a handler
-    await server.start(); server.port; await server.stop()
+    server.add_public("/static/")                         # or @public on a handler; @allow("operator") narrows
+    await server.start(); server.port; server.url; await server.stop()
+
+Code that gets only the application (a web UI's `install(app, ...)`) reaches the server as `app[SERVER]`: set
+`app[SERVER].login_path = "/login"` to send browsers there, check a login form's token with
+`app[SERVER].check_token(token)` and answer with `set_login_cookie(response, token)`.
 """
 
 from __future__ import annotations
