@@ -28,7 +28,7 @@ from mesos_master.metrics import master_registry
 from mesos_master.registry import RegistryError, SQLiteRegistry
 from mesos_master.terms import Terms, build_allocator
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
-from scheduler_sdk._daemon.grpc_health import Health, add_health_and_reflection
+from scheduler_sdk._daemon.grpc_health import Health, add_health_and_reflection, stop_serving
 from scheduler_sdk._daemon.guard import load_authorizer, reload_security
 from scheduler_sdk._daemon.http import HttpServer, add_http_flags, daemon_http_server, write_http_address
 from scheduler_sdk._daemon.logs import configure_logging
@@ -161,14 +161,7 @@ class MasterDaemon:
         sole_registry = None if coordination is not None else _open_sqlite(work_dir)
         seat = _seat(me, coordination)
         _route(server, seat)
-        health = add_health_and_reflection(server, SERVICES, serving=False)
-        seat.on_change = health.set_serving
-        http = daemon_http_server(a, security, ip)
-        metrics = master_registry(lambda: _core(seat), time.time, me.started_at)
-        if http is not None:
-            _serve_http(http, seat, metrics, a.metrics_open)
-            await http.start()  # before the gRPC port: a port in use fails the start with nothing to undo
-            write_http_address(work_dir, "master", http)
+        health, http, metrics = await _watched(a, server, seat, security, ip, me, work_dir)
         await server.start()
         if token_port is not None:
             write_atomically(work_dir / TOKEN_ADDRESS_FILE, me.token_address + "\n")
@@ -210,7 +203,7 @@ class MasterDaemon:
                 code = await leading  # the term ends its streams at once, UNAVAILABLE, and writes what is left
                 if member is not None:
                     member.cancel()
-                await _stop_serving(server, health, http)
+                await stop_serving(server, health, http, grace=1.0)
         finally:
             try:
                 if coordination is not None:
@@ -255,6 +248,28 @@ def _core(seat: Seat) -> Master | None:
     return services["aiomesos.v1.Operator"].master if services is not None else None
 
 
+async def _watched(
+    a: argparse.Namespace,
+    server: grpc.aio.Server,
+    seat: Seat,
+    security: DaemonSecurity,
+    ip: str,
+    me: MasterRecord,
+    work_dir: Path,
+) -> tuple[Health, HttpServer | None, CollectorRegistry]:
+    """What lets the master be watched: gRPC health (following the seat) and reflection, the metrics' registry,
+    and the HTTP port, started (before the gRPC port: a port in use fails the start with nothing to undo)."""
+    health = add_health_and_reflection(server, SERVICES, serving=False)
+    seat.on_change = health.set_serving
+    metrics = master_registry(lambda: _core(seat), time.time, me.started_at)
+    http = daemon_http_server(a, security, ip)
+    if http is not None:
+        _serve_http(http, seat, metrics, a.metrics_open)
+        await http.start()
+        write_http_address(work_dir, "master", http)
+    return health, http, metrics
+
+
 def _serve_http(http: HttpServer, seat: Seat, metrics: CollectorRegistry, metrics_open: bool) -> None:
     """The master's HTTP routes: /metrics, /health (a standby: 503), and the web UI (installed here, before
     start, by mesos_master.webui)."""
@@ -268,13 +283,6 @@ def _serve_http(http: HttpServer, seat: Seat, metrics: CollectorRegistry, metric
 
     install_health(http, serving)
     # The web UI's routes go here too, before start: mesos_master.webui.install(http.app, view) (issue 13, H3).
-
-
-async def _stop_serving(server: grpc.aio.Server, health: Health, http: HttpServer | None) -> None:
-    await health.stopping()
-    if http is not None:
-        await http.stop()
-    await server.stop(grace=1.0)
 
 
 def _open_sqlite(work_dir: Path) -> SQLiteRegistry:
