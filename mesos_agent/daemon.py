@@ -36,7 +36,7 @@ from scheduler_sdk._daemon.flags import (
     port,
     positive_float,
 )
-from scheduler_sdk._daemon.grpc_health import add_health_and_reflection
+from scheduler_sdk._daemon.grpc_health import add_health_and_reflection, stop_serving
 from scheduler_sdk._daemon.guard import READERS, Guard, load_authorizer
 from scheduler_sdk._daemon.http import add_http_flags, daemon_http_server, write_http_address
 from scheduler_sdk._daemon.logs import configure_logging
@@ -359,10 +359,7 @@ class AgentDaemon:
         else:
             await containerizer.shutdown()  # nothing is left behind: no process, no cgroup
         agent.close()
-        await self.health.stopping()
-        if self.http is not None:
-            await self.http.stop()
-        await server.stop(grace=0.5)
+        await stop_serving(server, self.health, self.http, grace=0.5)
 
 
 async def _drained(link: MasterLink) -> None:

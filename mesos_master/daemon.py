@@ -30,7 +30,7 @@ from mesos_master.terms import Terms, build_allocator
 from mesos_master.webui import install as install_webui
 from mesos_master.webui import master_view
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
-from scheduler_sdk._daemon.grpc_health import Health, add_health_and_reflection
+from scheduler_sdk._daemon.grpc_health import Health, add_health_and_reflection, stop_serving
 from scheduler_sdk._daemon.guard import load_authorizer, reload_security
 from scheduler_sdk._daemon.http import HttpServer, add_http_flags, daemon_http_server, write_http_address
 from scheduler_sdk._daemon.logs import configure_logging
@@ -40,6 +40,7 @@ from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk._daemon.tasks import race
 from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.masters import MasterRecord
+from scheduler_sdk.security.acls import Authorizer
 
 log = structlog.get_logger("mesos_master")
 
@@ -163,18 +164,7 @@ class MasterDaemon:
         sole_registry = None if coordination is not None else _open_sqlite(work_dir)
         seat = _seat(me, coordination)
         _route(server, seat)
-        health = add_health_and_reflection(server, SERVICES, serving=False)
-        seat.on_change = health.set_serving
-        http = daemon_http_server(a, security, ip)
-        metrics = master_registry(lambda: _core(seat), time.time, me.started_at)
-        if http is not None:
-            _serve_http(http, seat, metrics, a.metrics_open)
-            http.login_path = "/login"  # a browser without a principal is sent to the web UI's login page
-            install_webui(
-                http.app, master_view(seat, authorizer, security.secure, security.client_config(), http.check_token)
-            )
-            await http.start()  # before the gRPC port: a port in use fails the start with nothing to undo
-            write_http_address(work_dir, "master", http)
+        health, http, metrics = await _watched(a, server, seat, security, authorizer, ip, me, work_dir)
         await server.start()
         if token_port is not None:
             write_atomically(work_dir / TOKEN_ADDRESS_FILE, me.token_address + "\n")
@@ -216,7 +206,7 @@ class MasterDaemon:
                 code = await leading  # the term ends its streams at once, UNAVAILABLE, and writes what is left
                 if member is not None:
                     member.cancel()
-                await _stop_serving(server, health, http)
+                await stop_serving(server, health, http, grace=1.0)
         finally:
             try:
                 if coordination is not None:
@@ -261,9 +251,36 @@ def _core(seat: Seat) -> Master | None:
     return services["aiomesos.v1.Operator"].master if services is not None else None
 
 
+async def _watched(
+    a: argparse.Namespace,
+    server: grpc.aio.Server,
+    seat: Seat,
+    security: DaemonSecurity,
+    authorizer: Authorizer,
+    ip: str,
+    me: MasterRecord,
+    work_dir: Path,
+) -> tuple[Health, HttpServer | None, CollectorRegistry]:
+    """What lets the master be watched: gRPC health (following the seat) and reflection, the metrics' registry,
+    and the HTTP port, started (before the gRPC port: a port in use fails the start with nothing to undo)."""
+    health = add_health_and_reflection(server, SERVICES, serving=False)
+    seat.on_change = health.set_serving
+    metrics = master_registry(lambda: _core(seat), time.time, me.started_at)
+    http = daemon_http_server(a, security, ip)
+    if http is not None:
+        _serve_http(http, seat, metrics, a.metrics_open)
+        # The web UI (mesos_master.webui); a browser without a principal is sent to its login page.
+        http.login_path = "/login"
+        install_webui(
+            http.app, master_view(seat, authorizer, security.secure, security.client_config(), http.check_token)
+        )
+        await http.start()
+        write_http_address(work_dir, "master", http)
+    return health, http, metrics
+
+
 def _serve_http(http: HttpServer, seat: Seat, metrics: CollectorRegistry, metrics_open: bool) -> None:
-    """The master's HTTP routes: /metrics, /health (a standby: 503), and the web UI (installed here, before
-    start, by mesos_master.webui)."""
+    """The master's HTTP routes /metrics and /health (a standby: 503); the web UI's are installed beside them."""
     install_metrics(http, metrics, open_to_all=metrics_open)
 
     def serving() -> tuple[bool, str]:
@@ -273,13 +290,6 @@ def _serve_http(http: HttpServer, seat: Seat, metrics: CollectorRegistry, metric
         return False, f"standby (leader: {leader.address})" if leader is not None else "standby (no leader)"
 
     install_health(http, serving)
-
-
-async def _stop_serving(server: grpc.aio.Server, health: Health, http: HttpServer | None) -> None:
-    await health.stopping()
-    if http is not None:
-        await http.stop()
-    await server.stop(grace=1.0)
 
 
 def _open_sqlite(work_dir: Path) -> SQLiteRegistry:

@@ -18,6 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from scheduler_sdk._daemon.http import HttpServer
+
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -62,3 +64,11 @@ def add_health_and_reflection(server: grpc.aio.Server, services: Iterable[str], 
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection([*names, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
     return health
+
+
+async def stop_serving(server: grpc.aio.Server, health: Health, http: HttpServer | None, grace: float) -> None:
+    """A daemon stops serving: NOT_SERVING everywhere first (a probe sees it going), the HTTP port, the gRPC server."""
+    await health.stopping()
+    if http is not None:
+        await http.stop()
+    await server.stop(grace=grace)

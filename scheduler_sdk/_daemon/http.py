@@ -9,10 +9,14 @@ revoked token stops working at once). The principal is `request["principal"]` (N
 where every request is allowed, as on its gRPC port). Without one: 401; a principal whose role may not use the
 route: 403; each a one-line text body (an HTML page is sent to `login_path` instead when one is set).
 
-    server = HttpServer(host, port, tls=security.tls, authenticate=token_authenticator(security))
+    server = HttpServer(host, port, tls=security.tls, authenticate=token_authenticator(security.credentials))
     server.app.router.add_get("/metrics", handler)        # routes are added before start
-    server.add_public("/static/")                         # or @public on a handler
-    await server.start(); server.port; await server.stop()
+    server.add_public("/static/")                         # or @public on a handler; @allow("operator") narrows
+    await server.start(); server.port; server.url; await server.stop()
+
+Code that gets only the application (a web UI's `install(app, ...)`) reaches the server as `app[SERVER]`: set
+`app[SERVER].login_path = "/login"` to send browsers there, check a login form's token with
+`app[SERVER].check_token(token)` and answer with `set_login_cookie(response, token)`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import structlog
 from aiohttp import web
@@ -45,10 +50,16 @@ DEFAULT_ROLES = ("operator", "framework", "master")
 #: `--http-port` how far above `--port` by default (master 5054, agent 5055, jobs service 5064).
 HTTP_PORT_OFFSET = 4
 OFF = "off"
+#: How long a login cookie lasts in the browser (the token itself is checked on every request regardless).
+COOKIE_SECONDS = 12 * 3600
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Callable[..., Any])
 TokenCheck = Callable[[str], Principal | None]
+
+
+#: The server an application belongs to: `request.app[SERVER]` (set by HttpServer).
+SERVER: web.AppKey[HttpServer] = web.AppKey("aiomesos_http_server")
 
 
 def public(handler: H) -> H:
@@ -80,6 +91,17 @@ def token_authenticator(credentials: Credentials | None) -> TokenCheck | None:
         return principal
 
     return check
+
+
+def set_login_cookie(response: web.StreamResponse, token: str) -> None:
+    """After a login form checked `token` (`HttpServer.check_token`): the browser sends it on every request."""
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=COOKIE_SECONDS, httponly=True, secure=True, samesite="Strict", path="/"
+    )
+
+
+def clear_login_cookie(response: web.StreamResponse) -> None:
+    response.del_cookie(SESSION_COOKIE, path="/")
 
 
 def bearer_of(header: str | None) -> str | None:
@@ -145,6 +167,7 @@ class HttpServer:
         #: Where an unauthenticated browser (Accept: text/html) is sent, if anywhere; the page itself is public.
         self.login_path = login_path
         self.app = web.Application(middlewares=[self._middleware])
+        self.app[SERVER] = self  # for routes added elsewhere: request.app[SERVER].check_token(...), .login_path
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -192,7 +215,7 @@ class HttpServer:
             return await handler(request)
         if principal is None:
             if self.login_path is not None and "text/html" in request.headers.get("Accept", ""):
-                raise web.HTTPSeeOther(f"{self.login_path}?next={request.path_qs}")
+                raise web.HTTPSeeOther(f"{self.login_path}?{urlencode({'next': request.path_qs})}")
             return refusal(401, f"{request.path}: no client certificate from the cluster CA and no valid bearer token")
         roles = getattr(request.match_info.handler, "_aiomesos_roles", self.roles)
         if principal.role not in roles:

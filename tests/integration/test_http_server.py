@@ -11,9 +11,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from scheduler_sdk._daemon.flags import FlagParser
 from scheduler_sdk._daemon.http import (
+    SERVER,
     SESSION_COOKIE,
     HttpServer,
     add_http_flags,
@@ -21,6 +23,7 @@ from scheduler_sdk._daemon.http import (
     client_ssl_context,
     http_port_of,
     public,
+    set_login_cookie,
     token_authenticator,
 )
 from scheduler_sdk.security import CertificateAuthority
@@ -42,7 +45,19 @@ async def agents_only(request: web.Request) -> web.Response:
     return web.Response(text="agent")
 
 
+@public
+async def login(request: web.Request) -> web.Response:
+    """What a web UI's login form does: check the token, set the cookie."""
+    token = str((await request.post()).get("token", ""))
+    if request.app[SERVER].check_token(token) is None:
+        return web.Response(status=401, text="not a valid token\n")
+    response = web.Response(text="welcome")
+    set_login_cookie(response, token)
+    return response
+
+
 def routes(server: HttpServer) -> None:
+    server.app.router.add_post("/login", login)
     server.app.router.add_get("/whoami", whoami)
     server.app.router.add_get("/health", health)
     server.app.router.add_get("/agents-only", agents_only)
@@ -132,11 +147,30 @@ async def test_a_revoked_token_stops_working_and_a_new_one_works_at_once(pki: di
 
 
 @pytest.mark.asyncio
+async def test_a_login_sets_the_cookie_that_names_the_caller_until_the_token_is_revoked(pki: dict) -> None:
+    server: HttpServer = pki["server"]
+    url, context = server.url, _client_ssl(pki)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:  # unsafe: an IP host
+        async with browser.post(url + "/login", data={"token": "wrong"}, ssl=context) as r:
+            assert r.status == 401
+        async with browser.post(url + "/login", data={"token": pki["token"]}, ssl=context) as r:
+            assert r.status == 200
+            assert "HttpOnly" in r.headers["Set-Cookie"] and "Secure" in r.headers["Set-Cookie"]
+        async with browser.get(url + "/whoami", ssl=context) as r:
+            assert (r.status, await r.text()) == (200, "framework/ml")
+        revoke(pki["tokens"], "ml", "framework")
+        pki["credentials"].reload()
+        async with browser.get(url + "/whoami", ssl=context) as r:
+            assert r.status == 401
+
+
+@pytest.mark.asyncio
 async def test_a_browser_is_sent_to_the_login_page_when_there_is_one(pki: dict) -> None:
     server: HttpServer = pki["server"]
     server.login_path = "/login"
-    status, _, response = await _get(server.url + "/whoami", _client_ssl(pki), headers={"Accept": "text/html"})
-    assert status == 303 and response.headers["Location"] == "/login?next=/whoami"
+    status, _, response = await _get(server.url + "/whoami?a=1&b=2", _client_ssl(pki), headers={"Accept": "text/html"})
+    location = URL(response.headers["Location"])
+    assert status == 303 and location.path == "/login" and location.query["next"] == "/whoami?a=1&b=2"
 
 
 @pytest.mark.asyncio

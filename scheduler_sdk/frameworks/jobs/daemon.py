@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import structlog
+from prometheus_client import CollectorRegistry
 
 from aiomesos.v1 import jobs_pb2_grpc
 from aiomesos.v1 import resources_pb2 as rpb
@@ -25,9 +26,9 @@ from scheduler_sdk._daemon.flags import (
     master_spec,
     port,
 )
-from scheduler_sdk._daemon.grpc_health import add_health_and_reflection
+from scheduler_sdk._daemon.grpc_health import add_health_and_reflection, stop_serving
 from scheduler_sdk._daemon.guard import load_authorizer
-from scheduler_sdk._daemon.http import add_http_flags, daemon_http_server, write_http_address
+from scheduler_sdk._daemon.http import HttpServer, add_http_flags, daemon_http_server, write_http_address
 from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon, write_atomically
 from scheduler_sdk._daemon.prometheus import install_health, install_metrics
@@ -179,12 +180,7 @@ class JobsDaemon:
         # address its address file names (loopback when it listens everywhere, as an agent's default).
         info.labels.labels.add(key=API_LABEL, value=f"{host}:{bound}")
         driver = SchedulerDriver(a.master, info, scheduler, config=client_config)
-        http = daemon_http_server(a, security, ip)
-        if http is not None:
-            install_metrics(http, jobs_registry(core, driver.subscribed.is_set), open_to_all=a.metrics_open)
-            install_health(http, lambda: (True, "ok"))
-            await http.start()
-            write_http_address(work_dir, "jobs", http)
+        http = await _start_http(a, security, ip, jobs_registry(core, driver.subscribed.is_set), work_dir)
         await server.start()
         write_atomically(work_dir / ADDRESS_FILE, f"{host}:{bound}\n")
         log.info(
@@ -211,10 +207,7 @@ class JobsDaemon:
                 placing.cancel()
                 ticking.cancel()
                 driver.stop(teardown=False)
-                await health.stopping()
-                if http is not None:
-                    await http.stop()
-                await server.stop(grace=1.0)
+                await stop_serving(server, health, http, grace=1.0)
         finally:
             with contextlib.suppress(Exception):
                 await operator.close()
@@ -224,6 +217,19 @@ class JobsDaemon:
                     (work_dir / name).unlink()
         log.info("jobs service stopped")
         return 0
+
+
+async def _start_http(
+    a: argparse.Namespace, security: DaemonSecurity, ip: str, metrics: CollectorRegistry, work_dir: Path
+) -> HttpServer | None:
+    """The HTTP port (/metrics, /health), started, unless `--http-port off`."""
+    http = daemon_http_server(a, security, ip)
+    if http is not None:
+        install_metrics(http, metrics, open_to_all=a.metrics_open)
+        install_health(http, lambda: (True, "ok"))
+        await http.start()
+        write_http_address(work_dir, "jobs", http)
+    return http
 
 
 async def _tick(core: JobsCore) -> None:
