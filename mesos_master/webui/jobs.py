@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from aiomesos.v1 import jobs_pb2 as jpb
 from mesos_master.cluster import Master
+from mesos_master.webui.live import exit_code
 from mesos_master.webui.markup import attr, definitions, esc, link, path, state_badge, table, when
 from mesos_master.webui.model import dag_layers
 from scheduler_sdk.frameworks.jobs.client import JobsClient, JobsError, api_address
@@ -107,11 +108,11 @@ def _slot_tr(slot: jpb.TaskSlot, framework_id: str, mesos_states: Mapping[str, i
     key = f"{framework_id}/{slot.task_id}"
     task_link = link(path("tasks", framework_id, slot.task_id), slot.task_id) if slot.task_id else ""
     mesos = state_badge(state_name(mesos_states[slot.task_id]) if slot.task_id in mesos_states else "—")
-    code = str(slot.exit_code) if slot.has_exit_code else ""
+    code = exit_code(slot)
     return (
         f'<tr data-task="{attr(key)}"><td>{esc(slot.step)}</td><td class=num>{slot.index}</td>'
         f"<td class=num>{slot.attempt}</td><td>{state_badge(slot.state, 'slot')}</td><td>{task_link}</td>"
-        f"<td>{mesos}</td><td>{esc(slot.hostname)}</td><td class=num>{esc(code)}</td>"
+        f"<td>{mesos}</td><td>{esc(slot.hostname)}</td><td class=num>{esc('' if code is None else code)}</td>"
         f"<td>{esc(slot.message or slot.why_waiting)}</td></tr>"
     )
 

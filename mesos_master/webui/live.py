@@ -59,9 +59,14 @@ def _status_fields(status: tpb.TaskStatus | None) -> Update:
     return out
 
 
-def exit_code(status: tpb.TaskStatus) -> int | None:
-    """The status' exit code, if it has one."""
-    return status.exit_code if status.has_exit_code else None
+def exit_code(message: Any) -> int | None:
+    """The exit code of a TaskStatus (or a jobs TaskSlot), if it has one. Written for both wire forms while
+    proto3 `optional` replaces the `has_exit_code` twins (issue 13): simplify once both are merged."""
+    try:
+        present = message.HasField("exit_code")
+    except ValueError:  # a plain field, with its has_exit_code twin
+        present = bool(getattr(message, "has_exit_code", False))
+    return int(message.exit_code) if present else None
 
 
 def task_added(task: epb.EventTask, hostname: Callable[[str], str]) -> Update:
