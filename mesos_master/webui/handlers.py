@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from mesos_master.cluster import Task
+from mesos_master.cluster import Framework, Task
 from mesos_master.events import EventsClosedError, Subscription
 from mesos_master.webui import jobs, live, pages, sandbox
 from mesos_master.webui.markup import message_page, page
@@ -29,6 +29,7 @@ from mesos_master.webui.model import (
 )
 from mesos_master.webui.view import MasterView, Term
 from scheduler_sdk._daemon.http import SESSION_COOKIE, allow, public
+from scheduler_sdk.quoting import quoted
 from scheduler_sdk.sandbox_files import file_name_problem
 from scheduler_sdk.security.certs import Principal
 
@@ -119,14 +120,14 @@ class WebUI:
         has_jobs = bool(jobs.jobs_services(term.master, visible))
         return self._html(page(title, body, principal=str(who) if who else "", active=active, jobs=has_jobs))
 
-    def _task(self, request: web.Request, term: Term) -> tuple[Task, Any]:
+    def _task(self, request: web.Request, term: Term) -> tuple[Task, Framework]:
         framework_id, task_id = request.match_info["framework_id"], request.match_info["task_id"]
         visible = self.view.viewer(self._who(request))
         found = find_framework(term.master, visible, framework_id)
         task = find_task(term.master, visible, framework_id, task_id)
         if found is None or task is None:
             raise self._refusal(
-                404, f"no task {task_id[:64]!r} of framework {framework_id[:64]!r} that you may see", request
+                404, f"no task {quoted(task_id)} of framework {quoted(framework_id)} that you may see", request
             )
         return task, found[0]
 
@@ -160,7 +161,7 @@ class WebUI:
     async def static_file(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if name not in self.static:
-            raise web.HTTPNotFound(text=f"no static file {name[:64]!r}\n")
+            raise web.HTTPNotFound(text=f"no static file {quoted(name)}\n")
         return web.Response(
             body=self.static[name], content_type=STATIC_TYPES[name], headers={"Cache-Control": "max-age=300"}
         )
@@ -182,7 +183,7 @@ class WebUI:
         term = self._term(request)
         record = term.master.agents.get(agent_id)
         if record is None:
-            raise self._refusal(404, f"no agent {agent_id[:64]!r}", request)
+            raise self._refusal(404, f"no agent {quoted(agent_id)}", request)
 
         visible = self.view.viewer(self._who(request))
         usage = pages.usage_table(*await self._usage(term, record.info.address if record.connected else "", visible))
@@ -284,7 +285,7 @@ class WebUI:
         visible = self.view.viewer(self._who(request))
         service = next((s for s in jobs.jobs_services(term.master, visible) if s.framework_id == framework_id), None)
         if service is None:
-            raise self._refusal(404, f"no jobs service {framework_id[:64]!r} that you may see", request)
+            raise self._refusal(404, f"no jobs service {quoted(framework_id)} that you may see", request)
         try:
             status = await jobs.get_job(service, self.view.client_config, job_id)
         except jobs.JobsError as e:

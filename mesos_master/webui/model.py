@@ -12,6 +12,7 @@ from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_master.api.operator import agent_summary, framework_summary
 from mesos_master.cluster import AgentRecord, Framework, Master, Task
+from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import UNRESERVED, Resources, attribute_values
 from scheduler_sdk.states import is_terminal, state_name
 
@@ -169,7 +170,7 @@ class TaskFilter:
         """From a page's query string; raises ValueError (naming the field) for a state that is not one."""
         state = query.get("state", "").strip()
         if state and state not in ("active", "terminal") and state not in tpb.TaskState.keys():  # noqa: SIM118 (an enum wrapper, not a dict)
-            raise ValueError(f"state: {state[:64]!r} is not a task state (TASK_RUNNING, ..., active, terminal)")
+            raise ValueError(f"state: {quoted(state)} is not a task state (TASK_RUNNING, ..., active, terminal)")
         return cls(
             state=state,
             framework=query.get("framework", "").strip()[:255],
