@@ -211,3 +211,13 @@ async def test_keepalives_come_while_a_source_is_quiet_and_its_task_ends_with_th
     with pytest.raises(ConnectionError, match="went away"):
         async with contextlib.aclosing(live.with_keepalives(failing(), every=5)) as items:
             assert [i async for i in items] == ["x"]
+
+
+async def test_an_insecure_master_shows_everything_to_anyone() -> None:
+    setup = Setup()
+    setup.view.secure = False  # as scheduler_sdk._daemon.http on an insecure daemon: no principal, no check
+    app = web.Application()
+    install(app, setup.view)
+    async with TestClient(TestServer(app)) as client, client.get("/tasks") as r:
+        html = await r.text()
+        assert r.status == 200 and "web-1" in html and "log out" not in html
