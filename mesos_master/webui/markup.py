@@ -8,6 +8,7 @@ function, so a row added live reads as one rendered here."""
 from __future__ import annotations
 
 import datetime
+import functools
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import quote, urlencode
@@ -54,6 +55,7 @@ def amount(name: str, value: float) -> str:
     return f"{text} {MIB}" if name in ("mem", "disk") else text
 
 
+@functools.lru_cache(maxsize=1024)  # a page of 1,000 tasks has few distinct amounts
 def resources_text(res: Resources) -> str:
     """`cpus 2 · mem 1024 MiB · ports 1000`: scalars, then how many of each range resource."""
     parts = [f"{name} {amount(name, value)}" for name, value in sorted(res.scalars().items()) if value]
