@@ -5,6 +5,7 @@ a revoked token stops working at once; without TLS every request is allowed (loo
 from __future__ import annotations
 
 import ssl
+from argparse import Namespace
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,11 +22,13 @@ from scheduler_sdk._daemon.http import (
     add_http_flags,
     allow,
     client_ssl_context,
+    daemon_http_server,
     http_port_of,
     public,
     set_login_cookie,
     token_authenticator,
 )
+from scheduler_sdk._daemon.security import DaemonSecurity
 from scheduler_sdk.security import CertificateAuthority
 from scheduler_sdk.security.credentials import Credentials, add_token, revoke
 from scheduler_sdk.security.tls import ServerTLS
@@ -197,3 +200,10 @@ def test_http_port_flag_defaults_to_port_plus_4_and_may_be_off_or_any_free_port(
     assert p.parse_args(["--metrics-open"]).metrics_open is True
     with pytest.raises(SystemExit):
         p.parse_args(["--http-port", "soon"])
+
+
+def test_a_daemon_with_http_port_off_has_no_http_server() -> None:
+    insecure = DaemonSecurity(tls=None, credentials=None, token_port=None, insecure=False)
+    assert daemon_http_server(Namespace(port=5050, http_port="off"), insecure, "127.0.0.1") is None
+    server = daemon_http_server(Namespace(port=5050, http_port="auto"), insecure, "127.0.0.1")
+    assert server is not None and server.requested_port == 5054 and not server.secure
