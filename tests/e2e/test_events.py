@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -35,9 +36,11 @@ E = epb.OperatorEvent
 
 @pytest.fixture(scope="module")
 def watched(tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCertificates) -> Iterator[LocalCluster]:
-    """One agent to start with (a test adds a second, drains it and marks it gone)."""
+    """One agent to start with (a test adds a second, drains it and marks it gone; another adds a third and
+    kills it: it is unreachable a second later)."""
     work_dir = module_tmp_path(tmp_path_factory, "events")
-    c = LocalCluster(work_dir, agents=1, master_flags=list(FAST_MASTER), agent_flags=list(FAST_AGENT))
+    master_flags = [*FAST_MASTER, "--agent-unreachable-timeout", "1"]
+    c = LocalCluster(work_dir, agents=1, master_flags=master_flags, agent_flags=list(FAST_AGENT))
     try:
         asyncio.run(c.start())
         yield c
@@ -65,10 +68,15 @@ class Watcher:
     async def started(self) -> epb.EventSnapshot:
         return await eventually(lambda: self._failed() or self.snapshot, what="the snapshot")
 
-    async def seen(self, what: str, match: Callable[[epb.OperatorEvent], bool]) -> epb.OperatorEvent:
+    async def seen(
+        self, what: str, match: Callable[[epb.OperatorEvent], bool], after: epb.OperatorEvent | None = None
+    ) -> epb.OperatorEvent:
+        """The first event that matches (after `after`, when given), once it has come."""
+
         def found() -> epb.OperatorEvent | None:
             self._failed()
-            return next((e for e in self.events if match(e)), None)
+            start = next(i + 1 for i, e in enumerate(self.events) if e is after) if after is not None else 0
+            return next((e for e in self.events[start:] if match(e)), None)
 
         return await eventually(found, what=what)
 
@@ -154,6 +162,23 @@ async def test_an_agent_attaches_drains_and_is_gone(watched: LocalCluster) -> No
         removed = await w.seen("AGENT_REMOVED", is_type(E.AGENT_REMOVED, agent__agent_info__id=agent_id))
         assert removed.agent.removed and "marked gone" in removed.message
     await watched.agent_daemons[1].stop()  # told to shut down: it has, or does now
+
+
+async def test_a_killed_agent_detaches_then_is_unreachable(watched: LocalCluster) -> None:
+    async with watching(watched) as w:
+        daemon = watched.add_agent()
+        added = await w.seen("AGENT_ADDED", is_type(E.AGENT_ADDED, agent__agent_info__hostname="agent2.local"))
+        agent_id = added.agent.agent_info.id
+        daemon.signal(signal.SIGKILL)
+        await daemon.wait(10)
+        detached = await w.seen("AGENT_UPDATED", is_type(E.AGENT_UPDATED, agent__agent_info__id=agent_id))
+        assert not detached.agent.active
+        gone = await w.seen("AGENT_UNREACHABLE", is_type(E.AGENT_UNREACHABLE, agent__agent_info__id=agent_id))
+        assert gone.agent.HasField("unreachable_time") and "did not re-attach" in gone.message
+        # It comes back (and cleans up after itself when the cluster stops it).
+        watched.add_agent(watched.agent_daemons.index(daemon))
+        again = await w.seen("AGENT_ADDED again", is_type(E.AGENT_ADDED, agent__agent_info__id=agent_id), after=gone)
+        assert again.agent.active and not again.agent.HasField("unreachable_time")
 
 
 async def test_a_framework_principal_sees_only_its_own(watched: LocalCluster, cluster_ca: LocalCertificates) -> None:
