@@ -17,12 +17,14 @@ import aiohttp
 import pytest
 
 from bench import browser
+from scheduler_sdk.driver import Scheduler
 from scheduler_sdk.frameworks.jobs.client import JobsClient
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.security.credentials import add_token
 from scheduler_sdk.security.local import LocalCertificates
 from tests.conftest import module_tmp_path
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
+from tests.e2e.harness import framework
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(bool(browser.missing()), reason=browser.missing() or "ok")]
 
@@ -234,6 +236,25 @@ def test_a_job_page_shows_its_dag_and_tasks(
     codes = [row.find_elements("tag name", "td")[7].text for row in css(driver, "#job-tasks tr[data-task]")]
     assert codes == ["0", "0", "0", "0"], codes
     screenshot(driver, tmp_path, "job-dag")
+
+
+def test_a_framework_that_subscribes_appears_on_the_open_list(
+    driver: Any, cluster: LocalCluster, tmp_path: Path
+) -> None:
+    driver.get(cluster.master_http_url + "/frameworks")
+    until(driver, lambda d: text(d, "#live") == "live", "the live stream")
+    assert "webui-probe" not in text(driver, "#frameworks")
+
+    async def subscribed() -> None:
+        async with framework(cluster.master_address, Scheduler(), name="webui-probe", config=cluster.client_config):
+            await asyncio.to_thread(
+                until, driver, lambda d: "webui-probe" in text(d, "#frameworks"), "the new framework's row"
+            )
+            screenshot(driver, tmp_path, "frameworks-live")
+
+    asyncio.run(subscribed())
+    row = until(driver, lambda d: "removed" in text(d, "#frameworks"), "the framework, torn down")
+    assert row
 
 
 def test_a_client_certificate_works_too_and_nothing_without_one(cluster: LocalCluster) -> None:

@@ -125,6 +125,27 @@ function onState(attr, id, state) {
   });
 }
 
+// An agent or a framework that appears while its list is open: a row with what the event says (the rest of its
+// columns fill in at the next load).
+function addRow(tableId, attr, id, href, name, state) {
+  const table = document.getElementById(tableId);
+  if (!table || table.querySelector("[data-" + attr + '="' + CSS.escape(id) + '"]')) return;
+  const row = table.tBodies[0].insertRow(0);
+  row.setAttribute("data-" + attr, id);
+  for (let i = 0; i < table.tHead.rows[0].cells.length; i++) row.insertCell();
+  const link = document.createElement("a");
+  link.href = href;
+  link.textContent = id;
+  row.cells[0].append(link);
+  row.cells[1].textContent = name;
+  const badge = document.createElement("span");
+  badge.dataset.field = "state";
+  setBadge(badge, state);
+  row.cells[tableId === "agents" ? 2 : 4].append(badge);
+  const empty = table.querySelector("tr.empty");
+  if (empty) empty.remove();
+}
+
 function byKey(attr) {
   const out = new Map();
   document.querySelectorAll("[data-" + attr + "]").forEach((el) => {
@@ -155,8 +176,14 @@ function onSnapshot(s) {
 
 function apply(u) {
   if (u.k === "task") onTask(u);
-  else if (u.k === "agent") onState("agent", u.id, u.state);
-  else if (u.k === "framework") onState("framework", u.id, u.state);
+  else if (u.k === "agent") {
+    if (u.state !== "removed") addRow("agents", "agent", u.id, "/agents/" + encodeURIComponent(u.id), u.hostname, u.state);
+    onState("agent", u.id, u.state);
+  } else if (u.k === "framework") {
+    const href = "/tasks?framework=" + encodeURIComponent(u.id);
+    if (u.state !== "removed") addRow("frameworks", "framework", u.id, href, u.name, u.state);
+    onState("framework", u.id, u.state);
+  }
   else if (u.k === "snapshot") onSnapshot(u);
 }
 
