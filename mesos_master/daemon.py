@@ -269,9 +269,7 @@ async def _watched(
     http = daemon_http_server(a, security, ip)
     if http is not None:
         _serve_http(http, seat, metrics, a.metrics_open)
-        # The web UI (mesos_master.webui); a browser without a principal is sent to its login page.
-        http.login_path = "/login"
-        install_webui(
+        install_webui(  # the web UI (mesos_master.webui): its pages, its login page
             http.app, master_view(seat, authorizer, security.secure, security.client_config(), http.check_token)
         )
         await http.start()

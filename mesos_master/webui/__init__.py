@@ -12,15 +12,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mesos_master.webui.handlers import WebUI
+from mesos_master.webui.handlers import LOGIN, WebUI
 from mesos_master.webui.view import MasterView, Term, master_view
+from scheduler_sdk._daemon.http import SERVER
 
 __all__ = ["MasterView", "Term", "WebUI", "install", "master_view"]
 
 
 def install(app: web.Application, view: MasterView) -> WebUI:
-    """Add the UI's routes to `app` (before it starts); its long responses end when the app shuts down."""
+    """Add the UI's routes to `app` (before it starts); its long responses end when the app shuts down. On an
+    HttpServer's app, browsers without a principal are sent to the UI's login page."""
     ui = WebUI(view)
     app.add_routes(ui.routes())
     app.on_shutdown.append(ui.on_shutdown)
+    if SERVER in app:
+        app[SERVER].login_path = LOGIN
     return ui

@@ -28,7 +28,7 @@ from mesos_master.webui.model import (
     totals,
 )
 from mesos_master.webui.view import MasterView, Term
-from scheduler_sdk._daemon.http import SESSION_COOKIE, allow, public
+from scheduler_sdk._daemon.http import allow, clear_login_cookie, public, set_login_cookie
 from scheduler_sdk.quoting import quoted
 from scheduler_sdk.sandbox_files import file_name_problem
 from scheduler_sdk.security.certs import Principal
@@ -45,6 +45,8 @@ HEADERS = {
 }
 STATIC_TYPES = {"app.js": "application/javascript", "app.css": "text/css"}
 UI = ("operator", "framework")  # who may use the pages (webui.view.UI_ROLES)
+#: The login page, where the HTTP server sends a browser that shows no principal.
+LOGIN = "/login"
 
 
 def _static(name: str) -> bytes:
@@ -65,8 +67,8 @@ class WebUI:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/", self.overview),
-            web.get("/login", self.login_form),
-            web.post("/login", self.login),
+            web.get(LOGIN, self.login_form),
+            web.post(LOGIN, self.login),
             web.post("/logout", self.logout),
             web.get("/static/{name}", self.static_file),
             web.get("/agents", self.agents),
@@ -148,13 +150,13 @@ class WebUI:
             return self._html(page("Log in", pages.login(f"{principal} may not use the web UI", target)), 403)
         log.info("web UI login", principal=str(principal))
         response = web.HTTPSeeOther(target, headers=HEADERS)
-        response.set_cookie(SESSION_COOKIE, token, httponly=True, secure=self.view.secure, samesite="Strict", path="/")
+        set_login_cookie(response, token)
         raise response
 
     @public
     async def logout(self, request: web.Request) -> web.Response:
-        response = web.HTTPSeeOther("/login", headers=HEADERS)
-        response.del_cookie(SESSION_COOKIE, path="/")
+        response = web.HTTPSeeOther(LOGIN, headers=HEADERS)
+        clear_login_cookie(response)
         raise response
 
     @public
