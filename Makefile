@@ -22,6 +22,8 @@ system-deps:
 	@test -x /usr/bin/etcd || { apt-get update -qq && apt-get install -y -qq etcd-server; }
 	@# nftables: deploy/netns-cluster.sh partitions a namespace host with an nft table (tests/e2e/test_netns.py).
 	@command -v nft >/dev/null || { apt-get update -qq && apt-get install -y -qq nftables; }
+	@# Debian's chromium and its driver: the web UI's tests (tests/e2e/test_webui.py) and bench.webui drive it headless.
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 
 run: $(STAMP)
 	$(BIN)/aiomesos demo

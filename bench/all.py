@@ -8,6 +8,8 @@ import sys
 BENCHMARKS = [
     # secure (as users run it) and --insecure side by side: what TLS and authentication cost
     ["bench.e2e", "--tasks", "500", "--agents", "2", "--security", "both"],
+    # every daemon's HTTP port on and /metrics scraped each second, beside --http-port off: what metrics cost
+    ["bench.metrics_overhead", "--tasks", "500", "--rounds", "2", "--scrape-interval", "1"],
     ["bench.failover", "--runs", "5", "--lease", "2"],  # HA masters on etcd: kill -9 of the leader
     ["bench.placement"],
     ["bench.placement", "--path", "scan"],  # the general path Weighted and plugin calculators take
@@ -22,6 +24,8 @@ BENCHMARKS = [
     ["bench.jobs", "--tasks", "1000", "--steps", "200", "--gang", "50"],
     ["bench.job_run"],  # what one status update costs a 10,000-task run (written in pieces vs whole)
     ["bench.events", "--watchers", "1,10"],  # events/s the operator event stream sustains to 10 watchers (issue 13)
+    # the web UI's first paint on a cluster of 1,000 tasks, in headless chromium (issue 13)
+    ["bench.webui", "--tasks", "1000"],
 ]
 
 

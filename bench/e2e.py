@@ -30,6 +30,7 @@ from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import tasks_pb2 as tpb
 from bench.common import percentile, report
+from bench.scrape import MasterCpu, Scraper
 from scheduler_sdk.driver import Scheduler, SchedulerDriver
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.resources import Resources
@@ -213,17 +214,27 @@ async def run(
     rates: tuple[float, ...] = (300.0,),
     paced_seconds: float = 5.0,
     secure: bool = True,
+    http: bool = True,
+    scrape_interval: float = 0.0,
 ) -> dict[str, object]:
+    """One cluster's figures. `http`: the daemons' HTTP ports on (the default) or `--http-port off`;
+    `scrape_interval`: with http, a Prometheus-like scraper reads every daemon's /metrics that often."""
+    off = [] if http else ["--http-port", "off"]
     cluster = LocalCluster(
         work_dir,
         agents=agents,
         agent_resources="cpus:16;mem:16384;disk:1000",
-        master_flags=["--allocation-interval", "0.05"],
+        master_flags=["--allocation-interval", "0.05", *off],
+        agent_flags=list(off),
         log_level="warning",
         secure=secure,
     )
     async with cluster:
         config = cluster.client_config
+        scraper = Scraper(cluster, scrape_interval) if http and scrape_interval > 0 else None
+        master_cpu = MasterCpu(cluster)
+        if scraper is not None:
+            await scraper.start()
         # Unloaded path: one task at a time, ACCEPT → RUNNING.
         single = await _one_at_a_time(cluster.master_address, config, 30)
         bench = Bench(tasks)
@@ -237,6 +248,8 @@ async def run(
         paced = [
             await _paced(cluster.master_address, config, rate, paced_seconds) for rate in rates if paced_seconds > 0
         ]
+        master_cpu_seconds = master_cpu.used()
+        scrapes = await scraper.stop() if scraper is not None else {}
     first = min(bench.accepted.values())
     last = max(bench.finished.values()) if bench.finished else float("nan")
     latency_ms = [(bench.running[t] - bench.accepted[t]) * 1000 for t in bench.running]
@@ -255,6 +268,9 @@ async def run(
         "accept_calls": bench.accepts,
         "offers_received": bench.offers_seen,
         "paced": paced,
+        "http": "on" if http else "off",
+        "master_cpu_seconds": master_cpu_seconds,
+        **scrapes,
     }
 
 

@@ -23,6 +23,7 @@ from mesos_agent.containerizer import CGROUPS_PARENTS, Containerizer
 from mesos_agent.gc import SandboxGC, fraction
 from mesos_agent.gpus import Gpu, GpuAllocator, detect_gpus
 from mesos_agent.master_link import MasterLink, RejectedByMaster
+from mesos_agent.metrics import AgentMetrics, agent_registry
 from mesos_agent.resources import agent_resources, format_attributes, parse_attributes
 from mesos_agent.sandbox import secure_work_dir
 from mesos_agent.users import DEFAULT_USER, UserPolicy
@@ -35,15 +36,19 @@ from scheduler_sdk._daemon.flags import (
     port,
     positive_float,
 )
+from scheduler_sdk._daemon.grpc_health import add_health_and_reflection, stop_serving
 from scheduler_sdk._daemon.guard import READERS, Guard, load_authorizer
+from scheduler_sdk._daemon.http import add_http_flags, daemon_http_server, write_http_address
 from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon, write_atomically
+from scheduler_sdk._daemon.prometheus import install_health, install_metrics
 from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.resources import Resources
 
 log = structlog.get_logger("mesos_agent")
 ADDRESS_FILE = "agent.addr"
+HTTP_ADDRESS_FILE = "agent.http.addr"
 #: Who may call the agent's API at all (reading a sandbox then needs the access_sandboxes ACL or to own it).
 CALLERS = {"aiomesos.v1.Agent": READERS}
 
@@ -141,6 +146,7 @@ def build_parser() -> FlagParser:
         help="longest wait between attempts to attach to the master",
     )
     add_security_flags(p, tokens=False)
+    add_http_flags(p, default_port=5051)
     p.add_flag(
         "--acls",
         default=None,
@@ -183,6 +189,14 @@ class AgentDaemon:
         server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=security.interceptors(CALLERS))
         bound, _ = security.bind(server, ip, a.port)
         self.security, self.guard = security, Guard(authorizer, secure=security.secure)
+        self.metrics = AgentMetrics()
+        self.http = daemon_http_server(a, security, ip)
+        if self.http is not None:
+            install_metrics(
+                self.http, agent_registry(self.metrics), open_to_all=a.metrics_open, prepare=self.metrics.refresh
+            )
+            install_health(self.http, lambda: (True, "ok"))
+            await self.http.start()
         gpus = detect_gpus() if a.gpus == "auto" else []
         resources = agent_resources(a.resources, work_dir)
         if gpus and "gpus" not in resources.names():
@@ -206,6 +220,8 @@ class AgentDaemon:
         try:
             return await self._serve(a, work_dir, server, bound, containerizer, resources, attributes, gpus)
         except BaseException:
+            if self.http is not None:
+                await self.http.stop()
             # A start that failed half way (or a crash) must not leave the containerizer's cgroups behind; tasks it
             # re-adopted run on, for the next agent process.
             if not containerizer.closed:
@@ -292,8 +308,9 @@ class AgentDaemon:
             await self._stop(agent, link, containerizer, server)
             for task in (link_task, retries, stop, gc_task):
                 task.cancel()
-        with contextlib.suppress(FileNotFoundError):
-            (work_dir / ADDRESS_FILE).unlink()
+        for name in (ADDRESS_FILE, HTTP_ADDRESS_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                (work_dir / name).unlink()
         log.info("agent stopped")
         return code
 
@@ -312,7 +329,11 @@ class AgentDaemon:
         if orphans:
             log.warning("killed the tasks a previous agent process left behind", containers=orphans)
         agent_pb2_grpc.add_AgentServicer_to_server(AgentService(agent, link, self.guard), server)
+        self.health = add_health_and_reflection(server, CALLERS)
+        self.metrics.attach(agent, link.connected.is_set)
         await server.start()
+        if self.http is not None:
+            write_http_address(work_dir, "agent", self.http)
         write_atomically(work_dir / ADDRESS_FILE, agent.info.address + "\n")  # a reader never sees it half written
         self.security.log_start("agent", self.ip)
         log.info(
@@ -324,6 +345,7 @@ class AgentDaemon:
             isolators=containerizer.isolators,
             cgroups=containerizer.cgroups_version,
             cgroup_dirs=containerizer.cgroup_dirs,
+            http=self.http.url if self.http is not None else None,
             agent_id=agent.agent_id or None,
         )
         loop = asyncio.get_running_loop()
@@ -347,7 +369,7 @@ class AgentDaemon:
         else:
             await containerizer.shutdown()  # nothing is left behind: no process, no cgroup
         agent.close()
-        await server.stop(grace=0.5)
+        await stop_serving(server, self.health, self.http, grace=0.5)
 
 
 async def _drained(link: MasterLink) -> None:

@@ -40,6 +40,7 @@ from mesos_master.registry import RegistryState
 from mesos_master.revocation import NON_REVOCABLE_LABEL, RevocationTransitions
 from mesos_master.role_policy import RolePolicyTransitions
 from mesos_master.validation import CallError, UnknownIdError
+from scheduler_sdk._daemon.durations import Durations
 from scheduler_sdk.resources import Resources, ResourcesError
 from scheduler_sdk.security.acls import Authorizer
 
@@ -108,6 +109,7 @@ class Master(
         self.quotas = {}
         self.reservations = {}
         self.counters = {}
+        self.allocation_runs = Durations()
         self.drains = {}
         self.gone_agents = {}
         self.recovering_agents = set()

@@ -18,25 +18,35 @@ from pathlib import Path
 
 import grpc
 import structlog
+from prometheus_client import CollectorRegistry
 
 from aiomesos.v1 import agent_pb2_grpc, operator_pb2_grpc, scheduler_pb2_grpc
 from mesos_master.api.standby import Seat, routed
+from mesos_master.cluster import Master
 from mesos_master.ha import Coordination, add_etcd_flags, masters_view, open_coordination, sole_master_view
+from mesos_master.metrics import master_registry
 from mesos_master.registry import RegistryError, SQLiteRegistry
 from mesos_master.terms import Terms, build_allocator
+from mesos_master.webui import install as install_webui
+from mesos_master.webui import master_view
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
+from scheduler_sdk._daemon.grpc_health import Health, add_health_and_reflection, stop_serving
 from scheduler_sdk._daemon.guard import load_authorizer, reload_security
+from scheduler_sdk._daemon.http import HttpServer, add_http_flags, daemon_http_server, write_http_address
 from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon, write_atomically
+from scheduler_sdk._daemon.prometheus import install_health, install_metrics
 from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk._daemon.tasks import race
 from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.masters import MasterRecord
+from scheduler_sdk.security.acls import Authorizer
 
 log = structlog.get_logger("mesos_master")
 
 ADDRESS_FILE = "master.addr"
 TOKEN_ADDRESS_FILE = "master.token.addr"
+HTTP_ADDRESS_FILE = "master.http.addr"
 #: Seconds SIGTERM may take to stop the master (the streams' grace period is 1 s) before it exits regardless.
 STOP_DEADLINE = 5.0
 #: Who may call each service at all (what they may then do is the ACLs' business).
@@ -45,6 +55,8 @@ CALLERS = {
     "aiomesos.v1.AgentRegistry": ("agent",),
     "aiomesos.v1.Operator": ("operator", "framework"),
 }
+#: What a standby reports NOT_SERVING in gRPC health (every call there is refused with the leader's address).
+SERVICES = tuple(CALLERS)
 
 
 def build_parser() -> FlagParser:
@@ -114,6 +126,7 @@ def build_parser() -> FlagParser:
     )
     add_etcd_flags(p)
     add_security_flags(p, tokens=True)
+    add_http_flags(p, default_port=5050, what="/metrics, /health and the web UI")
     p.add_flag(
         "--acls",
         default=None,
@@ -151,6 +164,7 @@ class MasterDaemon:
         sole_registry = None if coordination is not None else _open_sqlite(work_dir)
         seat = _seat(me, coordination)
         _route(server, seat)
+        health, http, metrics = await _watched(a, server, seat, security, authorizer, ip, me, work_dir)
         await server.start()
         if token_port is not None:
             write_atomically(work_dir / TOKEN_ADDRESS_FILE, me.token_address + "\n")
@@ -162,6 +176,7 @@ class MasterDaemon:
             work_dir=str(work_dir),
             allocator=a.allocator,
             token_address=me.token_address or None,
+            http=http.url if http is not None else None,
             registry="etcd" if coordination else "sqlite",
             etcd=coordination.endpoints if coordination else None,
             etcd_prefix=coordination.prefix if coordination else None,
@@ -171,7 +186,7 @@ class MasterDaemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: reload_security(authorizer, security))
-        terms = Terms(a, self.master_id, seat, authorizer, security, self.stopping)
+        terms = Terms(a, self.master_id, seat, authorizer, security, self.stopping, metrics=metrics)
         backstop: asyncio.TimerHandle | None = None
         code = 0
         try:
@@ -191,7 +206,7 @@ class MasterDaemon:
                 code = await leading  # the term ends its streams at once, UNAVAILABLE, and writes what is left
                 if member is not None:
                     member.cancel()
-                await server.stop(grace=1.0)
+                await stop_serving(server, health, http, grace=1.0)
         finally:
             try:
                 if coordination is not None:
@@ -230,6 +245,51 @@ def _route(server: grpc.aio.Server, seat: Seat) -> None:
     )
 
 
+def _core(seat: Seat) -> Master | None:
+    """The core of the term this master leads (None: a standby), for the metrics."""
+    services = seat.services
+    return services["aiomesos.v1.Operator"].master if services is not None else None
+
+
+async def _watched(
+    a: argparse.Namespace,
+    server: grpc.aio.Server,
+    seat: Seat,
+    security: DaemonSecurity,
+    authorizer: Authorizer,
+    ip: str,
+    me: MasterRecord,
+    work_dir: Path,
+) -> tuple[Health, HttpServer | None, CollectorRegistry]:
+    """What lets the master be watched: gRPC health (following the seat) and reflection, the metrics' registry,
+    and the HTTP port, started (before the gRPC port: a port in use fails the start with nothing to undo)."""
+    health = add_health_and_reflection(server, SERVICES, serving=False)
+    seat.on_change = health.set_serving
+    metrics = master_registry(lambda: _core(seat), time.time, me.started_at)
+    http = daemon_http_server(a, security, ip)
+    if http is not None:
+        _serve_http(http, seat, metrics, a.metrics_open)
+        install_webui(  # the web UI (mesos_master.webui): its pages, its login page
+            http.app, master_view(seat, authorizer, security.secure, security.client_config(), http.check_token)
+        )
+        await http.start()
+        write_http_address(work_dir, "master", http)
+    return health, http, metrics
+
+
+def _serve_http(http: HttpServer, seat: Seat, metrics: CollectorRegistry, metrics_open: bool) -> None:
+    """The master's HTTP routes /metrics and /health (a standby: 503); the web UI's are installed beside them."""
+    install_metrics(http, metrics, open_to_all=metrics_open)
+
+    def serving() -> tuple[bool, str]:
+        if seat.leading:
+            return True, "leading"
+        leader = seat.leader()
+        return False, f"standby (leader: {leader.address})" if leader is not None else "standby (no leader)"
+
+    install_health(http, serving)
+
+
 def _open_sqlite(work_dir: Path) -> SQLiteRegistry:
     try:
         return SQLiteRegistry(work_dir / "registry.sqlite")
@@ -238,7 +298,7 @@ def _open_sqlite(work_dir: Path) -> SQLiteRegistry:
 
 
 def _release(work_dir: Path) -> None:
-    for name in (ADDRESS_FILE, TOKEN_ADDRESS_FILE):
+    for name in (ADDRESS_FILE, TOKEN_ADDRESS_FILE, HTTP_ADDRESS_FILE):
         with contextlib.suppress(FileNotFoundError):
             (work_dir / name).unlink()
 

@@ -3,6 +3,7 @@ that change what a framework is offered (DECLINE, REVIVE, SUPPRESS). ACCEPT is i
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from aiomesos.v1 import events_pb2, scheduler_pb2
@@ -23,7 +24,8 @@ def refuse_seconds(filters: scheduler_pb2.Filters) -> float:
 
 class OfferTransitions(MasterState):
     def allocate(self) -> int:
-        """One allocation cycle; returns the number of offers made."""
+        """One allocation cycle; returns the number of offers made (timed and counted for the metrics)."""
+        started = time.perf_counter()
         now = self.clock()
         made = 0
         cycle: dict[str, list[Offer]] = {}  # what each framework was offered in this cycle
@@ -62,6 +64,9 @@ class OfferTransitions(MasterState):
             made += 1
         for framework_id, offers in cycle.items():
             self._publish_offers(self.frameworks[framework_id], offers, now)
+        self.allocation_runs.observe(time.perf_counter() - started)
+        if made:
+            self.counters["offers"] = self.counters.get("offers", 0) + made
         return made
 
     def _publish_offers(self, fw: Framework, offers: list[Offer], now: float) -> None:

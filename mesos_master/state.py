@@ -21,6 +21,7 @@ from mesos_master.errors import DeniedError, UnknownIdError
 from mesos_master.outbox import Outbox
 from mesos_master.records import AgentRecord, Drain, Framework, Offer, PendingReconciliations, Task
 from mesos_master.views import fill_agent, fill_framework, fill_task, fill_task_update
+from scheduler_sdk._daemon.durations import Durations
 from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.security.acls import Authorizer, audit
@@ -57,7 +58,8 @@ class MasterState:
     weights: dict[str, float]
     quotas: dict[str, Quota]
     reservations: dict[str, Resources]  # agent id -> its dynamic reservations
-    counters: dict[str, int]
+    counters: dict[str, int]  # events counted since the term began (mesos_master.metrics: NAME_total)
+    allocation_runs: Durations  # how long each allocation cycle took (aiomesos_master_allocation_run_seconds)
     drains: dict[str, Drain]  # agent id -> its drain (maintenance), while DRAINING or DRAINED
     gone_agents: dict[str, float]  # agent id -> when it was drained and marked gone: it may never attach again
     # Agents known from the registry that have neither re-attached nor been marked unreachable since this master

@@ -11,6 +11,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from mesos_master.allocator import Allocator, create_allocator
 from mesos_master.api.agents import AgentRegistryService
@@ -52,8 +53,11 @@ class Terms:
         authorizer: Authorizer,
         security: DaemonSecurity,
         stopping: asyncio.Event,
+        *,
+        metrics: CollectorRegistry | None = None,
     ) -> None:
         self.args = args
+        self.metrics = metrics  # the daemon's registry, read by GetMetrics (mesos_master.metrics)
         self.master_id = master_id
         self.seat = seat
         self.authorizer = authorizer
@@ -130,7 +134,7 @@ class Terms:
         )
         dispatcher = Dispatcher(master, registry)
         guard = Guard(self.authorizer, secure=self.security.secure)
-        operator = OperatorService(dispatcher, guard, self.security.client_config())
+        operator = OperatorService(dispatcher, guard, self.security.client_config(), metrics=self.metrics)
         self.seat.begin(
             {
                 "aiomesos.v1.Scheduler": SchedulerService(dispatcher, a.heartbeat_interval, guard),

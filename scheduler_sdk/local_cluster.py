@@ -29,6 +29,8 @@ from scheduler_sdk.security.local import LocalCertificates
 CA_DIR_ENV = "AIOMESOS_CA_DIR"
 CLIENT_CONFIG = "aiomesos.toml"
 
+#: Where each daemon writes its HTTP port's URL (scheduler_sdk._daemon.http.write_http_address).
+HTTP_ADDRESS = "{name}.http.addr"
 CGROUP_MOUNTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
 SIGTERM, SIGUSR1 = signal.SIGTERM, signal.SIGUSR1  # Daemon.signal() shadows the module in its class body
 
@@ -99,10 +101,21 @@ class Daemon:
             await asyncio.sleep(0.02)
         return addr_file.read_text().strip()
 
+    def http_url(self, kind: str) -> str:
+        """The URL of its HTTP port (https://127.0.0.1:PORT when secure), "" while it has none."""
+        with contextlib.suppress(OSError):
+            return (self.work_dir / HTTP_ADDRESS.format(name=kind)).read_text().strip()
+        return ""
+
     def log_tail(self, lines: int = 20) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         return ""
+
+
+def _port_of(url: str) -> int:
+    """The port of a daemon's HTTP URL (0, any free one, when it has none yet)."""
+    return int(url.rsplit(":", 1)[1]) if url else 0
 
 
 def agent_cgroup_root(work_dir: Path) -> str:
@@ -161,6 +174,7 @@ class LocalCluster:
     jobs_flags: list[str] = field(default_factory=list)
     jobs_daemon: Daemon | None = None
     jobs_address: str = ""
+    _jobs_http_port: int = 0  # kept across restarts, as its gRPC port is
     master: Daemon | None = None  # the first master (the only one unless masters > 1)
     master_daemons: list[Daemon] = field(default_factory=list)
     agent_daemons: list[Daemon] = field(default_factory=list)
@@ -170,6 +184,32 @@ class LocalCluster:
     _etcd_urls: dict[int, str] = field(default_factory=dict)  # a master that reaches etcd another way
     token_address: str = ""  # the master's port for bearer tokens (secure clusters)
     certificates: LocalCertificates | None = None
+
+    @property
+    def master_http_url(self) -> str:
+        """The first master's HTTP port (/metrics, /health, the web UI): https://127.0.0.1:PORT when secure."""
+        return self.master.http_url("master") if self.master is not None else ""
+
+    @property
+    def master_http_urls(self) -> list[str]:
+        return [d.http_url("master") for d in self.master_daemons]
+
+    @property
+    def agent_http_urls(self) -> list[str]:
+        """Each agent's HTTP port, by index ("" for one that has not started serving yet)."""
+        return [d.http_url("agent") for d in self.agent_daemons]
+
+    @property
+    def jobs_http_url(self) -> str:
+        return self.jobs_daemon.http_url("jobs") if self.jobs_daemon is not None else ""
+
+    async def wait_for_http(self, timeout: float = 30.0) -> None:
+        """Until every daemon's HTTP port is known (agents write theirs as they start serving)."""
+        deadline = time.monotonic() + timeout
+        while not all([self.master_http_url, *self.agent_http_urls, *([self.jobs_http_url] if self.jobs else [])]):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"not every daemon serves HTTP after {timeout} s")
+            await asyncio.sleep(0.05)
 
     @property
     def client_config_path(self) -> Path:
@@ -191,13 +231,16 @@ class LocalCluster:
             self.certificates = LocalCertificates(self.work_dir / "certs", ca_dir)
         return self.certificates.daemon_flags(name, role)
 
-    def _local_flags(self, work_dir: Path, port: int | str) -> list[str]:
-        """What every daemon of a local cluster is given: its work dir and port, loopback, JSON logs."""
+    def _local_flags(self, work_dir: Path, port: int | str, http_port: int | str = 0) -> list[str]:
+        """What every daemon of a local cluster is given: its work dir, its ports (the HTTP port given, so that
+        a restart keeps it), loopback, JSON logs."""
         return [
             "--work-dir",
             str(work_dir),
             "--port",
             str(port),
+            "--http-port",
+            str(http_port),
             "--ip",
             "127.0.0.1",
             "--log-format",
@@ -254,10 +297,13 @@ class LocalCluster:
         if etcd_url is not None:
             self._etcd_urls[index] = etcd_url
         daemon = self.master_daemons[index]
+        http_port = _port_of(daemon.http_url("master"))
         await daemon.stop()
         address = self.master_addresses[index]
         token_port = int(self.token_address.rsplit(":", 1)[1]) if self.token_address and index == 0 else 0
-        await self.start_master(timeout, port=int(address.rsplit(":", 1)[1]), token_port=token_port, index=index)
+        await self.start_master(
+            timeout, port=int(address.rsplit(":", 1)[1]), token_port=token_port, index=index, http_port=http_port
+        )
 
     def master_index(self, address: str) -> int:
         return self.master_addresses.index(address)
@@ -283,7 +329,9 @@ class LocalCluster:
                 raise ClusterError(f"no master was elected in {timeout} s")
             await asyncio.sleep(0.05)
 
-    async def start_master(self, timeout: float = 30.0, port: int = 0, token_port: int = 0, index: int = 0) -> None:
+    async def start_master(
+        self, timeout: float = 30.0, port: int = 0, token_port: int = 0, index: int = 0, http_port: int = 0
+    ) -> None:
         name = "master" if self.masters == 1 else f"master{index}"
         master_dir = self.work_dir / name
         addr_file = master_dir / "master.addr"
@@ -301,7 +349,7 @@ class LocalCluster:
                 sys.executable,
                 "-m",
                 "mesos_master",
-                *self._local_flags(master_dir, port),
+                *self._local_flags(master_dir, port, http_port),
                 *self._security_flags("master", "master"),
                 *(["--token-port", str(token_port)] if self.secure else []),
                 *etcd_flags,
@@ -333,6 +381,7 @@ class LocalCluster:
         with contextlib.suppress(FileNotFoundError):
             addr_file.unlink()
         port = self.jobs_address.rsplit(":", 1)[1] if self.jobs_address else "0"
+        http_port = self._jobs_http_port
         daemon = Daemon(
             "jobs",
             [
@@ -341,7 +390,7 @@ class LocalCluster:
                 "scheduler_sdk.frameworks.jobs",
                 "--master",
                 self.master_address,
-                *self._local_flags(work, port),
+                *self._local_flags(work, port, http_port),
                 *self._security_flags("jobs", "framework"),
                 *self.jobs_flags,
                 *(extra_flags or []),
@@ -352,6 +401,7 @@ class LocalCluster:
         self.jobs_daemon = daemon
         daemon.start(self._env())
         self.jobs_address = await daemon.address(addr_file, timeout)
+        self._jobs_http_port = _port_of(daemon.http_url("jobs"))
         if self.certificates is not None:
             self.client_config.write(self.client_config_path)
 
@@ -369,6 +419,8 @@ class LocalCluster:
                 "--work-dir",
                 str(work),
                 "--port",
+                "0",
+                "--http-port",
                 "0",
                 "--ip",
                 "127.0.0.1",

@@ -214,8 +214,12 @@ class OperatorClient:
         await self._call("ReactivateAgent", opb.ReactivateAgentRequest(agent_id=agent_id))
 
     async def metrics(self) -> dict[str, float]:
-        resp: opb.GetMetricsResponse = await self._call("GetMetrics", opb.GetMetricsRequest())  # type: ignore[assignment]
-        return dict(resp.metrics)
+        """The master's Prometheus samples by name (`name` or `name{label="value",...}`)."""
+        return dict((await self.metrics_response()).metrics)
+
+    async def metrics_response(self) -> opb.GetMetricsResponse:
+        """The master's metrics: the samples by name, and by family with their type and help."""
+        return await self._call("GetMetrics", opb.GetMetricsRequest())  # type: ignore[return-value]
 
     async def containers(self) -> opb.GetClusterContainersResponse:
         """Every task's container with its usage statistics, gathered from the agents by the master."""

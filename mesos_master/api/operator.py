@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from prometheus_client import CollectorRegistry
 
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
 from aiomesos.v1 import operator_pb2 as opb
@@ -21,10 +23,12 @@ from mesos_master.api.events import SubscribeServicer
 from mesos_master.cluster import AgentRecord, CallError, Framework, Master, Task
 from mesos_master.drain import drain_info
 from mesos_master.errors import PreconditionError
+from mesos_master.metrics import master_registry
 from mesos_master.paging import ITEM_OVERHEAD, Key, PageTokenError, decode_token, encode_token, take_page, unique_keys
 from mesos_master.validation import UnknownIdError, operator_resources
 from scheduler_sdk import __version__
 from scheduler_sdk._daemon.guard import Guard, deny
+from scheduler_sdk._daemon.prometheus import metrics_response
 from scheduler_sdk.channels import open_channel
 from scheduler_sdk.quoting import quoted
 from scheduler_sdk.resources import UNRESERVED, Resources, ResourcesError
@@ -168,11 +172,15 @@ class OperatorService(SubscribeServicer, operator_pb2_grpc.OperatorServicer):
         dispatcher: Dispatcher,
         guard: Guard,
         client_config: ClientConfig | None = None,
+        *,
+        metrics: CollectorRegistry | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.master = dispatcher.master
         self.guard = guard
         self.client_config = client_config  # how the master dials agents (its own certificate)
+        # What /metrics serves too (the daemon's registry); a registry of this core alone without one (tests).
+        self.metrics = metrics or master_registry(lambda: self.master, time.time, self.master.start_time)
 
     async def GetMasters(
         self, request: opb.GetMastersRequest, context: grpc.aio.ServicerContext
@@ -390,19 +398,8 @@ class OperatorService(SubscribeServicer, operator_pb2_grpc.OperatorServicer):
     async def GetMetrics(
         self, request: opb.GetMetricsRequest, context: grpc.aio.ServicerContext
     ) -> opb.GetMetricsResponse:
-        master = self.master
-        metrics: dict[str, float] = {
-            "master_uptime_secs": master.clock() - master.start_time,
-            "agents_active": sum(1 for a in master.agents.values() if a.connected),
-            "agents_inactive": sum(1 for a in master.agents.values() if not a.connected),
-            "frameworks_connected": sum(1 for f in master.frameworks.values() if f.connected),
-            "frameworks_disconnected": sum(1 for f in master.frameworks.values() if not f.connected),
-            "tasks_active": sum(len(f.tasks) for f in master.frameworks.values()),
-            "offers_outstanding": len(master.offers),
-        }
-        metrics.update({k: float(v) for k, v in master.counters.items()})
-        metrics.update(master.allocator.metrics())
-        return opb.GetMetricsResponse(metrics=metrics)
+        """The samples /metrics serves, from the same collectors (mesos_master.metrics)."""
+        return metrics_response(self.metrics)
 
     async def GetContainers(
         self, request: opb.GetClusterContainersRequest, context: grpc.aio.ServicerContext

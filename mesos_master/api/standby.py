@@ -41,6 +41,8 @@ class Seat:
         self._leader = leader
         #: What GetMasters answers (mesos_master.ha: the master alone, or every master as etcd lists them).
         self.masters_view = masters
+        #: Told when a term begins (True) or ends (False): the daemon's gRPC health follows it.
+        self.on_change: Callable[[bool], None] | None = None
 
     @property
     def leading(self) -> bool:
@@ -50,11 +52,15 @@ class Seat:
         """A term starts: calls go to these servicers (by service name) from now on; `events` is its hub."""
         self.services = services
         self.events = events
+        if self.on_change is not None:
+            self.on_change(True)
 
     def end(self) -> None:
         """The term is over: refuse from now on (streams of the term are ended by its dispatcher)."""
         self.services = None
         self.events = None
+        if self.on_change is not None:
+            self.on_change(False)
 
     def leader(self) -> MasterRecord | None:
         """The leader as this master last saw it, when it is another master."""

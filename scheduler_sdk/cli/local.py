@@ -98,6 +98,7 @@ async def cmd_cluster_up(args: argparse.Namespace) -> int:
         await cluster.start()
         print(f"master  {cluster.master_address}")
         print(f"jobs    {cluster.jobs_address}   (aiomesos job run FILE; see docs/jobs.md)")
+        print(f"http    {cluster.master_http_url}   (/metrics, /health, the web UI; see docs/operations.md)")
         if cluster.etcd is not None:
             print(f"masters {','.join(cluster.master_addresses)}   (etcd {','.join(cluster.etcd.endpoints)})")
         if cluster.secure:

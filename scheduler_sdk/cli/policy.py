@@ -1,4 +1,5 @@
-"""`aiomesos weights`, `quota`, `reserve`, `unreserve`, `metrics`: the operator's allocation policy."""
+"""`aiomesos weights`, `quota`, `reserve`, `unreserve`: the operator's allocation policy (and `metrics`, whose
+command is scheduler_sdk.cli.metrics)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scheduler_sdk._daemon.flags import FlagParser, UsageError
+from scheduler_sdk.cli import metrics as metrics_cli
 from scheduler_sdk.cli.tables import Column, FitTable, print_table
 from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.resources import Resources, ResourcesError
@@ -31,8 +33,7 @@ def add_parsers(sub: Any, with_master: Callable[[FlagParser], FlagParser]) -> No
         sp.add_argument("agent_id")
         sp.add_argument("resources", help='with roles, e.g. "cpus(eng):2;mem(eng):1024"')
 
-    metrics = with_master(sub.add_parser("metrics", help="the master's metrics"))
-    metrics.add_argument("--json", action="store_true", help="print JSON")
+    metrics_cli.add_parser(sub, with_master)
 
 
 def _amounts(text: str, flag: str) -> Resources:
@@ -158,21 +159,10 @@ async def cmd_reserve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_metrics(args: argparse.Namespace) -> int:
-    async with OperatorClient(args.master) as client:
-        metrics = await client.metrics()
-    if args.json:
-        print(json.dumps(metrics, indent=2, sort_keys=True))
-    else:
-        for key, value in sorted(metrics.items()):
-            print(f"{key:40} {value:g}")
-    return 0
-
-
 COMMANDS = {
     "weights": cmd_weights,
     "quota": cmd_quota,
     "reserve": cmd_reserve,
     "unreserve": cmd_reserve,
-    "metrics": cmd_metrics,
+    **metrics_cli.COMMANDS,
 }

@@ -173,7 +173,7 @@ DEFAULT_ACLS = Acls(
         "update_quotas": (Rule(some("operator/*"), ANY),),
         "reserve_resources": (Rule(some("operator/*", "framework/*"), ANY),),
         "unreserve_resources": (Rule(some("operator/*", "framework/*"), ANY),),
-        "access_sandboxes": (Rule(some("operator/*"), ANY),),
+        "access_sandboxes": (Rule(some("operator/*", "master/*"), ANY),),  # the master: for its web UI
         "view_frameworks": (Rule(some("operator/*", "master/*"), ANY),),
         "register_agents": (Rule(some("agent/*"), ANY),),
         "drain_agents": (Rule(some("operator/*"), ANY),),

@@ -284,7 +284,7 @@ async def test_revocation_preempts_tasks_of_a_role_above_its_share_for_a_starved
                 assert preempted and all(s.reason == tpb.TaskStatus.REASON_CONTAINER_PREEMPTED for s in preempted)
                 async with OperatorClient(c.master_address) as op:
                     metrics = await op.metrics()
-                assert metrics.get("tasks_revoked", 0) >= 1
+                assert metrics.get("aiomesos_master_tasks_revoked_total", 0) >= 1
     finally:
         assert await c.stop() == []
 

@@ -14,13 +14,16 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aiomesos.v1 import operator_pb2 as opb
 from aiomesos.v1 import operator_pb2_grpc
 from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import tasks_pb2 as tpb
+from scheduler_sdk._daemon.http import client_ssl_context
 from scheduler_sdk.driver import SchedulerDriver
 from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.masters import leader_hint
@@ -185,6 +188,16 @@ async def test_a_standby_refuses_writes_and_names_the_leader(tmp_path: Path) -> 
             assert "standby" in refused.value.details() and leader in refused.value.details()
             assert leader_hint(refused.value) == leader
             masters = await stub.GetMasters(opb.GetMastersRequest())  # a standby answers this itself
+            # gRPC health, answered by the standby itself (not routed): alive, but its services NOT_SERVING.
+            assert await _health(channel, "") == health_pb2.HealthCheckResponse.SERVING
+            assert await _health(channel, "aiomesos.v1.Scheduler") == health_pb2.HealthCheckResponse.NOT_SERVING
+        async with master_channel(leader) as channel:
+            assert await _health(channel, "aiomesos.v1.Scheduler") == health_pb2.HealthCheckResponse.SERVING
+        # And /health over HTTP, for a load balancer: 200 at the leader, 503 naming the leader at a standby.
+        urls = c.master_http_urls
+        assert (await _http_health(c, urls[c.master_index(leader)]))[0] == 200
+        status, why = await _http_health(c, urls[c.master_index(standby)])
+        assert status == 503 and leader in why, why
         assert masters.registry == "etcd" and len(masters.masters) == 3
         assert [m.address for m in masters.masters if m.leader] == [leader]
         assert masters.etcd and all(e.healthy for e in masters.etcd)
@@ -200,6 +213,17 @@ async def test_a_standby_refuses_writes_and_names_the_leader(tmp_path: Path) -> 
         async with OperatorClient(",".join(c.master_addresses)) as client:
             await client.update_weights({"a": 2.0})
             assert (await client.weights())["a"] == 2.0
+
+
+async def _health(channel: grpc.aio.Channel, service: str) -> int:
+    return (await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service))).status
+
+
+async def _http_health(c: LocalCluster, url: str) -> tuple[int, str]:
+    assert c.certificates is not None
+    context = client_ssl_context(c.certificates.ca_cert)  # /health is public: no certificate needed
+    async with aiohttp.ClientSession() as session, session.get(url + "/health", ssl=context) as r:
+        return r.status, await r.text()
 
 
 async def test_a_leader_cut_off_from_etcd_steps_down_and_cannot_write(tmp_path: Path) -> None:

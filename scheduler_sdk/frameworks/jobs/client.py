@@ -6,6 +6,7 @@ import grpc
 
 from aiomesos.v1 import jobs_pb2 as jpb
 from aiomesos.v1 import jobs_pb2_grpc
+from aiomesos.v1 import resources_pb2 as rpb
 from scheduler_sdk.channels import open_channel
 from scheduler_sdk.security.config import ClientConfig, load_client_config
 
@@ -18,6 +19,14 @@ REFUSED = (
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.UNAUTHENTICATED,
 )
+#: The label of the jobs service's FrameworkInfo that says where its Jobs API is (host:port): how the master's
+#: web UI finds it.
+API_LABEL = "aiomesos.jobs.api"
+
+
+def api_address(info: rpb.FrameworkInfo) -> str:
+    """Where the Jobs API of the jobs service that registered `info` listens ("" if it is not one)."""
+    return next((label.value for label in info.labels.labels if label.key == API_LABEL), "")
 
 
 class JobsError(Exception):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import structlog
+from prometheus_client import CollectorRegistry
 
 from aiomesos.v1 import jobs_pb2_grpc
 from aiomesos.v1 import resources_pb2 as rpb
@@ -25,14 +26,19 @@ from scheduler_sdk._daemon.flags import (
     master_spec,
     port,
 )
+from scheduler_sdk._daemon.grpc_health import add_health_and_reflection, stop_serving
 from scheduler_sdk._daemon.guard import load_authorizer
+from scheduler_sdk._daemon.http import HttpServer, add_http_flags, daemon_http_server, write_http_address
 from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon, write_atomically
+from scheduler_sdk._daemon.prometheus import install_health, install_metrics
 from scheduler_sdk._daemon.security import DaemonSecurity, add_security_flags
 from scheduler_sdk._daemon.tasks import race
 from scheduler_sdk.channels import SERVER_OPTIONS
 from scheduler_sdk.driver import SchedulerDriver
+from scheduler_sdk.frameworks.jobs.client import API_LABEL
 from scheduler_sdk.frameworks.jobs.core import JobsCore
+from scheduler_sdk.frameworks.jobs.metrics import jobs_registry
 from scheduler_sdk.frameworks.jobs.placement import JobsScheduler
 from scheduler_sdk.frameworks.jobs.service import CALLERS, JobsServicer
 from scheduler_sdk.frameworks.jobs.store import JobStore, StoreError
@@ -44,6 +50,7 @@ log = structlog.get_logger("jobs")
 
 DEFAULT_PORT = 5060
 ADDRESS_FILE = "jobs.addr"
+HTTP_ADDRESS_FILE = "jobs.http.addr"
 STORE_FILE = "jobs.db"
 FRAMEWORK_ID = "framework_id"
 TICK = 0.2  # seconds between ticks (timeouts, backoffs, cron)
@@ -81,6 +88,7 @@ def build_parser() -> FlagParser:
     # For tests: cron times follow the unix time written in this file (a float) instead of the real clock.
     p.add_flag("--cron-clock-file", env=False, default=None, help=argparse.SUPPRESS)
     add_security_flags(p, tokens=True)
+    add_http_flags(p, default_port=DEFAULT_PORT)
     p.add_flag(
         "--acls",
         default=None,
@@ -151,6 +159,14 @@ class JobsDaemon:
         )
         core = JobsCore(store, scheduler, cron_clock=cron_clock)
         core.load()
+        operator = OperatorClient(a.master, config=client_config, timeout=3.0)
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=security.interceptors(CALLERS))
+        jobs_pb2_grpc.add_JobsServicer_to_server(
+            JobsServicer(core, lambda: agent_totals(operator), secure=security.secure, authorizer=authorizer), server
+        )
+        health = add_health_and_reflection(server, CALLERS)
+        bound, token_port = security.bind(server, ip, a.port)
+        host = "127.0.0.1" if ip in ("0.0.0.0", "::") else ip
         info = rpb.FrameworkInfo(
             name=a.name,
             id=store.get_meta(FRAMEWORK_ID) or "",
@@ -160,20 +176,18 @@ class JobsDaemon:
         )
         for cap in CAPABILITIES:
             info.capabilities.add(type=cap)
+        # Where the Jobs API is, for the master's web UI (which reads jobs with the master's certificate); the
+        # address its address file names (loopback when it listens everywhere, as an agent's default).
+        info.labels.labels.add(key=API_LABEL, value=f"{host}:{bound}")
         driver = SchedulerDriver(a.master, info, scheduler, config=client_config)
-        operator = OperatorClient(a.master, config=client_config, timeout=3.0)
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=security.interceptors(CALLERS))
-        jobs_pb2_grpc.add_JobsServicer_to_server(
-            JobsServicer(core, lambda: agent_totals(operator), secure=security.secure, authorizer=authorizer), server
-        )
-        bound, token_port = security.bind(server, ip, a.port)
+        http = await _start_http(a, security, ip, jobs_registry(core, driver.subscribed.is_set), work_dir)
         await server.start()
-        host = "127.0.0.1" if ip in ("0.0.0.0", "::") else ip
         write_atomically(work_dir / ADDRESS_FILE, f"{host}:{bound}\n")
         log.info(
             "jobs service started",
             address=f"{host}:{bound}",
             token_port=token_port,
+            http=http.url if http is not None else None,
             master=a.master,
             framework_id=info.id or None,
             jobs=len(core.jobs),
@@ -193,15 +207,29 @@ class JobsDaemon:
                 placing.cancel()
                 ticking.cancel()
                 driver.stop(teardown=False)
-                await server.stop(grace=1.0)
+                await stop_serving(server, health, http, grace=1.0)
         finally:
             with contextlib.suppress(Exception):
                 await operator.close()
             store.close()
-            with contextlib.suppress(FileNotFoundError):
-                (work_dir / ADDRESS_FILE).unlink()
+            for name in (ADDRESS_FILE, HTTP_ADDRESS_FILE):
+                with contextlib.suppress(FileNotFoundError):
+                    (work_dir / name).unlink()
         log.info("jobs service stopped")
         return 0
+
+
+async def _start_http(
+    a: argparse.Namespace, security: DaemonSecurity, ip: str, metrics: CollectorRegistry, work_dir: Path
+) -> HttpServer | None:
+    """The HTTP port (/metrics, /health), started, unless `--http-port off`."""
+    http = daemon_http_server(a, security, ip)
+    if http is not None:
+        install_metrics(http, metrics, open_to_all=a.metrics_open)
+        install_health(http, lambda: (True, "ok"))
+        await http.start()
+        write_http_address(work_dir, "jobs", http)
+    return http
 
 
 async def _tick(core: JobsCore) -> None:

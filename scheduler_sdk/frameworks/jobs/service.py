@@ -1,6 +1,7 @@
 """The Jobs gRPC API (proto/aiomesos/v1/jobs.proto): validate, translate, call the core; no policy here.
 
-Who may do what: any authenticated operator or framework principal may submit jobs and list them. A job is
+Who may do what: any authenticated operator or framework principal may submit jobs and list them (the master
+may list and read them, for its web UI, and submits none). A job is
 replaced, stopped, and its spec (commands, environment) read, by the principal that submitted it or an operator
 (PERMISSION_DENIED otherwise, naming both). A spec's role and user are authorised for the caller by the same ACLs
 as the master's (`register_frameworks` for the role, `run_tasks` for the user): the service runs every job as one
@@ -24,8 +25,10 @@ from scheduler_sdk.frameworks.jobs.store import RunRecord
 from scheduler_sdk.frameworks.jobs.tasks import Slot
 from scheduler_sdk.security.acls import Authorizer, audit
 
-#: Who may call the Jobs service at all.
-CALLERS = {"aiomesos.v1.Jobs": ("operator", "framework")}
+#: Who may call the Jobs service at all: operators and frameworks, and the master, which reads jobs for its web
+#: UI (with its own certificate) and may not submit (a master owns no job, so it manages none either).
+CALLERS = {"aiomesos.v1.Jobs": ("operator", "framework", "master")}
+READ_ONLY_ROLES = ("master",)
 _CODES = {
     "invalid": grpc.StatusCode.INVALID_ARGUMENT,
     "not_found": grpc.StatusCode.NOT_FOUND,
@@ -71,6 +74,8 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
                 raise JobError(decision.message, "denied")
 
     async def Submit(self, request: jpb.SubmitJobRequest, context: grpc.aio.ServicerContext) -> jpb.SubmitJobResponse:
+        if self._who().split("/")[0] in READ_ONLY_ROLES:
+            await _abort(context, JobError(f"{self._who()} may read jobs, not submit them", "denied"))
         if len(request.spec_yaml.encode()) > MAX_SPEC_BYTES:
             await _abort(context, JobError(f"spec_yaml: at most {MAX_SPEC_BYTES} bytes"))
         try:
