@@ -12,29 +12,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 from pathlib import Path
 
 from bench.common import report
 from bench.e2e import _median_run, run
 
+KEYS = (
+    ("tasks_per_second", True),
+    ("accept_to_running_ms_p50", False),
+    ("single_task_accept_to_running_ms_p50", False),
+    ("master_cpu_seconds", False),
+)
 
-def cost(on: dict[str, object], off: dict[str, object]) -> dict[str, object]:
-    """What the HTTP port and its scrapes cost, in percent of the run without (positive: worse with)."""
 
-    def change(key: str, higher_is_better: bool) -> float:
-        with_, without = float(on[key]), float(off[key])  # type: ignore[arg-type]
-        if without == 0:
-            return float("nan")
+def cost(on: list[dict[str, object]], off: list[dict[str, object]]) -> dict[str, object]:
+    """What the HTTP port and its scrapes cost: each figure's median over the rounds, with and without, and the
+    change in percent of the figure without (positive: worse with)."""
+    out: dict[str, object] = {}
+    for key, higher_is_better in KEYS:
+        with_ = statistics.median(float(r[key]) for r in on)  # type: ignore[arg-type]
+        without = statistics.median(float(r[key]) for r in off)  # type: ignore[arg-type]
         worse = (without - with_) if higher_is_better else (with_ - without)
-        return round(100 * worse / without, 1)
-
-    return {
-        "metrics_cost_tasks_per_second_pct": change("tasks_per_second", True),
-        "metrics_cost_burst_accept_to_running_p50_pct": change("accept_to_running_ms_p50", False),
-        "metrics_cost_single_accept_to_running_p50_pct": change("single_task_accept_to_running_ms_p50", False),
-        "metrics_cost_master_cpu_seconds_pct": change("master_cpu_seconds", False),
-    }
+        out[f"{key}_median_on"], out[f"{key}_median_off"] = with_, without
+        out[f"metrics_cost_{key}_pct"] = round(100 * worse / without, 1) if without else float("nan")
+    return out
 
 
 def main() -> None:
@@ -66,7 +69,8 @@ def main() -> None:
     on, off = _median_run(runs["on"]), _median_run(runs["off"])
     on["master_cpu_seconds_all_rounds"] = [r["master_cpu_seconds"] for r in runs["on"]]
     off["master_cpu_seconds_all_rounds"] = [r["master_cpu_seconds"] for r in runs["off"]]
-    report("metrics_overhead", {"http_on_scraped": on, "http_off": off, "rounds": args.rounds, **cost(on, off)})
+    figures = {"http_on_scraped": on, "http_off": off, "rounds": args.rounds, **cost(runs["on"], runs["off"])}
+    report("metrics_overhead", figures)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ def service_names(*files: FileDescriptor) -> list[str]:
 
 
 class Health:
-    """The daemon's health servicer, set from synchronous code (a term beginning or ending)."""
+    """The daemon's health servicer, set from synchronous code (a term beginning or ending). The servicer's own
+    `set` is a coroutine; the initial statuses are written to its table directly, before the server starts."""
 
     def __init__(self, services: Iterable[str], *, serving: bool = True) -> None:
         self.servicer = HealthServicer()

@@ -21,12 +21,22 @@ def add_parser(sub: Any, with_master: Callable[[FlagParser], FlagParser]) -> Non
     p.add_argument("--json", action="store_true", help="print every sample by its Prometheus name, as JSON")
 
 
-def value_text(value: float) -> str:
+def value_text(value: float, name: str = "") -> str:
+    """A sample's value for people: thousands separated; bytes also in binary units (4,294,967,296 = 4 GiB)."""
     if math.isnan(value) or math.isinf(value):
         return str(value)
-    if value == int(value) and abs(value) < 1e15:
-        return f"{int(value):,}"
-    return f"{value:,.6g}"
+    text = f"{int(value):,}" if value == int(value) and abs(value) < 1e15 else f"{value:,.6g}"
+    if name.endswith("_bytes") and abs(value) >= 1024:
+        return f"{text} ({_binary(value)})"
+    return text
+
+
+def _binary(value: float) -> str:
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if abs(value) < 1024:
+            return f"{value:.3g} {unit}"
+    return f"{value:.3g} PiB"
 
 
 def rows(families: Sequence[opb.MetricFamily], match: str = "", everything: bool = False) -> list[list[str]]:
@@ -42,9 +52,8 @@ def rows(families: Sequence[opb.MetricFamily], match: str = "", everything: bool
             if not everything and s.name.endswith(("_bucket", "_created")):
                 continue
             labels = ", ".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-            out.append(
-                [s.name, labels, value_text(s.value), family.type if first else "", family.help if first else ""]
-            )
+            kind, doc = (family.type, family.help) if first else ("", "")
+            out.append([s.name, labels, value_text(s.value, s.name), kind, doc])
             first = False
     return out
 
@@ -54,7 +63,7 @@ def print_rows(table_rows: list[list[str]], title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-    table.add_column("metric", overflow="fold")
+    table.add_column("metric", no_wrap=True)
     table.add_column("labels", overflow="fold")
     table.add_column("value", justify="right", no_wrap=True)
     table.add_column("type")

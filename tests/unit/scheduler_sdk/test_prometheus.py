@@ -60,5 +60,7 @@ def test_the_table_shows_samples_with_help_once_and_hides_buckets_unless_asked()
 
 def test_values_read_as_numbers() -> None:
     assert value_text(1073741824.0) == "1,073,741,824"
+    assert value_text(1073741824.0, "aiomesos_agent_memory_bytes") == "1,073,741,824 (1 GiB)"
+    assert value_text(512.0, "aiomesos_agent_memory_bytes") == "512"
     assert value_text(0.00123) == "0.00123"
     assert value_text(float("inf")) == "inf"
