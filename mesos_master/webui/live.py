@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, S
 from typing import Any, TypeVar
 
 from aiomesos.v1 import events_pb2 as epb
+from aiomesos.v1 import jobs_pb2 as jpb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk._daemon.tasks import cancel_and_wait
 from scheduler_sdk.states import state_name
@@ -59,14 +60,9 @@ def _status_fields(status: tpb.TaskStatus | None) -> Update:
     return out
 
 
-def exit_code(message: Any) -> int | None:
-    """The exit code of a TaskStatus (or a jobs TaskSlot), if it has one. Written for both wire forms while
-    proto3 `optional` replaces the `has_exit_code` twins (issue 13): simplify once both are merged."""
-    try:
-        present = message.HasField("exit_code")
-    except ValueError:  # a plain field, with its has_exit_code twin
-        present = bool(getattr(message, "has_exit_code", False))
-    return int(message.exit_code) if present else None
+def exit_code(message: tpb.TaskStatus | jpb.TaskSlot) -> int | None:
+    """The exit code of a TaskStatus (or a jobs TaskSlot), if it has one (a proto3 `optional`)."""
+    return int(message.exit_code) if message.HasField("exit_code") else None
 
 
 def task_added(task: epb.EventTask, hostname: Callable[[str], str]) -> Update:
