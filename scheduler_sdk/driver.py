@@ -179,7 +179,7 @@ class SchedulerDriver:
                 framework_id=self.framework.id,
                 exc_info=error,
             )
-        self.stop()
+        self.stop(teardown=self._teardown)  # a teardown the callback asked for before it raised still happens
 
     async def _subscriptions(self) -> None:
         """Subscribe to the leading master, again and again: a broken stream or a standby's refusal sends the

@@ -203,14 +203,17 @@ def namespace_pids(namespace: str) -> list[int]:
 
 def kill_namespace_processes(namespace: str, timeout: float = 5.0) -> list[int]:
     """SIGKILL every process left in the namespace and wait (up to `timeout`) until they are gone; returns the
-    pids that were there."""
+    pids that were there. NetnsError naming those still there after `timeout`: the namespace (and its veth on
+    the bridge) would outlive `ip netns del` while they live."""
     pids = namespace_pids(namespace)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout
-    while namespace_pids(namespace) and time.monotonic() < deadline:
+    while (left := namespace_pids(namespace)) and time.monotonic() < deadline:
         time.sleep(0.02)
+    if left:
+        raise NetnsError(f"namespace {namespace}: processes still there after SIGKILL and {timeout:g}s: {left}")
     return pids
 
 

@@ -272,12 +272,17 @@ class NetnsCluster:
         for found in await asyncio.gather(*(self.remove_host(name) for name in agents), return_exceptions=True):
             problems.extend([f"{found}"] if isinstance(found, BaseException) else found)
         if MASTER_HOST in self.hosts:
-            with contextlib.suppress(netns.NetnsError):
+            try:
                 problems.extend(await self.remove_host(MASTER_HOST))
+            except netns.NetnsError as e:
+                problems.append(str(e))
         if self.network is not None:
             for ns in netns.namespaces():  # hosts a crashed run did not record
                 if ns.startswith(self.network.namespace_prefix):
-                    netns.kill_namespace_processes(ns)
+                    try:
+                        netns.kill_namespace_processes(ns)
+                    except netns.NetnsError as e:
+                        problems.append(str(e))
                     netns.run(["ip", "netns", "del", ns], check=False)
                     problems.append(f"namespace {ns} was left behind")
             if netns.link_exists(self.network.bridge):

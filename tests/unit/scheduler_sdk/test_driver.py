@@ -126,6 +126,18 @@ async def test_an_offers_callback_that_raises_ends_run_with_it() -> None:
     assert not master.of_type(Call.DECLINE) and not master.of_type(Call.ACCEPT)
 
 
+class TearsDownThenRaises(Scheduler):
+    async def offers(self, driver: SchedulerDriver, offers: Sequence[spb.Offer]) -> None:
+        driver.stop(teardown=True)
+        raise Boom("a bug in the framework")
+
+
+async def test_a_teardown_asked_for_before_a_callback_raises_still_happens() -> None:
+    master = FakeMaster([offer("o-1")])
+    await run_driver(master, TearsDownThenRaises(), "offers")
+    assert len(master.of_type(Call.TEARDOWN)) == 1
+
+
 class Operations(Scheduler):
     async def offers(self, driver: SchedulerDriver, offers: Sequence[spb.Offer]) -> None:
         (o,) = offers
