@@ -8,12 +8,12 @@ agent rather than agent processes sharing this machine's network.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import structlog
 
 from scheduler_sdk.local_cluster import Daemon
-from scheduler_sdk.local_provider import AttributesFor, LocalAgentProvider
+from scheduler_sdk.local_provider import LocalAgentProvider
 from scheduler_sdk.netns_cluster import NetnsCluster
 
 __all__ = ["NetnsAgentProvider"]
@@ -28,28 +28,9 @@ class NetnsAgentProvider(LocalAgentProvider):
     agent (SIGTERM, SIGKILL after `stop_timeout`) and removes the host; what had to be cleaned up by force then
     (a process left in the namespace, a cgroup) is kept in `problems` by host name."""
 
-    def __init__(
-        self,
-        cluster: NetnsCluster,
-        group: str,
-        resources: str | None = None,
-        attributes: AttributesFor | None = None,
-        *,
-        group_attribute: str = "asg",
-        name_prefix: str | None = None,
-        extra_flags: Sequence[str] = (),
-        stop_timeout: float = 15.0,
-    ) -> None:
-        super().__init__(
-            cluster,
-            group,
-            resources,
-            attributes,
-            group_attribute=group_attribute,
-            name_prefix=name_prefix,
-            extra_flags=extra_flags,
-            stop_timeout=stop_timeout,
-        )
+    def __init__(self, cluster: NetnsCluster, *args: Any, **kwargs: Any) -> None:
+        """LocalAgentProvider's arguments, for a NetnsCluster."""
+        super().__init__(cluster, *args, **kwargs)
         self.netns = cluster
         self.problems: dict[str, list[str]] = {}
 

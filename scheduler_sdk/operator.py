@@ -346,16 +346,21 @@ class AgentClient:
             call.cancel()
 
 
+async def _read_or_silent(call: Any) -> Any:
+    """The stream's next message; a stream silent for EVENT_STREAM_SILENCE (no heartbeat) is dead: UNAVAILABLE."""
+    try:
+        async with asyncio.timeout(EVENT_STREAM_SILENCE):
+            return await call.read()
+    except TimeoutError:
+        raise EventStreamError("event stream: the master went silent", grpc.StatusCode.UNAVAILABLE) from None
+
+
 async def _event_batches(call: Any, snapshot: list[epb.OperatorEvent]) -> AsyncIterator[list[epb.OperatorEvent]]:
     """The batches of one Subscribe call: its SNAPSHOT pages joined into one event (put in `snapshot` too, so
     the caller knows the stream was established), then each non-empty message's events. A stream silent for
     EVENT_STREAM_SILENCE (no heartbeat) is dead: UNAVAILABLE."""
     while True:
-        try:
-            async with asyncio.timeout(EVENT_STREAM_SILENCE):
-                message = await call.read()
-        except TimeoutError:
-            raise EventStreamError("event stream: the master went silent", grpc.StatusCode.UNAVAILABLE) from None
+        message = await _read_or_silent(call)
         if message is grpc.aio.EOF:
             return
         events = list(message.events)
@@ -365,8 +370,7 @@ async def _event_batches(call: Any, snapshot: list[epb.OperatorEvent]) -> AsyncI
             joined = epb.OperatorEvent()
             joined.CopyFrom(events[0])
             while joined.snapshot.more:
-                async with asyncio.timeout(EVENT_STREAM_SILENCE):
-                    page = await call.read()
+                page = await _read_or_silent(call)
                 if page is grpc.aio.EOF or not page.events or not page.events[0].HasField("snapshot"):
                     raise EventStreamError("event stream: the snapshot ended half-way", grpc.StatusCode.UNAVAILABLE)
                 joined.snapshot.MergeFrom(page.events[0].snapshot)

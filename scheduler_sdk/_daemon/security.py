@@ -45,7 +45,8 @@ def caller() -> Principal | None:
     return _caller.get()
 
 
-def add_security_flags(p: FlagParser, *, tokens: bool) -> None:
+def add_security_flags(p: FlagParser, *, tokens: bool, default_port: int = 5050) -> None:
+    """The TLS flags; with `tokens`, --credentials and --token-port (whose default, `default_port` + 2, is told)."""
     p.add_flag("--ca", default=None, help="the cluster CA certificate (PEM); with --cert and --key: TLS on")
     p.add_flag("--cert", default=None, help="this daemon's certificate (PEM), issued by the CA")
     p.add_flag("--key", default=None, help="this daemon's private key (PEM)")
@@ -59,8 +60,8 @@ def add_security_flags(p: FlagParser, *, tokens: bool) -> None:
             "--token-port",
             type=port,
             default=None,
-            help="with --credentials: the TLS port for bearer tokens (default --port + 2, so 5052 beside an agent's "
-            "5051; any free port when --port is 0)",
+            help=f"with --credentials: the TLS port for bearer tokens (default --port + 2: {default_port + 2}; any "
+            "free port when --port is 0)",
         )
     p.add_flag(
         "--insecure",

@@ -20,7 +20,7 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk._daemon.flags import FlagParser, UsageError, non_negative_int, positive_int
 from scheduler_sdk.cli import tables
 from scheduler_sdk.frameworks.batch import TaskRecord, TaskSpec, run_batch
-from scheduler_sdk.local_cluster import LocalCluster
+from scheduler_sdk.local_cluster import ClusterError, LocalCluster
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.security.config import CONFIG_ENV
 from scheduler_sdk.states import state_name
@@ -139,7 +139,11 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     try:
         cluster = _local_cluster(args, work_dir)
         try:
-            await cluster.start()
+            try:
+                await cluster.start()
+            except ClusterError:
+                keep = True  # its logs say why it did not start
+                raise
             code = await _run_demo(cluster, args.tasks, console)
         finally:
             leftovers = await cluster.stop()

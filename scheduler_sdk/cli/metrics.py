@@ -11,6 +11,7 @@ from typing import Any
 
 from aiomesos.v1 import operator_pb2 as opb
 from scheduler_sdk._daemon.flags import FlagParser
+from scheduler_sdk.cli import tables
 from scheduler_sdk.operator import OperatorClient
 
 
@@ -59,18 +60,12 @@ def rows(families: Sequence[opb.MetricFamily], match: str = "", everything: bool
 
 
 def print_rows(table_rows: list[list[str]], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-    table.add_column("metric", no_wrap=True)
-    table.add_column("labels", overflow="fold")
-    table.add_column("value", justify="right", no_wrap=True)
-    table.add_column("type")
-    table.add_column("help", overflow="fold")
+    table = tables.FitTable(
+        title, [tables.Column("METRIC", id=True), "LABELS", tables.Column("VALUE", "right"), "TYPE", "HELP"]
+    )
     for row in table_rows:
         table.add_row(*row)
-    Console(width=max(100, Console().width), highlight=False).print(table)
+    tables.print_table(table)
 
 
 async def cmd_metrics(args: argparse.Namespace) -> int:

@@ -70,8 +70,10 @@ class FitTable:
     """A table as the CLI prints them (title on the left, bold headers, no outer edge) that fits itself to the
     width it is printed in; `add_row` takes text (never read as markup) or rich Text."""
 
-    def __init__(self, title: str, columns: Iterable[Column | str], ids: Iterable[str] = ID_HEADERS) -> None:
-        self.title = title
+    def __init__(self, title: str | Text, columns: Iterable[Column | str], ids: Iterable[str] = ID_HEADERS) -> None:
+        from rich.text import Text
+
+        self.title = Text(title) if isinstance(title, str) else title  # plain text: never read as rich markup
         self.columns = columns_of(columns, ids)
         self.rows: list[list[Text]] = []
 

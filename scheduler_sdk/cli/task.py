@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -128,10 +126,6 @@ async def cmd_logs(args: argparse.Namespace) -> int:
                 out.flush()
     except AgentError as e:
         raise _agent_failure(e, where) from None
-    except BrokenPipeError:
-        # The reader went away (`| head`): not an error; keep Python from complaining at exit.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -239,9 +233,11 @@ def of_limit(used: float, limit: float) -> str:
 
 
 def usage_table(rows: list[dict[str, Any]], unreachable: list[str], master: str) -> FitTable:
-    title = f"{len(rows)} running tasks on {master} at {time.strftime('%H:%M:%S')}"
+    from rich.text import Text
+
+    title = Text(f"{len(rows)} running tasks on {master} at {time.strftime('%H:%M:%S')}")
     if unreachable:
-        title += f" [red](no answer from agents {', '.join(unreachable)})[/]"
+        title.append(f" (no answer from agents {', '.join(unreachable)})", style="red")
     table = FitTable(title, USAGE_COLUMNS)
     for r in rows:
         cpu, limit = r["cpu_percent"], r["cpus_limit"]

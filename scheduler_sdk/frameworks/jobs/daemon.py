@@ -87,7 +87,7 @@ def build_parser() -> FlagParser:
     p.add_flag("--gang-hold", type=duration, default=10.0, help="longest a gang holds offers before it lets them go")
     # For tests: cron times follow the unix time written in this file (a float) instead of the real clock.
     p.add_flag("--cron-clock-file", env=False, default=None, help=argparse.SUPPRESS)
-    add_security_flags(p, tokens=True)
+    add_security_flags(p, tokens=True, default_port=DEFAULT_PORT)
     add_http_flags(p, default_port=DEFAULT_PORT)
     p.add_flag(
         "--acls",

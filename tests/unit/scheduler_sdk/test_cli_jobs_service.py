@@ -157,13 +157,13 @@ def test_a_streams_workers_are_grouped_by_stage_in_data_order() -> None:
         ("count", [0, 1]),
         ("sink", []),
     ]
-    titles = [t.title for t in svc.instance_tables(status)]
+    titles = [t.title.plain for t in svc.instance_tables(status)]
     assert titles == [
         "stage gen: 2 workers, 2 healthy",
         "stage count: 2 workers, 1 healthy",
         "stage sink: 0 workers, 0 healthy",
     ]
-    assert [t.title for t in svc.instance_tables(web([instance(0)]))] == ["1 instance, 1 healthy"]
+    assert [t.title.plain for t in svc.instance_tables(web([instance(0)]))] == ["1 instance, 1 healthy"]
 
 
 def test_history_rows_of_versions_and_deployments() -> None:

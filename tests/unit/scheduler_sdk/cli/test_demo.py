@@ -1,5 +1,6 @@
 """`aiomesos demo` removes the temporary work dir it made once its cluster has stopped, however it ends (done,
-failed, Ctrl-C), keeps a --work-dir the user gave, and keeps the dir of a cluster that did not stop cleanly."""
+failed, Ctrl-C), keeps a --work-dir the user gave, and keeps the dir of a cluster that did not start (its logs say
+why) or did not stop cleanly."""
 
 from __future__ import annotations
 
@@ -79,7 +80,6 @@ def temporary_dirs(tmp_path: Path) -> list[Path]:
     [
         (None, 0, 0),  # done
         (None, 1, 1),  # some task failed
-        (ClusterError("master exited at start"), 0, ClusterError),  # the cluster failed to start
         (None, asyncio.CancelledError(), asyncio.CancelledError),  # Ctrl-C, SIGTERM
         (None, KeyboardInterrupt(), KeyboardInterrupt),
     ],
@@ -102,6 +102,15 @@ def test_a_work_dir_the_user_gave_is_kept(monkeypatch: pytest.MonkeyPatch, tmp_p
     mine = tmp_path / "mine"
     result, [cluster] = demo(monkeypatch, tmp_path, work_dir=str(mine))
     assert result == 0 and cluster.work_dir == mine and (mine / "logs" / "master.log").exists()
+
+
+def test_the_dir_of_a_cluster_that_did_not_start_is_kept_for_its_logs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result, [cluster] = demo(monkeypatch, tmp_path, start_error=ClusterError("master exited at start"))
+    assert isinstance(result, ClusterError) and cluster.stopped
+    assert (cluster.work_dir / "logs" / "master.log").exists()
+    assert f"work dir kept: {cluster.work_dir}" in capsys.readouterr().out
 
 
 def test_the_dir_of_a_cluster_that_did_not_stop_cleanly_is_kept(

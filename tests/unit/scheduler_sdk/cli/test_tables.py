@@ -96,3 +96,20 @@ def test_no_table_when_an_id_cannot_stay_whole() -> None:
     assert unbroken_columns([12, 30, 13], [True, False, True], [True, False, True], 36) == {0, 2}
     assert unbroken_columns([12, 30, 13], [True, False, True], [True, False, True], 35) is None
     assert unbroken_columns([4] * 10, [False] * 10, [False] * 10, 50) is None  # too many columns for the width
+
+
+def test_metrics_rows_are_plain_text_and_fit_a_narrow_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A role may be named `a[/]b` (rich markup): the metrics table prints it as it is, within 60 columns."""
+    from scheduler_sdk.cli import metrics
+
+    rows = [["aiomesos_master_role_weight", "role=a[/]b", "2", "gauge", "a role's weight [red]x"]]
+    monkeypatch.setenv("COLUMNS", "200")
+    metrics.print_rows(rows, "master metrics of [bold]m")
+    out = capsys.readouterr().out
+    assert "role=a[/]b" in out and "[red]x" in out and "[bold]m" in out
+    monkeypatch.setenv("COLUMNS", "60")
+    metrics.print_rows(rows, "master metrics")
+    narrow = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in narrow) <= 60 and any("aiomesos_master_role_weight" in line for line in narrow)
