@@ -4,10 +4,17 @@ aiohttp with the same security as the daemon's gRPC ports.
 With TLS (the daemon's `--ca/--cert/--key`) the port serves HTTPS with the daemon's own certificate and *asks*
 for a client certificate without requiring one (what grpcio cannot do, so gRPC needs a second port for tokens).
 Every request names its caller, in this order: a client certificate from the cluster CA, `Authorization: Bearer
-TOKEN`, or the login cookie (`SESSION_COOKIE`, which carries the token: it is checked on every request, so a
-revoked token stops working at once). The principal is `request["principal"]` (None on an insecure daemon,
-where every request is allowed, as on its gRPC port). Without one: 401; a principal whose role may not use the
-route: 403; each a one-line text body (an HTML page is sent to `login_path` instead when one is set).
+TOKEN`, or the login cookie (`SESSION_COOKIE`, which carries the token). Every token check rereads the
+credentials file if it changed (a stat when it did not), so a revoked token stops working on the next request, on
+every daemon's port, whether or not anything else rereads the file. The principal is `request["principal"]`
+(None on an insecure daemon, where every request is allowed, as on its gRPC port). Without one: 401; a principal
+whose role may not use the route: 403; each a one-line text body (an HTML page is sent to `login_path` instead
+when one is set).
+
+Browsers are kept out where they could be used against their user: a request that is not GET/HEAD/OPTIONS and
+comes from another origin (`Origin`, `Sec-Fetch-Site: cross-site`) is 403, so a cross-site form can neither log
+its victim in (as the attacker) nor out; without TLS, a request whose Host is not localhost, a loopback address or
+the server's own address is 421, so a web page cannot read the port by DNS rebinding.
 
     server = HttpServer(host, port, tls=security.tls, authenticate=token_authenticator(security.credentials))
     server.app.router.add_get("/metrics", handler)        # routes are added before start
@@ -22,6 +29,7 @@ Code that gets only the application (a web UI's `install(app, ...)`) reaches the
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import ssl
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
@@ -35,7 +43,7 @@ from aiohttp import web
 from scheduler_sdk._daemon.flags import FlagParser, port
 from scheduler_sdk._daemon.process import DaemonError, write_atomically
 from scheduler_sdk._daemon.security import DaemonSecurity
-from scheduler_sdk.security.certs import Principal
+from scheduler_sdk.security.certs import Principal, SecurityError
 from scheduler_sdk.security.credentials import Credentials
 from scheduler_sdk.security.tls import BEARER, ServerTLS, _principal_of_pem
 
@@ -43,13 +51,16 @@ log = structlog.get_logger(__name__)
 # The contract with the routes is `request["principal"]`, a plain key: aiohttp's advice to use a RequestKey is noise.
 warnings.filterwarnings("ignore", category=web.NotAppKeyWarning, module=r"scheduler_sdk\._daemon\.http")
 
-#: The login cookie: the bearer token itself (HttpOnly, Secure, SameSite=Strict), checked on every request.
-SESSION_COOKIE = "aiomesos_token"
+#: The login cookie: the bearer token itself (HttpOnly, Secure, SameSite=Strict, Path=/, no Domain: `__Host-`, so
+#: no other host, nor plain http, can set or shadow it), checked on every request.
+SESSION_COOKIE = "__Host-aiomesos_token"
 #: Who may use a route that names no roles: what reads a daemon's state over gRPC may (scheduler_sdk._daemon.guard).
 DEFAULT_ROLES = ("operator", "framework", "master")
 #: `--http-port` how far above `--port` by default (master 5054, agent 5055, jobs service 5064).
 HTTP_PORT_OFFSET = 4
 OFF = "off"
+#: The methods a cross-site request may use (they change nothing).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: How long a login cookie lasts in the browser (the token itself is checked on every request regardless).
 COOKIE_SECONDS = 12 * 3600
 
@@ -79,16 +90,22 @@ def allow(*roles: str) -> Callable[[H], H]:
 
 
 def token_authenticator(credentials: Credentials | None) -> TokenCheck | None:
-    """Tokens checked as the master's token port checks them: against the credentials file, reread when a token
-    is unknown (a token added since works at once; the daemon's tick rereads it so a revoked one stops)."""
+    """Tokens checked against the credentials file, reread before every check if it changed (one stat when not):
+    a token added works, and one revoked stops, on the next request. A broken or missing file keeps the tokens in
+    force and is logged once (until it changes), as the daemon's gRPC ports do; never a 500."""
     if credentials is None:
         return None
+    refused: list[str] = []  # the error last logged
 
     def check(token: str) -> Principal | None:
-        principal = credentials.authenticate(token)
-        if principal is None and credentials.reload():
-            principal = credentials.authenticate(token)
-        return principal
+        try:
+            credentials.reload()
+            refused.clear()
+        except SecurityError as e:
+            if refused != [str(e)]:
+                log.error("credentials file not reloaded: keeping the tokens in force", error=str(e))
+                refused[:] = [str(e)]
+        return credentials.authenticate(token)
 
     return check
 
@@ -101,7 +118,8 @@ def set_login_cookie(response: web.StreamResponse, token: str) -> None:
 
 
 def clear_login_cookie(response: web.StreamResponse) -> None:
-    response.del_cookie(SESSION_COOKIE, path="/")
+    # A browser ignores a __Host- cookie's deletion unless it too is Secure, Path=/.
+    response.del_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
 
 
 def bearer_of(header: str | None) -> str | None:
@@ -142,6 +160,41 @@ def peer_certificate_principal(request: web.Request) -> Principal | None:
 
 def refusal(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message + "\n", content_type="text/plain")
+
+
+def host_name(host: str) -> str:
+    """The name in a Host header, without its port: "[::1]:5054" -> "::1", "localhost:5054" -> "localhost"."""
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_own_host(host: str | None, bound: str) -> bool:
+    """Whether a plain-http server bound to `bound` answers a request for `host` (its Host header): localhost, a
+    loopback address, the bound address (any address when bound to all). A name a web page's DNS could point
+    here (rebinding) is none of these."""
+    if not host:
+        return True  # HTTP/1.0 without Host: not a browser
+    name = host_name(host).lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or bound in ("0.0.0.0", "::", "") or address == ipaddress.ip_address(bound)
+
+
+def cross_site(request: web.Request) -> str | None:
+    """Why a request that may change something comes from another site (None: it does not, or it cannot)."""
+    if request.method in SAFE_METHODS:
+        return None
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        return f"Origin {origin}"
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return "Sec-Fetch-Site: cross-site"
+    return None
 
 
 class HttpServer:
@@ -206,6 +259,11 @@ class HttpServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not self.secure and not is_own_host(request.headers.get("Host"), self.host):
+            return refusal(421, f"{request.headers.get('Host')!r} is not a host this server answers for")
+        why = cross_site(request)
+        if why is not None:
+            return refusal(403, f"{request.method} {request.path}: a cross-site request ({why}) changes nothing here")
         if not self.secure:
             request["principal"] = None
             return await handler(request)
