@@ -130,3 +130,14 @@ def test_dag_layers() -> None:
     assert dag_layers(steps) == [["a", "c", "e"], ["b"], ["d"]]
     assert dag_layers([("x", ["y"]), ("y", ["x"])]) == [["x", "y"]]  # a cycle: one layer, nothing lost
     assert dag_layers([]) == []
+
+
+def test_the_row_cap_keeps_the_active_tasks_then_the_latest_completed() -> None:
+    """The cut comes after the sort: the latest completed task is kept before an older one."""
+    w, fa, _, agent = cluster()
+    w.clock.now += 5
+    w.agent_update(agent, fa, "web-1", tpb.TASK_FINISHED)
+    w.drain()
+    page = task_rows(w.master, lambda owner: True, TaskFilter(), limit=2)
+    assert page.matched == 3
+    assert [r.task_id for r in page.rows] == [EVIL, "web-1"]
