@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from yarl import URL
 
 from mesos_master.cluster import Framework, Task
 from mesos_master.events import EventsClosedError, Subscription
@@ -54,8 +55,19 @@ def _static(name: str) -> bytes:
 
 
 def _local(target: str) -> str:
-    """A login's `next`: a path on this server, never another site."""
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+    """A login's `next`: a path on this server, never another site. A control character, a space or a backslash
+    is refused outright (URL parsers strip or turn them, so "/\\t/evil" would become "//evil"); what is left
+    must still start with exactly one "/" once normalised."""
+    if any(c <= " " or c == "\\" for c in target):
+        return "/"
+    normal = URL(target).path_qs if target.startswith("/") else ""
+    ok = (
+        target.startswith("/")
+        and not target.startswith("//")
+        and normal.startswith("/")
+        and not normal.startswith("//")
+    )
+    return target if ok else "/"
 
 
 class WebUI:

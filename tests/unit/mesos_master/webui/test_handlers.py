@@ -20,6 +20,7 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_master.events import EventHub, state_snapshot
 from mesos_master.outbox import Published
 from mesos_master.webui import MasterView, Term, install, live
+from mesos_master.webui.handlers import _local
 from mesos_master.webui.view import UI_ROLES
 from scheduler_sdk._daemon.http import SESSION_COOKIE
 from scheduler_sdk.security.acls import Authorizer
@@ -221,3 +222,12 @@ async def test_an_insecure_master_shows_everything_to_anyone() -> None:
     async with TestClient(TestServer(app)) as client, client.get("/tasks") as r:
         html = await r.text()
         assert r.status == 200 and "web-1" in html and "log out" not in html
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/\t/evil.example", "/\n/evil.example", "/ /evil", "\\\\evil", "/\\evil", "//evil", "https://evil", "/\x00x"],
+)
+def test_a_login_goes_on_only_to_a_path_here(target: str) -> None:
+    assert _local(target) == "/"
+    assert _local("/tasks?state=TASK_RUNNING") == "/tasks?state=TASK_RUNNING"
