@@ -334,7 +334,7 @@ class WebUI:
         self._streams.add(me)
         try:
             response = await self._stream(request)
-            await response.write(live.sse(live.snapshot_update(subscription.snapshot)))
+            await response.write(live.sse(live.snapshot_update(subscription.take_snapshot())))
             await self._relay(response, subscription, term)
             await response.write(live.sse_text("end", subscription.end_reason or ""))
             return response

@@ -146,6 +146,8 @@ async def test_the_live_stream_sends_a_snapshot_then_updates(ui: tuple[Setup, Te
         snapshot = await next_data(r)
         assert snapshot["k"] == "snapshot"
         assert [setup.fa, "web-1", "TASK_RUNNING"] in snapshot["tasks"]
+        (subscription,) = setup.hub._subscriptions.values()
+        assert subscription.snapshot.ByteSize() == 0  # sent, so released: not kept for the stream's life
         update = epb.OperatorEvent(
             type=epb.OperatorEvent.TASK_UPDATED,
             task_update=epb.EventTaskUpdate(
