@@ -377,6 +377,8 @@ class WebUI:
             offset = int(request.query.get("offset", "0"))
         except ValueError:
             raise self._refusal(400, "offset: not a whole number", request) from None
+        if not -(2**63) <= offset < 2**63:  # the agent's field is an int64
+            raise self._refusal(400, f"offset: {offset} is out of range (a 64-bit signed integer)", request)
         allowed, why = self.view.may_read_sandbox(self._who(request), fw.info.principal)
         if not allowed:
             raise self._refusal(403, why, request)
@@ -392,8 +394,10 @@ class WebUI:
         )
         try:
             async with contextlib.aclosing(live.with_keepalives(appended)) as texts:
-                async for text in texts:
-                    await response.write(b": keepalive\n\n" if text is None else live.sse_text("log", text))
+                async for item in texts:
+                    await response.write(
+                        b": keepalive\n\n" if item is None else live.sse_text("log", item[0], str(item[1]))
+                    )
             await response.write(live.sse_text("end", "the task is over"))
         except sandbox.AgentError as e:
             with contextlib.suppress(ConnectionResetError):

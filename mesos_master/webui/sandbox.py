@@ -73,18 +73,21 @@ def last_lines(data: bytes, cut: bool, lines: int = TAIL_LINES) -> str:
 
 async def follow(
     address: str, config: ClientConfig | None, framework_id: str, task_id: str, name: str, offset: int
-) -> AsyncIterator[str]:
+) -> AsyncIterator[tuple[str, int]]:
     """What is appended to the file from `offset` on (from the end, when negative), as text, until the task is
-    over and the file drained (the agent's follow)."""
+    over and the file drained (the agent's follow); each with the file's byte offset just after it (where a
+    page goes on from, should it open the stream again)."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    end = offset
     async with AgentClient(address, config=_config(config), timeout=AGENT_TIMEOUT) as agent:
         async for chunk in agent.read_file(task_id, name, framework_id=framework_id, offset=offset, follow=True):
+            end = chunk.offset + len(chunk.data)
             text = decoder.decode(chunk.data)
             if text:
-                yield text
+                yield text, end
     rest = decoder.decode(b"", final=True)
     if rest:
-        yield rest
+        yield rest, end
 
 
 async def containers(address: str, config: ClientConfig | None) -> list[agent_pb2.ContainerStatus]:

@@ -106,6 +106,9 @@ async def test_bad_input_is_a_4xx_with_one_line(ui: tuple[Setup, TestClient]) ->
     assert (await get(client, f"/tasks/{setup.fa}/nope"))[0] == 404
     assert (await get(client, "/agents/nope"))[0] == 404
     assert (await get(client, f"/tasks/{setup.fa}/web-1/files/..%2Fx/follow"))[0] in (400, 404)
+    for offset in (2**63, -(2**63) - 1):
+        status, html = await get(client, f"/tasks/{setup.fa}/web-1/files/stdout/follow?offset={offset}")
+        assert status == 400 and "offset: " in html and "out of range" in html
     assert (await get(client, "/", token="agent-token"))[0] == 403
     assert (await get(client, "/", token=""))[0] == 401
 

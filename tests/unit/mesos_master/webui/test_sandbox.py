@@ -9,7 +9,7 @@ from types import TracebackType
 import pytest
 
 from aiomesos.v1 import agent_pb2
-from mesos_master.webui import sandbox
+from mesos_master.webui import live, sandbox
 
 
 class FakeAgent:
@@ -57,3 +57,13 @@ def test_the_last_lines_are_kept() -> None:
     assert sandbox.last_lines(b"a\nb", cut=False, lines=1) == "b"
     assert sandbox.last_lines("é".encode()[1:] + b"abc", cut=True) == "abc"  # a character cut at the start
     assert sandbox.last_lines(b"", cut=False) == ""
+
+
+async def test_a_followed_log_says_the_byte_offset_after_each_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page goes on from the file's byte offset, not from the length of the decoded text (an invalid byte
+    becomes one replacement character of three bytes)."""
+    data = b"ab\xffc\n" * 20_000
+    monkeypatch.setattr(sandbox, "AgentClient", FakeAgent(data))
+    got = [item async for item in sandbox.follow("h:1", None, "F", "T", "stdout", 0)]
+    assert got[-1][1] == len(data) and "".join(t for t, _ in got) == data.decode(errors="replace")
+    assert live.sse_text("log", "x", "5") == b"event: log\nid: 5\ndata: x\n\n"
