@@ -131,7 +131,7 @@ class WebUI:
         who = self._who(request)
         visible = self.view.viewer(who)
         body = build(term, visible)
-        has_jobs = bool(jobs.jobs_services(term.master, visible))
+        has_jobs = bool(jobs.jobs_services(term.master, visible, self.view.jobs_from))
         return self._html(page(title, body, principal=str(who) if who else "", active=active, jobs=has_jobs))
 
     def _task(self, request: web.Request, term: Term) -> tuple[Task, Framework]:
@@ -224,7 +224,7 @@ class WebUI:
     @allow(*UI)
     async def frameworks(self, request: web.Request) -> web.Response:
         def build(term: Term, visible: Callable[[str], bool]) -> str:
-            ids = frozenset(s.framework_id for s in jobs.jobs_services(term.master, visible))
+            ids = frozenset(s.framework_id for s in jobs.jobs_services(term.master, visible, self.view.jobs_from))
             return pages.frameworks(framework_rows(term.master, visible), ids)
 
         return await self._page(request, "Frameworks", "/frameworks", build)
@@ -281,7 +281,7 @@ class WebUI:
     async def jobs(self, request: web.Request) -> web.Response:
         term = self._term(request)
         visible = self.view.viewer(self._who(request))
-        services = jobs.jobs_services(term.master, visible)
+        services = jobs.jobs_services(term.master, visible, self.view.jobs_from)
 
         async def read(service: jobs.JobsService) -> tuple[jobs.JobsService, Any, str]:
             try:
@@ -297,7 +297,14 @@ class WebUI:
         term = self._term(request)
         framework_id, job_id = request.match_info["framework_id"], request.match_info["job_id"]
         visible = self.view.viewer(self._who(request))
-        service = next((s for s in jobs.jobs_services(term.master, visible) if s.framework_id == framework_id), None)
+        service = next(
+            (
+                s
+                for s in jobs.jobs_services(term.master, visible, self.view.jobs_from)
+                if s.framework_id == framework_id
+            ),
+            None,
+        )
         if service is None:
             raise self._refusal(404, f"no jobs service {quoted(framework_id)} that you may see", request)
         try:
