@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from importlib import resources
 from typing import Any
 
@@ -16,7 +16,7 @@ from yarl import URL
 
 from mesos_master.cluster import Framework, Task
 from mesos_master.events import EventsClosedError, Subscription
-from mesos_master.webui import jobs, live, pages, sandbox
+from mesos_master.webui import jobs, live, pages, sandbox, streams
 from mesos_master.webui.markup import message_page, page
 from mesos_master.webui.model import (
     TaskFilter,
@@ -48,6 +48,8 @@ STATIC_TYPES = {"app.js": "application/javascript", "app.css": "text/css"}
 UI = ("operator", "framework")  # who may use the pages (webui.view.UI_ROLES)
 #: The login page, where the HTTP server sends a browser that shows no principal.
 LOGIN = "/login"
+#: Why an open stream ends when its principal's token was revoked or it may no longer use the UI.
+NO_LONGER = "your login is no longer valid here, or you may no longer see this: reload the page"
 
 
 def _static(name: str) -> bytes:
@@ -74,7 +76,9 @@ class WebUI:
     def __init__(self, view: MasterView) -> None:
         self.view = view
         self.static = {name: _static(name) for name in STATIC_TYPES}
-        self._streams: set[asyncio.Task[Any]] = set()
+        self.streams = streams.Streams()
+        #: Seconds between keepalives on a quiet stream; the principal is checked again at each.
+        self.keepalive = live.KEEPALIVE
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -96,8 +100,7 @@ class WebUI:
 
     async def on_shutdown(self, app: web.Application) -> None:
         """End the long responses (event streams, followed logs) so that the server stops at once."""
-        for task in list(self._streams):
-            task.cancel()
+        self.streams.cancel_all()
 
     # ------------------------------------------------------------------ helpers
     def _html(self, body: str, status: int = 200) -> web.Response:
@@ -324,34 +327,56 @@ class WebUI:
             headers={**HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
         await response.prepare(request)
-        await response.write(f"retry: {live.RETRY_MS}\n\n".encode())
+        await self.streams.send(request, response, f"retry: {live.RETRY_MS}\n\n".encode())
         return response
+
+    def _still_allowed(self, request: web.Request) -> bool:
+        """At a keepalive: does the request still name its principal, who may still use the UI?"""
+        who = self._who(request)
+        return self.streams.still_authenticated(request, who) and self.view.may_use(who)
 
     @allow(*UI)
     async def events(self, request: web.Request) -> web.StreamResponse:
         term = self._term(request)
         if term.hub is None:
             raise self._refusal(503, "this master has no event stream", request)
-        try:
-            subscription = term.hub.subscribe(self._who(request))
-        except EventsClosedError as e:  # the term ended just now: the browser retries
-            raise self._refusal(503, str(e), request) from None
-        me = asyncio.current_task()
-        assert me is not None
-        self._streams.add(me)
-        try:
-            response = await self._stream(request)
-            await response.write(live.sse(live.snapshot_update(subscription.take_snapshot())))
-            await self._relay(response, subscription, term)
-            await response.write(live.sse_text("end", subscription.end_reason or ""))
-            return response
-        except ConnectionResetError:  # the page went away
-            return web.Response(status=204)
-        finally:
-            subscription.close()
-            self._streams.discard(me)
+        with self._opened(request):
+            try:
+                subscription = term.hub.subscribe(self._who(request))
+            except EventsClosedError as e:  # the term ended just now: the browser retries
+                raise self._refusal(503, str(e), request) from None
+            ended = asyncio.ensure_future(subscription.wait_ended())
+            try:
+                response = await self._stream(request)
+                snapshot = live.snapshot_update(subscription.take_snapshot())
+                await self.streams.send(request, response, live.sse(snapshot), ended)
+                why = await self._relay(request, response, subscription, term, ended)
+                await self.streams.send(request, response, live.sse_text("end", why or subscription.end_reason or ""))
+                return response
+            except ConnectionResetError:  # the page went away, or stopped reading
+                return web.Response(status=204)
+            finally:
+                subscription.close()
+                ended.cancel()
 
-    async def _relay(self, response: web.StreamResponse, subscription: Subscription, term: Term) -> None:
+    @contextlib.contextmanager
+    def _opened(self, request: web.Request) -> Iterator[None]:
+        try:
+            with self.streams.opened(self._who(request)):
+                yield
+        except streams.TooManyStreams as e:
+            raise self._refusal(429, str(e), request) from None
+
+    async def _relay(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        subscription: Subscription,
+        term: Term,
+        ended: asyncio.Future[str],
+    ) -> str:
+        """Send the subscription's batches until it ends (""), or until the page's principal may no longer
+        see them (why)."""
         agents = term.master.agents
 
         def hostname(agent_id: str) -> str:
@@ -361,16 +386,18 @@ class WebUI:
         batches = aiter(subscription)
         while True:
             try:
-                async with asyncio.timeout(live.KEEPALIVE):
+                async with asyncio.timeout(self.keepalive):
                     batch = await anext(batches)
             except TimeoutError:
-                await response.write(b": keepalive\n\n")
+                if not self._still_allowed(request):
+                    return NO_LONGER
+                await self.streams.send(request, response, b": keepalive\n\n", ended)
                 continue
             except StopAsyncIteration:
-                return
+                return ""
             changes = live.updates(batch, hostname)
             if changes:
-                await response.write(live.sse(changes))
+                await self.streams.send(request, response, live.sse(changes), ended)
 
     @allow(*UI)
     async def follow(self, request: web.Request) -> web.StreamResponse:
@@ -392,28 +419,39 @@ class WebUI:
         agent = term.master.agents.get(task.agent_id)
         if agent is None or not agent.info.address:
             raise self._refusal(503, "the task's agent is not connected", request)
-        me = asyncio.current_task()
-        assert me is not None
-        self._streams.add(me)
-        response = await self._stream(request)
-        appended = sandbox.follow(
-            agent.info.address, self.view.client_config, task.framework_id, task.task_id, name, offset
-        )
+        with self._opened(request):
+            response = await self._stream(request)
+            appended = sandbox.follow(
+                agent.info.address, self.view.client_config, task.framework_id, task.task_id, name, offset
+            )
+            await self._relay_log(request, response, appended, name, fw.info.principal)
+            return response
+
+    async def _relay_log(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        appended: AsyncIterator[tuple[str, int]],
+        name: str,
+        owner: str,
+    ) -> None:
+        send = self.streams.send
         try:
-            async with contextlib.aclosing(live.with_keepalives(appended)) as texts:
+            async with contextlib.aclosing(live.with_keepalives(appended, self.keepalive)) as texts:
                 async for item in texts:
-                    await response.write(
-                        b": keepalive\n\n" if item is None else live.sse_text("log", item[0], str(item[1]))
-                    )
-            await response.write(live.sse_text("end", "the task is over"))
+                    if item is not None:
+                        await send(request, response, live.sse_text("log", item[0], str(item[1])))
+                        continue
+                    if not self._still_allowed(request) or not self.view.may_read_sandbox(self._who(request), owner)[0]:
+                        await send(request, response, live.sse_text("end", NO_LONGER))
+                        return
+                    await send(request, response, b": keepalive\n\n")
+            await send(request, response, live.sse_text("end", "the task is over"))
         except sandbox.AgentError as e:
             with contextlib.suppress(ConnectionResetError):
-                await response.write(live.sse_text("end", f"cannot read {name}: {e}"))
-        except ConnectionResetError:  # the page went away
+                await send(request, response, live.sse_text("end", f"cannot read {name}: {e}"))
+        except ConnectionResetError:  # the page went away, or stopped reading
             pass
-        finally:
-            self._streams.discard(me)
-        return response
 
 
 def _error(status: int, body: str) -> web.HTTPException:
@@ -421,6 +459,7 @@ def _error(status: int, body: str) -> web.HTTPException:
         400: web.HTTPBadRequest,
         403: web.HTTPForbidden,
         404: web.HTTPNotFound,
+        429: web.HTTPTooManyRequests,
         502: web.HTTPBadGateway,
         503: web.HTTPServiceUnavailable,
     }
