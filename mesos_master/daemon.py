@@ -29,6 +29,7 @@ from mesos_master.registry import RegistryError, SQLiteRegistry
 from mesos_master.terms import Terms, build_allocator
 from mesos_master.webui import install as install_webui
 from mesos_master.webui import master_view
+from mesos_master.webui.view import DEFAULT_JOBS_PRINCIPALS, principal_list
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
 from scheduler_sdk._daemon.grpc_health import Health, add_health_and_reflection, stop_serving
 from scheduler_sdk._daemon.guard import load_authorizer, reload_security
@@ -127,6 +128,12 @@ def build_parser() -> FlagParser:
     add_etcd_flags(p)
     add_security_flags(p, tokens=True)
     add_http_flags(p, default_port=5050, what="/metrics, /health and the web UI")
+    p.add_flag(
+        "--jobs-principals",
+        default=DEFAULT_JOBS_PRINCIPALS,
+        help="the framework principals (comma-separated) whose jobs API label the web UI follows: the master dials "
+        "only these frameworks' jobs services, with its own certificate",
+    )
     p.add_flag(
         "--acls",
         default=None,
@@ -270,7 +277,15 @@ async def _watched(
     if http is not None:
         _serve_http(http, seat, metrics, a.metrics_open)
         install_webui(  # the web UI (mesos_master.webui): its pages, its login page
-            http.app, master_view(seat, authorizer, security.secure, security.client_config(), http.check_token)
+            http.app,
+            master_view(
+                seat,
+                authorizer,
+                security.secure,
+                security.client_config(),
+                http.check_token,
+                jobs_principals=principal_list(a.jobs_principals),
+            ),
         )
         await http.start()
         write_http_address(work_dir, "master", http)

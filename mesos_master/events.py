@@ -1,6 +1,6 @@
 """The operator event stream's hub (Mesos' operator API SUBSCRIBE), in process: the master's dispatcher hands it
 what the core published in each drain of its outbox (`publish`, after the registry took that drain's writes);
-each watcher (`subscribe`) gets the state at once (`Subscription.snapshot`) and then batches of events
+each watcher (`subscribe`) gets the state at once (`Subscription.take_snapshot()`, once) and then batches of events
 (`async for batch in subscription`), both filtered by the watcher's view_frameworks ACL as GetState filters.
 
 The master never waits for a watcher: each has a bounded queue, and one that falls more than `max_pending`
@@ -50,7 +50,7 @@ class Subscription:
 
     def __init__(self, hub: EventHub, principal: Principal | None, snapshot: epb.EventSnapshot) -> None:
         self.principal = principal
-        self.snapshot = snapshot
+        self._snapshot: epb.EventSnapshot | None = snapshot
         #: Why it ended (None while it runs); `overflowed` when it was dropped for being too slow.
         self.end_reason: str | None = None
         self.overflowed = False
@@ -58,6 +58,17 @@ class Subscription:
         self._pending: deque[OperatorEvent] = deque()
         self._wakeup = asyncio.Event()
         self._ended = asyncio.Event()
+
+    @property
+    def snapshot(self) -> epb.EventSnapshot:
+        """The state at subscribe time, until it is taken (an empty one after)."""
+        return self._snapshot if self._snapshot is not None else epb.EventSnapshot()
+
+    def take_snapshot(self) -> epb.EventSnapshot:
+        """The state at subscribe time, released here: a long-lived watcher does not keep it for life."""
+        snapshot = self.snapshot
+        self._snapshot = None
+        return snapshot
 
     @property
     def ended(self) -> bool:

@@ -155,11 +155,23 @@ def _resources(master: Master, used: Scalars) -> Iterator[Metric]:
         yield family
 
 
+def labelled_roles(master: Master, by_role: Mapping[str, Scalars]) -> set[str]:
+    """The roles that get series of their own: those with usage, a quota, a reservation or a weight other than
+    1. A role a framework merely names does not (any framework may name any number: one series each would let
+    it grow the scrape without bound)."""
+    roles = set(by_role) | set(master.quotas)
+    roles.update(role for role, weight in master.weights.items() if weight != 1.0)
+    for agent in master.agents.values():
+        roles.update(agent.total.reserved().roles())
+    return roles
+
+
 def _roles(master: Master, by_role: dict[str, Scalars]) -> Iterator[Metric]:
-    roles = set(by_role) | set(master.quotas) | set(master.weights)
+    known = set(by_role) | set(master.quotas) | set(master.weights)
     for fw in master.frameworks.values():
-        roles.update(fw.roles())
-    yield _gauge("roles", "roles known: of frameworks, quotas, weights or tasks", len(roles))
+        known.update(fw.roles())
+    yield _gauge("roles", "roles known: of frameworks, quotas, weights or tasks", len(known))
+    roles = labelled_roles(master, by_role)
     for name, metric, what, factor in RESOURCES[:2]:
         used = GaugeMetricFamily(PREFIX + f"role_used_{metric}", f"{what} the role's tasks hold", labels=["role"])
         guarantee = GaugeMetricFamily(

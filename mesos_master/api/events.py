@@ -44,7 +44,7 @@ class SubscribeServicer(operator_pb2_grpc.OperatorServicer):
         ended = asyncio.ensure_future(subscription.wait_ended())
         try:
             now = dispatcher.master.clock()
-            for page in snapshot_pages(subscription.snapshot):
+            for page in snapshot_pages(subscription.take_snapshot()):
                 snapshot = OperatorEvent(type=OperatorEvent.SNAPSHOT, time=now, snapshot=page)
                 if not await _write(context, epb.SubscribeResponse(events=[snapshot]), ended):
                     break

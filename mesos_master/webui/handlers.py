@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from importlib import resources
 from typing import Any
 
 import structlog
 from aiohttp import web
+from yarl import URL
 
 from mesos_master.cluster import Framework, Task
 from mesos_master.events import EventsClosedError, Subscription
-from mesos_master.webui import jobs, live, pages, sandbox
+from mesos_master.webui import jobs, live, pages, sandbox, streams
 from mesos_master.webui.markup import message_page, page
 from mesos_master.webui.model import (
     TaskFilter,
@@ -47,6 +48,8 @@ STATIC_TYPES = {"app.js": "application/javascript", "app.css": "text/css"}
 UI = ("operator", "framework")  # who may use the pages (webui.view.UI_ROLES)
 #: The login page, where the HTTP server sends a browser that shows no principal.
 LOGIN = "/login"
+#: Why an open stream ends when its principal's token was revoked or it may no longer use the UI.
+NO_LONGER = "your login is no longer valid here, or you may no longer see this: reload the page"
 
 
 def _static(name: str) -> bytes:
@@ -54,15 +57,28 @@ def _static(name: str) -> bytes:
 
 
 def _local(target: str) -> str:
-    """A login's `next`: a path on this server, never another site."""
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+    """A login's `next`: a path on this server, never another site. A control character, a space or a backslash
+    is refused outright (URL parsers strip or turn them, so "/\\t/evil" would become "//evil"); what is left
+    must still start with exactly one "/" once normalised."""
+    if any(c <= " " or c == "\\" for c in target):
+        return "/"
+    normal = URL(target).path_qs if target.startswith("/") else ""
+    ok = (
+        target.startswith("/")
+        and not target.startswith("//")
+        and normal.startswith("/")
+        and not normal.startswith("//")
+    )
+    return target if ok else "/"
 
 
 class WebUI:
     def __init__(self, view: MasterView) -> None:
         self.view = view
         self.static = {name: _static(name) for name in STATIC_TYPES}
-        self._streams: set[asyncio.Task[Any]] = set()
+        self.streams = streams.Streams()
+        #: Seconds between keepalives on a quiet stream; the principal is checked again at each.
+        self.keepalive = live.KEEPALIVE
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -84,8 +100,7 @@ class WebUI:
 
     async def on_shutdown(self, app: web.Application) -> None:
         """End the long responses (event streams, followed logs) so that the server stops at once."""
-        for task in list(self._streams):
-            task.cancel()
+        self.streams.cancel_all()
 
     # ------------------------------------------------------------------ helpers
     def _html(self, body: str, status: int = 200) -> web.Response:
@@ -119,7 +134,7 @@ class WebUI:
         who = self._who(request)
         visible = self.view.viewer(who)
         body = build(term, visible)
-        has_jobs = bool(jobs.jobs_services(term.master, visible))
+        has_jobs = bool(jobs.jobs_services(term.master, visible, self.view.jobs_from))
         return self._html(page(title, body, principal=str(who) if who else "", active=active, jobs=has_jobs))
 
     def _task(self, request: web.Request, term: Term) -> tuple[Task, Framework]:
@@ -212,7 +227,7 @@ class WebUI:
     @allow(*UI)
     async def frameworks(self, request: web.Request) -> web.Response:
         def build(term: Term, visible: Callable[[str], bool]) -> str:
-            ids = frozenset(s.framework_id for s in jobs.jobs_services(term.master, visible))
+            ids = frozenset(s.framework_id for s in jobs.jobs_services(term.master, visible, self.view.jobs_from))
             return pages.frameworks(framework_rows(term.master, visible), ids)
 
         return await self._page(request, "Frameworks", "/frameworks", build)
@@ -269,7 +284,7 @@ class WebUI:
     async def jobs(self, request: web.Request) -> web.Response:
         term = self._term(request)
         visible = self.view.viewer(self._who(request))
-        services = jobs.jobs_services(term.master, visible)
+        services = jobs.jobs_services(term.master, visible, self.view.jobs_from)
 
         async def read(service: jobs.JobsService) -> tuple[jobs.JobsService, Any, str]:
             try:
@@ -285,7 +300,14 @@ class WebUI:
         term = self._term(request)
         framework_id, job_id = request.match_info["framework_id"], request.match_info["job_id"]
         visible = self.view.viewer(self._who(request))
-        service = next((s for s in jobs.jobs_services(term.master, visible) if s.framework_id == framework_id), None)
+        service = next(
+            (
+                s
+                for s in jobs.jobs_services(term.master, visible, self.view.jobs_from)
+                if s.framework_id == framework_id
+            ),
+            None,
+        )
         if service is None:
             raise self._refusal(404, f"no jobs service {quoted(framework_id)} that you may see", request)
         try:
@@ -305,34 +327,56 @@ class WebUI:
             headers={**HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
         await response.prepare(request)
-        await response.write(f"retry: {live.RETRY_MS}\n\n".encode())
+        await self.streams.send(request, response, f"retry: {live.RETRY_MS}\n\n".encode())
         return response
+
+    def _still_allowed(self, request: web.Request) -> bool:
+        """At a keepalive: does the request still name its principal, who may still use the UI?"""
+        who = self._who(request)
+        return self.streams.still_authenticated(request, who) and self.view.may_use(who)
 
     @allow(*UI)
     async def events(self, request: web.Request) -> web.StreamResponse:
         term = self._term(request)
         if term.hub is None:
             raise self._refusal(503, "this master has no event stream", request)
-        try:
-            subscription = term.hub.subscribe(self._who(request))
-        except EventsClosedError as e:  # the term ended just now: the browser retries
-            raise self._refusal(503, str(e), request) from None
-        me = asyncio.current_task()
-        assert me is not None
-        self._streams.add(me)
-        try:
-            response = await self._stream(request)
-            await response.write(live.sse(live.snapshot_update(subscription.snapshot)))
-            await self._relay(response, subscription, term)
-            await response.write(live.sse_text("end", subscription.end_reason or ""))
-            return response
-        except ConnectionResetError:  # the page went away
-            return web.Response(status=204)
-        finally:
-            subscription.close()
-            self._streams.discard(me)
+        with self._opened(request):
+            try:
+                subscription = term.hub.subscribe(self._who(request))
+            except EventsClosedError as e:  # the term ended just now: the browser retries
+                raise self._refusal(503, str(e), request) from None
+            ended = asyncio.ensure_future(subscription.wait_ended())
+            try:
+                response = await self._stream(request)
+                snapshot = live.snapshot_update(subscription.take_snapshot())
+                await self.streams.send(request, response, live.sse(snapshot), ended)
+                why = await self._relay(request, response, subscription, term, ended)
+                await self.streams.send(request, response, live.sse_text("end", why or subscription.end_reason or ""))
+                return response
+            except ConnectionResetError:  # the page went away, or stopped reading
+                return web.Response(status=204)
+            finally:
+                subscription.close()
+                ended.cancel()
 
-    async def _relay(self, response: web.StreamResponse, subscription: Subscription, term: Term) -> None:
+    @contextlib.contextmanager
+    def _opened(self, request: web.Request) -> Iterator[None]:
+        try:
+            with self.streams.opened(self._who(request)):
+                yield
+        except streams.TooManyStreams as e:
+            raise self._refusal(429, str(e), request) from None
+
+    async def _relay(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        subscription: Subscription,
+        term: Term,
+        ended: asyncio.Future[str],
+    ) -> str:
+        """Send the subscription's batches until it ends (""), or until the page's principal may no longer
+        see them (why)."""
         agents = term.master.agents
 
         def hostname(agent_id: str) -> str:
@@ -342,16 +386,18 @@ class WebUI:
         batches = aiter(subscription)
         while True:
             try:
-                async with asyncio.timeout(live.KEEPALIVE):
+                async with asyncio.timeout(self.keepalive):
                     batch = await anext(batches)
             except TimeoutError:
-                await response.write(b": keepalive\n\n")
+                if not self._still_allowed(request):
+                    return NO_LONGER
+                await self.streams.send(request, response, b": keepalive\n\n", ended)
                 continue
             except StopAsyncIteration:
-                return
+                return ""
             changes = live.updates(batch, hostname)
             if changes:
-                await response.write(live.sse(changes))
+                await self.streams.send(request, response, live.sse(changes), ended)
 
     @allow(*UI)
     async def follow(self, request: web.Request) -> web.StreamResponse:
@@ -365,32 +411,47 @@ class WebUI:
             offset = int(request.query.get("offset", "0"))
         except ValueError:
             raise self._refusal(400, "offset: not a whole number", request) from None
+        if not -(2**63) <= offset < 2**63:  # the agent's field is an int64
+            raise self._refusal(400, f"offset: {offset} is out of range (a 64-bit signed integer)", request)
         allowed, why = self.view.may_read_sandbox(self._who(request), fw.info.principal)
         if not allowed:
             raise self._refusal(403, why, request)
         agent = term.master.agents.get(task.agent_id)
         if agent is None or not agent.info.address:
             raise self._refusal(503, "the task's agent is not connected", request)
-        me = asyncio.current_task()
-        assert me is not None
-        self._streams.add(me)
-        response = await self._stream(request)
-        appended = sandbox.follow(
-            agent.info.address, self.view.client_config, task.framework_id, task.task_id, name, offset
-        )
+        with self._opened(request):
+            response = await self._stream(request)
+            appended = sandbox.follow(
+                agent.info.address, self.view.client_config, task.framework_id, task.task_id, name, offset
+            )
+            await self._relay_log(request, response, appended, name, fw.info.principal)
+            return response
+
+    async def _relay_log(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        appended: AsyncIterator[tuple[str, int]],
+        name: str,
+        owner: str,
+    ) -> None:
+        send = self.streams.send
         try:
-            async with contextlib.aclosing(live.with_keepalives(appended)) as texts:
-                async for text in texts:
-                    await response.write(b": keepalive\n\n" if text is None else live.sse_text("log", text))
-            await response.write(live.sse_text("end", "the task is over"))
+            async with contextlib.aclosing(live.with_keepalives(appended, self.keepalive)) as texts:
+                async for item in texts:
+                    if item is not None:
+                        await send(request, response, live.sse_text("log", item[0], str(item[1])))
+                        continue
+                    if not self._still_allowed(request) or not self.view.may_read_sandbox(self._who(request), owner)[0]:
+                        await send(request, response, live.sse_text("end", NO_LONGER))
+                        return
+                    await send(request, response, b": keepalive\n\n")
+            await send(request, response, live.sse_text("end", "the task is over"))
         except sandbox.AgentError as e:
             with contextlib.suppress(ConnectionResetError):
-                await response.write(live.sse_text("end", f"cannot read {name}: {e}"))
-        except ConnectionResetError:  # the page went away
+                await send(request, response, live.sse_text("end", f"cannot read {name}: {e}"))
+        except ConnectionResetError:  # the page went away, or stopped reading
             pass
-        finally:
-            self._streams.discard(me)
-        return response
 
 
 def _error(status: int, body: str) -> web.HTTPException:
@@ -398,6 +459,7 @@ def _error(status: int, body: str) -> web.HTTPException:
         400: web.HTTPBadRequest,
         403: web.HTTPForbidden,
         404: web.HTTPNotFound,
+        429: web.HTTPTooManyRequests,
         502: web.HTTPBadGateway,
         503: web.HTTPServiceUnavailable,
     }

@@ -21,6 +21,8 @@ from scheduler_sdk.states import state_name
 
 #: Seconds the jobs service has to answer a page.
 JOBS_TIMEOUT = 3.0
+#: The most jobs services one page dials.
+MAX_JOBS_SERVICES = 8
 
 
 @dataclass(frozen=True)
@@ -30,14 +32,23 @@ class JobsService:
     address: str
 
 
-def jobs_services(master: Master, visible: Callable[[str], bool]) -> list[JobsService]:
-    """The jobs services subscribed now whose frameworks the viewer may see."""
+def jobs_services(
+    master: Master,
+    visible: Callable[[str], bool],
+    trusted: Callable[[str], bool],
+    limit: int = MAX_JOBS_SERVICES,
+) -> list[JobsService]:
+    """The jobs services subscribed now whose frameworks the viewer may see, at most `limit`. Only a framework
+    whose principal is `trusted` (`--jobs-principals`) is taken at its label's word: the master dials the
+    address with its own certificate, so any other framework could make it dial anywhere."""
     found = []
     for fw in master.frameworks.values():
+        if not trusted(fw.info.principal):
+            continue
         address = api_address(fw.info)
         if address and visible(fw.info.principal):
             found.append(JobsService(fw.id, fw.info.name, address))
-    return sorted(found, key=lambda s: s.framework_id)
+    return sorted(found, key=lambda s: s.framework_id)[:limit]
 
 
 def client(service: JobsService, config: ClientConfig | None) -> JobsClient:
@@ -151,4 +162,13 @@ def job_page(service: JobsService, status: jpb.JobStatus, mesos_states: Mapping[
     return "\n".join(body)
 
 
-__all__ = ["JobsError", "JobsService", "get_job", "job_page", "jobs_page", "jobs_services", "list_jobs"]
+__all__ = [
+    "MAX_JOBS_SERVICES",
+    "JobsError",
+    "JobsService",
+    "get_job",
+    "job_page",
+    "jobs_page",
+    "jobs_services",
+    "list_jobs",
+]

@@ -138,10 +138,13 @@ def sse(data: Sequence[Update] | Update, event: str = "") -> bytes:
     return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def sse_text(event: str, text: str) -> bytes:
+def sse_text(event: str, text: str, event_id: str = "") -> bytes:
+    """One event of text (one `data:` line per line); `event_id`, if any, is its `id:` (the browser's
+    `lastEventId`: a followed log's byte offset after this text)."""
     flat = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = "".join(f"data: {line}\n" for line in flat.split("\n"))
-    return f"event: {event}\n{lines}\n".encode()
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"event: {event}\n{head}{lines}\n".encode()
 
 
 async def with_keepalives(source: AsyncIterator[T], every: float = KEEPALIVE) -> AsyncGenerator[T | None, None]:

@@ -4,6 +4,7 @@ viewer may see (the `view_frameworks` ACL, as the Operator API's reads). The sum
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -241,10 +242,12 @@ def task_rows(master: Master, visible: Visible, wanted: TaskFilter, limit: int =
         if not wanted.matches(task, hostname):
             continue
         matched += 1
-        if len(rows) < limit:
-            rows.append(task_row(task, hostname))
-    rows.sort(key=lambda r: (is_terminal(tpb.TaskState.Value(r.state)), -r.updated_at, r.task_id))
-    return TaskPage(rows, matched, [(fw.id, fw.info.name) for fw in frameworks])
+        rows.append(task_row(task, hostname))
+    # Sorted before the cut, so that the rows kept are the active ones, then the latest completed.
+    kept = heapq.nsmallest(
+        limit, rows, key=lambda r: (is_terminal(tpb.TaskState.Value(r.state)), -r.updated_at, r.task_id)
+    )
+    return TaskPage(kept, matched, [(fw.id, fw.info.name) for fw in frameworks])
 
 
 def find_task(master: Master, visible: Visible, framework_id: str, task_id: str) -> Task | None:

@@ -40,36 +40,54 @@ async def list_files(address: str, config: ClientConfig | None, framework_id: st
 
 
 async def tail(address: str, config: ClientConfig | None, framework_id: str, task_id: str, name: str) -> Tail:
-    """The last TAIL_LINES lines of the file (at most TAIL_BYTES of them)."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    parts: list[str] = []
-    size = 0
-    end = 0
+    """The last TAIL_LINES lines of the file, out of its last TAIL_BYTES bytes at most: only those are read (a
+    negative offset counts from the end), whatever the lines' length."""
+    data = bytearray()
+    start = end = -1
     async with AgentClient(address, config=_config(config), timeout=AGENT_TIMEOUT) as agent:
-        async for chunk in agent.read_file(task_id, name, framework_id=framework_id, tail_lines=TAIL_LINES):
+        async for chunk in agent.read_file(task_id, name, framework_id=framework_id, offset=-TAIL_BYTES):
+            if start < 0:
+                start = chunk.offset
+            data += chunk.data[: TAIL_BYTES - len(data)]
             end = chunk.offset + len(chunk.data)
-            parts.append(decoder.decode(chunk.data))
-            size += len(chunk.data)
-    text = "".join(parts) + decoder.decode(b"", final=True)
-    if size > TAIL_BYTES:
-        text = text[-TAIL_BYTES:]
-    return Tail(text, end)
+    return Tail(last_lines(bytes(data), start > 0), max(end, 0))
+
+
+def last_lines(data: bytes, cut: bool, lines: int = TAIL_LINES) -> str:
+    """The last `lines` lines of `data`, as text; `cut`: data begins inside the file, so a UTF-8 character cut
+    at its start is skipped rather than shown as a replacement."""
+    pos = len(data) - 1 if data.endswith(b"\n") else len(data)  # the newline ending the file starts no line
+    for _ in range(lines):
+        pos = data.rfind(b"\n", 0, pos)
+        if pos < 0:
+            break
+    if pos >= 0:
+        data = data[pos + 1 :]
+    elif cut:
+        skip = 0
+        while skip < min(3, len(data)) and data[skip] & 0xC0 == 0x80:
+            skip += 1
+        data = data[skip:]
+    return data.decode("utf-8", errors="replace")
 
 
 async def follow(
     address: str, config: ClientConfig | None, framework_id: str, task_id: str, name: str, offset: int
-) -> AsyncIterator[str]:
+) -> AsyncIterator[tuple[str, int]]:
     """What is appended to the file from `offset` on (from the end, when negative), as text, until the task is
-    over and the file drained (the agent's follow)."""
+    over and the file drained (the agent's follow); each with the file's byte offset just after it (where a
+    page goes on from, should it open the stream again)."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    end = offset
     async with AgentClient(address, config=_config(config), timeout=AGENT_TIMEOUT) as agent:
         async for chunk in agent.read_file(task_id, name, framework_id=framework_id, offset=offset, follow=True):
+            end = chunk.offset + len(chunk.data)
             text = decoder.decode(chunk.data)
             if text:
-                yield text
+                yield text, end
     rest = decoder.decode(b"", final=True)
     if rest:
-        yield rest
+        yield rest, end
 
 
 async def containers(address: str, config: ClientConfig | None) -> list[agent_pb2.ContainerStatus]:
@@ -78,4 +96,4 @@ async def containers(address: str, config: ClientConfig | None) -> list[agent_pb
         return list((await agent.containers()).containers)
 
 
-__all__ = ["LOG_FILES", "AgentError", "Tail", "containers", "follow", "list_files", "tail"]
+__all__ = ["LOG_FILES", "AgentError", "Tail", "containers", "follow", "last_lines", "list_files", "tail"]

@@ -20,6 +20,14 @@ from scheduler_sdk.security.config import ClientConfig
 
 #: Who may use the web UI at all: those who may call the Operator API.
 UI_ROLES = ("operator", "framework")
+#: Whose jobs API label the master follows unless told (`--jobs-principals`): the jobs service's own principal
+#: (`aiomesos jobs serve` with LocalCluster's certificate, `framework/jobs`).
+DEFAULT_JOBS_PRINCIPALS = "framework/jobs"
+
+
+def principal_list(text: str) -> frozenset[str]:
+    """`--jobs-principals`: principals, comma-separated."""
+    return frozenset(p.strip() for p in text.split(",") if p.strip())
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,13 @@ class MasterView:
     client_config: ClientConfig | None = None
     leader: Callable[[], str] = lambda: ""
     check_token: Callable[[str], Principal | None] | None = None
+    #: The framework principals whose jobs API label is followed (`--jobs-principals`); on an insecure master,
+    #: where frameworks name no principal, every framework's.
+    jobs_principals: frozenset[str] = frozenset({DEFAULT_JOBS_PRINCIPALS})
+
+    def jobs_from(self, principal: str) -> bool:
+        """May the master dial the jobs service this framework principal advertises?"""
+        return not self.secure or principal in self.jobs_principals
 
     def may_use(self, principal: Principal | None) -> bool:
         """May this principal use the UI at all (an agent may not, as it may not call the Operator API)?"""
@@ -77,6 +92,7 @@ def master_view(
     secure: bool,
     client_config: ClientConfig | None,
     check_token: Callable[[str], Principal | None] | None,
+    jobs_principals: frozenset[str] = frozenset({DEFAULT_JOBS_PRINCIPALS}),
 ) -> MasterView:
     """The view of a master daemon: its seat's term, its ACLs, its own certificate, the HTTP server's token check."""
 
@@ -91,4 +107,5 @@ def master_view(
         client_config=client_config,
         leader=leader,
         check_token=check_token,
+        jobs_principals=jobs_principals,
     )

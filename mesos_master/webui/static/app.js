@@ -219,9 +219,10 @@ function follow(button) {
     const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
     pre.append(e.data);
     if (atBottom) pre.scrollTop = pre.scrollHeight;
-    // The offset to go on from, should the stream be opened again.
+    // The byte offset to go on from, should the stream be opened again: the server's (the event's id), since
+    // the decoded text's length is not the file's (a replaced invalid byte, a newline turned).
     const url = new URL(button.dataset.follow, location.href);
-    url.searchParams.set("offset", String(Number(url.searchParams.get("offset") || 0) + new Blob([e.data]).size));
+    if (e.lastEventId) url.searchParams.set("offset", e.lastEventId);
     button.dataset.follow = url.pathname + url.search;
   });
   source.onerror = () => {  // not reopened from where it began: that would repeat what is shown

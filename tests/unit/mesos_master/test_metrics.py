@@ -79,3 +79,17 @@ def test_get_metrics_carries_the_same_samples_by_prometheus_name() -> None:
     assert response.metrics['aiomesos_master_agents{state="connected"}'] == 1
     (family,) = [f for f in response.families if f.name == "aiomesos_master_agents"]
     assert family.type == "gauge" and family.help and {s.labels["state"] for s in family.samples} >= {"connected"}
+
+
+def test_only_roles_with_something_to_show_get_series() -> None:
+    """A role a framework merely names gets no series (any framework could name thousands); usage, a quota, a
+    reservation or a weight other than 1 does."""
+    w = World()
+    w.register(resources="cpus:4;mem:1024;cpus(db):1")
+    w.subscribe(roles=[f"r{i}" for i in range(50)])
+    w.master.set_weights({"heavy": 2.0, "plain": 1.0})
+    _, m = scrape(w)
+    assert m["aiomesos_master_roles"][()] >= 50  # still counted
+    labelled = {dict(k)["role"] for k in m["aiomesos_master_role_weight"]}
+    assert labelled == {"db", "heavy"}
+    assert {dict(k)["role"] for k in m["aiomesos_master_role_used_cpus"]} == {"db", "heavy"}

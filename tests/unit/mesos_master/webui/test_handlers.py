@@ -19,7 +19,8 @@ from aiomesos.v1 import events_pb2 as epb
 from aiomesos.v1 import tasks_pb2 as tpb
 from mesos_master.events import EventHub, state_snapshot
 from mesos_master.outbox import Published
-from mesos_master.webui import MasterView, Term, install, live
+from mesos_master.webui import MasterView, Term, WebUI, install, live, streams
+from mesos_master.webui.handlers import NO_LONGER, _local
 from mesos_master.webui.view import UI_ROLES
 from scheduler_sdk._daemon.http import SESSION_COOKIE
 from scheduler_sdk.security.acls import Authorizer
@@ -48,6 +49,7 @@ class Setup:
         self.w, self.fa, self.fb, self.agent = cluster()
         self.hub = EventHub(partial(state_snapshot, self.w.master), authorizer=Authorizer())
         self.leading = True
+        self.ui: WebUI | None = None
         self.view = MasterView(
             term=lambda: Term(self.w.master, self.hub) if self.leading else None,
             authorizer=Authorizer(),
@@ -61,7 +63,7 @@ class Setup:
 async def ui() -> AsyncIterator[tuple[Setup, TestClient]]:  # type: ignore[type-arg]
     setup = Setup()
     app = web.Application(middlewares=[stand_in])
-    install(app, setup.view)
+    setup.ui = install(app, setup.view)
     async with TestClient(TestServer(app)) as client:
         yield setup, client
 
@@ -105,6 +107,9 @@ async def test_bad_input_is_a_4xx_with_one_line(ui: tuple[Setup, TestClient]) ->
     assert (await get(client, f"/tasks/{setup.fa}/nope"))[0] == 404
     assert (await get(client, "/agents/nope"))[0] == 404
     assert (await get(client, f"/tasks/{setup.fa}/web-1/files/..%2Fx/follow"))[0] in (400, 404)
+    for offset in (2**63, -(2**63) - 1):
+        status, html = await get(client, f"/tasks/{setup.fa}/web-1/files/stdout/follow?offset={offset}")
+        assert status == 400 and "offset: " in html and "out of range" in html
     assert (await get(client, "/", token="agent-token"))[0] == 403
     assert (await get(client, "/", token=""))[0] == 401
 
@@ -145,6 +150,8 @@ async def test_the_live_stream_sends_a_snapshot_then_updates(ui: tuple[Setup, Te
         snapshot = await next_data(r)
         assert snapshot["k"] == "snapshot"
         assert [setup.fa, "web-1", "TASK_RUNNING"] in snapshot["tasks"]
+        (subscription,) = setup.hub._subscriptions.values()
+        assert subscription.snapshot.ByteSize() == 0  # sent, so released: not kept for the stream's life
         update = epb.OperatorEvent(
             type=epb.OperatorEvent.TASK_UPDATED,
             task_update=epb.EventTaskUpdate(
@@ -221,3 +228,68 @@ async def test_an_insecure_master_shows_everything_to_anyone() -> None:
     async with TestClient(TestServer(app)) as client, client.get("/tasks") as r:
         html = await r.text()
         assert r.status == 200 and "web-1" in html and "log out" not in html
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/\t/evil.example", "/\n/evil.example", "/ /evil", "\\\\evil", "/\\evil", "//evil", "https://evil", "/\x00x"],
+)
+def test_a_login_goes_on_only_to_a_path_here(target: str) -> None:
+    assert _local(target) == "/"
+    assert _local("/tasks?state=TASK_RUNNING") == "/tasks?state=TASK_RUNNING"
+
+
+async def test_streams_are_capped_per_principal(ui: tuple[Setup, TestClient]) -> None:  # type: ignore[type-arg]
+    setup, client = ui
+    assert setup.ui is not None
+    setup.ui.streams.per_principal = 1
+    setup.ui.keepalive = 0.05  # so that a page gone is noticed soon
+    async with client.get("/events", headers={"X-Token": "alice-token"}) as first:
+        await next_data(first)
+        status, html = await get(client, "/events")
+        assert status == 429 and "at most 1" in html
+        async with client.get("/events", headers={"X-Token": "b-token"}) as other:  # another principal's own share
+            assert other.status == 200
+    async with asyncio.timeout(5):  # the pages went away: their shares are given back
+        while setup.ui.streams.held:
+            await asyncio.sleep(0.02)
+
+
+async def test_an_open_stream_ends_at_a_keepalive_once_its_login_is_revoked(ui: tuple[Setup, TestClient]) -> None:  # type: ignore[type-arg]
+    setup, client = ui
+    assert setup.ui is not None
+    revoked: set[str] = set()
+    setup.ui.keepalive = 0.05
+    setup.ui.streams.reauthenticate = lambda r: (
+        None if r.headers["X-Token"] in revoked else TOKENS[r.headers["X-Token"]]
+    )
+    async with client.get("/events", headers={"X-Token": "alice-token"}) as r:
+        await next_data(r)
+        assert b": keepalive" in await r.content.readuntil(b"\n\n")  # still allowed: kept open
+        revoked.add("alice-token")
+        async with asyncio.timeout(5):
+            rest = (await r.content.read()).decode()
+        assert "event: end" in rest and NO_LONGER in rest
+
+
+class _Stuck:
+    """A response whose page reads nothing: its writes never finish."""
+
+    async def write(self, data: bytes) -> None:
+        await asyncio.Event().wait()
+
+
+class _Request:
+    transport = None
+
+
+async def test_a_write_the_page_does_not_take_is_given_up() -> None:
+    box = streams.Streams(write_timeout=0.05)
+    async with asyncio.timeout(5):
+        with pytest.raises(streams.StreamStalled, match="stopped reading"):
+            await box.send(_Request(), _Stuck(), b"x")  # type: ignore[arg-type]
+        ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        ended.set_result("dropped: too slow")
+        box.write_timeout = 3600
+        with pytest.raises(streams.StreamStalled, match="ended"):  # the hub ended it meanwhile: at once
+            await box.send(_Request(), _Stuck(), b"x", ended)  # type: ignore[arg-type]

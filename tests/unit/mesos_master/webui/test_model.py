@@ -130,3 +130,36 @@ def test_dag_layers() -> None:
     assert dag_layers(steps) == [["a", "c", "e"], ["b"], ["d"]]
     assert dag_layers([("x", ["y"]), ("y", ["x"])]) == [["x", "y"]]  # a cycle: one layer, nothing lost
     assert dag_layers([]) == []
+
+
+def test_the_row_cap_keeps_the_active_tasks_then_the_latest_completed() -> None:
+    """The cut comes after the sort: the latest completed task is kept before an older one."""
+    w, fa, _, agent = cluster()
+    w.clock.now += 5
+    w.agent_update(agent, fa, "web-1", tpb.TASK_FINISHED)
+    w.drain()
+    page = task_rows(w.master, lambda owner: True, TaskFilter(), limit=2)
+    assert page.matched == 3
+    assert [r.task_id for r in page.rows] == [EVIL, "web-1"]
+
+
+def test_only_the_configured_principals_jobs_services_are_dialled() -> None:
+    """A framework's jobs API label is believed only from a principal of --jobs-principals (the master dials it
+    with its own certificate), and a page dials at most MAX_JOBS_SERVICES of them."""
+    from aiomesos.v1 import resources_pb2 as rpb
+    from mesos_master.webui import jobs
+    from mesos_master.webui.view import principal_list
+
+    w, _, _, _ = cluster()
+
+    def label(address: str) -> rpb.Labels:
+        return rpb.Labels(labels=[rpb.Label(key="aiomesos.jobs.api", value=address)])
+
+    w.subscribe("evil", principal="framework/b", labels=label("10.0.0.9:22"))
+    for i in range(jobs.MAX_JOBS_SERVICES + 2):
+        w.subscribe(f"jobs{i}", principal="framework/jobs", labels=label(f"127.0.0.1:{7000 + i}"))
+    trusted = principal_list(" framework/jobs, operator/x ,")
+    assert trusted == {"framework/jobs", "operator/x"}
+    found = jobs.jobs_services(w.master, lambda owner: True, trusted.__contains__)
+    assert len(found) == jobs.MAX_JOBS_SERVICES
+    assert all(s.name.startswith("jobs") for s in found) and "10.0.0.9:22" not in {s.address for s in found}
