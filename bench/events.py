@@ -41,8 +41,7 @@ from mesos_master.api.operator import OperatorService
 from mesos_master.cluster import Master
 from mesos_master.events import EventHub
 from mesos_master.outbox import Published
-from mesos_master.registry import Registry, RegistryState
-from mesos_master.registry.operations import Operation
+from mesos_master.registry.memory import MemoryRegistry
 from scheduler_sdk._daemon.guard import Guard
 from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.resources import Resources
@@ -52,17 +51,6 @@ from scheduler_sdk.security.local import LocalCertificates
 from scheduler_sdk.security.tls import ServerTLS
 
 TASK = Resources.of(cpus=0.01, mem=1)
-
-
-class MemoryRegistry(Registry):
-    async def load(self) -> RegistryState:
-        return RegistryState()
-
-    async def apply(self, operations: Sequence[Operation]) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
 
 
 # ------------------------------------------------------------------------------------------ the master side

@@ -38,7 +38,7 @@ from scheduler_sdk._daemon.flags import (
 )
 from scheduler_sdk._daemon.grpc_health import add_health_and_reflection, stop_serving
 from scheduler_sdk._daemon.guard import READERS, Guard, load_authorizer
-from scheduler_sdk._daemon.http import add_http_flags, daemon_http_server, write_http_address
+from scheduler_sdk._daemon.http import add_http_flags, daemon_http_server, http_address_file, write_http_address
 from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon, write_atomically
 from scheduler_sdk._daemon.prometheus import install_health, install_metrics
@@ -48,7 +48,7 @@ from scheduler_sdk.resources import Resources
 
 log = structlog.get_logger("mesos_agent")
 ADDRESS_FILE = "agent.addr"
-HTTP_ADDRESS_FILE = "agent.http.addr"
+HTTP_ADDRESS_FILE = http_address_file("agent")
 #: Who may call the agent's API at all (reading a sandbox then needs the access_sandboxes ACL or to own it).
 CALLERS = {"aiomesos.v1.Agent": READERS}
 

@@ -17,18 +17,11 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from mesos_agent.agent import Agent
 from mesos_agent.tasks import TaskRun
-from scheduler_sdk._daemon.prometheus import new_registry
+from scheduler_sdk._daemon.prometheus import RESOURCES, new_registry
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import TERMINAL_STATES, state_name
 
-MiB = 1024 * 1024
 PREFIX = "aiomesos_agent_"
-RESOURCES = (
-    ("cpus", "cpus", "cpus", 1.0),
-    ("mem", "memory_bytes", "memory in bytes", MiB),
-    ("disk", "disk_bytes", "disk in bytes", MiB),
-    ("gpus", "gpus", "GPUs", 1.0),
-)
 #: Per-task figures: (sample name, help, the usage figures it is the sum of, counter?)
 TASK_FIGURES = (
     (

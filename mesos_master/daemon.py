@@ -33,7 +33,13 @@ from mesos_master.webui.view import DEFAULT_JOBS_PRINCIPALS, principal_list
 from scheduler_sdk._daemon.flags import FlagParser, add_logging_flags, non_negative_float, port, positive_float
 from scheduler_sdk._daemon.grpc_health import Health, add_health_and_reflection, stop_serving
 from scheduler_sdk._daemon.guard import load_authorizer, reload_security
-from scheduler_sdk._daemon.http import HttpServer, add_http_flags, daemon_http_server, write_http_address
+from scheduler_sdk._daemon.http import (
+    HttpServer,
+    add_http_flags,
+    daemon_http_server,
+    http_address_file,
+    write_http_address,
+)
 from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon, write_atomically
 from scheduler_sdk._daemon.prometheus import install_health, install_metrics
@@ -47,7 +53,7 @@ log = structlog.get_logger("mesos_master")
 
 ADDRESS_FILE = "master.addr"
 TOKEN_ADDRESS_FILE = "master.token.addr"
-HTTP_ADDRESS_FILE = "master.http.addr"
+HTTP_ADDRESS_FILE = http_address_file("master")
 #: Seconds SIGTERM may take to stop the master (the streams' grace period is 1 s) before it exits regardless.
 STOP_DEADLINE = 5.0
 #: Who may call each service at all (what they may then do is the ACLs' business).

@@ -58,6 +58,8 @@ class Subscription:
         self._pending: deque[OperatorEvent] = deque()
         self._wakeup = asyncio.Event()
         self._ended = asyncio.Event()
+        self._viewer: Viewer | None = None  # the hub's, kept while the ACLs it was made under hold
+        self._viewer_acls: object = None
 
     @property
     def snapshot(self) -> epb.EventSnapshot:
@@ -177,7 +179,7 @@ class EventHub:
             if shared is not None:
                 subscription._offer(shared)
                 continue
-            visible = self._viewer(subscription.principal)  # per drain: reloaded ACLs apply at once
+            visible = self._subscription_viewer(subscription)  # reloaded ACLs apply at once
             events = [p.event for p in published if p.owner is None or visible(p.owner)]
             if events:
                 subscription._offer(events)
@@ -189,9 +191,15 @@ class EventHub:
             subscription._end(reason)
 
     def _viewer(self, principal: Principal | None) -> Viewer:
-        if self._authorizer is None:
-            return lambda owner: True
         return viewer_of(self._authorizer, principal)
+
+    def _subscription_viewer(self, subscription: Subscription) -> Viewer:
+        """The subscription's viewer, made again only when the ACLs were reloaded (a reload replaces
+        `authorizer.acls`), so that a drain asks the ACLs only about owners it has not seen under these rules."""
+        acls = self._authorizer.acls if self._authorizer is not None else None
+        if subscription._viewer is None or subscription._viewer_acls is not acls:
+            subscription._viewer, subscription._viewer_acls = self._viewer(subscription.principal), acls
+        return subscription._viewer
 
     def _discard(self, subscription: Subscription) -> None:
         if self._subscriptions.pop(id(subscription), None) is not None:

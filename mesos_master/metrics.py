@@ -15,19 +15,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from mesos_master.cluster import Master
-from scheduler_sdk._daemon.prometheus import histogram, new_registry
+from scheduler_sdk._daemon.prometheus import RESOURCES, histogram, new_registry
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.states import state_name
 
-MiB = 1024 * 1024
 PREFIX = "aiomesos_master_"
-#: The resources the cluster gauges name, with their base unit's name and the factor from Mesos' units.
-RESOURCES = (
-    ("cpus", "cpus", "cpus", 1.0),
-    ("mem", "memory_bytes", "memory in bytes", MiB),
-    ("disk", "disk_bytes", "disk in bytes", MiB),
-    ("gpus", "gpus", "GPUs", 1.0),
-)
 #: Allocator figures exported as gauges (its durations are the allocation_run_seconds histogram instead).
 ALLOCATOR_GAUGES = {
     "allocation_last_offers": "the offers the last allocation cycle made",

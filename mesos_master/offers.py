@@ -28,7 +28,8 @@ class OfferTransitions(MasterState):
         started = time.perf_counter()
         now = self.clock()
         made = 0
-        cycle: dict[str, list[Offer]] = {}  # what each framework was offered in this cycle
+        # What each framework was offered in this cycle, for OFFERS_MADE: only while someone watches.
+        cycle: dict[str, list[Offer]] | None = {} if self.outbox.watched else None
         for allocation in self.allocator.allocate(now):
             fw = self.frameworks.get(allocation.framework_id)
             agent = self.agents.get(allocation.agent_id)
@@ -60,9 +61,10 @@ class OfferTransitions(MasterState):
                     agent_address=agent.info.address,
                 )
             )
-            cycle.setdefault(fw.id, []).append(offer)
+            if cycle is not None:
+                cycle.setdefault(fw.id, []).append(offer)
             made += 1
-        for framework_id, offers in cycle.items():
+        for framework_id, offers in (cycle or {}).items():
             self._publish_offers(self.frameworks[framework_id], offers, now)
         self.allocation_runs.observe(time.perf_counter() - started)
         if made:
@@ -71,8 +73,6 @@ class OfferTransitions(MasterState):
 
     def _publish_offers(self, fw: Framework, offers: list[Offer], now: float) -> None:
         """OFFERS_MADE: one event per framework and cycle, with how many offers, on how many agents, of what."""
-        if not self.outbox.watched:
-            return
         total = Resources.empty()
         for offer in offers:
             total = total + offer.resources

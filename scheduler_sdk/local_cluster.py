@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scheduler_sdk._daemon.http import http_address_file
 from scheduler_sdk.local_etcd import LocalEtcd
 from scheduler_sdk.operator import OperatorClient, OperatorError
 from scheduler_sdk.security.config import ClientConfig
@@ -29,8 +30,6 @@ from scheduler_sdk.security.local import LocalCertificates
 CA_DIR_ENV = "AIOMESOS_CA_DIR"
 CLIENT_CONFIG = "aiomesos.toml"
 
-#: Where each daemon writes its HTTP port's URL (scheduler_sdk._daemon.http.write_http_address).
-HTTP_ADDRESS = "{name}.http.addr"
 CGROUP_MOUNTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
 SIGTERM, SIGUSR1 = signal.SIGTERM, signal.SIGUSR1  # Daemon.signal() shadows the module in its class body
 
@@ -104,7 +103,7 @@ class Daemon:
     def http_url(self, kind: str) -> str:
         """The URL of its HTTP port (https://127.0.0.1:PORT when secure), "" while it has none."""
         with contextlib.suppress(OSError):
-            return (self.work_dir / HTTP_ADDRESS.format(name=kind)).read_text().strip()
+            return (self.work_dir / http_address_file(kind)).read_text().strip()
         return ""
 
     def log_tail(self, lines: int = 20) -> str:
@@ -135,6 +134,14 @@ def leftover_cgroups(work_dir: Path) -> list[Path]:
 
 
 _PORTS = re.compile(r"ports:\[(\d+)-(\d+)\]")
+
+
+def daemon_env() -> dict[str, str]:
+    """The environment a local daemon starts with: this one without AIOMESOS_* (its flags are all on its command
+    line), unbuffered so that its log is whole when it dies."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOMESOS_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 def agent_ports(resources: str, index: int, agents: int) -> str:
@@ -249,11 +256,6 @@ class LocalCluster:
             self.log_level,
         ]
 
-    def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIOMESOS_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
-
     def _logs(self) -> Path:
         path = self.work_dir / "logs"
         path.mkdir(parents=True, exist_ok=True)
@@ -365,7 +367,7 @@ class LocalCluster:
             self.master_addresses.append("")
         if index == 0:
             self.master = daemon
-        daemon.start(self._env())
+        daemon.start(daemon_env())
         self.master_addresses[index] = await daemon.address(addr_file, timeout)
         if self.etcd is None:
             self.master_address = self.master_addresses[index]
@@ -399,7 +401,7 @@ class LocalCluster:
             self._logs() / "jobs.log",
         )
         self.jobs_daemon = daemon
-        daemon.start(self._env())
+        daemon.start(daemon_env())
         self.jobs_address = await daemon.address(addr_file, timeout)
         self._jobs_http_port = _port_of(daemon.http_url("jobs"))
         if self.certificates is not None:
@@ -443,7 +445,7 @@ class LocalCluster:
             work,
             self._logs() / f"agent{i}.log",
         )
-        daemon.start(self._env())
+        daemon.start(daemon_env())
         if index is not None and index < len(self.agent_daemons):
             self.agent_daemons[index] = daemon
         else:

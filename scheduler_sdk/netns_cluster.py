@@ -26,7 +26,7 @@ import psutil
 
 from scheduler_sdk import netns
 from scheduler_sdk._daemon.flags import UsageError
-from scheduler_sdk.local_cluster import CA_DIR_ENV, CLIENT_CONFIG, ClusterError, Daemon, leftover_cgroups
+from scheduler_sdk.local_cluster import CA_DIR_ENV, CLIENT_CONFIG, ClusterError, Daemon, daemon_env, leftover_cgroups
 from scheduler_sdk.netns import NetnsHost, NetnsNetwork
 from scheduler_sdk.operator import OperatorClient, OperatorError
 from scheduler_sdk.security.config import ClientConfig
@@ -153,8 +153,7 @@ class NetnsCluster:
         logs = self.work_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         daemon = Daemon(host.name, host.exec_argv(argv, hostname=host.name), work, logs / f"{host.name}.log")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIOMESOS_")}
-        daemon.start({**env, "PYTHONUNBUFFERED": "1"})
+        daemon.start(daemon_env())
         assert daemon.process is not None
         self.daemons[host.name] = daemon
         self.pids[host.name] = daemon.process.pid
@@ -255,7 +254,7 @@ class NetnsCluster:
             netns.run(["ip", "link", "del", host.veth], check=False)
         for path in leftover_cgroups(self.work_dir / name):
             problems.append(f"cgroup left behind: {path}")
-            _remove_cgroup(path)
+            await asyncio.to_thread(_remove_cgroup, path)
         del self.hosts[name]
         self._save()
         return problems

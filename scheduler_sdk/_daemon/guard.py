@@ -43,14 +43,15 @@ class Guard:
     def viewer(self) -> Callable[[str], bool]:
         """For one read: may the caller see what the framework of this principal owns (view_frameworks)?
         Not audited (reads); every answer is remembered for the rest of the read."""
-        if not self.secure:
-            return lambda owner: True
-        return viewer_of(self.authorizer, self.caller())
+        return viewer_of(self.authorizer if self.secure else None, self.caller())
 
 
-def viewer_of(authorizer: Authorizer, principal: Principal | None) -> Callable[[str], bool]:
+def viewer_of(authorizer: Authorizer | None, principal: Principal | None) -> Callable[[str], bool]:
     """May `principal` see what the framework of this principal owns (view_frameworks)? Not audited (reads);
-    every answer is remembered by the function returned (make one per read, so that reloaded ACLs apply)."""
+    every answer is remembered by the function returned (make one per read, so that reloaded ACLs apply).
+    Without an authorizer (an insecure daemon) everyone sees everything."""
+    if authorizer is None:
+        return lambda owner: True
     seen: dict[str, bool] = {}
 
     def may_view(owner: str) -> bool:

@@ -355,8 +355,13 @@ def daemon_http_server(a: argparse.Namespace, security: DaemonSecurity, ip: str)
     return HttpServer(ip, wanted, tls=security.tls, authenticate=token_authenticator(security.credentials))
 
 
+def http_address_file(name: str) -> str:
+    """`NAME.http.addr`: the file in a daemon's work dir that names its HTTP port's URL."""
+    return f"{name}.http.addr"
+
+
 def write_http_address(work_dir: Path, name: str, server: HttpServer) -> Path:
     """`NAME.http.addr` in the work dir: the server's URL (how LocalCluster and scripts find the port)."""
-    path = work_dir / f"{name}.http.addr"
+    path = work_dir / http_address_file(name)
     write_atomically(path, server.url + "\n")
     return path

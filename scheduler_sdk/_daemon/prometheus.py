@@ -29,6 +29,17 @@ def histogram(name: str, documentation: str, durations: Durations) -> HistogramM
     return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=durations.total)
 
 
+MiB = 1024 * 1024
+#: The resources the daemons' gauges name: (Mesos' name, the sample's name, what it is, the factor from Mesos'
+#: units to the base unit).
+RESOURCES = (
+    ("cpus", "cpus", "cpus", 1.0),
+    ("mem", "memory_bytes", "memory in bytes", MiB),
+    ("disk", "disk_bytes", "disk in bytes", MiB),
+    ("gpus", "gpus", "GPUs", 1.0),
+)
+
+
 def new_registry(*collectors: Collector, process: bool = True) -> CollectorRegistry:
     """A daemon's own registry: its collectors, and the process' CPU, memory and file descriptors."""
     registry = CollectorRegistry(auto_describe=False)

@@ -25,7 +25,7 @@ import grpc
 from aiomesos.v1 import jobs_pb2 as jpb
 from scheduler_sdk._daemon.flags import FlagParser, UsageError, address, non_negative_int
 from scheduler_sdk.cli import jobs_common as common
-from scheduler_sdk.cli import jobs_service
+from scheduler_sdk.cli import jobs_service, tables
 from scheduler_sdk.cli import task as task_cli
 from scheduler_sdk.cli.jobs_common import (
     DEFAULT_JOBS,
@@ -373,11 +373,11 @@ async def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(to_json(status))
         return 0
-    console = common.console()
+    console = tables.console()
     if status.job.type in LONG_RUNNING:
-        lines, tables = jobs_service.status_lines(status), jobs_service.instance_tables(status)
+        lines, shown = jobs_service.status_lines(status), jobs_service.instance_tables(status)
     else:
-        lines, tables = status_summary(status), [_task_table(status.run)] if status.HasField("run") else []
+        lines, shown = status_summary(status), [_task_table(status.run)] if status.HasField("run") else []
     for line in lines:
         console.print(line, markup=False)
     if status.job.type == "workflow" and status.run.steps:
@@ -385,7 +385,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
         console.print()
         console.print(draw_dag(status.run.steps, color=color), markup=color)
         console.print()
-    for t in tables:
+    for t in shown:
         console.print(t)
     return 0
 
@@ -414,7 +414,7 @@ async def cmd_history(args: argparse.Namespace) -> int:
     if args.json:
         print_json(to_json(history))
         return 0
-    console = common.console()
+    console = tables.console()
     for t in [runs, *jobs_service.history_tables(args.job_id, history)]:
         console.print(t)
     return 0

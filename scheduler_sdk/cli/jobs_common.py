@@ -105,12 +105,8 @@ def listing(as_json: bool, items: Sequence[Message], rendered: Any) -> int:
     if as_json:
         print_json([to_json(m) for m in items])
     else:
-        console().print(rendered)
+        tables.console().print(rendered)
     return 0
-
-
-def console() -> Any:
-    return tables.console()
 
 
 # ----------------------------------------------------------------------------------------- following a job

@@ -5,7 +5,7 @@ ended RESOURCE_EXHAUSTED, the end of a term UNAVAILABLE, a standby's refusal."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +20,7 @@ from mesos_master.api.dispatch import Dispatcher
 from mesos_master.api.operator import OperatorService
 from mesos_master.api.standby import Seat, routed
 from mesos_master.cluster import Master
-from mesos_master.registry import Registry, RegistryState
-from mesos_master.registry.operations import Operation
+from mesos_master.registry.memory import MemoryRegistry
 from scheduler_sdk._daemon.guard import Guard
 from scheduler_sdk.operator import EventStreamError, OperatorClient
 from scheduler_sdk.resources import Resources
@@ -29,17 +28,6 @@ from scheduler_sdk.security.acls import Authorizer
 from scheduler_sdk.security.config import ClientConfig
 
 E = epb.OperatorEvent
-
-
-class MemoryRegistry(Registry):
-    async def load(self) -> RegistryState:
-        return RegistryState()
-
-    async def apply(self, operations: Sequence[Operation]) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
 
 
 @dataclass

@@ -28,7 +28,13 @@ from scheduler_sdk._daemon.flags import (
 )
 from scheduler_sdk._daemon.grpc_health import add_health_and_reflection, stop_serving
 from scheduler_sdk._daemon.guard import load_authorizer
-from scheduler_sdk._daemon.http import HttpServer, add_http_flags, daemon_http_server, write_http_address
+from scheduler_sdk._daemon.http import (
+    HttpServer,
+    add_http_flags,
+    daemon_http_server,
+    http_address_file,
+    write_http_address,
+)
 from scheduler_sdk._daemon.logs import configure_logging
 from scheduler_sdk._daemon.process import DaemonError, lock_work_dir, make_work_dir, run_daemon, write_atomically
 from scheduler_sdk._daemon.prometheus import install_health, install_metrics
@@ -50,7 +56,7 @@ log = structlog.get_logger("jobs")
 
 DEFAULT_PORT = 5060
 ADDRESS_FILE = "jobs.addr"
-HTTP_ADDRESS_FILE = "jobs.http.addr"
+HTTP_ADDRESS_FILE = http_address_file("jobs")
 STORE_FILE = "jobs.db"
 FRAMEWORK_ID = "framework_id"
 TICK = 0.2  # seconds between ticks (timeouts, backoffs, cron)
