@@ -102,8 +102,95 @@ def unique_keys(keyed: Sequence[tuple[Key, T]]) -> list[tuple[Key, T]]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class SortedSection(Generic[T]):
+    """A section whose keys the caller already has in order (e.g. the agents, kept sorted across calls), so a page
+    neither sorts nor makes an entry per item: `build(key)` is called only for the keys looked at, and may return
+    None for an item gone meanwhile (it is skipped)."""
+
+    keys: Sequence[Key]
+    build: Callable[[Key], T | None]
+
+
+Section = Sequence[tuple[Key, Callable[[], T]]] | SortedSection[T]
+
+
+def _sorted(section: Section[T]) -> SortedSection[T]:
+    if isinstance(section, SortedSection):
+        return section
+    ordered = sorted(section, key=lambda kv: kv[0])
+    builds = dict(ordered)
+    return SortedSection([key for key, _ in ordered], lambda key: builds[key]())
+
+
+class PageBuilder(Generic[T]):
+    """One page, built a few items at a time (`step`), so that a caller on an event loop may let others run
+    between steps (a page of 1 MiB is thousands of items); `take_page` builds it at once."""
+
+    def __init__(
+        self,
+        sections: Sequence[Section[T]],
+        after: Cursor | None,
+        size: Callable[[T], int],
+        *,
+        limit: int = 0,
+        max_bytes: int = PAGE_BYTES,
+    ) -> None:
+        self.sections = sections
+        self.size = size
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self.items: list[T] = []
+        self.used = 0
+        self.last: Cursor | None = None
+        self.section = 0 if after is None else after.section
+        self._after = after
+        self._current: SortedSection[T] | None = None
+        self._index = 0
+        self._full = False
+
+    def step(self, items: int) -> bool:
+        """Look at up to `items` more items; False once the page is done (`page()` has it)."""
+        looked = 0
+        while not self._full and self.section < len(self.sections):
+            current = self._current
+            if current is None:
+                current = self._current = _sorted(self.sections[self.section])
+                after = self._after
+                self._index = 0
+                if after is not None and self.section == after.section:
+                    self._index = bisect.bisect_right(current.keys, after.key)
+            if self._index >= len(current.keys):
+                self.section += 1
+                self._current = None
+                continue
+            if looked >= items:
+                return True
+            if self.limit and len(self.items) >= self.limit:
+                self._full = True
+                break
+            key = current.keys[self._index]
+            item = current.build(key)
+            looked += 1
+            if item is None:
+                self._index += 1
+                continue
+            cost = self.size(item)
+            if self.items and self.used + cost > self.max_bytes:
+                self._full = True
+                break
+            self.items.append(item)
+            self.used += cost
+            self.last = Cursor(self.section, key)
+            self._index += 1
+        return False
+
+    def page(self) -> Page[T]:
+        return Page(self.items, self.last if self._full else None)
+
+
 def take_page(
-    sections: Sequence[Sequence[tuple[Key, Callable[[], T]]]],
+    sections: Sequence[Section[T]],
     after: Cursor | None,
     size: Callable[[T], int],
     *,
@@ -111,25 +198,9 @@ def take_page(
     max_bytes: int = PAGE_BYTES,
 ) -> Page[T]:
     """The page after `after`: each section's items are (key, build), keys unique within the section, in any
-    order; an item is built only if it is looked at (the one that does not fit is built and left for the next
-    page). `size` is an item's size in bytes on the wire."""
-    items: list[T] = []
-    used = 0
-    last: Cursor | None = None
-    start = 0 if after is None else after.section
-    for section in range(start, len(sections)):
-        ordered = sorted(sections[section], key=lambda kv: kv[0])
-        first = 0
-        if after is not None and section == after.section:
-            first = bisect.bisect_right([key for key, _ in ordered], after.key)
-        for key, build in ordered[first:]:
-            if limit and len(items) >= limit:
-                return Page(items, last)
-            item = build()
-            cost = size(item)
-            if items and used + cost > max_bytes:
-                return Page(items, last)
-            items.append(item)
-            used += cost
-            last = Cursor(section, key)
-    return Page(items, None)
+    order (or a SortedSection); an item is built only if it is looked at (the one that does not fit is built and
+    left for the next page). `size` is an item's size in bytes on the wire."""
+    builder = PageBuilder(sections, after, size, limit=limit, max_bytes=max_bytes)
+    while builder.step(1 << 30):
+        pass
+    return builder.page()

@@ -24,7 +24,17 @@ from mesos_master.cluster import AgentRecord, CallError, Framework, Master, Task
 from mesos_master.drain import drain_info
 from mesos_master.errors import PreconditionError
 from mesos_master.metrics import master_registry
-from mesos_master.paging import ITEM_OVERHEAD, Key, PageTokenError, decode_token, encode_token, take_page, unique_keys
+from mesos_master.paging import (
+    ITEM_OVERHEAD,
+    Key,
+    PageBuilder,
+    PageTokenError,
+    Section,
+    SortedSection,
+    decode_token,
+    encode_token,
+    unique_keys,
+)
 from mesos_master.validation import UnknownIdError, operator_resources
 from scheduler_sdk import __version__
 from scheduler_sdk._daemon.guard import Guard, deny
@@ -41,6 +51,8 @@ from scheduler_sdk.states import is_terminal
 CONTAINERS_CONCURRENCY = 16
 CONTAINERS_TIMEOUT = 2.0
 CONTAINERS_DEADLINE = 4.0
+#: A page is built this many items at a time, the event loop let run between pieces.
+PAGE_PIECE = 200
 
 
 def task_summary(task: Task) -> opb.TaskSummary:
@@ -52,25 +64,35 @@ def task_summary(task: Task) -> opb.TaskSummary:
     )
 
 
-def agent_summary(master: Master, agent: AgentRecord) -> opb.AgentSummary:
-    used = Resources.empty()
-    for task in agent.tasks.values():
-        if not is_terminal(task.state):
-            used = used + task.resources
-    offered = Resources.empty()
-    for offer_id in agent.offers:
-        offered = offered + master.offers[offer_id].resources
-    return opb.AgentSummary(
+#: An agent's total as protos, by agent id, with the Resources it was made from (a total changes only when the
+#: agent re-registers or a reservation is made: the cache holds while the Resources object is the same).
+TotalsCache = dict[str, tuple[Resources, list[rpb.Resource]]]
+
+
+def agent_summary(master: Master, agent: AgentRecord, totals: TotalsCache | None = None) -> opb.AgentSummary:
+    used = [task.resources for task in agent.tasks.values() if not is_terminal(task.state)]
+    offered = [master.offers[offer_id].resources for offer_id in agent.offers]
+    cached = totals.get(agent.id) if totals is not None else None
+    if cached is not None and cached[0] is agent.total:
+        total = cached[1]
+    else:
+        total = agent.total.to_proto()
+        if totals is not None:
+            totals[agent.id] = (agent.total, total)
+    summary = opb.AgentSummary(
         agent_info=agent.info,
         active=agent.connected,
-        total=agent.total.to_proto(),
-        allocated=(used + offered).to_proto(),
-        offered=offered.to_proto(),
+        total=total,
         registered_time=agent.registered_time,
         reregistered_time=agent.reregistered_time,
-        task_count=sum(1 for t in agent.tasks.values() if not is_terminal(t.state)),
+        task_count=len(used),
         drain=drain_info(master.drains.get(agent.id)),
     )
+    if used or offered:  # an idle agent (most of a big cluster's, often) has neither
+        offered_sum = sum(offered, Resources.empty())
+        summary.allocated.extend((sum(used, Resources.empty()) + offered_sum).to_proto())
+        summary.offered.extend(offered_sum.to_proto())
+    return summary
 
 
 def framework_summary(master: Master, fw: Framework, active: bool) -> opb.FrameworkSummary:
@@ -119,12 +141,34 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def agent_entries(master: Master, prefix: tuple[str, ...]) -> list[_Entry]:
-    path = (*prefix, "agents")
-    entries: list[_Entry] = [
-        ((a.id,), _placed(path, partial(agent_summary, master, a))) for a in master.agents.values()
-    ]
-    return entries
+class AgentOrder:
+    """The agents' keys in order, kept across calls (sorted again only when the set of agents changed): a page of
+    50,000 agents neither sorts them nor makes an entry for each."""
+
+    def __init__(self, master: Master) -> None:
+        self.master = master
+        self._ids: set[str] = set()
+        self._keys: list[Key] = []
+        self.totals: TotalsCache = {}
+
+    def keys(self) -> list[Key]:
+        agents = self.master.agents
+        if agents.keys() != self._ids:
+            self._ids = set(agents)
+            self._keys = [(agent_id,) for agent_id in sorted(self._ids)]
+            for gone in self.totals.keys() - self._ids:
+                del self.totals[gone]
+        return self._keys
+
+    def section(self, prefix: tuple[str, ...]) -> SortedSection[tuple[tuple[str, ...], Message]]:
+        path = (*prefix, "agents")
+        master = self.master
+
+        def build(key: Key) -> tuple[tuple[str, ...], Message] | None:
+            agent = master.agents.get(key[0])
+            return (path, agent_summary(master, agent, self.totals)) if agent is not None else None
+
+        return SortedSection(self.keys(), build)
 
 
 def framework_entries(master: Master, prefix: tuple[str, ...], visible: Callable[[str], bool]) -> list[_Entry]:
@@ -181,6 +225,7 @@ class OperatorService(SubscribeServicer, operator_pb2_grpc.OperatorServicer):
         self.client_config = client_config  # how the master dials agents (its own certificate)
         # What /metrics serves too (the daemon's registry); a registry of this core alone without one (tests).
         self.metrics = metrics or master_registry(lambda: self.master, time.time, self.master.start_time)
+        self.agent_order = AgentOrder(self.master)
 
     async def GetMasters(
         self, request: opb.GetMastersRequest, context: grpc.aio.ServicerContext
@@ -195,16 +240,20 @@ class OperatorService(SubscribeServicer, operator_pb2_grpc.OperatorServicer):
         context: grpc.aio.ServicerContext,
         request: _PagedRequest,
         scope: str,
-        sections: Sequence[Sequence[_Entry]],
+        sections: Sequence[Section[tuple[tuple[str, ...], Message]]],
         response: _Paged,
     ) -> _Paged:
-        """One page of `sections` after the request's continue token, placed into `response`."""
+        """One page of `sections` after the request's continue token, placed into `response`; built a piece at a
+        time, letting the event loop run between pieces (a page of 1 MiB is thousands of agents)."""
         try:
             after = decode_token(scope, request.continue_token, len(sections))
         except PageTokenError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise  # abort() raises; this is for the type checker
-        page = take_page(sections, after, _placed_size, limit=request.limit)
+        builder = PageBuilder(sections, after, _placed_size, limit=request.limit)
+        while builder.step(PAGE_PIECE):
+            await asyncio.sleep(0)
+        page = builder.page()
         for path, summary in page.items:
             target: Any = response
             for name in path:
@@ -229,7 +278,7 @@ class OperatorService(SubscribeServicer, operator_pb2_grpc.OperatorServicer):
     async def GetAgents(
         self, request: opb.GetAgentsRequest, context: grpc.aio.ServicerContext
     ) -> opb.GetAgentsResponse:
-        sections = [agent_entries(self.master, ())]
+        sections = [self.agent_order.section(())]
         return await self._page(context, request, "GetAgents", sections, opb.GetAgentsResponse())
 
     async def GetFrameworks(
@@ -250,8 +299,8 @@ class OperatorService(SubscribeServicer, operator_pb2_grpc.OperatorServicer):
     async def GetState(self, request: opb.GetStateRequest, context: grpc.aio.ServicerContext) -> opb.GetStateResponse:
         master = self.master
         visible = self.guard.viewer()
-        sections = [
-            agent_entries(master, ("agents",)),
+        sections: list[Section[tuple[tuple[str, ...], Message]]] = [
+            self.agent_order.section(("agents",)),
             framework_entries(master, ("frameworks",), visible),
             task_entries(self._task_frameworks("", visible), ("tasks",)),
         ]

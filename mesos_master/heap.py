@@ -1,0 +1,67 @@
+"""The master's heap and CPython's cyclic garbage collector. A master's heap grows with its cluster (its records,
+and each agent's stream: hundreds of MB at 50,000 agents), and a full collection walks all of it: over a second
+at 50,000 agents, with the event loop (pings, status updates, operator calls) stalled meanwhile. Worse, CPython
+runs a full collection whenever a quarter as many objects as the heap holds have *survived* a young collection
+since the last one, and a long operator page or an attach storm makes that many short-lived survivors often.
+
+So the master freezes what has lived a while (`gc.freeze`, O(1): the collector no longer walks it, reference
+counting still frees it), every `interval` seconds after collecting the young generations, and collects in full
+(unfreezing first) only when the frozen heap has grown by `growth` since the last full collection: the amortised
+cost of CPython's own rule, without the collections that churn triggers. What a frozen cycle holds waits for that
+next full collection (the heap is bounded by `growth` times the live heap)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+#: Seconds between freezes.
+FREEZE_INTERVAL = 5.0
+#: A full collection once the frozen heap is this many times what it was after the last one.
+FULL_GROWTH = 1.5
+#: Below this many frozen objects a full collection is cheap: it is not put off.
+SMALL_HEAP = 200_000
+
+
+def full_collection_due(frozen: int, after_last_full: int, growth: float = FULL_GROWTH) -> bool:
+    """Whether the heap frozen so far (`frozen` objects) has grown enough since the last full collection, which
+    left `after_last_full`, to be walked in full again."""
+    return frozen >= SMALL_HEAP and frozen > growth * max(after_last_full, SMALL_HEAP)
+
+
+@dataclass
+class HeapKeeper:
+    interval: float = FREEZE_INTERVAL
+    growth: float = FULL_GROWTH
+    clock: Callable[[], float] = time.perf_counter
+    after_last_full: int = 0
+    full_collections: int = 0
+    longest_full_seconds: float = 0.0
+
+    def step(self) -> None:
+        """Collect the young generations, freeze the rest; a full collection first when it is due."""
+        if full_collection_due(gc.get_freeze_count(), self.after_last_full, self.growth):
+            started = self.clock()
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+            self.after_last_full = gc.get_freeze_count()
+            took = self.clock() - started
+            self.full_collections += 1
+            self.longest_full_seconds = max(self.longest_full_seconds, took)
+            log.info("full garbage collection", seconds=round(took, 3), objects=self.after_last_full)
+            return
+        gc.collect(1)
+        gc.freeze()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.step()
