@@ -6,14 +6,17 @@ since the last one, and a long operator page or an attach storm makes that many 
 
 So the master freezes what has lived a while (`gc.freeze`, O(1): the collector no longer walks it, reference
 counting still frees it), every `interval` seconds after collecting the young generations, and collects in full
-(unfreezing first) only when the frozen heap has grown by `growth` since the last full collection: the amortised
-cost of CPython's own rule, without the collections that churn triggers. What a frozen cycle holds waits for that
-next full collection (the heap is bounded by `growth` times the live heap)."""
+(unfreezing first) only when the process has grown by `growth` since the last full collection (its peak RSS: a
+count of the frozen objects would walk them all): the amortised cost of CPython's own rule, without the
+collections that churn triggers. What a frozen cycle holds waits for that next full collection (the heap is
+bounded by about `growth` times the live heap)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,14 +29,20 @@ log = structlog.get_logger(__name__)
 FREEZE_INTERVAL = 5.0
 #: A full collection once the frozen heap is this many times what it was after the last one.
 FULL_GROWTH = 1.5
-#: Below this many frozen objects a full collection is cheap: it is not put off.
-SMALL_HEAP = 200_000
+#: Below this many bytes a full collection is cheap: it is not put off.
+SMALL_HEAP = 256 << 20
 
 
-def full_collection_due(frozen: int, after_last_full: int, growth: float = FULL_GROWTH) -> bool:
-    """Whether the heap frozen so far (`frozen` objects) has grown enough since the last full collection, which
-    left `after_last_full`, to be walked in full again."""
-    return frozen >= SMALL_HEAP and frozen > growth * max(after_last_full, SMALL_HEAP)
+def full_collection_due(size: int, after_last_full: int, growth: float = FULL_GROWTH) -> bool:
+    """Whether the process (`size` bytes) has grown enough since the last full collection (`after_last_full`
+    bytes then) to be walked in full again."""
+    return size > growth * max(after_last_full, SMALL_HEAP)
+
+
+def peak_rss() -> int:
+    """The process's peak resident size in bytes (cheap: one getrusage)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 @dataclass
@@ -41,22 +50,24 @@ class HeapKeeper:
     interval: float = FREEZE_INTERVAL
     growth: float = FULL_GROWTH
     clock: Callable[[], float] = time.perf_counter
+    size: Callable[[], int] = peak_rss
     after_last_full: int = 0
     full_collections: int = 0
     longest_full_seconds: float = 0.0
 
     def step(self) -> None:
         """Collect the young generations, freeze the rest; a full collection first when it is due."""
-        if full_collection_due(gc.get_freeze_count(), self.after_last_full, self.growth):
+        size = self.size()
+        if full_collection_due(size, self.after_last_full, self.growth):
             started = self.clock()
             gc.unfreeze()
             gc.collect()
             gc.freeze()
-            self.after_last_full = gc.get_freeze_count()
+            self.after_last_full = size
             took = self.clock() - started
             self.full_collections += 1
             self.longest_full_seconds = max(self.longest_full_seconds, took)
-            log.info("full garbage collection", seconds=round(took, 3), objects=self.after_last_full)
+            log.info("full garbage collection", seconds=round(took, 3), rss_bytes=size)
             return
         gc.collect(1)
         gc.freeze()

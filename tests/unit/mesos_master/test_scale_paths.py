@@ -3,6 +3,7 @@ agents' order kept across calls), and when the heap keeper collects in full."""
 
 from __future__ import annotations
 
+import gc
 import time
 
 from hypothesis import given
@@ -14,7 +15,7 @@ from aiomesos.v1 import resources_pb2 as rpb
 from mesos_master.allocator import HierarchicalAllocator
 from mesos_master.api.operator import AgentOrder, agent_summary
 from mesos_master.cluster import Master
-from mesos_master.heap import SMALL_HEAP, full_collection_due
+from mesos_master.heap import SMALL_HEAP, HeapKeeper, full_collection_due
 from mesos_master.paging import Cursor, Key, PageBuilder, SortedSection, take_page
 from scheduler_sdk.resources import Resources
 
@@ -69,8 +70,23 @@ def test_the_agents_order_is_sorted_again_only_when_the_agents_change() -> None:
     assert isinstance(built, opb.AgentSummary) and not built.allocated and built.drain == opb.DrainInfo()
 
 
-def test_a_full_collection_only_once_the_frozen_heap_grew_by_half() -> None:
-    assert not full_collection_due(SMALL_HEAP - 1, 0)
-    assert not full_collection_due(int(1.4 * 1_000_000), 1_000_000)
-    assert full_collection_due(int(1.6 * 1_000_000), 1_000_000)
+def test_a_full_collection_only_once_the_process_grew_by_half() -> None:
+    gib = 1 << 30
+    assert not full_collection_due(SMALL_HEAP, 0)
+    assert not full_collection_due(int(1.4 * gib), gib)
+    assert full_collection_due(int(1.6 * gib), gib)
     assert full_collection_due(SMALL_HEAP * 2, 0)
+
+
+def test_the_keeper_freezes_and_collects_in_full_when_due() -> None:
+    sizes = iter([SMALL_HEAP, SMALL_HEAP * 2, SMALL_HEAP * 2])
+    keeper = HeapKeeper(size=lambda: next(sizes))
+    try:
+        keeper.step()
+        assert keeper.full_collections == 0 and gc.get_freeze_count() > 0
+        keeper.step()
+        assert keeper.full_collections == 1 and keeper.after_last_full == SMALL_HEAP * 2
+        keeper.step()
+        assert keeper.full_collections == 1
+    finally:
+        gc.unfreeze()
