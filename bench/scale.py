@@ -46,7 +46,8 @@ MASTER_FLAGS = ["--allocation-interval", "1"]
 class Children:
     """The load's child processes (simulated agents, frameworks): their latest JSON report each."""
 
-    def __init__(self) -> None:
+    def __init__(self, stderr: int | None = asyncio.subprocess.DEVNULL) -> None:
+        self.stderr = stderr  # None: the children's stderr is this process's (--verbose)
         self.procs: list[asyncio.subprocess.Process] = []
         self.latest: list[dict[str, Any]] = []
         self.history: list[list[dict[str, Any]]] = []
@@ -191,7 +192,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await cluster.start()
     assert cluster.master is not None and cluster.master.process is not None
     pid = cluster.master.process.pid
-    children = Children()
+    children = Children(None if args.verbose else asyncio.subprocess.DEVNULL)
     figures: dict[str, Any] = {"agents": list(counts), "frameworks": frameworks, "load": os.getloadavg()[0]}
     try:
         client = OperatorClient(cluster.master_address, config=cluster.client_config, timeout=60)
@@ -261,6 +262,8 @@ async def measure_frameworks(
     out["event_loop_stall_max_ms"] = round(stall * 1000, 1) if stall is not None else None
     out["declines"] = children.latest[index].get("declined", 0)
     out["offers_received"] = children.latest[index].get("offers", 0)
+    out["framework_errors"] = children.latest[index].get("errors", 0)
+    out["frameworks_subscribed_at_end"] = children.latest[index].get("subscribed", 0)
     out["frameworks_at_master"] = sum(
         1 for f in (await client.frameworks()).frameworks if f.framework_info.name.startswith(LIGHT_PREFIX)
     )
@@ -287,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--refuse-seconds", type=float, default=5.0, help="the frameworks' refusal filter")
     p.add_argument("--attach-timeout", type=float, default=600.0)
     p.add_argument("--placement-tasks", type=int, default=20_000)
+    p.add_argument("--verbose", action="store_true", help="the children's stderr on this one's")
     p.add_argument("--master-flag", action="append", default=[], help="a further master flag (repeatable)")
     args = p.parse_args(argv)
     if args.frameworks is None and not args.quick:

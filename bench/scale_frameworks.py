@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import math
+import sys
 from pathlib import Path
 
 import grpc
@@ -87,8 +88,10 @@ class LightFrameworks:
                     decline = Call.Decline(offer_ids=ids, filters=filters)
                     await call.write(Call(framework_id=framework_id, type=Call.DECLINE, decline=decline))
                     self.declined += len(ids)
-        except grpc.aio.AioRpcError:
+        except grpc.aio.AioRpcError as e:
             self.errors += 1
+            if self.errors <= 3:
+                print(f"framework {index}: {e.code().name}: {e.details()}", file=sys.stderr, flush=True)
         finally:
             self.subscribed -= 1
 
