@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -248,6 +249,10 @@ async def measure_frameworks(
         f"{frameworks} frameworks subscribed",
     )
     subscribed_s = time.monotonic() - started
+    if not children.alive(index):
+        code = children.procs[index].returncode
+        raise RuntimeError(f"the frameworks' process ended ({code}): {children.latest[index]}")
+    children.procs[index].send_signal(signal.SIGUSR1)  # every framework revives: the offer churn starts
     await asyncio.sleep(args.settle)
     before = await client.metrics()
     since = time.monotonic()

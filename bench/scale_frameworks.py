@@ -1,6 +1,8 @@
 """Light frameworks for bench.scale: N frameworks over a few gRPC channels, each a Subscribe stream that declines
 every offer it gets with a refusal filter (`--refuse-seconds`), so that the master's allocator keeps working for
-all of them at every cycle the filters expire. Prints a JSON line a second: subscribed, offers, declined.
+all of them at every cycle the filters expire. Each suppresses its offers once subscribed and revives on SIGUSR1
+(all at once), so that the subscriptions are not held up by the offer churn they make. Prints a JSON line a
+second: subscribed, offers, declined.
 
     python -m bench.scale_frameworks --master HOST:PORT --config aiomesos.toml --count 1000
 """
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -41,6 +44,7 @@ class LightFrameworks:
         self.declined = 0
         self.errors = 0
         self._slots = asyncio.Semaphore(SUBSCRIBE_CONCURRENCY)
+        self.go = asyncio.Event()  # revive: every framework takes offers from now on
 
     def stats(self) -> dict[str, int]:
         return {
@@ -77,6 +81,9 @@ class LightFrameworks:
         framework_id = first.subscribed.framework_id
         self.subscribed += 1
         filters = spb.Filters(refuse_seconds=self.refuse_seconds)
+        await call.write(Call(framework_id=framework_id, type=Call.SUPPRESS))
+        writing = asyncio.Lock()  # one write at a time on a stream: the reviver's and the declines
+        reviver = asyncio.create_task(self._revive(call, framework_id, writing))
         try:
             while True:
                 event = await call.read()
@@ -86,14 +93,21 @@ class LightFrameworks:
                     ids = [o.id for o in event.offers.offers]
                     self.offers += len(ids)
                     decline = Call.Decline(offer_ids=ids, filters=filters)
-                    await call.write(Call(framework_id=framework_id, type=Call.DECLINE, decline=decline))
+                    async with writing:
+                        await call.write(Call(framework_id=framework_id, type=Call.DECLINE, decline=decline))
                     self.declined += len(ids)
-        except grpc.aio.AioRpcError as e:
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as e:
             self.errors += 1
             if self.errors <= 3:
-                print(f"framework {index}: {e.code().name}: {e.details()}", file=sys.stderr, flush=True)
+                print(f"framework {index}: {e!r}"[:500], file=sys.stderr, flush=True)
         finally:
+            reviver.cancel()
             self.subscribed -= 1
+
+    async def _revive(self, call: grpc.aio.StreamStreamCall, framework_id: str, writing: asyncio.Lock) -> None:
+        await self.go.wait()
+        async with writing:
+            await call.write(Call(framework_id=framework_id, type=Call.REVIVE))
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -105,6 +119,7 @@ async def _main(args: argparse.Namespace) -> None:
             await asyncio.sleep(1.0)
             print(json.dumps(frameworks.stats()), flush=True)
 
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, frameworks.go.set)
     shower = asyncio.create_task(show())
     try:
         await frameworks.run()
