@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--agents", default="10000,25000,50000", help="the steps: agents attached in all, in order")
     p.add_argument("--frameworks", type=int, default=None, help="light frameworks at the last step (default 1000)")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_AGENTS[0]} agents, {QUICK_FRAMEWORKS} frameworks")
-    p.add_argument("--calls", type=int, default=100, help="operator calls of each kind per step")
+    p.add_argument("--calls", type=int, default=None, help="operator calls of each kind per step (100; --quick: 30)")
     p.add_argument("--settle", type=float, default=5.0, help="seconds to wait after each step before measuring")
     p.add_argument("--window", type=float, default=30.0, help="seconds the allocation cycle is watched for")
     p.add_argument("--refuse-seconds", type=float, default=5.0, help="the frameworks' refusal filter")
@@ -300,6 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.frameworks is None and not args.quick:
         args.frameworks = 1000
+    if args.calls is None:
+        args.calls = 30 if args.quick else 100
     figures = asyncio.run(run(args))
     report("scale", figures)
 
