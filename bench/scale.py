@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -224,6 +225,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await children.stop()
         await cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return figures
 
 
