@@ -3,11 +3,14 @@ that change what a framework is offered (DECLINE, REVIVE, SUPPRESS). ACCEPT is i
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from aiomesos.v1 import events_pb2, scheduler_pb2
 from aiomesos.v1.events_pb2 import OperatorEvent
+from mesos_master.allocator import Allocation
 from mesos_master.bounds import check_decline
 from mesos_master.records import Framework, Offer
 from mesos_master.state import MasterState
@@ -22,15 +25,70 @@ def refuse_seconds(filters: scheduler_pb2.Filters) -> float:
     return filters.refuse_seconds if filters.HasField("refuse_seconds") else DEFAULT_REFUSE_SECONDS
 
 
+#: Seconds of work an allocation cycle may do before it lets the event loop run (`allocation_pieces`).
+PIECE_SECONDS = 0.01
+
+
+@dataclass
+class AllocationCycle:
+    """The figures of an allocation cycle (the last one, or the one under way): offers made, pieces, the work
+    (seconds of the cycle itself, not of what ran between its pieces), the longest piece, the span."""
+
+    offers: int = 0
+    pieces: int = 0
+    work: float = 0.0
+    longest_piece: float = 0.0
+    span: float = 0.0  # from its start to its end, with what ran between its pieces
+
+
 class OfferTransitions(MasterState):
+    last_allocation: AllocationCycle  # the last allocation cycle's figures (the metrics')
+
     def allocate(self) -> int:
-        """One allocation cycle; returns the number of offers made (timed and counted for the metrics)."""
-        started = time.perf_counter()
+        """One allocation cycle, whole; returns the number of offers made."""
+        for _ in self.allocation_pieces(math.inf):
+            pass
+        return self.last_allocation.offers
+
+    def allocation_pieces(self, budget: float = PIECE_SECONDS) -> Iterator[AllocationCycle]:
+        """One allocation cycle in pieces of about `budget` seconds of work each (the allocator's pieces, made
+        into offers): yields after every piece but the last, so that the caller lets the event loop run (calls,
+        pings, status updates) before the next. Anything may happen between pieces: what a piece offered is an
+        offer already (it may be accepted, declined or rescinded meanwhile), and the allocator works the rest of
+        its cycle from the state as it is then. Timed and counted for the metrics (`last_allocation`)."""
+        timer = time.perf_counter
+        started = piece_started = timer()
         now = self.clock()
-        made = 0
+        figures = AllocationCycle()
         # What each framework was offered in this cycle, for OFFERS_MADE: only while someone watches.
         cycle: dict[str, list[Offer]] | None = {} if self.outbox.watched else None
-        for allocation in self.allocator.allocate(now):
+        for allocations in self.allocator.allocation_pieces(now):
+            figures.offers += self._make_offers(allocations, now, cycle)
+            at = timer()
+            if at - piece_started >= budget:
+                figures.pieces += 1
+                figures.work += at - piece_started
+                figures.longest_piece = max(figures.longest_piece, at - piece_started)
+                yield figures
+                piece_started = timer()
+        for framework_id, offers in (cycle or {}).items():
+            fw = self.frameworks.get(framework_id)
+            if fw is not None:
+                self._publish_offers(fw, offers, now)
+        at = timer()
+        figures.pieces += 1
+        figures.work += at - piece_started
+        figures.longest_piece = max(figures.longest_piece, at - piece_started)
+        figures.span = at - started
+        self.allocation_runs.observe(figures.work)
+        self.last_allocation = figures
+        if figures.offers:
+            self.counters["offers"] = self.counters.get("offers", 0) + figures.offers
+
+    def _make_offers(self, allocations: list[Allocation], now: float, cycle: dict[str, list[Offer]] | None) -> int:
+        """The allocator's allocations as offers (queued for their frameworks); returns how many were made."""
+        made = 0
+        for allocation in allocations:
             fw = self.frameworks.get(allocation.framework_id)
             agent = self.agents.get(allocation.agent_id)
             if fw is None or agent is None or not fw.connected or not agent.connected:
@@ -64,11 +122,6 @@ class OfferTransitions(MasterState):
             if cycle is not None:
                 cycle.setdefault(fw.id, []).append(offer)
             made += 1
-        for framework_id, offers in (cycle or {}).items():
-            self._publish_offers(self.frameworks[framework_id], offers, now)
-        self.allocation_runs.observe(time.perf_counter() - started)
-        if made:
-            self.counters["offers"] = self.counters.get("offers", 0) + made
         return made
 
     def _publish_offers(self, fw: Framework, offers: list[Offer], now: float) -> None:

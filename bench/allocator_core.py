@@ -1,0 +1,138 @@
+"""The allocation cycle through the master's core (`python -m bench.allocator --core`): what `bench.allocator`
+measures of the allocator alone, plus the offers the master builds (one `scheduler_pb2.Offer` per allocation),
+in pieces as the daemon runs it, and the memory of the core per agent.
+
+Agents are registered through `Master.register_agent` (``cpus:8;mem:32768;disk:100000``, attributes ``zone``
+(3 values) and ``rack`` (100), as `aiomesos simulate-agents` attaches them), frameworks subscribe (one role), and
+every round each framework declines what it was offered for good (a refusal filter that never expires), so each
+round offers every agent again, to a framework that has not declined it yet (Mesos' DeclineOffers shape).
+
+Reported (one JSON line, ``"mode": "core"``, appended to bench/results/allocator.jsonl): bytes per agent of the
+core (traced allocations of registering them: the master's records, the allocator's, the agent info), the
+first cycle's work (ms, wall and process CPU) and the allocator's share of it (the rest is building offers), the
+median of the next rounds, the pieces of the first cycle and the longest of them, and the longest the event loop
+was held while the first cycle ran in pieces under asyncio (a probe every 5 ms: its worst lateness)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import statistics
+import time
+import tracemalloc
+from typing import Any
+
+import structlog
+
+from aiomesos.v1 import agent_pb2, scheduler_pb2
+from aiomesos.v1 import resources_pb2 as rpb
+from mesos_master.allocator import create_allocator
+from mesos_master.cluster import Master
+from mesos_master.loop_stalls import LoopStallMonitor
+from mesos_master.offers import PIECE_SECONDS
+from scheduler_sdk.resources import Resources
+
+AGENT = "cpus:8;mem:32768;disk:100000"
+REFUSE = 3e7  # (the most a DECLINE may ask: a year)
+TOP_SITES = 6
+
+
+def agent_info(i: int, total: rpb.Resource | Any) -> rpb.AgentInfo:
+    attributes = [
+        rpb.Attribute(name="zone", type=rpb.Value.TEXT, text=rpb.Value.Text(value=f"zone-{i % 3}")),
+        rpb.Attribute(name="rack", type=rpb.Value.TEXT, text=rpb.Value.Text(value=f"rack-{i % 100}")),
+    ]
+    return rpb.AgentInfo(
+        hostname=f"sim-{i:06}", resources=total, attributes=attributes, address=f"10.0.{i // 256 % 256}.{i % 256}:5051"
+    )
+
+
+def build(agents: int, frameworks: int) -> tuple[Master, dict[str, Any]]:
+    """A master with `frameworks` subscribed and `agents` registered; the traced bytes per agent."""
+    master = Master("M", create_allocator("drf", allocation_interval=1.0))
+    for f in range(frameworks):
+        master.subscribe(rpb.FrameworkInfo(name=f"fw{f:05}", user="bench"))
+    master.outbox.drain()
+    total = Resources.parse(AGENT).to_proto()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    t0 = time.perf_counter()
+    for i in range(agents):
+        master.register_agent(agent_pb2.AgentMessage.Register(agent_info=agent_info(i, total)))
+        if i % 1000 == 999:
+            master.outbox.drain()
+    master.outbox.drain()
+    add_s = time.perf_counter() - t0
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    sites = tracemalloc.take_snapshot().statistics("lineno")[:TOP_SITES]
+    tracemalloc.stop()
+    figures = {
+        "add_agents_s_traced": round(add_s, 2),
+        "bytes_per_agent": round((after - before) / agents),
+        "top_allocation_sites": [
+            f"{s.traceback[0].filename.rsplit('/', 2)[-2:]}:{s.traceback[0].lineno} {s.size // agents} B/agent"
+            for s in sites
+        ],
+    }
+    return master, figures
+
+
+def decline_all(master: Master) -> None:
+    for fid, events in master.outbox.drain().to_frameworks.items():
+        ids = [o.id for ev in events if ev.type == scheduler_pb2.Event.OFFERS for o in ev.offers.offers]
+        if ids:
+            call = scheduler_pb2.Call.Decline(offer_ids=ids)
+            call.filters.refuse_seconds = REFUSE
+            master.decline(fid, call)
+
+
+async def pieced_cycle(master: Master) -> float:
+    """One cycle in pieces under asyncio, as the master's allocation loop runs it; the probe's worst lateness."""
+    probe = LoopStallMonitor(interval=0.005)
+    async with probe.running():
+        await asyncio.sleep(0.02)
+        for _ in master.allocation_pieces(PIECE_SECONDS):
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.02)
+    return probe.worst
+
+
+def run_core(agents: int, frameworks: int, rounds: int) -> dict[str, Any]:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # as a quiet daemon
+    master, figures = build(agents, frameworks)
+    gc.collect()
+    c0, t0 = time.process_time(), time.perf_counter()
+    stall = asyncio.run(pieced_cycle(master))
+    first_wall, first_cpu = time.perf_counter() - t0, time.process_time() - c0
+    first = master.last_allocation
+    allocator_ms = master.allocator.metrics()["allocation_run_ms"]
+    works: list[float] = []
+    offers: list[int] = []
+    for _ in range(rounds - 1):
+        decline_all(master)
+        master.clock = (lambda t: lambda: t)(master.clock() + 1.0)
+        master.allocate()
+        works.append(master.last_allocation.work)
+        offers.append(master.last_allocation.offers)
+    return {
+        "mode": "core",
+        "agents": agents,
+        "frameworks": frameworks,
+        **figures,
+        "first_cycle_ms": round(first.work * 1000, 1),
+        "first_cycle_span_ms": round(first_wall * 1000, 1),
+        "first_cycle_cpu_ms": round(first_cpu * 1000, 1),
+        "first_cycle_allocator_ms": round(allocator_ms, 1),
+        "first_cycle_offers_ms": round(first.work * 1000 - allocator_ms, 1),
+        "first_cycle_offers": first.offers,
+        "first_cycle_pieces": first.pieces,
+        "longest_piece_ms": round(first.longest_piece * 1000, 1),
+        "loop_stall_max_ms": round(stall * 1000, 1),
+        "piece_budget_ms": PIECE_SECONDS * 1000,
+        "rounds": rounds,
+        "next_median_ms": round(statistics.median(works) * 1000, 1) if works else None,
+        "next_median_offers": statistics.median(offers) if offers else None,
+    }
