@@ -54,6 +54,7 @@ def build(agents: int, frameworks: int) -> tuple[Master, dict[str, Any]]:
     for f in range(frameworks):
         master.subscribe(rpb.FrameworkInfo(name=f"fw{f:05}", user="bench"))
     master.outbox.drain()
+    master.outbox.watched = False  # (no one watches the event stream)
     total = Resources.parse(AGENT).to_proto()
     gc.collect()
     tracemalloc.start()
@@ -89,6 +90,22 @@ def decline_all(master: Master) -> None:
             master.decline(fid, call)
 
 
+class GcPauses:
+    """The longest pause of Python's garbage collector, and their total, while installed."""
+
+    def __init__(self) -> None:
+        self.longest = self.total = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            took = time.perf_counter() - self._started
+            self.total += took
+            self.longest = max(self.longest, took)
+
+
 async def pieced_cycle(master: Master) -> float:
     """One cycle in pieces under asyncio, as the master's allocation loop runs it; the probe's worst lateness."""
     probe = LoopStallMonitor(interval=0.005)
@@ -104,9 +121,12 @@ def run_core(agents: int, frameworks: int, rounds: int) -> dict[str, Any]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # as a quiet daemon
     master, figures = build(agents, frameworks)
     gc.collect()
+    pauses = GcPauses()
+    gc.callbacks.append(pauses)
     c0, t0 = time.process_time(), time.perf_counter()
     stall = asyncio.run(pieced_cycle(master))
     first_wall, first_cpu = time.perf_counter() - t0, time.process_time() - c0
+    gc.callbacks.remove(pauses)
     first = master.last_allocation
     allocator_ms = master.allocator.metrics()["allocation_run_ms"]
     works: list[float] = []
@@ -131,6 +151,8 @@ def run_core(agents: int, frameworks: int, rounds: int) -> dict[str, Any]:
         "first_cycle_pieces": first.pieces,
         "longest_piece_ms": round(first.longest_piece * 1000, 1),
         "loop_stall_max_ms": round(stall * 1000, 1),
+        "first_cycle_gc_longest_ms": round(pauses.longest * 1000, 1),
+        "first_cycle_gc_total_ms": round(pauses.total * 1000, 1),
         "piece_budget_ms": PIECE_SECONDS * 1000,
         "rounds": rounds,
         "next_median_ms": round(statistics.median(works) * 1000, 1) if works else None,

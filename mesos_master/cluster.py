@@ -111,6 +111,8 @@ class Master(
         self.counters = {}
         self.allocation_runs = Durations()
         self.last_allocation = AllocationCycle()
+        self._offer_heads = {}
+        self._offer_resources = {}
         self.drains = {}
         self.gone_agents = {}
         self.recovering_agents = set()

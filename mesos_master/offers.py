@@ -9,10 +9,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from aiomesos.v1 import events_pb2, scheduler_pb2
+from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1.events_pb2 import OperatorEvent
 from mesos_master.allocator import Allocation
 from mesos_master.bounds import check_decline
-from mesos_master.records import Framework, Offer
+from mesos_master.records import AgentRecord, Framework, Offer
 from mesos_master.state import MasterState
 from mesos_master.validation import call_roles
 from scheduler_sdk.resources import Resources
@@ -25,6 +26,8 @@ def refuse_seconds(filters: scheduler_pb2.Filters) -> float:
     return filters.refuse_seconds if filters.HasField("refuse_seconds") else DEFAULT_REFUSE_SECONDS
 
 
+#: Distinct resources whose serialized form is kept for building offers (`_offer_message`).
+OFFER_RESOURCES_KEPT = 4096
 #: Seconds of work an allocation cycle may do before it lets the event loop run (`allocation_pieces`).
 PIECE_SECONDS = 0.01
 
@@ -43,6 +46,8 @@ class AllocationCycle:
 
 class OfferTransitions(MasterState):
     last_allocation: AllocationCycle  # the last allocation cycle's figures (the metrics')
+    _offer_heads: dict[str, tuple[rpb.AgentInfo, bytes]]  # agent id -> (its info, the offer fields from it)
+    _offer_resources: dict[Resources, bytes]  # resources -> serialized as an offer's
 
     def allocate(self) -> int:
         """One allocation cycle, whole; returns the number of offers made."""
@@ -107,22 +112,37 @@ class OfferTransitions(MasterState):
             self.offers[offer.id] = offer
             fw.offers.add(offer.id)
             agent.offers.add(offer.id)
-            self.outbox.framework(fw.id).offers.append(
-                scheduler_pb2.Offer(
-                    id=offer.id,
-                    framework_id=fw.id,
-                    agent_id=agent.id,
-                    hostname=agent.info.hostname,
-                    resources=offer.resources.to_proto(),
-                    attributes=agent.info.attributes,
-                    allocation_role=offer.role,
-                    agent_address=agent.info.address,
-                )
-            )
+            self.outbox.framework(fw.id).offers.append(self._offer_message(offer, agent))
             if cycle is not None:
                 cycle.setdefault(fw.id, []).append(offer)
             made += 1
         return made
+
+    def _offer_message(self, offer: Offer, agent: AgentRecord) -> scheduler_pb2.Offer:
+        """The offer as a framework gets it. Built from serialized parts, each made once: the agent's (id,
+        hostname, attributes, address: kept while its info is the same object) and the resources' (by value);
+        parsing their concatenation is a few times cheaper than building the message field by field."""
+        head = self._offer_heads.get(agent.id)
+        if head is None or head[0] is not agent.info:
+            if len(self._offer_heads) > 2 * len(self.agents) + 1000:  # forget the agents that are gone
+                self._offer_heads = {k: v for k, v in self._offer_heads.items() if k in self.agents}
+            info = agent.info
+            part = scheduler_pb2.Offer(
+                agent_id=info.id, hostname=info.hostname, attributes=info.attributes, agent_address=info.address
+            ).SerializeToString()
+            head = self._offer_heads[agent.id] = (info, part)
+        resources = self._offer_resources.get(offer.resources)
+        if resources is None:
+            if len(self._offer_resources) >= OFFER_RESOURCES_KEPT:
+                self._offer_resources.clear()
+            resources = self._offer_resources[offer.resources] = scheduler_pb2.Offer(
+                resources=offer.resources.to_proto()
+            ).SerializeToString()
+        message = scheduler_pb2.Offer.FromString(head[1] + resources)
+        message.id = offer.id
+        message.framework_id = offer.framework_id
+        message.allocation_role = offer.role
+        return message
 
     def _publish_offers(self, fw: Framework, offers: list[Offer], now: float) -> None:
         """OFFERS_MADE: one event per framework and cycle, with how many offers, on how many agents, of what."""

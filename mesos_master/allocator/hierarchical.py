@@ -98,7 +98,7 @@ class HierarchicalAllocator(Allocator):
         self._tree = RoleTree(chosen, self._min, track_headroom=revocation)
         self._root = self._tree.root
         self._nodes = self._tree.nodes
-        self._attr_keys: dict[tuple, tuple] = {}
+        self._attr_keys: dict[tuple, tuple[tuple, dict[str, str]]] = {}  # attributes -> (key, one dict of them)
         self._refusals = RefusalIndex()
 
         self._total: Vec = {}  # every agent's scalars
@@ -260,9 +260,15 @@ class HierarchicalAllocator(Allocator):
     ) -> None:
         if agent_id in self._agents:
             self.remove_agent(agent_id)
+        # Agents share their attributes (all but the hostname: one dict per distinct set, 300 for 3 zones x 100
+        # racks, instead of one per agent).
         attrs = dict(attributes or {})
+        hostname = attrs.pop("hostname", None)
         key = tuple(sorted(attrs.items()))
-        agent = AgentRecord(agent_id, total, attrs, self._attr_keys.setdefault(key, key), self._tree.headroom)
+        shared = self._attr_keys.get(key)
+        if shared is None:
+            shared = self._attr_keys[key] = (key, attrs)
+        agent = AgentRecord(agent_id, total, shared[1], shared[0], hostname, self._tree.headroom)
         agent.seq = len(self._agent_ids)
         self._agents[agent_id] = agent
         self._agent_ids.append(agent_id)
