@@ -265,11 +265,13 @@ def main() -> None:
         help="the --quota shapes: 100 to 3,000 roles (half with quota) on 3,000 and 10,000 agents, 3 rounds each",
     )
     p.add_argument("--core", action="store_true", help="through the master's core (bench.allocator_core)")
+    p.add_argument("--no-freeze", action="store_true", help="with --core: the collector as Python has it")
     a = p.parse_args()
     if a.rounds is not None and a.rounds < 1:
         p.error("--rounds must be at least 1")
     if a.core:
-        report("allocator", run_core(a.agents or 50_000, a.frameworks or 1_000, a.rounds or 3))
+        figures = run_core(a.agents or 50_000, a.frameworks or 1_000, a.rounds or 3, freeze=not a.no_freeze)
+        report("allocator", figures)
         return
     if a.grid:
         grid(a.allocator, a.shape, a.rounds)

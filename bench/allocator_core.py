@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import statistics
 import time
 import tracemalloc
 from typing import Any
@@ -29,7 +28,7 @@ from aiomesos.v1 import agent_pb2, scheduler_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from mesos_master.allocator import create_allocator
 from mesos_master.cluster import Master
-from mesos_master.loop_stalls import LoopStallMonitor
+from mesos_master.loop_stalls import FrozenHeap, LoopStallMonitor
 from mesos_master.offers import PIECE_SECONDS
 from scheduler_sdk.resources import Resources
 
@@ -117,44 +116,57 @@ async def pieced_cycle(master: Master) -> float:
     return probe.worst
 
 
-def run_core(agents: int, frameworks: int, rounds: int) -> dict[str, Any]:
+def run_core(agents: int, frameworks: int, rounds: int, *, freeze: bool = True) -> dict[str, Any]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # as a quiet daemon
     master, figures = build(agents, frameworks)
+    heap = FrozenHeap(refresh=1e9) if freeze else None  # as the master's allocation loop does
     gc.collect()
-    pauses = GcPauses()
-    gc.callbacks.append(pauses)
-    c0, t0 = time.process_time(), time.perf_counter()
-    stall = asyncio.run(pieced_cycle(master))
-    first_wall, first_cpu = time.perf_counter() - t0, time.process_time() - c0
-    gc.callbacks.remove(pauses)
-    first = master.last_allocation
-    allocator_ms = master.allocator.metrics()["allocation_run_ms"]
-    works: list[float] = []
-    offers: list[int] = []
-    for _ in range(rounds - 1):
-        decline_all(master)
-        master.clock = (lambda t: lambda: t)(master.clock() + 1.0)
-        master.allocate()
-        works.append(master.last_allocation.work)
-        offers.append(master.last_allocation.offers)
+    if heap is not None:
+        heap.after_cycle()  # (the cycles while the agents attached would have)
+    per_round: list[dict[str, float]] = []
+    for r in range(rounds):
+        if r:
+            decline_all(master)
+            master.clock = (lambda t: lambda: t)(master.clock() + 1.0)
+        pauses = GcPauses()
+        gc.callbacks.append(pauses)
+        c0, t0 = time.process_time(), time.perf_counter()
+        stall = asyncio.run(pieced_cycle(master))
+        span, cpu = time.perf_counter() - t0, time.process_time() - c0
+        gc.callbacks.remove(pauses)
+        if heap is not None:
+            heap.after_cycle()
+        cycle = master.last_allocation
+        allocator_ms = master.allocator.metrics()["allocation_run_ms"]
+        per_round.append(
+            {
+                "cycle_ms": round(cycle.work * 1000, 1),
+                "cycle_cpu_ms": round(cpu * 1000, 1),  # (with the probe's and the loop's few ms)
+                "allocator_ms": round(allocator_ms, 1),
+                "offers_ms": round(cycle.work * 1000 - allocator_ms, 1),
+                "offers": cycle.offers,
+                "pieces": cycle.pieces,
+                "longest_piece_ms": round(cycle.longest_piece * 1000, 1),
+                "loop_stall_max_ms": round(stall * 1000, 1),
+                "gc_longest_ms": round(pauses.longest * 1000, 1),
+                "gc_total_ms": round(pauses.total * 1000, 1),
+                "span_ms": round(span * 1000, 1),
+            }
+        )
+    first = per_round[0]
     return {
         "mode": "core",
         "agents": agents,
         "frameworks": frameworks,
+        "frozen_heap": freeze,
         **figures,
-        "first_cycle_ms": round(first.work * 1000, 1),
-        "first_cycle_span_ms": round(first_wall * 1000, 1),
-        "first_cycle_cpu_ms": round(first_cpu * 1000, 1),
-        "first_cycle_allocator_ms": round(allocator_ms, 1),
-        "first_cycle_offers_ms": round(first.work * 1000 - allocator_ms, 1),
-        "first_cycle_offers": first.offers,
-        "first_cycle_pieces": first.pieces,
-        "longest_piece_ms": round(first.longest_piece * 1000, 1),
-        "loop_stall_max_ms": round(stall * 1000, 1),
-        "first_cycle_gc_longest_ms": round(pauses.longest * 1000, 1),
-        "first_cycle_gc_total_ms": round(pauses.total * 1000, 1),
+        "first_cycle_ms": first["cycle_ms"],
+        "first_cycle_cpu_ms": first["cycle_cpu_ms"],
+        "first_cycle_allocator_ms": first["allocator_ms"],
+        "first_cycle_offers_ms": first["offers_ms"],
+        "longest_piece_ms": max(r["longest_piece_ms"] for r in per_round),
+        "loop_stall_max_ms": max(r["loop_stall_max_ms"] for r in per_round),
+        "gc_longest_ms": max(r["gc_longest_ms"] for r in per_round),
         "piece_budget_ms": PIECE_SECONDS * 1000,
-        "rounds": rounds,
-        "next_median_ms": round(statistics.median(works) * 1000, 1) if works else None,
-        "next_median_offers": statistics.median(offers) if offers else None,
+        "rounds": per_round,
     }
