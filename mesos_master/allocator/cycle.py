@@ -18,11 +18,11 @@ def allocation_pieces(alloc: HierarchicalAllocator, now: float, chunk: int) -> I
     timer = alloc._timer
     started = timer()
     token = alloc._cycle + 1
-    visit = begin_cycle(alloc, now)
+    visit, wanted = begin_cycle(alloc, now)
     walk = alloc._walk
     walk.held = held = set[str]()
     stages: list[Callable[[AgentRecord, float, list[Allocation]], None]] = []
-    if visit and alloc._root.candidates:
+    if alloc._root.candidates:
         if alloc._tree.orders.below_guarantee.entries:
             stages.append(walk.quota_stage)
         stages.append(walk.fair_stage)
@@ -34,7 +34,7 @@ def allocation_pieces(alloc: HierarchicalAllocator, now: float, chunk: int) -> I
     ]
     agents = alloc._agents
     out: list[Allocation] = []
-    offers = 0
+    offers = examined = 0
     work = 0.0
     mark = started
     suspended = False
@@ -53,15 +53,19 @@ def allocation_pieces(alloc: HierarchicalAllocator, now: float, chunk: int) -> I
                     alloc._tree.orders.rebuild(alloc._held_in, alloc._tree.guarantees.below)
                 out = []
             reached = (last, first)
-            for agent in visit[first : first + chunk]:
-                if agent.free and agent.active and agents.get(agent.id) is agent:
+            for agent_id in visit[first : first + chunk]:
+                if wanted is not None and agent_id not in wanted:
+                    continue
+                agent = agents.get(agent_id)
+                if agent is not None and visitable(alloc, agent):
+                    examined += not last
                     stage(agent, now, out)
             offers += len(out)
         reached = None
     finally:
         if reached is not None:  # ended early: what it did not reach (or held back) is looked at next cycle
             rest = visit[reached[1] :] if reached[0] == 0 else visit
-            alloc._dirty.update(a.id for a in rest if agents.get(a.id) is a)
+            alloc._dirty.update(i for i in rest if i in agents and (wanted is None or i in wanted))
             alloc._dirty.update(held)
         if alloc._live_cycle == token:
             alloc._live_cycle = 0
@@ -69,14 +73,14 @@ def allocation_pieces(alloc: HierarchicalAllocator, now: float, chunk: int) -> I
                 work += timer() - mark
             alloc._held = held
             alloc._last_offers = offers
-            alloc._last_examined = len(visit)
+            alloc._last_examined = examined
             alloc._runs.append(work * 1000.0)
             alloc._run_count += 1
     yield out
 
 
-def begin_cycle(alloc: HierarchicalAllocator, now: float) -> list[AgentRecord]:
-    """A cycle begins (and one under way, if any, ends): filters woken, orders drawn; returns the agents to visit."""
+def begin_cycle(alloc: HierarchicalAllocator, now: float) -> tuple[list[str], set[str] | None]:
+    """A cycle begins (and one under way, if any, ends): filters woken, orders drawn; the agents to visit."""
     if alloc._live_cycle:
         alloc._all_dirty = True  # the cycle under way ends here: what it did not reach, this one looks at
     alloc._cycle += 1
@@ -94,10 +98,11 @@ def begin_cycle(alloc: HierarchicalAllocator, now: float) -> list[AgentRecord]:
     return visit
 
 
-def agents_to_visit(alloc: HierarchicalAllocator) -> list[AgentRecord]:
-    """The agents a cycle looks at, in the order rotated every cycle: every active agent with free resources when
-    everything may have changed (or in a full scan), else those with news or where something was held back;
-    never one that every offerable (framework, role) refused whole, as it is now."""
+def agents_to_visit(alloc: HierarchicalAllocator) -> tuple[list[str], set[str] | None]:
+    """The agents a cycle looks at, in the order rotated every cycle: (ids, wanted). Every agent when everything
+    may have changed (or in a full scan), else only those with news or where something was held back: `wanted`
+    (None: all of `ids`). Which of them have something to offer (`visitable`) is decided as the cycle reaches
+    them, so that choosing them is spread over the pieces of a large cycle too."""
     if alloc._agent_ids_stale:
         alloc._agent_ids = list(alloc._agents)
         for i, agent_id in enumerate(alloc._agent_ids):
@@ -106,30 +111,27 @@ def agents_to_visit(alloc: HierarchicalAllocator) -> list[AgentRecord]:
     ids = alloc._agent_ids
     count = len(ids)
     if not count:
-        return []
+        return [], None
     start = (alloc._cycle - 1) % count
     agents = alloc._agents
     if alloc._all_dirty or alloc._full_scan:
-        wanted = None
-    else:
-        wanted = alloc._dirty | alloc._held
-        if not wanted:
-            return []
-    # An agent every offerable (framework, role) refused whole, as it is now, has nothing to offer (the full
-    # scan looks anyway: the property tests check that both make the same offers).
-    root = alloc._root
-    everyone = root.candidates if not alloc._full_scan else 1 << 62
+        return ids[start:] + ids[:start], None
+    wanted = alloc._dirty | alloc._held
+    if len(wanted) * 4 >= count:
+        return ids[start:] + ids[:start], wanted
+    chosen = [a for a in (agents.get(i) for i in wanted) if a is not None]
+    chosen.sort(key=lambda a: (a.seq - start) % count)
+    return [a.id for a in chosen], None
 
-    if wanted is None or len(wanted) * 4 >= count:
-        order = ids[start:] + ids[:start]
-        picked = (agents[i] for i in order) if wanted is None else (agents[i] for i in order if i in wanted)
-    else:
-        picked = (a for a in (agents.get(i) for i in wanted) if a is not None)
-    chosen = [
-        a
-        for a in picked
-        if a.active and a.free and (a.refusals.resources is not a.free or a.refusals.in_subtree.get(root, 0) < everyone)
-    ]
-    if wanted is not None and len(wanted) * 4 < count:
-        chosen.sort(key=lambda a: (a.seq - start) % count)
-    return chosen
+
+def visitable(alloc: HierarchicalAllocator, agent: AgentRecord) -> bool:
+    """Whether the agent may have something to offer: active, with free resources, and not refused whole, as it
+    is now, by every offerable (framework, role) (the full scan looks anyway: the property tests check that both
+    make the same offers)."""
+    if not agent.active or not agent.free:
+        return False
+    refusals = agent.refusals
+    if refusals.resources is not agent.free or alloc._full_scan:
+        return True
+    root = alloc._root
+    return refusals.in_subtree.get(root, 0) < root.candidates
