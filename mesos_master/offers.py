@@ -41,6 +41,7 @@ class AllocationCycle:
     pieces: int = 0
     work: float = 0.0
     longest_piece: float = 0.0
+    longest_piece_cpu: float = 0.0  # (this thread's CPU time: what the piece cost, whatever else ran on the host)
     span: float = 0.0  # from its start to its end, with what ran between its pieces
 
 
@@ -63,6 +64,7 @@ class OfferTransitions(MasterState):
         its cycle from the state as it is then. Timed and counted for the metrics (`last_allocation`)."""
         timer = time.perf_counter
         started = piece_started = timer()
+        cpu_started = time.thread_time()
         now = self.clock()
         figures = AllocationCycle()
         # What each framework was offered in this cycle, for OFFERS_MADE: only while someone watches.
@@ -74,8 +76,10 @@ class OfferTransitions(MasterState):
                 figures.pieces += 1
                 figures.work += at - piece_started
                 figures.longest_piece = max(figures.longest_piece, at - piece_started)
+                figures.longest_piece_cpu = max(figures.longest_piece_cpu, time.thread_time() - cpu_started)
                 yield figures
                 piece_started = timer()
+                cpu_started = time.thread_time()
         for framework_id, offers in (cycle or {}).items():
             fw = self.frameworks.get(framework_id)
             if fw is not None:
@@ -84,6 +88,7 @@ class OfferTransitions(MasterState):
         figures.pieces += 1
         figures.work += at - piece_started
         figures.longest_piece = max(figures.longest_piece, at - piece_started)
+        figures.longest_piece_cpu = max(figures.longest_piece_cpu, time.thread_time() - cpu_started)
         figures.span = at - started
         self.allocation_runs.observe(figures.work)
         self.last_allocation = figures
