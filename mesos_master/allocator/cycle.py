@@ -4,13 +4,13 @@ at (`agents_to_visit`). The allocator's own module; they read its state directly
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import Any
 
 from mesos_master.allocator.base import Allocation
 from mesos_master.allocator.records import AgentRecord
 
-if TYPE_CHECKING:
-    from mesos_master.allocator.hierarchical import HierarchicalAllocator
+#: The `HierarchicalAllocator` whose cycle this is (not imported: it imports this module).
+HierarchicalAllocator = Any
 
 
 def allocation_pieces(alloc: HierarchicalAllocator, now: float, chunk: int) -> Iterator[list[Allocation]]:
