@@ -9,9 +9,11 @@ round offers every agent again, to a framework that has not declined it yet (Mes
 
 Reported (one JSON line, ``"mode": "core"``, appended to bench/results/allocator.jsonl): bytes per agent of the
 core (traced allocations of registering them: the master's records, the allocator's, the agent info), the
-first cycle's work (ms, wall and process CPU) and the allocator's share of it (the rest is building offers), the
-median of the next rounds, the pieces of the first cycle and the longest of them, and the longest the event loop
-was held while the first cycle ran in pieces under asyncio (a probe every 5 ms: its worst lateness)."""
+first cycle's work (ms, wall and process CPU) and the allocator's share of it (the rest is building offers),
+the longest piece of any round (wall, and CPU time: what it cost, whatever else ran on the machine), the longest
+the event loop was held while the cycles ran in pieces under asyncio (a probe every 5 ms: its worst lateness),
+the garbage collector's longest pause, and each round's figures (`rounds`). The heap is frozen before and after
+every cycle, as the master's allocation loop does (`--no-freeze`: the collector as Python has it)."""
 
 from __future__ import annotations
 
@@ -122,12 +124,14 @@ def run_core(agents: int, frameworks: int, rounds: int, *, freeze: bool = True) 
     heap = FrozenHeap(refresh=1e9) if freeze else None  # as the master's allocation loop does
     gc.collect()
     if heap is not None:
-        heap.after_cycle()  # (the cycles while the agents attached would have)
+        heap.freeze()  # (the cycles while the agents attached would have)
     per_round: list[dict[str, float]] = []
     for r in range(rounds):
         if r:
             decline_all(master)
             master.clock = (lambda t: lambda: t)(master.clock() + 1.0)
+        if heap is not None:
+            heap.freeze()
         pauses = GcPauses()
         gc.callbacks.append(pauses)
         c0, t0 = time.process_time(), time.perf_counter()
@@ -135,7 +139,7 @@ def run_core(agents: int, frameworks: int, rounds: int, *, freeze: bool = True) 
         span, cpu = time.perf_counter() - t0, time.process_time() - c0
         gc.callbacks.remove(pauses)
         if heap is not None:
-            heap.after_cycle()
+            heap.freeze()
         cycle = master.last_allocation
         allocator_ms = master.allocator.metrics()["allocation_run_ms"]
         per_round.append(

@@ -66,16 +66,17 @@ class FrozenHeap:
     """Keeps Python's garbage collector from walking the whole core in the middle of the loop. A full collection
     walks every tracked object: at 50,000 agents with an offer out on each, some hundreds of ms of CPU, at
     whatever moment the allocations of a cycle trigger it (the longest stall of the loop, longer than any piece).
-    After every allocation cycle what exists is frozen (`gc.freeze`: kept out of collections; reference counting
-    still frees it), so collections walk only what is newer. Cyclic garbage among the frozen is reclaimed every
-    `refresh` seconds: unfrozen, one full collection at once (right after a cycle, not in one), frozen again."""
+    Before and after every allocation cycle what exists is frozen (`gc.freeze`: kept out of collections;
+    reference counting still frees it), so collections during a cycle walk only what the cycle made. Cyclic
+    garbage among the frozen is reclaimed every `refresh` seconds: unfrozen, one full collection at once (between
+    cycles, not in one), frozen again."""
 
     def __init__(self, refresh: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.refresh = refresh
         self.clock = clock
         self.next_refresh = clock() + refresh
 
-    def after_cycle(self) -> None:
+    def freeze(self) -> None:
         now = self.clock()
         if now >= self.next_refresh:
             self.next_refresh = now + self.refresh

@@ -191,13 +191,15 @@ class Terms:
             # Let the calls that arrived in this turn land first, so one cycle serves them all.
             await asyncio.sleep(0)
             await dispatcher.flush()
+            if self.heap is not None:
+                self.heap.freeze()
             # A large cycle (tens of thousands of agents) runs in pieces of a few ms: calls, pings and status
             # updates are served between them, and the offers made so far go out meanwhile.
             for _piece in master.allocation_pieces(self.piece_seconds):
                 dispatcher.changed()
                 await asyncio.sleep(0)
             if self.heap is not None:
-                self.heap.after_cycle()
+                self.heap.freeze()
             if master.last_allocation.offers:
                 await dispatcher.flush()
 
