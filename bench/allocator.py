@@ -21,6 +21,8 @@ metrics (the last cycle's ``allocation_run_ms`` among them), and peak RSS.
     python -m bench.allocator --quota --roles 3000   # quota roles no framework is subscribed to (1,000 of 1,500)
     python -m bench.allocator --quota-grid           # the --quota shapes of issue 8, 3 rounds each, in subprocesses
     python -m bench.allocator --grid                 # agents 1k/10k/50k x frameworks 100/1k/5k, in subprocesses
+    python -m bench.allocator --core --agents 50000 --frameworks 1000   # through the master's core: offers built,
+                                                     # the cycle in pieces, the longest loop hold, bytes per agent
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import sys
 import time
 from typing import Any
 
+from bench.allocator_core import run_core
 from bench.common import report
 from mesos_master.allocator import HierarchicalAllocator, Quota, create_allocator
 from scheduler_sdk.resources import Resources
@@ -261,9 +264,15 @@ def main() -> None:
         action="store_true",
         help="the --quota shapes: 100 to 3,000 roles (half with quota) on 3,000 and 10,000 agents, 3 rounds each",
     )
+    p.add_argument("--core", action="store_true", help="through the master's core (bench.allocator_core)")
+    p.add_argument("--no-freeze", action="store_true", help="with --core: the collector as Python has it")
     a = p.parse_args()
     if a.rounds is not None and a.rounds < 1:
         p.error("--rounds must be at least 1")
+    if a.core:
+        figures = run_core(a.agents or 50_000, a.frameworks or 1_000, a.rounds or 3, freeze=not a.no_freeze)
+        report("allocator", figures)
+        return
     if a.grid:
         grid(a.allocator, a.shape, a.rounds)
         return

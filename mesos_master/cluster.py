@@ -25,7 +25,7 @@ from mesos_master.allocator import Allocator
 from mesos_master.allocator.base import Quota
 from mesos_master.drain import DrainTransitions
 from mesos_master.frameworks import AllocatorOptions, FrameworkTransitions, allocator_options
-from mesos_master.offers import DEFAULT_REFUSE_SECONDS
+from mesos_master.offers import DEFAULT_REFUSE_SECONDS, AllocationCycle
 from mesos_master.outbox import Drained, Outbox
 from mesos_master.records import (
     COMPLETED_FRAMEWORKS_KEPT,
@@ -110,6 +110,9 @@ class Master(
         self.reservations = {}
         self.counters = {}
         self.allocation_runs = Durations()
+        self.last_allocation = AllocationCycle()
+        self._offer_heads = {}
+        self._offer_resources = {}
         self.drains = {}
         self.gone_agents = {}
         self.recovering_agents = set()

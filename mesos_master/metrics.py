@@ -188,13 +188,25 @@ def _roles(master: Master, by_role: dict[str, Scalars]) -> Iterator[Metric]:
 def _allocation(master: Master) -> Iterator[Metric]:
     yield histogram(
         PREFIX + "allocation_run_seconds",
-        "how long each allocation cycle (and the offers it made) took",
+        "the work of each allocation cycle (and of the offers it made), without what ran between its pieces",
         master.allocation_runs,
     )
     counters = dict.fromkeys(ALWAYS_COUNTED, 0) | master.counters
     for key, value in sorted(counters.items()):
         name = _NAME.sub("_", key)
         yield CounterMetricFamily(PREFIX + name, f"{key.replace('_', ' ')} since this term began", value=value)
+    last = master.last_allocation
+    yield _gauge(
+        "allocation_last_pieces", "the pieces the last allocation cycle ran in (the loop ran between)", last.pieces
+    )
+    yield _gauge(
+        "allocation_last_piece_seconds_max", "the longest piece of the last allocation cycle", last.longest_piece
+    )
+    yield _gauge(
+        "allocation_last_span_seconds",
+        "the last allocation cycle from start to end, with what ran between its pieces",
+        last.span,
+    )
     figures = master.allocator.metrics()
     for key, documentation in ALLOCATOR_GAUGES.items():
         if key in figures:

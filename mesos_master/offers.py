@@ -3,13 +3,17 @@ that change what a framework is offered (DECLINE, REVIVE, SUPPRESS). ACCEPT is i
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from aiomesos.v1 import events_pb2, scheduler_pb2
+from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1.events_pb2 import OperatorEvent
+from mesos_master.allocator import Allocation
 from mesos_master.bounds import check_decline
-from mesos_master.records import Framework, Offer
+from mesos_master.records import AgentRecord, Framework, Offer
 from mesos_master.state import MasterState
 from mesos_master.validation import call_roles
 from scheduler_sdk.resources import Resources
@@ -22,15 +26,79 @@ def refuse_seconds(filters: scheduler_pb2.Filters) -> float:
     return filters.refuse_seconds if filters.HasField("refuse_seconds") else DEFAULT_REFUSE_SECONDS
 
 
+#: Distinct resources whose serialized form is kept for building offers (`_offer_message`).
+OFFER_RESOURCES_KEPT = 4096
+#: Seconds of work an allocation cycle may do before it lets the event loop run (`allocation_pieces`).
+PIECE_SECONDS = 0.01
+
+
+@dataclass
+class AllocationCycle:
+    """The figures of an allocation cycle (the last one, or the one under way): offers made, pieces, the work
+    (seconds of the cycle itself, not of what ran between its pieces), the longest piece, the span."""
+
+    offers: int = 0
+    pieces: int = 0
+    work: float = 0.0
+    longest_piece: float = 0.0
+    longest_piece_cpu: float = 0.0  # (this thread's CPU time: what the piece cost, whatever else ran on the host)
+    span: float = 0.0  # from its start to its end, with what ran between its pieces
+
+
 class OfferTransitions(MasterState):
+    last_allocation: AllocationCycle  # the last allocation cycle's figures (the metrics')
+    _offer_heads: dict[str, tuple[rpb.AgentInfo, bytes]]  # agent id -> (its info, the offer fields from it)
+    _offer_resources: dict[Resources, bytes]  # resources -> serialized as an offer's
+
     def allocate(self) -> int:
-        """One allocation cycle; returns the number of offers made (timed and counted for the metrics)."""
-        started = time.perf_counter()
+        """One allocation cycle, whole; returns the number of offers made."""
+        for _ in self.allocation_pieces(math.inf):
+            pass
+        return self.last_allocation.offers
+
+    def allocation_pieces(self, budget: float = PIECE_SECONDS) -> Iterator[AllocationCycle]:
+        """One allocation cycle in pieces of about `budget` seconds of work each (the allocator's pieces, made
+        into offers): yields after every piece but the last, so that the caller lets the event loop run (calls,
+        pings, status updates) before the next. Anything may happen between pieces: what a piece offered is an
+        offer already (it may be accepted, declined or rescinded meanwhile), and the allocator works the rest of
+        its cycle from the state as it is then. Timed and counted for the metrics (`last_allocation`)."""
+        timer = time.perf_counter
+        started = piece_started = timer()
+        cpu_started = time.thread_time()
         now = self.clock()
-        made = 0
+        figures = AllocationCycle()
         # What each framework was offered in this cycle, for OFFERS_MADE: only while someone watches.
         cycle: dict[str, list[Offer]] | None = {} if self.outbox.watched else None
-        for allocation in self.allocator.allocate(now):
+        for allocations in self.allocator.allocation_pieces(now):
+            figures.offers += self._make_offers(allocations, now, cycle)
+            at = timer()
+            if at - piece_started >= budget:
+                figures.pieces += 1
+                figures.work += at - piece_started
+                figures.longest_piece = max(figures.longest_piece, at - piece_started)
+                figures.longest_piece_cpu = max(figures.longest_piece_cpu, time.thread_time() - cpu_started)
+                yield figures
+                piece_started = timer()
+                cpu_started = time.thread_time()
+        for framework_id, offers in (cycle or {}).items():
+            fw = self.frameworks.get(framework_id)
+            if fw is not None:
+                self._publish_offers(fw, offers, now)
+        at = timer()
+        figures.pieces += 1
+        figures.work += at - piece_started
+        figures.longest_piece = max(figures.longest_piece, at - piece_started)
+        figures.longest_piece_cpu = max(figures.longest_piece_cpu, time.thread_time() - cpu_started)
+        figures.span = at - started
+        self.allocation_runs.observe(figures.work)
+        self.last_allocation = figures
+        if figures.offers:
+            self.counters["offers"] = self.counters.get("offers", 0) + figures.offers
+
+    def _make_offers(self, allocations: list[Allocation], now: float, cycle: dict[str, list[Offer]] | None) -> int:
+        """The allocator's allocations as offers (queued for their frameworks); returns how many were made."""
+        made = 0
+        for allocation in allocations:
             fw = self.frameworks.get(allocation.framework_id)
             agent = self.agents.get(allocation.agent_id)
             if fw is None or agent is None or not fw.connected or not agent.connected:
@@ -49,27 +117,37 @@ class OfferTransitions(MasterState):
             self.offers[offer.id] = offer
             fw.offers.add(offer.id)
             agent.offers.add(offer.id)
-            self.outbox.framework(fw.id).offers.append(
-                scheduler_pb2.Offer(
-                    id=offer.id,
-                    framework_id=fw.id,
-                    agent_id=agent.id,
-                    hostname=agent.info.hostname,
-                    resources=offer.resources.to_proto(),
-                    attributes=agent.info.attributes,
-                    allocation_role=offer.role,
-                    agent_address=agent.info.address,
-                )
-            )
+            self.outbox.framework(fw.id).offers.append(self._offer_message(offer, agent))
             if cycle is not None:
                 cycle.setdefault(fw.id, []).append(offer)
             made += 1
-        for framework_id, offers in (cycle or {}).items():
-            self._publish_offers(self.frameworks[framework_id], offers, now)
-        self.allocation_runs.observe(time.perf_counter() - started)
-        if made:
-            self.counters["offers"] = self.counters.get("offers", 0) + made
         return made
+
+    def _offer_message(self, offer: Offer, agent: AgentRecord) -> scheduler_pb2.Offer:
+        """The offer as a framework gets it. Built from serialized parts, each made once: the agent's (id,
+        hostname, attributes, address: kept while its info is the same object) and the resources' (by value);
+        parsing their concatenation is a few times cheaper than building the message field by field."""
+        head = self._offer_heads.get(agent.id)
+        if head is None or head[0] is not agent.info:
+            if len(self._offer_heads) > 2 * len(self.agents) + 1000:  # forget the agents that are gone
+                self._offer_heads = {k: v for k, v in self._offer_heads.items() if k in self.agents}
+            info = agent.info
+            part = scheduler_pb2.Offer(
+                agent_id=info.id, hostname=info.hostname, attributes=info.attributes, agent_address=info.address
+            ).SerializeToString()
+            head = self._offer_heads[agent.id] = (info, part)
+        resources = self._offer_resources.get(offer.resources)
+        if resources is None:
+            if len(self._offer_resources) >= OFFER_RESOURCES_KEPT:
+                self._offer_resources.clear()
+            resources = self._offer_resources[offer.resources] = scheduler_pb2.Offer(
+                resources=offer.resources.to_proto()
+            ).SerializeToString()
+        message = scheduler_pb2.Offer.FromString(head[1] + resources)
+        message.id = offer.id
+        message.framework_id = offer.framework_id
+        message.allocation_role = offer.role
+        return message
 
     def _publish_offers(self, fw: Framework, offers: list[Offer], now: float) -> None:
         """OFFERS_MADE: one event per framework and cycle, with how many offers, on how many agents, of what."""

@@ -22,6 +22,8 @@ from mesos_master.api.standby import Seat
 from mesos_master.cluster import Master
 from mesos_master.election import Term
 from mesos_master.ha import Coordination
+from mesos_master.loop_stalls import FrozenHeap, LoopStallMonitor
+from mesos_master.offers import PIECE_SECONDS
 from mesos_master.registry import Registry, SQLiteRegistry
 from mesos_master.registry.etcd import EtcdRegistry
 from scheduler_sdk._daemon.guard import Guard, reload_security
@@ -58,6 +60,11 @@ class Terms:
     ) -> None:
         self.args = args
         self.metrics = metrics  # the daemon's registry, read by GetMetrics (mesos_master.metrics)
+        self.piece_seconds = PIECE_SECONDS  # the work of an allocation cycle between two turns of the loop
+        self.heap: FrozenHeap | None = FrozenHeap()  # (None: the collector as Python has it)
+        self.stalls = LoopStallMonitor()  # runs while the terms do (a standby's loop is watched too)
+        if metrics is not None:
+            metrics.register(self.stalls)
         self.master_id = master_id
         self.seat = seat
         self.authorizer = authorizer
@@ -67,7 +74,8 @@ class Terms:
     async def sole(self, registry: SQLiteRegistry) -> int:
         """A single master leads from start to stop, on its SQLite registry; a registry that fails ends it (1)."""
         try:
-            why = await self._lead(SoleTerm(), registry)
+            async with self.stalls.running():
+                why = await self._lead(SoleTerm(), registry)
         finally:
             await registry.close()
         if why == "failed":
@@ -77,6 +85,10 @@ class Terms:
 
     async def elected(self, coordination: Coordination) -> int:
         """Campaign, lead until the term ends, step down, campaign again; until the master stops."""
+        async with self.stalls.running():
+            return await self._campaigns(coordination)
+
+    async def _campaigns(self, coordination: Coordination) -> int:
         election = coordination.election
         retry = Backoff(initial=0.2, maximum=self.args.etcd_lease)
         while not self.stopping.is_set():
@@ -181,7 +193,16 @@ class Terms:
             # Let the calls that arrived in this turn land first, so one cycle serves them all.
             await asyncio.sleep(0)
             await dispatcher.flush()
-            if master.allocate():
+            if self.heap is not None:
+                self.heap.freeze()
+            # A large cycle (tens of thousands of agents) runs in pieces of a few ms: calls, pings and status
+            # updates are served between them, and the offers made so far go out meanwhile.
+            for _piece in master.allocation_pieces(self.piece_seconds):
+                dispatcher.changed()
+                await asyncio.sleep(0)
+            if self.heap is not None:
+                self.heap.freeze()
+            if master.last_allocation.offers:
                 await dispatcher.flush()
 
     async def _tick_loop(self, master: Master, dispatcher: Dispatcher, security: DaemonSecurity) -> None:

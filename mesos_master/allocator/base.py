@@ -8,7 +8,7 @@ only from the `now` arguments, deterministic for the same calls.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from scheduler_sdk.resources import Resources
@@ -186,6 +186,12 @@ class Allocator(ABC):
     @abstractmethod
     def allocate(self, now: float) -> list[Allocation]:
         """Run one allocation cycle; what it returns is allocated until recovered."""
+
+    def allocation_pieces(self, now: float) -> Iterator[list[Allocation]]:
+        """One allocation cycle in pieces, so that a large one need not hold the caller's event loop: each
+        yielded list is allocated (booked) when it is yielded; between pieces the caller may make any other call,
+        and the rest of the cycle works from the state as it is then. The default is one piece, `allocate`."""
+        yield self.allocate(now)
 
     @abstractmethod
     def revocations(self, now: float, tasks: Iterable[AllocatedTask]) -> list[Revocation]:

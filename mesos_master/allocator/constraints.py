@@ -40,10 +40,12 @@ def compile_match(match: AttributeMatch) -> Callable[[Mapping[str, str]], bool]:
 
 
 class CompiledConstraints:
-    __slots__ = ("min_flat", "min_resources", "min_vec", "predicates")
+    __slots__ = ("min_flat", "min_resources", "min_vec", "predicates", "uses_hostname")
 
     def __init__(self, constraints: OfferConstraints) -> None:
         self.predicates = tuple(compile_match(m) for m in constraints.attributes)
+        # (agents share their other attributes: a predicate on the hostname is decided per agent)
+        self.uses_hostname = any(m.attribute == "hostname" for m in constraints.attributes)
         self.min_resources = constraints.min_resources or None
         self.min_vec = vectors.vector(self.min_resources) if self.min_resources else {}
         # Ranges or sets in the minimum need a full (role-free) containment test; scalars a vector compare.

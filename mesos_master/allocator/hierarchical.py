@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from mesos_master.allocator import _vectors as vectors
-from mesos_master.allocator import quota
+from mesos_master.allocator import cycle, quota
 from mesos_master.allocator._vectors import Vec
 from mesos_master.allocator.base import AllocatedTask, Allocation, Allocator, OfferConstraints, Quota, Revocation
 from mesos_master.allocator.books import EMPTY, holding_total, take_piece, take_up_to
@@ -55,6 +55,8 @@ from scheduler_sdk.resources import UNRESERVED, Resources
 
 DEFAULT_MIN_ALLOCATABLE = (Resources.of(cpus=0.01), Resources.of(mem=32))
 _METRICS_WINDOW = 1000
+#: Agents looked at between two pieces of a cycle (`allocation_pieces`): a few ms of work at most.
+PIECE_AGENTS = 16
 
 
 class HierarchicalAllocator(Allocator):
@@ -96,7 +98,7 @@ class HierarchicalAllocator(Allocator):
         self._tree = RoleTree(chosen, self._min, track_headroom=revocation)
         self._root = self._tree.root
         self._nodes = self._tree.nodes
-        self._attr_keys: dict[tuple, tuple] = {}
+        self._attr_keys: dict[tuple, tuple[tuple, dict[str, str]]] = {}  # attributes -> (key, one dict of them)
         self._refusals = RefusalIndex()
 
         self._total: Vec = {}  # every agent's scalars
@@ -107,6 +109,7 @@ class HierarchicalAllocator(Allocator):
         self._walk = OfferWalk(self._tree, self._frameworks, self._min, full_scan)
 
         self._cycle = 0
+        self._live_cycle = 0  # the cycle under way (suspended between pieces), 0 when none
         self._runs: deque[float] = deque(maxlen=_METRICS_WINDOW)
         self._run_count = 0
         self._last_offers = 0
@@ -120,6 +123,9 @@ class HierarchicalAllocator(Allocator):
     @sorter.setter
     def sorter(self, sorter: Sorter) -> None:
         self._tree.orders.sorter = sorter
+        if self._live_cycle:
+            self._live_cycle = 0  # a cycle under way ends (its orders were drawn by the other policy)
+            self._all_dirty = True
         self._total_changed = True  # give it the cluster's total, then draw every key again
 
     # ================================================================= frameworks
@@ -254,9 +260,15 @@ class HierarchicalAllocator(Allocator):
     ) -> None:
         if agent_id in self._agents:
             self.remove_agent(agent_id)
+        # Agents share their attributes (all but the hostname: one dict per distinct set, 300 for 3 zones x 100
+        # racks, instead of one per agent).
         attrs = dict(attributes or {})
+        hostname = attrs.pop("hostname", None)
         key = tuple(sorted(attrs.items()))
-        agent = AgentRecord(agent_id, total, attrs, self._attr_keys.setdefault(key, key), self._tree.headroom)
+        shared = self._attr_keys.get(key)
+        if shared is None:
+            shared = self._attr_keys[key] = (key, attrs)
+        agent = AgentRecord(agent_id, total, shared[1], shared[0], hostname, self._tree.headroom)
         agent.seq = len(self._agent_ids)
         self._agents[agent_id] = agent
         self._agent_ids.append(agent_id)
@@ -451,33 +463,20 @@ class HierarchicalAllocator(Allocator):
 
     # ================================================================= the cycle
     def allocate(self, now: float) -> list[Allocation]:
-        started = self._timer()
-        self._cycle += 1
-        self._dirty.update(self._refusals.wake(now, self._agents, self._frameworks))
-        sorter = self.sorter
-        self._sync_total()
-        sorter.begin_cycle(self._cycle)
-        if self._tree.orders.stale or sorter.rekey_each_cycle:
-            self._tree.orders.rebuild(self._held_in, self._tree.guarantees.below)
-        visit = self._agents_to_visit()
         result: list[Allocation] = []
-        walk = self._walk
-        walk.held = set()
-        if visit and self._root.candidates:
-            if self._tree.orders.below_guarantee.entries:
-                for agent in visit:
-                    walk.quota_stage(agent, now, result)
-            for agent in visit:
-                if agent.free:
-                    walk.fair_stage(agent, now, result)
-        self._held = walk.held
-        self._dirty.clear()
-        self._all_dirty = False
-        self._last_offers = len(result)
-        self._last_examined = len(visit)
-        self._runs.append((self._timer() - started) * 1000.0)
-        self._run_count += 1
+        for piece in self.allocation_pieces(now):
+            result.extend(piece)
         return result
+
+    def allocation_pieces(self, now: float, chunk: int = PIECE_AGENTS) -> Iterator[list[Allocation]]:
+        """One cycle, yielding what was allocated on every `chunk` agents looked at (see `Allocator`): between
+        two pieces the caller may run anything, and any call may come (an agent removed or deactivated, a
+        framework removed or suppressed, resources recovered, weights or quota set). The cycle goes on from the
+        state as it is then: what a piece allocated is booked before it is yielded, an agent gone or deactivated
+        meanwhile is skipped, news that comes during the cycle is for the next one. A new cycle begun (or the
+        policy swapped) while this one is suspended ends it at its next piece; the agents it did not reach are
+        looked at next cycle."""
+        return cycle.allocation_pieces(self, now, chunk)
 
     def _held_in(self, framework_id: str, role: str) -> Vec:
         return self._frameworks[framework_id].role_alloc.get(role, {})
@@ -610,43 +609,3 @@ class HierarchicalAllocator(Allocator):
         self._tree.account(fw, role, vec, rvec, -1)
         agent.give_back(piece, vec, rvec)
         self._dirty.add(agent.id)
-
-    # ================================================================= internals: which agents, which roles
-    def _agents_to_visit(self) -> list[AgentRecord]:
-        if self._agent_ids_stale:
-            self._agent_ids = list(self._agents)
-            for i, agent_id in enumerate(self._agent_ids):
-                self._agents[agent_id].seq = i
-            self._agent_ids_stale = False
-        ids = self._agent_ids
-        count = len(ids)
-        if not count:
-            return []
-        start = (self._cycle - 1) % count
-        agents = self._agents
-        if self._all_dirty or self._full_scan:
-            wanted = None
-        else:
-            wanted = self._dirty | self._held
-            if not wanted:
-                return []
-        # An agent every offerable (framework, role) refused whole, as it is now, has nothing to offer (the full
-        # scan looks anyway: the property tests check that both make the same offers).
-        root = self._root
-        everyone = root.candidates if not self._full_scan else 1 << 62
-
-        if wanted is None or len(wanted) * 4 >= count:
-            order = ids[start:] + ids[:start]
-            picked = (agents[i] for i in order) if wanted is None else (agents[i] for i in order if i in wanted)
-        else:
-            picked = (a for a in (agents.get(i) for i in wanted) if a is not None)
-        chosen = [
-            a
-            for a in picked
-            if a.active
-            and a.free
-            and (a.refusals.resources is not a.free or a.refusals.in_subtree.get(root, 0) < everyone)
-        ]
-        if wanted is not None and len(wanted) * 4 < count:
-            chosen.sort(key=lambda a: (a.seq - start) % count)
-        return chosen

@@ -131,9 +131,13 @@ class OfferWalk:
             return False
         compiled = fw.constraints
         if compiled is not None:
-            ok = fw.attr_cache.get(agent.attr_key)
+            key = (agent.attr_key, agent.hostname) if compiled.uses_hostname else agent.attr_key
+            ok = fw.attr_cache.get(key)
             if ok is None:
-                ok = fw.attr_cache[agent.attr_key] = compiled.agent_ok(agent.attributes)
+                attributes = agent.attributes
+                if compiled.uses_hostname and agent.hostname is not None:
+                    attributes = {**attributes, "hostname": agent.hostname}
+                ok = fw.attr_cache[key] = compiled.agent_ok(attributes)
             if not ok or not compiled.offer_ok(offer, vec):
                 return False
         return True

@@ -18,14 +18,21 @@ from scheduler_sdk.resources import UNRESERVED, Resources
 class AgentRecord(AgentBook):
     """An agent as the allocator knows it: its book, its attributes, its refusals."""
 
-    __slots__ = ("attr_key", "attributes", "gpus", "refusals", "seq")
+    __slots__ = ("attr_key", "attributes", "gpus", "hostname", "refusals", "seq")
 
     def __init__(
-        self, agent_id: str, total: Resources, attributes: Mapping[str, str], attr_key: tuple, headroom: Headroom
+        self,
+        agent_id: str,
+        total: Resources,
+        attributes: Mapping[str, str],
+        attr_key: tuple,
+        hostname: str | None,
+        headroom: Headroom,
     ) -> None:
         super().__init__(agent_id, total, headroom)
-        self.attributes = attributes
-        self.attr_key = attr_key
+        self.attributes = attributes  # without the hostname: shared by the agents with the same attributes
+        self.attr_key = attr_key  # the attributes' key (sorted items): shared too
+        self.hostname = hostname
         self.gpus = total.scalar("gpus") > 0
         self.refusals = AgentRefusals()
         self.seq = 0

@@ -100,6 +100,9 @@ async def test_every_daemon_serves_prometheus_metrics_to_an_operator_certificate
     assert m["aiomesos_master_frameworks"][(("state", "connected"),)] == 1
     assert m["aiomesos_master_offers_total"][()] >= 1
     assert m["aiomesos_master_allocation_run_seconds_count"][()] >= 1
+    assert m["aiomesos_master_allocation_last_pieces"][()] >= 1
+    assert m["aiomesos_master_event_loop_stall_seconds_count"][()] >= 1  # the loop-stall probe runs
+    assert 0 <= m["aiomesos_master_event_loop_stall_seconds_max"][()] < 60
     assert m["aiomesos_master_elected"][()] == 1
     assert m["aiomesos_master_memory_bytes"][(("kind", "total"),)] == 1024 * 1024 * 1024
     assert "process_resident_memory_bytes" in m  # the daemon's own process, from its own registry

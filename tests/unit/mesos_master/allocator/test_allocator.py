@@ -599,3 +599,20 @@ def test_gpu_agents_are_offered_only_to_gpu_aware_frameworks() -> None:
     got = {(a.framework_id, a.agent_id) for a in alloc.allocate(0)}
     assert ("cpu-only", "gpu") not in got
     assert ("ml", "gpu") in got
+
+
+def test_constraints_on_shared_attributes_and_on_the_hostname() -> None:
+    """Agents with the same attributes share one record of them; a constraint on the hostname is still decided
+    per agent."""
+    from mesos_master.allocator import AttributeMatch, OfferConstraints
+
+    alloc = HierarchicalAllocator()
+    for i in range(4):
+        alloc.add_agent(f"a{i}", Resources.parse("cpus:1;mem:64"), {}, attributes={"hostname": f"h{i}", "zone": "z"})
+    assert alloc._agents["a0"].attributes is alloc._agents["a3"].attributes
+    by_host = OfferConstraints((AttributeMatch("hostname", in_=("h1", "h2")),))
+    alloc.add_framework("f", ["*"], {}, constraints=by_host)
+    assert sorted(a.agent_id for a in alloc.allocate(0)) == ["a1", "a2"]
+    in_zone = OfferConstraints((AttributeMatch("zone", equals="z"),))
+    alloc.add_framework("g", ["*"], {}, constraints=in_zone)
+    assert sorted(a.agent_id for a in alloc.allocate(1)) == ["a0", "a3"]

@@ -102,6 +102,8 @@ class Fw:
 
 
 class AllocatorMachine(RuleBasedStateMachine):
+    make_allocator: Any = Twin  # (test_pieces drives the same model through the cycle in pieces)
+
     # --------------------------------------------------------------- setup
     @initialize(
         policy=sorters,
@@ -116,7 +118,7 @@ class AllocatorMachine(RuleBasedStateMachine):
         initial_agents: list[Resources],
         initial_frameworks: list[tuple[str, ...]],
     ) -> None:
-        self.alloc = Twin(policy, allocation_interval=INTERVAL, revocation=revocation)
+        self.alloc = self.make_allocator(policy, allocation_interval=INTERVAL, revocation=revocation)
         self.now = 0.0
         self.agents: dict[str, Resources] = {}
         self.agent_active: dict[str, bool] = {}
