@@ -30,7 +30,8 @@ from aiomesos.v1 import agent_pb2, scheduler_pb2
 from aiomesos.v1 import resources_pb2 as rpb
 from mesos_master.allocator import create_allocator
 from mesos_master.cluster import Master
-from mesos_master.loop_stalls import FrozenHeap, LoopStallMonitor
+from mesos_master.heap import HeapKeeper
+from mesos_master.loop_stalls import LoopStallMonitor
 from mesos_master.offers import PIECE_SECONDS
 from scheduler_sdk.resources import Resources
 
@@ -121,7 +122,7 @@ async def pieced_cycle(master: Master) -> float:
 def run_core(agents: int, frameworks: int, rounds: int, *, freeze: bool = True) -> dict[str, Any]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # as a quiet daemon
     master, figures = build(agents, frameworks)
-    heap = FrozenHeap(refresh=1e9) if freeze else None  # as the master's allocation loop does
+    heap = HeapKeeper(growth=float("inf")) if freeze else None  # as the master's allocation loop does
     gc.collect()
     if heap is not None:
         heap.freeze()  # (the cycles while the agents attached would have)

@@ -25,7 +25,6 @@ from mesos_master.api.agents import DEFAULT_PINGS_PER_SECOND
 from mesos_master.api.standby import Seat, routed
 from mesos_master.cluster import Master
 from mesos_master.ha import Coordination, add_etcd_flags, masters_view, open_coordination, sole_master_view
-from mesos_master.heap import HeapKeeper
 from mesos_master.metrics import master_registry
 from mesos_master.registry import RegistryError, SQLiteRegistry
 from mesos_master.terms import Terms, build_allocator
@@ -218,7 +217,7 @@ class MasterDaemon:
         code = 0
         try:
             async with asyncio.TaskGroup() as tg:
-                heap = tg.create_task(HeapKeeper().run())  # no full collection walking 50,000 agents' heap
+                heap = tg.create_task(terms.heap.run()) if terms.heap is not None else None  # (mesos_master.heap)
                 if coordination is not None:
                     member = tg.create_task(coordination.election.run_member())
                     leading = tg.create_task(terms.elected(coordination))
@@ -232,7 +231,8 @@ class MasterDaemon:
                 backstop = loop.call_later(STOP_DEADLINE, _stuck, work_dir)
                 self.stopping.set()
                 code = await leading  # the term ends its streams at once, UNAVAILABLE, and writes what is left
-                heap.cancel()
+                if heap is not None:
+                    heap.cancel()
                 if member is not None:
                     member.cancel()
                 await stop_serving(server, health, http, grace=1.0)

@@ -55,9 +55,20 @@ class HeapKeeper:
     full_collections: int = 0
     longest_full_seconds: float = 0.0
 
+    def freeze(self) -> None:
+        """Freeze what exists (O(1)), after one full collection first when it is due. The allocation loop calls
+        this before and after every cycle, so that collections during a cycle walk only what the cycle made
+        (at 50,000 agents a full pass triggered by a cycle's allocations was the loop's longest stall)."""
+        self._freeze(self.size())
+
     def step(self) -> None:
-        """Collect the young generations, freeze the rest; a full collection first when it is due."""
+        """Collect the young generations, then freeze the rest (a full collection instead when it is due)."""
         size = self.size()
+        if not full_collection_due(size, self.after_last_full, self.growth):
+            gc.collect(1)
+        self._freeze(size)
+
+    def _freeze(self, size: int) -> None:
         if full_collection_due(size, self.after_last_full, self.growth):
             started = self.clock()
             gc.unfreeze()
@@ -69,7 +80,6 @@ class HeapKeeper:
             self.longest_full_seconds = max(self.longest_full_seconds, took)
             log.info("full garbage collection", seconds=round(took, 3), rss_bytes=size)
             return
-        gc.collect(1)
         gc.freeze()
 
     async def run(self) -> None:

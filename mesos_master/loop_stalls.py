@@ -2,15 +2,13 @@
 late it was woken. Whatever holds the loop (a long allocation cycle, a big snapshot, a slow callback) shows up as
 lateness: the histogram `aiomesos_master_event_loop_stall_seconds` and the worst since start,
 `aiomesos_master_event_loop_stall_seconds_max`, in the master's registry (so `/metrics` and GetMetrics serve
-them). And `FrozenHeap`, which keeps the garbage collector's full passes out of the loop's way."""
+them)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
@@ -60,26 +58,3 @@ class LoopStallMonitor:
     def collect(self) -> Iterator[Metric]:
         yield histogram(NAME, f"how late a probe asking to be woken every {self.interval:g} s was woken", self.lateness)
         yield GaugeMetricFamily(NAME + "_max", "the longest the event loop was held, since start", value=self.worst)
-
-
-class FrozenHeap:
-    """Keeps Python's garbage collector from walking the whole core in the middle of the loop. A full collection
-    walks every tracked object: at 50,000 agents with an offer out on each, some hundreds of ms of CPU, at
-    whatever moment the allocations of a cycle trigger it (the longest stall of the loop, longer than any piece).
-    Before and after every allocation cycle what exists is frozen (`gc.freeze`: kept out of collections;
-    reference counting still frees it), so collections during a cycle walk only what the cycle made. Cyclic
-    garbage among the frozen is reclaimed every `refresh` seconds: unfrozen, one full collection at once (between
-    cycles, not in one), frozen again."""
-
-    def __init__(self, refresh: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.refresh = refresh
-        self.clock = clock
-        self.next_refresh = clock() + refresh
-
-    def freeze(self) -> None:
-        now = self.clock()
-        if now >= self.next_refresh:
-            self.next_refresh = now + self.refresh
-            gc.unfreeze()
-            gc.collect()
-        gc.freeze()

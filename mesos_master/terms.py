@@ -22,7 +22,8 @@ from mesos_master.api.standby import Seat
 from mesos_master.cluster import Master
 from mesos_master.election import Term
 from mesos_master.ha import Coordination
-from mesos_master.loop_stalls import FrozenHeap, LoopStallMonitor
+from mesos_master.heap import HeapKeeper
+from mesos_master.loop_stalls import LoopStallMonitor
 from mesos_master.offers import PIECE_SECONDS
 from mesos_master.registry import Registry, SQLiteRegistry
 from mesos_master.registry.etcd import EtcdRegistry
@@ -61,7 +62,7 @@ class Terms:
         self.args = args
         self.metrics = metrics  # the daemon's registry, read by GetMetrics (mesos_master.metrics)
         self.piece_seconds = PIECE_SECONDS  # the work of an allocation cycle between two turns of the loop
-        self.heap: FrozenHeap | None = FrozenHeap()  # (None: the collector as Python has it)
+        self.heap: HeapKeeper | None = HeapKeeper()  # (None: the collector as Python has it)
         self.stalls = LoopStallMonitor()  # runs while the terms do (a standby's loop is watched too)
         if metrics is not None:
             metrics.register(self.stalls)
