@@ -26,13 +26,14 @@ from ._isolation import (
 from ._isolation import select_backend as _select_backend
 from ._launcher import Launcher, LaunchGate, abandon, namespace_init
 from ._names import GPU_NVIDIA, PID_NS
+from ._offload import off_loop, prepare_launch, remove_cgroups_of
 from ._process import ExecProcess, ExitedProcess, TaskProcess
 from ._procfs import boot_id, boottime_ticks, process_table, running
 from ._tasks import BackgroundTasks, Spawn
 from ._types import ContainerizerError, LaunchError, LaunchSpec
 from ._watchers import Watchers
 from ._wrapper import env_reset_argv, exec_argv, tool
-from .isolators import LaunchInfo, PidNamespace
+from .isolators import PidNamespace
 
 if TYPE_CHECKING:
     from mesos_agent.gpus import Gpu
@@ -270,10 +271,11 @@ class Containerizer:
         gate = LaunchGate() if status_file is not None else None
         paths: list[Path] = []
         try:
-            paths = self._backend.create(spec) if self._backend is not None else []
-            launch = LaunchInfo(paths, spec.env)
-            for isolator in isolators:
-                isolator.prepare(spec, launch)
+            if self._backend is not None:  # making cgroups blocks: not on the event loop
+                launch = await off_loop(prepare_launch, self._backend, spec, isolators, undo=remove_cgroups_of)
+            else:
+                launch = prepare_launch(None, spec, isolators)
+            paths = launch.cgroup_paths
             started = boottime_ticks()
             proc = await self._launcher.spawn_task(
                 spec,
