@@ -126,7 +126,6 @@ class StatusUpdateManager:
         return batch
 
 
-
 def coalesce(messages: list[agent_pb2.AgentMessage]) -> list[agent_pb2.AgentMessage]:
     """Messages queued for the master while a write was in flight, fewer: consecutive STATUS_UPDATES become one
     (their updates in order, so each task's stay in order); anything else keeps its place. The messages given

@@ -237,9 +237,7 @@ def _updates_message(*task_ids: str) -> AgentMessage:
 
 
 def _shape(messages: list[AgentMessage]) -> list[tuple[str, list[str]]]:
-    return [
-        (AgentMessage.Type.Name(m.type), [u.status.task_id for u in m.status_updates.updates]) for m in messages
-    ]
+    return [(AgentMessage.Type.Name(m.type), [u.status.task_id for u in m.status_updates.updates]) for m in messages]
 
 
 def test_coalesce_merges_consecutive_status_updates_in_order_and_keeps_the_rest_in_place() -> None:
