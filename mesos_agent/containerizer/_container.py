@@ -17,7 +17,6 @@ from . import _runtime
 from ._cgroupfs import read_pids, rmdir_tree, signal_tree, write_file
 from ._cgroups import Backend
 from ._names import DISK, MEMORY, MiB
-from ._offload import off_loop
 from ._process import ExecProcess, ExitedProcess, TaskProcess
 from ._types import ContainerizerError, LaunchSpec, Limitation, Termination
 from ._wrapper import LAUNCH_FAILED_STATUS, WRAPPER_MARK
@@ -340,7 +339,7 @@ class Container:
             delay = min(delay * 2, 0.05)
 
     async def _remove_cgroups(self) -> None:
-        pending = await off_loop(_rmdir_each, self.cgroup_paths)  # blocking: not on the event loop
+        pending = _rmdir_each(self.cgroup_paths)
         if not pending:
             return
         loop = asyncio.get_running_loop()

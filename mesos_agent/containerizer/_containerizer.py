@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -26,7 +27,7 @@ from ._isolation import (
 from ._isolation import select_backend as _select_backend
 from ._launcher import Launcher, LaunchGate, abandon, namespace_init
 from ._names import GPU_NVIDIA, PID_NS
-from ._offload import off_loop, prepare_launch, remove_cgroups_of
+from ._offload import prepare_launch
 from ._process import ExecProcess, ExitedProcess, TaskProcess
 from ._procfs import boot_id, boottime_ticks, process_table, running
 from ._tasks import BackgroundTasks, Spawn
@@ -271,22 +272,10 @@ class Containerizer:
         gate = LaunchGate() if status_file is not None else None
         paths: list[Path] = []
         try:
-            if self._backend is not None:  # making cgroups blocks: not on the event loop
-                launch = await off_loop(prepare_launch, self._backend, spec, isolators, undo=remove_cgroups_of)
-            else:
-                launch = prepare_launch(None, spec, isolators)
-            paths = launch.cgroup_paths
             started = boottime_ticks()
-            proc = await self._launcher.spawn_task(
-                spec,
-                launch.env,
-                paths,
-                prefix,
-                status_file=status_file,
-                unshare=launch.unshare,
-                rlimits=launch.rlimits,
-                gate=gate,
-            )
+            prepare = functools.partial(prepare_launch, self._backend, spec, isolators)
+            launch, proc = await self._launcher.start(spec, prefix, prepare, status_file=status_file, gate=gate)
+            paths = launch.cgroup_paths
             if gate is not None:
                 gate.spawned()
                 self._write_record(spec, proc, paths, (started, boottime_ticks()))

@@ -1,6 +1,7 @@
-"""The blocking system calls of a launch (cgroup directories and limits, the spawn, the cgroups' removal) run in
-two worker threads, so that the agent's event loop goes on reading acknowledgements and sending updates
-meanwhile: at 300 launches/s on two cores, making four v1 cgroups took half of an agent's loop (py-spy)."""
+"""The blocking part of a launch (the cgroup directories and their limits, the output files, the spawn) runs in one
+of two worker threads, so that the agent's event loop goes on reading acknowledgements and sending updates
+meanwhile: at 250-300 launches/s on two cores py-spy found an agent's loop ~97 % busy, half of it making v1
+cgroups and a quarter in os.posix_spawn, which holds the GIL until the child has exec'd (`_native_spawn`)."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -327,10 +328,16 @@ async def spawn_off_loop(
     spawner = native_spawner(_DEFAULT_SIGNALS)
     if spawner is None:
         return spawn_posix(argv, env, out_fd, err_fd, in_fd)
-    return await off_loop(spawner.spawn, argv, env, out_fd, err_fd, in_fd, undo=_kill_and_reap)
+    return await off_loop(spawner.spawn, argv, env, out_fd, err_fd, in_fd, undo=kill_and_reap)
 
 
-def _kill_and_reap(pid: int) -> None:
+def native_spawn() -> Callable[[list[str], dict[str, str], int, int, int | None], int] | None:
+    """``spawn_posix`` with the GIL released (``_native_spawn``), or None where this libc has none."""
+    spawner = native_spawner(_DEFAULT_SIGNALS)
+    return spawner.spawn if spawner is not None else None
+
+
+def kill_and_reap(pid: int) -> None:
     with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
