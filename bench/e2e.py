@@ -4,7 +4,7 @@ Three measurements on one local cluster:
 - burst: all N tasks at once, as offers allow. Tasks per second from the first ACCEPT to the last FINISHED
   (acknowledged right after its callback), and ACCEPT → RUNNING percentiles (in a burst these are mostly the
   queue of launches ahead of a task: the last of 500 waits for the 499 before it).
-- paced: tasks arrive at each of --rates per second (default 150, 200 and 300, the throughput target) for
+- paced: tasks arrive at each of --rates per second (default 150, 200, 300 (the throughput target) and 400) for
   --paced-seconds each; the framework
   keeps the offers it gets and launches each arrival at once on them. ACCEPT → RUNNING and arrival → RUNNING
   percentiles at that load: the latency a steady stream of work sees.
@@ -14,7 +14,7 @@ Three measurements on one local cluster:
 daemons on loopback), or `both`: the same runs on a secure and on an insecure cluster, side by side, and what
 security costs (tasks per second and ACCEPT → RUNNING p50, secure relative to insecure).
 
-    python -m bench.e2e [--tasks 500] [--agents 2] [--rates 150,200,300] [--paced-seconds 5] [--security both]
+    python -m bench.e2e [--tasks 500] [--agents 2] [--rates 150,200,300,400] [--paced-seconds 5] [--security both]
 """
 
 from __future__ import annotations
@@ -170,6 +170,7 @@ async def _paced(master: str, config: ClientConfig, rate: float, seconds: float)
         while not bench.held:
             await asyncio.sleep(0.01)
         start = time.perf_counter()
+        events, messages = driver.events_received, driver.messages_sent
         sent = 0
         while sent < total:
             due = min(total, int((time.perf_counter() - start) * rate) + 1)
@@ -180,6 +181,7 @@ async def _paced(master: str, config: ClientConfig, rate: float, seconds: float)
         deadline = time.monotonic() + 120
         while len(bench.ended) < total and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        events, messages = driver.events_received - events, driver.messages_sent - messages
     finally:
         driver.stop(teardown=True)
         await asyncio.wait_for(runner, 10)
@@ -201,6 +203,10 @@ async def _paced(master: str, config: ClientConfig, rate: float, seconds: float)
         "paced_arrival_to_running_ms_p50": round(percentile(arrive_ms, 50), 1),
         "paced_arrival_to_running_ms_p99": round(percentile(arrive_ms, 99), 1),
         "paced_accept_calls": bench.accepts,
+        # The framework's stream messages per task, each way (events in: offers and updates; messages out:
+        # accepts and acknowledgements), as batched per event-loop turn on every hop.
+        "paced_framework_events_per_task": round(events / total, 2),
+        "paced_framework_messages_per_task": round(messages / total, 2),
         "paced_accept_to_starting_made_ms_p50": round(percentile(to_starting, 50), 1),
         "paced_starting_to_running_made_ms_p50": round(percentile(starting_to_running, 50), 1),
         "paced_running_made_to_seen_ms_p50": round(percentile(running_to_seen, 50), 1),
@@ -296,7 +302,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", type=int, default=500)
     p.add_argument("--agents", type=int, default=2)
-    p.add_argument("--rates", default="150,200,300", help="tasks per second in the paced runs, comma-separated")
+    p.add_argument("--rates", default="150,200,300,400", help="tasks per second in the paced runs, comma-separated")
     p.add_argument("--paced-seconds", type=float, default=5.0, help="length of the paced run (0: skip it)")
     p.add_argument("--security", choices=("on", "off", "both"), default="on", help="TLS and authentication")
     p.add_argument(

@@ -13,6 +13,7 @@ import structlog
 
 from aiomesos.v1 import agent_pb2, agent_pb2_grpc
 from mesos_agent.agent import Agent
+from mesos_agent.status_updates import coalesce
 from scheduler_sdk._daemon.tasks import cancel_and_wait
 from scheduler_sdk.backoff import Backoff
 from scheduler_sdk.channels import open_channel
@@ -154,5 +155,8 @@ class MasterLink:
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
         while True:
-            message = await self._queue.get()
-            await call.write(message)
+            queued = [await self._queue.get()]
+            while not self._queue.empty():  # what came while the last write was in flight goes together
+                queued.append(self._queue.get_nowait())
+            for message in coalesce(queued):
+                await call.write(message)

@@ -13,6 +13,7 @@ from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.backoff import next_delay
 
 StatusUpdate = agent_pb2.AgentMessage.StatusUpdate
+STATUS_UPDATES = agent_pb2.AgentMessage.STATUS_UPDATES
 
 
 @dataclass
@@ -123,3 +124,22 @@ class StatusUpdateManager:
             batch.append(StatusUpdate(framework_id=s.framework_id, status=s.pending[0]))
         self._send(batch)
         return batch
+
+
+def coalesce(messages: list[agent_pb2.AgentMessage]) -> list[agent_pb2.AgentMessage]:
+    """Messages queued for the master while a write was in flight, fewer: consecutive STATUS_UPDATES become one
+    (their updates in order, so each task's stay in order); anything else keeps its place. The messages given
+    are not changed."""
+    out: list[agent_pb2.AgentMessage] = []
+    merged: set[int] = set()  # indexes in `out` of the messages made here (which may be extended)
+    for message in messages:
+        if out and message.type == STATUS_UPDATES and out[-1].type == STATUS_UPDATES:
+            if len(out) - 1 not in merged:
+                first = out[-1]
+                out[-1] = agent_pb2.AgentMessage(type=STATUS_UPDATES)
+                out[-1].status_updates.updates.extend(first.status_updates.updates)
+                merged.add(len(out) - 1)
+            out[-1].status_updates.updates.extend(message.status_updates.updates)
+        else:
+            out.append(message)
+    return out

@@ -141,6 +141,9 @@ class SchedulerDriver:
         self.master_id = ""
         self.heartbeat_interval = 15.0  # until SUBSCRIBED says otherwise
         self.heartbeats = 0  # HEARTBEAT events received, for health checks of the framework itself
+        # Stream messages each way (an event may carry many offers or updates, a message many calls).
+        self.events_received = 0
+        self.messages_sent = 0
         self.subscribed = asyncio.Event()
         self._pending: list[spb.Call] = []
         self._acks: list[tpb.Acknowledgement] = []
@@ -271,6 +274,7 @@ class SchedulerDriver:
                 raise grpc.aio.AioRpcError(
                     grpc.StatusCode.UNAVAILABLE, None, None, details="the master ended the stream"
                 )
+            self.events_received += 1
             if self.failure is not None:
                 continue  # aborted: nothing more is delivered (nor acknowledged) while the stream winds down
             try:
@@ -350,6 +354,7 @@ class SchedulerDriver:
         batch, self._pending = self._pending, []
         message = batch[0] if len(batch) == 1 else Call(batch=batch)
         message.framework_id = self.framework.id
+        self.messages_sent += 1
         await call.write(message)
 
     # ------------------------------------------------------------------ calls

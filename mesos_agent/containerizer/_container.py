@@ -339,17 +339,7 @@ class Container:
             delay = min(delay * 2, 0.05)
 
     async def _remove_cgroups(self) -> None:
-        pending: list[Path] = []
-        for path in self.cgroup_paths:
-            try:
-                os.rmdir(path)
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                if e.errno not in (errno.EBUSY, errno.ENOTEMPTY):
-                    log.error("container.cgroup_rmdir_failed", path=str(path), error=e.strerror)
-                    continue
-                pending.append(path)
+        pending = _rmdir_each(self.cgroup_paths)
         if not pending:
             return
         loop = asyncio.get_running_loop()
@@ -419,3 +409,19 @@ class Container:
         if tail and tail[-1].startswith(WRAPPER_MARK):
             return tail[-1][len(WRAPPER_MARK) :].strip()
         return ""
+
+
+def _rmdir_each(paths: Sequence[Path]) -> list[Path]:
+    """Remove each (empty) cgroup dir; returns those still busy."""
+    pending: list[Path] = []
+    for path in paths:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            if e.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+                log.error("container.cgroup_rmdir_failed", path=str(path), error=e.strerror)
+                continue
+            pending.append(path)
+    return pending

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -26,13 +27,14 @@ from ._isolation import (
 from ._isolation import select_backend as _select_backend
 from ._launcher import Launcher, LaunchGate, abandon, namespace_init
 from ._names import GPU_NVIDIA, PID_NS
+from ._offload import prepare_launch
 from ._process import ExecProcess, ExitedProcess, TaskProcess
 from ._procfs import boot_id, boottime_ticks, process_table, running
 from ._tasks import BackgroundTasks, Spawn
 from ._types import ContainerizerError, LaunchError, LaunchSpec
 from ._watchers import Watchers
 from ._wrapper import env_reset_argv, exec_argv, tool
-from .isolators import LaunchInfo, PidNamespace
+from .isolators import PidNamespace
 
 if TYPE_CHECKING:
     from mesos_agent.gpus import Gpu
@@ -270,21 +272,10 @@ class Containerizer:
         gate = LaunchGate() if status_file is not None else None
         paths: list[Path] = []
         try:
-            paths = self._backend.create(spec) if self._backend is not None else []
-            launch = LaunchInfo(paths, spec.env)
-            for isolator in isolators:
-                isolator.prepare(spec, launch)
             started = boottime_ticks()
-            proc = await self._launcher.spawn_task(
-                spec,
-                launch.env,
-                paths,
-                prefix,
-                status_file=status_file,
-                unshare=launch.unshare,
-                rlimits=launch.rlimits,
-                gate=gate,
-            )
+            prepare = functools.partial(prepare_launch, self._backend, spec, isolators)
+            launch, proc = await self._launcher.start(spec, prefix, prepare, status_file=status_file, gate=gate)
+            paths = launch.cgroup_paths
             if gate is not None:
                 gate.spawned()
                 self._write_record(spec, proc, paths, (started, boottime_ticks()))

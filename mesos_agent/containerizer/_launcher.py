@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import pwd
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ import structlog
 
 from . import _runtime
 from ._cgroupfs import read_pids
+from ._offload import off_loop, remove_cgroups_of
 from ._process import (
     AdoptedProcess,
     AsyncioProcess,
@@ -27,13 +30,17 @@ from ._process import (
     PidfdProcess,
     PolledProcess,
     TaskProcess,
+    kill_and_reap,
+    native_spawn,
     pidfd_supported,
     spawn_asyncio,
+    spawn_off_loop,
     spawn_posix,
 )
 from ._procfs import pid_namespace_init, process_table, start_time, tree_members
 from ._types import ContainerizerError, LaunchError, LaunchSpec
 from ._wrapper import LAUNCH_GO, wrapper_argv
+from .isolators import LaunchInfo
 
 if TYPE_CHECKING:
     from ._container import Container
@@ -96,12 +103,47 @@ class Launcher:
         uid, gid = ids
         if uid == os.geteuid():
             return []
-        setpriv = shutil.which("setpriv") or next(
-            (path for path in ("/usr/bin/setpriv", "/bin/setpriv") if os.path.exists(path)), None
-        )
+        setpriv = _setpriv()
         if setpriv is None:
             raise LaunchError(f"cannot run as user {user!r}: setpriv (util-linux) is not installed")
         return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--"]
+
+    async def start(
+        self,
+        spec: LaunchSpec,
+        prefix: list[str],
+        prepare: Callable[[], LaunchInfo],
+        *,
+        status_file: str | None,
+        gate: LaunchGate | None,
+    ) -> tuple[LaunchInfo, TaskProcess]:
+        """``prepare`` the launch (cgroups, limits) and spawn its wrapper; nothing is left on a failure. Where the
+        GIL-free spawn is available both run in a worker thread, in one go (making cgroups and a spawn block, the
+        spawn until the child execs), while the event loop goes on with the agent's messages."""
+        spawn = native_spawn() if self.fast_spawn else None
+        if spawn is not None:
+            stdin = gate.read_fd if gate is not None and status_file is not None else None
+            work = functools.partial(
+                self.prepare_and_spawn, prepare, spec, prefix, spawn, status_file=status_file, stdin=stdin
+            )
+            launch, pid = await off_loop(work, undo=_undo_spawned)
+            return launch, watch_child(pid, kill_group_on_exit=not launch.cgroup_paths)
+        launch = prepare()
+        try:
+            proc = await self.spawn_task(
+                spec,
+                launch.env,
+                launch.cgroup_paths,
+                prefix,
+                status_file=status_file,
+                unshare=launch.unshare,
+                rlimits=launch.rlimits,
+                gate=gate,
+            )
+        except BaseException:
+            remove_cgroups_of(launch)
+            raise
+        return launch, proc
 
     async def spawn_task(
         self,
@@ -120,36 +162,64 @@ class Launcher:
         if status_file is not None and gate is None:
             raise LaunchError(f"{spec.container_id}: a checkpointed launch needs a LaunchGate")
         stdin = gate.read_fd if gate is not None and status_file is not None else None
+        out, err = _open_outputs(spec)
         try:
-            out = os.open(spec.stdout_path, _OUT_FLAGS, 0o644)
-        except OSError as e:
-            raise LaunchError(f"cannot open {spec.stdout_path}: {e.strerror}") from e
-        try:
-            try:
-                err = os.open(spec.stderr_path, _OUT_FLAGS, 0o644)
-            except OSError as e:
-                raise LaunchError(f"cannot open {spec.stderr_path}: {e.strerror}") from e
-            try:
-                if self.fast_spawn:
-                    argv = wrapper_argv(
-                        spec, paths, prefix, cd=True, status_file=status_file, unshare=unshare, rlimits=rlimits
-                    )
-                    try:
-                        pid = spawn_posix(argv, env, out, err, stdin)
-                    except NotImplementedError:  # no POSIX_SPAWN_SETSID in this libc
-                        self.fast_spawn = False
-                    else:
-                        return watch_child(pid, kill_group_on_exit=not paths)
+            if self.fast_spawn:
                 argv = wrapper_argv(
-                    spec, paths, prefix, cd=False, status_file=status_file, unshare=unshare, rlimits=rlimits
+                    spec, paths, prefix, cd=True, status_file=status_file, unshare=unshare, rlimits=rlimits
                 )
-                return AsyncioProcess(await spawn_asyncio(argv, env, spec.cwd, out, err, stdin))
-            except OSError as e:
-                raise LaunchError(f"{spec.container_id}: cannot start {spec.argv[0]!r}: {e}") from e
+                try:
+                    pid = spawn_posix(argv, env, out, err, stdin)
+                except NotImplementedError:  # no POSIX_SPAWN_SETSID in this libc
+                    self.fast_spawn = False
+                else:
+                    return watch_child(pid, kill_group_on_exit=not paths)
+            argv = wrapper_argv(
+                spec, paths, prefix, cd=False, status_file=status_file, unshare=unshare, rlimits=rlimits
+            )
+            return AsyncioProcess(await spawn_asyncio(argv, env, spec.cwd, out, err, stdin))
+        except OSError as e:
+            raise LaunchError(f"{spec.container_id}: cannot start {spec.argv[0]!r}: {e}") from e
+        finally:
+            os.close(err)
+            os.close(out)
+
+    @staticmethod
+    def prepare_and_spawn(
+        prepare: Callable[[], LaunchInfo],
+        spec: LaunchSpec,
+        prefix: list[str],
+        spawn: Callable[[list[str], dict[str, str], int, int, int | None], int],
+        *,
+        status_file: str | None,
+        stdin: int | None,
+    ) -> tuple[LaunchInfo, int]:
+        """The blocking part of a launch in one go, for a worker thread (``_offload``): ``prepare`` (the cgroups
+        and the isolators' limits), the output files, the wrapper spawned with ``spawn`` (``_native_spawn``: the
+        GIL released meanwhile). Returns what prepare gave and the wrapper's pid; nothing is left on a failure."""
+        launch = prepare()
+        try:
+            out, err = _open_outputs(spec)
+            try:
+                argv = wrapper_argv(
+                    spec,
+                    launch.cgroup_paths,
+                    prefix,
+                    cd=True,
+                    status_file=status_file,
+                    unshare=launch.unshare,
+                    rlimits=launch.rlimits,
+                )
+                try:
+                    return launch, spawn(argv, launch.env, out, err, stdin)
+                except OSError as e:
+                    raise LaunchError(f"{spec.container_id}: cannot start {spec.argv[0]!r}: {e}") from e
             finally:
                 os.close(err)
-        finally:
-            os.close(out)
+                os.close(out)
+        except BaseException:
+            remove_cgroups_of(launch)
+            raise
 
     async def spawn_exec(
         self,
@@ -169,7 +239,7 @@ class Launcher:
             err = stderr if stderr is not None else null
             if self.fast_spawn:
                 try:
-                    pid = spawn_posix(wrapper, env, out, err)
+                    pid = await spawn_off_loop(wrapper, env, out, err)
                 except NotImplementedError:
                     self.fast_spawn = False
                 else:
@@ -204,6 +274,35 @@ class Launcher:
         if not record.started(start_time(record.pid)):
             return ExitedProcess(record.pid)
         return PolledProcess(record.pid, record.start_time, record.start_time_max, kill_group_on_exit=kill_group)
+
+
+def _undo_spawned(done: tuple[LaunchInfo, int]) -> None:
+    """A launch cancelled while its blocking part ran: its wrapper killed and reaped, its cgroups removed."""
+    launch, pid = done
+    kill_and_reap(pid)
+    remove_cgroups_of(launch)
+
+
+def _open_outputs(spec: LaunchSpec) -> tuple[int, int]:
+    """The task's stdout and stderr files, opened for the wrapper (LaunchError if they cannot be)."""
+    try:
+        out = os.open(spec.stdout_path, _OUT_FLAGS, 0o644)
+    except OSError as e:
+        raise LaunchError(f"cannot open {spec.stdout_path}: {e.strerror}") from e
+    try:
+        err = os.open(spec.stderr_path, _OUT_FLAGS, 0o644)
+    except OSError as e:
+        os.close(out)
+        raise LaunchError(f"cannot open {spec.stderr_path}: {e.strerror}") from e
+    return out, err
+
+
+@functools.cache
+def _setpriv() -> str | None:
+    """Where setpriv(1) is (looked up once: a PATH walk per launch cost an agent 4 % of its loop)."""
+    return shutil.which("setpriv") or next(
+        (path for path in ("/usr/bin/setpriv", "/bin/setpriv") if os.path.exists(path)), None
+    )
 
 
 def abandon(proc: TaskProcess) -> None:

@@ -16,10 +16,14 @@ import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 import structlog
+
+from ._native_spawn import native_spawner
+from ._offload import off_loop
 
 log = structlog.get_logger(__name__)
 
@@ -313,6 +317,31 @@ def spawn_posix(argv: list[str], env: dict[str, str], out_fd: int, err_fd: int, 
         setsigmask=(),
         setsigdef=_DEFAULT_SIGNALS,
     )
+
+
+async def spawn_off_loop(
+    argv: list[str], env: dict[str, str], out_fd: int, err_fd: int, in_fd: int | None = None
+) -> int:
+    """``spawn_posix`` in a worker thread with the GIL released (``_native_spawn``): the event loop goes on while
+    the child execs. Where that is not available, ``spawn_posix`` itself. Cancelled meanwhile: the spawn is
+    waited for (its file descriptors are the caller's to close) and the child killed and reaped."""
+    spawner = native_spawner(_DEFAULT_SIGNALS)
+    if spawner is None:
+        return spawn_posix(argv, env, out_fd, err_fd, in_fd)
+    return await off_loop(spawner.spawn, argv, env, out_fd, err_fd, in_fd, undo=kill_and_reap)
+
+
+def native_spawn() -> Callable[[list[str], dict[str, str], int, int, int | None], int] | None:
+    """``spawn_posix`` with the GIL released (``_native_spawn``), or None where this libc has none."""
+    spawner = native_spawner(_DEFAULT_SIGNALS)
+    return spawner.spawn if spawner is not None else None
+
+
+def kill_and_reap(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 async def spawn_asyncio(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from aiomesos.v1 import agent_pb2
 from aiomesos.v1 import tasks_pb2 as tpb
-from mesos_agent.status_updates import StatusUpdate, StatusUpdateManager
+from mesos_agent.status_updates import StatusUpdate, StatusUpdateManager, coalesce
+
+AgentMessage = agent_pb2.AgentMessage
 
 
 class Clock:
@@ -222,3 +225,34 @@ def test_reconnect_restarts_backoff_at_retry_min() -> None:
     h.mgr.on_disconnected()
     h.mgr.on_connected()
     assert h.mgr.next_due_in() == 10
+
+
+def _updates_message(*task_ids: str) -> AgentMessage:
+    return AgentMessage(
+        type=AgentMessage.STATUS_UPDATES,
+        status_updates=AgentMessage.StatusUpdates(
+            updates=[StatusUpdate(framework_id="fw1", status=tpb.TaskStatus(task_id=t)) for t in task_ids]
+        ),
+    )
+
+
+def _shape(messages: list[AgentMessage]) -> list[tuple[str, list[str]]]:
+    return [(AgentMessage.Type.Name(m.type), [u.status.task_id for u in m.status_updates.updates]) for m in messages]
+
+
+def test_coalesce_merges_consecutive_status_updates_in_order_and_keeps_the_rest_in_place() -> None:
+    pong = AgentMessage(type=AgentMessage.PONG)
+    given = [_updates_message("a", "b"), _updates_message("a"), pong, _updates_message("c"), _updates_message("b")]
+    before = [m.SerializeToString() for m in given]
+    assert _shape(coalesce(given)) == [
+        ("STATUS_UPDATES", ["a", "b", "a"]),
+        ("PONG", []),
+        ("STATUS_UPDATES", ["c", "b"]),
+    ]
+    assert [m.SerializeToString() for m in given] == before  # the queued messages are not changed
+
+
+def test_coalesce_of_one_or_none_is_the_same() -> None:
+    one = _updates_message("a")
+    assert coalesce([one]) == [one] and coalesce([one])[0] is one
+    assert coalesce([]) == []
