@@ -256,15 +256,13 @@ class PlacementScheduler(Scheduler):
             lease = self.leases.get(offer.agent_id)
             if lease is None:
                 lease = self.leases[offer.agent_id] = Lease(offer.agent_id)
-            lease.offers[offer.id] = offer
-            lease.received[offer.id] = now
+            lease.add(offer, now)
             self._observe(agent)
         self._wake.set()
 
     async def offer_rescinded(self, driver: SchedulerDriver, offer_id: str) -> None:
         for agent_id, lease in list(self.leases.items()):
-            lease.offers.pop(offer_id, None)
-            lease.received.pop(offer_id, None)
+            lease.drop(offer_id)
             if not lease.offers:
                 del self.leases[agent_id]
 
@@ -508,8 +506,7 @@ class PlacementScheduler(Scheduler):
                 driver.decline(old, refuse_seconds=refuse)
                 self.metrics.expired_offers += len(old)
                 for oid in old:
-                    lease.offers.pop(oid, None)
-                    lease.received.pop(oid, None)
+                    lease.drop(oid)
             if not lease.offers:
                 del self.leases[lease.agent_id]
 
