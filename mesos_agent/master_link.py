@@ -138,6 +138,8 @@ class MasterLink:
                     if message is grpc.aio.EOF:
                         break
                     if message.type == MasterMessage.PING:
+                        if message.ping.interval_seconds > 0:  # the interval in force grows with the cluster
+                            silence = master_silence_limit(message.ping.interval_seconds)
                         continue
                     if message.type == MasterMessage.SHUTDOWN:  # drained and marked gone: stop, never come back
                         call.cancel()

@@ -21,6 +21,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from aiomesos.v1 import agent_pb2_grpc, operator_pb2_grpc, scheduler_pb2_grpc
+from mesos_master.api.agents import DEFAULT_PINGS_PER_SECOND
 from mesos_master.api.standby import Seat, routed
 from mesos_master.cluster import Master
 from mesos_master.ha import Coordination, add_etcd_flags, masters_view, open_coordination, sole_master_view
@@ -110,7 +111,19 @@ def build_parser() -> FlagParser:
         help="rescind offers a framework holds longer than this many seconds (default: never)",
     )
     p.add_flag("--heartbeat-interval", type=positive_float, default=15.0, help="seconds between HEARTBEAT events")
-    p.add_flag("--agent-ping-interval", type=positive_float, default=15.0, help="seconds between pings to agents")
+    p.add_flag(
+        "--agent-ping-interval",
+        type=positive_float,
+        default=15.0,
+        help="seconds between pings to each agent, at least (longer when --max-agent-pings-per-second says so)",
+    )
+    p.add_flag(
+        "--max-agent-pings-per-second",
+        type=positive_float,
+        default=DEFAULT_PINGS_PER_SECOND,
+        help="the master's pings to all its agents together, at most: with more agents than this many times the "
+        "ping interval, the interval grows (every ping tells the agent the interval in force)",
+    )
     p.add_flag(
         "--agent-reregister-timeout",
         type=non_negative_float,

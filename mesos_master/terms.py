@@ -138,7 +138,9 @@ class Terms:
         self.seat.begin(
             {
                 "aiomesos.v1.Scheduler": SchedulerService(dispatcher, a.heartbeat_interval, guard),
-                "aiomesos.v1.AgentRegistry": AgentRegistryService(dispatcher, a.agent_ping_interval, guard),
+                "aiomesos.v1.AgentRegistry": AgentRegistryService(
+                    dispatcher, a.agent_ping_interval, guard, pings_per_second=a.max_agent_pings_per_second
+                ),
                 "aiomesos.v1.Operator": operator,
             },
             events=dispatcher.hub,

@@ -219,6 +219,7 @@ class MasterMessage(_message.Message):
         agent_id: _builtins.str
         master_id: _builtins.str
         ping_interval_seconds: _builtins.float
+        """The ping interval in force when the agent attached (it grows with the number of agents: see Ping)."""
         def __init__(
             self,
             *,
@@ -229,6 +230,34 @@ class MasterMessage(_message.Message):
         _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
         _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "master_id", b"master_id", "ping_interval_seconds", b"ping_interval_seconds"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class Ping(_message.Message):
+        """A PING's payload (absent from older masters' pings: the interval of REGISTERED holds)."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+        SENT_AT_FIELD_NUMBER: _builtins.int
+        interval_seconds: _builtins.float
+        """The interval in force now: the master bounds its total ping rate, so the interval grows with the number of
+        attached agents (never below --agent-ping-interval). An agent takes the master for lost after 5 missed.
+        """
+        sent_at: _builtins.float
+        """When the master queued this ping (unix seconds, its clock): a simulated agent on the same host measures
+        how late pings arrive.
+        """
+        def __init__(
+            self,
+            *,
+            interval_seconds: _builtins.float = ...,
+            sent_at: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["interval_seconds", b"interval_seconds", "sent_at", b"sent_at"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -409,6 +438,7 @@ class MasterMessage(_message.Message):
     SHUTDOWN_FRAMEWORK_FIELD_NUMBER: _builtins.int
     FRAMEWORK_MESSAGE_FIELD_NUMBER: _builtins.int
     SHUTDOWN_FIELD_NUMBER: _builtins.int
+    PING_FIELD_NUMBER: _builtins.int
     type: Global___MasterMessage.Type.ValueType
     @_builtins.property
     def registered(self) -> Global___MasterMessage.Registered: ...
@@ -424,6 +454,8 @@ class MasterMessage(_message.Message):
     def framework_message(self) -> Global___MasterMessage.FrameworkMessage: ...
     @_builtins.property
     def shutdown(self) -> Global___MasterMessage.Shutdown: ...
+    @_builtins.property
+    def ping(self) -> Global___MasterMessage.Ping: ...
     def __init__(
         self,
         *,
@@ -435,10 +467,11 @@ class MasterMessage(_message.Message):
         shutdown_framework: Global___MasterMessage.ShutdownFramework | None = ...,
         framework_message: Global___MasterMessage.FrameworkMessage | None = ...,
         shutdown: Global___MasterMessage.Shutdown | None = ...,
+        ping: Global___MasterMessage.Ping | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledge", b"acknowledge", "framework_message", b"framework_message", "kill_tasks", b"kill_tasks", "registered", b"registered", "run_tasks", b"run_tasks", "shutdown", b"shutdown", "shutdown_framework", b"shutdown_framework"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledge", b"acknowledge", "framework_message", b"framework_message", "kill_tasks", b"kill_tasks", "ping", b"ping", "registered", b"registered", "run_tasks", b"run_tasks", "shutdown", b"shutdown", "shutdown_framework", b"shutdown_framework"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledge", b"acknowledge", "framework_message", b"framework_message", "kill_tasks", b"kill_tasks", "registered", b"registered", "run_tasks", b"run_tasks", "shutdown", b"shutdown", "shutdown_framework", b"shutdown_framework", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledge", b"acknowledge", "framework_message", b"framework_message", "kill_tasks", b"kill_tasks", "ping", b"ping", "registered", b"registered", "run_tasks", b"run_tasks", "shutdown", b"shutdown", "shutdown_framework", b"shutdown_framework", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

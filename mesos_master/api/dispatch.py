@@ -77,6 +77,14 @@ class Dispatcher:
         self.failure: BaseException | None = None
         self._flush_lock = asyncio.Lock()
         self._flush_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` for the rest of this term (the servicers' own loops: the agents' pinger); cancelled when
+        the dispatcher closes."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _watchers(self, count: int) -> None:
         self.master.outbox.watched = count > 0
@@ -131,6 +139,8 @@ class Dispatcher:
         task = self._flush_task
         if task is not None:
             await cancel_and_wait(task)
+        for work in list(self._background):
+            await cancel_and_wait(work)
 
     def _fail(self, error: BaseException) -> None:
         self.failure = error
@@ -170,17 +180,21 @@ class Dispatcher:
         reader: Callable[[Connection[Any]], Coroutine[Any, Any, None]],
         *,
         keepalive: Any,
-        interval: float,
+        interval: float | None,
         on_detach: Callable[[], None],
         prepare: Callable[[Any], None] | None = None,
+        on_attach: Callable[[Connection[Any]], None] | None = None,
     ) -> None:
         """Run one attached stream: `conn` replaces any older one with its id, its queue is written out (with
-        `keepalive` when idle for `interval`), `reader` consumes what the peer sends; when either side ends,
-        `on_detach` tells the core (unless a newer stream took over)."""
+        `keepalive` when idle for `interval`; None: no keepalive, someone else sends them), `reader` consumes
+        what the peer sends; when either side ends, `on_detach` tells the core (unless a newer stream took
+        over)."""
         old = registry.get(conn.id)
         if old is not None:
             old.close("superseded by a newer stream of the same id", grpc.StatusCode.ABORTED)
         registry[conn.id] = conn
+        if on_attach is not None:
+            on_attach(conn)
         if self.stopped:
             conn.close(self.stop_reason, grpc.StatusCode.UNAVAILABLE)
         await self.flush()  # what the core queued at registration (SUBSCRIBED, REGISTERED) goes to this stream
@@ -188,11 +202,14 @@ class Dispatcher:
         read = asyncio.create_task(reader(conn))
         try:
             while True:
-                try:
-                    async with asyncio.timeout(interval):  # not wait_for: see scheduler_sdk._daemon.tasks
-                        message = await conn.queue.get()
-                except TimeoutError:
-                    message = keepalive
+                if interval is None:
+                    message = await conn.queue.get()
+                else:
+                    try:
+                        async with asyncio.timeout(interval):  # not wait_for: see scheduler_sdk._daemon.tasks
+                            message = await conn.queue.get()
+                    except TimeoutError:
+                        message = keepalive
                 if message is None:
                     return
                 if prepare is not None:

@@ -32,6 +32,7 @@ from scheduler_sdk.cli import local as local_cli
 from scheduler_sdk.cli import maintenance as maintenance_cli
 from scheduler_sdk.cli import masters as masters_cli
 from scheduler_sdk.cli import policy as policy_cli
+from scheduler_sdk.cli import simulate_agents as simulate_agents_cli
 from scheduler_sdk.cli import tables
 from scheduler_sdk.cli import task as task_cli
 from scheduler_sdk.driver import DriverError
@@ -100,6 +101,7 @@ def build_parser() -> FlagParser:
     masters_cli.add_parsers(sub, with_master)
     events_cli.add_parsers(sub, with_master)
     jobs_cli.add_parsers(sub, with_master)
+    simulate_agents_cli.add_parsers(sub, with_master)
     certs_cli.add_parsers(sub)
 
     teardown = with_master(sub.add_parser("teardown", help="remove a framework and kill its tasks"))
@@ -391,6 +393,7 @@ COMMANDS = {
     **events_cli.COMMANDS,
     **certs_cli.COMMANDS,
     **jobs_cli.COMMANDS,
+    **simulate_agents_cli.COMMANDS,
     "task": task_cli.cmd_task,
     "top": task_cli.cmd_top,
 }
