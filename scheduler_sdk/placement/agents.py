@@ -33,16 +33,25 @@ class Lease:
     offers: dict[str, spb.Offer] = field(default_factory=dict)
     received: dict[str, float] = field(default_factory=dict)
     slices: dict[str, OfferSlice] = field(default_factory=dict)
+    _room: dict[str, float] | None = field(default=None, repr=False, compare=False)
 
     def add(self, offer: spb.Offer, now: float) -> None:
         self.offers[offer.id] = offer
         self.received[offer.id] = now
         self.slices[offer.id] = offer_slice(offer, now)
+        self._room = None
 
     def drop(self, offer_id: str) -> None:
         self.offers.pop(offer_id, None)
         self.received.pop(offer_id, None)
         self.slices.pop(offer_id, None)
+        self._room = None
+
+    def room(self) -> Mapping[str, float]:
+        """What the offers hold together, per resource (`lease_room`), summed once until the offers change."""
+        if self._room is None:
+            self._room = lease_room(self)
+        return self._room
 
 
 @dataclass
@@ -129,7 +138,7 @@ def cluster_capacity(agents: Iterable[KnownAgent]) -> dict[str, float]:
 
 def room_if_ours_ended(lease: Lease | None, ours: Iterable[TaskRequest]) -> dict[str, float]:
     """What an agent would hold for us if all our tasks there ended: its lease plus what they use."""
-    room = lease_room(lease) if lease is not None else {}
+    room = dict(lease.room()) if lease is not None else {}
     for task in ours:
         for name, amount in demand(task).items():
             room[name] = room.get(name, 0.0) + amount

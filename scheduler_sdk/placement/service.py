@@ -53,6 +53,7 @@ from scheduler_sdk.driver import Scheduler, SchedulerDriver
 from scheduler_sdk.placement.agents import (
     KnownAgent,
     Lease,
+    Shape,
     cluster_capacity,
     hosts_in_view,
     minimal_shapes,
@@ -518,8 +519,9 @@ class PlacementScheduler(Scheduler):
         shapes = minimal_shapes(self._lease_keepers())
         ids: list[str] = []
         for agent_id, lease in list(self.leases.items()):
-            room = room_if_ours_ended(lease, self.running.get(agent_id, {}).values())
-            if any(all(amount <= room.get(name, 0.0) + 1e-9 for name, amount in shape) for shape in shapes):
+            if _fits_one(shapes, lease.room()):  # the offers alone take a task: no need to count ours there
+                continue
+            if _fits_one(shapes, room_if_ours_ended(lease, self.running.get(agent_id, {}).values())):
                 continue
             ids.extend(lease.offers)
             del self.leases[agent_id]
@@ -567,6 +569,11 @@ class PlacementScheduler(Scheduler):
         self.metrics.queued = len(self.queue)
         if self.on_update is not None:
             self.on_update(task, status)
+
+
+def _fits_one(shapes: Iterable[Shape], room: Mapping[str, float]) -> bool:
+    """Whether `room` holds one of the demands (`minimal_shapes`)."""
+    return any(all(amount <= room.get(name, 0.0) + 1e-9 for name, amount in shape) for shape in shapes)
 
 
 async def run_framework(

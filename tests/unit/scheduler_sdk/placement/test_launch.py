@@ -57,6 +57,9 @@ def test_a_lease_reads_each_offer_once_and_forgets_what_it_drops() -> None:
         "O2": offer_slice(lease.offers["O2"], 11.0),
     }
     assert lease_room(lease) == {"cpus": 2.5, "mem": 512.0, "disk": 100.0, "gpus": 1.0, "ports": 5.0}
+    assert lease.room() == lease_room(lease)
     lease.drop("O1")
     assert list(lease.offers) == list(lease.received) == list(lease.slices) == ["O2"]
-    assert lease_room(lease) == {"cpus": 0.5, "disk": 100.0, "gpus": 1.0}
+    assert lease.room() == lease_room(lease) == {"cpus": 0.5, "disk": 100.0, "gpus": 1.0}  # summed again
+    lease.add(offer("O3", "cpus:1"), 12.0)
+    assert lease.room() == {"cpus": 1.5, "disk": 100.0, "gpus": 1.0}
