@@ -8,7 +8,8 @@ as placed when its agent reports it (TASK_STARTING or later reaches the framewor
 agent took it). ``placements_per_second`` is placed tasks over the time from the first offer to the last placement
 (with `seconds`: placements within that many seconds of the first offer). Also: ``accept_calls`` (ACCEPTs sent, one
 per agent used per engine run), ``engine_runs``, the engine's own time per run (``placement_run_ms_p50`` / ``_max``),
-``tasks_finished``, and how long the first offers took to come (``first_offer_s``).
+``tasks_finished`` (once all are placed, the framework waits for them to end, at most their run time + 30 s, before
+it tears down), and how long the first offers took to come (``first_offer_s``).
 
 `measure(master, config, ...)` is the figure alone, on whatever agents are attached (bench.scale calls it). Run
 alone, this starts its own secure master (`LocalCluster` with no real agent) and `--agents` simulated agents, in
@@ -46,6 +47,7 @@ from scheduler_sdk.simulated_agents import DEFAULT_RESOURCES, SIM_SECONDS_LABEL,
 
 PLACED = frozenset({tpb.TASK_STARTING, tpb.TASK_RUNNING, tpb.TASK_FINISHED})
 MASTER_FLAGS = ["--allocation-interval", "0.2"]
+FINISH_GRACE = 30.0  # seconds past a task's run time to wait for the last TASK_FINISHED
 CONNECTED = 'aiomesos_master_agents{state="connected"}'
 
 
@@ -96,7 +98,7 @@ async def measure(
     With `seconds`, stop that long after the first offer (what is placed by then counts)."""
     placed_at: dict[str, float] = {}
     finished = 0
-    all_placed = asyncio.Event()
+    all_placed, all_finished = asyncio.Event(), asyncio.Event()
 
     def on_update(task: TaskRequest | None, status: tpb.TaskStatus) -> None:
         nonlocal finished
@@ -106,6 +108,8 @@ async def measure(
                 all_placed.set()
         if status.state == tpb.TASK_FINISHED:
             finished += 1
+            if finished >= tasks:
+                all_finished.set()
 
     scheduler = _Timed(
         PlacementEngine(BinPacking("cpus")),
@@ -123,10 +127,12 @@ async def measure(
         else:
             while scheduler.first_offer_at is None:
                 await asyncio.sleep(0.05)
+            left = scheduler.first_offer_at + seconds - time.monotonic()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    all_placed.wait(), max(0.0, scheduler.first_offer_at + seconds - time.monotonic())
-                )
+                await asyncio.wait_for(all_placed.wait(), max(0.0, left))
+        if all_placed.is_set():  # the tasks end on their agents (a teardown now would kill them)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_finished.wait(), task_seconds + FINISH_GRACE)
         until.set()
 
     framework = rpb.FrameworkInfo(name="bench-scale-placement", user="nobody")
@@ -168,7 +174,7 @@ async def simulated_agents(cluster: LocalCluster, agents: int, processes: int, r
         finally:
             await sim.stop()
         return
-    argv = [sys.executable, "-m", "scheduler_sdk.cli.main", "simulate-agents", "--master", cluster.master_address]
+    argv = [sys.executable, "-m", "scheduler_sdk", "simulate-agents", "--master", cluster.master_address]
     argv += ["--count", str(agents), "--processes", str(processes), "--resources", resources]
     argv += ["--ca", str(config.ca), "--cert", str(config.cert), "--key", str(config.key)]
     child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, start_new_session=True)
