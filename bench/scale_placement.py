@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import structlog
 
 from aiomesos.v1 import resources_pb2 as rpb
@@ -92,6 +93,7 @@ async def measure(
     cpus: float = 0.1,
     mem: float = 32.0,
     timeout: float = 600.0,
+    launch_batch: int = 2000,
 ) -> dict[str, float]:
     """Place `tasks` tasks of `cpus`/`mem` running `task_seconds` each on the agents attached to `master`
     (`config`: a framework's credentials) with one placement-SDK framework; returns the figures (module docstring).
@@ -116,9 +118,10 @@ async def measure(
         task_info=_sim_task_info(task_seconds),
         on_update=on_update,
         loop_interval=0.02,
+        launch_batch=launch_batch,
     )
     scheduler.submit(*(TaskRequest(f"p{i}", cpus=cpus, mem=mem, payload="true") for i in range(tasks)))
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     until = asyncio.Event()
 
     async def stop_when_done() -> None:
@@ -156,6 +159,7 @@ async def measure(
         "placement_run_ms_p50": round(percentile(scheduler.run_ms, 50), 2),
         "placement_run_ms_max": round(max(scheduler.run_ms, default=float("nan")), 2),
         "tasks_finished": float(finished),
+        "process_cpu_s": round(time.process_time() - cpu, 2),  # this process's (the framework, and any agents here)
     }
 
 
@@ -210,16 +214,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 config = cluster.certificates.client_config(cluster.master_address, name="bench", role="framework")
                 pid = cluster.master.process.pid if cluster.master and cluster.master.process else 0
                 print(f"placing: master pid {pid}", file=sys.stderr, flush=True)  # for a profiler to attach
+                master_cpu = _cpu_seconds(pid)
                 figures = await measure(
                     cluster.master_address,
                     config,
                     tasks=args.tasks,
                     seconds=args.seconds,
                     task_seconds=args.task_seconds,
+                    launch_batch=args.launch_batch,
                 )
+                # CPU seconds the master spent while the framework placed and its tasks ran: what a placement
+                # costs it, a figure that a busy machine's share of the CPU does not change much.
+                figures["master_cpu_s"] = round(_cpu_seconds(pid) - master_cpu, 2)
         finally:
             await cluster.stop()
-    return {"agents": args.agents, "sim_processes": args.processes, **figures}
+    return {"agents": args.agents, "sim_processes": args.processes, "launch_batch": args.launch_batch, **figures}
+
+
+def _cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -230,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--task-seconds", type=float, default=1.0, help="how long each task runs on its agent")
     p.add_argument("--processes", type=int, default=0, help="simulated agents in this many child processes")
     p.add_argument("--resources", default=DEFAULT_RESOURCES, help="each simulated agent's")
+    p.add_argument("--launch-batch", type=int, default=2000, help="the most tasks one ACCEPT message launches")
     args = p.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
     report("scale_placement", asyncio.run(run(args)))
