@@ -12,7 +12,7 @@ from mesos_master.offers import refuse_seconds
 from mesos_master.records import AgentRecord, Framework, Offer, Task
 from mesos_master.reservations import ReservationTransitions
 from mesos_master.tasks import TaskTransitions
-from mesos_master.validation import CallError, DeniedError, accept_offers, task_error
+from mesos_master.validation import CallError, DeniedError, accept_offers, launch_resources
 from scheduler_sdk.enums import enum_name
 from scheduler_sdk.resources import UNRESERVED, Resources
 
@@ -69,6 +69,7 @@ class AcceptTransitions(ReservationTransitions, TaskTransitions):
         reserved_here = Resources.empty()  # what this accept's RESERVE operations took so far
         launched: list[Task] = []
         launched_ids: set[str] = set()
+        denials: dict[str, str | None] = {}  # user -> why run_tasks is denied (None: allowed), asked once per accept
         for operation in operations:  # in order: a LAUNCH may use what a RESERVE before it reserved
             if operation.type in (OfferOperation.RESERVE, OfferOperation.UNRESERVE):
                 try:
@@ -83,9 +84,9 @@ class AcceptTransitions(ReservationTransitions, TaskTransitions):
                 self._error(fw, f"unsupported offer operation type {operation.type}: LAUNCH, RESERVE, UNRESERVE are")
                 continue
             for info in operation.launch.task_infos:
-                task = self._launch(fw, agent, info, pool, role, launched_ids, now)
+                task = self._launch(fw, agent, info, pool, role, launched_ids, denials, now)
                 if task is not None:
-                    pool = pool - task.resources
+                    pool = pool.subtract_clamped(task.resources)  # within the pool: `_launch` checked it
                     launched_ids.add(task.task_id)
                     launched.append(task)
         self._give_back_unused(fw, agent, offered, pool, launched, role, reservations_changed, refuse, now)
@@ -98,25 +99,31 @@ class AcceptTransitions(ReservationTransitions, TaskTransitions):
         pool: Resources,
         offer_role: str,
         launched_ids: set[str],
+        denials: dict[str, str | None],
         now: float,
     ) -> Task | None:
-        """Launch one task from the pool (None: it is invalid, and its framework was told TASK_ERROR)."""
-        reason = task_error(info, agent.id, pool, fw.tasks, launched_ids)
-        if reason is not None:
-            self._reply(fw, info.task_id, tpb.TASK_ERROR, TaskStatus.REASON_TASK_INVALID, reason, agent.id, now)
+        """Launch one task from the pool (None: it is invalid, and its framework was told TASK_ERROR). `denials`
+        holds the run_tasks decisions of this accept so far, by user: the same principal running tasks as the same
+        user is one decision (and one audit line) per accept, however many tasks it launches."""
+        resources = launch_resources(info, agent.id, pool, fw.tasks, launched_ids)
+        if isinstance(resources, str):
+            self._reply(fw, info.task_id, tpb.TASK_ERROR, TaskStatus.REASON_TASK_INVALID, resources, agent.id, now)
             return None
         user = info.command.user or fw.info.user  # empty: the agent's --default-user, never root
         if user:
-            try:
-                self._authorize(fw, "run_tasks", user)
-            except DeniedError as e:
-                self._reply(
-                    fw, info.task_id, tpb.TASK_ERROR, TaskStatus.REASON_TASK_UNAUTHORIZED, str(e), agent.id, now
-                )
+            if user not in denials:
+                try:
+                    self._authorize(fw, "run_tasks", user)
+                    denials[user] = None
+                except DeniedError as e:
+                    denials[user] = str(e)
+            denied = denials[user]
+            if denied is not None:
+                unauthorized = TaskStatus.REASON_TASK_UNAUTHORIZED
+                self._reply(fw, info.task_id, tpb.TASK_ERROR, unauthorized, denied, agent.id, now)
                 return None
-        resources = Resources.from_proto(info.resources)
         task_info = tpb.TaskInfo()
-        task_info.CopyFrom(info)
+        task_info.CopyFrom(info)  # its own message: a field of `run` or `info` would keep all of that alive
         task_info.agent_id = agent.id
         reserved_roles = sorted(r for r in resources.roles() if r != UNRESERVED)
         task = Task(

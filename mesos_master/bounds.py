@@ -91,11 +91,18 @@ def check_length(field: str, value: str | bytes, limit: int) -> None:
         raise CallError(f"{field}: {len(value)} {unit}, at most {limit}")
 
 
+def is_plain_id(value: str) -> bool:
+    """A valid, non-empty id (`check_id` passes it): the hot paths test this before they build a field name."""
+    return 0 < len(value) <= MAX_ID_LENGTH and _ID_CHARACTERS.issuperset(value) and value not in (".", "..")
+
+
 def check_id(field: str, value: str, *, required: bool = False) -> None:
     """An id a client gives: empty only where not `required`, else as the module says."""
     if not value:
         if required:
             raise CallError(f"{field} must not be empty")
+        return
+    if is_plain_id(value):
         return
     check_length(field, value, MAX_ID_LENGTH)
     if value in (".", ".."):
@@ -140,8 +147,16 @@ def check_enum(field: str, enum: object, value: int) -> None:
 def check_labels(field: str, labels: rpb.Labels) -> None:
     check_count(field, labels.labels, MAX_LABELS)
     for i, label in enumerate(labels.labels):
-        check_text(f"{field}[{i}].key", label.key, MAX_NAME_LENGTH)
-        check_text(f"{field}[{i}].value", label.value, MAX_LABEL_VALUE_LENGTH, single_line=False)
+        key, value = label.key, label.value
+        if not _plain_text(key, MAX_NAME_LENGTH):
+            check_text(f"{field}[{i}].key", key, MAX_NAME_LENGTH)
+        if len(value) > MAX_LABEL_VALUE_LENGTH or "\x00" in value:
+            check_text(f"{field}[{i}].value", value, MAX_LABEL_VALUE_LENGTH, single_line=False)
+
+
+def _plain_text(value: str, limit: int) -> bool:
+    """A name `check_text` passes (single line), tested without building the field's name first."""
+    return len(value) <= limit and value.isprintable() and "\x00" not in value
 
 
 def check_resources(field: str, resources: Sequence[rpb.Resource]) -> None:
@@ -149,14 +164,19 @@ def check_resources(field: str, resources: Sequence[rpb.Resource]) -> None:
     range ends are `Resources.from_proto`'s (a ResourcesError)."""
     check_count(field, resources, MAX_RESOURCES)
     for i, r in enumerate(resources):
-        where = f"{field}[{i}]"
-        check_id(f"{where}.name", r.name)
-        if r.role:
-            check_role(r.role, f"{where}.role")
-        check_count(f"{where}.ranges", r.ranges.range, MAX_RANGES)
-        check_count(f"{where}.set", r.set.item, MAX_SET_ITEMS)
-        for j, item in enumerate(r.set.item):
-            check_text(f"{where}.set[{j}]", item, MAX_NAME_LENGTH)
+        # Field names are built only for what fails: this runs for every task of every ACCEPT.
+        name, role = r.name, r.role
+        if name and not is_plain_id(name):
+            check_id(f"{field}[{i}].name", name)
+        if role and role != UNRESERVED:
+            check_role(role, f"{field}[{i}].role")
+        if r.HasField("ranges"):
+            check_count(f"{field}[{i}].ranges", r.ranges.range, MAX_RANGES)
+        if r.HasField("set"):
+            where = f"{field}[{i}]"
+            check_count(f"{where}.set", r.set.item, MAX_SET_ITEMS)
+            for j, item in enumerate(r.set.item):
+                check_text(f"{where}.set[{j}]", item, MAX_NAME_LENGTH)
 
 
 def check_attributes(field: str, attributes: Sequence[rpb.Attribute]) -> None:
@@ -176,18 +196,20 @@ def check_attributes(field: str, attributes: Sequence[rpb.Attribute]) -> None:
 # ----------------------------------------------------------------------------------- tasks
 def check_command(field: str, command: rpb.CommandInfo) -> None:
     check_text(f"{field}.value", command.value, MAX_COMMAND_LENGTH, single_line=False)
-    check_count(f"{field}.arguments", command.arguments, MAX_ARGUMENTS)
-    for i, argument in enumerate(command.arguments):
+    arguments = command.arguments
+    check_count(f"{field}.arguments", arguments, MAX_ARGUMENTS)
+    for i, argument in enumerate(arguments):
         check_text(f"{field}.arguments[{i}]", argument, MAX_COMMAND_LENGTH, single_line=False)
-    variables = command.environment.variables
+    variables = command.environment.variables if command.HasField("environment") else ()
     check_count(f"{field}.environment", variables, MAX_ENVIRONMENT)
     for i, variable in enumerate(variables):
         check_text(f"{field}.environment[{i}].name", variable.name, MAX_NAME_LENGTH)
         if "=" in variable.name:
             raise CallError(f"{field}.environment[{i}].name {quoted(variable.name)}: '=' is not allowed in a name")
         check_text(f"{field}.environment[{i}].value", variable.value, MAX_COMMAND_LENGTH, single_line=False)
-    check_text(f"{field}.user", command.user, MAX_NAME_LENGTH)
-    total = len(command.value) + sum(map(len, command.arguments)) + sum(len(v.name) + len(v.value) for v in variables)
+    if command.user:
+        check_text(f"{field}.user", command.user, MAX_NAME_LENGTH)
+    total = len(command.value) + sum(map(len, arguments)) + sum(len(v.name) + len(v.value) for v in variables)
     if total > MAX_COMMAND_TOTAL:
         raise CallError(
             f"{field}: {total} characters in its value, arguments and environment, at most {MAX_COMMAND_TOTAL}"

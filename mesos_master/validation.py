@@ -166,6 +166,15 @@ def task_error(
 ) -> str | None:
     """Why a task of an ACCEPT's LAUNCH cannot run on `agent_id` from what is left of the offers (`pool`), given
     the framework's tasks and the ids launched earlier in the same accept; None: it can."""
+    checked = launch_resources(info, agent_id, pool, framework_tasks, launched)
+    return checked if isinstance(checked, str) else None
+
+
+def launch_resources(
+    info: tpb.TaskInfo, agent_id: str, pool: Resources, framework_tasks: Mapping[str, Task], launched: Collection[str]
+) -> Resources | str:
+    """`task_error`'s check, returning what the task runs with when it can (its resources, read once: within
+    `pool`), else why not (a str)."""
     if not info.task_id:
         return "task_id must not be empty"
     task = f"task {quoted(info.task_id)}"
@@ -184,7 +193,7 @@ def task_error(
         return f"{task} uses no resources: it must ask for cpus or mem"
     if not pool.contains(resources):
         return f"{task} uses more resources than offered: needs {resources}, the offers have {pool or 'nothing'} left"
-    return None
+    return resources
 
 
 def validate_reservation_operation(

@@ -272,6 +272,8 @@ class Resources:
         for k, v in other._scalars.items():
             if k in scalars:
                 scalars[k] = max(0, scalars[k] - v)
+        if not other._ranges and not other._sets:  # scalars only (most tasks): the rest is shared, as it is
+            return Resources({k: v for k, v in scalars.items() if v}, self._ranges, self._sets)
         ranges = dict(self._ranges)
         for k, rgs in other._ranges.items():
             if k in ranges:

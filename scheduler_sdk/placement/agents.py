@@ -26,11 +26,32 @@ Shape = tuple[tuple[str, float], ...]
 
 @dataclass
 class Lease:
-    """The offers of one agent this scheduler holds, with when each came."""
+    """The offers of one agent this scheduler holds, with when each came and what each holds (its `OfferSlice`,
+    read from the offer once, when it comes: every run and every lease decision reads the slices)."""
 
     agent_id: str
     offers: dict[str, spb.Offer] = field(default_factory=dict)
     received: dict[str, float] = field(default_factory=dict)
+    slices: dict[str, OfferSlice] = field(default_factory=dict)
+    _room: dict[str, float] | None = field(default=None, repr=False, compare=False)
+
+    def add(self, offer: spb.Offer, now: float) -> None:
+        self.offers[offer.id] = offer
+        self.received[offer.id] = now
+        self.slices[offer.id] = offer_slice(offer, now)
+        self._room = None
+
+    def drop(self, offer_id: str) -> None:
+        self.offers.pop(offer_id, None)
+        self.received.pop(offer_id, None)
+        self.slices.pop(offer_id, None)
+        self._room = None
+
+    def room(self) -> Mapping[str, float]:
+        """What the offers hold together, per resource (`lease_room`), summed once until the offers change."""
+        if self._room is None:
+            self._room = lease_room(self)
+        return self._room
 
 
 @dataclass
@@ -78,7 +99,7 @@ def hosts_in_view(
         same_name = sorted(by_name[hostname], key=lambda a: (a.seen_at, a.agent_id))
         current = same_name[-1]
         lease = leases.get(current.agent_id)
-        offers = tuple(offer_slice(o, lease.received[o.id]) for o in lease.offers.values()) if lease else ()
+        offers = tuple(lease.slices.values()) if lease else ()
         tasks = tuple(running_task(t) for a in same_name for t in running.get(a.agent_id, {}).values())
         totals = current.totals()
         scalars = {k: v for k, v in totals.items() if k not in BASE_RESOURCES and k != "ports"}
@@ -117,7 +138,7 @@ def cluster_capacity(agents: Iterable[KnownAgent]) -> dict[str, float]:
 
 def room_if_ours_ended(lease: Lease | None, ours: Iterable[TaskRequest]) -> dict[str, float]:
     """What an agent would hold for us if all our tasks there ended: its lease plus what they use."""
-    room = lease_room(lease) if lease is not None else {}
+    room = dict(lease.room()) if lease is not None else {}
     for task in ours:
         for name, amount in demand(task).items():
             room[name] = room.get(name, 0.0) + amount
@@ -127,11 +148,14 @@ def room_if_ours_ended(lease: Lease | None, ours: Iterable[TaskRequest]) -> dict
 def lease_room(lease: Lease) -> dict[str, float]:
     """What a lease's offers hold, per resource (`ports`: how many)."""
     room: dict[str, float] = {}
-    for offer in lease.offers.values():
-        res = Resources.from_proto(offer.resources)
-        for name, amount in res.scalars().items():
+    for piece in lease.slices.values():
+        for name in BASE_RESOURCES:
+            amount = getattr(piece, name)
+            if amount:
+                room[name] = room.get(name, 0.0) + amount
+        for name, amount in piece.scalars.items():
             room[name] = room.get(name, 0.0) + amount
-        ports = sum(hi - lo + 1 for lo, hi in res.ranges("ports"))
+        ports = sum(hi - lo + 1 for lo, hi in piece.ports)
         if ports:
             room["ports"] = room.get("ports", 0.0) + ports
     return room

@@ -53,6 +53,7 @@ from scheduler_sdk.driver import Scheduler, SchedulerDriver
 from scheduler_sdk.placement.agents import (
     KnownAgent,
     Lease,
+    Shape,
     cluster_capacity,
     hosts_in_view,
     minimal_shapes,
@@ -132,6 +133,7 @@ class PlacementScheduler(Scheduler):
         after_run: Callable[[SchedulingResult, list[Host]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         migrate_on_drain: bool = True,
+        launch_batch: int = 2000,
     ) -> None:
         for name, value in (
             ("loop_interval", loop_interval),
@@ -143,7 +145,15 @@ class PlacementScheduler(Scheduler):
         ):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
                 raise ValueError(f"{name} must be a number >= 0, not {value!r}")
+        if isinstance(launch_batch, bool) or not isinstance(launch_batch, int) or launch_batch < 1:
+            raise ValueError(f"launch_batch must be an int >= 1, not {launch_batch!r}")
         self.engine = engine
+        # The most tasks one driver message launches from the scheduling loop: a run that places more sends its
+        # ACCEPTs over several messages, a loop turn apart. The master handles a message whole, and 20,000 tasks
+        # in one hold its event loop for seconds; in pieces it sends the first agents their tasks (and takes
+        # their updates, pings and other frameworks' calls) while the rest is still coming.
+        self.launch_batch = launch_batch
+        self._held: list[tuple[list[str], list[tpb.TaskInfo], float]] | None = None  # ACCEPTs a loop run holds
         self.queue: Queue = queue if queue is not None else FifoQueue()
         self.loop_interval = loop_interval
         self.lease_expiry = lease_expiry
@@ -256,15 +266,13 @@ class PlacementScheduler(Scheduler):
             lease = self.leases.get(offer.agent_id)
             if lease is None:
                 lease = self.leases[offer.agent_id] = Lease(offer.agent_id)
-            lease.offers[offer.id] = offer
-            lease.received[offer.id] = now
+            lease.add(offer, now)
             self._observe(agent)
         self._wake.set()
 
     async def offer_rescinded(self, driver: SchedulerDriver, offer_id: str) -> None:
         for agent_id, lease in list(self.leases.items()):
-            lease.offers.pop(offer_id, None)
-            lease.received.pop(offer_id, None)
+            lease.drop(offer_id)
             if not lease.offers:
                 del self.leases[agent_id]
 
@@ -360,10 +368,35 @@ class PlacementScheduler(Scheduler):
                     await self._wake.wait()
             self._wake.clear()
             if driver.subscribed.is_set():
-                self.run_once(driver)
+                self._held = []
+                try:
+                    self.run_once(driver)
+                finally:
+                    held, self._held = self._held, None
+                await self._accept_in_batches(driver, held)
             else:
                 self._retry_at = None  # nothing to retry until subscribed again (offers and tasks wake the loop)
             await asyncio.sleep(self.loop_interval)  # coalesce: offers and tasks arriving meanwhile join
+
+    async def _accept_in_batches(
+        self, driver: SchedulerDriver, accepts: list[tuple[list[str], list[tpb.TaskInfo], float]]
+    ) -> None:
+        """Send a run's ACCEPTs, at most `launch_batch` tasks a message (one ACCEPT is never split): the driver
+        writes what was queued in one loop turn as one message, so a batch is followed by two turns. Cancelled
+        meanwhile, the rest goes at once: the tasks are ours as launched already."""
+        in_batch, sent = 0, 0
+        try:
+            for offer_ids, infos, refuse in accepts:
+                if in_batch and in_batch + len(infos) > self.launch_batch:
+                    for _ in range(2):  # the driver's writer wakes, then takes what is queued
+                        await asyncio.sleep(0)
+                    in_batch = 0
+                driver.accept(offer_ids, infos, refuse_seconds=refuse)
+                in_batch += len(infos)
+                sent += 1
+        finally:
+            for offer_ids, infos, refuse in accepts[sent:]:
+                driver.accept(offer_ids, infos, refuse_seconds=refuse)
 
     def next_wake(self, now: float) -> float:
         """Seconds until the loop must run even if nothing arrives: the next lease expiry, the next delayed task
@@ -497,7 +530,11 @@ class PlacementScheduler(Scheduler):
             self.metrics.assigned += len(infos)
             self.metrics.launched_accepts += 1
             # What the tasks leave unused returns now, to be offered again soon for the rest of the queue.
-            driver.accept(list(lease.offers), infos, refuse_seconds=0 if len(self.queue) else self.decline_seconds)
+            refuse = 0.0 if len(self.queue) else self.decline_seconds
+            if self._held is not None:  # the scheduling loop sends them, in batches (`launch_batch`)
+                self._held.append((list(lease.offers), infos, refuse))
+            else:
+                driver.accept(list(lease.offers), infos, refuse_seconds=refuse)
 
     def _expire_leases(self, driver: SchedulerDriver, now: float) -> None:
         for lease in list(self.leases.values()):
@@ -508,8 +545,7 @@ class PlacementScheduler(Scheduler):
                 driver.decline(old, refuse_seconds=refuse)
                 self.metrics.expired_offers += len(old)
                 for oid in old:
-                    lease.offers.pop(oid, None)
-                    lease.received.pop(oid, None)
+                    lease.drop(oid)
             if not lease.offers:
                 del self.leases[lease.agent_id]
 
@@ -521,8 +557,9 @@ class PlacementScheduler(Scheduler):
         shapes = minimal_shapes(self._lease_keepers())
         ids: list[str] = []
         for agent_id, lease in list(self.leases.items()):
-            room = room_if_ours_ended(lease, self.running.get(agent_id, {}).values())
-            if any(all(amount <= room.get(name, 0.0) + 1e-9 for name, amount in shape) for shape in shapes):
+            if _fits_one(shapes, lease.room()):  # the offers alone take a task: no need to count ours there
+                continue
+            if _fits_one(shapes, room_if_ours_ended(lease, self.running.get(agent_id, {}).values())):
                 continue
             ids.extend(lease.offers)
             del self.leases[agent_id]
@@ -570,6 +607,11 @@ class PlacementScheduler(Scheduler):
         self.metrics.queued = len(self.queue)
         if self.on_update is not None:
             self.on_update(task, status)
+
+
+def _fits_one(shapes: Iterable[Shape], room: Mapping[str, float]) -> bool:
+    """Whether `room` holds one of the demands (`minimal_shapes`)."""
+    return any(all(amount <= room.get(name, 0.0) + 1e-9 for name, amount in shape) for shape in shapes)
 
 
 async def run_framework(

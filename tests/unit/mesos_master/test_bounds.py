@@ -8,6 +8,8 @@ import re
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aiomesos.v1 import resources_pb2 as rpb
 from aiomesos.v1 import scheduler_pb2
@@ -480,3 +482,27 @@ def test_every_call_error_message_is_bounded() -> None:
     with pytest.raises(CallError) as refused:
         call_roles(["r" * 200], ["a"], "revive")
     assert f"{'r' * QUOTED_CHARACTERS}'…(200 characters) not among" in str(refused.value)
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x80), min_size=1, max_size=260))
+def test_prop_a_plain_id_is_one_check_id_passes(value: str) -> None:
+    # The hot paths (every task of every ACCEPT) test `is_plain_id` before they build a field name for check_id.
+    try:
+        b.check_id("x", value)
+        passes = True
+    except CallError:
+        passes = False
+    assert b.is_plain_id(value) == passes
+
+
+def test_a_bad_resource_in_a_task_is_still_named() -> None:
+    info = tpb.TaskInfo(task_id="t", resources=[cpus(), cpus("mem/x")])
+    with pytest.raises(CallError, match=re.escape("t.resources[1].name 'mem/x'")):
+        b.check_task_info("t", info)
+    info = tpb.TaskInfo(task_id="t", resources=[cpus(), rpb.Resource(name="cpus", role="-bad")])
+    with pytest.raises(CallError, match=re.escape("t.resources[1].role: invalid role")):
+        b.check_task_info("t", info)
+    ranges = rpb.Resource(name="ports", type=rpb.Value.RANGES)
+    ranges.ranges.range.extend(rpb.Value.Range(begin=i, end=i) for i in range(b.MAX_RANGES + 1))
+    with pytest.raises(CallError, match=re.escape(f"t.resources[0].ranges: {b.MAX_RANGES + 1} entries")):
+        b.check_task_info("t", tpb.TaskInfo(task_id="t", resources=[ranges]))

@@ -372,3 +372,11 @@ def test_fit_count_is_how_many_side_by_side(have: str, unit: str, limit: int | N
 def test_fit_count_of_nothing_is_refused() -> None:
     with pytest.raises(ResourcesError, match="empty"):
         Resources.of(cpus=1).fit_count(Resources.empty())
+
+
+@given(any_resources, st.dictionaries(st.sampled_from(SCALAR_NAMES), milli_amounts, max_size=4))
+def test_prop_subtracting_scalars_only_is_the_general_subtraction(a: Resources, amounts: dict[str, float]) -> None:
+    taken = Resources.from_scalars(amounts)
+    general = taken + Resources.ports((1, 1))  # port 1 is in no `a`: the same subtraction, by the general path
+    assert a.subtract_clamped(taken) == a.subtract_clamped(general)
+    assert (a + taken).subtract_clamped(taken) == a

@@ -520,3 +520,41 @@ def test_running_task_view_marks_exclusive_tasks() -> None:
     assert running_task(cmd("x", cpus=1, hard_constraints=(ExclusiveHost(),))) == RunningTask(
         "x", cpus=1, exclusive=True
     )
+
+
+async def test_the_loop_sends_a_large_runs_accepts_in_batches_a_loop_turn_apart() -> None:
+    s, fake, d, _ = make(loop_interval=0.001, launch_batch=5)
+    s.clock = time.monotonic
+    turn = 0
+    sent_at: list[tuple[int, int]] = []  # (loop turn, tasks) of each ACCEPT
+
+    def accept(offer_ids: list[str], tasks: list[tpb.TaskInfo], refuse_seconds: float | None = None) -> None:
+        sent_at.append((turn, len(tasks)))
+        fake.calls.append(("accept", list(offer_ids), [t.task_id for t in tasks], refuse_seconds))
+
+    fake.accept = accept  # type: ignore[method-assign]
+
+    async def ticker() -> None:
+        nonlocal turn
+        while True:
+            turn += 1
+            await asyncio.sleep(0)
+
+    # 6 agents of 2 cpus, 12 tasks of 1 cpu: one run, six ACCEPTs of two tasks each.
+    await s.offers(d, [offer(f"o{i}", f"a{i}", f"h{i}", cpus=2) for i in range(6)])
+    s.submit(*(cmd(f"t{i:02}", cpus=1) for i in range(12)))
+    ticking = asyncio.create_task(ticker())
+    loop = asyncio.create_task(s.run(d))
+    try:
+        await until(lambda: len(sent_at) == 6, what="every ACCEPT")
+    finally:
+        loop.cancel()
+        ticking.cancel()
+    assert s.metrics.runs == 1
+    by_turn: dict[int, int] = {}
+    for at, tasks in sent_at:
+        by_turn[at] = by_turn.get(at, 0) + tasks
+    assert sorted(by_turn.values()) == [4, 4, 4]  # at most 5 tasks a batch, whole ACCEPTs of 2
+    assert sorted(t for c in fake.calls for t in c[2]) == [f"t{i:02}" for i in range(12)]
+    with pytest.raises(ValueError, match="launch_batch"):
+        make(launch_batch=0)
