@@ -8,7 +8,7 @@ master's RSS (psutil on the daemon's pid), operator calls while the agents ping 
 queueing a ping to the agent reading it) p99; at the last step with the frameworks, the allocation cycle (from
 GetMetrics' aiomesos_master_allocation_run_seconds over the window), the loop's longest stall
 (aiomesos_master_event_loop_stall_seconds_max, where the master has it) and the same operator calls again; and,
-once part `place` is merged, placements per second of one placement-SDK framework (bench.scale_placement).
+placements per second of one placement-SDK framework (bench.scale_placement).
 
     python -m bench.scale                       # 10k, 25k, 50k agents, 1,000 frameworks
     python -m bench.scale --quick               # 2,000 agents, 50 frameworks (what `make bench` runs)
@@ -33,6 +33,7 @@ from typing import Any
 import psutil
 
 from aiomesos.v1 import operator_pb2 as opb
+from bench import scale_placement
 from bench.common import percentile, report
 from bench.scale_frameworks import LIGHT_PREFIX
 from scheduler_sdk.local_cluster import LocalCluster
@@ -277,13 +278,10 @@ async def measure_frameworks(
     return out
 
 
-async def measure_placement(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any] | None:
-    """Placements per second of one placement-SDK framework on the agents attached (part `place`'s measure)."""
-    try:
-        from bench import scale_placement  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
-    return await scale_placement.measure(cluster.master_address, cluster.client_config, tasks=args.placement_tasks)
+async def measure_placement(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
+    """Placements per second of one placement-SDK framework on the agents attached (bench.scale_placement)."""
+    config = cluster.certificates.client_config(cluster.master_address, name="bench", role="framework")
+    return await scale_placement.measure(cluster.master_address, config, tasks=args.placement_tasks)
 
 
 def main(argv: list[str] | None = None) -> None:
