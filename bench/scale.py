@@ -280,7 +280,9 @@ async def measure_frameworks(
 
 async def measure_placement(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
     """Placements per second of one placement-SDK framework on the agents attached (bench.scale_placement)."""
-    config = cluster.certificates.client_config(cluster.master_address, name="bench", role="framework")
+    certificates = cluster.certificates
+    assert certificates is not None, "bench.scale runs a secure cluster"
+    config = certificates.client_config(cluster.master_address, name="bench", role="framework")
     return await scale_placement.measure(cluster.master_address, config, tasks=args.placement_tasks)
 
 
