@@ -883,8 +883,10 @@ async def test_pid_namespace(
     assert lines[-2] == "2"  # the task is pid 2 under a tiny init
     # kill (SIGTERM reaches the task, not ignored as it would be by a pid 1), wait and stats work.
     polite = await czr.launch(spec(tmp_path, "polite", [PY, "-c", TERM_EXITS], **cp))
-    sig = await czr.launch(spec(tmp_path, "sig", ["sleep", "30"], **cp))
+    # (sleep once it runs: a SIGTERM sent before the task exists reaches only the namespace's init, which ignores it)
+    sig = await czr.launch(spec(tmp_path, "sig", ["/bin/sh", "-c", "echo ready; exec sleep 30"], **cp))
     await poll(lambda: read(tmp_path / "polite" / "stdout") == "ready\n", what="ready")
+    await poll(lambda: read(tmp_path / "sig" / "stdout") == "ready\n", what="sleep started")
     assert (await poll(lambda: polite.stats().get("processes", 0) >= 1 and polite.stats()))["processes"] >= 1
     await asyncio.gather(polite.kill(5.0), sig.kill(5.0))
     tp, ts = await polite.wait(), await sig.wait()
