@@ -30,7 +30,7 @@ from scheduler_sdk.placement.service import PlacementScheduler, default_task_inf
 from scheduler_sdk.security.config import ClientConfig
 from scheduler_sdk.states import TERMINAL_STATES, state_name
 
-__all__ = ["FITNESS", "SimFramework", "fitness", "task_info"]
+__all__ = ["FITNESS", "RoleFramework", "SimFramework", "fitness", "task_info"]
 
 FITNESS: dict[str, Callable[[], FitnessLike]] = {
     "binpacking": lambda: Weighted({BinPacking("cpus"): 1.0, BinPacking("mem"): 1.0}),
@@ -91,7 +91,59 @@ class _Sink:
         self.calls.append(message)
 
 
-class SimFramework:
+class RoleFramework:
+    """A role's `PlacementScheduler` and the records of its tasks: the same in a replay and in a real run
+    (live.py)."""
+
+    def __init__(
+        self,
+        role: str,
+        engine_fitness: str,
+        clock: Callable[[], float],
+        records: dict[str, TaskRecord],
+        *,
+        on_record: Callable[[TaskRecord], None] | None = None,
+        **scheduler_options: Any,
+    ) -> None:
+        self.role = role
+        self.clock = clock
+        self.records = records
+        self.on_record = on_record  # told of every change to a record
+        self.scheduler = PlacementScheduler(
+            PlacementEngine(fitness(engine_fitness)),
+            clock=clock,
+            task_info=task_info,
+            on_update=self._on_update,
+            **scheduler_options,
+        )
+        self.info = rpb.FrameworkInfo(name=f"sim-{role}", user="nobody", roles=[] if role == "*" else [role])
+
+    def submit(self, arrival: Arrival) -> None:
+        now = self.clock()
+        tasks = task_requests(arrival)
+        for task in tasks:
+            self.records[task.id] = TaskRecord(task.id, self.role, now, dict(arrival.resources))
+        self.scheduler.submit(*tasks)
+
+    def _on_update(self, task: TaskRequest | None, status: tpb.TaskStatus) -> None:
+        record = self.records.get(status.task_id)
+        if record is None:
+            return
+        record.state = state_name(status.state)
+        if status.state == tpb.TASK_RUNNING and record.start is None:
+            record.start = self.clock()
+        elif status.state in TERMINAL_STATES:
+            record.end = self.clock()
+            if record.start is None:
+                record.why = f"ended {record.state} before it ran"
+        if self.on_record is not None:
+            self.on_record(record)
+
+
+class SimFramework(RoleFramework):
+    """A `RoleFramework` on the virtual clock, its driver never dialling: the replay hands it the master's
+    events and takes its calls."""
+
     def __init__(
         self,
         role: str,
@@ -100,19 +152,9 @@ class SimFramework:
         records: dict[str, TaskRecord],
         **scheduler_options: Any,
     ) -> None:
-        self.role = role
-        self.clock = clock
-        self.records = records
-        self.scheduler = PlacementScheduler(
-            PlacementEngine(fitness(engine_fitness)),
-            clock=clock,
-            task_info=task_info,
-            on_update=self._on_update,
-            **scheduler_options,
-        )
-        info = rpb.FrameworkInfo(name=f"sim-{role}", user="nobody", roles=[] if role == "*" else [role])
+        super().__init__(role, engine_fitness, clock, records, **scheduler_options)
         # Plaintext and never dialled: the driver is used for its dispatch and its batching only.
-        self.driver = SchedulerDriver("127.0.0.1:1", info, self.scheduler, config=ClientConfig())
+        self.driver = SchedulerDriver("127.0.0.1:1", self.info, self.scheduler, config=ClientConfig())
         self.framework_id = ""
         self.last_run = -1e18
         self.run_at: float | None = None  # the next run of the scheduling loop
@@ -128,13 +170,6 @@ class SimFramework:
         sink = _Sink()
         await self.driver._flush(cast(Any, sink))
         return sink.calls
-
-    def submit(self, arrival: Arrival) -> None:
-        now = self.clock()
-        tasks = task_requests(arrival)
-        for task in tasks:
-            self.records[task.id] = TaskRecord(task.id, self.role, now, dict(arrival.resources))
-        self.scheduler.submit(*tasks)
 
     def wanted_at(self, now: float) -> float:
         """When the loop runs after something woke it at `now` (it sleeps `loop_interval` after each run)."""
@@ -164,18 +199,6 @@ class SimFramework:
         s = self.scheduler
         if s.pending() or s.leases or s.after_run is not None:
             s.run_once(self.driver)
-
-    def _on_update(self, task: TaskRequest | None, status: tpb.TaskStatus) -> None:
-        record = self.records.get(status.task_id)
-        if record is None:
-            return
-        record.state = state_name(status.state)
-        if status.state == tpb.TASK_RUNNING and record.start is None:
-            record.start = self.clock()
-        elif status.state in TERMINAL_STATES:
-            record.end = self.clock()
-            if record.start is None:
-                record.why = f"ended {record.state} before it ran"
 
 
 class ServiceAdapter:

@@ -86,7 +86,9 @@ class ReplayResult:
 
 
 class _Replay:
-    def __init__(self, trace: Trace, agents: list[AgentGroup], policy: Policy, *, seed: int, interval: float) -> None:
+    def __init__(
+        self, trace: Trace, agents: list[AgentGroup], policy: Policy, *, seed: int, interval: float, latency: float
+    ) -> None:
         self.trace = trace
         self.policy = policy
         self.now = 0.0
@@ -97,7 +99,7 @@ class _Replay:
         self.registry = MemoryRegistry()
         self.adapter = ServiceAdapter(self.master)
         self.handle = call_handler(self.adapter)
-        self.agents = VirtualAgents()
+        self.agents = VirtualAgents(latency)
         self.records: dict[str, TaskRecord] = {}
         self.frameworks: dict[str, SimFramework] = {}  # by role
         self.by_id: dict[str, SimFramework] = {}
@@ -202,7 +204,10 @@ class _Replay:
         """The periodic allocation cycle, while something is queued."""
         if self._tick_at is not None or not any(fw.scheduler.pending() for fw in self.frameworks.values()):
             return
-        self._tick_at = (self.now // self.interval + 1) * self.interval
+        tick = int(self.now / self.interval) + 1
+        while tick * self.interval <= self.now:  # strictly later, whatever the rounding
+            tick += 1
+        self._tick_at = tick * self.interval
         self._push(self._tick_at, _ALLOCATE, None)
 
     async def allocate(self) -> None:
@@ -261,11 +266,13 @@ async def replay(
     seed: int = 0,
     until: float | None = None,
     allocation_interval: float = 1.0,
+    launch_latency: float = 0.0,
     buckets: int = DEFAULT_BUCKETS,
 ) -> ReplayResult:
-    """Replay `trace` on `agents` under `policy`; the figures cover [0, until] (default: to the last end)."""
+    """Replay `trace` on `agents` under `policy`; the figures cover [0, until] (default: to the last end).
+    `launch_latency`: the seconds from RUN_TASKS to RUNNING (a real agent's process start)."""
     started, cpu = time.perf_counter(), time.process_time()
-    r = _Replay(trace, agents, policy, seed=seed, interval=allocation_interval)
+    r = _Replay(trace, agents, policy, seed=seed, interval=allocation_interval, latency=launch_latency)
     await r.run(until)
     records = r.records_with_why()
     wall = time.perf_counter() - started
