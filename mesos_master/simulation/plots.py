@@ -39,13 +39,15 @@ def write_plots(results: Sequence[ReplayResult], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, draw in (("utilization", _utilization), ("waits", _waits), ("shares", _shares)):
-        fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), sharey=True, squeeze=False)
+        n = len(results)
+        # a fixed layout (tight_layout would cost as much as the drawing)
+        grid = {"left": 0.1 / n, "right": 0.98, "bottom": 0.14, "top": 0.9, "wspace": 0.08}
+        fig, axes = plt.subplots(1, n, figsize=(6 * n, 4), sharey=True, squeeze=False, gridspec_kw=grid)
         for ax, result in zip(axes[0], results, strict=True):
             draw(ax, result)
             ax.set_title(result.policy.label)
             ax.grid(True, alpha=0.3)
         axes[0][0].legend(loc="best", fontsize="small")
-        fig.tight_layout()
         path = out / f"{name}.png"
         fig.savefig(path, dpi=100, metadata=_METADATA)
         plt.close(fig)
