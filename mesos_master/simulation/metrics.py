@@ -87,8 +87,8 @@ def figures(
     n = max(1, buckets)
     width = span / n
     roles = sorted({r.role for r in records})
-    held = {name: [0.0] * n for name in _RESOURCES}  # resource-seconds per bucket
-    by_role = {role: {name: [0.0] * n for name in totals} for role in roles}
+    held = {name: [0.0] * (2 * n) for name in _RESOURCES}  # resource-seconds per bucket (see _spread)
+    by_role = {role: {name: [0.0] * (2 * n) for name in totals} for role in roles}
     for r in records:
         if r.start is None:
             continue
@@ -100,6 +100,8 @@ def figures(
                 _spread(held[name], r.start, stop, amount, width)
             if name in totals:
                 _spread(by_role[r.role][name], r.start, stop, amount, width)
+    held = {name: _integrate(series) for name, series in held.items()}
+    by_role = {role: {name: _integrate(series) for name, series in per.items()} for role, per in by_role.items()}
     utilization = {
         name: [v / (width * totals[name]) if totals.get(name) else 0.0 for v in held[name]] for name in _RESOURCES
     }
@@ -134,17 +136,33 @@ def figures(
 
 
 def _spread(series: list[float], start: float, stop: float, amount: float, width: float) -> None:
-    """Add `amount` x the time [start, stop) overlaps each bucket."""
-    n = len(series)
+    """Add `amount` x the time [start, stop) overlaps each bucket: the partial first and last buckets here, the
+    whole ones between as a difference (`_integrate` adds them up), so that a long task costs no more than a
+    short one."""
+    n = len(series) // 2  # the buckets, then their differences
     end = min(stop, n * width)
     if end <= start:
         return
-    first = int(start // width)
-    last = min(n - 1, int(end // width))
-    for i in range(first, last + 1):
-        lo, hi = max(start, i * width), min(end, (i + 1) * width)
-        if hi > lo:
-            series[i] += amount * (hi - lo)
+    first, last = int(start // width), min(n - 1, int(end // width))
+    if first == last:
+        series[first] += amount * (end - start)
+        return
+    series[first] += amount * ((first + 1) * width - start)
+    if last * width < end:
+        series[last] += amount * (end - last * width)
+    if last > first + 1:  # whole buckets first+1 .. last-1, as a difference in the second half
+        series[n + first + 1] += amount * width
+        series[n + last] -= amount * width
+
+
+def _integrate(series: list[float]) -> list[float]:
+    """The buckets of a series `_spread` filled: its partial amounts plus the running sum of its differences."""
+    half = len(series) // 2
+    out, running = [], 0.0
+    for i in range(half):
+        running += series[half + i]
+        out.append(series[i] + running)
+    return out
 
 
 def _waits(records: Sequence[TaskRecord]) -> dict[str, float]:

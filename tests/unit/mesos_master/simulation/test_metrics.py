@@ -41,3 +41,24 @@ def test_a_horizon_cuts_and_running_tasks_count_to_it() -> None:
 def test_percentile_is_nearest_rank(p: float, want: float) -> None:
     assert percentile([4.0, 1.0, 3.0, 2.0], p) == want
     assert percentile([], p) == 0.0
+
+
+def test_bucketed_utilization_equals_the_plain_integral() -> None:
+    """The difference-array spread against the overlap of every task with every bucket, summed by hand."""
+    import random
+
+    rng = random.Random(1)
+    records = []
+    for i in range(200):
+        start = rng.uniform(0, 100)
+        end = start + rng.expovariate(0.05) if rng.random() < 0.9 else None
+        records.append(TaskRecord(str(i), "r", 0.0, {"cpus": rng.uniform(0, 3)}, start=start, end=end))
+    f = figures(records, {"cpus": 50.0, "mem": 1.0}, horizon=120.0, buckets=37)
+    width = 120.0 / 37
+    for b in range(37):
+        lo, hi = b * width, (b + 1) * width
+        held = sum(
+            r.resources["cpus"] * max(0.0, min(hi, r.end if r.end is not None else 120.0) - max(lo, r.start or 0.0))
+            for r in records
+        )
+        assert f.utilization["cpus"][b] == pytest.approx(held / (width * 50.0), abs=1e-9)
