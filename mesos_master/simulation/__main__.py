@@ -13,18 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import structlog
-
-from mesos_master.allocator import available_allocators
+from mesos_master.simulation import quiet_logging
 from mesos_master.simulation.frameworks import FITNESS
 from mesos_master.simulation.generate import GeneratorOptions, generate, parse_roles
 from mesos_master.simulation.google import convert
-from mesos_master.simulation.replay import Policy, ReplayResult, replay
+from mesos_master.simulation.replay import Policy, ReplayResult, policy_pair, replay
 from mesos_master.simulation.trace import AgentGroup, TraceError, dump_trace, load_trace, parse_agents, parse_duration
 from scheduler_sdk._daemon.flags import FlagParser, UsageError
 
@@ -142,19 +139,10 @@ def cmd_convert(argv: list[str]) -> int:
 
 
 def policies(a: argparse.Namespace) -> list[Policy]:
-    known = available_allocators()
-    first = Policy(a.allocator, a.fitness)
-    if a.allocator not in known:
-        raise UsageError(f"--allocator: unknown allocator {a.allocator!r} (known: {', '.join(known)})")
-    if a.compare is None:
-        return [first]
-    if a.compare in FITNESS:
-        return [first, Policy(a.allocator, a.compare)]
-    if a.compare in known:
-        return [first, Policy(a.compare, a.fitness)]
-    raise UsageError(
-        f"--compare: {a.compare!r} is neither an allocator ({', '.join(known)}) nor a fitness ({', '.join(FITNESS)})"
-    )
+    try:
+        return policy_pair(a.allocator, a.fitness, a.compare)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 async def replay_all(a: argparse.Namespace) -> list[ReplayResult]:
@@ -191,8 +179,7 @@ def cmd_replay(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # The core and the SDK log as daemons do; a replay is a batch job: only what goes wrong.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logging()
     commands = {"generate": cmd_generate, "convert-google": cmd_convert}
     command = commands.get(argv[0]) if argv else None
     try:

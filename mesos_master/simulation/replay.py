@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiomesos.v1 import agent_pb2
-from mesos_master.allocator import create_allocator
+from mesos_master.allocator import available_allocators, create_allocator
 from mesos_master.cluster import Master
 from mesos_master.registry.memory import MemoryRegistry
 from mesos_master.simulation.agents import Update, VirtualAgents, agent_infos, capacity
 from mesos_master.simulation.frameworks import (
+    FITNESS,
     ServiceAdapter,
     SimFramework,
     call_handler,
@@ -37,7 +38,7 @@ from mesos_master.simulation.frameworks import (
 from mesos_master.simulation.metrics import DEFAULT_BUCKETS, Figures, TaskRecord, figures
 from mesos_master.simulation.trace import AgentGroup, Trace
 
-__all__ = ["Policy", "ReplayResult", "replay"]
+__all__ = ["Policy", "ReplayResult", "policy_pair", "replay"]
 
 _UPDATE, _ARRIVAL, _ALLOCATE, _RUN = 0, 1, 2, 3  # the order of events at one instant
 _IDLE_GRACE = 60.0  # after the last task ended and the last arrival, replay this long for what is queued
@@ -55,6 +56,26 @@ class Policy:
     def check(self) -> None:
         fitness(self.fitness)
         create_allocator(self.allocator)
+
+
+def policy_pair(allocator: str, fitness_name: str, compare: str | None = None) -> list[Policy]:
+    """The policy, and with `compare` (an allocator or a fitness name) the second one beside it; ValueError for
+    an unknown name."""
+    known = available_allocators()
+    if allocator not in known:
+        raise ValueError(f"--allocator: unknown allocator {allocator!r} (known: {', '.join(known)})")
+    if fitness_name not in FITNESS:
+        raise ValueError(f"--fitness: unknown fitness {fitness_name!r} (known: {', '.join(FITNESS)})")
+    first = Policy(allocator, fitness_name)
+    if not compare:
+        return [first]
+    if compare in FITNESS:
+        return [first, Policy(allocator, compare)]
+    if compare in known:
+        return [first, Policy(compare, fitness_name)]
+    raise ValueError(
+        f"--compare: {compare!r} is neither an allocator ({', '.join(known)}) nor a fitness ({', '.join(FITNESS)})"
+    )
 
 
 @dataclass
