@@ -21,7 +21,7 @@ from mesos_master.simulation import quiet_logging
 from mesos_master.simulation.frameworks import FITNESS
 from mesos_master.simulation.generate import GeneratorOptions, generate, parse_roles
 from mesos_master.simulation.google import convert
-from mesos_master.simulation.replay import Policy, ReplayResult, policy_pair, replay
+from mesos_master.simulation.replay import DEFAULT_LOOP_INTERVAL, Policy, ReplayResult, policy_pair, replay
 from mesos_master.simulation.trace import AgentGroup, TraceError, dump_trace, load_trace, parse_agents, parse_duration
 from scheduler_sdk._daemon.flags import FlagParser, UsageError
 
@@ -60,6 +60,12 @@ def replay_parser() -> FlagParser:
     p.add_argument("--until", type=_duration, default=None, help="stop at this trace time (e.g. 24h)")
     p.add_argument("--seed", type=int, default=0, help="the seed of a random policy")
     p.add_argument("--allocation-interval", type=_duration, default=1.0, help="seconds between allocation cycles")
+    p.add_argument(
+        "--loop-interval",
+        type=_duration,
+        default=DEFAULT_LOOP_INTERVAL,
+        help="the frameworks' scheduling loop: at most one engine run per interval (PlacementScheduler's default)",
+    )
     p.add_argument("--out", type=Path, default=None, help="write summary.json and the PNG plots into this directory")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     return p
@@ -151,7 +157,15 @@ async def replay_all(a: argparse.Namespace) -> list[ReplayResult]:
     if agents is None:
         raise UsageError(f"{a.trace} has no agents line: give --agents, e.g. --agents '{DEFAULT_AGENTS}'")
     return [
-        await replay(trace, agents, p, seed=a.seed, until=a.until, allocation_interval=a.allocation_interval)
+        await replay(
+            trace,
+            agents,
+            p,
+            seed=a.seed,
+            until=a.until,
+            allocation_interval=a.allocation_interval,
+            loop_interval=a.loop_interval,
+        )
         for p in policies(a)
     ]
 

@@ -41,6 +41,7 @@ from mesos_master.simulation.trace import AgentGroup, Trace
 __all__ = ["Policy", "ReplayResult", "policy_pair", "replay"]
 
 _UPDATE, _ARRIVAL, _ALLOCATE, _RUN = 0, 1, 2, 3  # the order of events at one instant
+DEFAULT_LOOP_INTERVAL = 0.05  # PlacementScheduler's own default
 _IDLE_GRACE = 60.0  # after the last task ended and the last arrival, replay this long for what is queued
 
 
@@ -108,8 +109,17 @@ class ReplayResult:
 
 class _Replay:
     def __init__(
-        self, trace: Trace, agents: list[AgentGroup], policy: Policy, *, seed: int, interval: float, latency: float
+        self,
+        trace: Trace,
+        agents: list[AgentGroup],
+        policy: Policy,
+        *,
+        seed: int,
+        interval: float,
+        latency: float,
+        loop_interval: float,
     ) -> None:
+        self.loop_interval = loop_interval
         self.trace = trace
         self.policy = policy
         self.now = 0.0
@@ -145,7 +155,9 @@ class _Replay:
     def framework(self, role: str) -> SimFramework:
         fw = self.frameworks.get(role)
         if fw is None:
-            fw = self.frameworks[role] = SimFramework(role, self.policy.fitness, self._clock, self.records)
+            fw = self.frameworks[role] = SimFramework(
+                role, self.policy.fitness, self._clock, self.records, loop_interval=self.loop_interval
+            )
             fw.subscribe(self.master)
             self.adapter.changed(allocate=True)  # as the servicer does when a framework subscribes
             self.by_id[fw.framework_id] = fw
@@ -288,12 +300,22 @@ async def replay(
     until: float | None = None,
     allocation_interval: float = 1.0,
     launch_latency: float = 0.0,
+    loop_interval: float = DEFAULT_LOOP_INTERVAL,
     buckets: int = DEFAULT_BUCKETS,
 ) -> ReplayResult:
     """Replay `trace` on `agents` under `policy`; the figures cover [0, until] (default: to the last end).
-    `launch_latency`: the seconds from RUN_TASKS to RUNNING (a real agent's process start)."""
+    `launch_latency`: the seconds from RUN_TASKS to RUNNING (a real agent's process start); `loop_interval`: the
+    frameworks' (`PlacementScheduler`'s: at most one engine run per interval)."""
     started, cpu = time.perf_counter(), time.process_time()
-    r = _Replay(trace, agents, policy, seed=seed, interval=allocation_interval, latency=launch_latency)
+    r = _Replay(
+        trace,
+        agents,
+        policy,
+        seed=seed,
+        interval=allocation_interval,
+        latency=launch_latency,
+        loop_interval=loop_interval,
+    )
     await r.run(until)
     records = r.records_with_why()
     wall = time.perf_counter() - started
