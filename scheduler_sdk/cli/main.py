@@ -32,6 +32,7 @@ from scheduler_sdk.cli import local as local_cli
 from scheduler_sdk.cli import maintenance as maintenance_cli
 from scheduler_sdk.cli import masters as masters_cli
 from scheduler_sdk.cli import policy as policy_cli
+from scheduler_sdk.cli import simulate as simulate_cli
 from scheduler_sdk.cli import simulate_agents as simulate_agents_cli
 from scheduler_sdk.cli import tables
 from scheduler_sdk.cli import task as task_cli
@@ -103,6 +104,7 @@ def build_parser() -> FlagParser:
     jobs_cli.add_parsers(sub, with_master)
     simulate_agents_cli.add_parsers(sub, with_master)
     certs_cli.add_parsers(sub)
+    simulate_cli.add_parsers(sub)
 
     teardown = with_master(sub.add_parser("teardown", help="remove a framework and kill its tasks"))
     teardown.add_argument("framework_id")
@@ -416,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
     elif argv and argv[0] in DAEMONS:
         # The daemons parse their own flags (and print their own --help).
         os.execv(sys.executable, [sys.executable, "-m", DAEMONS[argv[0]], *argv[1:]])
+    elif argv and argv[0] == "simulate":  # the simulator parses its own flags too (it runs the master's core)
+        raise SystemExit(simulate_cli.run(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = COMMANDS[args.command]
