@@ -1,4 +1,5 @@
-"""`make bench`: every benchmark in turn; figures go to stdout and bench/results/*.jsonl."""
+"""`make bench`: every benchmark in turn; figures go to stdout and bench/results/*.jsonl. `--large`
+(`make bench-large`): the cluster-scale runs instead."""
 
 from __future__ import annotations
 
@@ -26,12 +27,26 @@ BENCHMARKS = [
     ["bench.events", "--watchers", "1,10"],  # events/s the operator event stream sustains to 10 watchers (issue 13)
     # the web UI's first paint on a cluster of 1,000 tasks, in headless chromium (issue 13)
     ["bench.webui", "--tasks", "1000"],
+    # issue 14, scale: simulated agents on one secure master (attach rate, RSS, operator calls, pings, allocation,
+    # placements/s), the allocation cycle in pieces through the core, one placement-SDK framework, the simulator
+    ["bench.scale", "--quick"],
+    ["bench.allocator", "--core", "--agents", "5000", "--frameworks", "100", "--rounds", "3"],
+    ["bench.scale_placement", "--agents", "5000", "--tasks", "20000", "--processes", "1"],
+    ["bench.simulate", "--quick"],
+]
+
+#: `python -m bench.all --large` (`make bench-large`): the cluster-scale runs, 30-40 minutes on 2 cores.
+LARGE = [
+    ["bench.scale"],  # 10k / 25k / 50k agents, then 1,000 frameworks and placements
+    ["bench.allocator", "--core", "--agents", "50000", "--frameworks", "1000", "--rounds", "3"],
+    ["bench.scale_placement", "--agents", "20000", "--tasks", "20000", "--processes", "1"],
+    ["bench.simulate"],  # a day of a 1,000-host trace
 ]
 
 
 def main() -> None:
     failed = 0
-    for argv in BENCHMARKS:
+    for argv in LARGE if "--large" in sys.argv[1:] else BENCHMARKS:
         print(f"== python -m {' '.join(argv)}", flush=True)
         failed += subprocess.call([sys.executable, "-m", *argv]) != 0
     raise SystemExit(1 if failed else 0)
