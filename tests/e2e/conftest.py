@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from scheduler_sdk.operator import OperatorClient
 from scheduler_sdk.security.config import CONFIG_ENV
 from scheduler_sdk.security.local import LocalCertificates
 from tests.conftest import module_tmp_path
-from tests.e2e.harness import eventually
+from tests.e2e.harness import eventually, module_cluster_of
 
 FAST_AGENT = ["--status-update-retry-min", "1", "--status-update-retry-max", "4"]
 FAST_MASTER = ["--allocation-interval", "0.2", "--heartbeat-interval", "5"]
@@ -37,12 +36,7 @@ def module_cluster(tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCe
     of a cluster is bound to one (its daemons are processes)."""
     work_dir = module_tmp_path(tmp_path_factory, "cluster")
     c = LocalCluster(work_dir, agents=2, master_flags=list(FAST_MASTER), agent_flags=list(FAST_AGENT))
-    try:
-        asyncio.run(c.start())
-        yield c
-    finally:
-        leftovers = asyncio.run(c.stop())
-    assert leftovers == [], f"cgroups left behind: {leftovers}"
+    yield from module_cluster_of(c)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ from aiomesos.v1 import scheduler_pb2 as spb
 from aiomesos.v1 import tasks_pb2 as tpb
 from scheduler_sdk.channels import open_channel
 from scheduler_sdk.driver import Scheduler, SchedulerDriver
+from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.operator import AgentClient, OperatorClient
 from scheduler_sdk.resources import Resources
 from scheduler_sdk.security.config import ClientConfig, load_client_config
@@ -133,6 +134,18 @@ class Recorder(Scheduler):
                 continue
             if agent_id is None or offer.agent_id == agent_id:
                 return offer
+
+
+def module_cluster_of(cluster: LocalCluster) -> Iterator[LocalCluster]:
+    """A module-scoped fixture's body: start `cluster` (outside the tests' event loops: nothing of a cluster is
+    bound to one, its daemons are processes), yield it, stop it, and check, once after the module's last test,
+    that it left no cgroup behind."""
+    try:
+        asyncio.run(cluster.start())
+        yield cluster
+    finally:
+        leftovers = asyncio.run(cluster.stop())
+    assert leftovers == [], f"cgroups left behind: {leftovers}"
 
 
 @contextlib.asynccontextmanager

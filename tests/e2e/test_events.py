@@ -27,7 +27,7 @@ from scheduler_sdk.security.config import ClientConfig
 from scheduler_sdk.security.local import LocalCertificates
 from tests.conftest import module_tmp_path
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
-from tests.e2e.harness import Recorder, eventually, framework, master_channel, task
+from tests.e2e.harness import Recorder, eventually, framework, master_channel, module_cluster_of, task
 from tests.e2e.test_cli import aiomesos_here
 
 pytestmark = [pytest.mark.e2e]
@@ -41,12 +41,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory, cluster_ca: LocalCertifica
     work_dir = module_tmp_path(tmp_path_factory, "events")
     master_flags = [*FAST_MASTER, "--agent-unreachable-timeout", "1"]
     c = LocalCluster(work_dir, agents=1, master_flags=master_flags, agent_flags=list(FAST_AGENT))
-    try:
-        asyncio.run(c.start())
-        yield c
-    finally:
-        leftovers = asyncio.run(c.stop())
-    assert leftovers == [], f"cgroups left behind: {leftovers}"
+    yield from module_cluster_of(c)
 
 
 class Watcher:

@@ -7,7 +7,6 @@ count. A standby master's NOT_SERVING is in test_failover.py (it needs masters o
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +26,7 @@ from scheduler_sdk.local_cluster import LocalCluster
 from scheduler_sdk.security.credentials import add_token
 from tests.conftest import module_tmp_path
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
-from tests.e2e.harness import eventually
+from tests.e2e.harness import eventually, module_cluster_of
 
 pytestmark = pytest.mark.e2e
 
@@ -42,12 +41,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory, cluster_ca: object) -> Ite
         master_flags=list(FAST_MASTER),
         agent_flags=list(FAST_AGENT),
     )
-    try:
-        asyncio.run(c.start())
-        yield c
-    finally:
-        leftovers = asyncio.run(c.stop())
-    assert leftovers == [], f"left behind: {leftovers}"
+    yield from module_cluster_of(c)
 
 
 @pytest.fixture

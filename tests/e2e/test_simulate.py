@@ -23,6 +23,7 @@ from mesos_master.simulation.trace import parse_agents, parse_trace
 from scheduler_sdk.local_cluster import LocalCluster
 from tests.conftest import module_tmp_path
 from tests.e2e.conftest import FAST_AGENT, FAST_MASTER
+from tests.e2e.harness import module_cluster_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cgroups]
 
@@ -49,12 +50,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         master_flags=list(FAST_MASTER),
         agent_flags=list(FAST_AGENT),
     )
-    try:
-        asyncio.run(c.start())
-        yield c
-    finally:
-        leftovers = asyncio.run(c.stop())
-    assert leftovers == [], f"cgroups left behind: {leftovers}"
+    yield from module_cluster_of(c)
 
 
 def test_the_replay_agrees_with_a_real_run(cluster: LocalCluster, tmp_path: Path) -> None:
