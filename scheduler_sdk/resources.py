@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiomesos.v1 import resources_pb2 as pb
 from scheduler_sdk.enums import enum_name
@@ -111,6 +111,10 @@ class Resources:
     _scalars: Mapping[_Key, int]  # milli-units
     _ranges: Mapping[_Key, tuple[Range, ...]]
     _sets: Mapping[_Key, frozenset[str]]
+    # What `scalar_sums` and `role_set` computed, kept (the bag never changes): a scrape of 50,000 agents sums
+    # their totals, and must not rebuild every one of them each time.
+    _sums: Mapping[str, float] | None = field(default=None, compare=False, repr=False)
+    _role_set: frozenset[str] | None = field(default=None, compare=False, repr=False)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -330,6 +334,22 @@ class Resources:
 
     def roles(self) -> set[str]:
         return {k[1] for k in (*self._scalars, *self._ranges, *self._sets)}
+
+    def role_set(self) -> frozenset[str]:
+        """`roles()`, computed once and shared."""
+        roles = self._role_set
+        if roles is None:
+            roles = frozenset(self.roles())
+            object.__setattr__(self, "_role_set", roles)
+        return roles
+
+    def scalar_sums(self) -> Mapping[str, float]:
+        """`scalars()`, computed once and shared (read-only: a copy is `scalars()`)."""
+        sums = self._sums
+        if sums is None:
+            sums = self.scalars()
+            object.__setattr__(self, "_sums", sums)
+        return sums
 
     def scalar(self, name: str, role: str | None = None) -> float:
         """The amount of a scalar, summed over roles unless `role` is given."""

@@ -380,3 +380,13 @@ def test_prop_subtracting_scalars_only_is_the_general_subtraction(a: Resources, 
     general = taken + Resources.ports((1, 1))  # port 1 is in no `a`: the same subtraction, by the general path
     assert a.subtract_clamped(taken) == a.subtract_clamped(general)
     assert (a + taken).subtract_clamped(taken) == a
+
+
+def test_the_kept_sums_and_roles_are_those_computed_and_do_not_change_equality() -> None:
+    r = Resources.parse("cpus:2;cpus(eng):1;mem:512;ports:[1-3]")
+    fresh = Resources.parse("cpus:2;cpus(eng):1;mem:512;ports:[1-3]")
+    assert r.scalar_sums() == r.scalars() == {"cpus": 3.0, "mem": 512.0}
+    assert r.scalar_sums() is r.scalar_sums()  # kept, not rebuilt
+    assert r.role_set() == frozenset(r.roles()) == {"*", "eng"}
+    assert r == fresh and hash(r) == hash(fresh)  # what was kept is no part of equality or the hash
+    assert Resources.empty().scalar_sums() == {} and Resources.empty().role_set() == frozenset()
