@@ -190,6 +190,11 @@ async def measure_step(
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     counts = QUICK_AGENTS if args.quick else tuple(int(x) for x in args.agents.split(","))
     frameworks = QUICK_FRAMEWORKS if args.quick and args.frameworks is None else (args.frameworks or 0)
+    # SIGTERM (a timeout, a Ctrl-C elsewhere) cancels the run, so that the finally below stops the master and the
+    # simulate-agents children instead of leaving them running.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     cluster = LocalCluster(work, agents=0, master_flags=[*MASTER_FLAGS, *args.master_flag], log_level="warning")
     await cluster.start()
@@ -304,7 +309,11 @@ def main(argv: list[str] | None = None) -> None:
         args.frameworks = 1000
     if args.calls is None:
         args.calls = 30 if args.quick else 100
-    figures = asyncio.run(run(args))
+    try:
+        figures = asyncio.run(run(args))
+    except asyncio.CancelledError:
+        print("bench.scale: stopped by SIGTERM (the master and the simulated agents were stopped)", file=sys.stderr)
+        raise SystemExit(143) from None
     report("scale", figures)
 
 
