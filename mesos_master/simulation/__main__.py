@@ -74,7 +74,7 @@ def replay_parser() -> FlagParser:
 def generate_parser() -> FlagParser:
     p = FlagParser(prog=f"{PROG} generate", description="Write a synthetic trace (JSON lines).")
     p.add_argument(
-        "--agents", type=_agents, default=parse_agents(DEFAULT_AGENTS), help=f"the cluster ({DEFAULT_AGENTS})"
+        "--agents", type=_agents, default=DEFAULT_AGENTS, help="the cluster: COUNTx RESOURCES[@ATTR=SPREAD,...]"
     )
     p.add_argument("--hours", type=float, default=24.0, help="how long the trace is")
     p.add_argument("--load", type=float, default=0.7, help="the mean share of the cpus asked for")
