@@ -79,6 +79,10 @@ class SubscribeServicer(operator_pb2_grpc.OperatorServicer):
                     return
 
 
+#: Seconds a pending write may take to go out once the subscription has ended, before its status is sent.
+WRITE_GRACE = 1.0
+
+
 async def _write(context: grpc.aio.ServicerContext, message: epb.SubscribeResponse, ended: asyncio.Future[str]) -> bool:
     """Write one message; False (the write given up) if the subscription ends first: a watcher that reads
     nothing any more is told why it was dropped rather than left waiting on a full connection."""
@@ -89,7 +93,19 @@ async def _write(context: grpc.aio.ServicerContext, message: epb.SubscribeRespon
         write.cancel()
         raise
     if not write.done():
-        await cancel_and_wait(write)
+        # The message is with gRPC's core already: cancelling our wait does not take it back, and a status sent
+        # while it is pending fails (GRPC_CALL_ERROR_TOO_MANY_OPERATIONS) and leaves the watcher with no end.
+        # Let it go out first, unless the watcher's connection stays full.
+        try:
+            async with asyncio.timeout(WRITE_GRACE):
+                await asyncio.shield(write)
+        except asyncio.CancelledError:  # the call is cancelled meanwhile: the write goes with it
+            write.cancel()
+            raise
+        except Exception:  # TimeoutError (still pending), or the write failed: the stream ends either way
+            pass
+        if not write.done():
+            await cancel_and_wait(write)
         return False
     write.result()
     return True
